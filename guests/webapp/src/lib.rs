@@ -1,0 +1,163 @@
+//! A reconciler for `WebApp` (examples.capstan.dev/v1alpha1): a Deployment and a Service per app.
+
+use capstan_sdk::k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use capstan_sdk::k8s_openapi::api::core::v1::{
+    Container, ContainerPort, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec,
+};
+use capstan_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use capstan_sdk::{Cache, ComponentHealth, Error, Fetched, Gvk, Manifest, Plan, Plugin, Reconciler, health};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The WebApp custom resource (see `examples/webapp-crd.yaml`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WebApp {
+    /// Standard object metadata.
+    pub metadata: ObjectMeta,
+    /// What the user asks for.
+    pub spec: WebAppSpec,
+}
+
+/// The desired state of a WebApp.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WebAppSpec {
+    /// Container image.
+    pub image: String,
+    /// Number of pods.
+    #[serde(default = "one")]
+    pub replicas: i32,
+    /// Port the container listens on and the Service exposes.
+    pub port: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// What the reconciler observed: its two children.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Observed {
+    deployment: Fetched<Deployment>,
+    service: Fetched<Service>,
+}
+
+/// The WebApp reconciler.
+pub struct WebAppReconciler;
+
+impl Plugin for WebAppReconciler {
+    fn manifest() -> Manifest {
+        Manifest::new("webapp", "0.1.0")
+            .watches_gvk(Gvk::new("examples.capstan.dev", "v1alpha1", "WebApp"))
+            .owns::<Deployment>()
+            .owns::<Service>()
+    }
+}
+
+impl Reconciler for WebAppReconciler {
+    type Object = WebApp;
+    type Observation = Observed;
+
+    fn fetch(app: &WebApp, cache: &Cache) -> Result<Observed, Error> {
+        let (ns, name) = (app.metadata.namespace.as_deref(), app.metadata.name.as_deref().unwrap_or_default());
+        Ok(Observed { deployment: cache.get(ns, name), service: cache.get(ns, name) })
+    }
+
+    fn plan(app: &WebApp, _: &Observed) -> Result<Plan, Error> {
+        if app.spec.image.is_empty() || app.spec.port <= 0 {
+            return Err(Error::invalid_spec("spec.image must be set and spec.port positive"));
+        }
+        let mut plan = Plan::new();
+        plan.apply(&deployment(app))?.apply(&service(app))?;
+        Ok(plan)
+    }
+
+    fn health(_: &WebApp, observed: &Observed) -> Vec<ComponentHealth> {
+        vec![
+            health::deployment("Deployment", observed.deployment.found()),
+            health::exists("Service", observed.service.found()),
+        ]
+    }
+}
+
+capstan_sdk::export!(WebAppReconciler);
+
+fn meta(app: &WebApp) -> ObjectMeta {
+    ObjectMeta { name: app.metadata.name.clone(), namespace: app.metadata.namespace.clone(), labels: Some(labels(app)), ..Default::default() }
+}
+
+fn labels(app: &WebApp) -> BTreeMap<String, String> {
+    BTreeMap::from([("app".to_owned(), app.metadata.name.clone().unwrap_or_default())])
+}
+
+fn deployment(app: &WebApp) -> Deployment {
+    let container = Container {
+        name: "web".into(),
+        image: Some(app.spec.image.clone()),
+        ports: Some(vec![ContainerPort { container_port: app.spec.port, ..Default::default() }]),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: meta(app),
+        spec: Some(DeploymentSpec {
+            replicas: Some(app.spec.replicas),
+            selector: LabelSelector { match_labels: Some(labels(app)), ..Default::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels(app)), ..Default::default() }),
+                spec: Some(PodSpec { containers: vec![container], ..Default::default() }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn service(app: &WebApp) -> Service {
+    Service {
+        metadata: meta(app),
+        spec: Some(ServiceSpec {
+            selector: Some(labels(app)),
+            ports: Some(vec![ServicePort { port: app.spec.port, ..Default::default() }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capstan_sdk::HealthState;
+
+    fn app() -> WebApp {
+        WebApp {
+            metadata: ObjectMeta { name: Some("shop".into()), namespace: Some("default".into()), ..Default::default() },
+            spec: WebAppSpec { image: "nginx:1.27".into(), replicas: 2, port: 8080 },
+        }
+    }
+
+    #[test]
+    fn plans_a_deployment_and_a_service_named_after_the_app() {
+        let observed = WebAppReconciler::fetch(&app(), &Cache::from_objects(vec![])).unwrap();
+        let plan = WebAppReconciler::plan(&app(), &observed).unwrap();
+        let kinds: Vec<_> = plan.applied().map(|o| (o["kind"].clone(), o["metadata"]["name"].clone())).collect();
+        assert_eq!(kinds, vec![("Deployment".into(), "shop".into()), ("Service".into(), "shop".into())]);
+        let dep = plan.applied().next().unwrap();
+        assert_eq!(dep["spec"]["replicas"], 2);
+        assert_eq!(dep["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+    }
+
+    #[test]
+    fn missing_children_are_progressing() {
+        let observed = WebAppReconciler::fetch(&app(), &Cache::from_objects(vec![])).unwrap();
+        let health = WebAppReconciler::health(&app(), &observed);
+        assert!(health.iter().all(|h| h.state == HealthState::Progressing));
+    }
+
+    #[test]
+    fn invalid_spec_is_refused() {
+        let mut bad = app();
+        bad.spec.port = 0;
+        let observed = WebAppReconciler::fetch(&bad, &Cache::from_objects(vec![])).unwrap();
+        assert!(WebAppReconciler::plan(&bad, &observed).is_err());
+    }
+}

@@ -1,0 +1,470 @@
+//! The host's view of the `capstan:controller` contract: manifests, kinds, plans, health, conditions.
+
+use serde::Serialize;
+
+/// The contract version this host implements.
+pub const CONTRACT_VERSION: ContractVersion = ContractVersion {
+    major: 0,
+    minor: 1,
+    patch: 0,
+};
+
+/// The WIT package every plugin's exports belong to.
+pub const PACKAGE: &str = "capstan:controller";
+
+/// A semantic version of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ContractVersion {
+    /// Major version.
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+    /// Patch version.
+    pub patch: u32,
+}
+
+impl ContractVersion {
+    /// Parse `MAJOR.MINOR.PATCH`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.split('.').map(|p| p.parse::<u32>().ok());
+        let v = Self {
+            major: parts.next()??,
+            minor: parts.next()??,
+            patch: parts.next()??,
+        };
+        parts.next().is_none().then_some(v)
+    }
+
+    /// Whether this host loads a plugin built against `plugin`: same major version and not newer
+    /// (for 0.x, the same minor and not newer), so every earlier compatible contract keeps loading.
+    pub fn accepts(&self, plugin: &ContractVersion) -> bool {
+        let same_line =
+            plugin.major == self.major && (self.major != 0 || plugin.minor == self.minor);
+        same_line && plugin <= self
+    }
+}
+
+impl std::fmt::Display for ContractVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// Which world a plugin implements, told from its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    /// `handler-plugin`: event handlers.
+    HandlerPlugin,
+    /// `reconciler-plugin`: a reconciler.
+    ReconcilerPlugin,
+    /// `controller-plugin`: both.
+    ControllerPlugin,
+}
+
+impl World {
+    /// Whether the world exports `handler`.
+    pub fn handles(self) -> bool {
+        matches!(self, Self::HandlerPlugin | Self::ControllerPlugin)
+    }
+
+    /// Whether the world exports `reconciler`.
+    pub fn reconciles(self) -> bool {
+        matches!(self, Self::ReconcilerPlugin | Self::ControllerPlugin)
+    }
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::HandlerPlugin => "handler-plugin",
+            Self::ReconcilerPlugin => "reconciler-plugin",
+            Self::ControllerPlugin => "controller-plugin",
+        })
+    }
+}
+
+/// The group, version and kind of a Kubernetes type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Gvk {
+    /// API group; empty for the core group.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+}
+
+impl Gvk {
+    /// A GVK from its parts.
+    pub fn new(group: &str, version: &str, kind: &str) -> Self {
+        Self {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+        }
+    }
+
+    /// `group/version`, or `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+impl std::fmt::Display for Gvk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.api_version(), self.kind)
+    }
+}
+
+/// A reference to one object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ObjectRef {
+    /// Its type.
+    pub gvk: Gvk,
+    /// Namespace, for namespaced kinds.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// UID, when known.
+    pub uid: Option<String>,
+}
+
+impl ObjectRef {
+    /// Read the reference of an object from its JSON (apiVersion, kind, metadata).
+    pub fn from_json(obj: &serde_json::Value) -> Option<Self> {
+        let s = |p: &str| obj.pointer(p).and_then(|v| v.as_str());
+        let (group, version) = match s("/apiVersion")?.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", s("/apiVersion")?),
+        };
+        Some(Self {
+            gvk: Gvk::new(group, version, s("/kind")?),
+            namespace: s("/metadata/namespace").map(str::to_owned),
+            name: s("/metadata/name")?.to_owned(),
+            uid: s("/metadata/uid").map(str::to_owned),
+        })
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.gvk.kind, ns, self.name),
+            None => write!(f, "{} {}", self.gvk.kind, self.name),
+        }
+    }
+}
+
+/// A Kubernetes API verb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verb {
+    /// get
+    Get,
+    /// list
+    List,
+    /// watch
+    Watch,
+    /// create
+    Create,
+    /// update
+    Update,
+    /// patch
+    Patch,
+    /// delete
+    Delete,
+}
+
+/// How the host writes status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusMode {
+    /// From component health only.
+    Automatic,
+    /// Automatic, decorated by the plugin.
+    Decorate,
+    /// Written by the plugin.
+    Manual,
+}
+
+/// A plugin's manifest, as returned by `describe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Manifest {
+    /// Unique name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Kinds watched.
+    pub watches: Vec<Gvk>,
+    /// Kinds owned.
+    pub owns: Vec<Gvk>,
+    /// Extra access asked for.
+    pub access: Vec<(Gvk, Vec<Verb>)>,
+    /// Status mode.
+    pub status_mode: StatusMode,
+    /// Whether a finalizer is asked for.
+    pub finalizer: bool,
+    /// Whether pod logs are read.
+    pub pod_logs: bool,
+}
+
+impl Manifest {
+    /// Whether the plugin may read (get/list) objects of `gvk`: kinds it watches or owns, or was granted.
+    pub fn may_read(&self, gvk: &Gvk) -> bool {
+        self.watches.contains(gvk)
+            || self.owns.contains(gvk)
+            || self.access.iter().any(|(g, verbs)| {
+                g == gvk && verbs.iter().any(|v| matches!(v, Verb::Get | Verb::List))
+            })
+    }
+
+    /// Check the manifest is usable: a DNS-label name, a version, and at least one watched kind.
+    pub fn validate(&self) -> Result<(), String> {
+        let label_ok = !self.name.is_empty()
+            && self.name.len() <= 63
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !self.name.starts_with('-')
+            && !self.name.ends_with('-');
+        if !label_ok {
+            return Err(format!(
+                "plugin name {:?} is not a DNS label (lowercase letters, digits, '-')",
+                self.name
+            ));
+        }
+        if self.version.is_empty() {
+            return Err("plugin version is empty".into());
+        }
+        if self.watches.is_empty() {
+            return Err("plugin watches no kind".into());
+        }
+        if let Some(g) = self
+            .watches
+            .iter()
+            .chain(&self.owns)
+            .find(|g| g.kind.is_empty() || g.version.is_empty())
+        {
+            return Err(format!("kind {g} has an empty kind or version"));
+        }
+        Ok(())
+    }
+}
+
+/// The categories of reconcile errors (seed 003).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum ErrorCategory {
+    /// Requeue with backoff after a grace period.
+    Infrastructure,
+    /// Stop, fail.
+    Auth,
+    /// Stop, fail.
+    InvalidSpec,
+    /// Stop, fail.
+    MissingUpstreamDependency,
+    /// Progressing, continue.
+    MissingDownstreamDependency,
+    /// Stop, fail.
+    ResourceExhaustion,
+}
+
+/// An error with its category.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CategorizedError {
+    /// Category.
+    pub category: ErrorCategory,
+    /// Description.
+    pub message: String,
+}
+
+impl std::fmt::Display for CategorizedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.category, self.message)
+    }
+}
+
+/// The state of a component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HealthState {
+    /// Ready.
+    Ready,
+    /// Converging.
+    Progressing,
+    /// Partly working.
+    Degraded,
+    /// Failed.
+    Failed,
+    /// Unknown.
+    Unknown,
+}
+
+/// The health of one component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComponentHealth {
+    /// Component name.
+    pub component: String,
+    /// State.
+    pub state: HealthState,
+    /// Reason.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+    /// Errors.
+    pub errors: Vec<CategorizedError>,
+}
+
+/// A condition's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ConditionStatus {
+    /// True.
+    True,
+    /// False.
+    False,
+    /// Unknown.
+    Unknown,
+}
+
+/// How transitions of a condition are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Observability {
+    /// Silent.
+    Silent,
+    /// Info on transition.
+    Info,
+    /// Warning on transition.
+    Warning,
+    /// Warning every reconcile.
+    Error,
+}
+
+/// A condition reported by a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Condition {
+    /// Type.
+    pub condition_type: String,
+    /// Status.
+    pub status: ConditionStatus,
+    /// Reason.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+    /// Observability.
+    pub observability: Observability,
+}
+
+/// One planned action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanEntry {
+    /// Apply with an owner reference.
+    Apply(serde_json::Value),
+    /// Apply without an owner reference.
+    ApplyWithoutOwnerRef(serde_json::Value),
+    /// Delete.
+    Delete(ObjectRef),
+}
+
+/// Status fields and conditions from a plugin's `status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusUpdate {
+    /// Fields to merge into `.status`.
+    pub fields: serde_json::Value,
+    /// Conditions.
+    pub conditions: Vec<Condition>,
+}
+
+/// What `cleanup` achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupOutcome {
+    /// Done: remove the finalizer.
+    Done,
+    /// Call again after this many seconds.
+    RequeueAfter(u32),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_compatibility() {
+        let host = ContractVersion {
+            major: 0,
+            minor: 1,
+            patch: 2,
+        };
+        assert!(host.accepts(&ContractVersion {
+            major: 0,
+            minor: 1,
+            patch: 0
+        }));
+        assert!(!host.accepts(&ContractVersion {
+            major: 0,
+            minor: 1,
+            patch: 3
+        }));
+        assert!(!host.accepts(&ContractVersion {
+            major: 0,
+            minor: 2,
+            patch: 0
+        }));
+        let host1 = ContractVersion {
+            major: 1,
+            minor: 3,
+            patch: 0,
+        };
+        assert!(host1.accepts(&ContractVersion {
+            major: 1,
+            minor: 0,
+            patch: 9
+        }));
+        assert!(!host1.accepts(&ContractVersion {
+            major: 2,
+            minor: 0,
+            patch: 0
+        }));
+        assert_eq!(
+            ContractVersion::parse("0.1.0"),
+            Some(ContractVersion {
+                major: 0,
+                minor: 1,
+                patch: 0
+            })
+        );
+        assert_eq!(ContractVersion::parse("0.1"), None);
+    }
+
+    #[test]
+    fn object_ref_from_json() {
+        let r = ObjectRef::from_json(&serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a", "namespace": "ns"}
+        }))
+        .unwrap();
+        assert_eq!(r.gvk, Gvk::new("apps", "v1", "Deployment"));
+        assert_eq!(r.to_string(), "Deployment ns/a");
+    }
+
+    #[test]
+    fn manifest_validation() {
+        let mut m = Manifest {
+            name: "web".into(),
+            version: "1".into(),
+            watches: vec![Gvk::new("", "v1", "ConfigMap")],
+            owns: vec![],
+            access: vec![],
+            status_mode: StatusMode::Automatic,
+            finalizer: false,
+            pod_logs: false,
+        };
+        assert!(m.validate().is_ok());
+        assert!(m.may_read(&Gvk::new("", "v1", "ConfigMap")));
+        assert!(!m.may_read(&Gvk::new("", "v1", "Secret")));
+        m.name = "Web_App".into();
+        assert!(m.validate().unwrap_err().contains("DNS label"));
+    }
+}

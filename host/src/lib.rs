@@ -1,0 +1,9 @@
+//! Capstan: a Kubernetes reconciliation host whose controller logic runs as WebAssembly components.
+//!
+//! The host owns everything that touches the outside world; plugins hold the logic. See
+//! `ARCHITECTURE.md` in the shared docs and the README.
+
+mod bindings;
+pub mod contract;
+pub mod plugin;
+pub mod status;

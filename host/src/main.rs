@@ -1,0 +1,176 @@
+//! The `capstan` command: validate plugins, and run the host.
+
+use anyhow::Context;
+use capstan::plugin::{Runtime, RuntimeConfig};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Capstan: Kubernetes controllers as sandboxed WebAssembly components.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log filter, e.g. `info` or `capstan=debug` (RUST_LOG overrides it).
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate plugins: print each one's world, contract version and manifest.
+    ///
+    /// Exits non-zero, with a one-line reason per rejected file, if any file is not a valid plugin.
+    Check {
+        /// Plugin files, or directories whose `*.wasm` files are checked.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Precompiled cache directory (default: $XDG_CACHE_HOME/capstan or ~/.cache/capstan).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Compile without reading or writing the precompiled cache.
+        #[arg(long, conflicts_with = "cache_dir")]
+        no_cache: bool,
+    },
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("capstan").join("precompiled"))
+}
+
+fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read directory {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "wasm"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+async fn check(
+    paths: &[PathBuf],
+    json: bool,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let mut config = RuntimeConfig::default();
+    if let Some(dir) = cache_dir {
+        config = config.cache_dir(dir);
+    }
+    let runtime = Runtime::new(config)?;
+    let mut failed = false;
+    for path in expand(paths)? {
+        match runtime.load(Path::new(&path)).await {
+            Ok(plugin) => print_plugin(&plugin, json)?,
+            Err(e) => {
+                failed = true;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "path": path, "error": e.one_line() })
+                    );
+                } else {
+                    eprintln!("rejected {}", e.one_line());
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_plugin(plugin: &capstan::plugin::Plugin, json: bool) -> anyhow::Result<()> {
+    let (info, m) = (plugin.info(), plugin.manifest());
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({ "plugin": info, "manifest": m }))?
+        );
+        return Ok(());
+    }
+    let kinds = |ks: &[capstan::contract::Gvk]| {
+        ks.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "ok {} {} ({})",
+        info.name,
+        info.version,
+        info.path.display()
+    );
+    println!(
+        "   world: {}  contract: capstan:controller@{}  {:?}",
+        info.world, info.contract, info.origin
+    );
+    println!("   sha256: {}", info.hash);
+    println!("   watches: {}", kinds(&m.watches));
+    if !m.owns.is_empty() {
+        println!("   owns: {}", kinds(&m.owns));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Check {
+                paths,
+                json,
+                cache_dir,
+                no_cache,
+            } => {
+                let cache = if no_cache {
+                    None
+                } else {
+                    cache_dir.or_else(default_cache_dir)
+                };
+                check(&paths, json, cache).await
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The plugin runtime: one engine, one linker, the epoch ticker, and loading with validation.
+
+use super::cache::{ArtifactCache, Origin, content_hash};
+use super::host::HostState;
+use super::instance::{CallError, Plugin, PluginInfo};
+use super::limits::Limits;
+use super::world::{self, WorldError};
+use crate::bindings;
+use crate::contract::World;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Errors creating the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine could not be configured.
+    #[error("cannot configure the wasm engine: {0}")]
+    Engine(String),
+    /// The host imports could not be added to the linker.
+    #[error("cannot set up the linker: {0}")]
+    Linker(String),
+    /// The epoch ticker thread could not start.
+    #[error("cannot start the epoch ticker")]
+    Ticker(#[source] std::io::Error),
+}
+
+/// Why a plugin file was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum RejectReason {
+    /// The file could not be read.
+    #[error("cannot read file")]
+    Io(#[source] std::io::Error),
+    /// Not WebAssembly at all.
+    #[error("not a WebAssembly file")]
+    NotWasm,
+    /// A core module rather than a component.
+    #[error("a core WebAssembly module, not a component (build the plugin for wasm32-wasip2)")]
+    CoreModule,
+    /// Compilation failed (truncated or invalid component).
+    #[error("invalid component: {0}")]
+    Compile(String),
+    /// Not a world of this contract, or an incompatible version.
+    #[error(transparent)]
+    World(#[from] WorldError),
+    /// Imports the host does not provide.
+    #[error("imports something the host does not provide: {0}")]
+    Link(String),
+    /// `describe` trapped, timed out or returned too much.
+    #[error("describe failed")]
+    Describe(#[source] CallError),
+    /// The manifest is unusable.
+    #[error("invalid manifest: {0}")]
+    InvalidManifest(String),
+    /// The manifest does not match the world.
+    #[error("world {world} does not match the manifest: {reason}")]
+    WorldMismatch {
+        /// The world.
+        world: World,
+        /// What does not match.
+        reason: String,
+    },
+}
+
+/// A plugin file that was rejected, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {path} rejected")]
+pub struct LoadError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub reason: RejectReason,
+}
+
+impl LoadError {
+    /// `path: reason: cause…` on one line.
+    pub fn one_line(&self) -> String {
+        let mut line = format!("{}: {}", self.path.display(), self.reason);
+        let mut source = std::error::Error::source(&self.reason);
+        while let Some(e) = source {
+            line.push_str(": ");
+            line.push_str(&e.to_string());
+            source = e.source();
+        }
+        line
+    }
+}
+
+/// What loading a directory gave.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Plugins loaded.
+    pub plugins: Vec<Plugin>,
+    /// Files rejected, with reasons.
+    pub rejected: Vec<LoadError>,
+}
+
+/// Runtime configuration.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    cache_dir: Option<PathBuf>,
+    limits: Limits,
+    epoch_tick: Duration,
+    max_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            limits: Limits::default(),
+            epoch_tick: Duration::from_millis(10),
+            max_instances: 256,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Keep precompiled components in `dir`, so a restart deserializes instead of compiling.
+    #[must_use]
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Default limits for every plugin.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How often the epoch advances; the granularity of call deadlines. Default 10 ms.
+    #[must_use]
+    pub fn epoch_tick(mut self, tick: Duration) -> Self {
+        self.epoch_tick = tick;
+        self
+    }
+
+    /// Instances that may exist at once across all plugins (pooling allocator slots). Default 256.
+    #[must_use]
+    pub fn max_instances(mut self, n: u32) -> Self {
+        self.max_instances = n;
+        self
+    }
+}
+
+/// The plugin runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<ArtifactCache>,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Create the engine (pooling allocator, epoch interruption), the linker and the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = config.max_instances;
+        pool.total_component_instances(n)
+            .total_core_instances(n * 2)
+            .total_memories(n)
+            .total_tables(n * 2)
+            .total_stacks(n)
+            .max_memory_size(config.limits.memory_bytes);
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true)
+            .epoch_interruption(true)
+            .concurrency_support(false)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Linker(format!("{e:#}")))?;
+        bindings::ControllerPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Linker(format!("{e:#}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ticker_engine, ticker_stop, tick) = (engine.clone(), stop.clone(), config.epoch_tick);
+        std::thread::Builder::new()
+            .name("capstan-epoch".into())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(RuntimeError::Ticker)?;
+        let cache = config.cache_dir.map(|dir| ArtifactCache::new(dir, &engine));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                limits: config.limits,
+                stop,
+            }),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Default limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Load and validate one plugin file.
+    pub async fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
+        let err = |reason| LoadError {
+            path: path.to_owned(),
+            reason,
+        };
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| err(RejectReason::Io(e)))?;
+        self.load_bytes(path, bytes).await.map_err(err)
+    }
+
+    /// Load and validate a plugin from its bytes; `path` names it in messages.
+    pub async fn load_bytes(&self, path: &Path, bytes: Vec<u8>) -> Result<Plugin, RejectReason> {
+        check_header(&bytes)?;
+        let hash = content_hash(&bytes);
+        let this = self.clone();
+        let compile_hash = hash.clone();
+        let (component, origin) =
+            tokio::task::spawn_blocking(move || this.compile(&compile_hash, &bytes))
+                .await
+                .map_err(|e| RejectReason::Compile(format!("compiler task failed: {e}")))??;
+        let (world, contract) = world::detect(&component, &self.inner.engine)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| RejectReason::Link(format!("{e:#}")))?;
+        let info = PluginInfo {
+            name: String::new(),
+            version: String::new(),
+            world,
+            contract,
+            hash,
+            path: path.to_owned(),
+            origin,
+        };
+        Plugin::new(pre, info, self.inner.limits.clone()).await
+    }
+
+    fn compile(&self, hash: &str, bytes: &[u8]) -> Result<(Component, Origin), RejectReason> {
+        let compiled = match &self.inner.cache {
+            Some(cache) => cache.load_or_compile(&self.inner.engine, hash, bytes),
+            None => Component::new(&self.inner.engine, bytes).map(|c| (c, Origin::Compiled)),
+        };
+        compiled.map_err(|e| RejectReason::Compile(format!("{e:#}")))
+    }
+
+    /// Load every `*.wasm` file in `dir` (sorted by name). Rejected files do not stop the others;
+    /// a second plugin with an already loaded name is rejected.
+    pub async fn load_dir(&self, dir: &Path) -> std::io::Result<LoadReport> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+            .collect();
+        files.sort();
+        let mut report = LoadReport::default();
+        for path in files {
+            match self.load(&path).await {
+                Ok(p) if report.plugins.iter().any(|q| q.name() == p.name()) => {
+                    report.rejected.push(LoadError {
+                        path,
+                        reason: RejectReason::InvalidManifest(format!(
+                            "a plugin named {} is already loaded",
+                            p.name()
+                        )),
+                    })
+                }
+                Ok(p) => report.plugins.push(p),
+                Err(e) => report.rejected.push(e),
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// The first 8 bytes tell a component (`\0asm` + version 0x0d, layer 1) from a core module.
+fn check_header(bytes: &[u8]) -> Result<(), RejectReason> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(RejectReason::CoreModule),
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(()),
+        _ => Err(RejectReason::NotWasm),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_tells_kinds_apart() {
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(RejectReason::NotWasm)
+        ));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(RejectReason::CoreModule)
+        ));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+        assert!(matches!(check_header(b"\0as"), Err(RejectReason::NotWasm)));
+    }
+}

@@ -1,0 +1,186 @@
+//! Per-event status channels (seed 000): bounded, closed once, consumed by the host on its own task.
+//!
+//! The Go original panics on a second close and leaks a goroutine when a handler forgets to close.
+//! Here a second close is a typed [`ChannelError::Closed`], and the host closes a channel the handler
+//! left open when the handler returns (see [`StatusSender::close_if_open`]).
+
+use tokio::sync::mpsc;
+
+/// The capacity of a status channel: `send` waits while this many statuses are unconsumed.
+pub const CAPACITY: usize = 5;
+
+/// The outcome of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub enum EventStatus {
+    /// Not relevant; skipped.
+    Skip,
+    /// Process the event again.
+    Retry,
+    /// Retried as often as allowed; given up.
+    MaxRetryReached,
+    /// Fully processed.
+    #[default]
+    Completed,
+    /// Failed.
+    Failure,
+    /// Under way.
+    Processing,
+    /// Succeeded in part.
+    PartialCompleted,
+}
+
+/// A status reported for one event.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct EventProcessStatus {
+    /// The status.
+    pub status: EventStatus,
+    /// Key/value messages in order.
+    pub messages: Vec<(String, String)>,
+    /// Whether to re-queue the event.
+    pub retry: bool,
+    /// Retry bound; 0 means the host default.
+    pub max_retry: u32,
+    /// Error description.
+    pub error: Option<String>,
+}
+
+/// How a status was delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Delivery {
+    /// `send`: `on-status` is called.
+    Send,
+    /// `send-close`: `on-status` is called and the channel closes.
+    SendClose,
+    /// `skip-close`: recorded, `on-status` is not called, the channel closes.
+    SkipClose,
+}
+
+impl Delivery {
+    /// Whether the plugin's `on-status` is called for a status delivered this way.
+    pub fn calls_on_status(self) -> bool {
+        !matches!(self, Self::SkipClose)
+    }
+}
+
+/// One message on a status channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusMessage {
+    /// The status.
+    pub status: EventProcessStatus,
+    /// How it was delivered.
+    pub delivery: Delivery,
+}
+
+/// Why a status could not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    /// The channel was closed by `send-close` or `skip-close`.
+    #[error("status channel already closed")]
+    Closed,
+    /// The consumer is gone: the event has ended.
+    #[error("event already ended")]
+    Expired,
+}
+
+/// The sending end of a status channel, held by the host on the plugin's behalf.
+#[derive(Debug)]
+pub struct StatusSender {
+    tx: Option<mpsc::Sender<StatusMessage>>,
+}
+
+/// The receiving end, consumed by the host.
+pub type StatusReceiver = mpsc::Receiver<StatusMessage>;
+
+/// A new status channel with capacity [`CAPACITY`].
+pub fn channel() -> (StatusSender, StatusReceiver) {
+    let (tx, rx) = mpsc::channel(CAPACITY);
+    (StatusSender { tx: Some(tx) }, rx)
+}
+
+impl StatusSender {
+    /// Deliver a status, waiting while the channel is full.
+    pub async fn deliver(
+        &mut self,
+        status: EventProcessStatus,
+        delivery: Delivery,
+    ) -> Result<(), ChannelError> {
+        let tx = self.tx.as_ref().ok_or(ChannelError::Closed)?;
+        tx.send(StatusMessage { status, delivery })
+            .await
+            .map_err(|_| ChannelError::Expired)?;
+        if delivery != Delivery::Send {
+            self.tx = None;
+        }
+        Ok(())
+    }
+
+    /// Whether the channel is closed.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_none()
+    }
+
+    /// Close the channel if the handler left it open; returns whether it was open.
+    pub fn close_if_open(&mut self) -> bool {
+        self.tx.take().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn second_close_is_a_typed_error() {
+        let (mut tx, mut rx) = channel();
+        tx.deliver(EventProcessStatus::default(), Delivery::SendClose)
+            .await
+            .unwrap();
+        assert_eq!(
+            tx.deliver(EventProcessStatus::default(), Delivery::SkipClose)
+                .await,
+            Err(ChannelError::Closed)
+        );
+        assert_eq!(rx.recv().await.unwrap().delivery, Delivery::SendClose);
+        assert!(rx.recv().await.is_none(), "closing drops the sender");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn send_waits_while_full() {
+        let (mut tx, mut rx) = channel();
+        for _ in 0..CAPACITY {
+            tx.deliver(EventProcessStatus::default(), Delivery::Send)
+                .await
+                .unwrap();
+        }
+        let blocked = tokio::time::timeout(
+            Duration::from_secs(1),
+            tx.deliver(EventProcessStatus::default(), Delivery::Send),
+        )
+        .await;
+        assert!(blocked.is_err(), "the sixth send waits");
+        rx.recv().await.unwrap();
+        tx.deliver(EventProcessStatus::default(), Delivery::Send)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn consumer_gone_is_expired() {
+        let (mut tx, rx) = channel();
+        drop(rx);
+        assert_eq!(
+            tx.deliver(EventProcessStatus::default(), Delivery::Send)
+                .await,
+            Err(ChannelError::Expired)
+        );
+    }
+
+    #[test]
+    fn host_closes_a_channel_left_open() {
+        let (mut tx, _rx) = channel();
+        assert!(tx.close_if_open());
+        assert!(!tx.close_if_open());
+        assert!(tx.is_closed());
+    }
+}
