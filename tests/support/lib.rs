@@ -1,1 +1,129 @@
-//! Test support.
+//! Test support: builds the guests to wasm32-wasip2 once per test binary and hands out their paths.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+/// The target directory guests are built in (separate from the host's, so no lock is shared).
+pub fn guest_target() -> PathBuf {
+    root().join("target").join("guests")
+}
+
+/// Example guests in `guests/`.
+pub const EXAMPLES: &[&str] = &["deployment-handler", "webapp"];
+
+/// Test-only guests in `tests/guests/`.
+pub const TEST_GUESTS: &[&str] = &[
+    "echo-handler",
+    "forgetful-handler",
+    "retry-handler",
+    "trap-describe",
+    "bad-manifest",
+    "wrong-world",
+    "future-contract",
+    "no-exports",
+];
+
+fn build(workspace: &Path, package: &str) {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            package,
+            "--manifest-path",
+        ])
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(guest_target())
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "building guest {package} failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
+    );
+}
+
+/// Build every guest once (per test binary) and return the path of `name`'s component.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        for g in EXAMPLES {
+            build(&root().join("guests"), g);
+        }
+        for g in TEST_GUESTS {
+            build(&root().join("tests").join("guests"), g);
+        }
+    });
+    let path = guest_target()
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.is_file(),
+        "guest {name} not built at {}",
+        path.display()
+    );
+    path
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// Copy the named guests into a fresh plugins directory.
+#[allow(dead_code)]
+pub fn plugins_dir(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempdir();
+    for n in names {
+        std::fs::copy(guest(n), dir.path().join(format!("{n}.wasm"))).expect("copy guest");
+    }
+    dir
+}
+
+/// A 4 KB-ish apps/v1 Deployment as JSON, for calls and benchmarks.
+#[allow(dead_code)]
+pub fn deployment_json(name: &str) -> String {
+    let env: Vec<serde_json::Value> = (0..40)
+        .map(|i| serde_json::json!({"name": format!("SETTING_{i}"), "value": format!("value-{i}-abcdefghij")}))
+        .collect();
+    serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name, "namespace": "default", "uid": "2f0c7f9e-0000-4000-8000-000000000001",
+            "resourceVersion": "12345", "generation": 3,
+            "labels": {"app": name, "tier": "web", "team": "platform"},
+            "annotations": {"deployment.kubernetes.io/revision": "3"}
+        },
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{
+                    "name": "web", "image": "nginx:1.27",
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    "env": env,
+                    "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}}
+                }]}
+            }
+        },
+        "status": {"replicas": 3, "availableReplicas": 3, "updatedReplicas": 3, "readyReplicas": 3}
+    })
+    .to_string()
+}

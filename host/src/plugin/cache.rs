@@ -72,12 +72,14 @@ impl ArtifactCache {
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, Origin)> {
         let path = self.path_for(hash);
-        if path.is_file() {
+        // Read into memory rather than mmap: a file truncated or replaced under a live mapping would
+        // bring the host down with SIGBUS.
+        if let Ok(artifact) = std::fs::read(&path) {
             // SAFETY: files in the cache directory are written only by `store` below, from
             // `Engine::precompile_component` of an engine with the same compatibility hash (part of
             // the file name); the directory belongs to the host. A corrupt file fails to deserialize
             // (wasmtime checks the header and engine configuration) and is recompiled.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            match unsafe { Component::deserialize(engine, &artifact) } {
                 Ok(component) => return Ok((component, Origin::Cached)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "discarding unusable precompiled artifact")

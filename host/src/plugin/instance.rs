@@ -131,6 +131,8 @@ pub struct HandlerOutcome {
     pub statuses: Vec<(EventProcessStatus, Delivery)>,
     /// Whether the handler left its channel open (the host closed it, with a warning).
     pub left_open: bool,
+    /// Successful `on-status` calls.
+    pub on_status_calls: usize,
     /// Failed `on-status` calls.
     pub on_status_errors: Vec<CallError>,
 }
@@ -424,18 +426,20 @@ impl Plugin {
         let consumer = {
             let (plugin, object) = (self.clone(), object.clone());
             tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut errors = Vec::new();
+                let (mut seen, mut calls, mut errors) = (Vec::new(), 0, Vec::new());
                 while let Some(StatusMessage { status, delivery }) = receiver.recv().await {
-                    if delivery.calls_on_status()
-                        && let Err(e) = plugin.on_status(&object, &status).await
-                    {
-                        tracing::warn!(error = %e, "on-status failed");
-                        errors.push(e);
+                    if delivery.calls_on_status() {
+                        match plugin.on_status(&object, &status).await {
+                            Ok(()) => calls += 1,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "on-status failed");
+                                errors.push(e);
+                            }
+                        }
                     }
                     seen.push((status, delivery));
                 }
-                (seen, errors)
+                (seen, calls, errors)
             })
         };
         let export = event.export();
@@ -468,7 +472,7 @@ impl Plugin {
             .await;
         // Whatever happened, the sender is gone now (closed or dropped with a failed instance),
         // so the consumer ends once it has drained the channel.
-        let (statuses, on_status_errors) = consumer.await.unwrap_or_default();
+        let (statuses, on_status_calls, on_status_errors) = consumer.await.unwrap_or_default();
         let (status, left_open) = result?;
         if left_open {
             tracing::warn!(plugin = self.name(), object = %object, "handler left its status channel open; closed by the host");
@@ -477,6 +481,7 @@ impl Plugin {
             status: convert::event_status_in(status),
             statuses,
             left_open,
+            on_status_calls,
             on_status_errors,
         })
     }

@@ -1,0 +1,84 @@
+//! `capstan check` from the command line: worlds and manifests printed, one-line reasons, exit codes.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+#[path = "../../tests/support/lib.rs"]
+mod support;
+
+use std::process::Command;
+
+fn check(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .arg("check")
+        .arg("--no-cache")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn valid_plugins_print_world_contract_and_manifest() {
+    let (handler, webapp) = (
+        support::guest("deployment-handler"),
+        support::guest("webapp"),
+    );
+    let (ok, stdout, _) = check(&[handler.as_os_str(), webapp.as_os_str()]);
+    assert!(ok);
+    assert!(stdout.contains("ok deployment-handler 0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("world: handler-plugin  contract: capstan:controller@0.1.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("world: reconciler-plugin"), "{stdout}");
+    assert!(
+        stdout.contains("owns: apps/v1/Deployment, v1/Service"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn json_output_is_machine_readable() {
+    let handler = support::guest("deployment-handler");
+    let (ok, stdout, _) = check(&[std::ffi::OsStr::new("--json"), handler.as_os_str()]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["plugin"]["world"], "handler-plugin");
+    assert_eq!(v["manifest"]["watches"][0]["kind"], "Deployment");
+}
+
+#[test]
+fn each_rejection_exits_non_zero_with_one_line() {
+    let dir = support::tempdir();
+    let not_wasm = dir.path().join("notes.wasm");
+    std::fs::write(&not_wasm, "hello").unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let cases = [
+        (not_wasm, "not a WebAssembly file"),
+        (core, "a core WebAssembly module, not a component"),
+        (support::guest("wrong-world"), "not a capstan plugin"),
+        (support::guest("trap-describe"), "describe failed"),
+        (
+            support::guest("future-contract"),
+            "built against contract 0.9.0",
+        ),
+    ];
+    for (path, reason) in cases {
+        let (ok, _, stderr) = check(&[path.as_os_str()]);
+        assert!(!ok, "{} must fail", path.display());
+        let lines: Vec<_> = stderr
+            .lines()
+            .filter(|l| l.starts_with("rejected "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(
+            lines[0].contains(reason) && lines[0].contains(&*path.to_string_lossy()),
+            "{}",
+            lines[0]
+        );
+    }
+}

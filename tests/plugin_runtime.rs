@@ -1,0 +1,342 @@
+//! Loading, validation, the precompiled cache and every reconciler export, with real guests.
+#![allow(clippy::unwrap_used)]
+
+use capstan::contract::{
+    CategorizedError, ErrorCategory, Gvk, HealthState, ObjectRef, PlanEntry, World,
+};
+use capstan::plugin::{
+    CacheReader, Grants, Origin, RejectReason, Runtime, RuntimeConfig, WorldError,
+};
+use capstan_tests::{guest, plugins_dir, tempdir};
+use std::sync::Arc;
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig::default()).unwrap()
+}
+
+async fn reject(bytes_or_guest: Result<Vec<u8>, &str>) -> RejectReason {
+    let dir = tempdir();
+    let path = dir.path().join("x.wasm");
+    match bytes_or_guest {
+        Ok(bytes) => std::fs::write(&path, bytes).unwrap(),
+        Err(name) => {
+            std::fs::copy(guest(name), &path).unwrap();
+        }
+    }
+    let err = runtime().load(&path).await.unwrap_err();
+    assert_eq!(err.path, path, "the error names the file");
+    assert!(err.one_line().starts_with(&path.display().to_string()));
+    err.reason
+}
+
+#[tokio::test]
+async fn example_guests_load_with_their_world_and_manifest() {
+    let rt = runtime();
+    let handler = rt.load(&guest("deployment-handler")).await.unwrap();
+    assert_eq!(handler.info().world, World::HandlerPlugin);
+    assert_eq!(handler.info().contract.to_string(), "0.1.0");
+    assert_eq!(
+        handler.manifest().watches,
+        vec![Gvk::new("apps", "v1", "Deployment")]
+    );
+    let webapp = rt.load(&guest("webapp")).await.unwrap();
+    assert_eq!(webapp.info().world, World::ReconcilerPlugin);
+    assert_eq!(webapp.name(), "webapp");
+    assert_eq!(
+        webapp.manifest().owns,
+        vec![
+            Gvk::new("apps", "v1", "Deployment"),
+            Gvk::new("", "v1", "Service")
+        ]
+    );
+    assert_eq!(webapp.info().hash.len(), 64);
+}
+
+#[tokio::test]
+async fn not_wasm_is_rejected() {
+    assert!(matches!(
+        reject(Ok(b"#!/bin/sh\necho hi\n".to_vec())).await,
+        RejectReason::NotWasm
+    ));
+    assert!(matches!(
+        reject(Ok(Vec::new())).await,
+        RejectReason::NotWasm
+    ));
+}
+
+#[tokio::test]
+async fn core_module_is_rejected() {
+    // The smallest valid core module: magic and version 1.
+    assert!(matches!(
+        reject(Ok(b"\0asm\x01\0\0\0".to_vec())).await,
+        RejectReason::CoreModule
+    ));
+}
+
+#[tokio::test]
+async fn truncated_component_is_rejected() {
+    let bytes = std::fs::read(guest("deployment-handler")).unwrap();
+    let reason = reject(Ok(bytes[..bytes.len() / 2].to_vec())).await;
+    assert!(matches!(reason, RejectReason::Compile(_)), "{reason}");
+}
+
+#[tokio::test]
+async fn wrong_world_is_rejected() {
+    let reason = reject(Err("wrong-world")).await;
+    assert!(
+        matches!(reason, RejectReason::World(WorldError::NotAPlugin(ref e)) if e.contains("run")),
+        "{reason}"
+    );
+    let reason = reject(Err("no-exports")).await;
+    assert!(
+        matches!(reason, RejectReason::World(WorldError::NotAPlugin(_))),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn incompatible_contract_is_rejected() {
+    let reason = reject(Err("future-contract")).await;
+    assert!(
+        matches!(
+            reason,
+            RejectReason::World(WorldError::IncompatibleContract { .. })
+        ),
+        "{reason}"
+    );
+    assert!(reason.to_string().contains("0.9.0"), "{reason}");
+}
+
+#[tokio::test]
+async fn trap_in_describe_is_rejected() {
+    let reason = reject(Err("trap-describe")).await;
+    assert!(matches!(reason, RejectReason::Describe(_)), "{reason}");
+    let chain = std::error::Error::source(&reason).unwrap().to_string();
+    assert!(
+        chain.contains("describe") && chain.contains("trapped"),
+        "{chain}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_manifest_is_rejected() {
+    let reason = reject(Err("bad-manifest")).await;
+    assert!(
+        matches!(reason, RejectReason::InvalidManifest(ref m) if m.contains("Bad_Name")),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_loads_the_good_and_reports_the_bad() {
+    let dir = plugins_dir(&[
+        "deployment-handler",
+        "webapp",
+        "trap-describe",
+        "wrong-world",
+    ]);
+    std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+    std::fs::write(dir.path().join("broken.wasm"), "not wasm").unwrap();
+    let report = runtime().load_dir(dir.path()).await.unwrap();
+    let mut names: Vec<_> = report.plugins.iter().map(|p| p.name().to_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["deployment-handler", "webapp"]);
+    let mut rejected: Vec<_> = report
+        .rejected
+        .iter()
+        .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    rejected.sort();
+    assert_eq!(
+        rejected,
+        ["broken.wasm", "trap-describe.wasm", "wrong-world.wasm"]
+    );
+}
+
+#[tokio::test]
+async fn duplicate_names_are_rejected() {
+    let dir = plugins_dir(&["webapp"]);
+    std::fs::copy(guest("webapp"), dir.path().join("webapp-copy.wasm")).unwrap();
+    let report = runtime().load_dir(dir.path()).await.unwrap();
+    assert_eq!(report.plugins.len(), 1);
+    assert!(report.rejected[0].one_line().contains("already loaded"));
+}
+
+#[tokio::test]
+async fn precompiled_cache_skips_compilation_on_restart() {
+    let cache = tempdir();
+    let config = || RuntimeConfig::default().cache_dir(cache.path());
+    let first = Runtime::new(config())
+        .unwrap()
+        .load(&guest("webapp"))
+        .await
+        .unwrap();
+    assert_eq!(first.info().origin, Origin::Compiled);
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    // A new runtime (a restart) deserializes.
+    let second = Runtime::new(config())
+        .unwrap()
+        .load(&guest("webapp"))
+        .await
+        .unwrap();
+    assert_eq!(second.info().origin, Origin::Cached);
+    // A corrupt artifact is recompiled, not trusted.
+    for entry in std::fs::read_dir(cache.path()).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    }
+    let third = Runtime::new(config())
+        .unwrap()
+        .load(&guest("webapp"))
+        .await
+        .unwrap();
+    assert_eq!(third.info().origin, Origin::Compiled);
+}
+
+/// A cache of objects held in memory, standing in for the informers' store.
+struct Objects(Vec<serde_json::Value>);
+
+impl CacheReader for Objects {
+    fn get(
+        &self,
+        gvk: &Gvk,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<String>, CategorizedError> {
+        Ok(self
+            .0
+            .iter()
+            .find(|o| {
+                let r = ObjectRef::from_json(o).unwrap();
+                r.gvk == *gvk && r.namespace.as_deref() == namespace && r.name == name
+            })
+            .map(ToString::to_string))
+    }
+
+    fn list(
+        &self,
+        gvk: &Gvk,
+        _: Option<&str>,
+        _: Option<&str>,
+    ) -> Result<Vec<String>, CategorizedError> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|o| ObjectRef::from_json(o).unwrap().gvk == *gvk)
+            .map(ToString::to_string)
+            .collect())
+    }
+}
+
+fn webapp_json(port: i32) -> (ObjectRef, String) {
+    let obj = serde_json::json!({
+        "apiVersion": "examples.capstan.dev/v1alpha1", "kind": "WebApp",
+        "metadata": {"name": "shop", "namespace": "default", "uid": "u-1"},
+        "spec": {"image": "nginx:1.27", "replicas": 2, "port": port}
+    });
+    (ObjectRef::from_json(&obj).unwrap(), obj.to_string())
+}
+
+#[tokio::test]
+async fn every_reconciler_export_answers() {
+    let plugin = runtime().load(&guest("webapp")).await.unwrap();
+    let (oref, obj) = webapp_json(8080);
+    let deployment: serde_json::Value =
+        serde_json::from_str(&capstan_tests::deployment_json("shop")).unwrap();
+    let grants = Grants {
+        cache: Some(Arc::new(Objects(vec![deployment]))),
+        pod_logs: None,
+    };
+
+    let observation = plugin.fetch(&oref, &obj, grants).await.unwrap().unwrap();
+    assert!(
+        observation.contains("Found"),
+        "the deployment was read from the cache: {observation}"
+    );
+
+    let plan = plugin
+        .plan(&oref, &obj, &observation)
+        .await
+        .unwrap()
+        .unwrap();
+    let kinds: Vec<_> = plan
+        .iter()
+        .map(|e| match e {
+            PlanEntry::Apply(v) => v["kind"].as_str().unwrap().to_owned(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["Deployment", "Service"]);
+
+    let health = plugin.health(&oref, &obj, &observation).await.unwrap();
+    assert_eq!(health[0].component, "Deployment");
+    assert_eq!(
+        health[0].state,
+        HealthState::Ready,
+        "3/3 replicas available in the cached deployment"
+    );
+    assert_eq!(
+        health[1].state,
+        HealthState::Progressing,
+        "no service in the cache"
+    );
+    assert_eq!(
+        health[1].errors[0].category,
+        ErrorCategory::MissingDownstreamDependency
+    );
+
+    let update = plugin
+        .status(
+            &oref,
+            &obj,
+            &observation,
+            &serde_json::json!({"status": "Ready"}),
+        )
+        .await
+        .unwrap();
+    assert!(update.conditions.is_empty());
+    assert_eq!(
+        plugin.cleanup(&oref, &obj).await.unwrap().unwrap(),
+        capstan::contract::CleanupOutcome::Done
+    );
+}
+
+#[tokio::test]
+async fn plan_errors_keep_their_category() {
+    let plugin = runtime().load(&guest("webapp")).await.unwrap();
+    let (oref, obj) = webapp_json(0);
+    let observation = plugin
+        .fetch(&oref, &obj, Grants::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = plugin
+        .plan(&oref, &obj, &observation)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.category, ErrorCategory::InvalidSpec);
+}
+
+#[tokio::test]
+async fn cache_reads_are_refused_without_a_grant() {
+    let plugin = runtime().load(&guest("webapp")).await.unwrap();
+    let (oref, obj) = webapp_json(8080);
+    // No grant (as in the plan phase): every read is an Auth error, surfaced as a failed fetch result.
+    let observation = plugin
+        .fetch(&oref, &obj, Grants::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(observation.contains("Auth"), "{observation}");
+}
+
+#[tokio::test]
+async fn handler_only_plugins_refuse_reconciler_calls() {
+    let plugin = runtime().load(&guest("deployment-handler")).await.unwrap();
+    let (oref, obj) = webapp_json(8080);
+    let err = plugin
+        .fetch(&oref, &obj, Grants::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not export fetch"), "{err}");
+}
