@@ -1,0 +1,148 @@
+//! Benchmarks of the embedded API server through kube-rs: list and watch of 10 000 ConfigMaps,
+//! server-side apply latency (median and p99), and memory per stored object (RSS delta).
+
+use std::time::{Duration, Instant};
+
+use capstan_apiserver::ApiServer;
+use criterion::{Criterion, criterion_main};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+
+const OBJECTS: usize = 10_000;
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(index).copied().unwrap_or_default()
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = rt.block_on(async {
+        ApiServer::builder()
+            .build()
+            .expect("build")
+            .start_loopback()
+            .await
+            .expect("start")
+    });
+    let client = rt.block_on(async { server.client().expect("client") });
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+
+    let before = rss_bytes();
+    let started = Instant::now();
+    rt.block_on(async {
+        futures::stream::iter(0..OBJECTS)
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let cm: ConfigMap = serde_json::from_value(json!({
+                        "metadata": {"name": format!("cm-{i:05}"), "labels": {"app": "bench", "shard": (i % 10).to_string()}},
+                        "data": {"key": format!("value-{i}"), "other": "some configuration text"},
+                    }))
+                    .expect("configmap");
+                    api.create(&PostParams::default(), &cm).await.expect("create");
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+    });
+    let created_in = started.elapsed();
+    let after = rss_bytes();
+    eprintln!(
+        "created {OBJECTS} configmaps in {created_in:?} ({:.1} µs each, 16 in flight); RSS delta {} KiB = {} bytes/object",
+        created_in.as_secs_f64() * 1e6 / OBJECTS as f64,
+        after.saturating_sub(before) / 1024,
+        after.saturating_sub(before) / OBJECTS as u64,
+    );
+
+    let mut group = c.benchmark_group("apiserver");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group.bench_function("list_10k_configmaps", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                assert_eq!(
+                    api.list(&ListParams::default())
+                        .await
+                        .expect("list")
+                        .items
+                        .len(),
+                    OBJECTS
+                )
+            })
+        });
+    });
+    group.bench_function("watch_sees_10k_configmaps", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let stream = api
+                    .watch(&WatchParams::default().timeout(60), "0")
+                    .await
+                    .expect("watch");
+                let mut stream = stream.boxed();
+                let mut seen = 0;
+                while seen < OBJECTS {
+                    match stream.try_next().await.expect("event") {
+                        Some(WatchEvent::Added(_)) => seen += 1,
+                        Some(_) => {}
+                        None => panic!("watch ended after {seen}"),
+                    }
+                }
+            });
+        });
+    });
+    let mut n = 0u64;
+    let mut apply = || {
+        n += 1;
+        let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"n": n.to_string()}});
+        rt.block_on(api.patch(
+            "applied",
+            &PatchParams::apply("bench").force(),
+            &Patch::Apply(config),
+        ))
+        .expect("apply");
+    };
+    group.bench_function("server_side_apply", |b| b.iter(&mut apply));
+    group.finish();
+
+    let mut samples: Vec<Duration> = (0..1000)
+        .map(|_| {
+            let t = Instant::now();
+            apply();
+            t.elapsed()
+        })
+        .collect();
+    samples.sort();
+    eprintln!(
+        "server-side apply over 1000 calls: median {:?}, p99 {:?}",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99)
+    );
+    rt.block_on(async { server.shutdown().await.expect("shutdown") });
+}
+
+/// Criterion entry points.
+mod entry {
+    #![allow(missing_docs)] // criterion_group! generates an undocumented public fn.
+    criterion::criterion_group!(apiserver, super::benches);
+}
+criterion_main!(entry::apiserver);

@@ -1,0 +1,202 @@
+//! Shared server state: the store and the registry behind one lock, plus change notification.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::resource::{CRD_RESOURCE, NAMESPACE_RESOURCE, Registry, ResourceInfo};
+use crate::store::{ObjectKey, Store, StoreError};
+
+/// Namespaces that always exist.
+pub const DEFAULT_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Store and registry, changed together under one lock.
+#[derive(Debug)]
+pub struct Inner {
+    /// Objects and history.
+    pub store: Store,
+    /// Served resources.
+    pub registry: Registry,
+    /// Set when an object was removed, so garbage collection has work.
+    pub removed_any: bool,
+}
+
+/// The state shared by all requests.
+#[derive(Debug)]
+pub struct Cluster {
+    inner: Mutex<Inner>,
+    version: watch::Sender<u64>,
+}
+
+/// The current time as RFC 3339 with second precision.
+#[must_use]
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A new object uid.
+#[must_use]
+pub fn new_uid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Cluster {
+    /// Opens the store (loading `state_dir`), serves stored CRDs and creates the default namespaces.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the state cannot be loaded or written.
+    pub fn open(state_dir: Option<&Path>, history_limit: usize) -> Result<Self, StoreError> {
+        let store = Store::open(state_dir, history_limit)?;
+        let mut registry = Registry::default();
+        for (_, crd) in store.list(CRD_RESOURCE, None, None) {
+            if let Err(error) = registry.set_crd(crd) {
+                tracing::warn!(%error, "stored CustomResourceDefinition is not served");
+            }
+        }
+        let mut inner = Inner {
+            store,
+            registry,
+            removed_any: false,
+        };
+        for ns in DEFAULT_NAMESPACES {
+            let key = (String::new(), (*ns).to_string());
+            if inner.store.get(NAMESPACE_RESOURCE, &key).is_none() {
+                let object = json!({
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": ns, "uid": new_uid(), "creationTimestamp": now(), "generation": 1},
+                    "spec": {"finalizers": ["kubernetes"]},
+                    "status": {"phase": "Active"},
+                });
+                inner.store.put(NAMESPACE_RESOURCE, key, object)?;
+            }
+        }
+        let rv = inner.store.resource_version();
+        Ok(Self {
+            inner: Mutex::new(inner),
+            version: watch::Sender::new(rv),
+        })
+    }
+
+    /// Locks the state. Never hold the guard across an await.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells watchers that the resource version moved.
+    pub fn notify(&self, rv: u64) {
+        self.version.send_if_modified(|current| {
+            let moved = *current != rv;
+            *current = rv;
+            moved
+        });
+    }
+
+    /// A receiver woken on every change.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}
+
+impl Inner {
+    /// Resolves a storage key's resource info.
+    pub fn info(&self, group_resource: &str) -> Option<Arc<ResourceInfo>> {
+        self.registry.by_group_resource(group_resource)
+    }
+
+    /// Stores an object, applying CRD side effects.
+    ///
+    /// # Errors
+    /// [`ApiError::Storage`] when the write is not durable.
+    pub fn put(
+        &mut self,
+        info: &ResourceInfo,
+        key: ObjectKey,
+        object: Value,
+    ) -> Result<Arc<Value>, ApiError> {
+        let stored = self
+            .store
+            .put(&info.group_resource(), key, object)
+            .map_err(ApiError::Storage)?;
+        if info.group_resource() == CRD_RESOURCE
+            && let Err(error) = self.registry.set_crd(&stored)
+        {
+            tracing::warn!(%error, "CustomResourceDefinition is not served");
+        }
+        Ok(stored)
+    }
+
+    /// Removes an object now, with its side effects: a namespace takes its objects along, a CRD its
+    /// custom objects and its served kinds.
+    ///
+    /// # Errors
+    /// [`ApiError::Storage`] when the write is not durable.
+    pub fn remove_now(
+        &mut self,
+        group_resource: &str,
+        key: &ObjectKey,
+    ) -> Result<Option<Arc<Value>>, ApiError> {
+        let removed = self
+            .store
+            .remove(group_resource, key)
+            .map_err(ApiError::Storage)?;
+        let Some(removed) = removed else {
+            return Ok(None);
+        };
+        self.removed_any = true;
+        if group_resource == CRD_RESOURCE {
+            if let Ok(resources) = crate::resource::crd_resources(&removed)
+                && let Some(first) = resources.first()
+            {
+                let gr = first.group_resource();
+                let keys: Vec<ObjectKey> = self
+                    .store
+                    .list(&gr, None, None)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in keys {
+                    self.store.remove(&gr, &k).map_err(ApiError::Storage)?;
+                }
+            }
+            self.registry.remove_crd(&key.1);
+        } else if group_resource == NAMESPACE_RESOURCE {
+            let namespaced: Vec<String> = self
+                .store
+                .resources()
+                .filter(|gr| self.info(gr).is_some_and(|i| i.namespaced))
+                .cloned()
+                .collect();
+            for gr in namespaced {
+                let keys: Vec<ObjectKey> = self
+                    .store
+                    .list(&gr, Some(key.1.as_str()), None)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in keys {
+                    self.store.remove(&gr, &k).map_err(ApiError::Storage)?;
+                }
+            }
+        }
+        Ok(Some(removed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_namespaces_exist() {
+        let cluster = Cluster::open(None, 10).unwrap();
+        let inner = cluster.lock();
+        assert_eq!(
+            inner.store.list(NAMESPACE_RESOURCE, None, None).count(),
+            DEFAULT_NAMESPACES.len()
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! Discovery documents: `/version`, `/api`, `/apis`, `/apis/{group}` and the resource lists.
+
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
+
+use crate::resource::Registry;
+
+/// The Kubernetes version the server reports.
+pub const KUBE_MINOR: &str = "33";
+
+/// `/version`.
+#[must_use]
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBE_MINOR,
+        "gitVersion": format!("v1.{KUBE_MINOR}.0-capstan"),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "none",
+        "compiler": "rustc",
+        "platform": "linux/amd64",
+    })
+}
+
+/// `/api`.
+#[must_use]
+pub fn api_versions(addr: SocketAddr) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr.to_string()}],
+    })
+}
+
+fn group_doc(group: &str, versions: &[String]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    json!({"name": group, "versions": versions, "preferredVersion": versions.first().cloned().unwrap_or_default()})
+}
+
+/// `/apis`.
+#[must_use]
+pub fn group_list(registry: &Registry) -> Value {
+    let groups: Vec<Value> = registry
+        .groups()
+        .iter()
+        .map(|(g, vs)| group_doc(g, vs))
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `/apis/{group}`, if served.
+#[must_use]
+pub fn group(registry: &Registry, name: &str) -> Option<Value> {
+    registry
+        .groups()
+        .iter()
+        .find(|(g, _)| g == name)
+        .map(|(g, vs)| {
+            let mut doc = group_doc(g, vs);
+            doc["kind"] = json!("APIGroup");
+            doc["apiVersion"] = json!("v1");
+            doc
+        })
+}
+
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// `/api/v1` or `/apis/{group}/{version}`, if served.
+#[must_use]
+pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    let resources = registry.resources(group, version);
+    if resources.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for r in resources {
+        let mut doc = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": VERBS,
+        });
+        if !r.short_names.is_empty() {
+            doc["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            doc["categories"] = json!(r.categories);
+        }
+        out.push(doc);
+        if r.status_subresource {
+            out.push(json!({
+                "name": format!("{}/status", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+    }
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": out}),
+    )
+}
+
+/// `/openapi/v3`: the index of per-group-version documents.
+#[must_use]
+pub fn openapi_v3_index(registry: &Registry) -> Value {
+    let mut paths = serde_json::Map::new();
+    paths.insert(
+        "api/v1".into(),
+        json!({"serverRelativeURL": "/openapi/v3/api/v1"}),
+    );
+    for (group, versions) in registry.groups() {
+        for v in versions {
+            let key = format!("apis/{group}/{v}");
+            paths.insert(
+                key.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{key}")}),
+            );
+        }
+    }
+    json!({ "paths": paths })
+}
+
+/// `/openapi/v3/{api/v1|apis/group/version}`: a minimal OpenAPI v3 document listing each kind's
+/// PATCH operation with its `x-kubernetes-group-version-kind` and the `fieldValidation` parameter,
+/// which is what kubectl checks before sending server-side field validation. Schemas are open
+/// (no validation).
+#[must_use]
+pub fn openapi_v3_group(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    let resources = registry.resources(group, version);
+    if resources.is_empty() {
+        return None;
+    }
+    let prefix = if group.is_empty() {
+        "/api/v1".to_string()
+    } else {
+        format!("/apis/{group}/{version}")
+    };
+    let mut paths = serde_json::Map::new();
+    for r in resources {
+        let ns = if r.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
+        let path = format!("{prefix}{ns}/{}/{{name}}", r.plural);
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        let params = json!([
+            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+            {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
+            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        ]);
+        let op = |id: &str| {
+            json!({
+                "operationId": format!("{id}{}", r.kind),
+                "parameters": params,
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": id,
+                "x-kubernetes-group-version-kind": gvk,
+            })
+        };
+        paths.insert(path, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_and_apps() {
+        let registry = Registry::default();
+        let core = resource_list(&registry, "", "v1").unwrap();
+        assert_eq!(core["groupVersion"], "v1");
+        assert!(
+            core["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "pods/status")
+        );
+        let apps = group(&registry, "apps").unwrap();
+        assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
+        assert!(resource_list(&registry, "nope", "v1").is_none());
+        assert!(group_list(&registry)["groups"].as_array().unwrap().len() >= 5);
+        assert!(openapi_v3_index(&registry)["paths"]["apis/apps/v1"].is_object());
+        let doc = openapi_v3_group(&registry, "apps", "v1").unwrap();
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+    }
+}

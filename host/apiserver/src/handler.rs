@@ -1,0 +1,524 @@
+//! HTTP routing: parses Kubernetes API paths and query parameters and dispatches to the verbs.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::cluster::Cluster;
+use crate::discovery;
+use crate::error::ApiError;
+use crate::gc::Propagation;
+use crate::patch::{PATCH_TYPES, PatchKind};
+use crate::selector::Selector;
+use crate::table::{self, IncludeObject};
+use crate::verbs::{DeleteOptions, ListOptions, Target, WriteOptions, present};
+use crate::watch::{self as watcher, WatchParams};
+
+/// Default request body limit (3 MiB, like etcd's default request size).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// State shared by the HTTP handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The objects.
+    pub cluster: Arc<Cluster>,
+    /// The bound address (for `/api`).
+    pub addr: SocketAddr,
+    /// Request body limit.
+    pub max_body_bytes: usize,
+    /// Period of watch bookmarks.
+    pub bookmark_interval: Duration,
+    /// Flips to true on shutdown, ending watches.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A JSON response.
+pub fn json_response(code: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (code, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "encoding a response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn decode_component(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses a query string.
+#[must_use]
+pub fn parse_query(query: &str) -> HashMap<String, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode_component(k), decode_component(v))
+        })
+        .collect()
+}
+
+struct Query(HashMap<String, String>);
+
+impl Query {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+
+    fn selector(&self, key: &str) -> Result<Selector, ApiError> {
+        Selector::parse(self.get(key).unwrap_or_default())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
+    fn number(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        self.get(key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::BadRequest(format!("invalid {key}: {v:?}")))
+            })
+            .transpose()
+    }
+
+    fn list_options(&self) -> Result<ListOptions, ApiError> {
+        Ok(ListOptions {
+            labels: self.selector("labelSelector")?,
+            fields: self.selector("fieldSelector")?,
+            limit: usize::try_from(self.number("limit")?.unwrap_or(0)).unwrap_or(usize::MAX),
+            continue_token: self.get("continue").map(str::to_string),
+        })
+    }
+
+    fn write_options(&self, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
+        let manager = match self.get("fieldManager") {
+            Some(m) if m.len() > 128 => {
+                return Err(ApiError::BadRequest(
+                    "fieldManager must be at most 128 characters".into(),
+                ));
+            }
+            Some(m) => m.to_string(),
+            None => headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ua| ua.split('/').next())
+                .filter(|m| !m.is_empty())
+                .unwrap_or("unknown")
+                .to_string(),
+        };
+        Ok(WriteOptions {
+            manager,
+            dry_run: self.get("dryRun") == Some("All"),
+            force: self.flag("force"),
+        })
+    }
+}
+
+fn accept(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::TooLarge { limit })
+}
+
+fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let media = content_type(headers)
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let value = match media {
+        "" | "application/json" | "*/*" => serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid json: {e}")))?,
+        "application/yaml" => {
+            crate::patch::decode_yaml(body).map_err(|e| ApiError::BadRequest(e.to_string()))?
+        }
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(
+                "application/json, application/yaml".into(),
+            ));
+        }
+    };
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "the body must be a json object".into(),
+        ));
+    }
+    Ok(value)
+}
+
+/// The single handler for every path.
+pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let response = match route(&app, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    response
+}
+
+async fn route(app: &AppState, request: Request) -> Result<Response, ApiError> {
+    let path = request.uri().path().to_string();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let get = request.method() == Method::GET;
+    let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
+    match segments.as_slice() {
+        ["version"] if get => ok(discovery::version()),
+        ["healthz" | "livez" | "readyz"] if get => Ok((StatusCode::OK, "ok").into_response()),
+        ["api"] if get => ok(discovery::api_versions(app.addr)),
+        ["apis"] if get => ok(discovery::group_list(&app.cluster.lock().registry)),
+        ["api", "v1"] if get => {
+            ok(
+                discovery::resource_list(&app.cluster.lock().registry, "", "v1")
+                    .unwrap_or_default(),
+            )
+        }
+        ["apis", group] if get => discovery::group(&app.cluster.lock().registry, group)
+            .map_or(Err(ApiError::UnknownResource), ok),
+        ["apis", group, version] if get => {
+            discovery::resource_list(&app.cluster.lock().registry, group, version)
+                .map_or(Err(ApiError::UnknownResource), ok)
+        }
+        ["openapi", "v3"] if get => ok(discovery::openapi_v3_index(&app.cluster.lock().registry)),
+        ["openapi", "v3", "api", "v1"] if get => {
+            discovery::openapi_v3_group(&app.cluster.lock().registry, "", "v1")
+                .map_or(Err(ApiError::UnknownResource), ok)
+        }
+        ["openapi", "v3", "apis", group, version] if get => {
+            discovery::openapi_v3_group(&app.cluster.lock().registry, group, version)
+                .map_or(Err(ApiError::UnknownResource), ok)
+        }
+        ["api", "v1", rest @ ..] if !rest.is_empty() => {
+            let target = resolve(app, "", "v1", rest)?;
+            resource(app, target, request).await
+        }
+        ["apis", group, version, rest @ ..] if !rest.is_empty() => {
+            let target = resolve(app, group, version, rest)?;
+            resource(app, target, request).await
+        }
+        _ => Err(ApiError::UnknownResource),
+    }
+}
+
+fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
+    let registry = &app.cluster.lock().registry;
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, resource, tail @ ..]
+            if registry.lookup(group, version, resource).is_some() =>
+        {
+            (
+                Some((*ns).to_string()),
+                std::iter::once(*resource)
+                    .chain(tail.iter().copied())
+                    .collect::<Vec<_>>(),
+            )
+        }
+        _ => (None, rest.to_vec()),
+    };
+    let (plural, name, subresource) = match rest.as_slice() {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some((*name).to_string()), None),
+        [plural, name, sub] => (*plural, Some((*name).to_string()), Some((*sub).to_string())),
+        _ => return Err(ApiError::UnknownResource),
+    };
+    let info = registry
+        .lookup(group, version, plural)
+        .ok_or(ApiError::UnknownResource)?;
+    if namespace.is_some() && !info.namespaced {
+        return Err(ApiError::UnknownResource);
+    }
+    if subresource
+        .as_deref()
+        .is_some_and(|s| s != "status" || !info.status_subresource)
+    {
+        return Err(ApiError::UnknownResource);
+    }
+    Ok(Target {
+        info,
+        namespace,
+        name,
+        subresource,
+    })
+}
+
+#[derive(Serialize)]
+struct ListOut<'a> {
+    kind: &'a str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    metadata: Value,
+    items: Vec<Cow<'a, Value>>,
+}
+
+fn list_meta(rv: u64, continue_token: Option<String>) -> Value {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if let Some(token) = continue_token {
+        meta["continue"] = json!(token);
+    }
+    meta
+}
+
+async fn resource(app: &AppState, target: Target, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let query = Query(parse_query(parts.uri.query().unwrap_or_default()));
+    let headers = &parts.headers;
+    let cluster = &app.cluster;
+    let table = table::wants_table(accept(headers))
+        .then(|| IncludeObject::parse(query.get("includeObject")));
+    let info = target.info.clone();
+    match (&parts.method, target.name.is_some()) {
+        (&Method::GET, false) if query.flag("watch") => {
+            if target.namespace.as_ref().is_some_and(|ns| ns.is_empty()) {
+                return Err(ApiError::BadRequest("empty namespace".into()));
+            }
+            let params = WatchParams {
+                target,
+                labels: query.selector("labelSelector")?,
+                fields: query.selector("fieldSelector")?,
+                resource_version: query.number("resourceVersion")?,
+                send_initial_events: query.flag("sendInitialEvents"),
+                bookmarks: query.flag("allowWatchBookmarks"),
+                timeout: query.number("timeoutSeconds")?.map(Duration::from_secs),
+                table,
+            };
+            let stream = watcher::stream(
+                cluster.clone(),
+                params,
+                app.shutdown.clone(),
+                app.bookmark_interval,
+            );
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::from_stream(stream),
+            )
+                .into_response())
+        }
+        (&Method::GET, false) => {
+            let page = cluster.list(&target, &query.list_options()?)?;
+            let meta = list_meta(page.resource_version, page.continue_token);
+            if let Some(include) = table {
+                let objects: Vec<&Value> = page.items.iter().map(AsRef::as_ref).collect();
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::table(&info, &objects, meta, include),
+                ));
+            }
+            let api_version = info.api_version();
+            let items = page
+                .items
+                .iter()
+                .map(|o| {
+                    if o["apiVersion"].as_str() == Some(api_version.as_str()) {
+                        Cow::Borrowed(o.as_ref())
+                    } else {
+                        Cow::Owned(present(&info, o))
+                    }
+                })
+                .collect();
+            Ok(json_response(
+                StatusCode::OK,
+                &ListOut {
+                    kind: &info.list_kind,
+                    api_version: &api_version,
+                    metadata: meta,
+                    items,
+                },
+            ))
+        }
+        (&Method::GET, true) => {
+            let object = cluster.get(&target)?;
+            if let Some(include) = table {
+                let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::table(&info, &[object.as_ref()], meta, include),
+                ));
+            }
+            Ok(json_response(StatusCode::OK, &present(&info, &object)))
+        }
+        (&Method::POST, false) if target.subresource.is_none() => {
+            let bytes = read_body(body, headers, app.max_body_bytes).await?;
+            let object = decode_object(headers, &bytes)?;
+            let created = cluster.create(&target, object, &query.write_options(headers)?)?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &present(&info, &created),
+            ))
+        }
+        (&Method::PUT, true) => {
+            let bytes = read_body(body, headers, app.max_body_bytes).await?;
+            let object = decode_object(headers, &bytes)?;
+            let updated = cluster.update(&target, object, &query.write_options(headers)?)?;
+            Ok(json_response(StatusCode::OK, &present(&info, &updated)))
+        }
+        (&Method::PATCH, true) => {
+            let kind = PatchKind::from_content_type(content_type(headers))
+                .ok_or_else(|| ApiError::UnsupportedMediaType(PATCH_TYPES.into()))?;
+            if kind == PatchKind::Apply && query.get("fieldManager").is_none() {
+                return Err(ApiError::BadRequest(
+                    "fieldManager is required for apply requests".into(),
+                ));
+            }
+            let bytes = read_body(body, headers, app.max_body_bytes).await?;
+            let (object, created) =
+                cluster.patch(&target, kind, &bytes, &query.write_options(headers)?)?;
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json_response(code, &present(&info, &object)))
+        }
+        (&Method::DELETE, named) if target.subresource.is_none() => {
+            let bytes = read_body(body, headers, app.max_body_bytes).await?;
+            let opts = delete_options(&query, &bytes)?;
+            if named {
+                let object = cluster.delete(&target, &opts)?;
+                return Ok(json_response(StatusCode::OK, &present(&info, &object)));
+            }
+            let deleted = cluster.delete_collection(&target, &query.list_options()?, &opts)?;
+            let items = deleted
+                .iter()
+                .map(|o| Cow::Owned(present(&info, o)))
+                .collect();
+            let rv = cluster.lock().store.resource_version();
+            let out = ListOut {
+                kind: &info.list_kind,
+                api_version: &info.api_version(),
+                metadata: list_meta(rv, None),
+                items,
+            };
+            Ok(json_response(StatusCode::OK, &out))
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::BadRequest(format!("the delete options are not valid json: {e}"))
+        })?
+    };
+    let policy = query
+        .get("propagationPolicy")
+        .or_else(|| body["propagationPolicy"].as_str());
+    let propagation = match policy {
+        Some(p) => Propagation::parse(p).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        None if body["orphanDependents"].as_bool() == Some(true) => Propagation::Orphan,
+        None => Propagation::Background,
+    };
+    let dry_run = query.get("dryRun") == Some("All")
+        || body["dryRun"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        propagation,
+        uid: body["preconditions"]["uid"].as_str().map(str::to_string),
+        resource_version: body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string),
+        dry_run,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query("labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&x");
+        assert_eq!(q["labelSelector"], "app=web,tier in (a)");
+        assert_eq!(q["watch"], "1");
+        assert_eq!(q["x"], "");
+        assert_eq!(decode_component("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn delete_options_parse() {
+        let q = Query(parse_query("propagationPolicy=Orphan"));
+        assert_eq!(
+            delete_options(&q, b"").unwrap().propagation,
+            Propagation::Orphan
+        );
+        let q = Query(HashMap::new());
+        let opts = delete_options(
+            &q,
+            br#"{"propagationPolicy":"Foreground","preconditions":{"uid":"u"}}"#,
+        )
+        .unwrap();
+        assert_eq!(opts.propagation, Propagation::Foreground);
+        assert_eq!(opts.uid.as_deref(), Some("u"));
+        assert!(delete_options(&q, b"{").is_err());
+    }
+}

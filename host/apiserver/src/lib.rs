@@ -1,0 +1,31 @@
+//! Embedded Kubernetes-compatible API server: serves the Kubernetes REST API in-process over plain
+//! HTTP so the host, its tests and controller authors can use `kube::Client` and `kubectl` with no
+//! cluster (an envtest that needs no binaries).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = capstan_apiserver::ApiServer::builder().build()?.start_loopback().await?;
+//! let client = server.client()?;
+//! # drop(client);
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod apply;
+pub mod cluster;
+pub mod discovery;
+pub mod error;
+pub mod gc;
+pub mod handler;
+pub mod patch;
+pub mod persist;
+pub mod resource;
+pub mod selector;
+pub mod server;
+pub mod store;
+pub mod table;
+pub mod verbs;
+pub mod watch;
+
+pub use error::ApiError;
+pub use server::{ApiServer, ApiServerBuilder, RunningServer, ServerError, kubeconfig_yaml};

@@ -1,0 +1,127 @@
+//! JSON patch, JSON merge patch and (approximated) strategic merge patch.
+//!
+//! Strategic merge patch is applied as a JSON merge patch: lists are replaced whole and `$patch`
+//! directives are not interpreted. For the kinds served here that covers the common uses
+//! (labels, annotations, replicas, status fields).
+
+use serde_json::Value;
+
+/// A patch that cannot be decoded or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    /// The body is not valid JSON (or YAML for apply).
+    #[error("the body of the patch is malformed")]
+    Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A JSON patch operation failed.
+    #[error("the json patch cannot be applied")]
+    Apply(#[source] json_patch::PatchError),
+    /// A merge patch must be a JSON object.
+    #[error("a merge patch must be a json object")]
+    NotObject,
+}
+
+/// The patch flavours, by content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    /// `application/json-patch+json` (RFC 6902).
+    Json,
+    /// `application/merge-patch+json` (RFC 7386).
+    Merge,
+    /// `application/strategic-merge-patch+json` (applied as a merge patch).
+    StrategicMerge,
+    /// `application/apply-patch+yaml` (server-side apply).
+    Apply,
+}
+
+/// Media types accepted for PATCH.
+pub const PATCH_TYPES: &str = "application/json-patch+json, application/merge-patch+json, \
+application/strategic-merge-patch+json, application/apply-patch+yaml";
+
+impl PatchKind {
+    /// The kind for a `Content-Type` header value (parameters ignored).
+    #[must_use]
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        match content_type.split(';').next().unwrap_or_default().trim() {
+            "application/json-patch+json" => Some(Self::Json),
+            "application/merge-patch+json" => Some(Self::Merge),
+            "application/strategic-merge-patch+json" => Some(Self::StrategicMerge),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => Some(Self::Apply),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes a YAML or JSON document into a JSON value.
+///
+/// # Errors
+/// [`PatchError::Decode`] for malformed input.
+pub fn decode_yaml(body: &[u8]) -> Result<Value, PatchError> {
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
+    serde_yaml::from_slice(body).map_err(|e| PatchError::Decode(Box::new(e)))
+}
+
+/// Applies a JSON, merge or strategic merge patch to `doc` and returns the result (`doc` is
+/// untouched on error).
+///
+/// # Errors
+/// [`PatchError`] for malformed or inapplicable patches.
+pub fn apply_patch(kind: PatchKind, doc: &Value, body: &[u8]) -> Result<Value, PatchError> {
+    let mut out = doc.clone();
+    match kind {
+        PatchKind::Json => {
+            let patch: json_patch::Patch =
+                serde_json::from_slice(body).map_err(|e| PatchError::Decode(Box::new(e)))?;
+            json_patch::patch(&mut out, &patch).map_err(PatchError::Apply)?;
+        }
+        PatchKind::Merge | PatchKind::StrategicMerge | PatchKind::Apply => {
+            let patch: Value =
+                serde_json::from_slice(body).map_err(|e| PatchError::Decode(Box::new(e)))?;
+            if !patch.is_object() {
+                return Err(PatchError::NotObject);
+            }
+            json_patch::merge(&mut out, &patch);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_and_json_patch() {
+        let doc = json!({"a": 1, "b": {"c": 2}});
+        let merged = apply_patch(PatchKind::Merge, &doc, br#"{"b": {"c": null, "d": 3}}"#).unwrap();
+        assert_eq!(merged, json!({"a": 1, "b": {"d": 3}}));
+        let patched = apply_patch(
+            PatchKind::Json,
+            &doc,
+            br#"[{"op": "replace", "path": "/a", "value": 5}]"#,
+        )
+        .unwrap();
+        assert_eq!(patched["a"], 5);
+        assert!(
+            apply_patch(
+                PatchKind::Json,
+                &doc,
+                br#"[{"op": "remove", "path": "/zz"}]"#
+            )
+            .is_err()
+        );
+        assert!(apply_patch(PatchKind::Merge, &doc, b"{oops").is_err());
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            PatchKind::from_content_type("application/merge-patch+json; charset=utf-8"),
+            Some(PatchKind::Merge)
+        );
+        assert_eq!(PatchKind::from_content_type("text/plain"), None);
+        assert_eq!(decode_yaml(b"a: 1\n").unwrap(), json!({"a": 1}));
+    }
+}

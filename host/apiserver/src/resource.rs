@@ -1,0 +1,443 @@
+//! Served resource types: the built-in kinds and the ones defined by CustomResourceDefinitions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+/// One `additionalPrinterColumns` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrinterColumn {
+    /// Column header.
+    pub name: String,
+    /// OpenAPI type: string, integer, number, boolean or date.
+    pub column_type: String,
+    /// Optional OpenAPI format.
+    pub format: String,
+    /// Simple JSONPath into the object, such as `.spec.replicas`.
+    pub json_path: String,
+    /// Description.
+    pub description: String,
+    /// 0 for the default view, higher for `-o wide`.
+    pub priority: i64,
+}
+
+/// A served resource (one group, version and plural name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// API group, empty for core.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// List kind.
+    pub list_kind: String,
+    /// Plural resource name.
+    pub plural: String,
+    /// Singular resource name.
+    pub singular: String,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+    /// Short names for kubectl.
+    pub short_names: Vec<String>,
+    /// Categories such as `all`.
+    pub categories: Vec<String>,
+    /// Whether the `/status` subresource exists.
+    pub status_subresource: bool,
+    /// Printer columns for table output (empty: name and age).
+    pub printer_columns: Vec<PrinterColumn>,
+}
+
+impl ResourceInfo {
+    /// `v1` or `group/version`.
+    #[must_use]
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `plural` or `plural.group`: the storage key shared by all versions.
+    #[must_use]
+    pub fn group_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+}
+
+/// Resource key of CustomResourceDefinitions.
+pub const CRD_RESOURCE: &str = "customresourcedefinitions.apiextensions.k8s.io";
+/// Resource key of namespaces.
+pub const NAMESPACE_RESOURCE: &str = "namespaces";
+
+#[allow(clippy::too_many_arguments)]
+fn builtin(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    short: &[&str],
+    status: bool,
+    all: bool,
+) -> Arc<ResourceInfo> {
+    Arc::new(ResourceInfo {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        list_kind: format!("{kind}List"),
+        plural: plural.into(),
+        singular: kind.to_lowercase(),
+        namespaced,
+        short_names: short.iter().map(|s| (*s).to_string()).collect(),
+        categories: if all { vec!["all".into()] } else { Vec::new() },
+        status_subresource: status,
+        printer_columns: Vec::new(),
+    })
+}
+
+fn builtins() -> Vec<Arc<ResourceInfo>> {
+    vec![
+        builtin(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            true,
+            false,
+        ),
+        builtin(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            true,
+            &["cm"],
+            false,
+            false,
+        ),
+        builtin("", "v1", "Secret", "secrets", true, &[], false, false),
+        builtin("", "v1", "Service", "services", true, &["svc"], true, true),
+        builtin("", "v1", "Pod", "pods", true, &["po"], true, true),
+        builtin(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+            &["pvc"],
+            true,
+            false,
+        ),
+        builtin("", "v1", "Event", "events", true, &["ev"], false, false),
+        builtin(
+            "events.k8s.io",
+            "v1",
+            "Event",
+            "events",
+            true,
+            &["ev"],
+            false,
+            false,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            true,
+            &["deploy"],
+            true,
+            true,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            true,
+            &["sts"],
+            true,
+            true,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            true,
+            &["rs"],
+            true,
+            true,
+        ),
+        builtin("batch", "v1", "Job", "jobs", true, &[], true, true),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            true,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+            true,
+            false,
+        ),
+    ]
+}
+
+/// Why a CustomResourceDefinition cannot be served.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CrdError {
+    /// A required field is missing or empty.
+    #[error("{0} is required")]
+    Missing(&'static str),
+    /// The object name is not `plural.group`.
+    #[error("metadata.name must be spec.names.plural+\".\"+spec.group")]
+    Name,
+    /// `spec.scope` is neither Namespaced nor Cluster.
+    #[error("spec.scope must be Namespaced or Cluster")]
+    Scope,
+    /// The group or kind clashes with a built-in resource.
+    #[error("spec.group must not be a built-in group")]
+    BuiltinGroup,
+}
+
+/// The resources one CRD object serves (one per served version).
+///
+/// # Errors
+/// [`CrdError`] when the CRD is not valid.
+pub fn crd_resources(crd: &Value) -> Result<Vec<Arc<ResourceInfo>>, CrdError> {
+    let spec = &crd["spec"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let group = text(&spec["group"]);
+    if group.is_empty() {
+        return Err(CrdError::Missing("spec.group"));
+    }
+    if builtins().iter().any(|b| b.group == group) {
+        return Err(CrdError::BuiltinGroup);
+    }
+    let names = &spec["names"];
+    let plural = text(&names["plural"]);
+    let kind = text(&names["kind"]);
+    if plural.is_empty() {
+        return Err(CrdError::Missing("spec.names.plural"));
+    }
+    if kind.is_empty() {
+        return Err(CrdError::Missing("spec.names.kind"));
+    }
+    if crd["metadata"]["name"].as_str() != Some(format!("{plural}.{group}").as_str()) {
+        return Err(CrdError::Name);
+    }
+    let namespaced = match spec["scope"].as_str() {
+        Some("Namespaced") => true,
+        Some("Cluster") => false,
+        _ => return Err(CrdError::Scope),
+    };
+    let singular = names["singular"]
+        .as_str()
+        .map_or_else(|| kind.to_lowercase(), str::to_string);
+    let list_kind = names["listKind"]
+        .as_str()
+        .map_or_else(|| format!("{kind}List"), str::to_string);
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let versions = spec["versions"]
+        .as_array()
+        .filter(|v| !v.is_empty())
+        .ok_or(CrdError::Missing("spec.versions"))?;
+    let mut out = Vec::new();
+    for version in versions {
+        let name = text(&version["name"]);
+        if name.is_empty() {
+            return Err(CrdError::Missing("spec.versions[].name"));
+        }
+        if version["served"].as_bool() == Some(false) {
+            continue;
+        }
+        let printer_columns = version["additionalPrinterColumns"]
+            .as_array()
+            .map(|cols| {
+                cols.iter()
+                    .map(|c| PrinterColumn {
+                        name: text(&c["name"]),
+                        column_type: c["type"].as_str().unwrap_or("string").to_string(),
+                        format: text(&c["format"]),
+                        json_path: text(&c["jsonPath"]),
+                        description: text(&c["description"]),
+                        priority: c["priority"].as_i64().unwrap_or(0),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Arc::new(ResourceInfo {
+            group: group.clone(),
+            version: name,
+            kind: kind.clone(),
+            list_kind: list_kind.clone(),
+            plural: plural.clone(),
+            singular: singular.clone(),
+            namespaced,
+            short_names: strings(&names["shortNames"]),
+            categories: strings(&names["categories"]),
+            status_subresource: version["subresources"]["status"].is_object(),
+            printer_columns,
+        }));
+    }
+    Ok(out)
+}
+
+/// The set of served resources.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    builtin: Vec<Arc<ResourceInfo>>,
+    crds: BTreeMap<String, Vec<Arc<ResourceInfo>>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            builtin: builtins(),
+            crds: BTreeMap::new(),
+        }
+    }
+}
+
+impl Registry {
+    /// Every served resource, built-ins first.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceInfo>> {
+        self.builtin.iter().chain(self.crds.values().flatten())
+    }
+
+    /// The resource served at `group/version/plural`.
+    #[must_use]
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceInfo>> {
+        self.all()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+            .cloned()
+    }
+
+    /// Any served version of a storage key (`plural.group`).
+    #[must_use]
+    pub fn by_group_resource(&self, group_resource: &str) -> Option<Arc<ResourceInfo>> {
+        self.all()
+            .find(|r| r.group_resource() == group_resource)
+            .cloned()
+    }
+
+    /// Served groups with their versions, in discovery order (core excluded).
+    #[must_use]
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for r in self.all().filter(|r| !r.group.is_empty()) {
+            match groups.iter_mut().find(|(g, _)| *g == r.group) {
+                Some((_, versions)) if !versions.contains(&r.version) => {
+                    versions.push(r.version.clone())
+                }
+                Some(_) => {}
+                None => groups.push((r.group.clone(), vec![r.version.clone()])),
+            }
+        }
+        groups
+    }
+
+    /// Resources served in one group version.
+    #[must_use]
+    pub fn resources(&self, group: &str, version: &str) -> Vec<Arc<ResourceInfo>> {
+        self.all()
+            .filter(|r| r.group == group && r.version == version)
+            .cloned()
+            .collect()
+    }
+
+    /// Serves (or re-serves) the kinds of a CRD object.
+    ///
+    /// # Errors
+    /// [`CrdError`] when the CRD is not valid.
+    pub fn set_crd(&mut self, crd: &Value) -> Result<(), CrdError> {
+        let resources = crd_resources(crd)?;
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.crds.insert(name, resources);
+        Ok(())
+    }
+
+    /// Stops serving a CRD's kinds.
+    pub fn remove_crd(&mut self, name: &str) {
+        self.crds.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn crd() -> Value {
+        json!({
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com",
+                "scope": "Namespaced",
+                "names": {"plural": "widgets", "kind": "Widget", "shortNames": ["wd"]},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}]}]
+            }
+        })
+    }
+
+    #[test]
+    fn crd_is_served_and_removed() {
+        let mut registry = Registry::default();
+        registry.set_crd(&crd()).unwrap();
+        let info = registry.lookup("example.com", "v1", "widgets").unwrap();
+        assert!(info.status_subresource && info.namespaced);
+        assert_eq!(info.singular, "widget");
+        assert_eq!(info.printer_columns[0].json_path, ".spec.size");
+        registry.remove_crd("widgets.example.com");
+        assert!(registry.lookup("example.com", "v1", "widgets").is_none());
+    }
+
+    #[test]
+    fn crd_name_must_match() {
+        let mut bad = crd();
+        bad["metadata"]["name"] = json!("other");
+        assert_eq!(crd_resources(&bad), Err(CrdError::Name));
+    }
+
+    #[test]
+    fn builtins_resolve() {
+        let registry = Registry::default();
+        assert_eq!(
+            registry.lookup("apps", "v1", "deployments").unwrap().kind,
+            "Deployment"
+        );
+        assert!(registry.groups().iter().any(|(g, _)| g == "batch"));
+    }
+}

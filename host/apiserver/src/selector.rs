@@ -1,0 +1,220 @@
+//! Label and field selectors for list, watch and deletecollection.
+
+use serde_json::Value;
+
+/// A selector that cannot be parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SelectorError {
+    /// The requirement is not understood.
+    #[error("unable to parse requirement: {0:?}")]
+    Syntax(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    Eq(String),
+    NotEq(String),
+    In(Vec<String>),
+    NotIn(Vec<String>),
+    Exists,
+    NotExists,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Requirement {
+    key: String,
+    op: Op,
+}
+
+impl Requirement {
+    fn matches(&self, value: Option<&str>) -> bool {
+        match (&self.op, value) {
+            (Op::Eq(v), Some(x)) => v == x,
+            (Op::Eq(_), None) => false,
+            (Op::NotEq(v), x) => x != Some(v.as_str()),
+            (Op::In(vs), Some(x)) => vs.iter().any(|v| v == x),
+            (Op::In(_), None) => false,
+            (Op::NotIn(vs), x) => x.is_none_or(|x| !vs.iter().any(|v| v == x)),
+            (Op::Exists, x) => x.is_some(),
+            (Op::NotExists, x) => x.is_none(),
+        }
+    }
+}
+
+/// A parsed selector: a conjunction of requirements (empty matches everything).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    requirements: Vec<Requirement>,
+}
+
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+fn set_values(text: &str) -> Result<Vec<String>, SelectorError> {
+    let inner = text
+        .trim()
+        .strip_prefix('(')
+        .and_then(|t| t.strip_suffix(')'))
+        .ok_or_else(|| SelectorError::Syntax(text.to_string()))?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+}
+
+fn parse_requirement(part: &str) -> Result<Requirement, SelectorError> {
+    let err = || SelectorError::Syntax(part.to_string());
+    let part = part.trim();
+    if let Some(key) = part.strip_prefix('!') {
+        let key = key.trim();
+        return if valid_key(key) {
+            Ok(Requirement {
+                key: key.into(),
+                op: Op::NotExists,
+            })
+        } else {
+            Err(err())
+        };
+    }
+    let (key, op) = if let Some((k, v)) = part.split_once("!=") {
+        (k, Op::NotEq(v.trim().into()))
+    } else if let Some((k, v)) = part.split_once("==") {
+        (k, Op::Eq(v.trim().into()))
+    } else if let Some((k, v)) = part.split_once('=') {
+        (k, Op::Eq(v.trim().into()))
+    } else if let Some((k, v)) = part.split_once(" notin ") {
+        (k, Op::NotIn(set_values(v)?))
+    } else if let Some((k, v)) = part.split_once(" in ") {
+        (k, Op::In(set_values(v)?))
+    } else {
+        (part, Op::Exists)
+    };
+    let key = key.trim();
+    if !valid_key(key) {
+        return Err(err());
+    }
+    Ok(Requirement {
+        key: key.into(),
+        op,
+    })
+}
+
+impl Selector {
+    /// Parses `a=b,c!=d,e in (f,g),h notin (i),j,!k`.
+    ///
+    /// # Errors
+    /// [`SelectorError`] for unparseable requirements.
+    pub fn parse(text: &str) -> Result<Self, SelectorError> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        let requirements = split_top_level(text)
+            .into_iter()
+            .map(parse_requirement)
+            .collect::<Result<_, _>>()?;
+        Ok(Self { requirements })
+    }
+
+    /// Whether every requirement is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
+    /// Matches an object's `metadata.labels`.
+    #[must_use]
+    pub fn matches_labels(&self, object: &Value) -> bool {
+        let labels = &object["metadata"]["labels"];
+        self.requirements
+            .iter()
+            .all(|r| r.matches(labels.get(&r.key).and_then(Value::as_str)))
+    }
+
+    /// Matches fields addressed by dotted paths such as `metadata.name` (missing fields read as "").
+    #[must_use]
+    pub fn matches_fields(&self, object: &Value) -> bool {
+        self.requirements.iter().all(|r| {
+            let value = r.key.split('.').try_fold(object, |v, k| v.get(k));
+            let text = match value {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            r.matches(Some(text.as_str()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn label_operators() {
+        let obj = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
+        for (sel, want) in [
+            ("app=web", true),
+            ("app==web", true),
+            ("app!=web", false),
+            ("app in (web,api)", true),
+            ("app notin (web)", false),
+            ("tier", true),
+            ("!tier", false),
+            ("!missing", true),
+            ("missing!=x", true),
+            ("app=web,tier in (back)", false),
+            ("", true),
+        ] {
+            assert_eq!(
+                Selector::parse(sel).unwrap().matches_labels(&obj),
+                want,
+                "{sel}"
+            );
+        }
+    }
+
+    #[test]
+    fn field_selector() {
+        let obj = json!({"metadata": {"name": "a", "namespace": "ns"}});
+        assert!(
+            Selector::parse("metadata.name=a,metadata.namespace!=x")
+                .unwrap()
+                .matches_fields(&obj)
+        );
+        assert!(
+            !Selector::parse("metadata.name=b")
+                .unwrap()
+                .matches_fields(&obj)
+        );
+    }
+
+    #[test]
+    fn bad_selector() {
+        assert!(Selector::parse("a in b").is_err());
+        assert!(Selector::parse("=x").is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! `meta.k8s.io/v1` Table output for `kubectl get`, from printer columns.
+
+use serde_json::{Value, json};
+
+use crate::resource::{PrinterColumn, ResourceInfo};
+
+/// Whether an `Accept` header asks for a Table.
+#[must_use]
+pub fn wants_table(accept: &str) -> bool {
+    accept.split(',').any(|part| {
+        let params: Vec<&str> = part.split(';').map(str::trim).collect();
+        params.contains(&"as=Table")
+            && params.contains(&"g=meta.k8s.io")
+            && params.contains(&"v=v1")
+    })
+}
+
+/// How much of each object a row carries (`includeObject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeObject {
+    /// No object.
+    None,
+    /// `PartialObjectMetadata` (the default).
+    Metadata,
+    /// The full object.
+    Object,
+}
+
+impl IncludeObject {
+    /// Parses the query parameter.
+    #[must_use]
+    pub fn parse(value: Option<&str>) -> Self {
+        match value {
+            Some("None") => Self::None,
+            Some("Object") => Self::Object,
+            _ => Self::Metadata,
+        }
+    }
+}
+
+/// Evaluates a simple JSONPath: `.a.b`, `.a[0].b`, `.a[?(@.type=="Ready")].status`.
+#[must_use]
+pub fn eval_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
+    let path = path.trim().trim_start_matches('{').trim_end_matches('}');
+    let mut cur = object;
+    let mut rest = path.strip_prefix('.').unwrap_or(path);
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('[') {
+            let end = after.find(']')?;
+            let inner = &after[..end];
+            rest = after[end + 1..].trim_start_matches('.');
+            if let Ok(i) = inner.parse::<usize>() {
+                cur = cur.get(i)?;
+            } else {
+                let cond = inner.strip_prefix("?(@.")?.strip_suffix(')')?;
+                let (field, want) = cond.split_once("==")?;
+                let want = want.trim().trim_matches(|c| c == '"' || c == '\'');
+                cur = cur.as_array()?.iter().find(|item| {
+                    eval_path(item, field.trim()).is_some_and(|v| {
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string) == want
+                    })
+                })?;
+            }
+            continue;
+        }
+        let end = rest.find(['.', '[']).unwrap_or(rest.len());
+        cur = cur.get(&rest[..end])?;
+        rest = rest[end..].strip_prefix('.').unwrap_or(&rest[end..]);
+    }
+    Some(cur)
+}
+
+/// Renders a duration the way kubectl does (`5s`, `3m2s`, `4h`, `2d3h`).
+#[must_use]
+pub fn human_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let (m, h, d) = (s / 60, s / 3600, s / 86400);
+    if s < 120 {
+        format!("{s}s")
+    } else if m < 10 {
+        format!("{m}m{}s", s % 60)
+    } else if h < 3 {
+        format!("{m}m")
+    } else if h < 8 {
+        format!("{h}h{}m", m % 60)
+    } else if h < 48 {
+        format!("{h}h")
+    } else if d < 8 {
+        format!("{d}d{}h", h % 24)
+    } else {
+        format!("{d}d")
+    }
+}
+
+fn age(timestamp: &str) -> Value {
+    match chrono::DateTime::parse_from_rfc3339(timestamp) {
+        Ok(t) => Value::String(human_duration(
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds(),
+        )),
+        Err(_) => Value::String("<unknown>".into()),
+    }
+}
+
+fn columns(info: &ResourceInfo) -> Vec<PrinterColumn> {
+    let name = PrinterColumn {
+        name: "Name".into(),
+        column_type: "string".into(),
+        format: "name".into(),
+        json_path: ".metadata.name".into(),
+        description: "Name must be unique within a namespace.".into(),
+        priority: 0,
+    };
+    let mut cols = vec![name];
+    if info.printer_columns.is_empty() {
+        cols.push(PrinterColumn {
+            name: "Age".into(),
+            column_type: "date".into(),
+            format: String::new(),
+            json_path: ".metadata.creationTimestamp".into(),
+            description: "CreationTimestamp is a timestamp representing the server time when this object was created.".into(),
+            priority: 0,
+        });
+    } else {
+        cols.extend(info.printer_columns.iter().cloned());
+    }
+    cols
+}
+
+fn cell(object: &Value, column: &PrinterColumn) -> Value {
+    match eval_path(object, &column.json_path) {
+        None | Some(Value::Null) => Value::Null,
+        Some(Value::String(s)) if column.column_type == "date" => age(s),
+        Some(v) => v.clone(),
+    }
+}
+
+fn row(object: &Value, cols: &[PrinterColumn], include: IncludeObject) -> Value {
+    let cells: Vec<Value> = cols.iter().map(|c| cell(object, c)).collect();
+    let mut row = json!({ "cells": cells });
+    let embedded = match include {
+        IncludeObject::None => None,
+        IncludeObject::Object => Some(object.clone()),
+        IncludeObject::Metadata => Some(json!({
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": object["metadata"],
+        })),
+    };
+    if let (Some(o), Some(map)) = (embedded, row.as_object_mut()) {
+        map.insert("object".into(), o);
+    }
+    row
+}
+
+/// A Table of `objects` with list metadata `list_meta`.
+#[must_use]
+pub fn table(
+    info: &ResourceInfo,
+    objects: &[&Value],
+    list_meta: Value,
+    include: IncludeObject,
+) -> Value {
+    let cols = columns(info);
+    let definitions: Vec<Value> = cols
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": if c.column_type == "date" { "string" } else { c.column_type.as_str() },
+                "format": c.format,
+                "description": c.description,
+                "priority": c.priority,
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": definitions,
+        "rows": objects.iter().map(|o| row(o, &cols, include)).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let obj = json!({"spec": {"size": 3, "items": [{"a": 1}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        assert_eq!(eval_path(&obj, ".spec.size"), Some(&json!(3)));
+        assert_eq!(eval_path(&obj, ".spec.items[0].a"), Some(&json!(1)));
+        assert_eq!(
+            eval_path(&obj, ".status.conditions[?(@.type==\"Ready\")].status"),
+            Some(&json!("True"))
+        );
+        assert_eq!(eval_path(&obj, ".spec.missing"), None);
+    }
+
+    #[test]
+    fn accept_and_durations() {
+        assert!(wants_table(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+        ));
+        assert!(!wants_table("application/json"));
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(185), "3m5s");
+        assert_eq!(human_duration(3 * 86400 + 7200), "3d2h");
+    }
+
+    #[test]
+    fn crd_columns() {
+        let info = ResourceInfo {
+            group: "g".into(),
+            version: "v1".into(),
+            kind: "W".into(),
+            list_kind: "WList".into(),
+            plural: "ws".into(),
+            singular: "w".into(),
+            namespaced: true,
+            short_names: vec![],
+            categories: vec![],
+            status_subresource: false,
+            printer_columns: vec![PrinterColumn {
+                name: "Size".into(),
+                column_type: "integer".into(),
+                format: String::new(),
+                json_path: ".spec.size".into(),
+                description: String::new(),
+                priority: 0,
+            }],
+        };
+        let obj = json!({"metadata": {"name": "a"}, "spec": {"size": 4}});
+        let t = table(&info, &[&obj], json!({}), IncludeObject::Metadata);
+        assert_eq!(t["columnDefinitions"][1]["name"], "Size");
+        assert_eq!(t["rows"][0]["cells"], json!(["a", 4]));
+    }
+}

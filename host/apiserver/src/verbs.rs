@@ -1,0 +1,945 @@
+//! The API verbs on stored objects: get, list, create, update, patch, apply and delete.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+use crate::apply::{self, ApplyError, FieldScope, Writer};
+use crate::cluster::{Cluster, Inner, new_uid, now};
+use crate::error::ApiError;
+use crate::gc::{self, Propagation};
+use crate::patch::{self, PatchKind};
+use crate::resource::{CRD_RESOURCE, NAMESPACE_RESOURCE, ResourceInfo};
+use crate::selector::Selector;
+use crate::store::ObjectKey;
+
+/// The object (or collection) a request addresses.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The resource.
+    pub info: Arc<ResourceInfo>,
+    /// Namespace from the path (None: cluster-scoped or all namespaces).
+    pub namespace: Option<String>,
+    /// Object name from the path.
+    pub name: Option<String>,
+    /// `status` for the status subresource.
+    pub subresource: Option<String>,
+}
+
+/// Options of a write.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// `fieldManager` (or derived from the user agent).
+    pub manager: String,
+    /// `dryRun=All`: compute, do not store.
+    pub dry_run: bool,
+    /// `force` for apply.
+    pub force: bool,
+}
+
+/// Options of a list.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// `labelSelector`.
+    pub labels: Selector,
+    /// `fieldSelector`.
+    pub fields: Selector,
+    /// `limit` (0: all).
+    pub limit: usize,
+    /// `continue` token.
+    pub continue_token: Option<String>,
+}
+
+/// Options of a delete.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    /// How dependents are handled.
+    pub propagation: Propagation,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+/// A page of objects.
+#[derive(Debug)]
+pub struct ListPage {
+    /// The objects.
+    pub items: Vec<Arc<Value>>,
+    /// Resource version of the list.
+    pub resource_version: u64,
+    /// Token for the next page.
+    pub continue_token: Option<String>,
+}
+
+fn encode_token(key: &ObjectKey) -> String {
+    let raw = format!("{}\u{0}{}", key.0, key.1);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_token(token: &str) -> Result<ObjectKey, ApiError> {
+    let bad = || ApiError::BadRequest("invalid continue token".into());
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (ns, name) = text.split_once('\u{0}').ok_or_else(bad)?;
+    Ok((ns.to_string(), name.to_string()))
+}
+
+impl Target {
+    fn resource_name(&self) -> String {
+        self.info.group_resource()
+    }
+
+    fn key(&self) -> Result<ObjectKey, ApiError> {
+        let name = self.name.clone().ok_or(ApiError::MethodNotAllowed)?;
+        Ok((
+            if self.info.namespaced {
+                self.namespace.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            name,
+        ))
+    }
+
+    fn not_found(&self) -> ApiError {
+        ApiError::NotFound {
+            resource: self.resource_name(),
+            name: self.name.clone().unwrap_or_default(),
+        }
+    }
+
+    fn scope(&self) -> FieldScope {
+        if self.subresource.as_deref() == Some("status") {
+            FieldScope::StatusOnly
+        } else if self.info.status_subresource {
+            FieldScope::NoStatus
+        } else {
+            FieldScope::All
+        }
+    }
+
+    fn invalid(&self, name: &str, message: impl Into<String>) -> ApiError {
+        ApiError::Invalid {
+            resource: self.resource_name(),
+            name: name.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Sets `apiVersion` to the version served at the target (objects are stored once per resource).
+#[must_use]
+pub fn present(info: &ResourceInfo, object: &Value) -> Value {
+    let mut out = object.clone();
+    if let Some(map) = out.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(info.api_version()));
+        map.insert("kind".into(), Value::String(info.kind.clone()));
+    }
+    out
+}
+
+fn meta(object: &mut Value) -> &mut Map<String, Value> {
+    if !object.is_object() {
+        *object = json!({});
+    }
+    let Value::Object(root) = object else {
+        unreachable!("made an object above")
+    };
+    let entry = root.entry("metadata").or_insert_with(|| json!({}));
+    if !entry.is_object() {
+        *entry = json!({});
+    }
+    let Value::Object(m) = entry else {
+        unreachable!("made an object above")
+    };
+    m
+}
+
+fn meta_str<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object["metadata"][key].as_str().filter(|s| !s.is_empty())
+}
+
+fn valid_name(name: &str, max: usize, dots: bool) -> bool {
+    let ok_char =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.');
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    !name.is_empty()
+        && name.len() <= max
+        && name.chars().all(ok_char)
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn spec_of(object: &Value) -> Value {
+    let mut v = object.clone();
+    if let Some(map) = v.as_object_mut() {
+        for key in ["metadata", "status", "apiVersion", "kind"] {
+            map.remove(key);
+        }
+    }
+    v
+}
+
+fn check_type(info: &ResourceInfo, body: &Value) -> Result<(), ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::BadRequest(
+            "the body must be a json object".into(),
+        ));
+    }
+    if let Some(kind) = body["kind"].as_str().filter(|k| !k.is_empty())
+        && kind != info.kind
+    {
+        return Err(ApiError::BadRequest(format!(
+            "kind {kind} does not match the expected kind {}",
+            info.kind
+        )));
+    }
+    if let Some(version) = body["apiVersion"].as_str().filter(|k| !k.is_empty())
+        && version != info.api_version()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the api version in the data ({version}) does not match the expected api version ({})",
+            info.api_version()
+        )));
+    }
+    if !body["metadata"].is_null() && !body["metadata"].is_object() {
+        return Err(ApiError::BadRequest("metadata must be an object".into()));
+    }
+    Ok(())
+}
+
+fn normalize_kind_specific(info: &ResourceInfo, object: &mut Value) -> Result<(), String> {
+    match (info.group.as_str(), info.kind.as_str()) {
+        ("", "Secret") => {
+            if let Some(Value::Object(string_data)) =
+                object.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
+                let data = object
+                    .as_object_mut()
+                    .map(|m| m.entry("data").or_insert_with(|| json!({})));
+                if let Some(Value::Object(data)) = data {
+                    for (k, v) in string_data {
+                        let text = v.as_str().unwrap_or_default();
+                        data.insert(
+                            k,
+                            Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        ("", "Namespace") => {
+            if let Some(map) = object.as_object_mut() {
+                map.insert("status".into(), json!({"phase": "Active"}));
+            }
+            Ok(())
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            let resources = crate::resource::crd_resources(object).map_err(|e| e.to_string())?;
+            let storage = object["spec"]["versions"]
+                .as_array()
+                .and_then(|vs| {
+                    vs.iter()
+                        .find(|v| v["storage"].as_bool() == Some(true))
+                        .or(vs.first())
+                })
+                .and_then(|v| v["name"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let time = now();
+            let condition = |t: &str, reason: &str| json!({"type": t, "status": "True", "lastTransitionTime": time, "reason": reason, "message": ""});
+            if let (Some(map), false) = (object.as_object_mut(), resources.is_empty()) {
+                let names = map
+                    .get("spec")
+                    .map(|s| s["names"].clone())
+                    .unwrap_or_default();
+                map.insert(
+                    "status".into(),
+                    json!({
+                        "acceptedNames": names,
+                        "conditions": [condition("NamesAccepted", "NoConflicts"), condition("Established", "InitialNamesAccepted")],
+                        "storedVersions": [storage],
+                    }),
+                );
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn writer<'a>(
+    target: &Target,
+    opts: &'a WriteOptions,
+    api_version: &'a str,
+    time: &'a str,
+) -> Writer<'a> {
+    Writer {
+        manager: &opts.manager,
+        api_version,
+        subresource: if target.scope() == FieldScope::StatusOnly {
+            "status"
+        } else {
+            ""
+        },
+        now: time,
+        scope: target.scope(),
+    }
+}
+
+fn namespace_exists(inner: &Inner, ns: &str) -> bool {
+    inner
+        .store
+        .get(NAMESPACE_RESOURCE, &(String::new(), ns.to_string()))
+        .is_some()
+}
+
+/// Builds the object to store for a create (server fields set). `managed` skips field tracking
+/// when the caller (apply) already did it.
+fn prepare_create(
+    inner: &Inner,
+    target: &Target,
+    mut object: Value,
+    opts: &WriteOptions,
+    managed: bool,
+) -> Result<(ObjectKey, Value), ApiError> {
+    check_type(&target.info, &object)?;
+    let info = &target.info;
+    let namespace = if info.namespaced {
+        let ns = target
+            .namespace
+            .clone()
+            .ok_or_else(|| ApiError::BadRequest("a namespace is required".into()))?;
+        if meta_str(&object, "namespace").is_some_and(|n| n != ns) {
+            return Err(ApiError::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+        if !namespace_exists(inner, &ns) {
+            return Err(ApiError::NotFound {
+                resource: "namespaces".into(),
+                name: ns,
+            });
+        }
+        ns
+    } else {
+        String::new()
+    };
+    let name = match (meta_str(&object, "name"), meta_str(&object, "generateName")) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(prefix)) => format!("{prefix}{}", random_suffix()),
+        (None, None) => {
+            return Err(target.invalid(
+                "",
+                "metadata.name: Required value: name or generateName is required",
+            ));
+        }
+    };
+    let dots = info.group_resource() != NAMESPACE_RESOURCE;
+    if !valid_name(&name, if dots { 253 } else { 63 }, dots) {
+        return Err(target.invalid(
+            &name,
+            format!(
+                "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 name is required"
+            ),
+        ));
+    }
+    if target.name.as_ref().is_some_and(|n| *n != name) {
+        return Err(ApiError::BadRequest(
+            "the name of the object does not match the name on the url".into(),
+        ));
+    }
+    let key = (namespace.clone(), name.clone());
+    if inner.store.get(&info.group_resource(), &key).is_some() {
+        return Err(ApiError::AlreadyExists {
+            resource: target.resource_name(),
+            name,
+        });
+    }
+    if info.status_subresource
+        && let Some(map) = object.as_object_mut()
+    {
+        map.remove("status");
+    }
+    normalize_kind_specific(info, &mut object).map_err(|m| target.invalid(&name, m))?;
+    if let Some(map) = object.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(info.api_version()));
+        map.insert("kind".into(), Value::String(info.kind.clone()));
+    }
+    let time = now();
+    let m = meta(&mut object);
+    m.insert("name".into(), json!(name));
+    if info.namespaced {
+        m.insert("namespace".into(), json!(namespace));
+    } else {
+        m.remove("namespace");
+    }
+    m.insert("uid".into(), json!(new_uid()));
+    m.insert("creationTimestamp".into(), json!(time));
+    m.insert("generation".into(), json!(1));
+    for key in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
+        m.remove(key);
+    }
+    if !managed {
+        m.remove("managedFields");
+        if !opts.manager.is_empty() {
+            let api_version = info.api_version();
+            let create_target = Target {
+                subresource: None,
+                ..target.clone()
+            };
+            apply::record_update(
+                None,
+                &mut object,
+                &writer(&create_target, opts, &api_version, &time),
+            );
+        }
+    }
+    Ok((key, object))
+}
+
+/// Builds the object to store for an update of `old` (server fields kept, status rules applied,
+/// generation bumped on spec changes).
+fn prepare_update(target: &Target, old: &Value, new: Value) -> Result<Value, ApiError> {
+    check_type(&target.info, &new)?;
+    let name = target.name.clone().unwrap_or_default();
+    if meta_str(&new, "name").is_some_and(|n| n != name) {
+        return Err(ApiError::BadRequest(
+            "the name of the object does not match the name on the url".into(),
+        ));
+    }
+    if let Some(rv) = meta_str(&new, "resourceVersion")
+        && Some(rv) != meta_str(old, "resourceVersion")
+    {
+        return Err(ApiError::Conflict {
+            resource: target.resource_name(),
+            name,
+            message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+        });
+    }
+    let mut out = match target.scope() {
+        FieldScope::StatusOnly => {
+            let mut out = old.clone();
+            if let Some(map) = out.as_object_mut() {
+                match new.get("status") {
+                    Some(status) => map.insert("status".into(), status.clone()),
+                    None => map.remove("status"),
+                };
+            }
+            out
+        }
+        scope => {
+            let mut out = new;
+            if scope == FieldScope::NoStatus
+                && let Some(map) = out.as_object_mut()
+            {
+                match old.get("status") {
+                    Some(status) => map.insert("status".into(), status.clone()),
+                    None => map.remove("status"),
+                };
+            }
+            out
+        }
+    };
+    if target.info.group_resource() == CRD_RESOURCE
+        || target.info.group_resource() == NAMESPACE_RESOURCE
+    {
+        let status = old.get("status").cloned();
+        normalize_kind_specific(&target.info, &mut out).map_err(|m| target.invalid(&name, m))?;
+        if target.scope() == FieldScope::StatusOnly
+            && let (Some(s), Some(map)) = (status, out.as_object_mut())
+        {
+            map.insert("status".into(), s);
+        }
+    } else {
+        normalize_kind_specific(&target.info, &mut out).map_err(|m| target.invalid(&name, m))?;
+    }
+    if let Some(map) = out.as_object_mut() {
+        map.insert(
+            "apiVersion".into(),
+            Value::String(target.info.api_version()),
+        );
+        map.insert("kind".into(), Value::String(target.info.kind.clone()));
+    }
+    let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+    let bumped = if spec_of(old) == spec_of(&out) {
+        generation
+    } else {
+        generation + 1
+    };
+    let old_meta = old["metadata"].as_object().cloned().unwrap_or_default();
+    let m = meta(&mut out);
+    for key in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+    ] {
+        match old_meta.get(key) {
+            Some(v) => m.insert(key.into(), v.clone()),
+            None => m.remove(key),
+        };
+    }
+    m.insert("generation".into(), json!(bumped));
+    Ok(out)
+}
+
+/// Stores an updated object, removing it instead when it is being deleted and has no finalizers.
+fn commit_update(
+    inner: &mut Inner,
+    target: &Target,
+    key: ObjectKey,
+    object: Value,
+) -> Result<Arc<Value>, ApiError> {
+    if gc::ready_to_remove(&object) {
+        let removed = inner.remove_now(&target.info.group_resource(), &key)?;
+        gc::collect(inner)?;
+        return Ok(removed.unwrap_or_else(|| Arc::new(object)));
+    }
+    inner.put(&target.info, key, object)
+}
+
+impl Cluster {
+    /// Reads one object.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`].
+    pub fn get(&self, target: &Target) -> Result<Arc<Value>, ApiError> {
+        let key = target.key()?;
+        let inner = self.lock();
+        inner
+            .store
+            .get(&target.info.group_resource(), &key)
+            .cloned()
+            .ok_or_else(|| target.not_found())
+    }
+
+    /// Lists objects matching the selectors, one page at a time.
+    ///
+    /// # Errors
+    /// [`ApiError::BadRequest`] for a bad continue token.
+    pub fn list(&self, target: &Target, opts: &ListOptions) -> Result<ListPage, ApiError> {
+        let after = opts
+            .continue_token
+            .as_deref()
+            .map(decode_token)
+            .transpose()?;
+        let inner = self.lock();
+        let gr = target.info.group_resource();
+        let ns = if target.info.namespaced {
+            target.namespace.as_deref()
+        } else {
+            None
+        };
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        let mut last: Option<&ObjectKey> = None;
+        for (key, object) in inner.store.list(&gr, ns, after.as_ref()) {
+            if !opts.labels.matches_labels(object) || !opts.fields.matches_fields(object) {
+                continue;
+            }
+            if opts.limit > 0 && items.len() == opts.limit {
+                continue_token = last.map(encode_token);
+                break;
+            }
+            items.push(object.clone());
+            last = Some(key);
+        }
+        Ok(ListPage {
+            items,
+            resource_version: inner.store.resource_version(),
+            continue_token,
+        })
+    }
+
+    /// Creates an object.
+    ///
+    /// # Errors
+    /// [`ApiError`] for invalid objects, existing names, missing namespaces or storage failures.
+    pub fn create(
+        &self,
+        target: &Target,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
+        let mut inner = self.lock();
+        let (key, object) = prepare_create(&inner, target, body, opts, false)?;
+        if opts.dry_run {
+            return Ok(Arc::new(object));
+        }
+        let stored = inner.put(&target.info, key, object)?;
+        self.notify(inner.store.resource_version());
+        Ok(stored)
+    }
+
+    /// Replaces an object (optimistic concurrency on `metadata.resourceVersion`).
+    ///
+    /// # Errors
+    /// [`ApiError`] for missing objects, conflicts, invalid objects or storage failures.
+    pub fn update(
+        &self,
+        target: &Target,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
+        let key = target.key()?;
+        let mut inner = self.lock();
+        let old = inner
+            .store
+            .get(&target.info.group_resource(), &key)
+            .cloned()
+            .ok_or_else(|| target.not_found())?;
+        self.write(&mut inner, target, key, &old, body, opts)
+    }
+
+    fn write(
+        &self,
+        inner: &mut Inner,
+        target: &Target,
+        key: ObjectKey,
+        old: &Value,
+        new: Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
+        let mut object = prepare_update(target, old, new)?;
+        let api_version = target.info.api_version();
+        let time = now();
+        apply::record_update(
+            Some(old),
+            &mut object,
+            &writer(target, opts, &api_version, &time),
+        );
+        if opts.dry_run {
+            return Ok(Arc::new(object));
+        }
+        let stored = commit_update(inner, target, key, object)?;
+        self.notify(inner.store.resource_version());
+        Ok(stored)
+    }
+
+    /// Patches an object; server-side apply creates it when missing. Returns the object and whether
+    /// it was created.
+    ///
+    /// # Errors
+    /// [`ApiError`] for malformed patches, conflicts, invalid results or storage failures.
+    pub fn patch(
+        &self,
+        target: &Target,
+        kind: PatchKind,
+        body: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<(Arc<Value>, bool), ApiError> {
+        let key = target.key()?;
+        let mut inner = self.lock();
+        let old = inner
+            .store
+            .get(&target.info.group_resource(), &key)
+            .cloned();
+        if kind == PatchKind::Apply {
+            return self.apply(&mut inner, target, key, old.as_deref(), body, opts);
+        }
+        let old = old.ok_or_else(|| target.not_found())?;
+        let patched = patch::apply_patch(kind, &old, body).map_err(|e| match e {
+            patch::PatchError::Apply(source) => ApiError::Invalid {
+                resource: target.resource_name(),
+                name: key.1.clone(),
+                message: source.to_string(),
+            },
+            other => ApiError::BadRequest(format!(
+                "{other}: {}",
+                std::error::Error::source(&other)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            )),
+        })?;
+        Ok((
+            self.write(&mut inner, target, key, &old, patched, opts)?,
+            false,
+        ))
+    }
+
+    fn apply(
+        &self,
+        inner: &mut Inner,
+        target: &Target,
+        key: ObjectKey,
+        old: Option<&Value>,
+        body: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<(Arc<Value>, bool), ApiError> {
+        if opts.manager.is_empty() {
+            return Err(ApiError::BadRequest(
+                "fieldManager is required for apply requests".into(),
+            ));
+        }
+        let applied = patch::decode_yaml(body).map_err(|e| ApiError::BadRequest(format!("{e}")))?;
+        check_type(&target.info, &applied)?;
+        if applied["apiVersion"].as_str().is_none_or(str::is_empty)
+            || applied["kind"].as_str().is_none_or(str::is_empty)
+        {
+            return Err(ApiError::BadRequest(
+                "apiVersion and kind are required in an apply configuration".into(),
+            ));
+        }
+        if meta_str(&applied, "name").is_some_and(|n| n != key.1) {
+            return Err(ApiError::BadRequest(
+                "the name of the object does not match the name on the url".into(),
+            ));
+        }
+        let api_version = target.info.api_version();
+        let time = now();
+        let w = writer(target, opts, &api_version, &time);
+        let merged =
+            apply::server_side_apply(old, &applied, &w, opts.force).map_err(|e| match e {
+                ApplyError::Conflict(c) => ApiError::ApplyConflict(c),
+            })?;
+        let (object, created) = match old {
+            None => {
+                if target.scope() == FieldScope::StatusOnly {
+                    return Err(target.not_found());
+                }
+                let mut merged = merged;
+                let m = meta(&mut merged);
+                m.insert("name".into(), json!(key.1));
+                let (_, object) = prepare_create(inner, target, merged, opts, true)?;
+                (object, true)
+            }
+            Some(old) => {
+                let managed = merged["metadata"]["managedFields"].clone();
+                let mut object = prepare_update(target, old, merged)?;
+                let m = meta(&mut object);
+                if managed.is_null() {
+                    m.remove("managedFields");
+                } else {
+                    m.insert("managedFields".into(), managed);
+                }
+                (object, false)
+            }
+        };
+        if opts.dry_run {
+            return Ok((Arc::new(object), created));
+        }
+        let stored = if created {
+            inner.put(&target.info, key, object)?
+        } else {
+            commit_update(inner, target, key, object)?
+        };
+        self.notify(inner.store.resource_version());
+        Ok((stored, created))
+    }
+
+    /// Deletes an object (marks it while finalizers remain) and collects its dependents.
+    ///
+    /// # Errors
+    /// [`ApiError`] for missing objects, failed preconditions or storage failures.
+    pub fn delete(&self, target: &Target, opts: &DeleteOptions) -> Result<Arc<Value>, ApiError> {
+        let key = target.key()?;
+        let mut inner = self.lock();
+        let gr = target.info.group_resource();
+        let old = inner
+            .store
+            .get(&gr, &key)
+            .cloned()
+            .ok_or_else(|| target.not_found())?;
+        let precondition = |want: &Option<String>, field: &str| match want {
+            Some(w) if Some(w.as_str()) != meta_str(&old, field) => Err(ApiError::Conflict {
+                resource: target.resource_name(),
+                name: key.1.clone(),
+                message: format!("precondition failed: {field} mismatch"),
+            }),
+            _ => Ok(()),
+        };
+        precondition(&opts.uid, "uid")?;
+        precondition(&opts.resource_version, "resourceVersion")?;
+        if opts.dry_run {
+            return Ok(old);
+        }
+        let result = gc::delete(&mut inner, &(gr, key), &old, opts.propagation)?;
+        self.notify(inner.store.resource_version());
+        Ok(result)
+    }
+
+    /// Deletes every object matching the list options. Returns the deleted (or marked) objects.
+    ///
+    /// # Errors
+    /// [`ApiError`] for storage failures.
+    pub fn delete_collection(
+        &self,
+        target: &Target,
+        list: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> Result<Vec<Arc<Value>>, ApiError> {
+        let page = self.list(
+            target,
+            &ListOptions {
+                limit: 0,
+                continue_token: None,
+                ..list.clone()
+            },
+        )?;
+        let mut out = Vec::new();
+        for object in page.items {
+            let t = Target {
+                name: meta_str(&object, "name").map(str::to_string),
+                namespace: meta_str(&object, "namespace").map(str::to_string),
+                ..target.clone()
+            };
+            match self.delete(&t, opts) {
+                Ok(o) => out.push(o),
+                Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(cluster: &Cluster, group: &str, plural: &str, name: Option<&str>) -> Target {
+        let info = cluster.lock().registry.lookup(group, "v1", plural).unwrap();
+        Target {
+            info,
+            namespace: Some("default".into()),
+            name: name.map(str::to_string),
+            subresource: None,
+        }
+    }
+
+    fn opts() -> WriteOptions {
+        WriteOptions {
+            manager: "test".into(),
+            ..WriteOptions::default()
+        }
+    }
+
+    #[test]
+    fn create_update_conflict_and_generation() {
+        let cluster = Cluster::open(None, 100).unwrap();
+        let t = target(&cluster, "apps", "deployments", None);
+        let created = cluster
+            .create(
+                &t,
+                json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}, "status": {"x": 1}}),
+                &opts(),
+            )
+            .unwrap();
+        assert_eq!(created["metadata"]["generation"], 1);
+        assert!(created.get("status").is_none());
+        let t = target(&cluster, "apps", "deployments", Some("web"));
+        let mut next = (*created).clone();
+        next["spec"]["replicas"] = json!(2);
+        let updated = cluster.update(&t, next.clone(), &opts()).unwrap();
+        assert_eq!(updated["metadata"]["generation"], 2);
+        let err = cluster.update(&t, next, &opts()).unwrap_err();
+        assert_eq!(err.code(), 409);
+        let status_target = Target {
+            subresource: Some("status".into()),
+            ..t.clone()
+        };
+        let (patched, _) = cluster
+            .patch(
+                &status_target,
+                PatchKind::Merge,
+                br#"{"status": {"ready": 2}, "spec": {"replicas": 9}}"#,
+                &opts(),
+            )
+            .unwrap();
+        assert_eq!(patched["status"]["ready"], 2);
+        assert_eq!(patched["spec"]["replicas"], 2);
+        assert_eq!(patched["metadata"]["generation"], 2);
+    }
+
+    #[test]
+    fn list_pages_and_selectors() {
+        let cluster = Cluster::open(None, 100).unwrap();
+        let t = target(&cluster, "", "configmaps", None);
+        for i in 0..5 {
+            let body = json!({"metadata": {"name": format!("c{i}"), "labels": {"even": (i % 2 == 0).to_string()}}});
+            cluster.create(&t, body, &opts()).unwrap();
+        }
+        let mut opts = ListOptions {
+            limit: 2,
+            ..ListOptions::default()
+        };
+        let mut names = Vec::new();
+        loop {
+            let page = cluster.list(&t, &opts).unwrap();
+            names.extend(
+                page.items
+                    .iter()
+                    .map(|o| o["metadata"]["name"].as_str().unwrap().to_string()),
+            );
+            match page.continue_token {
+                Some(token) => opts.continue_token = Some(token),
+                None => break,
+            }
+        }
+        assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
+        let even = ListOptions {
+            labels: Selector::parse("even=true").unwrap(),
+            ..ListOptions::default()
+        };
+        assert_eq!(cluster.list(&t, &even).unwrap().items.len(), 3);
+    }
+
+    #[test]
+    fn create_requires_namespace_and_valid_name() {
+        let cluster = Cluster::open(None, 100).unwrap();
+        let mut t = target(&cluster, "", "configmaps", None);
+        assert_eq!(
+            cluster
+                .create(&t, json!({"metadata": {"name": "Bad_Name"}}), &opts())
+                .unwrap_err()
+                .code(),
+            422
+        );
+        t.namespace = Some("missing".into());
+        assert_eq!(
+            cluster
+                .create(&t, json!({"metadata": {"name": "ok"}}), &opts())
+                .unwrap_err()
+                .code(),
+            404
+        );
+    }
+
+    #[test]
+    fn secret_string_data() {
+        let cluster = Cluster::open(None, 100).unwrap();
+        let t = target(&cluster, "", "secrets", None);
+        let s = cluster
+            .create(
+                &t,
+                json!({"metadata": {"name": "s"}, "stringData": {"a": "hi"}}),
+                &opts(),
+            )
+            .unwrap();
+        assert_eq!(s["data"]["a"], "aGk=");
+    }
+}

@@ -1,0 +1,503 @@
+//! The embedded server driven by real kube-rs clients.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Discovery;
+use kube::runtime::watcher;
+use serde_json::json;
+
+use common::{api_code, start, start_with};
+
+fn cm(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()},
+        "data": {"k": "v"},
+    }))
+    .expect("configmap")
+}
+
+fn widget_crd() -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}]
+            }]
+        }
+    }))
+    .expect("crd")
+}
+
+#[tokio::test]
+async fn typed_configmap_crud() {
+    let (server, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let created = api
+        .create(&PostParams::default(), &cm("a", &[("app", "web")]))
+        .await
+        .unwrap();
+    assert!(created.metadata.uid.is_some());
+    assert!(created.metadata.creation_timestamp.is_some());
+    api.create(&PostParams::default(), &cm("b", &[("app", "db")]))
+        .await
+        .unwrap();
+    let err = api
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 409);
+
+    let web = api
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    assert_eq!(web.items.len(), 1);
+    let not_web = api
+        .list(&ListParams::default().labels("app notin (web)"))
+        .await
+        .unwrap();
+    assert_eq!(not_web.items.len(), 1);
+    let by_name = api
+        .list(&ListParams::default().fields("metadata.name=b"))
+        .await
+        .unwrap();
+    assert_eq!(by_name.items[0].metadata.name.as_deref(), Some("b"));
+    let page = api.list(&ListParams::default().limit(1)).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    let token = page.metadata.continue_.clone().unwrap();
+    let rest = api
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(rest.items[0].metadata.name.as_deref(), Some("b"));
+
+    let mut fresh = api.get("a").await.unwrap();
+    fresh.data = Some(BTreeMap::from([("k".to_string(), "new".to_string())]));
+    let replaced = api
+        .replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    assert_eq!(replaced.data.unwrap()["k"], "new");
+    let err = api
+        .replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 409, "stale resourceVersion");
+
+    let merged = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"m": "1"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(merged.data.unwrap()["m"], "1");
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    assert_eq!(api_code(&api.get("a").await.unwrap_err()), 404);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn deployment_generation_and_status() {
+    let (server, client) = start().await;
+    let api: Api<Deployment> = Api::namespaced(client, "default");
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &deploy).await.unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    let scaled = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scaled.metadata.generation, Some(2));
+    let labelled = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        labelled.metadata.generation,
+        Some(2),
+        "metadata changes keep the generation"
+    );
+    let with_status = api
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"readyReplicas": 3}, "spec": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(with_status.status.unwrap().ready_replicas, Some(3));
+    assert_eq!(
+        with_status.spec.unwrap().replicas,
+        Some(3),
+        "status writes ignore spec"
+    );
+    assert_eq!(with_status.metadata.generation, Some(2));
+    let main = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"readyReplicas": 0}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        main.status.unwrap().ready_replicas,
+        Some(3),
+        "main resource writes ignore status"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn crd_served_dynamically_and_removed() {
+    let (server, client) = start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &widget_crd())
+        .await
+        .unwrap();
+
+    let discovery = Discovery::new(client.clone()).run().await.unwrap();
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
+    let (resource, caps) = discovery.resolve_gvk(&gvk).expect("widget discovered");
+    assert_eq!(resource.plural, "widgets");
+    assert!(
+        caps.subresources
+            .iter()
+            .any(|(r, _)| r.plural == "widgets/status" || r.plural == "status")
+    );
+    assert!(
+        discovery
+            .resolve_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"))
+            .is_some()
+    );
+
+    let ar = ApiResource::from_gvk(&gvk);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let got = api.get("w1").await.unwrap();
+    assert_eq!(got.data["spec"]["size"], 3);
+    let status = api
+        .patch_status(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"ok": true}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.data["status"]["ok"], true);
+
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    let err = api.list(&ListParams::default()).await.unwrap_err();
+    assert_eq!(api_code(&err), 404, "kind no longer served");
+    crds.create(&PostParams::default(), &widget_crd())
+        .await
+        .unwrap();
+    assert!(
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "objects went with the CRD"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn watcher_lists_then_watches() {
+    let (server, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &cm("before", &[]))
+        .await
+        .unwrap();
+    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    let mut seen = Vec::new();
+    let mut created = false;
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        match event {
+            watcher::Event::InitApply(o) | watcher::Event::Apply(o) => {
+                seen.push(o.metadata.name.unwrap())
+            }
+            watcher::Event::InitDone if !created => {
+                api.create(&PostParams::default(), &cm("after", &[]))
+                    .await
+                    .unwrap();
+                api.delete("before", &DeleteParams::default())
+                    .await
+                    .unwrap();
+                created = true;
+            }
+            watcher::Event::Delete(o) => {
+                assert_eq!(o.metadata.name.as_deref(), Some("before"));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["before", "after"]);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn watch_from_expired_version_gets_410_and_watcher_relists() {
+    let (server, client) =
+        start_with(capstan_apiserver::ApiServer::builder().watch_history(5)).await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+
+    for i in 100..110 {
+        let s: Secret =
+            serde_json::from_value(json!({"metadata": {"name": format!("s{i}")}})).unwrap();
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    let mut raw = api
+        .watch(&WatchParams::default().timeout(2), "1")
+        .await
+        .unwrap()
+        .boxed();
+    match raw.try_next().await.unwrap() {
+        Some(WatchEvent::Error(status)) => {
+            assert_eq!(status.code, 410);
+            assert_eq!(status.reason, "Expired");
+        }
+        other => panic!("expected a 410 error event, got {other:?}"),
+    }
+
+    api.create(&PostParams::default(), &cm("first", &[]))
+        .await
+        .unwrap();
+    let config = watcher::Config::default().timeout(1).disable_bookmarks();
+    let mut stream = watcher(api.clone(), config).boxed();
+    let mut inits = 0;
+    let mut relisted = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("watcher relisted in time");
+        match next {
+            Some(Ok(watcher::Event::Init)) => {
+                inits += 1;
+                relisted.clear();
+            }
+            Some(Ok(watcher::Event::InitApply(o))) => relisted.push(o.metadata.name.unwrap()),
+            Some(Ok(watcher::Event::InitDone)) if inits == 1 => {
+                // Push the watcher's last seen version out of the kept history while it waits.
+                for i in 0..20 {
+                    let s: Secret =
+                        serde_json::from_value(json!({"metadata": {"name": format!("s{i}")}}))
+                            .unwrap();
+                    secrets.create(&PostParams::default(), &s).await.unwrap();
+                }
+                api.create(&PostParams::default(), &cm("second", &[]))
+                    .await
+                    .unwrap();
+                for i in 20..40 {
+                    let s: Secret =
+                        serde_json::from_value(json!({"metadata": {"name": format!("s{i}")}}))
+                            .unwrap();
+                    secrets.create(&PostParams::default(), &s).await.unwrap();
+                }
+            }
+            Some(Ok(watcher::Event::InitDone)) if inits >= 2 => break,
+            Some(_) => {}
+            None => panic!("watcher ended"),
+        }
+    }
+    relisted.sort();
+    assert_eq!(relisted, ["first", "second"]);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_side_apply_two_managers() {
+    let (server, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let config = |data: serde_json::Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data});
+    let created = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("alice"),
+            &Patch::Apply(config(json!({"a": "1", "shared": "x"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.data.as_ref().unwrap()["a"], "1");
+    let err = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("bob"),
+            &Patch::Apply(config(json!({"shared": "y"}))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 409);
+    let forced = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(config(json!({"shared": "y"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data.as_ref().unwrap()["shared"], "y");
+    let managers: Vec<String> = forced
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(managers.contains(&"alice".to_string()) && managers.contains(&"bob".to_string()));
+    // Alice stops applying "a": it is removed; "shared" now belongs to bob and stays.
+    let after = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("alice"),
+            &Patch::Apply(config(json!({"b": "2"}))),
+        )
+        .await
+        .unwrap();
+    let data = after.data.unwrap();
+    assert!(!data.contains_key("a"));
+    assert_eq!(data["shared"], "y");
+    assert_eq!(data["b"], "2");
+    let err = api
+        .patch(
+            "ssa",
+            &PatchParams::default(),
+            &Patch::Apply(config(json!({}))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 400, "apply needs a field manager");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion() {
+    let (server, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut obj = cm("held", &[]);
+    obj.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    api.delete("held", &DeleteParams::default()).await.unwrap();
+    let marked = api.get("held").await.unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(api_code(&api.get("held").await.unwrap_err()), 404);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cascading_deletion_and_orphans() {
+    let (server, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let make_owned = |name: &str, owner: &ConfigMap| {
+        let mut obj = cm(name, &[]);
+        obj.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: owner.metadata.name.clone().unwrap(),
+            uid: owner.metadata.uid.clone().unwrap(),
+            ..OwnerReference::default()
+        }]);
+        obj
+    };
+    for (policy, keeps) in [
+        (DeleteParams::background(), false),
+        (DeleteParams::foreground(), false),
+        (DeleteParams::orphan(), true),
+    ] {
+        let owner = api
+            .create(&PostParams::default(), &cm("owner", &[]))
+            .await
+            .unwrap();
+        let child = api
+            .create(&PostParams::default(), &make_owned("child", &owner))
+            .await
+            .unwrap();
+        api.create(&PostParams::default(), &make_owned("grandchild", &child))
+            .await
+            .unwrap();
+        api.delete("owner", &policy).await.unwrap();
+        let names: Vec<String> = api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|o| o.metadata.name)
+            .collect();
+        if keeps {
+            assert_eq!(names, ["child", "grandchild"]);
+            assert!(
+                api.get("child")
+                    .await
+                    .unwrap()
+                    .metadata
+                    .owner_references
+                    .unwrap_or_default()
+                    .is_empty()
+            );
+        } else {
+            assert!(names.is_empty(), "{names:?}");
+        }
+        api.delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await
+            .unwrap();
+    }
+    server.shutdown().await.unwrap();
+}

@@ -1,0 +1,162 @@
+//! The embedded server driven by the real `kubectl` binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget, shortNames: [gd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Color, type: string, jsonPath: .spec.color}
+    - {name: Phase, type: string, jsonPath: .status.phase}
+"#;
+
+const GADGET: &str = r#"
+apiVersion: example.com/v1
+kind: Gadget
+metadata:
+  name: g1
+spec:
+  color: teal
+"#;
+
+fn kubectl_path() -> Option<PathBuf> {
+    let path = std::env::var_os("KUBECTL")
+        .map_or_else(|| PathBuf::from("/usr/bin/kubectl"), PathBuf::from);
+    path.exists().then_some(path)
+}
+
+struct Kubectl {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--kubeconfig")
+            .arg(self.dir.path().join("kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .arg("--request-timeout=30s")
+            .args(args)
+            .env("HOME", self.dir.path());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().expect("run kubectl");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write manifest");
+        path_str(&path)
+    }
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_get_watch_patch_delete() {
+    let Some(bin) = kubectl_path() else {
+        println!("kubectl not found; skipping the kubectl test");
+        return;
+    };
+    let (server, _client) = common::start().await;
+    let k = Kubectl {
+        bin,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    std::fs::write(k.dir.path().join("kubeconfig"), server.kubeconfig_yaml()).unwrap();
+
+    let crd = k.file("crd.yaml", CRD);
+    let out = k.run(&["apply", "--server-side", "-f", &crd]);
+    assert!(out.contains("gadgets.example.com"), "{out}");
+    let gadget = k.file("gadget.yaml", GADGET);
+    let out = k.run(&["apply", "--server-side", "-f", &gadget]);
+    assert!(out.contains("g1"), "{out}");
+    // Re-applying is a no-op, not a conflict.
+    k.run(&["apply", "--server-side", "-f", &gadget]);
+
+    let json: Value = serde_json::from_str(&k.run(&["get", "gadgets", "-o", "json"])).unwrap();
+    assert_eq!(json["items"][0]["metadata"]["name"], "g1");
+    assert_eq!(json["items"][0]["spec"]["color"], "teal");
+
+    let table = k.run(&["get", "gadgets"]);
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("NAME") && header.contains("COLOR") && header.contains("PHASE"),
+        "{table}"
+    );
+    assert!(table.contains("teal"), "{table}");
+    assert!(
+        k.run(&["get", "gd", "g1", "-o", "name"])
+            .contains("gadget.example.com/g1")
+    );
+
+    let out = k.run(&[
+        "patch",
+        "gadget",
+        "g1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Ready"}}"#,
+    ]);
+    assert!(out.contains("patched"), "{out}");
+    assert!(k.run(&["get", "gadgets"]).contains("Ready"));
+
+    let mut watch = k
+        .command(&["get", "gadgets", "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    assert!(
+        first.contains("NAME") && second.contains("g1"),
+        "{first}\n{second}"
+    );
+    k.run(&["label", "gadget", "g1", "seen=yes"]);
+    let third = lines.next().unwrap().unwrap();
+    assert!(third.contains("g1"), "{third}");
+    watch.kill().unwrap();
+    let _ = watch.wait();
+
+    k.run(&["get", "configmaps", "-A"]);
+    k.run(&["get", "namespaces"]);
+    let out = k.run(&["delete", "gadget", "g1"]);
+    assert!(out.contains("deleted"), "{out}");
+    let json: Value = serde_json::from_str(&k.run(&["get", "gadgets", "-o", "json"])).unwrap();
+    assert_eq!(json["items"].as_array().map(Vec::len), Some(0));
+    server.shutdown().await.unwrap();
+}
