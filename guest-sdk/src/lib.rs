@@ -104,8 +104,12 @@ pub trait Reconciler: Plugin {
 #[macro_export]
 macro_rules! export {
     ($ty:ty) => {
-        #[doc(hidden)]
-        type __CapstanExports = $crate::glue::Exports<$ty>;
-        $crate::wit::__export_world!(__CapstanExports with_types_in $crate::wit);
+        // Exports exist only in the component; native builds (unit tests, benchmarks) call the
+        // plugin type directly.
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __CapstanExports = $crate::glue::Exports<$ty>;
+    $crate::wit::__export_world!(__CapstanExports with_types_in $crate::wit);
+        };
     };
 }

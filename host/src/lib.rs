@@ -4,6 +4,9 @@
 //! `ARCHITECTURE.md` in the shared docs and the README.
 
 mod bindings;
+pub mod bus;
 pub mod contract;
+pub mod dispatch;
+pub mod event;
 pub mod plugin;
 pub mod status;

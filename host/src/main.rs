@@ -36,6 +36,59 @@ enum Command {
         #[arg(long, conflicts_with = "cache_dir")]
         no_cache: bool,
     },
+    /// Run the embedded Kubernetes API server alone (no cluster needed).
+    Apiserver {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: std::net::SocketAddr,
+        /// Write a kubeconfig for this server here (usable by `kubectl --kubeconfig FILE`).
+        #[arg(long)]
+        kubeconfig_out: Option<PathBuf>,
+        /// Persist state here; without it, state is in memory.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+async fn apiserver(
+    listen: std::net::SocketAddr,
+    kubeconfig_out: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let server = capstan_apiserver::ApiServer::builder()
+        .state_dir(state_dir)
+        .build()?
+        .start(listen)
+        .await?;
+    tracing::info!(url = %server.url(), "embedded API server listening");
+    if let Some(path) = kubeconfig_out {
+        std::fs::write(&path, server.kubeconfig_yaml())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        tracing::info!(path = %path.display(), "kubeconfig written");
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
@@ -164,6 +217,11 @@ fn main() -> ExitCode {
                 };
                 check(&paths, json, cache).await
             }
+            Command::Apiserver {
+                listen,
+                kubeconfig_out,
+                state_dir,
+            } => apiserver(listen, kubeconfig_out, state_dir).await,
         }
     });
     match result {

@@ -1,7 +1,9 @@
 //! The deployment handler of seed 000: it reports progress on each event's status channel.
 
 use capstan_sdk::k8s_openapi::api::apps::v1::Deployment;
-use capstan_sdk::{EventProcessStatus, EventStatus, Handler, Manifest, ObjectRef, Plugin, StatusChannel, log};
+use capstan_sdk::{
+    EventProcessStatus, EventStatus, Handler, Manifest, ObjectRef, Plugin, StatusChannel, log,
+};
 
 /// Handles apps/v1 Deployments.
 pub struct DeploymentHandler;
@@ -32,7 +34,9 @@ impl Handler for DeploymentHandler {
     fn updated(new: Deployment, old: Deployment, status: &StatusChannel<'_>) -> EventStatus {
         if new.spec == old.spec {
             // Nothing to do: close without calling `on_status`.
-            let _ = EventProcessStatus::new().with_status(EventStatus::Skip).skip_close(status);
+            let _ = EventProcessStatus::new()
+                .with_status(EventStatus::Skip)
+                .skip_close(status);
             return EventStatus::Skip;
         }
         let _ = EventProcessStatus::new()
@@ -49,10 +53,18 @@ impl Handler for DeploymentHandler {
     }
 
     fn on_status(obj: &ObjectRef, status: EventProcessStatus) {
-        let messages: Vec<String> = status.messages.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let messages: Vec<String> = status
+            .messages
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         log::info(
             "deployment status",
-            &[("name", &obj.name), ("status", &format!("{:?}", status.status)), ("messages", &messages.join(","))],
+            &[
+                ("name", &obj.name),
+                ("status", &format!("{:?}", status.status)),
+                ("messages", &messages.join(",")),
+            ],
         );
     }
 }
@@ -79,7 +91,10 @@ mod tests {
     fn unchanged_update_is_skipped_silently() {
         let ch = StatusChannel::recorder();
         let dep = Deployment::default();
-        assert_eq!(DeploymentHandler::updated(dep.clone(), dep, &ch), EventStatus::Skip);
+        assert_eq!(
+            DeploymentHandler::updated(dep.clone(), dep, &ch),
+            EventStatus::Skip
+        );
         assert_eq!(ch.recorded()[0].1, Delivery::SkipClose);
     }
 }

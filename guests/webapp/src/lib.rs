@@ -5,7 +5,9 @@ use capstan_sdk::k8s_openapi::api::core::v1::{
     Container, ContainerPort, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec,
 };
 use capstan_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use capstan_sdk::{Cache, ComponentHealth, Error, Fetched, Gvk, Manifest, Plan, Plugin, Reconciler, health};
+use capstan_sdk::{
+    Cache, ComponentHealth, Error, Fetched, Gvk, Manifest, Plan, Plugin, Reconciler, health,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -58,13 +60,21 @@ impl Reconciler for WebAppReconciler {
     type Observation = Observed;
 
     fn fetch(app: &WebApp, cache: &Cache) -> Result<Observed, Error> {
-        let (ns, name) = (app.metadata.namespace.as_deref(), app.metadata.name.as_deref().unwrap_or_default());
-        Ok(Observed { deployment: cache.get(ns, name), service: cache.get(ns, name) })
+        let (ns, name) = (
+            app.metadata.namespace.as_deref(),
+            app.metadata.name.as_deref().unwrap_or_default(),
+        );
+        Ok(Observed {
+            deployment: cache.get(ns, name),
+            service: cache.get(ns, name),
+        })
     }
 
     fn plan(app: &WebApp, _: &Observed) -> Result<Plan, Error> {
         if app.spec.image.is_empty() || app.spec.port <= 0 {
-            return Err(Error::invalid_spec("spec.image must be set and spec.port positive"));
+            return Err(Error::invalid_spec(
+                "spec.image must be set and spec.port positive",
+            ));
         }
         let mut plan = Plan::new();
         plan.apply(&deployment(app))?.apply(&service(app))?;
@@ -82,28 +92,48 @@ impl Reconciler for WebAppReconciler {
 capstan_sdk::export!(WebAppReconciler);
 
 fn meta(app: &WebApp) -> ObjectMeta {
-    ObjectMeta { name: app.metadata.name.clone(), namespace: app.metadata.namespace.clone(), labels: Some(labels(app)), ..Default::default() }
+    ObjectMeta {
+        name: app.metadata.name.clone(),
+        namespace: app.metadata.namespace.clone(),
+        labels: Some(labels(app)),
+        ..Default::default()
+    }
 }
 
 fn labels(app: &WebApp) -> BTreeMap<String, String> {
-    BTreeMap::from([("app".to_owned(), app.metadata.name.clone().unwrap_or_default())])
+    BTreeMap::from([(
+        "app".to_owned(),
+        app.metadata.name.clone().unwrap_or_default(),
+    )])
 }
 
 fn deployment(app: &WebApp) -> Deployment {
     let container = Container {
         name: "web".into(),
         image: Some(app.spec.image.clone()),
-        ports: Some(vec![ContainerPort { container_port: app.spec.port, ..Default::default() }]),
+        ports: Some(vec![ContainerPort {
+            container_port: app.spec.port,
+            ..Default::default()
+        }]),
         ..Default::default()
     };
     Deployment {
         metadata: meta(app),
         spec: Some(DeploymentSpec {
             replicas: Some(app.spec.replicas),
-            selector: LabelSelector { match_labels: Some(labels(app)), ..Default::default() },
+            selector: LabelSelector {
+                match_labels: Some(labels(app)),
+                ..Default::default()
+            },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels(app)), ..Default::default() }),
-                spec: Some(PodSpec { containers: vec![container], ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(app)),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    ..Default::default()
+                }),
             },
             ..Default::default()
         }),
@@ -116,7 +146,10 @@ fn service(app: &WebApp) -> Service {
         metadata: meta(app),
         spec: Some(ServiceSpec {
             selector: Some(labels(app)),
-            ports: Some(vec![ServicePort { port: app.spec.port, ..Default::default() }]),
+            ports: Some(vec![ServicePort {
+                port: app.spec.port,
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         ..Default::default()
@@ -130,8 +163,16 @@ mod tests {
 
     fn app() -> WebApp {
         WebApp {
-            metadata: ObjectMeta { name: Some("shop".into()), namespace: Some("default".into()), ..Default::default() },
-            spec: WebAppSpec { image: "nginx:1.27".into(), replicas: 2, port: 8080 },
+            metadata: ObjectMeta {
+                name: Some("shop".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: WebAppSpec {
+                image: "nginx:1.27".into(),
+                replicas: 2,
+                port: 8080,
+            },
         }
     }
 
@@ -139,11 +180,23 @@ mod tests {
     fn plans_a_deployment_and_a_service_named_after_the_app() {
         let observed = WebAppReconciler::fetch(&app(), &Cache::from_objects(vec![])).unwrap();
         let plan = WebAppReconciler::plan(&app(), &observed).unwrap();
-        let kinds: Vec<_> = plan.applied().map(|o| (o["kind"].clone(), o["metadata"]["name"].clone())).collect();
-        assert_eq!(kinds, vec![("Deployment".into(), "shop".into()), ("Service".into(), "shop".into())]);
+        let kinds: Vec<_> = plan
+            .applied()
+            .map(|o| (o["kind"].clone(), o["metadata"]["name"].clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("Deployment".into(), "shop".into()),
+                ("Service".into(), "shop".into())
+            ]
+        );
         let dep = plan.applied().next().unwrap();
         assert_eq!(dep["spec"]["replicas"], 2);
-        assert_eq!(dep["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+        assert_eq!(
+            dep["spec"]["template"]["spec"]["containers"][0]["image"],
+            "nginx:1.27"
+        );
     }
 
     #[test]
