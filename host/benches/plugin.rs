@@ -37,6 +37,22 @@ fn handler_call(c: &mut Criterion) {
             assert_eq!(out.on_status_calls, 2);
         });
     });
+    // The same call with a tiny object: what is left is call and channel overhead, not decoding.
+    let tiny = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default"}}"#;
+    group.bench_function("wasm_tiny_object", |b| {
+        b.to_async(&rt).iter(|| async {
+            let out = plugin
+                .handle(&oref, HandlerEvent::Added(tiny.to_owned()))
+                .await
+                .unwrap();
+            assert_eq!(out.on_status_calls, 2);
+        });
+    });
+    let status = capstan::status::EventProcessStatus::default();
+    group.bench_function("wasm_on_status_only", |b| {
+        b.to_async(&rt)
+            .iter(|| async { plugin.on_status(&oref, &status).await.unwrap() });
+    });
     group.bench_function("native", |b| {
         b.iter(|| {
             // The same work: decode into a typed Deployment, run `added`, then `on_status` per status.

@@ -8,5 +8,6 @@ pub mod bus;
 pub mod contract;
 pub mod dispatch;
 pub mod event;
+pub mod informer;
 pub mod plugin;
 pub mod status;

@@ -214,10 +214,8 @@ impl Informers {
         let api: Api<DynamicObject> = Api::all_with(self.shared.client.clone(), &resource);
         let mut config = watcher::Config::default();
         if let Some(timeout) = self.shared.watch_timeout {
-            let secs = timeout.as_secs_f64().ceil().clamp(1.0, f64::from(u32::MAX));
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let secs = secs as u32;
-            config = config.timeout(secs);
+            let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+            config = config.timeout(u32::try_from(secs.max(1)).unwrap_or(u32::MAX));
         }
         let task = tokio::spawn(run(api, config, cache.clone(), gvk.clone())).abort_handle();
         let informer = Arc::new(Informer {

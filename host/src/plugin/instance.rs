@@ -423,56 +423,51 @@ impl Plugin {
             return Err(self.not_exported(event.export()));
         }
         let (sender, mut receiver) = status::channel();
-        let consumer = {
-            let (plugin, object) = (self.clone(), object.clone());
-            tokio::spawn(async move {
-                let (mut seen, mut calls, mut errors) = (Vec::new(), 0, Vec::new());
-                while let Some(StatusMessage { status, delivery }) = receiver.recv().await {
-                    if delivery.calls_on_status() {
-                        match plugin.on_status(&object, &status).await {
-                            Ok(()) => calls += 1,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "on-status failed");
-                                errors.push(e);
-                            }
+        // Statuses are consumed concurrently with the handler call, in the same task: `send`
+        // waits only while 5 statuses are unconsumed, and no thread hop is paid per status.
+        let consume = async {
+            let (mut seen, mut calls, mut errors) = (Vec::new(), 0, Vec::new());
+            while let Some(StatusMessage { status, delivery }) = receiver.recv().await {
+                if delivery.calls_on_status() {
+                    match self.on_status(object, &status).await {
+                        Ok(()) => calls += 1,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "on-status failed");
+                            errors.push(e);
                         }
                     }
-                    seen.push((status, delivery));
                 }
-                (seen, calls, errors)
-            })
+                seen.push((status, delivery));
+            }
+            (seen, calls, errors)
         };
         let export = event.export();
-        let result = self
-            .call(export, Some(object), Grants::default(), move |w| {
-                Box::pin(async move {
-                    let handler = w
-                        .handler
-                        .as_ref()
-                        .ok_or_else(|| wasmtime::format_err!("handler export missing"))?;
-                    let res = w.store.data_mut().table().push(sender)?;
-                    let borrow = wasmtime::component::Resource::new_borrow(res.rep());
-                    let status = match &event {
-                        HandlerEvent::Added(obj) => {
-                            handler.call_added(&mut w.store, obj, borrow).await
-                        }
-                        HandlerEvent::Updated { new, old } => {
-                            handler.call_updated(&mut w.store, new, old, borrow).await
-                        }
-                        HandlerEvent::Deleted(obj) => {
-                            handler.call_deleted(&mut w.store, obj, borrow).await
-                        }
-                    };
-                    let mut sender = take_sender(w.store.data_mut().table(), res)?;
-                    let left_open = sender.close_if_open();
-                    drop(sender);
-                    Ok((status?, left_open))
-                })
+        let call = self.call(export, Some(object), Grants::default(), move |w| {
+            Box::pin(async move {
+                let handler = w
+                    .handler
+                    .as_ref()
+                    .ok_or_else(|| wasmtime::format_err!("handler export missing"))?;
+                let res = w.store.data_mut().table().push(sender)?;
+                let borrow = wasmtime::component::Resource::new_borrow(res.rep());
+                let status = match &event {
+                    HandlerEvent::Added(obj) => handler.call_added(&mut w.store, obj, borrow).await,
+                    HandlerEvent::Updated { new, old } => {
+                        handler.call_updated(&mut w.store, new, old, borrow).await
+                    }
+                    HandlerEvent::Deleted(obj) => {
+                        handler.call_deleted(&mut w.store, obj, borrow).await
+                    }
+                };
+                let mut sender = take_sender(w.store.data_mut().table(), res)?;
+                let left_open = sender.close_if_open();
+                drop(sender);
+                Ok((status?, left_open))
             })
-            .await;
-        // Whatever happened, the sender is gone now (closed or dropped with a failed instance),
-        // so the consumer ends once it has drained the channel.
-        let (statuses, on_status_calls, on_status_errors) = consumer.await.unwrap_or_default();
+        });
+        // Whatever happens to the call, the sender goes with it (closed, or dropped with a failed
+        // instance), so the consumer ends once it has drained the channel.
+        let (result, (statuses, on_status_calls, on_status_errors)) = tokio::join!(call, consume);
         let (status, left_open) = result?;
         if left_open {
             tracing::warn!(plugin = self.name(), object = %object, "handler left its status channel open; closed by the host");
