@@ -1,18 +1,23 @@
 # Capstan tasks. The README's two commands are `just run` and `just test`.
 
-guests := "target/guests/wasm32-wasip2/release"
+guests := "target/examples/wasm32-wasip2/release"
 
 # Add the wasm target (rustup does not add it on its own).
 setup:
     rustup target add wasm32-wasip2
 
-# Build the example plugins.
+# Build the example plugins, each on its own (the SDK's world features must not be merged).
 guests: setup
-    cargo build --release --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/guests
+    cargo build --release --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/examples -p deployment-handler
+    cargo build --release --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/examples -p webapp
 
-# The main job: validate the example plugins with the host.
+# The main job: the host with the example plugins against the embedded API server.
 run: guests
-    cargo run -p capstan -- check {{guests}}/deployment_handler.wasm {{guests}}/webapp.wasm
+    cargo run -p capstan -- run --plugins {{guests}} --manifests examples --kubeconfig-out target/capstan.kubeconfig
+
+# Validate the example plugins.
+check: guests
+    cargo run -p capstan -- check {{guests}}
 
 # Every test.
 test: setup

@@ -9,5 +9,20 @@ pub mod contract;
 pub mod dispatch;
 pub mod event;
 pub mod informer;
+pub mod manifests;
 pub mod plugin;
+pub mod reconcile;
+pub mod runner;
 pub mod status;
+
+/// An error and its sources on one line: `error: cause: cause`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        line.push_str(": ");
+        line.push_str(&s.to_string());
+        source = s.source();
+    }
+    line
+}

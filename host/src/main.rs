@@ -36,6 +36,36 @@ enum Command {
         #[arg(long, conflicts_with = "cache_dir")]
         no_cache: bool,
     },
+    /// Run the host: load plugins, reconcile and handle events until SIGINT or SIGTERM.
+    ///
+    /// With `--kubeconfig` (or in a pod) it uses that cluster; otherwise it starts the embedded API
+    /// server on a free loopback port.
+    Run {
+        /// Directory of `*.wasm` plugins.
+        #[arg(long)]
+        plugins: PathBuf,
+        /// Directory of YAML manifests applied at start (CRDs first).
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+        /// Use the cluster of this kubeconfig.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// With the embedded API server: write its kubeconfig here, for kubectl.
+        #[arg(long)]
+        kubeconfig_out: Option<PathBuf>,
+        /// With the embedded API server: persist its state here.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Address of /healthz, /readyz and /plugins.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        http_listen: std::net::SocketAddr,
+        /// Precompiled cache directory (default: $XDG_CACHE_HOME/capstan or ~/.cache/capstan).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Reconciles running at once per plugin.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
     /// Run the embedded Kubernetes API server alone (no cluster needed).
     Apiserver {
         /// Address to listen on.
@@ -48,6 +78,62 @@ enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+}
+
+struct RunArgs {
+    plugins: PathBuf,
+    manifests: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
+    kubeconfig_out: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    http_listen: std::net::SocketAddr,
+    cache_dir: Option<PathBuf>,
+    concurrency: usize,
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut embedded = None;
+    let client = if let Some(path) = &args.kubeconfig {
+        let kc = kube::config::Kubeconfig::read_from(path)
+            .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?;
+        kube::Client::try_from(config)?
+    } else if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        kube::Client::try_from(kube::Config::incluster()?)?
+    } else {
+        let server = capstan_apiserver::ApiServer::builder()
+            .state_dir(args.state_dir.clone())
+            .build()?
+            .start_loopback()
+            .await?;
+        tracing::info!(url = %server.url(), "no kubeconfig: embedded API server started");
+        if let Some(path) = &args.kubeconfig_out {
+            std::fs::write(path, server.kubeconfig_yaml())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(path = %path.display(), "kubeconfig written: kubectl --kubeconfig {}", path.display());
+        }
+        let client = server.client()?;
+        embedded = Some(server);
+        client
+    };
+    let config = capstan::runner::RunConfig {
+        plugins: args.plugins,
+        manifests: args.manifests,
+        cache_dir: args.cache_dir,
+        http_listen: Some(args.http_listen),
+        controller: capstan::reconcile::ControllerConfig {
+            concurrency: args.concurrency,
+            ..Default::default()
+        },
+    };
+    let result = capstan::runner::run(config, client, shutdown_signal()).await;
+    if let Some(server) = embedded {
+        server.shutdown().await?;
+    }
+    result.map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn apiserver(
@@ -216,6 +302,29 @@ fn main() -> ExitCode {
                     cache_dir.or_else(default_cache_dir)
                 };
                 check(&paths, json, cache).await
+            }
+            Command::Run {
+                plugins,
+                manifests,
+                kubeconfig,
+                kubeconfig_out,
+                state_dir,
+                http_listen,
+                cache_dir,
+                concurrency,
+            } => {
+                let cache_dir = cache_dir.or_else(default_cache_dir);
+                run(RunArgs {
+                    plugins,
+                    manifests,
+                    kubeconfig,
+                    kubeconfig_out,
+                    state_dir,
+                    http_listen,
+                    cache_dir,
+                    concurrency,
+                })
+                .await
             }
             Command::Apiserver {
                 listen,

@@ -1,0 +1,164 @@
+//! Applying a directory of YAML manifests at start: CustomResourceDefinitions first, then the rest.
+
+use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Errors applying manifests; each names the file and, where known, the object.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// A file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A YAML document could not be parsed as a Kubernetes object.
+    #[error("{path}: document {index} is not a Kubernetes object: {reason}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Document number, from 1.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The API server refused an object.
+    #[error("{path}: cannot apply {object}")]
+    Apply {
+        /// File.
+        path: PathBuf,
+        /// `Kind namespace/name`.
+        object: String,
+        /// Cause.
+        #[source]
+        source: Box<kube::Error>,
+    },
+}
+
+struct Doc {
+    path: PathBuf,
+    object: DynamicObject,
+}
+
+fn read_docs(dir: &Path) -> Result<Vec<Doc>, ManifestError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| ManifestError::Read {
+            path: dir.to_owned(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut docs = Vec::new();
+    for path in files {
+        let text = read(&path)?;
+        for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+            let value = serde_yaml::Value::deserialize(doc).map_err(|e| ManifestError::Parse {
+                path: path.clone(),
+                index: i + 1,
+                reason: e.to_string(),
+            })?;
+            if value.is_null() {
+                continue;
+            }
+            let object: DynamicObject =
+                serde_yaml::from_value(value).map_err(|e| ManifestError::Parse {
+                    path: path.clone(),
+                    index: i + 1,
+                    reason: e.to_string(),
+                })?;
+            if object.types.is_none() || object.metadata.name.is_none() {
+                return Err(ManifestError::Parse {
+                    path,
+                    index: i + 1,
+                    reason: "apiVersion, kind and metadata.name are required".into(),
+                });
+            }
+            docs.push(Doc {
+                path: path.clone(),
+                object,
+            });
+        }
+    }
+    Ok(docs)
+}
+
+use serde::Deserialize;
+
+/// Apply every YAML document in `dir` with server-side apply, CRDs first (waiting until each is
+/// served). Returns the number of objects applied.
+pub async fn apply_dir(client: &kube::Client, dir: &Path) -> Result<usize, ManifestError> {
+    let mut docs = read_docs(dir)?;
+    docs.sort_by_key(|d| {
+        d.object
+            .types
+            .as_ref()
+            .is_none_or(|t| t.kind != "CustomResourceDefinition")
+    });
+    let params = PatchParams::apply("capstan-manifests").force();
+    for doc in &docs {
+        let Some(types) = doc.object.types.as_ref() else {
+            continue;
+        };
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &types.api_version));
+        let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+        let name = doc.object.metadata.name.clone().unwrap_or_default();
+        let object = format!("{} {}", types.kind, name);
+        let apply_err = |e: kube::Error| ManifestError::Apply {
+            path: doc.path.clone(),
+            object: object.clone(),
+            source: Box::new(e),
+        };
+        let (ar, caps) = resolve(client, &gvk).await.map_err(apply_err)?;
+        let api: Api<DynamicObject> = match (&caps.scope, doc.object.metadata.namespace.as_deref())
+        {
+            (kube::discovery::Scope::Namespaced, ns) => {
+                Api::namespaced_with(client.clone(), ns.unwrap_or("default"), &ar)
+            }
+            (kube::discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &ar),
+        };
+        api.patch(&name, &params, &Patch::Apply(&doc.object))
+            .await
+            .map_err(apply_err)?;
+        tracing::info!(path = %doc.path.display(), object, "applied");
+    }
+    Ok(docs.len())
+}
+
+/// Resolve a kind, retrying for a few seconds (a CRD just applied takes a moment to be served).
+async fn resolve(
+    client: &kube::Client,
+    gvk: &GroupVersionKind,
+) -> Result<
+    (
+        kube::discovery::ApiResource,
+        kube::discovery::ApiCapabilities,
+    ),
+    kube::Error,
+> {
+    let mut last = None;
+    for _ in 0..50 {
+        match kube::discovery::pinned_kind(client, gvk).await {
+            Ok(found) => return Ok(found),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(last.unwrap_or_else(|| {
+        kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(gvk.kind.clone()))
+    }))
+}

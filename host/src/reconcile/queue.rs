@@ -1,0 +1,259 @@
+//! The reconcile queue: deduplicated by key, one reconcile of a key at a time, per-key backoff.
+
+use crate::dispatch::RetryPolicy;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+struct State<K> {
+    queued: VecDeque<K>,
+    pending: HashSet<K>,
+    active: HashSet<K>,
+    dirty: HashSet<K>,
+    failures: HashMap<K, u32>,
+    closed: bool,
+}
+
+/// A work queue of keys. Cheap to clone.
+///
+/// A key added while queued is not queued twice; a key added while being worked on is queued again
+/// when the work is done, so no change is lost and no key is worked on twice at once.
+pub struct WorkQueue<K> {
+    state: Arc<Mutex<State<K>>>,
+    notify: Arc<Notify>,
+    policy: RetryPolicy,
+}
+
+impl<K> Clone for WorkQueue<K> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            notify: self.notify.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
+    /// An empty queue whose backoff follows `policy`.
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                queued: VecDeque::new(),
+                pending: HashSet::new(),
+                active: HashSet::new(),
+                dirty: HashSet::new(),
+                failures: HashMap::new(),
+                closed: false,
+            })),
+            notify: Arc::new(Notify::new()),
+            policy,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State<K>) -> R) -> R {
+        let mut guard = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    /// Queue a key now.
+    pub fn add(&self, key: K) {
+        let woke = self.with(|s| {
+            if s.closed {
+                return false;
+            }
+            if s.active.contains(&key) {
+                s.dirty.insert(key);
+                false
+            } else if s.pending.insert(key.clone()) {
+                s.queued.push_back(key);
+                true
+            } else {
+                false
+            }
+        });
+        if woke {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Queue a key after `delay` (requeue-after, backoff).
+    pub fn add_after(&self, key: K, delay: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            this.add(key);
+        });
+    }
+
+    /// Queue a key after its next backoff delay; returns the delay.
+    pub fn add_with_backoff(&self, key: K) -> Duration {
+        let attempt = self.with(|s| {
+            let n = s.failures.entry(key.clone()).or_insert(0);
+            *n += 1;
+            *n
+        });
+        let delay = self.policy.backoff(attempt);
+        self.add_after(key, delay);
+        delay
+    }
+
+    /// Forget a key's failures (after a success).
+    pub fn forget(&self, key: &K) {
+        self.with(|s| s.failures.remove(key));
+    }
+
+    /// Failures recorded for a key since its last success.
+    pub fn failures(&self, key: &K) -> u32 {
+        self.with(|s| s.failures.get(key).copied().unwrap_or(0))
+    }
+
+    /// The next key to work on; `None` once the queue is closed and drained.
+    pub async fn next(&self) -> Option<K> {
+        loop {
+            let notified = self.notify.notified();
+            let got = self.with(|s| match s.queued.pop_front() {
+                Some(k) => {
+                    s.pending.remove(&k);
+                    s.active.insert(k.clone());
+                    Some(Some(k))
+                }
+                None if s.closed => Some(None),
+                None => None,
+            });
+            if let Some(result) = got {
+                if !self.with(|s| s.queued.is_empty()) {
+                    self.notify.notify_one();
+                }
+                return result;
+            }
+            notified.await;
+        }
+    }
+
+    /// Mark work on a key finished; a key added meanwhile is queued again.
+    pub fn done(&self, key: &K) {
+        let again = self.with(|s| {
+            s.active.remove(key);
+            s.dirty.remove(key)
+        });
+        if again {
+            self.add(key.clone());
+        }
+    }
+
+    /// Keys queued (not being worked on).
+    pub fn len(&self) -> usize {
+        self.with(|s| s.queued.len())
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stop taking keys; workers end once the queue is drained.
+    pub fn close(&self) {
+        self.with(|s| s.closed = true);
+        self.notify.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> WorkQueue<&'static str> {
+        WorkQueue::new(RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn keys_are_deduplicated() {
+        let q = queue();
+        q.add("a");
+        q.add("b");
+        q.add("a");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.next().await, Some("a"));
+        assert_eq!(q.next().await, Some("b"));
+    }
+
+    #[tokio::test]
+    async fn a_key_is_never_worked_on_twice_at_once() {
+        let q = queue();
+        q.add("a");
+        let a = q.next().await.unwrap();
+        q.add("a");
+        assert!(q.is_empty(), "re-added while active: held back");
+        q.done(&a);
+        assert_eq!(q.len(), 1, "queued again once done");
+        assert_eq!(q.next().await, Some("a"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_grows_per_key_and_resets_on_forget() {
+        let q = queue();
+        assert_eq!(q.add_with_backoff("a"), Duration::from_millis(200));
+        assert_eq!(q.add_with_backoff("a"), Duration::from_millis(400));
+        assert_eq!(q.failures(&"a"), 2);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(q.next().await, Some("a"));
+        q.forget(&"a");
+        assert_eq!(q.add_with_backoff("a"), Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requeue_after_waits() {
+        let q = queue();
+        q.add_after("later", Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert!(q.is_empty());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(q.next().await, Some("later"));
+    }
+
+    #[tokio::test]
+    async fn close_ends_workers_after_draining() {
+        let q = queue();
+        q.add("a");
+        q.close();
+        q.add("b");
+        assert_eq!(q.next().await, Some("a"));
+        assert_eq!(q.next().await, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_workers_see_each_key_once() {
+        let q: WorkQueue<u32> = WorkQueue::new(RetryPolicy::default());
+        for i in 0..1000 {
+            q.add(i);
+        }
+        q.close();
+        let mut workers = Vec::new();
+        for _ in 0..4 {
+            let q = q.clone();
+            workers.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while let Some(k) = q.next().await {
+                    seen.push(k);
+                    q.done(&k);
+                }
+                seen
+            }));
+        }
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+    }
+}
