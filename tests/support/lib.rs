@@ -24,6 +24,7 @@ pub const EXAMPLES: &[&str] = &["deployment-handler", "webapp"];
 /// Test-only guests in `tests/guests/`.
 pub const TEST_GUESTS: &[&str] = &[
     "echo-handler",
+    "hostile-handler",
     "forgetful-handler",
     "retry-handler",
     "trap-describe",

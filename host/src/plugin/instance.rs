@@ -5,7 +5,7 @@ use super::capability::Grants;
 use super::convert;
 use super::host::HostState;
 use super::limits::Limits;
-use super::runtime::RejectReason;
+use super::runtime::{EpochTicker, RejectReason};
 use crate::bindings::exports::capstan::controller::{handler, plugin, reconciler};
 use crate::contract::{
     CategorizedError, CleanupOutcome, ComponentHealth, ContractVersion, Manifest, ObjectRef,
@@ -151,6 +151,7 @@ struct Indices {
 }
 
 struct Inner {
+    _ticker: Arc<EpochTicker>,
     info: PluginInfo,
     manifest: Arc<Manifest>,
     pre: InstancePre<HostState>,
@@ -180,6 +181,7 @@ impl Plugin {
         pre: InstancePre<HostState>,
         mut info: PluginInfo,
         limits: Limits,
+        ticker: Arc<EpochTicker>,
     ) -> Result<Self, RejectReason> {
         let link = |e: wasmtime::Error| RejectReason::Link(format!("{e:#}"));
         let indices = Indices {
@@ -213,6 +215,7 @@ impl Plugin {
         info.name = name_hint;
         let probe = Self {
             inner: Arc::new(Inner {
+                _ticker: ticker.clone(),
                 info: info.clone(),
                 manifest: placeholder,
                 pre: pre.clone(),
@@ -236,6 +239,7 @@ impl Plugin {
         })?;
         Ok(Self {
             inner: Arc::new(Inner {
+                _ticker: ticker,
                 info,
                 manifest: Arc::new(manifest),
                 pre,

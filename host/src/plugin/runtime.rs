@@ -9,7 +9,6 @@ use crate::bindings;
 use crate::contract::World;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -160,14 +159,13 @@ struct Inner {
     linker: Linker<HostState>,
     cache: Option<ArtifactCache>,
     limits: Limits,
-    stop: Arc<AtomicBool>,
+    ticker: Arc<EpochTicker>,
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
+/// Keeps the epoch ticker thread running: held by the runtime and by every plugin it loaded, so
+/// deadlines keep working as long as anything can run wasm. The thread stops when the last goes.
+#[derive(Debug)]
+pub(crate) struct EpochTicker;
 
 impl Runtime {
     /// Create the engine (pooling allocator, epoch interruption), the linker and the epoch ticker.
@@ -191,12 +189,13 @@ impl Runtime {
             .map_err(|e| RuntimeError::Linker(format!("{e:#}")))?;
         bindings::ControllerPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Linker(format!("{e:#}")))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ticker_engine, ticker_stop, tick) = (engine.clone(), stop.clone(), config.epoch_tick);
+        let ticker = Arc::new(EpochTicker);
+        let (ticker_engine, alive, tick) =
+            (engine.clone(), Arc::downgrade(&ticker), config.epoch_tick);
         std::thread::Builder::new()
             .name("capstan-epoch".into())
             .spawn(move || {
-                while !ticker_stop.load(Ordering::Relaxed) {
+                while alive.strong_count() > 0 {
                     std::thread::sleep(tick);
                     ticker_engine.increment_epoch();
                 }
@@ -209,7 +208,7 @@ impl Runtime {
                 linker,
                 cache,
                 limits: config.limits,
-                stop,
+                ticker,
             }),
         })
     }
@@ -261,7 +260,13 @@ impl Runtime {
             path: path.to_owned(),
             origin,
         };
-        Plugin::new(pre, info, self.inner.limits.clone()).await
+        Plugin::new(
+            pre,
+            info,
+            self.inner.limits.clone(),
+            self.inner.ticker.clone(),
+        )
+        .await
     }
 
     fn compile(&self, hash: &str, bytes: &[u8]) -> Result<(Component, Origin), RejectReason> {
