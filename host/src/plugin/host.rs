@@ -177,6 +177,23 @@ fn denied(message: String) -> cache::ReadError {
     }
 }
 
+impl HostState {
+    /// The cache reader this call may use for `gvk`: granted in this phase and declared by the plugin.
+    fn cache_reader(
+        &self,
+        gvk: &crate::contract::Gvk,
+    ) -> Result<std::sync::Arc<dyn super::capability::CacheReader>, cache::ReadError> {
+        match (&self.grants.cache, &self.manifest) {
+            (Some(r), Some(m)) if m.may_read(gvk) => Ok(r.clone()),
+            (Some(_), _) => Err(denied(format!(
+                "plugin {} did not declare {gvk}",
+                self.plugin
+            ))),
+            (None, _) => Err(denied("no cache access in this phase".into())),
+        }
+    }
+}
+
 impl cache::Host for HostState {
     async fn get(
         &mut self,
@@ -185,15 +202,9 @@ impl cache::Host for HostState {
         name: String,
     ) -> wasmtime::Result<Result<Option<String>, cache::ReadError>> {
         let gvk = convert::gvk_in(gvk);
-        let reader = match (&self.grants.cache, &self.manifest) {
-            (Some(r), Some(m)) if m.may_read(&gvk) => r.clone(),
-            (Some(_), _) => {
-                return Ok(Err(denied(format!(
-                    "plugin {} did not declare {gvk}",
-                    self.plugin
-                ))));
-            }
-            (None, _) => return Ok(Err(denied("no cache access in this phase".into()))),
+        let reader = match self.cache_reader(&gvk) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
         };
         Ok(reader
             .get(&gvk, namespace.as_deref(), &name)
@@ -209,15 +220,9 @@ impl cache::Host for HostState {
         options: cache::ListOptions,
     ) -> wasmtime::Result<Result<Vec<String>, cache::ReadError>> {
         let gvk = convert::gvk_in(gvk);
-        let reader = match (&self.grants.cache, &self.manifest) {
-            (Some(r), Some(m)) if m.may_read(&gvk) => r.clone(),
-            (Some(_), _) => {
-                return Ok(Err(denied(format!(
-                    "plugin {} did not declare {gvk}",
-                    self.plugin
-                ))));
-            }
-            (None, _) => return Ok(Err(denied("no cache access in this phase".into()))),
+        let reader = match self.cache_reader(&gvk) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
         };
         Ok(reader
             .list(

@@ -448,10 +448,7 @@ impl Plugin {
         let export = event.export();
         let call = self.call(export, Some(object), Grants::default(), move |w| {
             Box::pin(async move {
-                let handler = w
-                    .handler
-                    .as_ref()
-                    .ok_or_else(|| wasmtime::format_err!("handler export missing"))?;
+                let handler = guest_export(&w.handler, "handler")?;
                 let res = w.store.data_mut().table().push(sender)?;
                 let borrow = wasmtime::component::Resource::new_borrow(res.rep());
                 let status = match &event {
@@ -500,10 +497,7 @@ impl Plugin {
         );
         self.call("on-status", Some(object), Grants::default(), move |w| {
             Box::pin(async move {
-                let handler = w
-                    .handler
-                    .as_ref()
-                    .ok_or_else(|| wasmtime::format_err!("handler export missing"))?;
+                let handler = guest_export(&w.handler, "handler")?;
                 handler.call_on_status(&mut w.store, &obj, &st).await
             })
         })
@@ -546,10 +540,7 @@ impl Plugin {
         let out = self
             .call("fetch", Some(object), grants, move |w| {
                 Box::pin(async move {
-                    let r = w
-                        .reconciler
-                        .as_ref()
-                        .ok_or_else(|| wasmtime::format_err!("reconciler export missing"))?;
+                    let r = guest_export(&w.reconciler, "reconciler")?;
                     r.call_fetch(&mut w.store, &obj).await
                 })
             })
@@ -577,10 +568,7 @@ impl Plugin {
                 Grants::default(),
                 move |w| {
                     Box::pin(async move {
-                        let r = w
-                            .reconciler
-                            .as_ref()
-                            .ok_or_else(|| wasmtime::format_err!("reconciler export missing"))?;
+                        let r = guest_export(&w.reconciler, "reconciler")?;
                         r.call_plan_resources(&mut w.store, &obj, &obs).await
                     })
                 },
@@ -645,10 +633,7 @@ impl Plugin {
                 Grants::default(),
                 move |w| {
                     Box::pin(async move {
-                        let r = w
-                            .reconciler
-                            .as_ref()
-                            .ok_or_else(|| wasmtime::format_err!("reconciler export missing"))?;
+                        let r = guest_export(&w.reconciler, "reconciler")?;
                         r.call_get_component_health(&mut w.store, &obj, &obs).await
                     })
                 },
@@ -670,10 +655,7 @@ impl Plugin {
         let out = self
             .call("status", Some(object), Grants::default(), move |w| {
                 Box::pin(async move {
-                    let r = w
-                        .reconciler
-                        .as_ref()
-                        .ok_or_else(|| wasmtime::format_err!("reconciler export missing"))?;
+                    let r = guest_export(&w.reconciler, "reconciler")?;
                     r.call_status(&mut w.store, &obj, &obs, &computed).await
                 })
             })
@@ -710,10 +692,7 @@ impl Plugin {
         let out = self
             .call("cleanup", Some(object), Grants::default(), move |w| {
                 Box::pin(async move {
-                    let r = w
-                        .reconciler
-                        .as_ref()
-                        .ok_or_else(|| wasmtime::format_err!("reconciler export missing"))?;
+                    let r = guest_export(&w.reconciler, "reconciler")?;
                     r.call_cleanup(&mut w.store, &obj).await
                 })
             })
@@ -726,6 +705,13 @@ impl Plugin {
             })
             .map_err(convert::error_in))
     }
+}
+
+/// An export interface of a warm instance, borrowing only that field so the store stays free.
+fn guest_export<'a, G>(guest: &'a Option<G>, name: &str) -> wasmtime::Result<&'a G> {
+    guest
+        .as_ref()
+        .ok_or_else(|| wasmtime::format_err!("{name} export missing"))
 }
 
 fn take_sender(
