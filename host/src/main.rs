@@ -1,7 +1,7 @@
 //! The `capstan` command: validate plugins, and run the host.
 
 use anyhow::Context;
-use capstan::plugin::{Runtime, RuntimeConfig};
+use capstan::plugin::{Limits, Runtime, RuntimeConfig};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +15,29 @@ struct Cli {
     log: String,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Sandbox limits applied to every plugin call.
+#[derive(clap::Args, Clone, Copy)]
+struct LimitArgs {
+    /// Wall-clock deadline of one plugin call, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    call_timeout_ms: u64,
+    /// Linear memory one plugin instance may grow to, in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mib: usize,
+    /// Largest JSON text, status or log record a call may hand the host, in KiB.
+    #[arg(long, default_value_t = 4096)]
+    max_value_kib: usize,
+}
+
+impl LimitArgs {
+    fn limits(self) -> Limits {
+        Limits::default()
+            .call_timeout(std::time::Duration::from_millis(self.call_timeout_ms))
+            .memory_bytes(self.memory_mib << 20)
+            .max_value_bytes(self.max_value_kib << 10)
+    }
 }
 
 #[derive(Subcommand)]
@@ -35,6 +58,8 @@ enum Command {
         /// Compile without reading or writing the precompiled cache.
         #[arg(long, conflicts_with = "cache_dir")]
         no_cache: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Run the host: load plugins, reconcile and handle events until SIGINT or SIGTERM.
     ///
@@ -65,6 +90,8 @@ enum Command {
         /// Reconciles running at once per plugin.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Run the embedded Kubernetes API server alone (no cluster needed).
     Apiserver {
@@ -89,6 +116,7 @@ struct RunArgs {
     http_listen: std::net::SocketAddr,
     cache_dir: Option<PathBuf>,
     concurrency: usize,
+    limits: Limits,
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -123,6 +151,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         manifests: args.manifests,
         cache_dir: args.cache_dir,
         http_listen: Some(args.http_listen),
+        limits: args.limits,
         controller: capstan::reconcile::ControllerConfig {
             concurrency: args.concurrency,
             ..Default::default()
@@ -206,8 +235,9 @@ async fn check(
     paths: &[PathBuf],
     json: bool,
     cache_dir: Option<PathBuf>,
+    limits: Limits,
 ) -> anyhow::Result<ExitCode> {
-    let mut config = RuntimeConfig::default();
+    let mut config = RuntimeConfig::default().limits(limits);
     if let Some(dir) = cache_dir {
         config = config.cache_dir(dir);
     }
@@ -295,13 +325,14 @@ fn main() -> ExitCode {
                 json,
                 cache_dir,
                 no_cache,
+                limits,
             } => {
                 let cache = if no_cache {
                     None
                 } else {
                     cache_dir.or_else(default_cache_dir)
                 };
-                check(&paths, json, cache).await
+                check(&paths, json, cache, limits.limits()).await
             }
             Command::Run {
                 plugins,
@@ -312,6 +343,7 @@ fn main() -> ExitCode {
                 http_listen,
                 cache_dir,
                 concurrency,
+                limits,
             } => {
                 let cache_dir = cache_dir.or_else(default_cache_dir);
                 run(RunArgs {
@@ -323,6 +355,7 @@ fn main() -> ExitCode {
                     http_listen,
                     cache_dir,
                     concurrency,
+                    limits: limits.limits(),
                 })
                 .await
             }

@@ -55,6 +55,8 @@ pub struct RunConfig {
     pub cache_dir: Option<PathBuf>,
     /// Address of `/healthz`, `/readyz` and `/plugins`.
     pub http_listen: Option<SocketAddr>,
+    /// Sandbox limits of every plugin call.
+    pub limits: crate::plugin::Limits,
     /// Reconcile settings.
     pub controller: ControllerConfig,
 }
@@ -75,7 +77,7 @@ pub async fn run(
         let n = crate::manifests::apply_dir(&client, dir).await?;
         tracing::info!(count = n, dir = %dir.display(), "manifests applied");
     }
-    let mut rc = RuntimeConfig::default();
+    let mut rc = RuntimeConfig::default().limits(config.limits.clone());
     if let Some(dir) = &config.cache_dir {
         rc = rc.cache_dir(dir);
     }

@@ -82,3 +82,21 @@ fn each_rejection_exits_non_zero_with_one_line() {
         );
     }
 }
+
+#[test]
+fn limits_are_set_from_the_command_line() {
+    let webapp = support::guest("webapp");
+    let (ok, _, stderr) = check(&[
+        std::ffi::OsStr::new("--memory-mib"),
+        std::ffi::OsStr::new("1"),
+        webapp.as_os_str(),
+    ]);
+    assert!(!ok, "a plugin needing more than 1 MiB is refused");
+    assert!(stderr.contains("memory"), "{stderr}");
+    let (ok, _, _) = check(&[
+        std::ffi::OsStr::new("--memory-mib"),
+        std::ffi::OsStr::new("64"),
+        webapp.as_os_str(),
+    ]);
+    assert!(ok);
+}
