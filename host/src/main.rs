@@ -217,13 +217,10 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("cannot read directory {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "wasm"))
-                .collect();
-            found.sort();
-            files.extend(found);
+            files.extend(
+                capstan::plugin::wasm_files(p)
+                    .with_context(|| format!("cannot read directory {}", p.display()))?,
+            );
         } else {
             files.push(p.clone());
         }

@@ -1,6 +1,7 @@
 //! Applying a directory of YAML manifests at start: CustomResourceDefinitions first, then the rest.
 
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -93,8 +94,6 @@ fn read_docs(dir: &Path) -> Result<Vec<Doc>, ManifestError> {
     }
     Ok(docs)
 }
-
-use serde::Deserialize;
 
 /// Apply every YAML document in `dir` with server-side apply, CRDs first (waiting until each is
 /// served). Returns the number of objects applied.

@@ -184,12 +184,17 @@ async fn start_handlers(
         tasks.push(tokio::spawn(async move {
             let _keep = handle;
             while let Some(c) = changes.recv().await {
-                let json = |o: &kube::api::DynamicObject| Arc::<str>::from(serde_json::to_string(o).unwrap_or_default());
-                let Some(object) = serde_json::to_value(&*c.object).ok().as_ref().and_then(ObjectRef::from_json) else { continue };
+                // Serialize each object once: the reference and the payload come from one value.
+                let Ok(value) = serde_json::to_value(&*c.object) else { continue };
+                let Some(object) = ObjectRef::from_json(&value) else { continue };
+                let new = Arc::<str>::from(value.to_string());
                 let change = match &c.kind {
-                    ChangeKind::Added => Change::Added(json(&c.object)),
-                    ChangeKind::Updated { old } => Change::Updated { new: json(&c.object), old: json(old) },
-                    ChangeKind::Deleted => Change::Deleted(json(&c.object)),
+                    ChangeKind::Added => Change::Added(new),
+                    ChangeKind::Updated { old } => {
+                        let old = Arc::<str>::from(serde_json::to_string(&**old).unwrap_or_default());
+                        Change::Updated { new, old }
+                    }
+                    ChangeKind::Deleted => Change::Deleted(new),
                 };
                 let name = object.to_string();
                 bus.publish(Event::with_ack(

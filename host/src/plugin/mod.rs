@@ -14,5 +14,7 @@ pub use cache::{ArtifactCache, Origin, content_hash};
 pub use capability::{CacheReader, Grants, PodLogReader};
 pub use instance::{CallError, HandlerEvent, HandlerOutcome, Plugin, PluginInfo};
 pub use limits::Limits;
-pub use runtime::{LoadError, LoadReport, RejectReason, Runtime, RuntimeConfig, RuntimeError};
+pub use runtime::{
+    LoadError, LoadReport, RejectReason, Runtime, RuntimeConfig, RuntimeError, wasm_files,
+};
 pub use world::{WorldError, detect};

@@ -78,14 +78,11 @@ pub struct LoadError {
 impl LoadError {
     /// `path: reason: cause…` on one line.
     pub fn one_line(&self) -> String {
-        let mut line = format!("{}: {}", self.path.display(), self.reason);
-        let mut source = std::error::Error::source(&self.reason);
-        while let Some(e) = source {
-            line.push_str(": ");
-            line.push_str(&e.to_string());
-            source = e.source();
-        }
-        line
+        format!(
+            "{}: {}",
+            self.path.display(),
+            crate::error_chain(&self.reason)
+        )
     }
 }
 
@@ -280,11 +277,7 @@ impl Runtime {
     /// Load every `*.wasm` file in `dir` (sorted by name). Rejected files do not stop the others;
     /// a second plugin with an already loaded name is rejected.
     pub async fn load_dir(&self, dir: &Path) -> std::io::Result<LoadReport> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-            .collect();
-        files.sort();
+        let files = wasm_files(dir)?;
         let mut report = LoadReport::default();
         for path in files {
             match self.load(&path).await {
@@ -303,6 +296,16 @@ impl Runtime {
         }
         Ok(report)
     }
+}
+
+/// The `*.wasm` files directly in `dir`, sorted by name.
+pub fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// The first 8 bytes tell a component (`\0asm` + version 0x0d, layer 1) from a core module.
