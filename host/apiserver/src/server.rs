@@ -116,6 +116,17 @@ pub struct ApiServer {
     config: ApiServerBuilder,
 }
 
+/// Binds `addr` and reports the address actually bound (for port 0).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    Ok((listener, bound))
+}
+
 impl ApiServer {
     /// A builder with defaults: in memory, 100 000 events of watch history, 3 MiB bodies.
     pub fn builder() -> ApiServerBuilder {
@@ -148,12 +159,7 @@ impl ApiServer {
         addr: SocketAddr,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
+        let (listener, bound) = bind(addr).await?;
         let (tx, rx) = watch::channel(false);
         let router = self.router(bound, rx);
         tracing::info!(addr = %bound, "api server listening");
@@ -179,12 +185,7 @@ impl ApiServer {
     /// # Errors
     /// [`ServerError::Bind`] when the address cannot be bound.
     pub async fn start(self, addr: SocketAddr) -> Result<RunningServer, ServerError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
+        let (listener, bound) = bind(addr).await?;
         let (tx, rx) = watch::channel(false);
         let router = self.router(bound, rx.clone());
         let mut stop = rx;
