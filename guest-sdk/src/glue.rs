@@ -33,7 +33,27 @@ impl<T: Plugin> crate::wit::exports::capstan::controller::plugin::Guest for Expo
             },
             finalizer: m.finalizer,
             pod_logs: m.pod_logs,
+            observability: observability_out(m.observability),
+            phase_timeouts: m
+                .phase_timeouts
+                .into_iter()
+                .map(|(phase, d)| t::PhaseTimeout {
+                    phase,
+                    seconds: u32::try_from(d.as_secs()).unwrap_or(u32::MAX),
+                })
+                .collect(),
+            wait_for_owner: m.wait_for_owner.map(gvk_out),
         }
+    }
+}
+
+fn observability_out(o: crate::Observability) -> t::Observability {
+    use crate::Observability as O;
+    match o {
+        O::Silent => t::Observability::Silent,
+        O::Info => t::Observability::Info,
+        O::Warning => t::Observability::Warning,
+        O::Error => t::Observability::Error,
     }
 }
 
@@ -245,7 +265,7 @@ mod reconciler {
     use super::*;
     use crate::Reconciler;
     use crate::cache::Cache;
-    use crate::conditions::{Cleanup, Condition, ConditionStatus, Observability, StatusUpdate};
+    use crate::conditions::{Cleanup, Condition, ConditionStatus, StatusUpdate};
     use crate::health::HealthState;
     use crate::plan::PlanEntry;
     use crate::wit::capstan::controller::cache as c;
@@ -309,12 +329,7 @@ mod reconciler {
             },
             reason: c.reason,
             message: c.message,
-            observability: match c.observability {
-                Observability::Silent => t::Observability::Silent,
-                Observability::Info => t::Observability::Info,
-                Observability::Warning => t::Observability::Warning,
-                Observability::Error => t::Observability::Error,
-            },
+            observability: super::observability_out(c.observability),
         }
     }
 
@@ -370,6 +385,9 @@ mod reconciler {
                     reason: h.reason,
                     message: h.message,
                     errors: h.errors.into_iter().map(error_out).collect(),
+                    requeue_after: h
+                        .requeue_after
+                        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
                 })
                 .collect()
         }

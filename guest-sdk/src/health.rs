@@ -85,6 +85,8 @@ pub struct ComponentHealth {
     pub message: String,
     /// Errors found while inspecting.
     pub errors: Vec<Error>,
+    /// Ask the host to reconcile again after this long (for state no watch reports).
+    pub requeue_after: Option<std::time::Duration>,
 }
 
 impl ComponentHealth {
@@ -101,6 +103,7 @@ impl ComponentHealth {
             reason: reason.to_owned(),
             message: message.into(),
             errors: Vec::new(),
+            requeue_after: None,
         }
     }
 
@@ -122,6 +125,12 @@ impl ComponentHealth {
     /// Attach an error; the host categorizes the reconcile by it.
     pub fn with_error(mut self, error: Error) -> Self {
         self.errors.push(error);
+        self
+    }
+
+    /// Ask the host to reconcile again after `delay`, e.g. to poll an external system.
+    pub fn requeue_after(mut self, delay: std::time::Duration) -> Self {
+        self.requeue_after = Some(delay);
         self
     }
 }

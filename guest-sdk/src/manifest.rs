@@ -86,6 +86,12 @@ pub struct Manifest {
     pub finalizer: bool,
     /// Whether the plugin reads pod logs.
     pub pod_logs: bool,
+    /// How transitions of the automatic conditions are reported.
+    pub observability: crate::Observability,
+    /// Phase timeouts (seed 004): past one, the object fails with `<Phase>Timeout`.
+    pub phase_timeouts: Vec<(String, std::time::Duration)>,
+    /// Leave objects alone until they have an owner reference of this kind (seed 004).
+    pub wait_for_owner: Option<Gvk>,
 }
 
 impl Manifest {
@@ -100,6 +106,9 @@ impl Manifest {
             status_mode: StatusMode::Automatic,
             finalizer: false,
             pod_logs: false,
+            observability: crate::Observability::Info,
+            phase_timeouts: Vec::new(),
+            wait_for_owner: None,
         }
     }
 
@@ -156,6 +165,27 @@ impl Manifest {
     #[must_use]
     pub fn with_pod_logs(mut self) -> Self {
         self.pod_logs = true;
+        self
+    }
+
+    /// How transitions of the automatic conditions are reported (default: info, on transitions).
+    #[must_use]
+    pub fn observability(mut self, o: crate::Observability) -> Self {
+        self.observability = o;
+        self
+    }
+
+    /// Fail an object that stays in `phase` (as written to `status.phase`) longer than `limit`.
+    #[must_use]
+    pub fn phase_timeout(mut self, phase: &str, limit: std::time::Duration) -> Self {
+        self.phase_timeouts.push((phase.to_owned(), limit));
+        self
+    }
+
+    /// Take no action on an object until it has an owner reference of this kind.
+    #[must_use]
+    pub fn wait_for_owner(mut self, owner: Gvk) -> Self {
+        self.wait_for_owner = Some(owner);
         self
     }
 }

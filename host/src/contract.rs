@@ -211,6 +211,12 @@ pub struct Manifest {
     pub finalizer: bool,
     /// Whether pod logs are read.
     pub pod_logs: bool,
+    /// How transitions of automatic conditions are reported.
+    pub observability: Observability,
+    /// Phase timeouts: phase name and how long it may last.
+    pub phase_timeouts: Vec<(String, std::time::Duration)>,
+    /// Objects are left alone until they have an owner reference of this kind.
+    pub wait_for_owner: Option<Gvk>,
 }
 
 impl Manifest {
@@ -317,6 +323,8 @@ pub struct ComponentHealth {
     pub message: String,
     /// Errors.
     pub errors: Vec<CategorizedError>,
+    /// Reconcile again after this long.
+    pub requeue_after: Option<std::time::Duration>,
 }
 
 /// A condition's status.
@@ -460,6 +468,9 @@ mod tests {
             status_mode: StatusMode::Automatic,
             finalizer: false,
             pod_logs: false,
+            observability: crate::contract::Observability::Info,
+            phase_timeouts: vec![],
+            wait_for_owner: None,
         };
         assert!(m.validate().is_ok());
         assert!(m.may_read(&Gvk::new("", "v1", "ConfigMap")));

@@ -56,6 +56,13 @@ pub(crate) fn manifest_in(m: t::Manifest) -> c::Manifest {
         },
         finalizer: m.finalizer,
         pod_logs: m.pod_logs,
+        observability: observability_in(m.observability),
+        phase_timeouts: m
+            .phase_timeouts
+            .into_iter()
+            .map(|p| (p.phase, std::time::Duration::from_secs(u64::from(p.seconds))))
+            .collect(),
+        wait_for_owner: m.wait_for_owner.map(gvk_in),
     }
 }
 
@@ -170,6 +177,9 @@ pub(crate) fn health_in(h: t::ComponentHealth) -> c::ComponentHealth {
         reason: h.reason,
         message: h.message,
         errors: h.errors.into_iter().map(error_in).collect(),
+        requeue_after: h
+            .requeue_after
+            .map(|s| std::time::Duration::from_secs(u64::from(s))),
     }
 }
 
@@ -183,11 +193,15 @@ pub(crate) fn condition_in(c: t::Condition) -> c::Condition {
         },
         reason: c.reason,
         message: c.message,
-        observability: match c.observability {
-            t::Observability::Silent => c::Observability::Silent,
-            t::Observability::Info => c::Observability::Info,
-            t::Observability::Warning => c::Observability::Warning,
-            t::Observability::Error => c::Observability::Error,
-        },
+        observability: observability_in(c.observability),
+    }
+}
+
+fn observability_in(o: t::Observability) -> c::Observability {
+    match o {
+        t::Observability::Silent => c::Observability::Silent,
+        t::Observability::Info => c::Observability::Info,
+        t::Observability::Warning => c::Observability::Warning,
+        t::Observability::Error => c::Observability::Error,
     }
 }

@@ -207,6 +207,9 @@ impl Plugin {
             status_mode: crate::contract::StatusMode::Automatic,
             finalizer: false,
             pod_logs: false,
+            observability: crate::contract::Observability::Info,
+            phase_timeouts: vec![],
+            wait_for_owner: None,
         });
         let name_hint = info
             .path

@@ -265,6 +265,7 @@ mod tests {
                     message: (*m).into(),
                 })
                 .collect(),
+            requeue_after: None,
         }
     }
 

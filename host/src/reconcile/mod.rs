@@ -326,6 +326,7 @@ fn error_health(component: &str, error: CategorizedError) -> ComponentHealth {
         reason: format!("{:?}", error.category),
         message: error.message.clone(),
         errors: vec![error],
+        requeue_after: None,
     }
 }
 
