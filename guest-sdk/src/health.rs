@@ -1,6 +1,6 @@
-//! Component health, the categorized errors of seed 003, and health inspectors for common kinds.
+//! Component health and the categorized errors of seed 003; inspectors live in [`crate::inspect`].
 
-use k8s_openapi::api::apps::v1::Deployment;
+pub use crate::inspect::{deployment, exists};
 
 /// The categories of reconcile errors; each decides what the host does (seed 003).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,85 +132,5 @@ impl ComponentHealth {
     pub fn requeue_after(mut self, delay: std::time::Duration) -> Self {
         self.requeue_after = Some(delay);
         self
-    }
-}
-
-/// Health of a Deployment: ready when every desired replica is updated and available.
-pub fn deployment(component: &str, found: Option<&Deployment>) -> ComponentHealth {
-    let Some(dep) = found else {
-        return ComponentHealth::progressing(component, "NotFound", "not created yet").with_error(
-            Error::new(
-                ErrorCategory::MissingDownstreamDependency,
-                "deployment not found",
-            ),
-        );
-    };
-    let desired = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let status = dep.status.clone().unwrap_or_default();
-    let available = status.available_replicas.unwrap_or(0);
-    let updated = status.updated_replicas.unwrap_or(0);
-    if available >= desired && updated >= desired {
-        ComponentHealth::ready(
-            component,
-            "Available",
-            format!("{available}/{desired} replicas available"),
-        )
-    } else {
-        ComponentHealth::progressing(
-            component,
-            "RollingOut",
-            format!("{available}/{desired} replicas available, {updated} updated"),
-        )
-    }
-}
-
-/// Health of an object that is ready as soon as it exists (a Service, a ConfigMap).
-pub fn exists<T>(component: &str, found: Option<&T>) -> ComponentHealth {
-    match found {
-        Some(_) => ComponentHealth::ready(component, "Exists", "created"),
-        None => ComponentHealth::progressing(component, "NotFound", "not created yet").with_error(
-            Error::new(
-                ErrorCategory::MissingDownstreamDependency,
-                format!("{component} not found"),
-            ),
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
-
-    fn dep(replicas: i32, available: i32) -> Deployment {
-        Deployment {
-            spec: Some(DeploymentSpec {
-                replicas: Some(replicas),
-                ..Default::default()
-            }),
-            status: Some(DeploymentStatus {
-                available_replicas: Some(available),
-                updated_replicas: Some(available),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn deployment_health_follows_replicas() {
-        assert_eq!(
-            deployment("Deployment", Some(&dep(3, 3))).state,
-            HealthState::Ready
-        );
-        assert_eq!(
-            deployment("Deployment", Some(&dep(3, 1))).state,
-            HealthState::Progressing
-        );
-        let missing = deployment("Deployment", None);
-        assert_eq!(
-            missing.errors[0].category,
-            ErrorCategory::MissingDownstreamDependency
-        );
     }
 }

@@ -18,9 +18,11 @@ pub mod conditions;
 #[cfg(any(feature = "handler", feature = "reconciler"))]
 pub mod glue;
 pub mod health;
+pub mod inspect;
 pub mod log;
 pub mod manifest;
 pub mod plan;
+pub mod pod_logs;
 pub mod status;
 #[doc(hidden)]
 pub mod wit;
@@ -31,6 +33,7 @@ pub use health::{ComponentHealth, Error, ErrorCategory, HealthState};
 pub use k8s_openapi;
 pub use manifest::{Gvk, Manifest, StatusMode, Verb};
 pub use plan::{ObjectRef, Plan, PlanEntry};
+pub use pod_logs::PodLogs;
 pub use serde_json;
 pub use status::{ChannelError, Delivery, EventProcessStatus, EventStatus, StatusChannel};
 
