@@ -220,6 +220,23 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// A manifest with a name and version that watches, owns and asks for nothing.
+    pub fn new(name: &str, version: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            watches: Vec::new(),
+            owns: Vec::new(),
+            access: Vec::new(),
+            status_mode: StatusMode::Automatic,
+            finalizer: false,
+            pod_logs: false,
+            observability: Observability::Info,
+            phase_timeouts: Vec::new(),
+            wait_for_owner: None,
+        }
+    }
+
     /// Whether the plugin may read (get/list) objects of `gvk`: kinds it watches or owns, or was granted.
     pub fn may_read(&self, gvk: &Gvk) -> bool {
         self.watches.contains(gvk)

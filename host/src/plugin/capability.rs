@@ -23,14 +23,67 @@ pub trait CacheReader: Send + Sync {
 
 /// Read access to pod logs, for plugins whose manifest asks for it.
 pub trait PodLogReader: Send + Sync {
-    /// The last `tail_lines` lines of a container's log.
-    fn read(
-        &self,
-        namespace: &str,
-        pod: &str,
-        container: Option<&str>,
+    /// The last `tail_lines` lines (all without it) of a container's log.
+    fn read<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        container: Option<&'a str>,
         tail_lines: Option<u32>,
-    ) -> Result<String, CategorizedError>;
+    ) -> futures::future::BoxFuture<'a, Result<String, CategorizedError>>;
+}
+
+/// Pod logs read from the API server (`pods/log`), at most `limit_bytes` per read.
+#[derive(Clone)]
+pub struct KubePodLogs {
+    client: kube::Client,
+    limit_bytes: usize,
+}
+
+impl KubePodLogs {
+    /// Read through `client`, at most `limit_bytes` per read.
+    pub fn new(client: kube::Client, limit_bytes: usize) -> Self {
+        Self {
+            client,
+            limit_bytes,
+        }
+    }
+}
+
+impl PodLogReader for KubePodLogs {
+    fn read<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        container: Option<&'a str>,
+        tail_lines: Option<u32>,
+    ) -> futures::future::BoxFuture<'a, Result<String, CategorizedError>> {
+        use crate::contract::ErrorCategory;
+        Box::pin(async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                kube::Api::namespaced(self.client.clone(), namespace);
+            let params = kube::api::LogParams {
+                container: container.map(str::to_owned),
+                tail_lines: tail_lines.map(i64::from),
+                limit_bytes: i64::try_from(self.limit_bytes).ok(),
+                ..Default::default()
+            };
+            api.logs(pod, &params).await.map_err(|e| {
+                let category = match &e {
+                    kube::Error::Api(s) if s.code == 401 || s.code == 403 => ErrorCategory::Auth,
+                    kube::Error::Api(s) if s.code == 404 => {
+                        ErrorCategory::MissingDownstreamDependency
+                    }
+                    kube::Error::Api(s) if s.code == 400 => ErrorCategory::InvalidSpec,
+                    _ => ErrorCategory::Infrastructure,
+                };
+                CategorizedError {
+                    category,
+                    message: format!("cannot read the log of pod {namespace}/{pod}: {e}"),
+                }
+            })
+        })
+    }
 }
 
 /// What a call may use. The default grants nothing: `describe`, handlers and `plan-resources` run so.

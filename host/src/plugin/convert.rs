@@ -60,7 +60,12 @@ pub(crate) fn manifest_in(m: t::Manifest) -> c::Manifest {
         phase_timeouts: m
             .phase_timeouts
             .into_iter()
-            .map(|p| (p.phase, std::time::Duration::from_secs(u64::from(p.seconds))))
+            .map(|p| {
+                (
+                    p.phase,
+                    std::time::Duration::from_secs(u64::from(p.seconds)),
+                )
+            })
             .collect(),
         wait_for_owner: m.wait_for_owner.map(gvk_in),
     }

@@ -13,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limits::Limits;
 use super::output::GuestOutput;
+use super::wasi::{WasiError, WasiGrants};
 
 /// Data of one plugin instance's store.
 pub(crate) struct HostState {
@@ -30,17 +31,24 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(plugin: Arc<str>, manifest: Option<Arc<Manifest>>, limits: &Limits) -> Self {
-        // WASI with nothing granted: no directories, environment, network or inherited stdio;
-        // output goes to tracing, tagged with the plugin.
-        let wasi = WasiCtx::builder()
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        manifest: Option<Arc<Manifest>>,
+        limits: &Limits,
+        grants: &WasiGrants,
+    ) -> Result<Self, WasiError> {
+        // WASI grants nothing unless configured: no directories, environment, network or
+        // inherited stdio; output goes to tracing, tagged with the plugin.
+        let mut builder = WasiCtx::builder();
+        builder
             .stdout(GuestOutput::new(plugin.clone(), "stdout"))
             .stderr(GuestOutput::new(plugin.clone(), "stderr"))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        Self {
+            .allow_ip_name_lookup(false);
+        grants.apply(&mut builder)?;
+        let wasi = builder.build();
+        Ok(Self {
             plugin,
             manifest,
             grants: Grants::default(),
@@ -57,7 +65,7 @@ impl HostState {
                 .build(),
             wasi,
             table: ResourceTable::new(),
-        }
+        })
     }
 
     pub(crate) fn table(&mut self) -> &mut ResourceTable {
@@ -254,6 +262,7 @@ impl pod_logs::Host for HostState {
         };
         Ok(reader
             .read(&namespace, &pod, container.as_deref(), tail_lines)
+            .await
             .map_err(|e| cache::ReadError {
                 category: convert::category_out(e.category),
                 message: e.message,

@@ -5,7 +5,10 @@ use super::capability::Grants;
 use super::convert;
 use super::host::HostState;
 use super::limits::Limits;
+use super::quarantine::{PluginState, Quarantine, Transition};
 use super::runtime::{EpochTicker, RejectReason};
+use super::settings::PluginSettings;
+use super::wasi::WasiGrants;
 use crate::bindings::exports::capstan::controller::{handler, plugin, reconciler};
 use crate::contract::{
     CategorizedError, CleanupOutcome, ComponentHealth, ContractVersion, Manifest, ObjectRef,
@@ -82,6 +85,22 @@ pub enum CallError {
         /// Export.
         export: &'static str,
     },
+    /// The plugin is quarantined after repeated failures; the call was not made.
+    #[error(
+        "plugin {plugin}: {export} on {object} refused: quarantined after {failures} failed calls, retry in {retry_in_ms} ms"
+    )]
+    Quarantined {
+        /// Plugin name.
+        plugin: String,
+        /// Export.
+        export: &'static str,
+        /// Object.
+        object: String,
+        /// Consecutive failed calls.
+        failures: u32,
+        /// Milliseconds until calls are taken again.
+        retry_in_ms: u64,
+    },
     /// The call returned something the host refuses (malformed JSON, over the size limit).
     #[error("plugin {plugin}: {export} on {object} returned an invalid value: {reason}")]
     InvalidOutput {
@@ -151,12 +170,19 @@ struct Indices {
 }
 
 struct Inner {
-    _ticker: Arc<EpochTicker>,
+    ticker: Arc<EpochTicker>,
     info: PluginInfo,
+    /// The manifest as the plugin declared it.
+    declared: Arc<Manifest>,
+    /// The manifest narrowed by configuration: what the host enforces.
     manifest: Arc<Manifest>,
     pre: InstancePre<HostState>,
     indices: Indices,
     limits: Limits,
+    wasi: WasiGrants,
+    fuel: bool,
+    metrics: Option<crate::metrics::Metrics>,
+    quarantine: Mutex<Quarantine>,
     idle: Mutex<Vec<Warm>>,
 }
 
@@ -182,6 +208,7 @@ impl Plugin {
         mut info: PluginInfo,
         limits: Limits,
         ticker: Arc<EpochTicker>,
+        fuel: bool,
     ) -> Result<Self, RejectReason> {
         let link = |e: wasmtime::Error| RejectReason::Link(format!("{e:#}"));
         let indices = Indices {
@@ -198,19 +225,7 @@ impl Plugin {
             },
         };
         // `describe` runs in an instance of its own with no manifest and nothing granted.
-        let placeholder: Arc<Manifest> = Arc::new(Manifest {
-            name: String::new(),
-            version: String::new(),
-            watches: vec![],
-            owns: vec![],
-            access: vec![],
-            status_mode: crate::contract::StatusMode::Automatic,
-            finalizer: false,
-            pod_logs: false,
-            observability: crate::contract::Observability::Info,
-            phase_timeouts: vec![],
-            wait_for_owner: None,
-        });
+        let placeholder = Arc::new(Manifest::new("", ""));
         let name_hint = info
             .path
             .file_stem()
@@ -218,12 +233,17 @@ impl Plugin {
         info.name = name_hint;
         let probe = Self {
             inner: Arc::new(Inner {
-                _ticker: ticker.clone(),
+                ticker: ticker.clone(),
                 info: info.clone(),
+                declared: placeholder.clone(),
                 manifest: placeholder,
                 pre: pre.clone(),
                 indices,
+                quarantine: Mutex::new(Quarantine::new(limits.quarantine.clone())),
                 limits: limits.clone(),
+                wasi: WasiGrants::default(),
+                fuel,
+                metrics: None,
                 idle: Mutex::new(Vec::new()),
             }),
         };
@@ -240,17 +260,70 @@ impl Plugin {
         let Inner { indices, .. } = Arc::into_inner(probe.inner).ok_or_else(|| {
             RejectReason::InvalidManifest("describe left a reference behind".into())
         })?;
+        let manifest = Arc::new(manifest);
         Ok(Self {
             inner: Arc::new(Inner {
-                _ticker: ticker,
+                ticker,
                 info,
-                manifest: Arc::new(manifest),
+                declared: manifest.clone(),
+                manifest,
                 pre,
                 indices,
+                quarantine: Mutex::new(Quarantine::new(limits.quarantine.clone())),
                 limits,
+                wasi: WasiGrants::default(),
+                fuel,
+                metrics: None,
                 idle: Mutex::new(Vec::new()),
             }),
         })
+    }
+
+    /// This plugin with configuration applied: its limits, WASI grants and Kubernetes access
+    /// narrowed as `settings` say. Warm instances are not carried over.
+    #[must_use]
+    pub fn configure(
+        &self,
+        settings: &PluginSettings,
+        metrics: Option<crate::metrics::Metrics>,
+    ) -> Self {
+        let i = &self.inner;
+        let limits = settings.limits.clone().unwrap_or_else(|| i.limits.clone());
+        Self {
+            inner: Arc::new(Inner {
+                ticker: i.ticker.clone(),
+                info: i.info.clone(),
+                declared: i.declared.clone(),
+                manifest: Arc::new(settings.narrow(&i.declared)),
+                pre: i.pre.clone(),
+                indices: Indices {
+                    plugin: i.indices.plugin.clone(),
+                    handler: i.indices.handler.clone(),
+                    reconciler: i.indices.reconciler.clone(),
+                },
+                quarantine: Mutex::new(Quarantine::new(limits.quarantine.clone())),
+                limits,
+                wasi: settings.wasi.clone(),
+                fuel: i.fuel,
+                metrics: metrics.or_else(|| i.metrics.clone()),
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Whether the plugin takes calls, or is quarantined.
+    pub fn state(&self) -> PluginState {
+        lock(&self.inner.quarantine).state()
+    }
+
+    /// The manifest as the plugin declared it, before configuration narrowed it.
+    pub fn declared_manifest(&self) -> &Manifest {
+        &self.inner.declared
+    }
+
+    /// The limits calls run under.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// The plugin's name.
@@ -263,7 +336,7 @@ impl Plugin {
         &self.inner.info
     }
 
-    /// Its manifest.
+    /// Its manifest, narrowed by configuration: what the host enforces.
     pub fn manifest(&self) -> &Manifest {
         &self.inner.manifest
     }
@@ -294,7 +367,12 @@ impl Plugin {
             Arc::from(self.name()),
             Some(self.inner.manifest.clone()),
             &self.inner.limits,
-        );
+            &self.inner.wasi,
+        )
+        .map_err(|e| CallError::Instantiate {
+            plugin: self.name().to_owned(),
+            reason: e.to_string(),
+        })?;
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_callback(|ctx| {
@@ -305,6 +383,11 @@ impl Plugin {
             }
         });
         store.set_epoch_deadline(1);
+        if self.inner.fuel {
+            store
+                .set_fuel(self.inner.limits.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| self.instantiate_error(e))?;
+        }
         store.data_mut().deadline = Instant::now() + self.inner.limits.call_timeout;
         let instance = self
             .inner
@@ -360,6 +443,68 @@ impl Plugin {
         F: for<'a> FnOnce(&'a mut Warm) -> CallFuture<'a, R>,
     {
         let object_name = object.map_or_else(|| "-".to_owned(), ToString::to_string);
+        let refused = {
+            let q = lock(&self.inner.quarantine);
+            q.refused_for().map(|wait| (wait, q.state()))
+        };
+        if let Some((wait, state)) = refused {
+            let failures = match state {
+                PluginState::Degraded { failures, .. } => failures,
+                PluginState::Running => 0,
+            };
+            return Err(CallError::Quarantined {
+                plugin: self.name().to_owned(),
+                export,
+                object: object_name,
+                failures,
+                retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        let started = Instant::now();
+        let result = self.call_inner(export, object_name, grants, f).await;
+        let transition = {
+            let mut q = lock(&self.inner.quarantine);
+            match &result {
+                Ok(_) => q.succeeded(),
+                // A refused grant or a missing export is the host's business, not a fault.
+                Err(CallError::NotExported { .. } | CallError::Quarantined { .. }) => {
+                    Transition::None
+                }
+                Err(_) => q.failed(),
+            }
+        };
+        match transition {
+            Transition::Quarantined(d) => {
+                tracing::error!(
+                    plugin = self.name(),
+                    backoff_ms = d.as_millis() as u64,
+                    "plugin quarantined after repeated failures: degraded"
+                );
+            }
+            Transition::Recovered => {
+                tracing::info!(
+                    plugin = self.name(),
+                    "plugin recovered from quarantine: running"
+                );
+            }
+            Transition::None => {}
+        }
+        if let Some(m) = &self.inner.metrics {
+            m.plugin_call(self.name(), export, result.is_ok(), started.elapsed());
+        }
+        result
+    }
+
+    async fn call_inner<R, F>(
+        &self,
+        export: &'static str,
+        object_name: String,
+        grants: Grants,
+        f: F,
+    ) -> Result<R, CallError>
+    where
+        F: for<'a> FnOnce(&'a mut Warm) -> CallFuture<'a, R>,
+    {
         let mut warm = self.checkout().await?;
         let timeout = self.inner.limits.call_timeout;
         {
@@ -369,6 +514,12 @@ impl Plugin {
             data.deadline = Instant::now() + timeout;
         }
         warm.store.set_epoch_deadline(1);
+        if self.inner.fuel {
+            let fuel = self.inner.limits.fuel.unwrap_or(u64::MAX);
+            if let Err(e) = warm.store.set_fuel(fuel) {
+                return Err(self.instantiate_error(e));
+            }
+        }
         // The epoch callback interrupts running wasm; the timer also bounds time spent awaiting
         // host imports (a full status channel, say).
         let outcome = tokio::time::timeout(timeout, f(&mut warm)).await;
@@ -708,6 +859,10 @@ impl Plugin {
             })
             .map_err(convert::error_in))
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// An export interface of a warm instance, borrowing only that field so the store stays free.

@@ -1,5 +1,6 @@
-//! Per-plugin sandbox limits: wall-clock deadline, memory, and the size of what a call returns.
+//! Per-plugin sandbox limits: wall-clock deadline, memory, fuel, tables, returned sizes, quarantine.
 
+use super::quarantine::QuarantinePolicy;
 use std::time::Duration;
 
 /// Limits applied to every call into a plugin.
@@ -15,6 +16,11 @@ pub struct Limits {
     pub max_value_bytes: usize,
     /// Warm instances kept per plugin for reuse. Default 8.
     pub idle_instances: usize,
+    /// Fuel (roughly, wasm instructions) one call may burn; `None` for no limit (default). Takes
+    /// effect only in a runtime created with fuel metering ([`super::RuntimeConfig::fuel`]).
+    pub fuel: Option<u64>,
+    /// When repeated failures quarantine the plugin.
+    pub quarantine: QuarantinePolicy,
 }
 
 impl Default for Limits {
@@ -25,6 +31,8 @@ impl Default for Limits {
             table_elements: 20_000,
             max_value_bytes: 4 << 20,
             idle_instances: 8,
+            fuel: None,
+            quarantine: QuarantinePolicy::default(),
         }
     }
 }
@@ -48,6 +56,27 @@ impl Limits {
     #[must_use]
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = bytes;
+        self
+    }
+
+    /// Set the table size limit.
+    #[must_use]
+    pub fn table_elements(mut self, n: usize) -> Self {
+        self.table_elements = n;
+        self
+    }
+
+    /// Limit the fuel of one call.
+    #[must_use]
+    pub fn fuel(mut self, fuel: Option<u64>) -> Self {
+        self.fuel = fuel;
+        self
+    }
+
+    /// Set the quarantine policy.
+    #[must_use]
+    pub fn quarantine(mut self, policy: QuarantinePolicy) -> Self {
+        self.quarantine = policy;
         self
     }
 }

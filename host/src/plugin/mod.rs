@@ -7,14 +7,24 @@ mod host;
 mod instance;
 mod limits;
 mod output;
+mod quarantine;
+mod registry;
+mod reload;
 mod runtime;
+mod settings;
+mod wasi;
 mod world;
 
 pub use cache::{ArtifactCache, Origin, content_hash};
-pub use capability::{CacheReader, Grants, PodLogReader};
+pub use capability::{CacheReader, Grants, KubePodLogs, PodLogReader};
 pub use instance::{CallError, HandlerEvent, HandlerOutcome, Plugin, PluginInfo};
 pub use limits::Limits;
+pub use quarantine::{PluginState, QuarantinePolicy};
+pub use registry::{Loaded, PluginEvent, Registry, RegistryError, RegistryView, Rejection};
+pub use reload::{ReloadError, Reloader, WatchHandle, is_plugin_file};
 pub use runtime::{
     LoadError, LoadReport, RejectReason, Runtime, RuntimeConfig, RuntimeError, wasm_files,
 };
+pub use settings::PluginSettings;
+pub use wasi::{DirGrant, WasiError, WasiGrants};
 pub use world::{WorldError, detect};

@@ -4,9 +4,11 @@ use super::cache::{ArtifactCache, Origin, content_hash};
 use super::host::HostState;
 use super::instance::{CallError, Plugin, PluginInfo};
 use super::limits::Limits;
+use super::settings::PluginSettings;
 use super::world::{self, WorldError};
 use crate::bindings;
 use crate::contract::World;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +104,11 @@ pub struct RuntimeConfig {
     limits: Limits,
     epoch_tick: Duration,
     max_instances: u32,
+    fuel: bool,
+    epoch_interruption: bool,
+    max_wasm_stack: usize,
+    settings: HashMap<String, PluginSettings>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Default for RuntimeConfig {
@@ -111,6 +118,11 @@ impl Default for RuntimeConfig {
             limits: Limits::default(),
             epoch_tick: Duration::from_millis(10),
             max_instances: 256,
+            fuel: false,
+            epoch_interruption: true,
+            max_wasm_stack: 512 << 10,
+            settings: HashMap::new(),
+            metrics: None,
         }
     }
 }
@@ -143,6 +155,43 @@ impl RuntimeConfig {
         self.max_instances = n;
         self
     }
+
+    /// Meter fuel, so [`Limits::fuel`] takes effect. Off by default: metering costs every call.
+    #[must_use]
+    pub fn fuel(mut self, on: bool) -> Self {
+        self.fuel = on;
+        self
+    }
+
+    /// Interrupt running wasm at its deadline (default). Turn off only to measure what it costs:
+    /// without it a guest that never calls the host cannot be stopped.
+    #[must_use]
+    pub fn epoch_interruption(mut self, on: bool) -> Self {
+        self.epoch_interruption = on;
+        self
+    }
+
+    /// The wasm stack of every call, in bytes (runtime-wide: wasmtime sets it per engine).
+    /// Default 512 KiB.
+    #[must_use]
+    pub fn max_wasm_stack(mut self, bytes: usize) -> Self {
+        self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// Settings of the plugin named `name` (limits, WASI grants, Kubernetes access).
+    #[must_use]
+    pub fn plugin_settings(mut self, name: &str, settings: PluginSettings) -> Self {
+        self.settings.insert(name.to_owned(), settings);
+        self
+    }
+
+    /// Record plugin call metrics here.
+    #[must_use]
+    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
 }
 
 /// The plugin runtime. Cheap to clone.
@@ -157,6 +206,9 @@ struct Inner {
     cache: Option<ArtifactCache>,
     limits: Limits,
     ticker: Arc<EpochTicker>,
+    fuel: bool,
+    settings: HashMap<String, PluginSettings>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// Keeps the epoch ticker thread running: held by the runtime and by every plugin it loaded, so
@@ -169,16 +221,26 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let mut pool = PoolingAllocationConfig::default();
         let n = config.max_instances;
+        // The pool's memory slots must fit the largest memory any plugin may grow to.
+        let memory = config
+            .settings
+            .values()
+            .filter_map(|s| s.limits.as_ref().map(|l| l.memory_bytes))
+            .chain([config.limits.memory_bytes])
+            .max()
+            .unwrap_or(config.limits.memory_bytes);
         pool.total_component_instances(n)
             .total_core_instances(n * 2)
             .total_memories(n)
             .total_tables(n * 2)
             .total_stacks(n)
-            .max_memory_size(config.limits.memory_bytes);
+            .max_memory_size(memory);
         let mut cfg = Config::new();
         cfg.wasm_component_model(true)
-            .epoch_interruption(true)
+            .epoch_interruption(config.epoch_interruption)
             .concurrency_support(false)
+            .consume_fuel(config.fuel)
+            .max_wasm_stack(config.max_wasm_stack)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&cfg).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
@@ -206,6 +268,9 @@ impl Runtime {
                 cache,
                 limits: config.limits,
                 ticker,
+                fuel: config.fuel,
+                settings: config.settings,
+                metrics: config.metrics,
             }),
         })
     }
@@ -257,13 +322,21 @@ impl Runtime {
             path: path.to_owned(),
             origin,
         };
-        Plugin::new(
+        let plugin = Plugin::new(
             pre,
             info,
             self.inner.limits.clone(),
             self.inner.ticker.clone(),
+            self.inner.fuel,
         )
-        .await
+        .await?;
+        let settings = self
+            .inner
+            .settings
+            .get(plugin.name())
+            .cloned()
+            .unwrap_or_default();
+        Ok(plugin.configure(&settings, self.inner.metrics.clone()))
     }
 
     fn compile(&self, hash: &str, bytes: &[u8]) -> Result<(Component, Origin), RejectReason> {

@@ -1,0 +1,385 @@
+//! The host's configuration file: default sandbox limits, and per plugin limits, grants and access.
+//!
+//! ```yaml
+//! runtime:
+//!   fuel: true              # meter fuel, so `fuel` limits take effect (costs every call)
+//!   maxWasmStackKiB: 512    # runtime-wide
+//! defaults:                 # every plugin
+//!   callTimeoutMs: 5000
+//!   memoryMiB: 64
+//!   maxValueKiB: 4096
+//!   tableElements: 20000
+//!   fuel: 1000000000
+//!   idleInstances: 8
+//!   quarantine: { afterFailures: 5, initialBackoffMs: 5000, maxBackoffMs: 300000 }
+//! plugins:
+//!   webapp:
+//!     limits: { callTimeoutMs: 2000 }     # over the defaults
+//!     wasi:
+//!       dirs: [{ host: /etc/webapp, guest: /config }]   # read-only unless `writable: true`
+//!       env: { REGION: eu-west-1 }
+//!     kubernetes:
+//!       allow:                            # narrows what the manifest declares
+//!         - { group: apps, version: v1, kind: Deployment, verbs: [get, list, watch, patch] }
+//!       podLogs: false
+//!     reconcile:
+//!       prune: false
+//!       phaseTimeoutsSeconds: { Creating: 600 }
+//! ```
+
+use crate::contract::{Gvk, Verb};
+use crate::plugin::{Limits, PluginSettings, QuarantinePolicy, WasiGrants};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid configuration.
+    #[error("invalid configuration {path}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// A plugin's WASI grant cannot be given.
+    #[error("plugin {plugin}: invalid wasi grant")]
+    Grant {
+        /// Plugin.
+        plugin: String,
+        /// Cause.
+        #[source]
+        source: crate::plugin::WasiError,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Runtime-wide settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RuntimeSection {
+    /// Meter fuel.
+    #[serde(default)]
+    pub fuel: bool,
+    /// Wasm stack per call, in KiB.
+    pub max_wasm_stack_ki_b: Option<usize>,
+}
+
+/// Limits as written in the file; unset fields keep the value underneath.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsSection {
+    /// Call deadline, ms.
+    pub call_timeout_ms: Option<u64>,
+    /// Memory, MiB.
+    pub memory_mi_b: Option<usize>,
+    /// Largest returned value, KiB.
+    pub max_value_ki_b: Option<usize>,
+    /// Table elements.
+    pub table_elements: Option<usize>,
+    /// Fuel per call.
+    pub fuel: Option<u64>,
+    /// Warm instances kept.
+    pub idle_instances: Option<usize>,
+    /// Quarantine policy.
+    pub quarantine: Option<QuarantineSection>,
+}
+
+/// Quarantine as written in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct QuarantineSection {
+    /// Consecutive failures that quarantine.
+    pub after_failures: Option<u32>,
+    /// First backoff, ms.
+    pub initial_backoff_ms: Option<u64>,
+    /// Longest backoff, ms.
+    pub max_backoff_ms: Option<u64>,
+}
+
+impl LimitsSection {
+    /// `base` with the fields set here replaced.
+    pub fn over(&self, base: &Limits) -> Limits {
+        let mut l = base.clone();
+        if let Some(v) = self.call_timeout_ms {
+            l.call_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.memory_mi_b {
+            l.memory_bytes = v << 20;
+        }
+        if let Some(v) = self.max_value_ki_b {
+            l.max_value_bytes = v << 10;
+        }
+        if let Some(v) = self.table_elements {
+            l.table_elements = v;
+        }
+        if self.fuel.is_some() {
+            l.fuel = self.fuel;
+        }
+        if let Some(v) = self.idle_instances {
+            l.idle_instances = v;
+        }
+        if let Some(q) = &self.quarantine {
+            let p: &mut QuarantinePolicy = &mut l.quarantine;
+            if let Some(v) = q.after_failures {
+                p.after_failures = v;
+            }
+            if let Some(v) = q.initial_backoff_ms {
+                p.initial_backoff = Duration::from_millis(v);
+            }
+            if let Some(v) = q.max_backoff_ms {
+                p.max_backoff = Duration::from_millis(v);
+            }
+        }
+        l
+    }
+}
+
+/// One access rule as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSection {
+    /// API group (empty for core).
+    #[serde(default)]
+    pub group: String,
+    /// Version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Verbs, lowercase.
+    pub verbs: Vec<VerbName>,
+}
+
+/// A verb as written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum VerbName {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+}
+
+impl From<VerbName> for Verb {
+    fn from(v: VerbName) -> Self {
+        match v {
+            VerbName::Get => Verb::Get,
+            VerbName::List => Verb::List,
+            VerbName::Watch => Verb::Watch,
+            VerbName::Create => Verb::Create,
+            VerbName::Update => Verb::Update,
+            VerbName::Patch => Verb::Patch,
+            VerbName::Delete => Verb::Delete,
+        }
+    }
+}
+
+/// Kubernetes access of a plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KubernetesSection {
+    /// Rules narrowing the manifest; absent: as declared.
+    pub allow: Option<Vec<RuleSection>>,
+    /// Whether pod logs may be read.
+    pub pod_logs: Option<bool>,
+}
+
+/// Reconcile settings of a plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReconcileSection {
+    /// Prune children no longer planned (default true).
+    pub prune: Option<bool>,
+    /// Phase timeouts over the manifest's, in seconds.
+    #[serde(default)]
+    pub phase_timeouts_seconds: BTreeMap<String, u64>,
+}
+
+/// One plugin's section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PluginSection {
+    /// Limits over the defaults.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// WASI grants.
+    #[serde(default)]
+    pub wasi: WasiGrants,
+    /// Kubernetes access.
+    #[serde(default)]
+    pub kubernetes: KubernetesSection,
+    /// Reconcile settings.
+    #[serde(default)]
+    pub reconcile: ReconcileSection,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// Runtime-wide settings.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    /// Limits of every plugin.
+    #[serde(default)]
+    pub defaults: LimitsSection,
+    /// Per plugin, by manifest name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginSection>,
+}
+
+impl Config {
+    /// Read and check a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Parse configuration text.
+    pub fn parse(text: &str) -> Result<Self, serde_yaml::Error> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml::from_str(text)
+    }
+
+    /// Check values a parser cannot: granted directories exist, limits are positive.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        for (name, p) in &self.plugins {
+            p.wasi.check().map_err(|source| ConfigError::Grant {
+                plugin: name.clone(),
+                source,
+            })?;
+        }
+        for (name, l) in std::iter::once(("defaults", &self.defaults))
+            .chain(self.plugins.iter().map(|(n, p)| (n.as_str(), &p.limits)))
+        {
+            if l.call_timeout_ms == Some(0) || l.memory_mi_b == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name}: callTimeoutMs and memoryMiB must be positive"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Limits of every plugin: the defaults section over `base`.
+    pub fn default_limits(&self, base: &Limits) -> Limits {
+        self.defaults.over(base)
+    }
+
+    /// The settings of each configured plugin, with limits over `defaults`.
+    pub fn plugin_settings(&self, defaults: &Limits) -> Vec<(String, PluginSettings)> {
+        self.plugins
+            .iter()
+            .map(|(name, p)| {
+                let settings = PluginSettings {
+                    limits: Some(p.limits.over(defaults)),
+                    wasi: p.wasi.clone(),
+                    allow: p.kubernetes.allow.as_ref().map(|rules| {
+                        rules
+                            .iter()
+                            .map(|r| {
+                                (
+                                    Gvk::new(&r.group, &r.version, &r.kind),
+                                    r.verbs.iter().map(|v| Verb::from(*v)).collect(),
+                                )
+                            })
+                            .collect()
+                    }),
+                    pod_logs: p.kubernetes.pod_logs,
+                };
+                (name.clone(), settings)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+runtime: { fuel: true, maxWasmStackKiB: 256 }
+defaults: { callTimeoutMs: 2000, memoryMiB: 32 }
+plugins:
+  webapp:
+    limits: { memoryMiB: 128, fuel: 1000, quarantine: { afterFailures: 2 } }
+    wasi: { dirs: [{ host: ".", guest: /config }], env: { A: b } }
+    kubernetes:
+      allow: [{ group: apps, version: v1, kind: Deployment, verbs: [get, patch] }]
+      podLogs: false
+    reconcile: { prune: false, phaseTimeoutsSeconds: { Creating: 60 } }
+"#;
+
+    #[test]
+    fn a_full_file_parses_and_layers_limits() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        c.check().unwrap();
+        assert!(c.runtime.fuel);
+        let defaults = c.default_limits(&Limits::default());
+        assert_eq!(defaults.call_timeout, Duration::from_secs(2));
+        assert_eq!(defaults.memory_bytes, 32 << 20);
+        let settings = c.plugin_settings(&defaults);
+        let (name, s) = &settings[0];
+        assert_eq!(name, "webapp");
+        let l = s.limits.as_ref().unwrap();
+        assert_eq!(l.memory_bytes, 128 << 20);
+        assert_eq!(l.call_timeout, Duration::from_secs(2), "from the defaults");
+        assert_eq!(l.fuel, Some(1000));
+        assert_eq!(l.quarantine.after_failures, 2);
+        assert_eq!(s.wasi.dirs[0].guest, "/config");
+        assert!(!s.wasi.dirs[0].writable, "read-only by default");
+        assert_eq!(
+            s.allow.as_ref().unwrap()[0],
+            (
+                Gvk::new("apps", "v1", "Deployment"),
+                vec![Verb::Get, Verb::Patch]
+            )
+        );
+        assert_eq!(s.pod_logs, Some(false));
+        assert_eq!(c.plugins["webapp"].reconcile.prune, Some(false));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(Config::parse("defaults: { callTimeoutMS: 5 }").is_err());
+        assert!(Config::parse("plugins: { a: { wasi: { dirs: [{ host: /x }] } } }").is_err());
+        let c = Config::parse("defaults: { memoryMiB: 0 }").unwrap();
+        assert!(c.check().is_err());
+        let c = Config::parse(
+            "plugins: { a: { wasi: { dirs: [{ host: /does/not/exist, guest: /x }] } } }",
+        )
+        .unwrap();
+        let e = c.check().unwrap_err();
+        assert!(crate::error_chain(&e).contains("/does/not/exist"), "{e}");
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+}

@@ -1,0 +1,279 @@
+//! Hot reload: watch the plugins directory and turn file changes into plugin events.
+//!
+//! Changes are debounced; only `*.wasm` files count (editor swap files, dotfiles and temporary
+//! files are ignored). A new or changed file is validated and precompiled before it replaces
+//! anything; a file that fails leaves the previous version serving and is listed as rejected.
+//! Writers should write elsewhere and rename into the directory: a file caught half-written is
+//! rejected as truncated and picked up again when the write completes.
+
+use super::cache::content_hash;
+use super::registry::{PluginEvent, Registry};
+use super::runtime::{LoadError, RejectReason, Runtime};
+use crate::metrics::{Metrics, ReloadResult};
+use notify::{RecursiveMode, Watcher};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Errors starting the directory watch.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The watcher could not be set up.
+    #[error("cannot watch plugins directory {path}")]
+    Watch {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: notify::Error,
+    },
+    /// The directory could not be read.
+    #[error("cannot read plugins directory {path}")]
+    Read {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Turns the files of a plugins directory into loaded plugins, now and whenever they change.
+#[derive(Clone)]
+pub struct Reloader {
+    runtime: Runtime,
+    registry: Registry,
+    dir: PathBuf,
+    debounce: Duration,
+    metrics: Option<Metrics>,
+}
+
+/// Keeps the directory watch alive; dropping it stops watching.
+pub struct WatchHandle {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Whether a path is a plugin file: `*.wasm`, not hidden, not an editor's or writer's temporary.
+pub fn is_plugin_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    !name.starts_with('.') && !name.starts_with('#') && name.ends_with(".wasm")
+}
+
+impl Reloader {
+    /// A reloader of `dir`, loading through `runtime` into `registry`.
+    pub fn new(runtime: Runtime, registry: Registry, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            runtime,
+            registry,
+            dir: dir.into(),
+            debounce: Duration::from_millis(200),
+            metrics: None,
+        }
+    }
+
+    /// Wait this long after the last change to a file before loading it. Default 200 ms.
+    #[must_use]
+    pub fn debounce(mut self, quiet: Duration) -> Self {
+        self.debounce = quiet;
+        self
+    }
+
+    /// Count reloads here.
+    #[must_use]
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The registry plugins are loaded into.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Bring the registry in line with the directory now: load new and changed files, unload
+    /// plugins whose file is gone. Returns the events, in file order.
+    pub async fn scan(&self) -> Result<Vec<PluginEvent>, ReloadError> {
+        let present = super::wasm_files(&self.dir).map_err(|source| ReloadError::Read {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut paths: BTreeSet<PathBuf> =
+            present.into_iter().filter(|p| is_plugin_file(p)).collect();
+        paths.extend(
+            self.registry
+                .plugins()
+                .iter()
+                .map(|p| p.info().path.clone()),
+        );
+        let mut events = Vec::new();
+        for path in paths {
+            events.extend(self.sync(&path).await);
+        }
+        Ok(events)
+    }
+
+    /// Bring one file's plugin in line with the file: load it if new or changed, unload it if
+    /// gone, leave it if unchanged. A file that fails validation is recorded as rejected and the
+    /// version loaded before keeps serving.
+    pub async fn sync(&self, path: &Path) -> Option<PluginEvent> {
+        let started = Instant::now();
+        let bytes = match tokio::fs::read(path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let event = self.registry.remove(path)?;
+                if let PluginEvent::Unloaded(p) = &event {
+                    tracing::info!(plugin = p.name(), path = %path.display(), "plugin file removed: unloading");
+                }
+                self.count(ReloadResult::Unloaded, None);
+                return Some(event);
+            }
+            Err(e) => {
+                self.rejected(LoadError {
+                    path: path.to_owned(),
+                    reason: RejectReason::Io(e),
+                });
+                return None;
+            }
+        };
+        if self.registry.hash_at(path).as_deref() == Some(content_hash(&bytes).as_str()) {
+            self.registry.clear_rejection(path);
+            return None;
+        }
+        let plugin = match self.runtime.load_bytes(path, bytes).await {
+            Ok(p) => p,
+            Err(reason) => {
+                self.rejected(LoadError {
+                    path: path.to_owned(),
+                    reason,
+                });
+                return None;
+            }
+        };
+        match self.registry.install(path, plugin) {
+            Ok(event) => {
+                let elapsed = started.elapsed();
+                match &event {
+                    PluginEvent::Loaded(p) => {
+                        let i = p.info();
+                        tracing::info!(plugin = %i.name, version = %i.version, world = %i.world, hash = %&i.hash[..12], origin = ?i.origin, elapsed_ms = elapsed.as_millis() as u64, "plugin loaded");
+                    }
+                    PluginEvent::Replaced { old, new } => {
+                        let i = new.info();
+                        tracing::info!(plugin = %i.name, from = %old.info().version, to = %i.version, hash = %&i.hash[..12], origin = ?i.origin, elapsed_ms = elapsed.as_millis() as u64, "plugin replaced");
+                    }
+                    PluginEvent::Unloaded(_) => {}
+                }
+                self.count(ReloadResult::Swapped, Some(elapsed));
+                Some(event)
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), reason = %e, "plugin rejected");
+                self.registry
+                    .reject_line(path, format!("{}: {e}", path.display()));
+                self.count(ReloadResult::Rejected, None);
+                None
+            }
+        }
+    }
+
+    fn rejected(&self, error: LoadError) {
+        tracing::error!(reason = %error.one_line(), "plugin rejected; the version loaded before (if any) keeps serving");
+        self.registry.reject(&error);
+        self.count(ReloadResult::Rejected, None);
+    }
+
+    fn count(&self, result: ReloadResult, elapsed: Option<Duration>) {
+        if let Some(m) = &self.metrics {
+            m.reload(result, elapsed);
+        }
+    }
+
+    /// Watch the directory: each debounced change is synced and its event sent to `events`.
+    /// Start the watch before [`Reloader::scan`] so no change falls between the two.
+    pub fn watch(
+        &self,
+        events: mpsc::UnboundedSender<PluginEvent>,
+    ) -> Result<WatchHandle, ReloadError> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+                Ok(event) => {
+                    for path in event.paths {
+                        if is_plugin_file(&path) {
+                            let _ = tx.send(path);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "plugins directory watch error"),
+            })
+            .map_err(|source| ReloadError::Watch {
+                path: self.dir.clone(),
+                source,
+            })?;
+        watcher
+            .watch(&self.dir, RecursiveMode::NonRecursive)
+            .map_err(|source| ReloadError::Watch {
+                path: self.dir.clone(),
+                source,
+            })?;
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let mut pending = BTreeSet::new();
+            while let Some(first) = rx.recv().await {
+                pending.insert(first);
+                // Quiet period: every further change restarts it.
+                loop {
+                    match tokio::time::timeout(this.debounce, rx.recv()).await {
+                        Ok(Some(p)) => {
+                            pending.insert(p);
+                        }
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                for path in std::mem::take(&mut pending) {
+                    if let Some(event) = this.sync(&path).await
+                        && events.send(event).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(WatchHandle {
+            _watcher: watcher,
+            task,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plugin_files_count() {
+        assert!(is_plugin_file(Path::new("/p/webapp.wasm")));
+        for p in [
+            "/p/.webapp.wasm.swp",
+            "/p/webapp.wasm~",
+            "/p/.webapp.wasm",
+            "/p/webapp.wasm.tmp",
+            "/p/webapp.wasm.part",
+            "/p/#webapp.wasm#",
+            "/p/notes.txt",
+        ] {
+            assert!(!is_plugin_file(Path::new(p)), "{p}");
+        }
+    }
+}
