@@ -2,7 +2,7 @@
 //! `status.status`, and transition times that change only when a condition's status does.
 
 use crate::contract::{
-    ComponentHealth, ConditionStatus, ErrorCategory, HealthState, Observability,
+    ComponentHealth, Condition, ConditionStatus, ErrorCategory, HealthState, Observability,
 };
 use serde_json::{Value, json};
 
@@ -46,6 +46,42 @@ pub struct ComputedCondition {
     pub observability: Observability,
 }
 
+impl ComputedCondition {
+    /// A condition.
+    pub fn new(
+        condition_type: &str,
+        status: ConditionStatus,
+        reason: &str,
+        message: &str,
+        observability: Observability,
+    ) -> Self {
+        Self {
+            condition_type: condition_type.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            observability,
+        }
+    }
+
+    /// Whether the condition holds (`True`); anything else counts as not healthy.
+    pub fn healthy(&self) -> bool {
+        self.status == ConditionStatus::True
+    }
+}
+
+impl From<Condition> for ComputedCondition {
+    fn from(c: Condition) -> Self {
+        Self {
+            condition_type: c.condition_type,
+            status: c.status,
+            reason: c.reason,
+            message: c.message,
+            observability: c.observability,
+        }
+    }
+}
+
 /// What the host does after a reconcile, by error category (seed 003's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -78,31 +114,35 @@ fn cond(t: &str, ok: bool, reason: &str, message: &str) -> ComputedCondition {
         },
         reason: reason.to_owned(),
         message: message.to_owned(),
-        observability: if ok {
-            Observability::Info
-        } else {
-            Observability::Warning
-        },
+        observability: Observability::Info,
     }
 }
 
 /// Compute conditions from component health. `in_grace` tells whether infrastructure errors are
-/// still inside their grace period (then they show as Progressing, not as failures).
-pub fn compute(health: &[ComponentHealth], in_grace: bool) -> ComputedStatus {
+/// still inside their grace period (then they show as Progressing, not as failures);
+/// `observability` is how transitions of every computed condition are reported (the manifest's).
+pub fn compute(
+    health: &[ComponentHealth],
+    in_grace: bool,
+    observability: Observability,
+) -> ComputedStatus {
+    let mut status = compute_conditions(health, in_grace);
+    for c in &mut status.conditions {
+        c.observability = observability;
+    }
+    status
+}
+
+fn compute_conditions(health: &[ComponentHealth], in_grace: bool) -> ComputedStatus {
     let mut conditions: Vec<ComputedCondition> = health
         .iter()
         .map(|h| {
-            let ready = h.state == HealthState::Ready;
-            let mut c = cond(
+            cond(
                 &format!("{}Ready", h.component),
-                ready,
+                h.state == HealthState::Ready,
                 &h.reason,
                 &h.message,
-            );
-            if h.state == HealthState::Progressing {
-                c.observability = Observability::Info;
-            }
-            c
+            )
         })
         .collect();
     let errors: Vec<_> = health.iter().flat_map(|h| h.errors.iter()).collect();
@@ -285,6 +325,7 @@ mod tests {
                 h("Service", HealthState::Ready, &[]),
             ],
             false,
+            Observability::Info,
         );
         assert_eq!(
             (s.state, s.verdict),
@@ -342,6 +383,7 @@ mod tests {
             let s = compute(
                 &[h("Deployment", HealthState::Progressing, &[(cat, "boom")])],
                 false,
+                Observability::Info,
             );
             assert_eq!(status_of(&s, parent), ConditionStatus::False, "{cat:?}");
             assert_eq!((s.state, s.verdict), (state, verdict), "{cat:?}");
@@ -354,6 +396,7 @@ mod tests {
                 &[(ErrorCategory::ResourceExhaustion, "disk full")],
             )],
             false,
+            Observability::Info,
         );
         assert_eq!(
             (exhausted.state, exhausted.verdict),
@@ -370,6 +413,7 @@ mod tests {
                 &[(ErrorCategory::MissingDownstreamDependency, "not yet")],
             )],
             false,
+            Observability::Info,
         );
         assert_eq!(
             (downstream.state, downstream.verdict),
@@ -386,6 +430,7 @@ mod tests {
                 &[(ErrorCategory::Infrastructure, "timeout")],
             )],
             true,
+            Observability::Info,
         );
         assert_eq!(
             (s.state, s.verdict),
@@ -399,7 +444,11 @@ mod tests {
 
     #[test]
     fn transition_time_changes_only_with_status() {
-        let ready = compute(&[h("Deployment", HealthState::Ready, &[])], false);
+        let ready = compute(
+            &[h("Deployment", HealthState::Ready, &[])],
+            false,
+            Observability::Info,
+        );
         let (first, changed) = render(&ready.conditions, None, Some(1), "2026-01-01T00:00:00Z");
         assert_eq!(changed.len(), first.len(), "everything is new");
         let previous = Value::Array(first);
@@ -412,7 +461,11 @@ mod tests {
         assert!(changed.is_empty());
         assert_eq!(second[0]["lastTransitionTime"], "2026-01-01T00:00:00Z");
         assert_eq!(second[0]["observedGeneration"], 2);
-        let broken = compute(&[h("Deployment", HealthState::Progressing, &[])], false);
+        let broken = compute(
+            &[h("Deployment", HealthState::Progressing, &[])],
+            false,
+            Observability::Info,
+        );
         let (third, changed) = render(
             &broken.conditions,
             Some(&Value::Array(second)),

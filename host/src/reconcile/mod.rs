@@ -1,23 +1,37 @@
-//! The reconcile loop (seed 003): informers feed a queue; each key goes through fetch, plan,
-//! apply (server-side apply with owner references) and status from component health.
+//! The reconcile loop (seeds 003 and 004): informers feed a queue; each key goes through fetch,
+//! health, plan, apply (server-side apply with owner references, pruning) and status (conditions,
+//! phases, terminal failures, events), with finalizers, owner waits and hot plugin swaps.
 
+mod access;
+mod apply;
+mod cache;
 mod conditions;
+mod events;
+mod finalizer;
+mod phase;
+mod pipeline;
 mod queue;
+mod status;
 
+pub use access::allowed;
+pub use apply::{controlled_by, split_status};
 pub use conditions::{ComputedCondition, ComputedStatus, OverallState, Verdict, compute, render};
+pub use events::{CONTROLLER as EVENT_CONTROLLER, level as event_level};
+pub use finalizer::{CLEANUP_CONDITION, name as finalizer_name};
+pub use phase::{Failure, Phase, PhaseRecord, Timed, failure_of, time_phase};
+pub use pipeline::OWNER_CONDITION;
 pub use queue::WorkQueue;
+pub use status::{Draft, Evaluation, terminal};
 
-use crate::contract::{
-    CategorizedError, ComponentHealth, ErrorCategory, Gvk, HealthState, ObjectRef, PlanEntry,
-};
+use crate::contract::{ErrorCategory, Gvk, Manifest};
 use crate::dispatch::RetryPolicy;
 use crate::informer::{InformerError, InformerHandle, Informers, owner_refs};
-use crate::plugin::{CacheReader, CallError, Grants, Plugin};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::discovery::ApiResource;
-use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use crate::plugin::Plugin;
+use cache::InformerCache;
+use kube::api::DynamicObject;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Errors starting a controller.
@@ -37,6 +51,18 @@ pub enum ReconcileError {
         #[source]
         source: InformerError,
     },
+}
+
+/// Why a running controller cannot take a new plugin: stop it and start a new controller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "plugin {plugin} cannot be swapped in place: {reason}; stop this controller and start a new one"
+)]
+pub struct SwapError {
+    /// The plugin's name.
+    pub plugin: String,
+    /// What differs.
+    pub reason: String,
 }
 
 /// The identity of a reconciled object.
@@ -61,6 +87,11 @@ pub struct ControllerConfig {
     pub grace: Duration,
     /// Backoff of failed reconciles.
     pub retry: RetryPolicy,
+    /// Delete children the plugin applied before but no longer plans (objects of owned kinds
+    /// whose controller owner reference is the reconciled object). Default true.
+    pub prune: bool,
+    /// Phase timeouts by phase name (`Creating`, ...), over the manifest's. Default none.
+    pub phase_timeouts: HashMap<String, Duration>,
 }
 
 impl Default for ControllerConfig {
@@ -70,69 +101,118 @@ impl Default for ControllerConfig {
             resync: Duration::from_secs(300),
             grace: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            prune: true,
+            phase_timeouts: HashMap::new(),
         }
     }
 }
 
-/// Cache reads for the fetch phase, served from the informers of the plugin's kinds.
-struct InformerCache {
-    handles: HashMap<Gvk, InformerHandle>,
-}
-
-impl InformerCache {
-    fn handle(&self, gvk: &Gvk) -> Result<&InformerHandle, CategorizedError> {
-        self.handles.get(gvk).ok_or_else(|| CategorizedError {
-            category: ErrorCategory::Infrastructure,
-            message: format!("no informer for {gvk}"),
-        })
-    }
-}
-
-impl CacheReader for InformerCache {
-    fn get(
-        &self,
-        gvk: &Gvk,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Result<Option<String>, CategorizedError> {
-        Ok(self
-            .handle(gvk)?
-            .get(namespace, name)
-            .and_then(|o| serde_json::to_string(&*o).ok()))
-    }
-
-    fn list(
-        &self,
-        gvk: &Gvk,
-        namespace: Option<&str>,
-        label_selector: Option<&str>,
-    ) -> Result<Vec<String>, CategorizedError> {
-        let objects = self
-            .handle(gvk)?
-            .list(namespace, label_selector)
-            .map_err(|e| CategorizedError {
-                category: ErrorCategory::InvalidSpec,
-                message: e.to_string(),
-            })?;
-        Ok(objects
-            .iter()
-            .filter_map(|o| serde_json::to_string(&**o).ok())
-            .collect())
-    }
+/// The status this controller last wrote for an object.
+struct Written {
+    /// The object's uid.
+    uid: String,
+    /// The object's resourceVersion when it was read for that reconcile.
+    seen: Option<String>,
+    /// The status after the write.
+    status: Value,
 }
 
 struct Shared {
-    plugin: Plugin,
+    plugin: RwLock<Plugin>,
     client: kube::Client,
     handles: HashMap<Gvk, InformerHandle>,
     cache: Arc<InformerCache>,
     queue: WorkQueue<ObjectKey>,
     config: ControllerConfig,
     field_manager: String,
+    events: events::Events,
     first_infra_error: Mutex<HashMap<ObjectKey, Instant>>,
-    /// The status this controller last wrote per object, with the object's uid: fresher than the
-    /// informer cache right after a write, so transitions are judged against what was written.
-    written: Mutex<HashMap<ObjectKey, (String, Value)>>,
+    /// Fresher than the informer cache right after a write, so transitions are judged against
+    /// what was written; used while the cache still holds the version that was read.
+    written: Mutex<HashMap<ObjectKey, Written>>,
+    /// Objects that failed terminally, by uid and generation (the stored status says so too,
+    /// except in manual mode).
+    failed: Mutex<HashMap<ObjectKey, (String, Option<i64>)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    /// The current plugin; a reconcile keeps the one it started with.
+    fn plugin(&self) -> Plugin {
+        self.plugin
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The stored status of `obj`: what this controller wrote, while the cache has not caught up.
+    fn stored_status(&self, key: &ObjectKey, obj: &DynamicObject, value: &Value) -> Value {
+        let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+        lock(&self.written)
+            .get(key)
+            .filter(|w| w.uid == uid && w.seen == obj.metadata.resource_version)
+            .map(|w| w.status.clone())
+            .unwrap_or_else(|| value.get("status").cloned().unwrap_or(Value::Null))
+    }
+
+    /// The object is gone: forget everything about it.
+    fn forget_object(&self, key: &ObjectKey) {
+        self.queue.forget(key);
+        lock(&self.written).remove(key);
+        lock(&self.failed).remove(key);
+        lock(&self.first_infra_error).remove(key);
+    }
+
+    fn failed(&self, key: &ObjectKey, uid: &str, generation: Option<i64>) -> bool {
+        lock(&self.failed)
+            .get(key)
+            .is_some_and(|(u, g)| u == uid && *g == generation)
+    }
+
+    fn remember_failure(&self, key: &ObjectKey, uid: &str, generation: Option<i64>, failed: bool) {
+        let mut f = lock(&self.failed);
+        if failed {
+            f.insert(key.clone(), (uid.to_owned(), generation));
+        } else {
+            f.remove(key);
+        }
+    }
+
+    /// Whether the infrastructure errors in `health` are still within the grace period.
+    fn in_grace(&self, key: &ObjectKey, health: &[crate::contract::ComponentHealth]) -> bool {
+        let infra = health
+            .iter()
+            .flat_map(|h| &h.errors)
+            .any(|e| e.category == ErrorCategory::Infrastructure);
+        let mut first = lock(&self.first_infra_error);
+        if infra {
+            first
+                .entry(key.clone())
+                .or_insert_with(Instant::now)
+                .elapsed()
+                < self.config.grace
+        } else {
+            first.remove(key);
+            false
+        }
+    }
+
+    /// Queue every watched object (level-triggered: resync, swaps).
+    fn requeue_all(&self, watches: &[Gvk]) {
+        for gvk in watches {
+            if let Some(h) = self.handles.get(gvk)
+                && let Ok(objects) = h.list(None, None)
+            {
+                objects
+                    .iter()
+                    .filter_map(|o| key_of(gvk, o))
+                    .for_each(|k| self.queue.add(k));
+            }
+        }
+    }
 }
 
 /// A running controller for one reconciler plugin; stops when dropped or on [`Controller::stop`].
@@ -160,6 +240,42 @@ fn key_of(gvk: &Gvk, obj: &DynamicObject) -> Option<ObjectKey> {
     })
 }
 
+/// Every kind a manifest needs an informer for: watched, owned, and named in access rules.
+fn kinds_of(m: &Manifest) -> Vec<Gvk> {
+    let mut kinds: Vec<Gvk> = m.watches.iter().chain(&m.owns).cloned().collect();
+    kinds.extend(m.access.iter().map(|(g, _)| g.clone()));
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// Why a controller running `current` cannot run `new` in place, if it cannot: the name, the
+/// watched, owned and accessed kinds, the finalizer and the owner kind waited for must match.
+pub fn swap_incompatibility(current: &Manifest, new: &Manifest) -> Option<String> {
+    let set = |v: &[Gvk]| v.iter().cloned().collect::<BTreeSet<_>>();
+    let access = |m: &Manifest| {
+        m.access
+            .iter()
+            .map(|(g, _)| g.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    if current.name != new.name {
+        Some(format!("the name changes to {}", new.name))
+    } else if set(&current.watches) != set(&new.watches) {
+        Some("the watched kinds change".into())
+    } else if set(&current.owns) != set(&new.owns) {
+        Some("the owned kinds change".into())
+    } else if access(current) != access(new) {
+        Some("the kinds of the access rules change".into())
+    } else if current.finalizer != new.finalizer {
+        Some("the finalizer changes".into())
+    } else if current.wait_for_owner != new.wait_for_owner {
+        Some("the owner kind waited for changes".into())
+    } else {
+        None
+    }
+}
+
 impl Controller {
     /// Start informers for every kind the plugin watches, owns or reads, and the reconcile workers.
     pub async fn start(
@@ -172,12 +288,8 @@ impl Controller {
             return Err(ReconcileError::NotAReconciler(plugin.name().to_owned()));
         }
         let m = plugin.manifest().clone();
-        let mut kinds: Vec<Gvk> = m.watches.iter().chain(&m.owns).cloned().collect();
-        kinds.extend(m.access.iter().map(|(g, _)| g.clone()));
-        kinds.sort();
-        kinds.dedup();
         let mut handles = HashMap::new();
-        for gvk in kinds {
+        for gvk in kinds_of(&m) {
             let handle =
                 informers
                     .acquire(&gvk)
@@ -191,19 +303,22 @@ impl Controller {
         }
         let shared = Arc::new(Shared {
             field_manager: format!("capstan-{}", plugin.name()),
+            events: events::Events::new(client.clone(), plugin.name()),
             cache: Arc::new(InformerCache {
                 handles: handles.clone(),
             }),
             queue: WorkQueue::new(config.retry.clone()),
-            plugin,
+            plugin: RwLock::new(plugin),
             client,
             handles,
             config,
             first_infra_error: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
         });
         let mut tasks = Vec::new();
         // Changes of watched kinds queue the object; changes of owned kinds queue their owner.
+        // The kinds are fixed for the controller's life (a swap keeps them).
         for (gvk, handle) in &shared.handles {
             let watched = m.watches.contains(gvk);
             let owned = m.owns.contains(gvk);
@@ -233,22 +348,13 @@ impl Controller {
         }
         // Periodic resync: level-triggered, every object again.
         {
-            let s = shared.clone();
+            let (s, watches) = (shared.clone(), m.watches.clone());
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(s.config.resync);
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    for gvk in &s.plugin.manifest().watches {
-                        if let Some(h) = s.handles.get(gvk)
-                            && let Ok(objects) = h.list(None, None)
-                        {
-                            objects
-                                .iter()
-                                .filter_map(|o| key_of(gvk, o))
-                                .for_each(|k| s.queue.add(k));
-                        }
-                    }
+                    s.requeue_all(&watches);
                 }
             }));
         }
@@ -257,7 +363,7 @@ impl Controller {
             let s = shared.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(key) = s.queue.next().await {
-                    reconcile(&s, &key).await;
+                    pipeline::reconcile(&s, &key).await;
                     s.queue.done(&key);
                 }
             }));
@@ -269,14 +375,54 @@ impl Controller {
         })
     }
 
-    /// The plugin this controller runs.
-    pub fn plugin(&self) -> &Plugin {
-        &self.shared.plugin
+    /// The plugin this controller runs now.
+    pub fn plugin(&self) -> Plugin {
+        self.shared.plugin()
+    }
+
+    /// Run `plugin` from now on (hot reload): reconciles in flight finish on the old plugin, later
+    /// ones use the new one, and every watched object is queued again.
+    ///
+    /// # Errors
+    /// [`SwapError`] when the new plugin is not a reconciler or its manifest differs in what the
+    /// controller was started for (name, kinds, finalizer, owner kind): the caller should stop
+    /// this controller and start a new one.
+    pub fn swap(&self, plugin: Plugin) -> Result<(), SwapError> {
+        let current = self.shared.plugin();
+        let reason = if plugin.info().world.reconciles() {
+            swap_incompatibility(current.manifest(), plugin.manifest())
+        } else {
+            Some("it does not export a reconciler".into())
+        };
+        if let Some(reason) = reason {
+            return Err(SwapError {
+                plugin: current.name().to_owned(),
+                reason,
+            });
+        }
+        let watches = plugin.manifest().watches.clone();
+        *self
+            .shared
+            .plugin
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = plugin;
+        tracing::info!(
+            plugin = current.name(),
+            "plugin swapped: every object is reconciled again"
+        );
+        self.shared.requeue_all(&watches);
+        Ok(())
     }
 
     /// Keys waiting.
     pub fn queue_depth(&self) -> usize {
         self.shared.queue.len()
+    }
+
+    /// A probe of [`queue_depth`](Self::queue_depth) that outlives borrows (for metrics).
+    pub fn depth_probe(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let queue = self.shared.queue.clone();
+        move || queue.len()
     }
 
     /// Stop taking work; reconciles in flight finish.
@@ -298,242 +444,92 @@ impl Controller {
         let all = futures::future::join_all(workers.into_iter().map(|(_, t)| t));
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!(
-                plugin = self.shared.plugin.name(),
+                plugin = self.shared.plugin().name(),
                 "reconciles still running after the grace period"
             );
         }
     }
 }
 
-fn category_of(e: &kube::Error) -> ErrorCategory {
-    match e {
-        kube::Error::Api(s) if s.code == 401 || s.code == 403 => ErrorCategory::Auth,
-        kube::Error::Api(s) if s.code == 400 || s.code == 422 || s.code == 404 => {
-            ErrorCategory::InvalidSpec
-        }
-        _ => ErrorCategory::Infrastructure,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Verb;
 
-fn error_health(component: &str, error: CategorizedError) -> ComponentHealth {
-    ComponentHealth {
-        component: component.to_owned(),
-        state: if error.category == ErrorCategory::MissingDownstreamDependency {
-            HealthState::Progressing
-        } else {
-            HealthState::Failed
-        },
-        reason: format!("{:?}", error.category),
-        message: error.message.clone(),
-        errors: vec![error],
-        requeue_after: None,
+    fn manifest() -> Manifest {
+        let mut m = Manifest::new("web", "1");
+        m.watches = vec![Gvk::new("x.dev", "v1", "WebApp")];
+        m.owns = vec![
+            Gvk::new("apps", "v1", "Deployment"),
+            Gvk::new("", "v1", "Service"),
+        ];
+        m.access = vec![(Gvk::new("", "v1", "Secret"), vec![Verb::Get])];
+        m
     }
-}
 
-async fn resource_for(s: &Shared, gvk: &Gvk) -> Result<ApiResource, CategorizedError> {
-    if let Some(h) = s.handles.get(gvk) {
-        return Ok(h.api_resource().clone());
+    #[tokio::test(start_paused = true)]
+    async fn a_phase_deadline_requeues_the_key_when_it_is_due() {
+        let since: k8s_openapi::jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let now: k8s_openapi::jiff::Timestamp = "2026-01-01T00:00:20Z".parse().unwrap();
+        let previous = PhaseRecord {
+            phase: Phase::Creating,
+            since,
+        };
+        let limits = HashMap::from([("Creating".to_owned(), Duration::from_secs(60))]);
+        let timed = time_phase(Phase::Creating, Some(&previous), now, &limits);
+        let left = timed.time_left.unwrap();
+        assert_eq!(left, Duration::from_secs(41));
+        let q: WorkQueue<&str> = WorkQueue::new(RetryPolicy::default());
+        q.add_after("app", left);
+        // An earlier requeue-after of a component wins; the deadline is asked again after it.
+        q.add_after("app", Duration::from_secs(90));
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        assert!(q.is_empty());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(q.next().await, Some("app"));
     }
-    let gvk_k = kube::api::GroupVersionKind::gvk(&gvk.group, &gvk.version, &gvk.kind);
-    kube::discovery::pinned_kind(&s.client, &gvk_k)
-        .await
-        .map(|(ar, _)| ar)
-        .map_err(|e| CategorizedError {
-            category: category_of(&e),
-            message: format!("cannot resolve {gvk}: {e}"),
-        })
-}
 
-fn api(s: &Shared, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
-    match namespace {
-        Some(ns) => Api::namespaced_with(s.client.clone(), ns, ar),
-        None => Api::all_with(s.client.clone(), ar),
+    #[test]
+    fn a_plugin_with_the_same_kinds_swaps_in_place() {
+        let current = manifest();
+        let mut new = manifest();
+        new.version = "2".into();
+        new.owns.reverse();
+        new.access = vec![(Gvk::new("", "v1", "Secret"), vec![Verb::Get, Verb::Delete])];
+        new.phase_timeouts = vec![("Creating".into(), Duration::from_secs(60))];
+        new.status_mode = crate::contract::StatusMode::Decorate;
+        assert_eq!(swap_incompatibility(&current, &new), None);
     }
-}
 
-/// Apply or delete one plan entry.
-async fn apply_entry(
-    s: &Shared,
-    owner: &DynamicObject,
-    owner_ref: &ObjectRef,
-    entry: PlanEntry,
-) -> Result<(), CategorizedError> {
-    let (mut obj, with_owner) = match entry {
-        PlanEntry::Apply(v) => (v, true),
-        PlanEntry::ApplyWithoutOwnerRef(v) => (v, false),
-        PlanEntry::Delete(r) => {
-            let ar = resource_for(s, &r.gvk).await?;
-            return match api(s, &ar, r.namespace.as_deref())
-                .delete(&r.name, &DeleteParams::background())
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                Err(e) => Err(CategorizedError {
-                    category: category_of(&e),
-                    message: format!("cannot delete {r}: {e}"),
-                }),
-            };
+    #[test]
+    fn other_kinds_finalizer_or_owner_need_a_new_controller() {
+        let current = manifest();
+        type Change = (&'static str, fn(&mut Manifest));
+        let changes: [Change; 6] = [
+            ("name", |m| m.name = "other".into()),
+            ("watched", |m| m.watches.push(Gvk::new("", "v1", "Pod"))),
+            ("owned", |m| {
+                m.owns.pop();
+            }),
+            ("access", |m| m.access.clear()),
+            ("finalizer", |m| m.finalizer = true),
+            ("owner", |m| {
+                m.wait_for_owner = Some(Gvk::new("x.dev", "v1", "Cluster"));
+            }),
+        ];
+        for (what, change) in changes {
+            let mut new = manifest();
+            change(&mut new);
+            let reason = swap_incompatibility(&current, &new);
+            assert!(reason.is_some(), "{what}");
         }
-    };
-    let target = ObjectRef::from_json(&obj).ok_or_else(|| CategorizedError {
-        category: ErrorCategory::InvalidSpec,
-        message: "planned object lacks apiVersion, kind or metadata.name".into(),
-    })?;
-    let ar = resource_for(s, &target.gvk).await?;
-    let namespace = target
-        .namespace
-        .clone()
-        .or_else(|| owner_ref.namespace.clone());
-    if let (Some(ns), true) = (&namespace, target.namespace.is_none()) {
-        obj["metadata"]["namespace"] = json!(ns);
-    }
-    if with_owner {
-        obj["metadata"]["ownerReferences"] = json!([{
-            "apiVersion": owner_ref.gvk.api_version(),
-            "kind": owner_ref.gvk.kind,
-            "name": owner_ref.name,
-            "uid": owner.metadata.uid.clone().unwrap_or_default(),
-            "controller": true,
-            "blockOwnerDeletion": true,
-        }]);
-    }
-    let params = PatchParams::apply(&s.field_manager).force();
-    api(s, &ar, namespace.as_deref())
-        .patch(&target.name, &params, &Patch::Apply(&obj))
-        .await
-        .map(|_| ())
-        .map_err(|e| CategorizedError {
-            category: category_of(&e),
-            message: format!("cannot apply {target}: {e}"),
-        })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
-/// One reconcile of one key: fetch, plan, apply, health, status.
-async fn reconcile(s: &Shared, key: &ObjectKey) {
-    let plugin = &s.plugin;
-    let Some(obj) = s
-        .handles
-        .get(&key.gvk)
-        .and_then(|h| h.get(key.namespace.as_deref(), &key.name))
-    else {
-        s.queue.forget(key);
-        lock(&s.written).remove(key);
-        return;
-    };
-    let Ok(value) = serde_json::to_value(&*obj) else {
-        return;
-    };
-    let Some(oref) = ObjectRef::from_json(&value) else {
-        return;
-    };
-    let json = value.to_string();
-    let started = Instant::now();
-    let grants = Grants {
-        cache: Some(s.cache.clone()),
-        pod_logs: None,
-    };
-    let call_failed = |e: CallError| {
-        tracing::warn!(plugin = plugin.name(), object = %oref, error = %e, "reconcile call failed");
-        s.queue.add_with_backoff(key.clone());
-    };
-    let mut health = Vec::new();
-    let observation = match plugin.fetch(&oref, &json, grants).await {
-        Ok(Ok(obs)) => Some(obs),
-        Ok(Err(e)) => {
-            health.push(error_health("Fetch", e));
-            None
-        }
-        Err(e) => return call_failed(e),
-    };
-    if let Some(obs) = &observation {
-        match plugin.plan(&oref, &json, obs).await {
-            Ok(Ok(entries)) => {
-                for entry in entries {
-                    if let Err(e) = apply_entry(s, &obj, &oref, entry).await {
-                        health.push(error_health("Apply", e));
-                    }
-                }
-            }
-            Ok(Err(e)) => health.push(error_health("Plan", e)),
-            Err(e) => return call_failed(e),
-        }
-        match plugin.health(&oref, &json, obs).await {
-            Ok(h) => health.extend(h),
-            Err(e) => return call_failed(e),
-        }
-    }
-    let infra = health
-        .iter()
-        .flat_map(|h| &h.errors)
-        .any(|e| e.category == ErrorCategory::Infrastructure);
-    let in_grace = {
-        let mut first = lock(&s.first_infra_error);
-        if infra {
-            first
-                .entry(key.clone())
-                .or_insert_with(Instant::now)
-                .elapsed()
-                < s.config.grace
-        } else {
-            first.remove(key);
-            false
-        }
-    };
-    let computed = compute(&health, in_grace);
-    let uid = obj.metadata.uid.clone().unwrap_or_default();
-    let written = lock(&s.written)
-        .get(key)
-        .filter(|(u, _)| *u == uid)
-        .map(|(_, v)| v.clone());
-    let current = written.unwrap_or_else(|| value.get("status").cloned().unwrap_or(Value::Null));
-    let previous = current.get("conditions");
-    let (conditions, transitioned) = render(
-        &computed.conditions,
-        previous,
-        obj.metadata.generation,
-        &now_rfc3339(),
-    );
-    for t in &transitioned {
-        if let Some(c) = computed.conditions.iter().find(|c| &c.condition_type == t) {
-            tracing::info!(plugin = plugin.name(), object = %oref, condition = %t, status = ?c.status, reason = %c.reason, "condition changed");
-        }
-    }
-    let status = json!({
-        "status": computed.state.as_str(),
-        "observedGeneration": obj.metadata.generation,
-        "conditions": conditions,
-    });
-    let unchanged = ["status", "observedGeneration", "conditions"]
-        .iter()
-        .all(|f| current.get(f) == status.get(f));
-    if !unchanged && let Ok(ar) = resource_for(s, &key.gvk).await {
-        let patch = json!({ "status": status });
-        if let Err(e) = api(s, &ar, key.namespace.as_deref())
-            .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            tracing::warn!(plugin = plugin.name(), object = %oref, error = %e, "status update failed");
-            s.queue.add_with_backoff(key.clone());
-            return;
-        }
-        lock(&s.written).insert(key.clone(), (uid, status));
-    }
-    tracing::debug!(plugin = plugin.name(), object = %oref, state = computed.state.as_str(), elapsed = ?started.elapsed(), "reconciled");
-    match computed.verdict {
-        Verdict::Requeue => {
-            s.queue.add_with_backoff(key.clone());
-        }
-        Verdict::Settled | Verdict::Fail => s.queue.forget(key),
+        let e = SwapError {
+            plugin: "web".into(),
+            reason: "the owned kinds change".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "plugin web cannot be swapped in place: the owned kinds change; stop this controller and start a new one"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The reconcile queue: deduplicated by key, one reconcile of a key at a time, per-key backoff.
+//! The reconcile queue: deduplicated by key, one reconcile of a key at a time, per-key backoff,
+//! and one pending timer per key (the earliest wins).
 
 use crate::dispatch::RetryPolicy;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -6,6 +7,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 struct State<K> {
     queued: VecDeque<K>,
@@ -13,6 +15,8 @@ struct State<K> {
     active: HashSet<K>,
     dirty: HashSet<K>,
     failures: HashMap<K, u32>,
+    /// The pending timer of each key: when it fires.
+    timers: HashMap<K, Instant>,
     closed: bool,
 }
 
@@ -46,6 +50,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                 active: HashSet::new(),
                 dirty: HashSet::new(),
                 failures: HashMap::new(),
+                timers: HashMap::new(),
                 closed: false,
             })),
             notify: Arc::new(Notify::new()),
@@ -82,13 +87,47 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         }
     }
 
-    /// Queue a key after `delay` (requeue-after, backoff).
+    /// Queue a key after `delay` (requeue-after, phase deadlines, backoff).
+    ///
+    /// A key has at most one pending timer: an earlier request replaces a later one, a later
+    /// request is dropped while an earlier one is pending. Every reconcile asks again for what it
+    /// still needs, so nothing is lost, and timers do not pile up on busy keys.
     pub fn add_after(&self, key: K, delay: Duration) {
+        if delay.is_zero() {
+            self.add(key);
+            return;
+        }
+        let at = Instant::now() + delay;
+        let schedule = self.with(|s| {
+            if s.closed || s.timers.get(&key).is_some_and(|t| *t <= at) {
+                return false;
+            }
+            s.timers.insert(key.clone(), at);
+            true
+        });
+        if !schedule {
+            return;
+        }
         let this = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            this.add(key);
+            tokio::time::sleep_until(at).await;
+            let current = this.with(|s| {
+                let mine = s.timers.get(&key) == Some(&at);
+                if mine {
+                    s.timers.remove(&key);
+                }
+                mine
+            });
+            if current {
+                this.add(key);
+            }
         });
+    }
+
+    /// How long until the pending timer of `key` fires, if one is pending.
+    pub fn scheduled_in(&self, key: &K) -> Option<Duration> {
+        self.with(|s| s.timers.get(key).copied())
+            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// Queue a key after its next backoff delay; returns the delay.
@@ -218,6 +257,29 @@ mod tests {
         assert!(q.is_empty());
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(q.next().await, Some("later"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_earliest_timer_of_a_key_wins() {
+        let q = queue();
+        q.add_after("k", Duration::from_secs(30));
+        q.add_after("k", Duration::from_secs(60));
+        assert_eq!(q.scheduled_in(&"k"), Some(Duration::from_secs(30)));
+        q.add_after("k", Duration::from_secs(5));
+        assert_eq!(q.scheduled_in(&"k"), Some(Duration::from_secs(5)));
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(q.next().await, Some("k"));
+        q.done(&"k");
+        assert_eq!(q.scheduled_in(&"k"), None, "the replaced timer is gone");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(q.is_empty(), "the replaced 30 s timer does not fire");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_delay_queues_now() {
+        let q = queue();
+        q.add_after("now", Duration::ZERO);
+        assert_eq!(q.len(), 1);
     }
 
     #[tokio::test]

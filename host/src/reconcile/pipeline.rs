@@ -1,0 +1,508 @@
+//! One reconcile of one key: the deletion, terminal-failure and owner gates, the finalizer, fetch,
+//! health, plan, access, apply, prune, status, events and requeue.
+
+use super::access;
+use super::apply::{
+    api, apply_entry, category_of, delete, errors_health, planned_object, prune, resource_for,
+    status_only,
+};
+use super::conditions::{ComputedCondition, ComputedStatus, OverallState, Verdict, compute};
+use super::finalizer;
+use super::phase::{Phase, PhaseRecord, rfc3339};
+use super::status::{self, Draft, Evaluation, changes, merged, patch};
+use super::{ObjectKey, Shared, Written, lock};
+use crate::contract::{
+    CategorizedError, ComponentHealth, ConditionStatus, Gvk, ObjectRef, PlanEntry, StatusMode,
+};
+use crate::plugin::{CallError, Grants, Plugin};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// The condition telling whether the owner reference a plugin waits for is there.
+pub const OWNER_CONDITION: &str = "OwnerReferenceSet";
+
+/// Reconcile `key` once with the current plugin.
+pub(super) async fn reconcile(s: &Shared, key: &ObjectKey) {
+    let plugin = s.plugin();
+    let Some(obj) = s
+        .handles
+        .get(&key.gvk)
+        .and_then(|h| h.get(key.namespace.as_deref(), &key.name))
+    else {
+        s.forget_object(key);
+        return;
+    };
+    let Ok(value) = serde_json::to_value(&*obj) else {
+        return;
+    };
+    let Some(oref) = ObjectRef::from_json(&value) else {
+        return;
+    };
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let stored = s.stored_status(key, &obj, &value);
+    let json = value.to_string();
+    if obj.metadata.deletion_timestamp.is_some() {
+        return finalizer::finalize(s, &plugin, key, &obj, &oref, &json, &stored).await;
+    }
+    let generation = obj.metadata.generation;
+    if status::terminal(&stored, generation) || s.failed(key, &uid, generation) {
+        tracing::debug!(plugin = plugin.name(), object = %oref, "failed terminally: no action until the spec changes");
+        s.queue.forget(key);
+        return;
+    }
+    let manifest = plugin.manifest();
+    let mut limits: HashMap<String, Duration> = manifest.phase_timeouts.iter().cloned().collect();
+    limits.extend(s.config.phase_timeouts.clone());
+    Run {
+        s,
+        plugin: &plugin,
+        key,
+        obj: &obj,
+        value: &value,
+        oref: &oref,
+        json: &json,
+        uid: &uid,
+        stored: &stored,
+        generation,
+        now: Timestamp::now(),
+        limits,
+    }
+    .run()
+    .await;
+}
+
+/// The name of the first owner reference of `kind` (group and kind; any version).
+pub fn owner_of(obj: &DynamicObject, kind: &Gvk) -> Option<String> {
+    obj.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| {
+            let group = o.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            o.kind == kind.kind && group == kind.group
+        })
+        .map(|o| o.name.clone())
+}
+
+/// When the components ask to be reconciled again: the soonest of their `requeue_after`.
+pub fn requeue_after(health: &[ComponentHealth]) -> Option<Duration> {
+    health.iter().filter_map(|h| h.requeue_after).min()
+}
+
+struct Run<'a> {
+    s: &'a Shared,
+    plugin: &'a Plugin,
+    key: &'a ObjectKey,
+    obj: &'a DynamicObject,
+    value: &'a Value,
+    oref: &'a ObjectRef,
+    json: &'a str,
+    uid: &'a str,
+    stored: &'a Value,
+    generation: Option<i64>,
+    now: Timestamp,
+    limits: HashMap<String, Duration>,
+}
+
+impl Run<'_> {
+    fn call_failed(&self, e: &CallError) {
+        tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e, "reconcile call failed");
+        self.s.queue.add_with_backoff(self.key.clone());
+    }
+
+    async fn run(self) {
+        let manifest = self.plugin.manifest();
+        let owner_condition = match &manifest.wait_for_owner {
+            None => None,
+            Some(kind) => match owner_of(self.obj, kind) {
+                None => return self.pending(kind).await,
+                Some(name) => Some(ComputedCondition::new(
+                    OWNER_CONDITION,
+                    ConditionStatus::True,
+                    "OwnerReferenceSet",
+                    &format!("owned by {} {name}", kind.kind),
+                    manifest.observability,
+                )),
+            },
+        };
+        if manifest.finalizer {
+            let name = finalizer::name(self.plugin.name());
+            if !finalizer::has(self.obj, &name)
+                && let Err(e) = finalizer::add(self.s, self.key, self.obj, &name).await
+            {
+                tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e, "cannot add the finalizer");
+                self.s.queue.add_with_backoff(self.key.clone());
+                return;
+            }
+        }
+        let grants = Grants {
+            cache: Some(self.s.cache.clone()),
+            pod_logs: None,
+        };
+        let mut health = Vec::new();
+        let observation = match self.plugin.fetch(self.oref, self.json, grants).await {
+            Ok(Ok(obs)) => Some(obs),
+            Ok(Err(e)) => {
+                health.push(errors_health("Fetch", vec![e]));
+                None
+            }
+            Err(e) => return self.call_failed(&e),
+        };
+        if let Some(obs) = &observation {
+            match self.plugin.health(self.oref, self.json, obs).await {
+                Ok(h) => health.extend(h),
+                Err(e) => return self.call_failed(&e),
+            }
+        }
+        // Stop apply: a terminal verdict or a timed-out phase applies nothing.
+        let before = self.evaluate(&health, true, owner_condition.clone());
+        if !before.terminal()
+            && let Some(obs) = &observation
+        {
+            match self.plugin.plan(self.oref, self.json, obs).await {
+                Ok(Ok(entries)) => {
+                    if !self.apply(entries, &mut health).await {
+                        tracing::debug!(plugin = self.plugin.name(), object = %self.oref, "gone while reconciled");
+                        self.s.queue.forget(self.key);
+                        return;
+                    }
+                }
+                Ok(Err(e)) => health.push(errors_health("Plan", vec![e])),
+                Err(e) => return self.call_failed(&e),
+            }
+        }
+        let in_grace = self.s.in_grace(self.key, &health);
+        let eval = self.evaluate(&health, in_grace, owner_condition);
+        let now = rfc3339(self.now);
+        let host = Draft::automatic(&eval, self.generation);
+        let draft = match (manifest.status_mode, &observation) {
+            (StatusMode::Automatic, _) => host,
+            // The plugin cannot be asked without an observation: the computed status, keeping
+            // the plugin's own fields.
+            (_, None) => Draft {
+                complete: false,
+                ..host
+            },
+            (mode, Some(obs)) => {
+                let (computed, _) = host.render(self.stored, self.generation, &now);
+                match self
+                    .plugin
+                    .status(self.oref, self.json, obs, &Value::Object(computed))
+                    .await
+                {
+                    Ok(update) if mode == StatusMode::Decorate => host.decorate(update),
+                    Ok(update) => Draft::manual(update, self.generation),
+                    Err(e) => return self.call_failed(&e),
+                }
+            }
+        };
+        let (doc, report) = draft.render(self.stored, self.generation, &now);
+        if self.write(&doc, draft.complete).await.is_err() {
+            self.s.queue.add_with_backoff(self.key.clone());
+            return;
+        }
+        self.s.events.report(self.plugin.name(), self.oref, &report);
+        self.s
+            .remember_failure(self.key, self.uid, self.generation, eval.terminal());
+        if let Some(failure) = &eval.failure {
+            tracing::warn!(plugin = self.plugin.name(), object = %self.oref, reason = %failure.reason, message = %failure.message, "failed terminally: no action until the spec changes");
+            if let Some(obs) = &observation {
+                self.propagate(&doc, obs).await;
+            }
+        }
+        self.requeue(&eval, &health);
+    }
+
+    fn evaluate(
+        &self,
+        health: &[ComponentHealth],
+        in_grace: bool,
+        owner_condition: Option<ComputedCondition>,
+    ) -> Evaluation {
+        let mut computed = compute(health, in_grace, self.plugin.manifest().observability);
+        if let Some(c) = owner_condition {
+            let before_ready = computed.conditions.len().saturating_sub(1);
+            computed.conditions.insert(before_ready, c);
+        }
+        let previous = PhaseRecord::from_status(self.stored);
+        let phase = Phase::from_status(&computed, previous.map(|p| p.phase));
+        Evaluation::new(
+            computed,
+            phase,
+            health,
+            previous.as_ref(),
+            self.now,
+            &self.limits,
+        )
+    }
+
+    /// Check the plan against the manifest (a refusal applies nothing), apply it, and prune the
+    /// children it no longer holds when every entry applied. Returns false when the object turned
+    /// out to be gone (its children just applied are deleted again).
+    async fn apply(&self, entries: Vec<PlanEntry>, health: &mut Vec<ComponentHealth>) -> bool {
+        let manifest = self.plugin.manifest();
+        let refused: Vec<_> = entries
+            .iter()
+            .filter_map(|e| access::check(self.plugin.name(), manifest, e).err())
+            .collect();
+        if !refused.is_empty() {
+            for e in &refused {
+                tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e.message, "plan refused");
+            }
+            health.push(errors_health("Apply", refused));
+            return true;
+        }
+        let planned: HashSet<ObjectRef> = entries
+            .iter()
+            .filter_map(|e| planned_object(e, self.oref.namespace.as_deref()))
+            .collect();
+        let owned: Vec<ObjectRef> = entries
+            .iter()
+            .filter(|e| matches!(e, PlanEntry::Apply(_)))
+            .filter_map(|e| planned_object(e, self.oref.namespace.as_deref()))
+            .collect();
+        let mut errors = Vec::new();
+        for entry in entries {
+            if let Err(e) = apply_entry(self.s, self.obj, self.oref, entry).await {
+                errors.push(e);
+            }
+        }
+        if !owned.is_empty() {
+            match self.live().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.collect(&owned).await;
+                    return false;
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            health.push(errors_health("Apply", errors));
+        } else if self.s.config.prune {
+            let errors = prune(self.s, &manifest.owns, self.obj, &planned).await;
+            if !errors.is_empty() {
+                health.push(errors_health("Prune", errors));
+            }
+        }
+        true
+    }
+
+    /// Whether the object still exists (same uid), read live after its children were applied: the
+    /// informer cache may still hold an owner that was just deleted (the garbage collector's
+    /// deletion of a child requeues it at once), and a child applied for it would dangle. Read
+    /// after the apply, a live owner collects the children when it goes.
+    async fn live(&self) -> Result<bool, CategorizedError> {
+        let (ar, _) = resource_for(self.s, &self.key.gvk).await?;
+        match api(self.s, &ar, self.key.namespace.as_deref())
+            .get_opt(&self.key.name)
+            .await
+        {
+            Ok(Some(o)) => Ok(o.metadata.uid.as_deref() == Some(self.uid)),
+            Ok(None) => Ok(false),
+            Err(e) => Err(CategorizedError {
+                category: category_of(&e),
+                message: format!("cannot read {}: {e}", self.oref),
+            }),
+        }
+    }
+
+    /// The owner went while its children were applied: delete them, as its garbage collection
+    /// would have.
+    async fn collect(&self, children: &[ObjectRef]) {
+        for child in children {
+            tracing::info!(plugin = self.plugin.name(), object = %self.oref, %child, "owner gone: deleting a child applied for it");
+            if let Err(e) = delete(self.s, child).await {
+                tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e.message, "cannot delete a child of a gone owner");
+            }
+        }
+    }
+
+    /// Waiting for the owner: status only (phase `Pending`, `OwnerReferenceSet=False`).
+    async fn pending(&self, kind: &Gvk) {
+        let manifest = self.plugin.manifest();
+        let message = format!("waiting for an owner reference to a {}", kind.kind);
+        let waiting = |t: &str| {
+            ComputedCondition::new(
+                t,
+                ConditionStatus::False,
+                "WaitingForOwner",
+                &message,
+                manifest.observability,
+            )
+        };
+        let computed = ComputedStatus {
+            conditions: vec![waiting(OWNER_CONDITION), waiting("Ready")],
+            state: OverallState::Progressing,
+            verdict: Verdict::Settled,
+        };
+        let previous = PhaseRecord::from_status(self.stored);
+        let eval = Evaluation::new(
+            computed,
+            Phase::Pending,
+            &[],
+            previous.as_ref(),
+            self.now,
+            &self.limits,
+        );
+        let mut draft = Draft::automatic(&eval, self.generation);
+        draft.complete = manifest.status_mode == StatusMode::Automatic;
+        let (doc, report) = draft.render(self.stored, self.generation, &rfc3339(self.now));
+        if self.write(&doc, draft.complete).await.is_err() {
+            self.s.queue.add_with_backoff(self.key.clone());
+            return;
+        }
+        self.s.events.report(self.plugin.name(), self.oref, &report);
+        self.s
+            .remember_failure(self.key, self.uid, self.generation, eval.terminal());
+        self.s.queue.forget(self.key);
+        if let Some(left) = eval.timed.time_left {
+            self.s.queue.add_after(self.key.clone(), left);
+        }
+    }
+
+    /// A terminal failure still reaches the objects the plugin reports to (its owner, say): the
+    /// plan of the object carrying its failed status is asked once more, and only its status-only
+    /// entries are applied.
+    async fn propagate(&self, doc: &Map<String, Value>, observation: &str) {
+        let mut failed = self.value.clone();
+        failed["status"] = Value::Object(doc.clone());
+        let json = failed.to_string();
+        let entries = match self.plugin.plan(self.oref, &json, observation).await {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(_)) => return,
+            Err(e) => {
+                tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e, "cannot propagate the failure");
+                return;
+            }
+        };
+        let manifest = self.plugin.manifest();
+        for entry in entries.into_iter().filter(status_only) {
+            let result = match access::check(self.plugin.name(), manifest, &entry) {
+                Ok(()) => apply_entry(self.s, self.obj, self.oref, entry).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e.message, "cannot propagate the failure");
+            }
+        }
+    }
+
+    fn requeue(&self, eval: &Evaluation, health: &[ComponentHealth]) {
+        let q = &self.s.queue;
+        match eval.computed.verdict {
+            Verdict::Requeue => {
+                q.add_with_backoff(self.key.clone());
+            }
+            Verdict::Settled | Verdict::Fail => q.forget(self.key),
+        }
+        if eval.terminal() {
+            return;
+        }
+        if let Some(after) = requeue_after(health) {
+            q.add_after(self.key.clone(), after);
+        }
+        if let Some(left) = eval.timed.time_left {
+            q.add_after(self.key.clone(), left);
+        }
+    }
+
+    async fn write(&self, doc: &Map<String, Value>, complete: bool) -> Result<Option<String>, ()> {
+        write_status(
+            self.s,
+            self.key,
+            self.oref,
+            self.obj,
+            self.stored,
+            doc,
+            complete,
+        )
+        .await
+    }
+}
+
+/// Write `doc` as the status of `obj` unless nothing changes (`complete`: keys of the stored
+/// status it lacks are removed). Returns the new resourceVersion when written.
+pub(super) async fn write_status(
+    s: &Shared,
+    key: &ObjectKey,
+    oref: &ObjectRef,
+    obj: &DynamicObject,
+    stored: &Value,
+    doc: &Map<String, Value>,
+    complete: bool,
+) -> Result<Option<String>, ()> {
+    if !changes(doc, stored, complete) {
+        return Ok(None);
+    }
+    let patch = patch(doc, stored, complete);
+    let (ar, _) = resource_for(s, &key.gvk).await.map_err(|e| {
+        tracing::warn!(plugin = %s.field_manager, object = %oref, error = %e.message, "status update failed");
+    })?;
+    match api(s, &ar, key.namespace.as_deref())
+        .patch_status(
+            &key.name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": patch })),
+        )
+        .await
+    {
+        Ok(updated) => {
+            lock(&s.written).insert(
+                key.clone(),
+                Written {
+                    uid: obj.metadata.uid.clone().unwrap_or_default(),
+                    seen: obj.metadata.resource_version.clone(),
+                    status: merged(stored, &patch),
+                },
+            );
+            Ok(updated.metadata.resource_version)
+        }
+        Err(e) => {
+            tracing::warn!(plugin = %s.field_manager, object = %oref, error = %e, "status update failed");
+            Err(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soonest_requeue_after_wins() {
+        let h = |after: Option<u64>| ComponentHealth {
+            component: "C".into(),
+            state: crate::contract::HealthState::Progressing,
+            reason: "R".into(),
+            message: "m".into(),
+            errors: vec![],
+            requeue_after: after.map(Duration::from_secs),
+        };
+        assert_eq!(
+            requeue_after(&[h(None), h(Some(30)), h(Some(5))]),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(requeue_after(&[h(None)]), None);
+    }
+
+    #[test]
+    fn owners_match_by_group_and_kind() {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "x.dev/v1", "kind": "InfraCluster",
+            "metadata": {"name": "a", "ownerReferences": [
+                {"apiVersion": "other.dev/v1", "kind": "Cluster", "name": "wrong", "uid": "1"},
+                {"apiVersion": "x.dev/v1beta1", "kind": "Cluster", "name": "demo", "uid": "2"}
+            ]}
+        }))
+        .unwrap();
+        assert_eq!(
+            owner_of(&obj, &Gvk::new("x.dev", "v1", "Cluster")).as_deref(),
+            Some("demo")
+        );
+        assert_eq!(owner_of(&obj, &Gvk::new("x.dev", "v1", "Machine")), None);
+    }
+}
