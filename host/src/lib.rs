@@ -5,11 +5,13 @@
 
 mod bindings;
 pub mod bus;
+pub mod config;
 pub mod contract;
 pub mod dispatch;
 pub mod event;
 pub mod informer;
 pub mod manifests;
+pub mod metrics;
 pub mod plugin;
 pub mod reconcile;
 pub mod runner;

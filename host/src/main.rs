@@ -17,26 +17,37 @@ struct Cli {
     command: Command,
 }
 
-/// Sandbox limits applied to every plugin call.
+/// Sandbox limits applied to every plugin call (over the configuration file's `defaults`).
 #[derive(clap::Args, Clone, Copy)]
 struct LimitArgs {
-    /// Wall-clock deadline of one plugin call, in milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    call_timeout_ms: u64,
-    /// Linear memory one plugin instance may grow to, in MiB.
-    #[arg(long, default_value_t = 64)]
-    memory_mib: usize,
-    /// Largest JSON text, status or log record a call may hand the host, in KiB.
-    #[arg(long, default_value_t = 4096)]
-    max_value_kib: usize,
+    /// Wall-clock deadline of one plugin call, in milliseconds [default: 5000].
+    #[arg(long)]
+    call_timeout_ms: Option<u64>,
+    /// Linear memory one plugin instance may grow to, in MiB [default: 64].
+    #[arg(long)]
+    memory_mib: Option<usize>,
+    /// Largest JSON text, status or log record a call may hand the host, in KiB [default: 4096].
+    #[arg(long)]
+    max_value_kib: Option<usize>,
 }
 
 impl LimitArgs {
+    fn over(self, base: Limits) -> Limits {
+        let mut l = base;
+        if let Some(ms) = self.call_timeout_ms {
+            l = l.call_timeout(std::time::Duration::from_millis(ms));
+        }
+        if let Some(mib) = self.memory_mib {
+            l = l.memory_bytes(mib << 20);
+        }
+        if let Some(kib) = self.max_value_kib {
+            l = l.max_value_bytes(kib << 10);
+        }
+        l
+    }
+
     fn limits(self) -> Limits {
-        Limits::default()
-            .call_timeout(std::time::Duration::from_millis(self.call_timeout_ms))
-            .memory_bytes(self.memory_mib << 20)
-            .max_value_bytes(self.max_value_kib << 10)
+        self.over(Limits::default())
     }
 }
 
@@ -90,6 +101,13 @@ enum Command {
         /// Reconciles running at once per plugin.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Configuration file (YAML): default limits, and per plugin limits, WASI grants,
+        /// Kubernetes access and reconcile settings. See docs/CONFIGURATION.md.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Load the plugins once; do not watch the directory for changes.
+        #[arg(long)]
+        no_hot_reload: bool,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -116,7 +134,9 @@ struct RunArgs {
     http_listen: std::net::SocketAddr,
     cache_dir: Option<PathBuf>,
     concurrency: usize,
-    limits: Limits,
+    config: capstan::config::Config,
+    hot_reload: bool,
+    limits: LimitArgs,
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -146,16 +166,24 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         embedded = Some(server);
         client
     };
+    // Command-line limits win over the configuration file's defaults.
+    let limits = args
+        .limits
+        .over(args.config.default_limits(&Limits::default()));
+    let mut file = args.config;
+    file.defaults = capstan::config::LimitsSection::default();
     let config = capstan::runner::RunConfig {
         plugins: args.plugins,
         manifests: args.manifests,
         cache_dir: args.cache_dir,
         http_listen: Some(args.http_listen),
-        limits: args.limits,
+        limits,
         controller: capstan::reconcile::ControllerConfig {
             concurrency: args.concurrency,
             ..Default::default()
         },
+        config: file,
+        hot_reload: args.hot_reload,
     };
     let result = capstan::runner::run(config, client, shutdown_signal()).await;
     if let Some(server) = embedded {
@@ -340,9 +368,16 @@ fn main() -> ExitCode {
                 http_listen,
                 cache_dir,
                 concurrency,
+                config,
+                no_hot_reload,
                 limits,
             } => {
                 let cache_dir = cache_dir.or_else(default_cache_dir);
+                let config = match &config {
+                    Some(path) => capstan::config::Config::load(path)
+                        .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?,
+                    None => capstan::config::Config::default(),
+                };
                 run(RunArgs {
                     plugins,
                     manifests,
@@ -352,7 +387,9 @@ fn main() -> ExitCode {
                     http_listen,
                     cache_dir,
                     concurrency,
-                    limits: limits.limits(),
+                    config,
+                    hot_reload: !no_hot_reload,
+                    limits,
                 })
                 .await
             }

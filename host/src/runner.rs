@@ -1,19 +1,25 @@
-//! `capstan run`: plugins, informers, reconcile controllers and handler dispatch against one API
-//! server, with health endpoints, until a shutdown signal.
+//! `capstan run`: plugins (hot-reloaded), informers, reconcile controllers and handler dispatch
+//! against one API server, with `/metrics`, `/plugins` and health endpoints, until a shutdown signal.
 
 use crate::bus::Bus;
+use crate::config::Config;
 use crate::contract::{Gvk, ObjectRef};
 use crate::dispatch::{Change, ChangeEvent, DispatchConfig, Dispatcher, ObjectChange};
 use crate::event::{Context, Event};
 use crate::informer::{ChangeKind, Informers};
-use crate::plugin::{Plugin, Runtime, RuntimeConfig};
+use crate::metrics::{Metrics, PluginStateLabel};
+use crate::plugin::{
+    Limits, Plugin, PluginEvent, PluginState, Registry, Reloader, Runtime, RuntimeConfig,
+};
 use crate::reconcile::{Controller, ControllerConfig};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Errors that stop `capstan run` from starting.
 #[derive(Debug, thiserror::Error)]
@@ -21,15 +27,9 @@ pub enum RunError {
     /// The plugin runtime could not start.
     #[error("cannot start the plugin runtime")]
     Runtime(#[from] crate::plugin::RuntimeError),
-    /// The plugins directory could not be read.
-    #[error("cannot read plugins directory {path}")]
-    Plugins {
-        /// Directory.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The plugins directory could not be read or watched.
+    #[error("cannot load plugins")]
+    Plugins(#[from] crate::plugin::ReloadError),
     /// A manifest could not be applied.
     #[error("cannot apply manifests")]
     Manifests(#[from] crate::manifests::ManifestError),
@@ -47,27 +47,41 @@ pub enum RunError {
 /// What `capstan run` runs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Directory of `*.wasm` plugins.
+    /// Directory of `*.wasm` plugins, watched for changes.
     pub plugins: PathBuf,
     /// Directory of YAML manifests applied at start.
     pub manifests: Option<PathBuf>,
     /// Precompiled cache directory.
     pub cache_dir: Option<PathBuf>,
-    /// Address of `/healthz`, `/readyz` and `/plugins`.
+    /// Address of `/metrics`, `/healthz`, `/readyz` and `/plugins`.
     pub http_listen: Option<SocketAddr>,
-    /// Sandbox limits of every plugin call.
-    pub limits: crate::plugin::Limits,
+    /// Sandbox limits of every plugin call (before the configuration file's per-plugin sections).
+    pub limits: Limits,
     /// Reconcile settings.
     pub controller: ControllerConfig,
+    /// The configuration file's contents.
+    pub config: Config,
+    /// Whether to watch the plugins directory and reload on changes. Default true.
+    pub hot_reload: bool,
 }
 
-#[derive(serde::Serialize)]
-struct PluginsView {
-    loaded: Vec<serde_json::Value>,
-    rejected: Vec<serde_json::Value>,
+impl RunConfig {
+    /// Run the plugins of `dir` with default settings.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            plugins: dir.into(),
+            manifests: None,
+            cache_dir: None,
+            http_listen: None,
+            limits: Limits::default(),
+            controller: ControllerConfig::default(),
+            config: Config::default(),
+            hot_reload: true,
+        }
+    }
 }
 
-/// Run until `shutdown` resolves: then stop taking work, let reconciles in flight finish, return.
+/// Run until `shutdown` resolves: then stop taking work, let work in flight finish, return.
 pub async fn run(
     config: RunConfig,
     client: kube::Client,
@@ -77,148 +91,377 @@ pub async fn run(
         let n = crate::manifests::apply_dir(&client, dir).await?;
         tracing::info!(count = n, dir = %dir.display(), "manifests applied");
     }
-    let mut rc = RuntimeConfig::default().limits(config.limits.clone());
+    let metrics = Metrics::new();
+    let limits = config.config.default_limits(&config.limits);
+    let mut rc = RuntimeConfig::default()
+        .limits(limits.clone())
+        .fuel(config.config.runtime.fuel)
+        .metrics(metrics.clone());
+    if let Some(kib) = config.config.runtime.max_wasm_stack_ki_b {
+        rc = rc.max_wasm_stack(kib << 10);
+    }
+    for (name, settings) in config.config.plugin_settings(&limits) {
+        rc = rc.plugin_settings(&name, settings);
+    }
     if let Some(dir) = &config.cache_dir {
         rc = rc.cache_dir(dir);
     }
     let runtime = Runtime::new(rc)?;
-    let report = runtime
-        .load_dir(&config.plugins)
-        .await
-        .map_err(|source| RunError::Plugins {
-            path: config.plugins.clone(),
-            source,
-        })?;
-    for rejected in &report.rejected {
-        tracing::error!(reason = %rejected.one_line(), "plugin rejected");
+    let registry = Registry::new();
+    let reloader =
+        Reloader::new(runtime, registry.clone(), &config.plugins).metrics(metrics.clone());
+    let (events, mut changes) = mpsc::unbounded_channel();
+    // Watch first, then scan: a change in between is seen by both, and the second sync of an
+    // unchanged file does nothing.
+    let _watch = if config.hot_reload {
+        Some(reloader.watch(events)?)
+    } else {
+        None
+    };
+    let mut supervisor = Supervisor::new(client, &config, metrics.clone());
+    for event in reloader.scan().await? {
+        supervisor.apply(event).await;
     }
-    for p in &report.plugins {
-        let i = p.info();
-        tracing::info!(plugin = %i.name, version = %i.version, world = %i.world, hash = %&i.hash[..12], "plugin loaded");
-    }
-    let view = Arc::new(PluginsView {
-        loaded: report.plugins.iter().map(|p| serde_json::json!({"info": p.info(), "manifest": p.manifest(), "state": "running"})).collect(),
-        rejected: report.rejected.iter().map(|e| serde_json::json!({"path": e.path, "reason": e.one_line()})).collect(),
-    });
-    let informers = Informers::new(client.clone());
-    let mut controllers = Vec::new();
-    for plugin in report
-        .plugins
-        .iter()
-        .filter(|p| p.info().world.reconciles())
-    {
-        match Controller::start(
-            plugin.clone(),
-            &informers,
-            client.clone(),
-            config.controller.clone(),
-        )
-        .await
-        {
-            Ok(c) => controllers.push(c),
-            Err(e) => {
-                tracing::error!(plugin = plugin.name(), error = %crate::error_chain(&e), "controller not started")
-            }
-        }
-    }
-    let handlers: Vec<Plugin> = report
-        .plugins
-        .iter()
-        .filter(|p| p.info().world.handles())
-        .cloned()
-        .collect();
-    let pumps = start_handlers(&handlers, &informers).await;
     let ready = Arc::new(AtomicBool::new(true));
     let server = match config.http_listen {
-        Some(addr) => Some(serve_http(addr, view, ready.clone()).await?),
+        Some(addr) => Some(
+            serve_http(
+                addr,
+                HttpState {
+                    registry: registry.clone(),
+                    metrics: metrics.clone(),
+                    ready: ready.clone(),
+                    supervisor: supervisor.gauges.clone(),
+                },
+            )
+            .await?,
+        ),
         None => None,
     };
     tracing::info!(
-        controllers = controllers.len(),
-        handlers = handlers.len(),
+        plugins = registry.plugins().len(),
+        hot_reload = config.hot_reload,
         "capstan running"
     );
-    shutdown.await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(event) = changes.recv() => supervisor.apply(event).await,
+        }
+    }
     tracing::info!("shutting down: finishing work in flight");
     ready.store(false, Ordering::SeqCst);
-    for p in pumps {
-        p.abort();
-    }
-    let stops = controllers
-        .into_iter()
-        .map(|c| c.shutdown(Duration::from_secs(10)));
-    futures::future::join_all(stops).await;
+    supervisor.shutdown(Duration::from_secs(10)).await;
     if let Some(s) = server {
         s.abort();
     }
     Ok(())
 }
 
-/// Informer changes of every kind a handler watches become root events on the bus.
-async fn start_handlers(
-    handlers: &[Plugin],
-    informers: &Informers,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    if handlers.is_empty() {
-        return Vec::new();
+/// Reads a controller's queue depth.
+type DepthProbe = Box<dyn Fn() -> usize + Send + Sync>;
+
+/// What the metrics endpoint reads from the supervisor at scrape time.
+#[derive(Clone, Default)]
+struct Gauges {
+    queue_depths: Arc<std::sync::Mutex<HashMap<String, DepthProbe>>>,
+    bus: Arc<std::sync::Mutex<Option<Bus<ChangeEvent>>>>,
+    bus_dropped_seen: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Applies plugin events: starts, swaps and stops controllers, handler routes and informers.
+pub struct Supervisor {
+    client: kube::Client,
+    informers: Informers,
+    base: ControllerConfig,
+    reconcile: HashMap<String, crate::config::ReconcileSection>,
+    controllers: HashMap<String, Controller>,
+    dispatcher: Dispatcher,
+    bus: Bus<ChangeEvent>,
+    dispatch_task: tokio::task::JoinHandle<()>,
+    pumps: HashMap<Gvk, tokio::task::JoinHandle<()>>,
+    metrics: Metrics,
+    gauges: Gauges,
+}
+
+impl Supervisor {
+    fn new(client: kube::Client, config: &RunConfig, metrics: Metrics) -> Self {
+        let dispatcher = Dispatcher::new(DispatchConfig::default());
+        let bus: Bus<ChangeEvent> = Bus::new(crate::bus::DEFAULT_PRESTART_CAPACITY);
+        let dispatch_task = dispatcher.run(bus.subscribe(4096));
+        bus.start();
+        let gauges = Gauges::default();
+        if let Ok(mut b) = gauges.bus.lock() {
+            *b = Some(bus.clone());
+        }
+        Self {
+            informers: Informers::new(client.clone()),
+            client,
+            base: config.controller.clone(),
+            reconcile: config
+                .config
+                .plugins
+                .iter()
+                .map(|(n, p)| (n.clone(), p.reconcile.clone()))
+                .collect(),
+            controllers: HashMap::new(),
+            dispatcher,
+            bus,
+            dispatch_task,
+            pumps: HashMap::new(),
+            metrics,
+            gauges,
+        }
     }
-    let dispatcher = Dispatcher::new(DispatchConfig::default());
-    dispatcher.set_plugins(handlers);
-    let bus: Bus<ChangeEvent> = Bus::new(crate::bus::DEFAULT_PRESTART_CAPACITY);
-    let mut tasks = vec![dispatcher.run(bus.subscribe(4096))];
-    let mut kinds: Vec<Gvk> = handlers
-        .iter()
-        .flat_map(|p| p.manifest().watches.clone())
-        .collect();
-    kinds.sort();
-    kinds.dedup();
-    for gvk in kinds {
-        let handle = match informers.acquire(&gvk).await {
-            Ok(h) => h,
+
+    fn controller_config(&self, plugin: &Plugin) -> ControllerConfig {
+        let mut c = self.base.clone();
+        if let Some(r) = self.reconcile.get(plugin.name()) {
+            if let Some(prune) = r.prune {
+                c.prune = prune;
+            }
+            for (phase, secs) in &r.phase_timeouts_seconds {
+                c.phase_timeouts
+                    .insert(phase.clone(), Duration::from_secs(*secs));
+            }
+        }
+        c
+    }
+
+    /// Apply one plugin event.
+    pub async fn apply(&mut self, event: PluginEvent) {
+        match event {
+            PluginEvent::Loaded(p) => {
+                self.publish_info(&p);
+                if p.info().world.reconciles() {
+                    self.start_controller(p.clone()).await;
+                }
+                if p.info().world.handles() {
+                    let had: Vec<Gvk> = self.pumps.keys().cloned().collect();
+                    self.dispatcher.upsert(&p);
+                    self.sync_pumps().await;
+                    self.replay(&p, &had).await;
+                }
+            }
+            PluginEvent::Replaced { old, new } => {
+                self.publish_info(&new);
+                match (old.info().world.reconciles(), new.info().world.reconciles()) {
+                    (true, true) => {
+                        let swapped = match self.controllers.get(new.name()) {
+                            Some(c) => c.swap(new.clone()).is_ok(),
+                            None => false,
+                        };
+                        if !swapped {
+                            self.stop_controller(old.name()).await;
+                            self.start_controller(new.clone()).await;
+                        }
+                    }
+                    (true, false) => self.stop_controller(old.name()).await,
+                    (false, true) => self.start_controller(new.clone()).await,
+                    (false, false) => {}
+                }
+                if new.info().world.handles() {
+                    self.dispatcher.upsert(&new);
+                } else {
+                    self.dispatcher.remove(old.name());
+                }
+                if old.name() != new.name() {
+                    self.dispatcher.remove(old.name());
+                    self.metrics.remove_plugin(old.name());
+                }
+                self.sync_pumps().await;
+            }
+            PluginEvent::Unloaded(p) => {
+                self.stop_controller(p.name()).await;
+                self.dispatcher.remove(p.name());
+                self.sync_pumps().await;
+                self.metrics.remove_plugin(p.name());
+            }
+        }
+    }
+
+    fn publish_info(&self, p: &Plugin) {
+        let i = p.info();
+        self.metrics.set_plugin_info(&i.name, &i.version, &i.hash);
+        self.metrics
+            .set_plugin_state(&i.name, PluginStateLabel::Running);
+    }
+
+    async fn start_controller(&mut self, plugin: Plugin) {
+        let name = plugin.name().to_owned();
+        let config = self.controller_config(&plugin);
+        match Controller::start(plugin, &self.informers, self.client.clone(), config).await {
+            Ok(c) => {
+                let depth = c.depth_probe();
+                if let Ok(mut q) = self.gauges.queue_depths.lock() {
+                    q.insert(name.clone(), Box::new(depth));
+                }
+                self.controllers.insert(name, c);
+            }
             Err(e) => {
-                tracing::error!(kind = %gvk, error = %crate::error_chain(&e), "cannot watch a kind handlers need");
+                tracing::error!(plugin = %name, error = %crate::error_chain(&e), "controller not started")
+            }
+        }
+    }
+
+    async fn stop_controller(&mut self, name: &str) {
+        if let Ok(mut q) = self.gauges.queue_depths.lock() {
+            q.remove(name);
+        }
+        if let Some(c) = self.controllers.remove(name) {
+            c.shutdown(Duration::from_secs(10)).await;
+        }
+    }
+
+    /// Informer pumps for exactly the kinds the handler plugins watch now.
+    async fn sync_pumps(&mut self) {
+        let mut needed: Vec<Gvk> = self
+            .dispatcher
+            .plugins()
+            .iter()
+            .flat_map(|p| p.manifest().watches.clone())
+            .collect();
+        needed.sort();
+        needed.dedup();
+        self.pumps.retain(|gvk, task| {
+            let keep = needed.contains(gvk);
+            if !keep {
+                tracing::info!(kind = %gvk, "no handler watches this kind any more: informer stopped");
+                task.abort();
+            }
+            keep
+        });
+        for gvk in needed {
+            if self.pumps.contains_key(&gvk) {
                 continue;
             }
-        };
-        let (bus, mut changes) = (bus.clone(), handle.subscribe());
-        tasks.push(tokio::spawn(async move {
-            let _keep = handle;
-            while let Some(c) = changes.recv().await {
-                // Serialize each object once: the reference and the payload come from one value.
-                let Ok(value) = serde_json::to_value(&*c.object) else { continue };
-                let Some(object) = ObjectRef::from_json(&value) else { continue };
-                let new = Arc::<str>::from(value.to_string());
-                let change = match &c.kind {
-                    ChangeKind::Added => Change::Added(new),
-                    ChangeKind::Updated { old } => {
-                        let old = Arc::<str>::from(serde_json::to_string(&**old).unwrap_or_default());
-                        Change::Updated { new, old }
-                    }
-                    ChangeKind::Deleted => Change::Deleted(new),
-                };
-                let name = object.to_string();
-                bus.publish(Event::with_ack(
-                    ObjectChange { object, change },
-                    Context::new(),
-                    || {},
-                    move |e| tracing::warn!(object = %name, error = %e, "event not handled by every plugin"),
-                ));
+            match self.informers.acquire(&gvk).await {
+                Ok(handle) => {
+                    let (bus, mut changes) = (self.bus.clone(), handle.subscribe());
+                    let task = tokio::spawn(async move {
+                        let _keep = handle;
+                        while let Some(c) = changes.recv().await {
+                            if let Some(event) = change_event(&c.object, &c.kind) {
+                                bus.publish(event);
+                            }
+                        }
+                    });
+                    self.pumps.insert(gvk, task);
+                }
+                Err(e) => {
+                    tracing::error!(kind = %gvk, error = %crate::error_chain(&e), "cannot watch a kind handlers need")
+                }
             }
-        }));
+        }
     }
-    bus.start();
-    tasks
+
+    /// A handler plugin loaded while its kinds were already watched gets the cached objects as
+    /// `added`, as if its own informer had just listed them.
+    async fn replay(&self, plugin: &Plugin, already: &[Gvk]) {
+        for gvk in plugin
+            .manifest()
+            .watches
+            .iter()
+            .filter(|g| already.contains(g))
+        {
+            let Ok(handle) = self.informers.acquire(gvk).await else {
+                continue;
+            };
+            for obj in handle.list(None, None).unwrap_or_default() {
+                if let Some(event) = change_event(&obj, &ChangeKind::Added) {
+                    self.dispatcher.dispatch_to(event, plugin.name()).await;
+                }
+            }
+        }
+    }
+
+    /// Stop taking work and let what is in flight finish (up to `grace` per controller).
+    pub async fn shutdown(mut self, grace: Duration) {
+        for (_, p) in self.pumps.drain() {
+            p.abort();
+        }
+        let stops = self
+            .controllers
+            .drain()
+            .map(|(_, c)| c.shutdown(grace))
+            .collect::<Vec<_>>();
+        futures::future::join_all(stops).await;
+        self.dispatch_task.abort();
+    }
+}
+
+/// An informer change as a root event for the handler bus.
+fn change_event(object: &kube::api::DynamicObject, kind: &ChangeKind) -> Option<ChangeEvent> {
+    // Serialize each object once: the reference and the payload come from one value.
+    let value = serde_json::to_value(object).ok()?;
+    let object = ObjectRef::from_json(&value)?;
+    let new = Arc::<str>::from(value.to_string());
+    let change = match kind {
+        ChangeKind::Added => Change::Added(new),
+        ChangeKind::Updated { old } => {
+            let old = Arc::<str>::from(serde_json::to_string(&**old).unwrap_or_default());
+            Change::Updated { new, old }
+        }
+        ChangeKind::Deleted => Change::Deleted(new),
+    };
+    let name = object.to_string();
+    Some(Event::with_ack(
+        ObjectChange { object, change },
+        Context::new(),
+        || {},
+        move |e| tracing::warn!(object = %name, error = %e, "event not handled by every plugin"),
+    ))
+}
+
+#[derive(Clone)]
+struct HttpState {
+    registry: Registry,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    supervisor: Gauges,
+}
+
+impl HttpState {
+    /// Refresh the gauges that are read rather than pushed, then encode.
+    fn scrape(&self) -> String {
+        for p in self.registry.plugins() {
+            let state = match p.state() {
+                PluginState::Running => PluginStateLabel::Running,
+                PluginState::Degraded { .. } => PluginStateLabel::Degraded,
+            };
+            self.metrics.set_plugin_state(p.name(), state);
+        }
+        if let Ok(q) = self.supervisor.queue_depths.lock() {
+            for (name, depth) in q.iter() {
+                self.metrics.set_queue_depth(name, depth());
+            }
+        }
+        if let Ok(b) = self.supervisor.bus.lock()
+            && let Some(bus) = b.as_ref()
+        {
+            let total = bus.stats().dropped_total;
+            let seen = self
+                .supervisor
+                .bus_dropped_seen
+                .swap(total, Ordering::SeqCst);
+            if total > seen {
+                self.metrics.bus_dropped("full", total - seen);
+            }
+        }
+        self.metrics.encode()
+    }
 }
 
 async fn serve_http(
     addr: SocketAddr,
-    view: Arc<PluginsView>,
-    ready: Arc<AtomicBool>,
+    state: HttpState,
 ) -> Result<tokio::task::JoinHandle<()>, RunError> {
     use axum::routing::get;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Listen { addr, source })?;
+    let (ready, plugins, metrics) = (state.ready.clone(), state.clone(), state);
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -236,9 +479,16 @@ async fn serve_http(
         )
         .route(
             "/plugins",
-            get(
-                move || async move { axum::Json(serde_json::to_value(&*view).unwrap_or_default()) },
-            ),
+            get(move || async move { axum::Json(plugins.registry.view()) }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, Metrics::CONTENT_TYPE)],
+                    metrics.scrape(),
+                )
+            }),
         );
     tracing::info!(%addr, "http listening");
     Ok(tokio::spawn(async move {

@@ -19,6 +19,7 @@ use crate::status::{EventProcessStatus, EventStatus};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// A change of one object, as the bus carries it.
@@ -99,6 +100,8 @@ pub enum DispatchError {
 pub struct Delivery {
     /// The plugin.
     pub plugin: String,
+    /// The plugin's version that handled the event.
+    pub version: String,
     /// The object.
     pub object: ObjectRef,
     /// Handler calls made (1 plus retries).
@@ -214,29 +217,81 @@ impl Dispatcher {
         let routes: Vec<Arc<Route>> = plugins
             .iter()
             .filter(|p| p.info().world.handles())
-            .map(|plugin| {
-                let workers = (0..self.inner.config.workers_per_plugin)
-                    .map(|_| {
-                        let (tx, rx) = mpsc::channel(self.inner.config.queue);
-                        tokio::spawn(worker(plugin.clone(), rx, self.inner.clone()));
-                        tx
-                    })
-                    .collect();
-                Arc::new(Route {
-                    plugin: plugin.clone(),
-                    workers,
-                })
-            })
+            .map(|plugin| self.route(plugin))
             .collect();
         if let Ok(mut current) = self.inner.routes.write() {
             *current = Arc::from(routes);
         }
     }
 
+    fn route(&self, plugin: &Plugin) -> Arc<Route> {
+        let workers = (0..self.inner.config.workers_per_plugin)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(self.inner.config.queue);
+                tokio::spawn(worker(plugin.clone(), rx, self.inner.clone()));
+                tx
+            })
+            .collect();
+        Arc::new(Route {
+            plugin: plugin.clone(),
+            workers,
+        })
+    }
+
+    /// Add a handler plugin, or replace the one of the same name (hot reload): events dispatched
+    /// from now on go to `plugin`; events already queued for the old version are still handled by
+    /// it, so none is lost and none is delivered to both. Other plugins are untouched.
+    pub fn upsert(&self, plugin: &Plugin) {
+        if !plugin.info().world.handles() {
+            return;
+        }
+        let route = self.route(plugin);
+        if let Ok(mut current) = self.inner.routes.write() {
+            let mut routes: Vec<Arc<Route>> = current
+                .iter()
+                .filter(|r| r.plugin.name() != plugin.name())
+                .cloned()
+                .collect();
+            routes.push(route);
+            *current = Arc::from(routes);
+        }
+    }
+
+    /// Remove the handler plugin named `name`: it gets no new events and finishes those queued.
+    pub fn remove(&self, name: &str) {
+        if let Ok(mut current) = self.inner.routes.write() {
+            let routes: Vec<Arc<Route>> = current
+                .iter()
+                .filter(|r| r.plugin.name() != name)
+                .cloned()
+                .collect();
+            *current = Arc::from(routes);
+        }
+    }
+
+    /// The handler plugins events go to now.
+    pub fn plugins(&self) -> Vec<Plugin> {
+        self.inner
+            .routes
+            .read()
+            .map(|r| r.iter().map(|r| r.plugin.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Fan a root event out to every handler plugin watching its kind, as child events; the
     /// root itself is acknowledged here, so the tree completes when every child does. Returns the
     /// number of plugins it went to.
-    pub async fn dispatch(&self, mut root: ChangeEvent) -> usize {
+    pub async fn dispatch(&self, root: ChangeEvent) -> usize {
+        self.dispatch_filtered(root, None).await
+    }
+
+    /// Like [`Dispatcher::dispatch`], to the plugin named `only` alone: used to replay the cache
+    /// to a plugin loaded after its kinds were already watched.
+    pub async fn dispatch_to(&self, root: ChangeEvent, only: &str) -> usize {
+        self.dispatch_filtered(root, Some(only)).await
+    }
+
+    async fn dispatch_filtered(&self, mut root: ChangeEvent, only: Option<&str>) -> usize {
         self.inner.stats.received.fetch_add(1, Ordering::Relaxed);
         let routes = self
             .inner
@@ -246,10 +301,10 @@ impl Dispatcher {
             .unwrap_or_else(|_| Arc::from(Vec::new()));
         let object = root.payload().object.clone();
         let mut sent = 0;
-        for route in routes
-            .iter()
-            .filter(|r| r.plugin.manifest().watches.contains(&object.gvk))
-        {
+        for route in routes.iter().filter(|r| {
+            r.plugin.manifest().watches.contains(&object.gvk)
+                && only.is_none_or(|name| r.plugin.name() == name)
+        }) {
             let context = root.context().clone().with("plugin", route.plugin.name());
             let child = match root.with_context(context) {
                 Ok(c) => c,
@@ -356,6 +411,13 @@ async fn deliver(plugin: &Plugin, change: &ObjectChange, inner: &Inner) -> Deliv
                     });
                 }
             }
+            Err(CallError::Quarantined { retry_in_ms, .. }) => {
+                // The plugin is out of service for a while: the event waits for it, and the
+                // wait is not an attempt.
+                attempt -= 1;
+                tokio::time::sleep(Duration::from_millis(retry_in_ms.max(10))).await;
+                continue;
+            }
             Err(e) => {
                 if retries >= policy.default_max_retry {
                     break Err(DispatchError::Call {
@@ -371,6 +433,7 @@ async fn deliver(plugin: &Plugin, change: &ObjectChange, inner: &Inner) -> Deliv
     };
     Delivery {
         plugin: plugin.name().to_owned(),
+        version: plugin.info().version.clone(),
         object: object.clone(),
         attempts: attempt,
         result,
