@@ -73,3 +73,146 @@ async fn a_panic_is_a_trap_of_that_call_only() {
     assert!(matches!(err, CallError::Trap { .. }), "{err}");
     still_works(&plugin).await;
 }
+
+fn added(name: &str, labels: serde_json::Value) -> (ObjectRef, HandlerEvent) {
+    let json = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default", "labels": labels}
+    })
+    .to_string();
+    (
+        ObjectRef::from_json(&serde_json::from_str(&json).unwrap()).unwrap(),
+        HandlerEvent::Added(json),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_keeps_failing_is_quarantined_then_comes_back() {
+    use capstan::plugin::{PluginState, QuarantinePolicy};
+    let limits = Limits::default().quarantine(QuarantinePolicy {
+        after_failures: 2,
+        initial_backoff: Duration::from_millis(400),
+        max_backoff: Duration::from_secs(5),
+    });
+    let plugin = Runtime::new(RuntimeConfig::default().limits(limits))
+        .unwrap()
+        .load(&guest("hostile-handler"))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let (oref, ev) = event("panic");
+        assert!(matches!(
+            plugin.handle(&oref, ev).await.unwrap_err(),
+            CallError::Trap { .. }
+        ));
+    }
+    assert!(matches!(
+        plugin.state(),
+        PluginState::Degraded { failures: 2, .. }
+    ));
+    // Refused without running, even for an object it would handle.
+    let (oref, ev) = event("fine");
+    let err = plugin.handle(&oref, ev).await.unwrap_err();
+    assert!(matches!(err, CallError::Quarantined { .. }), "{err}");
+    assert!(err.to_string().contains("hostile-handler"), "{err}");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    // The trial call succeeds: running again.
+    still_works(&plugin).await;
+    assert_eq!(plugin.state(), PluginState::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_grants_nothing_unless_configured_and_read_only_means_read_only() {
+    use capstan::plugin::{DirGrant, PluginSettings, WasiGrants};
+    let dir = capstan_tests::tempdir();
+    std::fs::write(dir.path().join("greeting"), "hello from the host").unwrap();
+    let plugin = Runtime::new(RuntimeConfig::default())
+        .unwrap()
+        .load(&guest("fs-handler"))
+        .await
+        .unwrap();
+    let report = |p: capstan::plugin::Plugin| async move {
+        let (oref, ev) = added("fs", serde_json::json!({}));
+        let out = p.handle(&oref, ev).await.unwrap();
+        let msgs = out.statuses[0].0.messages.clone();
+        let get = |k: &str| {
+            msgs.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        (get("read"), get("write"), get("env"))
+    };
+    let (read, write, env) = report(plugin.clone()).await;
+    assert!(read.starts_with("error"), "nothing granted: {read}");
+    assert!(write.starts_with("error"), "{write}");
+    assert_eq!(env, "unset");
+
+    let settings = PluginSettings {
+        wasi: WasiGrants {
+            dirs: vec![DirGrant {
+                host: dir.path().to_owned(),
+                guest: "/config".into(),
+                writable: false,
+            }],
+            env: [("GREETING".to_owned(), "hi".to_owned())].into(),
+        },
+        ..PluginSettings::default()
+    };
+    let (read, write, env) = report(plugin.configure(&settings, None)).await;
+    assert_eq!(read, "hello from the host");
+    assert!(write.starts_with("error"), "read-only grant: {write}");
+    assert!(!dir.path().join("out").exists());
+    assert_eq!(env, "hi");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_bounds_a_call_by_work_not_time() {
+    let limits = Limits::default()
+        .call_timeout(Duration::from_secs(30))
+        .fuel(Some(5_000_000));
+    let plugin = Runtime::new(RuntimeConfig::default().fuel(true).limits(limits))
+        .unwrap()
+        .load(&guest("cpu-handler"))
+        .await
+        .unwrap();
+    let (oref, ev) = added("cpu", serde_json::json!({"work": "1000"}));
+    assert_eq!(
+        plugin.handle(&oref, ev).await.unwrap().status,
+        EventStatus::Completed
+    );
+    let (oref, ev) = added("cpu", serde_json::json!({"work": "1000000000"}));
+    let started = Instant::now();
+    let err = plugin.handle(&oref, ev).await.unwrap_err();
+    assert!(matches!(err, CallError::Trap { .. }), "{err}");
+    assert!(err.to_string().contains("fuel"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_narrows_what_the_manifest_may_touch() {
+    use capstan::contract::{Gvk, Verb};
+    use capstan::plugin::PluginSettings;
+    let plugin = Runtime::new(RuntimeConfig::default())
+        .unwrap()
+        .load(&guest("webapp"))
+        .await
+        .unwrap();
+    let dep = Gvk::new("apps", "v1", "Deployment");
+    assert!(plugin.manifest().owns.contains(&dep));
+    let narrowed = plugin.configure(
+        &PluginSettings {
+            allow: Some(vec![(Gvk::new("", "v1", "Service"), vec![Verb::Patch])]),
+            ..PluginSettings::default()
+        },
+        None,
+    );
+    assert!(
+        !narrowed.manifest().owns.contains(&dep),
+        "Deployments not allowed"
+    );
+    assert!(
+        narrowed.declared_manifest().owns.contains(&dep),
+        "as declared"
+    );
+}

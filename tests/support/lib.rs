@@ -19,11 +19,14 @@ pub fn guest_target() -> PathBuf {
 }
 
 /// Example guests in `guests/`.
-pub const EXAMPLES: &[&str] = &["deployment-handler", "webapp"];
+pub const EXAMPLES: &[&str] = &["deployment-handler", "webapp", "infra-cluster"];
 
 /// Test-only guests in `tests/guests/`.
 pub const TEST_GUESTS: &[&str] = &[
     "echo-handler",
+    "echo-handler-v2",
+    "cpu-handler",
+    "fs-handler",
     "hostile-handler",
     "forgetful-handler",
     "retry-handler",
@@ -32,6 +35,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "wrong-world",
     "future-contract",
     "no-exports",
+    "hostile-reconciler",
 ];
 
 fn build(workspace: &Path, package: &str) {
