@@ -217,6 +217,7 @@ impl Supervisor {
 
     fn controller_config(&self, plugin: &Plugin) -> ControllerConfig {
         let mut c = self.base.clone();
+        c.metrics = Some(self.metrics.clone());
         if let Some(r) = self.reconcile.get(plugin.name()) {
             if let Some(prune) = r.prune {
                 c.prune = prune;

@@ -92,6 +92,8 @@ pub struct ControllerConfig {
     pub prune: bool,
     /// Phase timeouts by phase name (`Creating`, ...), over the manifest's. Default none.
     pub phase_timeouts: HashMap<String, Duration>,
+    /// Count reconciles and their duration here.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Default for ControllerConfig {
@@ -103,6 +105,7 @@ impl Default for ControllerConfig {
             retry: RetryPolicy::default(),
             prune: true,
             phase_timeouts: HashMap::new(),
+            metrics: None,
         }
     }
 }
@@ -363,7 +366,17 @@ impl Controller {
             let s = shared.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(key) = s.queue.next().await {
+                    let (started, failures) = (Instant::now(), s.queue.failures(&key));
                     pipeline::reconcile(&s, &key).await;
+                    if let Some(m) = &s.config.metrics {
+                        // A reconcile that backed off counted a failure on its key.
+                        let result = if s.queue.failures(&key) > failures {
+                            crate::metrics::ReconcileResult::Requeue
+                        } else {
+                            crate::metrics::ReconcileResult::Ok
+                        };
+                        m.reconcile(s.plugin().name(), result, started.elapsed());
+                    }
                     s.queue.done(&key);
                 }
             }));

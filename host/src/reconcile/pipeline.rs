@@ -14,11 +14,12 @@ use super::{ObjectKey, Shared, Written, lock};
 use crate::contract::{
     CategorizedError, ComponentHealth, ConditionStatus, Gvk, ObjectRef, PlanEntry, StatusMode,
 };
-use crate::plugin::{CallError, Grants, Plugin};
+use crate::plugin::{CallError, Grants, KubePodLogs, Plugin, PodLogReader};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The condition telling whether the owner reference a plugin waits for is there.
@@ -140,7 +141,13 @@ impl Run<'_> {
         }
         let grants = Grants {
             cache: Some(self.s.cache.clone()),
-            pod_logs: None,
+            // Refused at the boundary unless the manifest (as configuration allows) asks for it.
+            pod_logs: manifest.pod_logs.then(|| {
+                Arc::new(KubePodLogs::new(
+                    self.s.client.clone(),
+                    self.plugin.limits().max_value_bytes,
+                )) as Arc<dyn PodLogReader>
+            }),
         };
         let mut health = Vec::new();
         let observation = match self.plugin.fetch(self.oref, self.json, grants).await {

@@ -1,0 +1,190 @@
+//! `capstan run` end to end: the embedded API server, the example plugins, hot reload through the
+//! plugins directory, and what `/plugins` and `/metrics` show; SIGTERM-style shutdown returns Ok.
+#![allow(clippy::unwrap_used)]
+
+use capstan::runner::{RunConfig, run};
+use capstan_apiserver::ApiServer;
+use capstan_tests::{guest, root, tempdir};
+use kube::api::{Api, PostParams};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+async fn wait_for(addr: SocketAddr, path: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..600 {
+        if let Some(body) = get(addr, path).await {
+            if ok(&body) {
+                return body;
+            }
+            last = body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what} at {path}; last:\n{last}");
+}
+
+fn plugins_json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap()
+}
+
+fn version_of(v: &serde_json::Value, name: &str) -> Option<String> {
+    v["loaded"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+        .map(|p| p["version"].as_str().unwrap_or_default().to_owned())
+}
+
+fn drop_in(from: &Path, to: &Path) {
+    let tmp = to.with_extension("wasm.tmp");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_hot_reloads_and_reports_plugins_and_metrics() {
+    let server = ApiServer::builder()
+        .build()
+        .unwrap()
+        .start_loopback()
+        .await
+        .unwrap();
+    let client = server.client().unwrap();
+    let plugins = tempdir();
+    let manifests = tempdir();
+    std::fs::copy(
+        root().join("examples/webapp-crd.yaml"),
+        manifests.path().join("webapp.yaml"),
+    )
+    .unwrap();
+    let echo = plugins.path().join("echo.wasm");
+    drop_in(&guest("echo-handler"), &echo);
+    drop_in(&guest("webapp"), &plugins.path().join("webapp.wasm"));
+    let addr = free_addr();
+    let mut config = RunConfig::new(plugins.path());
+    config.manifests = Some(manifests.path().to_owned());
+    config.http_listen = Some(addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let host = tokio::spawn(run(config, client.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    let body = wait_for(addr, "/plugins", "both plugins", |b| {
+        let v = plugins_json(b);
+        version_of(&v, "echo-handler").is_some() && version_of(&v, "webapp").is_some()
+    })
+    .await;
+    let v = plugins_json(&body);
+    assert_eq!(version_of(&v, "echo-handler").as_deref(), Some("0.1.0"));
+    assert_eq!(v["loaded"][0]["state"], "running");
+
+    // The WebApp from the manifests is reconciled; a Deployment reaches the handler.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "default");
+    let dep = |name: &str| {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
+        }))
+        .unwrap()
+    };
+    deployments
+        .create(&PostParams::default(), &dep("by-hand"))
+        .await
+        .unwrap();
+    let metrics = wait_for(addr, "/metrics", "handler and reconcile metrics", |b| {
+        b.contains(r#"capstan_plugin_calls_total{plugin="echo-handler",export="added",outcome="ok"}"#)
+            && b.contains(r#"capstan_reconciles_total{plugin="webapp",result="ok"}"#)
+    })
+    .await;
+    for family in [
+        "capstan_reconcile_duration_seconds",
+        "capstan_plugin_call_duration_seconds",
+        "capstan_queue_depth",
+        "capstan_plugin_state",
+        "capstan_plugin_info",
+        "capstan_plugin_reloads_total",
+    ] {
+        assert!(metrics.contains(family), "{family} missing:\n{metrics}");
+    }
+
+    // A new version dropped in replaces the old one, live.
+    drop_in(&guest("echo-handler-v2"), &echo);
+    wait_for(addr, "/plugins", "version 0.2.0", |b| {
+        version_of(&plugins_json(b), "echo-handler").as_deref() == Some("0.2.0")
+    })
+    .await;
+    deployments
+        .create(&PostParams::default(), &dep("after-swap"))
+        .await
+        .unwrap();
+    wait_for(addr, "/metrics", "an event handled by 0.2.0", |b| {
+        b.contains(r#"capstan_plugin_info{plugin="echo-handler",version="0.2.0""#)
+            && b.lines().any(|l| {
+                l.starts_with(r#"capstan_plugin_calls_total{plugin="echo-handler",export="added",outcome="ok"}"#)
+                    && l.ends_with(" 3")
+            })
+    })
+    .await;
+
+    // A broken file changes nothing but an error: 0.2.0 keeps serving.
+    std::fs::write(&echo, b"\0asm\x01\0\0\0").unwrap();
+    let body = wait_for(addr, "/plugins", "the rejection", |b| {
+        plugins_json(b)["rejected"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    let v = plugins_json(&body);
+    assert!(
+        v["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("core WebAssembly module"),
+        "{v}"
+    );
+    assert_eq!(version_of(&v, "echo-handler").as_deref(), Some("0.2.0"));
+
+    // A removed file unloads its plugin; the reconciler is untouched.
+    std::fs::remove_file(&echo).unwrap();
+    wait_for(addr, "/plugins", "the unload", |b| {
+        let v = plugins_json(b);
+        version_of(&v, "echo-handler").is_none() && version_of(&v, "webapp").is_some()
+    })
+    .await;
+    wait_for(addr, "/metrics", "reload counts", |b| {
+        b.contains(r#"capstan_plugin_reloads_total{result="unloaded"} 1"#)
+            && b.contains(r#"capstan_plugin_reloads_total{result="rejected"}"#)
+    })
+    .await;
+    assert_eq!(get(addr, "/readyz").await.as_deref(), Some("ready"));
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), host)
+        .await
+        .expect("run returns after the shutdown signal")
+        .unwrap()
+        .unwrap();
+    server.shutdown().await.unwrap();
+}
