@@ -114,8 +114,9 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
         .await
         .unwrap();
     let metrics = wait_for(addr, "/metrics", "handler and reconcile metrics", |b| {
-        b.contains(r#"capstan_plugin_calls_total{plugin="echo-handler",export="added",outcome="ok"}"#)
-            && b.contains(r#"capstan_reconciles_total{plugin="webapp",result="ok"}"#)
+        b.contains(
+            r#"capstan_plugin_calls_total{plugin="echo-handler",export="added",outcome="ok"}"#,
+        ) && b.contains(r#"capstan_reconciles_total{plugin="webapp",result="ok"}"#)
     })
     .await;
     for family in [
@@ -184,6 +185,127 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
     tokio::time::timeout(Duration::from_secs(30), host)
         .await
         .expect("run returns after the shutdown signal")
+        .unwrap()
+        .unwrap();
+    server.shutdown().await.unwrap();
+}
+
+/// kubectl, if installed (CI installs it; elsewhere the test says it skipped).
+fn kubectl() -> Option<&'static str> {
+    ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
+    let Some(kubectl) = kubectl() else {
+        eprintln!("kubectl not found: skipped");
+        return;
+    };
+    let server = ApiServer::builder()
+        .build()
+        .unwrap()
+        .start_loopback()
+        .await
+        .unwrap();
+    let client = server.client().unwrap();
+    let (plugins, manifests, kc) = (tempdir(), tempdir(), tempdir());
+    let kubeconfig = kc.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig_yaml()).unwrap();
+    std::fs::copy(
+        root().join("examples/infra-cluster.yaml"),
+        manifests.path().join("infra.yaml"),
+    )
+    .unwrap();
+    drop_in(
+        &guest("infra-cluster"),
+        &plugins.path().join("infra-cluster.wasm"),
+    );
+    let mut config = RunConfig::new(plugins.path());
+    config.manifests = Some(manifests.path().to_owned());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let host = tokio::spawn(run(config, client.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    let get = |args: &[&str]| {
+        let out = std::process::Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let wait_kubectl = |args: &'static [&'static str], want: &'static str| async move {
+        for _ in 0..400 {
+            if get(args).contains(want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("kubectl {args:?} never showed {want}: {}", get(args));
+    };
+    // No owner yet: the host leaves it Pending.
+    wait_kubectl(&["get", "infraclusters", "demo"], "Pending").await;
+
+    // The owner reference appears (as Cluster API's Cluster controller would set it).
+    let ar = |kind: &str, plural: &str| {
+        kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("examples.capstan.dev", "v1alpha1", kind),
+            plural,
+        )
+    };
+    let clusters: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &ar("Cluster", "clusters"));
+    let uid = clusters.get("demo").await.unwrap().metadata.uid.unwrap();
+    let infra: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ar("InfraCluster", "infraclusters"),
+    );
+    infra
+        .patch(
+            "demo",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"ownerReferences": [{
+                "apiVersion": "examples.capstan.dev/v1alpha1", "kind": "Cluster",
+                "name": "demo", "uid": uid}]}})),
+        )
+        .await
+        .unwrap();
+
+    wait_kubectl(&["get", "infraclusters", "demo"], "Ready").await;
+    let table = get(&["get", "infraclusters", "demo"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(col("READY"), "true", "{table}");
+    assert_eq!(col("PHASE"), "Ready", "{table}");
+    // Status propagated to the owner, through its status subresource.
+    wait_kubectl(
+        &[
+            "get",
+            "clusters.examples.capstan.dev",
+            "demo",
+            "-o",
+            "jsonpath={.status.infrastructureReady}",
+        ],
+        "true",
+    )
+    .await;
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), host)
+        .await
+        .unwrap()
         .unwrap()
         .unwrap();
     server.shutdown().await.unwrap();
