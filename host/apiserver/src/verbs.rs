@@ -507,13 +507,36 @@ fn prepare_update(target: &Target, old: &Value, new: Value) -> Result<Value, Api
     Ok(out)
 }
 
+/// `object` without what every write changes (resourceVersion, managed-fields timestamps): two
+/// versions equal under this are the same object.
+fn persisted_content(object: &Value) -> Value {
+    let mut v = object.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        if let Some(fields) = m.get_mut("managedFields").and_then(Value::as_array_mut) {
+            for f in fields.iter_mut().filter_map(Value::as_object_mut) {
+                f.remove("time");
+            }
+        }
+    }
+    v
+}
+
 /// Stores an updated object, removing it instead when it is being deleted and has no finalizers.
+/// A write that changes nothing is not persisted: the object, its resourceVersion and its
+/// watchers are left alone, as Kubernetes does for no-op updates and applies.
 fn commit_update(
     inner: &mut Inner,
     target: &Target,
     key: ObjectKey,
+    old: &Value,
     object: Value,
 ) -> Result<Arc<Value>, ApiError> {
+    if persisted_content(old) == persisted_content(&object)
+        && let Some(stored) = inner.store.get(&target.info.group_resource(), &key)
+    {
+        return Ok(stored.clone());
+    }
     if gc::ready_to_remove(&object) {
         let removed = inner.remove_now(&target.info.group_resource(), &key)?;
         gc::collect(inner)?;
@@ -635,7 +658,7 @@ impl Cluster {
         if opts.dry_run {
             return Ok(Arc::new(object));
         }
-        let stored = commit_update(inner, target, key, object)?;
+        let stored = commit_update(inner, target, key, old, object)?;
         self.notify(inner.store.resource_version());
         Ok(stored)
     }
@@ -742,10 +765,9 @@ impl Cluster {
         if opts.dry_run {
             return Ok((Arc::new(object), created));
         }
-        let stored = if created {
-            inner.put(&target.info, key, object)?
-        } else {
-            commit_update(inner, target, key, object)?
+        let stored = match old {
+            Some(old) if !created => commit_update(inner, target, key, old, object)?,
+            _ => inner.put(&target.info, key, object)?,
         };
         self.notify(inner.store.resource_version());
         Ok((stored, created))
@@ -873,6 +895,34 @@ mod tests {
         assert_eq!(patched["status"]["ready"], 2);
         assert_eq!(patched["spec"]["replicas"], 2);
         assert_eq!(patched["metadata"]["generation"], 2);
+    }
+
+    #[test]
+    fn a_write_that_changes_nothing_is_not_persisted() {
+        let cluster = Cluster::open(None, 100).unwrap();
+        let t = target(&cluster, "", "configmaps", Some("cm"));
+        let config = br#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1"}}"#;
+        let apply = WriteOptions {
+            force: true,
+            ..opts()
+        };
+        let (first, created) = cluster.patch(&t, PatchKind::Apply, config, &apply).unwrap();
+        assert!(created);
+        let rv = first["metadata"]["resourceVersion"].clone();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let (again, _) = cluster.patch(&t, PatchKind::Apply, config, &apply).unwrap();
+        assert_eq!(again["metadata"]["resourceVersion"], rv, "a no-op apply");
+        let (merged, _) = cluster
+            .patch(&t, PatchKind::Merge, br#"{"data": {"a": "1"}}"#, &opts())
+            .unwrap();
+        assert_eq!(
+            merged["metadata"]["resourceVersion"], rv,
+            "a no-op merge patch"
+        );
+        let (changed, _) = cluster
+            .patch(&t, PatchKind::Merge, br#"{"data": {"a": "2"}}"#, &opts())
+            .unwrap();
+        assert_ne!(changed["metadata"]["resourceVersion"], rv);
     }
 
     #[test]
