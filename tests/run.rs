@@ -130,6 +130,22 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
         assert!(metrics.contains(family), "{family} missing:\n{metrics}");
     }
 
+    // Settled means quiet: a no-op apply of unchanged children must not requeue their owner.
+    let webapp_reconciles = |m: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(r#"capstan_reconciles_total{plugin="webapp",result="ok"}"#))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = webapp_reconciles(&get(addr, "/metrics").await.unwrap());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = webapp_reconciles(&get(addr, "/metrics").await.unwrap());
+    assert!(
+        after - before <= 2,
+        "reconcile loop: {before} then {after} in 2 s"
+    );
+
     // A new version dropped in replaces the old one, live.
     drop_in(&guest("echo-handler-v2"), &echo);
     wait_for(addr, "/plugins", "version 0.2.0", |b| {

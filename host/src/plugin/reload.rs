@@ -69,13 +69,29 @@ pub fn is_plugin_file(path: &Path) -> bool {
     !name.starts_with('.') && !name.starts_with('#') && name.ends_with(".wasm")
 }
 
+/// Whether a watch event may have changed what a file holds (or whether it exists).
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::EventKind as K;
+    use notify::event::ModifyKind as M;
+    match kind {
+        K::Create(_) | K::Remove(_) | K::Any => true,
+        K::Modify(m) => !matches!(m, M::Metadata(_)),
+        K::Access(_) | K::Other => false,
+    }
+}
+
 impl Reloader {
     /// A reloader of `dir`, loading through `runtime` into `registry`.
     pub fn new(runtime: Runtime, registry: Registry, dir: impl Into<PathBuf>) -> Self {
+        // One spelling of every path: the watcher reports absolute paths, so the scan must too.
+        let dir = dir.into();
+        let dir = std::fs::canonicalize(&dir)
+            .or_else(|_| std::path::absolute(&dir))
+            .unwrap_or(dir);
         Self {
             runtime,
             registry,
-            dir: dir.into(),
+            dir,
             debounce: Duration::from_millis(200),
             metrics: None,
         }
@@ -207,13 +223,16 @@ impl Reloader {
         let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-                Ok(event) => {
+                // Reading a file (as a sync does) raises access events: only content, name and
+                // existence changes count, or every sync would trigger the next.
+                Ok(event) if changes_content(&event.kind) => {
                     for path in event.paths {
                         if is_plugin_file(&path) {
                             let _ = tx.send(path);
                         }
                     }
                 }
+                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "plugins directory watch error"),
             })
             .map_err(|source| ReloadError::Watch {
