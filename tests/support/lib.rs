@@ -36,6 +36,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "future-contract",
     "no-exports",
     "hostile-reconciler",
+    "noop-webapp",
 ];
 
 fn build(workspace: &Path, package: &str) {
