@@ -10,6 +10,7 @@ setup:
 guests: setup
     cargo build --release --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/examples -p deployment-handler
     cargo build --release --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/examples -p webapp
+    cargo build --release --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/examples -p infra-cluster
 
 # The main job: the host with the example plugins against the embedded API server.
 run: guests
