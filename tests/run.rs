@@ -326,3 +326,116 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
         .unwrap();
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
+    use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+    let server = ApiServer::builder()
+        .build()
+        .unwrap()
+        .start_loopback()
+        .await
+        .unwrap();
+    let client = server.client().unwrap();
+    let (plugins, manifests) = (tempdir(), tempdir());
+    std::fs::copy(
+        root().join("examples/infra-cluster.yaml"),
+        manifests.path().join("infra.yaml"),
+    )
+    .unwrap();
+    drop_in(
+        &guest("infra-cluster"),
+        &plugins.path().join("infra-cluster.wasm"),
+    );
+    let start = |manifests: Option<std::path::PathBuf>| {
+        let mut config = RunConfig::new(plugins.path());
+        config.manifests = manifests;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let host = tokio::spawn(run(config, client.clone(), async {
+            let _ = stopped.await;
+        }));
+        (stop, host)
+    };
+    let (stop, host) = start(Some(manifests.path().to_owned()));
+    let ar = |kind: &str, plural: &str| {
+        kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("examples.capstan.dev", "v1alpha1", kind),
+            plural,
+        )
+    };
+    let infra: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ar("InfraCluster", "infraclusters"),
+    );
+    let clusters: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &ar("Cluster", "clusters"));
+    let mut uid = None;
+    for _ in 0..200 {
+        if let (Ok(c), Ok(_)) = (clusters.get("demo").await, infra.get("demo").await) {
+            uid = c.metadata.uid;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    infra
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"ownerReferences": [{
+                "apiVersion": "examples.capstan.dev/v1alpha1", "kind": "Cluster",
+                "name": "demo", "uid": uid.unwrap()}]}})),
+        )
+        .await
+        .unwrap();
+    let finalizer = "capstan.dev/infra-cluster".to_owned();
+    let mut ready = false;
+    for _ in 0..400 {
+        let o = infra.get("demo").await.unwrap();
+        if o.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.contains(&finalizer))
+            && o.data["status"]["phase"] == "Ready"
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        ready,
+        "finalizer added and Ready: {:?}",
+        infra.get("demo").await.unwrap()
+    );
+
+    // The host is down: the deletion waits on the finalizer.
+    stop.send(()).unwrap();
+    host.await.unwrap().unwrap();
+    infra
+        .delete("demo", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = infra.get("demo").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+
+    // Back up: cleanup runs, the finalizer goes, and so does the object.
+    let (stop, host) = start(None);
+    let mut gone = false;
+    for _ in 0..400 {
+        if infra.get_opt("demo").await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gone,
+        "deleted after cleanup: {:?}",
+        infra.get_opt("demo").await
+    );
+    stop.send(()).unwrap();
+    host.await.unwrap().unwrap();
+    server.shutdown().await.unwrap();
+}

@@ -22,8 +22,8 @@ use capstan_sdk::k8s_openapi::api::core::v1::ConfigMap;
 use capstan_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use capstan_sdk::serde_json::{self, Value, json};
 use capstan_sdk::{
-    Cache, ComponentHealth, Error, ErrorCategory, Fetched, Gvk, Manifest, Plan, Plugin, Reconciler,
-    StatusMode, StatusUpdate, Verb, health,
+    Cache, Cleanup, ComponentHealth, Error, ErrorCategory, Fetched, Gvk, Manifest, Plan, Plugin,
+    Reconciler, StatusMode, StatusUpdate, Verb, health, log,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -148,6 +148,8 @@ impl Plugin for InfraClusterReconciler {
             .wait_for_owner(cluster_gvk())
             .phase_timeout("Creating", Duration::from_secs(15 * 60))
             .status_mode(StatusMode::Decorate)
+            // Infrastructure outlives nothing: release it before the object goes.
+            .with_finalizer()
     }
 }
 
@@ -223,6 +225,15 @@ impl Reconciler for InfraClusterReconciler {
             fields,
             ..Default::default()
         }
+    }
+
+    /// Release the infrastructure before the InfraCluster goes; the host then removes its
+    /// finalizer. (The VPC record is owned, so Kubernetes collects it; a real provider would
+    /// delete its cloud resources here and answer `RequeueAfter` while they go.)
+    fn cleanup(ic: &InfraCluster) -> Result<Cleanup, Error> {
+        let name = ic.metadata.name.as_deref().unwrap_or_default();
+        log::info("infrastructure released", &[("infracluster", name)]);
+        Ok(Cleanup::Done)
     }
 }
 
