@@ -439,3 +439,52 @@ async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
     host.await.unwrap().unwrap();
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn informers_follow_the_kinds_loaded_plugins_need() {
+    use capstan::contract::Gvk;
+    use capstan::plugin::{PluginEvent, Runtime, RuntimeConfig};
+    let server = ApiServer::builder()
+        .build()
+        .unwrap()
+        .start_loopback()
+        .await
+        .unwrap();
+    let dir = tempdir();
+    let mut supervisor = capstan::runner::Supervisor::new(
+        server.client().unwrap(),
+        &RunConfig::new(dir.path()),
+        capstan::metrics::Metrics::new(),
+    );
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let echo = runtime.load(&guest("echo-handler")).await.unwrap();
+    let deployments = Gvk::new("apps", "v1", "Deployment");
+    assert!(supervisor.informers().running().is_empty());
+
+    supervisor.apply(PluginEvent::Loaded(echo.clone())).await;
+    assert_eq!(supervisor.informers().running(), vec![deployments.clone()]);
+
+    let v2 = runtime.load(&guest("echo-handler-v2")).await.unwrap();
+    supervisor
+        .apply(PluginEvent::Replaced {
+            old: echo,
+            new: v2.clone(),
+        })
+        .await;
+    assert_eq!(supervisor.informers().running(), vec![deployments]);
+
+    supervisor.apply(PluginEvent::Unloaded(v2)).await;
+    for _ in 0..100 {
+        if supervisor.informers().running().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        supervisor.informers().running().is_empty(),
+        "no plugin needs Deployments: {:?}",
+        supervisor.informers().running()
+    );
+    supervisor.shutdown(Duration::from_secs(5)).await;
+    server.shutdown().await.unwrap();
+}

@@ -186,7 +186,8 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    fn new(client: kube::Client, config: &RunConfig, metrics: Metrics) -> Self {
+    /// A supervisor with no plugins yet, talking to `client`.
+    pub fn new(client: kube::Client, config: &RunConfig, metrics: Metrics) -> Self {
         let dispatcher = Dispatcher::new(DispatchConfig::default());
         let bus: Bus<ChangeEvent> = Bus::new(crate::bus::DEFAULT_PRESTART_CAPACITY);
         let dispatch_task = dispatcher.run(bus.subscribe(4096));
@@ -213,6 +214,11 @@ impl Supervisor {
             metrics,
             gauges,
         }
+    }
+
+    /// The shared informers (to see which kinds are watched).
+    pub fn informers(&self) -> &Informers {
+        &self.informers
     }
 
     fn controller_config(&self, plugin: &Plugin) -> ControllerConfig {
