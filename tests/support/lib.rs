@@ -37,6 +37,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "no-exports",
     "hostile-reconciler",
     "noop-webapp",
+    "pod-doctor",
 ];
 
 fn build(workspace: &Path, package: &str) {
