@@ -161,7 +161,8 @@ impl Manifest {
         self
     }
 
-    /// Ask to read pod logs during health inspection.
+    /// Ask to read pod logs (through [`crate::PodLogs`]) in `fetch`, the phase with capabilities;
+    /// carry what health needs in the observation.
     #[must_use]
     pub fn with_pod_logs(mut self) -> Self {
         self.pod_logs = true;

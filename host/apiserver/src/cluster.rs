@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::error::ApiError;
+use crate::logs::LogStore;
 use crate::resource::{CRD_RESOURCE, NAMESPACE_RESOURCE, Registry, ResourceInfo};
 use crate::store::{ObjectKey, Store, StoreError};
 
@@ -30,6 +31,7 @@ pub struct Inner {
 pub struct Cluster {
     inner: Mutex<Inner>,
     version: watch::Sender<u64>,
+    logs: LogStore,
 }
 
 /// The current time as RFC 3339 with second precision.
@@ -79,6 +81,7 @@ impl Cluster {
         Ok(Self {
             inner: Mutex::new(inner),
             version: watch::Sender::new(rv),
+            logs: LogStore::default(),
         })
     }
 
@@ -94,6 +97,12 @@ impl Cluster {
             *current = rv;
             moved
         });
+    }
+
+    /// Pod logs (not objects: kept apart from the store and never persisted).
+    #[must_use]
+    pub fn logs(&self) -> &LogStore {
+        &self.logs
     }
 
     /// A receiver woken on every change.

@@ -112,6 +112,15 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if r.group.is_empty() && r.plural == "pods" {
+            out.push(json!({
+                "name": "pods/log",
+                "singularName": "",
+                "namespaced": true,
+                "kind": "Pod",
+                "verbs": ["get"],
+            }));
+        }
     }
     let group_version = if group.is_empty() {
         version.to_string()
@@ -207,6 +216,13 @@ mod tests {
                 .unwrap()
                 .iter()
                 .any(|r| r["name"] == "pods/status")
+        );
+        assert!(
+            core["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "pods/log" && r["verbs"] == json!(["get"]))
         );
         let apps = group(&registry, "apps").unwrap();
         assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");

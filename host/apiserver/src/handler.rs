@@ -18,6 +18,7 @@ use crate::cluster::Cluster;
 use crate::discovery;
 use crate::error::ApiError;
 use crate::gc::Propagation;
+use crate::logs::LogOptions;
 use crate::patch::{PATCH_TYPES, PatchKind};
 use crate::selector::Selector;
 use crate::table::{self, IncludeObject};
@@ -254,6 +255,13 @@ async fn route(app: &AppState, request: Request) -> Result<Response, ApiError> {
             discovery::openapi_v3_group(&app.cluster.lock().registry, group, version)
                 .map_or(Err(ApiError::UnknownResource), ok)
         }
+        ["api", "v1", "namespaces", namespace, "pods", name, "log"] => {
+            if !get {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            let query = Query(parse_query(request.uri().query().unwrap_or_default()));
+            pod_log(app, namespace, name, &query)
+        }
         ["api", "v1", rest @ ..] if !rest.is_empty() => {
             let target = resolve(app, "", "v1", rest)?;
             resource(app, target, request).await
@@ -459,6 +467,24 @@ async fn resource(app: &AppState, target: Target, request: Request) -> Result<Re
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// `GET /api/v1/namespaces/{ns}/pods/{name}/log` as `text/plain`; `previous`, `follow`,
+/// `timestamps`, `sinceSeconds` and `sinceTime` are ignored (there is one log per container, and
+/// it is complete).
+fn pod_log(
+    app: &AppState,
+    namespace: &str,
+    pod: &str,
+    query: &Query,
+) -> Result<Response, ApiError> {
+    let opts = LogOptions {
+        container: query.get("container").map(str::to_string),
+        tail_lines: query.number("tailLines")?,
+        limit_bytes: query.number("limitBytes")?,
+    };
+    let body = app.cluster.pod_log(namespace, pod, &opts)?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response())
 }
 
 fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {

@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod error;
 pub mod gc;
 pub mod handler;
+pub mod logs;
 pub mod patch;
 pub mod persist;
 pub mod resource;

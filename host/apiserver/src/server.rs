@@ -199,6 +199,7 @@ impl ApiServer {
         });
         tracing::info!(addr = %bound, "api server listening");
         Ok(RunningServer {
+            cluster: self.cluster.clone(),
             addr: bound,
             shutdown: tx,
             task,
@@ -217,6 +218,7 @@ impl ApiServer {
 /// A server serving in the background.
 #[derive(Debug)]
 pub struct RunningServer {
+    cluster: Arc<Cluster>,
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), ServerError>>,
@@ -233,6 +235,20 @@ impl RunningServer {
     #[must_use]
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Sets (replaces) the log of `container` of pod `namespace/pod`, served by
+    /// `GET /api/v1/namespaces/{namespace}/pods/{pod}/log` (there is no kubelet to write logs).
+    /// The pod need not exist yet; reads answer 404 until it does. Logs are kept in memory only.
+    pub fn set_pod_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        text: impl Into<String>,
+    ) {
+        self.cluster
+            .set_pod_log(namespace, pod, container, text.into());
     }
 
     /// A kube configuration for this server (no credentials, namespace `default`).
