@@ -100,3 +100,47 @@ fn limits_are_set_from_the_command_line() {
     ]);
     assert!(ok);
 }
+
+#[test]
+fn run_refuses_a_bad_configuration_file_before_starting() {
+    let dir = support::tempdir();
+    let config = dir.path().join("capstan.yaml");
+    std::fs::write(&config, "defaults: { callTimeoutMS: 5 }\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(["run", "--plugins"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid configuration")
+            && stderr.contains("capstan.yaml")
+            && stderr.contains("callTimeoutMS"),
+        "{stderr}"
+    );
+    let missing = dir.path().join("nowhere");
+    std::fs::write(
+        &config,
+        format!(
+            "plugins: {{ webapp: {{ wasi: {{ dirs: [{{ host: {}, guest: /c }}] }} }} }}\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(["run", "--plugins"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("plugin webapp") && stderr.contains("nowhere"),
+        "{stderr}"
+    );
+}
