@@ -9,7 +9,7 @@ use capstan::dispatch::RetryPolicy;
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, PluginSettings, Runtime, RuntimeConfig};
 use capstan::reconcile::{Controller, ControllerConfig};
-use capstan_apiserver::{ApiServer, RunningServer};
+use capstan_apiserver::RunningServer;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
@@ -35,12 +35,7 @@ impl Env {
     /// Start the server, apply the WebApp CRD (only: not the example WebApp of its file) and run
     /// `plugin` with a fast resync, so pod changes (which do not queue the WebApp) are seen.
     async fn start(plugin: Plugin) -> Self {
-        let server = ApiServer::builder()
-            .build()
-            .unwrap()
-            .start_loopback()
-            .await
-            .unwrap();
+        let server = capstan_tests::apiserver().await;
         let client = server.client().unwrap();
         let crd_file = std::fs::read_to_string(
             capstan_tests::root()

@@ -9,7 +9,7 @@ use capstan::dispatch::RetryPolicy;
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, PluginSettings, Runtime, RuntimeConfig};
 use capstan::reconcile::{Controller, ControllerConfig};
-use capstan_apiserver::{ApiServer, RunningServer};
+use capstan_apiserver::RunningServer;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
@@ -32,12 +32,7 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
-        let server = ApiServer::builder()
-            .build()
-            .unwrap()
-            .start_loopback()
-            .await
-            .unwrap();
+        let server = capstan_tests::apiserver().await;
         let client = server.client().unwrap();
         capstan::manifests::apply_dir(&client, &capstan_tests::root().join("examples"))
             .await

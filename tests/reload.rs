@@ -8,17 +8,9 @@ use capstan::event::{Context, Event};
 use capstan::plugin::{PluginEvent, Registry, Reloader, Runtime, RuntimeConfig};
 use capstan_tests::{deployment_json, guest, tempdir};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Replace `to` atomically, as a careful writer does: write elsewhere, rename in.
-fn drop_in(from: &Path, to: &Path) {
-    let tmp = to.with_extension("wasm.tmp");
-    std::fs::copy(from, &tmp).unwrap();
-    std::fs::rename(&tmp, to).unwrap();
-}
 
 fn event(name: &str, failed: &Arc<AtomicUsize>) -> ChangeEvent {
     let json = deployment_json(name);
@@ -60,7 +52,7 @@ async fn a_hundred_swaps_under_load_lose_and_double_no_event() {
     let cache = tempdir();
     let plugins = tempdir();
     let file = plugins.path().join("echo.wasm");
-    drop_in(&v1, &file);
+    capstan_tests::drop_in(&v1, &file);
     let runtime = Runtime::new(RuntimeConfig::default().cache_dir(cache.path())).unwrap();
     let reloader = Reloader::new(runtime, Registry::new(), plugins.path());
 
@@ -97,7 +89,7 @@ async fn a_hundred_swaps_under_load_lose_and_double_no_event() {
     };
     let mut versions = Vec::new();
     for i in 0..100 {
-        drop_in(if i % 2 == 0 { &v2 } else { &v1 }, &file);
+        capstan_tests::drop_in(if i % 2 == 0 { &v2 } else { &v1 }, &file);
         match reloader.sync(&file).await {
             Some(PluginEvent::Replaced { old, new }) => {
                 assert_ne!(old.info().version, new.info().version);
@@ -158,7 +150,7 @@ async fn the_directory_watch_loads_swaps_rejects_and_unloads() {
     assert!(reloader.scan().await.unwrap().is_empty());
     let file = plugins.path().join("echo.wasm");
 
-    drop_in(&guest("echo-handler"), &file);
+    capstan_tests::drop_in(&guest("echo-handler"), &file);
     let PluginEvent::Loaded(p) = next(&mut rx).await else {
         panic!("loaded")
     };
@@ -168,7 +160,7 @@ async fn the_directory_watch_loads_swaps_rejects_and_unloads() {
     std::fs::write(plugins.path().join(".echo.wasm.swp"), b"junk").unwrap();
     std::fs::write(plugins.path().join("echo.wasm~"), b"junk").unwrap();
 
-    drop_in(&guest("echo-handler-v2"), &file);
+    capstan_tests::drop_in(&guest("echo-handler-v2"), &file);
     let PluginEvent::Replaced { old, new } = next(&mut rx).await else {
         panic!("replaced")
     };
@@ -219,7 +211,7 @@ async fn the_directory_watch_loads_swaps_rejects_and_unloads() {
                 .contains(reason)
         );
         // Clear the rejection record by reloading a good version between bad ones.
-        drop_in(&guest("echo-handler-v2"), &file);
+        capstan_tests::drop_in(&guest("echo-handler-v2"), &file);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(

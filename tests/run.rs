@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 use capstan::runner::{RunConfig, run};
-use capstan_apiserver::ApiServer;
 use capstan_tests::{guest, root, tempdir};
 use kube::api::{Api, PostParams};
 use std::net::SocketAddr;
@@ -46,12 +45,6 @@ fn version_of(v: &serde_json::Value, name: &str) -> Option<String> {
         .map(|p| p["version"].as_str().unwrap_or_default().to_owned())
 }
 
-fn drop_in(from: &Path, to: &Path) {
-    let tmp = to.with_extension("wasm.tmp");
-    std::fs::copy(from, &tmp).unwrap();
-    std::fs::rename(&tmp, to).unwrap();
-}
-
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -61,12 +54,7 @@ fn free_addr() -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_hot_reloads_and_reports_plugins_and_metrics() {
-    let server = ApiServer::builder()
-        .build()
-        .unwrap()
-        .start_loopback()
-        .await
-        .unwrap();
+    let server = capstan_tests::apiserver().await;
     let client = server.client().unwrap();
     let plugins = tempdir();
     let manifests = tempdir();
@@ -76,8 +64,8 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
     )
     .unwrap();
     let echo = plugins.path().join("echo.wasm");
-    drop_in(&guest("echo-handler"), &echo);
-    drop_in(&guest("webapp"), &plugins.path().join("webapp.wasm"));
+    capstan_tests::drop_in(&guest("echo-handler"), &echo);
+    capstan_tests::drop_in(&guest("webapp"), &plugins.path().join("webapp.wasm"));
     let addr = free_addr();
     let mut config = RunConfig::new(plugins.path());
     config.manifests = Some(manifests.path().to_owned());
@@ -147,7 +135,7 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
     );
 
     // A new version dropped in replaces the old one, live.
-    drop_in(&guest("echo-handler-v2"), &echo);
+    capstan_tests::drop_in(&guest("echo-handler-v2"), &echo);
     wait_for(addr, "/plugins", "version 0.2.0", |b| {
         version_of(&plugins_json(b), "echo-handler").as_deref() == Some("0.2.0")
     })
@@ -219,12 +207,7 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
         eprintln!("kubectl not found: skipped");
         return;
     };
-    let server = ApiServer::builder()
-        .build()
-        .unwrap()
-        .start_loopback()
-        .await
-        .unwrap();
+    let server = capstan_tests::apiserver().await;
     let client = server.client().unwrap();
     let (plugins, manifests, kc) = (tempdir(), tempdir(), tempdir());
     let kubeconfig = kc.path().join("kubeconfig");
@@ -234,7 +217,7 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
         manifests.path().join("infra.yaml"),
     )
     .unwrap();
-    drop_in(
+    capstan_tests::drop_in(
         &guest("infra-cluster"),
         &plugins.path().join("infra-cluster.wasm"),
     );
@@ -330,12 +313,7 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
     use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
-    let server = ApiServer::builder()
-        .build()
-        .unwrap()
-        .start_loopback()
-        .await
-        .unwrap();
+    let server = capstan_tests::apiserver().await;
     let client = server.client().unwrap();
     let (plugins, manifests) = (tempdir(), tempdir());
     std::fs::copy(
@@ -343,7 +321,7 @@ async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
         manifests.path().join("infra.yaml"),
     )
     .unwrap();
-    drop_in(
+    capstan_tests::drop_in(
         &guest("infra-cluster"),
         &plugins.path().join("infra-cluster.wasm"),
     );
@@ -444,12 +422,7 @@ async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
 async fn informers_follow_the_kinds_loaded_plugins_need() {
     use capstan::contract::Gvk;
     use capstan::plugin::{PluginEvent, Runtime, RuntimeConfig};
-    let server = ApiServer::builder()
-        .build()
-        .unwrap()
-        .start_loopback()
-        .await
-        .unwrap();
+    let server = capstan_tests::apiserver().await;
     let dir = tempdir();
     let mut supervisor = capstan::runner::Supervisor::new(
         server.client().unwrap(),

@@ -18,7 +18,7 @@ use capstan::contract::Gvk;
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, Runtime, RuntimeConfig};
 use capstan::reconcile::{Controller, ControllerConfig};
-use capstan_apiserver::{ApiServer, RunningServer};
+use capstan_apiserver::RunningServer;
 use criterion::{Criterion, SamplingMode, criterion_main};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -176,12 +176,7 @@ struct Env {
 
 impl Env {
     async fn start(n: usize) -> Self {
-        let server = ApiServer::builder()
-            .build()
-            .unwrap()
-            .start_loopback()
-            .await
-            .unwrap();
+        let server = support::apiserver().await;
         let client = server.client().unwrap();
         let dir = support::tempdir();
         std::fs::write(dir.path().join("webapp-crd.yaml"), crd_yaml()).unwrap();

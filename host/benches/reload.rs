@@ -9,14 +9,7 @@ mod support;
 use capstan::contract::ObjectRef;
 use capstan::plugin::{HandlerEvent, PluginEvent, Registry, Reloader, Runtime, RuntimeConfig};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn drop_in(from: &Path, to: &Path) {
-    let tmp = to.with_extension("wasm.tmp");
-    std::fs::copy(from, &tmp).unwrap();
-    std::fs::rename(&tmp, to).unwrap();
-}
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -37,12 +30,12 @@ fn swap(c: &mut Criterion) {
     let cache = support::tempdir();
     let plugins = support::tempdir();
     let file = plugins.path().join("echo.wasm");
-    drop_in(&v1, &file);
+    support::drop_in(&v1, &file);
     let runtime = Runtime::new(RuntimeConfig::default().cache_dir(cache.path())).unwrap();
     let reloader = Reloader::new(runtime, Registry::new(), plugins.path());
     rt.block_on(reloader.scan()).unwrap();
     // Warm the cache with both versions.
-    drop_in(&v2, &file);
+    support::drop_in(&v2, &file);
     rt.block_on(reloader.sync(&file)).unwrap();
     let mut flip = false;
     let mut next = || {
@@ -53,7 +46,7 @@ fn swap(c: &mut Criterion) {
     // p50/p99 over 500 swaps, printed next to criterion's figures.
     let mut samples = Vec::new();
     for _ in 0..500 {
-        drop_in(next(), &file);
+        support::drop_in(next(), &file);
         let t = Instant::now();
         let ev = rt.block_on(reloader.sync(&file));
         samples.push(t.elapsed());
@@ -70,7 +63,7 @@ fn swap(c: &mut Criterion) {
     let mut group = c.benchmark_group("reload");
     group.bench_function("swap_from_cache", |b| {
         b.iter_batched(
-            || drop_in(next(), &file),
+            || support::drop_in(next(), &file),
             |()| {
                 let ev = rt.block_on(reloader.sync(&file));
                 assert!(matches!(ev, Some(PluginEvent::Replaced { .. })));
@@ -89,7 +82,7 @@ fn swap(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(20));
     group.bench_function("swap_cold_compile", |b| {
         b.iter_batched(
-            || drop_in(next(), &file),
+            || support::drop_in(next(), &file),
             |()| {
                 let ev = rt.block_on(cold.sync(&file));
                 assert!(matches!(ev, Some(PluginEvent::Replaced { .. })));

@@ -134,3 +134,23 @@ pub fn deployment_json(name: &str) -> String {
     })
     .to_string()
 }
+
+/// Put `from` at `to` as a careful writer does: copy beside it, then rename into place, so a
+/// watcher never sees a half-written file.
+#[allow(dead_code)]
+pub fn drop_in(from: &Path, to: &Path) {
+    let tmp = to.with_extension("wasm.tmp");
+    std::fs::copy(from, &tmp).expect("copy plugin");
+    std::fs::rename(&tmp, to).expect("rename plugin into place");
+}
+
+/// An embedded API server on a free loopback port.
+#[allow(dead_code)]
+pub async fn apiserver() -> capstan_apiserver::RunningServer {
+    capstan_apiserver::ApiServer::builder()
+        .build()
+        .expect("api server builds")
+        .start_loopback()
+        .await
+        .expect("api server starts")
+}
