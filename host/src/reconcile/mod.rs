@@ -25,7 +25,7 @@ pub use status::{Draft, Evaluation, terminal};
 
 use crate::contract::{ErrorCategory, Gvk, Manifest};
 use crate::dispatch::RetryPolicy;
-use crate::informer::{InformerError, InformerHandle, Informers, owner_refs};
+use crate::informer::{ChangeKind, InformerError, InformerHandle, Informers, owner_refs};
 use crate::plugin::Plugin;
 use cache::InformerCache;
 use kube::api::DynamicObject;
@@ -235,6 +235,27 @@ impl Drop for Controller {
     }
 }
 
+/// Whether two versions of an object differ only in `status` (and what every write changes:
+/// resourceVersion, managedFields).
+fn only_status_changed(old: &DynamicObject, new: &DynamicObject) -> bool {
+    let meta = |o: &DynamicObject| {
+        let mut m = o.metadata.clone();
+        m.resource_version = None;
+        m.managed_fields = None;
+        m
+    };
+    let (Some(a), Some(b)) = (old.data.as_object(), new.data.as_object()) else {
+        return false;
+    };
+    let outside_status =
+        |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "status").count();
+    let same_outside_status = outside_status(a) == outside_status(b)
+        && a.iter()
+            .filter(|(k, _)| *k != "status")
+            .all(|(k, v)| b.get(k) == Some(v));
+    same_outside_status && meta(old) == meta(new)
+}
+
 fn key_of(gvk: &Gvk, obj: &DynamicObject) -> Option<ObjectKey> {
     Some(ObjectKey {
         gvk: gvk.clone(),
@@ -332,7 +353,13 @@ impl Controller {
             let watches = m.watches.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(change) = changes.recv().await {
-                    if watched && let Some(key) = key_of(&gvk, &change.object) {
+                    // A change of the status alone is, nearly always, this controller's own
+                    // write coming back: reconciling again would only find nothing to do.
+                    let own_echo = matches!(&change.kind, ChangeKind::Updated { old } if only_status_changed(old, &change.object));
+                    if watched
+                        && !own_echo
+                        && let Some(key) = key_of(&gvk, &change.object)
+                    {
                         s.queue.add(key);
                     }
                     if owned {
@@ -478,6 +505,33 @@ mod tests {
         ];
         m.access = vec![(Gvk::new("", "v1", "Secret"), vec![Verb::Get])];
         m
+    }
+
+    #[test]
+    fn only_a_change_outside_status_requeues_the_object() {
+        let obj = |rv: &str, extra: serde_json::Value| -> DynamicObject {
+            let mut v = serde_json::json!({
+                "apiVersion": "x.dev/v1", "kind": "WebApp",
+                "metadata": {"name": "a", "namespace": "d", "resourceVersion": rv, "generation": 1},
+                "spec": {"image": "nginx"}, "status": {"phase": "Creating"}
+            });
+            if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+                for (k, x) in e {
+                    m.insert(k.clone(), x.clone());
+                }
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let base = obj("1", serde_json::json!({}));
+        let status = obj("2", serde_json::json!({"status": {"phase": "Ready"}}));
+        assert!(only_status_changed(&base, &status));
+        let spec = obj("3", serde_json::json!({"spec": {"image": "httpd"}}));
+        assert!(!only_status_changed(&base, &spec));
+        let mut owned = base.clone();
+        owned.metadata.owner_references = Some(vec![]);
+        assert!(!only_status_changed(&base, &owned), "metadata counts");
+        let added = obj("4", serde_json::json!({"extra": 1}));
+        assert!(!only_status_changed(&base, &added));
     }
 
     #[tokio::test(start_paused = true)]
