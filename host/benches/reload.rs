@@ -90,6 +90,15 @@ fn swap(c: &mut Criterion) {
             BatchSize::PerIteration,
         );
     });
+    // Compile cost by size: a small raw-bindings component and an SDK-built one, loaded cold.
+    for name in ["hostile-reconciler", "echo-handler"] {
+        let path = support::guest(name);
+        let kb = std::fs::metadata(&path).unwrap().len() / 1024;
+        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        group.bench_function(format!("cold_load_{kb}KB"), |b| {
+            b.iter(|| rt.block_on(runtime.load(&path)).unwrap());
+        });
+    }
     group.finish();
 }
 
