@@ -13,7 +13,9 @@
 //! 4. propagates readiness and failure to the owner: `status.infrastructureReady`,
 //!    `failureReason` and `failureMessage` of the Cluster;
 //! 5. decorates the status the host computed with the fields Cluster API requires of an
-//!    infrastructure provider: `ready`, `controlPlaneEndpoint`, `failureDomains`, plus `vpcId`.
+//!    infrastructure provider: `ready`, `controlPlaneEndpoint`, `failureDomains`, plus `vpcId`;
+//! 6. releases the infrastructure before the object goes: its finalizer holds the deletion until
+//!    `cleanup` succeeds.
 //!
 //! The host does the rest: the conditions (`VpcReady`, `ControlPlaneEndpointReady`, `Ready`, ...),
 //! `status.status`, `status.phase`, retries of transient errors and terminal failures.
