@@ -45,6 +45,59 @@ fn version_of(v: &serde_json::Value, name: &str) -> Option<String> {
         .map(|p| p["version"].as_str().unwrap_or_default().to_owned())
 }
 
+/// `capstan run` in the background; send on the sender to stop it.
+fn spawn_host(
+    config: RunConfig,
+    client: &kube::Client,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), capstan::runner::RunError>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let host = tokio::spawn(run(config, client.clone(), async {
+        let _ = stopped.await;
+    }));
+    (stop, host)
+}
+
+/// Once the sample `Cluster` and `InfraCluster` named `demo` exist, make the Cluster the
+/// InfraCluster's owner, as Cluster API's Cluster controller would; returns the InfraCluster API.
+async fn own_demo_infracluster(client: &kube::Client) -> Api<kube::api::DynamicObject> {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    let ar = |kind: &str, plural: &str| {
+        kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("examples.capstan.dev", "v1alpha1", kind),
+            plural,
+        )
+    };
+    let infra: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ar("InfraCluster", "infraclusters"),
+    );
+    let clusters: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &ar("Cluster", "clusters"));
+    let mut uid = None;
+    for _ in 0..200 {
+        if let (Ok(c), Ok(_)) = (clusters.get("demo").await, infra.get("demo").await) {
+            uid = c.metadata.uid;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    infra
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"ownerReferences": [{
+                "apiVersion": "examples.capstan.dev/v1alpha1", "kind": "Cluster",
+                "name": "demo", "uid": uid.expect("the sample Cluster exists")}]}})),
+        )
+        .await
+        .unwrap();
+    infra
+}
+
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -70,10 +123,7 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
     let mut config = RunConfig::new(plugins.path());
     config.manifests = Some(manifests.path().to_owned());
     config.http_listen = Some(addr);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let host = tokio::spawn(run(config, client.clone(), async {
-        let _ = stopped.await;
-    }));
+    let (stop, host) = spawn_host(config, &client);
 
     let body = wait_for(addr, "/plugins", "both plugins", |b| {
         let v = plugins_json(b);
@@ -223,10 +273,7 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
     );
     let mut config = RunConfig::new(plugins.path());
     config.manifests = Some(manifests.path().to_owned());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let host = tokio::spawn(run(config, client.clone(), async {
-        let _ = stopped.await;
-    }));
+    let (stop, host) = spawn_host(config, &client);
 
     let get = |args: &[&str]| {
         let out = std::process::Command::new(kubectl)
@@ -255,30 +302,7 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
     wait_kubectl(&["get", "infraclusters", "demo"], "Pending").await;
 
     // The owner reference appears (as Cluster API's Cluster controller would set it).
-    let ar = |kind: &str, plural: &str| {
-        kube::discovery::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("examples.capstan.dev", "v1alpha1", kind),
-            plural,
-        )
-    };
-    let clusters: Api<kube::api::DynamicObject> =
-        Api::namespaced_with(client.clone(), "default", &ar("Cluster", "clusters"));
-    let uid = clusters.get("demo").await.unwrap().metadata.uid.unwrap();
-    let infra: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        "default",
-        &ar("InfraCluster", "infraclusters"),
-    );
-    infra
-        .patch(
-            "demo",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"ownerReferences": [{
-                "apiVersion": "examples.capstan.dev/v1alpha1", "kind": "Cluster",
-                "name": "demo", "uid": uid}]}})),
-        )
-        .await
-        .unwrap();
+    own_demo_infracluster(&client).await;
 
     wait_kubectl(&["get", "infraclusters", "demo"], "Ready").await;
     let table = get(&["get", "infraclusters", "demo"]);
@@ -312,7 +336,7 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
-    use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+    use kube::api::DeleteParams;
     let server = capstan_tests::apiserver().await;
     let client = server.client().unwrap();
     let (plugins, manifests) = (tempdir(), tempdir());
@@ -328,44 +352,10 @@ async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
     let start = |manifests: Option<std::path::PathBuf>| {
         let mut config = RunConfig::new(plugins.path());
         config.manifests = manifests;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let host = tokio::spawn(run(config, client.clone(), async {
-            let _ = stopped.await;
-        }));
-        (stop, host)
+        spawn_host(config, &client)
     };
     let (stop, host) = start(Some(manifests.path().to_owned()));
-    let ar = |kind: &str, plural: &str| {
-        kube::discovery::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("examples.capstan.dev", "v1alpha1", kind),
-            plural,
-        )
-    };
-    let infra: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        "default",
-        &ar("InfraCluster", "infraclusters"),
-    );
-    let clusters: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), "default", &ar("Cluster", "clusters"));
-    let mut uid = None;
-    for _ in 0..200 {
-        if let (Ok(c), Ok(_)) = (clusters.get("demo").await, infra.get("demo").await) {
-            uid = c.metadata.uid;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    infra
-        .patch(
-            "demo",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"metadata": {"ownerReferences": [{
-                "apiVersion": "examples.capstan.dev/v1alpha1", "kind": "Cluster",
-                "name": "demo", "uid": uid.unwrap()}]}})),
-        )
-        .await
-        .unwrap();
+    let infra = own_demo_infracluster(&client).await;
     let finalizer = "capstan.dev/infra-cluster".to_owned();
     let mut ready = false;
     for _ in 0..400 {

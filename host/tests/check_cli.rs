@@ -105,16 +105,20 @@ fn limits_are_set_from_the_command_line() {
 fn run_refuses_a_bad_configuration_file_before_starting() {
     let dir = support::tempdir();
     let config = dir.path().join("capstan.yaml");
+    // `capstan run` with this configuration must fail; its stderr.
+    let refused = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args(["run", "--plugins"])
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     std::fs::write(&config, "defaults: { callTimeoutMS: 5 }\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args(["run", "--plugins"])
-        .arg(dir.path())
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused();
     assert!(
         stderr.contains("invalid configuration")
             && stderr.contains("capstan.yaml")
@@ -130,15 +134,7 @@ fn run_refuses_a_bad_configuration_file_before_starting() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args(["run", "--plugins"])
-        .arg(dir.path())
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused();
     assert!(
         stderr.contains("plugin webapp") && stderr.contains("nowhere"),
         "{stderr}"
