@@ -25,6 +25,7 @@ pub mod selector;
 pub mod server;
 pub mod store;
 pub mod table;
+pub mod validation;
 pub mod verbs;
 pub mod watch;
 

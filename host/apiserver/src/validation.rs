@@ -1,0 +1,275 @@
+//! Kubernetes' identifier rules (apimachinery `util/validation` and `api/validation/path`): what a
+//! name, namespace, group, version or kind may look like. The API server checks every path segment
+//! and object name with them, and the host checks every identifier a plugin returns before it
+//! builds a request.
+
+use std::fmt;
+
+/// Longest DNS-1123 / DNS-1035 label.
+pub const DNS1123_LABEL_MAX_LENGTH: usize = 63;
+/// Longest DNS-1123 subdomain.
+pub const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
+
+/// Why an identifier breaks Kubernetes' rules; the text follows kube-apiserver's messages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidIdentifier {
+    /// Empty where a value is required.
+    #[error("must not be empty")]
+    Empty,
+    /// Longer than the rule allows.
+    #[error("must be no more than {max} characters")]
+    TooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// Not a DNS-1123 label.
+    #[error(
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+    )]
+    NotDns1123Label,
+    /// Not a DNS-1123 subdomain.
+    #[error(
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    )]
+    NotDns1123Subdomain,
+    /// Not a DNS-1035 label.
+    #[error(
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+    )]
+    NotDns1035Label,
+    /// `.` or `..`, or contains `/` or `%`: cannot be a path segment.
+    #[error("may not be '.' or '..' and may not contain '/' or '%'")]
+    NotPathSegment,
+    /// Not a kind (an ASCII letter, then letters and digits).
+    #[error("a kind must start with a letter and consist of ASCII letters and digits (e.g. 'Deployment')")]
+    NotKind,
+}
+
+fn label_chars(s: &str, first_alpha: bool) -> bool {
+    let b = s.as_bytes();
+    let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+        return false;
+    };
+    let first_ok = if first_alpha {
+        first.is_ascii_lowercase()
+    } else {
+        first.is_ascii_lowercase() || first.is_ascii_digit()
+    };
+    first_ok
+        && (last.is_ascii_lowercase() || last.is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn length(s: &str, max: usize) -> Result<(), InvalidIdentifier> {
+    if s.is_empty() {
+        Err(InvalidIdentifier::Empty)
+    } else if s.len() > max {
+        Err(InvalidIdentifier::TooLong { max })
+    } else {
+        Ok(())
+    }
+}
+
+/// A DNS-1123 label (namespaces, container names, most label-like names): `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63.
+pub fn dns1123_label(s: &str) -> Result<(), InvalidIdentifier> {
+    length(s, DNS1123_LABEL_MAX_LENGTH)?;
+    if label_chars(s, false) {
+        Ok(())
+    } else {
+        Err(InvalidIdentifier::NotDns1123Label)
+    }
+}
+
+/// A DNS-1123 subdomain (the names of most objects, API groups): dot-separated labels, at most 253.
+pub fn dns1123_subdomain(s: &str) -> Result<(), InvalidIdentifier> {
+    length(s, DNS1123_SUBDOMAIN_MAX_LENGTH)?;
+    if s.split('.').all(|l| label_chars(l, false)) {
+        Ok(())
+    } else {
+        Err(InvalidIdentifier::NotDns1123Subdomain)
+    }
+}
+
+/// A DNS-1035 label (Service names, API versions): like a DNS-1123 label, starting with a letter.
+pub fn dns1035_label(s: &str) -> Result<(), InvalidIdentifier> {
+    length(s, DNS1123_LABEL_MAX_LENGTH)?;
+    if label_chars(s, true) {
+        Ok(())
+    } else {
+        Err(InvalidIdentifier::NotDns1035Label)
+    }
+}
+
+/// A name that can stand as one segment of a request path (`IsValidPathSegmentName`): not empty,
+/// not `.` or `..`, without `/` or `%`.
+pub fn path_segment(s: &str) -> Result<(), InvalidIdentifier> {
+    if s.is_empty() {
+        Err(InvalidIdentifier::Empty)
+    } else if s == "." || s == ".." || s.contains(['/', '%']) {
+        Err(InvalidIdentifier::NotPathSegment)
+    } else {
+        Ok(())
+    }
+}
+
+/// An API group: empty (the core group) or a DNS-1123 subdomain.
+pub fn group(s: &str) -> Result<(), InvalidIdentifier> {
+    if s.is_empty() {
+        Ok(())
+    } else {
+        dns1123_subdomain(s)
+    }
+}
+
+/// An API version: a DNS-1035 label (`v1`, `v1beta2`), as CRD versions must be.
+pub fn version(s: &str) -> Result<(), InvalidIdentifier> {
+    dns1035_label(s)
+}
+
+/// A kind: an ASCII letter, then letters and digits, whose lowercase form is a DNS-1035 label (as
+/// CRD validation requires of `names.kind`).
+pub fn kind(s: &str) -> Result<(), InvalidIdentifier> {
+    length(s, DNS1123_LABEL_MAX_LENGTH)?;
+    let mut chars = s.chars();
+    let starts = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    if starts && chars.all(|c| c.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(InvalidIdentifier::NotKind)
+    }
+}
+
+/// The rule an object's name follows, by kind (`ValidateObjectMeta`'s name function).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// DNS-1123 subdomain: most kinds.
+    Subdomain,
+    /// DNS-1123 label: Namespaces.
+    Label,
+    /// DNS-1035 label: Services.
+    Dns1035,
+    /// Only a valid path segment: RBAC roles and bindings (`system:controller:...`).
+    PathSegment,
+}
+
+impl NameRule {
+    /// The rule for objects of `kind` in `group`: DNS-1123 subdomain (custom resources too), except
+    /// where Kubernetes' strategy for the kind says otherwise.
+    pub fn for_kind(group: &str, kind: &str) -> Self {
+        match (group, kind) {
+            ("", "Namespace") => Self::Label,
+            ("", "Service") => Self::Dns1035,
+            ("rbac.authorization.k8s.io", _) => Self::PathSegment,
+            _ => Self::Subdomain,
+        }
+    }
+
+    /// Check `name` against this rule (a name is always a valid path segment too).
+    pub fn check(self, name: &str) -> Result<(), InvalidIdentifier> {
+        path_segment(name)?;
+        match self {
+            Self::Subdomain => dns1123_subdomain(name),
+            Self::Label => dns1123_label(name),
+            Self::Dns1035 => dns1035_label(name),
+            Self::PathSegment => Ok(()),
+        }
+    }
+}
+
+/// Which part of an identifier was wrong, for messages such as `metadata.namespace: ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field, e.g. `metadata.name`.
+    pub field: String,
+    /// The value given.
+    pub value: String,
+    /// The rule it breaks.
+    pub error: InvalidIdentifier,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: Invalid value: {:?}: {}", self.field, self.value, self.error)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// Check `value` of `field` with `rule`, naming the field on failure.
+pub fn field(
+    field: &str,
+    value: &str,
+    rule: fn(&str) -> Result<(), InvalidIdentifier>,
+) -> Result<(), FieldError> {
+    rule(value).map_err(|error| FieldError {
+        field: field.to_owned(),
+        value: value.to_owned(),
+        error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_subdomains_follow_rfc_1123() {
+        for ok in ["a", "a-b", "0abc", "abc-123"] {
+            assert_eq!(dns1123_label(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a.b", "a/b", "a_b", &"a".repeat(64)] {
+            assert!(dns1123_label(bad).is_err(), "{bad}");
+        }
+        for ok in ["a.b", "example.com", "a-1.b-2", &"a".repeat(253)] {
+            assert_eq!(dns1123_subdomain(ok), Ok(()), "{ok}");
+        }
+        for bad in ["a..b", ".a", "a.", "/", "a/b", "a?b", "A.b", &"a".repeat(254)] {
+            assert!(dns1123_subdomain(bad).is_err(), "{bad}");
+        }
+        assert!(dns1035_label("1abc").is_err());
+        assert_eq!(dns1035_label("abc1"), Ok(()));
+    }
+
+    #[test]
+    fn path_segments_refuse_traversal_and_separators() {
+        for bad in ["", ".", "..", "a/b", "a%2fb", "/"] {
+            assert!(path_segment(bad).is_err(), "{bad}");
+        }
+        assert_eq!(path_segment("a..b"), Ok(()), "only whole '..' is refused");
+        assert_eq!(path_segment("a?b"), Ok(()), "a query is escaped by the client");
+    }
+
+    #[test]
+    fn names_follow_their_kind() {
+        assert_eq!(
+            NameRule::for_kind("", "ConfigMap").check("a..b"),
+            Err(InvalidIdentifier::NotDns1123Subdomain)
+        );
+        assert!(NameRule::for_kind("", "Service").check("1svc").is_err());
+        assert!(NameRule::for_kind("", "Namespace").check("a.b").is_err());
+        assert!(NameRule::for_kind("x.dev", "Thing").check("Upper").is_err());
+        assert_eq!(
+            NameRule::for_kind("rbac.authorization.k8s.io", "ClusterRole").check("system:x"),
+            Ok(())
+        );
+        assert!(NameRule::for_kind("rbac.authorization.k8s.io", "Role").check("a/b").is_err());
+    }
+
+    #[test]
+    fn groups_versions_kinds() {
+        assert_eq!(group(""), Ok(()));
+        assert_eq!(group("apps"), Ok(()));
+        assert!(group("apps/v1").is_err());
+        assert!(group("../api").is_err());
+        assert_eq!(version("v1beta1"), Ok(()));
+        assert!(version("v1/..").is_err());
+        assert!(version("").is_err());
+        assert_eq!(kind("ConfigMap"), Ok(()));
+        assert!(kind("Config Map").is_err());
+        assert!(kind("1Kind").is_err());
+        assert!(kind("a/b").is_err());
+        let e = field("metadata.namespace", "a/b", dns1123_label).unwrap_err();
+        assert!(e.to_string().starts_with("metadata.namespace: Invalid value: \"a/b\""));
+    }
+}
