@@ -88,7 +88,8 @@ impl Env {
         Api::namespaced(self.client.clone(), "default")
     }
 
-    /// Create the WebApp `app1`, then its pod `app1-0` (labelled `app=app1`, one container `web`);
+    /// Create the WebApp `app1`, then its pod `app1-0` (labelled `app=app1`, owned by the WebApp,
+    /// one container `web`);
     /// set the container's log when given, then the pod's status through `pods/status`.
     async fn crash(&self, container_status: Value, log: Option<&str>) {
         let app: DynamicObject = serde_json::from_value(json!({
@@ -97,12 +98,19 @@ impl Env {
             "spec": {"image": "registry.example/app:1", "replicas": 1, "port": 8080}
         }))
         .unwrap();
-        self.webapps()
+        let uid = self
+            .webapps()
             .create(&PostParams::default(), &app)
             .await
+            .unwrap()
+            .metadata
+            .uid
             .unwrap();
+        // Owned by the WebApp: a plugin reads the logs of its object's pods only.
         let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": POD, "namespace": "default", "labels": {"app": APP}},
+            "metadata": {"name": POD, "namespace": "default", "labels": {"app": APP},
+                "ownerReferences": [{"apiVersion": "examples.capstan.dev/v1alpha1",
+                    "kind": "WebApp", "name": APP, "uid": uid, "controller": true}]},
             "spec": {"containers": [{"name": "web", "image": "registry.example/app:1"}]}
         }))
         .unwrap();

@@ -197,6 +197,19 @@ fn service_owned_by(name: &str, owner_uid: &str, controller: bool) -> DynamicObj
     .unwrap()
 }
 
+/// Server-side apply `obj` as the `webapp` plugin's field manager does: an object the plugin
+/// created.
+async fn applied_by_webapp(api: &Api<DynamicObject>, obj: &DynamicObject) {
+    let name = obj.metadata.name.clone().unwrap();
+    api.patch(
+        &name,
+        &PatchParams::apply("capstan-webapp"),
+        &Patch::Apply(obj),
+    )
+    .await
+    .unwrap();
+}
+
 async fn patch_spec(api: &Api<DynamicObject>, name: &str, spec: Value) {
     api.patch(
         name,
@@ -422,14 +435,9 @@ async fn children_no_longer_planned_are_pruned() {
         )
         .await
         .unwrap();
-    // Controlled by the WebApp but not in its plan: pruned.
-    services
-        .create(
-            &PostParams::default(),
-            &service_owned_by("shop-extra", &uid, true),
-        )
-        .await
-        .unwrap();
+    // Controlled by the WebApp, applied by the plugin (as an earlier version of it would have),
+    // and not in its plan: pruned.
+    applied_by_webapp(&services, &service_owned_by("shop-extra", &uid, true)).await;
     eventually("the extra service pruned", async || {
         services
             .get_opt("shop-extra")
@@ -471,13 +479,7 @@ async fn pruning_can_be_turned_off() {
         .metadata
         .uid
         .unwrap();
-    services
-        .create(
-            &PostParams::default(),
-            &service_owned_by("shop-extra", &uid, true),
-        )
-        .await
-        .unwrap();
+    applied_by_webapp(&services, &service_owned_by("shop-extra", &uid, true)).await;
     // The extra Service requeued `shop`; a later reconcile (to Ready) has seen it.
     roll_out(&env, "shop", 2).await;
     status_until(&env.webapps(), "shop", "a ready status", |o| {

@@ -25,6 +25,8 @@
 //!     reconcile:
 //!       prune: false
 //!       phaseTimeoutsSeconds: { Creating: 600 }
+//!       namespaces: [shared]              # besides the reconciled object's own ("*": all)
+//!       clusterScoped: false              # cluster-scoped kinds it declares
 //! ```
 
 use crate::contract::{Gvk, Verb};
@@ -212,6 +214,22 @@ pub struct ReconcileSection {
     /// Phase timeouts over the manifest's, in seconds.
     #[serde(default)]
     pub phase_timeouts_seconds: BTreeMap<String, u64>,
+    /// Namespaces the plugin may read and write in besides its object's (`"*"`: every one).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Whether the plugin may read and write the cluster-scoped kinds it declares.
+    #[serde(default)]
+    pub cluster_scoped: bool,
+}
+
+impl ReconcileSection {
+    /// The scope granted beyond the reconciled object's namespace.
+    pub fn scope(&self) -> crate::reconcile::ScopeGrant {
+        crate::reconcile::ScopeGrant {
+            namespaces: self.namespaces.iter().cloned().collect(),
+            cluster_scoped: self.cluster_scoped,
+        }
+    }
 }
 
 /// One plugin's section.
@@ -277,6 +295,17 @@ impl Config {
                 plugin: name.clone(),
                 source,
             })?;
+        }
+        for (name, p) in &self.plugins {
+            for ns in &p.reconcile.namespaces {
+                if ns != crate::reconcile::ALL_NAMESPACES
+                    && let Err(e) = capstan_apiserver::validation::dns1123_label(ns)
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name}: reconcile.namespaces: {ns:?}: {e}"
+                    )));
+                }
+            }
         }
         for (name, l) in std::iter::once(("defaults", &self.defaults))
             .chain(self.plugins.iter().map(|(n, p)| (n.as_str(), &p.limits)))

@@ -246,35 +246,31 @@ impl Manifest {
             })
     }
 
-    /// Check the manifest is usable: a DNS-label name, a version, and at least one watched kind.
+    /// Check the manifest is usable: a DNS-label name, a version, at least one watched kind, and
+    /// every kind it names (watched, owned, in an access rule, waited for as owner) a valid
+    /// group, version and kind by Kubernetes' rules: kinds become request paths.
     pub fn validate(&self) -> Result<(), String> {
-        let label_ok = !self.name.is_empty()
-            && self.name.len() <= 63
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !self.name.starts_with('-')
-            && !self.name.ends_with('-');
-        if !label_ok {
-            return Err(format!(
-                "plugin name {:?} is not a DNS label (lowercase letters, digits, '-')",
-                self.name
-            ));
-        }
+        use capstan_apiserver::validation;
+        validation::dns1123_label(&self.name)
+            .map_err(|e| format!("plugin name {:?} is not a DNS label: {e}", self.name))?;
         if self.version.is_empty() {
             return Err("plugin version is empty".into());
         }
         if self.watches.is_empty() {
             return Err("plugin watches no kind".into());
         }
-        if let Some(g) = self
+        let kinds = self
             .watches
             .iter()
             .chain(&self.owns)
-            .find(|g| g.kind.is_empty() || g.version.is_empty())
-        {
-            return Err(format!("kind {g} has an empty kind or version"));
+            .chain(self.access.iter().map(|(g, _)| g))
+            .chain(&self.wait_for_owner);
+        for g in kinds {
+            validation::group(&g.group)
+                .map_err(|e| format!("kind {g}: group {:?}: {e}", g.group))?;
+            validation::version(&g.version)
+                .map_err(|e| format!("kind {g}: version {:?}: {e}", g.version))?;
+            validation::kind(&g.kind).map_err(|e| format!("kind {g}: kind {:?}: {e}", g.kind))?;
         }
         Ok(())
     }
@@ -494,5 +490,17 @@ mod tests {
         assert!(!m.may_read(&Gvk::new("", "v1", "Secret")));
         m.name = "Web_App".into();
         assert!(m.validate().unwrap_err().contains("DNS label"));
+        m.name = "web".into();
+        m.access = vec![(Gvk::new("apps/../..", "v1", "Secret"), vec![Verb::Get])];
+        assert!(
+            m.validate().unwrap_err().contains("group"),
+            "kinds become paths"
+        );
+        m.access = vec![];
+        m.owns = vec![Gvk::new("", "v1/x", "ConfigMap")];
+        assert!(m.validate().unwrap_err().contains("version"));
+        m.owns = vec![];
+        m.wait_for_owner = Some(Gvk::new("x.dev", "v1", "Clu ster"));
+        assert!(m.validate().unwrap_err().contains("kind"));
     }
 }

@@ -232,6 +232,7 @@ impl Supervisor {
                 c.phase_timeouts
                     .insert(phase.clone(), Duration::from_secs(*secs));
             }
+            c.scope = r.scope();
         }
         c
     }

@@ -2,10 +2,11 @@
 //! subresource, deletes, and pruning of children no longer planned.
 
 use super::Shared;
+use super::plan::Step;
 use crate::contract::{
-    CategorizedError, ComponentHealth, ErrorCategory, Gvk, HealthState, ObjectRef, PlanEntry,
+    CategorizedError, ComponentHealth, ErrorCategory, Gvk, HealthState, ObjectRef,
 };
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::discovery::{ApiResource, Scope};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -102,111 +103,102 @@ pub fn split_status(mut obj: Value) -> (Option<Value>, Option<Value>) {
     ((!only_status).then_some(obj), Some(status_obj))
 }
 
-/// Whether a plan entry writes nothing but status (how a plugin reports to another object, such
-/// as its owner).
-pub fn status_only(entry: &PlanEntry) -> bool {
-    match entry {
-        PlanEntry::Apply(v) | PlanEntry::ApplyWithoutOwnerRef(v) => {
-            matches!(split_status(v.clone()), (None, Some(_)))
-        }
-        PlanEntry::Delete(_) => false,
-    }
-}
-
-/// The object a plan entry is about, with the owner's namespace for namespaced kinds that name
-/// none (the namespace is fixed once the kind is resolved; this is for pruning).
-pub fn planned_object(entry: &PlanEntry, owner_namespace: Option<&str>) -> Option<ObjectRef> {
-    let mut r = match entry {
-        PlanEntry::Apply(v) | PlanEntry::ApplyWithoutOwnerRef(v) => ObjectRef::from_json(v)?,
-        PlanEntry::Delete(r) => r.clone(),
-    };
-    if r.namespace.is_none() {
-        r.namespace = owner_namespace.map(str::to_owned);
-    }
-    r.uid = None;
-    Some(r)
-}
-
-/// Apply or delete one plan entry on behalf of `owner`.
-pub(super) async fn apply_entry(
+/// Carry out one checked step on behalf of `owner` (see [`super::plan`]).
+pub(super) async fn execute(
     s: &Shared,
     owner: &DynamicObject,
     owner_ref: &ObjectRef,
-    entry: PlanEntry,
+    step: Step,
 ) -> Result<(), CategorizedError> {
-    let (obj, with_owner) = match entry {
-        PlanEntry::Apply(v) => (v, true),
-        PlanEntry::ApplyWithoutOwnerRef(v) => (v, false),
-        PlanEntry::Delete(r) => return delete(s, &r).await,
+    let (target, body, force, status) = match step {
+        Step::Delete { target, uid } => return delete(s, &target, Some(uid)).await,
+        Step::Apply {
+            target,
+            mut body,
+            owned,
+            force,
+        } => {
+            if owned {
+                body["metadata"]["ownerReferences"] = json!([{
+                    "apiVersion": owner_ref.gvk.api_version(),
+                    "kind": owner_ref.gvk.kind,
+                    "name": owner_ref.name,
+                    "uid": owner.metadata.uid.clone().unwrap_or_default(),
+                    "controller": true,
+                    "blockOwnerDeletion": true,
+                }]);
+            }
+            (target, body, force, false)
+        }
+        Step::Status {
+            target,
+            body,
+            force,
+        } => (target, body, force, true),
     };
-    let target = ObjectRef::from_json(&obj).ok_or_else(|| CategorizedError {
-        category: ErrorCategory::InvalidSpec,
-        message: "planned object lacks apiVersion, kind or metadata.name".into(),
-    })?;
-    let (ar, namespaced) = resource_for(s, &target.gvk).await?;
-    let namespace = if namespaced {
-        target
-            .namespace
-            .clone()
-            .or_else(|| owner_ref.namespace.clone())
+    let (ar, _) = resource_for(s, &target.gvk).await?;
+    let api = api(s, &ar, target.namespace.as_deref());
+    let mut params = PatchParams::apply(&s.field_manager);
+    params.force = force;
+    let result = if status {
+        api.patch_status(&target.name, &params, &Patch::Apply(&body))
+            .await
     } else {
-        None
+        api.patch(&target.name, &params, &Patch::Apply(&body)).await
     };
-    let (main, status) = split_status(obj);
-    let params = PatchParams::apply(&s.field_manager).force();
-    let api = api(s, &ar, namespace.as_deref());
-    let set_namespace = |mut v: Value| {
-        if let Some(ns) = &namespace
-            && let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut)
-        {
-            meta.insert("namespace".into(), json!(ns));
-        }
-        v
-    };
-    if let Some(mut main) = main.map(set_namespace) {
-        if with_owner {
-            main["metadata"]["ownerReferences"] = json!([{
-                "apiVersion": owner_ref.gvk.api_version(),
-                "kind": owner_ref.gvk.kind,
-                "name": owner_ref.name,
-                "uid": owner.metadata.uid.clone().unwrap_or_default(),
-                "controller": true,
-                "blockOwnerDeletion": true,
-            }]);
-        }
-        api.patch(&target.name, &params, &Patch::Apply(&main))
-            .await
-            .map_err(|e| CategorizedError {
+    result.map(|_| ()).map_err(|e| {
+        let what = if status { "the status of " } else { "" };
+        match &e {
+            // A field another manager owns, on an object this plugin does not control: reported,
+            // never forced.
+            kube::Error::Api(st) if st.code == 409 => CategorizedError {
+                category: ErrorCategory::Auth,
+                message: format!(
+                    "cannot apply {what}{target} without taking over fields another manager owns: {e}"
+                ),
+            },
+            _ => CategorizedError {
                 category: category_of(&e),
-                message: format!("cannot apply {target}: {e}"),
-            })?;
-    }
-    if let Some(status) = status.map(set_namespace) {
-        api.patch_status(&target.name, &params, &Patch::Apply(&status))
-            .await
-            .map_err(|e| CategorizedError {
-                category: category_of(&e),
-                message: format!("cannot apply the status of {target}: {e}"),
-            })?;
-    }
-    Ok(())
+                message: format!("cannot apply {what}{target}: {e}"),
+            },
+        }
+    })
 }
 
-/// Delete one object; an object already gone is fine.
-pub(super) async fn delete(s: &Shared, r: &ObjectRef) -> Result<(), CategorizedError> {
+/// Delete one object (only while its uid is `uid`, when given); an object already gone is fine.
+pub(super) async fn delete(
+    s: &Shared,
+    r: &ObjectRef,
+    uid: Option<String>,
+) -> Result<(), CategorizedError> {
     let (ar, namespaced) = resource_for(s, &r.gvk).await?;
     let namespace = r.namespace.as_deref().filter(|_| namespaced);
-    match api(s, &ar, namespace)
-        .delete(&r.name, &DeleteParams::background())
-        .await
-    {
+    let mut params = DeleteParams::background();
+    if uid.is_some() {
+        params.preconditions = Some(Preconditions {
+            uid,
+            resource_version: None,
+        });
+    }
+    match api(s, &ar, namespace).delete(&r.name, &params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        // The uid changed: the object checked is gone, another one took its name.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
         Err(e) => Err(CategorizedError {
             category: category_of(&e),
             message: format!("cannot delete {r}: {e}"),
         }),
     }
+}
+
+/// Whether field manager `manager` has applied or updated any field of `obj`.
+pub fn managed_by(obj: &DynamicObject, manager: &str) -> bool {
+    obj.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .any(|m| m.manager.as_deref() == Some(manager))
 }
 
 /// Whether `obj` is controlled by the object with `uid` (an owner reference with controller=true).
@@ -264,8 +256,27 @@ pub(super) async fn prune(
             if planned.contains(&r) {
                 continue;
             }
+            // Only what this plugin created: another plugin reconciling the same object keeps its
+            // children. The caches drop managed fields, so the candidate is read live.
+            let live = match api(s, handle.api_resource(), r.namespace.as_deref())
+                .get_opt(&r.name)
+                .await
+            {
+                Ok(Some(live)) => live,
+                Ok(None) => continue,
+                Err(e) => {
+                    errors.push(CategorizedError {
+                        category: category_of(&e),
+                        message: format!("cannot read {r} to prune it: {e}"),
+                    });
+                    continue;
+                }
+            };
+            if !controlled_by(&live, uid) || !managed_by(&live, &s.field_manager) {
+                continue;
+            }
             tracing::info!(plugin = %s.field_manager, child = %r, "pruning a child no longer planned");
-            if let Err(e) = delete(s, &r).await {
+            if let Err(e) = delete(s, &r, live.metadata.uid.clone()).await {
                 errors.push(e);
             }
         }
@@ -306,18 +317,6 @@ mod tests {
             main.is_some() && status.is_none(),
             "no status: a plain apply"
         );
-        assert!(status_only(&PlanEntry::ApplyWithoutOwnerRef(json!({
-            "apiVersion": "v1", "kind": "Cluster", "metadata": {"name": "c"}, "status": {}
-        }))));
-    }
-
-    #[test]
-    fn planned_objects_default_to_the_owner_namespace() {
-        let e = PlanEntry::Apply(
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}),
-        );
-        let r = planned_object(&e, Some("ns")).unwrap();
-        assert_eq!(r.to_string(), "Service ns/s");
     }
 
     #[test]

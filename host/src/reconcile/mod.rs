@@ -10,7 +10,9 @@ mod events;
 mod finalizer;
 mod phase;
 mod pipeline;
+mod plan;
 mod queue;
+mod scope;
 mod status;
 
 pub use access::allowed;
@@ -20,7 +22,9 @@ pub use events::{CONTROLLER as EVENT_CONTROLLER, level as event_level};
 pub use finalizer::{CLEANUP_CONDITION, name as finalizer_name};
 pub use phase::{Failure, Phase, PhaseRecord, Timed, failure_of, time_phase};
 pub use pipeline::OWNER_CONDITION;
+pub use plan::{Refusal, Step};
 pub use queue::WorkQueue;
+pub use scope::{ALL_NAMESPACES, Scope, ScopeGrant};
 pub use status::{Draft, Evaluation, terminal};
 
 use crate::contract::{ErrorCategory, Gvk, Manifest};
@@ -92,6 +96,9 @@ pub struct ControllerConfig {
     pub prune: bool,
     /// Phase timeouts by phase name (`Creating`, ...), over the manifest's. Default none.
     pub phase_timeouts: HashMap<String, Duration>,
+    /// Namespaces and cluster-scoped kinds granted beyond the reconciled object's namespace.
+    /// Default none.
+    pub scope: ScopeGrant,
     /// Count reconciles and their duration here.
     pub metrics: Option<crate::metrics::Metrics>,
 }
@@ -105,6 +112,7 @@ impl Default for ControllerConfig {
             retry: RetryPolicy::default(),
             prune: true,
             phase_timeouts: HashMap::new(),
+            scope: ScopeGrant::default(),
             metrics: None,
         }
     }

@@ -1,14 +1,12 @@
 //! One reconcile of one key: the deletion, terminal-failure and owner gates, the finalizer, fetch,
 //! health, plan, access, apply, prune, status, events and requeue.
 
-use super::access;
-use super::apply::{
-    api, apply_entry, category_of, delete, errors_health, planned_object, prune, resource_for,
-    status_only,
-};
+use super::apply::{api, category_of, delete, errors_health, execute, prune, resource_for};
 use super::conditions::{ComputedCondition, ComputedStatus, OverallState, Verdict, compute};
 use super::finalizer;
 use super::phase::{Phase, PhaseRecord, rfc3339};
+use super::plan::{Checker, Step};
+use super::scope::{Scope, ScopedCache, ScopedPodLogs};
 use super::status::{self, Draft, Evaluation, changes, merged, patch};
 use super::{ObjectKey, Shared, Written, lock};
 use crate::contract::{
@@ -21,6 +19,9 @@ use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The reason of the `Ready` condition written instead of a status the API server refused.
+pub const STATUS_REFUSED: &str = "StatusRefused";
 
 /// The condition telling whether the owner reference a plugin waits for is there.
 pub const OWNER_CONDITION: &str = "OwnerReferenceSet";
@@ -139,13 +140,29 @@ impl Run<'_> {
                 return;
             }
         }
+        let scope = self.scope();
         let grants = Grants {
-            cache: Some(self.s.cache.clone()),
+            cache: Some(Arc::new(ScopedCache {
+                inner: self.s.cache.clone(),
+                handles: self.s.handles.clone(),
+                scope: scope.clone(),
+            })),
             // Refused at the boundary unless the manifest (as configuration allows) asks for it.
             pod_logs: manifest.pod_logs.then(|| {
-                Arc::new(KubePodLogs::new(
+                let owned: Vec<_> = manifest
+                    .owns
+                    .iter()
+                    .filter_map(|g| self.s.handles.get(g))
+                    .collect();
+                Arc::new(ScopedPodLogs::new(
+                    Arc::new(KubePodLogs::new(
+                        self.s.client.clone(),
+                        self.plugin.limits().max_value_bytes,
+                    )),
                     self.s.client.clone(),
-                    self.plugin.limits().max_value_bytes,
+                    scope,
+                    self.uid.to_owned(),
+                    &owned,
                 )) as Arc<dyn PodLogReader>
             }),
         };
@@ -246,42 +263,62 @@ impl Run<'_> {
         )
     }
 
-    /// Check the plan against the manifest (a refusal applies nothing), apply it, and prune the
+    /// Where this reconcile may read and write.
+    fn scope(&self) -> Scope {
+        Scope::new(self.oref.namespace.clone(), self.s.config.scope.clone())
+    }
+
+    /// Check the plan (see [`super::plan`]; a refusal applies nothing), apply it, and prune the
     /// children it no longer holds when every entry applied. Returns false when the object turned
     /// out to be gone (its children just applied are deleted again).
     async fn apply(&self, entries: Vec<PlanEntry>, health: &mut Vec<ComponentHealth>) -> bool {
         let manifest = self.plugin.manifest();
-        let refused: Vec<_> = entries
-            .iter()
-            .filter_map(|e| access::check(self.plugin.name(), manifest, e).err())
-            .collect();
-        if !refused.is_empty() {
-            for e in &refused {
-                tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e.message, "plan refused");
+        let scope = self.scope();
+        let checker = Checker {
+            s: self.s,
+            plugin: self.plugin.name(),
+            manifest,
+            owner: self.obj,
+            owner_ref: self.oref,
+            scope: &scope,
+        };
+        let steps = match checker.check(entries).await {
+            Ok(steps) => steps,
+            Err(refused) => {
+                for r in &refused {
+                    tracing::warn!(plugin = self.plugin.name(), object = %self.oref, refusal = %r, "plan refused: nothing of it is applied");
+                }
+                let plugin = self.plugin.name();
+                health.push(errors_health(
+                    "Apply",
+                    refused
+                        .into_iter()
+                        .map(|r| CategorizedError {
+                            category: r.category(),
+                            message: format!("plugin {plugin}: plan refused, nothing applied: {r}"),
+                        })
+                        .collect(),
+                ));
+                return true;
             }
-            health.push(errors_health("Apply", refused));
-            return true;
-        }
-        let planned: HashSet<ObjectRef> = entries
+        };
+        let planned: HashSet<ObjectRef> = steps.iter().map(|s| s.target().clone()).collect();
+        let created: Vec<ObjectRef> = steps
             .iter()
-            .filter_map(|e| planned_object(e, self.oref.namespace.as_deref()))
-            .collect();
-        let owned: Vec<ObjectRef> = entries
-            .iter()
-            .filter(|e| matches!(e, PlanEntry::Apply(_)))
-            .filter_map(|e| planned_object(e, self.oref.namespace.as_deref()))
+            .filter(|s| matches!(s, Step::Apply { owned: true, .. }))
+            .map(|s| s.target().clone())
             .collect();
         let mut errors = Vec::new();
-        for entry in entries {
-            if let Err(e) = apply_entry(self.s, self.obj, self.oref, entry).await {
+        for step in steps {
+            if let Err(e) = execute(self.s, self.obj, self.oref, step).await {
                 errors.push(e);
             }
         }
-        if !owned.is_empty() {
+        if !created.is_empty() {
             match self.live().await {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.collect(&owned).await;
+                    self.collect(&created).await;
                     return false;
                 }
                 Err(e) => errors.push(e),
@@ -322,7 +359,7 @@ impl Run<'_> {
     async fn collect(&self, children: &[ObjectRef]) {
         for child in children {
             tracing::info!(plugin = self.plugin.name(), object = %self.oref, %child, "owner gone: deleting a child applied for it");
-            if let Err(e) = delete(self.s, child).await {
+            if let Err(e) = delete(self.s, child, None).await {
                 tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e.message, "cannot delete a child of a gone owner");
             }
         }
@@ -386,13 +423,28 @@ impl Run<'_> {
                 return;
             }
         };
-        let manifest = self.plugin.manifest();
-        for entry in entries.into_iter().filter(status_only) {
-            let result = match access::check(self.plugin.name(), manifest, &entry) {
-                Ok(()) => apply_entry(self.s, self.obj, self.oref, entry).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
+        let scope = self.scope();
+        let checker = Checker {
+            s: self.s,
+            plugin: self.plugin.name(),
+            manifest: self.plugin.manifest(),
+            owner: self.obj,
+            owner_ref: self.oref,
+            scope: &scope,
+        };
+        let mut steps = Vec::new();
+        for (index, entry) in entries.into_iter().enumerate() {
+            match checker.check(vec![entry]).await {
+                Ok(s) => steps.extend(s.into_iter().filter(|s| matches!(s, Step::Status { .. }))),
+                Err(refused) => {
+                    for r in refused {
+                        tracing::warn!(plugin = self.plugin.name(), object = %self.oref, entry = index, refusal = %r, "cannot propagate the failure");
+                    }
+                }
+            }
+        }
+        for step in steps {
+            if let Err(e) = execute(self.s, self.obj, self.oref, step).await {
                 tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e.message, "cannot propagate the failure");
             }
         }
@@ -470,6 +522,25 @@ pub(super) async fn write_status(
         }
         Err(e) => {
             tracing::warn!(plugin = %s.field_manager, object = %oref, error = %e, "status update failed");
+            if let kube::Error::Api(st) = &e
+                && matches!(st.code, 400 | 413 | 422)
+            {
+                // The computed status itself is refused (too large, invalid): say so in a status
+                // small enough to be written; the object backs off.
+                let now = rfc3339(Timestamp::now());
+                let condition = json!({
+                    "type": "Ready", "status": "False", "reason": STATUS_REFUSED,
+                    "message": format!("the status computed for this object was refused by the API server ({}): {}", st.code, st.message.chars().take(512).collect::<String>()),
+                    "lastTransitionTime": now, "observedGeneration": obj.metadata.generation,
+                });
+                let small = json!({"status": {"conditions": [condition]}});
+                if let Err(e) = api(s, &ar, key.namespace.as_deref())
+                    .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&small))
+                    .await
+                {
+                    tracing::warn!(plugin = %s.field_manager, object = %oref, error = %e, "cannot report the refused status");
+                }
+            }
             Err(())
         }
     }
