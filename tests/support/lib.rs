@@ -38,6 +38,8 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-reconciler",
     "noop-webapp",
     "pod-doctor",
+    "attacker",
+    "attacker-twin",
 ];
 
 fn build(workspace: &Path, package: &str) {
