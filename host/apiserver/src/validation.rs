@@ -41,7 +41,9 @@ pub enum InvalidIdentifier {
     #[error("may not be '.' or '..' and may not contain '/' or '%'")]
     NotPathSegment,
     /// Not a kind (an ASCII letter, then letters and digits).
-    #[error("a kind must start with a letter and consist of ASCII letters and digits (e.g. 'Deployment')")]
+    #[error(
+        "a kind must start with a letter and consist of ASCII letters and digits (e.g. 'Deployment')"
+    )]
     NotKind,
 }
 
@@ -190,7 +192,11 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: Invalid value: {:?}: {}", self.field, self.value, self.error)
+        write!(
+            f,
+            "{}: Invalid value: {:?}: {}",
+            self.field, self.value, self.error
+        )
     }
 }
 
@@ -224,7 +230,16 @@ mod tests {
         for ok in ["a.b", "example.com", "a-1.b-2", &"a".repeat(253)] {
             assert_eq!(dns1123_subdomain(ok), Ok(()), "{ok}");
         }
-        for bad in ["a..b", ".a", "a.", "/", "a/b", "a?b", "A.b", &"a".repeat(254)] {
+        for bad in [
+            "a..b",
+            ".a",
+            "a.",
+            "/",
+            "a/b",
+            "a?b",
+            "A.b",
+            &"a".repeat(254),
+        ] {
             assert!(dns1123_subdomain(bad).is_err(), "{bad}");
         }
         assert!(dns1035_label("1abc").is_err());
@@ -237,7 +252,11 @@ mod tests {
             assert!(path_segment(bad).is_err(), "{bad}");
         }
         assert_eq!(path_segment("a..b"), Ok(()), "only whole '..' is refused");
-        assert_eq!(path_segment("a?b"), Ok(()), "a query is escaped by the client");
+        assert_eq!(
+            path_segment("a?b"),
+            Ok(()),
+            "a query is escaped by the client"
+        );
     }
 
     #[test]
@@ -253,7 +272,11 @@ mod tests {
             NameRule::for_kind("rbac.authorization.k8s.io", "ClusterRole").check("system:x"),
             Ok(())
         );
-        assert!(NameRule::for_kind("rbac.authorization.k8s.io", "Role").check("a/b").is_err());
+        assert!(
+            NameRule::for_kind("rbac.authorization.k8s.io", "Role")
+                .check("a/b")
+                .is_err()
+        );
     }
 
     #[test]
@@ -270,6 +293,9 @@ mod tests {
         assert!(kind("1Kind").is_err());
         assert!(kind("a/b").is_err());
         let e = field("metadata.namespace", "a/b", dns1123_label).unwrap_err();
-        assert!(e.to_string().starts_with("metadata.namespace: Invalid value: \"a/b\""));
+        assert!(
+            e.to_string()
+                .starts_with("metadata.namespace: Invalid value: \"a/b\"")
+        );
     }
 }
