@@ -41,7 +41,9 @@ pub enum InvalidIdentifier {
     #[error("may not be '.' or '..' and may not contain '/' or '%'")]
     NotPathSegment,
     /// Not a kind (an ASCII letter, then letters and digits).
-    #[error("a kind must start with a letter and consist of ASCII letters and digits (e.g. 'Deployment')")]
+    #[error(
+        "a kind must start with a letter and consist of ASCII letters and digits (e.g. 'Deployment')"
+    )]
     NotKind,
 }
 
@@ -165,15 +167,35 @@ impl NameRule {
         }
     }
 
-    /// Check `name` against this rule (a name is always a valid path segment too).
+    /// Check `name` against this rule (a name is always a valid path segment too). The kind's
+    /// own rule is checked first, so the error is the one kube-apiserver reports.
     pub fn check(self, name: &str) -> Result<(), InvalidIdentifier> {
-        path_segment(name)?;
         match self {
             Self::Subdomain => dns1123_subdomain(name),
             Self::Label => dns1123_label(name),
             Self::Dns1035 => dns1035_label(name),
             Self::PathSegment => Ok(()),
+        }?;
+        path_segment(name)
+    }
+
+    /// Check a `generateName` prefix: as a name, but with a trailing dash masked (a random suffix
+    /// follows it), as apimachinery's `maskTrailingDash` does.
+    pub fn check_prefix(self, prefix: &str) -> Result<(), InvalidIdentifier> {
+        self.check(&mask_trailing_dash(prefix))
+    }
+}
+
+/// apimachinery's `maskTrailingDash`: a trailing `-` no longer ends the text. Like upstream it
+/// drops the last two characters and appends `a`, so which prefixes pass is the same.
+fn mask_trailing_dash(prefix: &str) -> std::borrow::Cow<'_, str> {
+    match prefix.strip_suffix('-') {
+        Some(rest) if !rest.is_empty() => {
+            let mut chars = rest.chars();
+            chars.next_back();
+            format!("{}a", chars.as_str()).into()
         }
+        _ => prefix.into(),
     }
 }
 
@@ -190,7 +212,11 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: Invalid value: {:?}: {}", self.field, self.value, self.error)
+        write!(
+            f,
+            "{}: Invalid value: {:?}: {}",
+            self.field, self.value, self.error
+        )
     }
 }
 
@@ -224,7 +250,16 @@ mod tests {
         for ok in ["a.b", "example.com", "a-1.b-2", &"a".repeat(253)] {
             assert_eq!(dns1123_subdomain(ok), Ok(()), "{ok}");
         }
-        for bad in ["a..b", ".a", "a.", "/", "a/b", "a?b", "A.b", &"a".repeat(254)] {
+        for bad in [
+            "a..b",
+            ".a",
+            "a.",
+            "/",
+            "a/b",
+            "a?b",
+            "A.b",
+            &"a".repeat(254),
+        ] {
             assert!(dns1123_subdomain(bad).is_err(), "{bad}");
         }
         assert!(dns1035_label("1abc").is_err());
@@ -237,7 +272,11 @@ mod tests {
             assert!(path_segment(bad).is_err(), "{bad}");
         }
         assert_eq!(path_segment("a..b"), Ok(()), "only whole '..' is refused");
-        assert_eq!(path_segment("a?b"), Ok(()), "a query is escaped by the client");
+        assert_eq!(
+            path_segment("a?b"),
+            Ok(()),
+            "a query is escaped by the client"
+        );
     }
 
     #[test]
@@ -253,7 +292,36 @@ mod tests {
             NameRule::for_kind("rbac.authorization.k8s.io", "ClusterRole").check("system:x"),
             Ok(())
         );
-        assert!(NameRule::for_kind("rbac.authorization.k8s.io", "Role").check("a/b").is_err());
+        assert!(
+            NameRule::for_kind("rbac.authorization.k8s.io", "Role")
+                .check("a/b")
+                .is_err()
+        );
+        assert_eq!(
+            NameRule::Subdomain.check(".."),
+            Err(InvalidIdentifier::NotDns1123Subdomain),
+            "the kind's rule speaks first"
+        );
+    }
+
+    #[test]
+    fn generate_name_prefixes_mask_the_trailing_dash() {
+        assert_eq!(NameRule::Subdomain.check_prefix("web-"), Ok(()));
+        assert_eq!(NameRule::Label.check_prefix("ns-"), Ok(()));
+        assert_eq!(NameRule::Subdomain.check_prefix("web"), Ok(()));
+        assert!(NameRule::Subdomain.check_prefix("Web-").is_err());
+        assert!(NameRule::Subdomain.check_prefix("-").is_err());
+        assert!(
+            NameRule::Subdomain.check_prefix("a_-").is_ok(),
+            "upstream drops two characters"
+        );
+        assert!(NameRule::Subdomain.check_prefix("a--").is_ok());
+        assert!(NameRule::Dns1035.check_prefix("1a-").is_err());
+        assert_eq!(
+            NameRule::Dns1035.check_prefix("1-"),
+            Ok(()),
+            "upstream masks it to \"a\""
+        );
     }
 
     #[test]
@@ -270,6 +338,9 @@ mod tests {
         assert!(kind("1Kind").is_err());
         assert!(kind("a/b").is_err());
         let e = field("metadata.namespace", "a/b", dns1123_label).unwrap_err();
-        assert!(e.to_string().starts_with("metadata.namespace: Invalid value: \"a/b\""));
+        assert!(
+            e.to_string()
+                .starts_with("metadata.namespace: Invalid value: \"a/b\"")
+        );
     }
 }
