@@ -1,6 +1,6 @@
-//! Embedded Kubernetes-compatible API server: serves the Kubernetes REST API in-process over HTTPS,
-//! with a bearer token, so the host, its tests and controller authors can use `kube::Client` and `kubectl` with no
-//! cluster (an envtest that needs no binaries).
+//! Embedded Kubernetes-compatible API server: serves the Kubernetes REST API in-process over HTTPS
+//! with a bearer token, so the host, its tests and controller authors can use `kube::Client` and
+//! `kubectl` with no cluster (an envtest that needs no binaries).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
