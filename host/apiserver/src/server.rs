@@ -68,8 +68,8 @@ pub enum ServerError {
     Url(#[source] axum::http::uri::InvalidUri),
 }
 
-/// Configures an [`ApiServer`].
-#[derive(Debug, Clone)]
+/// Configures an [`ApiServer`]. `Debug` does not show a given token.
+#[derive(Clone)]
 #[must_use]
 pub struct ApiServerBuilder {
     state_dir: Option<PathBuf>,
@@ -92,6 +92,20 @@ impl Default for ApiServerBuilder {
             token: None,
             authority: None,
         }
+    }
+}
+
+impl std::fmt::Debug for ApiServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServerBuilder")
+            .field("state_dir", &self.state_dir)
+            .field("watch_history", &self.watch_history)
+            .field("bookmark_interval", &self.bookmark_interval)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("authority", &self.authority)
+            .finish()
     }
 }
 
@@ -454,6 +468,14 @@ mod tests {
         );
         assert_eq!(v["users"][0]["user"]["token"], "t0k-en_");
         assert_eq!(v["current-context"], "capstan");
+    }
+
+    #[test]
+    fn debug_output_hides_the_credentials() {
+        let server = ApiServer::builder().token("s3cret-token").build().unwrap();
+        let text = format!("{server:?}");
+        assert!(!text.contains("s3cret-token"), "{text}");
+        assert!(!text.contains("BEGIN"), "{text}");
     }
 
     #[tokio::test]
