@@ -261,7 +261,7 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
     let client = server.client().unwrap();
     let (plugins, manifests, kc) = (tempdir(), tempdir(), tempdir());
     let kubeconfig = kc.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig_yaml()).unwrap();
+    server.write_kubeconfig(&kubeconfig).unwrap();
     std::fs::copy(
         root().join("examples/infra-cluster.yaml"),
         manifests.path().join("infra.yaml"),

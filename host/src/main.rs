@@ -86,7 +86,8 @@ enum Command {
         /// Use the cluster of this kubeconfig.
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
-        /// With the embedded API server: write its kubeconfig here, for kubectl.
+        /// With the embedded API server: write its kubeconfig here, for kubectl (mode 0600: it
+        /// holds the server's bearer token).
         #[arg(long)]
         kubeconfig_out: Option<PathBuf>,
         /// With the embedded API server: persist its state here.
@@ -116,7 +117,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:6443")]
         listen: std::net::SocketAddr,
-        /// Write a kubeconfig for this server here (usable by `kubectl --kubeconfig FILE`).
+        /// Write a kubeconfig for this server here (usable by `kubectl --kubeconfig FILE`; mode
+        /// 0600: it holds the server's bearer token).
         #[arg(long)]
         kubeconfig_out: Option<PathBuf>,
         /// Persist state here; without it, state is in memory.
@@ -158,8 +160,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .await?;
         tracing::info!(url = %server.url(), "no kubeconfig: embedded API server started");
         if let Some(path) = &args.kubeconfig_out {
-            std::fs::write(path, server.kubeconfig_yaml())
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            server.write_kubeconfig(path)?;
             tracing::info!(path = %path.display(), "kubeconfig written: kubectl --kubeconfig {}", path.display());
         }
         let client = server.client()?;
@@ -205,8 +206,7 @@ async fn apiserver(
         .await?;
     tracing::info!(url = %server.url(), "embedded API server listening");
     if let Some(path) = kubeconfig_out {
-        std::fs::write(&path, server.kubeconfig_yaml())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        server.write_kubeconfig(&path)?;
         tracing::info!(path = %path.display(), "kubeconfig written");
     }
     shutdown_signal().await;

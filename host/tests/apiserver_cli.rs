@@ -40,6 +40,36 @@ fn kubectl_talks_to_capstan_apiserver() {
             .output()
             .unwrap()
     };
+    // The kubeconfig holds the bearer token: only its owner may read it.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "kubeconfig mode {mode:o}");
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(text.contains("token: "), "{text}");
+    let tokenless = dir.path().join("tokenless");
+    let wrong: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("token: ") {
+                "    token: wrong-token\n".to_owned()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&tokenless, wrong).unwrap();
+    let refused = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&tokenless)
+        .args(["get", "namespaces"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("provide credentials"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let ns = kubectl(&["get", "namespaces", "-o", "name"]);
     assert!(
         ns.status.success(),

@@ -1,5 +1,7 @@
 //! API errors and their rendering as `metav1.Status` objects.
 
+use std::fmt;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -13,9 +15,114 @@ pub struct FieldConflict {
     pub field: String,
 }
 
+/// The `metav1.CauseType` of a field error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CauseType {
+    /// `FieldValueInvalid`: the value breaks a rule.
+    ValueInvalid,
+    /// `FieldValueRequired`: the value is missing.
+    ValueRequired,
+}
+
+impl CauseType {
+    /// The wire name (`reason` of a `metav1.StatusCause`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ValueInvalid => "FieldValueInvalid",
+            Self::ValueRequired => "FieldValueRequired",
+        }
+    }
+}
+
+/// One field error of an [`ApiError::Invalid`], as apimachinery's `field.Error` renders it: the
+/// `message` is its `ErrorBody` (`Invalid value: "x": why`), and `field: message` its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldCause {
+    /// What kind of error.
+    pub cause: CauseType,
+    /// The field path, such as `metadata.name` (empty when the error is not about one field).
+    pub field: String,
+    /// The error body.
+    pub message: String,
+}
+
+impl FieldCause {
+    /// `field.Invalid(field, value, detail)` for a string value.
+    #[must_use]
+    pub fn invalid(field: &str, value: &str, detail: impl fmt::Display) -> Self {
+        Self {
+            cause: CauseType::ValueInvalid,
+            field: field.to_owned(),
+            message: format!("Invalid value: {value:?}: {detail}"),
+        }
+    }
+
+    /// `field.Required(field, detail)`.
+    #[must_use]
+    pub fn required(field: &str, detail: &str) -> Self {
+        let message = if detail.is_empty() {
+            "Required value".to_owned()
+        } else {
+            format!("Required value: {detail}")
+        };
+        Self {
+            cause: CauseType::ValueRequired,
+            field: field.to_owned(),
+            message,
+        }
+    }
+
+    /// An invalid-value error whose body is `message` as given (for errors that name their own
+    /// field or none).
+    #[must_use]
+    pub fn other(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            cause: CauseType::ValueInvalid,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// `errs.ToAggregate()` as text: one error as is, several in brackets.
+fn aggregate(causes: &[FieldCause]) -> String {
+    match causes {
+        [one] => one.to_string(),
+        many => format!(
+            "[{}]",
+            many.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn qualified_kind(kind: &str, group: &str) -> String {
+    if group.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}.{group}")
+    }
+}
+
 /// An error answered to a client as a `metav1.Status` object.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The request carries no valid credentials (401).
+    #[error("Unauthorized")]
+    Unauthorized,
     /// The object or resource does not exist (404).
     #[error("{resource} \"{name}\" not found")]
     NotFound {
@@ -48,15 +155,17 @@ pub enum ApiError {
     /// Server-side apply found fields owned by other managers (409).
     #[error("apply failed with {} conflict(s): {}", .0.len(), conflict_list(.0))]
     ApplyConflict(Vec<FieldConflict>),
-    /// The object fails validation (422).
-    #[error("{resource} \"{name}\" is invalid: {message}")]
+    /// The object fails validation (422), answered as kube-apiserver's `NewInvalid`.
+    #[error("{} {name:?} is invalid{}", qualified_kind(kind, group), if causes.is_empty() { String::new() } else { format!(": {}", aggregate(causes)) })]
     Invalid {
-        /// Resource (plural, with group when not core).
-        resource: String,
+        /// The object's kind.
+        kind: String,
+        /// The kind's API group (empty for core).
+        group: String,
         /// Object name.
         name: String,
-        /// What is wrong.
-        message: String,
+        /// The field errors.
+        causes: Vec<FieldCause>,
     },
     /// The request is malformed (400).
     #[error("{0}")]
@@ -99,6 +208,7 @@ impl ApiError {
     #[must_use]
     pub fn code(&self) -> u16 {
         match self {
+            Self::Unauthorized => 401,
             Self::NotFound { .. } | Self::UnknownResource => 404,
             Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::ApplyConflict(_) => 409,
             Self::Invalid { .. } => 422,
@@ -115,6 +225,7 @@ impl ApiError {
     #[must_use]
     pub fn reason(&self) -> &'static str {
         match self {
+            Self::Unauthorized => "Unauthorized",
             Self::NotFound { .. } | Self::UnknownResource => "NotFound",
             Self::AlreadyExists { .. } => "AlreadyExists",
             Self::Conflict { .. } | Self::ApplyConflict(_) => "Conflict",
@@ -143,8 +254,22 @@ impl ApiError {
         let details = match self {
             Self::NotFound { resource, name }
             | Self::AlreadyExists { resource, name }
-            | Self::Conflict { resource, name, .. }
-            | Self::Invalid { resource, name, .. } => Some(details(resource, name)),
+            | Self::Conflict { resource, name, .. } => Some(details(resource, name)),
+            Self::Invalid {
+                kind,
+                group,
+                name,
+                causes,
+            } => Some(json!({
+                "name": name,
+                "group": group,
+                "kind": kind,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.cause.as_str(),
+                    "message": c.message,
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
             Self::ApplyConflict(conflicts) => Some(json!({
                 "causes": conflicts.iter().map(|c| json!({
                     "type": "FieldManagerConflict",
@@ -191,6 +316,48 @@ mod tests {
         assert_eq!(status["reason"], "NotFound");
         assert_eq!(status["details"]["group"], "apps");
         assert_eq!(status["message"], "deployments.apps \"web\" not found");
+    }
+
+    #[test]
+    fn invalid_status_has_kube_apiservers_shape() {
+        let err = ApiError::Invalid {
+            kind: "Deployment".into(),
+            group: "apps".into(),
+            name: "a..b".into(),
+            causes: vec![FieldCause::invalid("metadata.name", "a..b", "bad")],
+        };
+        let status = err.to_status();
+        assert_eq!(status["code"], 422);
+        assert_eq!(status["reason"], "Invalid");
+        assert_eq!(
+            status["message"],
+            "Deployment.apps \"a..b\" is invalid: metadata.name: Invalid value: \"a..b\": bad"
+        );
+        assert_eq!(
+            status["details"],
+            json!({"name": "a..b", "group": "apps", "kind": "Deployment", "causes": [
+                {"reason": "FieldValueInvalid", "field": "metadata.name", "message": "Invalid value: \"a..b\": bad"}
+            ]})
+        );
+        let two = ApiError::Invalid {
+            kind: "ConfigMap".into(),
+            group: String::new(),
+            name: String::new(),
+            causes: vec![
+                FieldCause::required("metadata.name", "name or generateName is required"),
+                FieldCause::invalid("metadata.namespace", "A", "bad"),
+            ],
+        };
+        assert_eq!(
+            two.to_string(),
+            "ConfigMap \"\" is invalid: [metadata.name: Required value: name or generateName is required, metadata.namespace: Invalid value: \"A\": bad]"
+        );
+        assert_eq!(ApiError::Unauthorized.to_status()["reason"], "Unauthorized");
+        assert_eq!(
+            ApiError::Unauthorized.to_status()["message"],
+            "Unauthorized"
+        );
+        assert_eq!(ApiError::Unauthorized.code(), 401);
     }
 
     #[test]

@@ -14,19 +14,24 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::auth::{self, BearerToken};
 use crate::cluster::Cluster;
 use crate::discovery;
 use crate::error::ApiError;
 use crate::gc::Propagation;
 use crate::logs::LogOptions;
 use crate::patch::{PATCH_TYPES, PatchKind};
+use crate::path::{self, Segment};
 use crate::selector::Selector;
 use crate::table::{self, IncludeObject};
 use crate::verbs::{DeleteOptions, ListOptions, Target, WriteOptions, present};
-use crate::watch::{self as watcher, WatchParams};
+use crate::watch::{self as watcher, MAX_WATCH_TIMEOUT, WatchParams};
 
 /// Default request body limit (3 MiB, like etcd's default request size).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Media types accepted for the body of a POST or PUT.
+pub const OBJECT_TYPES: &str = "application/json, application/yaml";
 
 /// State shared by the HTTP handlers.
 #[derive(Debug, Clone)]
@@ -39,6 +44,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Period of watch bookmarks.
     pub bookmark_interval: Duration,
+    /// The bearer token requests must carry.
+    pub token: Arc<BearerToken>,
     /// Flips to true on shutdown, ending watches.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -121,7 +128,16 @@ impl Query {
             .transpose()
     }
 
+    /// `timeoutSeconds`, at most [`MAX_WATCH_TIMEOUT`].
+    fn timeout(&self) -> Result<Option<Duration>, ApiError> {
+        Ok(self
+            .number("timeoutSeconds")?
+            .map(|s| Duration::from_secs(s).min(MAX_WATCH_TIMEOUT)))
+    }
+
     fn list_options(&self) -> Result<ListOptions, ApiError> {
+        // A list ends when it is sent; its timeout is only checked, as kube-apiserver parses it.
+        self.timeout()?;
         Ok(ListOptions {
             labels: self.selector("labelSelector")?,
             fields: self.selector("fieldSelector")?,
@@ -168,6 +184,16 @@ fn content_type(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
+/// The media type of the body, lowercase, without parameters (empty when none is declared).
+fn media_type(headers: &HeaderMap) -> String {
+    content_type(headers)
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
 async fn read_body(
     body: Body,
     headers: &HeaderMap,
@@ -185,23 +211,22 @@ async fn read_body(
         .map_err(|_| ApiError::TooLarge { limit })
 }
 
-fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
-    let media = content_type(headers)
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim();
-    let value = match media {
-        "" | "application/json" | "*/*" => serde_json::from_slice::<Value>(body)
-            .map_err(|e| ApiError::BadRequest(format!("the body is not valid json: {e}")))?,
-        "application/yaml" => {
-            crate::patch::decode_yaml(body).map_err(|e| ApiError::BadRequest(e.to_string()))?
-        }
-        _ => {
-            return Err(ApiError::UnsupportedMediaType(
-                "application/json, application/yaml".into(),
-            ));
-        }
+/// The media type of a POST or PUT body, checked before the body is read: JSON or YAML, declared
+/// (a missing `Content-Type` is refused, not guessed).
+fn object_media_type(headers: &HeaderMap) -> Result<String, ApiError> {
+    let media = media_type(headers);
+    match media.as_str() {
+        "application/json" | "application/yaml" => Ok(media),
+        _ => Err(ApiError::UnsupportedMediaType(OBJECT_TYPES.into())),
+    }
+}
+
+fn decode_object(media: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let value = if media == "application/yaml" {
+        crate::patch::decode_yaml(body).map_err(|e| ApiError::BadRequest(e.to_string()))?
+    } else {
+        serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid json: {e}")))?
     };
     if !value.is_object() {
         return Err(ApiError::BadRequest(
@@ -216,17 +241,21 @@ pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let started = std::time::Instant::now();
-    let response = match route(&app, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    let response = if !auth::is_public(&method, &path) && !app.token.authorizes(request.headers()) {
+        ApiError::Unauthorized.into_response()
+    } else {
+        match route(&app, request).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        }
     };
     tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
     response
 }
 
 async fn route(app: &AppState, request: Request) -> Result<Response, ApiError> {
-    let path = request.uri().path().to_string();
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let decoded = path::segments(request.uri().path())?;
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let get = request.method() == Method::GET;
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match segments.as_slice() {
@@ -240,9 +269,14 @@ async fn route(app: &AppState, request: Request) -> Result<Response, ApiError> {
                     .unwrap_or_default(),
             )
         }
-        ["apis", group] if get => discovery::group(&app.cluster.lock().registry, group)
-            .map_or(Err(ApiError::UnknownResource), ok),
+        ["apis", group] if get => {
+            Segment::Group.check(group)?;
+            discovery::group(&app.cluster.lock().registry, group)
+                .map_or(Err(ApiError::UnknownResource), ok)
+        }
         ["apis", group, version] if get => {
+            Segment::Group.check(group)?;
+            Segment::Version.check(version)?;
             discovery::resource_list(&app.cluster.lock().registry, group, version)
                 .map_or(Err(ApiError::UnknownResource), ok)
         }
@@ -252,10 +286,14 @@ async fn route(app: &AppState, request: Request) -> Result<Response, ApiError> {
                 .map_or(Err(ApiError::UnknownResource), ok)
         }
         ["openapi", "v3", "apis", group, version] if get => {
+            Segment::Group.check(group)?;
+            Segment::Version.check(version)?;
             discovery::openapi_v3_group(&app.cluster.lock().registry, group, version)
                 .map_or(Err(ApiError::UnknownResource), ok)
         }
         ["api", "v1", "namespaces", namespace, "pods", name, "log"] => {
+            Segment::Namespace.check(namespace)?;
+            Segment::Name.check(name)?;
             if !get {
                 return Err(ApiError::MethodNotAllowed);
             }
@@ -267,6 +305,8 @@ async fn route(app: &AppState, request: Request) -> Result<Response, ApiError> {
             resource(app, target, request).await
         }
         ["apis", group, version, rest @ ..] if !rest.is_empty() => {
+            Segment::Group.check(group)?;
+            Segment::Version.check(version)?;
             let target = resolve(app, group, version, rest)?;
             resource(app, target, request).await
         }
@@ -274,6 +314,9 @@ async fn route(app: &AppState, request: Request) -> Result<Response, ApiError> {
     }
 }
 
+/// The target of a resource path below `/api/v1` or `/apis/{group}/{version}`. Every segment is
+/// checked ([`Segment::check`]) before it is used: an empty name or namespace (`configmaps/`,
+/// `namespaces//configmaps`) is refused, never read as a collection.
 fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
     let registry = &app.cluster.lock().registry;
     let (namespace, rest) = match rest {
@@ -281,7 +324,7 @@ fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<
             if registry.lookup(group, version, resource).is_some() =>
         {
             (
-                Some((*ns).to_string()),
+                Some(*ns),
                 std::iter::once(*resource)
                     .chain(tail.iter().copied())
                     .collect::<Vec<_>>(),
@@ -291,16 +334,31 @@ fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<
     };
     let (plural, name, subresource) = match rest.as_slice() {
         [plural] => (*plural, None, None),
-        [plural, name] => (*plural, Some((*name).to_string()), None),
-        [plural, name, sub] => (*plural, Some((*name).to_string()), Some((*sub).to_string())),
+        [plural, name] => (*plural, Some(*name), None),
+        [plural, name, sub] => (*plural, Some(*name), Some(*sub)),
         _ => return Err(ApiError::UnknownResource),
     };
+    Segment::Resource.check(plural)?;
     let info = registry
         .lookup(group, version, plural)
         .ok_or(ApiError::UnknownResource)?;
     if namespace.is_some() && !info.namespaced {
         return Err(ApiError::UnknownResource);
     }
+    if let Some(ns) = namespace {
+        Segment::Namespace.check(ns)?;
+    }
+    if let Some(name) = name {
+        Segment::Name.check(name)?;
+    }
+    if let Some(sub) = subresource {
+        Segment::Subresource.check(sub)?;
+    }
+    let (namespace, name, subresource) = (
+        namespace.map(str::to_string),
+        name.map(str::to_string),
+        subresource.map(str::to_string),
+    );
     if subresource
         .as_deref()
         .is_some_and(|s| s != "status" || !info.status_subresource)
@@ -342,9 +400,6 @@ async fn resource(app: &AppState, target: Target, request: Request) -> Result<Re
     let info = target.info.clone();
     match (&parts.method, target.name.is_some()) {
         (&Method::GET, false) if query.flag("watch") => {
-            if target.namespace.as_ref().is_some_and(|ns| ns.is_empty()) {
-                return Err(ApiError::BadRequest("empty namespace".into()));
-            }
             let params = WatchParams {
                 target,
                 labels: query.selector("labelSelector")?,
@@ -352,7 +407,7 @@ async fn resource(app: &AppState, target: Target, request: Request) -> Result<Re
                 resource_version: query.number("resourceVersion")?,
                 send_initial_events: query.flag("sendInitialEvents"),
                 bookmarks: query.flag("allowWatchBookmarks"),
-                timeout: query.number("timeoutSeconds")?.map(Duration::from_secs),
+                timeout: query.timeout()?,
                 table,
             };
             let stream = watcher::stream(
@@ -412,8 +467,9 @@ async fn resource(app: &AppState, target: Target, request: Request) -> Result<Re
             Ok(json_response(StatusCode::OK, &present(&info, &object)))
         }
         (&Method::POST, false) if target.subresource.is_none() => {
+            let media = object_media_type(headers)?;
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
-            let object = decode_object(headers, &bytes)?;
+            let object = decode_object(&media, &bytes)?;
             let created = cluster.create(&target, object, &query.write_options(headers)?)?;
             Ok(json_response(
                 StatusCode::CREATED,
@@ -421,8 +477,9 @@ async fn resource(app: &AppState, target: Target, request: Request) -> Result<Re
             ))
         }
         (&Method::PUT, true) => {
+            let media = object_media_type(headers)?;
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
-            let object = decode_object(headers, &bytes)?;
+            let object = decode_object(&media, &bytes)?;
             let updated = cluster.update(&target, object, &query.write_options(headers)?)?;
             Ok(json_response(StatusCode::OK, &present(&info, &updated)))
         }
@@ -528,6 +585,55 @@ mod tests {
         assert_eq!(q["watch"], "1");
         assert_eq!(q["x"], "");
         assert_eq!(decode_component("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn watch_timeouts_are_capped_and_must_be_numbers() {
+        let timeout = |q: &str| Query(parse_query(q)).timeout();
+        assert_eq!(timeout("").unwrap(), None);
+        assert_eq!(
+            timeout("timeoutSeconds=30").unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            timeout("timeoutSeconds=18446744073709551615").unwrap(),
+            Some(MAX_WATCH_TIMEOUT)
+        );
+        for bad in ["99999999999999999999", "-1", "abc", "1.5"] {
+            assert_eq!(
+                timeout(&format!("timeoutSeconds={bad}"))
+                    .unwrap_err()
+                    .code(),
+                400,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_declare_json_or_yaml() {
+        let with = |ct: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            object_media_type(&headers)
+        };
+        assert_eq!(with("application/json").unwrap(), "application/json");
+        assert_eq!(
+            with("Application/YAML; charset=utf-8").unwrap(),
+            "application/yaml"
+        );
+        for bad in [
+            "",
+            "*/*",
+            "text/plain",
+            "application/vnd.kubernetes.protobuf",
+        ] {
+            assert_eq!(with(bad).unwrap_err().code(), 415, "{bad}");
+        }
+        assert_eq!(
+            object_media_type(&HeaderMap::new()).unwrap_err().code(),
+            415
+        );
     }
 
     #[test]

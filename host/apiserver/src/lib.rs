@@ -1,6 +1,6 @@
-//! Embedded Kubernetes-compatible API server: serves the Kubernetes REST API in-process over plain
-//! HTTP so the host, its tests and controller authors can use `kube::Client` and `kubectl` with no
-//! cluster (an envtest that needs no binaries).
+//! Embedded Kubernetes-compatible API server: serves the Kubernetes REST API in-process over HTTPS
+//! with a bearer token, so the host, its tests and controller authors can use `kube::Client` and
+//! `kubectl` with no cluster (an envtest that needs no binaries).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,19 +12,23 @@
 //! ```
 
 pub mod apply;
+pub mod auth;
 pub mod cluster;
+pub mod connection;
 pub mod discovery;
 pub mod error;
 pub mod gc;
 pub mod handler;
 pub mod logs;
 pub mod patch;
+pub mod path;
 pub mod persist;
 pub mod resource;
 pub mod selector;
 pub mod server;
 pub mod store;
 pub mod table;
+pub mod tls;
 pub mod validation;
 pub mod verbs;
 pub mod watch;

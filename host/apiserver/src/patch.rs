@@ -38,16 +38,22 @@ pub const PATCH_TYPES: &str = "application/json-patch+json, application/merge-pa
 application/strategic-merge-patch+json, application/apply-patch+yaml";
 
 impl PatchKind {
-    /// The kind for a `Content-Type` header value (parameters ignored).
+    /// The kind for a `Content-Type` header value (parameters ignored, case-insensitive); `None`
+    /// for any other type, a missing one included.
     #[must_use]
     pub fn from_content_type(content_type: &str) -> Option<Self> {
-        match content_type.split(';').next().unwrap_or_default().trim() {
-            "application/json-patch+json" => Some(Self::Json),
-            "application/merge-patch+json" => Some(Self::Merge),
-            "application/strategic-merge-patch+json" => Some(Self::StrategicMerge),
-            "application/apply-patch+yaml" | "application/apply-patch+json" => Some(Self::Apply),
-            _ => None,
-        }
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        [
+            ("application/json-patch+json", Self::Json),
+            ("application/merge-patch+json", Self::Merge),
+            (
+                "application/strategic-merge-patch+json",
+                Self::StrategicMerge,
+            ),
+            ("application/apply-patch+yaml", Self::Apply),
+        ]
+        .into_iter()
+        .find_map(|(name, kind)| media.eq_ignore_ascii_case(name).then_some(kind))
     }
 }
 
@@ -122,6 +128,16 @@ mod tests {
             Some(PatchKind::Merge)
         );
         assert_eq!(PatchKind::from_content_type("text/plain"), None);
+        assert_eq!(PatchKind::from_content_type(""), None);
+        assert_eq!(PatchKind::from_content_type("application/json"), None);
+        assert_eq!(
+            PatchKind::from_content_type("application/apply-patch+json"),
+            None
+        );
+        assert_eq!(
+            PatchKind::from_content_type("Application/Apply-Patch+YAML"),
+            Some(PatchKind::Apply)
+        );
         assert_eq!(decode_yaml(b"a: 1\n").unwrap(), json!({"a": 1}));
     }
 }

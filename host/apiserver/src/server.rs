@@ -1,8 +1,10 @@
-//! Starting and stopping the server: the builder, the listener and the client helpers.
+//! Starting and stopping the server: the builder, the listener, the credentials and the client
+//! helpers.
 
 use std::future::Future;
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +12,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::{BearerToken, TokenError};
 use crate::cluster::Cluster;
+use crate::connection::{self, DEFAULT_HEADER_READ_TIMEOUT};
 use crate::handler::{AppState, DEFAULT_MAX_BODY_BYTES, handle};
 use crate::store::StoreError;
+use crate::tls::{Authority, TlsError};
 
 /// Default number of change events kept for watch resumption.
 pub const DEFAULT_WATCH_HISTORY: usize = 100_000;
@@ -37,6 +42,21 @@ pub enum ServerError {
     /// Serving failed.
     #[error("serving http")]
     Serve(#[source] std::io::Error),
+    /// The bearer token could not be generated, or the one given is not usable.
+    #[error("the bearer token")]
+    Token(#[source] TokenError),
+    /// The TLS authority or serving certificate could not be made.
+    #[error("the TLS identity")]
+    Tls(#[source] TlsError),
+    /// The kubeconfig file could not be written.
+    #[error("writing the kubeconfig {path}")]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The server task panicked or was cancelled.
     #[error("the server task failed")]
     Join(#[source] tokio::task::JoinError),
@@ -48,14 +68,17 @@ pub enum ServerError {
     Url(#[source] axum::http::uri::InvalidUri),
 }
 
-/// Configures an [`ApiServer`].
-#[derive(Debug, Clone)]
+/// Configures an [`ApiServer`]. `Debug` does not show a given token.
+#[derive(Clone)]
 #[must_use]
 pub struct ApiServerBuilder {
     state_dir: Option<PathBuf>,
     watch_history: usize,
     bookmark_interval: Duration,
     max_body_bytes: usize,
+    header_read_timeout: Duration,
+    token: Option<String>,
+    authority: Option<Authority>,
 }
 
 impl Default for ApiServerBuilder {
@@ -65,7 +88,24 @@ impl Default for ApiServerBuilder {
             watch_history: DEFAULT_WATCH_HISTORY,
             bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            token: None,
+            authority: None,
         }
+    }
+}
+
+impl std::fmt::Debug for ApiServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServerBuilder")
+            .field("state_dir", &self.state_dir)
+            .field("watch_history", &self.watch_history)
+            .field("bookmark_interval", &self.bookmark_interval)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("authority", &self.authority)
+            .finish()
     }
 }
 
@@ -95,15 +135,52 @@ impl ApiServerBuilder {
         self
     }
 
-    /// Loads the state (if any) and builds the server.
+    /// How long a client may take to send a request head (request line and headers), counted
+    /// from when the server starts waiting for it; slower clients are disconnected. Also the
+    /// longest a keep-alive connection stays open idle.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Use this bearer token instead of a random one (for example to keep one kubeconfig valid
+    /// across restarts on the same state directory). Checked by [`ApiServerBuilder::build`].
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Use this certificate authority instead of a new one (for example
+    /// [`RunningServer::authority`] of an earlier server, so that its clients keep trusting the
+    /// server across a restart).
+    pub fn authority(mut self, authority: Authority) -> Self {
+        self.authority = Some(authority);
+        self
+    }
+
+    /// Loads the state (if any), makes the bearer token (random unless one was given) and the
+    /// certificate authority (new unless one was given) and builds the server.
     ///
     /// # Errors
-    /// [`ServerError::Store`] when the state directory cannot be read or compacted.
+    /// [`ServerError::Store`] when the state directory cannot be read or compacted,
+    /// [`ServerError::Token`] when no token can be generated or the given one is not usable,
+    /// [`ServerError::Tls`] when no authority can be made.
     pub fn build(self) -> Result<ApiServer, ServerError> {
+        let token = match &self.token {
+            Some(given) => BearerToken::new(given.clone()),
+            None => BearerToken::generate(),
+        }
+        .map_err(ServerError::Token)?;
+        let authority = match &self.authority {
+            Some(given) => given.clone(),
+            None => Authority::generate().map_err(ServerError::Tls)?,
+        };
         let cluster = Cluster::open(self.state_dir.as_deref(), self.watch_history)
             .map_err(ServerError::Store)?;
         Ok(ApiServer {
             cluster: Arc::new(cluster),
+            token,
+            authority,
             config: self,
         })
     }
@@ -113,6 +190,8 @@ impl ApiServerBuilder {
 #[derive(Debug)]
 pub struct ApiServer {
     cluster: Arc<Cluster>,
+    token: BearerToken,
+    authority: Authority,
     config: ApiServerBuilder,
 }
 
@@ -139,12 +218,33 @@ impl ApiServer {
         self.cluster.lock().store.len()
     }
 
+    /// The bearer token every request but the health probes must carry.
+    #[must_use]
+    pub fn token(&self) -> &str {
+        self.token.as_str()
+    }
+
+    /// The certificate authority clients must trust.
+    #[must_use]
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    fn acceptor(&self, addr: SocketAddr) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
+        let config = self
+            .authority
+            .server_config(addr)
+            .map_err(ServerError::Tls)?;
+        Ok(tokio_rustls::TlsAcceptor::from(config))
+    }
+
     fn router(&self, addr: SocketAddr, shutdown: watch::Receiver<bool>) -> axum::Router {
         let state = AppState {
             cluster: self.cluster.clone(),
             addr,
             max_body_bytes: self.config.max_body_bytes,
             bookmark_interval: self.config.bookmark_interval,
+            token: Arc::new(self.token.clone()),
             shutdown,
         };
         axum::Router::new().fallback(handle).with_state(state)
@@ -160,16 +260,16 @@ impl ApiServer {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let (listener, bound) = bind(addr).await?;
+        let tls = self.acceptor(bound)?;
         let (tx, rx) = watch::channel(false);
-        let router = self.router(bound, rx);
+        let router = self.router(bound, rx.clone());
         tracing::info!(addr = %bound, "api server listening");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                let _ = tx.send(true);
-            })
-            .await
-            .map_err(ServerError::Serve)
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        connection::serve(listener, tls, router, self.config.header_read_timeout, rx).await;
+        Ok(())
     }
 
     /// Serves on `addr` until the process ends.
@@ -186,21 +286,20 @@ impl ApiServer {
     /// [`ServerError::Bind`] when the address cannot be bound.
     pub async fn start(self, addr: SocketAddr) -> Result<RunningServer, ServerError> {
         let (listener, bound) = bind(addr).await?;
+        let tls = self.acceptor(bound)?;
         let (tx, rx) = watch::channel(false);
         let router = self.router(bound, rx.clone());
-        let mut stop = rx;
+        let header_read_timeout = self.config.header_read_timeout;
         let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-                .map_err(ServerError::Serve)
+            connection::serve(listener, tls, router, header_read_timeout, rx).await;
+            Ok(())
         });
         tracing::info!(addr = %bound, "api server listening");
         Ok(RunningServer {
             cluster: self.cluster.clone(),
             addr: bound,
+            token: self.token,
+            authority: self.authority,
             shutdown: tx,
             task,
         })
@@ -220,6 +319,8 @@ impl ApiServer {
 pub struct RunningServer {
     cluster: Arc<Cluster>,
     addr: SocketAddr,
+    token: BearerToken,
+    authority: Authority,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -231,10 +332,26 @@ impl RunningServer {
         self.addr
     }
 
-    /// `http://ADDR`.
+    /// `https://ADDR`.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
+    }
+
+    /// The certificate authority that signed the server's certificate; clients trust it
+    /// ([`RunningServer::client`] and the kubeconfig do already; raw clients can use
+    /// [`Authority::client_config`]).
+    #[must_use]
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The bearer token every request but the health probes must carry
+    /// (`Authorization: Bearer TOKEN`). [`RunningServer::client`], [`RunningServer::kube_config`]
+    /// and [`RunningServer::kubeconfig_yaml`] carry it already.
+    #[must_use]
+    pub fn token(&self) -> &str {
+        self.token.as_str()
     }
 
     /// Sets (replaces) the log of `container` of pod `namespace/pod`, served by
@@ -251,13 +368,17 @@ impl RunningServer {
             .set_pod_log(namespace, pod, container, text.into());
     }
 
-    /// A kube configuration for this server (no credentials, namespace `default`).
+    /// A kube configuration for this server: its URL, its certificate authority as the only root
+    /// and its bearer token; namespace `default`.
     ///
     /// # Errors
     /// [`ServerError::Url`] (not expected for a socket address).
     pub fn kube_config(&self) -> Result<kube::Config, ServerError> {
         let uri = self.url().parse().map_err(ServerError::Url)?;
-        Ok(kube::Config::new(uri))
+        let mut config = kube::Config::new(uri);
+        config.root_cert = Some(vec![self.authority.certificate_der().to_vec()]);
+        config.auth_info.token = Some(self.token().to_owned().into());
+        Ok(config)
     }
 
     /// A kube client for this server.
@@ -268,10 +389,41 @@ impl RunningServer {
         kube::Client::try_from(self.kube_config()?).map_err(ServerError::Client)
     }
 
-    /// A kubeconfig that `kubectl --kubeconfig FILE` uses as is.
+    /// A kubeconfig that `kubectl --kubeconfig FILE` uses as is; it holds the bearer token, so
+    /// keep it private (see [`RunningServer::write_kubeconfig`]).
     #[must_use]
     pub fn kubeconfig_yaml(&self) -> String {
-        kubeconfig_yaml(&self.url())
+        kubeconfig_yaml(&self.url(), self.authority.certificate_pem(), self.token())
+    }
+
+    /// Writes [`RunningServer::kubeconfig_yaml`] to `path`, readable by its owner only: a new file
+    /// is created next to it with mode 0600, written, synced and renamed over `path` (so an
+    /// existing file, or a symbolic link, at `path` is replaced, never written through).
+    ///
+    /// # Errors
+    /// [`ServerError::Kubeconfig`] when the file cannot be created, written or renamed.
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), ServerError> {
+        let failed = |source| ServerError::Kubeconfig {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".kubeconfig-").suffix(".tmp");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            builder.permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        let mut file = builder.tempfile_in(dir).map_err(failed)?;
+        file.write_all(self.kubeconfig_yaml().as_bytes())
+            .map_err(failed)?;
+        file.as_file().sync_all().map_err(failed)?;
+        file.persist(path).map_err(|e| failed(e.error))?;
+        Ok(())
     }
 
     /// Stops accepting requests, ends watches and waits for the server task.
@@ -284,12 +436,16 @@ impl RunningServer {
     }
 }
 
-/// A kubeconfig for a plain-http server URL with a credential-less user and a current context.
+/// A kubeconfig for a server URL whose certificate `ca_pem` signed, with a bearer-token user and a
+/// current context (namespace `default`).
 #[must_use]
-pub fn kubeconfig_yaml(url: &str) -> String {
+pub fn kubeconfig_yaml(url: &str, ca_pem: &str, token: &str) -> String {
+    use base64::Engine as _;
+    let token = serde_json::Value::from(token);
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: capstan\n  cluster:\n    server: {url}\n\
-users:\n- name: capstan\n  user: {{}}\ncontexts:\n- name: capstan\n  context:\n    cluster: capstan\n    user: capstan\n    namespace: default\n\
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: capstan\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n\
+users:\n- name: capstan\n  user:\n    token: {token}\ncontexts:\n- name: capstan\n  context:\n    cluster: capstan\n    user: capstan\n    namespace: default\n\
 current-context: capstan\npreferences: {{}}\n"
     )
 }
@@ -300,13 +456,26 @@ mod tests {
 
     #[test]
     fn kubeconfig_parses() {
-        let yaml = kubeconfig_yaml("http://127.0.0.1:1234");
+        let yaml = kubeconfig_yaml("https://127.0.0.1:1234", "PEM", "t0k-en_");
         let v: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(
             v["clusters"][0]["cluster"]["server"],
-            "http://127.0.0.1:1234"
+            "https://127.0.0.1:1234"
         );
+        assert_eq!(
+            v["clusters"][0]["cluster"]["certificate-authority-data"],
+            "UEVN"
+        );
+        assert_eq!(v["users"][0]["user"]["token"], "t0k-en_");
         assert_eq!(v["current-context"], "capstan");
+    }
+
+    #[test]
+    fn debug_output_hides_the_credentials() {
+        let server = ApiServer::builder().token("s3cret-token").build().unwrap();
+        let text = format!("{server:?}");
+        assert!(!text.contains("s3cret-token"), "{text}");
+        assert!(!text.contains("BEGIN"), "{text}");
     }
 
     #[tokio::test]

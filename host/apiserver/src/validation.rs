@@ -167,15 +167,35 @@ impl NameRule {
         }
     }
 
-    /// Check `name` against this rule (a name is always a valid path segment too).
+    /// Check `name` against this rule (a name is always a valid path segment too). The kind's
+    /// own rule is checked first, so the error is the one kube-apiserver reports.
     pub fn check(self, name: &str) -> Result<(), InvalidIdentifier> {
-        path_segment(name)?;
         match self {
             Self::Subdomain => dns1123_subdomain(name),
             Self::Label => dns1123_label(name),
             Self::Dns1035 => dns1035_label(name),
             Self::PathSegment => Ok(()),
+        }?;
+        path_segment(name)
+    }
+
+    /// Check a `generateName` prefix: as a name, but with a trailing dash masked (a random suffix
+    /// follows it), as apimachinery's `maskTrailingDash` does.
+    pub fn check_prefix(self, prefix: &str) -> Result<(), InvalidIdentifier> {
+        self.check(&mask_trailing_dash(prefix))
+    }
+}
+
+/// apimachinery's `maskTrailingDash`: a trailing `-` no longer ends the text. Like upstream it
+/// drops the last two characters and appends `a`, so which prefixes pass is the same.
+fn mask_trailing_dash(prefix: &str) -> std::borrow::Cow<'_, str> {
+    match prefix.strip_suffix('-') {
+        Some(rest) if !rest.is_empty() => {
+            let mut chars = rest.chars();
+            chars.next_back();
+            format!("{}a", chars.as_str()).into()
         }
+        _ => prefix.into(),
     }
 }
 
@@ -276,6 +296,31 @@ mod tests {
             NameRule::for_kind("rbac.authorization.k8s.io", "Role")
                 .check("a/b")
                 .is_err()
+        );
+        assert_eq!(
+            NameRule::Subdomain.check(".."),
+            Err(InvalidIdentifier::NotDns1123Subdomain),
+            "the kind's rule speaks first"
+        );
+    }
+
+    #[test]
+    fn generate_name_prefixes_mask_the_trailing_dash() {
+        assert_eq!(NameRule::Subdomain.check_prefix("web-"), Ok(()));
+        assert_eq!(NameRule::Label.check_prefix("ns-"), Ok(()));
+        assert_eq!(NameRule::Subdomain.check_prefix("web"), Ok(()));
+        assert!(NameRule::Subdomain.check_prefix("Web-").is_err());
+        assert!(NameRule::Subdomain.check_prefix("-").is_err());
+        assert!(
+            NameRule::Subdomain.check_prefix("a_-").is_ok(),
+            "upstream drops two characters"
+        );
+        assert!(NameRule::Subdomain.check_prefix("a--").is_ok());
+        assert!(NameRule::Dns1035.check_prefix("1a-").is_err());
+        assert_eq!(
+            NameRule::Dns1035.check_prefix("1-"),
+            Ok(()),
+            "upstream masks it to \"a\""
         );
     }
 

@@ -7,12 +7,18 @@ use serde_json::{Map, Value, json};
 
 use crate::apply::{self, ApplyError, FieldScope, Writer};
 use crate::cluster::{Cluster, Inner, new_uid, now};
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldCause};
 use crate::gc::{self, Propagation};
 use crate::patch::{self, PatchKind};
 use crate::resource::{CRD_RESOURCE, NAMESPACE_RESOURCE, ResourceInfo};
 use crate::selector::Selector;
 use crate::store::ObjectKey;
+use crate::validation::{self, DNS1123_LABEL_MAX_LENGTH, NameRule};
+
+/// Length of the random suffix of a generated name (apiserver's `SimpleNameGenerator`).
+const GENERATED_SUFFIX_LENGTH: usize = 5;
+/// Longest `generateName` prefix kept: a generated name fits in a DNS-1123 label.
+const MAX_GENERATED_PREFIX_LENGTH: usize = DNS1123_LABEL_MAX_LENGTH - GENERATED_SUFFIX_LENGTH;
 
 /// The object (or collection) a request addresses.
 #[derive(Debug, Clone)]
@@ -124,12 +130,18 @@ impl Target {
         }
     }
 
-    fn invalid(&self, name: &str, message: impl Into<String>) -> ApiError {
+    fn invalid(&self, name: &str, causes: Vec<FieldCause>) -> ApiError {
         ApiError::Invalid {
-            resource: self.resource_name(),
+            kind: self.info.kind.clone(),
+            group: self.info.group.clone(),
             name: name.to_string(),
-            message: message.into(),
+            causes,
         }
+    }
+
+    /// An invalid answer whose one error text names its own field (or none).
+    fn invalid_text(&self, name: &str, message: impl Into<String>) -> ApiError {
+        self.invalid(name, vec![FieldCause::other("", message)])
     }
 }
 
@@ -165,23 +177,55 @@ fn meta_str<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
     object["metadata"][key].as_str().filter(|s| !s.is_empty())
 }
 
-fn valid_name(name: &str, max: usize, dots: bool) -> bool {
-    let ok_char =
-        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.');
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    !name.is_empty()
-        && name.len() <= max
-        && name.chars().all(ok_char)
-        && edge(name.chars().next())
-        && edge(name.chars().last())
-}
-
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    uuid::Uuid::new_v4().as_bytes()[..5]
+    uuid::Uuid::new_v4().as_bytes()[..GENERATED_SUFFIX_LENGTH]
         .iter()
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
         .collect()
+}
+
+/// A name from a `generateName` prefix, as apiserver's `SimpleNameGenerator` makes it: the prefix
+/// cut to [`MAX_GENERATED_PREFIX_LENGTH`] bytes (at a character boundary), then a random suffix.
+fn generated_name(prefix: &str) -> String {
+    let mut end = prefix.len().min(MAX_GENERATED_PREFIX_LENGTH);
+    while !prefix.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{}", &prefix[..end], random_suffix())
+}
+
+/// The metadata errors of a new object (`ValidateObjectMeta`): the `generateName` prefix and the
+/// name by the kind's rule, the namespace of a namespaced kind as a DNS-1123 label.
+fn metadata_causes(
+    info: &ResourceInfo,
+    name: &str,
+    generate_name: Option<&str>,
+    namespace: &str,
+) -> Vec<FieldCause> {
+    let rule = NameRule::for_kind(&info.group, &info.kind);
+    let mut causes = Vec::new();
+    if let Some(prefix) = generate_name
+        && let Err(e) = rule.check_prefix(prefix)
+    {
+        causes.push(FieldCause::invalid("metadata.generateName", prefix, e));
+    }
+    if name.is_empty() {
+        causes.push(FieldCause::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
+    } else if let Err(e) = rule.check(name) {
+        causes.push(FieldCause::invalid("metadata.name", name, e));
+    }
+    if info.namespaced {
+        if namespace.is_empty() {
+            causes.push(FieldCause::required("metadata.namespace", ""));
+        } else if let Err(e) = validation::dns1123_label(namespace) {
+            causes.push(FieldCause::invalid("metadata.namespace", namespace, e));
+        }
+    }
+    causes
 }
 
 fn spec_of(object: &Value) -> Value {
@@ -330,39 +374,30 @@ fn prepare_create(
                 "the namespace of the provided object does not match the namespace sent on the request".into(),
             ));
         }
-        if !namespace_exists(inner, &ns) {
-            return Err(ApiError::NotFound {
-                resource: "namespaces".into(),
-                name: ns,
-            });
-        }
         ns
     } else {
         String::new()
     };
-    let name = match (meta_str(&object, "name"), meta_str(&object, "generateName")) {
+    let generate_name = meta_str(&object, "generateName").map(str::to_string);
+    let name = match (meta_str(&object, "name"), generate_name.as_deref()) {
         (Some(n), _) => n.to_string(),
-        (None, Some(prefix)) => format!("{prefix}{}", random_suffix()),
-        (None, None) => {
-            return Err(target.invalid(
-                "",
-                "metadata.name: Required value: name or generateName is required",
-            ));
-        }
+        (None, Some(prefix)) => generated_name(prefix),
+        (None, None) => String::new(),
     };
-    let dots = info.group_resource() != NAMESPACE_RESOURCE;
-    if !valid_name(&name, if dots { 253 } else { 63 }, dots) {
-        return Err(target.invalid(
-            &name,
-            format!(
-                "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 name is required"
-            ),
-        ));
-    }
     if target.name.as_ref().is_some_and(|n| *n != name) {
         return Err(ApiError::BadRequest(
             "the name of the object does not match the name on the url".into(),
         ));
+    }
+    let causes = metadata_causes(info, &name, generate_name.as_deref(), &namespace);
+    if !causes.is_empty() {
+        return Err(target.invalid(&name, causes));
+    }
+    if info.namespaced && !namespace_exists(inner, &namespace) {
+        return Err(ApiError::NotFound {
+            resource: "namespaces".into(),
+            name: namespace,
+        });
     }
     let key = (namespace.clone(), name.clone());
     if inner.store.get(&info.group_resource(), &key).is_some() {
@@ -376,7 +411,7 @@ fn prepare_create(
     {
         map.remove("status");
     }
-    normalize_kind_specific(info, &mut object).map_err(|m| target.invalid(&name, m))?;
+    normalize_kind_specific(info, &mut object).map_err(|m| target.invalid_text(&name, m))?;
     if let Some(map) = object.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(info.api_version()));
         map.insert("kind".into(), Value::String(info.kind.clone()));
@@ -465,14 +500,16 @@ fn prepare_update(target: &Target, old: &Value, new: Value) -> Result<Value, Api
         || target.info.group_resource() == NAMESPACE_RESOURCE
     {
         let status = old.get("status").cloned();
-        normalize_kind_specific(&target.info, &mut out).map_err(|m| target.invalid(&name, m))?;
+        normalize_kind_specific(&target.info, &mut out)
+            .map_err(|m| target.invalid_text(&name, m))?;
         if target.scope() == FieldScope::StatusOnly
             && let (Some(s), Some(map)) = (status, out.as_object_mut())
         {
             map.insert("status".into(), s);
         }
     } else {
-        normalize_kind_specific(&target.info, &mut out).map_err(|m| target.invalid(&name, m))?;
+        normalize_kind_specific(&target.info, &mut out)
+            .map_err(|m| target.invalid_text(&name, m))?;
     }
     if let Some(map) = out.as_object_mut() {
         map.insert(
@@ -686,11 +723,7 @@ impl Cluster {
         }
         let old = old.ok_or_else(|| target.not_found())?;
         let patched = patch::apply_patch(kind, &old, body).map_err(|e| match e {
-            patch::PatchError::Apply(source) => ApiError::Invalid {
-                resource: target.resource_name(),
-                name: key.1.clone(),
-                message: source.to_string(),
-            },
+            patch::PatchError::Apply(source) => target.invalid_text(&key.1, source.to_string()),
             other => ApiError::BadRequest(format!(
                 "{other}: {}",
                 std::error::Error::source(&other)

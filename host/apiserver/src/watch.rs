@@ -18,6 +18,12 @@ use crate::store::EventType;
 use crate::table::{self, IncludeObject};
 use crate::verbs::{Target, present};
 
+/// The longest watch a client can ask for with `timeoutSeconds`; longer requests are cut to it.
+/// kube-apiserver ends a watch that asks for no timeout after a random time between
+/// `--min-request-timeout` and twice that (1800 s by default, so at most an hour); a client may
+/// ask for no more here.
+pub const MAX_WATCH_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// What a watch asks for.
 #[derive(Debug, Clone)]
 pub struct WatchParams {
@@ -33,7 +39,8 @@ pub struct WatchParams {
     pub send_initial_events: bool,
     /// `allowWatchBookmarks`.
     pub bookmarks: bool,
-    /// `timeoutSeconds`.
+    /// `timeoutSeconds` (the handler caps it at [`MAX_WATCH_TIMEOUT`]; a deadline beyond what
+    /// the clock can express means none).
     pub timeout: Option<Duration>,
     /// Table output, when asked for.
     pub table: Option<IncludeObject>,
@@ -129,7 +136,7 @@ pub fn stream(
     let (tx, mut rx) = mpsc::channel::<Bytes>(256);
     let mut version = cluster.subscribe();
     tokio::spawn(async move {
-        let deadline = params.timeout.map(|t| Instant::now() + t);
+        let deadline = params.timeout.and_then(|t| Instant::now().checked_add(t));
         version.borrow_and_update();
         let mut last = match params.resource_version {
             Some(rv) if rv > 0 && !params.send_initial_events => rv,

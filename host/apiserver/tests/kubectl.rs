@@ -94,7 +94,9 @@ async fn kubectl_apply_get_watch_patch_delete() {
         bin,
         dir: tempfile::tempdir().unwrap(),
     };
-    std::fs::write(k.dir.path().join("kubeconfig"), server.kubeconfig_yaml()).unwrap();
+    server
+        .write_kubeconfig(&k.dir.path().join("kubeconfig"))
+        .unwrap();
 
     let crd = k.file("crd.yaml", CRD);
     let out = k.run(&["apply", "--server-side", "-f", &crd]);
@@ -151,6 +153,61 @@ async fn kubectl_apply_get_watch_patch_delete() {
     assert!(third.contains("g1"), "{third}");
     watch.kill().unwrap();
     let _ = watch.wait();
+
+    // Client-side apply (GET, then POST as JSON; then a merge patch), replace (PUT as JSON) and a
+    // JSON patch all send media types the server takes.
+    let second = k.file("g2.yaml", &GADGET.replace("g1", "g2"));
+    k.run(&["apply", "-f", &second]);
+    let changed = k.file(
+        "g2b.yaml",
+        &GADGET.replace("g1", "g2").replace("teal", "plum"),
+    );
+    k.run(&["apply", "-f", &changed]);
+    let color = |name: &str| k.run(&["get", "gadget", name, "-o", "jsonpath={.spec.color}"]);
+    assert_eq!(color("g2"), "plum");
+    let replaced = k.file("g1-replace.yaml", &GADGET.replace("teal", "navy"));
+    k.run(&["replace", "-f", &replaced]);
+    assert_eq!(color("g1"), "navy");
+    k.run(&[
+        "patch",
+        "gadget",
+        "g1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/color","value":"red"}]"#,
+    ]);
+    assert_eq!(color("g1"), "red");
+    k.run(&[
+        "patch",
+        "gadget",
+        "g1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":3}}"#,
+    ]);
+    k.run(&["delete", "gadget", "g2"]);
+
+    // Without the token, kubectl is refused.
+    let wrong = k.dir.path().join("wrong-kubeconfig");
+    std::fs::write(
+        &wrong,
+        capstan_apiserver::kubeconfig_yaml(
+            &server.url(),
+            server.authority().certificate_pem(),
+            "not-the-token",
+        ),
+    )
+    .unwrap();
+    let refused = Command::new(&k.bin)
+        .arg("--kubeconfig")
+        .arg(&wrong)
+        .args(["get", "gadgets"])
+        .env("HOME", k.dir.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("provide credentials"), "{stderr}");
 
     k.run(&["get", "configmaps", "-A"]);
     k.run(&["get", "namespaces"]);

@@ -839,9 +839,14 @@ mod tests {
             std::env::temp_dir().join(format!("capstan-informer-{}-{nanos}", std::process::id())),
         );
         std::fs::create_dir_all(&dir.0).unwrap();
+        // One token and one certificate authority for every server on this state, so the
+        // informer's client keeps its trust and its credentials across the restart.
+        let authority = capstan_apiserver::tls::Authority::generate().unwrap();
         let persistent = || {
             ApiServer::builder()
                 .state_dir(Some(dir.0.clone()))
+                .token("informer-outage-test")
+                .authority(authority.clone())
                 .build()
                 .unwrap()
         };

@@ -6,6 +6,8 @@ use std::time::Duration;
 use capstan_apiserver::{ApiServer, RunningServer};
 use kube::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// Starts an in-memory server on loopback.
 pub async fn start() -> (RunningServer, Client) {
@@ -24,7 +26,7 @@ pub async fn start_with(builder: capstan_apiserver::ApiServerBuilder) -> (Runnin
     (server, client)
 }
 
-/// A raw HTTP/1.1 exchange; returns the status code and body.
+/// A raw HTTP/1.1 exchange with the server's token; returns the status code and body.
 pub async fn raw(
     server: &RunningServer,
     method: &str,
@@ -32,13 +34,51 @@ pub async fn raw(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(server.addr())
+    let auth = bearer(server);
+    send(
+        server,
+        method,
+        path,
+        &[("Content-Type", content_type), ("Authorization", &auth)],
+        body,
+    )
+    .await
+}
+
+/// A TLS connection to the server that trusts only its authority.
+pub async fn connect(server: &RunningServer) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(server.addr()).await.expect("connect");
+    let config = server.authority().client_config().expect("tls config");
+    let name = rustls::pki_types::ServerName::from(server.addr().ip());
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
         .await
-        .expect("connect");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        .expect("tls handshake")
+}
+
+/// `Bearer TOKEN` for the server.
+pub fn bearer(server: &RunningServer) -> String {
+    format!("Bearer {}", server.token())
+}
+
+/// A raw HTTP/1.1 exchange with exactly `headers` (besides `Host`, `Content-Length` and
+/// `Connection: close`); returns the status code and body.
+pub async fn send(
+    server: &RunningServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut stream = connect(server).await;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    );
+    ));
     stream.write_all(head.as_bytes()).await.expect("write head");
     // The server may answer (413) before reading the whole body; ignore write errors then.
     let _ = stream.write_all(body).await;
@@ -49,7 +89,7 @@ pub async fn raw(
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .expect("status line");
+        .unwrap_or_else(|| panic!("no status line for {method} {path}: {text:?}"));
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())

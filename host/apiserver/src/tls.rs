@@ -1,0 +1,167 @@
+//! The server's TLS identity: a certificate authority made when the server is built, and a serving
+//! certificate it signs for the listening address. Clients trust the authority (the kubeconfig's
+//! `certificate-authority-data`, `kube::Config::root_cert`).
+//!
+//! TLS is what lets kubectl authenticate at all: client-go reads a kubeconfig's credentials only
+//! when the server URL is `https` ("only try to read the auth information if we are secure"), and
+//! kube-apiserver serves authenticated requests only over TLS.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// ALPN protocols offered: HTTP/1.1 only (see [`crate::connection`]).
+const ALPN: &[&[u8]] = &[b"http/1.1"];
+
+/// The TLS identity cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A key or certificate could not be generated.
+    #[error("generating a key or certificate")]
+    Generate(#[source] rcgen::Error),
+    /// rustls refused the configuration.
+    #[error("configuring TLS")]
+    Config(#[source] rustls::Error),
+}
+
+struct Inner {
+    params: CertificateParams,
+    key: KeyPair,
+    der: CertificateDer<'static>,
+    pem: String,
+}
+
+/// A certificate authority that signs the server's serving certificates. Cloning shares it; pass
+/// it to [`crate::ApiServerBuilder::authority`] to keep clients' trust across restarts. `Debug`
+/// does not show the key.
+#[derive(Clone)]
+pub struct Authority(Arc<Inner>);
+
+impl fmt::Debug for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Authority(<key redacted>)")
+    }
+}
+
+impl Authority {
+    /// A new authority: a P-256 key and a self-signed CA certificate.
+    ///
+    /// # Errors
+    /// [`TlsError::Generate`] when the key or certificate cannot be made.
+    pub fn generate() -> Result<Self, TlsError> {
+        let key = KeyPair::generate().map_err(TlsError::Generate)?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(TlsError::Generate)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "capstan-apiserver-ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).map_err(TlsError::Generate)?;
+        Ok(Self(Arc::new(Inner {
+            der: cert.der().clone(),
+            pem: cert.pem(),
+            params,
+            key,
+        })))
+    }
+
+    /// The authority's certificate, PEM-encoded (what a kubeconfig carries, base64-encoded again).
+    #[must_use]
+    pub fn certificate_pem(&self) -> &str {
+        &self.0.pem
+    }
+
+    /// The authority's certificate, DER-encoded (a root for `kube::Config::root_cert` or a rustls
+    /// `RootCertStore`).
+    #[must_use]
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.0.der
+    }
+
+    /// A rustls server configuration with a fresh serving certificate for `localhost`, the
+    /// loopback addresses and the IP of `addr`, signed by this authority.
+    ///
+    /// # Errors
+    /// [`TlsError`] when the certificate cannot be made or rustls refuses it.
+    pub fn server_config(&self, addr: SocketAddr) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let mut names = vec![
+            "localhost".to_owned(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST).to_string(),
+            IpAddr::V6(Ipv6Addr::LOCALHOST).to_string(),
+        ];
+        let ip = addr.ip().to_string();
+        if !names.contains(&ip) {
+            names.push(ip);
+        }
+        let key = KeyPair::generate().map_err(TlsError::Generate)?;
+        let mut params = CertificateParams::new(names).map_err(TlsError::Generate)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "capstan-apiserver");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let issuer = Issuer::from_params(&self.0.params, &self.0.key);
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(TlsError::Generate)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Config)?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone(), self.0.der.clone()], key)
+            .map_err(TlsError::Config)?;
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
+    /// A rustls client configuration that trusts only this authority (for raw HTTPS clients;
+    /// kube clients use [`crate::RunningServer::client`]).
+    ///
+    /// # Errors
+    /// [`TlsError::Config`] when rustls refuses the certificate.
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.0.der.clone()).map_err(TlsError::Config)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Config)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_serving_certificate_is_signed_for_the_address() {
+        let authority = Authority::generate().expect("authority");
+        assert!(
+            authority
+                .certificate_pem()
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
+        assert!(!format!("{authority:?}").contains("BEGIN"));
+        let addr = SocketAddr::from(([10, 1, 2, 3], 6443));
+        authority.server_config(addr).expect("server config");
+        authority.client_config().expect("client config");
+        let other = Authority::generate().expect("authority");
+        assert_ne!(other.certificate_der(), authority.certificate_der());
+    }
+}
