@@ -20,7 +20,7 @@ pub use events::{CONTROLLER as EVENT_CONTROLLER, level as event_level};
 pub use finalizer::{CLEANUP_CONDITION, name as finalizer_name};
 pub use phase::{Failure, Phase, PhaseRecord, Timed, failure_of, time_phase};
 pub use pipeline::OWNER_CONDITION;
-pub use queue::WorkQueue;
+pub use queue::{KeyRate, WorkQueue};
 pub use status::{Draft, Evaluation, terminal};
 
 use crate::contract::{ErrorCategory, Gvk, Manifest};
@@ -256,6 +256,15 @@ fn only_status_changed(old: &DynamicObject, new: &DynamicObject) -> bool {
     same_outside_status && meta(old) == meta(new)
 }
 
+/// How often one object may be reconciled for `plugin`: after a burst, once per its
+/// `min_requeue_after`, whatever queues it.
+fn key_rate(plugin: &Plugin) -> KeyRate {
+    KeyRate {
+        every: plugin.limits().min_requeue_after,
+        ..KeyRate::default()
+    }
+}
+
 fn key_of(gvk: &Gvk, obj: &DynamicObject) -> Option<ObjectKey> {
     Some(ObjectKey {
         gvk: gvk.clone(),
@@ -331,7 +340,7 @@ impl Controller {
             cache: Arc::new(InformerCache {
                 handles: handles.clone(),
             }),
-            queue: WorkQueue::new(config.retry.clone()),
+            queue: WorkQueue::new(config.retry.clone()).with_key_rate(key_rate(&plugin)),
             plugin: RwLock::new(plugin),
             client,
             handles,
@@ -441,6 +450,7 @@ impl Controller {
             });
         }
         let watches = plugin.manifest().watches.clone();
+        self.shared.queue.set_key_rate(key_rate(&plugin));
         *self
             .shared
             .plugin
