@@ -38,6 +38,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-reconciler",
     "noop-webapp",
     "pod-doctor",
+    "noisy-reconciler",
 ];
 
 fn build(workspace: &Path, package: &str) {
