@@ -99,13 +99,21 @@ async fn a_plugin_that_keeps_failing_is_quarantined_then_comes_back() {
         .load(&guest("hostile-handler"))
         .await
         .unwrap();
-    for _ in 0..2 {
+    // One poison object failing again and again does not quarantine the plugin...
+    for _ in 0..5 {
         let (oref, ev) = event("panic");
         assert!(matches!(
             plugin.handle(&oref, ev).await.unwrap_err(),
             CallError::Trap { .. }
         ));
     }
+    assert_eq!(plugin.state(), PluginState::Running);
+    // ...failures on two distinct objects with no success in between do.
+    let (oref, ev) = event("trap");
+    assert!(matches!(
+        plugin.handle(&oref, ev).await.unwrap_err(),
+        CallError::Trap { .. }
+    ));
     assert!(matches!(
         plugin.state(),
         PluginState::Degraded { failures: 2, .. }

@@ -12,6 +12,11 @@
 //!   fuel: 1000000000
 //!   idleInstances: 8
 //!   quarantine: { afterFailures: 5, initialBackoffMs: 5000, maxBackoffMs: 300000 }
+//!   minRequeueAfterMs: 1000
+//!   maxPlanEntries: 256
+//!   maxConditions: 64
+//!   maxStatusKiB: 256
+//!   log: { kiBPerSecond: 64, burstKiB: 256, recordsPerSecond: 100, burstRecords: 500, maxRecordKiB: 16 }
 //! plugins:
 //!   webapp:
 //!     limits: { callTimeoutMs: 2000 }     # over the defaults
@@ -30,7 +35,7 @@
 //! ```
 
 use crate::contract::{Gvk, Verb};
-use crate::plugin::{Limits, PluginSettings, QuarantinePolicy, WasiGrants};
+use crate::plugin::{Limits, LogLimits, PluginSettings, QuarantinePolicy, WasiGrants};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,6 +105,54 @@ pub struct LimitsSection {
     pub idle_instances: Option<usize>,
     /// Quarantine policy.
     pub quarantine: Option<QuarantineSection>,
+    /// The shortest requeue-after honoured, ms (0: none).
+    pub min_requeue_after_ms: Option<u64>,
+    /// Entries one plan may hold.
+    pub max_plan_entries: Option<usize>,
+    /// Components of a health report, conditions of a status update.
+    pub max_conditions: Option<usize>,
+    /// Status text one call may hand back, KiB.
+    pub max_status_ki_b: Option<usize>,
+    /// Log output budget.
+    pub log: Option<LogSection>,
+}
+
+/// A plugin's log budget as written in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LogSection {
+    /// KiB a second.
+    pub ki_b_per_second: Option<u64>,
+    /// KiB at once.
+    pub burst_ki_b: Option<u64>,
+    /// Records a second.
+    pub records_per_second: Option<u64>,
+    /// Records at once.
+    pub burst_records: Option<u64>,
+    /// The longest record, KiB.
+    pub max_record_ki_b: Option<usize>,
+}
+
+impl LogSection {
+    fn over(&self, base: LogLimits) -> LogLimits {
+        let mut l = base;
+        if let Some(v) = self.ki_b_per_second {
+            l.bytes_per_second = v.saturating_mul(1024);
+        }
+        if let Some(v) = self.burst_ki_b {
+            l.burst_bytes = v.saturating_mul(1024);
+        }
+        if let Some(v) = self.records_per_second {
+            l.records_per_second = v;
+        }
+        if let Some(v) = self.burst_records {
+            l.burst_records = v;
+        }
+        if let Some(v) = self.max_record_ki_b {
+            l.max_record_bytes = v.saturating_mul(1024);
+        }
+        l
+    }
 }
 
 /// Quarantine as written in the file.
@@ -148,7 +201,36 @@ impl LimitsSection {
                 p.max_backoff = Duration::from_millis(v);
             }
         }
+        if let Some(v) = self.min_requeue_after_ms {
+            l.min_requeue_after = Duration::from_millis(v);
+        }
+        if let Some(v) = self.max_plan_entries {
+            l.max_plan_entries = v;
+        }
+        if let Some(v) = self.max_conditions {
+            l.max_conditions = v;
+        }
+        if let Some(v) = self.max_status_ki_b {
+            l.max_status_bytes = v.saturating_mul(1024);
+        }
+        if let Some(log) = &self.log {
+            l.log = log.over(l.log);
+        }
         l
+    }
+
+    /// The bounds on what a plugin returns or writes must let something through.
+    fn check_cost_bounds(&self, name: &str) -> Result<(), ConfigError> {
+        let zero = |v: Option<usize>| v == Some(0);
+        if zero(self.max_conditions)
+            || zero(self.max_status_ki_b)
+            || zero(self.log.as_ref().and_then(|l| l.max_record_ki_b))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "{name}: maxConditions, maxStatusKiB and log.maxRecordKiB must be positive"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -315,6 +397,7 @@ impl Config {
                     "{name}: callTimeoutMs and memoryMiB must be positive"
                 )));
             }
+            l.check_cost_bounds(name)?;
         }
         Ok(())
     }
@@ -395,6 +478,44 @@ plugins:
         );
         assert_eq!(s.pod_logs, Some(false));
         assert_eq!(c.plugins["webapp"].reconcile.prune, Some(false));
+    }
+
+    #[test]
+    fn cost_bounds_layer_like_other_limits() {
+        let c = Config::parse(
+            r#"
+defaults:
+  minRequeueAfterMs: 2000
+  maxPlanEntries: 100
+  log: { kiBPerSecond: 8, maxRecordKiB: 4 }
+plugins:
+  webapp:
+    limits: { maxConditions: 16, maxStatusKiB: 64, log: { burstRecords: 10 } }
+"#,
+        )
+        .unwrap();
+        c.check().unwrap();
+        let defaults = c.default_limits(&Limits::default());
+        assert_eq!(defaults.min_requeue_after, Duration::from_secs(2));
+        assert_eq!(defaults.max_plan_entries, 100);
+        assert_eq!(defaults.max_conditions, 64, "unset: the built-in default");
+        let (_, s) = &c.plugin_settings(&defaults)[0];
+        let l = s.limits.as_ref().unwrap();
+        assert_eq!(l.max_conditions, 16);
+        assert_eq!(l.max_status_bytes, 64 << 10);
+        assert_eq!(l.max_plan_entries, 100, "from the defaults");
+        assert_eq!(l.log.bytes_per_second, 8 << 10, "from the defaults");
+        assert_eq!(l.log.max_record_bytes, 4 << 10);
+        assert_eq!(l.log.burst_records, 10);
+        assert_eq!(l.log.burst_bytes, LogLimits::default().burst_bytes);
+        for bad in [
+            "defaults: { maxConditions: 0 }",
+            "plugins: { a: { limits: { maxStatusKiB: 0 } } }",
+            "defaults: { log: { maxRecordKiB: 0 } }",
+        ] {
+            assert!(Config::parse(bad).unwrap().check().is_err(), "{bad}");
+        }
+        assert!(Config::parse("defaults: { log: { kibPerSecond: 1 } }").is_err());
     }
 
     #[test]

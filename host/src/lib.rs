@@ -13,6 +13,7 @@ pub mod informer;
 pub mod manifests;
 pub mod metrics;
 pub mod plugin;
+pub mod rate;
 pub mod reconcile;
 pub mod runner;
 pub mod status;

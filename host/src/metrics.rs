@@ -196,6 +196,8 @@ struct Inner {
     plugin_info: Family<InfoLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
     reload_duration: Histogram,
+    log_dropped: Family<PluginLabels, Counter>,
+    log_dropped_bytes: Family<PluginLabels, Counter>,
     /// The info series each plugin has now; held while changing a plugin's state or info
     /// series so concurrent updates of one plugin never leave two series at 1.
     info: Mutex<HashMap<String, InfoLabels>>,
@@ -288,6 +290,19 @@ impl Metrics {
             Unit::Seconds,
             reload_duration.clone(),
         );
+        let log_dropped = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "plugin_log_dropped",
+            "Records of plugin output (stdout, stderr, log import) dropped over the plugin's log budget",
+            log_dropped.clone(),
+        );
+        let log_dropped_bytes = Family::<PluginLabels, Counter>::default();
+        registry.register_with_unit(
+            "plugin_log_dropped",
+            "Bytes of plugin output dropped over the plugin's log budget or cut from long records",
+            Unit::Bytes,
+            log_dropped_bytes.clone(),
+        );
 
         Self {
             inner: Arc::new(Inner {
@@ -302,6 +317,8 @@ impl Metrics {
                 plugin_info,
                 reloads,
                 reload_duration,
+                log_dropped,
+                log_dropped_bytes,
                 info: Mutex::new(HashMap::new()),
             }),
         }
@@ -370,6 +387,26 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc_by(n);
+    }
+
+    /// Count output of `plugin` that did not reach the log: `records` dropped records and
+    /// `bytes` bytes (of dropped records, or cut from long ones).
+    pub fn plugin_log_dropped(&self, plugin: &str, records: u64, bytes: u64) {
+        let labels = PluginLabels {
+            plugin: plugin.to_owned(),
+        };
+        if records > 0 {
+            self.inner
+                .log_dropped
+                .get_or_create(&labels)
+                .inc_by(records);
+        }
+        if bytes > 0 {
+            self.inner
+                .log_dropped_bytes
+                .get_or_create(&labels)
+                .inc_by(bytes);
+        }
     }
 
     /// Put `plugin` in `state`: its series for `state` reads 1, the other states 0.

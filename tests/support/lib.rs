@@ -40,6 +40,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "pod-doctor",
     "attacker",
     "attacker-twin",
+    "noisy-reconciler",
 ];
 
 fn build(workspace: &Path, package: &str) {

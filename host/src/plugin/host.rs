@@ -12,8 +12,11 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limits::Limits;
-use super::output::GuestOutput;
+use super::output::{GuestOutput, LogBudget, cut, cut_marker};
 use super::wasi::{WasiError, WasiGrants};
+
+/// What the warning about one log record over the value limit costs the plugin's log budget.
+const OVERSIZE_WARNING_BYTES: usize = 128;
 
 /// Data of one plugin instance's store.
 pub(crate) struct HostState {
@@ -26,6 +29,10 @@ pub(crate) struct HostState {
     pub(crate) deadline: Instant,
     pub(crate) max_value_bytes: usize,
     pub(crate) limits: StoreLimits,
+    /// The plugin's log budget (shared by its instances).
+    output: Arc<LogBudget>,
+    stdout: GuestOutput,
+    stderr: GuestOutput,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -36,13 +43,16 @@ impl HostState {
         manifest: Option<Arc<Manifest>>,
         limits: &Limits,
         grants: &WasiGrants,
+        output: Arc<LogBudget>,
     ) -> Result<Self, WasiError> {
         // WASI grants nothing unless configured: no directories, environment, network or
-        // inherited stdio; output goes to tracing, tagged with the plugin.
+        // inherited stdio; output goes to tracing, tagged with the plugin, within its budget.
+        let stdout = GuestOutput::new(output.clone(), "stdout");
+        let stderr = GuestOutput::new(output.clone(), "stderr");
         let mut builder = WasiCtx::builder();
         builder
-            .stdout(GuestOutput::new(plugin.clone(), "stdout"))
-            .stderr(GuestOutput::new(plugin.clone(), "stderr"))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -63,9 +73,18 @@ impl HostState {
                 .memories(16)
                 .trap_on_grow_failure(true)
                 .build(),
+            output,
+            stdout,
+            stderr,
             wasi,
             table: ResourceTable::new(),
         })
+    }
+
+    /// The call ended: log what stdout and stderr hold of an unfinished line.
+    pub(crate) fn finish_output(&self) {
+        self.stdout.finish();
+        self.stderr.finish();
     }
 
     pub(crate) fn table(&mut self) -> &mut ResourceTable {
@@ -97,7 +116,11 @@ impl log::Host for HostState {
     ) -> wasmtime::Result<()> {
         let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         if size > self.max_value_bytes {
-            tracing::warn!(plugin = %self.plugin, object = self.object(), size, "plugin log record over the size limit dropped");
+            self.output.dropped(1, size as u64);
+            // The warning itself is output the plugin caused: within its budget.
+            if self.output.try_admit(OVERSIZE_WARNING_BYTES) {
+                tracing::warn!(plugin = %self.plugin, object = self.object(), size, "plugin log record over the size limit dropped");
+            }
             return Ok(());
         }
         let fields = fields
@@ -105,6 +128,27 @@ impl log::Host for HostState {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
+        // A record over the longest allowed is cut: its fields to a quarter of it, the message
+        // to the rest, each with a marker.
+        let max = self.output.max_record_bytes();
+        let (fields, message) = if fields.len() + message.len() > max {
+            let (f, f_cut) = cut(&fields, max / 4);
+            let (m, m_cut) = cut(&message, max - f.len());
+            self.output.dropped(0, (f_cut + m_cut) as u64);
+            let mark = |s: &str, n: usize| {
+                if n > 0 {
+                    format!("{s}{}", cut_marker(n))
+                } else {
+                    s.to_owned()
+                }
+            };
+            (mark(f, f_cut), mark(m, m_cut))
+        } else {
+            (fields, message)
+        };
+        if !self.output.admit(message.len() + fields.len()) {
+            return Ok(());
+        }
         let (plugin, object) = (&*self.plugin, self.object());
         match level {
             log::Level::Trace => tracing::trace!(plugin, object, fields, "{message}"),

@@ -1,10 +1,12 @@
 //! A loaded plugin: its pre-instantiated component, a pool of warm instances, and the calls into it.
 
 use super::Origin;
+use super::bounds;
 use super::capability::Grants;
 use super::convert;
 use super::host::HostState;
 use super::limits::Limits;
+use super::output::LogBudget;
 use super::quarantine::{PluginState, Quarantine, Transition};
 use super::runtime::{EpochTicker, RejectReason};
 use super::settings::PluginSettings;
@@ -87,7 +89,7 @@ pub enum CallError {
     },
     /// The plugin is quarantined after repeated failures; the call was not made.
     #[error(
-        "plugin {plugin}: {export} on {object} refused: quarantined after {failures} failed calls, retry in {retry_in_ms} ms"
+        "plugin {plugin}: {export} on {object} refused: quarantined after failed calls on {failures} objects, retry in {retry_in_ms} ms"
     )]
     Quarantined {
         /// Plugin name.
@@ -96,7 +98,7 @@ pub enum CallError {
         export: &'static str,
         /// Object.
         object: String,
-        /// Consecutive failed calls.
+        /// Consecutive failed calls, on distinct objects.
         failures: u32,
         /// Milliseconds until calls are taken again.
         retry_in_ms: u64,
@@ -183,6 +185,8 @@ struct Inner {
     fuel: bool,
     metrics: Option<crate::metrics::Metrics>,
     quarantine: Mutex<Quarantine>,
+    /// The log budget of every instance's output.
+    output: Arc<LogBudget>,
     idle: Mutex<Vec<Warm>>,
 }
 
@@ -240,6 +244,11 @@ impl Plugin {
                 pre: pre.clone(),
                 indices,
                 quarantine: Mutex::new(Quarantine::new(limits.quarantine.clone())),
+                output: Arc::new(LogBudget::new(
+                    Arc::from(info.name.as_str()),
+                    limits.log,
+                    None,
+                )),
                 limits: limits.clone(),
                 wasi: WasiGrants::default(),
                 fuel,
@@ -261,6 +270,11 @@ impl Plugin {
             RejectReason::InvalidManifest("describe left a reference behind".into())
         })?;
         let manifest = Arc::new(manifest);
+        let output = Arc::new(LogBudget::new(
+            Arc::from(info.name.as_str()),
+            limits.log,
+            None,
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 ticker,
@@ -270,6 +284,7 @@ impl Plugin {
                 pre,
                 indices,
                 quarantine: Mutex::new(Quarantine::new(limits.quarantine.clone())),
+                output,
                 limits,
                 wasi: WasiGrants::default(),
                 fuel,
@@ -289,6 +304,7 @@ impl Plugin {
     ) -> Self {
         let i = &self.inner;
         let limits = settings.limits.clone().unwrap_or_else(|| i.limits.clone());
+        let metrics = metrics.or_else(|| i.metrics.clone());
         Self {
             inner: Arc::new(Inner {
                 ticker: i.ticker.clone(),
@@ -302,10 +318,15 @@ impl Plugin {
                     reconciler: i.indices.reconciler.clone(),
                 },
                 quarantine: Mutex::new(Quarantine::new(limits.quarantine.clone())),
+                output: Arc::new(LogBudget::new(
+                    Arc::from(i.info.name.as_str()),
+                    limits.log,
+                    metrics.clone(),
+                )),
                 limits,
                 wasi: settings.wasi.clone(),
                 fuel: i.fuel,
-                metrics: metrics.or_else(|| i.metrics.clone()),
+                metrics,
                 idle: Mutex::new(Vec::new()),
             }),
         }
@@ -368,6 +389,7 @@ impl Plugin {
             Some(self.inner.manifest.clone()),
             &self.inner.limits,
             &self.inner.wasi,
+            self.inner.output.clone(),
         )
         .map_err(|e| CallError::Instantiate {
             plugin: self.name().to_owned(),
@@ -461,6 +483,8 @@ impl Plugin {
             });
         }
         let started = Instant::now();
+        // Failures are counted by object: one poison object backs off alone.
+        let failing = object.map(|_| object_name.clone());
         let result = self.call_inner(export, object_name, grants, f).await;
         let transition = {
             let mut q = lock(&self.inner.quarantine);
@@ -470,7 +494,7 @@ impl Plugin {
                 Err(CallError::NotExported { .. } | CallError::Quarantined { .. }) => {
                     Transition::None
                 }
-                Err(_) => q.failed(),
+                Err(_) => q.failed(failing.as_deref()),
             }
         };
         match transition {
@@ -525,6 +549,7 @@ impl Plugin {
         let outcome = tokio::time::timeout(timeout, f(&mut warm)).await;
         match outcome {
             Ok(Ok(value)) => {
+                warm.store.data().finish_output();
                 self.checkin(warm);
                 Ok(value)
             }
@@ -556,6 +581,15 @@ impl Plugin {
             plugin: self.name().to_owned(),
             export,
         }
+    }
+
+    fn out_of_bounds(
+        &self,
+        export: &'static str,
+        object: &ObjectRef,
+        e: &bounds::BoundsError,
+    ) -> CallError {
+        self.invalid(export, object, e.to_string())
     }
 
     fn invalid(&self, export: &'static str, object: &ObjectRef, reason: String) -> CallError {
@@ -733,6 +767,8 @@ impl Plugin {
             Err(e) => return Ok(Err(convert::error_in(e))),
         };
         use crate::bindings::capstan::controller::types::PlanEntry as P;
+        bounds::plan(&self.inner.limits, entries.len())
+            .map_err(|e| self.out_of_bounds("plan-resources", object, &e))?;
         let size: usize = entries
             .iter()
             .map(|e| match e {
@@ -793,7 +829,10 @@ impl Plugin {
                 },
             )
             .await?;
-        Ok(out.into_iter().map(convert::health_in).collect())
+        let health: Vec<ComponentHealth> = out.into_iter().map(convert::health_in).collect();
+        bounds::health(&self.inner.limits, &health)
+            .map_err(|e| self.out_of_bounds("get-component-health", object, &e))?;
+        Ok(health)
     }
 
     /// Decorate or replace the computed status.
@@ -815,6 +854,13 @@ impl Plugin {
             })
             .await?;
         self.check_size("status", object, out.fields.len())?;
+        let conditions: Vec<_> = out
+            .conditions
+            .into_iter()
+            .map(convert::condition_in)
+            .collect();
+        bounds::status(&self.inner.limits, out.fields.len(), &conditions)
+            .map_err(|e| self.out_of_bounds("status", object, &e))?;
         let fields: serde_json::Value = serde_json::from_str(&out.fields).map_err(|e| {
             self.invalid("status", object, format!("status fields are not JSON: {e}"))
         })?;
@@ -825,14 +871,7 @@ impl Plugin {
                 "status fields must be a JSON object".into(),
             ));
         }
-        Ok(StatusUpdate {
-            fields,
-            conditions: out
-                .conditions
-                .into_iter()
-                .map(convert::condition_in)
-                .collect(),
-        })
+        Ok(StatusUpdate { fields, conditions })
     }
 
     /// Clean up before deletion.

@@ -1,5 +1,7 @@
-//! Per-plugin sandbox limits: wall-clock deadline, memory, fuel, tables, returned sizes, quarantine.
+//! Per-plugin sandbox limits: wall-clock deadline, memory, fuel, tables, returned sizes and
+//! counts, requeue floor, log rate, quarantine.
 
+use super::output::LogLimits;
 use super::quarantine::QuarantinePolicy;
 use std::time::Duration;
 
@@ -21,6 +23,19 @@ pub struct Limits {
     pub fuel: Option<u64>,
     /// When repeated failures quarantine the plugin.
     pub quarantine: QuarantinePolicy,
+    /// The shortest `requeue-after` honoured (component health, cleanup); also the interval at
+    /// which one object may be reconciled once its burst is spent. Default 1 s.
+    pub min_requeue_after: Duration,
+    /// Entries one plan may hold. Default 256.
+    pub max_plan_entries: usize,
+    /// Components one health report may hold, and conditions one status update. Default 64.
+    pub max_conditions: usize,
+    /// Bytes of status one call may hand back: the text of a health report, or a status
+    /// update's fields and conditions. Default 256 KiB (kube-apiserver refuses objects over
+    /// 1.5 MiB).
+    pub max_status_bytes: usize,
+    /// How much guest output (stdout, stderr, the log import) reaches the host's log.
+    pub log: LogLimits,
 }
 
 impl Default for Limits {
@@ -33,6 +48,11 @@ impl Default for Limits {
             idle_instances: 8,
             fuel: None,
             quarantine: QuarantinePolicy::default(),
+            min_requeue_after: Duration::from_secs(1),
+            max_plan_entries: 256,
+            max_conditions: 64,
+            max_status_bytes: 256 << 10,
+            log: LogLimits::default(),
         }
     }
 }
@@ -77,6 +97,41 @@ impl Limits {
     #[must_use]
     pub fn quarantine(mut self, policy: QuarantinePolicy) -> Self {
         self.quarantine = policy;
+        self
+    }
+
+    /// Set the shortest requeue-after honoured.
+    #[must_use]
+    pub fn min_requeue_after(mut self, floor: Duration) -> Self {
+        self.min_requeue_after = floor;
+        self
+    }
+
+    /// Set the largest plan, in entries.
+    #[must_use]
+    pub fn max_plan_entries(mut self, n: usize) -> Self {
+        self.max_plan_entries = n;
+        self
+    }
+
+    /// Set the most components of a health report and conditions of a status update.
+    #[must_use]
+    pub fn max_conditions(mut self, n: usize) -> Self {
+        self.max_conditions = n;
+        self
+    }
+
+    /// Set the most bytes of status one call may hand back.
+    #[must_use]
+    pub fn max_status_bytes(mut self, bytes: usize) -> Self {
+        self.max_status_bytes = bytes;
+        self
+    }
+
+    /// Set the log output limits.
+    #[must_use]
+    pub fn log(mut self, log: LogLimits) -> Self {
+        self.log = log;
         self
     }
 }

@@ -1,5 +1,6 @@
 //! Plugins: loading and validating components, the precompiled cache, instances, limits and calls.
 
+mod bounds;
 mod cache;
 mod capability;
 mod convert;
@@ -15,10 +16,12 @@ mod settings;
 mod wasi;
 mod world;
 
+pub use bounds::BoundsError;
 pub use cache::{ArtifactCache, Origin, content_hash};
 pub use capability::{CacheReader, Grants, KubePodLogs, PodLogReader};
 pub use instance::{CallError, HandlerEvent, HandlerOutcome, Plugin, PluginInfo};
 pub use limits::Limits;
+pub use output::{DROP_WARNING_INTERVAL, LogLimits};
 pub use quarantine::{PluginState, QuarantinePolicy};
 pub use registry::{Loaded, PluginEvent, Registry, RegistryError, RegistryView, Rejection};
 pub use reload::{ReloadError, Reloader, WatchHandle, is_plugin_file};

@@ -168,8 +168,9 @@ pub(super) async fn finalize(
         }
         Ok(CleanupOutcome::RequeueAfter(secs)) => {
             s.queue.forget(key);
+            let asked = Duration::from_secs(u64::from(secs));
             s.queue
-                .add_after(key.clone(), Duration::from_secs(u64::from(secs)));
+                .add_after(key.clone(), asked.max(plugin.limits().min_requeue_after));
         }
         Err(e) => {
             tracing::warn!(plugin = plugin.name(), object = %oref, error = %e, "cleanup failed");

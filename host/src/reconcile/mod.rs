@@ -23,7 +23,7 @@ pub use finalizer::{CLEANUP_CONDITION, name as finalizer_name};
 pub use phase::{Failure, Phase, PhaseRecord, Timed, failure_of, time_phase};
 pub use pipeline::OWNER_CONDITION;
 pub use plan::{Refusal, Step};
-pub use queue::WorkQueue;
+pub use queue::{KeyRate, WorkQueue};
 pub use scope::{ALL_NAMESPACES, Scope, ScopeGrant};
 pub use status::{Draft, Evaluation, terminal};
 
@@ -264,6 +264,15 @@ fn only_status_changed(old: &DynamicObject, new: &DynamicObject) -> bool {
     same_outside_status && meta(old) == meta(new)
 }
 
+/// How often one object may be reconciled for `plugin`: after a burst, once per its
+/// `min_requeue_after`, whatever queues it.
+fn key_rate(plugin: &Plugin) -> KeyRate {
+    KeyRate {
+        every: plugin.limits().min_requeue_after,
+        ..KeyRate::default()
+    }
+}
+
 fn key_of(gvk: &Gvk, obj: &DynamicObject) -> Option<ObjectKey> {
     Some(ObjectKey {
         gvk: gvk.clone(),
@@ -339,7 +348,7 @@ impl Controller {
             cache: Arc::new(InformerCache {
                 handles: handles.clone(),
             }),
-            queue: WorkQueue::new(config.retry.clone()),
+            queue: WorkQueue::new(config.retry.clone()).with_key_rate(key_rate(&plugin)),
             plugin: RwLock::new(plugin),
             client,
             handles,
@@ -449,6 +458,7 @@ impl Controller {
             });
         }
         let watches = plugin.manifest().watches.clone();
+        self.shared.queue.set_key_rate(key_rate(&plugin));
         *self
             .shared
             .plugin

@@ -89,9 +89,14 @@ pub fn owner_of(obj: &DynamicObject, kind: &Gvk) -> Option<String> {
         .map(|o| o.name.clone())
 }
 
-/// When the components ask to be reconciled again: the soonest of their `requeue_after`.
-pub fn requeue_after(health: &[ComponentHealth]) -> Option<Duration> {
-    health.iter().filter_map(|h| h.requeue_after).min()
+/// When the components ask to be reconciled again: the soonest of their `requeue_after`, never
+/// sooner than `floor` (the plugin's `min_requeue_after`: a request of 0 does not spin).
+pub fn requeue_after(health: &[ComponentHealth], floor: Duration) -> Option<Duration> {
+    health
+        .iter()
+        .filter_map(|h| h.requeue_after)
+        .min()
+        .map(|after| after.max(floor))
 }
 
 struct Run<'a> {
@@ -461,7 +466,7 @@ impl Run<'_> {
         if eval.terminal() {
             return;
         }
-        if let Some(after) = requeue_after(health) {
+        if let Some(after) = requeue_after(health, self.plugin.limits().min_requeue_after) {
             q.add_after(self.key.clone(), after);
         }
         if let Some(left) = eval.timed.time_left {
@@ -560,11 +565,35 @@ mod tests {
             errors: vec![],
             requeue_after: after.map(Duration::from_secs),
         };
+        let floor = Duration::from_secs(1);
         assert_eq!(
-            requeue_after(&[h(None), h(Some(30)), h(Some(5))]),
+            requeue_after(&[h(None), h(Some(30)), h(Some(5))], floor),
             Some(Duration::from_secs(5))
         );
-        assert_eq!(requeue_after(&[h(None)]), None);
+        assert_eq!(requeue_after(&[h(None)], floor), None);
+    }
+
+    #[test]
+    fn a_requeue_sooner_than_the_floor_waits_for_the_floor() {
+        let h = |after: u64| ComponentHealth {
+            component: "C".into(),
+            state: crate::contract::HealthState::Progressing,
+            reason: "R".into(),
+            message: "m".into(),
+            errors: vec![],
+            requeue_after: Some(Duration::from_secs(after)),
+        };
+        let floor = Duration::from_secs(1);
+        assert_eq!(requeue_after(&[h(0)], floor), Some(floor), "0 is not now");
+        assert_eq!(
+            requeue_after(&[h(0), h(30)], Duration::from_secs(10)),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            requeue_after(&[h(3)], floor),
+            Some(Duration::from_secs(3)),
+            "above the floor: as asked"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The reconcile queue: deduplicated by key, one reconcile of a key at a time, per-key backoff,
-//! and one pending timer per key (the earliest wins).
+//! one pending timer per key (the earliest wins), and a per-key rate: after a burst, a key is
+//! worked on at most once per interval, whatever queues it (requeues, watch events, failures).
 
 use crate::dispatch::RetryPolicy;
+use crate::rate::TokenBucket;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,57 @@ struct State<K> {
     failures: HashMap<K, u32>,
     /// The pending timer of each key: when it fires.
     timers: HashMap<K, Instant>,
+    rate: KeyRate,
+    /// The rate budget of each key recently queued (full buckets are pruned).
+    buckets: HashMap<K, TokenBucket>,
+    /// How many buckets were left after the last pruning.
+    pruned_to: usize,
     closed: bool,
+}
+
+/// How often one key may be worked on: `burst` times at once, then once per `every`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRate {
+    /// Times a key may be queued back to back. Default 10.
+    pub burst: u32,
+    /// Then once per this interval. Default 1 s.
+    pub every: Duration,
+}
+
+impl Default for KeyRate {
+    fn default() -> Self {
+        Self {
+            burst: 10,
+            every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Buckets kept before full ones are pruned.
+const PRUNE_AT: usize = 1024;
+
+impl<K: Clone + Eq + Hash> State<K> {
+    /// Spend one of `key`'s tokens, or tell how long until it has one.
+    fn take_token(&mut self, key: &K) -> Result<(), Duration> {
+        let rate = self.rate;
+        let taken = self
+            .buckets
+            .entry(key.clone())
+            .or_insert_with(|| TokenBucket::one_per(u64::from(rate.burst), rate.every))
+            .take_or_wait();
+        if self.buckets.len() > PRUNE_AT.max(2 * self.pruned_to) {
+            self.buckets.retain(|_, b| !b.is_full());
+            self.pruned_to = self.buckets.len();
+        }
+        taken
+    }
+}
+
+/// What [`WorkQueue::add`] decided.
+enum Added {
+    Nothing,
+    Queued,
+    Later(Duration),
 }
 
 /// A work queue of keys. Cheap to clone.
@@ -51,6 +103,9 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                 dirty: HashSet::new(),
                 failures: HashMap::new(),
                 timers: HashMap::new(),
+                rate: KeyRate::default(),
+                buckets: HashMap::new(),
+                pruned_to: 0,
                 closed: false,
             })),
             notify: Arc::new(Notify::new()),
@@ -66,24 +121,47 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         f(&mut guard)
     }
 
-    /// Queue a key now.
-    pub fn add(&self, key: K) {
-        let woke = self.with(|s| {
-            if s.closed {
-                return false;
-            }
-            if s.active.contains(&key) {
-                s.dirty.insert(key);
-                false
-            } else if s.pending.insert(key.clone()) {
-                s.queued.push_back(key);
-                true
-            } else {
-                false
+    /// This queue with `rate` as the per-key rate.
+    #[must_use]
+    pub fn with_key_rate(self, rate: KeyRate) -> Self {
+        self.set_key_rate(rate);
+        self
+    }
+
+    /// Change the per-key rate (the budgets spent so far are forgotten).
+    pub fn set_key_rate(&self, rate: KeyRate) {
+        self.with(|s| {
+            if s.rate != rate {
+                s.rate = rate;
+                s.buckets.clear();
+                s.pruned_to = 0;
             }
         });
-        if woke {
-            self.notify.notify_one();
+    }
+
+    /// Queue a key now, or, when it was queued too often lately, as soon as its rate allows.
+    pub fn add(&self, key: K) {
+        let added = self.with(|s| {
+            if s.closed || s.pending.contains(&key) {
+                return Added::Nothing;
+            }
+            if s.active.contains(&key) {
+                s.dirty.insert(key.clone());
+                return Added::Nothing;
+            }
+            match s.take_token(&key) {
+                Ok(()) => {
+                    s.pending.insert(key.clone());
+                    s.queued.push_back(key.clone());
+                    Added::Queued
+                }
+                Err(wait) => Added::Later(wait),
+            }
+        });
+        match added {
+            Added::Nothing => {}
+            Added::Queued => self.notify.notify_one(),
+            Added::Later(wait) => self.add_after(key, wait),
         }
     }
 
@@ -97,7 +175,10 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
             self.add(key);
             return;
         }
-        let at = Instant::now() + delay;
+        // A delay too long to represent is never due.
+        let Some(at) = Instant::now().checked_add(delay) else {
+            return;
+        };
         let schedule = self.with(|s| {
             if s.closed || s.timers.get(&key).is_some_and(|t| *t <= at) {
                 return false;
@@ -280,6 +361,59 @@ mod tests {
         let q = queue();
         q.add_after("now", Duration::ZERO);
         assert_eq!(q.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hot_key_is_held_to_its_rate_after_the_burst() {
+        let q = queue().with_key_rate(KeyRate {
+            burst: 5,
+            every: Duration::from_secs(1),
+        });
+        let started = Instant::now();
+        let mut times = Vec::new();
+        // A key that queues itself again at once every time it is worked on (a requeue of 0, or
+        // a watch event caused by its own reconcile).
+        q.add("hot");
+        while started.elapsed() < Duration::from_secs(20) {
+            let k = q.next().await.unwrap();
+            times.push(started.elapsed());
+            q.add(k);
+            q.done(&k);
+        }
+        assert!(
+            times.iter().take(5).all(|t| *t < Duration::from_millis(1)),
+            "the burst goes at once: {times:?}"
+        );
+        let after_burst = times.len() - 5;
+        assert!(
+            (19..=21).contains(&after_burst),
+            "then one a second: {after_burst} in 20 s"
+        );
+        for w in times[5..].windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(990), "{w:?}");
+        }
+        // Another key has its own budget.
+        q.add("cold");
+        assert_eq!(q.next().await, Some("cold"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limited_key_is_not_lost_and_budgets_refill() {
+        let q = queue().with_key_rate(KeyRate {
+            burst: 1,
+            every: Duration::from_secs(2),
+        });
+        q.add("k");
+        assert_eq!(q.next().await, Some("k"));
+        q.done(&"k");
+        q.add("k");
+        assert!(q.is_empty(), "over its rate: waits");
+        assert!(q.scheduled_in(&"k").is_some());
+        assert_eq!(q.next().await, Some("k"), "queued once the budget allows");
+        q.done(&"k");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        q.add("k");
+        assert_eq!(q.len(), 1, "a refilled budget queues at once");
     }
 
     #[tokio::test]

@@ -1,0 +1,189 @@
+//! A reconciler of WebApps built on raw bindings, so it can return what the SDK never would, that
+//! runs up the host's costs by the object's `metadata.name`:
+//!
+//! - `unique-reason`: a component with a new reason every call, and `requeue-after: 0`;
+//! - `steady-warning`: the same unhealthy component every call, and `requeue-after: 0`;
+//! - `child-churn`: plans a ConfigMap whose data changes every call (each apply wakes the owner);
+//! - `log-flood`: writes 100 MiB to stdout while fetching, in lines of 1023 bytes;
+//! - `huge-health`: reports 10 000 components;
+//! - `many-entries`: plans 300 small ConfigMaps;
+//! - `many-conditions`: decorates its status with 100 conditions;
+//! - `poison-*`: traps while fetching (a plugin that throws on unexpected data).
+//!
+//! Anything else behaves: one ready component, an empty plan, no status of its own. The manifest
+//! asks for `Warning` observability, so an unhealthy condition is an Event every reconcile.
+
+#![allow(missing_docs)]
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "capstan:controller/reconciler-plugin",
+});
+
+use capstan::controller::types::{
+    CategorizedError, ComponentHealth, Condition, ConditionStatus, GroupVersionKind, HealthState,
+    Manifest, Observability, PlanEntry, StatusMode,
+};
+use exports::capstan::controller::reconciler::{CleanupOutcome, StatusUpdate};
+use std::io::Write as _;
+
+/// What `log-flood` writes.
+const FLOOD_BYTES: usize = 100 << 20;
+/// One line of it, newline included.
+const FLOOD_LINE: usize = 1024;
+
+struct Noisy;
+
+/// The object's name, or "" when it has none.
+fn name(obj: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(obj)
+        .ok()
+        .and_then(|v| v.pointer("/metadata/name")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Something new every call: nanoseconds of the wall clock.
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn component(
+    name: &str,
+    state: HealthState,
+    reason: &str,
+    requeue: Option<u32>,
+) -> ComponentHealth {
+    ComponentHealth {
+        component: name.into(),
+        state,
+        reason: reason.into(),
+        message: format!("{name} is {reason}"),
+        errors: vec![],
+        requeue_after: requeue,
+    }
+}
+
+fn flood() {
+    let line: Vec<u8> = std::iter::repeat_n(b'x', FLOOD_LINE - 1)
+        .chain([b'\n'])
+        .collect();
+    let chunk = line.repeat((1 << 20) / FLOOD_LINE);
+    let mut out = std::io::stdout().lock();
+    for _ in 0..FLOOD_BYTES / chunk.len() {
+        let _ = out.write_all(&chunk);
+    }
+    let _ = out.flush();
+}
+
+fn config_map(name: &str, data: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "data": {"value": data}
+    })
+    .to_string()
+}
+
+impl exports::capstan::controller::plugin::Guest for Noisy {
+    fn describe() -> Manifest {
+        Manifest {
+            name: "noisy-reconciler".into(),
+            version: "0.1.0".into(),
+            watches: vec![GroupVersionKind {
+                group: "examples.capstan.dev".into(),
+                version: "v1alpha1".into(),
+                kind: "WebApp".into(),
+            }],
+            owns: vec![GroupVersionKind {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "ConfigMap".into(),
+            }],
+            access: vec![],
+            status_mode: StatusMode::Decorate,
+            finalizer: false,
+            pod_logs: false,
+            observability: Observability::Warning,
+            phase_timeouts: vec![],
+            wait_for_owner: None,
+        }
+    }
+}
+
+impl exports::capstan::controller::reconciler::Guest for Noisy {
+    fn fetch(obj: String) -> Result<String, CategorizedError> {
+        let name = name(&obj);
+        if name.starts_with("poison-") {
+            core::arch::wasm32::unreachable();
+        }
+        if name == "log-flood" {
+            flood();
+        }
+        Ok("{}".into())
+    }
+
+    fn plan_resources(
+        obj: String,
+        _observation: String,
+    ) -> Result<Vec<PlanEntry>, CategorizedError> {
+        let name = name(&obj);
+        Ok(match name.as_str() {
+            "child-churn" => vec![PlanEntry::Apply(config_map(
+                &format!("{name}-child"),
+                &unique().to_string(),
+            ))],
+            "many-entries" => (0..300)
+                .map(|i| PlanEntry::Apply(config_map(&format!("{name}-{i}"), "x")))
+                .collect(),
+            _ => vec![],
+        })
+    }
+
+    fn get_component_health(obj: String, _observation: String) -> Vec<ComponentHealth> {
+        match name(&obj).as_str() {
+            "unique-reason" => vec![component(
+                "Widget",
+                HealthState::Progressing,
+                &format!("Attempt{}", unique()),
+                Some(0),
+            )],
+            "steady-warning" => vec![component(
+                "Widget",
+                HealthState::Progressing,
+                "Waiting",
+                Some(0),
+            )],
+            "huge-health" => (0..10_000)
+                .map(|i| component(&format!("Part{i}"), HealthState::Ready, "Available", None))
+                .collect(),
+            _ => vec![component("Widget", HealthState::Ready, "Available", None)],
+        }
+    }
+
+    fn status(obj: String, _observation: String, _computed: String) -> StatusUpdate {
+        let conditions = match name(&obj).as_str() {
+            "many-conditions" => (0..100)
+                .map(|i| Condition {
+                    condition_type: format!("Extra{i}"),
+                    status: ConditionStatus::True,
+                    reason: "Fine".into(),
+                    message: String::new(),
+                    observability: Observability::Silent,
+                })
+                .collect(),
+            _ => vec![],
+        };
+        StatusUpdate {
+            fields: "{}".into(),
+            conditions,
+        }
+    }
+
+    fn cleanup(_obj: String) -> Result<CleanupOutcome, CategorizedError> {
+        Ok(CleanupOutcome::Done)
+    }
+}
+
+export!(Noisy);
