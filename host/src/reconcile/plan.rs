@@ -156,6 +156,7 @@ pub(super) struct Checker<'a> {
 }
 
 /// An entry's identifiers, checked: kind, namespace (as written) and name.
+#[derive(Debug)]
 struct Parsed {
     gvk: Gvk,
     namespace: Option<String>,
