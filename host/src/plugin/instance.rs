@@ -3,6 +3,7 @@
 use super::Origin;
 use super::capability::Grants;
 use super::convert;
+use super::grant::GrantStatus;
 use super::host::HostState;
 use super::limits::Limits;
 use super::quarantine::{PluginState, Quarantine, Transition};
@@ -180,6 +181,8 @@ struct Inner {
     indices: Indices,
     limits: Limits,
     wasi: WasiGrants,
+    /// Whether a configuration entry applies to this plugin, and why not.
+    grant: GrantStatus,
     fuel: bool,
     metrics: Option<crate::metrics::Metrics>,
     quarantine: Mutex<Quarantine>,
@@ -242,6 +245,7 @@ impl Plugin {
                 quarantine: Mutex::new(Quarantine::new(limits.quarantine.clone())),
                 limits: limits.clone(),
                 wasi: WasiGrants::default(),
+                grant: GrantStatus::default(),
                 fuel,
                 metrics: None,
                 idle: Mutex::new(Vec::new()),
@@ -272,6 +276,7 @@ impl Plugin {
                 quarantine: Mutex::new(Quarantine::new(limits.quarantine.clone())),
                 limits,
                 wasi: WasiGrants::default(),
+                grant: GrantStatus::default(),
                 fuel,
                 metrics: None,
                 idle: Mutex::new(Vec::new()),
@@ -285,6 +290,18 @@ impl Plugin {
     pub fn configure(
         &self,
         settings: &PluginSettings,
+        metrics: Option<crate::metrics::Metrics>,
+    ) -> Self {
+        self.configure_with(settings, self.inner.grant.clone(), metrics)
+    }
+
+    /// [`Plugin::configure`], recording whether the settings come from a configuration entry
+    /// bound to this plugin's file (see [`super::GrantTable::resolve`]).
+    #[must_use]
+    pub fn configure_with(
+        &self,
+        settings: &PluginSettings,
+        grant: GrantStatus,
         metrics: Option<crate::metrics::Metrics>,
     ) -> Self {
         let i = &self.inner;
@@ -304,6 +321,7 @@ impl Plugin {
                 quarantine: Mutex::new(Quarantine::new(limits.quarantine.clone())),
                 limits,
                 wasi: settings.wasi.clone(),
+                grant,
                 fuel: i.fuel,
                 metrics: metrics.or_else(|| i.metrics.clone()),
                 idle: Mutex::new(Vec::new()),
@@ -324,6 +342,16 @@ impl Plugin {
     /// The limits calls run under.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The WASI grants instances get.
+    pub fn wasi(&self) -> &WasiGrants {
+        &self.inner.wasi
+    }
+
+    /// Whether a configuration entry applies to this plugin (bound to its file), and why not.
+    pub fn grant(&self) -> &GrantStatus {
+        &self.inner.grant
     }
 
     /// The plugin's name.
