@@ -472,8 +472,18 @@ plugins:
     fn every_entry_is_bound_to_a_file_or_digest() {
         let check = |text: &str| Config::parse(text).unwrap().check();
         let e = check("plugins: { a: { limits: { memoryMiB: 8 } } }").unwrap_err();
-        assert!(e.to_string().contains("plugins.a: the entry must be bound"), "{e}");
-        for bad in ["../a.wasm", "/p/a.wasm", "sub/a.wasm", ".a.wasm", "a.txt", ".."] {
+        assert!(
+            e.to_string().contains("plugins.a: the entry must be bound"),
+            "{e}"
+        );
+        for bad in [
+            "../a.wasm",
+            "/p/a.wasm",
+            "sub/a.wasm",
+            ".a.wasm",
+            "a.txt",
+            "..",
+        ] {
             let e = check(&format!("plugins: {{ a: {{ file: {bad:?} }} }}")).unwrap_err();
             assert!(e.to_string().contains("bare file name"), "{bad}: {e}");
         }

@@ -312,7 +312,11 @@ fn load_or_create_key(dir: &Path) -> Result<[u8; KEY_BYTES], CacheError> {
     getrandom::fill(&mut key).map_err(CacheError::Random)?;
     // Write beside it, then link into place: the link fails if another process made a key
     // meanwhile, and then that key is used.
-    let tmp = dir.join(format!(".key.tmp{}-{}", std::process::id(), fastrand::u64(..)));
+    let tmp = dir.join(format!(
+        ".key.tmp{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     let made = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)

@@ -201,7 +201,10 @@ mod tests {
         assert!(matches!(e, FileError::LinkOutside { .. }), "{e}");
         let to_dir = link("dir.wasm", Path::new("."));
         let e = read_plugin_file(d.path(), &to_dir, 10).unwrap_err();
-        assert!(e.to_string().contains("not a regular file but a directory"), "{e}");
+        assert!(
+            e.to_string().contains("not a regular file but a directory"),
+            "{e}"
+        );
         let dangling = link("dangling.wasm", Path::new("nothing.wasm"));
         let e = read_plugin_file(d.path(), &dangling, 10).unwrap_err();
         assert!(matches!(e, FileError::Dangling), "{e}");

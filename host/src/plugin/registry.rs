@@ -245,7 +245,8 @@ impl Registry {
             .find(|(p, s)| p.as_path() != path && s.plugin.name() == name)
             .map(|(p, s)| (p.clone(), s.plugin.clone()));
         if let Some((other, held)) = rival {
-            let (wins, rule) = keeps_name((path, plugin.grant().bound), (&other, held.grant().bound));
+            let (wins, rule) =
+                keeps_name((path, plugin.grant().bound), (&other, held.grant().bound));
             if !wins {
                 st.shadowed.insert(path.to_owned(), name.clone());
                 return Err(RegistryError::Duplicate {
@@ -281,18 +282,19 @@ impl Registry {
             loaded_at: now(),
             last_error: None,
         };
-        out.events.push(match st.by_path.insert(path.to_owned(), slot) {
-            Some(old) => {
-                if old.plugin.name() != name {
-                    out.retry = st.freed(old.plugin.name());
+        out.events
+            .push(match st.by_path.insert(path.to_owned(), slot) {
+                Some(old) => {
+                    if old.plugin.name() != name {
+                        out.retry = st.freed(old.plugin.name());
+                    }
+                    PluginEvent::Replaced {
+                        old: old.plugin,
+                        new: plugin,
+                    }
                 }
-                PluginEvent::Replaced {
-                    old: old.plugin,
-                    new: plugin,
-                }
-            }
-            None => PluginEvent::Loaded(plugin),
-        });
+                None => PluginEvent::Loaded(plugin),
+            });
         Ok(out)
     }
 

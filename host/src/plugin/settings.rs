@@ -71,11 +71,7 @@ impl PluginSettings {
                 wanted
                     .iter()
                     .copied()
-                    .filter(|v| {
-                        rules
-                            .iter()
-                            .any(|(g, verbs)| g == gvk && verbs.contains(v))
-                    })
+                    .filter(|v| rules.iter().any(|(g, verbs)| g == gvk && verbs.contains(v)))
                     .collect()
             };
             let mut access = Vec::new();
@@ -158,7 +154,17 @@ mod tests {
         let mut m = Manifest::new("p", "1");
         m.owns = vec![dep(), cm()];
         let full = allow(vec![
-            (dep(), vec![Verb::Get, Verb::List, Verb::Watch, Verb::Patch, Verb::Delete, Verb::Update]),
+            (
+                dep(),
+                vec![
+                    Verb::Get,
+                    Verb::List,
+                    Verb::Watch,
+                    Verb::Patch,
+                    Verb::Delete,
+                    Verb::Update,
+                ],
+            ),
             (cm(), vec![Verb::Get, Verb::List, Verb::Watch, Verb::Patch]),
         ]);
         let n = full.narrow(&m);
@@ -183,7 +189,10 @@ mod tests {
         ];
         m.pod_logs = true;
         let s = PluginSettings {
-            allow: Some(vec![(cm(), WATCH_VERBS.to_vec()), (secret(), vec![Verb::Get])]),
+            allow: Some(vec![
+                (cm(), WATCH_VERBS.to_vec()),
+                (secret(), vec![Verb::Get]),
+            ]),
             pod_logs: Some(false),
             ..PluginSettings::default()
         };
