@@ -159,7 +159,17 @@ async fn duplicate_names_are_rejected() {
     std::fs::copy(guest("webapp"), dir.path().join("webapp-copy.wasm")).unwrap();
     let report = runtime().load_dir(dir.path()).await.unwrap();
     assert_eq!(report.plugins.len(), 1);
-    assert!(report.rejected[0].one_line().contains("already loaded"));
+    assert_eq!(
+        report.plugins[0].info().path,
+        dir.path().join("webapp-copy.wasm")
+    );
+    let line = report.rejected[0].one_line();
+    assert!(
+        line.contains("webapp.wasm")
+            && line.contains("a plugin named webapp is also declared by")
+            && line.contains("webapp-copy.wasm, which keeps the name (its file name sorts first)"),
+        "{line}"
+    );
 }
 
 #[tokio::test]
@@ -172,7 +182,7 @@ async fn precompiled_cache_skips_compilation_on_restart() {
         .await
         .unwrap();
     assert_eq!(first.info().origin, Origin::Compiled);
-    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    assert_eq!(artifacts(cache.path()).len(), 1);
     // A new runtime (a restart) deserializes.
     let second = Runtime::new(config())
         .unwrap()
@@ -181,8 +191,8 @@ async fn precompiled_cache_skips_compilation_on_restart() {
         .unwrap();
     assert_eq!(second.info().origin, Origin::Cached);
     // A corrupt artifact is recompiled, not trusted.
-    for entry in std::fs::read_dir(cache.path()).unwrap() {
-        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    for path in artifacts(cache.path()) {
+        std::fs::write(path, b"garbage").unwrap();
     }
     let third = Runtime::new(config())
         .unwrap()
@@ -190,6 +200,116 @@ async fn precompiled_cache_skips_compilation_on_restart() {
         .await
         .unwrap();
     assert_eq!(third.info().origin, Origin::Compiled);
+}
+
+/// The precompiled artifacts in a cache directory.
+fn artifacts(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The artifact of the plugin whose content hash is `hash`.
+fn artifact_of(dir: &std::path::Path, hash: &str) -> std::path::PathBuf {
+    artifacts(dir)
+        .into_iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(hash))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_planted_or_altered_artifact_is_never_loaded() {
+    let cache = tempdir();
+    let config = || RuntimeConfig::default().cache_dir(cache.path());
+    let rt = Runtime::new(config()).unwrap();
+    let echo = rt.load(&guest("echo-handler")).await.unwrap();
+    let webapp = rt.load(&guest("webapp")).await.unwrap();
+    let target = artifact_of(cache.path(), &webapp.info().hash);
+
+    // An artifact this host wrote, for another plugin, renamed to webapp's: refused.
+    std::fs::copy(artifact_of(cache.path(), &echo.info().hash), &target).unwrap();
+    let again = Runtime::new(config())
+        .unwrap()
+        .load(&guest("webapp"))
+        .await
+        .unwrap();
+    assert_eq!(again.name(), "webapp", "not echo-handler's code");
+    assert_eq!(
+        again.info().origin,
+        Origin::Compiled,
+        "the planted artifact was refused"
+    );
+    let next = Runtime::new(config())
+        .unwrap()
+        .load(&guest("webapp"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next.info().origin,
+        Origin::Cached,
+        "compiled fresh and stored again"
+    );
+
+    // Native code altered, its tag kept: refused.
+    let mut bytes = std::fs::read(&target).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&target, &bytes).unwrap();
+    let altered = Runtime::new(config())
+        .unwrap()
+        .load(&guest("webapp"))
+        .await
+        .unwrap();
+    assert_eq!(altered.info().origin, Origin::Compiled);
+
+    // A valid artifact of this very engine, planted without this host's key: refused.
+    let planted = rt
+        .engine()
+        .precompile_component(&std::fs::read(guest("webapp")).unwrap())
+        .unwrap();
+    std::fs::write(&target, &planted).unwrap();
+    let foreign = Runtime::new(config())
+        .unwrap()
+        .load(&guest("webapp"))
+        .await
+        .unwrap();
+    assert_eq!(foreign.info().origin, Origin::Compiled);
+    assert_eq!(foreign.name(), "webapp");
+}
+
+#[tokio::test]
+async fn the_cache_directory_and_its_files_are_private() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let base = tempdir();
+    let dir = base.path().join("capstan").join("precompiled");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    Runtime::new(RuntimeConfig::default().cache_dir(&dir))
+        .unwrap()
+        .load(&guest("echo-handler"))
+        .await
+        .unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("key")), 0o600);
+    for a in artifacts(&dir) {
+        assert_eq!(mode(&a) & 0o077, 0, "{}", a.display());
+    }
+    // Opened up by someone: closed again at the next start.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    Runtime::new(RuntimeConfig::default().cache_dir(&dir)).unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    // Owned by another user (who could plant code in it): refused. Only root can set this up.
+    if std::fs::metadata(base.path()).unwrap().uid() == 0 {
+        std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+        let Err(e) = Runtime::new(RuntimeConfig::default().cache_dir(&dir)) else {
+            panic!("a cache directory of another user is refused")
+        };
+        let line = capstan::error_chain(&e);
+        assert!(line.contains("belongs to uid 65534"), "{line}");
+    }
 }
 
 /// A cache of objects held in memory, standing in for the informers' store.
@@ -328,6 +448,59 @@ async fn cache_reads_are_refused_without_a_grant() {
         .unwrap()
         .unwrap();
     assert!(observation.contains("Auth"), "{observation}");
+}
+
+#[tokio::test]
+async fn an_owned_kind_left_out_of_the_allow_list_cannot_be_read() {
+    use capstan::contract::Verb;
+    use capstan::plugin::{PluginSettings, WATCH_VERBS};
+    let plugin = runtime().load(&guest("webapp")).await.unwrap();
+    let (oref, obj) = webapp_json(8080);
+    let deployment: serde_json::Value =
+        serde_json::from_str(&capstan_tests::deployment_json("shop")).unwrap();
+    let grants = || Grants {
+        cache: Some(Arc::new(Objects(vec![deployment.clone()]))),
+        pod_logs: None,
+    };
+    let webapps = Gvk::new("examples.capstan.dev", "v1alpha1", "WebApp");
+    // Only the WebApp kind is allowed: Deployments are owned as declared, but not granted.
+    let narrowed = plugin.configure(
+        &PluginSettings {
+            allow: Some(vec![(webapps.clone(), WATCH_VERBS.to_vec())]),
+            ..PluginSettings::default()
+        },
+        None,
+    );
+    assert_eq!(narrowed.manifest().watches, std::slice::from_ref(&webapps));
+    assert!(narrowed.manifest().owns.is_empty());
+    let deployment_lookup = |observation: String| {
+        serde_json::from_str::<serde_json::Value>(&observation).unwrap()["deployment"].to_string()
+    };
+    let observation = narrowed
+        .fetch(&oref, &obj, grants())
+        .await
+        .unwrap()
+        .unwrap();
+    let lookup = deployment_lookup(observation);
+    assert!(lookup.contains("Auth"), "{lookup}");
+    // Allowed to read Deployments only: readable, no longer owned.
+    let reads = plugin.configure(
+        &PluginSettings {
+            allow: Some(vec![
+                (webapps, WATCH_VERBS.to_vec()),
+                (
+                    Gvk::new("apps", "v1", "Deployment"),
+                    vec![Verb::Get, Verb::List],
+                ),
+            ]),
+            ..PluginSettings::default()
+        },
+        None,
+    );
+    assert!(reads.manifest().owns.is_empty());
+    let observation = reads.fetch(&oref, &obj, grants()).await.unwrap().unwrap();
+    let lookup = deployment_lookup(observation);
+    assert!(lookup.contains("Found"), "{lookup}");
 }
 
 #[tokio::test]

@@ -90,7 +90,7 @@ async fn a_hundred_swaps_under_load_lose_and_double_no_event() {
     let mut versions = Vec::new();
     for i in 0..100 {
         capstan_tests::drop_in(if i % 2 == 0 { &v2 } else { &v1 }, &file);
-        match reloader.sync(&file).await {
+        match reloader.sync(&file).await.pop() {
             Some(PluginEvent::Replaced { old, new }) => {
                 assert_ne!(old.info().version, new.info().version);
                 versions.push(new.info().version.clone());
@@ -225,4 +225,324 @@ async fn the_directory_watch_loads_swaps_rejects_and_unloads() {
     };
     assert_eq!(p.name(), "echo-handler");
     assert!(reloader.registry().view().loaded.is_empty());
+}
+
+/// Write `bytes` at `to` as a careful writer does (beside it, then renamed into place).
+fn drop_bytes(bytes: &[u8], to: &std::path::Path) {
+    let tmp = to.with_extension("wasm.tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+/// A configuration entry for `fs-handler`, bound to the file `fs-handler.wasm`, lending `dir`
+/// as `/config` and `GREETING=hi`.
+fn fs_handler_grant(dir: &std::path::Path) -> capstan::plugin::GrantEntry {
+    use capstan::plugin::{Binding, DirGrant, GrantEntry, PluginSettings, WasiGrants};
+    GrantEntry {
+        name: "fs-handler".into(),
+        binding: Binding::file("fs-handler.wasm"),
+        settings: PluginSettings {
+            wasi: WasiGrants {
+                dirs: vec![DirGrant {
+                    host: dir.to_owned(),
+                    guest: "/config".into(),
+                    writable: false,
+                }],
+                env: [("GREETING".to_owned(), "hi".to_owned())].into(),
+            },
+            ..PluginSettings::default()
+        },
+    }
+}
+
+/// What fs-handler can see: the granted file and the granted variable.
+async fn sees(p: &capstan::plugin::Plugin) -> (String, String) {
+    let json = deployment_json("fs");
+    let object = ObjectRef::from_json(&serde_json::from_str(&json).unwrap()).unwrap();
+    let out = p
+        .handle(&object, capstan::plugin::HandlerEvent::Added(json))
+        .await
+        .unwrap();
+    let messages = out.statuses[0].0.messages.clone();
+    let get = |k: &str| {
+        messages
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    (get("read"), get("env"))
+}
+
+fn unloaded_then_loaded(
+    events: [PluginEvent; 2],
+) -> (capstan::plugin::Plugin, capstan::plugin::Plugin) {
+    match events {
+        [PluginEvent::Unloaded(out), PluginEvent::Loaded(into)] => (out, into),
+        other => panic!("expected the holder unloaded, then the winner loaded: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impostor_gets_no_grant_and_the_bound_file_keeps_the_name_in_either_order() {
+    let secret = tempdir();
+    std::fs::write(secret.path().join("greeting"), "hello from the host").unwrap();
+    let real = guest("fs-handler");
+    // Another component that declares the same name: the impostor.
+    let impostor = capstan_tests::with_custom_section(&std::fs::read(&real).unwrap(), b"impostor");
+    let cache = tempdir();
+    for impostor_first in [true, false] {
+        let plugins = tempdir();
+        let runtime = Runtime::new(
+            RuntimeConfig::default()
+                .cache_dir(cache.path())
+                .grant(fs_handler_grant(secret.path())),
+        )
+        .unwrap();
+        let reloader = Reloader::new(runtime, Registry::new(), plugins.path())
+            .debounce(Duration::from_millis(50));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let _watch = reloader.watch(tx).unwrap();
+        assert!(reloader.scan().await.unwrap().is_empty());
+        let (evil, bound) = (
+            plugins.path().join("evil.wasm"),
+            plugins.path().join("fs-handler.wasm"),
+        );
+        if impostor_first {
+            drop_bytes(&impostor, &evil);
+            let PluginEvent::Loaded(p) = next(&mut rx).await else {
+                panic!("the impostor loads while the name is free")
+            };
+            assert_eq!(p.name(), "fs-handler");
+            assert!(!p.grant().bound);
+            let reason = p.grant().reason.clone().unwrap();
+            assert!(
+                reason.contains("bound to file fs-handler.wasm") && reason.contains("evil.wasm"),
+                "{reason}"
+            );
+            let (read, env) = sees(&p).await;
+            assert!(read.starts_with("error"), "no directory lent: {read}");
+            assert_eq!(env, "unset", "no environment lent");
+            capstan_tests::drop_in(&real, &bound);
+            let (out, into) = unloaded_then_loaded([next(&mut rx).await, next(&mut rx).await]);
+            assert_eq!(out.info().path, evil);
+            assert_eq!(into.info().path, bound);
+        } else {
+            capstan_tests::drop_in(&real, &bound);
+            let PluginEvent::Loaded(p) = next(&mut rx).await else {
+                panic!("loaded")
+            };
+            assert_eq!(p.info().path, bound);
+            drop_bytes(&impostor, &evil);
+            wait_for("the impostor's rejection", || {
+                reloader
+                    .registry()
+                    .view()
+                    .rejected
+                    .iter()
+                    .any(|r| r.path == evil)
+            })
+            .await;
+        }
+        // Either way: the bound file holds the name, with its grant; the impostor is refused,
+        // naming the file that keeps the name.
+        let view = reloader.registry().view();
+        assert_eq!(view.loaded.len(), 1, "order {impostor_first}");
+        assert_eq!(view.loaded[0].path, bound);
+        assert!(view.loaded[0].grant.status.bound);
+        assert_eq!(view.loaded[0].grant.env, ["GREETING"], "names, not values");
+        let rejected = view.rejected.iter().find(|r| r.path == evil).unwrap();
+        assert!(
+            rejected
+                .reason
+                .contains("a plugin named fs-handler is also declared by")
+                && rejected.reason.contains("fs-handler.wasm")
+                && rejected
+                    .reason
+                    .contains("the configuration binds the name to it"),
+            "{}",
+            rejected.reason
+        );
+        let p = reloader.registry().named("fs-handler").unwrap();
+        assert_eq!(
+            sees(&p).await,
+            ("hello from the host".to_owned(), "hi".to_owned())
+        );
+
+        // When the bound file goes, the impostor gets the name back, still without the grant.
+        std::fs::remove_file(&bound).unwrap();
+        let (out, into) = unloaded_then_loaded([next(&mut rx).await, next(&mut rx).await]);
+        assert_eq!(out.info().path, bound);
+        assert_eq!(into.info().path, evil);
+        assert!(!into.grant().bound);
+        assert_eq!(sees(&into).await.1, "unset");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_startup_the_bound_file_wins_and_the_impostor_never_runs() {
+    let secret = tempdir();
+    let plugins = tempdir();
+    let real = guest("fs-handler");
+    // `a-evil.wasm` sorts before `fs-handler.wasm`: the name rule, not the order, decides.
+    let evil = plugins.path().join("a-evil.wasm");
+    std::fs::copy(&real, &evil).unwrap();
+    std::fs::copy(&real, plugins.path().join("fs-handler.wasm")).unwrap();
+    let runtime =
+        Runtime::new(RuntimeConfig::default().grant(fs_handler_grant(secret.path()))).unwrap();
+    let reloader = Reloader::new(runtime, Registry::new(), plugins.path());
+    let events = reloader.scan().await.unwrap();
+    match events.as_slice() {
+        [PluginEvent::Loaded(p)] => {
+            assert_eq!(p.info().path, plugins.path().join("fs-handler.wasm"));
+            assert!(p.grant().bound);
+        }
+        other => panic!("only the bound file loads: {other:?}"),
+    }
+    let view = reloader.registry().view();
+    assert!(view.rejected.iter().any(|r| r.path == evil
+        && r.reason.contains("also declared by")
+        && r.reason.contains("fs-handler.wasm")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_unbound_files_the_first_file_name_keeps_the_name_in_either_order() {
+    let echo = guest("echo-handler");
+    let cache = tempdir();
+    for a_first in [true, false] {
+        let plugins = tempdir();
+        let runtime = Runtime::new(RuntimeConfig::default().cache_dir(cache.path())).unwrap();
+        let reloader = Reloader::new(runtime, Registry::new(), plugins.path())
+            .debounce(Duration::from_millis(50));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let _watch = reloader.watch(tx).unwrap();
+        assert!(reloader.scan().await.unwrap().is_empty());
+        let (a, b) = (plugins.path().join("a.wasm"), plugins.path().join("b.wasm"));
+        if a_first {
+            capstan_tests::drop_in(&echo, &a);
+            assert!(matches!(next(&mut rx).await, PluginEvent::Loaded(_)));
+            capstan_tests::drop_in(&echo, &b);
+            wait_for("b's rejection", || {
+                reloader
+                    .registry()
+                    .view()
+                    .rejected
+                    .iter()
+                    .any(|r| r.path == b)
+            })
+            .await;
+        } else {
+            capstan_tests::drop_in(&echo, &b);
+            assert!(matches!(next(&mut rx).await, PluginEvent::Loaded(_)));
+            capstan_tests::drop_in(&echo, &a);
+            let (out, into) = unloaded_then_loaded([next(&mut rx).await, next(&mut rx).await]);
+            assert_eq!(
+                (out.info().path.clone(), into.info().path.clone()),
+                (b.clone(), a.clone())
+            );
+        }
+        let view = reloader.registry().view();
+        assert_eq!(view.loaded.len(), 1);
+        assert_eq!(view.loaded[0].path, a, "a.wasm sorts first");
+        let rejected = view.rejected.iter().find(|r| r.path == b).unwrap();
+        assert!(
+            rejected
+                .reason
+                .contains("b.wasm: a plugin named echo-handler is also declared by")
+                && rejected.reason.contains("a.wasm")
+                && rejected.reason.contains("its file name sorts first"),
+            "{}",
+            rejected.reason
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugins_directory_refuses_what_is_not_a_plugin_file_and_keeps_watching() {
+    let plugins = tempdir();
+    let outside = tempdir();
+    let cache = tempdir();
+    let at = |name: &str| plugins.path().join(name);
+    let runtime = Runtime::new(RuntimeConfig::default().cache_dir(cache.path())).unwrap();
+    let reloader =
+        Reloader::new(runtime, Registry::new(), plugins.path()).debounce(Duration::from_millis(50));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _watch = reloader.watch(tx).unwrap();
+    assert!(reloader.scan().await.unwrap().is_empty());
+
+    std::fs::copy(guest("echo-handler"), outside.path().join("x.wasm")).unwrap();
+    type Make<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Make<'_>, &str)> = vec![
+        (
+            "fifo.wasm",
+            Box::new(|| {
+                let ok = std::process::Command::new("mkfifo")
+                    .arg(at("fifo.wasm"))
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "mkfifo");
+            }),
+            "not a regular file but a FIFO",
+        ),
+        (
+            "zero.wasm",
+            Box::new(|| std::os::unix::fs::symlink("/dev/zero", at("zero.wasm")).unwrap()),
+            "a symbolic link to /dev/zero, outside the plugins directory",
+        ),
+        (
+            "out.wasm",
+            Box::new(|| {
+                std::os::unix::fs::symlink(outside.path().join("x.wasm"), at("out.wasm")).unwrap()
+            }),
+            "outside the plugins directory",
+        ),
+        (
+            "big.wasm",
+            Box::new(|| {
+                let f = std::fs::File::create(at("big.wasm")).unwrap();
+                f.set_len((64 << 20) + 1).unwrap();
+            }),
+            "67108865 bytes, over the 67108864-byte cap",
+        ),
+        (
+            "dir.wasm",
+            Box::new(|| std::fs::create_dir(at("dir.wasm")).unwrap()),
+            "not a regular file but a directory",
+        ),
+    ];
+    for (name, make, reason) in &cases {
+        make();
+        wait_for(name, || {
+            reloader
+                .registry()
+                .view()
+                .rejected
+                .iter()
+                .any(|r| r.path == at(name) && r.reason.contains(reason))
+        })
+        .await;
+    }
+    // The watch lives on: a good plugin dropped in afterwards loads.
+    capstan_tests::drop_in(&guest("echo-handler"), &at("echo.wasm"));
+    let PluginEvent::Loaded(p) = next(&mut rx).await else {
+        panic!("the good plugin loads")
+    };
+    assert_eq!(p.name(), "echo-handler");
+
+    // A restart over the same directory: the scan returns, refusing each with its reason.
+    let runtime = Runtime::new(RuntimeConfig::default().cache_dir(cache.path())).unwrap();
+    let again = Reloader::new(runtime, Registry::new(), plugins.path());
+    let events = again.scan().await.unwrap();
+    assert_eq!(events.len(), 1, "only echo.wasm loads");
+    let view = again.registry().view();
+    for (name, _, reason) in &cases {
+        assert!(
+            view.rejected
+                .iter()
+                .any(|r| r.path == at(name) && r.reason.contains(reason)),
+            "{name}: {:?}",
+            view.rejected
+        );
+    }
 }

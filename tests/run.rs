@@ -21,7 +21,8 @@ async fn get(addr: SocketAddr, path: &str) -> Option<String> {
 
 async fn wait_for(addr: SocketAddr, path: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
     let mut last = String::new();
-    for _ in 0..600 {
+    // A deadline, not a pause: generous, for cold compiles on a loaded machine.
+    for _ in 0..2400 {
         if let Some(body) = get(addr, path).await {
             if ok(&body) {
                 return body;
@@ -448,6 +449,144 @@ async fn informers_follow_the_kinds_loaded_plugins_need() {
         "no plugin needs Deployments: {:?}",
         supervisor.informers().running()
     );
+    supervisor.shutdown(Duration::from_secs(5)).await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_shows_each_grant_and_the_effective_and_requested_manifests() {
+    let server = capstan_tests::apiserver().await;
+    let client = server.client().unwrap();
+    let plugins = tempdir();
+    // An impostor: fs-handler's code in a file the configuration did not bind.
+    std::fs::copy(guest("fs-handler"), plugins.path().join("evil.wasm")).unwrap();
+    std::fs::copy(
+        guest("echo-handler"),
+        plugins.path().join("echo-handler.wasm"),
+    )
+    .unwrap();
+    let file = capstan::config::Config::parse(
+        r#"
+plugins:
+  fs-handler:
+    file: fs-handler.wasm
+    wasi: { env: { GREETING: hi } }
+  echo-handler:
+    file: echo-handler.wasm
+    kubernetes:
+      allow: [{ group: "", version: v1, kind: ConfigMap, verbs: [get, list, watch] }]
+"#,
+    )
+    .unwrap();
+    file.check().unwrap();
+    let addr = free_addr();
+    let mut config = RunConfig::new(plugins.path());
+    config.http_listen = Some(addr);
+    config.config = file;
+    let (stop, host) = spawn_host(config, &client);
+    let body = wait_for(addr, "/plugins", "both plugins", |b| {
+        plugins_json(b)["loaded"]
+            .as_array()
+            .is_some_and(|l| l.len() == 2)
+    })
+    .await;
+    let v = plugins_json(&body);
+    let plugin = |name: &str| {
+        v["loaded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let fs = plugin("fs-handler");
+    assert!(fs["path"].as_str().unwrap().ends_with("evil.wasm"));
+    assert_eq!(fs["grant"]["bound"], false);
+    assert_eq!(fs["grant"]["entry"], "fs-handler");
+    let reason = fs["grant"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("bound to file fs-handler.wasm, not to file evil.wasm"),
+        "{reason}"
+    );
+    assert_eq!(fs["grant"]["env"], serde_json::json!([]), "nothing lent");
+
+    let echo = plugin("echo-handler");
+    assert_eq!(echo["grant"]["bound"], true);
+    assert_eq!(echo["grant"]["reason"], serde_json::Value::Null);
+    assert_eq!(
+        echo["effective_manifest"]["watches"],
+        serde_json::json!([]),
+        "Deployments are not in the allow list"
+    );
+    assert_eq!(
+        echo["requested_manifest"]["watches"][0]["kind"],
+        "Deployment"
+    );
+    stop.send(()).unwrap();
+    host.await.unwrap().unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_kind_left_out_of_the_allow_list_is_never_watched() {
+    use capstan::contract::{Gvk, Verb};
+    use capstan::plugin::{
+        Binding, GrantEntry, PluginEvent, PluginSettings, Runtime, RuntimeConfig, WATCH_VERBS,
+    };
+    let server = capstan_tests::apiserver().await;
+    let dir = tempdir();
+    let mut supervisor = capstan::runner::Supervisor::new(
+        server.client().unwrap(),
+        &RunConfig::new(dir.path()),
+        capstan::metrics::Metrics::new(),
+    );
+    let file = dir.path().join("echo-handler.wasm");
+    std::fs::copy(guest("echo-handler"), &file).unwrap();
+    let deployments = Gvk::new("apps", "v1", "Deployment");
+    let allowing = |rules: Vec<(Gvk, Vec<Verb>)>| {
+        Runtime::new(RuntimeConfig::default().grant(GrantEntry {
+            name: "echo-handler".into(),
+            binding: Binding::file("echo-handler.wasm"),
+            settings: PluginSettings {
+                allow: Some(rules),
+                ..PluginSettings::default()
+            },
+        }))
+        .unwrap()
+    };
+    // Deployments allowed only `get` and `list`: readable, but not watched.
+    let echo = allowing(vec![
+        (Gvk::new("", "v1", "ConfigMap"), WATCH_VERBS.to_vec()),
+        (deployments.clone(), vec![Verb::Get, Verb::List]),
+    ])
+    .load(&file)
+    .await
+    .unwrap();
+    assert!(echo.grant().bound);
+    assert!(echo.manifest().watches.is_empty());
+    assert_eq!(
+        echo.declared_manifest().watches,
+        std::slice::from_ref(&deployments)
+    );
+    supervisor.apply(PluginEvent::Loaded(echo.clone())).await;
+    assert!(
+        supervisor.informers().running().is_empty(),
+        "no informer, so no Deployment event reaches it: {:?}",
+        supervisor.informers().running()
+    );
+    // With `watch` allowed too, it is watched.
+    let watched = allowing(vec![(deployments.clone(), WATCH_VERBS.to_vec())])
+        .load(&file)
+        .await
+        .unwrap();
+    supervisor
+        .apply(PluginEvent::Replaced {
+            old: echo,
+            new: watched,
+        })
+        .await;
+    assert_eq!(supervisor.informers().running(), vec![deployments]);
     supervisor.shutdown(Duration::from_secs(5)).await;
     server.shutdown().await.unwrap();
 }

@@ -224,3 +224,72 @@ async fn configuration_narrows_what_the_manifest_may_touch() {
         "as declared"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_grants_go_to_the_bound_file_and_content_not_the_declared_name() {
+    use capstan::plugin::{Binding, DirGrant, GrantEntry, PluginSettings, WasiGrants};
+    let secret = capstan_tests::tempdir();
+    std::fs::write(secret.path().join("greeting"), "hello from the host").unwrap();
+    let real = std::fs::read(guest("fs-handler")).unwrap();
+    let entry = GrantEntry {
+        name: "fs-handler".into(),
+        binding: Binding {
+            file: Some("fs-handler.wasm".into()),
+            sha256: Some(capstan::plugin::content_hash(&real)),
+        },
+        settings: PluginSettings {
+            wasi: WasiGrants {
+                dirs: vec![DirGrant {
+                    host: secret.path().to_owned(),
+                    guest: "/config".into(),
+                    writable: false,
+                }],
+                env: [("GREETING".to_owned(), "hi".to_owned())].into(),
+            },
+            ..PluginSettings::default()
+        },
+    };
+    let runtime = Runtime::new(RuntimeConfig::default().grant(entry)).unwrap();
+    let plugins = capstan_tests::tempdir();
+    let load = |file: &str, bytes: &[u8]| {
+        let path = plugins.path().join(file);
+        std::fs::write(&path, bytes).unwrap();
+        let runtime = runtime.clone();
+        async move { runtime.load(&path).await.unwrap() }
+    };
+    let sees = |p: Plugin| async move {
+        let (oref, ev) = event("fs");
+        let out = p.handle(&oref, ev).await.unwrap();
+        let msgs = out.statuses[0].0.messages.clone();
+        let env = msgs.iter().find(|(k, _)| k == "env").unwrap().1.clone();
+        let read = msgs.iter().find(|(k, _)| k == "read").unwrap().1.clone();
+        (read, env)
+    };
+
+    // The bound file with the bound content: granted.
+    let p = load("fs-handler.wasm", &real).await;
+    assert!(p.grant().bound);
+    assert_eq!(
+        sees(p).await,
+        ("hello from the host".to_owned(), "hi".to_owned())
+    );
+
+    // The same content under another file name: the file does not match.
+    let p = load("copy.wasm", &real).await;
+    assert_eq!(p.name(), "fs-handler");
+    assert!(!p.grant().bound);
+    let reason = p.grant().reason.clone().unwrap();
+    assert!(
+        reason.contains("bound to file fs-handler.wasm with sha256"),
+        "{reason}"
+    );
+    let (read, env) = sees(p).await;
+    assert!(read.starts_with("error"), "{read}");
+    assert_eq!(env, "unset");
+
+    // Other content (declaring the same name) in the bound file: the digest does not match.
+    let other = capstan_tests::with_custom_section(&real, b"rebuilt by someone else");
+    let p = load("fs-handler.wasm", &other).await;
+    assert!(!p.grant().bound);
+    assert_eq!(sees(p).await.1, "unset");
+}

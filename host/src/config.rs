@@ -1,9 +1,13 @@
 //! The host's configuration file: default sandbox limits, and per plugin limits, grants and access.
 //!
+//! Every plugin entry is bound to a file of the plugins directory (`file`) and/or a content
+//! digest (`sha256`): it applies only to the plugin that declares its name *and* is that file.
+//!
 //! ```yaml
 //! runtime:
 //!   fuel: true              # meter fuel, so `fuel` limits take effect (costs every call)
 //!   maxWasmStackKiB: 512    # runtime-wide
+//!   maxPluginMiB: 64        # larger plugin files are refused
 //! defaults:                 # every plugin
 //!   callTimeoutMs: 5000
 //!   memoryMiB: 64
@@ -19,6 +23,8 @@
 //!   log: { kiBPerSecond: 64, burstKiB: 256, recordsPerSecond: 100, burstRecords: 500, maxRecordKiB: 16 }
 //! plugins:
 //!   webapp:
+//!     file: webapp.wasm                   # required: file and/or sha256
+//!     sha256: 3f1c…                       # optional: the file's content must also match
 //!     limits: { callTimeoutMs: 2000 }     # over the defaults
 //!     wasi:
 //!       dirs: [{ host: /etc/webapp, guest: /config }]   # read-only unless `writable: true`
@@ -35,7 +41,10 @@
 //! ```
 
 use crate::contract::{Gvk, Verb};
-use crate::plugin::{Limits, LogLimits, PluginSettings, QuarantinePolicy, WasiGrants};
+use crate::plugin::{
+    Binding, GrantEntry, Limits, LogLimits, PluginSettings, QuarantinePolicy, WasiGrants,
+    is_plugin_file,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,6 +94,8 @@ pub struct RuntimeSection {
     pub fuel: bool,
     /// Wasm stack per call, in KiB.
     pub max_wasm_stack_ki_b: Option<usize>,
+    /// Largest plugin file read, in MiB (default 64).
+    pub max_plugin_mi_b: Option<u64>,
 }
 
 /// Limits as written in the file; unset fields keep the value underneath.
@@ -318,6 +329,10 @@ impl ReconcileSection {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PluginSection {
+    /// The plugin file this entry is bound to: a bare file name in the plugins directory.
+    pub file: Option<String>,
+    /// The SHA-256 (hex) the plugin file's content must have.
+    pub sha256: Option<String>,
     /// Limits over the defaults.
     #[serde(default)]
     pub limits: LimitsSection,
@@ -342,9 +357,43 @@ pub struct Config {
     /// Limits of every plugin.
     #[serde(default)]
     pub defaults: LimitsSection,
-    /// Per plugin, by manifest name.
+    /// Per plugin, by manifest name; each entry bound to a file and/or digest.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginSection>,
+}
+
+impl PluginSection {
+    /// What the entry is bound to.
+    pub fn binding(&self) -> Binding {
+        Binding {
+            file: self.file.clone(),
+            sha256: self.sha256.as_ref().map(|h| h.to_ascii_lowercase()),
+        }
+    }
+
+    /// Check the binding: present, a bare plugin file name, a SHA-256 in hex.
+    fn check_binding(&self, name: &str) -> Result<(), ConfigError> {
+        let invalid = |why: String| Err(ConfigError::Invalid(format!("plugins.{name}: {why}")));
+        if self.file.is_none() && self.sha256.is_none() {
+            return invalid(
+                "the entry must be bound to its plugin: give `file` (a file name in the plugins directory) and/or `sha256` (of the file's content)".into(),
+            );
+        }
+        if let Some(f) = &self.file {
+            let bare = !f.contains('/') && !f.contains('\\') && f != "." && f != "..";
+            if !bare || !is_plugin_file(Path::new(f)) {
+                return invalid(format!(
+                    "file {f:?} must be a bare file name in the plugins directory, ending in .wasm, not hidden"
+                ));
+            }
+        }
+        if let Some(h) = &self.sha256
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return invalid(format!("sha256 {h:?} must be 64 hex digits"));
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -370,9 +419,27 @@ impl Config {
         serde_yaml::from_str(text)
     }
 
-    /// Check values a parser cannot: granted directories exist, limits are positive.
+    /// Check values a parser cannot: every entry is bound to a file or digest (no two to the same
+    /// one), granted directories exist, limits are positive.
     pub fn check(&self) -> Result<(), ConfigError> {
+        let mut files: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut digests: BTreeMap<String, &str> = BTreeMap::new();
         for (name, p) in &self.plugins {
+            p.check_binding(name)?;
+            if let Some(f) = &p.file
+                && let Some(other) = files.insert(f, name)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "plugins.{other} and plugins.{name} are both bound to file {f}"
+                )));
+            }
+            if let Some(h) = &p.sha256
+                && let Some(other) = digests.insert(h.to_ascii_lowercase(), name)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "plugins.{other} and plugins.{name} are both bound to sha256 {h}"
+                )));
+            }
             p.wasi.check().map_err(|source| ConfigError::Grant {
                 plugin: name.clone(),
                 source,
@@ -388,6 +455,11 @@ impl Config {
                     )));
                 }
             }
+        }
+        if self.runtime.max_plugin_mi_b == Some(0) {
+            return Err(ConfigError::Invalid(
+                "runtime.maxPluginMiB must be positive".into(),
+            ));
         }
         for (name, l) in std::iter::once(("defaults", &self.defaults))
             .chain(self.plugins.iter().map(|(n, p)| (n.as_str(), &p.limits)))
@@ -407,8 +479,15 @@ impl Config {
         self.defaults.over(base)
     }
 
-    /// The settings of each configured plugin, with limits over `defaults`.
-    pub fn plugin_settings(&self, defaults: &Limits) -> Vec<(String, PluginSettings)> {
+    /// The largest plugin file read, in bytes, if configured.
+    pub fn max_plugin_bytes(&self) -> Option<u64> {
+        self.runtime
+            .max_plugin_mi_b
+            .map(|mib| mib.saturating_mul(1 << 20))
+    }
+
+    /// Each configured plugin's entry: its binding and settings, with limits over `defaults`.
+    pub fn grant_entries(&self, defaults: &Limits) -> Vec<GrantEntry> {
         self.plugins
             .iter()
             .map(|(name, p)| {
@@ -428,7 +507,11 @@ impl Config {
                     }),
                     pod_logs: p.kubernetes.pod_logs,
                 };
-                (name.clone(), settings)
+                GrantEntry {
+                    name: name.clone(),
+                    binding: p.binding(),
+                    settings,
+                }
             })
             .collect()
     }
@@ -439,10 +522,11 @@ mod tests {
     use super::*;
 
     const EXAMPLE: &str = r#"
-runtime: { fuel: true, maxWasmStackKiB: 256 }
+runtime: { fuel: true, maxWasmStackKiB: 256, maxPluginMiB: 16 }
 defaults: { callTimeoutMs: 2000, memoryMiB: 32 }
 plugins:
   webapp:
+    file: webapp.wasm
     limits: { memoryMiB: 128, fuel: 1000, quarantine: { afterFailures: 2 } }
     wasi: { dirs: [{ host: ".", guest: /config }], env: { A: b } }
     kubernetes:
@@ -459,9 +543,11 @@ plugins:
         let defaults = c.default_limits(&Limits::default());
         assert_eq!(defaults.call_timeout, Duration::from_secs(2));
         assert_eq!(defaults.memory_bytes, 32 << 20);
-        let settings = c.plugin_settings(&defaults);
-        let (name, s) = &settings[0];
+        assert_eq!(c.max_plugin_bytes(), Some(16 << 20));
+        let entries = c.grant_entries(&defaults);
+        let (name, s) = (&entries[0].name, &entries[0].settings);
         assert_eq!(name, "webapp");
+        assert_eq!(entries[0].binding, Binding::file("webapp.wasm"));
         let l = s.limits.as_ref().unwrap();
         assert_eq!(l.memory_bytes, 128 << 20);
         assert_eq!(l.call_timeout, Duration::from_secs(2), "from the defaults");
@@ -525,11 +611,45 @@ plugins:
         let c = Config::parse("defaults: { memoryMiB: 0 }").unwrap();
         assert!(c.check().is_err());
         let c = Config::parse(
-            "plugins: { a: { wasi: { dirs: [{ host: /does/not/exist, guest: /x }] } } }",
+            "plugins: { a: { file: a.wasm, wasi: { dirs: [{ host: /does/not/exist, guest: /x }] } } }",
         )
         .unwrap();
         let e = c.check().unwrap_err();
         assert!(crate::error_chain(&e).contains("/does/not/exist"), "{e}");
         assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn every_entry_is_bound_to_a_file_or_digest() {
+        let check = |text: &str| Config::parse(text).unwrap().check();
+        let e = check("plugins: { a: { limits: { memoryMiB: 8 } } }").unwrap_err();
+        assert!(
+            e.to_string().contains("plugins.a: the entry must be bound"),
+            "{e}"
+        );
+        for bad in [
+            "../a.wasm",
+            "/p/a.wasm",
+            "sub/a.wasm",
+            ".a.wasm",
+            "a.txt",
+            "..",
+        ] {
+            let e = check(&format!("plugins: {{ a: {{ file: {bad:?} }} }}")).unwrap_err();
+            assert!(e.to_string().contains("bare file name"), "{bad}: {e}");
+        }
+        let e = check("plugins: { a: { sha256: abc } }").unwrap_err();
+        assert!(e.to_string().contains("64 hex digits"), "{e}");
+        let e = check("plugins: { a: { file: x.wasm }, b: { file: x.wasm } }").unwrap_err();
+        assert!(e.to_string().contains("both bound to file x.wasm"), "{e}");
+        let h = "AB".repeat(32);
+        check(&format!("plugins: {{ a: {{ sha256: {h} }} }}")).unwrap();
+        let c = Config::parse(&format!("plugins: {{ a: {{ sha256: {h} }} }}")).unwrap();
+        assert_eq!(
+            c.plugins["a"].binding(),
+            Binding::sha256("ab".repeat(32)),
+            "digests compare in lowercase"
+        );
+        assert!(check("runtime: { maxPluginMiB: 0 }").is_err());
     }
 }

@@ -100,8 +100,11 @@ pub async fn run(
     if let Some(kib) = config.config.runtime.max_wasm_stack_ki_b {
         rc = rc.max_wasm_stack(kib << 10);
     }
-    for (name, settings) in config.config.plugin_settings(&limits) {
-        rc = rc.plugin_settings(&name, settings);
+    if let Some(bytes) = config.config.max_plugin_bytes() {
+        rc = rc.max_plugin_bytes(bytes);
+    }
+    for entry in config.config.grant_entries(&limits) {
+        rc = rc.grant(entry);
     }
     if let Some(dir) = &config.cache_dir {
         rc = rc.cache_dir(dir);
@@ -224,7 +227,12 @@ impl Supervisor {
     fn controller_config(&self, plugin: &Plugin) -> ControllerConfig {
         let mut c = self.base.clone();
         c.metrics = Some(self.metrics.clone());
-        if let Some(r) = self.reconcile.get(plugin.name()) {
+        // Like every part of a configuration entry, only for the file it is bound to.
+        if let Some(r) = plugin
+            .grant()
+            .bound_entry()
+            .and_then(|entry| self.reconcile.get(entry))
+        {
             if let Some(prune) = r.prune {
                 c.prune = prune;
             }

@@ -129,7 +129,7 @@ fn run_refuses_a_bad_configuration_file_before_starting() {
     std::fs::write(
         &config,
         format!(
-            "plugins: {{ webapp: {{ wasi: {{ dirs: [{{ host: {}, guest: /c }}] }} }} }}\n",
+            "plugins: {{ webapp: {{ file: webapp.wasm, wasi: {{ dirs: [{{ host: {}, guest: /c }}] }} }} }}\n",
             missing.display()
         ),
     )
@@ -137,6 +137,17 @@ fn run_refuses_a_bad_configuration_file_before_starting() {
     let stderr = refused();
     assert!(
         stderr.contains("plugin webapp") && stderr.contains("nowhere"),
+        "{stderr}"
+    );
+    // An entry must say which file it is for: grants follow files, not claimed names.
+    std::fs::write(
+        &config,
+        "plugins: { webapp: { wasi: { env: { A: b } } } }\n",
+    )
+    .unwrap();
+    let stderr = refused();
+    assert!(
+        stderr.contains("plugins.webapp: the entry must be bound to its plugin"),
         "{stderr}"
     );
 }

@@ -157,3 +157,36 @@ pub async fn apiserver() -> capstan_apiserver::RunningServer {
         .await
         .expect("api server starts")
 }
+
+/// `component` with a custom section appended: the same plugin (same name, same behaviour) with
+/// another content digest, as an impostor or a rebuilt version would have.
+#[allow(dead_code)]
+pub fn with_custom_section(component: &[u8], payload: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"capstan-test";
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.extend_from_slice(payload);
+    let mut out = component.to_vec();
+    out.push(0);
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The SHA-256 of a file's content, in hex, as a configuration entry's `sha256` names it.
+#[allow(dead_code)]
+pub fn sha256_of(path: &Path) -> String {
+    capstan::plugin::content_hash(&std::fs::read(path).expect("read plugin"))
+}

@@ -4,6 +4,7 @@ use super::Origin;
 use super::bounds;
 use super::capability::Grants;
 use super::convert;
+use super::grant::GrantStatus;
 use super::host::HostState;
 use super::limits::Limits;
 use super::output::LogBudget;
@@ -182,6 +183,8 @@ struct Inner {
     indices: Indices,
     limits: Limits,
     wasi: WasiGrants,
+    /// Whether a configuration entry applies to this plugin, and why not.
+    grant: GrantStatus,
     fuel: bool,
     metrics: Option<crate::metrics::Metrics>,
     quarantine: Mutex<Quarantine>,
@@ -251,6 +254,7 @@ impl Plugin {
                 )),
                 limits: limits.clone(),
                 wasi: WasiGrants::default(),
+                grant: GrantStatus::default(),
                 fuel,
                 metrics: None,
                 idle: Mutex::new(Vec::new()),
@@ -287,6 +291,7 @@ impl Plugin {
                 output,
                 limits,
                 wasi: WasiGrants::default(),
+                grant: GrantStatus::default(),
                 fuel,
                 metrics: None,
                 idle: Mutex::new(Vec::new()),
@@ -300,6 +305,18 @@ impl Plugin {
     pub fn configure(
         &self,
         settings: &PluginSettings,
+        metrics: Option<crate::metrics::Metrics>,
+    ) -> Self {
+        self.configure_with(settings, self.inner.grant.clone(), metrics)
+    }
+
+    /// [`Plugin::configure`], recording whether the settings come from a configuration entry
+    /// bound to this plugin's file (see [`super::GrantTable::resolve`]).
+    #[must_use]
+    pub fn configure_with(
+        &self,
+        settings: &PluginSettings,
+        grant: GrantStatus,
         metrics: Option<crate::metrics::Metrics>,
     ) -> Self {
         let i = &self.inner;
@@ -325,6 +342,7 @@ impl Plugin {
                 )),
                 limits,
                 wasi: settings.wasi.clone(),
+                grant,
                 fuel: i.fuel,
                 metrics,
                 idle: Mutex::new(Vec::new()),
@@ -345,6 +363,16 @@ impl Plugin {
     /// The limits calls run under.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The WASI grants instances get.
+    pub fn wasi(&self) -> &WasiGrants {
+        &self.inner.wasi
+    }
+
+    /// Whether a configuration entry applies to this plugin (bound to its file), and why not.
+    pub fn grant(&self) -> &GrantStatus {
+        &self.inner.grant
     }
 
     /// The plugin's name.

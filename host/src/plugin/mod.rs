@@ -4,6 +4,8 @@ mod bounds;
 mod cache;
 mod capability;
 mod convert;
+mod file;
+mod grant;
 mod host;
 mod instance;
 mod limits;
@@ -17,17 +19,21 @@ mod wasi;
 mod world;
 
 pub use bounds::BoundsError;
-pub use cache::{ArtifactCache, Origin, content_hash};
+pub use cache::{ArtifactCache, CacheError, Origin, content_hash};
 pub use capability::{CacheReader, Grants, KubePodLogs, PodLogReader};
+pub use file::{DEFAULT_MAX_PLUGIN_BYTES, FileError, read_plugin_file};
+pub use grant::{Binding, GrantEntry, GrantStatus, GrantTable};
 pub use instance::{CallError, HandlerEvent, HandlerOutcome, Plugin, PluginInfo};
 pub use limits::Limits;
 pub use output::{DROP_WARNING_INTERVAL, LogLimits};
 pub use quarantine::{PluginState, QuarantinePolicy};
-pub use registry::{Loaded, PluginEvent, Registry, RegistryError, RegistryView, Rejection};
+pub use registry::{
+    GrantView, Installed, Loaded, PluginEvent, Registry, RegistryError, RegistryView, Rejection,
+};
 pub use reload::{ReloadError, Reloader, WatchHandle, is_plugin_file};
 pub use runtime::{
     LoadError, LoadReport, RejectReason, Runtime, RuntimeConfig, RuntimeError, wasm_files,
 };
-pub use settings::PluginSettings;
+pub use settings::{OWN_VERBS, PluginSettings, WATCH_VERBS};
 pub use wasi::{DirGrant, WasiError, WasiGrants};
 pub use world::{WorldError, detect};

@@ -1,8 +1,10 @@
 //! The plugin registry: which plugins are loaded from which files, and which files were rejected.
 
+use super::grant::GrantStatus;
 use super::instance::Plugin;
 use super::quarantine::PluginState;
 use super::runtime::LoadError;
+use super::wasi::DirGrant;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,8 +60,45 @@ pub struct Loaded {
     pub last_error: Option<String>,
     /// When it was loaded, seconds since the Unix epoch.
     pub loaded_at: u64,
-    /// The manifest in force (narrowed by configuration).
-    pub manifest: crate::contract::Manifest,
+    /// The configured grant it runs with, and whether its configuration entry applies.
+    pub grant: GrantView,
+    /// The effective manifest: the requested one narrowed by configuration; what the host enforces.
+    pub effective_manifest: crate::contract::Manifest,
+    /// The manifest as the plugin requested it (its `describe`), before configuration.
+    pub requested_manifest: crate::contract::Manifest,
+}
+
+/// A plugin's grant as shown at `/plugins`: whether its configuration entry applies (and why not),
+/// and what it is lent. Environment values are not shown, only their names.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantView {
+    /// Whether the entry applies, which entry, and why not.
+    #[serde(flatten)]
+    pub status: GrantStatus,
+    /// Directories lent through WASI.
+    pub wasi_dirs: Vec<DirGrant>,
+    /// Names of the environment variables set.
+    pub env: Vec<String>,
+    /// Call deadline, ms.
+    pub call_timeout_ms: u128,
+    /// Memory an instance may grow to, bytes.
+    pub memory_bytes: usize,
+    /// Fuel per call, if limited.
+    pub fuel: Option<u64>,
+}
+
+impl GrantView {
+    fn of(plugin: &Plugin) -> Self {
+        let (wasi, limits) = (plugin.wasi(), plugin.limits());
+        Self {
+            status: plugin.grant().clone(),
+            wasi_dirs: wasi.dirs.clone(),
+            env: wasi.env.keys().cloned().collect(),
+            call_timeout_ms: limits.call_timeout.as_millis(),
+            memory_bytes: limits.memory_bytes,
+            fuel: limits.fuel,
+        }
+    }
 }
 
 /// What `/plugins` shows.
@@ -81,6 +120,47 @@ struct Slot {
 struct State {
     by_path: BTreeMap<PathBuf, Slot>,
     rejected: BTreeMap<PathBuf, Rejection>,
+    /// Files refused because another file keeps the name they declare: the name.
+    shadowed: BTreeMap<PathBuf, String>,
+}
+
+impl State {
+    /// `name` is free again: the files that lost it, to be loaded again.
+    fn freed(&mut self, name: &str) -> Vec<PathBuf> {
+        let paths: Vec<PathBuf> = self
+            .shadowed
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in &paths {
+            self.shadowed.remove(p);
+        }
+        paths
+    }
+}
+
+/// Which of two files declaring the same plugin name keeps it, whatever the order they were
+/// loaded in: the one the configuration binds to that name; between two bound or two unbound
+/// files, the one whose file name sorts first. Returns whether `a` keeps it, and why.
+pub(crate) fn keeps_name(a: (&Path, bool), b: (&Path, bool)) -> (bool, &'static str) {
+    match (a.1, b.1) {
+        (true, false) => (true, "the configuration binds the name to it"),
+        (false, true) => (false, "the configuration binds the name to it"),
+        _ => (
+            (a.0.file_name(), a.0) < (b.0.file_name(), b.0),
+            "its file name sorts first",
+        ),
+    }
+}
+
+/// What installing a plugin did.
+#[derive(Debug, Default)]
+pub struct Installed {
+    /// Plugin events, in order (a displaced plugin's `Unloaded` comes first).
+    pub events: Vec<PluginEvent>,
+    /// Files that lost their declared name to a plugin that no longer holds it: load them again.
+    pub retry: Vec<PathBuf>,
 }
 
 /// The registry. Cheap to clone.
@@ -98,13 +178,21 @@ fn now() -> u64 {
 /// Why the registry refused a plugin.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// Another file already provides a plugin of that name.
-    #[error("a plugin named {name} is already loaded from {other}")]
+    /// Another file declares the same plugin name and keeps it.
+    #[error(
+        "{}: a plugin named {name} is also declared by {}, which keeps the name ({rule})",
+        loser.display(),
+        winner.display()
+    )]
     Duplicate {
         /// Plugin name.
         name: String,
-        /// The file that has it.
-        other: PathBuf,
+        /// The file refused.
+        loser: PathBuf,
+        /// The file that keeps the name.
+        winner: PathBuf,
+        /// Why the winner wins.
+        rule: &'static str,
     },
 }
 
@@ -143,33 +231,71 @@ impl Registry {
             .map(|s| s.plugin.clone())
     }
 
-    /// Put a freshly loaded plugin in place of whatever `path` held. A plugin of the same name
-    /// from another file is refused.
-    pub fn install(&self, path: &Path, plugin: Plugin) -> Result<PluginEvent, RegistryError> {
+    /// Put a freshly loaded plugin in place of whatever `path` held. When another file has a
+    /// plugin of the same name, [`keeps_name`] decides: if the new one loses it is refused (and
+    /// loaded again once the name is free); if it wins, the other is unloaded and recorded as
+    /// refused, naming this file.
+    pub fn install(&self, path: &Path, plugin: Plugin) -> Result<Installed, RegistryError> {
         let mut st = self.lock();
-        if let Some((other, _)) = st
+        let name = plugin.name().to_owned();
+        let mut out = Installed::default();
+        let rival = st
             .by_path
             .iter()
-            .find(|(p, s)| p.as_path() != path && s.plugin.name() == plugin.name())
-        {
-            return Err(RegistryError::Duplicate {
-                name: plugin.name().to_owned(),
-                other: other.clone(),
-            });
+            .find(|(p, s)| p.as_path() != path && s.plugin.name() == name)
+            .map(|(p, s)| (p.clone(), s.plugin.clone()));
+        if let Some((other, held)) = rival {
+            let (wins, rule) =
+                keeps_name((path, plugin.grant().bound), (&other, held.grant().bound));
+            if !wins {
+                st.shadowed.insert(path.to_owned(), name.clone());
+                return Err(RegistryError::Duplicate {
+                    name,
+                    loser: path.to_owned(),
+                    winner: other,
+                    rule,
+                });
+            }
+            st.by_path.remove(&other);
+            let e = RegistryError::Duplicate {
+                name: name.clone(),
+                loser: other.clone(),
+                winner: path.to_owned(),
+                rule,
+            };
+            tracing::warn!(plugin = %name, unloaded = %other.display(), kept = %path.display(), rule, "two files declare one plugin name: the other file is unloaded");
+            st.rejected.insert(
+                other.clone(),
+                Rejection {
+                    path: other.clone(),
+                    reason: e.to_string(),
+                    at: now(),
+                },
+            );
+            st.shadowed.insert(other, name.clone());
+            out.events.push(PluginEvent::Unloaded(held));
         }
         st.rejected.remove(path);
+        st.shadowed.remove(path);
         let slot = Slot {
             plugin: plugin.clone(),
             loaded_at: now(),
             last_error: None,
         };
-        Ok(match st.by_path.insert(path.to_owned(), slot) {
-            Some(old) => PluginEvent::Replaced {
-                old: old.plugin,
-                new: plugin,
-            },
-            None => PluginEvent::Loaded(plugin),
-        })
+        out.events
+            .push(match st.by_path.insert(path.to_owned(), slot) {
+                Some(old) => {
+                    if old.plugin.name() != name {
+                        out.retry = st.freed(old.plugin.name());
+                    }
+                    PluginEvent::Replaced {
+                        old: old.plugin,
+                        new: plugin,
+                    }
+                }
+                None => PluginEvent::Loaded(plugin),
+            });
+        Ok(out)
     }
 
     /// Record a rejected file; a plugin it held keeps serving, with the error attached.
@@ -202,13 +328,18 @@ impl Registry {
         }
     }
 
-    /// Take the plugin of a removed file out.
-    pub fn remove(&self, path: &Path) -> Option<PluginEvent> {
+    /// Take the plugin of a removed file out. The files that lost its name to it are returned
+    /// in `retry`, to be loaded again.
+    pub fn remove(&self, path: &Path) -> Installed {
         let mut st = self.lock();
         st.rejected.remove(path);
-        st.by_path
-            .remove(path)
-            .map(|s| PluginEvent::Unloaded(s.plugin))
+        st.shadowed.remove(path);
+        let mut out = Installed::default();
+        if let Some(s) = st.by_path.remove(path) {
+            out.retry = st.freed(s.plugin.name());
+            out.events.push(PluginEvent::Unloaded(s.plugin));
+        }
+        out
     }
 
     /// The hash of the plugin loaded from `path`.
@@ -237,7 +368,9 @@ impl Registry {
                     state: s.plugin.state(),
                     last_error: s.last_error.clone(),
                     loaded_at: s.loaded_at,
-                    manifest: s.plugin.manifest().clone(),
+                    grant: GrantView::of(&s.plugin),
+                    effective_manifest: s.plugin.manifest().clone(),
+                    requested_manifest: s.plugin.declared_manifest().clone(),
                 }
             })
             .collect();
@@ -245,6 +378,32 @@ impl Registry {
         RegistryView {
             loaded,
             rejected: st.rejected.values().cloned().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_file_then_the_first_file_name_keeps_a_name() {
+        let (a, b) = (Path::new("/p/a.wasm"), Path::new("/p/b.wasm"));
+        assert!(keeps_name((b, true), (a, false)).0, "bound wins");
+        assert!(!keeps_name((a, false), (b, true)).0);
+        assert!(keeps_name((a, false), (b, false)).0, "first name wins");
+        assert!(!keeps_name((b, false), (a, false)).0);
+        assert!(keeps_name((a, true), (b, true)).0);
+        for (x, y) in [(a, b), (b, a)] {
+            for bx in [true, false] {
+                for by in [true, false] {
+                    assert_ne!(
+                        keeps_name((x, bx), (y, by)).0,
+                        keeps_name((y, by), (x, bx)).0,
+                        "exactly one of two files keeps the name, whichever is asked first"
+                    );
+                }
+            }
         }
     }
 }

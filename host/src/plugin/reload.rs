@@ -5,8 +5,16 @@
 //! anything; a file that fails leaves the previous version serving and is listed as rejected.
 //! Writers should write elsewhere and rename into the directory: a file caught half-written is
 //! rejected as truncated and picked up again when the write completes.
+//!
+//! Files are read as [`super::read_plugin_file`] says (regular files, links inside the directory,
+//! a size cap; a FIFO, device or directory named `*.wasm` is refused without being opened), so no
+//! entry can block or stop the watch. Of two files declaring one plugin name, the one the
+//! configuration binds to that name keeps it, else the one whose file name sorts first, whatever
+//! the order they arrive in.
 
 use super::cache::content_hash;
+use super::file::FileError;
+use super::instance::Plugin;
 use super::registry::{PluginEvent, Registry};
 use super::runtime::{LoadError, RejectReason, Runtime};
 use crate::metrics::{Metrics, ReloadResult};
@@ -47,6 +55,18 @@ pub struct Reloader {
     dir: PathBuf,
     debounce: Duration,
     metrics: Option<Metrics>,
+}
+
+/// A file read and loaded, before the registry is touched.
+enum Prepared {
+    /// Nothing is there: unload.
+    Gone,
+    /// The content loaded already.
+    Unchanged,
+    /// Refused.
+    Rejected(LoadError),
+    /// A valid plugin.
+    Ready(Plugin),
 }
 
 /// Keeps the directory watch alive; dropping it stops watching.
@@ -117,88 +137,137 @@ impl Reloader {
     }
 
     /// Bring the registry in line with the directory now: load new and changed files, unload
-    /// plugins whose file is gone. Returns the events, in file order.
+    /// plugins whose file is gone. Returns the events, in the order they happened.
     pub async fn scan(&self) -> Result<Vec<PluginEvent>, ReloadError> {
         let present = super::wasm_files(&self.dir).map_err(|source| ReloadError::Read {
             path: self.dir.clone(),
             source,
         })?;
-        let mut paths: BTreeSet<PathBuf> =
-            present.into_iter().filter(|p| is_plugin_file(p)).collect();
+        let mut paths: BTreeSet<PathBuf> = present.into_iter().collect();
         paths.extend(
             self.registry
                 .plugins()
                 .iter()
                 .map(|p| p.info().path.clone()),
         );
-        let mut events = Vec::new();
-        for path in paths {
-            events.extend(self.sync(&path).await);
-        }
-        Ok(events)
+        Ok(self.sync_all(paths).await)
     }
 
     /// Bring one file's plugin in line with the file: load it if new or changed, unload it if
     /// gone, leave it if unchanged. A file that fails validation is recorded as rejected and the
     /// version loaded before keeps serving.
-    pub async fn sync(&self, path: &Path) -> Option<PluginEvent> {
-        let started = Instant::now();
-        let bytes = match tokio::fs::read(path).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let event = self.registry.remove(path)?;
-                if let PluginEvent::Unloaded(p) = &event {
-                    tracing::info!(plugin = p.name(), path = %path.display(), "plugin file removed: unloading");
-                }
-                self.count(ReloadResult::Unloaded, None);
-                return Some(event);
+    pub async fn sync(&self, path: &Path) -> Vec<PluginEvent> {
+        self.sync_all([path.to_owned()]).await
+    }
+
+    /// [`Reloader::sync`] for several files at once. The outcome does not depend on the order
+    /// files are named or arrive in: removals are applied first, then plugins bound by the
+    /// configuration to their declared name, then the rest by file name; of two files declaring
+    /// one name, the registry keeps the one [`super::Registry::install`] says, and a file that
+    /// lost its name is loaded again once the name is free.
+    pub async fn sync_all(&self, paths: impl IntoIterator<Item = PathBuf>) -> Vec<PluginEvent> {
+        let mut events = Vec::new();
+        let mut work: BTreeSet<PathBuf> = paths.into_iter().collect();
+        while !work.is_empty() {
+            let mut prepared = Vec::new();
+            for path in std::mem::take(&mut work) {
+                let started = Instant::now();
+                let p = self.prepare(&path).await;
+                prepared.push((path, p, started));
             }
+            prepared.sort_by_key(|(path, p, _)| {
+                let rank = match p {
+                    Prepared::Gone => 0,
+                    Prepared::Ready(plugin) if plugin.grant().bound => 1,
+                    _ => 2,
+                };
+                (rank, path.file_name().map(ToOwned::to_owned))
+            });
+            for (path, p, started) in prepared {
+                let (done, retry) = self.commit(&path, p, started);
+                events.extend(done);
+                work.extend(retry);
+            }
+        }
+        events
+    }
+
+    /// Read and load a file, without touching the registry.
+    async fn prepare(&self, path: &Path) -> Prepared {
+        let bytes = match self.runtime.read(&self.dir, path).await {
+            Ok(b) => b,
+            Err(FileError::NotFound) => return Prepared::Gone,
             Err(e) => {
-                self.rejected(LoadError {
+                return Prepared::Rejected(LoadError {
                     path: path.to_owned(),
-                    reason: RejectReason::Io(e),
+                    reason: RejectReason::File(e),
                 });
-                return None;
             }
         };
         if self.registry.hash_at(path).as_deref() == Some(content_hash(&bytes).as_str()) {
-            self.registry.clear_rejection(path);
-            return None;
+            return Prepared::Unchanged;
         }
-        let plugin = match self.runtime.load_bytes(path, bytes).await {
-            Ok(p) => p,
-            Err(reason) => {
-                self.rejected(LoadError {
-                    path: path.to_owned(),
-                    reason,
-                });
-                return None;
-            }
-        };
-        match self.registry.install(path, plugin) {
-            Ok(event) => {
-                let elapsed = started.elapsed();
-                match &event {
-                    PluginEvent::Loaded(p) => {
-                        let i = p.info();
-                        tracing::info!(plugin = %i.name, version = %i.version, world = %i.world, hash = %&i.hash[..12], origin = ?i.origin, elapsed_ms = elapsed.as_millis() as u64, "plugin loaded");
+        match self.runtime.load_bytes(path, bytes).await {
+            Ok(p) => Prepared::Ready(p),
+            Err(reason) => Prepared::Rejected(LoadError {
+                path: path.to_owned(),
+                reason,
+            }),
+        }
+    }
+
+    /// Apply a prepared file to the registry: the events, and the files to load again.
+    fn commit(
+        &self,
+        path: &Path,
+        prepared: Prepared,
+        started: Instant,
+    ) -> (Vec<PluginEvent>, Vec<PathBuf>) {
+        match prepared {
+            Prepared::Gone => {
+                let out = self.registry.remove(path);
+                for e in &out.events {
+                    if let PluginEvent::Unloaded(p) = e {
+                        tracing::info!(plugin = p.name(), path = %path.display(), "plugin file removed: unloading");
+                        self.count(ReloadResult::Unloaded, None);
                     }
-                    PluginEvent::Replaced { old, new } => {
-                        let i = new.info();
-                        tracing::info!(plugin = %i.name, from = %old.info().version, to = %i.version, hash = %&i.hash[..12], origin = ?i.origin, elapsed_ms = elapsed.as_millis() as u64, "plugin replaced");
-                    }
-                    PluginEvent::Unloaded(_) => {}
                 }
-                self.count(ReloadResult::Swapped, Some(elapsed));
-                Some(event)
+                (out.events, out.retry)
             }
-            Err(e) => {
-                tracing::error!(path = %path.display(), reason = %e, "plugin rejected");
-                self.registry
-                    .reject_line(path, format!("{}: {e}", path.display()));
-                self.count(ReloadResult::Rejected, None);
-                None
+            Prepared::Unchanged => {
+                self.registry.clear_rejection(path);
+                (Vec::new(), Vec::new())
             }
+            Prepared::Rejected(error) => {
+                self.rejected(error);
+                (Vec::new(), Vec::new())
+            }
+            Prepared::Ready(plugin) => match self.registry.install(path, plugin) {
+                Ok(out) => {
+                    let elapsed = started.elapsed();
+                    for event in &out.events {
+                        match event {
+                            PluginEvent::Loaded(p) => {
+                                let i = p.info();
+                                tracing::info!(plugin = %i.name, version = %i.version, world = %i.world, hash = %&i.hash[..12], origin = ?i.origin, elapsed_ms = elapsed.as_millis() as u64, "plugin loaded");
+                            }
+                            PluginEvent::Replaced { old, new } => {
+                                let i = new.info();
+                                tracing::info!(plugin = %i.name, from = %old.info().version, to = %i.version, hash = %&i.hash[..12], origin = ?i.origin, elapsed_ms = elapsed.as_millis() as u64, "plugin replaced");
+                            }
+                            PluginEvent::Unloaded(_) => {}
+                        }
+                    }
+                    self.count(ReloadResult::Swapped, Some(elapsed));
+                    (out.events, out.retry)
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), reason = %e, "plugin rejected");
+                    self.registry.reject_line(path, e.to_string());
+                    self.count(ReloadResult::Rejected, None);
+                    (Vec::new(), Vec::new())
+                }
+            },
         }
     }
 
@@ -260,10 +329,8 @@ impl Reloader {
                         Err(_) => break,
                     }
                 }
-                for path in std::mem::take(&mut pending) {
-                    if let Some(event) = this.sync(&path).await
-                        && events.send(event).is_err()
-                    {
+                for event in this.sync_all(std::mem::take(&mut pending)).await {
+                    if events.send(event).is_err() {
                         return;
                     }
                 }

@@ -1,14 +1,14 @@
 //! The plugin runtime: one engine, one linker, the epoch ticker, and loading with validation.
 
-use super::cache::{ArtifactCache, Origin, content_hash};
+use super::cache::{ArtifactCache, CacheError, Origin, content_hash};
+use super::file::{DEFAULT_MAX_PLUGIN_BYTES, FileError, read_plugin_file};
+use super::grant::{GrantEntry, GrantTable};
 use super::host::HostState;
 use super::instance::{CallError, Plugin, PluginInfo};
 use super::limits::Limits;
-use super::settings::PluginSettings;
 use super::world::{self, WorldError};
 use crate::bindings;
 use crate::contract::World;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,14 +27,17 @@ pub enum RuntimeError {
     /// The epoch ticker thread could not start.
     #[error("cannot start the epoch ticker")]
     Ticker(#[source] std::io::Error),
+    /// The precompiled cache cannot be used safely.
+    #[error("cannot use the precompiled cache")]
+    Cache(#[from] CacheError),
 }
 
 /// Why a plugin file was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum RejectReason {
-    /// The file could not be read.
-    #[error("cannot read file")]
-    Io(#[source] std::io::Error),
+    /// The file was refused or could not be read.
+    #[error("refused file")]
+    File(#[from] FileError),
     /// Not WebAssembly at all.
     #[error("not a WebAssembly file")]
     NotWasm,
@@ -56,6 +59,16 @@ pub enum RejectReason {
     /// The manifest is unusable.
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
+    /// Another file declares the same plugin name and keeps it.
+    #[error("a plugin named {name} is also declared by {}, which keeps the name ({rule})", winner.display())]
+    Duplicate {
+        /// The name.
+        name: String,
+        /// The file that keeps it.
+        winner: PathBuf,
+        /// Why that one.
+        rule: &'static str,
+    },
     /// The manifest does not match the world.
     #[error("world {world} does not match the manifest: {reason}")]
     WorldMismatch {
@@ -107,7 +120,8 @@ pub struct RuntimeConfig {
     fuel: bool,
     epoch_interruption: bool,
     max_wasm_stack: usize,
-    settings: HashMap<String, PluginSettings>,
+    max_plugin_bytes: u64,
+    grants: GrantTable,
     metrics: Option<crate::metrics::Metrics>,
 }
 
@@ -121,7 +135,8 @@ impl Default for RuntimeConfig {
             fuel: false,
             epoch_interruption: true,
             max_wasm_stack: 512 << 10,
-            settings: HashMap::new(),
+            max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
+            grants: GrantTable::default(),
             metrics: None,
         }
     }
@@ -179,10 +194,18 @@ impl RuntimeConfig {
         self
     }
 
-    /// Settings of the plugin named `name` (limits, WASI grants, Kubernetes access).
+    /// A configuration entry: settings (limits, WASI grants, Kubernetes access) for the plugin
+    /// that declares `entry.name` and is the file `entry.binding` names. See [`GrantTable::resolve`].
     #[must_use]
-    pub fn plugin_settings(mut self, name: &str, settings: PluginSettings) -> Self {
-        self.settings.insert(name.to_owned(), settings);
+    pub fn grant(mut self, entry: GrantEntry) -> Self {
+        self.grants.push(entry);
+        self
+    }
+
+    /// Refuse plugin files larger than this. Default 64 MiB.
+    #[must_use]
+    pub fn max_plugin_bytes(mut self, bytes: u64) -> Self {
+        self.max_plugin_bytes = bytes;
         self
     }
 
@@ -207,7 +230,8 @@ struct Inner {
     limits: Limits,
     ticker: Arc<EpochTicker>,
     fuel: bool,
-    settings: HashMap<String, PluginSettings>,
+    max_plugin_bytes: u64,
+    grants: GrantTable,
     metrics: Option<crate::metrics::Metrics>,
 }
 
@@ -223,9 +247,10 @@ impl Runtime {
         let n = config.max_instances;
         // The pool's memory slots must fit the largest memory any plugin may grow to.
         let memory = config
-            .settings
-            .values()
-            .filter_map(|s| s.limits.as_ref().map(|l| l.memory_bytes))
+            .grants
+            .entries()
+            .iter()
+            .filter_map(|e| e.settings.limits.as_ref().map(|l| l.memory_bytes))
             .chain([config.limits.memory_bytes])
             .max()
             .unwrap_or(config.limits.memory_bytes);
@@ -260,7 +285,10 @@ impl Runtime {
                 }
             })
             .map_err(RuntimeError::Ticker)?;
-        let cache = config.cache_dir.map(|dir| ArtifactCache::new(dir, &engine));
+        let cache = config
+            .cache_dir
+            .map(|dir| ArtifactCache::open(dir, &engine))
+            .transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
@@ -269,7 +297,8 @@ impl Runtime {
                 limits: config.limits,
                 ticker,
                 fuel: config.fuel,
-                settings: config.settings,
+                max_plugin_bytes: config.max_plugin_bytes,
+                grants: config.grants,
                 metrics: config.metrics,
             }),
         })
@@ -285,19 +314,40 @@ impl Runtime {
         &self.inner.limits
     }
 
-    /// Load and validate one plugin file.
+    /// The largest plugin file read.
+    pub fn max_plugin_bytes(&self) -> u64 {
+        self.inner.max_plugin_bytes
+    }
+
+    /// Read a plugin file of the directory `dir` as [`read_plugin_file`] does (regular files and
+    /// links to them inside `dir` only, at most [`Runtime::max_plugin_bytes`]), off the async
+    /// threads.
+    pub async fn read(&self, dir: &Path, path: &Path) -> Result<Vec<u8>, FileError> {
+        let (dir, path, cap) = (dir.to_owned(), path.to_owned(), self.max_plugin_bytes());
+        tokio::task::spawn_blocking(move || read_plugin_file(&dir, &path, cap))
+            .await
+            .map_err(|e| FileError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Load and validate one plugin file (a link must stay inside the file's directory).
     pub async fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
         let err = |reason| LoadError {
             path: path.to_owned(),
             reason,
         };
-        let bytes = tokio::fs::read(path)
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let bytes = self
+            .read(dir, path)
             .await
-            .map_err(|e| err(RejectReason::Io(e)))?;
+            .map_err(|e| err(RejectReason::File(e)))?;
         self.load_bytes(path, bytes).await.map_err(err)
     }
 
-    /// Load and validate a plugin from its bytes; `path` names it in messages.
+    /// Load and validate a plugin from its bytes; `path` names it in messages, and its file name
+    /// (with the content's digest) decides which configuration entry applies.
     pub async fn load_bytes(&self, path: &Path, bytes: Vec<u8>) -> Result<Plugin, RejectReason> {
         check_header(&bytes)?;
         let hash = content_hash(&bytes);
@@ -330,13 +380,18 @@ impl Runtime {
             self.inner.fuel,
         )
         .await?;
-        let settings = self
-            .inner
-            .settings
-            .get(plugin.name())
-            .cloned()
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Ok(plugin.configure(&settings, self.inner.metrics.clone()))
+        let (settings, grant) =
+            self.inner
+                .grants
+                .resolve(plugin.name(), &file, &plugin.info().hash);
+        if let Some(reason) = &grant.reason {
+            tracing::warn!(plugin = plugin.name(), file = %path.display(), reason = %reason, "configuration entry not bound to this plugin file: it runs with the defaults");
+        }
+        Ok(plugin.configure_with(&settings, grant, self.inner.metrics.clone()))
     }
 
     fn compile(&self, hash: &str, bytes: &[u8]) -> Result<(Component, Origin), RejectReason> {
@@ -347,35 +402,53 @@ impl Runtime {
         compiled.map_err(|e| RejectReason::Compile(format!("{e:#}")))
     }
 
-    /// Load every `*.wasm` file in `dir` (sorted by name). Rejected files do not stop the others;
-    /// a second plugin with an already loaded name is rejected.
+    /// Load every plugin file in `dir` (see [`wasm_files`]). Rejected files do not stop the
+    /// others; of two plugins with one name, the one [the registry's rule](super::Registry::install)
+    /// picks is kept and the other rejected.
     pub async fn load_dir(&self, dir: &Path) -> std::io::Result<LoadReport> {
-        let files = wasm_files(dir)?;
         let mut report = LoadReport::default();
-        for path in files {
+        for path in wasm_files(dir)? {
             match self.load(&path).await {
-                Ok(p) if report.plugins.iter().any(|q| q.name() == p.name()) => {
-                    report.rejected.push(LoadError {
-                        path,
-                        reason: RejectReason::InvalidManifest(format!(
-                            "a plugin named {} is already loaded",
-                            p.name()
-                        )),
-                    })
-                }
                 Ok(p) => report.plugins.push(p),
                 Err(e) => report.rejected.push(e),
             }
         }
+        let mut kept: Vec<Plugin> = Vec::new();
+        for p in std::mem::take(&mut report.plugins) {
+            let Some(i) = kept.iter().position(|q| q.name() == p.name()) else {
+                kept.push(p);
+                continue;
+            };
+            let (wins, rule) = super::registry::keeps_name(
+                (p.info().path.as_path(), p.grant().bound),
+                (kept[i].info().path.as_path(), kept[i].grant().bound),
+            );
+            let (winner, loser) = if wins {
+                (p.clone(), std::mem::replace(&mut kept[i], p))
+            } else {
+                (kept[i].clone(), p)
+            };
+            report.rejected.push(LoadError {
+                path: loser.info().path.clone(),
+                reason: RejectReason::Duplicate {
+                    name: loser.name().to_owned(),
+                    winner: winner.info().path.clone(),
+                    rule,
+                },
+            });
+        }
+        report.plugins = kept;
         Ok(report)
     }
 }
 
-/// The `*.wasm` files directly in `dir`, sorted by name.
+/// The plugin files directly in `dir` ([`super::is_plugin_file`]: `*.wasm`, not hidden or
+/// temporary), sorted by name: whatever they are, so that a directory, FIFO or link named
+/// `*.wasm` is reported rather than skipped.
 pub fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .filter(|p| super::is_plugin_file(p))
         .collect();
     files.sort();
     Ok(files)

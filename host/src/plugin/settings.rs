@@ -1,8 +1,22 @@
-//! Per-plugin settings from the host's configuration: limits, WASI grants, Kubernetes access.
+//! Per-plugin settings from the host's configuration: limits, WASI grants, Kubernetes access, and
+//! the effective manifest, the declared one narrowed by what configuration allows.
 
 use super::limits::Limits;
 use super::wasi::WasiGrants;
 use crate::contract::{Gvk, Manifest, Verb};
+
+/// What watching a kind takes: reading it, and being told of its changes.
+pub const WATCH_VERBS: [Verb; 3] = [Verb::Get, Verb::List, Verb::Watch];
+
+/// What owning a kind takes: watching children, applying them (server-side apply is a patch) and
+/// pruning or deleting them.
+pub const OWN_VERBS: [Verb; 5] = [
+    Verb::Get,
+    Verb::List,
+    Verb::Watch,
+    Verb::Patch,
+    Verb::Delete,
+];
 
 /// What the operator allows a plugin, on top of what its manifest asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,27 +32,67 @@ pub struct PluginSettings {
     pub pod_logs: Option<bool>,
 }
 
+/// Add `verbs` on `gvk` to access rules, merging with a rule of the same kind.
+fn add_access(access: &mut Vec<(Gvk, Vec<Verb>)>, gvk: &Gvk, verbs: &[Verb]) {
+    if verbs.is_empty() {
+        return;
+    }
+    let at = match access.iter().position(|(g, _)| g == gvk) {
+        Some(i) => i,
+        None => {
+            access.push((gvk.clone(), Vec::new()));
+            access.len() - 1
+        }
+    };
+    let kept = &mut access[at].1;
+    for v in verbs {
+        if !kept.contains(v) {
+            kept.push(*v);
+        }
+    }
+}
+
 impl PluginSettings {
-    /// The manifest narrowed to what configuration allows: watched and owned kinds need `watch`
-    /// (and, for owned kinds, `patch`) in the rules; access rules keep only allowed verbs.
+    /// The effective manifest: what the host enforces. Without an allow list it is the manifest
+    /// as declared. With one, every declared request is intersected with it:
+    ///
+    /// - a watched kind asks for [`WATCH_VERBS`] and an owned kind for [`OWN_VERBS`]; it stays
+    ///   watched (or owned) only when the allow list names all of them for it, otherwise what the
+    ///   list does name of them becomes an access rule (so a watched kind allowed `get` alone
+    ///   can be read but not watched, and an owned kind allowed no `delete` is applied but never
+    ///   pruned or deleted);
+    /// - an access rule keeps only the verbs the list names for its kind; an empty one goes.
+    ///
+    /// `podLogs: false` turns pod logs off even when the manifest asks.
     pub fn narrow(&self, manifest: &Manifest) -> Manifest {
         let mut m = manifest.clone();
         if let Some(rules) = &self.allow {
-            let allowed = |gvk: &Gvk, verb: Verb| {
-                rules
+            let kept = |gvk: &Gvk, wanted: &[Verb]| -> Vec<Verb> {
+                wanted
                     .iter()
-                    .any(|(g, verbs)| g == gvk && verbs.contains(&verb))
+                    .copied()
+                    .filter(|v| rules.iter().any(|(g, verbs)| g == gvk && verbs.contains(v)))
+                    .collect()
             };
-            m.owns.retain(|g| allowed(g, Verb::Patch));
-            m.access = m
-                .access
-                .iter()
-                .map(|(g, verbs)| {
-                    let kept = verbs.iter().copied().filter(|v| allowed(g, *v)).collect();
-                    (g.clone(), kept)
-                })
-                .filter(|(_, verbs): &(Gvk, Vec<Verb>)| !verbs.is_empty())
-                .collect();
+            let mut access = Vec::new();
+            let whole = |kinds: &[Gvk], wanted: &[Verb], access: &mut Vec<_>| {
+                let mut out = Vec::new();
+                for g in kinds {
+                    let k = kept(g, wanted);
+                    if k.len() == wanted.len() {
+                        out.push(g.clone());
+                    } else {
+                        add_access(access, g, &k);
+                    }
+                }
+                out
+            };
+            m.watches = whole(&manifest.watches, &WATCH_VERBS, &mut access);
+            m.owns = whole(&manifest.owns, &OWN_VERBS, &mut access);
+            for (g, verbs) in &manifest.access {
+                add_access(&mut access, g, &kept(g, verbs));
+            }
+            m.access = access;
         }
         if self.pod_logs == Some(false) {
             m.pod_logs = false;
@@ -51,31 +105,106 @@ impl PluginSettings {
 mod tests {
     use super::*;
 
+    fn dep() -> Gvk {
+        Gvk::new("apps", "v1", "Deployment")
+    }
+    fn secret() -> Gvk {
+        Gvk::new("", "v1", "Secret")
+    }
+    fn cm() -> Gvk {
+        Gvk::new("", "v1", "ConfigMap")
+    }
+
+    fn allow(rules: Vec<(Gvk, Vec<Verb>)>) -> PluginSettings {
+        PluginSettings {
+            allow: Some(rules),
+            ..PluginSettings::default()
+        }
+    }
+
     #[test]
-    fn rules_narrow_owned_kinds_and_verbs() {
-        let cm = Gvk::new("", "v1", "ConfigMap");
-        let secret = Gvk::new("", "v1", "Secret");
-        let dep = Gvk::new("apps", "v1", "Deployment");
+    fn no_rules_keep_the_manifest_as_declared() {
         let mut m = Manifest::new("p", "1");
-        m.owns = vec![dep.clone(), cm.clone()];
-        m.access = vec![(secret.clone(), vec![Verb::Get, Verb::Delete])];
+        m.watches = vec![secret()];
+        m.owns = vec![dep()];
+        m.pod_logs = true;
+        assert_eq!(PluginSettings::default().narrow(&m), m);
+    }
+
+    #[test]
+    fn a_watched_kind_needs_get_list_and_watch() {
+        let mut m = Manifest::new("p", "1");
+        m.watches = vec![secret(), cm()];
+        let n = allow(vec![(cm(), WATCH_VERBS.to_vec())]).narrow(&m);
+        assert_eq!(n.watches, vec![cm()], "Secret is not in the allow list");
+        assert!(n.access.is_empty());
+        assert!(!n.may_read(&secret()), "nor may it be read");
+        let n = allow(vec![
+            (cm(), WATCH_VERBS.to_vec()),
+            (secret(), vec![Verb::Get, Verb::Patch]),
+        ])
+        .narrow(&m);
+        assert_eq!(n.watches, vec![cm()], "get alone does not make a watch");
+        assert_eq!(n.access, vec![(secret(), vec![Verb::Get])]);
+        assert!(n.may_read(&secret()));
+    }
+
+    #[test]
+    fn an_owned_kind_keeps_only_the_allowed_owner_verbs() {
+        let mut m = Manifest::new("p", "1");
+        m.owns = vec![dep(), cm()];
+        let full = allow(vec![
+            (
+                dep(),
+                vec![
+                    Verb::Get,
+                    Verb::List,
+                    Verb::Watch,
+                    Verb::Patch,
+                    Verb::Delete,
+                    Verb::Update,
+                ],
+            ),
+            (cm(), vec![Verb::Get, Verb::List, Verb::Watch, Verb::Patch]),
+        ]);
+        let n = full.narrow(&m);
+        assert_eq!(n.owns, vec![dep()], "owned: applied, pruned, deleted");
+        // ConfigMaps are no longer owned (so never pruned) and may be applied but not deleted.
+        assert_eq!(
+            n.access,
+            vec![(cm(), vec![Verb::Get, Verb::List, Verb::Watch, Verb::Patch])]
+        );
+        let n = allow(vec![(dep(), vec![Verb::Get, Verb::Patch])]).narrow(&m);
+        assert!(n.owns.is_empty());
+        assert_eq!(n.access, vec![(dep(), vec![Verb::Get, Verb::Patch])]);
+    }
+
+    #[test]
+    fn access_rules_keep_only_allowed_verbs_and_pod_logs_can_be_refused() {
+        let mut m = Manifest::new("p", "1");
+        m.watches = vec![cm()];
+        m.access = vec![
+            (secret(), vec![Verb::Get, Verb::Delete]),
+            (dep(), vec![Verb::Patch]),
+        ];
         m.pod_logs = true;
         let s = PluginSettings {
             allow: Some(vec![
-                (dep.clone(), vec![Verb::Get, Verb::Patch]),
-                (secret.clone(), vec![Verb::Get]),
+                (cm(), WATCH_VERBS.to_vec()),
+                (secret(), vec![Verb::Get]),
             ]),
             pod_logs: Some(false),
             ..PluginSettings::default()
         };
         let n = s.narrow(&m);
-        assert_eq!(n.owns, vec![dep]);
-        assert_eq!(n.access, vec![(secret, vec![Verb::Get])]);
+        assert_eq!(n.access, vec![(secret(), vec![Verb::Get])]);
         assert!(!n.pod_logs);
-        assert_eq!(
-            PluginSettings::default().narrow(&m),
-            m,
-            "no rules: as declared"
-        );
+        let n = PluginSettings {
+            pod_logs: Some(false),
+            ..PluginSettings::default()
+        }
+        .narrow(&m);
+        assert!(!n.pod_logs, "off even without an allow list");
+        assert_eq!(n.access, m.access);
     }
 }

@@ -1,11 +1,11 @@
 //! WASI grants: what configuration lends a plugin beyond nothing (read-only directories, environment).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// A host directory visible to the plugin, opened through cap-std so the guest cannot leave it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DirGrant {
     /// Directory on the host.
