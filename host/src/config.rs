@@ -576,6 +576,7 @@ defaults:
   log: { kiBPerSecond: 8, maxRecordKiB: 4 }
 plugins:
   webapp:
+    file: webapp.wasm
     limits: { maxConditions: 16, maxStatusKiB: 64, log: { burstRecords: 10 } }
 "#,
         )
@@ -585,8 +586,8 @@ plugins:
         assert_eq!(defaults.min_requeue_after, Duration::from_secs(2));
         assert_eq!(defaults.max_plan_entries, 100);
         assert_eq!(defaults.max_conditions, 64, "unset: the built-in default");
-        let (_, s) = &c.plugin_settings(&defaults)[0];
-        let l = s.limits.as_ref().unwrap();
+        let entry = &c.grant_entries(&defaults)[0];
+        let l = entry.settings.limits.as_ref().unwrap();
         assert_eq!(l.max_conditions, 16);
         assert_eq!(l.max_status_bytes, 64 << 10);
         assert_eq!(l.max_plan_entries, 100, "from the defaults");
@@ -596,7 +597,7 @@ plugins:
         assert_eq!(l.log.burst_bytes, LogLimits::default().burst_bytes);
         for bad in [
             "defaults: { maxConditions: 0 }",
-            "plugins: { a: { limits: { maxStatusKiB: 0 } } }",
+            "plugins: { a: { file: a.wasm, limits: { maxStatusKiB: 0 } } }",
             "defaults: { log: { maxRecordKiB: 0 } }",
         ] {
             assert!(Config::parse(bad).unwrap().check().is_err(), "{bad}");
