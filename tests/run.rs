@@ -6,7 +6,6 @@ use capstan::runner::{RunConfig, run};
 use capstan_tests::{guest, root, tempdir};
 use kube::api::{Api, PostParams};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -245,19 +244,14 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
     server.shutdown().await.unwrap();
 }
 
-/// kubectl, if installed (CI installs it; elsewhere the test says it skipped).
-fn kubectl() -> Option<&'static str> {
-    ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
+/// kubectl (`$KUBECTL`, else on the PATH): the test fails without it (`.ci/run` installs it).
+fn kubectl() -> String {
+    capstan_tests::kubectl().to_string_lossy().into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
-    let Some(kubectl) = kubectl() else {
-        eprintln!("kubectl not found: skipped");
-        return;
-    };
+    let kubectl = kubectl();
     let server = capstan_tests::apiserver().await;
     let client = server.client().unwrap();
     let (plugins, manifests, kc) = (tempdir(), tempdir(), tempdir());
@@ -277,7 +271,7 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
     let (stop, host) = spawn_host(config, &client);
 
     let get = |args: &[&str]| {
-        let out = std::process::Command::new(kubectl)
+        let out = std::process::Command::new(&kubectl)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(args)

@@ -5,18 +5,12 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+#[path = "../../tests/support/lib.rs"]
+mod support;
+
 #[test]
 fn kubectl_talks_to_capstan_apiserver() {
-    if !std::path::Path::new("/usr/bin/kubectl").exists()
-        && Command::new("kubectl")
-            .arg("version")
-            .arg("--client")
-            .output()
-            .is_err()
-    {
-        eprintln!("kubectl not found: skipped");
-        return;
-    }
+    let bin = support::kubectl();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     let mut server = Command::new(env!("CARGO_BIN_EXE_capstan"))
@@ -33,7 +27,7 @@ fn kubectl_talks_to_capstan_apiserver() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let kubectl = |args: &[&str]| {
-        Command::new("kubectl")
+        Command::new(&bin)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(args)
@@ -58,7 +52,7 @@ fn kubectl_talks_to_capstan_apiserver() {
         })
         .collect();
     std::fs::write(&tokenless, wrong).unwrap();
-    let refused = Command::new("kubectl")
+    let refused = Command::new(&bin)
         .arg("--kubeconfig")
         .arg(&tokenless)
         .args(["get", "namespaces"])

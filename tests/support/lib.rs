@@ -90,6 +90,21 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// kubectl: `$KUBECTL`, else the first `kubectl` on the PATH. Panics without one: a kubectl test
+/// fails, never skips (`.ci/run` installs kubectl when it is missing).
+#[allow(dead_code)]
+pub fn kubectl() -> PathBuf {
+    if let Some(k) = std::env::var_os("KUBECTL") {
+        return PathBuf::from(k);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.is_file())
+        .expect("kubectl is required by this test: install it, or set KUBECTL")
+}
+
 /// A fresh temporary directory.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
