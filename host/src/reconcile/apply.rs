@@ -103,6 +103,16 @@ pub fn split_status(mut obj: Value) -> (Option<Value>, Option<Value>) {
     ((!only_status).then_some(obj), Some(status_obj))
 }
 
+/// Whether [`split_status`] of `obj` leaves only a status apply (nothing for the main resource).
+pub fn status_only(obj: &Value) -> bool {
+    obj.as_object().is_some_and(|map| {
+        map.contains_key("status")
+            && map
+                .keys()
+                .all(|k| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"))
+    })
+}
+
 /// Carry out one checked step on behalf of `owner` (see [`super::plan`]).
 pub(super) async fn execute(
     s: &Shared,
@@ -317,6 +327,16 @@ mod tests {
             main.is_some() && status.is_none(),
             "no status: a plain apply"
         );
+        assert!(status_only(&json!({
+            "apiVersion": "v1", "kind": "Cluster", "metadata": {"name": "c"}, "status": {}
+        })));
+        assert!(!status_only(&json!({
+            "apiVersion": "v1", "kind": "Cluster", "metadata": {"name": "c"},
+            "spec": {"x": 1}, "status": {}
+        })));
+        assert!(!status_only(
+            &json!({"apiVersion": "v1", "kind": "ConfigMap"})
+        ));
     }
 
     #[test]

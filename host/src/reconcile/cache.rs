@@ -11,7 +11,8 @@ pub(super) struct InformerCache {
 }
 
 impl InformerCache {
-    fn handle(&self, gvk: &Gvk) -> Result<&InformerHandle, CategorizedError> {
+    /// The informer of `gvk`, or an infrastructure error when none runs.
+    pub(super) fn handle(&self, gvk: &Gvk) -> Result<&InformerHandle, CategorizedError> {
         self.handles.get(gvk).ok_or_else(|| CategorizedError {
             category: ErrorCategory::Infrastructure,
             message: format!("no informer for {gvk}"),

@@ -149,7 +149,6 @@ impl Run<'_> {
         let grants = Grants {
             cache: Some(Arc::new(ScopedCache {
                 inner: self.s.cache.clone(),
-                handles: self.s.handles.clone(),
                 scope: scope.clone(),
             })),
             // Refused at the boundary unless the manifest (as configuration allows) asks for it.
@@ -273,20 +272,25 @@ impl Run<'_> {
         Scope::new(self.oref.namespace.clone(), self.s.config.scope.clone())
     }
 
+    /// The plan checker of this reconcile, in `scope`.
+    fn checker<'a>(&'a self, scope: &'a Scope) -> Checker<'a> {
+        Checker {
+            s: self.s,
+            plugin: self.plugin.name(),
+            manifest: self.plugin.manifest(),
+            owner: self.obj,
+            owner_ref: self.oref,
+            scope,
+        }
+    }
+
     /// Check the plan (see [`super::plan`]; a refusal applies nothing), apply it, and prune the
     /// children it no longer holds when every entry applied. Returns false when the object turned
     /// out to be gone (its children just applied are deleted again).
     async fn apply(&self, entries: Vec<PlanEntry>, health: &mut Vec<ComponentHealth>) -> bool {
         let manifest = self.plugin.manifest();
         let scope = self.scope();
-        let checker = Checker {
-            s: self.s,
-            plugin: self.plugin.name(),
-            manifest,
-            owner: self.obj,
-            owner_ref: self.oref,
-            scope: &scope,
-        };
+        let checker = self.checker(&scope);
         let steps = match checker.check(entries).await {
             Ok(steps) => steps,
             Err(refused) => {
@@ -429,14 +433,7 @@ impl Run<'_> {
             }
         };
         let scope = self.scope();
-        let checker = Checker {
-            s: self.s,
-            plugin: self.plugin.name(),
-            manifest: self.plugin.manifest(),
-            owner: self.obj,
-            owner_ref: self.oref,
-            scope: &scope,
-        };
+        let checker = self.checker(&scope);
         let mut steps = Vec::new();
         for (index, entry) in entries.into_iter().enumerate() {
             match checker.check(vec![entry]).await {

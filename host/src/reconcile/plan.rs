@@ -7,7 +7,7 @@
 
 use super::Shared;
 use super::access;
-use super::apply::{api, category_of, controlled_by, managed_by, resource_for, split_status};
+use super::apply::{self, api, category_of, controlled_by, managed_by, resource_for, split_status};
 use super::scope::Scope;
 use crate::contract::{CategorizedError, ErrorCategory, Gvk, Manifest, ObjectRef, PlanEntry};
 use capstan_apiserver::validation::{self, InvalidIdentifier, NameRule};
@@ -299,7 +299,7 @@ impl Checker<'_> {
             && target.name == self.owner_ref.name;
         // The object's own status is always in scope; everything else must be.
         let status_only = matches!(&entry, PlanEntry::Apply(v) | PlanEntry::ApplyWithoutOwnerRef(v)
-            if matches!(split_status(v.clone()), (None, Some(_))));
+            if apply::status_only(v));
         if !(is_self && status_only)
             && let Some(reason) = self.scope.refusal(namespaced, target.namespace.as_deref())
         {

@@ -3,12 +3,13 @@
 //! during `fetch` go through the scope, so a plugin sees nothing outside it.
 
 use super::apply::controlled_by;
+use super::cache::InformerCache;
 use crate::contract::{CategorizedError, ErrorCategory, Gvk};
 use crate::informer::InformerHandle;
 use crate::plugin::{CacheReader, PodLogReader};
 use capstan_apiserver::validation;
 use kube::api::DynamicObject;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Every namespace, in [`ScopeGrant::namespaces`].
@@ -87,22 +88,11 @@ fn invalid(message: String) -> CategorizedError {
 
 /// Cache reads limited to a scope.
 pub(super) struct ScopedCache {
-    pub(super) inner: Arc<dyn CacheReader>,
-    pub(super) handles: HashMap<Gvk, InformerHandle>,
+    pub(super) inner: Arc<InformerCache>,
     pub(super) scope: Scope,
 }
 
 impl ScopedCache {
-    fn namespaced(&self, gvk: &Gvk) -> Result<bool, CategorizedError> {
-        self.handles
-            .get(gvk)
-            .map(InformerHandle::namespaced)
-            .ok_or_else(|| CategorizedError {
-                category: ErrorCategory::Infrastructure,
-                message: format!("no informer for {gvk}"),
-            })
-    }
-
     /// The namespace a read of `gvk` goes to: checked, and defaulted to the object's own for
     /// namespaced kinds when the plugin names none and may not read across namespaces.
     fn namespace<'a>(
@@ -114,7 +104,7 @@ impl ScopedCache {
         if let Some(ns) = namespace {
             validation::dns1123_label(ns).map_err(|e| invalid(format!("namespace {ns:?}: {e}")))?;
         }
-        let namespaced = self.namespaced(gvk)?;
+        let namespaced = self.inner.handle(gvk)?.namespaced();
         if !namespaced {
             return match self.scope.refusal(false, None) {
                 Some(why) => Err(refused(format!("cannot read {gvk}: {why}"))),
