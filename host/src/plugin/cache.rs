@@ -245,12 +245,7 @@ impl ArtifactCache {
         let tag = mac.finalize().into_bytes();
         let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), fastrand::u64(..)));
         let written = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
+            let mut f = create_private(&tmp)?;
             f.write_all(&tag)?;
             f.write_all(artifact)?;
             f.sync_data()?;
@@ -318,12 +313,7 @@ fn load_or_create_key(dir: &Path) -> Result<[u8; KEY_BYTES], CacheError> {
         fastrand::u64(..)
     ));
     let made = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
+        let mut f = create_private(&tmp)?;
         f.write_all(&key)?;
         f.sync_all()?;
         std::fs::hard_link(&tmp, &path)
@@ -342,6 +332,16 @@ fn load_or_create_key(dir: &Path) -> Result<[u8; KEY_BYTES], CacheError> {
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// A new file only its owner may read or write, never through a symlink.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 #[cfg(test)]
