@@ -1,4 +1,5 @@
-//! Host bindings generated from `wit/`: the only place that calls `bindgen!`.
+//! Host bindings generated from `wit/`: the only place that calls `bindgen!`. The generated
+//! records and enums are the host's contract types (`crate::contract` re-exports them).
 #![allow(missing_docs, clippy::all)]
 
 wasmtime::component::bindgen!({
@@ -6,6 +7,15 @@ wasmtime::component::bindgen!({
     path: "../wit",
     imports: { default: async | trappable },
     exports: { default: async },
+    additional_derives: [
+        PartialEq,
+        Eq,
+        Hash,
+        PartialOrd,
+        Ord,
+        serde::Serialize,
+        serde::Deserialize,
+    ],
     with: {
         "capstan:controller/status-channel.status-sender": crate::status::StatusSender,
     },

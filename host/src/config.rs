@@ -14,7 +14,6 @@
 //!   maxValueKiB: 4096
 //!   tableElements: 20000
 //!   fuel: 1000000000
-//!   idleInstances: 8
 //!   quarantine: { afterFailures: 5, initialBackoffMs: 5000, maxBackoffMs: 300000 }
 //!   minRequeueAfterMs: 1000
 //!   maxPlanEntries: 256
@@ -40,7 +39,7 @@
 //!       clusterScoped: false              # cluster-scoped kinds it declares
 //! ```
 
-use crate::contract::{Gvk, Verb};
+use crate::contract::{AccessRule, Gvk, Verb};
 use crate::plugin::{
     Binding, GrantEntry, Limits, LogLimits, PluginSettings, QuarantinePolicy, WasiGrants,
     is_plugin_file,
@@ -112,8 +111,6 @@ pub struct LimitsSection {
     pub table_elements: Option<usize>,
     /// Fuel per call.
     pub fuel: Option<u64>,
-    /// Warm instances kept.
-    pub idle_instances: Option<usize>,
     /// Quarantine policy.
     pub quarantine: Option<QuarantineSection>,
     /// The shortest requeue-after honoured, ms (0: none).
@@ -196,9 +193,6 @@ impl LimitsSection {
         }
         if self.fuel.is_some() {
             l.fuel = self.fuel;
-        }
-        if let Some(v) = self.idle_instances {
-            l.idle_instances = v;
         }
         if let Some(q) = &self.quarantine {
             let p: &mut QuarantinePolicy = &mut l.quarantine;
@@ -497,11 +491,9 @@ impl Config {
                     allow: p.kubernetes.allow.as_ref().map(|rules| {
                         rules
                             .iter()
-                            .map(|r| {
-                                (
-                                    Gvk::new(&r.group, &r.version, &r.kind),
-                                    r.verbs.iter().map(|v| Verb::from(*v)).collect(),
-                                )
+                            .map(|r| AccessRule {
+                                gvk: Gvk::new(&r.group, &r.version, &r.kind),
+                                verbs: r.verbs.iter().map(|v| Verb::from(*v)).collect(),
                             })
                             .collect()
                     }),
@@ -557,7 +549,7 @@ plugins:
         assert!(!s.wasi.dirs[0].writable, "read-only by default");
         assert_eq!(
             s.allow.as_ref().unwrap()[0],
-            (
+            AccessRule::new(
                 Gvk::new("apps", "v1", "Deployment"),
                 vec![Verb::Get, Verb::Patch]
             )

@@ -84,16 +84,13 @@ impl std::fmt::Display for World {
     }
 }
 
-/// The group, version and kind of a Kubernetes type.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct Gvk {
-    /// API group; empty for the core group.
-    pub group: String,
-    /// API version.
-    pub version: String,
-    /// Kind.
-    pub kind: String,
-}
+pub use crate::bindings::capstan::controller::types::ObjectRef;
+pub use crate::bindings::capstan::controller::types::{
+    AccessRule, CategorizedError, ComponentHealth, Condition, ConditionStatus, ErrorCategory,
+    EventProcessStatus, EventStatus, GroupVersionKind as Gvk, HealthState, Manifest, Message,
+    Observability, PhaseTimeout, PlanEntry, StatusMode, Verb,
+};
+pub use crate::bindings::exports::capstan::controller::reconciler::{CleanupOutcome, StatusUpdate};
 
 impl Gvk {
     /// A GVK from its parts.
@@ -119,19 +116,6 @@ impl std::fmt::Display for Gvk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.api_version(), self.kind)
     }
-}
-
-/// A reference to one object.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct ObjectRef {
-    /// Its type.
-    pub gvk: Gvk,
-    /// Namespace, for namespaced kinds.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-    /// UID, when known.
-    pub uid: Option<String>,
 }
 
 impl ObjectRef {
@@ -160,63 +144,26 @@ impl std::fmt::Display for ObjectRef {
     }
 }
 
-/// A Kubernetes API verb.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verb {
-    /// get
-    Get,
-    /// list
-    List,
-    /// watch
-    Watch,
-    /// create
-    Create,
-    /// update
-    Update,
-    /// patch
-    Patch,
-    /// delete
-    Delete,
+impl Verb {
+    /// The verb as Kubernetes RBAC spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::List => "list",
+            Self::Watch => "watch",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Patch => "patch",
+            Self::Delete => "delete",
+        }
+    }
 }
 
-/// How the host writes status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StatusMode {
-    /// From component health only.
-    Automatic,
-    /// Automatic, decorated by the plugin.
-    Decorate,
-    /// Written by the plugin.
-    Manual,
-}
-
-/// A plugin's manifest, as returned by `describe`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Manifest {
-    /// Unique name.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// Kinds watched.
-    pub watches: Vec<Gvk>,
-    /// Kinds owned.
-    pub owns: Vec<Gvk>,
-    /// Extra access asked for.
-    pub access: Vec<(Gvk, Vec<Verb>)>,
-    /// Status mode.
-    pub status_mode: StatusMode,
-    /// Whether a finalizer is asked for.
-    pub finalizer: bool,
-    /// Whether pod logs are read.
-    pub pod_logs: bool,
-    /// How transitions of automatic conditions are reported.
-    pub observability: Observability,
-    /// Phase timeouts: phase name and how long it may last.
-    pub phase_timeouts: Vec<(String, std::time::Duration)>,
-    /// Objects are left alone until they have an owner reference of this kind.
-    pub wait_for_owner: Option<Gvk>,
+impl AccessRule {
+    /// `verbs` on objects of `gvk`.
+    pub fn new(gvk: Gvk, verbs: Vec<Verb>) -> Self {
+        Self { gvk, verbs }
+    }
 }
 
 impl Manifest {
@@ -241,9 +188,19 @@ impl Manifest {
     pub fn may_read(&self, gvk: &Gvk) -> bool {
         self.watches.contains(gvk)
             || self.owns.contains(gvk)
-            || self.access.iter().any(|(g, verbs)| {
-                g == gvk && verbs.iter().any(|v| matches!(v, Verb::Get | Verb::List))
+            || self.access.iter().any(|a| {
+                &a.gvk == gvk && a.verbs.iter().any(|v| matches!(v, Verb::Get | Verb::List))
             })
+    }
+
+    /// The phase timeouts as durations, by phase name.
+    pub fn phase_limits(&self) -> impl Iterator<Item = (String, std::time::Duration)> + '_ {
+        self.phase_timeouts.iter().map(|t| {
+            (
+                t.phase.clone(),
+                std::time::Duration::from_secs(u64::from(t.seconds)),
+            )
+        })
     }
 
     /// Check the manifest is usable: a DNS-label name, a version, at least one watched kind, and
@@ -263,7 +220,7 @@ impl Manifest {
             .watches
             .iter()
             .chain(&self.owns)
-            .chain(self.access.iter().map(|(g, _)| g))
+            .chain(self.access.iter().map(|a| &a.gvk))
             .chain(&self.wait_for_owner);
         for g in kinds {
             validation::group(&g.group)
@@ -276,136 +233,26 @@ impl Manifest {
     }
 }
 
-/// The categories of reconcile errors (seed 003).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum ErrorCategory {
-    /// Requeue with backoff after a grace period.
-    Infrastructure,
-    /// Stop, fail.
-    Auth,
-    /// Stop, fail.
-    InvalidSpec,
-    /// Stop, fail.
-    MissingUpstreamDependency,
-    /// Progressing, continue.
-    MissingDownstreamDependency,
-    /// Stop, fail.
-    ResourceExhaustion,
-}
-
-/// An error with its category.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CategorizedError {
-    /// Category.
-    pub category: ErrorCategory,
-    /// Description.
-    pub message: String,
-}
-
-impl std::fmt::Display for CategorizedError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}: {}", self.category, self.message)
+impl ErrorCategory {
+    /// The category as a condition reason (CamelCase, as Kubernetes reasons are).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Infrastructure => "Infrastructure",
+            Self::Auth => "Auth",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::MissingUpstreamDependency => "MissingUpstreamDependency",
+            Self::MissingDownstreamDependency => "MissingDownstreamDependency",
+            Self::ResourceExhaustion => "ResourceExhaustion",
+        }
     }
 }
 
-/// The state of a component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum HealthState {
-    /// Ready.
-    Ready,
-    /// Converging.
-    Progressing,
-    /// Partly working.
-    Degraded,
-    /// Failed.
-    Failed,
-    /// Unknown.
-    Unknown,
-}
-
-/// The health of one component.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ComponentHealth {
-    /// Component name.
-    pub component: String,
-    /// State.
-    pub state: HealthState,
-    /// Reason.
-    pub reason: String,
-    /// Message.
-    pub message: String,
-    /// Errors.
-    pub errors: Vec<CategorizedError>,
-    /// Reconcile again after this long.
-    pub requeue_after: Option<std::time::Duration>,
-}
-
-/// A condition's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum ConditionStatus {
-    /// True.
-    True,
-    /// False.
-    False,
-    /// Unknown.
-    Unknown,
-}
-
-/// How transitions of a condition are reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Observability {
-    /// Silent.
-    Silent,
-    /// Info on transition.
-    Info,
-    /// Warning on transition.
-    Warning,
-    /// Warning every reconcile.
-    Error,
-}
-
-/// A condition reported by a plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Condition {
-    /// Type.
-    pub condition_type: String,
-    /// Status.
-    pub status: ConditionStatus,
-    /// Reason.
-    pub reason: String,
-    /// Message.
-    pub message: String,
-    /// Observability.
-    pub observability: Observability,
-}
-
-/// One planned action.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PlanEntry {
-    /// Apply with an owner reference.
-    Apply(serde_json::Value),
-    /// Apply without an owner reference.
-    ApplyWithoutOwnerRef(serde_json::Value),
-    /// Delete.
-    Delete(ObjectRef),
-}
-
-/// Status fields and conditions from a plugin's `status`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusUpdate {
-    /// Fields to merge into `.status`.
-    pub fields: serde_json::Value,
-    /// Conditions.
-    pub conditions: Vec<Condition>,
-}
-
-/// What `cleanup` achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CleanupOutcome {
-    /// Done: remove the finalizer.
-    Done,
-    /// Call again after this many seconds.
-    RequeueAfter(u32),
+impl ComponentHealth {
+    /// When the plugin asked to be reconciled again, as a duration.
+    pub fn requeue_delay(&self) -> Option<std::time::Duration> {
+        self.requeue_after
+            .map(|s| std::time::Duration::from_secs(u64::from(s)))
+    }
 }
 
 #[cfg(test)]
@@ -491,7 +338,10 @@ mod tests {
         m.name = "Web_App".into();
         assert!(m.validate().unwrap_err().contains("DNS label"));
         m.name = "web".into();
-        m.access = vec![(Gvk::new("apps/../..", "v1", "Secret"), vec![Verb::Get])];
+        m.access = vec![AccessRule {
+            gvk: Gvk::new("apps/../..", "v1", "Secret"),
+            verbs: vec![Verb::Get],
+        }];
         assert!(
             m.validate().unwrap_err().contains("group"),
             "kinds become paths"

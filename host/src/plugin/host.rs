@@ -1,7 +1,6 @@
 //! The per-instance host state and the imports the host provides: log, status channel, cache, pod logs.
 
 use super::capability::Grants;
-use super::convert;
 use crate::bindings::capstan::controller::{cache, log, pod_logs, status_channel, types};
 use crate::contract::{ErrorCategory, Manifest};
 use crate::status::{Delivery, StatusSender};
@@ -180,13 +179,10 @@ impl HostState {
             return Ok(Err(status_channel::ChannelError::TooLarge));
         }
         let sender = self.table.get_mut(sender)?;
-        Ok(sender
-            .deliver(convert::process_status_in(status), delivery)
-            .await
-            .map_err(|e| match e {
-                crate::status::ChannelError::Closed => status_channel::ChannelError::Closed,
-                crate::status::ChannelError::Expired => status_channel::ChannelError::Expired,
-            }))
+        Ok(sender.deliver(status, delivery).await.map_err(|e| match e {
+            crate::status::ChannelError::Closed => status_channel::ChannelError::Closed,
+            crate::status::ChannelError::Expired => status_channel::ChannelError::Expired,
+        }))
     }
 }
 
@@ -224,7 +220,7 @@ impl status_channel::HostStatusSender for HostState {
 
 fn denied(message: String) -> cache::ReadError {
     cache::ReadError {
-        category: convert::category_out(ErrorCategory::Auth),
+        category: ErrorCategory::Auth,
         message,
     }
 }
@@ -253,17 +249,11 @@ impl cache::Host for HostState {
         namespace: Option<String>,
         name: String,
     ) -> wasmtime::Result<Result<Option<String>, cache::ReadError>> {
-        let gvk = convert::gvk_in(gvk);
         let reader = match self.cache_reader(&gvk) {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(reader
-            .get(&gvk, namespace.as_deref(), &name)
-            .map_err(|e| cache::ReadError {
-                category: convert::category_out(e.category),
-                message: e.message,
-            }))
+        Ok(reader.get(&gvk, namespace.as_deref(), &name))
     }
 
     async fn list(
@@ -271,21 +261,15 @@ impl cache::Host for HostState {
         gvk: types::GroupVersionKind,
         options: cache::ListOptions,
     ) -> wasmtime::Result<Result<Vec<String>, cache::ReadError>> {
-        let gvk = convert::gvk_in(gvk);
         let reader = match self.cache_reader(&gvk) {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(reader
-            .list(
-                &gvk,
-                options.namespace.as_deref(),
-                options.label_selector.as_deref(),
-            )
-            .map_err(|e| cache::ReadError {
-                category: convert::category_out(e.category),
-                message: e.message,
-            }))
+        Ok(reader.list(
+            &gvk,
+            options.namespace.as_deref(),
+            options.label_selector.as_deref(),
+        ))
     }
 }
 
@@ -306,10 +290,6 @@ impl pod_logs::Host for HostState {
         };
         Ok(reader
             .read(&namespace, &pod, container.as_deref(), tail_lines)
-            .await
-            .map_err(|e| cache::ReadError {
-                category: convert::category_out(e.category),
-                message: e.message,
-            }))
+            .await)
     }
 }

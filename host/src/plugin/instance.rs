@@ -1,9 +1,9 @@
-//! A loaded plugin: its pre-instantiated component, a pool of warm instances, and the calls into it.
+//! A loaded plugin: its pre-instantiated component and the calls into it, each unit of work (one
+//! reconcile, one event) on an instance of its own that is discarded afterwards.
 
 use super::Origin;
 use super::bounds;
 use super::capability::Grants;
-use super::convert;
 use super::grant::GrantStatus;
 use super::host::HostState;
 use super::limits::Limits;
@@ -14,16 +14,16 @@ use super::settings::PluginSettings;
 use super::wasi::WasiGrants;
 use crate::bindings::exports::capstan::controller::{handler, plugin, reconciler};
 use crate::contract::{
-    CategorizedError, CleanupOutcome, ComponentHealth, ContractVersion, Manifest, ObjectRef,
-    PlanEntry, StatusUpdate, World,
+    CategorizedError, CleanupOutcome, ComponentHealth, Condition, ContractVersion,
+    EventProcessStatus, EventStatus, Manifest, ObjectRef, PlanEntry, World,
 };
-use crate::status::{self, Delivery, EventProcessStatus, EventStatus, StatusMessage};
+use crate::status::{self, Delivery, StatusMessage};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use wasmtime::component::{InstancePre, ResourceTable};
+use wasmtime::component::{InstancePre, ResourceAny, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// What a loaded plugin is.
@@ -103,6 +103,18 @@ pub enum CallError {
         failures: u32,
         /// Milliseconds until calls are taken again.
         retry_in_ms: u64,
+    },
+    /// A phase of a reconciliation whose instance was discarded after an earlier failure.
+    #[error(
+        "plugin {plugin}: {export} on {object} not called: the reconcile ended at an earlier failure"
+    )]
+    Ended {
+        /// Plugin name.
+        plugin: String,
+        /// Export.
+        export: &'static str,
+        /// Object.
+        object: String,
     },
     /// The call returned something the host refuses (malformed JSON, over the size limit).
     #[error("plugin {plugin}: {export} on {object} returned an invalid value: {reason}")]
@@ -190,10 +202,10 @@ struct Inner {
     quarantine: Mutex<Quarantine>,
     /// The log budget of every instance's output.
     output: Arc<LogBudget>,
-    idle: Mutex<Vec<Warm>>,
 }
 
-/// A loaded, validated plugin. Cheap to clone; calls may run concurrently (each on its own instance).
+/// A loaded, validated plugin. Cheap to clone; calls may run concurrently, each unit of work on an
+/// instance of its own.
 #[derive(Clone)]
 pub struct Plugin {
     inner: Arc<Inner>,
@@ -257,16 +269,14 @@ impl Plugin {
                 grant: GrantStatus::default(),
                 fuel,
                 metrics: None,
-                idle: Mutex::new(Vec::new()),
             }),
         };
         let manifest = probe
-            .call("describe", None, Grants::default(), |w| {
+            .call(&mut None, "describe", None, Grants::default(), |w| {
                 Box::pin(async move { w.plugin.call_describe(&mut w.store).await })
             })
             .await
             .map_err(RejectReason::Describe)?;
-        let manifest = convert::manifest_in(manifest);
         manifest.validate().map_err(RejectReason::InvalidManifest)?;
         info.name = manifest.name.clone();
         info.version = manifest.version.clone();
@@ -294,7 +304,6 @@ impl Plugin {
                 grant: GrantStatus::default(),
                 fuel,
                 metrics: None,
-                idle: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -345,7 +354,6 @@ impl Plugin {
                 grant,
                 fuel: i.fuel,
                 metrics,
-                idle: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -392,12 +400,10 @@ impl Plugin {
 
     /// Call `describe` again (e.g. to check a plugin still answers).
     pub async fn describe(&self) -> Result<Manifest, CallError> {
-        let m = self
-            .call("describe", None, Grants::default(), |w| {
-                Box::pin(async move { w.plugin.call_describe(&mut w.store).await })
-            })
-            .await?;
-        Ok(convert::manifest_in(m))
+        self.call(&mut None, "describe", None, Grants::default(), |w| {
+            Box::pin(async move { w.plugin.call_describe(&mut w.store).await })
+        })
+        .await
     }
 
     fn instantiate_error(&self, e: wasmtime::Error) -> CallError {
@@ -407,10 +413,9 @@ impl Plugin {
         }
     }
 
-    async fn checkout(&self) -> Result<Warm, CallError> {
-        if let Some(w) = self.inner.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-            return Ok(w);
-        }
+    /// A fresh instance from the pre-instantiated component. With the pooling allocator and
+    /// copy-on-write memory images this costs microseconds (see `docs/PERFORMANCE.md`).
+    async fn instantiate(&self) -> Result<Warm, CallError> {
         let engine = self.inner.pre.engine();
         let state = HostState::new(
             Arc::from(self.name()),
@@ -470,20 +475,11 @@ impl Plugin {
         })
     }
 
-    fn checkin(&self, mut warm: Warm) {
-        let data = warm.store.data_mut();
-        data.grants = Grants::default();
-        data.object = None;
-        if let Ok(mut idle) = self.inner.idle.lock()
-            && idle.len() < self.inner.limits.idle_instances
-        {
-            idle.push(warm);
-        }
-    }
-
-    /// Run one export on a warm instance under the deadline; a failed instance is discarded.
+    /// Run one export under the deadline, on the instance in `slot` (a fresh one when empty). A
+    /// failed instance is discarded: `slot` is left empty.
     async fn call<R, F>(
         &self,
+        slot: &mut Option<Warm>,
         export: &'static str,
         object: Option<&ObjectRef>,
         grants: Grants,
@@ -513,15 +509,17 @@ impl Plugin {
         let started = Instant::now();
         // Failures are counted by object: one poison object backs off alone.
         let failing = object.map(|_| object_name.clone());
-        let result = self.call_inner(export, object_name, grants, f).await;
+        let result = self.call_inner(slot, export, object_name, grants, f).await;
         let transition = {
             let mut q = lock(&self.inner.quarantine);
             match &result {
                 Ok(_) => q.succeeded(),
                 // A refused grant or a missing export is the host's business, not a fault.
-                Err(CallError::NotExported { .. } | CallError::Quarantined { .. }) => {
-                    Transition::None
-                }
+                Err(
+                    CallError::NotExported { .. }
+                    | CallError::Quarantined { .. }
+                    | CallError::Ended { .. },
+                ) => Transition::None,
                 Err(_) => q.failed(failing.as_deref()),
             }
         };
@@ -549,6 +547,7 @@ impl Plugin {
 
     async fn call_inner<R, F>(
         &self,
+        slot: &mut Option<Warm>,
         export: &'static str,
         object_name: String,
         grants: Grants,
@@ -557,7 +556,10 @@ impl Plugin {
     where
         F: for<'a> FnOnce(&'a mut Warm) -> CallFuture<'a, R>,
     {
-        let mut warm = self.checkout().await?;
+        let warm = match slot {
+            Some(warm) => warm,
+            None => slot.insert(self.instantiate().await?),
+        };
         let timeout = self.inner.limits.call_timeout;
         {
             let data = warm.store.data_mut();
@@ -569,39 +571,43 @@ impl Plugin {
         if self.inner.fuel {
             let fuel = self.inner.limits.fuel.unwrap_or(u64::MAX);
             if let Err(e) = warm.store.set_fuel(fuel) {
+                *slot = None;
                 return Err(self.instantiate_error(e));
             }
         }
         // The epoch callback interrupts running wasm; the timer also bounds time spent awaiting
         // host imports (a full status channel, say).
-        let outcome = tokio::time::timeout(timeout, f(&mut warm)).await;
-        match outcome {
+        let outcome = tokio::time::timeout(timeout, f(warm)).await;
+        let failed = match outcome {
             Ok(Ok(value)) => {
                 warm.store.data().finish_output();
-                self.checkin(warm);
-                Ok(value)
+                // Capabilities last one call: the next phase gets only what it is granted.
+                warm.store.data_mut().grants = Grants::default();
+                return Ok(value);
             }
             Ok(Err(e)) if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
-                Err(CallError::Timeout {
+                CallError::Timeout {
                     plugin: self.name().to_owned(),
                     export,
                     object: object_name,
                     timeout_ms: timeout.as_millis(),
-                })
+                }
             }
-            Ok(Err(e)) => Err(CallError::Trap {
+            Ok(Err(e)) => CallError::Trap {
                 plugin: self.name().to_owned(),
                 export,
                 object: object_name,
                 reason: format!("{e:#}"),
-            }),
-            Err(_) => Err(CallError::Timeout {
+            },
+            Err(_) => CallError::Timeout {
                 plugin: self.name().to_owned(),
                 export,
                 object: object_name,
                 timeout_ms: timeout.as_millis(),
-            }),
-        }
+            },
+        };
+        *slot = None;
+        Err(failed)
     }
 
     fn not_exported(&self, export: &'static str) -> CallError {
@@ -629,11 +635,13 @@ impl Plugin {
         }
     }
 
-    /// Deliver one event to the handler with a fresh status channel (capacity 5).
+    /// Deliver one event to the handler, on an instance of its own, with a fresh status channel
+    /// (capacity 5).
     ///
-    /// Statuses are consumed on a task of their own, which calls `on-status` (on another instance)
-    /// for each `send` and `send-close`, in order. A channel the handler leaves open is closed by the
-    /// host when the handler returns, with a warning naming the plugin and the object.
+    /// Statuses are consumed concurrently, calling `on-status` for each `send` and `send-close`, in
+    /// order, on a second instance that serves this event only. A channel the handler leaves open
+    /// is closed by the host when the handler returns, with a warning naming the plugin and the
+    /// object.
     pub async fn handle(
         &self,
         object: &ObjectRef,
@@ -647,9 +655,10 @@ impl Plugin {
         // waits only while 5 statuses are unconsumed, and no thread hop is paid per status.
         let consume = async {
             let (mut seen, mut calls, mut errors) = (Vec::new(), 0, Vec::new());
+            let mut instance = None;
             while let Some(StatusMessage { status, delivery }) = receiver.recv().await {
                 if delivery.calls_on_status() {
-                    match self.on_status(object, &status).await {
+                    match self.on_status_in(&mut instance, object, &status).await {
                         Ok(()) => calls += 1,
                         Err(e) => {
                             tracing::warn!(error = %e, "on-status failed");
@@ -662,26 +671,37 @@ impl Plugin {
             (seen, calls, errors)
         };
         let export = event.export();
-        let call = self.call(export, Some(object), Grants::default(), move |w| {
-            Box::pin(async move {
-                let handler = guest_export(&w.handler, "handler")?;
-                let res = w.store.data_mut().table().push(sender)?;
-                let borrow = wasmtime::component::Resource::new_borrow(res.rep());
-                let status = match &event {
-                    HandlerEvent::Added(obj) => handler.call_added(&mut w.store, obj, borrow).await,
-                    HandlerEvent::Updated { new, old } => {
-                        handler.call_updated(&mut w.store, new, old, borrow).await
-                    }
-                    HandlerEvent::Deleted(obj) => {
-                        handler.call_deleted(&mut w.store, obj, borrow).await
-                    }
-                };
-                let mut sender = take_sender(w.store.data_mut().table(), res)?;
-                let left_open = sender.close_if_open();
-                drop(sender);
-                Ok((status?, left_open))
-            })
-        });
+        let call = async {
+            self.call(
+                &mut None,
+                export,
+                Some(object),
+                Grants::default(),
+                move |w| {
+                    Box::pin(async move {
+                        let handler = guest_export(&w.handler, "handler")?;
+                        let res = w.store.data_mut().table().push(sender)?;
+                        let borrow = wasmtime::component::Resource::new_borrow(res.rep());
+                        let status = match &event {
+                            HandlerEvent::Added(obj) => {
+                                handler.call_added(&mut w.store, obj, borrow).await
+                            }
+                            HandlerEvent::Updated { new, old } => {
+                                handler.call_updated(&mut w.store, new, old, borrow).await
+                            }
+                            HandlerEvent::Deleted(obj) => {
+                                handler.call_deleted(&mut w.store, obj, borrow).await
+                            }
+                        };
+                        let mut sender = take_sender(w.store.data_mut().table(), res)?;
+                        let left_open = sender.close_if_open();
+                        drop(sender);
+                        Ok((status?, left_open))
+                    })
+                },
+            )
+            .await
+        };
         // Whatever happens to the call, the sender goes with it (closed, or dropped with a failed
         // instance), so the consumer ends once it has drained the channel.
         let (result, (statuses, on_status_calls, on_status_errors)) = tokio::join!(call, consume);
@@ -690,7 +710,7 @@ impl Plugin {
             tracing::warn!(plugin = self.name(), object = %object, "handler left its status channel open; closed by the host");
         }
         Ok(HandlerOutcome {
-            status: convert::event_status_in(status),
+            status,
             statuses,
             left_open,
             on_status_calls,
@@ -698,33 +718,38 @@ impl Plugin {
         })
     }
 
-    /// Call `on-status` with a status of the event about `object`.
+    /// Call `on-status` with a status of the event about `object`, on an instance of its own.
     pub async fn on_status(
         &self,
+        object: &ObjectRef,
+        status: &EventProcessStatus,
+    ) -> Result<(), CallError> {
+        self.on_status_in(&mut None, object, status).await
+    }
+
+    async fn on_status_in(
+        &self,
+        slot: &mut Option<Warm>,
         object: &ObjectRef,
         status: &EventProcessStatus,
     ) -> Result<(), CallError> {
         if self.inner.indices.handler.is_none() {
             return Err(self.not_exported("on-status"));
         }
-        let (obj, st) = (
-            convert::object_ref_out(object),
-            convert::process_status_out(status),
-        );
-        self.call("on-status", Some(object), Grants::default(), move |w| {
-            Box::pin(async move {
-                let handler = guest_export(&w.handler, "handler")?;
-                handler.call_on_status(&mut w.store, &obj, &st).await
-            })
-        })
+        let (obj, st) = (object.clone(), status.clone());
+        self.call(
+            slot,
+            "on-status",
+            Some(object),
+            Grants::default(),
+            move |w| {
+                Box::pin(async move {
+                    let handler = guest_export(&w.handler, "handler")?;
+                    handler.call_on_status(&mut w.store, &obj, &st).await
+                })
+            },
+        )
         .await
-    }
-
-    fn reconciler_check(&self, export: &'static str) -> Result<(), CallError> {
-        match self.inner.indices.reconciler {
-            Some(_) => Ok(()),
-            None => Err(self.not_exported(export)),
-        }
     }
 
     fn check_size(
@@ -744,187 +769,212 @@ impl Plugin {
         Ok(())
     }
 
-    /// Fetch phase: the plugin reads through `grants.cache`; returns its observation.
-    pub async fn fetch(
+    /// Open the reconcile of one object (`obj` is its JSON) on an instance of its own: the object
+    /// crosses into the guest once, here. `Ok(Err(_))` is the plugin's own refusal of the object.
+    pub async fn reconcile(
         &self,
         object: &ObjectRef,
         obj: &str,
-        grants: Grants,
-    ) -> Result<Result<String, CategorizedError>, CallError> {
-        self.reconciler_check("fetch")?;
-        let obj = obj.to_owned();
-        let out = self
-            .call("fetch", Some(object), grants, move |w| {
-                Box::pin(async move {
-                    let r = guest_export(&w.reconciler, "reconciler")?;
-                    r.call_fetch(&mut w.store, &obj).await
-                })
-            })
-            .await?;
-        if let Ok(obs) = &out {
-            self.check_size("fetch", object, obs.len())?;
+    ) -> Result<Result<Reconciliation, CategorizedError>, CallError> {
+        if self.inner.indices.reconciler.is_none() {
+            return Err(self.not_exported("reconciliation.open"));
         }
-        Ok(out.map_err(convert::error_in))
-    }
-
-    /// Plan phase: pure, nothing granted. Every planned object must be a JSON object with
-    /// apiVersion, kind and metadata.name.
-    pub async fn plan(
-        &self,
-        object: &ObjectRef,
-        obj: &str,
-        observation: &str,
-    ) -> Result<Result<Vec<PlanEntry>, CategorizedError>, CallError> {
-        self.reconciler_check("plan-resources")?;
-        let (obj, obs) = (obj.to_owned(), observation.to_owned());
-        let out = self
+        let mut slot = None;
+        let obj = obj.to_owned();
+        let opened = self
             .call(
-                "plan-resources",
+                &mut slot,
+                "reconciliation.open",
                 Some(object),
                 Grants::default(),
                 move |w| {
                     Box::pin(async move {
                         let r = guest_export(&w.reconciler, "reconciler")?;
-                        r.call_plan_resources(&mut w.store, &obj, &obs).await
+                        r.reconciliation().call_open(&mut w.store, &obj).await
                     })
                 },
             )
+            .await?;
+        Ok(opened.map(|handle| Reconciliation {
+            plugin: self.clone(),
+            object: object.clone(),
+            instance: slot,
+            handle,
+        }))
+    }
+}
+
+/// One reconcile of one object: the `reconciliation` the guest opened, on an instance that serves
+/// this reconcile only and is discarded with it. Phases are called in the order of seed 003:
+/// `fetch` first, then `health`, `plan` and `status`; `cleanup` may come alone.
+pub struct Reconciliation {
+    plugin: Plugin,
+    object: ObjectRef,
+    /// `None` once a phase failed and the instance was discarded.
+    instance: Option<Warm>,
+    handle: ResourceAny,
+}
+
+impl std::fmt::Debug for Reconciliation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciliation")
+            .field("plugin", &self.plugin.name())
+            .field("object", &self.object)
+            .field("live", &self.instance.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Status fields and conditions a plugin's `status` returned, checked: `fields` is a JSON object
+/// (or null) within the size limit, the conditions within bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedStatus {
+    /// Fields to merge into `.status`.
+    pub fields: serde_json::Value,
+    /// Conditions to set.
+    pub conditions: Vec<Condition>,
+}
+
+impl Reconciliation {
+    async fn call<R, F>(
+        &mut self,
+        export: &'static str,
+        grants: Grants,
+        f: F,
+    ) -> Result<R, CallError>
+    where
+        F: for<'a> FnOnce(&'a mut Warm, ResourceAny) -> CallFuture<'a, R>,
+    {
+        if self.instance.is_none() {
+            return Err(CallError::Ended {
+                plugin: self.plugin.name().to_owned(),
+                export,
+                object: self.object.to_string(),
+            });
+        }
+        let handle = self.handle;
+        self.plugin
+            .call(
+                &mut self.instance,
+                export,
+                Some(&self.object),
+                grants,
+                move |w| f(w, handle),
+            )
+            .await
+    }
+
+    /// Fetch phase: the plugin reads through `grants` and keeps what it observed.
+    pub async fn fetch(
+        &mut self,
+        grants: Grants,
+    ) -> Result<Result<(), CategorizedError>, CallError> {
+        self.call("fetch", grants, |w, h| {
+            Box::pin(async move {
+                let r = guest_export(&w.reconciler, "reconciler")?;
+                r.reconciliation().call_fetch(&mut w.store, h).await
+            })
+        })
+        .await
+    }
+
+    /// Plan phase: pure, nothing granted. The plan is bounded in entries and bytes here; its
+    /// contents are checked by [`crate::reconcile::plan::Checker`].
+    pub async fn plan(&mut self) -> Result<Result<Vec<PlanEntry>, CategorizedError>, CallError> {
+        let out = self
+            .call("plan-resources", Grants::default(), |w, h| {
+                Box::pin(async move {
+                    let r = guest_export(&w.reconciler, "reconciler")?;
+                    r.reconciliation()
+                        .call_plan_resources(&mut w.store, h)
+                        .await
+                })
+            })
             .await?;
         let entries = match out {
             Ok(entries) => entries,
-            Err(e) => return Ok(Err(convert::error_in(e))),
+            Err(e) => return Ok(Err(e)),
         };
-        use crate::bindings::capstan::controller::types::PlanEntry as P;
-        bounds::plan(&self.inner.limits, entries.len())
-            .map_err(|e| self.out_of_bounds("plan-resources", object, &e))?;
+        let (plugin, object) = (&self.plugin, &self.object);
+        bounds::plan(&plugin.inner.limits, entries.len())
+            .map_err(|e| plugin.out_of_bounds("plan-resources", object, &e))?;
         let size: usize = entries
             .iter()
             .map(|e| match e {
-                P::Apply(j) | P::ApplyWithoutOwnerRef(j) => j.len(),
-                P::Delete(_) => 64,
+                PlanEntry::Apply(j) | PlanEntry::ApplyWithoutOwnerRef(j) => j.len(),
+                PlanEntry::Delete(r) => {
+                    r.name.len() + r.namespace.as_ref().map_or(0, String::len) + 64
+                }
             })
             .sum();
-        self.check_size("plan-resources", object, size)?;
-        let parse = |json: &str| -> Result<serde_json::Value, CallError> {
-            let value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
-                self.invalid(
-                    "plan-resources",
-                    object,
-                    format!("planned object is not JSON: {e}"),
-                )
-            })?;
-            if ObjectRef::from_json(&value).is_none() {
-                return Err(self.invalid(
-                    "plan-resources",
-                    object,
-                    "planned object lacks apiVersion, kind or metadata.name".into(),
-                ));
-            }
-            Ok(value)
-        };
-        let plan = entries
-            .into_iter()
-            .map(|e| {
-                Ok(match e {
-                    P::Apply(j) => PlanEntry::Apply(parse(&j)?),
-                    P::ApplyWithoutOwnerRef(j) => PlanEntry::ApplyWithoutOwnerRef(parse(&j)?),
-                    P::Delete(r) => PlanEntry::Delete(convert::object_ref_in(r)),
-                })
-            })
-            .collect::<Result<Vec<_>, CallError>>()?;
-        Ok(Ok(plan))
+        plugin.check_size("plan-resources", object, size)?;
+        Ok(Ok(entries))
     }
 
-    /// Health of each component.
-    pub async fn health(
-        &self,
-        object: &ObjectRef,
-        obj: &str,
-        observation: &str,
-    ) -> Result<Vec<ComponentHealth>, CallError> {
-        self.reconciler_check("get-component-health")?;
-        let (obj, obs) = (obj.to_owned(), observation.to_owned());
-        let out = self
-            .call(
-                "get-component-health",
-                Some(object),
-                Grants::default(),
-                move |w| {
-                    Box::pin(async move {
-                        let r = guest_export(&w.reconciler, "reconciler")?;
-                        r.call_get_component_health(&mut w.store, &obj, &obs).await
-                    })
-                },
-            )
+    /// Health of each component, bounded.
+    pub async fn health(&mut self) -> Result<Vec<ComponentHealth>, CallError> {
+        let health = self
+            .call("get-component-health", Grants::default(), |w, h| {
+                Box::pin(async move {
+                    let r = guest_export(&w.reconciler, "reconciler")?;
+                    r.reconciliation()
+                        .call_get_component_health(&mut w.store, h)
+                        .await
+                })
+            })
             .await?;
-        let health: Vec<ComponentHealth> = out.into_iter().map(convert::health_in).collect();
-        bounds::health(&self.inner.limits, &health)
-            .map_err(|e| self.out_of_bounds("get-component-health", object, &e))?;
+        bounds::health(&self.plugin.inner.limits, &health).map_err(|e| {
+            self.plugin
+                .out_of_bounds("get-component-health", &self.object, &e)
+        })?;
         Ok(health)
     }
 
     /// Decorate or replace the computed status.
     pub async fn status(
-        &self,
-        object: &ObjectRef,
-        obj: &str,
-        observation: &str,
+        &mut self,
         computed: &serde_json::Value,
-    ) -> Result<StatusUpdate, CallError> {
-        self.reconciler_check("status")?;
-        let (obj, obs, computed) = (obj.to_owned(), observation.to_owned(), computed.to_string());
+    ) -> Result<CheckedStatus, CallError> {
+        let computed = computed.to_string();
         let out = self
-            .call("status", Some(object), Grants::default(), move |w| {
+            .call("status", Grants::default(), move |w, h| {
                 Box::pin(async move {
                     let r = guest_export(&w.reconciler, "reconciler")?;
-                    r.call_status(&mut w.store, &obj, &obs, &computed).await
+                    r.reconciliation()
+                        .call_status(&mut w.store, h, &computed)
+                        .await
                 })
             })
             .await?;
-        self.check_size("status", object, out.fields.len())?;
-        let conditions: Vec<_> = out
-            .conditions
-            .into_iter()
-            .map(convert::condition_in)
-            .collect();
-        bounds::status(&self.inner.limits, out.fields.len(), &conditions)
-            .map_err(|e| self.out_of_bounds("status", object, &e))?;
+        let (plugin, object) = (&self.plugin, &self.object);
+        plugin.check_size("status", object, out.fields.len())?;
+        bounds::status(&plugin.inner.limits, out.fields.len(), &out.conditions)
+            .map_err(|e| plugin.out_of_bounds("status", object, &e))?;
         let fields: serde_json::Value = serde_json::from_str(&out.fields).map_err(|e| {
-            self.invalid("status", object, format!("status fields are not JSON: {e}"))
+            plugin.invalid("status", object, format!("status fields are not JSON: {e}"))
         })?;
         if !(fields.is_object() || fields.is_null()) {
-            return Err(self.invalid(
+            return Err(plugin.invalid(
                 "status",
                 object,
                 "status fields must be a JSON object".into(),
             ));
         }
-        Ok(StatusUpdate { fields, conditions })
+        Ok(CheckedStatus {
+            fields,
+            conditions: out.conditions,
+        })
     }
 
     /// Clean up before deletion.
-    pub async fn cleanup(
-        &self,
-        object: &ObjectRef,
-        obj: &str,
-    ) -> Result<Result<CleanupOutcome, CategorizedError>, CallError> {
-        self.reconciler_check("cleanup")?;
-        let obj = obj.to_owned();
-        let out = self
-            .call("cleanup", Some(object), Grants::default(), move |w| {
-                Box::pin(async move {
-                    let r = guest_export(&w.reconciler, "reconciler")?;
-                    r.call_cleanup(&mut w.store, &obj).await
-                })
+    pub async fn cleanup(&mut self) -> Result<Result<CleanupOutcome, CategorizedError>, CallError> {
+        self.call("cleanup", Grants::default(), |w, h| {
+            Box::pin(async move {
+                let r = guest_export(&w.reconciler, "reconciler")?;
+                r.reconciliation().call_cleanup(&mut w.store, h).await
             })
-            .await?;
-        use reconciler::CleanupOutcome as C;
-        Ok(out
-            .map(|c| match c {
-                C::Done => CleanupOutcome::Done,
-                C::RequeueAfter(s) => CleanupOutcome::RequeueAfter(s),
-            })
-            .map_err(convert::error_in))
+        })
+        .await
     }
 }
 

@@ -16,8 +16,6 @@ pub struct Limits {
     pub table_elements: usize,
     /// Largest JSON text or log record a plugin may hand the host in one value. Default 4 MiB.
     pub max_value_bytes: usize,
-    /// Warm instances kept per plugin for reuse. Default 8.
-    pub idle_instances: usize,
     /// Fuel (roughly, wasm instructions) one call may burn; `None` for no limit (default). Takes
     /// effect only in a runtime created with fuel metering ([`super::RuntimeConfig::fuel`]).
     pub fuel: Option<u64>,
@@ -45,7 +43,6 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             table_elements: 20_000,
             max_value_bytes: 4 << 20,
-            idle_instances: 8,
             fuel: None,
             quarantine: QuarantinePolicy::default(),
             min_requeue_after: Duration::from_secs(1),

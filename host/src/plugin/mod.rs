@@ -3,7 +3,6 @@
 mod bounds;
 mod cache;
 mod capability;
-mod convert;
 mod file;
 mod grant;
 mod host;
@@ -23,7 +22,9 @@ pub use cache::{ArtifactCache, CacheError, Origin, content_hash};
 pub use capability::{CacheReader, Grants, KubePodLogs, PodLogReader};
 pub use file::{DEFAULT_MAX_PLUGIN_BYTES, FileError, read_plugin_file};
 pub use grant::{Binding, GrantEntry, GrantStatus, GrantTable};
-pub use instance::{CallError, HandlerEvent, HandlerOutcome, Plugin, PluginInfo};
+pub use instance::{
+    CallError, CheckedStatus, HandlerEvent, HandlerOutcome, Plugin, PluginInfo, Reconciliation,
+};
 pub use limits::Limits;
 pub use output::{DROP_WARNING_INTERVAL, LogLimits};
 pub use quarantine::{PluginState, QuarantinePolicy};

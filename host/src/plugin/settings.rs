@@ -3,7 +3,7 @@
 
 use super::limits::Limits;
 use super::wasi::WasiGrants;
-use crate::contract::{Gvk, Manifest, Verb};
+use crate::contract::{AccessRule, Gvk, Manifest, Verb};
 
 /// What watching a kind takes: reading it, and being told of its changes.
 pub const WATCH_VERBS: [Verb; 3] = [Verb::Get, Verb::List, Verb::Watch];
@@ -27,24 +27,27 @@ pub struct PluginSettings {
     pub wasi: WasiGrants,
     /// Kubernetes access allowed: `None` allows what the manifest declares; `Some(rules)` allows
     /// only the declared kinds and verbs that the rules also name.
-    pub allow: Option<Vec<(Gvk, Vec<Verb>)>>,
+    pub allow: Option<Vec<AccessRule>>,
     /// Whether pod logs may be read (when the manifest asks). Default true.
     pub pod_logs: Option<bool>,
 }
 
 /// Add `verbs` on `gvk` to access rules, merging with a rule of the same kind.
-fn add_access(access: &mut Vec<(Gvk, Vec<Verb>)>, gvk: &Gvk, verbs: &[Verb]) {
+fn add_access(access: &mut Vec<AccessRule>, gvk: &Gvk, verbs: &[Verb]) {
     if verbs.is_empty() {
         return;
     }
-    let at = match access.iter().position(|(g, _)| g == gvk) {
+    let at = match access.iter().position(|a| &a.gvk == gvk) {
         Some(i) => i,
         None => {
-            access.push((gvk.clone(), Vec::new()));
+            access.push(AccessRule {
+                gvk: gvk.clone(),
+                verbs: Vec::new(),
+            });
             access.len() - 1
         }
     };
-    let kept = &mut access[at].1;
+    let kept = &mut access[at].verbs;
     for v in verbs {
         if !kept.contains(v) {
             kept.push(*v);
@@ -71,7 +74,7 @@ impl PluginSettings {
                 wanted
                     .iter()
                     .copied()
-                    .filter(|v| rules.iter().any(|(g, verbs)| g == gvk && verbs.contains(v)))
+                    .filter(|v| rules.iter().any(|a| &a.gvk == gvk && a.verbs.contains(v)))
                     .collect()
             };
             let mut access = Vec::new();
@@ -89,8 +92,8 @@ impl PluginSettings {
             };
             m.watches = whole(&manifest.watches, &WATCH_VERBS, &mut access);
             m.owns = whole(&manifest.owns, &OWN_VERBS, &mut access);
-            for (g, verbs) in &manifest.access {
-                add_access(&mut access, g, &kept(g, verbs));
+            for a in &manifest.access {
+                add_access(&mut access, &a.gvk, &kept(&a.gvk, &a.verbs));
             }
             m.access = access;
         }
@@ -104,6 +107,7 @@ impl PluginSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::AccessRule;
 
     fn dep() -> Gvk {
         Gvk::new("apps", "v1", "Deployment")
@@ -115,7 +119,7 @@ mod tests {
         Gvk::new("", "v1", "ConfigMap")
     }
 
-    fn allow(rules: Vec<(Gvk, Vec<Verb>)>) -> PluginSettings {
+    fn allow(rules: Vec<AccessRule>) -> PluginSettings {
         PluginSettings {
             allow: Some(rules),
             ..PluginSettings::default()
@@ -135,17 +139,17 @@ mod tests {
     fn a_watched_kind_needs_get_list_and_watch() {
         let mut m = Manifest::new("p", "1");
         m.watches = vec![secret(), cm()];
-        let n = allow(vec![(cm(), WATCH_VERBS.to_vec())]).narrow(&m);
+        let n = allow(vec![AccessRule::new(cm(), WATCH_VERBS.to_vec())]).narrow(&m);
         assert_eq!(n.watches, vec![cm()], "Secret is not in the allow list");
         assert!(n.access.is_empty());
         assert!(!n.may_read(&secret()), "nor may it be read");
         let n = allow(vec![
-            (cm(), WATCH_VERBS.to_vec()),
-            (secret(), vec![Verb::Get, Verb::Patch]),
+            AccessRule::new(cm(), WATCH_VERBS.to_vec()),
+            AccessRule::new(secret(), vec![Verb::Get, Verb::Patch]),
         ])
         .narrow(&m);
         assert_eq!(n.watches, vec![cm()], "get alone does not make a watch");
-        assert_eq!(n.access, vec![(secret(), vec![Verb::Get])]);
+        assert_eq!(n.access, vec![AccessRule::new(secret(), vec![Verb::Get])]);
         assert!(n.may_read(&secret()));
     }
 
@@ -154,7 +158,7 @@ mod tests {
         let mut m = Manifest::new("p", "1");
         m.owns = vec![dep(), cm()];
         let full = allow(vec![
-            (
+            AccessRule::new(
                 dep(),
                 vec![
                     Verb::Get,
@@ -165,18 +169,24 @@ mod tests {
                     Verb::Update,
                 ],
             ),
-            (cm(), vec![Verb::Get, Verb::List, Verb::Watch, Verb::Patch]),
+            AccessRule::new(cm(), vec![Verb::Get, Verb::List, Verb::Watch, Verb::Patch]),
         ]);
         let n = full.narrow(&m);
         assert_eq!(n.owns, vec![dep()], "owned: applied, pruned, deleted");
         // ConfigMaps are no longer owned (so never pruned) and may be applied but not deleted.
         assert_eq!(
             n.access,
-            vec![(cm(), vec![Verb::Get, Verb::List, Verb::Watch, Verb::Patch])]
+            vec![AccessRule::new(
+                cm(),
+                vec![Verb::Get, Verb::List, Verb::Watch, Verb::Patch]
+            )]
         );
-        let n = allow(vec![(dep(), vec![Verb::Get, Verb::Patch])]).narrow(&m);
+        let n = allow(vec![AccessRule::new(dep(), vec![Verb::Get, Verb::Patch])]).narrow(&m);
         assert!(n.owns.is_empty());
-        assert_eq!(n.access, vec![(dep(), vec![Verb::Get, Verb::Patch])]);
+        assert_eq!(
+            n.access,
+            vec![AccessRule::new(dep(), vec![Verb::Get, Verb::Patch])]
+        );
     }
 
     #[test]
@@ -184,20 +194,20 @@ mod tests {
         let mut m = Manifest::new("p", "1");
         m.watches = vec![cm()];
         m.access = vec![
-            (secret(), vec![Verb::Get, Verb::Delete]),
-            (dep(), vec![Verb::Patch]),
+            AccessRule::new(secret(), vec![Verb::Get, Verb::Delete]),
+            AccessRule::new(dep(), vec![Verb::Patch]),
         ];
         m.pod_logs = true;
         let s = PluginSettings {
             allow: Some(vec![
-                (cm(), WATCH_VERBS.to_vec()),
-                (secret(), vec![Verb::Get]),
+                AccessRule::new(cm(), WATCH_VERBS.to_vec()),
+                AccessRule::new(secret(), vec![Verb::Get]),
             ]),
             pod_logs: Some(false),
             ..PluginSettings::default()
         };
         let n = s.narrow(&m);
-        assert_eq!(n.access, vec![(secret(), vec![Verb::Get])]);
+        assert_eq!(n.access, vec![AccessRule::new(secret(), vec![Verb::Get])]);
         assert!(!n.pod_logs);
         let n = PluginSettings {
             pod_logs: Some(false),

@@ -40,7 +40,7 @@ pub(super) fn errors_health(component: &str, errors: Vec<CategorizedError>) -> C
         },
         reason: errors
             .first()
-            .map_or_else(String::new, |e| format!("{:?}", e.category)),
+            .map_or_else(String::new, |e| e.category.reason().to_owned()),
         message: errors
             .iter()
             .map(|e| e.message.as_str())

@@ -109,7 +109,13 @@ pub(super) async fn finalize(
         }
         return;
     }
-    let outcome = match plugin.cleanup(oref, json).await {
+    let cleaned = async {
+        match plugin.reconcile(oref, json).await? {
+            Ok(mut r) => r.cleanup().await,
+            Err(e) => Ok(Err(e)),
+        }
+    };
+    let outcome = match cleaned.await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::warn!(plugin = plugin.name(), object = %oref, error = %e, "cleanup call failed");
@@ -136,7 +142,7 @@ pub(super) async fn finalize(
         Err(e) => ComputedCondition::new(
             CLEANUP_CONDITION,
             ConditionStatus::False,
-            &format!("{:?}", e.category),
+            e.category.reason(),
             &e.message,
             observability,
         ),

@@ -284,7 +284,7 @@ fn key_of(gvk: &Gvk, obj: &DynamicObject) -> Option<ObjectKey> {
 /// Every kind a manifest needs an informer for: watched, owned, and named in access rules.
 fn kinds_of(m: &Manifest) -> Vec<Gvk> {
     let mut kinds: Vec<Gvk> = m.watches.iter().chain(&m.owns).cloned().collect();
-    kinds.extend(m.access.iter().map(|(g, _)| g.clone()));
+    kinds.extend(m.access.iter().map(|a| a.gvk.clone()));
     kinds.sort();
     kinds.dedup();
     kinds
@@ -297,7 +297,7 @@ pub fn swap_incompatibility(current: &Manifest, new: &Manifest) -> Option<String
     let access = |m: &Manifest| {
         m.access
             .iter()
-            .map(|(g, _)| g.clone())
+            .map(|a| a.gvk.clone())
             .collect::<BTreeSet<_>>()
     };
     if current.name != new.name {
@@ -512,6 +512,7 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::AccessRule;
     use crate::contract::Verb;
 
     fn manifest() -> Manifest {
@@ -521,7 +522,10 @@ mod tests {
             Gvk::new("apps", "v1", "Deployment"),
             Gvk::new("", "v1", "Service"),
         ];
-        m.access = vec![(Gvk::new("", "v1", "Secret"), vec![Verb::Get])];
+        m.access = vec![AccessRule::new(
+            Gvk::new("", "v1", "Secret"),
+            vec![Verb::Get],
+        )];
         m
     }
 
@@ -580,8 +584,14 @@ mod tests {
         let mut new = manifest();
         new.version = "2".into();
         new.owns.reverse();
-        new.access = vec![(Gvk::new("", "v1", "Secret"), vec![Verb::Get, Verb::Delete])];
-        new.phase_timeouts = vec![("Creating".into(), Duration::from_secs(60))];
+        new.access = vec![AccessRule::new(
+            Gvk::new("", "v1", "Secret"),
+            vec![Verb::Get, Verb::Delete],
+        )];
+        new.phase_timeouts = vec![crate::contract::PhaseTimeout {
+            phase: "Creating".into(),
+            seconds: 60,
+        }];
         new.status_mode = crate::contract::StatusMode::Decorate;
         assert_eq!(swap_incompatibility(&current, &new), None);
     }

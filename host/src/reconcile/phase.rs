@@ -254,7 +254,7 @@ mod tests {
                 .iter()
                 .map(|c| CategorizedError {
                     category: *c,
-                    message: format!("{c:?} happened"),
+                    message: format!("{} happened", c.reason()),
                 })
                 .collect(),
             requeue_after: None,
@@ -325,7 +325,7 @@ mod tests {
                 "{category:?}"
             );
             if let Some(f) = f {
-                assert_eq!(f.message, format!("{category:?} happened"));
+                assert_eq!(f.message, format!("{} happened", category.reason()));
             }
         }
         let h = health(HealthState::Failed, &[]);

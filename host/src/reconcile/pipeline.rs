@@ -56,7 +56,7 @@ pub(super) async fn reconcile(s: &Shared, key: &ObjectKey) {
         return;
     }
     let manifest = plugin.manifest();
-    let mut limits: HashMap<String, Duration> = manifest.phase_timeouts.iter().cloned().collect();
+    let mut limits: HashMap<String, Duration> = manifest.phase_limits().collect();
     limits.extend(s.config.phase_timeouts.clone());
     Run {
         s,
@@ -94,7 +94,7 @@ pub fn owner_of(obj: &DynamicObject, kind: &Gvk) -> Option<String> {
 pub fn requeue_after(health: &[ComponentHealth], floor: Duration) -> Option<Duration> {
     health
         .iter()
-        .filter_map(|h| h.requeue_after)
+        .filter_map(ComponentHealth::requeue_delay)
         .min()
         .map(|after| after.max(floor))
 }
@@ -145,8 +145,90 @@ impl Run<'_> {
                 return;
             }
         }
+        let mut health = Vec::new();
+        // The object crosses into the plugin once: every phase below runs on this reconciliation.
+        let mut observed = match self.plugin.reconcile(self.oref, self.json).await {
+            Ok(Ok(mut r)) => match r.fetch(self.grants()).await {
+                Ok(Ok(())) => Some(r),
+                Ok(Err(e)) => {
+                    health.push(errors_health("Fetch", vec![e]));
+                    None
+                }
+                Err(e) => return self.call_failed(&e),
+            },
+            Ok(Err(e)) => {
+                health.push(errors_health("Fetch", vec![e]));
+                None
+            }
+            Err(e) => return self.call_failed(&e),
+        };
+        if let Some(r) = observed.as_mut() {
+            match r.health().await {
+                Ok(h) => health.extend(h),
+                Err(e) => return self.call_failed(&e),
+            }
+        }
+        // Stop apply: a terminal verdict or a timed-out phase applies nothing.
+        let before = self.evaluate(&health, true, owner_condition.clone());
+        if !before.terminal()
+            && let Some(r) = observed.as_mut()
+        {
+            match r.plan().await {
+                Ok(Ok(entries)) => {
+                    if !self.apply(entries, &mut health).await {
+                        tracing::debug!(plugin = self.plugin.name(), object = %self.oref, "gone while reconciled");
+                        self.s.queue.forget(self.key);
+                        return;
+                    }
+                }
+                Ok(Err(e)) => health.push(errors_health("Plan", vec![e])),
+                Err(e) => return self.call_failed(&e),
+            }
+        }
+        let in_grace = self.s.in_grace(self.key, &health);
+        let eval = self.evaluate(&health, in_grace, owner_condition);
+        let now = rfc3339(self.now);
+        let host = Draft::automatic(&eval, self.generation);
+        let draft = match (manifest.status_mode, observed.as_mut()) {
+            (StatusMode::Automatic, _) => host,
+            // The plugin cannot be asked without an observation: the computed status, keeping
+            // the plugin's own fields.
+            (_, None) => Draft {
+                complete: false,
+                ..host
+            },
+            (mode, Some(r)) => {
+                let (computed, _) = host.render(self.stored, self.generation, &now);
+                match r.status(&Value::Object(computed)).await {
+                    Ok(update) if mode == StatusMode::Decorate => host.decorate(update),
+                    Ok(update) => Draft::manual(update, self.generation),
+                    Err(e) => return self.call_failed(&e),
+                }
+            }
+        };
+        let (doc, report) = draft.render(self.stored, self.generation, &now);
+        if self.write(&doc, draft.complete).await.is_err() {
+            self.s.queue.add_with_backoff(self.key.clone());
+            return;
+        }
+        self.s.events.report(self.plugin.name(), self.oref, &report);
+        self.s
+            .remember_failure(self.key, self.uid, self.generation, eval.terminal());
+        if let Some(failure) = &eval.failure {
+            tracing::warn!(plugin = self.plugin.name(), object = %self.oref, reason = %failure.reason, message = %failure.message, "failed terminally: no action until the spec changes");
+            if observed.is_some() {
+                self.propagate(&doc).await;
+            }
+        }
+        self.requeue(&eval, &health);
+    }
+
+    /// What the fetch phase may read: the informer caches and (when the manifest asks) pod logs,
+    /// both within the object's scope.
+    fn grants(&self) -> Grants {
+        let manifest = self.plugin.manifest();
         let scope = self.scope();
-        let grants = Grants {
+        Grants {
             cache: Some(Arc::new(ScopedCache {
                 inner: self.s.cache.clone(),
                 scope: scope.clone(),
@@ -169,79 +251,7 @@ impl Run<'_> {
                     &owned,
                 )) as Arc<dyn PodLogReader>
             }),
-        };
-        let mut health = Vec::new();
-        let observation = match self.plugin.fetch(self.oref, self.json, grants).await {
-            Ok(Ok(obs)) => Some(obs),
-            Ok(Err(e)) => {
-                health.push(errors_health("Fetch", vec![e]));
-                None
-            }
-            Err(e) => return self.call_failed(&e),
-        };
-        if let Some(obs) = &observation {
-            match self.plugin.health(self.oref, self.json, obs).await {
-                Ok(h) => health.extend(h),
-                Err(e) => return self.call_failed(&e),
-            }
         }
-        // Stop apply: a terminal verdict or a timed-out phase applies nothing.
-        let before = self.evaluate(&health, true, owner_condition.clone());
-        if !before.terminal()
-            && let Some(obs) = &observation
-        {
-            match self.plugin.plan(self.oref, self.json, obs).await {
-                Ok(Ok(entries)) => {
-                    if !self.apply(entries, &mut health).await {
-                        tracing::debug!(plugin = self.plugin.name(), object = %self.oref, "gone while reconciled");
-                        self.s.queue.forget(self.key);
-                        return;
-                    }
-                }
-                Ok(Err(e)) => health.push(errors_health("Plan", vec![e])),
-                Err(e) => return self.call_failed(&e),
-            }
-        }
-        let in_grace = self.s.in_grace(self.key, &health);
-        let eval = self.evaluate(&health, in_grace, owner_condition);
-        let now = rfc3339(self.now);
-        let host = Draft::automatic(&eval, self.generation);
-        let draft = match (manifest.status_mode, &observation) {
-            (StatusMode::Automatic, _) => host,
-            // The plugin cannot be asked without an observation: the computed status, keeping
-            // the plugin's own fields.
-            (_, None) => Draft {
-                complete: false,
-                ..host
-            },
-            (mode, Some(obs)) => {
-                let (computed, _) = host.render(self.stored, self.generation, &now);
-                match self
-                    .plugin
-                    .status(self.oref, self.json, obs, &Value::Object(computed))
-                    .await
-                {
-                    Ok(update) if mode == StatusMode::Decorate => host.decorate(update),
-                    Ok(update) => Draft::manual(update, self.generation),
-                    Err(e) => return self.call_failed(&e),
-                }
-            }
-        };
-        let (doc, report) = draft.render(self.stored, self.generation, &now);
-        if self.write(&doc, draft.complete).await.is_err() {
-            self.s.queue.add_with_backoff(self.key.clone());
-            return;
-        }
-        self.s.events.report(self.plugin.name(), self.oref, &report);
-        self.s
-            .remember_failure(self.key, self.uid, self.generation, eval.terminal());
-        if let Some(failure) = &eval.failure {
-            tracing::warn!(plugin = self.plugin.name(), object = %self.oref, reason = %failure.reason, message = %failure.message, "failed terminally: no action until the spec changes");
-            if let Some(obs) = &observation {
-                self.propagate(&doc, obs).await;
-            }
-        }
-        self.requeue(&eval, &health);
     }
 
     fn evaluate(
@@ -418,13 +428,23 @@ impl Run<'_> {
     }
 
     /// A terminal failure still reaches the objects the plugin reports to (its owner, say): the
-    /// plan of the object carrying its failed status is asked once more, and only its status-only
-    /// entries are applied.
-    async fn propagate(&self, doc: &Map<String, Value>, observation: &str) {
+    /// object carrying its failed status is reconciled once more (fetch and plan), and only the
+    /// status-only entries of its plan are applied.
+    async fn propagate(&self, doc: &Map<String, Value>) {
         let mut failed = self.value.clone();
         failed["status"] = Value::Object(doc.clone());
         let json = failed.to_string();
-        let entries = match self.plugin.plan(self.oref, &json, observation).await {
+        let planned = async {
+            let mut r = match self.plugin.reconcile(self.oref, &json).await? {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            if let Err(e) = r.fetch(self.grants()).await? {
+                return Ok(Err(e));
+            }
+            r.plan().await
+        };
+        let entries = match planned.await {
             Ok(Ok(entries)) => entries,
             Ok(Err(_)) => return,
             Err(e) => {
@@ -554,13 +574,13 @@ mod tests {
 
     #[test]
     fn the_soonest_requeue_after_wins() {
-        let h = |after: Option<u64>| ComponentHealth {
+        let h = |after: Option<u32>| ComponentHealth {
             component: "C".into(),
             state: crate::contract::HealthState::Progressing,
             reason: "R".into(),
             message: "m".into(),
             errors: vec![],
-            requeue_after: after.map(Duration::from_secs),
+            requeue_after: after,
         };
         let floor = Duration::from_secs(1);
         assert_eq!(
@@ -572,13 +592,13 @@ mod tests {
 
     #[test]
     fn a_requeue_sooner_than_the_floor_waits_for_the_floor() {
-        let h = |after: u64| ComponentHealth {
+        let h = |after: u32| ComponentHealth {
             component: "C".into(),
             state: crate::contract::HealthState::Progressing,
             reason: "R".into(),
             message: "m".into(),
             errors: vec![],
-            requeue_after: Some(Duration::from_secs(after)),
+            requeue_after: Some(after),
         };
         let floor = Duration::from_secs(1);
         assert_eq!(requeue_after(&[h(0)], floor), Some(floor), "0 is not now");

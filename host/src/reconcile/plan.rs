@@ -9,7 +9,7 @@ use super::Shared;
 use super::access;
 use super::apply::{self, api, category_of, controlled_by, managed_by, resource_for, split_status};
 use super::scope::Scope;
-use crate::contract::{CategorizedError, ErrorCategory, Gvk, Manifest, ObjectRef, PlanEntry};
+use crate::contract::{CategorizedError, ErrorCategory, Gvk, Manifest, ObjectRef, PlanEntry, Verb};
 use capstan_apiserver::validation::{self, InvalidIdentifier, NameRule};
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -157,10 +157,44 @@ pub(super) struct Checker<'a> {
 
 /// An entry's identifiers, checked: kind, namespace (as written) and name.
 #[derive(Debug)]
+/// A plan entry with its object parsed from the JSON the plugin returned.
+enum Entry {
+    Apply(Value),
+    ApplyWithoutOwnerRef(Value),
+    Delete(ObjectRef),
+}
+
+impl Entry {
+    fn parse(index: usize, entry: PlanEntry) -> Result<Self, Refusal> {
+        let json = |text: &str| {
+            serde_json::from_str(text).map_err(|e| Refusal::Malformed {
+                index,
+                message: format!("the planned object is not JSON: {e}"),
+            })
+        };
+        Ok(match entry {
+            PlanEntry::Apply(text) => Self::Apply(json(&text)?),
+            PlanEntry::ApplyWithoutOwnerRef(text) => Self::ApplyWithoutOwnerRef(json(&text)?),
+            PlanEntry::Delete(r) => Self::Delete(r),
+        })
+    }
+}
+
+#[derive(Debug)]
 struct Parsed {
     gvk: Gvk,
     namespace: Option<String>,
     name: String,
+}
+
+impl Parsed {
+    /// How refusals name the object: `Kind namespace/name` or `Kind name`.
+    fn display(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.gvk.kind, self.name),
+            None => format!("{} {}", self.gvk.kind, self.name),
+        }
+    }
 }
 
 fn identifier(
@@ -272,11 +306,21 @@ impl Checker<'_> {
     }
 
     async fn entry(&self, index: usize, entry: PlanEntry) -> Result<Vec<Step>, Refusal> {
-        let parsed = match &entry {
-            PlanEntry::Apply(v) | PlanEntry::ApplyWithoutOwnerRef(v) => parse_object(index, v)?,
-            PlanEntry::Delete(r) => parse_ref(index, r)?,
+        let entry = Entry::parse(index, entry)?;
+        let (parsed, verb) = match &entry {
+            Entry::Apply(v) | Entry::ApplyWithoutOwnerRef(v) => {
+                (parse_object(index, v)?, Verb::Patch)
+            }
+            Entry::Delete(r) => (parse_ref(index, r)?, Verb::Delete),
         };
-        access::check(self.plugin, self.manifest, &entry).map_err(|e| Refusal::Access {
+        access::check(
+            self.plugin,
+            self.manifest,
+            verb,
+            &parsed.gvk,
+            &parsed.display(),
+        )
+        .map_err(|e| Refusal::Access {
             index,
             message: e.message,
         })?;
@@ -298,7 +342,7 @@ impl Checker<'_> {
             && target.namespace == self.owner_ref.namespace
             && target.name == self.owner_ref.name;
         // The object's own status is always in scope; everything else must be.
-        let status_only = matches!(&entry, PlanEntry::Apply(v) | PlanEntry::ApplyWithoutOwnerRef(v)
+        let status_only = matches!(&entry, Entry::Apply(v) | Entry::ApplyWithoutOwnerRef(v)
             if apply::status_only(v));
         if !(is_self && status_only)
             && let Some(reason) = self.scope.refusal(namespaced, target.namespace.as_deref())
@@ -311,7 +355,7 @@ impl Checker<'_> {
         }
         // Kubernetes has no owner references across namespaces, nor from a cluster-scoped
         // object to a namespaced owner: the garbage collector would delete such a child.
-        if matches!(entry, PlanEntry::Apply(_))
+        if matches!(entry, Entry::Apply(_))
             && !is_self
             && target.namespace != self.owner_ref.namespace
         {
@@ -329,10 +373,7 @@ impl Checker<'_> {
             target: target.to_string(),
             reason,
         };
-        let managed = matches!(
-            entry,
-            PlanEntry::Delete(_) | PlanEntry::ApplyWithoutOwnerRef(_)
-        );
+        let managed = matches!(entry, Entry::Delete(_) | Entry::ApplyWithoutOwnerRef(_));
         let existing = self
             .existing(&target, managed)
             .await
@@ -342,7 +383,7 @@ impl Checker<'_> {
             .as_ref()
             .is_some_and(|o| !owner_uid.is_empty() && controlled_by(o, owner_uid));
         let (obj, owned) = match entry {
-            PlanEntry::Delete(_) => {
+            Entry::Delete(_) => {
                 let Some(existing) = existing else {
                     return Ok(Vec::new());
                 };
@@ -361,8 +402,8 @@ impl Checker<'_> {
                 let uid = existing.metadata.uid.clone().unwrap_or_default();
                 return Ok(vec![Step::Delete { target, uid }]);
             }
-            PlanEntry::Apply(v) => (v, true),
-            PlanEntry::ApplyWithoutOwnerRef(v) => (v, false),
+            Entry::Apply(v) => (v, true),
+            Entry::ApplyWithoutOwnerRef(v) => (v, false),
         };
         let set_identity = |mut v: Value| {
             if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {

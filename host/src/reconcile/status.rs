@@ -4,7 +4,8 @@
 
 use super::conditions::{ComputedCondition, ComputedStatus, OverallState, Verdict, render};
 use super::phase::{Failure, Phase, PhaseRecord, Timed, failure_of, rfc3339, time_phase};
-use crate::contract::{ComponentHealth, ConditionStatus, StatusUpdate};
+use crate::contract::{ComponentHealth, ConditionStatus};
+use crate::plugin::CheckedStatus;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -117,7 +118,7 @@ impl Draft {
 
     /// Decorate mode: the plugin's fields merged in (the host's keys stay the host's), its
     /// conditions added (replacing computed ones of the same type).
-    pub fn decorate(mut self, update: StatusUpdate) -> Self {
+    pub fn decorate(mut self, update: CheckedStatus) -> Self {
         if let Value::Object(fields) = update.fields {
             for (k, v) in fields {
                 if HOST_KEYS.contains(&k.as_str()) {
@@ -141,7 +142,7 @@ impl Draft {
     }
 
     /// Manual mode: the plugin's status, with the host's `observedGeneration`.
-    pub fn manual(update: StatusUpdate, generation: Option<i64>) -> Self {
+    pub fn manual(update: CheckedStatus, generation: Option<i64>) -> Self {
         let mut fields = match update.fields {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -318,8 +319,8 @@ mod tests {
         assert_eq!(d.fields["status"], "Failed");
     }
 
-    fn update(fields: Value, conditions: Vec<Condition>) -> StatusUpdate {
-        StatusUpdate { fields, conditions }
+    fn update(fields: Value, conditions: Vec<Condition>) -> CheckedStatus {
+        CheckedStatus { fields, conditions }
     }
 
     fn condition(t: &str, status: ConditionStatus) -> Condition {

@@ -9,39 +9,26 @@ use tokio::sync::mpsc;
 /// The capacity of a status channel: `send` waits while this many statuses are unconsumed.
 pub const CAPACITY: usize = 5;
 
-/// The outcome of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub enum EventStatus {
-    /// Not relevant; skipped.
-    Skip,
-    /// Process the event again.
-    Retry,
-    /// Retried as often as allowed; given up.
-    MaxRetryReached,
-    /// Fully processed.
-    #[default]
-    Completed,
-    /// Failed.
-    Failure,
-    /// Under way.
-    Processing,
-    /// Succeeded in part.
-    PartialCompleted,
+pub use crate::contract::{EventProcessStatus, EventStatus, Message};
+
+impl Default for EventStatus {
+    /// `completed`, as in seed 000.
+    fn default() -> Self {
+        Self::Completed
+    }
 }
 
-/// A status reported for one event.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
-pub struct EventProcessStatus {
-    /// The status.
-    pub status: EventStatus,
-    /// Key/value messages in order.
-    pub messages: Vec<(String, String)>,
-    /// Whether to re-queue the event.
-    pub retry: bool,
-    /// Retry bound; 0 means the host default.
-    pub max_retry: u32,
-    /// Error description.
-    pub error: Option<String>,
+impl Default for EventProcessStatus {
+    /// `completed`, no messages, no retry.
+    fn default() -> Self {
+        Self {
+            status: EventStatus::default(),
+            messages: Vec::new(),
+            retry: false,
+            max_retry: 0,
+            error: None,
+        }
+    }
 }
 
 /// How a status was delivered.
