@@ -5,7 +5,7 @@ use serde::Serialize;
 /// The contract version this host implements.
 pub const CONTRACT_VERSION: ContractVersion = ContractVersion {
     major: 0,
-    minor: 1,
+    minor: 2,
     patch: 0,
 };
 

@@ -69,8 +69,24 @@ enum Command {
         /// Compile without reading or writing the precompiled cache.
         #[arg(long, conflicts_with = "cache_dir")]
         no_cache: bool,
+        /// Print only the manifest each file carries in its `capstan:manifest` section, without
+        /// compiling or running anything (see `capstan annotate`).
+        #[arg(long, conflicts_with_all = ["cache_dir", "no_cache"])]
+        embedded: bool,
         #[command(flatten)]
         limits: LimitArgs,
+    },
+    /// Embed a plugin's manifest in its `capstan:manifest` custom section, so that tools (and
+    /// `capstan check --embedded`) read it without running the plugin.
+    ///
+    /// The plugin is loaded and validated first; the manifest embedded is what its `describe`
+    /// returns. At load, a plugin whose embedded manifest differs from `describe` is refused.
+    Annotate {
+        /// The plugin file.
+        input: PathBuf,
+        /// Where to write the annotated plugin (default: replace the input).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Run the host: load plugins, reconcile and handle events until SIGINT or SIGTERM.
     ///
@@ -256,6 +272,67 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// `capstan check --embedded`: the manifests the files carry, read without running them.
+fn check_embedded(paths: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for path in expand(paths)? {
+        let read = std::fs::read(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| Ok(capstan::plugin::embedded_manifest(&bytes)?));
+        match read {
+            Ok(manifest) if json => println!(
+                "{}",
+                serde_json::json!({ "path": path, "manifest": manifest })
+            ),
+            Ok(Some(m)) => println!(
+                "{}: {} {} (embedded)\n{}",
+                path.display(),
+                m.name,
+                m.version,
+                serde_json::to_string_pretty(&m)?
+            ),
+            Ok(None) => println!(
+                "{}: no embedded manifest (embed one with `capstan annotate`)",
+                path.display()
+            ),
+            Err(e) => {
+                failed = true;
+                eprintln!("rejected {}: {}", path.display(), capstan::error_chain(&*e));
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `capstan annotate`: load the plugin, then write it with its manifest embedded.
+async fn annotate(input: &Path, output: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let plugin = match runtime.load(input).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rejected {}", e.one_line());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let bytes = std::fs::read(input)?;
+    let annotated = capstan::plugin::embed_manifest(&bytes, plugin.declared_manifest())?;
+    let output = output.unwrap_or(input);
+    let tmp = output.with_extension("wasm.tmp");
+    std::fs::write(&tmp, &annotated)?;
+    std::fs::rename(&tmp, output)?;
+    println!(
+        "annotated {} {} -> {}",
+        plugin.name(),
+        plugin.info().version,
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn check(
     paths: &[PathBuf],
     json: bool,
@@ -350,8 +427,12 @@ fn main() -> ExitCode {
                 json,
                 cache_dir,
                 no_cache,
+                embedded,
                 limits,
             } => {
+                if embedded {
+                    return check_embedded(&paths, json);
+                }
                 let cache = if no_cache {
                     None
                 } else {
@@ -359,6 +440,7 @@ fn main() -> ExitCode {
                 };
                 check(&paths, json, cache, limits.limits()).await
             }
+            Command::Annotate { input, output } => annotate(&input, output.as_deref()).await,
             Command::Run {
                 plugins,
                 manifests,

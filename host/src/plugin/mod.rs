@@ -3,6 +3,7 @@
 mod bounds;
 mod cache;
 mod capability;
+mod embedded;
 mod file;
 mod grant;
 mod host;
@@ -20,6 +21,9 @@ mod world;
 pub use bounds::BoundsError;
 pub use cache::{ArtifactCache, CacheError, Origin, content_hash};
 pub use capability::{CacheReader, Grants, KubePodLogs, PodLogReader};
+pub use embedded::{
+    EmbeddedError, SECTION as MANIFEST_SECTION, embed as embed_manifest, read as embedded_manifest,
+};
 pub use file::{DEFAULT_MAX_PLUGIN_BYTES, FileError, read_plugin_file};
 pub use grant::{Binding, GrantEntry, GrantStatus, GrantTable};
 pub use instance::{

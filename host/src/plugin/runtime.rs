@@ -1,6 +1,7 @@
 //! The plugin runtime: one engine, one linker, the epoch ticker, and loading with validation.
 
 use super::cache::{ArtifactCache, CacheError, Origin, content_hash};
+use super::embedded::{EmbeddedError, SECTION};
 use super::file::{DEFAULT_MAX_PLUGIN_BYTES, FileError, read_plugin_file};
 use super::grant::{GrantEntry, GrantTable};
 use super::host::HostState;
@@ -69,6 +70,14 @@ pub enum RejectReason {
         /// Why that one.
         rule: &'static str,
     },
+    /// The manifest in the component's `capstan:manifest` section cannot be read.
+    #[error("unreadable embedded manifest")]
+    Embedded(#[source] EmbeddedError),
+    /// The manifest in the component's `capstan:manifest` section is not what `describe` returns.
+    #[error(
+        "the embedded manifest ({SECTION} section) does not match what describe returns: re-embed it with `capstan annotate`"
+    )]
+    EmbeddedMismatch,
     /// The manifest does not match the world.
     #[error("world {world} does not match the manifest: {reason}")]
     WorldMismatch {
@@ -350,6 +359,7 @@ impl Runtime {
     /// (with the content's digest) decides which configuration entry applies.
     pub async fn load_bytes(&self, path: &Path, bytes: Vec<u8>) -> Result<Plugin, RejectReason> {
         check_header(&bytes)?;
+        let embedded = super::embedded::read(&bytes).map_err(RejectReason::Embedded)?;
         let hash = content_hash(&bytes);
         let this = self.clone();
         let compile_hash = hash.clone();
@@ -380,6 +390,9 @@ impl Runtime {
             self.inner.fuel,
         )
         .await?;
+        if embedded.is_some_and(|m| &m != plugin.declared_manifest()) {
+            return Err(RejectReason::EmbeddedMismatch);
+        }
         let file = path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
