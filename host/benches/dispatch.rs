@@ -54,10 +54,7 @@ fn whole_path(c: &mut Criterion) {
         .unwrap();
     let json: Arc<str> = Arc::from(support::deployment_json("web"));
     let object = ObjectRef::from_json(&serde_json::from_str(&json).unwrap()).unwrap();
-    let limits = Limits {
-        idle_instances: 16,
-        ..Limits::default()
-    };
+    let limits = Limits::default();
     let plugin = rt.block_on(async {
         Runtime::new(RuntimeConfig::default().limits(limits))
             .unwrap()

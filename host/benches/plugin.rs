@@ -7,7 +7,7 @@
 mod support;
 
 use capstan::contract::ObjectRef;
-use capstan::plugin::{HandlerEvent, Limits, Runtime, RuntimeConfig};
+use capstan::plugin::{HandlerEvent, Runtime, RuntimeConfig};
 use capstan_sdk::k8s_openapi::api::apps::v1::Deployment;
 use capstan_sdk::{Handler, StatusChannel};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -74,24 +74,19 @@ fn instantiate(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
+    // Every call runs on a fresh instance (one per reconcile, one per event): this is its cost.
     let mut group = c.benchmark_group("describe_call");
-    for (name, idle) in [("warm_instance", 8), ("fresh_instance_per_call", 0)] {
-        let limits = Limits {
-            idle_instances: idle,
-            ..Limits::default()
-        };
-        let plugin = rt.block_on(async {
-            Runtime::new(RuntimeConfig::default().limits(limits))
-                .unwrap()
-                .load(&support::guest("deployment-handler"))
-                .await
-                .unwrap()
-        });
-        group.bench_function(name, |b| {
-            b.to_async(&rt)
-                .iter(|| async { plugin.describe().await.unwrap() })
-        });
-    }
+    let plugin = rt.block_on(async {
+        Runtime::new(RuntimeConfig::default())
+            .unwrap()
+            .load(&support::guest("deployment-handler"))
+            .await
+            .unwrap()
+    });
+    group.bench_function("fresh_instance_per_call", |b| {
+        b.to_async(&rt)
+            .iter(|| async { plugin.describe().await.unwrap() })
+    });
     group.finish();
 }
 

@@ -12,7 +12,7 @@ fn send(c: &mut Criterion) {
         .unwrap();
     let status = EventProcessStatus {
         status: EventStatus::Processing,
-        messages: vec![("cluster".into(), "a".into())],
+        messages: vec![status::Message::new("cluster", "a")],
         ..EventProcessStatus::default()
     };
     let mut group = c.benchmark_group("status_channel");

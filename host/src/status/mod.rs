@@ -11,6 +11,16 @@ pub const CAPACITY: usize = 5;
 
 pub use crate::contract::{EventProcessStatus, EventStatus, Message};
 
+impl Message {
+    /// A key/value message.
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
 impl Default for EventStatus {
     /// `completed`, as in seed 000.
     fn default() -> Self {
