@@ -825,6 +825,19 @@ impl std::fmt::Debug for Reconciliation {
     }
 }
 
+/// A plan entry with its object parsed from the JSON the plugin returned, as
+/// [`Reconciliation::plan`] gives it: every object is a JSON object with `apiVersion`, `kind` and
+/// `metadata.name`. Whether it may be applied is decided by the reconcile's plan checker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Planned {
+    /// Apply with a controller owner reference to the reconciled object.
+    Apply(serde_json::Value),
+    /// Apply without an owner reference.
+    ApplyWithoutOwnerRef(serde_json::Value),
+    /// Delete.
+    Delete(ObjectRef),
+}
+
 /// Status fields and conditions a plugin's `status` returned, checked: `fields` is a JSON object
 /// (or null) within the size limit, the conditions within bounds.
 #[derive(Debug, Clone, PartialEq)]
@@ -878,9 +891,10 @@ impl Reconciliation {
         .await
     }
 
-    /// Plan phase: pure, nothing granted. The plan is bounded in entries and bytes here; its
-    /// contents are checked by [`crate::reconcile::plan::Checker`].
-    pub async fn plan(&mut self) -> Result<Result<Vec<PlanEntry>, CategorizedError>, CallError> {
+    /// Plan phase: pure, nothing granted. The plan is bounded in entries and bytes, and every
+    /// planned object must be a JSON object with apiVersion, kind and metadata.name; whether it may
+    /// be applied is decided by the reconcile's plan checker.
+    pub async fn plan(&mut self) -> Result<Result<Vec<Planned>, CategorizedError>, CallError> {
         let out = self
             .call("plan-resources", Grants::default(), |w, h| {
                 Box::pin(async move {
@@ -908,7 +922,34 @@ impl Reconciliation {
             })
             .sum();
         plugin.check_size("plan-resources", object, size)?;
-        Ok(Ok(entries))
+        let parse = |json: &str| -> Result<serde_json::Value, CallError> {
+            let value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+                plugin.invalid(
+                    "plan-resources",
+                    object,
+                    format!("planned object is not JSON: {e}"),
+                )
+            })?;
+            if ObjectRef::from_json(&value).is_none() {
+                return Err(plugin.invalid(
+                    "plan-resources",
+                    object,
+                    "planned object lacks apiVersion, kind or metadata.name".into(),
+                ));
+            }
+            Ok(value)
+        };
+        let planned = entries
+            .into_iter()
+            .map(|e| {
+                Ok(match e {
+                    PlanEntry::Apply(j) => Planned::Apply(parse(&j)?),
+                    PlanEntry::ApplyWithoutOwnerRef(j) => Planned::ApplyWithoutOwnerRef(parse(&j)?),
+                    PlanEntry::Delete(r) => Planned::Delete(r),
+                })
+            })
+            .collect::<Result<Vec<_>, CallError>>()?;
+        Ok(Ok(planned))
     }
 
     /// Health of each component, bounded.

@@ -27,7 +27,8 @@ pub use embedded::{
 pub use file::{DEFAULT_MAX_PLUGIN_BYTES, FileError, read_plugin_file};
 pub use grant::{Binding, GrantEntry, GrantStatus, GrantTable};
 pub use instance::{
-    CallError, CheckedStatus, HandlerEvent, HandlerOutcome, Plugin, PluginInfo, Reconciliation,
+    CallError, CheckedStatus, HandlerEvent, HandlerOutcome, Planned, Plugin, PluginInfo,
+    Reconciliation,
 };
 pub use limits::Limits;
 pub use output::{DROP_WARNING_INTERVAL, LogLimits};

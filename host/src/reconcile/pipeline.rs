@@ -10,9 +10,9 @@ use super::scope::{Scope, ScopedCache, ScopedPodLogs};
 use super::status::{self, Draft, Evaluation, changes, merged, patch};
 use super::{ObjectKey, Shared, Written, lock};
 use crate::contract::{
-    CategorizedError, ComponentHealth, ConditionStatus, Gvk, ObjectRef, PlanEntry, StatusMode,
+    CategorizedError, ComponentHealth, ConditionStatus, Gvk, ObjectRef, StatusMode,
 };
-use crate::plugin::{CallError, Grants, KubePodLogs, Plugin, PodLogReader};
+use crate::plugin::{CallError, Grants, KubePodLogs, Planned, Plugin, PodLogReader};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use serde_json::{Map, Value, json};
@@ -297,7 +297,7 @@ impl Run<'_> {
     /// Check the plan (see [`super::plan`]; a refusal applies nothing), apply it, and prune the
     /// children it no longer holds when every entry applied. Returns false when the object turned
     /// out to be gone (its children just applied are deleted again).
-    async fn apply(&self, entries: Vec<PlanEntry>, health: &mut Vec<ComponentHealth>) -> bool {
+    async fn apply(&self, entries: Vec<Planned>, health: &mut Vec<ComponentHealth>) -> bool {
         let manifest = self.plugin.manifest();
         let scope = self.scope();
         let checker = self.checker(&scope);

@@ -9,7 +9,8 @@ use super::Shared;
 use super::access;
 use super::apply::{self, api, category_of, controlled_by, managed_by, resource_for, split_status};
 use super::scope::Scope;
-use crate::contract::{CategorizedError, ErrorCategory, Gvk, Manifest, ObjectRef, PlanEntry, Verb};
+use crate::contract::{CategorizedError, ErrorCategory, Gvk, Manifest, ObjectRef, Verb};
+use crate::plugin::Planned;
 use capstan_apiserver::validation::{self, InvalidIdentifier, NameRule};
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -157,30 +158,6 @@ pub(super) struct Checker<'a> {
 
 /// An entry's identifiers, checked: kind, namespace (as written) and name.
 #[derive(Debug)]
-/// A plan entry with its object parsed from the JSON the plugin returned.
-enum Entry {
-    Apply(Value),
-    ApplyWithoutOwnerRef(Value),
-    Delete(ObjectRef),
-}
-
-impl Entry {
-    fn parse(index: usize, entry: PlanEntry) -> Result<Self, Refusal> {
-        let json = |text: &str| {
-            serde_json::from_str(text).map_err(|e| Refusal::Malformed {
-                index,
-                message: format!("the planned object is not JSON: {e}"),
-            })
-        };
-        Ok(match entry {
-            PlanEntry::Apply(text) => Self::Apply(json(&text)?),
-            PlanEntry::ApplyWithoutOwnerRef(text) => Self::ApplyWithoutOwnerRef(json(&text)?),
-            PlanEntry::Delete(r) => Self::Delete(r),
-        })
-    }
-}
-
-#[derive(Debug)]
 struct Parsed {
     gvk: Gvk,
     namespace: Option<String>,
@@ -289,7 +266,7 @@ fn parse_object(index: usize, obj: &Value) -> Result<Parsed, Refusal> {
 
 impl Checker<'_> {
     /// Check every entry; the steps in plan order, or every refusal.
-    pub(super) async fn check(&self, entries: Vec<PlanEntry>) -> Result<Vec<Step>, Vec<Refusal>> {
+    pub(super) async fn check(&self, entries: Vec<Planned>) -> Result<Vec<Step>, Vec<Refusal>> {
         let mut steps = Vec::with_capacity(entries.len());
         let mut refusals = Vec::new();
         for (index, entry) in entries.into_iter().enumerate() {
@@ -305,13 +282,12 @@ impl Checker<'_> {
         }
     }
 
-    async fn entry(&self, index: usize, entry: PlanEntry) -> Result<Vec<Step>, Refusal> {
-        let entry = Entry::parse(index, entry)?;
+    async fn entry(&self, index: usize, entry: Planned) -> Result<Vec<Step>, Refusal> {
         let (parsed, verb) = match &entry {
-            Entry::Apply(v) | Entry::ApplyWithoutOwnerRef(v) => {
+            Planned::Apply(v) | Planned::ApplyWithoutOwnerRef(v) => {
                 (parse_object(index, v)?, Verb::Patch)
             }
-            Entry::Delete(r) => (parse_ref(index, r)?, Verb::Delete),
+            Planned::Delete(r) => (parse_ref(index, r)?, Verb::Delete),
         };
         access::check(
             self.plugin,
@@ -342,7 +318,7 @@ impl Checker<'_> {
             && target.namespace == self.owner_ref.namespace
             && target.name == self.owner_ref.name;
         // The object's own status is always in scope; everything else must be.
-        let status_only = matches!(&entry, Entry::Apply(v) | Entry::ApplyWithoutOwnerRef(v)
+        let status_only = matches!(&entry, Planned::Apply(v) | Planned::ApplyWithoutOwnerRef(v)
             if apply::status_only(v));
         if !(is_self && status_only)
             && let Some(reason) = self.scope.refusal(namespaced, target.namespace.as_deref())
@@ -355,7 +331,7 @@ impl Checker<'_> {
         }
         // Kubernetes has no owner references across namespaces, nor from a cluster-scoped
         // object to a namespaced owner: the garbage collector would delete such a child.
-        if matches!(entry, Entry::Apply(_))
+        if matches!(entry, Planned::Apply(_))
             && !is_self
             && target.namespace != self.owner_ref.namespace
         {
@@ -373,7 +349,7 @@ impl Checker<'_> {
             target: target.to_string(),
             reason,
         };
-        let managed = matches!(entry, Entry::Delete(_) | Entry::ApplyWithoutOwnerRef(_));
+        let managed = matches!(entry, Planned::Delete(_) | Planned::ApplyWithoutOwnerRef(_));
         let existing = self
             .existing(&target, managed)
             .await
@@ -383,7 +359,7 @@ impl Checker<'_> {
             .as_ref()
             .is_some_and(|o| !owner_uid.is_empty() && controlled_by(o, owner_uid));
         let (obj, owned) = match entry {
-            Entry::Delete(_) => {
+            Planned::Delete(_) => {
                 let Some(existing) = existing else {
                     return Ok(Vec::new());
                 };
@@ -402,8 +378,8 @@ impl Checker<'_> {
                 let uid = existing.metadata.uid.clone().unwrap_or_default();
                 return Ok(vec![Step::Delete { target, uid }]);
             }
-            Entry::Apply(v) => (v, true),
-            Entry::ApplyWithoutOwnerRef(v) => (v, false),
+            Planned::Apply(v) => (v, true),
+            Planned::ApplyWithoutOwnerRef(v) => (v, false),
         };
         let set_identity = |mut v: Value| {
             if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
