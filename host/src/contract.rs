@@ -84,13 +84,11 @@ impl std::fmt::Display for World {
     }
 }
 
-pub use crate::bindings::capstan::controller::types::ObjectRef;
 pub use crate::bindings::capstan::controller::types::{
-    AccessRule, CategorizedError, ComponentHealth, Condition, ConditionStatus, ErrorCategory,
-    EventProcessStatus, EventStatus, GroupVersionKind as Gvk, HealthState, Manifest, Message,
-    Observability, PhaseTimeout, PlanEntry, StatusMode, Verb,
+    AccessRule, CategorizedError, CleanupOutcome, ComponentHealth, Condition, ConditionStatus,
+    ErrorCategory, EventProcessStatus, EventStatus, GroupVersionKind as Gvk, HealthState, Manifest,
+    Message, ObjectRef, Observability, PhaseTimeout, PlanEntry, StatusMode, StatusUpdate, Verb,
 };
-pub use crate::bindings::exports::capstan::controller::reconciler::{CleanupOutcome, StatusUpdate};
 
 impl Gvk {
     /// A GVK from its parts.
@@ -181,6 +179,7 @@ impl Manifest {
             observability: Observability::Info,
             phase_timeouts: Vec::new(),
             wait_for_owner: None,
+            object_kind: None,
         }
     }
 
@@ -215,6 +214,13 @@ impl Manifest {
         }
         if self.watches.is_empty() {
             return Err("plugin watches no kind".into());
+        }
+        if let Some(kind) = &self.object_kind
+            && let Some(other) = self.watches.iter().find(|w| *w != kind)
+        {
+            return Err(format!(
+                "the plugin decodes objects as {kind} but watches {other}: it would fail on every object of that kind"
+            ));
         }
         let kinds = self
             .watches
@@ -331,6 +337,7 @@ mod tests {
             observability: crate::contract::Observability::Info,
             phase_timeouts: vec![],
             wait_for_owner: None,
+            object_kind: None,
         };
         assert!(m.validate().is_ok());
         assert!(m.may_read(&Gvk::new("", "v1", "ConfigMap")));
@@ -352,5 +359,14 @@ mod tests {
         m.owns = vec![];
         m.wait_for_owner = Some(Gvk::new("x.dev", "v1", "Clu ster"));
         assert!(m.validate().unwrap_err().contains("kind"));
+        m.wait_for_owner = None;
+        m.object_kind = Some(Gvk::new("", "v1", "ConfigMap"));
+        assert!(m.validate().is_ok(), "decodes what it watches");
+        m.object_kind = Some(Gvk::new("apps", "v1", "Deployment"));
+        let e = m.validate().unwrap_err();
+        assert!(
+            e.contains("decodes objects as apps/v1/Deployment but watches v1/ConfigMap"),
+            "{e}"
+        );
     }
 }
