@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 /// The repository root.
+#[allow(dead_code)]
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
