@@ -1,11 +1,11 @@
-//! Test support: builds the guests to wasm32-wasip2 once per test binary and hands out their paths.
+//! Test support: the guests' paths (built once per `cargo test` by `capstan-test-artifacts`), an
+//! embedded API server, and the helpers the integration tests share.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
 /// The repository root.
+#[allow(dead_code)]
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -13,81 +13,18 @@ pub fn root() -> PathBuf {
         .to_owned()
 }
 
-/// The target directory guests are built in (separate from the host's, so no lock is shared).
-pub fn guest_target() -> PathBuf {
-    root().join("target").join("guests")
-}
-
-/// Example guests in `guests/`.
-pub const EXAMPLES: &[&str] = &["deployment-handler", "webapp", "infra-cluster"];
-
-/// Test-only guests in `tests/guests/`.
-pub const TEST_GUESTS: &[&str] = &[
-    "echo-handler",
-    "echo-handler-v2",
-    "cpu-handler",
-    "fs-handler",
-    "hostile-handler",
-    "forgetful-handler",
-    "retry-handler",
-    "trap-describe",
-    "bad-manifest",
-    "wrong-world",
-    "future-contract",
-    "no-exports",
-    "hostile-reconciler",
-    "noop-webapp",
-    "pod-doctor",
-    "attacker",
-    "attacker-twin",
-    "noisy-reconciler",
-];
-
-fn build(workspace: &Path, package: &str) {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            package,
-            "--manifest-path",
-        ])
-        .arg(workspace.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(guest_target())
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .expect("cargo runs");
-    assert!(
-        status.success(),
-        "building guest {package} failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
-    );
-}
-
-/// Build every guest once (per test binary) and return the path of `name`'s component.
+/// The component built from the guest package `name` (in `guests/` or `tests/guests/`).
+///
+/// Every guest is built once per `cargo test`, by the build script of `capstan-test-artifacts`.
 pub fn guest(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        for g in EXAMPLES {
-            build(&root().join("guests"), g);
-        }
-        for g in TEST_GUESTS {
-            build(&root().join("tests").join("guests"), g);
-        }
-    });
-    let path = guest_target()
-        .join("wasm32-wasip2")
-        .join("release")
-        .join(format!("{}.wasm", name.replace('-', "_")));
+    let path = capstan_test_artifacts::path(name)
+        .unwrap_or_else(|| panic!("no guest package named {name} in guests/ or tests/guests/"));
     assert!(
         path.is_file(),
         "guest {name} not built at {}",
         path.display()
     );
-    path
+    path.to_owned()
 }
 
 /// kubectl: `$KUBECTL`, else the first `kubectl` on the PATH. Panics without one: a kubectl test

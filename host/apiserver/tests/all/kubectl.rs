@@ -1,6 +1,6 @@
 //! The embedded server driven by the real `kubectl` binary.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

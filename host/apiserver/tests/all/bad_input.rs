@@ -1,6 +1,6 @@
 //! Malformed and unsupported requests get clear errors and change nothing.
 
-mod common;
+use crate::common;
 
 use common::{raw, start};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! path segments that name nothing (empty, `..`, an encoded `/`), object names Kubernetes would not
 //! accept, bodies of unsupported media types, unbounded request parameters and slow request heads.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! A restart from the same state directory keeps every acknowledged write.
 
-mod common;
+use crate::common;
 
 use capstan_apiserver::ApiServer;
 use k8s_openapi::api::core::v1::ConfigMap;

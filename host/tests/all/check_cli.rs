@@ -1,8 +1,7 @@
 //! `capstan check` from the command line: worlds and manifests printed, one-line reasons, exit codes.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "../../tests/support/lib.rs"]
-mod support;
+use crate::support;
 
 use std::process::Command;
 

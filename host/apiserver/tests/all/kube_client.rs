@@ -1,6 +1,6 @@
 //! The embedded server driven by real kube-rs clients.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -5,8 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-#[path = "../../tests/support/lib.rs"]
-mod support;
+use crate::support;
 
 #[test]
 fn kubectl_talks_to_capstan_apiserver() {

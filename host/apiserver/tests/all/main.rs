@@ -1,0 +1,9 @@
+//! The embedded API server's integration tests. One binary, one module a concern.
+
+mod common;
+
+mod bad_input;
+mod kube_client;
+mod kubectl;
+mod persistence;
+mod security;

@@ -1,0 +1,7 @@
+//! The `capstan` binary's command-line tests. One binary, one module a command.
+
+#[path = "../../../tests/support/lib.rs"]
+mod support;
+
+mod apiserver_cli;
+mod check_cli;

@@ -1,0 +1,14 @@
+//! The integration tests: real guests, real host, real API server. One binary (wasmtime, kube and
+//! the API server are linked once), one module a concern.
+
+mod boundary;
+mod cost;
+mod dispatch;
+mod handler_calls;
+mod hostile;
+mod plugin_runtime;
+mod pod_logs;
+mod reconcile;
+mod reload;
+mod run;
+mod sandbox;

@@ -1,0 +1,248 @@
+//! Builds every guest of the two guest workspaces (`guests/`, the examples, and `tests/guests/`,
+//! the test-only guests) for `wasm32-wasip2` in the `guest` profile (dev-like: no LTO, no
+//! `codegen-units = 1`), into `<target dir>/guests`, and writes `paths.rs` into `OUT_DIR`: one
+//! constant a guest, with the absolute path of its component.
+//!
+//! Cargo runs this once per build of the crate, and again only when a guest source, `wit/` or
+//! `guest-sdk/` changes (`cargo:rerun-if-changed`), so `cargo test` builds the guests once for all
+//! test binaries, and a warm rerun does not build them at all.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The guest workspaces, relative to the repository root.
+const WORKSPACES: &[&str] = &["guests", "tests/guests"];
+
+/// The target triple and the profile (defined in each guest workspace's `Cargo.toml`).
+const TARGET: &str = "wasm32-wasip2";
+const PROFILE: &str = "guest";
+
+/// Variables cargo (or the user) sets that would change what the inner cargo builds, or where:
+/// the host's flags and wrappers are not for wasm, and the guests have their own target directory.
+/// The jobserver (`CARGO_MAKEFLAGS`) is kept on purpose: the inner cargo takes its jobs from the
+/// outer one's pool, so the two never run more compilers at once than `-j` allows.
+const SCRUBBED_ENV: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CLIPPY_ARGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_INCREMENTAL",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_TARGET_TMPDIR",
+    "TARGET",
+    "HOST",
+    "OUT_DIR",
+    "PROFILE",
+    "OPT_LEVEL",
+    "DEBUG",
+    "NUM_JOBS",
+];
+
+/// One guest: its package name and its workspace directory.
+struct Guest {
+    package: String,
+    workspace: PathBuf,
+}
+
+fn main() {
+    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .ancestors()
+        .nth(2)
+        .expect("tests/artifacts lies two levels below the repository root")
+        .to_owned();
+    let out_dir = PathBuf::from(env("OUT_DIR"));
+    let target_dir = guest_target_dir(&out_dir, &root);
+
+    for dir in ["wit", "guest-sdk"] {
+        watch_tree(&root.join(dir));
+    }
+    let mut guests = Vec::new();
+    for ws in WORKSPACES {
+        let workspace = root.join(ws);
+        watch_tree(&workspace);
+        guests.extend(guests_in(&workspace));
+    }
+    guests.sort_by(|a, b| a.package.cmp(&b.package));
+
+    check_target_installed();
+    for ws in WORKSPACES {
+        let workspace = root.join(ws);
+        let packages: Vec<&str> = guests
+            .iter()
+            .filter(|g| g.workspace == workspace)
+            .map(|g| g.package.as_str())
+            .collect();
+        build_guests(&workspace, &packages, &target_dir);
+    }
+
+    let out = target_dir.join(TARGET).join(PROFILE);
+    let mut paths = String::new();
+    let mut all = String::from("/// Every guest: its package name and the path of its component.\n");
+    all.push_str("pub const GUESTS: &[(&str, &str)] = &[\n");
+    for g in &guests {
+        let file = out.join(format!("{}.wasm", g.package.replace('-', "_")));
+        assert!(
+            file.is_file(),
+            "guest {} was built but {} is missing",
+            g.package,
+            file.display()
+        );
+        let constant = g.package.replace('-', "_").to_uppercase();
+        let _ = writeln!(
+            paths,
+            "/// The component of guest `{}` ({}).\npub const {constant}: &str = {:?};",
+            g.package,
+            g.workspace
+                .strip_prefix(&root)
+                .unwrap_or(&g.workspace)
+                .display(),
+            file.display().to_string(),
+        );
+        let _ = writeln!(all, "    ({:?}, {constant}),", g.package);
+    }
+    all.push_str("];\n");
+    paths.push_str(&all);
+    std::fs::write(out_dir.join("paths.rs"), paths).expect("write paths.rs into OUT_DIR");
+}
+
+/// Builds the guests `packages` of the guest workspace `workspace` for wasm32-wasip2 in the
+/// `guest` profile into `target_dir`.
+///
+/// One cargo invocation a package: the SDK still picks a guest's world with cargo features, and
+/// cargo would merge the features of packages built together. Once the world is chosen in the
+/// plugin crate, this loop becomes one `cargo build --workspace`.
+fn build_guests(workspace: &Path, packages: &[&str], target_dir: &Path) {
+    for package in packages {
+        let mut cmd = cargo();
+        cmd.args(["build", "--target", TARGET, "--profile", PROFILE])
+            .arg("--manifest-path")
+            .arg(workspace.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir)
+            .args(["-p", package]);
+        run(cmd, &format!("guest {package}"));
+    }
+}
+
+/// A `cargo` command with the build script's environment scrubbed.
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    for (var, _) in std::env::vars_os() {
+        let var = var.to_string_lossy();
+        if var.starts_with("CARGO_CFG_")
+            || var.starts_with("CARGO_FEATURE_")
+            || var.starts_with("CARGO_PKG_")
+            || var.starts_with("DEP_")
+        {
+            cmd.env_remove(&*var);
+        }
+    }
+    cmd
+}
+
+fn run(mut cmd: Command, what: &str) {
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
+    assert!(status.success(), "building {what} failed: {status}");
+}
+
+/// Fails with the command to run when the wasm32-wasip2 standard library is not installed.
+fn check_target_installed() {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let installed = libdir
+        .as_deref()
+        .and_then(|dir| std::fs::read_dir(dir).ok())
+        .is_some_and(|mut entries| entries.next().is_some());
+    if !installed {
+        eprintln!(
+            "error: the {TARGET} target is not installed; the tests run the guests as {TARGET} \
+             components.\n  Install it with: rustup target add {TARGET}"
+        );
+        std::process::exit(1);
+    }
+}
+
+/// Where the guests go: `guests/` in the target directory this crate is built in (found above
+/// `OUT_DIR` by cargo's `CACHEDIR.TAG`), else `target/guests` under the repository root.
+fn guest_target_dir(out_dir: &Path, root: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .map_or_else(|| root.join("target"), Path::to_owned)
+        .join("guests")
+}
+
+/// The guests of a workspace: each member directory whose `Cargo.toml` builds a `cdylib`.
+fn guests_in(workspace: &Path) -> Vec<Guest> {
+    let entries = std::fs::read_dir(workspace)
+        .unwrap_or_else(|e| panic!("cannot read guest workspace {}: {e}", workspace.display()));
+    let mut guests = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(manifest) = std::fs::read_to_string(entry.path().join("Cargo.toml")) else {
+            continue;
+        };
+        if !manifest.contains("cdylib") {
+            continue;
+        }
+        let package = package_name(&manifest).unwrap_or_else(|| {
+            panic!(
+                "no `name = \"...\"` in the [package] of {}",
+                entry.path().display()
+            )
+        });
+        guests.push(Guest {
+            package,
+            workspace: workspace.to_owned(),
+        });
+    }
+    guests
+}
+
+/// The `name` of a manifest's `[package]` table.
+fn package_name(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(value) = line.strip_prefix("name") {
+            let value = value.trim_start().strip_prefix('=')?.trim();
+            return Some(value.trim_matches('"').to_owned());
+        }
+    }
+    None
+}
+
+/// Reruns the build script when anything below `dir` changes, except build output (`target/`).
+fn watch_tree(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        println!("cargo:rerun-if-changed={}", dir.display());
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name() != "target" {
+            println!("cargo:rerun-if-changed={}", entry.path().display());
+        }
+    }
+}
+
+fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("cargo sets {var} for build scripts"))
+}

@@ -1,0 +1,19 @@
+//! The guest components the tests and benchmarks run, built once per `cargo test` by this crate's
+//! build script (see `build.rs`) and named here by path.
+//!
+//! Each guest has a constant named after its package (`deployment-handler` is
+//! [`DEPLOYMENT_HANDLER`]); [`GUESTS`] lists them all and [`path`] finds one by package name.
+
+use std::path::Path;
+
+include!(concat!(env!("OUT_DIR"), "/paths.rs"));
+
+/// The component built from the guest package `name` (as its `Cargo.toml` names it), if there is
+/// such a guest.
+#[must_use]
+pub fn path(name: &str) -> Option<&'static Path> {
+    GUESTS
+        .iter()
+        .find(|(package, _)| *package == name)
+        .map(|(_, path)| Path::new(*path))
+}
