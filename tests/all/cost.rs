@@ -460,20 +460,39 @@ async fn a_huge_health_report_fails_its_call_not_the_status_write() {
     env.shutdown().await;
 }
 
+/// A reconciliation of `obj` that has fetched, with nothing granted.
+async fn fetched(
+    plugin: &capstan::plugin::Plugin,
+    oref: &ObjectRef,
+    obj: &str,
+) -> capstan::plugin::Reconciliation {
+    let mut r = plugin.reconcile(oref, obj).await.unwrap().unwrap();
+    r.fetch(capstan::plugin::Grants::default())
+        .await
+        .unwrap()
+        .unwrap();
+    r
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plans_and_status_updates_over_their_counts_fail_their_call() {
     let env = Env::start().await;
     let plugin = env.plugin(Limits::default()).await;
     let (oref, obj) = webapp("many-entries");
-    let err = plugin.plan(&oref, &obj, "{}").await.unwrap_err();
+    let err = fetched(&plugin, &oref, &obj)
+        .await
+        .plan()
+        .await
+        .unwrap_err();
     assert!(matches!(err, CallError::InvalidOutput { .. }), "{err}");
     assert_eq!(
         err.to_string(),
         "plugin noisy-reconciler: plan-resources on WebApp default/many-entries returned an invalid value: plan: 300 entries, over the limit of 256 (limits.maxPlanEntries)"
     );
     let (oref, obj) = webapp("many-conditions");
-    let err = plugin
-        .status(&oref, &obj, "{}", &json!({}))
+    let err = fetched(&plugin, &oref, &obj)
+        .await
+        .status(&json!({}))
         .await
         .unwrap_err();
     assert!(
@@ -487,12 +506,14 @@ async fn plans_and_status_updates_over_their_counts_fail_their_call() {
         .plugin(Limits::default().max_plan_entries(300).max_conditions(100))
         .await;
     let (oref, obj) = webapp("many-entries");
-    assert_eq!(
-        roomy.plan(&oref, &obj, "{}").await.unwrap().unwrap().len(),
-        300
-    );
+    let planned = fetched(&roomy, &oref, &obj).await.plan().await;
+    assert_eq!(planned.unwrap().unwrap().len(), 300);
     let (oref, obj) = webapp("many-conditions");
-    let update = roomy.status(&oref, &obj, "{}", &json!({})).await.unwrap();
+    let update = fetched(&roomy, &oref, &obj)
+        .await
+        .status(&json!({}))
+        .await
+        .unwrap();
     assert_eq!(update.conditions.len(), 100);
     env.shutdown().await;
 }

@@ -3,7 +3,7 @@
 
 use capstan::contract::ObjectRef;
 use capstan::plugin::{HandlerEvent, Runtime, RuntimeConfig};
-use capstan::status::{Delivery, EventStatus};
+use capstan::status::{Delivery, EventStatus, Message};
 use capstan_tests::{deployment_json, guest};
 
 fn deployment(name: &str, statuses: usize) -> (ObjectRef, String) {
@@ -33,11 +33,11 @@ async fn deployment_handler_reports_through_its_channel() {
     assert_eq!(out.statuses[0].0.status, EventStatus::Processing);
     assert_eq!(
         out.statuses[0].0.messages,
-        vec![("deployment".to_owned(), "web".to_owned())]
+        vec![Message::new("deployment", "web")]
     );
     assert_eq!(
         out.statuses[1].0.messages,
-        vec![("replicas".to_owned(), "3".to_owned())]
+        vec![Message::new("replicas", "3")]
     );
     assert_eq!(out.statuses[1].1, Delivery::SendClose);
     assert_eq!(out.on_status_calls, 2);
@@ -62,7 +62,7 @@ async fn deployment_handler_reports_through_its_channel() {
         .await
         .unwrap();
     assert_eq!(gone.status, EventStatus::Completed);
-    assert_eq!(gone.statuses[0].0.messages[0].1, "web");
+    assert_eq!(gone.statuses[0].0.messages[0].value, "web");
 }
 
 #[tokio::test]

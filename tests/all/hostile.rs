@@ -9,8 +9,10 @@ use capstan::dispatch::{
     Change, ChangeEvent, DispatchConfig, DispatchError, Dispatcher, ObjectChange, RetryPolicy,
 };
 use capstan::event::{Context, Event};
-use capstan::plugin::{CallError, Grants, HandlerEvent, Limits, Plugin, Runtime, RuntimeConfig};
-use capstan::status::{Delivery, EventStatus};
+use capstan::plugin::{
+    CallError, Grants, HandlerEvent, Limits, Plugin, Reconciliation, Runtime, RuntimeConfig,
+};
+use capstan::status::{Delivery, EventStatus, Message};
 use capstan_tests::{deployment_json, guest};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -86,27 +88,12 @@ impl Host {
     /// The hostile reconciler serves every phase of an ordinary object normally.
     async fn reconciler_still_works(&self) {
         let (oref, obj) = webapp("fine");
-        let p = &self.hostile;
-        let observation = p
-            .fetch(&oref, &obj, Grants::default())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(observation, "{}");
-        assert!(
-            p.plan(&oref, &obj, &observation)
-                .await
-                .unwrap()
-                .unwrap()
-                .is_empty()
-        );
-        let health = p.health(&oref, &obj, &observation).await.unwrap();
+        let mut r = fetched(&self.hostile, &oref, &obj).await;
+        assert!(r.plan().await.unwrap().unwrap().is_empty());
+        let health = r.health().await.unwrap();
         assert_eq!(health.len(), 1);
         assert_eq!(health[0].state, HealthState::Ready);
-        let status = p
-            .status(&oref, &obj, &observation, &serde_json::json!({}))
-            .await
-            .unwrap();
+        let status = r.status(&serde_json::json!({})).await.unwrap();
         assert_eq!(status.fields, serde_json::json!({}));
     }
 
@@ -238,10 +225,7 @@ async fn sends_after_close_are_typed_errors_not_statuses() {
     );
     let (status, delivery) = &out.statuses[0];
     assert_eq!(*delivery, Delivery::SendClose);
-    assert_eq!(
-        status.messages,
-        vec![("phase".to_owned(), "close".to_owned())]
-    );
+    assert_eq!(status.messages, vec![Message::new("phase", "close")]);
     assert_eq!(out.on_status_calls, 1);
     assert!(out.on_status_errors.is_empty());
     assert!(!out.left_open);
@@ -268,7 +252,7 @@ async fn a_status_flood_is_bounded_by_the_deadline() {
                 out.statuses
                     .iter()
                     .enumerate()
-                    .all(|(i, (s, d))| *d == Delivery::Send && s.messages[0].1 == i.to_string())
+                    .all(|(i, (s, d))| *d == Delivery::Send && s.messages[0].value == i.to_string())
             );
         }
         // Otherwise the deadline stops it, and the channel's backlog does not outlive the call.
@@ -367,10 +351,21 @@ async fn a_trapping_handler_fails_its_event_after_bounded_retries_and_others_go_
 // ---------------------------------------------------------------------------------------------
 // Reconciler plugin.
 
+/// A reconciliation of `obj` that has fetched, with nothing granted.
+async fn fetched(plugin: &Plugin, oref: &ObjectRef, obj: &str) -> Reconciliation {
+    let mut r = plugin.reconcile(oref, obj).await.unwrap().unwrap();
+    r.fetch(Grants::default()).await.unwrap().unwrap();
+    r
+}
+
 async fn plan_error(name: &str) -> (Host, CallError) {
     let host = host("hostile-reconciler", DEADLINE).await;
     let (oref, obj) = webapp(name);
-    let err = host.hostile.plan(&oref, &obj, "{}").await.unwrap_err();
+    let err = fetched(&host.hostile, &oref, &obj)
+        .await
+        .plan()
+        .await
+        .unwrap_err();
     names(
         &err,
         "hostile-reconciler",
@@ -444,8 +439,9 @@ async fn an_endless_plan_is_stopped_at_the_deadline() {
     // Timed from the call, not from loading (compiling the guests takes long on a busy machine).
     let host = host("hostile-reconciler", DEADLINE).await;
     let (oref, obj) = webapp("spin");
+    let mut r = fetched(&host.hostile, &oref, &obj).await;
     let started = Instant::now();
-    let err = host.hostile.plan(&oref, &obj, "{}").await.unwrap_err();
+    let err = r.plan().await.unwrap_err();
     names(&err, "hostile-reconciler", "WebApp default/spin");
     assert!(
         matches!(
@@ -471,11 +467,8 @@ async fn an_endless_plan_is_stopped_at_the_deadline() {
 async fn a_fetch_error_is_a_categorized_result_not_a_crash() {
     let host = host("hostile-reconciler", DEADLINE).await;
     let (oref, obj) = webapp("fetch-error");
-    let out = host
-        .hostile
-        .fetch(&oref, &obj, Grants::default())
-        .await
-        .unwrap();
+    let mut r = host.hostile.reconcile(&oref, &obj).await.unwrap().unwrap();
+    let out = r.fetch(Grants::default()).await.unwrap();
     assert_eq!(
         out,
         Err(CategorizedError {
@@ -487,24 +480,14 @@ async fn a_fetch_error_is_a_categorized_result_not_a_crash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_observation_over_the_value_limit_is_invalid_output() {
+async fn a_huge_observation_stays_in_the_guest() {
+    // Contract 0.2: what fetch observed never crosses the boundary, so its size costs the host
+    // nothing; the guest's own memory limit bounds it, and the later phases use it.
     let host = host("hostile-reconciler", DEADLINE).await;
     let (oref, obj) = webapp("huge-observation");
-    let err = host
-        .hostile
-        .fetch(&oref, &obj, Grants::default())
-        .await
-        .unwrap_err();
-    names(
-        &err,
-        "hostile-reconciler",
-        "WebApp default/huge-observation",
-    );
-    let reason = invalid_reason(&err, "fetch");
-    assert!(
-        reason.contains(&format!("over the {MAX_VALUE}-byte limit")),
-        "{reason}"
-    );
+    let mut r = fetched(&host.hostile, &oref, &obj).await;
+    let health = r.health().await.unwrap();
+    assert_eq!(health.len(), 1);
     host.reconciler_still_works().await;
 }
 
@@ -512,9 +495,9 @@ async fn an_observation_over_the_value_limit_is_invalid_output() {
 async fn status_fields_that_are_not_json_are_invalid_output() {
     let host = host("hostile-reconciler", DEADLINE).await;
     let (oref, obj) = webapp("bad-status");
-    let err = host
-        .hostile
-        .status(&oref, &obj, "{}", &serde_json::json!({"phase": "Ready"}))
+    let err = fetched(&host.hostile, &oref, &obj)
+        .await
+        .status(&serde_json::json!({"phase": "Ready"}))
         .await
         .unwrap_err();
     names(&err, "hostile-reconciler", "WebApp default/bad-status");

@@ -1,11 +1,10 @@
 //! Loading, validation, the precompiled cache and every reconciler export, with real guests.
 #![allow(clippy::unwrap_used)]
 
-use capstan::contract::{
-    CategorizedError, ErrorCategory, Gvk, HealthState, ObjectRef, PlanEntry, World,
-};
+use capstan::contract::{CategorizedError, ErrorCategory, Gvk, HealthState, ObjectRef, World};
 use capstan::plugin::{
-    CacheReader, Grants, Origin, RejectReason, Runtime, RuntimeConfig, WorldError,
+    CacheReader, Grants, Origin, Planned, Plugin, Reconciliation, RejectReason, Runtime,
+    RuntimeConfig, WorldError,
 };
 use capstan_tests::{guest, plugins_dir, tempdir};
 use std::sync::Arc;
@@ -356,6 +355,21 @@ fn webapp_json(port: i32) -> (ObjectRef, String) {
     (ObjectRef::from_json(&obj).unwrap(), obj.to_string())
 }
 
+/// A reconciliation of `obj` that has fetched with `grants`.
+async fn fetched(plugin: &Plugin, oref: &ObjectRef, obj: &str, grants: Grants) -> Reconciliation {
+    let mut r = plugin.reconcile(oref, obj).await.unwrap().unwrap();
+    r.fetch(grants).await.unwrap().unwrap();
+    r
+}
+
+/// The category of the first error of the Deployment component's health: what the fetch phase's
+/// lookup of the Deployment came to.
+async fn deployment_lookup(r: &mut Reconciliation) -> Option<ErrorCategory> {
+    let health = r.health().await.unwrap();
+    assert_eq!(health[0].component, "Deployment");
+    health[0].errors.first().map(|e| e.category)
+}
+
 #[tokio::test]
 async fn every_reconciler_export_answers() {
     let plugin = runtime().load(&guest("webapp")).await.unwrap();
@@ -367,32 +381,25 @@ async fn every_reconciler_export_answers() {
         pod_logs: None,
     };
 
-    let observation = plugin.fetch(&oref, &obj, grants).await.unwrap().unwrap();
-    assert!(
-        observation.contains("Found"),
-        "the deployment was read from the cache: {observation}"
-    );
-
-    let plan = plugin
-        .plan(&oref, &obj, &observation)
-        .await
-        .unwrap()
-        .unwrap();
+    // One reconciliation carries every phase: the object crossed once, the observation stays in
+    // the guest.
+    let mut r = fetched(&plugin, &oref, &obj, grants).await;
+    let plan = r.plan().await.unwrap().unwrap();
     let kinds: Vec<_> = plan
         .iter()
         .map(|e| match e {
-            PlanEntry::Apply(v) => v["kind"].as_str().unwrap().to_owned(),
+            Planned::Apply(v) => v["kind"].as_str().unwrap().to_owned(),
             other => panic!("unexpected {other:?}"),
         })
         .collect();
     assert_eq!(kinds, ["Deployment", "Service"]);
 
-    let health = plugin.health(&oref, &obj, &observation).await.unwrap();
+    let health = r.health().await.unwrap();
     assert_eq!(health[0].component, "Deployment");
     assert_eq!(
         health[0].state,
         HealthState::Ready,
-        "3/3 replicas available in the cached deployment"
+        "3/3 replicas available in the deployment read from the cache"
     );
     assert_eq!(
         health[1].state,
@@ -404,18 +411,15 @@ async fn every_reconciler_export_answers() {
         ErrorCategory::MissingDownstreamDependency
     );
 
-    let update = plugin
-        .status(
-            &oref,
-            &obj,
-            &observation,
-            &serde_json::json!({"status": "Ready"}),
-        )
+    let update = r
+        .status(&serde_json::json!({"status": "Ready"}))
         .await
         .unwrap();
     assert!(update.conditions.is_empty());
+    // Cleanup comes alone, on a reconciliation of its own.
+    let mut gone = plugin.reconcile(&oref, &obj).await.unwrap().unwrap();
     assert_eq!(
-        plugin.cleanup(&oref, &obj).await.unwrap().unwrap(),
+        gone.cleanup().await.unwrap().unwrap(),
         capstan::contract::CleanupOutcome::Done
     );
 }
@@ -424,35 +428,49 @@ async fn every_reconciler_export_answers() {
 async fn plan_errors_keep_their_category() {
     let plugin = runtime().load(&guest("webapp")).await.unwrap();
     let (oref, obj) = webapp_json(0);
-    let observation = plugin
-        .fetch(&oref, &obj, Grants::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let mut r = fetched(&plugin, &oref, &obj, Grants::default()).await;
+    let err = r.plan().await.unwrap().unwrap_err();
+    assert_eq!(err.category, ErrorCategory::InvalidSpec);
+}
+
+#[tokio::test]
+async fn a_phase_before_fetch_is_an_error_not_a_trap() {
+    let plugin = runtime().load(&guest("webapp")).await.unwrap();
+    let (oref, obj) = webapp_json(8080);
+    let mut r = plugin.reconcile(&oref, &obj).await.unwrap().unwrap();
+    let err = r.plan().await.unwrap().unwrap_err();
+    assert!(err.message.contains("fetch"), "{err:?}");
+    assert_eq!(plugin.state(), capstan::plugin::PluginState::Running);
+}
+
+#[tokio::test]
+async fn an_object_the_plugin_cannot_decode_is_refused_at_open() {
+    let plugin = runtime().load(&guest("webapp")).await.unwrap();
+    let (oref, _) = webapp_json(8080);
     let err = plugin
-        .plan(&oref, &obj, &observation)
+        .reconcile(
+            &oref,
+            r#"{"apiVersion":"examples.capstan.dev/v1alpha1","kind":"WebApp","spec":"not a spec"}"#,
+        )
         .await
         .unwrap()
         .unwrap_err();
-    assert_eq!(err.category, ErrorCategory::InvalidSpec);
+    assert_eq!(err.category, ErrorCategory::InvalidSpec, "{err:?}");
 }
 
 #[tokio::test]
 async fn cache_reads_are_refused_without_a_grant() {
     let plugin = runtime().load(&guest("webapp")).await.unwrap();
     let (oref, obj) = webapp_json(8080);
-    // No grant (as in the plan phase): every read is an Auth error, surfaced as a failed fetch result.
-    let observation = plugin
-        .fetch(&oref, &obj, Grants::default())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(observation.contains("Auth"), "{observation}");
+    // No grant (as in the plan phase): every read is an Auth error, surfaced in the health of the
+    // component the read was for.
+    let mut r = fetched(&plugin, &oref, &obj, Grants::default()).await;
+    assert_eq!(deployment_lookup(&mut r).await, Some(ErrorCategory::Auth));
 }
 
 #[tokio::test]
 async fn an_owned_kind_left_out_of_the_allow_list_cannot_be_read() {
-    use capstan::contract::Verb;
+    use capstan::contract::{AccessRule, Verb};
     use capstan::plugin::{PluginSettings, WATCH_VERBS};
     let plugin = runtime().load(&guest("webapp")).await.unwrap();
     let (oref, obj) = webapp_json(8080);
@@ -466,29 +484,21 @@ async fn an_owned_kind_left_out_of_the_allow_list_cannot_be_read() {
     // Only the WebApp kind is allowed: Deployments are owned as declared, but not granted.
     let narrowed = plugin.configure(
         &PluginSettings {
-            allow: Some(vec![(webapps.clone(), WATCH_VERBS.to_vec())]),
+            allow: Some(vec![AccessRule::new(webapps.clone(), WATCH_VERBS.to_vec())]),
             ..PluginSettings::default()
         },
         None,
     );
     assert_eq!(narrowed.manifest().watches, std::slice::from_ref(&webapps));
     assert!(narrowed.manifest().owns.is_empty());
-    let deployment_lookup = |observation: String| {
-        serde_json::from_str::<serde_json::Value>(&observation).unwrap()["deployment"].to_string()
-    };
-    let observation = narrowed
-        .fetch(&oref, &obj, grants())
-        .await
-        .unwrap()
-        .unwrap();
-    let lookup = deployment_lookup(observation);
-    assert!(lookup.contains("Auth"), "{lookup}");
+    let mut r = fetched(&narrowed, &oref, &obj, grants()).await;
+    assert_eq!(deployment_lookup(&mut r).await, Some(ErrorCategory::Auth));
     // Allowed to read Deployments only: readable, no longer owned.
     let reads = plugin.configure(
         &PluginSettings {
             allow: Some(vec![
-                (webapps, WATCH_VERBS.to_vec()),
-                (
+                AccessRule::newAccessRule::new(webapps, WATCH_VERBS.to_vec()),
+                AccessRule::newAccessRule::new(
                     Gvk::new("apps", "v1", "Deployment"),
                     vec![Verb::Get, Verb::List],
                 ),
@@ -498,18 +508,18 @@ async fn an_owned_kind_left_out_of_the_allow_list_cannot_be_read() {
         None,
     );
     assert!(reads.manifest().owns.is_empty());
-    let observation = reads.fetch(&oref, &obj, grants()).await.unwrap().unwrap();
-    let lookup = deployment_lookup(observation);
-    assert!(lookup.contains("Found"), "{lookup}");
+    let mut r = fetched(&reads, &oref, &obj, grants()).await;
+    assert_eq!(deployment_lookup(&mut r).await, None, "found and ready");
 }
 
 #[tokio::test]
 async fn handler_only_plugins_refuse_reconciler_calls() {
     let plugin = runtime().load(&guest("deployment-handler")).await.unwrap();
     let (oref, obj) = webapp_json(8080);
-    let err = plugin
-        .fetch(&oref, &obj, Grants::default())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("does not export fetch"), "{err}");
+    let err = plugin.reconcile(&oref, &obj).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not export reconciliation.open"),
+        "{err}"
+    );
 }

@@ -4,7 +4,7 @@
 //! events, hot swaps, owner waits, decorated status and status propagation to an owner.
 #![allow(clippy::unwrap_used)]
 
-use capstan::contract::{Gvk, Verb};
+use capstan::contract::{AccessRule, Gvk, Verb};
 use capstan::dispatch::RetryPolicy;
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, PluginSettings, Runtime, RuntimeConfig};
@@ -502,8 +502,8 @@ async fn a_plan_outside_the_manifest_is_refused_as_auth_and_nothing_is_applied()
     let read = vec![Verb::Get, Verb::List, Verb::Watch];
     let settings = PluginSettings {
         allow: Some(vec![
-            (webapp, read.clone()),
-            (deployment, [read, vec![Verb::Patch, Verb::Delete]].concat()),
+            AccessRule::new(webapp, read.clone()),
+            AccessRule::new(deployment, [read, vec![Verb::Patch, Verb::Delete]].concat()),
         ]),
         ..PluginSettings::default()
     };
@@ -790,11 +790,11 @@ async fn a_plugin_with_the_same_kinds_is_swapped_in_place() {
     let narrowed = reloaded.configure(
         &PluginSettings {
             allow: Some(vec![
-                (
+                AccessRule::new(
                     Gvk::new(GROUP, "v1alpha1", "WebApp"),
                     vec![Verb::Get, Verb::List, Verb::Watch],
                 ),
-                (
+                AccessRule::new(
                     Gvk::new("apps", "v1", "Deployment"),
                     vec![Verb::Watch, Verb::Patch],
                 ),

@@ -267,8 +267,8 @@ async fn sees(p: &capstan::plugin::Plugin) -> (String, String) {
     let get = |k: &str| {
         messages
             .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
+            .find(|m| m.key == k)
+            .map(|m| m.value.clone())
             .unwrap()
     };
     (get("read"), get("env"))

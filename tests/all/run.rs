@@ -524,7 +524,7 @@ plugins:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watched_kind_left_out_of_the_allow_list_is_never_watched() {
-    use capstan::contract::{Gvk, Verb};
+    use capstan::contract::{AccessRule, Gvk, Verb};
     use capstan::plugin::{
         Binding, GrantEntry, PluginEvent, PluginSettings, Runtime, RuntimeConfig, WATCH_VERBS,
     };
@@ -538,7 +538,7 @@ async fn a_watched_kind_left_out_of_the_allow_list_is_never_watched() {
     let file = dir.path().join("echo-handler.wasm");
     std::fs::copy(guest("echo-handler"), &file).unwrap();
     let deployments = Gvk::new("apps", "v1", "Deployment");
-    let allowing = |rules: Vec<(Gvk, Vec<Verb>)>| {
+    let allowing = |rules: Vec<AccessRule>| {
         Runtime::new(RuntimeConfig::default().grant(GrantEntry {
             name: "echo-handler".into(),
             binding: Binding::file("echo-handler.wasm"),
@@ -551,8 +551,8 @@ async fn a_watched_kind_left_out_of_the_allow_list_is_never_watched() {
     };
     // Deployments allowed only `get` and `list`: readable, but not watched.
     let echo = allowing(vec![
-        (Gvk::new("", "v1", "ConfigMap"), WATCH_VERBS.to_vec()),
-        (deployments.clone(), vec![Verb::Get, Verb::List]),
+        AccessRule::new(Gvk::new("", "v1", "ConfigMap"), WATCH_VERBS.to_vec()),
+        AccessRule::new(deployments.clone(), vec![Verb::Get, Verb::List]),
     ])
     .load(&file)
     .await
@@ -570,10 +570,13 @@ async fn a_watched_kind_left_out_of_the_allow_list_is_never_watched() {
         supervisor.informers().running()
     );
     // With `watch` allowed too, it is watched.
-    let watched = allowing(vec![(deployments.clone(), WATCH_VERBS.to_vec())])
-        .load(&file)
-        .await
-        .unwrap();
+    let watched = allowing(vec![AccessRule::new(
+        deployments.clone(),
+        WATCH_VERBS.to_vec(),
+    )])
+    .load(&file)
+    .await
+    .unwrap();
     supervisor
         .apply(PluginEvent::Replaced {
             old: echo,

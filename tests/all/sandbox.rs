@@ -145,8 +145,8 @@ async fn wasi_grants_nothing_unless_configured_and_read_only_means_read_only() {
         let msgs = out.statuses[0].0.messages.clone();
         let get = |k: &str| {
             msgs.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
+                .find(|m| m.key == k)
+                .map(|m| m.value.clone())
                 .unwrap()
         };
         (get("read"), get("write"), get("env"))
@@ -199,7 +199,7 @@ async fn fuel_bounds_a_call_by_work_not_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_narrows_what_the_manifest_may_touch() {
-    use capstan::contract::{Gvk, Verb};
+    use capstan::contract::{AccessRule, Gvk, Verb};
     use capstan::plugin::PluginSettings;
     let plugin = Runtime::new(RuntimeConfig::default())
         .unwrap()
@@ -210,7 +210,10 @@ async fn configuration_narrows_what_the_manifest_may_touch() {
     assert!(plugin.manifest().owns.contains(&dep));
     let narrowed = plugin.configure(
         &PluginSettings {
-            allow: Some(vec![(Gvk::new("", "v1", "Service"), vec![Verb::Patch])]),
+            allow: Some(vec![AccessRule::new(
+                Gvk::new("", "v1", "Service"),
+                vec![Verb::Patch],
+            )]),
             ..PluginSettings::default()
         },
         None,
@@ -261,8 +264,8 @@ async fn configured_grants_go_to_the_bound_file_and_content_not_the_declared_nam
         let (oref, ev) = event("fs");
         let out = p.handle(&oref, ev).await.unwrap();
         let msgs = out.statuses[0].0.messages.clone();
-        let env = msgs.iter().find(|(k, _)| k == "env").unwrap().1.clone();
-        let read = msgs.iter().find(|(k, _)| k == "read").unwrap().1.clone();
+        let env = msgs.iter().find(|m| m.key == "env").unwrap().value.clone();
+        let read = msgs.iter().find(|m| m.key == "read").unwrap().value.clone();
         (read, env)
     };
 
