@@ -29,7 +29,7 @@ fn valid_plugins_print_world_contract_and_manifest() {
     assert!(ok);
     assert!(stdout.contains("ok deployment-handler 0.1.0"), "{stdout}");
     assert!(
-        stdout.contains("world: handler-plugin  contract: capstan:controller@0.1.0"),
+        stdout.contains("world: handler-plugin  contract: capstan:controller@0.2.0"),
         "{stdout}"
     );
     assert!(stdout.contains("world: reconciler-plugin"), "{stdout}");
@@ -147,6 +147,79 @@ fn run_refuses_a_bad_configuration_file_before_starting() {
     let stderr = refused();
     assert!(
         stderr.contains("plugins.webapp: the entry must be bound to its plugin"),
+        "{stderr}"
+    );
+}
+
+fn capstan(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_annotated_plugin_tells_its_manifest_without_running() {
+    let dir = support::tempdir();
+    let plain = support::guest("webapp");
+    let annotated = dir.path().join("webapp.wasm");
+    let os = std::ffi::OsStr::new;
+    // Not annotated yet: nothing to read without running it.
+    let (ok, stdout, _) = check(&[os("--embedded"), plain.as_os_str()]);
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("no embedded manifest"), "{stdout}");
+
+    let (ok, stdout, stderr) = capstan(&[
+        os("annotate"),
+        plain.as_os_str(),
+        os("--output"),
+        annotated.as_os_str(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("annotated webapp 0.1.0"), "{stdout}");
+
+    // Read from the custom section: no compile, no instance (a file that is not even valid
+    // WebAssembly past its sections would do).
+    let (ok, stdout, _) = check(&[os("--embedded"), os("--json"), annotated.as_os_str()]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["manifest"]["name"], "webapp");
+    assert_eq!(v["manifest"]["owns"][0]["kind"], "Deployment");
+
+    // And it still loads: the section agrees with describe.
+    let (ok, stdout, stderr) = check(&[annotated.as_os_str()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("ok webapp 0.1.0"), "{stdout}");
+}
+
+#[test]
+fn an_embedded_manifest_that_disagrees_with_describe_is_refused() {
+    let dir = support::tempdir();
+    let annotated = dir.path().join("annotated.wasm");
+    let os = std::ffi::OsStr::new;
+    let plain = support::guest("webapp");
+    let (ok, _, stderr) = capstan(&[
+        os("annotate"),
+        plain.as_os_str(),
+        os("-o"),
+        annotated.as_os_str(),
+    ]);
+    assert!(ok, "{stderr}");
+    let bytes = std::fs::read(&annotated).unwrap();
+    // The embedded manifest claims less than the plugin asks for: a tool reading it would be misled.
+    let mut lie = capstan::plugin::embedded_manifest(&bytes).unwrap().unwrap();
+    lie.owns.clear();
+    let forged = dir.path().join("webapp.wasm");
+    std::fs::write(&forged, capstan::plugin::embed_manifest(&bytes, &lie).unwrap()).unwrap();
+    let (ok, _, stderr) = check(&[forged.as_os_str()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("the embedded manifest (capstan:manifest section) does not match what describe returns"),
         "{stderr}"
     );
 }
