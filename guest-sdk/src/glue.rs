@@ -30,6 +30,33 @@ impl<T> SameObject<T> for T {}
 
 /// Compiles only for a plugin whose `Handler::Object` and `Reconciler::Object` are one type:
 /// objects of a watched kind reach both, and the manifest has one `object-kind`.
+/// `export!(T: Handler + Reconciler)` calls it.
+///
+/// ```compile_fail,E0277
+/// use capstan_sdk::k8s_openapi::api::core::v1::{ConfigMap, Secret};
+/// use capstan_sdk::*;
+///
+/// struct Both;
+/// impl Plugin for Both {
+///     fn manifest() -> Manifest {
+///         Manifest::new("both", "0.1.0").watches::<ConfigMap>()
+///     }
+/// }
+/// impl Handler for Both {
+///     type Object = ConfigMap;
+///     fn added(_: ConfigMap, _: &StatusChannel<'_>) -> EventStatus { EventStatus::Completed }
+///     fn updated(_: ConfigMap, _: ConfigMap, _: &StatusChannel<'_>) -> EventStatus { EventStatus::Skip }
+///     fn deleted(_: ConfigMap, _: &StatusChannel<'_>) -> EventStatus { EventStatus::Skip }
+/// }
+/// impl Reconciler for Both {
+///     type Object = Secret; // not the handler's ConfigMap
+///     type Observation = ();
+///     fn fetch(_: &Secret, _: &Cache) -> Result<(), Error> { Ok(()) }
+///     fn plan(_: &Secret, _: &()) -> Result<Plan, Error> { Ok(Plan::new()) }
+///     fn health(_: &Secret, _: &()) -> Vec<ComponentHealth> { Vec::new() }
+/// }
+/// capstan_sdk::glue::same_object::<Both>();
+/// ```
 pub fn same_object<T>()
 where
     T: Handler + Reconciler,
