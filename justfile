@@ -6,11 +6,9 @@ guests := "target/examples/wasm32-wasip2/release"
 setup:
     rustup target add wasm32-wasip2
 
-# Build the example plugins, each on its own (the SDK's world features must not be merged).
+# Build the example plugins, all at once (each names its world in `export!`).
 guests: setup
-    cargo build --release --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/examples -p deployment-handler
-    cargo build --release --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/examples -p webapp
-    cargo build --release --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/examples -p infra-cluster
+    cargo build --release --workspace --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/examples
 
 # The main job: the host with the example plugins against the embedded API server.
 run: guests

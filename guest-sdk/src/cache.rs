@@ -3,22 +3,16 @@
 use crate::health::{Error, ErrorCategory};
 use crate::manifest::Gvk;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 /// The result of reading one object: found, not found, or an error with its category (seed 003).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Fetched<T> {
     /// The object exists.
     Found(T),
     /// The object does not exist.
     NotFound,
     /// The read failed.
-    Failed {
-        /// Category of the failure.
-        category: String,
-        /// Description.
-        message: String,
-    },
+    Failed(Error),
 }
 
 impl<T> Fetched<T> {
@@ -63,13 +57,13 @@ impl Cache {
         match self.get_raw(&Gvk::of::<K>(), namespace, name) {
             Ok(Some(v)) => match serde_json::from_value(v) {
                 Ok(obj) => Fetched::Found(obj),
-                Err(e) => failed(
+                Err(e) => Fetched::Failed(Error::new(
                     ErrorCategory::Infrastructure,
                     format!("cannot decode {}: {e}", K::KIND),
-                ),
+                )),
             },
             Ok(None) => Fetched::NotFound,
-            Err(e) => failed(e.category, e.message),
+            Err(e) => Fetched::Failed(e),
         }
     }
 
@@ -132,13 +126,6 @@ impl Cache {
     }
 }
 
-fn failed<T>(category: ErrorCategory, message: String) -> Fetched<T> {
-    Fetched::Failed {
-        category: format!("{category:?}"),
-        message,
-    }
-}
-
 fn matches(o: &serde_json::Value, gvk: &Gvk, namespace: Option<&str>) -> bool {
     let s = |p: &str| o.pointer(p).and_then(|v| v.as_str());
     s("/apiVersion") == Some(gvk.api_version().as_str())
@@ -146,36 +133,68 @@ fn matches(o: &serde_json::Value, gvk: &Gvk, namespace: Option<&str>) -> bool {
         && (namespace.is_none() || s("/metadata/namespace") == namespace)
 }
 
-#[cfg(feature = "reconciler")]
+/// Read one object from the host's cache.
+#[cfg(target_arch = "wasm32")]
 fn host_get(
     gvk: &Gvk,
     namespace: Option<&str>,
     name: &str,
 ) -> Result<Option<serde_json::Value>, Error> {
-    crate::glue::cache_get(gvk, namespace, name)
+    let found = wit::get(gvk, namespace, name).map_err(read_error)?;
+    found.map(|json| decode(&json)).transpose()
 }
 
-#[cfg(feature = "reconciler")]
+/// List objects from the host's cache.
+#[cfg(target_arch = "wasm32")]
 fn host_list(
     gvk: &Gvk,
     namespace: Option<&str>,
     label_selector: Option<&str>,
 ) -> Result<Vec<serde_json::Value>, Error> {
-    crate::glue::cache_list(gvk, namespace, label_selector)
+    let options = wit::ListOptions {
+        namespace: namespace.map(str::to_owned),
+        label_selector: label_selector.map(str::to_owned),
+    };
+    wit::list(gvk, &options)
+        .map_err(read_error)?
+        .iter()
+        .map(|json| decode(json))
+        .collect()
 }
 
-#[cfg(not(feature = "reconciler"))]
+#[cfg(target_arch = "wasm32")]
+use crate::wit::capstan::controller::cache as wit;
+
+/// A failed read, as the host categorized it.
+#[cfg(target_arch = "wasm32")]
+fn read_error(e: wit::ReadError) -> Error {
+    Error::new(e.category, e.message)
+}
+
+/// A cached object as JSON; the host only hands out JSON objects, so this fails only on a host bug.
+#[cfg(target_arch = "wasm32")]
+fn decode(json: &str) -> Result<serde_json::Value, Error> {
+    serde_json::from_str(json)
+        .map_err(|e| Error::infrastructure(format!("cannot decode a cached object: {e}")))
+}
+
+/// Native builds (unit tests) have no host: use [`Cache::from_objects`].
+#[cfg(not(target_arch = "wasm32"))]
 fn host_get(_: &Gvk, _: Option<&str>, _: &str) -> Result<Option<serde_json::Value>, Error> {
-    Err(Error::invalid_spec(
-        "the cache is only available to reconcilers",
-    ))
+    Err(no_host())
 }
 
-#[cfg(not(feature = "reconciler"))]
+/// Native builds (unit tests) have no host: use [`Cache::from_objects`].
+#[cfg(not(target_arch = "wasm32"))]
 fn host_list(_: &Gvk, _: Option<&str>, _: Option<&str>) -> Result<Vec<serde_json::Value>, Error> {
-    Err(Error::invalid_spec(
-        "the cache is only available to reconcilers",
-    ))
+    Err(no_host())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn no_host() -> Error {
+    Error::invalid_spec(
+        "the host's cache is only readable inside a plugin; test with Cache::from_objects",
+    )
 }
 
 #[cfg(test)]
@@ -192,5 +211,11 @@ mod tests {
         assert!(cache.get::<ConfigMap>(Some("ns"), "a").found().is_some());
         assert!(cache.get::<ConfigMap>(Some("other"), "a").is_not_found());
         assert_eq!(cache.list::<ConfigMap>(None, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_host_cache_is_an_error_natively_not_a_panic() {
+        let read = Cache::host().get::<ConfigMap>(Some("ns"), "a");
+        assert!(matches!(read, Fetched::Failed(e) if e.category == ErrorCategory::InvalidSpec));
     }
 }

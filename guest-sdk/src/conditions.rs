@@ -1,44 +1,16 @@
 //! Conditions and the status a reconciler reports in `decorate` or `manual` status mode.
+//!
+//! The types are the contract's own (generated from `wit/`); this module adds their builders.
 
-/// The status of a condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConditionStatus {
-    /// Holds.
-    True,
-    /// Does not hold.
-    False,
-    /// Not known.
-    Unknown,
-}
+pub use crate::wit::capstan::controller::types::{
+    CleanupOutcome, Condition, ConditionStatus, Observability, StatusUpdate,
+};
 
-/// How the host reports transitions of a condition (seed 003 observability).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Observability {
-    /// Neither log nor event.
-    Silent,
-    /// Info log and Normal event on transition.
-    #[default]
-    Info,
-    /// Error log and Warning event on transition.
-    Warning,
-    /// Error log and Warning event on every reconcile.
-    Error,
-}
-
-/// A status condition, as in `metav1.Condition`; the host sets transition times.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use]
-pub struct Condition {
-    /// Condition type, e.g. `Ready`.
-    pub condition_type: String,
-    /// Status.
-    pub status: ConditionStatus,
-    /// Machine-readable reason.
-    pub reason: String,
-    /// Human-readable message.
-    pub message: String,
-    /// How transitions are reported.
-    pub observability: Observability,
+impl Default for Observability {
+    /// [`Observability::Info`]: an info log and a Normal event on transition.
+    fn default() -> Self {
+        Self::Info
+    }
 }
 
 impl Condition {
@@ -52,7 +24,9 @@ impl Condition {
         Self::new(condition_type, ConditionStatus::False, reason, message)
     }
 
-    fn new(
+    /// A condition in a status, reported with [`Observability::Info`]; the host sets transition
+    /// times.
+    pub fn new(
         condition_type: &str,
         status: ConditionStatus,
         reason: &str,
@@ -68,38 +42,75 @@ impl Condition {
     }
 
     /// Neither log nor event on transition.
+    #[must_use]
     pub fn silent(mut self) -> Self {
         self.observability = Observability::Silent;
         self
     }
 
     /// Error log and Warning event on transition.
+    #[must_use]
     pub fn as_warning(mut self) -> Self {
         self.observability = Observability::Warning;
         self
     }
 
     /// Error log and Warning event on every reconcile.
+    #[must_use]
     pub fn as_error(mut self) -> Self {
         self.observability = Observability::Error;
         self
     }
 }
 
-/// Status fields and conditions reported by [`crate::Reconciler::status`].
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StatusUpdate {
-    /// Fields merged into `.status`; must be a JSON object (or null for none).
-    pub fields: serde_json::Value,
-    /// Conditions to set.
-    pub conditions: Vec<Condition>,
+impl StatusUpdate {
+    /// No field and no condition.
+    pub fn new() -> Self {
+        Self {
+            fields: "{}".to_owned(),
+            conditions: Vec::new(),
+        }
+    }
+
+    /// Merge these fields into `.status`; `fields` should be a JSON object.
+    #[must_use]
+    pub fn with_fields(mut self, fields: &serde_json::Value) -> Self {
+        self.fields = fields.to_string();
+        self
+    }
+
+    /// Set a condition, in addition to (decorate) or instead of (manual) the automatic ones.
+    #[must_use]
+    pub fn with_condition(mut self, condition: Condition) -> Self {
+        self.conditions.push(condition);
+        self
+    }
+
+    /// The fields as JSON, for assertions in tests (`Null` if they are not JSON).
+    pub fn fields_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.fields).unwrap_or(serde_json::Value::Null)
+    }
 }
 
-/// What cleanup achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cleanup {
-    /// Finished: the host removes the finalizer.
-    Done,
-    /// Under way: call again after this many seconds.
-    RequeueAfter(u32),
+impl Default for StatusUpdate {
+    /// [`StatusUpdate::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_update_carries_fields_and_conditions() {
+        let update = StatusUpdate::new()
+            .with_fields(&serde_json::json!({"calls": 4}))
+            .with_condition(Condition::mark_true("Ready", "Done", "ok").silent());
+        assert_eq!(update.fields_json()["calls"], 4);
+        assert_eq!(update.conditions[0].status, ConditionStatus::True);
+        assert_eq!(update.conditions[0].observability, Observability::Silent);
+        assert_eq!(StatusUpdate::default().fields_json(), serde_json::json!({}));
+    }
 }

@@ -1,424 +1,345 @@
-//! Glue between the generated bindings and the SDK's idiomatic types; used by [`crate::export!`].
+//! Glue between each plugin's generated exports and the SDK's traits: the code `export!` expands
+//! to is a thin trait impl per export that calls one of these generic functions.
 #![doc(hidden)]
 
-use crate::health::ErrorCategory;
-use crate::manifest::{Gvk, StatusMode, Verb};
-use crate::wit::capstan::controller::types as t;
-use crate::{Error, Plugin};
-use std::marker::PhantomData;
+use crate::status::StatusChannel;
+use crate::wit::capstan::controller::status_channel::StatusSender;
+use crate::{
+    Cache, CleanupOutcome, ComponentHealth, Error, EventProcessStatus, EventStatus, Gvk, Handler,
+    Manifest, ObjectRef, PlanEntry, Plugin, Reconciler, StatusUpdate,
+};
+use serde::de::DeserializeOwned;
+use std::cell::RefCell;
 
-/// The exports of a plugin type `T`, handed to the generated export macro.
-pub struct Exports<T>(PhantomData<T>);
-
-impl<T: Plugin> crate::wit::exports::capstan::controller::plugin::Guest for Exports<T> {
-    fn describe() -> t::Manifest {
-        let m = T::manifest();
-        t::Manifest {
-            name: m.name,
-            version: m.version,
-            watches: m.watches.into_iter().map(gvk_out).collect(),
-            owns: m.owns.into_iter().map(gvk_out).collect(),
-            access: m
-                .access
-                .into_iter()
-                .map(|(gvk, verbs)| t::AccessRule {
-                    gvk: gvk_out(gvk),
-                    verbs: verbs.into_iter().map(verb_out).collect(),
-                })
-                .collect(),
-            status_mode: match m.status_mode {
-                StatusMode::Automatic => t::StatusMode::Automatic,
-                StatusMode::Decorate => t::StatusMode::Decorate,
-                StatusMode::Manual => t::StatusMode::Manual,
-            },
-            finalizer: m.finalizer,
-            pod_logs: m.pod_logs,
-            observability: observability_out(m.observability),
-            phase_timeouts: m
-                .phase_timeouts
-                .into_iter()
-                .map(|(phase, d)| t::PhaseTimeout {
-                    phase,
-                    seconds: u32::try_from(d.as_secs()).unwrap_or(u32::MAX),
-                })
-                .collect(),
-            wait_for_owner: m.wait_for_owner.map(gvk_out),
-        }
+/// `describe`: the plugin's manifest, with the kind its `Object` type decodes.
+pub fn describe<T: Plugin>(object_kind: Option<Gvk>) -> Manifest {
+    Manifest {
+        object_kind,
+        ..T::manifest()
     }
 }
 
-fn observability_out(o: crate::Observability) -> t::Observability {
-    use crate::Observability as O;
-    match o {
-        O::Silent => t::Observability::Silent,
-        O::Info => t::Observability::Info,
-        O::Warning => t::Observability::Warning,
-        O::Error => t::Observability::Error,
+/// Holds when `Self` and `T` are one type.
+#[diagnostic::on_unimplemented(
+    message = "a plugin that is both a handler and a reconciler decodes one object type, but `Handler::Object` is `{Self}` and `Reconciler::Object` is `{T}`",
+    label = "exported here"
+)]
+pub trait SameObject<T> {}
+
+impl<T> SameObject<T> for T {}
+
+/// Compiles only for a plugin whose `Handler::Object` and `Reconciler::Object` are one type:
+/// objects of a watched kind reach both, and the manifest has one `object-kind`.
+/// `export!(T: Handler + Reconciler)` calls it.
+///
+/// ```compile_fail,E0277
+/// use capstan_sdk::k8s_openapi::api::core::v1::{ConfigMap, Secret};
+/// use capstan_sdk::*;
+///
+/// struct Both;
+/// impl Plugin for Both {
+///     fn manifest() -> Manifest {
+///         Manifest::new("both", "0.1.0").watches::<ConfigMap>()
+///     }
+/// }
+/// impl Handler for Both {
+///     type Object = ConfigMap;
+///     fn added(_: ConfigMap, _: &StatusChannel<'_>) -> EventStatus { EventStatus::Completed }
+///     fn updated(_: ConfigMap, _: ConfigMap, _: &StatusChannel<'_>) -> EventStatus { EventStatus::Skip }
+///     fn deleted(_: ConfigMap, _: &StatusChannel<'_>) -> EventStatus { EventStatus::Skip }
+/// }
+/// impl Reconciler for Both {
+///     type Object = Secret; // not the handler's ConfigMap
+///     type Observation = ();
+///     fn fetch(_: &Secret, _: &Cache) -> Result<(), Error> { Ok(()) }
+///     fn plan(_: &Secret, _: &()) -> Result<Plan, Error> { Ok(Plan::new()) }
+///     fn health(_: &Secret, _: &()) -> Vec<ComponentHealth> { Vec::new() }
+/// }
+/// capstan_sdk::glue::same_object::<Both>();
+/// ```
+pub fn same_object<T>()
+where
+    T: Handler + Reconciler,
+    <T as Handler>::Object: SameObject<<T as Reconciler>::Object>,
+{
+}
+
+/// Decode the object the host sent; the error names the kind received and the type expected.
+fn decode<O: DeserializeOwned>(json: &str) -> Result<O, Error> {
+    serde_json::from_str(json).map_err(|e| {
+        let kind = serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v.get("kind")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "an object without a kind".to_owned());
+        Error::invalid_spec(format!(
+            "cannot decode {kind} as {}: {e}",
+            std::any::type_name::<O>()
+        ))
+    })
+}
+
+/// Decode an event's object; a failure is logged and fails the event.
+fn event_object<O: DeserializeOwned>(json: &str) -> Option<O> {
+    decode(json)
+        .inspect_err(|e| {
+            crate::log::error("cannot decode the event's object", &[("error", &e.message)])
+        })
+        .ok()
+}
+
+/// `added`.
+pub fn added<T: Handler>(obj: &str, status: &StatusSender) -> EventStatus {
+    let ch = StatusChannel::from_host(status);
+    event_object(obj).map_or(EventStatus::Failure, |o| T::added(o, &ch))
+}
+
+/// `updated`.
+pub fn updated<T: Handler>(new_obj: &str, old_obj: &str, status: &StatusSender) -> EventStatus {
+    let ch = StatusChannel::from_host(status);
+    match (event_object(new_obj), event_object(old_obj)) {
+        (Some(new), Some(old)) => T::updated(new, old, &ch),
+        _ => EventStatus::Failure,
     }
 }
 
-fn gvk_out(g: Gvk) -> t::GroupVersionKind {
-    t::GroupVersionKind {
-        group: g.group,
-        version: g.version,
-        kind: g.kind,
-    }
+/// `deleted`.
+pub fn deleted<T: Handler>(obj: &str, status: &StatusSender) -> EventStatus {
+    let ch = StatusChannel::from_host(status);
+    event_object(obj).map_or(EventStatus::Failure, |o| T::deleted(o, &ch))
 }
 
-#[cfg_attr(not(feature = "handler"), allow(dead_code))]
-fn gvk_in(g: t::GroupVersionKind) -> Gvk {
-    Gvk {
-        group: g.group,
-        version: g.version,
-        kind: g.kind,
-    }
+/// `on-status`.
+pub fn on_status<T: Handler>(obj: &ObjectRef, status: EventProcessStatus) {
+    T::on_status(obj, status);
 }
 
-fn verb_out(v: Verb) -> t::Verb {
-    match v {
-        Verb::Get => t::Verb::Get,
-        Verb::List => t::Verb::List,
-        Verb::Watch => t::Verb::Watch,
-        Verb::Create => t::Verb::Create,
-        Verb::Update => t::Verb::Update,
-        Verb::Patch => t::Verb::Patch,
-        Verb::Delete => t::Verb::Delete,
-    }
+/// One reconcile of one object: the `reconciliation` resource. The object is decoded once, in
+/// [`Reconciliation::open`]; what `fetch` observed is kept for the later phases.
+pub struct Reconciliation<T: Reconciler> {
+    object: T::Object,
+    observed: RefCell<Option<T::Observation>>,
 }
 
-fn category_out(c: ErrorCategory) -> t::ErrorCategory {
-    match c {
-        ErrorCategory::Infrastructure => t::ErrorCategory::Infrastructure,
-        ErrorCategory::Auth => t::ErrorCategory::Auth,
-        ErrorCategory::InvalidSpec => t::ErrorCategory::InvalidSpec,
-        ErrorCategory::MissingUpstreamDependency => t::ErrorCategory::MissingUpstreamDependency,
-        ErrorCategory::MissingDownstreamDependency => t::ErrorCategory::MissingDownstreamDependency,
-        ErrorCategory::ResourceExhaustion => t::ErrorCategory::ResourceExhaustion,
-    }
+/// The error of a phase the host called before `fetch`: a host bug, retried.
+fn not_fetched(phase: &str) -> Error {
+    Error::infrastructure(format!("{phase} was called before fetch"))
 }
 
-#[cfg_attr(not(feature = "reconciler"), allow(dead_code))]
-fn category_in(c: t::ErrorCategory) -> ErrorCategory {
-    match c {
-        t::ErrorCategory::Infrastructure => ErrorCategory::Infrastructure,
-        t::ErrorCategory::Auth => ErrorCategory::Auth,
-        t::ErrorCategory::InvalidSpec => ErrorCategory::InvalidSpec,
-        t::ErrorCategory::MissingUpstreamDependency => ErrorCategory::MissingUpstreamDependency,
-        t::ErrorCategory::MissingDownstreamDependency => ErrorCategory::MissingDownstreamDependency,
-        t::ErrorCategory::ResourceExhaustion => ErrorCategory::ResourceExhaustion,
-    }
-}
-
-#[cfg_attr(not(feature = "reconciler"), allow(dead_code))]
-fn error_out(e: Error) -> t::CategorizedError {
-    t::CategorizedError {
-        category: category_out(e.category),
-        message: e.message,
-    }
-}
-
-/// Forward a log record to the host.
-pub fn log(level: crate::log::Level, message: &str, fields: &[(&str, &str)]) {
-    use crate::log::Level;
-    use crate::wit::capstan::controller::log as l;
-    let level = match level {
-        Level::Trace => l::Level::Trace,
-        Level::Debug => l::Level::Debug,
-        Level::Info => l::Level::Info,
-        Level::Warn => l::Level::Warn,
-        Level::Error => l::Level::Error,
-    };
-    let fields: Vec<(String, String)> = fields
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    l::log(level, message, &fields);
-}
-
-#[cfg(feature = "handler")]
-mod handler {
-    use super::*;
-    use crate::plan::ObjectRef;
-    use crate::status::{ChannelError, Delivery, EventProcessStatus, EventStatus};
-    use crate::wit::capstan::controller::status_channel::{self as sc, StatusSender};
-    use crate::{Handler, StatusChannel};
-    use serde::de::DeserializeOwned;
-
-    pub(crate) fn status_out(s: EventProcessStatus) -> t::EventProcessStatus {
-        t::EventProcessStatus {
-            status: event_status_out(s.status),
-            messages: s
-                .messages
-                .into_iter()
-                .map(|(key, value)| t::Message { key, value })
-                .collect(),
-            retry: s.retry,
-            max_retry: s.max_retry,
-            error: s.error,
-        }
-    }
-
-    fn status_in(s: t::EventProcessStatus) -> EventProcessStatus {
-        EventProcessStatus {
-            status: event_status_in(s.status),
-            messages: s.messages.into_iter().map(|m| (m.key, m.value)).collect(),
-            retry: s.retry,
-            max_retry: s.max_retry,
-            error: s.error,
-        }
-    }
-
-    fn event_status_out(s: EventStatus) -> t::EventStatus {
-        match s {
-            EventStatus::Skip => t::EventStatus::Skip,
-            EventStatus::Retry => t::EventStatus::Retry,
-            EventStatus::MaxRetryReached => t::EventStatus::MaxRetryReached,
-            EventStatus::Completed => t::EventStatus::Completed,
-            EventStatus::Failure => t::EventStatus::Failure,
-            EventStatus::Processing => t::EventStatus::Processing,
-            EventStatus::PartialCompleted => t::EventStatus::PartialCompleted,
-        }
-    }
-
-    fn event_status_in(s: t::EventStatus) -> EventStatus {
-        match s {
-            t::EventStatus::Skip => EventStatus::Skip,
-            t::EventStatus::Retry => EventStatus::Retry,
-            t::EventStatus::MaxRetryReached => EventStatus::MaxRetryReached,
-            t::EventStatus::Completed => EventStatus::Completed,
-            t::EventStatus::Failure => EventStatus::Failure,
-            t::EventStatus::Processing => EventStatus::Processing,
-            t::EventStatus::PartialCompleted => EventStatus::PartialCompleted,
-        }
-    }
-
-    /// Deliver a status on a host channel.
-    pub fn deliver(
-        handle: &StatusSender,
-        status: EventProcessStatus,
-        how: Delivery,
-    ) -> Result<(), ChannelError> {
-        let status = status_out(status);
-        let result = match how {
-            Delivery::Send => handle.send(&status),
-            Delivery::SendClose => handle.send_close(&status),
-            Delivery::SkipClose => handle.skip_close(&status),
-        };
-        result.map_err(|e| match e {
-            sc::ChannelError::Closed => ChannelError::Closed,
-            sc::ChannelError::Expired => ChannelError::Expired,
-            sc::ChannelError::TooLarge => ChannelError::TooLarge,
+impl<T: Reconciler> Reconciliation<T> {
+    /// `open`: decode the object; a decode error is an invalid-spec error naming the kind.
+    pub fn open(obj: &str) -> Result<Self, Error> {
+        Ok(Self {
+            object: decode(obj)?,
+            observed: RefCell::new(None),
         })
     }
 
-    fn decode<O: DeserializeOwned>(json: &str) -> Option<O> {
-        match serde_json::from_str(json) {
-            Ok(o) => Some(o),
-            Err(e) => {
-                crate::log::error("cannot decode event object", &[("error", &e.to_string())]);
-                None
+    /// `fetch`: observe through the host's cache and keep the observation.
+    pub fn fetch(&self) -> Result<(), Error> {
+        let observed = T::fetch(&self.object, &Cache::host())?;
+        *self.observed.borrow_mut() = Some(observed);
+        Ok(())
+    }
+
+    /// `plan-resources`: an error before `fetch`.
+    pub fn plan_resources(&self) -> Result<Vec<PlanEntry>, Error> {
+        let observed = self.observed.borrow();
+        let observed = observed
+            .as_ref()
+            .ok_or_else(|| not_fetched("plan-resources"))?;
+        Ok(T::plan(&self.object, observed)?.into_entries())
+    }
+
+    /// `get-component-health`: before `fetch`, one failed `Plugin` component saying so.
+    pub fn get_component_health(&self) -> Vec<ComponentHealth> {
+        match self.observed.borrow().as_ref() {
+            Some(observed) => T::health(&self.object, observed),
+            None => {
+                let error = not_fetched("get-component-health");
+                vec![
+                    ComponentHealth::failed("Plugin", "NotFetched", error.message.clone())
+                        .with_error(error),
+                ]
             }
         }
     }
 
-    impl<T: Handler> crate::wit::exports::capstan::controller::handler::Guest for Exports<T> {
-        fn added(obj: String, status: &StatusSender) -> t::EventStatus {
-            let ch = StatusChannel::from_host(status);
-            event_status_out(match decode(&obj) {
-                Some(o) => T::added(o, &ch),
-                None => EventStatus::Failure,
-            })
-        }
-
-        fn updated(new_obj: String, old_obj: String, status: &StatusSender) -> t::EventStatus {
-            let ch = StatusChannel::from_host(status);
-            event_status_out(match (decode(&new_obj), decode(&old_obj)) {
-                (Some(n), Some(o)) => T::updated(n, o, &ch),
-                _ => EventStatus::Failure,
-            })
-        }
-
-        fn deleted(obj: String, status: &StatusSender) -> t::EventStatus {
-            let ch = StatusChannel::from_host(status);
-            event_status_out(match decode(&obj) {
-                Some(o) => T::deleted(o, &ch),
-                None => EventStatus::Failure,
-            })
-        }
-
-        fn on_status(obj: t::ObjectRef, status: t::EventProcessStatus) {
-            let obj = ObjectRef {
-                gvk: gvk_in(obj.gvk),
-                namespace: obj.namespace,
-                name: obj.name,
-            };
-            T::on_status(&obj, status_in(status));
-        }
-    }
-}
-
-#[cfg(feature = "handler")]
-pub use handler::deliver;
-
-#[cfg(feature = "reconciler")]
-mod reconciler {
-    use super::*;
-    use crate::Reconciler;
-    use crate::cache::Cache;
-    use crate::conditions::{Cleanup, Condition, ConditionStatus, StatusUpdate};
-    use crate::health::HealthState;
-    use crate::plan::PlanEntry;
-    use crate::wit::capstan::controller::cache as c;
-    use crate::wit::exports::capstan::controller::reconciler as r;
-    use serde::de::DeserializeOwned;
-
-    fn decode<O: DeserializeOwned>(json: &str, what: &str) -> Result<O, Error> {
-        serde_json::from_str(json)
-            .map_err(|e| Error::invalid_spec(format!("cannot decode {what}: {e}")))
-    }
-
-    fn read_error(e: c::ReadError) -> Error {
-        Error::new(category_in(e.category), e.message)
-    }
-
-    pub fn cache_get(
-        gvk: &Gvk,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Result<Option<serde_json::Value>, Error> {
-        let found = c::get(&gvk_out(gvk.clone()), namespace, name).map_err(read_error)?;
-        found.map(|json| decode(&json, "cached object")).transpose()
-    }
-
-    pub fn cache_list(
-        gvk: &Gvk,
-        namespace: Option<&str>,
-        label_selector: Option<&str>,
-    ) -> Result<Vec<serde_json::Value>, Error> {
-        let options = c::ListOptions {
-            namespace: namespace.map(str::to_owned),
-            label_selector: label_selector.map(str::to_owned),
+    /// `status`: before `fetch`, or with a computed status that is not JSON, no field and no
+    /// condition (and an error log).
+    pub fn status(&self, computed: &str) -> StatusUpdate {
+        let observed = self.observed.borrow();
+        let Some(observed) = observed.as_ref() else {
+            crate::log::error(&not_fetched("status").message, &[]);
+            return StatusUpdate::new();
         };
-        c::list(&gvk_out(gvk.clone()), &options)
-            .map_err(read_error)?
-            .iter()
-            .map(|json| decode(json, "cached object"))
-            .collect()
-    }
-
-    fn plan_entry_out(e: PlanEntry) -> t::PlanEntry {
-        match e {
-            PlanEntry::Apply(v) => t::PlanEntry::Apply(v.to_string()),
-            PlanEntry::ApplyWithoutOwnerRef(v) => t::PlanEntry::ApplyWithoutOwnerRef(v.to_string()),
-            PlanEntry::Delete(o) => t::PlanEntry::Delete(t::ObjectRef {
-                gvk: gvk_out(o.gvk),
-                namespace: o.namespace,
-                name: o.name,
-                uid: None,
-            }),
-        }
-    }
-
-    fn condition_out(c: Condition) -> t::Condition {
-        t::Condition {
-            condition_type: c.condition_type,
-            status: match c.status {
-                ConditionStatus::True => t::ConditionStatus::True,
-                ConditionStatus::False => t::ConditionStatus::False,
-                ConditionStatus::Unknown => t::ConditionStatus::Unknown,
-            },
-            reason: c.reason,
-            message: c.message,
-            observability: super::observability_out(c.observability),
-        }
-    }
-
-    impl<T: Reconciler> r::Guest for Exports<T> {
-        fn fetch(obj: String) -> Result<String, t::CategorizedError> {
-            let run = || -> Result<String, Error> {
-                let obj: T::Object = decode(&obj, "object")?;
-                let observation = T::fetch(&obj, &Cache::host())?;
-                serde_json::to_string(&observation)
-                    .map_err(|e| Error::invalid_spec(format!("cannot encode observation: {e}")))
-            };
-            run().map_err(error_out)
-        }
-
-        fn plan_resources(
-            obj: String,
-            observation: String,
-        ) -> Result<Vec<t::PlanEntry>, t::CategorizedError> {
-            let run = || -> Result<Vec<t::PlanEntry>, Error> {
-                let obj: T::Object = decode(&obj, "object")?;
-                let obs: T::Observation = decode(&observation, "observation")?;
-                Ok(T::plan(&obj, &obs)?
-                    .into_entries()
-                    .into_iter()
-                    .map(plan_entry_out)
-                    .collect())
-            };
-            run().map_err(error_out)
-        }
-
-        fn get_component_health(obj: String, observation: String) -> Vec<t::ComponentHealth> {
-            let decoded = decode::<T::Object>(&obj, "object").and_then(|o| {
-                decode::<T::Observation>(&observation, "observation").map(|obs| (o, obs))
-            });
-            let health = match decoded {
-                Ok((o, obs)) => T::health(&o, &obs),
-                Err(e) => vec![
-                    crate::ComponentHealth::failed("Plugin", "DecodeFailed", e.message.clone())
-                        .with_error(e),
-                ],
-            };
-            health
-                .into_iter()
-                .map(|h| t::ComponentHealth {
-                    component: h.component,
-                    state: match h.state {
-                        HealthState::Ready => t::HealthState::Ready,
-                        HealthState::Progressing => t::HealthState::Progressing,
-                        HealthState::Degraded => t::HealthState::Degraded,
-                        HealthState::Failed => t::HealthState::Failed,
-                        HealthState::Unknown => t::HealthState::Unknown,
-                    },
-                    reason: h.reason,
-                    message: h.message,
-                    errors: h.errors.into_iter().map(error_out).collect(),
-                    requeue_after: h
-                        .requeue_after
-                        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
-                })
-                .collect()
-        }
-
-        fn status(obj: String, observation: String, computed: String) -> r::StatusUpdate {
-            let update = match (
-                decode::<T::Object>(&obj, "object"),
-                decode::<T::Observation>(&observation, "observation"),
-                decode::<serde_json::Value>(&computed, "status"),
-            ) {
-                (Ok(o), Ok(obs), Ok(computed)) => T::status(&o, &obs, &computed),
-                _ => StatusUpdate::default(),
-            };
-            r::StatusUpdate {
-                fields: update.fields.to_string(),
-                conditions: update.conditions.into_iter().map(condition_out).collect(),
+        match serde_json::from_str(computed) {
+            Ok(computed) => T::status(&self.object, observed, &computed),
+            Err(e) => {
+                let e = e.to_string();
+                crate::log::error("the computed status is not JSON", &[("error", &e)]);
+                StatusUpdate::new()
             }
         }
+    }
 
-        fn cleanup(obj: String) -> Result<r::CleanupOutcome, t::CategorizedError> {
-            let run = || -> Result<r::CleanupOutcome, Error> {
-                let obj: T::Object = decode(&obj, "object")?;
-                Ok(match T::cleanup(&obj)? {
-                    Cleanup::Done => r::CleanupOutcome::Done,
-                    Cleanup::RequeueAfter(s) => r::CleanupOutcome::RequeueAfter(s),
-                })
-            };
-            run().map_err(error_out)
-        }
+    /// `cleanup`: needs no `fetch`.
+    pub fn cleanup(&self) -> Result<CleanupOutcome, Error> {
+        T::cleanup(&self.object)
     }
 }
 
-#[cfg(feature = "reconciler")]
-pub use reconciler::{cache_get, cache_list};
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorCategory, HealthState, Plan};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use std::cell::Cell;
+
+    thread_local! {
+        static FETCHES: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Counts fetches; plans one copy of its ConfigMap; cleans up after 5 seconds.
+    struct Copier;
+
+    impl Plugin for Copier {
+        fn manifest() -> Manifest {
+            Manifest::new("copier", "0.1.0").watches::<ConfigMap>()
+        }
+    }
+
+    impl Reconciler for Copier {
+        type Object = ConfigMap;
+        /// Not `Serialize`: the observation stays in the guest.
+        type Observation = Cell<u32>;
+
+        fn fetch(_: &ConfigMap, _: &Cache) -> Result<Cell<u32>, Error> {
+            FETCHES.with(|f| f.set(f.get() + 1));
+            Ok(Cell::new(FETCHES.with(Cell::get)))
+        }
+
+        fn plan(obj: &ConfigMap, _: &Cell<u32>) -> Result<Plan, Error> {
+            let mut plan = Plan::new();
+            plan.apply(obj)?;
+            Ok(plan)
+        }
+
+        fn health(_: &ConfigMap, observed: &Cell<u32>) -> Vec<ComponentHealth> {
+            vec![ComponentHealth::ready(
+                "Copy",
+                "Fetched",
+                observed.get().to_string(),
+            )]
+        }
+
+        fn status(
+            _: &ConfigMap,
+            observed: &Cell<u32>,
+            computed: &serde_json::Value,
+        ) -> StatusUpdate {
+            StatusUpdate::new().with_fields(&serde_json::json!({
+                "fetches": observed.get(),
+                "computed": computed,
+            }))
+        }
+
+        fn cleanup(_: &ConfigMap) -> Result<CleanupOutcome, Error> {
+            Ok(CleanupOutcome::RequeueAfter(5))
+        }
+    }
+
+    const CONFIG_MAP: &str =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","namespace":"ns"}}"#;
+
+    #[test]
+    fn describe_fills_the_object_kind() {
+        let m = describe::<Copier>(crate::__object_kind!(ConfigMap));
+        assert_eq!(m.name, "copier");
+        assert_eq!(m.object_kind, Some(Gvk::of::<ConfigMap>()));
+    }
+
+    #[test]
+    fn an_object_that_does_not_decode_is_invalid_spec_naming_the_kind() {
+        let Err(err) = Reconciliation::<Copier>::open(
+            r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":7}}"#,
+        ) else {
+            panic!("opened");
+        };
+        assert_eq!(err.category, ErrorCategory::InvalidSpec);
+        assert!(err.message.contains("cannot decode Secret as"), "{err}");
+        assert!(err.message.contains("ConfigMap"), "{err}");
+        assert!(err.message.contains("expected ConfigMap"), "{err}");
+        let Err(err) = Reconciliation::<Copier>::open("not json") else {
+            panic!("opened");
+        };
+        assert!(err.message.contains("an object without a kind"), "{err}");
+    }
+
+    #[test]
+    fn phases_before_fetch_are_errors_not_panics() {
+        let r = Reconciliation::<Copier>::open(CONFIG_MAP).unwrap();
+        let err = r.plan_resources().unwrap_err();
+        assert!(err.message.contains("before fetch"), "{err}");
+        let health = r.get_component_health();
+        assert_eq!(health[0].state, HealthState::Failed);
+        assert_eq!(health[0].reason, "NotFetched");
+        assert_eq!(r.status("{}"), StatusUpdate::new());
+        assert_eq!(r.cleanup().unwrap(), CleanupOutcome::RequeueAfter(5));
+    }
+
+    #[test]
+    fn one_fetch_serves_every_later_phase() {
+        let r = Reconciliation::<Copier>::open(CONFIG_MAP).unwrap();
+        r.fetch().unwrap();
+        let fetched = FETCHES.with(Cell::get);
+        let plan = r.plan_resources().unwrap();
+        assert!(matches!(&plan[0], PlanEntry::Apply(json) if json.contains("\"name\":\"a\"")));
+        assert_eq!(r.get_component_health()[0].message, fetched.to_string());
+        let status = r.status(r#"{"phase":"Ready"}"#).fields_json();
+        assert_eq!(status["fetches"], fetched);
+        assert_eq!(status["computed"]["phase"], "Ready");
+        assert_eq!(
+            FETCHES.with(Cell::get),
+            fetched,
+            "a later phase fetched again"
+        );
+        assert_eq!(r.status("not json"), StatusUpdate::new());
+    }
+
+    /// `same_object` is a compile-time check; here it only needs to compile for one type.
+    #[test]
+    fn same_object_holds_for_one_type() {
+        struct Both;
+        impl Plugin for Both {
+            fn manifest() -> Manifest {
+                Manifest::new("both", "0.1.0")
+            }
+        }
+        impl Handler for Both {
+            type Object = ConfigMap;
+            fn added(_: ConfigMap, _: &StatusChannel<'_>) -> EventStatus {
+                EventStatus::Completed
+            }
+            fn updated(_: ConfigMap, _: ConfigMap, _: &StatusChannel<'_>) -> EventStatus {
+                EventStatus::Completed
+            }
+            fn deleted(_: ConfigMap, _: &StatusChannel<'_>) -> EventStatus {
+                EventStatus::Completed
+            }
+        }
+        impl Reconciler for Both {
+            type Object = ConfigMap;
+            type Observation = ();
+            fn fetch(_: &ConfigMap, _: &Cache) -> Result<(), Error> {
+                Ok(())
+            }
+            fn plan(_: &ConfigMap, (): &()) -> Result<Plan, Error> {
+                Ok(Plan::new())
+            }
+            fn health(_: &ConfigMap, (): &()) -> Vec<ComponentHealth> {
+                Vec::new()
+            }
+        }
+        same_object::<Both>();
+    }
+}

@@ -1,34 +1,17 @@
 //! Component health and the categorized errors of seed 003; inspectors live in [`crate::inspect`].
+//!
+//! The types are the contract's own (generated from `wit/`); this module adds their builders.
 
 pub use crate::inspect::{deployment, exists};
+pub use crate::wit::capstan::controller::types::{
+    CategorizedError, ComponentHealth, ErrorCategory, HealthState,
+};
+use std::time::Duration;
 
-/// The categories of reconcile errors; each decides what the host does (seed 003).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCategory {
-    /// Network timeout, API server down: requeue with backoff after a grace period.
-    Infrastructure,
-    /// Forbidden or invalid credentials: stop, fail the resource.
-    Auth,
-    /// Invalid configuration: stop, fail the resource.
-    InvalidSpec,
-    /// A user-referenced object is missing: stop, fail the resource.
-    MissingUpstreamDependency,
-    /// An object the controller creates is not ready yet: progressing.
-    MissingDownstreamDependency,
-    /// Out of memory, disk or quota: stop, fail the resource.
-    ResourceExhaustion,
-}
+/// The error `fetch`, `plan` and `cleanup` return: a [`CategorizedError`] (a `std::error::Error`).
+pub type Error = CategorizedError;
 
-/// An error with its category: what `fetch`, `plan` and `cleanup` return.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
-    /// The category.
-    pub category: ErrorCategory,
-    /// Human-readable description.
-    pub message: String,
-}
-
-impl Error {
+impl CategorizedError {
     /// An error of a category.
     pub fn new(category: ErrorCategory, message: impl Into<String>) -> Self {
         Self {
@@ -46,47 +29,6 @@ impl Error {
     pub fn infrastructure(message: impl Into<String>) -> Self {
         Self::new(ErrorCategory::Infrastructure, message)
     }
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}: {}", self.category, self.message)
-    }
-}
-
-impl std::error::Error for Error {}
-
-/// The state of one component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthState {
-    /// Ready.
-    Ready,
-    /// Being created or converging.
-    Progressing,
-    /// Working, but not fully.
-    Degraded,
-    /// Failed.
-    Failed,
-    /// Cannot tell.
-    Unknown,
-}
-
-/// The health of one component; the host turns it into a `<Component>Ready` condition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use]
-pub struct ComponentHealth {
-    /// Component name in CamelCase.
-    pub component: String,
-    /// State.
-    pub state: HealthState,
-    /// Machine-readable reason in CamelCase.
-    pub reason: String,
-    /// Human-readable message.
-    pub message: String,
-    /// Errors found while inspecting.
-    pub errors: Vec<Error>,
-    /// Ask the host to reconcile again after this long (for state no watch reports).
-    pub requeue_after: Option<std::time::Duration>,
 }
 
 impl ComponentHealth {
@@ -123,14 +65,34 @@ impl ComponentHealth {
     }
 
     /// Attach an error; the host categorizes the reconcile by it.
+    #[must_use]
     pub fn with_error(mut self, error: Error) -> Self {
         self.errors.push(error);
         self
     }
 
-    /// Ask the host to reconcile again after `delay`, e.g. to poll an external system.
-    pub fn requeue_after(mut self, delay: std::time::Duration) -> Self {
-        self.requeue_after = Some(delay);
+    /// Ask the host to reconcile again after `delay` (whole seconds), e.g. to poll an external
+    /// system.
+    #[must_use]
+    pub fn requeue_after(mut self, delay: Duration) -> Self {
+        self.requeue_after = Some(u32::try_from(delay.as_secs()).unwrap_or(u32::MAX));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builders_fill_the_contract_record() {
+        let h = ComponentHealth::progressing("Vpc", "Creating", "not yet")
+            .with_error(Error::infrastructure("timeout"))
+            .requeue_after(Duration::from_millis(30_500));
+        assert_eq!(h.state, HealthState::Progressing);
+        assert_eq!(h.errors[0].category, ErrorCategory::Infrastructure);
+        assert_eq!(h.requeue_after, Some(30));
+        let err: Box<dyn std::error::Error> = Box::new(Error::invalid_spec("bad"));
+        assert!(err.to_string().contains("bad"), "{err}");
     }
 }

@@ -1,26 +1,51 @@
 //! Write Capstan controller plugins in idiomatic Rust.
 //!
-//! A plugin is a type implementing [`Plugin`] and [`Handler`] (feature `handler`), [`Reconciler`]
-//! (feature `reconciler`), or both, exported with [`export!`]. Everything here is plain Rust:
-//! `plan`, `health` and handlers are unit-testable natively with `cargo test`.
+//! A plugin is a type implementing [`Plugin`] and [`Handler`], [`Reconciler`] or both, exported
+//! with [`export!`], which names the roles: `export!(MyType: Handler)`,
+//! `export!(MyType: Reconciler)` or `export!(MyType: Handler + Reconciler)`. No cargo feature
+//! selects the world, so any number of plugins build in one `cargo build --workspace`.
 //!
-//! ```ignore
+//! The contract's records and enums ([`Manifest`], [`ComponentHealth`], [`Condition`],
+//! [`EventProcessStatus`], ...) are generated from `wit/` once, here, and are the types a plugin
+//! uses; this crate adds their builders. Everything else is plain Rust: `fetch`, `plan`, `health`
+//! and handlers are unit-testable natively with `cargo test`.
+//!
+//! ```
+//! use capstan_sdk::k8s_openapi::api::core::v1::ConfigMap;
+//! use capstan_sdk::{EventStatus, Handler, Manifest, Plugin, StatusChannel};
+//!
 //! struct Hello;
-//! impl capstan_sdk::Plugin for Hello {
-//!     fn manifest() -> capstan_sdk::Manifest {
-//!         capstan_sdk::Manifest::new("hello", "0.1.0").watches::<capstan_sdk::k8s_openapi::api::core::v1::ConfigMap>()
+//!
+//! impl Plugin for Hello {
+//!     fn manifest() -> Manifest {
+//!         Manifest::new("hello", "0.1.0").watches::<ConfigMap>()
 //!     }
 //! }
+//!
+//! impl Handler for Hello {
+//!     type Object = ConfigMap;
+//!     fn added(_: ConfigMap, _: &StatusChannel<'_>) -> EventStatus {
+//!         EventStatus::Completed
+//!     }
+//!     fn updated(_: ConfigMap, _: ConfigMap, _: &StatusChannel<'_>) -> EventStatus {
+//!         EventStatus::Skip
+//!     }
+//!     fn deleted(_: ConfigMap, _: &StatusChannel<'_>) -> EventStatus {
+//!         EventStatus::Skip
+//!     }
+//! }
+//!
+//! capstan_sdk::export!(Hello: Handler);
 //! ```
 
 pub mod cache;
 pub mod conditions;
-#[cfg(any(feature = "handler", feature = "reconciler"))]
 pub mod glue;
 pub mod health;
 pub mod inspect;
 pub mod log;
 pub mod manifest;
+pub mod object_kind;
 pub mod plan;
 pub mod pod_logs;
 pub mod status;
@@ -28,16 +53,20 @@ pub mod status;
 pub mod wit;
 
 pub use cache::{Cache, Fetched};
-pub use conditions::{Cleanup, Condition, ConditionStatus, Observability, StatusUpdate};
-pub use health::{ComponentHealth, Error, ErrorCategory, HealthState};
+pub use capstan_sdk_macro::export;
+pub use conditions::{CleanupOutcome, Condition, ConditionStatus, Observability, StatusUpdate};
+pub use health::{CategorizedError, ComponentHealth, Error, ErrorCategory, HealthState};
 pub use k8s_openapi;
-pub use manifest::{Gvk, Manifest, StatusMode, Verb};
+pub use manifest::{AccessRule, GroupVersionKind, Gvk, Manifest, PhaseTimeout, StatusMode, Verb};
+pub use object_kind::ObjectKind;
 pub use plan::{ObjectRef, Plan, PlanEntry};
 pub use pod_logs::PodLogs;
 pub use serde_json;
-pub use status::{ChannelError, Delivery, EventProcessStatus, EventStatus, StatusChannel};
+pub use status::{ChannelError, Delivery, EventProcessStatus, EventStatus, Message, StatusChannel};
+/// The wit-bindgen the code `export!` expands to is generated with.
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Every plugin describes itself.
@@ -48,7 +77,9 @@ pub trait Plugin {
 
 /// An event handler (seed 000): called once per event of the kinds it watches.
 pub trait Handler: Plugin {
-    /// The typed object the events carry, e.g. `k8s_openapi::api::apps::v1::Deployment`.
+    /// The typed object the events carry, e.g. `k8s_openapi::api::apps::v1::Deployment`. A
+    /// k8s-openapi type or an [`ObjectKind`] makes the host refuse the plugin if it watches any
+    /// other kind; `serde_json::Value` takes any kind.
     type Object: DeserializeOwned;
 
     /// An object was added.
@@ -67,11 +98,15 @@ pub trait Handler: Plugin {
 }
 
 /// A reconciler (seed 003): fetch, plan and health; the host applies, writes status and requeues.
+///
+/// One reconcile of one object runs on an instance of its own: the object is decoded once, `fetch`
+/// runs first and its observation stays in the plugin for `health`, `plan` and `status`.
 pub trait Reconciler: Plugin {
-    /// The typed object reconciled.
+    /// The typed object reconciled (see [`Handler::Object`] for what its type tells the host).
     type Object: DeserializeOwned;
-    /// What `fetch` observed, handed to `plan`, `health` and `status`.
-    type Observation: Serialize + DeserializeOwned;
+    /// What `fetch` observed, handed to `plan`, `health` and `status`; any type, since it never
+    /// leaves the plugin.
+    type Observation;
 
     /// Read what the reconcile needs from the host's caches.
     fn fetch(obj: &Self::Object, cache: &Cache) -> Result<Self::Observation, Error>;
@@ -89,30 +124,12 @@ pub trait Reconciler: Plugin {
         computed: &serde_json::Value,
     ) -> StatusUpdate {
         let _ = (obj, observed, computed);
-        StatusUpdate::default()
+        StatusUpdate::new()
     }
 
     /// Clean up before the object is deleted (with [`Manifest::with_finalizer`]).
-    fn cleanup(obj: &Self::Object) -> Result<Cleanup, Error> {
+    fn cleanup(obj: &Self::Object) -> Result<CleanupOutcome, Error> {
         let _ = obj;
-        Ok(Cleanup::Done)
+        Ok(CleanupOutcome::Done)
     }
-}
-
-/// Export a plugin type as the component's implementation.
-///
-/// ```ignore
-/// capstan_sdk::export!(MyController);
-/// ```
-#[macro_export]
-macro_rules! export {
-    ($ty:ty) => {
-        // Exports exist only in the component; native builds (unit tests, benchmarks) call the
-        // plugin type directly.
-        #[cfg(target_arch = "wasm32")]
-        const _: () = {
-            type __CapstanExports = $crate::glue::Exports<$ty>;
-    $crate::wit::__export_world!(__CapstanExports with_types_in $crate::wit);
-        };
-    };
 }

@@ -1,41 +1,39 @@
 //! Structured logging into the host's tracing, tagged with the plugin's name.
 
-/// Severity of a log record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// Very detailed.
-    Trace,
-    /// Debugging detail.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Unexpected but handled.
-    Warn,
-    /// An error.
-    Error,
-}
+/// Severity of a log record (the contract's own type).
+pub use crate::wit::capstan::controller::log::Level;
 
-/// Whether logs go to the host (inside a plugin) or are captured per thread (native builds).
-macro_rules! in_plugin {
-    ($($item:tt)*) => {
-        #[cfg(all(target_arch = "wasm32", any(feature = "handler", feature = "reconciler")))]
-        $($item)*
-    };
-}
-
-/// Log a message with key/value fields. In native builds (unit tests) records are kept per thread,
-/// for [`captured`].
+/// Log a message with key/value fields: into the host's tracing inside a plugin; in native builds
+/// (unit tests) records are kept per thread, for [`captured`].
 pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
-    in_plugin! { return crate::glue::log(level, message, fields); }
-    #[allow(unreachable_code)]
+    #[cfg(target_arch = "wasm32")]
+    host::log(level, message, fields);
+    #[cfg(not(target_arch = "wasm32"))]
     native::record(level, message, fields);
 }
 
 /// Log records of this thread so far (native builds only; empty inside a plugin), and clear them.
 pub fn captured() -> Vec<(Level, String)> {
+    #[cfg(target_arch = "wasm32")]
+    return Vec::new();
+    #[cfg(not(target_arch = "wasm32"))]
     native::take()
 }
 
+#[cfg(target_arch = "wasm32")]
+mod host {
+    use super::Level;
+
+    pub(super) fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        crate::wit::capstan::controller::log::log(level, message, &fields);
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 mod native {
     use super::Level;
     use std::cell::RefCell;

@@ -1,17 +1,16 @@
 //! The plugin manifest: what a plugin is, what it watches and owns, and what access it asks for.
+//!
+//! The types are the contract's own (generated from `wit/`); this module adds their builders.
 
-/// The group, version and kind of a Kubernetes type.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Gvk {
-    /// API group; empty for the core group.
-    pub group: String,
-    /// API version, e.g. `v1`.
-    pub version: String,
-    /// Kind, e.g. `Deployment`.
-    pub kind: String,
-}
+pub use crate::wit::capstan::controller::types::{
+    AccessRule, GroupVersionKind, Manifest, PhaseTimeout, StatusMode, Verb,
+};
+use std::time::Duration;
 
-impl Gvk {
+/// The short name of [`GroupVersionKind`].
+pub type Gvk = GroupVersionKind;
+
+impl GroupVersionKind {
     /// A GVK from its three parts.
     pub fn new(group: &str, version: &str, kind: &str) -> Self {
         Self {
@@ -36,66 +35,18 @@ impl Gvk {
     }
 }
 
-/// A Kubernetes API verb.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Verb {
-    /// Read one object.
-    Get,
-    /// List objects.
-    List,
-    /// Watch objects.
-    Watch,
-    /// Create objects.
-    Create,
-    /// Update objects.
-    Update,
-    /// Patch objects.
-    Patch,
-    /// Delete objects.
-    Delete,
-}
-
-/// How the host writes the status of reconciled objects (seed 003).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StatusMode {
-    /// Conditions and `status.status` from component health only.
-    #[default]
-    Automatic,
-    /// Automatic, then [`crate::Reconciler::status`] adds fields and conditions.
-    Decorate,
-    /// [`crate::Reconciler::status`] writes the whole status.
-    Manual,
-}
-
-/// What a plugin is and what it needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
-    /// Plugin name, unique in a host.
-    pub name: String,
-    /// Plugin version.
-    pub version: String,
-    /// Kinds whose changes the plugin receives.
-    pub watches: Vec<Gvk>,
-    /// Kinds the plugin creates and owns.
-    pub owns: Vec<Gvk>,
-    /// Extra Kubernetes access, by kind.
-    pub access: Vec<(Gvk, Vec<Verb>)>,
-    /// How status is written.
-    pub status_mode: StatusMode,
-    /// Whether the plugin wants a finalizer and implements cleanup.
-    pub finalizer: bool,
-    /// Whether the plugin reads pod logs.
-    pub pod_logs: bool,
-    /// How transitions of the automatic conditions are reported.
-    pub observability: crate::Observability,
-    /// Phase timeouts (seed 004): past one, the object fails with `<Phase>Timeout`.
-    pub phase_timeouts: Vec<(String, std::time::Duration)>,
-    /// Leave objects alone until they have an owner reference of this kind (seed 004).
-    pub wait_for_owner: Option<Gvk>,
+impl Default for StatusMode {
+    /// [`StatusMode::Automatic`].
+    fn default() -> Self {
+        Self::Automatic
+    }
 }
 
 impl Manifest {
     /// A manifest with a name and version, watching nothing yet.
+    ///
+    /// `object_kind` is left `None`: the SDK fills it from the plugin's `Object` type when the
+    /// host asks for the manifest.
     pub fn new(name: &str, version: &str) -> Self {
         Self {
             name: name.to_owned(),
@@ -109,6 +60,7 @@ impl Manifest {
             observability: crate::Observability::Info,
             phase_timeouts: Vec::new(),
             wait_for_owner: None,
+            object_kind: None,
         }
     }
 
@@ -143,7 +95,10 @@ impl Manifest {
     /// Ask for access to a kind beyond reading what the plugin watches and owns.
     #[must_use]
     pub fn access(mut self, gvk: Gvk, verbs: &[Verb]) -> Self {
-        self.access.push((gvk, verbs.to_vec()));
+        self.access.push(AccessRule {
+            gvk,
+            verbs: verbs.to_vec(),
+        });
         self
     }
 
@@ -162,7 +117,7 @@ impl Manifest {
     }
 
     /// Ask to read pod logs (through [`crate::PodLogs`]) in `fetch`, the phase with capabilities;
-    /// carry what health needs in the observation.
+    /// keep what health needs in the observation.
     #[must_use]
     pub fn with_pod_logs(mut self) -> Self {
         self.pod_logs = true;
@@ -176,10 +131,14 @@ impl Manifest {
         self
     }
 
-    /// Fail an object that stays in `phase` (as written to `status.phase`) longer than `limit`.
+    /// Fail an object that stays in `phase` (as written to `status.phase`) longer than `limit`
+    /// (whole seconds; longer than `u32::MAX` seconds is `u32::MAX`).
     #[must_use]
-    pub fn phase_timeout(mut self, phase: &str, limit: std::time::Duration) -> Self {
-        self.phase_timeouts.push((phase.to_owned(), limit));
+    pub fn phase_timeout(mut self, phase: &str, limit: Duration) -> Self {
+        self.phase_timeouts.push(PhaseTimeout {
+            phase: phase.to_owned(),
+            seconds: u32::try_from(limit.as_secs()).unwrap_or(u32::MAX),
+        });
         self
     }
 
@@ -203,10 +162,21 @@ mod tests {
             .watches_gvk(Gvk::new("examples.capstan.dev", "v1alpha1", "WebApp"))
             .owns::<Deployment>()
             .owns::<Service>()
+            .access(Gvk::of::<Service>(), &[Verb::Get, Verb::Delete])
+            .phase_timeout("Creating", Duration::from_secs(90))
             .with_finalizer();
         assert_eq!(m.owns[0], Gvk::new("apps", "v1", "Deployment"));
         assert_eq!(m.owns[1].api_version(), "v1");
         assert_eq!(m.watches[0].api_version(), "examples.capstan.dev/v1alpha1");
+        assert_eq!(m.access[0].verbs, vec![Verb::Get, Verb::Delete]);
+        assert_eq!(m.phase_timeouts[0].seconds, 90);
         assert!(m.finalizer);
+        assert_eq!(m.object_kind, None);
+    }
+
+    #[test]
+    fn huge_phase_timeouts_saturate() {
+        let m = Manifest::new("web", "1.0.0").phase_timeout("Creating", Duration::MAX);
+        assert_eq!(m.phase_timeouts[0].seconds, u32::MAX);
     }
 }

@@ -1,40 +1,27 @@
 //! The plan a reconciler returns: objects to apply (with or without owner reference) and to delete.
+//!
+//! [`PlanEntry`] and [`ObjectRef`] are the contract's own types (generated from `wit/`).
 
 use crate::Error;
 use crate::manifest::Gvk;
+pub use crate::wit::capstan::controller::types::{ObjectRef, PlanEntry};
 use serde::Serialize;
 
-/// A reference to one object, for deletion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectRef {
-    /// Its type.
-    pub gvk: Gvk,
-    /// Namespace; `None` for cluster-scoped objects.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-}
-
 impl ObjectRef {
-    /// A reference to a k8s-openapi object kind by namespace and name.
+    /// A reference to a k8s-openapi object kind by namespace and name (no UID).
     pub fn of<K: k8s_openapi::Resource>(namespace: Option<&str>, name: &str) -> Self {
+        Self::new(Gvk::of::<K>(), namespace, name)
+    }
+
+    /// A reference to an object of any kind by namespace and name (no UID).
+    pub fn new(gvk: Gvk, namespace: Option<&str>, name: &str) -> Self {
         Self {
-            gvk: Gvk::of::<K>(),
+            gvk,
             namespace: namespace.map(str::to_owned),
             name: name.to_owned(),
+            uid: None,
         }
     }
-}
-
-/// One planned action.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PlanEntry {
-    /// Server-side apply with an owner reference to the reconciled object.
-    Apply(serde_json::Value),
-    /// Server-side apply without an owner reference.
-    ApplyWithoutOwnerRef(serde_json::Value),
-    /// Delete.
-    Delete(ObjectRef),
 }
 
 /// What `plan` returns: built with [`Plan::apply`], [`Plan::apply_without_owner_ref`], [`Plan::delete`].
@@ -53,15 +40,15 @@ impl Plan {
     ///
     /// `obj` must serialize with `apiVersion`, `kind` and `metadata.name` (k8s-openapi types do).
     pub fn apply(&mut self, obj: &impl Serialize) -> Result<&mut Self, Error> {
-        let value = to_object(obj)?;
-        self.entries.push(PlanEntry::Apply(value));
+        let json = to_object(obj)?;
+        self.entries.push(PlanEntry::Apply(json));
         Ok(self)
     }
 
     /// Apply `obj` without an owner reference: it survives its owner.
     pub fn apply_without_owner_ref(&mut self, obj: &impl Serialize) -> Result<&mut Self, Error> {
-        let value = to_object(obj)?;
-        self.entries.push(PlanEntry::ApplyWithoutOwnerRef(value));
+        let json = to_object(obj)?;
+        self.entries.push(PlanEntry::ApplyWithoutOwnerRef(json));
         Ok(self)
     }
 
@@ -76,10 +63,13 @@ impl Plan {
         &self.entries
     }
 
-    /// The objects planned for apply (with or without owner reference), for assertions in tests.
-    pub fn applied(&self) -> impl Iterator<Item = &serde_json::Value> {
+    /// The objects planned for apply (with or without owner reference), as JSON, for assertions
+    /// in tests.
+    pub fn applied(&self) -> impl Iterator<Item = serde_json::Value> + '_ {
         self.entries.iter().filter_map(|e| match e {
-            PlanEntry::Apply(v) | PlanEntry::ApplyWithoutOwnerRef(v) => Some(v),
+            PlanEntry::Apply(json) | PlanEntry::ApplyWithoutOwnerRef(json) => {
+                serde_json::from_str(json).ok()
+            }
             PlanEntry::Delete(_) => None,
         })
     }
@@ -90,7 +80,8 @@ impl Plan {
     }
 }
 
-fn to_object(obj: &impl Serialize) -> Result<serde_json::Value, Error> {
+/// `obj` as JSON text, once it is known to have `apiVersion`, `kind` and `metadata.name`.
+fn to_object(obj: &impl Serialize) -> Result<String, Error> {
     let value = serde_json::to_value(obj)
         .map_err(|e| Error::invalid_spec(format!("cannot serialize planned object: {e}")))?;
     let has = |ptr: &str| value.pointer(ptr).and_then(|v| v.as_str()).is_some();
@@ -99,7 +90,7 @@ fn to_object(obj: &impl Serialize) -> Result<serde_json::Value, Error> {
             "planned object needs apiVersion, kind and metadata.name",
         ));
     }
-    Ok(value)
+    Ok(value.to_string())
 }
 
 #[cfg(test)]

@@ -25,9 +25,9 @@ pub struct PodLogs {
 }
 
 impl PodLogs {
-    /// Logs read from the host through the `pod-logs` interface (reconcilers only).
+    /// Logs read from the host through the `pod-logs` interface (reconcilers only, in `fetch`).
     ///
-    /// Without the `reconciler` feature every read fails with an invalid-spec error.
+    /// In native builds (unit tests) every read fails with an invalid-spec error.
     pub fn host() -> Self {
         Self { memory: None }
     }
@@ -92,32 +92,23 @@ fn tail(text: &str, tail_lines: Option<u32>) -> String {
     lines[lines.len() - keep..].join("\n")
 }
 
-#[cfg(feature = "reconciler")]
+/// Read a log tail through the host's `pod-logs` interface.
+#[cfg(target_arch = "wasm32")]
 fn host_read(
     namespace: &str,
     pod: &str,
     container: Option<&str>,
     tail_lines: Option<u32>,
 ) -> Result<String, Error> {
-    use crate::wit::capstan::controller::pod_logs as p;
-    use crate::wit::capstan::controller::types::ErrorCategory as C;
-    p::read(namespace, pod, container, tail_lines).map_err(|e| {
-        let category = match e.category {
-            C::Infrastructure => ErrorCategory::Infrastructure,
-            C::Auth => ErrorCategory::Auth,
-            C::InvalidSpec => ErrorCategory::InvalidSpec,
-            C::MissingUpstreamDependency => ErrorCategory::MissingUpstreamDependency,
-            C::MissingDownstreamDependency => ErrorCategory::MissingDownstreamDependency,
-            C::ResourceExhaustion => ErrorCategory::ResourceExhaustion,
-        };
-        Error::new(category, e.message)
-    })
+    crate::wit::capstan::controller::pod_logs::read(namespace, pod, container, tail_lines)
+        .map_err(|e| Error::new(e.category, e.message))
 }
 
-#[cfg(not(feature = "reconciler"))]
+/// Native builds (unit tests) have no host: use [`PodLogs::from_map`].
+#[cfg(not(target_arch = "wasm32"))]
 fn host_read(_: &str, _: &str, _: Option<&str>, _: Option<u32>) -> Result<String, Error> {
     Err(Error::invalid_spec(
-        "pod logs are only available to reconcilers",
+        "the host's pod logs are only readable inside a plugin; test with PodLogs::from_map",
     ))
 }
 
@@ -161,9 +152,8 @@ mod tests {
         assert_eq!(logs.read("ns", "a", None, None).unwrap(), "x");
     }
 
-    #[cfg(not(feature = "reconciler"))]
     #[test]
-    fn host_reads_need_the_reconciler_feature() {
+    fn host_reads_are_an_error_natively_not_a_panic() {
         let err = PodLogs::host().read("ns", "p", None, None).unwrap_err();
         assert_eq!(err.category, ErrorCategory::InvalidSpec);
     }

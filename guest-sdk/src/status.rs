@@ -1,49 +1,19 @@
 //! Event statuses and the per-event status channel of seed 000.
+//!
+//! [`EventStatus`], [`EventProcessStatus`], [`Message`] and [`ChannelError`] are the contract's own
+//! types (generated from `wit/`); this module adds their builders and the channel.
 
+pub use crate::wit::capstan::controller::status_channel::ChannelError;
+use crate::wit::capstan::controller::status_channel::StatusSender;
+pub use crate::wit::capstan::controller::types::{EventProcessStatus, EventStatus, Message};
 use std::cell::RefCell;
 
-/// The outcome of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EventStatus {
-    /// Not relevant; skipped.
-    Skip,
-    /// Process the event again.
-    Retry,
-    /// Retried as often as allowed; given up.
-    MaxRetryReached,
-    /// Fully processed.
-    #[default]
-    Completed,
-    /// Processing failed.
-    Failure,
-    /// Processing is under way.
-    Processing,
-    /// Processing succeeded in part.
-    PartialCompleted,
-}
-
-/// Why a status could not be sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChannelError {
-    /// The channel was already closed by `send_close` or `skip_close`.
-    Closed,
-    /// The event the channel belongs to has ended.
-    Expired,
-    /// The status is larger than the host accepts.
-    TooLarge,
-}
-
-impl std::fmt::Display for ChannelError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Closed => "status channel already closed",
-            Self::Expired => "event already ended",
-            Self::TooLarge => "status too large",
-        })
+impl Default for EventStatus {
+    /// [`EventStatus::Completed`].
+    fn default() -> Self {
+        Self::Completed
     }
 }
-
-impl std::error::Error for ChannelError {}
 
 /// A status for one event, built with chained calls and sent on the event's [`StatusChannel`].
 ///
@@ -57,52 +27,51 @@ impl std::error::Error for ChannelError {}
 ///     .unwrap();
 /// assert!(ch.is_closed());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[must_use]
-pub struct EventProcessStatus {
-    /// The status; [`EventStatus::Completed`] by default.
-    pub status: EventStatus,
-    /// Key/value messages in the order they were added.
-    pub messages: Vec<(String, String)>,
-    /// Whether the host should re-queue the event.
-    pub retry: bool,
-    /// How many times the event may be retried; 0 means the host default.
-    pub max_retry: u32,
-    /// An error description.
-    pub error: Option<String>,
-}
-
 impl EventProcessStatus {
     /// A `Completed` status with no message, no retry and no error.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            status: EventStatus::Completed,
+            messages: Vec::new(),
+            retry: false,
+            max_retry: 0,
+            error: None,
+        }
     }
 
     /// Set the status.
+    #[must_use]
     pub fn with_status(mut self, status: EventStatus) -> Self {
         self.status = status;
         self
     }
 
     /// Add a key/value message.
+    #[must_use]
     pub fn with_message(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.messages.push((key.into(), value.into()));
+        self.messages.push(Message {
+            key: key.into(),
+            value: value.into(),
+        });
         self
     }
 
     /// Ask the host to re-queue the event (with backoff).
+    #[must_use]
     pub fn with_retry(mut self) -> Self {
         self.retry = true;
         self
     }
 
     /// Bound the retries: after `count` of them, `on_status` receives `MaxRetryReached`.
+    #[must_use]
     pub fn with_max_retry(mut self, count: u32) -> Self {
         self.max_retry = count;
         self
     }
 
     /// Attach an error.
+    #[must_use]
     pub fn with_error(mut self, error: impl std::fmt::Display) -> Self {
         self.error = Some(error.to_string());
         self
@@ -124,6 +93,13 @@ impl EventProcessStatus {
     }
 }
 
+impl Default for EventProcessStatus {
+    /// [`EventProcessStatus::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// How a status is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -141,8 +117,7 @@ pub struct StatusChannel<'a> {
 }
 
 enum Inner<'a> {
-    #[cfg(feature = "handler")]
-    Host(&'a crate::wit::capstan::controller::status_channel::StatusSender),
+    Host(&'a StatusSender),
     Recorder(RefCell<Recorded>, std::marker::PhantomData<&'a ()>),
 }
 
@@ -160,11 +135,9 @@ impl<'a> StatusChannel<'a> {
         }
     }
 
-    #[cfg(feature = "handler")]
+    /// The channel of the event being handled, lent by the host.
     #[doc(hidden)]
-    pub fn from_host(
-        handle: &'a crate::wit::capstan::controller::status_channel::StatusSender,
-    ) -> Self {
+    pub fn from_host(handle: &'a StatusSender) -> Self {
         Self {
             inner: Inner::Host(handle),
         }
@@ -174,7 +147,6 @@ impl<'a> StatusChannel<'a> {
     pub fn recorded(&self) -> Vec<(EventProcessStatus, Delivery)> {
         match &self.inner {
             Inner::Recorder(r, _) => r.borrow().sent.clone(),
-            #[cfg(feature = "handler")]
             Inner::Host(_) => Vec::new(),
         }
     }
@@ -183,7 +155,6 @@ impl<'a> StatusChannel<'a> {
     pub fn is_closed(&self) -> bool {
         match &self.inner {
             Inner::Recorder(r, _) => r.borrow().closed,
-            #[cfg(feature = "handler")]
             Inner::Host(_) => false,
         }
     }
@@ -199,8 +170,11 @@ impl<'a> StatusChannel<'a> {
                 r.sent.push((status, how));
                 Ok(())
             }
-            #[cfg(feature = "handler")]
-            Inner::Host(handle) => crate::glue::deliver(handle, status, how),
+            Inner::Host(handle) => match how {
+                Delivery::Send => handle.send(&status),
+                Delivery::SendClose => handle.send_close(&status),
+                Delivery::SkipClose => handle.skip_close(&status),
+            },
         }
     }
 }
@@ -241,10 +215,12 @@ mod tests {
             .with_retry()
             .with_max_retry(3)
             .with_error("boom");
-        assert_eq!(
-            s.messages,
-            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
-        );
+        let messages: Vec<(&str, &str)> = s
+            .messages
+            .iter()
+            .map(|m| (m.key.as_str(), m.value.as_str()))
+            .collect();
+        assert_eq!(messages, vec![("a", "1"), ("b", "2")]);
         assert_eq!(
             (s.retry, s.max_retry, s.error.as_deref()),
             (true, 3, Some("boom"))

@@ -1,29 +1,24 @@
-//! Bindings generated from `wit/` for the world the enabled features select; authors never use them.
-#![allow(missing_docs, clippy::all, unsafe_op_in_unsafe_fn)]
+//! The contract's types and imports, generated once from `wit/` on every target; authors use them
+//! through the SDK's re-exports, and each plugin's `export!` maps its bindings onto these (`with:`).
+//!
+//! The world is the union of every plugin world's imports and exports nothing, so no plugin is
+//! asked to implement what it does not: a component only imports what its code calls
+//! (`wit-component` drops the rest).
+#![allow(missing_docs, clippy::all, clippy::pedantic, unsafe_op_in_unsafe_fn)]
 
-#[cfg(all(feature = "handler", not(feature = "reconciler")))]
 wit_bindgen::generate!({
-    world: "handler-plugin",
-    path: "../wit",
-    pub_export_macro: true,
-    export_macro_name: "__export_world",
-    default_bindings_module: "::capstan_sdk::wit",
-});
+    inline: "
+        package capstan:sdk;
 
-#[cfg(all(feature = "reconciler", not(feature = "handler")))]
-wit_bindgen::generate!({
-    world: "reconciler-plugin",
+        world imports {
+            import capstan:controller/types@0.2.0;
+            import capstan:controller/log@0.2.0;
+            import capstan:controller/status-channel@0.2.0;
+            import capstan:controller/cache@0.2.0;
+            import capstan:controller/pod-logs@0.2.0;
+        }
+    ",
     path: "../wit",
-    pub_export_macro: true,
-    export_macro_name: "__export_world",
-    default_bindings_module: "::capstan_sdk::wit",
-});
-
-#[cfg(all(feature = "handler", feature = "reconciler"))]
-wit_bindgen::generate!({
-    world: "controller-plugin",
-    path: "../wit",
-    pub_export_macro: true,
-    export_macro_name: "__export_world",
-    default_bindings_module: "::capstan_sdk::wit",
+    additional_derives: [PartialEq, Eq, Hash],
+    generate_all,
 });

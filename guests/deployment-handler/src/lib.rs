@@ -56,7 +56,7 @@ impl Handler for DeploymentHandler {
         let messages: Vec<String> = status
             .messages
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|m| format!("{}={}", m.key, m.value))
             .collect();
         log::info(
             "deployment status",
@@ -69,7 +69,7 @@ impl Handler for DeploymentHandler {
     }
 }
 
-capstan_sdk::export!(DeploymentHandler);
+capstan_sdk::export!(DeploymentHandler: Handler);
 
 #[cfg(test)]
 mod tests {

@@ -24,8 +24,8 @@ use capstan_sdk::k8s_openapi::api::core::v1::ConfigMap;
 use capstan_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use capstan_sdk::serde_json::{self, Value, json};
 use capstan_sdk::{
-    Cache, Cleanup, ComponentHealth, Error, ErrorCategory, Fetched, Gvk, Manifest, Plan, Plugin,
-    Reconciler, StatusMode, StatusUpdate, Verb, health, log,
+    Cache, CleanupOutcome, ComponentHealth, Error, ErrorCategory, Fetched, Gvk, Manifest,
+    ObjectKind, Plan, Plugin, Reconciler, StatusMode, StatusUpdate, Verb, health, log,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -107,8 +107,15 @@ pub struct ClusterSpec {
     pub control_plane_endpoint: Option<Endpoint>,
 }
 
+impl ObjectKind for InfraCluster {
+    /// The host refuses this plugin if it watches anything but InfraClusters.
+    fn object_kind() -> Option<Gvk> {
+        Some(Gvk::new(GROUP, VERSION, "InfraCluster"))
+    }
+}
+
 /// What the reconciler observed: its owner and its VPC.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct Observed {
     /// The owning Cluster; `None` only without owner reference, which the host waits for.
     cluster: Option<Cluster>,
@@ -223,23 +230,20 @@ impl Reconciler for InfraClusterReconciler {
                 fields[field] = value.clone();
             }
         }
-        StatusUpdate {
-            fields,
-            ..Default::default()
-        }
+        StatusUpdate::new().with_fields(&fields)
     }
 
     /// Release the infrastructure before the InfraCluster goes; the host then removes its
     /// finalizer. (The VPC record is owned, so Kubernetes collects it; a real provider would
     /// delete its cloud resources here and answer `RequeueAfter` while they go.)
-    fn cleanup(ic: &InfraCluster) -> Result<Cleanup, Error> {
+    fn cleanup(ic: &InfraCluster) -> Result<CleanupOutcome, Error> {
         let name = ic.metadata.name.as_deref().unwrap_or_default();
         log::info("infrastructure released", &[("infracluster", name)]);
-        Ok(Cleanup::Done)
+        Ok(CleanupOutcome::Done)
     }
 }
 
-capstan_sdk::export!(InfraClusterReconciler);
+capstan_sdk::export!(InfraClusterReconciler: Reconciler);
 
 /// An endpoint counts once it has a host.
 fn known(endpoint: &Option<Endpoint>) -> Option<&Endpoint> {
@@ -355,8 +359,8 @@ fn endpoint_health(ic: &InfraCluster, observed: &Observed) -> ComponentHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use capstan_sdk::HealthState;
     use capstan_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use capstan_sdk::{HealthState, PhaseTimeout};
 
     fn infra(endpoint: Option<Endpoint>) -> InfraCluster {
         InfraCluster {
@@ -516,7 +520,7 @@ mod tests {
             h.errors[0].category,
             ErrorCategory::MissingDownstreamDependency
         );
-        assert_eq!(h.requeue_after, Some(Duration::from_secs(30)));
+        assert_eq!(h.requeue_after, Some(30));
     }
 
     #[test]
@@ -526,7 +530,7 @@ mod tests {
         let computed = json!({"status": "Ready", "phase": "Ready", "conditions": []});
         let update = InfraClusterReconciler::status(&ic, &observed, &computed);
         assert_eq!(
-            update.fields,
+            update.fields_json(),
             json!({
                 "ready": true,
                 "failureDomains": {
@@ -551,7 +555,7 @@ mod tests {
             "status": "Failed", "phase": "Failed",
             "failureReason": "CreatingTimeout", "failureMessage": "too long",
         });
-        let fields = InfraClusterReconciler::status(&ic, &observed, &computed).fields;
+        let fields = InfraClusterReconciler::status(&ic, &observed, &computed).fields_json();
         assert_eq!(fields["ready"], false);
         assert_eq!(fields["failureReason"], "CreatingTimeout");
         assert_eq!(fields["failureMessage"], "too long");
@@ -596,7 +600,10 @@ mod tests {
         assert_eq!(m.status_mode, StatusMode::Decorate);
         assert_eq!(
             m.phase_timeouts,
-            vec![("Creating".to_owned(), Duration::from_secs(900))]
+            vec![PhaseTimeout {
+                phase: "Creating".to_owned(),
+                seconds: 900
+            }]
         );
     }
 }

@@ -6,7 +6,8 @@ use capstan_sdk::k8s_openapi::api::core::v1::{
 };
 use capstan_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use capstan_sdk::{
-    Cache, ComponentHealth, Error, Fetched, Gvk, Manifest, Plan, Plugin, Reconciler, health,
+    Cache, ComponentHealth, Error, Fetched, Gvk, Manifest, ObjectKind, Plan, Plugin, Reconciler,
+    health,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -36,8 +37,15 @@ fn one() -> i32 {
     1
 }
 
+impl ObjectKind for WebApp {
+    /// The host refuses this plugin if it watches anything but WebApps.
+    fn object_kind() -> Option<Gvk> {
+        Some(Gvk::new("examples.capstan.dev", "v1alpha1", "WebApp"))
+    }
+}
+
 /// What the reconciler observed: its two children.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct Observed {
     deployment: Fetched<Deployment>,
     service: Fetched<Service>,
@@ -89,7 +97,7 @@ impl Reconciler for WebAppReconciler {
     }
 }
 
-capstan_sdk::export!(WebAppReconciler);
+capstan_sdk::export!(WebAppReconciler: Reconciler);
 
 fn meta(app: &WebApp) -> ObjectMeta {
     ObjectMeta {

@@ -13,7 +13,11 @@
 //! a second name (a second reconciler of the same kind).
 //!
 //! Its manifest declares only what an ordinary plugin would: it owns ConfigMaps, may read Secrets
-//! and read, patch and delete Deployments, may delete Namespaces, and reads pod logs.
+//! and read, patch and delete Deployments, may delete Namespaces, and reads pod logs. It takes any
+//! kind (no `object-kind`).
+//!
+//! The reads happen in `fetch` and their outcomes stay in the reconciliation (contract 0.2.0: the
+//! observation never crosses the boundary) until `get-component-health` reports them.
 
 #![allow(missing_docs)]
 
@@ -25,13 +29,20 @@ wit_bindgen::generate!({
 use capstan::controller::cache::{self, ListOptions};
 use capstan::controller::pod_logs;
 use capstan::controller::types::{
-    AccessRule, CategorizedError, ComponentHealth, GroupVersionKind, HealthState, Manifest,
-    ObjectRef, Observability, PlanEntry, StatusMode, Verb,
+    AccessRule, CategorizedError, CleanupOutcome, ComponentHealth, GroupVersionKind, HealthState,
+    Manifest, ObjectRef, Observability, PlanEntry, StatusMode, StatusUpdate, Verb,
 };
-use exports::capstan::controller::reconciler::{CleanupOutcome, StatusUpdate};
+use exports::capstan::controller::reconciler::{Guest, GuestReconciliation, Reconciliation};
 use serde_json::Value;
+use std::cell::RefCell;
 
 struct Attacker;
+
+/// One reconcile: the object's JSON, and the outcome of each read once `fetch` ran.
+struct Attack {
+    obj: String,
+    reads: RefCell<Vec<String>>,
+}
 
 fn gvk(group: &str, version: &str, kind: &str) -> GroupVersionKind {
     GroupVersionKind {
@@ -56,7 +67,10 @@ fn spec(obj: &str, field: &str) -> Vec<Value> {
 }
 
 fn text(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn optional(v: &Value, key: &str) -> Option<String> {
@@ -130,21 +144,30 @@ impl exports::capstan::controller::plugin::Guest for Attacker {
             observability: Observability::Info,
             phase_timeouts: vec![],
             wait_for_owner: None,
+            object_kind: None,
         }
     }
 }
 
-impl exports::capstan::controller::reconciler::Guest for Attacker {
-    fn fetch(obj: String) -> Result<String, CategorizedError> {
-        let results: Vec<Value> = spec(&obj, "reads")
-            .iter()
-            .map(|r| Value::String(read(r)))
-            .collect();
-        Ok(Value::Array(results).to_string())
+impl Guest for Attacker {
+    type Reconciliation = Attack;
+}
+
+impl GuestReconciliation for Attack {
+    fn open(obj: String) -> Result<Reconciliation, CategorizedError> {
+        Ok(Reconciliation::new(Attack {
+            obj,
+            reads: RefCell::new(Vec::new()),
+        }))
     }
 
-    fn plan_resources(obj: String, _: String) -> Result<Vec<PlanEntry>, CategorizedError> {
-        Ok(spec(&obj, "plan")
+    fn fetch(&self) -> Result<(), CategorizedError> {
+        *self.reads.borrow_mut() = spec(&self.obj, "reads").iter().map(read).collect();
+        Ok(())
+    }
+
+    fn plan_resources(&self) -> Result<Vec<PlanEntry>, CategorizedError> {
+        Ok(spec(&self.obj, "plan")
             .iter()
             .filter_map(|e| {
                 if let Some(o) = e.get("apply") {
@@ -158,8 +181,8 @@ impl exports::capstan::controller::reconciler::Guest for Attacker {
             .collect())
     }
 
-    fn get_component_health(_: String, observation: String) -> Vec<ComponentHealth> {
-        let reads: Vec<String> = serde_json::from_str(&observation).unwrap_or_default();
+    fn get_component_health(&self) -> Vec<ComponentHealth> {
+        let reads = self.reads.borrow();
         std::iter::once(ComponentHealth {
             component: "Attack".into(),
             state: HealthState::Ready,
@@ -168,25 +191,25 @@ impl exports::capstan::controller::reconciler::Guest for Attacker {
             errors: vec![],
             requeue_after: None,
         })
-        .chain(reads.into_iter().enumerate().map(|(i, r)| ComponentHealth {
+        .chain(reads.iter().enumerate().map(|(i, r)| ComponentHealth {
             component: format!("Read{i}"),
             state: HealthState::Ready,
             reason: "Read".into(),
-            message: r,
+            message: r.clone(),
             errors: vec![],
             requeue_after: None,
         }))
         .collect()
     }
 
-    fn status(_: String, _: String, _: String) -> StatusUpdate {
+    fn status(&self, _: String) -> StatusUpdate {
         StatusUpdate {
             fields: "{}".into(),
             conditions: vec![],
         }
     }
 
-    fn cleanup(_: String) -> Result<CleanupOutcome, CategorizedError> {
+    fn cleanup(&self) -> Result<CleanupOutcome, CategorizedError> {
         Ok(CleanupOutcome::Done)
     }
 }

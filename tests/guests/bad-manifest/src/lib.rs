@@ -24,4 +24,4 @@ impl Handler for Bad {
     }
 }
 
-capstan_sdk::export!(Bad);
+capstan_sdk::export!(Bad: Handler);

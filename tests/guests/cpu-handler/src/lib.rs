@@ -43,4 +43,4 @@ impl Handler for Cpu {
     }
 }
 
-capstan_sdk::export!(Cpu);
+capstan_sdk::export!(Cpu: Handler);

@@ -42,8 +42,8 @@ impl Handler for Echo {
     }
 
     fn on_status(_: &ObjectRef, status: EventProcessStatus) {
-        assert!(status.messages.iter().all(|(k, _)| k != "skip"), "on-status called for a skip-close");
+        assert!(status.messages.iter().all(|m| m.key != "skip"), "on-status called for a skip-close");
     }
 }
 
-capstan_sdk::export!(Echo);
+capstan_sdk::export!(Echo: Handler);

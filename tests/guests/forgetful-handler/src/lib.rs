@@ -1,7 +1,9 @@
 //! Forgets to close its status channel on added; closes twice on deleted (the second must fail cleanly).
 
 use capstan_sdk::k8s_openapi::api::apps::v1::Deployment;
-use capstan_sdk::{ChannelError, EventProcessStatus, EventStatus, Handler, Manifest, Plugin, StatusChannel};
+use capstan_sdk::{
+    ChannelError, EventProcessStatus, EventStatus, Handler, Manifest, Plugin, StatusChannel,
+};
 
 struct Forgetful;
 
@@ -15,7 +17,9 @@ impl Handler for Forgetful {
     type Object = Deployment;
 
     fn added(_: Deployment, ch: &StatusChannel<'_>) -> EventStatus {
-        let _ = EventProcessStatus::new().with_status(EventStatus::Processing).send(ch);
+        let _ = EventProcessStatus::new()
+            .with_status(EventStatus::Processing)
+            .send(ch);
         EventStatus::Completed
     }
 
@@ -33,4 +37,4 @@ impl Handler for Forgetful {
     }
 }
 
-capstan_sdk::export!(Forgetful);
+capstan_sdk::export!(Forgetful: Handler);

@@ -40,4 +40,4 @@ impl Handler for Fs {
     }
 }
 
-capstan_sdk::export!(Fs);
+capstan_sdk::export!(Fs: Handler);

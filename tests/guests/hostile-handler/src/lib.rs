@@ -112,4 +112,4 @@ impl Handler for Hostile {
     }
 }
 
-capstan_sdk::export!(Hostile);
+capstan_sdk::export!(Hostile: Handler);

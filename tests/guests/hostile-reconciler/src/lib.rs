@@ -3,11 +3,13 @@
 //!
 //! - plan-resources: `bad-json` plans an object that is not JSON, `no-name` one without
 //!   `metadata.name`, `huge-plan` ~48 MiB of (valid) objects, `panic` panics, `spin` loops;
-//! - fetch: `fetch-error` returns a categorized `auth` error, `huge-observation` an 8 MiB
-//!   observation;
+//! - fetch: `fetch-error` returns a categorized `auth` error; `huge-observation` keeps an 8 MiB
+//!   observation in the reconciliation (contract 0.2.0: it never crosses the boundary, so fetch
+//!   succeeds);
 //! - status: `bad-status` returns fields that are not JSON.
 //!
 //! Anything else behaves: an empty observation, an empty plan, one ready component, no status.
+//! The object's name is read once, when the reconciliation is opened.
 
 #![allow(missing_docs)]
 
@@ -17,10 +19,11 @@ wit_bindgen::generate!({
 });
 
 use capstan::controller::types::{
-    CategorizedError, ComponentHealth, ErrorCategory, GroupVersionKind, HealthState, Manifest,
-    Observability, PlanEntry, StatusMode,
+    CategorizedError, CleanupOutcome, ComponentHealth, ErrorCategory, GroupVersionKind,
+    HealthState, Manifest, Observability, PlanEntry, StatusMode, StatusUpdate,
 };
-use exports::capstan::controller::reconciler::{CleanupOutcome, StatusUpdate};
+use exports::capstan::controller::reconciler::{Guest, GuestReconciliation, Reconciliation};
+use std::cell::RefCell;
 
 /// One planned object of `huge-plan`.
 const HUGE_ENTRY: usize = 8 << 20;
@@ -28,6 +31,12 @@ const HUGE_ENTRY: usize = 8 << 20;
 const HUGE_ENTRIES: usize = 6;
 
 struct Hostile;
+
+/// One reconcile: the object's name, and what `fetch` observed.
+struct Reconcile {
+    name: String,
+    observed: RefCell<String>,
+}
 
 /// The object's name, or "" when it has none.
 fn name(obj: &str) -> String {
@@ -69,27 +78,40 @@ impl exports::capstan::controller::plugin::Guest for Hostile {
             observability: Observability::Info,
             phase_timeouts: vec![],
             wait_for_owner: None,
+            object_kind: None,
         }
     }
 }
 
-impl exports::capstan::controller::reconciler::Guest for Hostile {
-    fn fetch(obj: String) -> Result<String, CategorizedError> {
-        match name(&obj).as_str() {
-            "fetch-error" => Err(CategorizedError {
-                category: ErrorCategory::Auth,
-                message: "credentials of fetch-error were rejected".into(),
-            }),
-            "huge-observation" => Ok(big_config_map(0, HUGE_ENTRY)),
-            _ => Ok("{}".into()),
-        }
+impl Guest for Hostile {
+    type Reconciliation = Reconcile;
+}
+
+impl GuestReconciliation for Reconcile {
+    fn open(obj: String) -> Result<Reconciliation, CategorizedError> {
+        Ok(Reconciliation::new(Reconcile {
+            name: name(&obj),
+            observed: RefCell::new(String::new()),
+        }))
     }
 
-    fn plan_resources(
-        obj: String,
-        _observation: String,
-    ) -> Result<Vec<PlanEntry>, CategorizedError> {
-        match name(&obj).as_str() {
+    fn fetch(&self) -> Result<(), CategorizedError> {
+        let observed = match self.name.as_str() {
+            "fetch-error" => {
+                return Err(CategorizedError {
+                    category: ErrorCategory::Auth,
+                    message: "credentials of fetch-error were rejected".into(),
+                });
+            }
+            "huge-observation" => big_config_map(0, HUGE_ENTRY),
+            _ => "{}".into(),
+        };
+        *self.observed.borrow_mut() = observed;
+        Ok(())
+    }
+
+    fn plan_resources(&self) -> Result<Vec<PlanEntry>, CategorizedError> {
+        match self.name.as_str() {
             "bad-json" => Ok(vec![PlanEntry::Apply(
                 "{\"apiVersion\": \"v1\", not json".into(),
             )]),
@@ -111,7 +133,7 @@ impl exports::capstan::controller::reconciler::Guest for Hostile {
         }
     }
 
-    fn get_component_health(_obj: String, _observation: String) -> Vec<ComponentHealth> {
+    fn get_component_health(&self) -> Vec<ComponentHealth> {
         vec![ComponentHealth {
             component: "Deployment".into(),
             state: HealthState::Ready,
@@ -122,8 +144,8 @@ impl exports::capstan::controller::reconciler::Guest for Hostile {
         }]
     }
 
-    fn status(obj: String, _observation: String, _computed: String) -> StatusUpdate {
-        let fields = match name(&obj).as_str() {
+    fn status(&self, _computed: String) -> StatusUpdate {
+        let fields = match self.name.as_str() {
             "bad-status" => "{\"ready\": yes".into(),
             _ => "{}".into(),
         };
@@ -133,7 +155,7 @@ impl exports::capstan::controller::reconciler::Guest for Hostile {
         }
     }
 
-    fn cleanup(_obj: String) -> Result<CleanupOutcome, CategorizedError> {
+    fn cleanup(&self) -> Result<CleanupOutcome, CategorizedError> {
         Ok(CleanupOutcome::Done)
     }
 }

@@ -11,7 +11,8 @@
 //! - `poison-*`: traps while fetching (a plugin that throws on unexpected data).
 //!
 //! Anything else behaves: one ready component, an empty plan, no status of its own. The manifest
-//! asks for `Warning` observability, so an unhealthy condition is an Event every reconcile.
+//! asks for `Warning` observability, so an unhealthy condition is an Event every reconcile. The
+//! object's name is read once, when the reconciliation is opened.
 
 #![allow(missing_docs)]
 
@@ -21,10 +22,10 @@ wit_bindgen::generate!({
 });
 
 use capstan::controller::types::{
-    CategorizedError, ComponentHealth, Condition, ConditionStatus, GroupVersionKind, HealthState,
-    Manifest, Observability, PlanEntry, StatusMode,
+    CategorizedError, CleanupOutcome, ComponentHealth, Condition, ConditionStatus,
+    GroupVersionKind, HealthState, Manifest, Observability, PlanEntry, StatusMode, StatusUpdate,
 };
-use exports::capstan::controller::reconciler::{CleanupOutcome, StatusUpdate};
+use exports::capstan::controller::reconciler::{Guest, GuestReconciliation, Reconciliation};
 use std::io::Write as _;
 
 /// What `log-flood` writes.
@@ -33,6 +34,11 @@ const FLOOD_BYTES: usize = 100 << 20;
 const FLOOD_LINE: usize = 1024;
 
 struct Noisy;
+
+/// One reconcile: the object's name.
+struct Reconcile {
+    name: String,
+}
 
 /// The object's name, or "" when it has none.
 fn name(obj: &str) -> String {
@@ -108,27 +114,32 @@ impl exports::capstan::controller::plugin::Guest for Noisy {
             observability: Observability::Warning,
             phase_timeouts: vec![],
             wait_for_owner: None,
+            object_kind: None,
         }
     }
 }
 
-impl exports::capstan::controller::reconciler::Guest for Noisy {
-    fn fetch(obj: String) -> Result<String, CategorizedError> {
-        let name = name(&obj);
-        if name.starts_with("poison-") {
-            core::arch::wasm32::unreachable();
-        }
-        if name == "log-flood" {
-            flood();
-        }
-        Ok("{}".into())
+impl Guest for Noisy {
+    type Reconciliation = Reconcile;
+}
+
+impl GuestReconciliation for Reconcile {
+    fn open(obj: String) -> Result<Reconciliation, CategorizedError> {
+        Ok(Reconciliation::new(Reconcile { name: name(&obj) }))
     }
 
-    fn plan_resources(
-        obj: String,
-        _observation: String,
-    ) -> Result<Vec<PlanEntry>, CategorizedError> {
-        let name = name(&obj);
+    fn fetch(&self) -> Result<(), CategorizedError> {
+        if self.name.starts_with("poison-") {
+            core::arch::wasm32::unreachable();
+        }
+        if self.name == "log-flood" {
+            flood();
+        }
+        Ok(())
+    }
+
+    fn plan_resources(&self) -> Result<Vec<PlanEntry>, CategorizedError> {
+        let name = &self.name;
         Ok(match name.as_str() {
             "child-churn" => vec![PlanEntry::Apply(config_map(
                 &format!("{name}-child"),
@@ -141,8 +152,8 @@ impl exports::capstan::controller::reconciler::Guest for Noisy {
         })
     }
 
-    fn get_component_health(obj: String, _observation: String) -> Vec<ComponentHealth> {
-        match name(&obj).as_str() {
+    fn get_component_health(&self) -> Vec<ComponentHealth> {
+        match self.name.as_str() {
             "unique-reason" => vec![component(
                 "Widget",
                 HealthState::Progressing,
@@ -162,8 +173,8 @@ impl exports::capstan::controller::reconciler::Guest for Noisy {
         }
     }
 
-    fn status(obj: String, _observation: String, _computed: String) -> StatusUpdate {
-        let conditions = match name(&obj).as_str() {
+    fn status(&self, _computed: String) -> StatusUpdate {
+        let conditions = match self.name.as_str() {
             "many-conditions" => (0..100)
                 .map(|i| Condition {
                     condition_type: format!("Extra{i}"),
@@ -181,7 +192,7 @@ impl exports::capstan::controller::reconciler::Guest for Noisy {
         }
     }
 
-    fn cleanup(_obj: String) -> Result<CleanupOutcome, CategorizedError> {
+    fn cleanup(&self) -> Result<CleanupOutcome, CategorizedError> {
         Ok(CleanupOutcome::Done)
     }
 }

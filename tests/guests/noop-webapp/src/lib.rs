@@ -1,6 +1,6 @@
 //! A reconciler for `WebApp` that does nothing (benchmarks): it owns nothing, fetch observes
-//! nothing, the plan is empty and the one component, `App`, is always ready. A reconcile is the
-//! fetch, health and plan calls and, the first time, the status write. Conditions are silent, so
+//! nothing, the plan is empty and the one component, `App`, is always ready. A reconcile is one
+//! reconciliation (open, fetch, health and plan calls) and, the first time, the status write. Conditions are silent, so
 //! the host publishes no Events (a native controller doing the same work publishes none either).
 
 use capstan_sdk::serde_json::{Map, Value};
@@ -36,4 +36,4 @@ impl Reconciler for NoopWebApp {
     }
 }
 
-capstan_sdk::export!(NoopWebApp);
+capstan_sdk::export!(NoopWebApp: Reconciler);

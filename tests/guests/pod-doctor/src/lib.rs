@@ -12,7 +12,7 @@ use capstan_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use capstan_sdk::{
     Cache, ComponentHealth, Error, Gvk, Manifest, Plan, Plugin, PodLogs, Reconciler, Verb, inspect,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 
 /// The part of a WebApp this plugin reads.
@@ -23,7 +23,7 @@ pub struct WebApp {
 }
 
 /// What `fetch` saw: the pods and, for each failing one, its log tail or why it is missing.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default)]
 pub struct Observed {
     pods: Vec<Pod>,
     /// The last [`inspect::LOG_TAIL_LINES`] lines of the failing container's log, by pod name.
@@ -115,4 +115,4 @@ fn pod_health(pod: &Pod, observed: &Observed) -> ComponentHealth {
     health
 }
 
-capstan_sdk::export!(PodDoctor);
+capstan_sdk::export!(PodDoctor: Reconciler);

@@ -33,4 +33,4 @@ impl Handler for Retry {
     }
 }
 
-capstan_sdk::export!(Retry);
+capstan_sdk::export!(Retry: Handler);

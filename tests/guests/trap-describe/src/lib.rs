@@ -24,4 +24,4 @@ impl Handler for Trap {
     }
 }
 
-capstan_sdk::export!(Trap);
+capstan_sdk::export!(Trap: Handler);
