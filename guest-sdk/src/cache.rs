@@ -28,6 +28,30 @@ impl<T> Fetched<T> {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound)
     }
+
+    /// The health of the component this read was for: `inspect` judges the object (or its
+    /// absence); a failed read is reported as such, with its error and category, so that a denied
+    /// read is never mistaken for a missing object.
+    ///
+    /// ```ignore
+    /// observed.deployment.inspect(|d| inspect::deployment("Deployment", d))
+    /// ```
+    pub fn inspect(
+        &self,
+        inspect: impl FnOnce(Option<&T>) -> crate::ComponentHealth,
+    ) -> crate::ComponentHealth {
+        match self {
+            Self::Failed(e) => {
+                let mut health = inspect(None);
+                health.state = crate::HealthState::Unknown;
+                health.reason = "ReadFailed".into();
+                health.message = e.message.clone();
+                health.errors = vec![e.clone()];
+                health
+            }
+            _ => inspect(self.found()),
+        }
+    }
 }
 
 /// Read access to the informer caches, for the kinds the plugin declared.

@@ -81,7 +81,7 @@ async fn many_statuses_pass_a_channel_of_five_in_order() {
     let seqs: Vec<usize> = out
         .statuses
         .iter()
-        .map(|(s, _)| s.messages[0].1.parse().unwrap())
+        .map(|(s, _)| s.messages[0].value.parse().unwrap())
         .collect();
     assert_eq!(seqs, (0..=40).collect::<Vec<_>>());
     assert_eq!(out.on_status_calls, 41);

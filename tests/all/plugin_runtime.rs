@@ -33,7 +33,7 @@ async fn example_guests_load_with_their_world_and_manifest() {
     let rt = runtime();
     let handler = rt.load(&guest("deployment-handler")).await.unwrap();
     assert_eq!(handler.info().world, World::HandlerPlugin);
-    assert_eq!(handler.info().contract.to_string(), "0.1.0");
+    assert_eq!(handler.info().contract.to_string(), "0.2.0");
     assert_eq!(
         handler.manifest().watches,
         vec![Gvk::new("apps", "v1", "Deployment")]
@@ -497,8 +497,8 @@ async fn an_owned_kind_left_out_of_the_allow_list_cannot_be_read() {
     let reads = plugin.configure(
         &PluginSettings {
             allow: Some(vec![
-                AccessRule::newAccessRule::new(webapps, WATCH_VERBS.to_vec()),
-                AccessRule::newAccessRule::new(
+                AccessRule::new(webapps, WATCH_VERBS.to_vec()),
+                AccessRule::new(
                     Gvk::new("apps", "v1", "Deployment"),
                     vec![Verb::Get, Verb::List],
                 ),

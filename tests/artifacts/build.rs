@@ -114,23 +114,24 @@ fn main() {
     std::fs::write(out_dir.join("paths.rs"), paths).expect("write paths.rs into OUT_DIR");
 }
 
-/// Builds the guests `packages` of the guest workspace `workspace` for wasm32-wasip2 in the
-/// `guest` profile into `target_dir`.
-///
-/// One cargo invocation a package: the SDK still picks a guest's world with cargo features, and
-/// cargo would merge the features of packages built together. Once the world is chosen in the
-/// plugin crate, this loop becomes one `cargo build --workspace`.
+/// Builds every guest of the guest workspace `workspace` for wasm32-wasip2 in the `guest` profile
+/// into `target_dir`, in one cargo invocation (the SDK chooses each guest's world in the guest's
+/// own crate, so features no longer differ between guests).
 fn build_guests(workspace: &Path, packages: &[&str], target_dir: &Path) {
-    for package in packages {
-        let mut cmd = cargo();
-        cmd.args(["build", "--target", TARGET, "--profile", PROFILE])
-            .arg("--manifest-path")
-            .arg(workspace.join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir)
-            .args(["-p", package]);
-        run(cmd, &format!("guest {package}"));
-    }
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "--workspace",
+        "--target",
+        TARGET,
+        "--profile",
+        PROFILE,
+    ])
+    .arg("--manifest-path")
+    .arg(workspace.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(target_dir);
+    run(cmd, &format!("guests {}", packages.join(", ")));
 }
 
 /// A `cargo` command with the build script's environment scrubbed.

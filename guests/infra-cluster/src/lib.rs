@@ -202,7 +202,7 @@ impl Reconciler for InfraClusterReconciler {
     /// `Vpc` is ready once it exists; `ControlPlaneEndpoint` once an endpoint is known.
     fn health(ic: &InfraCluster, observed: &Observed) -> Vec<ComponentHealth> {
         vec![
-            health::exists("Vpc", observed.vpc.found()),
+            observed.vpc.inspect(|v| health::exists("Vpc", v)),
             endpoint_health(ic, observed),
         ]
     }

@@ -91,8 +91,10 @@ impl Reconciler for WebAppReconciler {
 
     fn health(_: &WebApp, observed: &Observed) -> Vec<ComponentHealth> {
         vec![
-            health::deployment("Deployment", observed.deployment.found()),
-            health::exists("Service", observed.service.found()),
+            observed
+                .deployment
+                .inspect(|d| health::deployment("Deployment", d)),
+            observed.service.inspect(|s| health::exists("Service", s)),
         ]
     }
 }

@@ -26,6 +26,9 @@ use std::time::Instant;
 use wasmtime::component::{InstancePre, ResourceAny, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+/// The export that opens a reconciliation, as calls and errors name it.
+const OPEN: &str = "reconciliation.open";
+
 /// What a loaded plugin is.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PluginInfo {
@@ -513,6 +516,9 @@ impl Plugin {
         let transition = {
             let mut q = lock(&self.inner.quarantine);
             match &result {
+                // Opening a reconciliation only hands the object over: the phases that follow
+                // tell whether the plugin copes with it.
+                Ok(_) if export == OPEN => Transition::None,
                 Ok(_) => q.succeeded(),
                 // A refused grant or a missing export is the host's business, not a fault.
                 Err(
@@ -777,23 +783,17 @@ impl Plugin {
         obj: &str,
     ) -> Result<Result<Reconciliation, CategorizedError>, CallError> {
         if self.inner.indices.reconciler.is_none() {
-            return Err(self.not_exported("reconciliation.open"));
+            return Err(self.not_exported(OPEN));
         }
         let mut slot = None;
         let obj = obj.to_owned();
         let opened = self
-            .call(
-                &mut slot,
-                "reconciliation.open",
-                Some(object),
-                Grants::default(),
-                move |w| {
-                    Box::pin(async move {
-                        let r = guest_export(&w.reconciler, "reconciler")?;
-                        r.reconciliation().call_open(&mut w.store, &obj).await
-                    })
-                },
-            )
+            .call(&mut slot, OPEN, Some(object), Grants::default(), move |w| {
+                Box::pin(async move {
+                    let r = guest_export(&w.reconciler, "reconciler")?;
+                    r.reconciliation().call_open(&mut w.store, &obj).await
+                })
+            })
             .await?;
         Ok(opened.map(|handle| Reconciliation {
             plugin: self.clone(),

@@ -359,14 +359,17 @@ impl Runtime {
     /// (with the content's digest) decides which configuration entry applies.
     pub async fn load_bytes(&self, path: &Path, bytes: Vec<u8>) -> Result<Plugin, RejectReason> {
         check_header(&bytes)?;
-        let embedded = super::embedded::read(&bytes).map_err(RejectReason::Embedded)?;
         let hash = content_hash(&bytes);
         let this = self.clone();
         let compile_hash = hash.clone();
-        let (component, origin) =
-            tokio::task::spawn_blocking(move || this.compile(&compile_hash, &bytes))
-                .await
-                .map_err(|e| RejectReason::Compile(format!("compiler task failed: {e}")))??;
+        let (component, origin, embedded) = tokio::task::spawn_blocking(move || {
+            let (component, origin) = this.compile(&compile_hash, &bytes)?;
+            // Read once the bytes are known to be a valid component.
+            let embedded = super::embedded::read(&bytes).map_err(RejectReason::Embedded)?;
+            Ok::<_, RejectReason>((component, origin, embedded))
+        })
+        .await
+        .map_err(|e| RejectReason::Compile(format!("compiler task failed: {e}")))??;
         let (world, contract) = world::detect(&component, &self.inner.engine)?;
         let pre = self
             .inner

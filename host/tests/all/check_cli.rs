@@ -215,11 +215,17 @@ fn an_embedded_manifest_that_disagrees_with_describe_is_refused() {
     let mut lie = capstan::plugin::embedded_manifest(&bytes).unwrap().unwrap();
     lie.owns.clear();
     let forged = dir.path().join("webapp.wasm");
-    std::fs::write(&forged, capstan::plugin::embed_manifest(&bytes, &lie).unwrap()).unwrap();
+    std::fs::write(
+        &forged,
+        capstan::plugin::embed_manifest(&bytes, &lie).unwrap(),
+    )
+    .unwrap();
     let (ok, _, stderr) = check(&[forged.as_os_str()]);
     assert!(!ok);
     assert!(
-        stderr.contains("the embedded manifest (capstan:manifest section) does not match what describe returns"),
+        stderr.contains(
+            "the embedded manifest (capstan:manifest section) does not match what describe returns"
+        ),
         "{stderr}"
     );
 }
