@@ -6,6 +6,7 @@ mod cost;
 mod dispatch;
 mod handler_calls;
 mod hostile;
+mod isolation;
 mod plugin_runtime;
 mod pod_logs;
 mod reconcile;

@@ -127,6 +127,17 @@ async fn invalid_manifest_is_rejected() {
 }
 
 #[tokio::test]
+async fn a_handler_typed_for_another_kind_than_it_watches_is_rejected_at_load() {
+    // Typed for Deployments, watching ConfigMaps: every event would fail to decode.
+    let reason = reject(Err("mistyped-handler")).await;
+    assert!(
+        matches!(&reason, RejectReason::InvalidManifest(m)
+            if m.contains("decodes objects as apps/v1/Deployment but watches v1/ConfigMap")),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
 async fn a_directory_loads_the_good_and_reports_the_bad() {
     let dir = plugins_dir(&[
         "deployment-handler",
