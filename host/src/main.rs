@@ -70,8 +70,8 @@ enum Command {
         #[arg(long, conflicts_with = "cache_dir")]
         no_cache: bool,
         /// Print only the manifest each file carries in its `capstan:manifest` section, without
-        /// compiling or running anything (see `capstan annotate`).
-        #[arg(long, conflicts_with_all = ["cache_dir", "no_cache"])]
+        /// compiling or running anything (see `capstan annotate`); cache options do not apply.
+        #[arg(long)]
         embedded: bool,
         #[command(flatten)]
         limits: LimitArgs,
