@@ -496,13 +496,16 @@ async fn pruning_can_be_turned_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_outside_the_manifest_is_refused_as_auth_and_nothing_is_applied() {
     let env = Env::start().await;
-    // The operator allows the WebApp and Deployments only: the Service the plan holds is refused.
+    // The operator allows the WebApp and Deployments, and only reading Services: the Service the
+    // plan holds is refused.
     let webapp = Gvk::new(GROUP, "v1alpha1", "WebApp");
     let deployment = Gvk::new("apps", "v1", "Deployment");
     let read = vec![Verb::Get, Verb::List, Verb::Watch];
     let settings = PluginSettings {
         allow: Some(vec![
             AccessRule::new(webapp, read.clone()),
+            // Services may be read (so the fetch phase sees none), not applied.
+            AccessRule::new(Gvk::new("", "v1", "Service"), read.clone()),
             AccessRule::new(deployment, [read, vec![Verb::Patch, Verb::Delete]].concat()),
         ]),
         ..PluginSettings::default()
