@@ -172,7 +172,7 @@ async fn the_kubeconfig_carries_the_token_and_only_its_owner_reads_it() {
     server.write_kubeconfig(&path).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
-    let yaml: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let yaml: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(yaml["users"][0]["user"]["token"], server.token());
 
     let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
