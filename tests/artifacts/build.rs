@@ -85,7 +85,8 @@ fn main() {
 
     let out = target_dir.join(TARGET).join(PROFILE);
     let mut paths = String::new();
-    let mut all = String::from("/// Every guest: its package name and the path of its component.\n");
+    let mut all =
+        String::from("/// Every guest: its package name and the path of its component.\n");
     all.push_str("pub const GUESTS: &[(&str, &str)] = &[\n");
     for g in &guests {
         let file = out.join(format!("{}.wasm", g.package.replace('-', "_")));
