@@ -513,7 +513,8 @@ async fn bodies_need_a_supported_media_type() {
     )
     .await;
     assert_eq!(code, 201, "{out}");
-    let yaml = b"metadata:\n  name: y\ndata:\n  a: '1'\n";
+    // (Not `name: y`: unquoted, `y` is a YAML 1.1 boolean, as kube-apiserver reads YAML.)
+    let yaml = b"metadata:\n  name: from-yaml\ndata:\n  a: '1'\n";
     let (code, out) = raw(&server, "POST", CMS, "Application/YAML", yaml).await;
     assert_eq!(code, 201, "{out}");
     let put = br#"{"metadata":{"name":"cm"},"data":{"a":"put"}}"#;
