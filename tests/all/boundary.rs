@@ -5,7 +5,6 @@
 //! the refusal (plugin, entry, field).
 #![allow(clippy::unwrap_used)]
 
-use capstan::dispatch::RetryPolicy;
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, Runtime, RuntimeConfig};
 use capstan::reconcile::{Controller, ControllerConfig, ScopeGrant};
@@ -186,12 +185,7 @@ impl Env {
 
     async fn controller(&self, plugin: Plugin, scope: ScopeGrant) -> Controller {
         let config = ControllerConfig {
-            retry: RetryPolicy {
-                base: Duration::from_millis(100),
-                max: Duration::from_secs(1),
-                jitter: 0.0,
-                ..RetryPolicy::default()
-            },
+            retry: capstan_tests::fast_retry(),
             scope,
             ..ControllerConfig::default()
         };

@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used)]
 
 use capstan::contract::ObjectRef;
-use capstan::dispatch::RetryPolicy;
 use capstan::informer::Informers;
 use capstan::metrics::Metrics;
 use capstan::plugin::{
@@ -158,12 +157,7 @@ impl Env {
     /// A controller for `plugin` with fast retries.
     async fn controller(&self, plugin: Plugin) -> Controller {
         let config = ControllerConfig {
-            retry: RetryPolicy {
-                base: Duration::from_millis(100),
-                max: Duration::from_secs(1),
-                jitter: 0.0,
-                ..RetryPolicy::default()
-            },
+            retry: capstan_tests::fast_retry(),
             metrics: Some(self.metrics.clone()),
             ..ControllerConfig::default()
         };

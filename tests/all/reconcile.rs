@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 use capstan::contract::{Gvk, Verb};
-use capstan::dispatch::RetryPolicy;
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, PluginSettings, Runtime, RuntimeConfig};
 use capstan::reconcile::{Controller, ControllerConfig};
@@ -108,12 +107,7 @@ async fn load(name: &str) -> Plugin {
 /// Fast retries, everything else default.
 fn fast() -> ControllerConfig {
     ControllerConfig {
-        retry: RetryPolicy {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            jitter: 0.0,
-            ..RetryPolicy::default()
-        },
+        retry: capstan_tests::fast_retry(),
         ..ControllerConfig::default()
     }
 }

@@ -145,6 +145,17 @@ pub fn sha256_of(path: &Path) -> String {
     capstan::plugin::content_hash(&std::fs::read(path).expect("read plugin"))
 }
 
+/// Retries of failed reconciles for tests: from 100 ms, at most 1 s apart, no jitter.
+#[allow(dead_code)]
+pub fn fast_retry() -> capstan::dispatch::RetryPolicy {
+    capstan::dispatch::RetryPolicy {
+        base: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        jitter: 0.0,
+        ..capstan::dispatch::RetryPolicy::default()
+    }
+}
+
 /// How long [`eventually`] waits.
 pub const EVENTUALLY: Duration = Duration::from_secs(20);
 
