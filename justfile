@@ -18,9 +18,9 @@ run: guests
 check: guests
     cargo run -p capstan -- check {{guests}}
 
-# Every test.
+# Every test (the benchmarks are not built: `cargo test --benches` runs each once).
 test: setup
-    cargo test --workspace --all-targets
+    cargo test --workspace
     cargo test --manifest-path guests/Cargo.toml
 
 # Lints, as CI runs them.

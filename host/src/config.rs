@@ -68,7 +68,7 @@ pub enum ConfigError {
         path: PathBuf,
         /// Cause.
         #[source]
-        source: serde_yaml::Error,
+        source: Box<serde_saphyr::Error>,
     },
     /// A plugin's WASI grant cannot be given.
     #[error("plugin {plugin}: invalid wasi grant")]
@@ -399,18 +399,18 @@ impl Config {
         })?;
         let config = Self::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         config.check()?;
         Ok(config)
     }
 
     /// Parse configuration text.
-    pub fn parse(text: &str) -> Result<Self, serde_yaml::Error> {
+    pub fn parse(text: &str) -> Result<Self, serde_saphyr::Error> {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(text)
+        serde_saphyr::from_str(text)
     }
 
     /// Check values a parser cannot: every entry is bound to a file or digest (no two to the same

@@ -1,7 +1,6 @@
 //! Applying a directory of YAML manifests at start: CustomResourceDefinitions first, then the rest.
 
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -64,8 +63,11 @@ fn read_docs(dir: &Path) -> Result<Vec<Doc>, ManifestError> {
     let mut docs = Vec::new();
     for path in files {
         let text = read(&path)?;
-        for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let value = serde_yaml::Value::deserialize(doc).map_err(|e| ManifestError::Parse {
+        // Empty documents are skipped; YAML 1.1 booleans (`yes`, `on`) are booleans, as kubectl
+        // (go-yaml v2 through sigs.k8s.io/yaml) reads them.
+        let mut bytes = text.as_bytes();
+        for (i, doc) in serde_saphyr::read::<_, serde_json::Value>(&mut bytes).enumerate() {
+            let value = doc.map_err(|e| ManifestError::Parse {
                 path: path.clone(),
                 index: i + 1,
                 reason: e.to_string(),
@@ -74,7 +76,7 @@ fn read_docs(dir: &Path) -> Result<Vec<Doc>, ManifestError> {
                 continue;
             }
             let object: DynamicObject =
-                serde_yaml::from_value(value).map_err(|e| ManifestError::Parse {
+                serde_json::from_value(value).map_err(|e| ManifestError::Parse {
                     path: path.clone(),
                     index: i + 1,
                     reason: e.to_string(),
@@ -160,4 +162,79 @@ async fn resolve(
     Err(last.unwrap_or_else(|| {
         kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(gvk.kind.clone()))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A manifest as kubectl reads it: a stream of documents (an empty one skipped), and YAML 1.1
+    /// booleans (`yes`, `on`, `off`, `no`, unquoted) that are booleans; quoted, they stay text.
+    #[test]
+    fn a_multi_document_stream_with_yaml_1_1_booleans_reads_as_kubectl_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("app.yaml"),
+            r#"# two objects, one stream
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  labels:
+    quoted: "yes"
+data:
+  plain: "on"
+---
+---
+apiVersion: examples.capstan.dev/v1alpha1
+kind: WebApp
+metadata:
+  name: shop
+spec:
+  enabled: yes
+  public: on
+  paused: off
+  legacy: no
+  strict: true
+  replicas: 2
+"#,
+        )
+        .unwrap();
+        let docs = read_docs(dir.path()).unwrap();
+        let names: Vec<_> = docs
+            .iter()
+            .map(|d| d.object.metadata.name.as_deref().unwrap())
+            .collect();
+        assert_eq!(names, ["settings", "shop"]);
+        let settings = &docs[0].object;
+        assert_eq!(settings.metadata.labels.as_ref().unwrap()["quoted"], "yes");
+        assert_eq!(settings.data["data"]["plain"], "on");
+        let spec = &docs[1].object.data["spec"];
+        assert_eq!(
+            spec,
+            &serde_json::json!({
+                "enabled": true, "public": true, "paused": false, "legacy": false,
+                "strict": true, "replicas": 2
+            })
+        );
+    }
+
+    #[test]
+    fn a_document_that_is_not_an_object_is_named_by_file_and_number() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n- a list\n",
+        )
+        .unwrap();
+        let Err(err) = read_docs(dir.path()) else {
+            panic!("a list is not an object")
+        };
+        assert!(
+            matches!(&err, ManifestError::Parse { index: 2, .. }),
+            "{err}"
+        );
+    }
 }

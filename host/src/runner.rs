@@ -82,9 +82,29 @@ impl RunConfig {
 }
 
 /// Run until `shutdown` resolves: then stop taking work, let work in flight finish, return.
+/// `/metrics`, `/healthz`, `/readyz` and `/plugins` are served on `config.http_listen`, if set.
 pub async fn run(
     config: RunConfig,
     client: kube::Client,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let http = match config.http_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+    run_with_listener(config, client, http, shutdown).await
+}
+
+/// [`run`], serving the HTTP endpoints on a listener the caller bound (`config.http_listen` is
+/// not read): bind port 0, read the address it got, and nothing can take the port in between.
+pub async fn run_with_listener(
+    config: RunConfig,
+    client: kube::Client,
+    http: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     if let Some(dir) = &config.manifests {
@@ -126,21 +146,17 @@ pub async fn run(
         supervisor.apply(event).await;
     }
     let ready = Arc::new(AtomicBool::new(true));
-    let server = match config.http_listen {
-        Some(addr) => Some(
-            serve_http(
-                addr,
-                HttpState {
-                    registry: registry.clone(),
-                    metrics: metrics.clone(),
-                    ready: ready.clone(),
-                    supervisor: supervisor.gauges.clone(),
-                },
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let server = http.map(|listener| {
+        serve_http(
+            listener,
+            HttpState {
+                registry: registry.clone(),
+                metrics: metrics.clone(),
+                ready: ready.clone(),
+                supervisor: supervisor.gauges.clone(),
+            },
+        )
+    });
     tracing::info!(
         plugins = registry.plugins().len(),
         hot_reload = config.hot_reload,
@@ -469,14 +485,11 @@ impl HttpState {
     }
 }
 
-async fn serve_http(
-    addr: SocketAddr,
-    state: HttpState,
-) -> Result<tokio::task::JoinHandle<()>, RunError> {
+fn serve_http(listener: tokio::net::TcpListener, state: HttpState) -> tokio::task::JoinHandle<()> {
     use axum::routing::get;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| RunError::Listen { addr, source })?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "http listening");
+    }
     let (ready, plugins, metrics) = (state.ready.clone(), state.clone(), state);
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -506,10 +519,9 @@ async fn serve_http(
                 )
             }),
         );
-    tracing::info!(%addr, "http listening");
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "http server stopped");
         }
-    }))
+    })
 }

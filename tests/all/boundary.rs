@@ -5,18 +5,17 @@
 //! the refusal (plugin, entry, field).
 #![allow(clippy::unwrap_used)]
 
-use capstan::dispatch::RetryPolicy;
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, Runtime, RuntimeConfig};
 use capstan::reconcile::{Controller, ControllerConfig, ScopeGrant};
 use capstan_apiserver::RunningServer;
+use capstan_tests::eventually;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const TIMEOUT: Duration = Duration::from_secs(20);
 /// The attacker's namespace.
 const HOME: &str = "team-a";
 /// Another team's namespace.
@@ -186,12 +185,7 @@ impl Env {
 
     async fn controller(&self, plugin: Plugin, scope: ScopeGrant) -> Controller {
         let config = ControllerConfig {
-            retry: RetryPolicy {
-                base: Duration::from_millis(100),
-                max: Duration::from_secs(1),
-                jitter: 0.0,
-                ..RetryPolicy::default()
-            },
+            retry: capstan_tests::fast_retry(),
             scope,
             ..ControllerConfig::default()
         };
@@ -256,17 +250,6 @@ impl Env {
     async fn shutdown(self) {
         self.server.shutdown().await.unwrap();
     }
-}
-
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 async fn attacker(name: &str) -> Plugin {

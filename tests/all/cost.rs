@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used)]
 
 use capstan::contract::ObjectRef;
-use capstan::dispatch::RetryPolicy;
 use capstan::informer::Informers;
 use capstan::metrics::Metrics;
 use capstan::plugin::{
@@ -15,6 +14,7 @@ use capstan::plugin::{
 };
 use capstan::reconcile::{Controller, ControllerConfig};
 use capstan_apiserver::RunningServer;
+use capstan_tests::Fields;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
@@ -42,20 +42,6 @@ struct Record {
 impl Record {
     fn get(&self, field: &str) -> &str {
         self.fields.get(field).map_or("", String::as_str)
-    }
-}
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.to_string());
     }
 }
 
@@ -171,12 +157,7 @@ impl Env {
     /// A controller for `plugin` with fast retries.
     async fn controller(&self, plugin: Plugin) -> Controller {
         let config = ControllerConfig {
-            retry: RetryPolicy {
-                base: Duration::from_millis(100),
-                max: Duration::from_secs(1),
-                jitter: 0.0,
-                ..RetryPolicy::default()
-            },
+            retry: capstan_tests::fast_retry(),
             metrics: Some(self.metrics.clone()),
             ..ControllerConfig::default()
         };
@@ -233,15 +214,8 @@ impl Env {
     }
 }
 
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+async fn eventually<T>(what: &str, f: impl AsyncFnMut() -> Option<T>) -> T {
+    capstan_tests::eventually_within(TIMEOUT, what, f).await
 }
 
 fn webapp(name: &str) -> (ObjectRef, String) {

@@ -10,7 +10,7 @@ use capstan::dispatch::{
 use capstan::event::{Context, Event};
 use capstan::plugin::{Plugin, Runtime, RuntimeConfig};
 use capstan::status::EventStatus;
-use capstan_tests::{deployment_json, guest};
+use capstan_tests::{deployment_json, guest, wait_for};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,16 +49,6 @@ fn root(name: &str, roots: &Arc<Roots>) -> ChangeEvent {
             f.errors.lock().unwrap().push(format!("{e:#}"));
         },
     )
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..600 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use capstan::plugin::{
     CallError, Grants, HandlerEvent, Limits, Plugin, Reconciliation, Runtime, RuntimeConfig,
 };
 use capstan::status::{Delivery, EventStatus, Message};
-use capstan_tests::{deployment_json, guest};
+use capstan_tests::{Fields, deployment_json, guest};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -137,20 +137,6 @@ async fn a_trap_fails_only_that_call() {
 /// Collects the host's "log record over the size limit dropped" warnings, with their fields.
 #[derive(Clone, Default)]
 struct Dropped(Arc<Mutex<Vec<std::collections::HashMap<String, String>>>>);
-
-struct Fields<'a>(&'a mut std::collections::HashMap<String, String>);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.to_string());
-    }
-}
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Dropped {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {

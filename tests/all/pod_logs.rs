@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 use capstan::contract::World;
-use capstan::dispatch::RetryPolicy;
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, PluginSettings, Runtime, RuntimeConfig};
 use capstan::reconcile::{Controller, ControllerConfig};
@@ -52,12 +51,7 @@ impl Env {
             .unwrap();
         let config = ControllerConfig {
             resync: Duration::from_millis(200),
-            retry: RetryPolicy {
-                base: Duration::from_millis(100),
-                max: Duration::from_secs(1),
-                jitter: 0.0,
-                ..RetryPolicy::default()
-            },
+            retry: capstan_tests::fast_retry(),
             ..ControllerConfig::default()
         };
         let controller = Controller::start(

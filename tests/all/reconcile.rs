@@ -5,21 +5,18 @@
 #![allow(clippy::unwrap_used)]
 
 use capstan::contract::{AccessRule, Gvk, Verb};
-use capstan::dispatch::RetryPolicy;
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, PluginSettings, Runtime, RuntimeConfig};
 use capstan::reconcile::{Controller, ControllerConfig};
 use capstan_apiserver::RunningServer;
+use capstan_tests::eventually;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-/// How long any awaited state may take.
-const TIMEOUT: Duration = Duration::from_secs(20);
+use std::time::Duration;
 
 const GROUP: &str = "examples.capstan.dev";
 
@@ -110,12 +107,7 @@ async fn load(name: &str) -> Plugin {
 /// Fast retries, everything else default.
 fn fast() -> ControllerConfig {
     ControllerConfig {
-        retry: RetryPolicy {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            jitter: 0.0,
-            ..RetryPolicy::default()
-        },
+        retry: capstan_tests::fast_retry(),
         ..ControllerConfig::default()
     }
 }
@@ -128,17 +120,6 @@ fn creating_times_out() -> ControllerConfig {
         phase_timeouts: HashMap::from([("Creating".to_owned(), Duration::from_secs(1))]),
         ..fast()
     }
-}
-
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 async fn get(api: &Api<DynamicObject>, name: &str) -> Value {
@@ -678,7 +659,12 @@ async fn a_phase_timeout_fails_the_object_until_its_spec_changes() {
         .delete("shop", &DeleteParams::default())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    capstan_tests::never_within(
+        Duration::from_millis(300),
+        "the child deleted by hand came back",
+        async || services.get_opt("shop").await.unwrap().is_some(),
+    )
+    .await;
     barrier(&env, "zz-barrier").await;
     assert!(services.get_opt("shop").await.unwrap().is_none());
     assert_eq!(

@@ -6,7 +6,7 @@ use capstan::contract::ObjectRef;
 use capstan::dispatch::{Change, ChangeEvent, DispatchConfig, Dispatcher, ObjectChange};
 use capstan::event::{Context, Event};
 use capstan::plugin::{PluginEvent, Registry, Reloader, Runtime, RuntimeConfig};
-use capstan_tests::{deployment_json, guest, tempdir};
+use capstan_tests::{deployment_json, guest, never_within, tempdir, wait_for};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,16 +34,6 @@ async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<PluginEvent>) -> Plu
         .await
         .expect("a plugin event")
         .expect("channel open")
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..1200 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +100,12 @@ async fn a_hundred_swaps_under_load_lose_and_double_no_event() {
         deliveries.lock().unwrap().len() >= published
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    never_within(
+        Duration::from_millis(200),
+        "an event was delivered twice",
+        async || deliveries.lock().unwrap().len() > published,
+    )
+    .await;
 
     let deliveries = deliveries.lock().unwrap();
     assert_eq!(deliveries.len(), published, "no event doubled");
@@ -212,16 +207,17 @@ async fn the_directory_watch_loads_swaps_rejects_and_unloads() {
         );
         // Clear the rejection record by reloading a good version between bad ones.
         capstan_tests::drop_in(&guest("echo-handler-v2"), &file);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_for("the rejection cleared", || {
+            reloader.registry().view().rejected.is_empty()
+        })
+        .await;
     }
-    assert!(
-        rx.try_recv().is_err(),
-        "no event for rejected or identical files"
-    );
 
+    // The removal is the barrier: its event is the next one, so there was none for the rejected
+    // or identical files.
     std::fs::remove_file(&file).unwrap();
     let PluginEvent::Unloaded(p) = next(&mut rx).await else {
-        panic!("unloaded")
+        panic!("no event for rejected or identical files; the next one is the unload")
     };
     assert_eq!(p.name(), "echo-handler");
     assert!(reloader.registry().view().loaded.is_empty());

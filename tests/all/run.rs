@@ -2,7 +2,7 @@
 //! plugins directory, and what `/plugins` and `/metrics` show; SIGTERM-style shutdown returns Ok.
 #![allow(clippy::unwrap_used)]
 
-use capstan::runner::{RunConfig, run};
+use capstan::runner::{RunConfig, run_with_listener};
 use capstan_tests::{guest, root, tempdir};
 use kube::api::{Api, PostParams};
 use std::net::SocketAddr;
@@ -53,8 +53,20 @@ fn spawn_host(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), capstan::runner::RunError>>,
 ) {
+    spawn_host_serving(config, client, None)
+}
+
+/// [`spawn_host`] serving its HTTP endpoints on `http`.
+fn spawn_host_serving(
+    config: RunConfig,
+    client: &kube::Client,
+    http: Option<tokio::net::TcpListener>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), capstan::runner::RunError>>,
+) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let host = tokio::spawn(run(config, client.clone(), async {
+    let host = tokio::spawn(run_with_listener(config, client.clone(), http, async {
         let _ = stopped.await;
     }));
     (stop, host)
@@ -98,11 +110,11 @@ async fn own_demo_infracluster(client: &kube::Client) -> Api<kube::api::DynamicO
     infra
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// A listener on a loopback port the system picks, and the address it got.
+async fn http_listener() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,11 +131,10 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
     let echo = plugins.path().join("echo.wasm");
     capstan_tests::drop_in(&guest("echo-handler"), &echo);
     capstan_tests::drop_in(&guest("webapp"), &plugins.path().join("webapp.wasm"));
-    let addr = free_addr();
+    let (http, addr) = http_listener().await;
     let mut config = RunConfig::new(plugins.path());
     config.manifests = Some(manifests.path().to_owned());
-    config.http_listen = Some(addr);
-    let (stop, host) = spawn_host(config, &client);
+    let (stop, host) = spawn_host_serving(config, &client, Some(http));
 
     let body = wait_for(addr, "/plugins", "both plugins", |b| {
         let v = plugins_json(b);
@@ -177,12 +188,12 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = webapp_reconciles(&get(addr, "/metrics").await.unwrap());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = webapp_reconciles(&get(addr, "/metrics").await.unwrap());
-    assert!(
-        after - before <= 2,
-        "reconcile loop: {before} then {after} in 2 s"
-    );
+    capstan_tests::never_within(
+        Duration::from_secs(2),
+        &format!("reconcile loop: more than 2 reconciles after {before}"),
+        async || webapp_reconciles(&get(addr, "/metrics").await.unwrap()) - before > 2,
+    )
+    .await;
 
     // A new version dropped in replaces the old one, live.
     capstan_tests::drop_in(&guest("echo-handler-v2"), &echo);
@@ -379,9 +390,18 @@ async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
         .delete("demo", &DeleteParams::default())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let held = infra.get("demo").await.unwrap();
-    assert!(held.metadata.deletion_timestamp.is_some());
+    capstan_tests::never_within(
+        Duration::from_millis(500),
+        "the deletion went through with the host down",
+        async || {
+            infra
+                .get_opt("demo")
+                .await
+                .unwrap()
+                .is_none_or(|held| held.metadata.deletion_timestamp.is_none())
+        },
+    )
+    .await;
 
     // Back up: cleanup runs, the finalizer goes, and so does the object.
     let (stop, host) = start(None);
@@ -473,11 +493,10 @@ plugins:
     )
     .unwrap();
     file.check().unwrap();
-    let addr = free_addr();
+    let (http, addr) = http_listener().await;
     let mut config = RunConfig::new(plugins.path());
-    config.http_listen = Some(addr);
     config.config = file;
-    let (stop, host) = spawn_host(config, &client);
+    let (stop, host) = spawn_host_serving(config, &client, Some(http));
     let body = wait_for(addr, "/plugins", "both plugins", |b| {
         plugins_json(b)["loaded"]
             .as_array()

@@ -1,7 +1,10 @@
 //! Builds every guest of the two guest workspaces (`guests/`, the examples, and `tests/guests/`,
-//! the test-only guests) for `wasm32-wasip2` in the `guest` profile (dev-like: no LTO, no
-//! `codegen-units = 1`), into `<target dir>/guests`, and writes `paths.rs` into `OUT_DIR`: one
-//! constant a guest, with the absolute path of its component.
+//! the test-only guests) for `wasm32-wasip2` into `<target dir>/guests`, and writes `paths.rs`
+//! into `OUT_DIR`: one constant a guest, with the absolute path of its component.
+//!
+//! Tests (a dev build) get the `guest` profile, dev-like (no LTO, no `codegen-units = 1`); a
+//! release build (`cargo bench`) gets the guest workspaces' `release` profile, so benchmarks
+//! measure guests built as they ship.
 //!
 //! Cargo runs this once per build of the crate, and again only when a guest source, `wit/` or
 //! `guest-sdk/` changes (`cargo:rerun-if-changed`), so `cargo test` builds the guests once for all
@@ -14,9 +17,8 @@ use std::process::Command;
 /// The guest workspaces, relative to the repository root.
 const WORKSPACES: &[&str] = &["guests", "tests/guests"];
 
-/// The target triple and the profile (defined in each guest workspace's `Cargo.toml`).
+/// The target triple.
 const TARGET: &str = "wasm32-wasip2";
-const PROFILE: &str = "guest";
 
 /// Variables cargo (or the user) sets that would change what the inner cargo builds, or where:
 /// the host's flags and wrappers are not for wasm, and the guests have their own target directory.
@@ -72,6 +74,13 @@ fn main() {
     }
     guests.sort_by(|a, b| a.package.cmp(&b.package));
 
+    // The guest profile (defined in each guest workspace's `Cargo.toml`) for the tests; the
+    // release profile when this crate is built for release (benchmarks).
+    let profile = if env("PROFILE") == "release" {
+        "release"
+    } else {
+        "guest"
+    };
     check_target_installed();
     for ws in WORKSPACES {
         let workspace = root.join(ws);
@@ -80,10 +89,10 @@ fn main() {
             .filter(|g| g.workspace == workspace)
             .map(|g| g.package.as_str())
             .collect();
-        build_guests(&workspace, &packages, &target_dir);
+        build_guests(&workspace, &packages, profile, &target_dir);
     }
 
-    let out = target_dir.join(TARGET).join(PROFILE);
+    let out = target_dir.join(TARGET).join(profile);
     let mut paths = String::new();
     let mut all =
         String::from("/// Every guest: its package name and the path of its component.\n");
@@ -114,23 +123,16 @@ fn main() {
     std::fs::write(out_dir.join("paths.rs"), paths).expect("write paths.rs into OUT_DIR");
 }
 
-/// Builds every guest of the guest workspace `workspace` for wasm32-wasip2 in the `guest` profile
-/// into `target_dir`, in one cargo invocation (the SDK chooses each guest's world in the guest's
-/// own crate, so features no longer differ between guests).
-fn build_guests(workspace: &Path, packages: &[&str], target_dir: &Path) {
+/// Builds every guest of the guest workspace `workspace` for wasm32-wasip2 in `profile` into
+/// `target_dir`, in one cargo invocation: the SDK chooses each guest's world in the guest's own
+/// crate, so no feature differs between guests built together.
+fn build_guests(workspace: &Path, packages: &[&str], profile: &str, target_dir: &Path) {
     let mut cmd = cargo();
-    cmd.args([
-        "build",
-        "--workspace",
-        "--target",
-        TARGET,
-        "--profile",
-        PROFILE,
-    ])
-    .arg("--manifest-path")
-    .arg(workspace.join("Cargo.toml"))
-    .arg("--target-dir")
-    .arg(target_dir);
+    cmd.args(["build", "--workspace", "--target", TARGET, "--profile", profile])
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
     run(cmd, &format!("guests {}", packages.join(", ")));
 }
 

@@ -2,7 +2,9 @@
 //! embedded API server, and the helpers the integration tests share.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The repository root.
 #[allow(dead_code)]
@@ -141,4 +143,84 @@ pub fn with_custom_section(component: &[u8], payload: &[u8]) -> Vec<u8> {
 #[allow(dead_code)]
 pub fn sha256_of(path: &Path) -> String {
     capstan::plugin::content_hash(&std::fs::read(path).expect("read plugin"))
+}
+
+/// Retries of failed reconciles for tests: from 100 ms, at most 1 s apart, no jitter.
+#[allow(dead_code)]
+pub fn fast_retry() -> capstan::dispatch::RetryPolicy {
+    capstan::dispatch::RetryPolicy {
+        base: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        jitter: 0.0,
+        ..capstan::dispatch::RetryPolicy::default()
+    }
+}
+
+/// How long [`eventually`] waits.
+pub const EVENTUALLY: Duration = Duration::from_secs(20);
+
+/// Polls `probe` (every 50 ms) until it returns `Some`, for at most [`EVENTUALLY`]; panics naming
+/// `what` after that.
+#[allow(dead_code)]
+pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Option<T>) -> T {
+    eventually_within(EVENTUALLY, what, probe).await
+}
+
+/// Polls `probe` (every 50 ms) until it returns `Some`, for at most `within`; panics naming `what`
+/// after that.
+#[allow(dead_code)]
+pub async fn eventually_within<T>(
+    within: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`eventually`] for a condition read without awaiting (an atomic, a lock, a registry view).
+#[allow(dead_code)]
+pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    eventually_within(Duration::from_secs(30), what, async || done().then_some(())).await;
+}
+
+/// Asserts that something does NOT happen for `within`: polls `happened` (every 20 ms) for that
+/// whole time and panics, naming `what`, the first time it returns true. The negative assertion
+/// that replaces "sleep, then check once": it fails as soon as the event shows up, and it watches
+/// the whole window, not only its end.
+#[allow(dead_code)]
+pub async fn never_within(within: Duration, what: &str, mut happened: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    loop {
+        assert!(!happened().await, "{what} (within {within:?})");
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `tracing` visitor that records an event's fields as text, by field name.
+#[allow(dead_code)]
+pub struct Fields<'a>(pub &'a mut HashMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.to_string());
+    }
 }

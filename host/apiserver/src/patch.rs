@@ -57,7 +57,8 @@ impl PatchKind {
     }
 }
 
-/// Decodes a YAML or JSON document into a JSON value.
+/// Decodes a YAML or JSON document into a JSON value; YAML 1.1 booleans (`yes`, `on`, ...) are
+/// booleans, as kube-apiserver (sigs.k8s.io/yaml) reads them.
 ///
 /// # Errors
 /// [`PatchError::Decode`] for malformed input.
@@ -65,7 +66,7 @@ pub fn decode_yaml(body: &[u8]) -> Result<Value, PatchError> {
     if let Ok(v) = serde_json::from_slice(body) {
         return Ok(v);
     }
-    serde_yaml::from_slice(body).map_err(|e| PatchError::Decode(Box::new(e)))
+    serde_saphyr::from_slice(body).map_err(|e| PatchError::Decode(Box::new(e)))
 }
 
 /// Applies a JSON, merge or strategic merge patch to `doc` and returns the result (`doc` is
@@ -119,6 +120,19 @@ mod tests {
             .is_err()
         );
         assert!(apply_patch(PatchKind::Merge, &doc, b"{oops").is_err());
+    }
+
+    /// kube-apiserver reads YAML through sigs.k8s.io/yaml (go-yaml v2): unquoted `yes`, `on`,
+    /// `off` and `no` are YAML 1.1 booleans; quoted, they are strings.
+    #[test]
+    fn yaml_bodies_read_yaml_1_1_booleans_as_kube_apiserver_does() {
+        let v = decode_yaml(b"spec:\n  a: yes\n  b: on\n  c: off\n  d: no\n  e: 'yes'\n").unwrap();
+        assert_eq!(
+            v,
+            json!({"spec": {"a": true, "b": true, "c": false, "d": false, "e": "yes"}})
+        );
+        assert_eq!(decode_yaml(br#"{"a": true}"#).unwrap(), json!({"a": true}));
+        assert!(decode_yaml(b"a: [unclosed").is_err());
     }
 
     #[test]

@@ -457,7 +457,7 @@ mod tests {
     #[test]
     fn kubeconfig_parses() {
         let yaml = kubeconfig_yaml("https://127.0.0.1:1234", "PEM", "t0k-en_");
-        let v: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
         assert_eq!(
             v["clusters"][0]["cluster"]["server"],
             "https://127.0.0.1:1234"

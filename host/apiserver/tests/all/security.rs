@@ -172,7 +172,7 @@ async fn the_kubeconfig_carries_the_token_and_only_its_owner_reads_it() {
     server.write_kubeconfig(&path).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
-    let yaml: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let yaml: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(yaml["users"][0]["user"]["token"], server.token());
 
     let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
@@ -513,7 +513,8 @@ async fn bodies_need_a_supported_media_type() {
     )
     .await;
     assert_eq!(code, 201, "{out}");
-    let yaml = b"metadata:\n  name: y\ndata:\n  a: '1'\n";
+    // (Not `name: y`: unquoted, `y` is a YAML 1.1 boolean, as kube-apiserver reads YAML.)
+    let yaml = b"metadata:\n  name: from-yaml\ndata:\n  a: '1'\n";
     let (code, out) = raw(&server, "POST", CMS, "Application/YAML", yaml).await;
     assert_eq!(code, 201, "{out}");
     let put = br#"{"metadata":{"name":"cm"},"data":{"a":"put"}}"#;
