@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use capstan::informer::Informers;
-use capstan::plugin::{Plugin, Runtime, RuntimeConfig};
+use capstan::plugin::{Plugin, Runtime};
 use capstan::reconcile::{Controller, ControllerConfig, ScopeGrant};
 use capstan_apiserver::RunningServer;
 use capstan_tests::eventually;
@@ -253,7 +253,7 @@ impl Env {
 }
 
 async fn attacker(name: &str) -> Plugin {
-    Runtime::new(RuntimeConfig::default())
+    Runtime::new(capstan_tests::runtime_config())
         .unwrap()
         .load(&capstan_tests::guest(name))
         .await

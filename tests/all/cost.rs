@@ -9,9 +9,7 @@
 use capstan::contract::ObjectRef;
 use capstan::informer::Informers;
 use capstan::metrics::Metrics;
-use capstan::plugin::{
-    CallError, Limits, Plugin, PluginState, QuarantinePolicy, Runtime, RuntimeConfig,
-};
+use capstan::plugin::{CallError, Limits, Plugin, PluginState, QuarantinePolicy, Runtime};
 use capstan::reconcile::{Controller, ControllerConfig};
 use capstan_apiserver::RunningServer;
 use capstan_tests::Fields;
@@ -144,7 +142,7 @@ impl Env {
     /// The noisy plugin under `limits`, counting into this environment's metrics.
     async fn plugin(&self, limits: Limits) -> Plugin {
         Runtime::new(
-            RuntimeConfig::default()
+            capstan_tests::runtime_config()
                 .limits(limits)
                 .metrics(self.metrics.clone()),
         )

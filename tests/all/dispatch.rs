@@ -8,7 +8,7 @@ use capstan::dispatch::{
     Change, ChangeEvent, DispatchConfig, DispatchError, Dispatcher, ObjectChange, RetryPolicy,
 };
 use capstan::event::{Context, Event};
-use capstan::plugin::{Plugin, Runtime, RuntimeConfig};
+use capstan::plugin::{Plugin, Runtime};
 use capstan::status::EventStatus;
 use capstan_tests::{deployment_json, guest, wait_for};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 async fn load(names: &[&str]) -> Vec<Plugin> {
-    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let rt = Runtime::new(capstan_tests::runtime_config()).unwrap();
     let mut plugins = Vec::new();
     for n in names {
         plugins.push(rt.load(&guest(n)).await.unwrap());

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use capstan::contract::ObjectRef;
-use capstan::plugin::{HandlerEvent, Runtime, RuntimeConfig};
+use capstan::plugin::{HandlerEvent, Runtime};
 use capstan::status::{Delivery, EventStatus, Message};
 use capstan_tests::{deployment_json, guest};
 
@@ -13,7 +13,7 @@ fn deployment(name: &str, statuses: usize) -> (ObjectRef, String) {
 }
 
 async fn load(name: &str) -> capstan::plugin::Plugin {
-    Runtime::new(RuntimeConfig::default())
+    Runtime::new(capstan_tests::runtime_config())
         .unwrap()
         .load(&guest(name))
         .await

@@ -9,9 +9,7 @@ use capstan::dispatch::{
     Change, ChangeEvent, DispatchConfig, DispatchError, Dispatcher, ObjectChange, RetryPolicy,
 };
 use capstan::event::{Context, Event};
-use capstan::plugin::{
-    CallError, Grants, HandlerEvent, Limits, Plugin, Reconciliation, Runtime, RuntimeConfig,
-};
+use capstan::plugin::{CallError, Grants, HandlerEvent, Limits, Plugin, Reconciliation, Runtime};
 use capstan::status::{Delivery, EventStatus, Message};
 use capstan_tests::{Fields, deployment_json, guest};
 use std::sync::{Arc, Mutex};
@@ -33,7 +31,7 @@ async fn host(hostile: &str, deadline: Duration) -> Host {
         .call_timeout(deadline)
         .memory_bytes(64 << 20)
         .max_value_bytes(MAX_VALUE);
-    let rt = Runtime::new(RuntimeConfig::default().limits(limits)).unwrap();
+    let rt = Runtime::new(capstan_tests::runtime_config().limits(limits)).unwrap();
     Host {
         hostile: rt.load(&guest(hostile)).await.unwrap(),
         other: rt.load(&guest("echo-handler")).await.unwrap(),

@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 use capstan::contract::ObjectRef;
-use capstan::plugin::{Grants, HandlerEvent, Planned, Plugin, Runtime, RuntimeConfig};
+use capstan::plugin::{Grants, HandlerEvent, Planned, Plugin, Runtime};
 use capstan_tests::{deployment_json, guest};
 
 async fn load(name: &str) -> Plugin {
-    Runtime::new(RuntimeConfig::default())
+    Runtime::new(capstan_tests::runtime_config())
         .unwrap()
         .load(&guest(name))
         .await

@@ -10,7 +10,7 @@ use capstan_tests::{guest, plugins_dir, tempdir};
 use std::sync::Arc;
 
 fn runtime() -> Runtime {
-    Runtime::new(RuntimeConfig::default()).unwrap()
+    Runtime::new(capstan_tests::runtime_config()).unwrap()
 }
 
 async fn reject(bytes_or_guest: Result<Vec<u8>, &str>) -> RejectReason {

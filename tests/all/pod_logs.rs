@@ -6,7 +6,7 @@
 
 use capstan::contract::World;
 use capstan::informer::Informers;
-use capstan::plugin::{Plugin, PluginSettings, Runtime, RuntimeConfig};
+use capstan::plugin::{Plugin, PluginSettings, Runtime};
 use capstan::reconcile::{Controller, ControllerConfig};
 use capstan_apiserver::RunningServer;
 use k8s_openapi::api::core::v1::Pod;
@@ -153,7 +153,7 @@ impl Env {
 
 /// `pod-doctor`, checked to be a reconciler asking for pod logs.
 async fn pod_doctor() -> Plugin {
-    let plugin = Runtime::new(RuntimeConfig::default())
+    let plugin = Runtime::new(capstan_tests::runtime_config())
         .unwrap()
         .load(&capstan_tests::guest("pod-doctor"))
         .await

@@ -6,7 +6,7 @@
 
 use capstan::contract::{AccessRule, Gvk, Verb};
 use capstan::informer::Informers;
-use capstan::plugin::{Plugin, PluginSettings, Runtime, RuntimeConfig};
+use capstan::plugin::{Plugin, PluginSettings, Runtime};
 use capstan::reconcile::{Controller, ControllerConfig};
 use capstan_apiserver::RunningServer;
 use capstan_tests::eventually;
@@ -97,7 +97,7 @@ impl Env {
 }
 
 async fn load(name: &str) -> Plugin {
-    Runtime::new(RuntimeConfig::default())
+    Runtime::new(capstan_tests::runtime_config())
         .unwrap()
         .load(&capstan_tests::guest(name))
         .await

@@ -137,7 +137,7 @@ async fn a_hundred_swaps_under_load_lose_and_double_no_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_directory_watch_loads_swaps_rejects_and_unloads() {
     let plugins = tempdir();
-    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let runtime = Runtime::new(capstan_tests::runtime_config()).unwrap();
     let reloader =
         Reloader::new(runtime, Registry::new(), plugins.path()).debounce(Duration::from_millis(50));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -385,7 +385,8 @@ async fn at_startup_the_bound_file_wins_and_the_impostor_never_runs() {
     std::fs::copy(&real, &evil).unwrap();
     std::fs::copy(&real, plugins.path().join("fs-handler.wasm")).unwrap();
     let runtime =
-        Runtime::new(RuntimeConfig::default().grant(fs_handler_grant(secret.path()))).unwrap();
+        Runtime::new(capstan_tests::runtime_config().grant(fs_handler_grant(secret.path())))
+            .unwrap();
     let reloader = Reloader::new(runtime, Registry::new(), plugins.path());
     let events = reloader.scan().await.unwrap();
     match events.as_slice() {

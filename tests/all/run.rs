@@ -426,7 +426,7 @@ async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn informers_follow_the_kinds_loaded_plugins_need() {
     use capstan::contract::Gvk;
-    use capstan::plugin::{PluginEvent, Runtime, RuntimeConfig};
+    use capstan::plugin::{PluginEvent, Runtime};
     let server = capstan_tests::apiserver().await;
     let dir = tempdir();
     let mut supervisor = capstan::runner::Supervisor::new(
@@ -434,7 +434,7 @@ async fn informers_follow_the_kinds_loaded_plugins_need() {
         &RunConfig::new(dir.path()),
         capstan::metrics::Metrics::new(),
     );
-    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let runtime = Runtime::new(capstan_tests::runtime_config()).unwrap();
     let echo = runtime.load(&guest("echo-handler")).await.unwrap();
     let deployments = Gvk::new("apps", "v1", "Deployment");
     assert!(supervisor.informers().running().is_empty());
@@ -544,9 +544,7 @@ plugins:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watched_kind_left_out_of_the_allow_list_is_never_watched() {
     use capstan::contract::{AccessRule, Gvk, Verb};
-    use capstan::plugin::{
-        Binding, GrantEntry, PluginEvent, PluginSettings, Runtime, RuntimeConfig, WATCH_VERBS,
-    };
+    use capstan::plugin::{Binding, GrantEntry, PluginEvent, PluginSettings, Runtime, WATCH_VERBS};
     let server = capstan_tests::apiserver().await;
     let dir = tempdir();
     let mut supervisor = capstan::runner::Supervisor::new(
@@ -558,7 +556,7 @@ async fn a_watched_kind_left_out_of_the_allow_list_is_never_watched() {
     std::fs::copy(guest("echo-handler"), &file).unwrap();
     let deployments = Gvk::new("apps", "v1", "Deployment");
     let allowing = |rules: Vec<AccessRule>| {
-        Runtime::new(RuntimeConfig::default().grant(GrantEntry {
+        Runtime::new(capstan_tests::runtime_config().grant(GrantEntry {
             name: "echo-handler".into(),
             binding: Binding::file("echo-handler.wasm"),
             settings: PluginSettings {

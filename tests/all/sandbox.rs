@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use capstan::contract::ObjectRef;
-use capstan::plugin::{CallError, HandlerEvent, Limits, Plugin, Runtime, RuntimeConfig};
+use capstan::plugin::{CallError, HandlerEvent, Limits, Plugin, Runtime};
 use capstan::status::EventStatus;
 use capstan_tests::{deployment_json, guest};
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ async fn hostile() -> Plugin {
     let limits = Limits::default()
         .call_timeout(Duration::from_millis(500))
         .memory_bytes(32 << 20);
-    Runtime::new(RuntimeConfig::default().limits(limits))
+    Runtime::new(capstan_tests::runtime_config().limits(limits))
         .unwrap()
         .load(&guest("hostile-handler"))
         .await
@@ -94,7 +94,7 @@ async fn a_plugin_that_keeps_failing_is_quarantined_then_comes_back() {
         initial_backoff: Duration::from_millis(400),
         max_backoff: Duration::from_secs(5),
     });
-    let plugin = Runtime::new(RuntimeConfig::default().limits(limits))
+    let plugin = Runtime::new(capstan_tests::runtime_config().limits(limits))
         .unwrap()
         .load(&guest("hostile-handler"))
         .await
@@ -134,7 +134,7 @@ async fn wasi_grants_nothing_unless_configured_and_read_only_means_read_only() {
     use capstan::plugin::{DirGrant, PluginSettings, WasiGrants};
     let dir = capstan_tests::tempdir();
     std::fs::write(dir.path().join("greeting"), "hello from the host").unwrap();
-    let plugin = Runtime::new(RuntimeConfig::default())
+    let plugin = Runtime::new(capstan_tests::runtime_config())
         .unwrap()
         .load(&guest("fs-handler"))
         .await
@@ -179,7 +179,7 @@ async fn fuel_bounds_a_call_by_work_not_time() {
     let limits = Limits::default()
         .call_timeout(Duration::from_secs(30))
         .fuel(Some(5_000_000));
-    let plugin = Runtime::new(RuntimeConfig::default().fuel(true).limits(limits))
+    let plugin = Runtime::new(capstan_tests::runtime_config().fuel(true).limits(limits))
         .unwrap()
         .load(&guest("cpu-handler"))
         .await
@@ -201,7 +201,7 @@ async fn fuel_bounds_a_call_by_work_not_time() {
 async fn configuration_narrows_what_the_manifest_may_touch() {
     use capstan::contract::{AccessRule, Gvk, Verb};
     use capstan::plugin::PluginSettings;
-    let plugin = Runtime::new(RuntimeConfig::default())
+    let plugin = Runtime::new(capstan_tests::runtime_config())
         .unwrap()
         .load(&guest("webapp"))
         .await
@@ -252,7 +252,7 @@ async fn configured_grants_go_to_the_bound_file_and_content_not_the_declared_nam
             ..PluginSettings::default()
         },
     };
-    let runtime = Runtime::new(RuntimeConfig::default().grant(entry)).unwrap();
+    let runtime = Runtime::new(capstan_tests::runtime_config().grant(entry)).unwrap();
     let plugins = capstan_tests::tempdir();
     let load = |file: &str, bytes: &[u8]| {
         let path = plugins.path().join(file);

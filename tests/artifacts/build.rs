@@ -128,11 +128,18 @@ fn main() {
 /// crate, so no feature differs between guests built together.
 fn build_guests(workspace: &Path, packages: &[&str], profile: &str, target_dir: &Path) {
     let mut cmd = cargo();
-    cmd.args(["build", "--workspace", "--target", TARGET, "--profile", profile])
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir);
+    cmd.args([
+        "build",
+        "--workspace",
+        "--target",
+        TARGET,
+        "--profile",
+        profile,
+    ])
+    .arg("--manifest-path")
+    .arg(workspace.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(target_dir);
     run(cmd, &format!("guests {}", packages.join(", ")));
 }
 

@@ -15,6 +15,18 @@ pub fn root() -> PathBuf {
         .to_owned()
 }
 
+/// The runtime configuration of the tests: the defaults, with a precompiled cache shared by every
+/// test of a run (and kept between runs, in the target directory), so that each guest is compiled
+/// once per engine configuration rather than once per test.
+pub fn runtime_config() -> capstan::plugin::RuntimeConfig {
+    // <target>/guests/wasm32-wasip2/<profile>/<guest>.wasm
+    let target = Path::new(capstan_test_artifacts::GUESTS[0].1)
+        .ancestors()
+        .nth(4)
+        .expect("guests lie four levels below the target directory");
+    capstan::plugin::RuntimeConfig::default().cache_dir(target.join("capstan-test-precompiled"))
+}
+
 /// The component built from the guest package `name` (in `guests/` or `tests/guests/`).
 ///
 /// Every guest is built once per `cargo test`, by the build script of `capstan-test-artifacts`.

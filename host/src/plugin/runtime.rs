@@ -254,7 +254,10 @@ fn pagemap_scan() -> bool {
     let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
         return false;
     };
-    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().ok());
     match (parts.next().flatten(), parts.next().flatten()) {
         (Some(major), Some(minor)) => (major, minor) >= (6, 7),
         _ => false,
