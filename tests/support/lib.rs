@@ -18,6 +18,7 @@ pub fn root() -> PathBuf {
 /// The runtime configuration of the tests: the defaults, with a precompiled cache shared by every
 /// test of a run (and kept between runs, in the target directory), so that each guest is compiled
 /// once per engine configuration rather than once per test.
+#[allow(dead_code)]
 pub fn runtime_config() -> capstan::plugin::RuntimeConfig {
     // <target>/guests/wasm32-wasip2/<profile>/<guest>.wasm
     let target = Path::new(capstan_test_artifacts::GUESTS[0].1)
