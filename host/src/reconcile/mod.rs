@@ -3,6 +3,7 @@
 //! phases, terminal failures, events), with finalizers, owner waits and hot plugin swaps.
 
 mod access;
+mod action;
 mod apply;
 mod cache;
 mod conditions;
@@ -16,6 +17,7 @@ mod scope;
 mod status;
 
 pub use access::allowed;
+pub use action::{Action, AttemptError, error_policy, settle};
 pub use apply::{controlled_by, split_status};
 pub use conditions::{ComputedCondition, ComputedStatus, OverallState, Verdict, compute, render};
 pub use events::{CONTROLLER as EVENT_CONTROLLER, level as event_level};
@@ -169,9 +171,9 @@ impl Shared {
             .unwrap_or_else(|| value.get("status").cloned().unwrap_or(Value::Null))
     }
 
-    /// The object is gone: forget everything about it.
+    /// The object is gone: forget what this controller kept about it (its queue state goes with
+    /// [`Action::Forget`]).
     fn forget_object(&self, key: &ObjectKey) {
-        self.queue.forget(key);
         lock(&self.written).remove(key);
         lock(&self.failed).remove(key);
         lock(&self.first_infra_error).remove(key);
@@ -410,15 +412,13 @@ impl Controller {
             let s = shared.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(key) = s.queue.next().await {
-                    let (started, failures) = (Instant::now(), s.queue.failures(&key));
-                    pipeline::reconcile(&s, &key).await;
+                    let started = Instant::now();
+                    let outcome = pipeline::reconcile(&s, &key).await;
+                    if let Err(e) = &outcome {
+                        tracing::debug!(plugin = s.plugin().name(), error = %e, "reconcile failed: backing off");
+                    }
+                    let result = settle(&s.queue, &key, outcome);
                     if let Some(m) = &s.config.metrics {
-                        // A reconcile that backed off counted a failure on its key.
-                        let result = if s.queue.failures(&key) > failures {
-                            crate::metrics::ReconcileResult::Requeue
-                        } else {
-                            crate::metrics::ReconcileResult::Ok
-                        };
                         m.reconcile(s.plugin().name(), result, started.elapsed());
                     }
                     s.queue.done(&key);
