@@ -15,13 +15,14 @@ use prometheus_client::registry::{Registry, Unit};
 /// How one reconcile ended, as the `result` label of `capstan_reconciles_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReconcileResult {
-    /// The plugin converged the object (`ok`).
+    /// The object settled, or is gone (`ok`).
     Ok,
-    /// The plugin asked to be called again later (`requeue`).
+    /// The object is not settled yet: called again after a backoff (`requeue`).
     Requeue,
-    /// The plugin reported a failure of the reconcile (`failed`).
-    Failed,
-    /// The call itself went wrong: trap, timeout, host error (`error`).
+    /// The object failed terminally: nothing more until its spec changes (`terminal`).
+    Terminal,
+    /// The reconcile itself failed: a plugin trap or limit, a write the API server refused
+    /// (`error`); retried with backoff.
     Error,
 }
 
@@ -32,7 +33,7 @@ impl ReconcileResult {
         match self {
             Self::Ok => "ok",
             Self::Requeue => "requeue",
-            Self::Failed => "failed",
+            Self::Terminal => "terminal",
             Self::Error => "error",
         }
     }
@@ -563,14 +564,14 @@ mod tests {
         );
 
         m.reconcile("webapp", ReconcileResult::Requeue, ms(1));
-        m.reconcile("webapp", ReconcileResult::Failed, ms(1));
+        m.reconcile("webapp", ReconcileResult::Terminal, ms(1));
         m.reconcile("webapp", ReconcileResult::Error, ms(1));
         m.reconcile("webapp", ReconcileResult::Ok, ms(1));
         let text = m.encode();
         for (result, n) in [
             ("ok", 2.0),
             ("requeue", 1.0),
-            ("failed", 1.0),
+            ("terminal", 1.0),
             ("error", 1.0),
         ] {
             let series =

@@ -5,6 +5,7 @@ use super::apply::{api, category_of, resource_for};
 use super::conditions::{ComputedCondition, render};
 use super::phase::{Phase, PhaseRecord, rfc3339};
 use super::pipeline::write_status;
+use super::action::{Action, AttemptError};
 use super::{ObjectKey, Shared};
 use crate::contract::{
     CategorizedError, CleanupOutcome, ConditionStatus, ErrorCategory, ObjectRef,
@@ -93,11 +94,10 @@ pub(super) async fn finalize(
     oref: &ObjectRef,
     json: &str,
     stored: &Value,
-) {
+) -> Result<Action, AttemptError> {
     let finalizer = name(plugin.name());
     if !has(obj, &finalizer) {
-        s.queue.forget(key);
-        return;
+        return Ok(Action::await_change());
     }
     let manifest = plugin.manifest();
     if !manifest.finalizer {
@@ -105,9 +105,9 @@ pub(super) async fn finalize(
         let patch = removing(obj, &finalizer, obj.metadata.resource_version.as_deref());
         if let Err(e) = patch_metadata(s, key, &patch).await {
             tracing::warn!(plugin = plugin.name(), object = %oref, error = %e, "cannot remove a finalizer no longer asked for");
-            s.queue.add_with_backoff(key.clone());
+            return Err(AttemptError::Finalizer(e));
         }
-        return;
+        return Ok(Action::await_change());
     }
     let cleaned = async {
         match plugin.reconcile(oref, json).await? {
@@ -119,8 +119,7 @@ pub(super) async fn finalize(
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::warn!(plugin = plugin.name(), object = %oref, error = %e, "cleanup call failed");
-            s.queue.add_with_backoff(key.clone());
-            return;
+            return Err(AttemptError::Call(e));
         }
     };
     let observability = manifest.observability;
@@ -151,10 +150,7 @@ pub(super) async fn finalize(
     let (doc, transitioned) = deleting_status(stored, &condition, obj.metadata.generation, now);
     let resource_version = match write_status(s, key, oref, obj, stored, &doc, false).await {
         Ok(rv) => rv.or_else(|| obj.metadata.resource_version.clone()),
-        Err(()) => {
-            s.queue.add_with_backoff(key.clone());
-            return;
-        }
+        Err(()) => return Err(AttemptError::StatusWrite),
     };
     s.events
         .report(plugin.name(), oref, &[(condition, transitioned)]);
@@ -164,23 +160,23 @@ pub(super) async fn finalize(
             match patch_metadata(s, key, &patch).await {
                 Ok(_) => {
                     tracing::info!(plugin = plugin.name(), object = %oref, "cleanup done, finalizer removed");
-                    s.queue.forget(key);
+                    Ok(Action::await_change())
                 }
                 Err(e) => {
                     tracing::warn!(plugin = plugin.name(), object = %oref, error = %e, "cannot remove the finalizer");
-                    s.queue.add_with_backoff(key.clone());
+                    Err(AttemptError::Finalizer(e))
                 }
             }
         }
         Ok(CleanupOutcome::RequeueAfter(secs)) => {
-            s.queue.forget(key);
             let asked = Duration::from_secs(u64::from(secs));
-            s.queue
-                .add_after(key.clone(), asked.max(plugin.limits().min_requeue_after));
+            Ok(Action::Done {
+                requeue_after: Some(asked.max(plugin.limits().min_requeue_after)),
+            })
         }
         Err(e) => {
             tracing::warn!(plugin = plugin.name(), object = %oref, error = %e, "cleanup failed");
-            s.queue.add_with_backoff(key.clone());
+            Err(AttemptError::Cleanup(e))
         }
     }
 }

@@ -3,6 +3,7 @@
 //! phases, terminal failures, events), with finalizers, owner waits and hot plugin swaps.
 
 mod access;
+mod action;
 mod apply;
 mod cache;
 mod conditions;
@@ -11,11 +12,13 @@ mod finalizer;
 mod phase;
 mod pipeline;
 mod plan;
+mod predicate;
 mod queue;
 mod scope;
 mod status;
 
 pub use access::allowed;
+pub use action::{Action, AttemptError, error_policy, settle};
 pub use apply::{controlled_by, split_status};
 pub use conditions::{ComputedCondition, ComputedStatus, OverallState, Verdict, compute, render};
 pub use events::{CONTROLLER as EVENT_CONTROLLER, level as event_level};
@@ -169,9 +172,9 @@ impl Shared {
             .unwrap_or_else(|| value.get("status").cloned().unwrap_or(Value::Null))
     }
 
-    /// The object is gone: forget everything about it.
+    /// The object is gone: forget what this controller kept about it (its queue state goes with
+    /// [`Action::Forget`]).
     fn forget_object(&self, key: &ObjectKey) {
-        self.queue.forget(key);
         lock(&self.written).remove(key);
         lock(&self.failed).remove(key);
         lock(&self.first_infra_error).remove(key);
@@ -241,27 +244,6 @@ impl Drop for Controller {
             t.abort();
         }
     }
-}
-
-/// Whether two versions of an object differ only in `status` (and what every write changes:
-/// resourceVersion, managedFields).
-fn only_status_changed(old: &DynamicObject, new: &DynamicObject) -> bool {
-    let meta = |o: &DynamicObject| {
-        let mut m = o.metadata.clone();
-        m.resource_version = None;
-        m.managed_fields = None;
-        m
-    };
-    let (Some(a), Some(b)) = (old.data.as_object(), new.data.as_object()) else {
-        return false;
-    };
-    let outside_status =
-        |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "status").count();
-    let same_outside_status = outside_status(a) == outside_status(b)
-        && a.iter()
-            .filter(|(k, _)| *k != "status")
-            .all(|(k, v)| b.get(k) == Some(v));
-    same_outside_status && meta(old) == meta(new)
 }
 
 /// How often one object may be reconciled for `plugin`: after a burst, once per its
@@ -370,11 +352,14 @@ impl Controller {
             let watches = m.watches.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(change) = changes.recv().await {
-                    // A change of the status alone is, nearly always, this controller's own
-                    // write coming back: reconciling again would only find nothing to do.
-                    let own_echo = matches!(&change.kind, ChangeKind::Updated { old } if only_status_changed(old, &change.object));
+                    // An update the generation predicate finds unchanged is, nearly always,
+                    // this controller's own status write coming back.
+                    let changed = match &change.kind {
+                        ChangeKind::Updated { old } => predicate::changed(old, &change.object),
+                        _ => true,
+                    };
                     if watched
-                        && !own_echo
+                        && changed
                         && let Some(key) = key_of(&gvk, &change.object)
                     {
                         s.queue.add(key);
@@ -410,15 +395,13 @@ impl Controller {
             let s = shared.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(key) = s.queue.next().await {
-                    let (started, failures) = (Instant::now(), s.queue.failures(&key));
-                    pipeline::reconcile(&s, &key).await;
+                    let started = Instant::now();
+                    let outcome = pipeline::reconcile(&s, &key).await;
+                    if let Err(e) = &outcome {
+                        tracing::debug!(plugin = s.plugin().name(), error = %e, "reconcile failed: backing off");
+                    }
+                    let result = settle(&s.queue, &key, outcome);
                     if let Some(m) = &s.config.metrics {
-                        // A reconcile that backed off counted a failure on its key.
-                        let result = if s.queue.failures(&key) > failures {
-                            crate::metrics::ReconcileResult::Requeue
-                        } else {
-                            crate::metrics::ReconcileResult::Ok
-                        };
                         m.reconcile(s.plugin().name(), result, started.elapsed());
                     }
                     s.queue.done(&key);
@@ -527,33 +510,6 @@ mod tests {
             vec![Verb::Get],
         )];
         m
-    }
-
-    #[test]
-    fn only_a_change_outside_status_requeues_the_object() {
-        let obj = |rv: &str, extra: serde_json::Value| -> DynamicObject {
-            let mut v = serde_json::json!({
-                "apiVersion": "x.dev/v1", "kind": "WebApp",
-                "metadata": {"name": "a", "namespace": "d", "resourceVersion": rv, "generation": 1},
-                "spec": {"image": "nginx"}, "status": {"phase": "Creating"}
-            });
-            if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-                for (k, x) in e {
-                    m.insert(k.clone(), x.clone());
-                }
-            }
-            serde_json::from_value(v).unwrap()
-        };
-        let base = obj("1", serde_json::json!({}));
-        let status = obj("2", serde_json::json!({"status": {"phase": "Ready"}}));
-        assert!(only_status_changed(&base, &status));
-        let spec = obj("3", serde_json::json!({"spec": {"image": "httpd"}}));
-        assert!(!only_status_changed(&base, &spec));
-        let mut owned = base.clone();
-        owned.metadata.owner_references = Some(vec![]);
-        assert!(!only_status_changed(&base, &owned), "metadata counts");
-        let added = obj("4", serde_json::json!({"extra": 1}));
-        assert!(!only_status_changed(&base, &added));
     }
 
     #[tokio::test(start_paused = true)]

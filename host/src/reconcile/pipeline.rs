@@ -8,6 +8,7 @@ use super::phase::{Phase, PhaseRecord, rfc3339};
 use super::plan::{Checker, Step};
 use super::scope::{Scope, ScopedCache, ScopedPodLogs};
 use super::status::{self, Draft, Evaluation, changes, merged, patch};
+use super::action::{Action, AttemptError};
 use super::{ObjectKey, Shared, Written, lock};
 use crate::contract::{
     CategorizedError, ComponentHealth, ConditionStatus, Gvk, ObjectRef, StatusMode,
@@ -26,8 +27,9 @@ pub const STATUS_REFUSED: &str = "StatusRefused";
 /// The condition telling whether the owner reference a plugin waits for is there.
 pub const OWNER_CONDITION: &str = "OwnerReferenceSet";
 
-/// Reconcile `key` once with the current plugin.
-pub(super) async fn reconcile(s: &Shared, key: &ObjectKey) {
+/// Reconcile `key` once with the current plugin; what comes next is the caller's to do
+/// ([`super::action::settle`]).
+pub(super) async fn reconcile(s: &Shared, key: &ObjectKey) -> Result<Action, AttemptError> {
     let plugin = s.plugin();
     let Some(obj) = s
         .handles
@@ -35,13 +37,14 @@ pub(super) async fn reconcile(s: &Shared, key: &ObjectKey) {
         .and_then(|h| h.get(key.namespace.as_deref(), &key.name))
     else {
         s.forget_object(key);
-        return;
+        return Ok(Action::Forget);
     };
+    // An object the cache holds is valid JSON with a name; nothing to do otherwise.
     let Ok(value) = serde_json::to_value(&*obj) else {
-        return;
+        return Ok(Action::await_change());
     };
     let Some(oref) = ObjectRef::from_json(&value) else {
-        return;
+        return Ok(Action::await_change());
     };
     let uid = obj.metadata.uid.clone().unwrap_or_default();
     let stored = s.stored_status(key, &obj, &value);
@@ -52,8 +55,7 @@ pub(super) async fn reconcile(s: &Shared, key: &ObjectKey) {
     let generation = obj.metadata.generation;
     if status::terminal(&stored, generation) || s.failed(key, &uid, generation) {
         tracing::debug!(plugin = plugin.name(), object = %oref, "failed terminally: no action until the spec changes");
-        s.queue.forget(key);
-        return;
+        return Ok(Action::Terminal);
     }
     let manifest = plugin.manifest();
     let mut limits: HashMap<String, Duration> = manifest.phase_limits().collect();
@@ -73,7 +75,7 @@ pub(super) async fn reconcile(s: &Shared, key: &ObjectKey) {
         limits,
     }
     .run()
-    .await;
+    .await
 }
 
 /// The name of the first owner reference of `kind` (group and kind; any version).
@@ -115,12 +117,12 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn call_failed(&self, e: &CallError) {
+    fn call_failed(&self, e: CallError) -> Result<Action, AttemptError> {
         tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e, "reconcile call failed");
-        self.s.queue.add_with_backoff(self.key.clone());
+        Err(AttemptError::Call(e))
     }
 
-    async fn run(self) {
+    async fn run(self) -> Result<Action, AttemptError> {
         let manifest = self.plugin.manifest();
         let owner_condition = match &manifest.wait_for_owner {
             None => None,
@@ -141,8 +143,7 @@ impl Run<'_> {
                 && let Err(e) = finalizer::add(self.s, self.key, self.obj, &name).await
             {
                 tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e, "cannot add the finalizer");
-                self.s.queue.add_with_backoff(self.key.clone());
-                return;
+                return Err(AttemptError::Finalizer(e));
             }
         }
         let mut health = Vec::new();
@@ -154,18 +155,18 @@ impl Run<'_> {
                     health.push(errors_health("Fetch", vec![e]));
                     None
                 }
-                Err(e) => return self.call_failed(&e),
+                Err(e) => return self.call_failed(e),
             },
             Ok(Err(e)) => {
                 health.push(errors_health("Fetch", vec![e]));
                 None
             }
-            Err(e) => return self.call_failed(&e),
+            Err(e) => return self.call_failed(e),
         };
         if let Some(r) = observed.as_mut() {
             match r.health().await {
                 Ok(h) => health.extend(h),
-                Err(e) => return self.call_failed(&e),
+                Err(e) => return self.call_failed(e),
             }
         }
         // Stop apply: a terminal verdict or a timed-out phase applies nothing.
@@ -177,12 +178,11 @@ impl Run<'_> {
                 Ok(Ok(entries)) => {
                     if !self.apply(entries, &mut health).await {
                         tracing::debug!(plugin = self.plugin.name(), object = %self.oref, "gone while reconciled");
-                        self.s.queue.forget(self.key);
-                        return;
+                        return Ok(Action::Forget);
                     }
                 }
                 Ok(Err(e)) => health.push(errors_health("Plan", vec![e])),
-                Err(e) => return self.call_failed(&e),
+                Err(e) => return self.call_failed(e),
             }
         }
         let in_grace = self.s.in_grace(self.key, &health);
@@ -202,14 +202,13 @@ impl Run<'_> {
                 match r.status(&Value::Object(computed)).await {
                     Ok(update) if mode == StatusMode::Decorate => host.decorate(update),
                     Ok(update) => Draft::manual(update, self.generation),
-                    Err(e) => return self.call_failed(&e),
+                    Err(e) => return self.call_failed(e),
                 }
             }
         };
         let (doc, report) = draft.render(self.stored, self.generation, &now);
         if self.write(&doc, draft.complete).await.is_err() {
-            self.s.queue.add_with_backoff(self.key.clone());
-            return;
+            return Err(AttemptError::StatusWrite);
         }
         self.s.events.report(self.plugin.name(), self.oref, &report);
         self.s
@@ -220,7 +219,7 @@ impl Run<'_> {
                 self.propagate(&doc).await;
             }
         }
-        self.requeue(&eval, &health);
+        Ok(self.next(&eval, &health))
     }
 
     /// What the fetch phase may read: the informer caches and (when the manifest asks) pod logs,
@@ -385,7 +384,7 @@ impl Run<'_> {
     }
 
     /// Waiting for the owner: status only (phase `Pending`, `OwnerReferenceSet=False`).
-    async fn pending(&self, kind: &Gvk) {
+    async fn pending(&self, kind: &Gvk) -> Result<Action, AttemptError> {
         let manifest = self.plugin.manifest();
         let message = format!("waiting for an owner reference to a {}", kind.kind);
         let waiting = |t: &str| {
@@ -415,16 +414,18 @@ impl Run<'_> {
         draft.complete = manifest.status_mode == StatusMode::Automatic;
         let (doc, report) = draft.render(self.stored, self.generation, &rfc3339(self.now));
         if self.write(&doc, draft.complete).await.is_err() {
-            self.s.queue.add_with_backoff(self.key.clone());
-            return;
+            return Err(AttemptError::StatusWrite);
         }
         self.s.events.report(self.plugin.name(), self.oref, &report);
         self.s
             .remember_failure(self.key, self.uid, self.generation, eval.terminal());
-        self.s.queue.forget(self.key);
-        if let Some(left) = eval.timed.time_left {
-            self.s.queue.add_after(self.key.clone(), left);
-        }
+        Ok(if eval.terminal() {
+            Action::Terminal
+        } else {
+            Action::Done {
+                requeue_after: eval.timed.time_left,
+            }
+        })
     }
 
     /// A terminal failure still reaches the objects the plugin reports to (its owner, say): the
@@ -472,22 +473,21 @@ impl Run<'_> {
         }
     }
 
-    fn requeue(&self, eval: &Evaluation, health: &[ComponentHealth]) {
-        let q = &self.s.queue;
-        match eval.computed.verdict {
-            Verdict::Requeue => {
-                q.add_with_backoff(self.key.clone());
-            }
-            Verdict::Settled | Verdict::Fail => q.forget(self.key),
-        }
+    /// What comes after a reconcile that ran to its end: nothing more for a terminal failure;
+    /// else the soonest of the components' `requeue_after` and the phase deadline, with backoff
+    /// while the verdict is to requeue.
+    fn next(&self, eval: &Evaluation, health: &[ComponentHealth]) -> Action {
         if eval.terminal() {
-            return;
+            return Action::Terminal;
         }
-        if let Some(after) = requeue_after(health, self.plugin.limits().min_requeue_after) {
-            q.add_after(self.key.clone(), after);
-        }
-        if let Some(left) = eval.timed.time_left {
-            q.add_after(self.key.clone(), left);
+        let asked = requeue_after(health, self.plugin.limits().min_requeue_after);
+        let requeue_after = match (asked, eval.timed.time_left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match eval.computed.verdict {
+            Verdict::Requeue => Action::Requeue { requeue_after },
+            Verdict::Settled | Verdict::Fail => Action::Done { requeue_after },
         }
     }
 
