@@ -132,6 +132,8 @@ pub struct Delivery {
     pub version: String,
     /// The object.
     pub object: ObjectRef,
+    /// The change handed to the plugin (the newest state it had when a worker took it).
+    pub change: Change,
     /// Handler calls made (1 plus retries).
     pub attempts: u32,
     /// The last outcome, or why the plugin gave up.
@@ -604,6 +606,7 @@ async fn deliver(plugin: &Plugin, change: &ObjectChange, inner: &Inner) -> Deliv
         plugin: plugin.name().to_owned(),
         version: plugin.info().version.clone(),
         object: object.clone(),
+        change: change.change.clone(),
         attempts: attempt,
         result,
     }
