@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::contract::{Gvk, ObjectRef};
 use crate::dispatch::{Change, ChangeEvent, DispatchConfig, Dispatcher, ObjectChange};
 use crate::event::{Context, Event};
-use crate::informer::{ChangeKind, Informers};
+use crate::informer::{ChangeKind, InformerHandle, Informers};
 use crate::metrics::{Metrics, PluginStateLabel};
 use crate::plugin::{
     Limits, Plugin, PluginEvent, PluginState, Registry, Reloader, Runtime, RuntimeConfig,
@@ -189,6 +189,9 @@ struct Gauges {
     bus_dropped_seen: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// The informers of the kinds handlers watch, read by the dispatcher's resyncs.
+type Caches = Arc<std::sync::Mutex<HashMap<Gvk, InformerHandle>>>;
+
 /// Applies plugin events: starts, swaps and stops controllers, handler routes and informers.
 pub struct Supervisor {
     client: kube::Client,
@@ -200,6 +203,8 @@ pub struct Supervisor {
     bus: Bus<ChangeEvent>,
     dispatch_task: tokio::task::JoinHandle<()>,
     pumps: HashMap<Gvk, tokio::task::JoinHandle<()>>,
+    /// The informers the pumps read, for the dispatcher's resyncs.
+    caches: Caches,
     metrics: Metrics,
     gauges: Gauges,
 }
@@ -207,7 +212,19 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor with no plugins yet, talking to `client`.
     pub fn new(client: kube::Client, config: &RunConfig, metrics: Metrics) -> Self {
-        let dispatcher = Dispatcher::new(DispatchConfig::default());
+        let caches = Caches::default();
+        let source = caches.clone();
+        let dispatcher = Dispatcher::new(DispatchConfig::default().source(move |gvk| {
+            let handle = source.lock().ok()?.get(gvk).cloned()?;
+            Some(
+                handle
+                    .list(None, None)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|o| object_json(o))
+                    .collect(),
+            )
+        }));
         let bus: Bus<ChangeEvent> = Bus::new(crate::bus::DEFAULT_PRESTART_CAPACITY);
         let dispatch_task = dispatcher.run(bus.subscribe(4096));
         bus.start();
@@ -230,6 +247,7 @@ impl Supervisor {
             bus,
             dispatch_task,
             pumps: HashMap::new(),
+            caches,
             metrics,
             gauges,
         }
@@ -270,10 +288,11 @@ impl Supervisor {
                     self.start_controller(p.clone()).await;
                 }
                 if p.info().world.handles() {
-                    let had: Vec<Gvk> = self.pumps.keys().cloned().collect();
                     self.dispatcher.upsert(&p);
+                    // The kinds already watched come from their caches; a kind watched from now
+                    // on comes from its new informer's initial list, through the bus.
+                    self.dispatcher.resync(Some(p.name()));
                     self.sync_pumps().await;
-                    self.replay(&p, &had).await;
                 }
             }
             PluginEvent::Replaced { old, new } => {
@@ -295,6 +314,7 @@ impl Supervisor {
                 }
                 if new.info().world.handles() {
                     self.dispatcher.upsert(&new);
+                    self.dispatcher.resync(Some(new.name()));
                 } else {
                     self.dispatcher.remove(old.name());
                 }
@@ -356,9 +376,13 @@ impl Supervisor {
             .collect();
         needed.sort();
         needed.dedup();
+        let caches = self.caches.clone();
         self.pumps.retain(|gvk, task| {
             let keep = needed.contains(gvk);
             if !keep {
+                if let Ok(mut c) = caches.lock() {
+                    c.remove(gvk);
+                }
                 tracing::info!(kind = %gvk, "no handler watches this kind any more: informer stopped");
                 task.abort();
             }
@@ -370,6 +394,9 @@ impl Supervisor {
             }
             match self.informers.acquire(&gvk).await {
                 Ok(handle) => {
+                    if let Ok(mut c) = self.caches.lock() {
+                        c.insert(gvk.clone(), handle.clone());
+                    }
                     let (bus, mut changes) = (self.bus.clone(), handle.subscribe());
                     let task = tokio::spawn(async move {
                         let _keep = handle;
@@ -388,30 +415,13 @@ impl Supervisor {
         }
     }
 
-    /// A handler plugin loaded while its kinds were already watched gets the cached objects as
-    /// `added`, as if its own informer had just listed them.
-    async fn replay(&self, plugin: &Plugin, already: &[Gvk]) {
-        for gvk in plugin
-            .manifest()
-            .watches
-            .iter()
-            .filter(|g| already.contains(g))
-        {
-            let Ok(handle) = self.informers.acquire(gvk).await else {
-                continue;
-            };
-            for obj in handle.list(None, None).unwrap_or_default() {
-                if let Some(event) = change_event(&obj, &ChangeKind::Added) {
-                    self.dispatcher.dispatch_to(event, plugin.name()).await;
-                }
-            }
-        }
-    }
-
     /// Stop taking work and let what is in flight finish (up to `grace` per controller).
     pub async fn shutdown(mut self, grace: Duration) {
         for (_, p) in self.pumps.drain() {
             p.abort();
+        }
+        if let Ok(mut c) = self.caches.lock() {
+            c.clear();
         }
         let stops = self
             .controllers
@@ -423,12 +433,17 @@ impl Supervisor {
     }
 }
 
-/// An informer change as a root event for the handler bus.
-fn change_event(object: &kube::api::DynamicObject, kind: &ChangeKind) -> Option<ChangeEvent> {
-    // Serialize each object once: the reference and the payload come from one value.
+/// An object's reference and JSON, serialized once (the reference and the text come from one
+/// value): the same text for the same object, whether it comes from an event or from the cache.
+fn object_json(object: &kube::api::DynamicObject) -> Option<(ObjectRef, Arc<str>)> {
     let value = serde_json::to_value(object).ok()?;
     let object = ObjectRef::from_json(&value)?;
-    let new = Arc::<str>::from(value.to_string());
+    Some((object, Arc::from(value.to_string())))
+}
+
+/// An informer change as a root event for the handler bus.
+fn change_event(object: &kube::api::DynamicObject, kind: &ChangeKind) -> Option<ChangeEvent> {
+    let (object, new) = object_json(object)?;
     let change = match kind {
         ChangeKind::Added => Change::Added(new),
         ChangeKind::Updated { old } => {

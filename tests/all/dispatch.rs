@@ -3,17 +3,18 @@
 #![allow(clippy::unwrap_used)]
 
 use capstan::bus::Bus;
-use capstan::contract::ObjectRef;
+use capstan::contract::{Gvk, ObjectRef};
 use capstan::dispatch::{
     Change, ChangeEvent, DispatchConfig, DispatchError, Dispatcher, ObjectChange, RetryPolicy,
 };
 use capstan::event::{Context, Event};
 use capstan::plugin::{Plugin, Runtime};
 use capstan::status::EventStatus;
-use capstan_tests::{deployment_json, guest, wait_for};
+use capstan_tests::{deployment_json, eventually_within, guest, wait_for};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 async fn load(names: &[&str]) -> Vec<Plugin> {
     let rt = Runtime::new(capstan_tests::runtime_config()).unwrap();
@@ -158,4 +159,269 @@ async fn a_kind_nobody_watches_is_handled_at_once() {
     let roots = Arc::new(Roots::default());
     assert_eq!(dispatcher.dispatch(root("nobody", &roots)).await, 0);
     assert_eq!(roots.handled.load(Ordering::SeqCst), 1);
+}
+
+/// A Deployment named `name` whose `seq` label numbers the change that made this state.
+fn state(name: &str, seq: usize) -> (ObjectRef, Arc<str>) {
+    let mut v: serde_json::Value = serde_json::from_str(&deployment_json(name)).unwrap();
+    v["metadata"]["labels"]["seq"] = seq.to_string().into();
+    (ObjectRef::from_json(&v).unwrap(), Arc::from(v.to_string()))
+}
+
+fn seq_of(json: &str) -> usize {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["metadata"]["labels"]["seq"].as_str().unwrap().parse().unwrap()
+}
+
+/// What one plugin was handed for one object, in order: the change's kind and state number.
+type Seen = BTreeMap<String, Vec<(char, usize)>>;
+
+fn seen_of(change: &Change) -> (char, usize) {
+    match change {
+        Change::Added(new) => ('A', seq_of(new)),
+        Change::Updated { new, .. } => ('U', seq_of(new)),
+        Change::Deleted(last) => ('D', seq_of(last)),
+    }
+}
+
+/// The test's informer cache and the changes it went through, published on a bus as an informer
+/// pump does: the cache is updated first, then the change is published.
+#[derive(Default, Clone)]
+struct Stream {
+    cache: Arc<Mutex<BTreeMap<String, (ObjectRef, Arc<str>)>>>,
+    /// When each change (by its number) was published.
+    published: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Stream {
+    fn source(&self) -> impl Fn(&Gvk) -> Option<Vec<(ObjectRef, Arc<str>)>> + Send + Sync + 'static {
+        let cache = self.cache.clone();
+        move |gvk| {
+            let cache = cache.lock().unwrap();
+            Some(
+                cache
+                    .values()
+                    .filter(|(o, _)| o.gvk == *gvk)
+                    .cloned()
+                    .collect(),
+            )
+        }
+    }
+
+    /// Apply change number `seq` (create or update `name`, or delete it) and publish it.
+    fn change(&self, bus: &Bus<ChangeEvent>, roots: &Arc<Roots>, name: &str, delete: bool) {
+        let mut published = self.published.lock().unwrap();
+        let seq = published.len();
+        let (object, json) = state(name, seq);
+        let change = {
+            let mut cache = self.cache.lock().unwrap();
+            if delete {
+                cache.remove(name);
+                Change::Deleted(json)
+            } else {
+                match cache.insert(name.to_owned(), (object.clone(), json.clone())) {
+                    Some((_, old)) => Change::Updated { new: json, old },
+                    None => Change::Added(json),
+                }
+            }
+        };
+        published.push(Instant::now());
+        drop(published);
+        let (h, f) = (roots.clone(), roots.clone());
+        bus.publish(Event::with_ack(
+            ObjectChange { object, change },
+            Context::new(),
+            move || {
+                h.handled.fetch_add(1, Ordering::SeqCst);
+            },
+            move |e| {
+                f.failed.fetch_add(1, Ordering::SeqCst);
+                f.errors.lock().unwrap().push(format!("{e:#}"));
+            },
+        ));
+    }
+
+    /// Whether `seen` ends, for every object, in the state the cache has: the newest state of a
+    /// live object, a deletion for an object the plugin saw that is gone.
+    fn converged(&self, seen: &Seen, gone: &[String]) -> bool {
+        let cache = self.cache.lock().unwrap();
+        cache.iter().all(|(name, (_, json))| {
+            seen.get(name)
+                .and_then(|s| s.last())
+                .is_some_and(|&(kind, seq)| kind != 'D' && seq == seq_of(json))
+        }) && gone
+            .iter()
+            .all(|name| seen.get(name).is_none_or(|s| s.last().is_some_and(|l| l.0 == 'D')))
+    }
+}
+
+/// Per object, a plugin sees changes in order: states only move forward, a deletion ends what
+/// came before it, and an object is added again only after its deletion.
+fn assert_in_order(plugin: &str, seen: &Seen) {
+    for (name, changes) in seen {
+        for pair in changes.windows(2) {
+            let ((k0, s0), (k1, s1)) = (pair[0], pair[1]);
+            assert!(s1 > s0, "{plugin}/{name}: {changes:?} goes back");
+            assert!(
+                (k0 == 'D') == (k1 == 'A'),
+                "{plugin}/{name}: {k0} then {k1} in {changes:?}"
+            );
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// Issue 15's scenario: a handler that takes 100 ms per event and a fast one watch the same kind
+/// while 20 000 changes stream in (creates, updates, deletes and recreations of 200 objects).
+/// The fast one reaches every final state while the slow one is still far behind; the slow one
+/// ends having seen, in order per object, the final state of every object and every deletion of
+/// an object it saw; every root event is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_holds_back_no_other_and_still_sees_every_final_state() {
+    let stream = Stream::default();
+    let seen: Arc<Mutex<BTreeMap<String, Seen>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let (record, published, lat) = (seen.clone(), stream.published.clone(), latencies.clone());
+    let dispatcher = Dispatcher::new(
+        DispatchConfig::default()
+            .source(stream.source())
+            .on_delivery(move |d| {
+                let (kind, seq) = seen_of(&d.change);
+                if d.plugin == "echo-handler" {
+                    let at = published.lock().unwrap()[seq];
+                    lat.lock().unwrap().push(at.elapsed());
+                }
+                record
+                    .lock()
+                    .unwrap()
+                    .entry(d.plugin.clone())
+                    .or_default()
+                    .entry(d.object.name.clone())
+                    .or_default()
+                    .push((kind, seq));
+            }),
+    );
+    dispatcher.set_plugins(&load(&["slow-handler", "echo-handler"]).await);
+    let bus: Bus<ChangeEvent> = Bus::new(0);
+    let task = dispatcher.run(bus.subscribe(4096));
+    bus.start();
+    let roots = Arc::new(Roots::default());
+    let names: Vec<String> = (0..200).map(|i| format!("app-{i}")).collect();
+    let mut gone = Vec::new();
+    let mut changes = 0;
+    for name in &names {
+        stream.change(&bus, &roots, name, false);
+        changes += 1;
+    }
+    while changes < 19_850 {
+        stream.change(&bus, &roots, &names[changes % names.len()], false);
+        changes += 1;
+        if changes % 256 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for (i, name) in names.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        stream.change(&bus, &roots, name, true);
+        changes += 1;
+        if i % 4 == 0 {
+            // Half the deleted objects come back.
+            stream.change(&bus, &roots, name, false);
+            changes += 1;
+        } else {
+            gone.push(name.clone());
+        }
+    }
+    assert_eq!(changes, 20_000);
+
+    let plugin_seen = |p: &str| seen.lock().unwrap().get(p).cloned().unwrap_or_default();
+    wait_for("the fast plugin to see every final state", || {
+        stream.converged(&plugin_seen("echo-handler"), &gone)
+    })
+    .await;
+    let slow_behind = !stream.converged(&plugin_seen("slow-handler"), &gone);
+    let slow_waiting = dispatcher.waiting("slow-handler");
+    assert!(
+        slow_behind && slow_waiting > 0,
+        "the fast plugin converged only once the slow one had (waiting: {slow_waiting})"
+    );
+    eventually_within(Duration::from_secs(60), "the slow plugin to see every final state", async || {
+        stream.converged(&plugin_seen("slow-handler"), &gone).then_some(())
+    })
+    .await;
+    wait_for("every root handled", || {
+        roots.handled.load(Ordering::SeqCst) == 20_000
+    })
+    .await;
+    assert_eq!(roots.failed.load(Ordering::SeqCst), 0, "{:?}", roots.errors);
+    for plugin in ["echo-handler", "slow-handler"] {
+        assert_in_order(plugin, &plugin_seen(plugin));
+    }
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort();
+    let stats = dispatcher.stats();
+    eprintln!(
+        "fast plugin: {} deliveries, latency p50 {:?} p99 {:?} max {:?}; slow plugin: {} deliveries; coalesced {}",
+        lat.len(),
+        percentile(&lat, 50),
+        percentile(&lat, 99),
+        lat.last().unwrap(),
+        plugin_seen("slow-handler").values().map(Vec::len).sum::<usize>(),
+        stats.coalesced.load(Ordering::SeqCst),
+    );
+    assert_eq!(bus.stats().dropped_total, 0);
+    drop(bus);
+    task.await.unwrap();
+}
+
+/// A subscription too small for the stream makes the bus drop events for the dispatcher: the drop
+/// ends in a resync from the cache, and the plugin still sees every final state and deletion.
+#[tokio::test]
+async fn events_the_bus_drops_come_back_by_a_resync() {
+    let stream = Stream::default();
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let record = seen.clone();
+    let dispatcher = Dispatcher::new(
+        DispatchConfig::default()
+            .source(stream.source())
+            .on_delivery(move |d| {
+                record
+                    .lock()
+                    .unwrap()
+                    .entry(d.object.name.clone())
+                    .or_default()
+                    .push(seen_of(&d.change));
+            }),
+    );
+    dispatcher.set_plugins(&load(&["echo-handler"]).await);
+    let bus: Bus<ChangeEvent> = Bus::new(0);
+    let task = dispatcher.run(bus.subscribe(4));
+    bus.start();
+    let roots = Arc::new(Roots::default());
+    let names: Vec<String> = (0..100).map(|i| format!("app-{i}")).collect();
+    // Published without yielding: on this one-thread runtime the dispatcher cannot keep up.
+    for round in 0..10 {
+        for name in &names {
+            stream.change(&bus, &roots, name, false);
+        }
+        if round == 9 {
+            for name in names.iter().take(30) {
+                stream.change(&bus, &roots, name, true);
+            }
+        }
+    }
+    let gone: Vec<String> = names.iter().take(30).cloned().collect();
+    assert!(bus.stats().dropped_total > 0, "the bus dropped events");
+    wait_for("every final state and deletion after the drops", || {
+        stream.converged(&seen.lock().unwrap(), &gone)
+    })
+    .await;
+    let stats = dispatcher.stats();
+    assert!(stats.bus_dropped.load(Ordering::SeqCst) > 0);
+    assert!(stats.resyncs.load(Ordering::SeqCst) > 0);
+    assert_in_order("echo-handler", &seen.lock().unwrap());
+    drop(bus);
+    task.await.unwrap();
 }

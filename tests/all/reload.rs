@@ -48,7 +48,7 @@ async fn a_hundred_swaps_under_load_lose_and_double_no_event() {
 
     let deliveries: Arc<Mutex<Vec<(String, String, bool)>>> = Arc::default();
     let seen = deliveries.clone();
-    let dispatcher = Dispatcher::new(DispatchConfig::default().queue(8).on_delivery(move |d| {
+    let dispatcher = Dispatcher::new(DispatchConfig::default().on_delivery(move |d| {
         seen.lock()
             .unwrap()
             .push((d.object.name.clone(), d.version.clone(), d.result.is_ok()))

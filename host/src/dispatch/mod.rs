@@ -1,26 +1,54 @@
-//! Delivering object changes to handler plugins: fan-out as child events, retries, acknowledgement.
+//! Delivering object changes to handler plugins: fan-out as child events, one independent lane
+//! per plugin, resyncs from the informer caches, retries, acknowledgement.
 //!
 //! A change of an object is a root event on the bus. For every loaded handler plugin that watches
-//! the object's kind, the dispatcher derives a child event and queues it on one of the plugin's
-//! workers, chosen by the object's key, so that the changes of one object reach a plugin in order
-//! while different objects are handled in parallel. The child is acknowledged when the plugin is
-//! done with it (plugins never acknowledge): the root is handled once every plugin is done, and
-//! fails, once, on the first plugin that gives up on it.
+//! the object's kind, the dispatcher derives a child event and offers it to the plugin's lane
+//! (`lane.rs`) without waiting: a slow, retrying or quarantined plugin never delays another
+//! plugin, nor the bus. The plugin's workers take changes from its lane; the changes of one object
+//! reach the plugin in order (one worker at a time per object), different objects are handled in
+//! parallel. A lane holds at most one waiting change per object (two across a deletion and a
+//! recreation): a plugin that falls behind gets the newest state of each object, not every
+//! intermediate one, and its backlog is bounded by the number of objects it watches.
+//!
+//! # Lossless at the level of state
+//!
+//! Whatever a plugin misses (the bus dropped events for the dispatcher's subscription, or the
+//! plugin is loaded after its kinds were watched), a resync repairs from the informer caches
+//! ([`DispatchConfig::source`]): every object whose newest state the plugin's lane has not
+//! accepted is queued as `updated` (`added` if the lane never had it), and every object it had
+//! that the cache no longer holds is queued as `deleted` with the last state it had. The dispatcher
+//! resyncs every plugin when its bus subscription reports drops ([`Dispatcher::run`]); the runner
+//! resyncs a plugin when it is loaded or swapped ([`Dispatcher::resync`]).
+//!
+//! # Acknowledgement
+//!
+//! The child is acknowledged when the plugin is done with it (plugins never acknowledge): the root
+//! is handled once every plugin is done, and fails, once, on the first plugin that gives up on it.
+//! A child whose change is merged into a newer change of the same object is acknowledged at once:
+//! the newer change carries its state.
+//!
+//! # Hot swap
+//!
+//! A plugin's lane belongs to its name, not to a version. When a version replaces another, the old
+//! version finishes the changes it is handling and takes no other; every change still waiting,
+//! and every later one, goes to the new version. Per object the order holds across the swap: the
+//! new version does not start an object's next change before the old one finished the previous.
+//! A removed plugin takes no new change and finishes what waits in its lane.
 
+mod lane;
 mod retry;
 
 pub use retry::RetryPolicy;
 
-use crate::bus::Subscription;
-use crate::contract::ObjectRef;
+use crate::bus::{BusError, Subscription};
+use crate::contract::{Gvk, ObjectRef};
 use crate::event::{Context, Event};
 use crate::plugin::{CallError, HandlerEvent, HandlerOutcome, Plugin};
 use crate::status::{EventProcessStatus, EventStatus};
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use lane::{Item, Lane, Take};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// A change of one object, as the bus carries it.
 #[derive(Debug, Clone)]
@@ -104,6 +132,8 @@ pub struct Delivery {
     pub version: String,
     /// The object.
     pub object: ObjectRef,
+    /// The change handed to the plugin (the newest state it had when a worker took it).
+    pub change: Change,
     /// Handler calls made (1 plus retries).
     pub attempts: u32,
     /// The last outcome, or why the plugin gave up.
@@ -113,22 +143,26 @@ pub struct Delivery {
 /// Called with every [`Delivery`]: for metrics, logs and tests.
 pub type DeliveryHook = Arc<dyn Fn(&Delivery) + Send + Sync>;
 
+/// The informer cache of a kind, for resyncs: every cached object's reference and JSON, or `None`
+/// when the kind is not cached.
+pub type ResyncSource = Arc<dyn Fn(&Gvk) -> Option<Vec<(ObjectRef, Arc<str>)>> + Send + Sync>;
+
 /// Dispatcher configuration.
 #[derive(Clone)]
 pub struct DispatchConfig {
     workers_per_plugin: usize,
-    queue: usize,
     retry: RetryPolicy,
     hook: Option<DeliveryHook>,
+    source: Option<ResyncSource>,
 }
 
 impl Default for DispatchConfig {
     fn default() -> Self {
         Self {
             workers_per_plugin: 4,
-            queue: 1024,
             retry: RetryPolicy::default(),
             hook: None,
+            source: None,
         }
     }
 }
@@ -138,14 +172,6 @@ impl DispatchConfig {
     #[must_use]
     pub fn workers_per_plugin(mut self, n: usize) -> Self {
         self.workers_per_plugin = n.max(1);
-        self
-    }
-
-    /// Events queued per worker before the dispatcher waits (and the bus starts dropping, counted).
-    /// Default 1024.
-    #[must_use]
-    pub fn queue(mut self, n: usize) -> Self {
-        self.queue = n.max(1);
         self
     }
 
@@ -162,6 +188,17 @@ impl DispatchConfig {
         self.hook = Some(Arc::new(hook));
         self
     }
+
+    /// Where resyncs read the current state of a kind (the informer caches). Without a source,
+    /// [`Dispatcher::resync`] does nothing and bus drops are only counted.
+    #[must_use]
+    pub fn source(
+        mut self,
+        source: impl Fn(&Gvk) -> Option<Vec<(ObjectRef, Arc<str>)>> + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
 }
 
 /// Counters of the dispatcher.
@@ -175,11 +212,21 @@ pub struct DispatchStats {
     pub failed: AtomicU64,
     /// Retries made.
     pub retries: AtomicU64,
+    /// Changes merged into a waiting change of the same object for the same plugin.
+    pub coalesced: AtomicU64,
+    /// Resyncs of one plugin's kind from the informer cache.
+    pub resyncs: AtomicU64,
+    /// Changes queued by resyncs (the state a plugin had missed).
+    pub resynced: AtomicU64,
+    /// Root events the bus dropped for the dispatcher's subscription (each ended in a resync).
+    pub bus_dropped: AtomicU64,
 }
 
 struct Route {
     plugin: Plugin,
-    workers: Vec<mpsc::Sender<ChangeEvent>>,
+    lane: Arc<Lane>,
+    /// Set when a newer version takes over the lane: this version's workers stop.
+    retired: Arc<AtomicBool>,
 }
 
 struct Inner {
@@ -211,96 +258,113 @@ impl Dispatcher {
         &self.inner.stats
     }
 
-    /// Replace the set of plugins. Handler plugins get workers; events already queued for a
-    /// replaced plugin are still handled by it.
+    fn routes(&self) -> Arc<[Arc<Route>]> {
+        self.inner
+            .routes
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|_| Arc::from(Vec::new()))
+    }
+
+    /// Replace the set of plugins, as [`Dispatcher::upsert`] of each and [`Dispatcher::remove`]
+    /// of those not in `plugins`.
     pub fn set_plugins(&self, plugins: &[Plugin]) {
-        let routes: Vec<Arc<Route>> = plugins
-            .iter()
-            .filter(|p| p.info().world.handles())
-            .map(|plugin| self.route(plugin))
-            .collect();
-        if let Ok(mut current) = self.inner.routes.write() {
-            *current = Arc::from(routes);
+        let keep: Vec<&str> = plugins.iter().map(Plugin::name).collect();
+        for route in self.routes().iter() {
+            if !keep.contains(&route.plugin.name()) {
+                self.remove(route.plugin.name());
+            }
+        }
+        for plugin in plugins {
+            self.upsert(plugin);
         }
     }
 
-    fn route(&self, plugin: &Plugin) -> Arc<Route> {
-        let workers = (0..self.inner.config.workers_per_plugin)
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(self.inner.config.queue);
-                tokio::spawn(worker(plugin.clone(), rx, self.inner.clone()));
-                tx
-            })
-            .collect();
-        Arc::new(Route {
-            plugin: plugin.clone(),
-            workers,
-        })
+    fn spawn_workers(&self, route: &Arc<Route>) {
+        for _ in 0..self.inner.config.workers_per_plugin {
+            tokio::spawn(worker(route.clone(), self.inner.clone()));
+        }
     }
 
-    /// Add a handler plugin, or replace the one of the same name (hot reload): events dispatched
-    /// from now on go to `plugin`; events already queued for the old version are still handled by
-    /// it, so none is lost and none is delivered to both. Other plugins are untouched.
+    /// Add a handler plugin, or replace the one of the same name (hot reload): the old version
+    /// finishes the changes it is handling; every change waiting in the plugin's lane, and every
+    /// later one, goes to `plugin`, in order per object. Nothing is lost, nothing is delivered to
+    /// both. Other plugins are untouched.
     pub fn upsert(&self, plugin: &Plugin) {
         if !plugin.info().world.handles() {
             return;
         }
-        let route = self.route(plugin);
-        if let Ok(mut current) = self.inner.routes.write() {
-            let mut routes: Vec<Arc<Route>> = current
-                .iter()
-                .filter(|r| r.plugin.name() != plugin.name())
-                .cloned()
-                .collect();
-            routes.push(route);
-            *current = Arc::from(routes);
+        let Ok(mut current) = self.inner.routes.write() else {
+            return;
+        };
+        let old = current.iter().find(|r| r.plugin.name() == plugin.name());
+        let lane = old.map_or_else(|| Arc::new(Lane::default()), |r| r.lane.clone());
+        let route = Arc::new(Route {
+            plugin: plugin.clone(),
+            lane,
+            retired: Arc::new(AtomicBool::new(false)),
+        });
+        if let Some(old) = old {
+            old.retired.store(true, Ordering::SeqCst);
+            old.lane.notify.notify_waiters();
         }
+        let routes: Vec<Arc<Route>> = current
+            .iter()
+            .filter(|r| r.plugin.name() != plugin.name())
+            .cloned()
+            .chain(Some(route.clone()))
+            .collect();
+        *current = Arc::from(routes);
+        drop(current);
+        self.spawn_workers(&route);
     }
 
-    /// Remove the handler plugin named `name`: it gets no new events and finishes those queued.
+    /// Remove the handler plugin named `name`: it gets no new events and finishes those waiting.
     pub fn remove(&self, name: &str) {
         if let Ok(mut current) = self.inner.routes.write() {
-            let routes: Vec<Arc<Route>> = current
-                .iter()
-                .filter(|r| r.plugin.name() != name)
-                .cloned()
-                .collect();
+            let mut routes = Vec::with_capacity(current.len());
+            for r in current.iter() {
+                if r.plugin.name() == name {
+                    r.lane.close();
+                } else {
+                    routes.push(r.clone());
+                }
+            }
             *current = Arc::from(routes);
         }
     }
 
     /// The handler plugins events go to now.
     pub fn plugins(&self) -> Vec<Plugin> {
-        self.inner
-            .routes
-            .read()
-            .map(|r| r.iter().map(|r| r.plugin.clone()).collect())
-            .unwrap_or_default()
+        self.routes().iter().map(|r| r.plugin.clone()).collect()
     }
 
-    /// Fan a root event out to every handler plugin watching its kind, as child events; the
-    /// root itself is acknowledged here, so the tree completes when every child does. Returns the
-    /// number of plugins it went to.
+    /// Changes waiting in the lane of the plugin named `name` (not counting those being handled).
+    pub fn waiting(&self, name: &str) -> usize {
+        self.routes()
+            .iter()
+            .find(|r| r.plugin.name() == name)
+            .map_or(0, |r| r.lane.waiting())
+    }
+
+    /// Fan a root event out to every handler plugin watching its kind, as child events offered to
+    /// each plugin's lane (never waiting for a plugin); the root itself is acknowledged here, so
+    /// the tree completes when every child does. Returns the number of plugins it went to.
     pub async fn dispatch(&self, root: ChangeEvent) -> usize {
-        self.dispatch_filtered(root, None).await
+        self.dispatch_filtered(root, None)
     }
 
-    /// Like [`Dispatcher::dispatch`], to the plugin named `only` alone: used to replay the cache
-    /// to a plugin loaded after its kinds were already watched.
+    /// Like [`Dispatcher::dispatch`], to the plugin named `only` alone.
     pub async fn dispatch_to(&self, root: ChangeEvent, only: &str) -> usize {
-        self.dispatch_filtered(root, Some(only)).await
+        self.dispatch_filtered(root, Some(only))
     }
 
-    async fn dispatch_filtered(&self, mut root: ChangeEvent, only: Option<&str>) -> usize {
+    fn dispatch_filtered(&self, mut root: ChangeEvent, only: Option<&str>) -> usize {
         self.inner.stats.received.fetch_add(1, Ordering::Relaxed);
-        let routes = self
-            .inner
-            .routes
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_else(|_| Arc::from(Vec::new()));
-        let object = root.payload().object.clone();
+        let routes = self.routes();
+        let object = &root.payload().object;
         let mut sent = 0;
+        let mut replaced = Vec::new();
         for route in routes.iter().filter(|r| {
             r.plugin.manifest().watches.contains(&object.gvk)
                 && only.is_none_or(|name| r.plugin.name() == name)
@@ -313,54 +377,161 @@ impl Dispatcher {
                     continue;
                 }
             };
-            let worker = &route.workers[shard(&object, route.workers.len())];
-            if let Err(mpsc::error::SendError(mut child)) = worker.send(child).await {
-                child.fail(DispatchError::Unloaded {
-                    plugin: route.plugin.name().to_owned(),
-                    object: object.to_string(),
-                });
-            } else {
-                sent += 1;
-            }
+            let item = Item {
+                change: root.payload().clone(),
+                event: Some(child),
+            };
+            let offered = route.lane.offer(item, &mut replaced);
+            self.inner
+                .stats
+                .coalesced
+                .fetch_add(offered.coalesced, Ordering::Relaxed);
+            sent += 1;
         }
         root.ack();
+        ack_all(replaced);
         sent
     }
 
-    /// Consume root events from a bus subscription until the bus goes away.
+    /// Resync the plugin named `only` (every plugin if `None`) from the [`DispatchConfig::source`]:
+    /// for each kind it watches, queue what it has not seen of the cached state (see the module
+    /// documentation). Returns the number of changes queued.
+    pub fn resync(&self, only: Option<&str>) -> u64 {
+        let Some(source) = &self.inner.config.source else {
+            return 0;
+        };
+        let mut queued = 0;
+        let mut replaced = Vec::new();
+        for route in self
+            .routes()
+            .iter()
+            .filter(|r| only.is_none_or(|name| r.plugin.name() == name))
+        {
+            for gvk in &route.plugin.manifest().watches {
+                let Some(objects) = source(gvk) else {
+                    continue;
+                };
+                let offered = route.lane.resync(gvk, objects, &mut replaced);
+                let stats = &self.inner.stats;
+                stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                stats.resynced.fetch_add(offered.queued, Ordering::Relaxed);
+                stats
+                    .coalesced
+                    .fetch_add(offered.coalesced, Ordering::Relaxed);
+                queued += offered.queued;
+            }
+        }
+        ack_all(replaced);
+        if queued > 0 {
+            tracing::info!(plugin = only.unwrap_or("*"), queued, "resynced from the informer caches");
+        }
+        queued
+    }
+
+    /// Consume root events from a bus subscription until the bus goes away. When the bus reports
+    /// that it dropped events for this subscription, every plugin is resynced from the informer
+    /// caches once the subscription's buffer is drained (or after as many events as it holds), so
+    /// that a drop ends in a resync, never in a lost state.
     pub fn run(&self, mut subscription: Subscription<ChangeEvent>) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            while let Some(event) = subscription.recv().await {
-                this.dispatch(event).await;
+            let mut seen = 0u64;
+            let mut since = 0usize;
+            loop {
+                let event = match subscription.try_recv() {
+                    Ok(event) => Some(event),
+                    Err(BusError::Empty) => {
+                        this.resync_after_drops(&subscription, &mut seen);
+                        since = 0;
+                        subscription.recv().await
+                    }
+                    Err(_) => None,
+                };
+                let Some(event) = event else {
+                    this.resync_after_drops(&subscription, &mut seen);
+                    break;
+                };
+                this.dispatch_filtered(event, None);
+                since += 1;
+                if since >= subscription.capacity() {
+                    this.resync_after_drops(&subscription, &mut seen);
+                    since = 0;
+                }
             }
         })
     }
+
+    fn resync_after_drops(&self, subscription: &Subscription<ChangeEvent>, seen: &mut u64) {
+        let dropped = subscription.dropped();
+        if dropped > *seen {
+            self.inner
+                .stats
+                .bus_dropped
+                .fetch_add(dropped - *seen, Ordering::Relaxed);
+            tracing::warn!(
+                dropped = dropped - *seen,
+                "the bus dropped events for the dispatcher: resyncing every plugin"
+            );
+            *seen = dropped;
+            self.resync(None);
+        }
+    }
 }
 
-fn shard(object: &ObjectRef, n: usize) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (&object.gvk, &object.namespace, &object.name).hash(&mut h);
-    (h.finish() % n as u64) as usize
+/// Acknowledge child events whose state a newer change carries (outside any lock: an
+/// acknowledgement may run the root's callbacks).
+fn ack_all(events: Vec<ChangeEvent>) {
+    for mut e in events {
+        e.ack();
+    }
 }
 
-async fn worker(plugin: Plugin, mut queue: mpsc::Receiver<ChangeEvent>, inner: Arc<Inner>) {
-    while let Some(mut event) = queue.recv().await {
-        let delivery = deliver(&plugin, event.payload(), &inner).await;
+async fn worker(route: Arc<Route>, inner: Arc<Inner>) {
+    let (plugin, lane) = (&route.plugin, &route.lane);
+    loop {
+        let notified = lane.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if route.retired.load(Ordering::SeqCst) {
+            return;
+        }
+        let (key, item) = match lane.take() {
+            Take::Item(key, item) => (key, item),
+            Take::Empty => {
+                notified.await;
+                continue;
+            }
+            Take::Closed => return,
+        };
+        let Item { change, event } = item;
+        if !plugin.manifest().watches.contains(&change.object.gvk) {
+            // Queued for an older version that watched this kind; this one does not.
+            lane.done(key);
+            ack_all(event.into_iter().collect());
+            continue;
+        }
+        let delivery = deliver(plugin, &change, &inner).await;
         match &delivery.result {
             Ok(_) => {
                 inner.stats.completed.fetch_add(1, Ordering::Relaxed);
-                event.ack();
+                if let Some(mut e) = event {
+                    e.ack();
+                }
             }
             Err(e) => {
                 inner.stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(plugin = plugin.name(), object = %delivery.object, error = %e, "event failed");
-                event.fail(e.clone());
+                if let Some(mut event) = event {
+                    event.fail(e.clone());
+                }
             }
         }
         if let Some(hook) = &inner.config.hook {
             hook(&delivery);
         }
+        // Only now may the object's next change start: per object, deliveries (and what the
+        // hook sees of them) keep their order.
+        lane.done(key);
     }
 }
 
@@ -435,6 +606,7 @@ async fn deliver(plugin: &Plugin, change: &ObjectChange, inner: &Inner) -> Deliv
         plugin: plugin.name().to_owned(),
         version: plugin.info().version.clone(),
         object: object.clone(),
+        change: change.change.clone(),
         attempts: attempt,
         result,
     }
