@@ -170,7 +170,11 @@ fn state(name: &str, seq: usize) -> (ObjectRef, Arc<str>) {
 
 fn seq_of(json: &str) -> usize {
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
-    v["metadata"]["labels"]["seq"].as_str().unwrap().parse().unwrap()
+    v["metadata"]["labels"]["seq"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// What one plugin was handed for one object, in order: the change's kind and state number.
@@ -184,17 +188,22 @@ fn seen_of(change: &Change) -> (char, usize) {
     }
 }
 
+/// Objects by name: a reference and the JSON text.
+type Objects = BTreeMap<String, (ObjectRef, Arc<str>)>;
+
 /// The test's informer cache and the changes it went through, published on a bus as an informer
 /// pump does: the cache is updated first, then the change is published.
 #[derive(Default, Clone)]
 struct Stream {
-    cache: Arc<Mutex<BTreeMap<String, (ObjectRef, Arc<str>)>>>,
+    cache: Arc<Mutex<Objects>>,
     /// When each change (by its number) was published.
     published: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl Stream {
-    fn source(&self) -> impl Fn(&Gvk) -> Option<Vec<(ObjectRef, Arc<str>)>> + Send + Sync + 'static {
+    fn source(
+        &self,
+    ) -> impl Fn(&Gvk) -> Option<Vec<(ObjectRef, Arc<str>)>> + Send + Sync + 'static {
         let cache = self.cache.clone();
         move |gvk| {
             let cache = cache.lock().unwrap();
@@ -249,9 +258,10 @@ impl Stream {
             seen.get(name)
                 .and_then(|s| s.last())
                 .is_some_and(|&(kind, seq)| kind != 'D' && seq == seq_of(json))
-        }) && gone
-            .iter()
-            .all(|name| seen.get(name).is_none_or(|s| s.last().is_some_and(|l| l.0 == 'D')))
+        }) && gone.iter().all(|name| {
+            seen.get(name)
+                .is_none_or(|s| s.last().is_some_and(|l| l.0 == 'D'))
+        })
     }
 }
 
@@ -274,106 +284,194 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
 
+/// A dispatcher over a [`Stream`], recording what each plugin was handed and, for the plugin
+/// `timed`, how long after its publication each state reached it.
+struct Streamed {
+    dispatcher: Dispatcher,
+    stream: Stream,
+    bus: Bus<ChangeEvent>,
+    roots: Arc<Roots>,
+    seen: Arc<Mutex<BTreeMap<String, Seen>>>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    task: tokio::task::JoinHandle<()>,
+    /// The objects deleted and not created again.
+    gone: Vec<String>,
+}
+
+impl Streamed {
+    async fn start(plugins: &[&str], timed: &'static str) -> Self {
+        let stream = Stream::default();
+        let seen: Arc<Mutex<BTreeMap<String, Seen>>> = Arc::default();
+        let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let (record, published, lat) = (seen.clone(), stream.published.clone(), latencies.clone());
+        let dispatcher = Dispatcher::new(
+            DispatchConfig::default()
+                .source(stream.source())
+                .on_delivery(move |d| {
+                    let (kind, seq) = seen_of(&d.change);
+                    if d.plugin == timed {
+                        let at = published.lock().unwrap()[seq];
+                        lat.lock().unwrap().push(at.elapsed());
+                    }
+                    record
+                        .lock()
+                        .unwrap()
+                        .entry(d.plugin.clone())
+                        .or_default()
+                        .entry(d.object.name.clone())
+                        .or_default()
+                        .push((kind, seq));
+                }),
+        );
+        dispatcher.set_plugins(&load(plugins).await);
+        let bus: Bus<ChangeEvent> = Bus::new(0);
+        let task = dispatcher.run(bus.subscribe(4096));
+        bus.start();
+        Self {
+            dispatcher,
+            stream,
+            bus,
+            roots: Arc::new(Roots::default()),
+            seen,
+            latencies,
+            task,
+            gone: Vec::new(),
+        }
+    }
+
+    /// 20 000 changes of 200 objects: creates, updates, then deletes, half of them followed by a
+    /// recreation.
+    async fn changes(&mut self) {
+        let names: Vec<String> = (0..200).map(|i| format!("app-{i}")).collect();
+        let (stream, bus, roots) = (&self.stream, &self.bus, &self.roots);
+        let mut changes = 0;
+        for name in &names {
+            stream.change(bus, roots, name, false);
+            changes += 1;
+        }
+        while changes < 19_850 {
+            stream.change(bus, roots, &names[changes % names.len()], false);
+            changes += 1;
+            if changes % 256 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for (i, name) in names.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+            stream.change(bus, roots, name, true);
+            changes += 1;
+            if i % 4 == 0 {
+                stream.change(bus, roots, name, false);
+                changes += 1;
+            } else {
+                self.gone.push(name.clone());
+            }
+        }
+        assert_eq!(changes, 20_000);
+    }
+
+    fn seen(&self, plugin: &str) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .get(plugin)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn converged(&self, plugin: &str) -> bool {
+        self.stream.converged(&self.seen(plugin), &self.gone)
+    }
+
+    /// The latencies of the timed plugin, sorted.
+    fn latencies(&self) -> Vec<Duration> {
+        let mut lat = self.latencies.lock().unwrap().clone();
+        lat.sort();
+        lat
+    }
+
+    /// Wait until every root ended: handled, or failed as dropped where the bus dropped it for a
+    /// subscriber that fell behind (a resync brought its state back); returns the drops.
+    async fn finish(self) -> u64 {
+        let roots = &self.roots;
+        wait_for("every root to end", || {
+            roots.handled.load(Ordering::SeqCst) + roots.failed.load(Ordering::SeqCst) == 20_000
+        })
+        .await;
+        let dropped = self.bus.stats().dropped_total;
+        assert_eq!(roots.failed.load(Ordering::SeqCst) as u64, dropped);
+        assert!(
+            roots
+                .errors
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|e| e.contains("dropped")),
+            "{:?}",
+            roots.errors
+        );
+        drop(self.bus);
+        self.task.await.unwrap();
+        dropped
+    }
+}
+
 /// Issue 15's scenario: a handler that takes 100 ms per event and a fast one watch the same kind
 /// while 20 000 changes stream in (creates, updates, deletes and recreations of 200 objects).
-/// The fast one reaches every final state while the slow one is still far behind; the slow one
-/// ends having seen, in order per object, the final state of every object and every deletion of
-/// an object it saw; every root event is handled.
+/// The fast one reaches every final state while the slow one is still far behind, and its
+/// latency stays that of the fast one alone (measured first, in the same test); the slow one ends
+/// having seen, in order per object, the final state of every object and every deletion of an
+/// object it saw; every root event ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_handler_holds_back_no_other_and_still_sees_every_final_state() {
-    let stream = Stream::default();
-    let seen: Arc<Mutex<BTreeMap<String, Seen>>> = Arc::default();
-    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let (record, published, lat) = (seen.clone(), stream.published.clone(), latencies.clone());
-    let dispatcher = Dispatcher::new(
-        DispatchConfig::default()
-            .source(stream.source())
-            .on_delivery(move |d| {
-                let (kind, seq) = seen_of(&d.change);
-                if d.plugin == "echo-handler" {
-                    let at = published.lock().unwrap()[seq];
-                    lat.lock().unwrap().push(at.elapsed());
-                }
-                record
-                    .lock()
-                    .unwrap()
-                    .entry(d.plugin.clone())
-                    .or_default()
-                    .entry(d.object.name.clone())
-                    .or_default()
-                    .push((kind, seq));
-            }),
-    );
-    dispatcher.set_plugins(&load(&["slow-handler", "echo-handler"]).await);
-    let bus: Bus<ChangeEvent> = Bus::new(0);
-    let task = dispatcher.run(bus.subscribe(4096));
-    bus.start();
-    let roots = Arc::new(Roots::default());
-    let names: Vec<String> = (0..200).map(|i| format!("app-{i}")).collect();
-    let mut gone = Vec::new();
-    let mut changes = 0;
-    for name in &names {
-        stream.change(&bus, &roots, name, false);
-        changes += 1;
-    }
-    while changes < 19_850 {
-        stream.change(&bus, &roots, &names[changes % names.len()], false);
-        changes += 1;
-        if changes % 256 == 0 {
-            tokio::task::yield_now().await;
-        }
-    }
-    for (i, name) in names.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
-        stream.change(&bus, &roots, name, true);
-        changes += 1;
-        if i % 4 == 0 {
-            // Half the deleted objects come back.
-            stream.change(&bus, &roots, name, false);
-            changes += 1;
-        } else {
-            gone.push(name.clone());
-        }
-    }
-    assert_eq!(changes, 20_000);
-
-    let plugin_seen = |p: &str| seen.lock().unwrap().get(p).cloned().unwrap_or_default();
-    wait_for("the fast plugin to see every final state", || {
-        stream.converged(&plugin_seen("echo-handler"), &gone)
+    // The fast plugin alone: the latency to compare with.
+    let mut alone = Streamed::start(&["echo-handler"], "echo-handler").await;
+    alone.changes().await;
+    wait_for("the fast plugin alone to see every final state", || {
+        alone.converged("echo-handler")
     })
     .await;
-    let slow_behind = !stream.converged(&plugin_seen("slow-handler"), &gone);
-    let slow_waiting = dispatcher.waiting("slow-handler");
+    let baseline = alone.latencies();
+    alone.finish().await;
+
+    let mut both = Streamed::start(&["slow-handler", "echo-handler"], "echo-handler").await;
+    both.changes().await;
+    wait_for("the fast plugin to see every final state", || {
+        both.converged("echo-handler")
+    })
+    .await;
+    let slow_waiting = both.dispatcher.waiting("slow-handler");
     assert!(
-        slow_behind && slow_waiting > 0,
+        !both.converged("slow-handler") && slow_waiting > 0,
         "the fast plugin converged only once the slow one had (waiting: {slow_waiting})"
     );
-    eventually_within(Duration::from_secs(60), "the slow plugin to see every final state", async || {
-        stream.converged(&plugin_seen("slow-handler"), &gone).then_some(())
-    })
+    let lat = both.latencies();
+    eventually_within(
+        Duration::from_secs(60),
+        "the slow plugin to see every final state",
+        async || both.converged("slow-handler").then_some(()),
+    )
     .await;
-    wait_for("every root handled", || {
-        roots.handled.load(Ordering::SeqCst) == 20_000
-    })
-    .await;
-    assert_eq!(roots.failed.load(Ordering::SeqCst), 0, "{:?}", roots.errors);
     for plugin in ["echo-handler", "slow-handler"] {
-        assert_in_order(plugin, &plugin_seen(plugin));
+        assert_in_order(plugin, &both.seen(plugin));
     }
-    let mut lat = latencies.lock().unwrap().clone();
-    lat.sort();
-    let stats = dispatcher.stats();
+    let slow_deliveries: usize = both.seen("slow-handler").values().map(Vec::len).sum();
+    let coalesced = both.dispatcher.stats().coalesced.load(Ordering::SeqCst);
+    let dropped = both.finish().await;
     eprintln!(
-        "fast plugin: {} deliveries, latency p50 {:?} p99 {:?} max {:?}; slow plugin: {} deliveries; coalesced {}",
+        "fast plugin alone: {} deliveries, latency p50 {:?} p99 {:?}; next to the slow one: {} deliveries, p50 {:?} p99 {:?}; slow plugin: {slow_deliveries} deliveries; coalesced {coalesced}; bus drops {dropped}",
+        baseline.len(),
+        percentile(&baseline, 50),
+        percentile(&baseline, 99),
         lat.len(),
         percentile(&lat, 50),
         percentile(&lat, 99),
-        lat.last().unwrap(),
-        plugin_seen("slow-handler").values().map(Vec::len).sum::<usize>(),
-        stats.coalesced.load(Ordering::SeqCst),
     );
-    assert_eq!(bus.stats().dropped_total, 0);
-    drop(bus);
-    task.await.unwrap();
+    // Unaffected, within the noise of a 2-core machine: a fast plugin queued behind the slow one
+    // would wait for it, seconds at the median.
+    assert!(
+        percentile(&lat, 50) <= percentile(&baseline, 50) * 2 + Duration::from_millis(500),
+        "the fast plugin's median latency grew next to the slow one"
+    );
 }
 
 /// A subscription too small for the stream makes the bus drop events for the dispatcher: the drop

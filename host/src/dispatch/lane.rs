@@ -62,6 +62,10 @@ struct State {
 }
 
 /// What a worker gets from [`Lane::take`].
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned by value and taken apart at once; boxing would allocate for every change"
+)]
 pub(crate) enum Take {
     /// A change to handle; call [`Lane::done`] with the key after.
     Item(Key, Item),

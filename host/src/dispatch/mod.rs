@@ -423,7 +423,11 @@ impl Dispatcher {
         }
         ack_all(replaced);
         if queued > 0 {
-            tracing::info!(plugin = only.unwrap_or("*"), queued, "resynced from the informer caches");
+            tracing::info!(
+                plugin = only.unwrap_or("*"),
+                queued,
+                "resynced from the informer caches"
+            );
         }
         queued
     }

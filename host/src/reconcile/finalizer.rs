@@ -1,11 +1,11 @@
 //! Finalizers: `capstan.dev/<plugin>` on the objects of plugins that ask for one, added before
 //! anything is applied; on deletion the plugin's `cleanup` runs, then the finalizer goes.
 
+use super::action::{Action, AttemptError};
 use super::apply::{api, category_of, resource_for};
 use super::conditions::{ComputedCondition, render};
 use super::phase::{Phase, PhaseRecord, rfc3339};
 use super::pipeline::write_status;
-use super::action::{Action, AttemptError};
 use super::{ObjectKey, Shared};
 use crate::contract::{
     CategorizedError, CleanupOutcome, ConditionStatus, ErrorCategory, ObjectRef,

@@ -1,6 +1,7 @@
 //! One reconcile of one key: the deletion, terminal-failure and owner gates, the finalizer, fetch,
 //! health, plan, access, apply, prune, status, events and requeue.
 
+use super::action::{Action, AttemptError};
 use super::apply::{api, category_of, delete, errors_health, execute, prune, resource_for};
 use super::conditions::{ComputedCondition, ComputedStatus, OverallState, Verdict, compute};
 use super::finalizer;
@@ -8,7 +9,6 @@ use super::phase::{Phase, PhaseRecord, rfc3339};
 use super::plan::{Checker, Step};
 use super::scope::{Scope, ScopedCache, ScopedPodLogs};
 use super::status::{self, Draft, Evaluation, changes, merged, patch};
-use super::action::{Action, AttemptError};
 use super::{ObjectKey, Shared, Written, lock};
 use crate::contract::{
     CategorizedError, ComponentHealth, ConditionStatus, Gvk, ObjectRef, StatusMode,

@@ -73,20 +73,31 @@ mod tests {
     #[test]
     fn a_status_write_with_the_same_generation_is_not_a_change() {
         let base = obj(Some(1), "1", serde_json::json!({}));
-        let status = obj(Some(1), "2", serde_json::json!({"status": {"phase": "Ready"}}));
+        let status = obj(
+            Some(1),
+            "2",
+            serde_json::json!({"status": {"phase": "Ready"}}),
+        );
         assert!(!changed(&base, &status));
-        let spec = obj(Some(2), "3", serde_json::json!({"spec": {"image": "httpd"}}));
+        let spec = obj(
+            Some(2),
+            "3",
+            serde_json::json!({"spec": {"image": "httpd"}}),
+        );
         assert!(changed(&base, &spec), "a new generation is a change");
     }
 
     #[test]
     fn metadata_a_controller_acts_on_is_a_change_whatever_the_generation() {
         let base = obj(Some(1), "1", serde_json::json!({}));
-        let edits: [(&str, fn(&mut DynamicObject)); 5] = [
+        type Edit = fn(&mut DynamicObject);
+        let edits: [(&str, Edit); 5] = [
             ("deletion", |o| {
                 o.metadata.deletion_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
             }),
-            ("finalizers", |o| o.metadata.finalizers = Some(vec!["x/y".into()])),
+            ("finalizers", |o| {
+                o.metadata.finalizers = Some(vec!["x/y".into()])
+            }),
             ("owner references", |o| {
                 o.metadata.owner_references = Some(vec![OwnerReference::default()]);
             }),
