@@ -34,11 +34,10 @@ fn publish_timed<E: Clone + Send + 'static>(
     iters: u64,
     make: impl Fn(u64) -> E,
 ) -> Duration {
-    let bus = Bus::new(0);
+    let bus = Bus::new();
     let mut subs: Vec<_> = (0..subscribers)
         .map(|_| bus.subscribe(BATCH as usize))
         .collect();
-    bus.start();
     let mut total = Duration::ZERO;
     let mut left = iters;
     while left > 0 {

@@ -77,9 +77,8 @@ fn whole_path(c: &mut Criterion) {
                 async move {
                     let dispatcher = Dispatcher::new(DispatchConfig::default());
                     dispatcher.set_plugins(&[plugin]);
-                    let bus: Bus<ChangeEvent> = Bus::new(0);
+                    let bus: Bus<ChangeEvent> = Bus::new();
                     let task = dispatcher.run(bus.subscribe(EVENTS));
-                    bus.start();
                     for e in evs {
                         bus.publish(e);
                     }
@@ -99,7 +98,7 @@ fn whole_path(c: &mut Criterion) {
                 (events(&json, &object, &done), done)
             },
             |(evs, done)| async move {
-                let bus: Bus<ChangeEvent> = Bus::new(0);
+                let bus: Bus<ChangeEvent> = Bus::new();
                 let mut sub = bus.subscribe(EVENTS);
                 let task = tokio::spawn(async move {
                     while let Some(mut event) = sub.recv().await {
@@ -120,7 +119,6 @@ fn whole_path(c: &mut Criterion) {
                         event.ack();
                     }
                 });
-                bus.start();
                 for e in evs {
                     bus.publish(e);
                 }

@@ -225,9 +225,8 @@ impl Supervisor {
                     .collect(),
             )
         }));
-        let bus: Bus<ChangeEvent> = Bus::new(crate::bus::DEFAULT_PRESTART_CAPACITY);
+        let bus: Bus<ChangeEvent> = Bus::new();
         let dispatch_task = dispatcher.run(bus.subscribe(4096));
-        bus.start();
         let gauges = Gauges::default();
         if let Ok(mut b) = gauges.bus.lock() {
             *b = Some(bus.clone());

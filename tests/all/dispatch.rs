@@ -61,15 +61,10 @@ async fn every_watching_plugin_gets_a_child_and_the_root_is_handled_once() {
     );
     // webapp watches WebApps only: it must not get Deployment events.
     dispatcher.set_plugins(&load(&["deployment-handler", "echo-handler", "webapp"]).await);
-    let bus: Bus<ChangeEvent> = Bus::new(100);
+    let bus: Bus<ChangeEvent> = Bus::new();
     let task = dispatcher.run(bus.subscribe(1000));
     let roots = Arc::new(Roots::default());
-    // Published before start: buffered, then replayed.
-    for i in 0..50 {
-        bus.publish(root(&format!("web-{i}"), &roots));
-    }
-    bus.start();
-    for i in 50..200 {
+    for i in 0..200 {
         bus.publish(root(&format!("web-{i}"), &roots));
     }
     wait_for("200 roots handled", || {
@@ -324,9 +319,8 @@ impl Streamed {
                 }),
         );
         dispatcher.set_plugins(&load(plugins).await);
-        let bus: Bus<ChangeEvent> = Bus::new(0);
+        let bus: Bus<ChangeEvent> = Bus::new();
         let task = dispatcher.run(bus.subscribe(4096));
-        bus.start();
         Self {
             dispatcher,
             stream,
@@ -494,9 +488,8 @@ async fn events_the_bus_drops_come_back_by_a_resync() {
             }),
     );
     dispatcher.set_plugins(&load(&["echo-handler"]).await);
-    let bus: Bus<ChangeEvent> = Bus::new(0);
+    let bus: Bus<ChangeEvent> = Bus::new();
     let task = dispatcher.run(bus.subscribe(4));
-    bus.start();
     let roots = Arc::new(Roots::default());
     let names: Vec<String> = (0..100).map(|i| format!("app-{i}")).collect();
     // Published without yielding: on this one-thread runtime the dispatcher cannot keep up.

@@ -1,4 +1,4 @@
-//! Domain-agnostic in-process event bus: non-blocking pub/sub, start-up buffering and scatter-gather requests.
+//! Domain-agnostic in-process event bus: non-blocking pub/sub with counted drops.
 //!
 //! # Model
 //!
@@ -8,13 +8,7 @@
 //!   subscriber whose buffer is full misses it, and the miss is counted for that subscriber
 //!   ([`Subscription::dropped`], [`Bus::stats`]). Dropped events are not replayed: consumers are
 //!   expected to be level-triggered (re-list or re-sync after a gap).
-//! * Before [`Bus::start`], published events are kept in a bounded pre-start buffer and replayed,
-//!   in publish order, to the subscribers present when `start` is called. Past the bound the
-//!   **oldest** buffered event is evicted (and counted in [`BusStats::prestart_dropped`]): for a
-//!   level-triggered consumer the most recent events describe the current state, and a ring buffer
-//!   keeps memory constant however long start-up takes.
 //! * An event published while there is no subscriber is dropped (there is nobody to count it for).
-//! * [`RequestBus`] layers scatter-gather request/response on a bus whose events are [`Request`]s.
 //!
 //! # Cost
 //!
@@ -26,24 +20,17 @@
 //!
 //! # Logging
 //!
-//! Drops are logged with `tracing::warn!` when the per-subscriber (or pre-start) drop count reaches a
+//! Drops are logged with `tracing::warn!` when the per-subscriber drop count reaches a
 //! power of two (1, 2, 4, 8, ...): the first drop is always visible and a persistently slow subscriber
 //! produces a logarithmic, not linear, number of log lines. Exact counts are always in [`Bus::stats`].
 
 mod queue;
-mod request;
 
-pub use request::{CorrelationId, GatherOutcome, Gathered, Request, RequestBus};
-
-use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use queue::{Offer, Queue};
-
-/// Default bound of the pre-start buffer used by [`Bus::default`].
-pub const DEFAULT_PRESTART_CAPACITY: usize = 200;
 
 /// Largest subscriber buffer; larger requests are clamped.
 pub const MAX_SUBSCRIBER_BUFFER: usize = 1 << 30;
@@ -85,19 +72,8 @@ impl fmt::Display for SubscriptionId {
 
 type Snapshot<E> = Arc<[Arc<Queue<E>>]>;
 
-/// Pre-start state, only touched until [`Bus::start`] has completed.
-struct PreStart<E> {
-    started: bool,
-    buffer: VecDeque<E>,
-    dropped: u64,
-}
-
 struct Shared<E> {
     subscribers: Mutex<Snapshot<E>>,
-    /// Fast-path flag; `true` only once the replay of the pre-start buffer has finished.
-    started: AtomicBool,
-    prestart: Mutex<PreStart<E>>,
-    prestart_capacity: usize,
     next_id: AtomicU64,
     retired_delivered: AtomicU64,
     retired_dropped: AtomicU64,
@@ -114,10 +90,6 @@ impl<E> Shared<E> {
     #[inline]
     fn snapshot(&self) -> Snapshot<E> {
         Arc::clone(&self.subscribers())
-    }
-
-    fn prestart(&self) -> MutexGuard<'_, PreStart<E>> {
-        self.prestart.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn unsubscribe(&self, id: SubscriptionId) {
@@ -207,33 +179,25 @@ impl<E> Clone for Bus<E> {
 
 impl<E: Clone + Send + 'static> Default for Bus<E> {
     fn default() -> Self {
-        Self::new(DEFAULT_PRESTART_CAPACITY)
+        Self::new()
     }
 }
 
 impl<E> fmt::Debug for Bus<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bus")
-            .field("started", &self.shared.started.load(Ordering::Relaxed))
             .field("subscribers", &self.shared.snapshot().len())
             .finish_non_exhaustive()
     }
 }
 
 impl<E: Clone + Send + 'static> Bus<E> {
-    /// Creates a bus that keeps at most `prestart_capacity` events published before [`Bus::start`].
+    /// Creates a bus with no subscriber.
     #[must_use]
-    pub fn new(prestart_capacity: usize) -> Self {
+    pub fn new() -> Self {
         Self {
             shared: Arc::new(Shared {
                 subscribers: Mutex::new(Arc::from(Vec::new())),
-                started: AtomicBool::new(false),
-                prestart: Mutex::new(PreStart {
-                    started: false,
-                    buffer: VecDeque::new(),
-                    dropped: 0,
-                }),
-                prestart_capacity,
                 next_id: AtomicU64::new(1),
                 retired_delivered: AtomicU64::new(0),
                 retired_dropped: AtomicU64::new(0),
@@ -243,8 +207,8 @@ impl<E: Clone + Send + 'static> Bus<E> {
 
     /// Subscribes with a buffer of `buffer` events (clamped to `1..=MAX_SUBSCRIBER_BUFFER`).
     ///
-    /// The subscription receives every event published after this call returns (and, if the bus is
-    /// not started yet, the replayed pre-start events) that fits in its buffer.
+    /// The subscription receives every event published after this call returns that fits in its
+    /// buffer.
     #[must_use]
     pub fn subscribe(&self, buffer: usize) -> Subscription<E> {
         let capacity = buffer.clamp(1, MAX_SUBSCRIBER_BUFFER);
@@ -267,85 +231,9 @@ impl<E: Clone + Send + 'static> Bus<E> {
     }
 
     /// Publishes `event` to every current subscriber; never blocks and never awaits.
-    ///
-    /// Before [`Bus::start`] the event is appended to the pre-start buffer instead (evicting the
-    /// oldest buffered event when the buffer is full).
     #[inline]
     pub fn publish(&self, event: E) {
-        if !self.shared.started.load(Ordering::Acquire) {
-            self.publish_prestart(event);
-            return;
-        }
         fan_out(&self.shared.snapshot(), event, drop);
-    }
-
-    #[cold]
-    fn publish_prestart(&self, event: E) {
-        let mut state = self.shared.prestart();
-        if state.started {
-            // `start` finished between our flag check and taking the lock.
-            drop(state);
-            fan_out(&self.shared.snapshot(), event, drop);
-            return;
-        }
-        let evicted = if self.shared.prestart_capacity == 0 {
-            Some(event)
-        } else {
-            // Evict the oldest: the newest events carry the most recent state.
-            let evicted = (state.buffer.len() >= self.shared.prestart_capacity)
-                .then(|| state.buffer.pop_front())
-                .flatten();
-            state.buffer.push_back(event);
-            evicted
-        };
-        if evicted.is_some() {
-            state.dropped += 1;
-            let dropped = state.dropped;
-            drop(state);
-            if dropped.is_power_of_two() {
-                tracing::warn!(
-                    capacity = self.shared.prestart_capacity,
-                    dropped,
-                    "event bus pre-start buffer full, evicting oldest event (was start() called?)"
-                );
-            }
-        }
-        // Dropped only now, outside the lock: an event's `Drop` may publish again.
-        drop(evicted);
-    }
-
-    /// Starts the bus: replays the pre-start buffer, in publish order, to the subscribers present
-    /// now, then switches to direct delivery. Returns the number of replayed events; calling it
-    /// again is a no-op returning 0.
-    ///
-    /// Publishers racing with `start` wait for the replay to finish, which keeps replayed events
-    /// ahead of newer ones.
-    pub fn start(&self) -> usize {
-        let mut refused = Vec::new();
-        let replayed = {
-            let mut state = self.shared.prestart();
-            if state.started {
-                return 0;
-            }
-            let buffer = std::mem::take(&mut state.buffer);
-            let replayed = buffer.len();
-            let queues = self.shared.snapshot();
-            for event in buffer {
-                fan_out(&queues, event, |event| refused.push(event));
-            }
-            state.started = true;
-            self.shared.started.store(true, Ordering::Release);
-            replayed
-        };
-        // Dropped only now, outside the lock: an event's `Drop` may publish again.
-        drop(refused);
-        replayed
-    }
-
-    /// Whether [`Bus::start`] has completed.
-    #[must_use]
-    pub fn is_started(&self) -> bool {
-        self.shared.started.load(Ordering::Acquire)
     }
 
     /// Number of current subscribers.
@@ -357,10 +245,6 @@ impl<E: Clone + Send + 'static> Bus<E> {
     /// A snapshot of the bus counters, for metrics and logs.
     #[must_use]
     pub fn stats(&self) -> BusStats {
-        let (prestart_buffered, prestart_dropped) = {
-            let state = self.shared.prestart();
-            (state.buffer.len(), state.dropped)
-        };
         // Hold the list lock so that no subscriber moves to the retired totals meanwhile.
         let list = self.shared.subscribers();
         let subscribers: Vec<SubscriberStats> = list
@@ -382,9 +266,6 @@ impl<E: Clone + Send + 'static> Bus<E> {
             + subscribers.iter().map(|s| s.dropped).sum::<u64>();
         drop(list);
         BusStats {
-            started: self.is_started(),
-            prestart_buffered,
-            prestart_dropped,
             subscribers,
             delivered_total,
             dropped_total,
@@ -410,18 +291,11 @@ pub struct SubscriberStats {
 /// Counters of a bus, as reported by [`Bus::stats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusStats {
-    /// Whether [`Bus::start`] has completed.
-    pub started: bool,
-    /// Events waiting in the pre-start buffer.
-    pub prestart_buffered: usize,
-    /// Events evicted from the pre-start buffer because it was full.
-    pub prestart_dropped: u64,
     /// Per current subscriber counters.
     pub subscribers: Vec<SubscriberStats>,
     /// Events delivered, over every subscriber that ever existed.
     pub delivered_total: u64,
-    /// Events dropped for full buffers, over every subscriber that ever existed (excludes
-    /// [`BusStats::prestart_dropped`]).
+    /// Events dropped for full buffers, over every subscriber that ever existed.
     pub dropped_total: u64,
 }
 
@@ -520,9 +394,8 @@ mod tests {
 
     #[tokio::test]
     async fn basic_pub_sub() {
-        let bus = Bus::new(10);
+        let bus = Bus::new();
         let mut sub = bus.subscribe(10);
-        bus.start();
         bus.publish(TestEvent("hello".into()));
         assert_eq!(sub.recv().await, Some(TestEvent("hello".into())));
         assert_eq!(sub.try_recv(), Err(BusError::Empty));
@@ -532,11 +405,10 @@ mod tests {
 
     #[tokio::test]
     async fn every_subscriber_gets_every_event() {
-        let bus = Bus::new(10);
+        let bus = Bus::new();
         let mut a = bus.subscribe(10);
         let mut b = bus.subscribe(10);
         assert_ne!(a.id(), b.id());
-        bus.start();
         for i in 0..5 {
             bus.publish(i);
         }
@@ -548,60 +420,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn startup_buffering_replays_in_order() {
-        let bus = Bus::new(100);
-        let mut early = bus.subscribe(100);
-        for i in 0..10 {
-            bus.publish(i);
-        }
-        assert!(early.is_empty(), "nothing is delivered before start");
-        assert_eq!(bus.stats().prestart_buffered, 10);
-        let mut late = bus.subscribe(100);
-        assert_eq!(bus.start(), 10);
-        assert_eq!(bus.start(), 0, "second start is a no-op");
-        bus.publish(10);
-        for sub in [&mut early, &mut late] {
-            for i in 0..=10 {
-                assert_eq!(sub.recv().await, Some(i));
-            }
-        }
-        // A subscriber arriving after start sees only new events.
-        let mut after = bus.subscribe(10);
-        bus.publish(11);
-        assert_eq!(after.recv().await, Some(11));
-        assert_eq!(bus.stats().prestart_buffered, 0);
-    }
-
-    #[tokio::test]
-    async fn prestart_overflow_evicts_oldest_and_counts() {
-        let bus = Bus::new(3);
-        let mut sub = bus.subscribe(10);
-        for i in 0..5 {
-            bus.publish(i);
-        }
-        let stats = bus.stats();
-        assert_eq!(stats.prestart_buffered, 3);
-        assert_eq!(stats.prestart_dropped, 2);
-        bus.start();
-        for i in 2..5 {
-            assert_eq!(sub.try_recv(), Ok(i));
-        }
-        assert_eq!(sub.try_recv(), Err(BusError::Empty));
-
-        let zero = Bus::new(0);
-        let mut sub = zero.subscribe(10);
-        zero.publish(1);
-        assert_eq!(zero.stats().prestart_dropped, 1);
-        zero.start();
-        assert_eq!(sub.try_recv(), Err(BusError::Empty));
-    }
-
-    #[tokio::test]
     async fn slow_subscriber_drops_are_counted_per_subscriber() {
-        let bus = Bus::new(0);
+        let bus = Bus::new();
         let mut slow = bus.subscribe(2);
         let mut fast = bus.subscribe(100);
-        bus.start();
         for i in 0..10 {
             bus.publish(i);
         }
@@ -632,10 +454,9 @@ mod tests {
 
     #[tokio::test]
     async fn zero_buffer_is_clamped_not_a_panic() {
-        let bus = Bus::new(0);
+        let bus = Bus::new();
         let mut sub = bus.subscribe(0);
         assert_eq!(sub.capacity(), 1);
-        bus.start();
         bus.publish(1);
         bus.publish(2);
         assert_eq!(sub.try_recv(), Ok(1));
@@ -644,8 +465,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_a_subscription_unsubscribes_and_keeps_totals() {
-        let bus = Bus::new(0);
-        bus.start();
+        let bus = Bus::new();
         let sub = bus.subscribe(1);
         let keep = bus.subscribe(10);
         assert_eq!(bus.subscriber_count(), 2);
@@ -663,9 +483,8 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_bus_closes_subscriptions_after_drain() {
-        let bus = Bus::new(0);
+        let bus = Bus::new();
         let mut sub = bus.subscribe(4);
-        bus.start();
         bus.publish(7);
         drop(bus);
         assert_eq!(sub.recv().await, Some(7));
@@ -677,9 +496,8 @@ mod tests {
     async fn concurrent_publish() {
         const TASKS: u64 = 8;
         const PER_TASK: u64 = 500;
-        let bus = Bus::new(0);
+        let bus = Bus::new();
         let mut sub = bus.subscribe((TASKS * PER_TASK) as usize);
-        bus.start();
         let handles: Vec<_> = (0..TASKS)
             .map(|t| {
                 let bus = bus.clone();
@@ -716,17 +534,12 @@ mod tests {
             .worker_threads(2)
             .build()
             .expect("runtime");
-        let bus: Bus<(u64, u64)> = Bus::new(16);
+        let bus: Bus<(u64, u64)> = Bus::new();
         // Small buffers force drops; a large one should see (almost) everything.
         let subs: Vec<_> = [8usize, 64, 1024, 100_000]
             .into_iter()
             .map(|n| bus.subscribe(n))
             .collect();
-        // Some events go through the pre-start buffer, too.
-        for i in 0..10 {
-            bus.publish((PUBLISHERS, i));
-        }
-        bus.start();
         let consumers: Vec<_> = subs
             .into_iter()
             .map(|mut sub| {
@@ -753,7 +566,7 @@ mod tests {
             publisher.join().expect("publisher thread");
         }
         drop(bus); // closes the subscriptions once drained
-        let total = PUBLISHERS * PER_PUBLISHER + 10;
+        let total = PUBLISHERS * PER_PUBLISHER;
         for consumer in consumers {
             let (seen, delivered, dropped) = runtime.block_on(consumer).expect("consumer task");
             let received: u64 = seen.values().map(|v| v.len() as u64).sum();
@@ -777,17 +590,14 @@ mod tests {
     fn memory_does_not_grow_over_a_million_events() {
         const EVENTS: u64 = 1_000_000;
         let token = Arc::new(());
-        let bus: Bus<Tracked> = Bus::new(32);
-        // Pre-start flood: bounded by the pre-start capacity.
+        let bus: Bus<Tracked> = Bus::new();
+        // Nobody subscribed: the events are dropped at once.
         for _ in 0..EVENTS / 4 {
             bus.publish(Arc::clone(&token));
-            assert!(Arc::strong_count(&token) <= 33);
+            assert_eq!(Arc::strong_count(&token), 1);
         }
-        assert_eq!(bus.stats().prestart_buffered, 32);
-        assert_eq!(bus.stats().prestart_dropped, EVENTS / 4 - 32);
         let mut idle = bus.subscribe(64); // never reads
         let mut reader = bus.subscribe(16); // reads every event
-        bus.start();
         while reader.try_recv().is_ok() {}
         let mut churned = 0u64;
         for i in 0..EVENTS {
@@ -807,7 +617,7 @@ mod tests {
         let stats = bus.stats();
         assert_eq!(stats.subscribers.len(), 2);
         assert_eq!(idle.len(), 64);
-        assert_eq!(idle.dropped(), EVENTS + churned + 32 - 64);
+        assert_eq!(idle.dropped(), EVENTS + churned - 64);
         assert!(churned > 0);
         while idle.try_recv().is_ok() {}
         assert_eq!(Arc::strong_count(&token), 1, "every event is freed");
@@ -817,7 +627,7 @@ mod tests {
 
     #[tokio::test]
     async fn pending_recv_ends_when_the_bus_is_dropped() {
-        let bus: Bus<u32> = Bus::new(0);
+        let bus: Bus<u32> = Bus::new();
         let mut sub = bus.subscribe(1);
         let waiter = tokio::spawn(async move { sub.recv().await });
         tokio::task::yield_now().await;
@@ -827,9 +637,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn recv_waits_for_a_publish() {
-        let bus = Bus::new(0);
+        let bus = Bus::new();
         let mut sub = bus.subscribe(1);
-        bus.start();
         let publisher = bus.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(1)).await;

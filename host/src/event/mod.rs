@@ -1,4 +1,4 @@
-//! Event trees with acknowledgement: root events, child events, filters and fan-out routing.
+//! Event trees with acknowledgement: root events, child events and filters.
 //!
 //! # Lifecycle
 //!
@@ -40,10 +40,8 @@
 //! tree. A clone of an ended event is itself ended and inert.
 
 pub mod filter;
-pub mod router;
 
 pub use filter::{Filter, FilterChain, Verdict};
-pub use router::{FnRoute, Route, Router};
 
 use std::collections::BTreeMap;
 use std::fmt;
