@@ -548,3 +548,36 @@ async fn failures_on_distinct_objects_still_quarantine_the_plugin() {
     env.ready("fine-late").await;
     env.shutdown().await;
 }
+
+/// Every way a reconcile ends is counted by result: `ok` (settled), `requeue` (a component still
+/// progressing), `error` (the plugin trapped; retried with backoff), `terminal` (a failed
+/// component: nothing more until the spec changes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_outcomes_are_counted_by_result() {
+    let env = Env::start().await;
+    let controller = env.controller(env.plugin(Limits::default()).await).await;
+    for name in ["fine-a", "steady-warning", "poison-pill", "failed-widget"] {
+        env.create(name).await;
+    }
+    let count = |result: &str| {
+        env.sum(&format!(
+            "capstan_reconciles_total{{plugin=\"{PLUGIN}\",result=\"{result}\"}}"
+        ))
+    };
+    eventually("every result counted", async || {
+        ["ok", "requeue", "error", "terminal"]
+            .iter()
+            .all(|r| count(r) >= 1.0)
+            .then_some(())
+    })
+    .await;
+    // The terminal failure is counted once: it is not retried until its spec changes.
+    let terminal = count("terminal");
+    capstan_tests::never_within(Duration::from_secs(3), "a terminal failure retried", async || {
+        count("terminal") > terminal
+    })
+    .await;
+    assert!(count("error") >= 2.0, "the trapping object is retried");
+    drop(controller);
+    env.shutdown().await;
+}

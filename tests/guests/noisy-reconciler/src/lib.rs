@@ -166,6 +166,7 @@ impl GuestReconciliation for Reconcile {
                 "Waiting",
                 Some(0),
             )],
+            "failed-widget" => vec![component("Widget", HealthState::Failed, "Broken", None)],
             "huge-health" => (0..10_000)
                 .map(|i| component(&format!("Part{i}"), HealthState::Ready, "Available", None))
                 .collect(),
