@@ -101,7 +101,7 @@ async fn retries_are_bounded_and_end_in_max_retry_reached() {
     );
     dispatcher.set_plugins(&load(&["retry-handler", "deployment-handler"]).await);
     let roots = Arc::new(Roots::default());
-    dispatcher.dispatch(root("flaky", &roots)).await;
+    dispatcher.dispatch(root("flaky", &roots));
     wait_for("the root to fail", || {
         roots.failed.load(Ordering::SeqCst) == 1
     })
@@ -140,7 +140,7 @@ async fn a_forgotten_channel_does_not_stall_the_event() {
     let dispatcher = Dispatcher::new(DispatchConfig::default());
     dispatcher.set_plugins(&load(&["forgetful-handler"]).await);
     let roots = Arc::new(Roots::default());
-    assert_eq!(dispatcher.dispatch(root("open", &roots)).await, 1);
+    assert_eq!(dispatcher.dispatch(root("open", &roots)), 1);
     wait_for("the root handled", || {
         roots.handled.load(Ordering::SeqCst) == 1
     })
@@ -152,7 +152,7 @@ async fn a_kind_nobody_watches_is_handled_at_once() {
     let dispatcher = Dispatcher::new(DispatchConfig::default());
     dispatcher.set_plugins(&load(&["webapp"]).await);
     let roots = Arc::new(Roots::default());
-    assert_eq!(dispatcher.dispatch(root("nobody", &roots)).await, 0);
+    assert_eq!(dispatcher.dispatch(root("nobody", &roots)), 0);
     assert_eq!(roots.handled.load(Ordering::SeqCst), 1);
 }
 

@@ -284,7 +284,7 @@ async fn a_trapping_handler_fails_its_event_after_bounded_retries_and_others_go_
         move |e| *failed.lock().unwrap() = Some(Err(capstan::error_chain(&e))),
     );
     assert_eq!(
-        dispatcher.dispatch(root).await,
+        dispatcher.dispatch(root),
         2,
         "both plugins watch Deployments"
     );

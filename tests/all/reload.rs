@@ -68,7 +68,7 @@ async fn a_hundred_swaps_under_load_lose_and_double_no_event() {
         tokio::spawn(async move {
             let mut n = 0usize;
             while swapping.load(Ordering::SeqCst) {
-                d.dispatch(event(&format!("e-{n}"), &failed)).await;
+                d.dispatch(event(&format!("e-{n}"), &failed));
                 n += 1;
                 if n.is_multiple_of(4) {
                     tokio::time::sleep(Duration::from_millis(1)).await;

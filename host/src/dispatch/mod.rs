@@ -350,13 +350,8 @@ impl Dispatcher {
     /// Fan a root event out to every handler plugin watching its kind, as child events offered to
     /// each plugin's lane (never waiting for a plugin); the root itself is acknowledged here, so
     /// the tree completes when every child does. Returns the number of plugins it went to.
-    pub async fn dispatch(&self, root: ChangeEvent) -> usize {
+    pub fn dispatch(&self, root: ChangeEvent) -> usize {
         self.dispatch_filtered(root, None)
-    }
-
-    /// Like [`Dispatcher::dispatch`], to the plugin named `only` alone.
-    pub async fn dispatch_to(&self, root: ChangeEvent, only: &str) -> usize {
-        self.dispatch_filtered(root, Some(only))
     }
 
     fn dispatch_filtered(&self, mut root: ChangeEvent, only: Option<&str>) -> usize {
