@@ -15,9 +15,10 @@ use prometheus_client::registry::{Registry, Unit};
 /// How one reconcile ended, as the `result` label of `capstan_reconciles_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReconcileResult {
-    /// The object settled, or is gone (`ok`).
+    /// The object settled with nothing scheduled, or is gone (`ok`).
     Ok,
-    /// The object is not settled yet: called again after a backoff (`requeue`).
+    /// The reconcile asked to be called again: after a time (a component's `requeue-after`, a
+    /// phase deadline) or, while not settled, after a backoff (`requeue`).
     Requeue,
     /// The object failed terminally: nothing more until its spec changes (`terminal`).
     Terminal,

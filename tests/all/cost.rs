@@ -550,7 +550,7 @@ async fn failures_on_distinct_objects_still_quarantine_the_plugin() {
 }
 
 /// Every way a reconcile ends is counted by result: `ok` (settled), `requeue` (a component still
-/// progressing), `error` (the plugin trapped; retried with backoff), `terminal` (a failed
+/// progressing asks to be looked at again), `error` (the plugin trapped; retried with backoff), `terminal` (a failed
 /// component: nothing more until the spec changes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_outcomes_are_counted_by_result() {
@@ -573,9 +573,11 @@ async fn reconcile_outcomes_are_counted_by_result() {
     .await;
     // The terminal failure is counted once: it is not retried until its spec changes.
     let terminal = count("terminal");
-    capstan_tests::never_within(Duration::from_secs(3), "a terminal failure retried", async || {
-        count("terminal") > terminal
-    })
+    capstan_tests::never_within(
+        Duration::from_secs(3),
+        "a terminal failure retried",
+        async || count("terminal") > terminal,
+    )
     .await;
     assert!(count("error") >= 2.0, "the trapping object is retried");
     drop(controller);

@@ -44,12 +44,6 @@ pub enum BusError {
     /// The bus has been dropped and the subscription buffer is drained.
     #[error("event bus is closed")]
     Closed,
-    /// A response arrived for a request that timed out, completed, or was cancelled.
-    #[error("request {0} is no longer pending")]
-    NotPending(CorrelationId),
-    /// A response arrived after the request already had every expected response.
-    #[error("request {0} already has all expected responses")]
-    AlreadyComplete(CorrelationId),
 }
 
 /// Identifier of a subscription, unique within its bus.

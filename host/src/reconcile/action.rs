@@ -80,8 +80,14 @@ pub fn settle<K: Clone + Eq + Hash + Send + 'static>(
         Ok(action) => (
             action,
             match action {
-                Action::Done { .. } | Action::Forget => ReconcileResult::Ok,
-                Action::Requeue { .. } => ReconcileResult::Requeue,
+                Action::Done {
+                    requeue_after: None,
+                }
+                | Action::Forget => ReconcileResult::Ok,
+                Action::Done {
+                    requeue_after: Some(_),
+                }
+                | Action::Requeue { .. } => ReconcileResult::Requeue,
                 Action::Terminal => ReconcileResult::Terminal,
             },
         ),
@@ -174,7 +180,7 @@ mod tests {
         let done = Ok(Action::Done {
             requeue_after: Some(after),
         });
-        assert_eq!(settle(&q, &"k", done), ReconcileResult::Ok);
+        assert_eq!(settle(&q, &"k", done), ReconcileResult::Requeue);
         q.done(&"k");
         assert_eq!(q.failures(&"k"), 0, "a success forgets the failures");
         assert_eq!(q.scheduled_in(&"k"), Some(after));
