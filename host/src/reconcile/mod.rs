@@ -12,7 +12,6 @@ mod finalizer;
 mod phase;
 mod pipeline;
 mod plan;
-mod predicate;
 mod queue;
 mod scope;
 mod status;
@@ -32,7 +31,9 @@ pub use status::{Draft, Evaluation, terminal};
 
 use crate::contract::{ErrorCategory, Gvk, Manifest};
 use crate::dispatch::RetryPolicy;
-use crate::informer::{ChangeKind, InformerError, InformerHandle, Informers, owner_refs};
+use crate::informer::{
+    ChangeKind, InformerError, InformerHandle, Informers, owner_refs, predicate,
+};
 use crate::plugin::Plugin;
 use cache::InformerCache;
 use kube::api::DynamicObject;
