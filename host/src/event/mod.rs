@@ -42,7 +42,7 @@
 pub mod filter;
 pub mod router;
 
-pub use filter::{Filter, FilterChain, Verdict};
+pub use filter::{Filter, Verdict};
 pub use router::{FnRoute, Route, Router};
 
 use std::collections::BTreeMap;
