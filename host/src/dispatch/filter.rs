@@ -272,7 +272,11 @@ mod tests {
             e.ack();
             c
         });
-        assert_eq!(handled.load(Ordering::SeqCst), 1, "the tree ends either way");
+        assert_eq!(
+            handled.load(Ordering::SeqCst),
+            1,
+            "the tree ends either way"
+        );
         (passed, handled_before_the_plugin)
     }
 
