@@ -57,7 +57,10 @@ pub use capstan_sdk_macro::export;
 pub use conditions::{CleanupOutcome, Condition, ConditionStatus, Observability, StatusUpdate};
 pub use health::{CategorizedError, ComponentHealth, Error, ErrorCategory, HealthState};
 pub use k8s_openapi;
-pub use manifest::{AccessRule, GroupVersionKind, Gvk, Manifest, PhaseTimeout, StatusMode, Verb};
+pub use manifest::{
+    AccessRule, ChangeFilter, EventFilter, GroupVersionKind, Gvk, Manifest, PhaseTimeout,
+    StatusMode, Verb,
+};
 pub use object_kind::ObjectKind;
 pub use plan::{ObjectRef, Plan, PlanEntry};
 pub use pod_logs::PodLogs;

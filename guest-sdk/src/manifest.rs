@@ -3,7 +3,8 @@
 //! The types are the contract's own (generated from `wit/`); this module adds their builders.
 
 pub use crate::wit::capstan::controller::types::{
-    AccessRule, GroupVersionKind, Manifest, PhaseTimeout, StatusMode, Verb,
+    AccessRule, ChangeFilter, EventFilter, GroupVersionKind, Manifest, PhaseTimeout, StatusMode,
+    Verb,
 };
 use std::time::Duration;
 
@@ -42,6 +43,24 @@ impl Default for StatusMode {
     }
 }
 
+impl Default for ChangeFilter {
+    /// [`ChangeFilter::All`].
+    fn default() -> Self {
+        Self::All
+    }
+}
+
+impl Default for EventFilter {
+    /// Every change of every object: all namespaces, no label selector, every update.
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            label_selector: None,
+            changes: ChangeFilter::All,
+        }
+    }
+}
+
 impl Manifest {
     /// A manifest with a name and version, watching nothing yet.
     ///
@@ -61,6 +80,7 @@ impl Manifest {
             phase_timeouts: Vec::new(),
             wait_for_owner: None,
             object_kind: None,
+            events: EventFilter::default(),
         }
     }
 
@@ -148,6 +168,54 @@ impl Manifest {
         self.wait_for_owner = Some(owner);
         self
     }
+
+    /// Receive changes of objects in these namespaces only (added to any named before; at most
+    /// 64 in all). Objects of cluster-scoped kinds then never reach the plugin.
+    ///
+    /// ```
+    /// # use capstan_sdk::{k8s_openapi::api::apps::v1::Deployment, Manifest};
+    /// let m = Manifest::new("web", "1").watches::<Deployment>().in_namespaces(["prod", "staging"]);
+    /// ```
+    #[must_use]
+    pub fn in_namespaces<I, S>(mut self, namespaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.events
+            .namespaces
+            .extend(namespaces.into_iter().map(Into::into));
+        self
+    }
+
+    /// Receive changes of objects whose labels match `selector`, a Kubernetes label selector in
+    /// its string form (at most 4 KiB). An object whose labels stop matching arrives as
+    /// `deleted`, one that starts matching as `added`; a selector that does not parse makes the
+    /// host refuse the plugin at load.
+    ///
+    /// ```
+    /// # use capstan_sdk::{k8s_openapi::api::apps::v1::Deployment, Manifest};
+    /// let m = Manifest::new("web", "1").watches::<Deployment>().with_label_selector("app=web,tier!=db");
+    /// ```
+    #[must_use]
+    pub fn with_label_selector(mut self, selector: &str) -> Self {
+        self.events.label_selector = Some(selector.to_owned());
+        self
+    }
+
+    /// Receive updates only when the object's generation changed (its spec), or its deletion,
+    /// finalizers, owner references, labels or annotations did: no status-only write. Reconcilers
+    /// are always filtered this way.
+    ///
+    /// ```
+    /// # use capstan_sdk::{k8s_openapi::api::apps::v1::Deployment, Manifest};
+    /// let m = Manifest::new("web", "1").watches::<Deployment>().spec_changes_only();
+    /// ```
+    #[must_use]
+    pub fn spec_changes_only(mut self) -> Self {
+        self.events.changes = ChangeFilter::Spec;
+        self
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +240,20 @@ mod tests {
         assert_eq!(m.phase_timeouts[0].seconds, 90);
         assert!(m.finalizer);
         assert_eq!(m.object_kind, None);
+    }
+
+    #[test]
+    fn event_filter_builders() {
+        let m = Manifest::new("web", "1.0.0").watches::<Deployment>();
+        assert_eq!(m.events, EventFilter::default());
+        let m = m
+            .in_namespaces(["prod"])
+            .in_namespaces(vec![String::from("staging")])
+            .with_label_selector("app=web,tier!=db")
+            .spec_changes_only();
+        assert_eq!(m.events.namespaces, ["prod", "staging"]);
+        assert_eq!(m.events.label_selector.as_deref(), Some("app=web,tier!=db"));
+        assert_eq!(m.events.changes, ChangeFilter::Spec);
     }
 
     #[test]

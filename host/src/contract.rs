@@ -85,9 +85,10 @@ impl std::fmt::Display for World {
 }
 
 pub use crate::bindings::capstan::controller::types::{
-    AccessRule, CategorizedError, CleanupOutcome, ComponentHealth, Condition, ConditionStatus,
-    ErrorCategory, EventProcessStatus, EventStatus, GroupVersionKind as Gvk, HealthState, Manifest,
-    Message, ObjectRef, Observability, PhaseTimeout, PlanEntry, StatusMode, StatusUpdate, Verb,
+    AccessRule, CategorizedError, ChangeFilter, CleanupOutcome, ComponentHealth, Condition,
+    ConditionStatus, ErrorCategory, EventFilter, EventProcessStatus, EventStatus,
+    GroupVersionKind as Gvk, HealthState, Manifest, Message, ObjectRef, Observability,
+    PhaseTimeout, PlanEntry, StatusMode, StatusUpdate, Verb,
 };
 
 impl Gvk {
@@ -180,6 +181,7 @@ impl Manifest {
             phase_timeouts: Vec::new(),
             wait_for_owner: None,
             object_kind: None,
+            events: EventFilter::default(),
         }
     }
 
@@ -236,6 +238,53 @@ impl Manifest {
             validation::kind(&g.kind).map_err(|e| format!("kind {g}: kind {:?}: {e}", g.kind))?;
         }
         Ok(())
+    }
+}
+
+impl Default for EventFilter {
+    /// Every change of every object: no namespace, no label selector, every update.
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            label_selector: None,
+            changes: ChangeFilter::All,
+        }
+    }
+}
+
+impl EventFilter {
+    /// Whether the filter lets every change through (the default).
+    pub fn is_everything(&self) -> bool {
+        self.namespaces.is_empty()
+            && self
+                .label_selector
+                .as_deref()
+                .is_none_or(|s| s.trim().is_empty())
+            && self.changes == ChangeFilter::All
+    }
+}
+
+impl std::fmt::Display for EventFilter {
+    /// `namespaces prod,staging; labels app=web; spec changes only`, or `every change`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_everything() {
+            return f.write_str("every change");
+        }
+        let mut parts = Vec::new();
+        if !self.namespaces.is_empty() {
+            parts.push(format!("namespaces {}", self.namespaces.join(",")));
+        }
+        if let Some(selector) = self
+            .label_selector
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            parts.push(format!("labels {selector}"));
+        }
+        if self.changes == ChangeFilter::Spec {
+            parts.push("spec changes only".to_owned());
+        }
+        f.write_str(&parts.join("; "))
     }
 }
 
@@ -338,6 +387,7 @@ mod tests {
             phase_timeouts: vec![],
             wait_for_owner: None,
             object_kind: None,
+            events: EventFilter::default(),
         };
         assert!(m.validate().is_ok());
         assert!(m.may_read(&Gvk::new("", "v1", "ConfigMap")));
@@ -367,6 +417,21 @@ mod tests {
         assert!(
             e.contains("decodes objects as apps/v1/Deployment but watches v1/ConfigMap"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn event_filter_display() {
+        let mut f = EventFilter::default();
+        assert!(f.is_everything());
+        assert_eq!(f.to_string(), "every change");
+        f.namespaces = vec!["prod".into(), "staging".into()];
+        f.label_selector = Some("app=web".into());
+        f.changes = ChangeFilter::Spec;
+        assert!(!f.is_everything());
+        assert_eq!(
+            f.to_string(),
+            "namespaces prod,staging; labels app=web; spec changes only"
         );
     }
 }

@@ -398,6 +398,9 @@ fn print_plugin(plugin: &capstan::plugin::Plugin, json: bool) -> anyhow::Result<
     if !m.owns.is_empty() {
         println!("   owns: {}", kinds(&m.owns));
     }
+    if !m.events.is_everything() {
+        println!("   events: {}", m.events);
+    }
     Ok(())
 }
 

@@ -516,3 +516,294 @@ async fn events_the_bus_drops_come_back_by_a_resync() {
     drop(bus);
     task.await.unwrap();
 }
+
+// Event filters: the `filtered-controller` guest selects Deployments in `prod` whose labels match
+// `app=web,tier!=db`, and spec changes only.
+
+const FILTERED: &str = "filtered-controller";
+
+/// A Deployment `namespace/name` with `labels`, at `generation` (its spec) with `ready` replicas
+/// (its status), at resourceVersion `rv`.
+fn deployment(
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    generation: i64,
+    ready: i64,
+    rv: u32,
+) -> (ObjectRef, Arc<str>) {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+        .collect();
+    let v = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                     "generation": generation, "resourceVersion": rv.to_string()},
+        "spec": {"replicas": generation},
+        "status": {"readyReplicas": ready}
+    });
+    (ObjectRef::from_json(&v).unwrap(), Arc::from(v.to_string()))
+}
+
+/// What a plugin was handed, in order: `plugin added ns/name rv labels/ready`.
+#[derive(Default, Clone)]
+struct Handed(Arc<Mutex<Vec<String>>>);
+
+impl Handed {
+    fn hook(&self) -> impl Fn(&capstan::dispatch::Delivery) + Send + Sync + 'static {
+        let handed = self.0.clone();
+        move |d| {
+            let (what, json) = match &d.change {
+                Change::Added(j) => ("added", j),
+                Change::Updated { new, .. } => ("updated", new),
+                Change::Deleted(j) => ("deleted", j),
+            };
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            let labels = v["metadata"]["labels"]
+                .as_object()
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            handed.lock().unwrap().push(format!(
+                "{} {what} {} rv{} {labels}/{}",
+                d.plugin,
+                d.object
+                    .namespace
+                    .as_deref()
+                    .map_or(d.object.name.clone(), |ns| format!(
+                        "{ns}/{}",
+                        d.object.name
+                    )),
+                v["metadata"]["resourceVersion"].as_str().unwrap(),
+                v["status"]["readyReplicas"],
+            ));
+        }
+    }
+
+    /// What `plugin` was handed, without the plugin's name.
+    fn of(&self, plugin: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s.strip_prefix(&format!("{plugin} ")).map(str::to_owned))
+            .collect()
+    }
+}
+
+/// Dispatch `change` of `object` and wait until its root is handled: every plugin is done with
+/// it, or its filter dropped it.
+async fn dispatch_and_wait(dispatcher: &Dispatcher, object: ObjectRef, change: Change) {
+    let roots = Arc::new(Roots::default());
+    let h = roots.clone();
+    let event = Event::with_ack(
+        ObjectChange { object, change },
+        Context::new(),
+        move || {
+            h.handled.fetch_add(1, Ordering::SeqCst);
+        },
+        |_| {},
+    );
+    dispatcher.dispatch(event);
+    wait_for("the change handled", || {
+        roots.handled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+async fn filtered_and_echo(config: DispatchConfig, handed: &Handed) -> Dispatcher {
+    let dispatcher = Dispatcher::new(config.on_delivery(handed.hook()));
+    dispatcher.set_plugins(&load(&[FILTERED, "echo-handler"]).await);
+    dispatcher
+}
+
+const WEB: &[(&str, &str)] = &[("app", "web")];
+
+/// (a) Only objects in the plugin's namespaces whose labels match its selector reach it; the
+/// children its filter drops are acknowledged, so every root is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_selected_objects_reach_a_filtered_plugin() {
+    let handed = Handed::default();
+    let dispatcher = filtered_and_echo(DispatchConfig::default(), &handed).await;
+    let objects = [
+        deployment("prod", "web", WEB, 1, 0, 1),
+        deployment("prod", "db", &[("app", "web"), ("tier", "db")], 1, 0, 2),
+        deployment("prod", "api", &[("app", "api")], 1, 0, 3),
+        deployment("prod", "bare", &[], 1, 0, 4),
+        deployment("dev", "web", WEB, 1, 0, 5),
+    ];
+    for (object, json) in objects {
+        dispatch_and_wait(&dispatcher, object, Change::Added(json)).await;
+    }
+    assert_eq!(handed.of(FILTERED), ["added prod/web rv1 app=web/0"]);
+    assert_eq!(
+        handed.of("echo-handler").len(),
+        5,
+        "echo-handler filters nothing"
+    );
+    assert_eq!(dispatcher.stats().filtered.load(Ordering::SeqCst), 4);
+}
+
+/// (b) A label change that moves an object out of the selection arrives as `deleted`, with the
+/// state it had while it matched at the change's resourceVersion (kube-apiserver's watch cache);
+/// one that moves it back in arrives as `added`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_change_moves_an_object_out_as_deleted_and_in_as_added() {
+    let handed = Handed::default();
+    let dispatcher = filtered_and_echo(DispatchConfig::default(), &handed).await;
+    let (object, v1) = deployment("prod", "web", WEB, 1, 0, 1);
+    dispatch_and_wait(&dispatcher, object.clone(), Change::Added(v1.clone())).await;
+    let (_, v2) = deployment("prod", "web", &[("app", "web"), ("tier", "db")], 1, 0, 2);
+    let out = Change::Updated {
+        new: v2.clone(),
+        old: v1,
+    };
+    dispatch_and_wait(&dispatcher, object.clone(), out).await;
+    let (_, v3) = deployment("prod", "web", &[("app", "web"), ("tier", "db")], 2, 0, 3);
+    let outside = Change::Updated {
+        new: v3.clone(),
+        old: v2,
+    };
+    dispatch_and_wait(&dispatcher, object.clone(), outside).await;
+    let (_, v4) = deployment("prod", "web", WEB, 2, 1, 4);
+    let back = Change::Updated { new: v4, old: v3 };
+    dispatch_and_wait(&dispatcher, object, back).await;
+    assert_eq!(
+        handed.of(FILTERED),
+        [
+            "added prod/web rv1 app=web/0",
+            "deleted prod/web rv2 app=web/0",
+            "added prod/web rv4 app=web/1",
+        ]
+    );
+    assert_eq!(
+        handed.of("echo-handler"),
+        [
+            "added prod/web rv1 app=web/0",
+            "updated prod/web rv2 app=web,tier=db/0",
+            "updated prod/web rv3 app=web,tier=db/0",
+            "updated prod/web rv4 app=web/1",
+        ]
+    );
+}
+
+/// (c) A status-only update (same generation) does not reach a plugin that asks for spec changes
+/// only, and reaches one that asks for every change; a spec change reaches both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_only_update_reaches_an_all_plugin_but_not_a_spec_plugin() {
+    let handed = Handed::default();
+    let dispatcher = filtered_and_echo(DispatchConfig::default(), &handed).await;
+    let (object, v1) = deployment("prod", "web", WEB, 1, 0, 1);
+    dispatch_and_wait(&dispatcher, object.clone(), Change::Added(v1.clone())).await;
+    let (_, v2) = deployment("prod", "web", WEB, 1, 3, 2);
+    let status = Change::Updated {
+        new: v2.clone(),
+        old: v1,
+    };
+    dispatch_and_wait(&dispatcher, object.clone(), status).await;
+    let (_, v3) = deployment("prod", "web", WEB, 2, 3, 3);
+    let spec = Change::Updated { new: v3, old: v2 };
+    dispatch_and_wait(&dispatcher, object, spec).await;
+    assert_eq!(
+        handed.of(FILTERED),
+        [
+            "added prod/web rv1 app=web/0",
+            "updated prod/web rv3 app=web/3"
+        ]
+    );
+    assert_eq!(
+        handed.of("echo-handler"),
+        [
+            "added prod/web rv1 app=web/0",
+            "updated prod/web rv2 app=web/3",
+            "updated prod/web rv3 app=web/3",
+        ]
+    );
+}
+
+/// (d) A label selector that does not parse refuses the plugin at load, with an error that names
+/// the plugin and the selector.
+#[tokio::test]
+async fn a_malformed_selector_refuses_the_plugin_at_load() {
+    let rt = Runtime::new(capstan_tests::runtime_config()).unwrap();
+    let e = rt.load(&guest("bad-selector")).await.unwrap_err();
+    let line = e.one_line();
+    assert!(
+        line.contains("plugin bad-selector: invalid event filter")
+            && line.contains("invalid label selector \"app in (web\""),
+        "{line}"
+    );
+}
+
+/// (e) A resync of a filtered plugin queues only what its filter selects: nothing outside the
+/// selection, `deleted` for an object it had that left the selection (with the state it had),
+/// nothing for a status-only change it missed, `updated` for a spec change it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_of_a_filtered_plugin_sends_nothing_outside_the_selection() {
+    let cache: Arc<Mutex<Objects>> = Arc::default();
+    let put = |(object, json): (ObjectRef, Arc<str>)| {
+        let key = format!("{}/{}", object.namespace.clone().unwrap(), object.name);
+        cache.lock().unwrap().insert(key, (object, json));
+    };
+    put(deployment("prod", "web", WEB, 1, 0, 1));
+    put(deployment("prod", "status", WEB, 1, 0, 2));
+    put(deployment("prod", "spec", WEB, 1, 0, 3));
+    put(deployment(
+        "prod",
+        "db",
+        &[("app", "web"), ("tier", "db")],
+        1,
+        0,
+        4,
+    ));
+    put(deployment("dev", "web", WEB, 1, 0, 5));
+    let source = cache.clone();
+    let handed = Handed::default();
+    let dispatcher = Dispatcher::new(DispatchConfig::default().on_delivery(handed.hook()).source(
+        move |gvk| {
+            let cache = source.lock().unwrap();
+            Some(
+                cache
+                    .values()
+                    .filter(|(o, _)| o.gvk == *gvk)
+                    .cloned()
+                    .collect(),
+            )
+        },
+    ));
+    dispatcher.set_plugins(&load(&[FILTERED]).await);
+    assert_eq!(dispatcher.resync(Some(FILTERED)), 3);
+    wait_for("three deliveries", || handed.of(FILTERED).len() == 3).await;
+    let mut first = handed.of(FILTERED);
+    first.sort();
+    assert_eq!(
+        first,
+        [
+            "added prod/spec rv3 app=web/0",
+            "added prod/status rv2 app=web/0",
+            "added prod/web rv1 app=web/0",
+        ]
+    );
+    // Changes the plugin missed (the bus dropped them, say).
+    put(deployment("prod", "web", &[("app", "api")], 1, 0, 6));
+    put(deployment("prod", "status", WEB, 1, 5, 7));
+    put(deployment("prod", "spec", WEB, 2, 0, 8));
+    put(deployment("dev", "other", WEB, 1, 0, 9));
+    assert_eq!(dispatcher.resync(Some(FILTERED)), 2);
+    wait_for("five deliveries", || handed.of(FILTERED).len() == 5).await;
+    let mut second = handed.of(FILTERED)[3..].to_vec();
+    second.sort();
+    assert_eq!(
+        second,
+        [
+            "deleted prod/web rv1 app=web/0",
+            "updated prod/spec rv8 app=web/0",
+        ]
+    );
+    assert_eq!(dispatcher.resync(Some(FILTERED)), 0, "nothing left to send");
+}

@@ -924,3 +924,99 @@ async fn infra_cluster_times_out_and_reports_the_failure_to_its_cluster() {
     controller.shutdown(Duration::from_secs(5)).await;
     env.shutdown().await;
 }
+
+/// A Deployment `name` in `namespace` with `labels`.
+fn labelled_deployment(namespace: &str, name: &str, labels: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"run": name}},
+            "template": {
+                "metadata": {"labels": {"run": name}},
+                "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}
+            }
+        }
+    }))
+    .unwrap()
+}
+
+/// The reconciler path of event filters: the `filtered-controller` guest selects Deployments in
+/// `prod` labelled `app=web,tier!=db`. Only those are reconciled (get a status); one that starts
+/// matching is reconciled; one that stops matching is forgotten, and its later spec changes do
+/// not reach the plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciler_reconciles_only_what_its_event_filter_selects() {
+    let env = Env::start().await;
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "prod"}})).unwrap();
+    Api::all(env.client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    let prod = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        "prod",
+        &ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+    );
+    let pp = PostParams::default();
+    for (api, ns, name, labels) in [
+        (&prod, "prod", "web", json!({"app": "web"})),
+        (&prod, "prod", "db", json!({"app": "web", "tier": "db"})),
+        (&env.deployments(), "default", "web", json!({"app": "web"})),
+    ] {
+        api.create(&pp, &labelled_deployment(ns, name, labels))
+            .await
+            .unwrap();
+    }
+    let controller = env
+        .controller(load("filtered-controller").await, fast())
+        .await;
+    let reconciled = |o: &Value| condition_is(o, "Ready", "True");
+    status_until(&prod, "web", "prod/web reconciled", reconciled).await;
+    capstan_tests::never_within(
+        Duration::from_secs(2),
+        "an object outside the selection was reconciled",
+        async || {
+            condition(&get(&prod, "db").await, "Ready").is_some()
+                || condition(&get(&env.deployments(), "web").await, "Ready").is_some()
+        },
+    )
+    .await;
+
+    // Into the selection: reconciled.
+    let relabel = |tier: &str| json!({"metadata": {"labels": {"tier": tier}}});
+    prod.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(relabel("front")),
+    )
+    .await
+    .unwrap();
+    status_until(&prod, "db", "prod/db reconciled once selected", reconciled).await;
+
+    // Out of the selection: forgotten; a spec change no longer reaches the plugin, while one of
+    // a selected object does.
+    prod.patch("web", &PatchParams::default(), &Patch::Merge(relabel("db")))
+        .await
+        .unwrap();
+    let observed = |o: &Value| o.pointer("/status/observedGeneration").cloned();
+    let before = observed(&get(&prod, "web").await);
+    patch_spec(&prod, "web", json!({"replicas": 2})).await;
+    patch_spec(&prod, "db", json!({"replicas": 2})).await;
+    let generation = get(&prod, "db").await["metadata"]["generation"].clone();
+    status_until(&prod, "db", "prod/db's new generation observed", |o| {
+        observed(o).as_ref() == Some(&generation)
+    })
+    .await;
+    capstan_tests::never_within(
+        Duration::from_secs(1),
+        "a spec change of an object outside the selection was reconciled",
+        async || observed(&get(&prod, "web").await) != before,
+    )
+    .await;
+
+    controller.shutdown(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}

@@ -20,6 +20,17 @@
 //! resyncs every plugin when its bus subscription reports drops ([`Dispatcher::run`]); the runner
 //! resyncs a plugin when it is loaded or swapped ([`Dispatcher::resync`]).
 //!
+//! # Event filters
+//!
+//! A plugin's manifest may declare an event filter (namespaces, a label selector, spec changes
+//! only). Its route runs it (`filter.rs`, with [`crate::event::filter::apply`]) on each child
+//! event before the lane sees it, with the semantics of a label-selected Kubernetes watch: a
+//! change outside the selection is dropped and its child acknowledged, an update that moves an
+//! object into the selection is `added`, out of it `deleted` with the state it had while it
+//! matched; with `changes: spec` a status-only update is dropped. A resync brings the lane to the
+//! selected part of the cache: an object outside the selection is never queued, and one the
+//! plugin has that left the selection is queued as `deleted`.
+//!
 //! # Acknowledgement
 //!
 //! The child is acknowledged when the plugin is done with it (plugins never acknowledge): the root
@@ -35,9 +46,11 @@
 //! new version does not start an object's next change before the old one finished the previous.
 //! A removed plugin takes no new change and finishes what waits in its lane.
 
+mod filter;
 mod lane;
 mod retry;
 
+pub use filter::FilterError;
 pub use retry::RetryPolicy;
 
 use crate::bus::{BusError, Subscription};
@@ -45,6 +58,7 @@ use crate::contract::{Gvk, ObjectRef};
 use crate::event::{Context, Event};
 use crate::plugin::{CallError, HandlerEvent, HandlerOutcome, Plugin};
 use crate::status::{EventProcessStatus, EventStatus};
+use filter::RouteFilter;
 use lane::{Item, Lane, Take};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -220,10 +234,14 @@ pub struct DispatchStats {
     pub resynced: AtomicU64,
     /// Root events the bus dropped for the dispatcher's subscription (each ended in a resync).
     pub bus_dropped: AtomicU64,
+    /// Child events a plugin's event filter dropped (acknowledged at once).
+    pub filtered: AtomicU64,
 }
 
 struct Route {
     plugin: Plugin,
+    /// The plugin's event filter; `None` when it takes every change.
+    filter: Option<RouteFilter>,
     lane: Arc<Lane>,
     /// Set when a newer version takes over the lane: this version's workers stop.
     retired: Arc<AtomicBool>,
@@ -301,6 +319,7 @@ impl Dispatcher {
         let lane = old.map_or_else(|| Arc::new(Lane::default()), |r| r.lane.clone());
         let route = Arc::new(Route {
             plugin: plugin.clone(),
+            filter: RouteFilter::of(plugin.selection()),
             lane,
             retired: Arc::new(AtomicBool::new(false)),
         });
@@ -348,22 +367,19 @@ impl Dispatcher {
     }
 
     /// Fan a root event out to every handler plugin watching its kind, as child events offered to
-    /// each plugin's lane (never waiting for a plugin); the root itself is acknowledged here, so
-    /// the tree completes when every child does. Returns the number of plugins it went to.
-    pub fn dispatch(&self, root: ChangeEvent) -> usize {
-        self.dispatch_filtered(root, None)
-    }
-
-    fn dispatch_filtered(&self, mut root: ChangeEvent, only: Option<&str>) -> usize {
+    /// each plugin's lane (never waiting for a plugin) once the plugin's event filter passed
+    /// them; the root itself is acknowledged here, so the tree completes when every child does.
+    /// Returns the number of plugins it went to (not counting those whose filter dropped it).
+    pub fn dispatch(&self, mut root: ChangeEvent) -> usize {
         self.inner.stats.received.fetch_add(1, Ordering::Relaxed);
         let routes = self.routes();
         let object = &root.payload().object;
         let mut sent = 0;
         let mut replaced = Vec::new();
-        for route in routes.iter().filter(|r| {
-            r.plugin.manifest().watches.contains(&object.gvk)
-                && only.is_none_or(|name| r.plugin.name() == name)
-        }) {
+        for route in routes
+            .iter()
+            .filter(|r| r.plugin.manifest().watches.contains(&object.gvk))
+        {
             let context = root.context().clone().with("plugin", route.plugin.name());
             let child = match root.with_context(context) {
                 Ok(c) => c,
@@ -372,8 +388,23 @@ impl Dispatcher {
                     continue;
                 }
             };
+            let child = match &route.filter {
+                None => child,
+                Some(f) => match crate::event::filter::apply(f, child) {
+                    Ok(Some(child)) => child,
+                    Ok(None) => {
+                        self.inner.stats.filtered.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(e) => {
+                        // The child failed with the error, and the root with it.
+                        tracing::error!(plugin = route.plugin.name(), object = %object, error = %e, "cannot filter a change");
+                        continue;
+                    }
+                },
+            };
             let item = Item {
-                change: root.payload().clone(),
+                change: child.payload().clone(),
                 event: Some(child),
             };
             let offered = route.lane.offer(item, &mut replaced);
@@ -389,8 +420,8 @@ impl Dispatcher {
     }
 
     /// Resync the plugin named `only` (every plugin if `None`) from the [`DispatchConfig::source`]:
-    /// for each kind it watches, queue what it has not seen of the cached state (see the module
-    /// documentation). Returns the number of changes queued.
+    /// for each kind it watches, queue what it has not seen of the cached state it selects (see
+    /// the module documentation). Returns the number of changes queued.
     pub fn resync(&self, only: Option<&str>) -> u64 {
         let Some(source) = &self.inner.config.source else {
             return 0;
@@ -403,10 +434,22 @@ impl Dispatcher {
             .filter(|r| only.is_none_or(|name| r.plugin.name() == name))
         {
             for gvk in &route.plugin.manifest().watches {
-                let Some(objects) = source(gvk) else {
+                let Some(mut objects) = source(gvk) else {
                     continue;
                 };
-                let offered = route.lane.resync(gvk, objects, &mut replaced);
+                let offered = match &route.filter {
+                    None => route
+                        .lane
+                        .resync(gvk, objects, &|_, _, _| true, &mut replaced),
+                    Some(f) => {
+                        // An object the filter cannot read is kept: a resync never loses state.
+                        objects.retain(|(object, json)| f.selects(object, json).unwrap_or(true));
+                        let passes = |object: &ObjectRef, old: &str, new: &str| {
+                            f.passes_update(object, old, new).unwrap_or(true)
+                        };
+                        route.lane.resync(gvk, objects, &passes, &mut replaced)
+                    }
+                };
                 let stats = &self.inner.stats;
                 stats.resyncs.fetch_add(1, Ordering::Relaxed);
                 stats.resynced.fetch_add(offered.queued, Ordering::Relaxed);
@@ -450,7 +493,7 @@ impl Dispatcher {
                     this.resync_after_drops(&subscription, &mut seen);
                     break;
                 };
-                this.dispatch_filtered(event, None);
+                this.dispatch(event);
                 since += 1;
                 if since >= subscription.capacity() {
                     this.resync_after_drops(&subscription, &mut seen);

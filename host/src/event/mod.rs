@@ -41,7 +41,7 @@
 
 pub mod filter;
 
-pub use filter::{Filter, FilterChain, Verdict};
+pub use filter::{Filter, Verdict};
 
 use std::collections::BTreeMap;
 use std::fmt;

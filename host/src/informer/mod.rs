@@ -17,6 +17,8 @@
 //! during a gap are never forgotten.
 
 mod cache;
+pub mod predicate;
+pub mod selection;
 mod selector;
 
 use std::collections::HashMap;
@@ -33,6 +35,7 @@ use tokio::task::AbortHandle;
 
 use self::cache::Cache;
 pub use self::cache::{Change, ChangeKind};
+pub use self::selection::{Seen, Selection, SelectionError};
 pub use self::selector::LabelSelector;
 use crate::contract::Gvk;
 

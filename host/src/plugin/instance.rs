@@ -17,6 +17,7 @@ use crate::contract::{
     CategorizedError, CleanupOutcome, ComponentHealth, Condition, ContractVersion,
     EventProcessStatus, EventStatus, Manifest, ObjectRef, PlanEntry, World,
 };
+use crate::informer::Selection;
 use crate::status::{self, Delivery, StatusMessage};
 use std::future::Future;
 use std::path::PathBuf;
@@ -194,6 +195,8 @@ struct Inner {
     declared: Arc<Manifest>,
     /// The manifest narrowed by configuration: what the host enforces.
     manifest: Arc<Manifest>,
+    /// The manifest's event filter, compiled.
+    selection: Arc<Selection>,
     pre: InstancePre<HostState>,
     indices: Indices,
     limits: Limits,
@@ -259,6 +262,7 @@ impl Plugin {
                 info: info.clone(),
                 declared: placeholder.clone(),
                 manifest: placeholder,
+                selection: Arc::default(),
                 pre: pre.clone(),
                 indices,
                 quarantine: Mutex::new(Quarantine::new(limits.quarantine.clone())),
@@ -281,6 +285,11 @@ impl Plugin {
             .await
             .map_err(RejectReason::Describe)?;
         manifest.validate().map_err(RejectReason::InvalidManifest)?;
+        let selection =
+            Selection::new(&manifest.events).map_err(|source| RejectReason::EventFilter {
+                plugin: manifest.name.clone(),
+                source,
+            })?;
         info.name = manifest.name.clone();
         info.version = manifest.version.clone();
         let Inner { indices, .. } = Arc::into_inner(probe.inner).ok_or_else(|| {
@@ -298,6 +307,7 @@ impl Plugin {
                 info,
                 declared: manifest.clone(),
                 manifest,
+                selection: Arc::new(selection),
                 pre,
                 indices,
                 quarantine: Mutex::new(Quarantine::new(limits.quarantine.clone())),
@@ -340,6 +350,7 @@ impl Plugin {
                 info: i.info.clone(),
                 declared: i.declared.clone(),
                 manifest: Arc::new(settings.narrow(&i.declared)),
+                selection: i.selection.clone(),
                 pre: i.pre.clone(),
                 indices: Indices {
                     plugin: i.indices.plugin.clone(),
@@ -399,6 +410,12 @@ impl Plugin {
     /// Its manifest, narrowed by configuration: what the host enforces.
     pub fn manifest(&self) -> &Manifest {
         &self.inner.manifest
+    }
+
+    /// Which changes of its watched kinds the plugin asked for (its manifest's event filter),
+    /// compiled at load.
+    pub fn selection(&self) -> &Selection {
+        &self.inner.selection
     }
 
     /// Call `describe` again (e.g. to check a plugin still answers).

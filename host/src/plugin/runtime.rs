@@ -60,6 +60,16 @@ pub enum RejectReason {
     /// The manifest is unusable.
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
+    /// The manifest's event filter is unusable (too many namespaces, a selector that does not
+    /// parse, ...).
+    #[error("plugin {plugin}: invalid event filter")]
+    EventFilter {
+        /// The plugin's name.
+        plugin: String,
+        /// What is wrong with the filter.
+        #[source]
+        source: crate::informer::SelectionError,
+    },
     /// Another file declares the same plugin name and keeps it.
     #[error("a plugin named {name} is also declared by {}, which keeps the name ({rule})", winner.display())]
     Duplicate {

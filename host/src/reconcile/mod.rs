@@ -1,6 +1,18 @@
 //! The reconcile loop (seeds 003 and 004): informers feed a queue; each key goes through fetch,
 //! health, plan, apply (server-side apply with owner references, pruning) and status (conditions,
 //! phases, terminal failures, events), with finalizers, owner waits and hot plugin swaps.
+//!
+//! # Event filters
+//!
+//! A plugin's manifest may declare an event filter ([`crate::informer::Selection`]): only objects
+//! in its namespaces whose labels match its selector are queued and reconciled. An update that
+//! moves an object into the selection queues it; one that moves it out queues it once, and the
+//! reconcile finds it outside the selection and forgets it (its queue state and what the
+//! controller kept about it), as a label-selected watch would report it deleted. Updates of a
+//! selected object queue it when the generation predicate ([`crate::informer::predicate`]) finds
+//! more than a status change, whatever the filter's `changes` (a reconciler's own status writes
+//! would otherwise requeue it). An object being deleted that carries the plugin's finalizer is
+//! reconciled (cleaned up) whatever the filter, so that a filter never blocks a deletion.
 
 mod access;
 mod action;
@@ -12,7 +24,6 @@ mod finalizer;
 mod phase;
 mod pipeline;
 mod plan;
-mod predicate;
 mod queue;
 mod scope;
 mod status;
@@ -32,7 +43,9 @@ pub use status::{Draft, Evaluation, terminal};
 
 use crate::contract::{ErrorCategory, Gvk, Manifest};
 use crate::dispatch::RetryPolicy;
-use crate::informer::{ChangeKind, InformerError, InformerHandle, Informers, owner_refs};
+use crate::informer::{
+    ChangeKind, InformerError, InformerHandle, Informers, Seen, owner_refs, predicate,
+};
 use crate::plugin::Plugin;
 use cache::InformerCache;
 use kube::api::DynamicObject;
@@ -214,17 +227,48 @@ impl Shared {
         }
     }
 
-    /// Queue every watched object (level-triggered: resync, swaps).
-    fn requeue_all(&self, watches: &[Gvk]) {
+    /// Whether this controller handles `obj` for `plugin`: the plugin's event filter selects it,
+    /// or it is being deleted and carries the plugin's finalizer (cleanup must run).
+    fn in_scope(&self, plugin: &Plugin, obj: &DynamicObject) -> bool {
+        plugin.selection().selects(obj)
+            || (obj.metadata.deletion_timestamp.is_some()
+                && finalizer::has(obj, &finalizer_name(plugin.name())))
+    }
+
+    /// Queue every watched object the plugin selects (level-triggered: resync), or with
+    /// `everything` every watched object (swaps: an object the new version no longer selects is
+    /// then forgotten by its reconcile).
+    fn requeue_all(&self, watches: &[Gvk], everything: bool) {
+        let plugin = self.plugin();
         for gvk in watches {
             if let Some(h) = self.handles.get(gvk)
                 && let Ok(objects) = h.list(None, None)
             {
                 objects
                     .iter()
+                    .filter(|o| everything || self.in_scope(&plugin, o))
                     .filter_map(|o| key_of(gvk, o))
                     .for_each(|k| self.queue.add(k));
             }
+        }
+    }
+
+    /// Whether `change` of a watched object calls for a reconcile (see the module documentation).
+    fn calls_for_reconcile(&self, change: &crate::informer::Change) -> bool {
+        let plugin = self.plugin();
+        match &change.kind {
+            ChangeKind::Added | ChangeKind::Deleted => self.in_scope(&plugin, &change.object),
+            ChangeKind::Updated { old } => match Seen::of(
+                self.in_scope(&plugin, old),
+                self.in_scope(&plugin, &change.object),
+            ) {
+                Seen::Nothing => false,
+                // In: reconcile it; out: its reconcile finds it outside and forgets it.
+                Seen::Added | Seen::Deleted => true,
+                // An update the generation predicate finds unchanged is, nearly always, this
+                // controller's own status write coming back.
+                Seen::Updated => predicate::changed(old, &change.object),
+            },
         }
     }
 }
@@ -352,14 +396,8 @@ impl Controller {
             let watches = m.watches.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(change) = changes.recv().await {
-                    // An update the generation predicate finds unchanged is, nearly always,
-                    // this controller's own status write coming back.
-                    let changed = match &change.kind {
-                        ChangeKind::Updated { old } => predicate::changed(old, &change.object),
-                        _ => true,
-                    };
                     if watched
-                        && changed
+                        && s.calls_for_reconcile(&change)
                         && let Some(key) = key_of(&gvk, &change.object)
                     {
                         s.queue.add(key);
@@ -386,7 +424,7 @@ impl Controller {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    s.requeue_all(&watches);
+                    s.requeue_all(&watches, false);
                 }
             }));
         }
@@ -451,7 +489,7 @@ impl Controller {
             plugin = current.name(),
             "plugin swapped: every object is reconciled again"
         );
-        self.shared.requeue_all(&watches);
+        self.shared.requeue_all(&watches, true);
         Ok(())
     }
 

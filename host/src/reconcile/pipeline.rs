@@ -39,6 +39,12 @@ pub(super) async fn reconcile(s: &Shared, key: &ObjectKey) -> Result<Action, Att
         s.forget_object(key);
         return Ok(Action::Forget);
     };
+    if !s.in_scope(&plugin, &obj) {
+        // Outside the plugin's event filter (it may have left it): as if it were gone.
+        tracing::debug!(plugin = plugin.name(), object = %key.name, "outside the plugin's event filter: forgotten");
+        s.forget_object(key);
+        return Ok(Action::Forget);
+    }
     // An object the cache holds is valid JSON with a name; nothing to do otherwise.
     let Ok(value) = serde_json::to_value(&*obj) else {
         return Ok(Action::await_change());

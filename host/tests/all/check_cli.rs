@@ -40,6 +40,23 @@ fn valid_plugins_print_world_contract_and_manifest() {
 }
 
 #[test]
+fn the_event_filter_is_printed() {
+    let filtered = support::guest("filtered-controller");
+    let (ok, stdout, _) = check(&[filtered.as_os_str()]);
+    assert!(ok);
+    assert!(
+        stdout.contains("   events: namespaces prod; labels app=web,tier!=db; spec changes only"),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = check(&[support::guest("deployment-handler").as_os_str()]);
+    assert!(ok);
+    assert!(
+        !stdout.contains("events:"),
+        "no line for the default filter: {stdout}"
+    );
+}
+
+#[test]
 fn json_output_is_machine_readable() {
     let handler = support::guest("deployment-handler");
     let (ok, stdout, _) = check(&[std::ffi::OsStr::new("--json"), handler.as_os_str()]);
@@ -64,6 +81,10 @@ fn each_rejection_exits_non_zero_with_one_line() {
         (
             support::guest("future-contract"),
             "built against contract 0.9.0",
+        ),
+        (
+            support::guest("bad-selector"),
+            "plugin bad-selector: invalid event filter: the label selector does not parse: invalid label selector \"app in (web\"",
         ),
     ];
     for (path, reason) in cases {

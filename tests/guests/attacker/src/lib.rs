@@ -145,6 +145,11 @@ impl exports::capstan::controller::plugin::Guest for Attacker {
             phase_timeouts: vec![],
             wait_for_owner: None,
             object_kind: None,
+            events: capstan::controller::types::EventFilter {
+                namespaces: vec![],
+                label_selector: None,
+                changes: capstan::controller::types::ChangeFilter::All,
+            },
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Which change of a watched object calls for a reconcile: kube-runtime's generation predicate,
-//! with the metadata a controller acts on that the generation does not count.
+//! Whether an update changed more than an object's status: kube-runtime's generation predicate,
+//! with the metadata a controller acts on that the generation does not count. The reconcile loop
+//! queues an object on such updates only, and handler plugins that ask for spec changes only
+//! (`changes: spec` in their manifest's event filter) receive only those.
 //!
 //! The API server bumps `metadata.generation` on every change of the spec and never on a write of
 //! the status subresource, so an update whose generation stayed the same is nearly always the
@@ -11,8 +13,11 @@
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-/// Whether the update from `old` to `new` calls for a reconcile.
-pub(super) fn changed(old: &DynamicObject, new: &DynamicObject) -> bool {
+/// Whether the update from `old` to `new` changed more than the status: the generation, the
+/// deletion, finalizers, owner references, labels or annotations (without a generation: anything
+/// outside `status`).
+#[must_use]
+pub fn changed(old: &DynamicObject, new: &DynamicObject) -> bool {
     let (o, n) = (&old.metadata, &new.metadata);
     match (o.generation, n.generation) {
         (Some(a), Some(b)) => {
