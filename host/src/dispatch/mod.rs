@@ -471,9 +471,9 @@ impl Dispatcher {
     }
 
     /// Consume root events from a bus subscription until the bus goes away. When the bus reports
-    /// that it dropped events for this subscription, every plugin is resynced from the informer
-    /// caches once the subscription's buffer is drained (or after as many events as it holds), so
-    /// that a drop ends in a resync, never in a lost state.
+    /// that it dropped events for this subscription (checked whenever the buffer is empty, and
+    /// after as many events as it holds), the dispatcher catches up: see
+    /// [`Dispatcher::catch_up`]. A drop ends in a resync, never in a lost state.
     pub fn run(&self, mut subscription: Subscription<ChangeEvent>) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
@@ -483,40 +483,54 @@ impl Dispatcher {
                 let event = match subscription.try_recv() {
                     Ok(event) => Some(event),
                     Err(BusError::Empty) => {
-                        this.resync_after_drops(&subscription, &mut seen);
+                        this.catch_up(&mut subscription, &mut seen);
                         since = 0;
                         subscription.recv().await
                     }
                     Err(_) => None,
                 };
                 let Some(event) = event else {
-                    this.resync_after_drops(&subscription, &mut seen);
+                    this.catch_up(&mut subscription, &mut seen);
                     break;
                 };
                 this.dispatch(event);
                 since += 1;
                 if since >= subscription.capacity() {
-                    this.resync_after_drops(&subscription, &mut seen);
+                    this.catch_up(&mut subscription, &mut seen);
                     since = 0;
                 }
             }
         })
     }
 
-    fn resync_after_drops(&self, subscription: &Subscription<ChangeEvent>, seen: &mut u64) {
-        let dropped = subscription.dropped();
-        if dropped > *seen {
-            self.inner
-                .stats
-                .bus_dropped
-                .fetch_add(dropped - *seen, Ordering::Relaxed);
-            tracing::warn!(
-                dropped = dropped - *seen,
-                "the bus dropped events for the dispatcher: resyncing every plugin"
-            );
-            *seen = dropped;
-            self.resync(None);
+    /// After drops: skip what the subscription still buffers, then resync every plugin.
+    ///
+    /// An informer updates its cache before it publishes a change, so every buffered event is
+    /// at most as new as the cache the resync reads once the buffer is empty: the resync carries
+    /// those states (the skipped events are acknowledged, as a change merged into a newer one is).
+    /// Dispatching them after the resync instead would hand a plugin an older state than the one
+    /// the resync queued, and with the newer event dropped nothing would bring it back.
+    fn catch_up(&self, subscription: &mut Subscription<ChangeEvent>, seen: &mut u64) {
+        if subscription.dropped() <= *seen {
+            return;
         }
+        let mut skipped = 0u64;
+        while let Ok(mut event) = subscription.try_recv() {
+            event.ack();
+            skipped += 1;
+        }
+        let dropped = subscription.dropped();
+        self.inner
+            .stats
+            .bus_dropped
+            .fetch_add(dropped - *seen, Ordering::Relaxed);
+        tracing::warn!(
+            dropped = dropped - *seen,
+            skipped,
+            "the bus dropped events for the dispatcher: resyncing every plugin"
+        );
+        *seen = dropped;
+        self.resync(None);
     }
 }
 
