@@ -101,7 +101,7 @@ fn event_tree(c: &mut Criterion) {
             );
             let mut children: [Option<Event<String>>; 8] = Default::default();
             for child in &mut children {
-                *child = root.clone_child(root.context().clone()).ok();
+                *child = root.with_context(root.context().clone()).ok();
             }
             root.ack();
             for child in children.iter_mut().flatten() {

@@ -4,9 +4,8 @@
 //!
 //! A receiver creates a **root event**, either fire-and-forget ([`Event::new`]) or with
 //! acknowledgement callbacks ([`Event::with_ack`]). As it travels, an event can stay unchanged, get
-//! a new payload ([`Event::set_payload`], [`Event::payload_mut`]), and produce **child events**:
-//! [`Event::clone_child`] (deep copy of the payload, own context), [`Event::with_context`] (shared
-//! payload, copy-on-write, own context) and [`Event::split_child`] (new payload, own context).
+//! a new payload ([`Event::set_payload`], [`Event::payload_mut`]), and produce **child events**
+//! with [`Event::with_context`] (shared payload, copy-on-write, own context).
 //! The root and all its descendants form an **event tree**.
 //!
 //! Every event of a tree must end with [`Event::ack`] (done) or [`Event::fail`] (failed). When every
@@ -306,15 +305,6 @@ impl<P, C> Event<P, C> {
         self.derive(Arc::clone(&self.payload), context)
     }
 
-    /// Creates a child event with a new payload and its own context (one part of a split).
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::Acknowledged`] if the event was acknowledged or failed.
-    pub fn split_child(&self, payload: P, context: C) -> Result<Self, EventError> {
-        self.derive(Arc::new(payload), context)
-    }
-
     /// Acknowledges the event: it is done and can no longer change or have children.
     ///
     /// Idempotent: returns `true` if this call acknowledged the event, `false` if it was already
@@ -374,16 +364,6 @@ impl<P, C> Event<P, C> {
 }
 
 impl<P: Clone, C> Event<P, C> {
-    /// Creates a child event with a deep copy of the payload and its own context.
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::Acknowledged`] if the event was acknowledged or failed.
-    pub fn clone_child(&self, context: C) -> Result<Self, EventError> {
-        self.ensure_live()?;
-        self.derive(Arc::new(P::clone(&self.payload)), context)
-    }
-
     /// Mutable access to the payload, copying it first if other events share it.
     ///
     /// # Errors
@@ -472,12 +452,13 @@ mod tests {
         let probe = Arc::new(Probe::default());
         let mut root = probe.root(vec![1, 2, 3]);
         let mut a = root
-            .clone_child(Context::new().with("route", "a"))
+            .with_context(Context::new().with("route", "a"))
             .expect("live");
         let mut b = root
             .with_context(Context::new().with("route", "b"))
             .expect("live");
-        let mut grandchild = a.split_child(vec![9], Context::new()).expect("live");
+        let mut grandchild = a.with_context(Context::new()).expect("live");
+        grandchild.set_payload(vec![9]).expect("live");
         root.ack();
         assert_eq!(probe.handled(), 0);
         a.ack();
@@ -536,7 +517,7 @@ mod tests {
     fn fire_and_forget_needs_no_ack() {
         let mut root = Event::new(String::from("x"), Context::new());
         assert_eq!(root.tree_state(), TreeState::Untracked);
-        let child = root.clone_child(Context::new()).expect("live");
+        let child = root.with_context(Context::new()).expect("live");
         drop(child);
         assert!(root.ack());
         assert!(root.set_payload(String::new()).is_err());
@@ -553,15 +534,7 @@ mod tests {
             Err(EventError::Acknowledged)
         ));
         assert!(matches!(
-            root.clone_child(Context::new()),
-            Err(EventError::Acknowledged)
-        ));
-        assert!(matches!(
             root.with_context(Context::new()),
-            Err(EventError::Acknowledged)
-        ));
-        assert!(matches!(
-            root.split_child("s".into(), Context::new()),
             Err(EventError::Acknowledged)
         ));
         assert!(matches!(root.payload_mut(), Err(EventError::Acknowledged)));
@@ -580,30 +553,26 @@ mod tests {
     }
 
     #[test]
-    fn clone_child_deep_copies_and_with_context_copies_on_write() {
+    fn with_context_shares_the_payload_and_copies_it_on_write() {
         let mut root = Event::new(vec![1], Context::new().with_trace_id("t"));
-        let mut deep = root
-            .clone_child(Context::new().with_span_id("s1"))
+        let mut a = root
+            .with_context(Context::new().with_span_id("s1"))
             .expect("live");
-        let mut shared = root
+        let mut b = root
             .with_context(Context::new().with_span_id("s2"))
             .expect("live");
-        assert!(Arc::ptr_eq(&root.payload, &shared.payload));
-        assert!(!Arc::ptr_eq(&root.payload, &deep.payload));
-        deep.payload_mut().expect("live").push(2);
-        shared.payload_mut().expect("live").push(3);
+        assert!(Arc::ptr_eq(&root.payload, &a.payload));
+        assert!(Arc::ptr_eq(&root.payload, &b.payload));
+        a.payload_mut().expect("live").push(2);
+        b.payload_mut().expect("live").push(3);
         root.set_payload(vec![0]).expect("live");
         assert_eq!(root.payload(), &vec![0]);
-        assert_eq!(deep.payload(), &vec![1, 2]);
-        assert_eq!(shared.payload(), &vec![1, 3]);
+        assert_eq!(a.payload(), &vec![1, 2]);
+        assert_eq!(b.payload(), &vec![1, 3]);
         assert_eq!(root.context().trace_id(), Some("t"));
-        assert_eq!(deep.context().span_id(), Some("s1"));
-        assert_eq!(shared.context().span_id(), Some("s2"));
-        assert_eq!(
-            shared.context().trace_id(),
-            None,
-            "contexts are independent"
-        );
+        assert_eq!(a.context().span_id(), Some("s1"));
+        assert_eq!(b.context().span_id(), Some("s2"));
+        assert_eq!(b.context().trace_id(), None, "contexts are independent");
     }
 
     #[test]
@@ -650,9 +619,9 @@ mod tests {
                         let mut child = child;
                         let mut grandchildren: Vec<_> = (0..8)
                             .map(|i| {
-                                child
-                                    .split_child(t * 100 + i, Context::new())
-                                    .expect("live")
+                                let mut g = child.with_context(Context::new()).expect("live");
+                                g.set_payload(t * 100 + i).expect("live");
+                                g
                             })
                             .collect();
                         child.ack();
