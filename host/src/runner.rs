@@ -189,8 +189,21 @@ struct Gauges {
     bus_dropped_seen: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// The informers of the kinds handlers watch, read by the dispatcher's resyncs.
-type Caches = Arc<std::sync::Mutex<HashMap<Gvk, InformerHandle>>>;
+/// An informer of a kind handlers watch, and the task that publishes its changes on the bus.
+struct Pump {
+    /// The informer: its cache is what the dispatcher's resyncs read.
+    handle: InformerHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The pumps by kind, shared with the dispatcher's resync source.
+type Pumps = Arc<std::sync::Mutex<HashMap<Gvk, Pump>>>;
 
 /// Applies plugin events: starts, swaps and stops controllers, handler routes and informers.
 pub struct Supervisor {
@@ -202,9 +215,7 @@ pub struct Supervisor {
     dispatcher: Dispatcher,
     bus: Bus<ChangeEvent>,
     dispatch_task: tokio::task::JoinHandle<()>,
-    pumps: HashMap<Gvk, tokio::task::JoinHandle<()>>,
-    /// The informers the pumps read, for the dispatcher's resyncs.
-    caches: Caches,
+    pumps: Pumps,
     metrics: Metrics,
     gauges: Gauges,
 }
@@ -212,10 +223,10 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor with no plugins yet, talking to `client`.
     pub fn new(client: kube::Client, config: &RunConfig, metrics: Metrics) -> Self {
-        let caches = Caches::default();
-        let source = caches.clone();
+        let pumps = Pumps::default();
+        let source = pumps.clone();
         let dispatcher = Dispatcher::new(DispatchConfig::default().source(move |gvk| {
-            let handle = source.lock().ok()?.get(gvk).cloned()?;
+            let handle = source.lock().ok()?.get(gvk)?.handle.clone();
             Some(
                 handle
                     .list(None, None)
@@ -245,8 +256,7 @@ impl Supervisor {
             dispatcher,
             bus,
             dispatch_task,
-            pumps: HashMap::new(),
-            caches,
+            pumps,
             metrics,
             gauges,
         }
@@ -375,37 +385,32 @@ impl Supervisor {
             .collect();
         needed.sort();
         needed.dedup();
-        let caches = self.caches.clone();
-        self.pumps.retain(|gvk, task| {
-            let keep = needed.contains(gvk);
-            if !keep {
-                if let Ok(mut c) = caches.lock() {
-                    c.remove(gvk);
+        if let Ok(mut pumps) = self.pumps.lock() {
+            pumps.retain(|gvk, _| {
+                let keep = needed.contains(gvk);
+                if !keep {
+                    tracing::info!(kind = %gvk, "no handler watches this kind any more: informer stopped");
                 }
-                tracing::info!(kind = %gvk, "no handler watches this kind any more: informer stopped");
-                task.abort();
-            }
-            keep
-        });
+                keep
+            });
+        }
         for gvk in needed {
-            if self.pumps.contains_key(&gvk) {
+            if self.pumps.lock().is_ok_and(|p| p.contains_key(&gvk)) {
                 continue;
             }
             match self.informers.acquire(&gvk).await {
                 Ok(handle) => {
-                    if let Ok(mut c) = self.caches.lock() {
-                        c.insert(gvk.clone(), handle.clone());
-                    }
                     let (bus, mut changes) = (self.bus.clone(), handle.subscribe());
                     let task = tokio::spawn(async move {
-                        let _keep = handle;
                         while let Some(c) = changes.recv().await {
                             if let Some(event) = change_event(&c.object, &c.kind) {
                                 bus.publish(event);
                             }
                         }
                     });
-                    self.pumps.insert(gvk, task);
+                    if let Ok(mut pumps) = self.pumps.lock() {
+                        pumps.insert(gvk, Pump { handle, task });
+                    }
                 }
                 Err(e) => {
                     tracing::error!(kind = %gvk, error = %crate::error_chain(&e), "cannot watch a kind handlers need")
@@ -416,11 +421,8 @@ impl Supervisor {
 
     /// Stop taking work and let what is in flight finish (up to `grace` per controller).
     pub async fn shutdown(mut self, grace: Duration) {
-        for (_, p) in self.pumps.drain() {
-            p.abort();
-        }
-        if let Ok(mut c) = self.caches.lock() {
-            c.clear();
+        if let Ok(mut pumps) = self.pumps.lock() {
+            pumps.clear();
         }
         let stops = self
             .controllers
