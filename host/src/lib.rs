@@ -9,6 +9,7 @@ pub mod config;
 pub mod contract;
 pub mod dispatch;
 pub mod event;
+pub mod identity;
 pub mod informer;
 pub mod manifests;
 pub mod metrics;
