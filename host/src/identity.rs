@@ -59,6 +59,65 @@ impl Identities {
     }
 }
 
+/// A client acting for one plugin cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the client impersonating {user}")]
+pub struct ImpersonationError {
+    /// The user that was to be impersonated.
+    pub user: String,
+    /// Why kube-client refused the configuration.
+    #[source]
+    pub source: kube::Error,
+}
+
+/// Acting for plugins: from the host's own client configuration, one client per plugin that
+/// impersonates the plugin's ServiceAccount (`Impersonate-User`), so the API server authorizes
+/// every request on the plugin's behalf against the plugin's RBAC, not the host's.
+#[derive(Clone)]
+pub struct Impersonation {
+    base: kube::Config,
+    identities: Identities,
+}
+
+impl std::fmt::Debug for Impersonation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration holds credentials: show only where it points.
+        f.debug_struct("Impersonation")
+            .field("cluster_url", &self.base.cluster_url.to_string())
+            .field("identities", &self.identities)
+            .finish()
+    }
+}
+
+impl Impersonation {
+    /// Impersonate the plugins' ServiceAccounts of `identities`, authenticating as `base` does.
+    #[must_use]
+    pub fn new(base: kube::Config, identities: Identities) -> Self {
+        Self { base, identities }
+    }
+
+    /// Where the plugins' ServiceAccounts live.
+    #[must_use]
+    pub fn identities(&self) -> &Identities {
+        &self.identities
+    }
+
+    /// A client whose every request impersonates plugin `plugin`'s ServiceAccount (and no group
+    /// beyond those the API server gives every ServiceAccount).
+    ///
+    /// # Errors
+    /// [`ImpersonationError`] when kube-client cannot build a client from the configuration.
+    pub fn client_for(&self, plugin: &str) -> Result<kube::Client, ImpersonationError> {
+        let user = self.identities.plugin_user(plugin);
+        let mut config = self.base.clone();
+        config.auth_info.impersonate = Some(user.clone());
+        config.auth_info.impersonate_groups = None;
+        config.auth_info.impersonate_uid = None;
+        config.auth_info.impersonate_user_extra = None;
+        kube::Client::try_from(config).map_err(|source| ImpersonationError { user, source })
+    }
+}
+
 /// The user name Kubernetes authenticates ServiceAccount `name` in `namespace` as.
 #[must_use]
 pub fn service_account_user(namespace: &str, name: &str) -> String {

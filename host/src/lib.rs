@@ -5,6 +5,7 @@
 
 mod bindings;
 pub mod bus;
+pub mod cluster;
 pub mod config;
 pub mod contract;
 pub mod dispatch;

@@ -13,6 +13,9 @@ struct Cli {
     /// Log filter, e.g. `info` or `capstan=debug` (RUST_LOG overrides it).
     #[arg(long, global = true, default_value = "info")]
     log: String,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +52,80 @@ impl LimitArgs {
     fn limits(self) -> Limits {
         self.over(Limits::default())
     }
+}
+
+/// What `capstan run` takes.
+#[derive(clap::Args)]
+struct RunOpts {
+    /// Directory of `*.wasm` plugins.
+    #[arg(long)]
+    plugins: PathBuf,
+    /// Directory of YAML manifests applied at start (CRDs first).
+    #[arg(long)]
+    manifests: Option<PathBuf>,
+    /// Use the cluster of this kubeconfig.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// With the embedded API server: write its kubeconfig here, for kubectl (mode 0600: it
+    /// holds the server's bearer token).
+    #[arg(long)]
+    kubeconfig_out: Option<PathBuf>,
+    /// With the embedded API server: persist its state here.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Address of /healthz, /readyz and /plugins.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    http_listen: std::net::SocketAddr,
+    /// Precompiled cache directory (default: $XDG_CACHE_HOME/capstan or ~/.cache/capstan).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Reconciles running at once per plugin.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Configuration file (YAML): default limits, and per plugin limits, WASI grants,
+    /// Kubernetes access and reconcile settings. See docs/CONFIGURATION.md.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Load the plugins once; do not watch the directory for changes.
+    #[arg(long)]
+    no_hot_reload: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Namespace of the host's and the plugins' ServiceAccounts [default: the pod's namespace in a
+    /// cluster, else capstan-system].
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Act for each plugin as its ServiceAccount `capstan-plugin-<name>` (Kubernetes
+    /// impersonation), so the API server enforces each plugin's RBAC too. `auto`: on in a pod.
+    #[arg(long, value_enum, default_value_t = Impersonate::Auto)]
+    impersonate: Impersonate,
+    /// Where the pod's ServiceAccount token, CA bundle and namespace are mounted (in a pod).
+    #[arg(long, default_value = capstan::cluster::SERVICE_ACCOUNT_DIR)]
+    service_account_dir: PathBuf,
+    /// Seconds shutdown waits for reconciles in flight (keep it below the pod's
+    /// terminationGracePeriodSeconds, 30 by default).
+    #[arg(long, default_value_t = 20)]
+    shutdown_timeout_seconds: u64,
+}
+
+/// Whether requests on a plugin's behalf impersonate the plugin's ServiceAccount.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Impersonate {
+    /// On when running in a pod (in-cluster configuration), off otherwise.
+    Auto,
+    /// Always.
+    On,
+    /// Never: every request carries the host's identity.
+    Off,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -92,42 +169,7 @@ enum Command {
     ///
     /// With `--kubeconfig` (or in a pod) it uses that cluster; otherwise it starts the embedded API
     /// server on a free loopback port.
-    Run {
-        /// Directory of `*.wasm` plugins.
-        #[arg(long)]
-        plugins: PathBuf,
-        /// Directory of YAML manifests applied at start (CRDs first).
-        #[arg(long)]
-        manifests: Option<PathBuf>,
-        /// Use the cluster of this kubeconfig.
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        /// With the embedded API server: write its kubeconfig here, for kubectl (mode 0600: it
-        /// holds the server's bearer token).
-        #[arg(long)]
-        kubeconfig_out: Option<PathBuf>,
-        /// With the embedded API server: persist its state here.
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
-        /// Address of /healthz, /readyz and /plugins.
-        #[arg(long, default_value = "127.0.0.1:9090")]
-        http_listen: std::net::SocketAddr,
-        /// Precompiled cache directory (default: $XDG_CACHE_HOME/capstan or ~/.cache/capstan).
-        #[arg(long)]
-        cache_dir: Option<PathBuf>,
-        /// Reconciles running at once per plugin.
-        #[arg(long, default_value_t = 4)]
-        concurrency: usize,
-        /// Configuration file (YAML): default limits, and per plugin limits, WASI grants,
-        /// Kubernetes access and reconcile settings. See docs/CONFIGURATION.md.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Load the plugins once; do not watch the directory for changes.
-        #[arg(long)]
-        no_hot_reload: bool,
-        #[command(flatten)]
-        limits: LimitArgs,
-    },
+    Run(Box<RunOpts>),
     /// Run the embedded Kubernetes API server alone (no cluster needed).
     Apiserver {
         /// Address to listen on.
@@ -143,31 +185,26 @@ enum Command {
     },
 }
 
-struct RunArgs {
-    plugins: PathBuf,
-    manifests: Option<PathBuf>,
-    kubeconfig: Option<PathBuf>,
-    kubeconfig_out: Option<PathBuf>,
-    state_dir: Option<PathBuf>,
-    http_listen: std::net::SocketAddr,
-    cache_dir: Option<PathBuf>,
-    concurrency: usize,
-    config: capstan::config::Config,
-    hot_reload: bool,
-    limits: LimitArgs,
-}
-
-async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+async fn run(args: RunOpts) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => capstan::config::Config::load(path)
+            .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?,
+        None => capstan::config::Config::default(),
+    };
     let mut embedded = None;
-    let client = if let Some(path) = &args.kubeconfig {
+    let mut pod_namespace = None;
+    let base = if let Some(path) = &args.kubeconfig {
         let kc = kube::config::Kubeconfig::read_from(path)
             .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await?;
-        kube::Client::try_from(config)?
-    } else if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-        kube::Client::try_from(kube::Config::incluster()?)?
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?
+    } else if capstan::cluster::in_pod() {
+        let cluster = capstan::cluster::InCluster::load(&args.service_account_dir)
+            .await
+            .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?;
+        tracing::info!(url = %cluster.config.cluster_url, namespace = %cluster.namespace, "in-cluster configuration");
+        pod_namespace = Some(cluster.namespace);
+        cluster.config
     } else {
         let server = capstan_apiserver::ApiServer::builder()
             .state_dir(args.state_dir.clone())
@@ -179,20 +216,36 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             server.write_kubeconfig(path)?;
             tracing::info!(path = %path.display(), "kubeconfig written: kubectl --kubeconfig {}", path.display());
         }
-        let client = server.client()?;
+        let config = server.kube_config()?;
         embedded = Some(server);
-        client
+        config
     };
+    let client = kube::Client::try_from(base.clone())?;
+    let identities = capstan::identity::Identities::new(
+        args.namespace
+            .or_else(|| pod_namespace.clone())
+            .unwrap_or_else(|| capstan::identity::DEFAULT_NAMESPACE.to_owned()),
+    );
+    let impersonation = match args.impersonate {
+        Impersonate::On => true,
+        Impersonate::Off => false,
+        Impersonate::Auto => pod_namespace.is_some(),
+    }
+    .then(|| {
+        tracing::info!(
+            namespace = identities.namespace(),
+            "acting for each plugin as its ServiceAccount capstan-plugin-<name>"
+        );
+        capstan::identity::Impersonation::new(base, identities)
+    });
     // Command-line limits win over the configuration file's defaults.
-    let limits = args
-        .limits
-        .over(args.config.default_limits(&Limits::default()));
-    let mut file = args.config;
+    let limits = args.limits.over(file.default_limits(&Limits::default()));
+    let mut file = file;
     file.defaults = capstan::config::LimitsSection::default();
     let config = capstan::runner::RunConfig {
         plugins: args.plugins,
         manifests: args.manifests,
-        cache_dir: args.cache_dir,
+        cache_dir: args.cache_dir.or_else(default_cache_dir),
         http_listen: Some(args.http_listen),
         limits,
         controller: capstan::reconcile::ControllerConfig {
@@ -200,7 +253,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         },
         config: file,
-        hot_reload: args.hot_reload,
+        hot_reload: !args.no_hot_reload,
+        impersonation,
+        shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout_seconds),
     };
     let result = capstan::runner::run(config, client, shutdown_signal()).await;
     if let Some(server) = embedded {
@@ -409,10 +464,13 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -444,40 +502,7 @@ fn main() -> ExitCode {
                 check(&paths, json, cache, limits.limits()).await
             }
             Command::Annotate { input, output } => annotate(&input, output.as_deref()).await,
-            Command::Run {
-                plugins,
-                manifests,
-                kubeconfig,
-                kubeconfig_out,
-                state_dir,
-                http_listen,
-                cache_dir,
-                concurrency,
-                config,
-                no_hot_reload,
-                limits,
-            } => {
-                let cache_dir = cache_dir.or_else(default_cache_dir);
-                let config = match &config {
-                    Some(path) => capstan::config::Config::load(path)
-                        .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?,
-                    None => capstan::config::Config::default(),
-                };
-                run(RunArgs {
-                    plugins,
-                    manifests,
-                    kubeconfig,
-                    kubeconfig_out,
-                    state_dir,
-                    http_listen,
-                    cache_dir,
-                    concurrency,
-                    config,
-                    hot_reload: !no_hot_reload,
-                    limits,
-                })
-                .await
-            }
+            Command::Run(opts) => run(*opts).await,
             Command::Apiserver {
                 listen,
                 kubeconfig_out,

@@ -6,12 +6,13 @@ use crate::config::Config;
 use crate::contract::{Gvk, ObjectRef};
 use crate::dispatch::{Change, ChangeEvent, DispatchConfig, Dispatcher, ObjectChange};
 use crate::event::{Context, Event};
+use crate::identity::Impersonation;
 use crate::informer::{ChangeKind, InformerHandle, Informers};
 use crate::metrics::{Metrics, PluginStateLabel};
 use crate::plugin::{
     Limits, Plugin, PluginEvent, PluginState, Registry, Reloader, Runtime, RuntimeConfig,
 };
-use crate::reconcile::{Controller, ControllerConfig};
+use crate::reconcile::{Clients, Controller, ControllerConfig};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +64,12 @@ pub struct RunConfig {
     pub config: Config,
     /// Whether to watch the plugins directory and reload on changes. Default true.
     pub hot_reload: bool,
+    /// Act for each plugin as its own ServiceAccount (Kubernetes impersonation), so the API
+    /// server enforces the plugin's grant too. Default none: requests carry the host's identity.
+    pub impersonation: Option<Impersonation>,
+    /// How long shutdown waits for work in flight before it gives up on it. Default 10 s; keep
+    /// it below the pod's termination grace period.
+    pub shutdown_timeout: Duration,
 }
 
 impl RunConfig {
@@ -77,6 +84,8 @@ impl RunConfig {
             controller: ControllerConfig::default(),
             config: Config::default(),
             hot_reload: true,
+            impersonation: None,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -171,7 +180,7 @@ pub async fn run_with_listener(
     }
     tracing::info!("shutting down: finishing work in flight");
     ready.store(false, Ordering::SeqCst);
-    supervisor.shutdown(Duration::from_secs(10)).await;
+    supervisor.shutdown(config.shutdown_timeout).await;
     if let Some(s) = server {
         s.abort();
     }
@@ -208,6 +217,7 @@ type Pumps = Arc<std::sync::Mutex<HashMap<Gvk, Pump>>>;
 /// Applies plugin events: starts, swaps and stops controllers, handler routes and informers.
 pub struct Supervisor {
     client: kube::Client,
+    impersonation: Option<Impersonation>,
     informers: Informers,
     base: ControllerConfig,
     reconcile: HashMap<String, crate::config::ReconcileSection>,
@@ -245,6 +255,7 @@ impl Supervisor {
         Self {
             informers: Informers::new(client.clone()),
             client,
+            impersonation: config.impersonation.clone(),
             base: config.controller.clone(),
             reconcile: config
                 .config
@@ -352,7 +363,20 @@ impl Supervisor {
     async fn start_controller(&mut self, plugin: Plugin) {
         let name = plugin.name().to_owned();
         let config = self.controller_config(&plugin);
-        match Controller::start(plugin, &self.informers, self.client.clone(), config).await {
+        let clients = match &self.impersonation {
+            None => Clients::from(self.client.clone()),
+            Some(i) => match i.client_for(&name) {
+                Ok(acting) => Clients {
+                    host: self.client.clone(),
+                    plugin: acting,
+                },
+                Err(e) => {
+                    tracing::error!(plugin = %name, error = %crate::error_chain(&e), "controller not started");
+                    return;
+                }
+            },
+        };
+        match Controller::start(plugin, &self.informers, clients, config).await {
             Ok(c) => {
                 let depth = c.depth_probe();
                 if let Ok(mut q) = self.gauges.queue_depths.lock() {

@@ -85,6 +85,31 @@ pub struct SwapError {
     pub reason: String,
 }
 
+/// The clients a controller talks through: the host's own, and the one acting for the plugin.
+///
+/// Everything the host does *on the plugin's behalf* goes through `plugin`: applying and deleting
+/// children, pruning, status and finalizer writes on the reconciled object, pod-log reads. With
+/// impersonation (see [`crate::identity::Impersonation`]) that client carries the plugin's
+/// ServiceAccount, so the API server enforces the plugin's grant a second time. The host's own
+/// work (events about the object) goes through `host`. A bare [`kube::Client`] converts into
+/// both roles (no impersonation).
+#[derive(Clone)]
+pub struct Clients {
+    /// The host's own identity.
+    pub host: kube::Client,
+    /// The identity requests on the plugin's behalf carry.
+    pub plugin: kube::Client,
+}
+
+impl From<kube::Client> for Clients {
+    fn from(client: kube::Client) -> Self {
+        Self {
+            host: client.clone(),
+            plugin: client,
+        }
+    }
+}
+
 /// The identity of a reconciled object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectKey {
@@ -146,6 +171,7 @@ struct Written {
 
 struct Shared {
     plugin: RwLock<Plugin>,
+    /// The client acting for the plugin ([`Clients::plugin`]).
     client: kube::Client,
     handles: HashMap<Gvk, InformerHandle>,
     cache: Arc<InformerCache>,
@@ -344,13 +370,18 @@ pub fn swap_incompatibility(current: &Manifest, new: &Manifest) -> Option<String
 }
 
 impl Controller {
-    /// Start informers for every kind the plugin watches, owns or reads, and the reconcile workers.
+    /// Start informers for every kind the plugin watches, owns or reads, and the reconcile workers;
+    /// requests on the plugin's behalf go through `clients.plugin` (see [`Clients`]).
     pub async fn start(
         plugin: Plugin,
         informers: &Informers,
-        client: kube::Client,
+        clients: impl Into<Clients>,
         config: ControllerConfig,
     ) -> Result<Self, ReconcileError> {
+        let Clients {
+            host,
+            plugin: client,
+        } = clients.into();
         if !plugin.info().world.reconciles() {
             return Err(ReconcileError::NotAReconciler(plugin.name().to_owned()));
         }
@@ -370,7 +401,7 @@ impl Controller {
         }
         let shared = Arc::new(Shared {
             field_manager: format!("capstan-{}", plugin.name()),
-            events: events::Events::new(client.clone(), plugin.name()),
+            events: events::Events::new(host, plugin.name()),
             cache: Arc::new(InformerCache {
                 handles: handles.clone(),
             }),

@@ -550,6 +550,19 @@ pub(super) async fn write_status(
         }
         Err(e) => {
             tracing::warn!(plugin = %s.field_manager, object = %oref, error = %e, "status update failed");
+            if category_of(&e) == crate::contract::ErrorCategory::Auth {
+                // The status cannot carry the refusal (writing it is what was refused): say it in
+                // an event, which the host publishes with its own identity.
+                let condition = ComputedCondition::new(
+                    "AuthValid",
+                    ConditionStatus::False,
+                    "AuthFailed",
+                    &format!("the status of this object cannot be written: {e}"),
+                    crate::contract::Observability::Warning,
+                );
+                s.events
+                    .report(s.plugin().name(), oref, &[(condition, true)]);
+            }
             if let kube::Error::Api(st) = &e
                 && matches!(st.code, 400 | 413 | 422)
             {

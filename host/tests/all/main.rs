@@ -5,3 +5,4 @@ mod support;
 
 mod apiserver_cli;
 mod check_cli;
+mod in_cluster;
