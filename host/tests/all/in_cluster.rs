@@ -13,6 +13,16 @@ use kube::discovery::ApiResource;
 
 use crate::support;
 
+/// The host process, killed if the test ends before it exits (a failed assertion).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn read_only(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
 }
@@ -71,28 +81,30 @@ async fn the_binary_runs_in_cluster_as_in_its_image() {
     }
     let port = free_port();
     let stderr = std::fs::File::create(at("stderr.log")).unwrap();
-    let mut host = Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .current_dir(at("home"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", at("home"))
-        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-        .env("KUBERNETES_SERVICE_PORT", server.addr().port().to_string())
-        .args(["--log-format", "json", "run", "--plugins"])
-        .arg(at("plugins"))
-        .arg("--manifests")
-        .arg(at("manifests"))
-        .arg("--cache-dir")
-        .arg(at("cache"))
-        .arg("--config")
-        .arg(at("etc/config.yaml"))
-        .arg("--service-account-dir")
-        .arg(&sa)
-        .args(["--http-listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+    let mut host = Child(
+        Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .current_dir(at("home"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", at("home"))
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", server.addr().port().to_string())
+            .args(["--log-format", "json", "run", "--plugins"])
+            .arg(at("plugins"))
+            .arg("--manifests")
+            .arg(at("manifests"))
+            .arg("--cache-dir")
+            .arg(at("cache"))
+            .arg("--config")
+            .arg(at("etc/config.yaml"))
+            .arg("--service-account-dir")
+            .arg(&sa)
+            .args(["--http-listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    );
 
     // The sample WebApp from the manifests is reconciled: its Deployment and Service exist (no
     // kubelet here makes the Deployment ready).
@@ -123,9 +135,8 @@ async fn the_binary_runs_in_cluster_as_in_its_image() {
         if reconciled {
             break;
         }
-        let exited = host.try_wait().unwrap();
+        let exited = host.0.try_wait().unwrap();
         if exited.is_some() || Instant::now() > deadline {
-            let _ = host.kill();
             panic!(
                 "shop not reconciled (host exit: {exited:?}); host log:\n{}",
                 std::fs::read_to_string(at("stderr.log")).unwrap_or_default()
@@ -145,12 +156,12 @@ async fn the_binary_runs_in_cluster_as_in_its_image() {
     let sent = Instant::now();
     assert!(
         Command::new("kill")
-            .args(["-TERM", &host.id().to_string()])
+            .args(["-TERM", &host.0.id().to_string()])
             .status()
             .unwrap()
             .success()
     );
-    let status = host.wait().unwrap();
+    let status = host.0.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert!(
         sent.elapsed() < Duration::from_secs(25),
