@@ -18,6 +18,7 @@
 
 mod cache;
 pub mod predicate;
+mod recovery;
 pub mod selection;
 mod selector;
 
@@ -29,15 +30,17 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::discovery::{self, Scope, verbs};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use self::cache::Cache;
 pub use self::cache::{Change, ChangeKind};
+use self::recovery::Recovery;
 pub use self::selection::{Seen, Selection, SelectionError};
 pub use self::selector::LabelSelector;
 use crate::contract::Gvk;
+use crate::dispatch::RetryPolicy;
 
 /// Errors of the informer module.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,7 @@ pub struct InformersBuilder {
     client: kube::Client,
     keep_managed_fields: bool,
     watch_timeout: Option<Duration>,
+    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for InformersBuilder {
@@ -106,10 +110,20 @@ impl InformersBuilder {
         self
     }
 
+    /// Backoff of a failing watch, reset by its next success (default: kube-runtime's, 0.8 s
+    /// doubling to 30 s, jittered). An outage is cut short by the readiness probe whatever this
+    /// is (the informers share one readiness probe that wakes failing watchers).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
     /// Builds the registry (no watcher starts until [`Informers::acquire`]).
     pub fn build(self) -> Informers {
         Informers {
             shared: Arc::new(Shared {
+                recovery: Recovery::new(self.client.clone()),
+                retry: self.retry,
                 client: self.client,
                 keep_managed_fields: self.keep_managed_fields,
                 watch_timeout: self.watch_timeout,
@@ -136,6 +150,9 @@ impl std::fmt::Debug for Informers {
 
 struct Shared {
     client: kube::Client,
+    /// Wakes failing watchers when the API server is ready again.
+    recovery: Recovery,
+    retry: RetryPolicy,
     keep_managed_fields: bool,
     watch_timeout: Option<Duration>,
     running: Mutex<HashMap<Gvk, Entry>>,
@@ -191,6 +208,12 @@ impl Informers {
             client,
             keep_managed_fields: false,
             watch_timeout: None,
+            retry: RetryPolicy {
+                base: Duration::from_millis(800),
+                max: Duration::from_secs(30),
+                jitter: 0.5,
+                ..RetryPolicy::default()
+            },
         }
     }
 
@@ -220,7 +243,15 @@ impl Informers {
             let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
             config = config.timeout(u32::try_from(secs.max(1)).unwrap_or(u32::MAX));
         }
-        let task = tokio::spawn(run(api, config, cache.clone(), gvk.clone())).abort_handle();
+        let task = tokio::spawn(run(
+            api,
+            config,
+            cache.clone(),
+            gvk.clone(),
+            self.shared.recovery.clone(),
+            self.shared.retry.clone(),
+        ))
+        .abort_handle();
         let informer = Arc::new(Informer {
             id,
             gvk: gvk.clone(),
@@ -286,19 +317,41 @@ impl Informers {
     }
 }
 
-/// Runs the watcher of one kind into its cache until aborted.
-async fn run(api: Api<DynamicObject>, config: watcher::Config, cache: Arc<Cache>, gvk: Gvk) {
-    let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+/// Runs the watcher of one kind into its cache until aborted. A failure backs off by `retry`
+/// (reset by the next success), cut short when `recovery` sees the server ready again after an
+/// outage.
+async fn run(
+    api: Api<DynamicObject>,
+    config: watcher::Config,
+    cache: Arc<Cache>,
+    gvk: Gvk,
+    recovery: Recovery,
+    retry: RetryPolicy,
+) {
+    let mut events = std::pin::pin!(watcher(api, config));
+    let mut failures = 0u32;
     while let Some(event) = events.next().await {
-        match event {
-            Ok(event) => cache.apply(event),
-            Err(watcher::Error::WatchError(status)) if status.code == 410 => {
-                tracing::info!(%gvk, "watch expired (410), relisting");
+        let error = match event {
+            Ok(event) => {
+                failures = 0;
+                cache.apply(event);
+                continue;
             }
-            Err(error) => {
-                tracing::warn!(%gvk, %error, "watch failed, retrying with backoff");
-            }
+            Err(error) => error,
+        };
+        // Subscribe before anything else can happen, so a recovery is not missed.
+        let waiter = recovery.failed();
+        if let watcher::Error::WatchError(status) = &error
+            && status.code == 410
+        {
+            // The watcher relists on its next poll; an expired watch is not an outage.
+            tracing::info!(%gvk, "watch expired (410), relisting");
+            continue;
         }
+        failures = failures.saturating_add(1);
+        let delay = retry.backoff(failures);
+        tracing::warn!(%gvk, %error, retry_in_ms = delay.as_millis() as u64, "watch failed, retrying with backoff");
+        waiter.wait(delay).await;
     }
 }
 
@@ -463,6 +516,78 @@ mod tests {
             .unwrap();
         let client = server.client().unwrap();
         (server, client)
+    }
+
+    /// A server on `addr` (port 0: any) keeping its state in `state`, with a fixed token and
+    /// certificate authority, so a client outlives a restart.
+    async fn start_at(
+        addr: std::net::SocketAddr,
+        state: &std::path::Path,
+        authority: &capstan_apiserver::tls::Authority,
+    ) -> RunningServer {
+        ApiServer::builder()
+            .state_dir(Some(state.to_owned()))
+            .token("outage-test-token")
+            .authority(authority.clone())
+            .build()
+            .unwrap()
+            .start(addr)
+            .await
+            .unwrap()
+    }
+
+    /// However long a failing watch's backoff has grown, a change made once the server is back
+    /// reaches the cache within 3 s (issue 11: kube-runtime's backoff, grown to up to 30 s
+    /// during the outage, kept watchers away that long after it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watchers_resume_within_seconds_of_the_server_coming_back() {
+        let state = tempfile::tempdir().unwrap();
+        let authority = capstan_apiserver::tls::Authority::generate().unwrap();
+        let server = start_at("127.0.0.1:0".parse().unwrap(), state.path(), &authority).await;
+        let addr = server.addr();
+        let client = server.client().unwrap();
+        // A backoff as long as an outage can grow kube-runtime's to.
+        let informers = Informers::builder(client.clone())
+            .retry(RetryPolicy {
+                base: Duration::from_secs(20),
+                max: Duration::from_secs(20),
+                jitter: 0.0,
+                ..RetryPolicy::default()
+            })
+            .build();
+        let handle = informers.acquire(&cm_gvk()).await.unwrap();
+        create_cm(&client, "default", "before", json!({})).await;
+        let seen = async |name: &str| {
+            for _ in 0..200 {
+                if handle.get(Some("default"), name).is_some() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            false
+        };
+        assert!(seen("before").await);
+
+        server.shutdown().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let server = start_at(addr, state.path(), &authority).await;
+        let back = tokio::time::Instant::now();
+        create_cm(&client, "default", "after", json!({})).await;
+        let mut within = None;
+        while back.elapsed() < Duration::from_secs(15) {
+            if handle.get(Some("default"), "after").is_some() {
+                within = Some(back.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let within = within.expect("the change made after the outage reaches the cache");
+        assert!(
+            within < Duration::from_secs(3),
+            "the watch resumed {within:?} after the server came back"
+        );
+        drop(handle);
+        server.shutdown().await.unwrap();
     }
 
     fn configmap(name: &str, labels: serde_json::Value, value: &str) -> ConfigMap {
