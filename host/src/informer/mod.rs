@@ -217,6 +217,12 @@ impl Informers {
         }
     }
 
+    /// A receiver whose value changes each time the API server is seen ready again after an
+    /// outage (watchers resume then; callers retry what failed meanwhile).
+    pub fn recoveries(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.recovery.subscribe()
+    }
+
     /// A handle on the informer of `gvk`, starting its watcher unless one runs already.
     ///
     /// The kind is resolved through API discovery (plural and scope) when a watcher starts.

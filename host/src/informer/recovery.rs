@@ -68,6 +68,13 @@ impl Recovery {
     }
 }
 
+impl Recovery {
+    /// A receiver whose value changes each time the server is seen ready after an outage.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.recovered.subscribe()
+    }
+}
+
 impl Waiter {
     /// Sleep `backoff`, or less if the server recovers first (then a random part of
     /// [`RESUME_SPREAD`] more).

@@ -459,6 +459,23 @@ impl Controller {
                 }
             }));
         }
+        // The API server is back after an outage: what failed meanwhile is retried now, not
+        // after a backoff that grew while it was away.
+        {
+            let (s, mut recovered) = (shared.clone(), informers.recoveries());
+            tasks.push(tokio::spawn(async move {
+                while recovered.changed().await.is_ok() {
+                    let n = s.queue.retry_failed_now();
+                    if n > 0 {
+                        tracing::info!(
+                            plugin = s.plugin().name(),
+                            objects = n,
+                            "API server back: retrying failed reconciles now"
+                        );
+                    }
+                }
+            }));
+        }
         let watch_tasks = tasks.len();
         for _ in 0..shared.config.concurrency.max(1) {
             let s = shared.clone();

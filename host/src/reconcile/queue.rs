@@ -205,6 +205,30 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         });
     }
 
+    /// Queue now every key waiting out a failure backoff (the cause of the failures is gone: the
+    /// API server is back after an outage). Requeue-after timers of keys that did not fail stay.
+    /// Returns how many keys were queued.
+    pub fn retry_failed_now(&self) -> usize {
+        let due: Vec<K> = self.with(|s| {
+            let due: Vec<K> = s
+                .timers
+                .keys()
+                .filter(|k| s.failures.get(*k).is_some_and(|n| *n > 0))
+                .cloned()
+                .collect();
+            // Their timer tasks find the timer gone and do nothing.
+            for k in &due {
+                s.timers.remove(k);
+            }
+            due
+        });
+        let n = due.len();
+        for key in due {
+            self.add(key);
+        }
+        n
+    }
+
     /// How long until the pending timer of `key` fires, if one is pending.
     pub fn scheduled_in(&self, key: &K) -> Option<Duration> {
         self.with(|s| s.timers.get(key).copied())
@@ -328,6 +352,31 @@ mod tests {
         assert_eq!(q.next().await, Some("a"));
         q.forget(&"a");
         assert_eq!(q.add_with_backoff("a"), Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_keys_are_retried_at_once_when_asked_and_requeues_keep_their_time() {
+        let q = queue();
+        // Seven failed attempts: the eighth waits 200 ms * 2^7 = 25.6 s.
+        for _ in 0..7 {
+            let wait = q.add_with_backoff("failed");
+            tokio::time::sleep(wait).await;
+            assert_eq!(q.next().await, Some("failed"));
+            q.done(&"failed");
+        }
+        q.add_with_backoff("failed");
+        assert!(q.scheduled_in(&"failed").unwrap() > Duration::from_secs(10));
+        q.add_after("requeued", Duration::from_secs(30));
+        assert_eq!(q.retry_failed_now(), 1);
+        assert_eq!(q.next().await, Some("failed"));
+        assert_eq!(q.scheduled_in(&"failed"), None);
+        assert!(q.is_empty());
+        assert!(q.scheduled_in(&"requeued").is_some());
+        // The old timer of the retried key does not queue it a second time.
+        q.done(&"failed");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(q.next().await, Some("requeued"));
+        assert!(q.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
