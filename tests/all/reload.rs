@@ -543,3 +543,51 @@ async fn the_plugins_directory_refuses_what_is_not_a_plugin_file_and_keeps_watch
         );
     }
 }
+
+/// A ConfigMap (or Secret, or projected) volume changes as the kubelet's atomic writer changes it:
+/// a new `..<timestamp>` directory, a `..data_tmp` link to it renamed over `..data`, and the
+/// visible files linking through `..data`. No visible path changes, yet the new version must be
+/// loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_volume_update_is_hot_reloaded() {
+    use std::os::unix::fs::symlink;
+    let cache = tempdir();
+    let plugins = tempdir();
+    let dir = plugins.path();
+    std::fs::create_dir(dir.join("..2026_12_02_10_00_00.1")).unwrap();
+    std::fs::copy(
+        guest("echo-handler"),
+        dir.join("..2026_12_02_10_00_00.1/echo.wasm"),
+    )
+    .unwrap();
+    symlink("..2026_12_02_10_00_00.1", dir.join("..data")).unwrap();
+    symlink("..data/echo.wasm", dir.join("echo.wasm")).unwrap();
+    let runtime = Runtime::new(RuntimeConfig::default().cache_dir(cache.path())).unwrap();
+    let reloader = Reloader::new(runtime, Registry::new(), dir);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _watch = reloader.watch(tx).unwrap();
+    let loaded = reloader.scan().await.unwrap();
+    assert!(
+        matches!(&loaded[..], [PluginEvent::Loaded(p)] if p.info().version == "0.1.0"),
+        "{loaded:?}"
+    );
+
+    // The kubelet's update.
+    std::fs::create_dir(dir.join("..2026_12_02_10_05_00.2")).unwrap();
+    std::fs::copy(
+        guest("echo-handler-v2"),
+        dir.join("..2026_12_02_10_05_00.2/echo.wasm"),
+    )
+    .unwrap();
+    symlink("..2026_12_02_10_05_00.2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.join("..2026_12_02_10_00_00.1")).unwrap();
+
+    match next(&mut rx).await {
+        PluginEvent::Replaced { old, new } => {
+            assert_eq!(old.info().version, "0.1.0");
+            assert_eq!(new.info().version, "0.2.0");
+        }
+        other => panic!("expected the new version to replace the old: {other:?}"),
+    }
+}

@@ -89,6 +89,22 @@ pub fn is_plugin_file(path: &Path) -> bool {
     !name.starts_with('.') && !name.starts_with('#') && name.ends_with(".wasm")
 }
 
+/// Whether a path is the symbolic link a Kubernetes volume (ConfigMap, Secret, projected) swaps
+/// to publish new contents at once: the kubelet's atomic writer writes a fresh `..<timestamp>`
+/// directory and renames a `..data_tmp` link over `..data`, which every visible file links
+/// through. Only dotted entries change, so a plugin file's own path raises no event.
+fn is_volume_swap(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == "..data")
+}
+
+/// What a watch event asks of the reloader.
+enum Changed {
+    /// One plugin file changed.
+    File(PathBuf),
+    /// The directory's contents may have changed all at once: sync every file.
+    All,
+}
+
 /// Whether a watch event may have changed what a file holds (or whether it exists).
 fn changes_content(kind: &notify::EventKind) -> bool {
     use notify::EventKind as K;
@@ -144,13 +160,31 @@ impl Reloader {
             source,
         })?;
         let mut paths: BTreeSet<PathBuf> = present.into_iter().collect();
-        paths.extend(
-            self.registry
-                .plugins()
-                .iter()
-                .map(|p| p.info().path.clone()),
-        );
+        paths.extend(self.loaded());
         Ok(self.sync_all(paths).await)
+    }
+
+    /// The files of the loaded plugins.
+    fn loaded(&self) -> impl Iterator<Item = PathBuf> {
+        self.registry
+            .plugins()
+            .into_iter()
+            .map(|p| p.info().path.clone())
+    }
+
+    /// Every file a sync of the whole directory covers: the `*.wasm` files present (a directory
+    /// that cannot be read is logged and counts as empty: loaded plugins stay until their file is
+    /// seen gone) and the loaded plugins' files.
+    fn tracked(&self) -> BTreeSet<PathBuf> {
+        let mut paths: BTreeSet<PathBuf> = match super::wasm_files(&self.dir) {
+            Ok(present) => present.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot list the plugins directory");
+                BTreeSet::new()
+            }
+        };
+        paths.extend(self.loaded());
+        paths
     }
 
     /// Bring one file's plugin in line with the file: load it if new or changed, unload it if
@@ -289,7 +323,7 @@ impl Reloader {
         &self,
         events: mpsc::UnboundedSender<PluginEvent>,
     ) -> Result<WatchHandle, ReloadError> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Changed>();
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
                 // Reading a file (as a sync does) raises access events: only content, name and
@@ -297,7 +331,9 @@ impl Reloader {
                 Ok(event) if changes_content(&event.kind) => {
                     for path in event.paths {
                         if is_plugin_file(&path) {
-                            let _ = tx.send(path);
+                            let _ = tx.send(Changed::File(path));
+                        } else if is_volume_swap(&path) {
+                            let _ = tx.send(Changed::All);
                         }
                     }
                 }
@@ -318,16 +354,25 @@ impl Reloader {
         let task = tokio::spawn(async move {
             let mut pending = BTreeSet::new();
             while let Some(first) = rx.recv().await {
-                pending.insert(first);
+                let mut all = false;
+                let mut note = |c: Changed| match c {
+                    Changed::File(p) => {
+                        pending.insert(p);
+                    }
+                    Changed::All => all = true,
+                };
+                note(first);
                 // Quiet period: every further change restarts it.
                 loop {
                     match tokio::time::timeout(this.debounce, rx.recv()).await {
-                        Ok(Some(p)) => {
-                            pending.insert(p);
-                        }
+                        Ok(Some(c)) => note(c),
                         Ok(None) => return,
                         Err(_) => break,
                     }
+                }
+                if all {
+                    // Unchanged files are left as they are: a sync compares content hashes.
+                    pending.extend(this.tracked());
                 }
                 for event in this.sync_all(std::mem::take(&mut pending)).await {
                     if events.send(event).is_err() {
