@@ -5,6 +5,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
+use crate::admission::Admission;
 use crate::apply::{self, ApplyError, FieldScope, Writer};
 use crate::cluster::{Cluster, Inner, new_uid, now};
 use crate::error::{ApiError, FieldCause};
@@ -42,6 +43,23 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `force` for apply.
     pub force: bool,
+    /// A check the built object passes before it is stored (dry runs included).
+    pub admission: Option<Arc<dyn Admission>>,
+}
+
+impl WriteOptions {
+    fn admit(
+        &self,
+        inner: &Inner,
+        target: &Target,
+        old: Option<&Value>,
+        new: &Value,
+    ) -> Result<(), ApiError> {
+        match &self.admission {
+            Some(admission) => admission.admit(inner, target, old, new),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Options of a list.
@@ -647,6 +665,7 @@ impl Cluster {
     ) -> Result<Arc<Value>, ApiError> {
         let mut inner = self.lock();
         let (key, object) = prepare_create(&inner, target, body, opts, false)?;
+        opts.admit(&inner, target, None, &object)?;
         if opts.dry_run {
             return Ok(Arc::new(object));
         }
@@ -692,6 +711,7 @@ impl Cluster {
             &mut object,
             &writer(target, opts, &api_version, &time),
         );
+        opts.admit(inner, target, Some(old), &object)?;
         if opts.dry_run {
             return Ok(Arc::new(object));
         }
@@ -795,6 +815,7 @@ impl Cluster {
                 (object, false)
             }
         };
+        opts.admit(inner, target, old.filter(|_| !created), &object)?;
         if opts.dry_run {
             return Ok((Arc::new(object), created));
         }
