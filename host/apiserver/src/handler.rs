@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use k8s_openapi::api::authentication::v1::UserInfo;
 
 use crate::auth::{self, Authenticator};
-use crate::authz::attributes::{Attributes, NAMESPACE_SUBRESOURCES};
+use crate::authz::attributes::{Attributes, NAMESPACE_SUBRESOURCES, is_watch};
 use crate::authz::escalation::EscalationCheck;
 use crate::authz::{Authorizer, Mode, impersonation};
 use crate::cluster::Cluster;
@@ -492,7 +492,7 @@ async fn resource(
         .then(|| IncludeObject::parse(query.get("includeObject")));
     let info = target.info.clone();
     match (&parts.method, target.name.is_some()) {
-        (&Method::GET, false) if query.flag("watch") => {
+        (&Method::GET, false) if is_watch(query.0.get("watch").map(String::as_str)) => {
             let params = WatchParams {
                 target,
                 labels: query.selector("labelSelector")?,

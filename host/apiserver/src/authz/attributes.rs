@@ -13,6 +13,20 @@ use crate::validation;
 /// namespace, any other third segment a resource in that namespace.
 pub const NAMESPACE_SUBRESOURCES: [&str; 2] = ["status", "finalize"];
 
+/// Whether a `watch` query value asks for a watch: any value but an empty one, `0`, `f` or
+/// `false` (in any case), as apimachinery converts a query parameter to a bool. The router and
+/// the authorizer read it with this one rule, so a request authorized as a list is never served
+/// as a watch, nor the other way round.
+#[must_use]
+pub fn is_watch(value: Option<&str>) -> bool {
+    value.is_some_and(|v| {
+        !v.is_empty()
+            && v != "0"
+            && !v.eq_ignore_ascii_case("f")
+            && !v.eq_ignore_ascii_case("false")
+    })
+}
+
 /// The resource part of a resource request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResourceRequest {
@@ -135,9 +149,10 @@ impl Attributes {
             request.subresource = (*subresource).to_owned();
         }
         if request.name.is_empty() && verb == "get" {
-            verb = match query("watch").map(|w| w.to_ascii_lowercase()) {
-                Some(w) if w != "false" && w != "0" => "watch",
-                _ => "list",
+            verb = if is_watch(query("watch").as_deref()) {
+                "watch"
+            } else {
+                "list"
             }
             .to_owned();
             if let Some(name) = query("fieldSelector")
@@ -353,6 +368,17 @@ mod tests {
         for (method, uri, want) in cases {
             assert_eq!(got(parse(method, uri)), want, "{method} {uri}");
         }
+    }
+
+    #[test]
+    fn watch_values_read_as_apimachinery_reads_them() {
+        for yes in ["true", "1", "yes", "True", "t"] {
+            assert!(is_watch(Some(yes)), "{yes}");
+        }
+        for no in ["", "0", "false", "FALSE", "f", "F"] {
+            assert!(!is_watch(Some(no)), "{no}");
+        }
+        assert!(!is_watch(None));
     }
 
     #[test]

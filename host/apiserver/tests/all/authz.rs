@@ -305,6 +305,41 @@ async fn roles_and_bindings_grant_only_where_they_are() {
     );
     let (code, _) = as_token(&server, ALICE, "GET", "/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Done%2Cmetadata.name%3Dtwo", &[], "").await;
     assert_eq!(code, 200, "a conjunction narrows, never widens");
+
+    // watch without list: what is authorized as a watch is served as one, and only that.
+    create(
+        &server,
+        &roles("default"),
+        json!({"metadata": {"name": "watch-only"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["watch"]}]}),
+    )
+    .await;
+    create(
+        &server,
+        &role_bindings("default"),
+        json!({"metadata": {"name": "bob-watches"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "watch-only"},
+        "subjects": [{"kind": "User", "name": "bob"}]}),
+    )
+    .await;
+    for (query, want) in [
+        ("watch=false", 403),
+        ("watch=0", 403),
+        ("watch=", 403),
+        ("watch=yes&timeoutSeconds=1", 200),
+        ("watch=1&timeoutSeconds=1", 200),
+    ] {
+        let (code, body) = as_token(
+            &server,
+            BOB,
+            "GET",
+            &format!("{}?{query}", config_maps("default")),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(code, want, "{query}: {body}");
+    }
     server.shutdown().await.unwrap();
 }
 
