@@ -171,38 +171,62 @@ fn compact_string(rule: &PolicyRule) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
+/// A write would grant permissions its author does not hold.
+#[derive(Debug, thiserror::Error)]
+pub enum EscalationError {
+    /// Some permissions are not held (kube-apiserver's `ConfirmNoEscalation` message).
+    #[error(
+        "user {user:?} (groups={}) is attempting to grant RBAC permissions not currently held:\n{}{}",
+        quoted(groups),
+        missing.join("\n"),
+        resolution_suffix(resolution)
+    )]
+    NotHeld {
+        /// The author's user name.
+        user: String,
+        /// The author's groups.
+        groups: Vec<String>,
+        /// The missing permissions, compacted, one `CompactString` each, sorted.
+        missing: Vec<String>,
+        /// The author's bindings whose roles could not be resolved.
+        resolution: Vec<String>,
+    },
+}
+
+fn resolution_suffix(resolution: &[String]) -> String {
+    if resolution.is_empty() {
+        String::new()
+    } else {
+        format!("; resolution errors: [{}]", resolution.join(" "))
+    }
+}
+
 /// `ConfirmNoEscalation`: `user` holds, in `namespace` ("" for cluster scope), every permission
-/// of `rules`; else the message kube-apiserver refuses with (`user "U" (groups=[...]) is attempting
-/// to grant RBAC permissions not currently held:` and the missing rules, one a line).
+/// of `rules`.
 ///
 /// # Errors
-/// The message, when a permission is missing.
+/// [`EscalationError::NotHeld`] with the missing permissions.
 pub fn confirm_no_escalation(
     inner: &Inner,
     user: &UserInfo,
     namespace: &str,
     rules: &[PolicyRule],
-) -> Result<(), String> {
+) -> Result<(), EscalationError> {
     let (owned, errors) = rbac::rules_for(inner, user, namespace);
     let owned: Vec<PolicyRule> = owned.into_iter().map(|(_, r)| r).collect();
     let (covered, missing) = covers(&owned, rules);
     if covered {
         return Ok(());
     }
-    let mut lines: Vec<String> = compact(missing).iter().map(compact_string).collect();
-    lines.sort();
-    lines.dedup();
-    let mut message = format!(
-        "user {:?} (groups={}) is attempting to grant RBAC permissions not currently held:\n{}",
-        user::name(user),
-        quoted(user::groups(user)),
-        lines.join("\n")
-    );
-    if !errors.is_empty() {
-        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        message.push_str(&format!("; resolution errors: [{}]", listed.join(" ")));
-    }
-    Err(message)
+    let mut missing: Vec<String> = compact(missing).iter().map(compact_string).collect();
+    missing.sort();
+    missing.dedup();
+    Err(EscalationError::NotHeld {
+        user: user::name(user).to_owned(),
+        groups: user::groups(user).to_vec(),
+        missing,
+        resolution: errors.iter().map(ToString::to_string).collect(),
+    })
 }
 
 /// Every permission there is: what setting an aggregation rule requires.
@@ -263,12 +287,12 @@ impl EscalationCheck {
             .allowed()
     }
 
-    fn forbidden(target: &Target, name: &str, message: String) -> ApiError {
+    fn forbidden(target: &Target, name: &str, message: impl ToString) -> ApiError {
         ApiError::Forbidden {
             group: target.info.group.clone(),
             resource: target.info.plural.clone(),
             name: name.to_owned(),
-            message,
+            message: message.to_string(),
         }
     }
 
@@ -320,7 +344,7 @@ impl EscalationCheck {
             return Err(Self::forbidden(
                 target,
                 name,
-                "must have cluster-admin privileges to use the aggregationRule".to_owned(),
+                "must have cluster-admin privileges to use the aggregationRule",
             ));
         }
         Ok(())
