@@ -536,6 +536,20 @@ fn prepare_update(target: &Target, old: &Value, new: Value) -> Result<Value, Api
         );
         map.insert("kind".into(), Value::String(target.info.kind.clone()));
     }
+    if target.info.group == "rbac.authorization.k8s.io"
+        && target.info.kind.ends_with("RoleBinding")
+        && out.get("roleRef") != old.get("roleRef")
+    {
+        // ValidateRoleBindingUpdate: a binding is never repointed at another role.
+        let role_ref = old.get("roleRef").map(Value::to_string).unwrap_or_default();
+        return Err(target.invalid(
+            &name,
+            vec![FieldCause::other(
+                "roleRef",
+                format!("Invalid value: {role_ref}: cannot change roleRef"),
+            )],
+        ));
+    }
     let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
     let bumped = if spec_of(old) == spec_of(&out) {
         generation

@@ -631,6 +631,21 @@ async fn granting_needs_holding_or_escalate_and_bind() {
         )
         .await
         .expect("bind allows it");
+    // A binding is never repointed at another role, whoever asks.
+    let auth = format!("Bearer {}", server.token());
+    let (code, body) = send(
+        &server,
+        "PATCH",
+        &format!("{}/carol-cm", role_bindings("team")),
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/merge-patch+json"),
+        ],
+        br#"{"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("cannot change roleRef"), "{body}");
     server.shutdown().await.unwrap();
 }
 
