@@ -182,6 +182,14 @@ enum Command {
         /// Persist state here; without it, state is in memory.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// How requests are authorized: always-allow (every authenticated request) or rbac
+        /// (Roles, ClusterRoles and their bindings, as kube-apiserver's RBAC authorizer).
+        #[arg(long, default_value = "always-allow")]
+        authorization: capstan_apiserver::authz::Mode,
+        /// Also accept the static token users of this CSV file (token,user,uid,"group1,group2"),
+        /// as kube-apiserver's --token-auth-file.
+        #[arg(long)]
+        token_auth_file: Option<PathBuf>,
     },
 }
 
@@ -269,9 +277,13 @@ async fn apiserver(
     listen: std::net::SocketAddr,
     kubeconfig_out: Option<PathBuf>,
     state_dir: Option<PathBuf>,
+    authorization: capstan_apiserver::authz::Mode,
+    token_auth_file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let server = capstan_apiserver::ApiServer::builder()
         .state_dir(state_dir)
+        .authorization(authorization)
+        .token_auth_file(token_auth_file)
         .build()?
         .start(listen)
         .await?;
@@ -507,7 +519,18 @@ fn main() -> ExitCode {
                 listen,
                 kubeconfig_out,
                 state_dir,
-            } => apiserver(listen, kubeconfig_out, state_dir).await,
+                authorization,
+                token_auth_file,
+            } => {
+                apiserver(
+                    listen,
+                    kubeconfig_out,
+                    state_dir,
+                    authorization,
+                    token_auth_file,
+                )
+                .await
+            }
         }
     });
     match result {

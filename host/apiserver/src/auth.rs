@@ -1,12 +1,16 @@
-//! Bearer-token authentication: the random token the server makes when it is built, and the check
-//! every request but the health probes passes (`Authorization: Bearer <token>`, as kube-apiserver's
-//! static-token authenticator reads it).
+//! Bearer-token authentication: the random token the server makes when it is built, the static
+//! token users added to it (kube-apiserver's `--token-auth-file`), and the check every request but
+//! the health probes passes (`Authorization: Bearer <token>`, as kube-apiserver's static-token
+//! authenticator reads it).
 
 use std::fmt;
 
 use axum::http::{HeaderMap, Method, header};
 use base64::Engine as _;
+use k8s_openapi::api::authentication::v1::UserInfo;
 use subtle::ConstantTimeEq as _;
+
+use crate::user;
 
 /// Random bytes in a generated token (256 bits).
 pub const TOKEN_BYTES: usize = 32;
@@ -79,19 +83,77 @@ impl BearerToken {
     /// regard to case and the token in constant time, as kube-apiserver does.
     #[must_use]
     pub fn authorizes(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
-        let mut parts = value.splitn(3, ' ');
-        let (Some(scheme), Some(token), None) = (parts.next(), parts.next(), parts.next()) else {
-            return false;
-        };
-        scheme.eq_ignore_ascii_case("bearer")
-            && !token.is_empty()
-            && bool::from(token.as_bytes().ct_eq(self.0.as_bytes()))
+        presented(headers).is_some_and(|token| self.matches(token))
+    }
+
+    fn matches(&self, token: &str) -> bool {
+        bool::from(token.as_bytes().ct_eq(self.0.as_bytes()))
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme in any case), if there is one.
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())?;
+    let mut parts = value.splitn(3, ' ');
+    let (Some(scheme), Some(token), None) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The bearer tokens the server accepts and the user each authenticates as: the server's own token
+/// (first, user [`user::ADMIN`] in `system:masters`) and any static token users. `Debug` shows the
+/// users, not the tokens.
+#[derive(Clone)]
+pub struct Authenticator {
+    entries: Vec<(BearerToken, UserInfo)>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|(_, u)| user::name(u)))
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// Accepts `admin` as the server's token ([`user::admin`]).
+    #[must_use]
+    pub fn new(admin: BearerToken) -> Self {
+        Self {
+            entries: vec![(admin, user::admin())],
+        }
+    }
+
+    /// Also accepts `token` as `user`. A token already accepted keeps its first user (the
+    /// server's own token always stays the admin's).
+    pub fn add(&mut self, token: BearerToken, user: UserInfo) {
+        if self.entries.iter().any(|(t, _)| t == &token) {
+            tracing::warn!(
+                user = user::name(&user),
+                "a static token repeats one already accepted; ignored"
+            );
+            return;
+        }
+        self.entries.push((token, user));
+    }
+
+    /// The user `headers` authenticate as, with `system:authenticated` added (kube-apiserver's
+    /// `AuthenticatedGroupAdder`); None without a bearer token or with one not accepted. Every
+    /// accepted token is compared, each in constant time.
+    #[must_use]
+    pub fn authenticate(&self, headers: &HeaderMap) -> Option<UserInfo> {
+        let token = presented(headers)?;
+        let mut found = None;
+        for (accepted, user) in &self.entries {
+            if accepted.matches(token) && found.is_none() {
+                found = Some(user);
+            }
+        }
+        found.cloned().map(user::with_authenticated_group)
     }
 }
 
@@ -147,6 +209,28 @@ mod tests {
             assert!(!token.authorizes(&with(bad)), "{bad}");
         }
         assert!(!token.authorizes(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn static_users_authenticate_with_their_groups() {
+        let mut auth = Authenticator::new(BearerToken::new("admin-t").expect("token"));
+        auth.add(
+            BearerToken::new("bob-t").expect("token"),
+            user::named("bob", &["dev"]),
+        );
+        auth.add(
+            BearerToken::new("admin-t").expect("token"),
+            user::named("mallory", &[]),
+        );
+        let admin = auth.authenticate(&with("Bearer admin-t")).expect("admin");
+        assert_eq!(user::name(&admin), user::ADMIN);
+        assert!(user::in_group(&admin, user::SYSTEM_MASTERS));
+        let bob = auth.authenticate(&with("bearer bob-t")).expect("bob");
+        assert_eq!(user::groups(&bob), ["dev", user::ALL_AUTHENTICATED]);
+        for bad in ["Bearer bob", "Bearer bob-t2", "Basic bob-t", "Bearer "] {
+            assert!(auth.authenticate(&with(bad)).is_none(), "{bad}");
+        }
+        assert!(!format!("{auth:?}").contains("bob-t"));
     }
 
     #[test]

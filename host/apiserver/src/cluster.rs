@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::authz::aggregation;
+use crate::authz::rbac::CLUSTER_ROLES;
 use crate::error::ApiError;
 use crate::logs::LogStore;
 use crate::resource::{CRD_RESOURCE, NAMESPACE_RESOURCE, Registry, ResourceInfo};
@@ -112,6 +114,17 @@ impl Cluster {
     }
 }
 
+/// The store key of a stored object.
+fn key_of(object: &Value) -> ObjectKey {
+    let text = |k: &str| {
+        object["metadata"][k]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (text("namespace"), text("name"))
+}
+
 impl Inner {
     /// Resolves a storage key's resource info.
     pub fn info(&self, group_resource: &str) -> Option<Arc<ResourceInfo>> {
@@ -137,6 +150,12 @@ impl Inner {
         {
             tracing::warn!(%error, "CustomResourceDefinition is not served");
         }
+        if info.group_resource() == CLUSTER_ROLES {
+            aggregation::reconcile(self)?;
+            if let Some(current) = self.store.get(CLUSTER_ROLES, &key_of(&stored)) {
+                return Ok(current.clone());
+            }
+        }
         Ok(stored)
     }
 
@@ -158,6 +177,9 @@ impl Inner {
             return Ok(None);
         };
         self.removed_any = true;
+        if group_resource == CLUSTER_ROLES {
+            aggregation::reconcile(self)?;
+        }
         if group_resource == CRD_RESOURCE {
             if let Ok(resources) = crate::resource::crd_resources(&removed)
                 && let Some(first) = resources.first()

@@ -5,6 +5,36 @@ use std::net::SocketAddr;
 use serde_json::{Value, json};
 
 use crate::resource::Registry;
+use crate::reviews::{AUTHENTICATION_GROUP, AUTHORIZATION_GROUP, Review};
+
+/// The served groups with their versions: the registry's, then the review groups.
+fn served_groups(registry: &Registry) -> Vec<(String, Vec<String>)> {
+    let mut groups = registry.groups();
+    for group in [AUTHENTICATION_GROUP, AUTHORIZATION_GROUP] {
+        groups.push((group.to_owned(), vec!["v1".to_owned()]));
+    }
+    groups
+}
+
+/// The review resources of a group version (create only, never stored).
+fn review_resources(group: &str, version: &str) -> Vec<Value> {
+    if version != "v1" {
+        return Vec::new();
+    }
+    Review::ALL
+        .into_iter()
+        .filter(|r| r.group() == group)
+        .map(|r| {
+            json!({
+                "name": r.plural(),
+                "singularName": r.kind().to_lowercase(),
+                "namespaced": r.namespaced(),
+                "kind": r.kind(),
+                "verbs": ["create"],
+            })
+        })
+        .collect()
+}
 
 /// The Kubernetes version the server reports.
 pub const KUBE_MINOR: &str = "33";
@@ -46,8 +76,7 @@ fn group_doc(group: &str, versions: &[String]) -> Value {
 /// `/apis`.
 #[must_use]
 pub fn group_list(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry
-        .groups()
+    let groups: Vec<Value> = served_groups(registry)
         .iter()
         .map(|(g, vs)| group_doc(g, vs))
         .collect();
@@ -57,8 +86,7 @@ pub fn group_list(registry: &Registry) -> Value {
 /// `/apis/{group}`, if served.
 #[must_use]
 pub fn group(registry: &Registry, name: &str) -> Option<Value> {
-    registry
-        .groups()
+    served_groups(registry)
         .iter()
         .find(|(g, _)| g == name)
         .map(|(g, vs)| {
@@ -84,10 +112,11 @@ const VERBS: &[&str] = &[
 #[must_use]
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
     let resources = registry.resources(group, version);
-    if resources.is_empty() {
+    let reviews = review_resources(group, version);
+    if resources.is_empty() && reviews.is_empty() {
         return None;
     }
-    let mut out = Vec::new();
+    let mut out = reviews;
     for r in resources {
         let mut doc = json!({
             "name": r.plural,
@@ -227,6 +256,15 @@ mod tests {
         let apps = group(&registry, "apps").unwrap();
         assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
         assert!(resource_list(&registry, "nope", "v1").is_none());
+        let authz = resource_list(&registry, "authorization.k8s.io", "v1").unwrap();
+        assert!(
+            authz["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "selfsubjectaccessreviews" && r["verbs"] == json!(["create"]))
+        );
+        assert!(group(&registry, "authentication.k8s.io").is_some());
         assert!(group_list(&registry)["groups"].as_array().unwrap().len() >= 5);
         assert!(openapi_v3_index(&registry)["paths"]["apis/apps/v1"].is_object());
         let doc = openapi_v3_group(&registry, "apps", "v1").unwrap();

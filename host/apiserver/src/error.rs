@@ -123,6 +123,22 @@ pub enum ApiError {
     /// The request carries no valid credentials (401).
     #[error("Unauthorized")]
     Unauthorized,
+    /// The request is not authorized (403), as apimachinery's `NewForbidden` renders it: the
+    /// message names the qualified resource and the object when there is one.
+    #[error("{}", forbidden_message(group, resource, name, message))]
+    Forbidden {
+        /// The API group of the resource ("" for core).
+        group: String,
+        /// The resource (plural; empty for a non-resource path).
+        resource: String,
+        /// The object name (may be empty).
+        name: String,
+        /// Why: the authorizer's message.
+        message: String,
+    },
+    /// The server failed in a way the client cannot fix (500).
+    #[error("Internal error occurred: {0}")]
+    Internal(String),
     /// The object or resource does not exist (404).
     #[error("{resource} \"{name}\" not found")]
     NotFound {
@@ -195,6 +211,21 @@ pub enum ApiError {
     Storage(#[source] crate::store::StoreError),
 }
 
+fn forbidden_message(group: &str, resource: &str, name: &str, message: &str) -> String {
+    let qualified = if group.is_empty() {
+        resource.to_owned()
+    } else {
+        format!("{resource}.{group}")
+    };
+    if group.is_empty() && resource.is_empty() {
+        format!("forbidden: {message}")
+    } else if name.is_empty() {
+        format!("{qualified} is forbidden: {message}")
+    } else {
+        format!("{qualified} {name:?} is forbidden: {message}")
+    }
+}
+
 fn conflict_list(conflicts: &[FieldConflict]) -> String {
     conflicts
         .iter()
@@ -209,6 +240,8 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             Self::Unauthorized => 401,
+            Self::Forbidden { .. } => 403,
+            Self::Internal(_) => 500,
             Self::NotFound { .. } | Self::UnknownResource => 404,
             Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::ApplyConflict(_) => 409,
             Self::Invalid { .. } => 422,
@@ -226,6 +259,8 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unauthorized => "Unauthorized",
+            Self::Forbidden { .. } => "Forbidden",
+            Self::Internal(_) => "InternalError",
             Self::NotFound { .. } | Self::UnknownResource => "NotFound",
             Self::AlreadyExists { .. } => "AlreadyExists",
             Self::Conflict { .. } | Self::ApplyConflict(_) => "Conflict",
@@ -255,6 +290,12 @@ impl ApiError {
             Self::NotFound { resource, name }
             | Self::AlreadyExists { resource, name }
             | Self::Conflict { resource, name, .. } => Some(details(resource, name)),
+            Self::Forbidden {
+                group,
+                resource,
+                name,
+                ..
+            } => Some(json!({ "name": name, "group": group, "kind": resource })),
             Self::Invalid {
                 kind,
                 group,
@@ -358,6 +399,47 @@ mod tests {
             "Unauthorized"
         );
         assert_eq!(ApiError::Unauthorized.code(), 401);
+    }
+
+    #[test]
+    fn forbidden_status_has_kube_apiservers_shape() {
+        let err = ApiError::Forbidden {
+            group: String::new(),
+            resource: "pods".into(),
+            name: String::new(),
+            message: "User \"bob\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"".into(),
+        };
+        let status = err.to_status();
+        assert_eq!(status["code"], 403);
+        assert_eq!(status["reason"], "Forbidden");
+        assert_eq!(
+            status["message"],
+            "pods is forbidden: User \"bob\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+        );
+        assert_eq!(
+            status["details"],
+            json!({"name": "", "group": "", "kind": "pods"})
+        );
+        let named = ApiError::Forbidden {
+            group: "apps".into(),
+            resource: "deployments".into(),
+            name: "web".into(),
+            message: "x".into(),
+        };
+        assert_eq!(
+            named.to_string(),
+            "deployments.apps \"web\" is forbidden: x"
+        );
+        let path = ApiError::Forbidden {
+            group: String::new(),
+            resource: String::new(),
+            name: String::new(),
+            message: "User \"bob\" cannot get path \"/metrics\"".into(),
+        };
+        assert_eq!(
+            path.to_string(),
+            "forbidden: User \"bob\" cannot get path \"/metrics\""
+        );
     }
 
     #[test]

@@ -14,7 +14,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::auth::{self, BearerToken};
+use k8s_openapi::api::authentication::v1::UserInfo;
+
+use crate::auth::{self, Authenticator};
+use crate::authz::attributes::{Attributes, NAMESPACE_SUBRESOURCES, is_watch};
+use crate::authz::escalation::EscalationCheck;
+use crate::authz::{Authorizer, Mode, impersonation};
 use crate::cluster::Cluster;
 use crate::discovery;
 use crate::error::ApiError;
@@ -22,8 +27,11 @@ use crate::gc::Propagation;
 use crate::logs::LogOptions;
 use crate::patch::{PATCH_TYPES, PatchKind};
 use crate::path::{self, Segment};
+use crate::protobuf;
+use crate::reviews::{REVIEW_TYPES, Review, Reviewer};
 use crate::selector::Selector;
 use crate::table::{self, IncludeObject};
+use crate::user;
 use crate::verbs::{DeleteOptions, ListOptions, Target, WriteOptions, present};
 use crate::watch::{self as watcher, MAX_WATCH_TIMEOUT, WatchParams};
 
@@ -44,8 +52,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Period of watch bookmarks.
     pub bookmark_interval: Duration,
-    /// The bearer token requests must carry.
-    pub token: Arc<BearerToken>,
+    /// The bearer tokens requests may carry, and their users.
+    pub authenticator: Arc<Authenticator>,
+    /// What each user may do.
+    pub authorizer: Authorizer,
     /// Flips to true on shutdown, ending watches.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -146,7 +156,13 @@ impl Query {
         })
     }
 
-    fn write_options(&self, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
+    /// Write options; with RBAC on, `requester`'s writes of RBAC objects pass the escalation
+    /// check.
+    fn write_options_for(
+        &self,
+        headers: &HeaderMap,
+        requester: Option<(&Authorizer, &UserInfo)>,
+    ) -> Result<WriteOptions, ApiError> {
         let manager = match self.get("fieldManager") {
             Some(m) if m.len() > 128 => {
                 return Err(ApiError::BadRequest(
@@ -162,10 +178,19 @@ impl Query {
                 .unwrap_or("unknown")
                 .to_string(),
         };
+        let admission = requester
+            .filter(|(authorizer, _)| authorizer.mode() == Mode::Rbac)
+            .map(|(authorizer, user)| {
+                Arc::new(EscalationCheck {
+                    user: user.clone(),
+                    authorizer: *authorizer,
+                }) as Arc<dyn crate::admission::Admission>
+            });
         Ok(WriteOptions {
             manager,
             dry_run: self.get("dryRun") == Some("All"),
             force: self.flag("force"),
+            admission,
         })
     }
 }
@@ -236,24 +261,55 @@ fn decode_object(media: &str, body: &[u8]) -> Result<Value, ApiError> {
     Ok(value)
 }
 
-/// The single handler for every path.
+/// The single handler for every path: identifies the user ([`identify`]), then routes.
 pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let started = std::time::Instant::now();
-    let response = if !auth::is_public(&method, &path) && !app.token.authorizes(request.headers()) {
-        ApiError::Unauthorized.into_response()
-    } else {
-        match route(&app, request).await {
+    let response = match identify(&app, &request) {
+        Ok(user) => match route(&app, request, &user).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
-        }
+        },
+        Err(error) => error.into_response(),
     };
     tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
     response
 }
 
-async fn route(app: &AppState, request: Request) -> Result<Response, ApiError> {
+/// Who a request acts as, once allowed to do what it asks: authenticated by its bearer token
+/// (401 without an accepted one; the health probes need none), then impersonating whom its
+/// headers ask (403 unless allowed), then authorized for its verb on its resource or path (403
+/// with kube-apiserver's message), as kube-apiserver's filters do in that order.
+///
+/// # Errors
+/// [`ApiError::Unauthorized`], [`ApiError::Forbidden`] and the impersonation errors.
+fn identify(app: &AppState, request: &Request) -> Result<UserInfo, ApiError> {
+    let method = request.method();
+    let path = request.uri().path();
+    if auth::is_public(method, path) {
+        return Ok(user::anonymous());
+    }
+    let user = app
+        .authenticator
+        .authenticate(request.headers())
+        .ok_or(ApiError::Unauthorized)?;
+    let user = impersonation::impersonate(&app.authorizer, &app.cluster, user, request.headers())?;
+    if app.authorizer.mode() == Mode::AlwaysAllow {
+        return Ok(user);
+    }
+    let decoded = path::segments(path)?;
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let query = parse_query(request.uri().query().unwrap_or_default());
+    let attributes =
+        Attributes::from_request(user.clone(), method.as_str(), path, &segments, &|key| {
+            query.get(key).cloned()
+        });
+    app.authorizer.authorize(&app.cluster, &attributes)?;
+    Ok(user)
+}
+
+async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Response, ApiError> {
     let decoded = path::segments(request.uri().path())?;
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let get = request.method() == Method::GET;
@@ -302,34 +358,65 @@ async fn route(app: &AppState, request: Request) -> Result<Response, ApiError> {
         }
         ["api", "v1", rest @ ..] if !rest.is_empty() => {
             let target = resolve(app, "", "v1", rest)?;
-            resource(app, target, request).await
+            resource(app, target, request, user).await
         }
         ["apis", group, version, rest @ ..] if !rest.is_empty() => {
             Segment::Group.check(group)?;
             Segment::Version.check(version)?;
+            if let Some((kind, namespace)) = Review::at(group, version, rest) {
+                if let Some(ns) = namespace {
+                    Segment::Namespace.check(ns)?;
+                }
+                return review(app, kind, namespace, request, user).await;
+            }
             let target = resolve(app, group, version, rest)?;
-            resource(app, target, request).await
+            resource(app, target, request, user).await
         }
         _ => Err(ApiError::UnknownResource),
     }
 }
 
+/// Answers a review (POST only; 201 Created). The body is JSON, YAML or Kubernetes protobuf.
+async fn review(
+    app: &AppState,
+    kind: Review,
+    namespace: Option<&str>,
+    request: Request,
+    user: &UserInfo,
+) -> Result<Response, ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let (parts, body) = request.into_parts();
+    let media = media_type(&parts.headers);
+    if !["application/json", "application/yaml", protobuf::MEDIA_TYPE].contains(&media.as_str()) {
+        return Err(ApiError::UnsupportedMediaType(REVIEW_TYPES.into()));
+    }
+    let bytes = read_body(body, &parts.headers, app.max_body_bytes).await?;
+    let reviewer = Reviewer {
+        authorizer: &app.authorizer,
+        cluster: &app.cluster,
+        user,
+    };
+    let answer = reviewer.review(kind, namespace, &media, &bytes)?;
+    Ok(json_response(StatusCode::CREATED, &answer))
+}
+
 /// The target of a resource path below `/api/v1` or `/apis/{group}/{version}`. Every segment is
 /// checked ([`Segment::check`]) before it is used: an empty name or namespace (`configmaps/`,
-/// `namespaces//configmaps`) is refused, never read as a collection.
+/// `namespaces//configmaps`) is refused, never read as a collection. `namespaces/{ns}/{x}` is a
+/// resource `x` in namespace `ns` unless `x` is a subresource of a namespace (`status`,
+/// `finalize`), as apiserver's request info reads it, so that what is authorized is what is
+/// served.
 fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
     let registry = &app.cluster.lock().registry;
     let (namespace, rest) = match rest {
-        ["namespaces", ns, resource, tail @ ..]
-            if registry.lookup(group, version, resource).is_some() =>
-        {
-            (
-                Some(*ns),
-                std::iter::once(*resource)
-                    .chain(tail.iter().copied())
-                    .collect::<Vec<_>>(),
-            )
-        }
+        ["namespaces", ns, resource, tail @ ..] if !NAMESPACE_SUBRESOURCES.contains(resource) => (
+            Some(*ns),
+            std::iter::once(*resource)
+                .chain(tail.iter().copied())
+                .collect::<Vec<_>>(),
+        ),
         _ => (None, rest.to_vec()),
     };
     let (plural, name, subresource) = match rest.as_slice() {
@@ -390,7 +477,13 @@ fn list_meta(rv: u64, continue_token: Option<String>) -> Value {
     meta
 }
 
-async fn resource(app: &AppState, target: Target, request: Request) -> Result<Response, ApiError> {
+async fn resource(
+    app: &AppState,
+    target: Target,
+    request: Request,
+    user: &UserInfo,
+) -> Result<Response, ApiError> {
+    let requester = Some((&app.authorizer, user));
     let (parts, body) = request.into_parts();
     let query = Query(parse_query(parts.uri.query().unwrap_or_default()));
     let headers = &parts.headers;
@@ -399,7 +492,7 @@ async fn resource(app: &AppState, target: Target, request: Request) -> Result<Re
         .then(|| IncludeObject::parse(query.get("includeObject")));
     let info = target.info.clone();
     match (&parts.method, target.name.is_some()) {
-        (&Method::GET, false) if query.flag("watch") => {
+        (&Method::GET, false) if is_watch(query.0.get("watch").map(String::as_str)) => {
             let params = WatchParams {
                 target,
                 labels: query.selector("labelSelector")?,
@@ -470,7 +563,11 @@ async fn resource(app: &AppState, target: Target, request: Request) -> Result<Re
             let media = object_media_type(headers)?;
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
             let object = decode_object(&media, &bytes)?;
-            let created = cluster.create(&target, object, &query.write_options(headers)?)?;
+            let created = cluster.create(
+                &target,
+                object,
+                &query.write_options_for(headers, requester)?,
+            )?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &present(&info, &created),
@@ -480,7 +577,11 @@ async fn resource(app: &AppState, target: Target, request: Request) -> Result<Re
             let media = object_media_type(headers)?;
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
             let object = decode_object(&media, &bytes)?;
-            let updated = cluster.update(&target, object, &query.write_options(headers)?)?;
+            let updated = cluster.update(
+                &target,
+                object,
+                &query.write_options_for(headers, requester)?,
+            )?;
             Ok(json_response(StatusCode::OK, &present(&info, &updated)))
         }
         (&Method::PATCH, true) => {
@@ -492,8 +593,12 @@ async fn resource(app: &AppState, target: Target, request: Request) -> Result<Re
                 ));
             }
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
-            let (object, created) =
-                cluster.patch(&target, kind, &bytes, &query.write_options(headers)?)?;
+            let (object, created) = cluster.patch(
+                &target,
+                kind,
+                &bytes,
+                &query.write_options_for(headers, requester)?,
+            )?;
             let code = if created {
                 StatusCode::CREATED
             } else {

@@ -11,8 +11,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod apply;
 pub mod auth;
+pub mod authz;
 pub mod cluster;
 pub mod connection;
 pub mod discovery;
@@ -23,12 +25,16 @@ pub mod logs;
 pub mod patch;
 pub mod path;
 pub mod persist;
+pub mod protobuf;
 pub mod resource;
+pub mod reviews;
 pub mod selector;
 pub mod server;
 pub mod store;
 pub mod table;
 pub mod tls;
+pub mod tokenfile;
+pub mod user;
 pub mod validation;
 pub mod verbs;
 pub mod watch;

@@ -74,8 +74,12 @@ fn hex(b: u8) -> Option<u8> {
         .and_then(|d| u8::try_from(d).ok())
 }
 
-/// Percent-decodes one segment strictly (`+` stays `+`; a `%` must start a two-digit escape).
-fn decode(segment: &str) -> Result<String, ApiError> {
+/// Percent-decodes one segment strictly (`+` stays `+`; a `%` must start a two-digit escape), as
+/// Go's `url.PathUnescape`.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] for a malformed escape or text that is not UTF-8.
+pub fn decode(segment: &str) -> Result<String, ApiError> {
     let bad = || ApiError::BadRequest(format!("invalid URL escape in {segment:?}"));
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -1,5 +1,6 @@
 //! Label and field selectors for list, watch and deletecollection.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
 /// A selector that cannot be parsed.
@@ -138,6 +139,49 @@ impl Selector {
         Ok(Self { requirements })
     }
 
+    /// The selector of a `metav1.LabelSelector` (`matchLabels` and `matchExpressions`, as
+    /// apimachinery's `LabelSelectorAsSelector`); an empty one matches everything.
+    ///
+    /// # Errors
+    /// [`SelectorError`] for an unknown operator, an `In` or `NotIn` without values, or an
+    /// `Exists` or `DoesNotExist` with values.
+    pub fn from_label_selector(selector: &LabelSelector) -> Result<Self, SelectorError> {
+        let mut requirements = Vec::new();
+        for (key, value) in selector.match_labels.iter().flatten() {
+            requirements.push(Requirement {
+                key: key.clone(),
+                op: Op::Eq(value.clone()),
+            });
+        }
+        for expression in selector.match_expressions.iter().flatten() {
+            let values = expression.values.clone().unwrap_or_default();
+            let bad =
+                || SelectorError::Syntax(format!("{} {}", expression.key, expression.operator));
+            let op = match expression.operator.as_str() {
+                "In" if !values.is_empty() => Op::In(values),
+                "NotIn" if !values.is_empty() => Op::NotIn(values),
+                "Exists" if values.is_empty() => Op::Exists,
+                "DoesNotExist" if values.is_empty() => Op::NotExists,
+                _ => return Err(bad()),
+            };
+            requirements.push(Requirement {
+                key: expression.key.clone(),
+                op,
+            });
+        }
+        Ok(Self { requirements })
+    }
+
+    /// The value `key` must equal (the first `key=value` or `key==value` requirement), as
+    /// apimachinery's `RequiresExactMatch`.
+    #[must_use]
+    pub fn exact_match(&self, key: &str) -> Option<&str> {
+        self.requirements.iter().find_map(|r| match &r.op {
+            Op::Eq(v) if r.key == key => Some(v.as_str()),
+            _ => None,
+        })
+    }
+
     /// Whether every requirement is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -209,6 +253,50 @@ mod tests {
             !Selector::parse("metadata.name=b")
                 .unwrap()
                 .matches_fields(&obj)
+        );
+    }
+
+    #[test]
+    fn label_selector_objects() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+        let obj = json!({"metadata": {"labels": {"agg": "true", "tier": "a"}}});
+        let sel = |s: LabelSelector| {
+            Selector::from_label_selector(&s)
+                .unwrap()
+                .matches_labels(&obj)
+        };
+        assert!(sel(LabelSelector::default()));
+        assert!(sel(LabelSelector {
+            match_labels: Some([("agg".to_owned(), "true".to_owned())].into()),
+            ..LabelSelector::default()
+        }));
+        let expr = |op: &str, values: &[&str]| LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: op.into(),
+                values: (!values.is_empty())
+                    .then(|| values.iter().map(|v| (*v).to_owned()).collect()),
+            }]),
+            ..LabelSelector::default()
+        };
+        assert!(sel(expr("In", &["a", "b"])));
+        assert!(!sel(expr("NotIn", &["a"])));
+        assert!(sel(expr("Exists", &[])));
+        assert!(!sel(expr("DoesNotExist", &[])));
+        assert!(Selector::from_label_selector(&expr("In", &[])).is_err());
+        assert!(Selector::from_label_selector(&expr("Gt", &["1"])).is_err());
+    }
+
+    #[test]
+    fn exact_matches() {
+        let s = Selector::parse("metadata.name=a,metadata.namespace!=b").unwrap();
+        assert_eq!(s.exact_match("metadata.name"), Some("a"));
+        assert_eq!(s.exact_match("metadata.namespace"), None);
+        assert_eq!(
+            Selector::parse("metadata.name==c")
+                .unwrap()
+                .exact_match("metadata.name"),
+            Some("c")
         );
     }
 

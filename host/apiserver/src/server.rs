@@ -12,12 +12,18 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::{BearerToken, TokenError};
+use k8s_openapi::api::authentication::v1::UserInfo;
+
+use crate::auth::{Authenticator, BearerToken, TokenError};
+use crate::authz::bootstrap::{self, BootstrapError};
+use crate::authz::{Authorizer, Mode};
 use crate::cluster::Cluster;
 use crate::connection::{self, DEFAULT_HEADER_READ_TIMEOUT};
 use crate::handler::{AppState, DEFAULT_MAX_BODY_BYTES, handle};
 use crate::store::StoreError;
 use crate::tls::{Authority, TlsError};
+use crate::tokenfile::{self, TokenFileError};
+use crate::user;
 
 /// Default number of change events kept for watch resumption.
 pub const DEFAULT_WATCH_HISTORY: usize = 100_000;
@@ -45,6 +51,27 @@ pub enum ServerError {
     /// The bearer token could not be generated, or the one given is not usable.
     #[error("the bearer token")]
     Token(#[source] TokenError),
+    /// A static token user's token is not usable.
+    #[error("the token of static user {user:?}")]
+    TokenUser {
+        /// The user's name.
+        user: String,
+        /// Why.
+        #[source]
+        source: TokenError,
+    },
+    /// The token file cannot be used.
+    #[error("the token file {path}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: TokenFileError,
+    },
+    /// The RBAC bootstrap policy cannot be kept.
+    #[error("the RBAC bootstrap policy")]
+    Bootstrap(#[source] BootstrapError),
     /// The TLS authority or serving certificate could not be made.
     #[error("the TLS identity")]
     Tls(#[source] TlsError),
@@ -79,6 +106,9 @@ pub struct ApiServerBuilder {
     header_read_timeout: Duration,
     token: Option<String>,
     authority: Option<Authority>,
+    authorization: Mode,
+    token_users: Vec<(String, UserInfo)>,
+    token_auth_file: Option<PathBuf>,
 }
 
 impl Default for ApiServerBuilder {
@@ -91,6 +121,9 @@ impl Default for ApiServerBuilder {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             token: None,
             authority: None,
+            authorization: Mode::default(),
+            token_users: Vec::new(),
+            token_auth_file: None,
         }
     }
 }
@@ -105,6 +138,16 @@ impl std::fmt::Debug for ApiServerBuilder {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("authority", &self.authority)
+            .field("authorization", &self.authorization)
+            .field(
+                "token_users",
+                &self
+                    .token_users
+                    .iter()
+                    .map(|(_, u)| user::name(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("token_auth_file", &self.token_auth_file)
             .finish()
     }
 }
@@ -158,28 +201,77 @@ impl ApiServerBuilder {
         self
     }
 
+    /// How requests are authorized: [`Mode::AlwaysAllow`] (the default: every authenticated
+    /// request is allowed) or [`Mode::Rbac`] (roles and bindings decide, as kube-apiserver's
+    /// `--authorization-mode=RBAC`; the bootstrap policy is created at build).
+    pub fn authorization(mut self, mode: Mode) -> Self {
+        self.authorization = mode;
+        self
+    }
+
+    /// Also accept `token` as `user` (kube-apiserver's static tokens; `system:authenticated` is
+    /// added to its groups). The server's own token stays the admin's. Checked by
+    /// [`ApiServerBuilder::build`].
+    pub fn token_user(mut self, token: impl Into<String>, user: UserInfo) -> Self {
+        self.token_users.push((token.into(), user));
+        self
+    }
+
+    /// Also accept the users of this token file (kube-apiserver's `--token-auth-file`: CSV lines
+    /// `token,user,uid[,"group1,group2"]`), read by [`ApiServerBuilder::build`].
+    pub fn token_auth_file(mut self, path: Option<PathBuf>) -> Self {
+        self.token_auth_file = path;
+        self
+    }
+
     /// Loads the state (if any), makes the bearer token (random unless one was given) and the
-    /// certificate authority (new unless one was given) and builds the server.
+    /// certificate authority (new unless one was given), adds the static token users, keeps the
+    /// RBAC bootstrap policy when RBAC is on, and builds the server.
     ///
     /// # Errors
     /// [`ServerError::Store`] when the state directory cannot be read or compacted,
     /// [`ServerError::Token`] when no token can be generated or the given one is not usable,
-    /// [`ServerError::Tls`] when no authority can be made.
+    /// [`ServerError::TokenUser`] or [`ServerError::TokenFile`] when a static user's token or the
+    /// token file is not usable, [`ServerError::Tls`] when no authority can be made,
+    /// [`ServerError::Bootstrap`] when the bootstrap policy cannot be stored.
     pub fn build(self) -> Result<ApiServer, ServerError> {
         let token = match &self.token {
             Some(given) => BearerToken::new(given.clone()),
             None => BearerToken::generate(),
         }
         .map_err(ServerError::Token)?;
+        let mut authenticator = Authenticator::new(token.clone());
+        for (given, who) in &self.token_users {
+            let token =
+                BearerToken::new(given.clone()).map_err(|source| ServerError::TokenUser {
+                    user: user::name(who).to_owned(),
+                    source,
+                })?;
+            authenticator.add(token, who.clone());
+        }
+        if let Some(path) = &self.token_auth_file {
+            let users = tokenfile::read(path).map_err(|source| ServerError::TokenFile {
+                path: path.clone(),
+                source,
+            })?;
+            for (token, who) in users {
+                authenticator.add(token, who);
+            }
+        }
         let authority = match &self.authority {
             Some(given) => given.clone(),
             None => Authority::generate().map_err(ServerError::Tls)?,
         };
         let cluster = Cluster::open(self.state_dir.as_deref(), self.watch_history)
             .map_err(ServerError::Store)?;
+        if self.authorization == Mode::Rbac {
+            bootstrap::ensure(&cluster).map_err(ServerError::Bootstrap)?;
+        }
         Ok(ApiServer {
             cluster: Arc::new(cluster),
             token,
+            authenticator: Arc::new(authenticator),
+            authorizer: Authorizer::new(self.authorization),
             authority,
             config: self,
         })
@@ -191,6 +283,8 @@ impl ApiServerBuilder {
 pub struct ApiServer {
     cluster: Arc<Cluster>,
     token: BearerToken,
+    authenticator: Arc<Authenticator>,
+    authorizer: Authorizer,
     authority: Authority,
     config: ApiServerBuilder,
 }
@@ -244,7 +338,8 @@ impl ApiServer {
             addr,
             max_body_bytes: self.config.max_body_bytes,
             bookmark_interval: self.config.bookmark_interval,
-            token: Arc::new(self.token.clone()),
+            authenticator: self.authenticator.clone(),
+            authorizer: self.authorizer,
             shutdown,
         };
         axum::Router::new().fallback(handle).with_state(state)
@@ -374,11 +469,33 @@ impl RunningServer {
     /// # Errors
     /// [`ServerError::Url`] (not expected for a socket address).
     pub fn kube_config(&self) -> Result<kube::Config, ServerError> {
+        self.kube_config_with_token(self.token())
+    }
+
+    /// [`RunningServer::kube_config`] with another bearer token (a static token user's).
+    ///
+    /// # Errors
+    /// [`ServerError::Url`] (not expected for a socket address).
+    pub fn kube_config_with_token(&self, token: &str) -> Result<kube::Config, ServerError> {
         let uri = self.url().parse().map_err(ServerError::Url)?;
         let mut config = kube::Config::new(uri);
         config.root_cert = Some(vec![self.authority.certificate_der().to_vec()]);
-        config.auth_info.token = Some(self.token().to_owned().into());
+        config.auth_info.token = Some(token.to_owned().into());
         Ok(config)
+    }
+
+    /// A kube client that authenticates with `token` (a static token user's).
+    ///
+    /// # Errors
+    /// [`ServerError::Client`] when the client cannot be built.
+    pub fn client_with_token(&self, token: &str) -> Result<kube::Client, ServerError> {
+        kube::Client::try_from(self.kube_config_with_token(token)?).map_err(ServerError::Client)
+    }
+
+    /// [`RunningServer::kubeconfig_yaml`] with another bearer token (a static token user's).
+    #[must_use]
+    pub fn kubeconfig_yaml_with_token(&self, token: &str) -> String {
+        kubeconfig_yaml(&self.url(), self.authority.certificate_pem(), token)
     }
 
     /// A kube client for this server.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
+use crate::admission::Admission;
 use crate::apply::{self, ApplyError, FieldScope, Writer};
 use crate::cluster::{Cluster, Inner, new_uid, now};
 use crate::error::{ApiError, FieldCause};
@@ -42,6 +43,23 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `force` for apply.
     pub force: bool,
+    /// A check the built object passes before it is stored (dry runs included).
+    pub admission: Option<Arc<dyn Admission>>,
+}
+
+impl WriteOptions {
+    fn admit(
+        &self,
+        inner: &Inner,
+        target: &Target,
+        old: Option<&Value>,
+        new: &Value,
+    ) -> Result<(), ApiError> {
+        match &self.admission {
+            Some(admission) => admission.admit(inner, target, old, new),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Options of a list.
@@ -518,6 +536,20 @@ fn prepare_update(target: &Target, old: &Value, new: Value) -> Result<Value, Api
         );
         map.insert("kind".into(), Value::String(target.info.kind.clone()));
     }
+    if target.info.group == "rbac.authorization.k8s.io"
+        && target.info.kind.ends_with("RoleBinding")
+        && out.get("roleRef") != old.get("roleRef")
+    {
+        // ValidateRoleBindingUpdate: a binding is never repointed at another role.
+        let role_ref = old.get("roleRef").map(Value::to_string).unwrap_or_default();
+        return Err(target.invalid(
+            &name,
+            vec![FieldCause::other(
+                "roleRef",
+                format!("Invalid value: {role_ref}: cannot change roleRef"),
+            )],
+        ));
+    }
     let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
     let bumped = if spec_of(old) == spec_of(&out) {
         generation
@@ -647,6 +679,7 @@ impl Cluster {
     ) -> Result<Arc<Value>, ApiError> {
         let mut inner = self.lock();
         let (key, object) = prepare_create(&inner, target, body, opts, false)?;
+        opts.admit(&inner, target, None, &object)?;
         if opts.dry_run {
             return Ok(Arc::new(object));
         }
@@ -692,6 +725,7 @@ impl Cluster {
             &mut object,
             &writer(target, opts, &api_version, &time),
         );
+        opts.admit(inner, target, Some(old), &object)?;
         if opts.dry_run {
             return Ok(Arc::new(object));
         }
@@ -795,6 +829,7 @@ impl Cluster {
                 (object, false)
             }
         };
+        opts.admit(inner, target, old.filter(|_| !created), &object)?;
         if opts.dry_run {
             return Ok((Arc::new(object), created));
         }

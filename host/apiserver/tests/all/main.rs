@@ -2,6 +2,7 @@
 
 mod common;
 
+mod authz;
 mod bad_input;
 mod kube_client;
 mod kubectl;

@@ -1,0 +1,795 @@
+//! Authorization with `--authorization rbac` through real HTTP and kube-rs clients: refusals in
+//! kube-apiserver's words, Roles and bindings scoped as Kubernetes scopes them, impersonation only
+//! as far as it is granted, the escalation check, and the review APIs.
+
+use crate::common;
+
+use capstan_apiserver::authz::Mode;
+use capstan_apiserver::{ApiServer, RunningServer, user};
+use common::{api_code, send};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec, SubjectAccessReview,
+    SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams, WatchParams};
+use serde_json::{Value, json};
+
+const ALICE: &str = "alice-token";
+const BOB: &str = "bob-token";
+const IMPERSONATOR: &str = "impersonator-token";
+
+/// A server with RBAC on, users alice (group dev), bob and impersonator, and a namespace `team`.
+async fn rbac_server() -> (RunningServer, Client) {
+    let (server, admin) = common::start_with(
+        ApiServer::builder()
+            .authorization(Mode::Rbac)
+            .token_user(ALICE, user::named("alice", &["dev"]))
+            .token_user(BOB, user::named("bob", &[]))
+            .token_user(IMPERSONATOR, user::named("impersonator", &[])),
+    )
+    .await;
+    create(
+        &server,
+        "/api/v1/namespaces",
+        json!({"metadata": {"name": "team"}}),
+    )
+    .await;
+    (server, admin)
+}
+
+/// Creates `object` at `collection` as the admin.
+async fn create(server: &RunningServer, collection: &str, object: Value) {
+    let (code, body) = as_token(
+        server,
+        server.token(),
+        "POST",
+        collection,
+        &[],
+        &object.to_string(),
+    )
+    .await;
+    assert_eq!(code, 201, "{collection}: {body}");
+}
+
+const RBAC: &str = "/apis/rbac.authorization.k8s.io/v1";
+
+fn roles(ns: &str) -> String {
+    format!("{RBAC}/namespaces/{ns}/roles")
+}
+
+fn role_bindings(ns: &str) -> String {
+    format!("{RBAC}/namespaces/{ns}/rolebindings")
+}
+
+fn config_maps(ns: &str) -> String {
+    format!("/api/v1/namespaces/{ns}/configmaps")
+}
+
+fn status(err: &kube::Error) -> &kube::core::Status {
+    match err {
+        kube::Error::Api(status) => status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// A raw request as the user of `token`, with extra headers.
+async fn as_token(
+    server: &RunningServer,
+    token: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    let mut all = vec![
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    all.extend_from_slice(headers);
+    let (code, text) = send(server, method, path, &all, body.as_bytes()).await;
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text}));
+    (code, value)
+}
+
+#[tokio::test]
+async fn refusals_read_as_kube_apiservers_and_change_nothing() {
+    let (server, admin) = rbac_server().await;
+    let bob = server.client_with_token(BOB).unwrap();
+    let pods: Api<ConfigMap> = Api::namespaced(bob.clone(), "default");
+    let err = pods.list(&ListParams::default()).await.unwrap_err();
+    let st = status(&err);
+    assert_eq!(st.code, 403);
+    assert_eq!(st.reason, "Forbidden");
+    assert_eq!(
+        st.message,
+        "configmaps is forbidden: User \"bob\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""
+    );
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "sneaky"}})).unwrap();
+    let err = pods.create(&PostParams::default(), &cm).await.unwrap_err();
+    assert_eq!(
+        status(&err).message,
+        "configmaps is forbidden: User \"bob\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\""
+    );
+    let err = pods.get("kube-root").await.unwrap_err();
+    assert_eq!(
+        status(&err).message,
+        "configmaps \"kube-root\" is forbidden: User \"bob\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"default\""
+    );
+    assert_eq!(
+        api_code(
+            &pods
+                .watch(&WatchParams::default(), "0")
+                .await
+                .err()
+                .expect("watch refused")
+        ),
+        403
+    );
+    let deploys: Api<Deployment> = Api::all(bob.clone());
+    assert_eq!(
+        status(&deploys.list(&ListParams::default()).await.unwrap_err()).message,
+        "deployments.apps is forbidden: User \"bob\" cannot list resource \"deployments\" in API group \"apps\" at the cluster scope"
+    );
+    let stored: Api<ConfigMap> = Api::namespaced(admin, "default");
+    assert!(
+        stored
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing was created"
+    );
+    // Non-resource paths: discovery is open to every authenticated user, others are not.
+    let (code, _) = as_token(&server, BOB, "GET", "/version", &[], "").await;
+    assert_eq!(code, 200);
+    let (code, _) = as_token(&server, BOB, "GET", "/apis/apps/v1", &[], "").await;
+    assert_eq!(code, 200);
+    let (code, body) = as_token(&server, BOB, "GET", "/metrics", &[], "").await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        body["message"],
+        "forbidden: User \"bob\" cannot get path \"/metrics\""
+    );
+    // Without an accepted token: 401, whatever else the request carries.
+    let (code, body) = as_token(
+        &server,
+        "nope",
+        "GET",
+        "/api/v1/namespaces",
+        &[("Impersonate-User", "alice")],
+        "",
+    )
+    .await;
+    assert_eq!((code, body["reason"].as_str()), (401, Some("Unauthorized")));
+    let (code, _) = send(&server, "GET", "/version", &[], b"").await;
+    assert_eq!(code, 401);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn roles_and_bindings_grant_only_where_they_are() {
+    let (server, _admin) = rbac_server().await;
+    create(&server, &roles("team"), json!({"metadata": {"name": "cm-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]})).await;
+    create(
+        &server,
+        &role_bindings("team"),
+        json!({"metadata": {"name": "bob-reads"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+        "subjects": [{"kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io"}]}),
+    )
+    .await;
+    // A binding in default may not use team's Role: it names a Role "cm-reader" of default.
+    create(
+        &server,
+        &role_bindings("default"),
+        json!({"metadata": {"name": "bob-reads"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+        "subjects": [{"kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io"}]}),
+    )
+    .await;
+    // A RoleBinding to a ClusterRole grants it in its own namespace only.
+    create(
+        &server,
+        &role_bindings("team"),
+        json!({"metadata": {"name": "dev-views"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "Group", "name": "dev", "apiGroup": "rbac.authorization.k8s.io"}]}),
+    )
+    .await;
+    create(
+        &server,
+        &config_maps("team"),
+        json!({"metadata": {"name": "one"}}),
+    )
+    .await;
+    create(
+        &server,
+        &config_maps("team"),
+        json!({"metadata": {"name": "two"}}),
+    )
+    .await;
+
+    let bob = server.client_with_token(BOB).unwrap();
+    let team: Api<ConfigMap> = Api::namespaced(bob.clone(), "team");
+    assert_eq!(
+        team.list(&ListParams::default()).await.unwrap().items.len(),
+        2
+    );
+    assert!(team.get("one").await.is_ok());
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "three"}})).unwrap();
+    assert_eq!(
+        api_code(&team.create(&PostParams::default(), &cm).await.unwrap_err()),
+        403
+    );
+    let default: Api<ConfigMap> = Api::namespaced(bob.clone(), "default");
+    assert_eq!(
+        status(&default.list(&ListParams::default()).await.unwrap_err()).message,
+        "configmaps is forbidden: User \"bob\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\": RBAC: role.rbac.authorization.k8s.io \"cm-reader\" not found"
+    );
+    let everywhere: Api<ConfigMap> = Api::all(bob);
+    assert_eq!(
+        api_code(&everywhere.list(&ListParams::default()).await.unwrap_err()),
+        403
+    );
+
+    let alice = server.client_with_token(ALICE).unwrap();
+    let in_team: Api<Deployment> = Api::namespaced(alice.clone(), "team");
+    assert!(
+        in_team.list(&ListParams::default()).await.is_ok(),
+        "view is aggregated from system:aggregate-to-view"
+    );
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(alice.clone(), "team");
+    assert_eq!(
+        api_code(&secrets.list(&ListParams::default()).await.unwrap_err()),
+        403,
+        "view does not read secrets"
+    );
+    let in_default: Api<Deployment> = Api::namespaced(alice, "default");
+    assert_eq!(
+        api_code(&in_default.list(&ListParams::default()).await.unwrap_err()),
+        403
+    );
+
+    // resourceNames: one object, and a list or watch narrowed to it by a field selector.
+    create(&server, &roles("default"), json!({"metadata": {"name": "just-one"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["one"], "verbs": ["get", "list", "watch"]}]})).await;
+    create(
+        &server,
+        &role_bindings("default"),
+        json!({"metadata": {"name": "alice-one"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "just-one"},
+        "subjects": [{"kind": "User", "name": "alice"}]}),
+    )
+    .await;
+    create(
+        &server,
+        &config_maps("default"),
+        json!({"metadata": {"name": "one"}}),
+    )
+    .await;
+    create(
+        &server,
+        &config_maps("default"),
+        json!({"metadata": {"name": "two"}}),
+    )
+    .await;
+    let alice_cms: Api<ConfigMap> =
+        Api::namespaced(server.client_with_token(ALICE).unwrap(), "default");
+    assert!(alice_cms.get("one").await.is_ok());
+    assert_eq!(api_code(&alice_cms.get("two").await.unwrap_err()), 403);
+    assert_eq!(
+        api_code(&alice_cms.list(&ListParams::default()).await.unwrap_err()),
+        403
+    );
+    let only_one = alice_cms
+        .list(&ListParams::default().fields("metadata.name=one"))
+        .await
+        .unwrap();
+    assert_eq!(only_one.items.len(), 1);
+    assert_eq!(
+        api_code(
+            &alice_cms
+                .list(&ListParams::default().fields("metadata.name=two"))
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
+    let (code, _) = as_token(&server, ALICE, "GET", "/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Done%2Cmetadata.name%3Dtwo", &[], "").await;
+    assert_eq!(code, 200, "a conjunction narrows, never widens");
+
+    // watch without list: what is authorized as a watch is served as one, and only that.
+    create(
+        &server,
+        &roles("default"),
+        json!({"metadata": {"name": "watch-only"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["watch"]}]}),
+    )
+    .await;
+    create(
+        &server,
+        &role_bindings("default"),
+        json!({"metadata": {"name": "bob-watches"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "watch-only"},
+        "subjects": [{"kind": "User", "name": "bob"}]}),
+    )
+    .await;
+    for (query, want) in [
+        ("watch=false", 403),
+        ("watch=0", 403),
+        ("watch=", 403),
+        ("watch=yes&timeoutSeconds=1", 200),
+        ("watch=1&timeoutSeconds=1", 200),
+    ] {
+        let (code, body) = as_token(
+            &server,
+            BOB,
+            "GET",
+            &format!("{}?{query}", config_maps("default")),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(code, want, "{query}: {body}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn impersonation_is_only_what_is_granted() {
+    let (server, _admin) = rbac_server().await;
+    create(&server, &format!("{RBAC}/clusterroles"), json!({"metadata": {"name": "impersonate-some"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"], "resourceNames": ["alice"]},
+            {"apiGroups": [""], "resources": ["groups"], "verbs": ["impersonate"], "resourceNames": ["dev", "system:authenticated"]},
+            {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}
+        ]})).await;
+    create(&server, &role_bindings("team"), json!({"metadata": {"name": "impersonator-sa"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "impersonate-some"},
+        "subjects": [{"kind": "User", "name": "impersonator"}]})).await;
+    create(&server, &format!("{RBAC}/clusterrolebindings"), json!({"metadata": {"name": "impersonator"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "impersonate-some"},
+        "subjects": [{"kind": "User", "name": "impersonator"}]})).await;
+    create(
+        &server,
+        &role_bindings("team"),
+        json!({"metadata": {"name": "alice-views"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "User", "name": "alice"}]}),
+    )
+    .await;
+    let list_team = "/apis/apps/v1/namespaces/team/deployments";
+
+    // Without the impersonate permission.
+    let (code, body) = as_token(
+        &server,
+        BOB,
+        "GET",
+        list_team,
+        &[("Impersonate-User", "alice")],
+        "",
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        body["message"],
+        "users \"alice\" is forbidden: User \"bob\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    // Allowed to impersonate alice, and then only alice's rights (header names in any case).
+    for header in ["Impersonate-User", "impersonate-user", "IMPERSONATE-USER"] {
+        let (code, body) = as_token(
+            &server,
+            IMPERSONATOR,
+            "GET",
+            list_team,
+            &[(header, "alice")],
+            "",
+        )
+        .await;
+        assert_eq!(code, 200, "{header}: {body}");
+    }
+    let (code, body) = as_token(
+        &server,
+        IMPERSONATOR,
+        "GET",
+        "/apis/apps/v1/namespaces/default/deployments",
+        &[("Impersonate-User", "alice")],
+        "",
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        body["message"],
+        "deployments.apps is forbidden: User \"alice\" cannot list resource \"deployments\" in API group \"apps\" in the namespace \"default\""
+    );
+    // Not someone else, nor a group not granted, nor a group without a user.
+    let (code, body) = as_token(
+        &server,
+        IMPERSONATOR,
+        "GET",
+        list_team,
+        &[("Impersonate-User", "Alice")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (code, body["message"].as_str()),
+        (
+            403,
+            Some(
+                "users \"Alice\" is forbidden: User \"impersonator\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+            )
+        )
+    );
+    let (code, body) = as_token(
+        &server,
+        IMPERSONATOR,
+        "GET",
+        list_team,
+        &[
+            ("Impersonate-User", "alice"),
+            ("Impersonate-Group", "system:masters"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (code, body["message"].as_str()),
+        (
+            403,
+            Some(
+                "groups \"system:masters\" is forbidden: User \"impersonator\" cannot impersonate resource \"groups\" in API group \"\" at the cluster scope"
+            )
+        )
+    );
+    let (code, body) = as_token(
+        &server,
+        IMPERSONATOR,
+        "GET",
+        list_team,
+        &[("Impersonate-Group", "dev")],
+        "",
+    )
+    .await;
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(
+        body["message"],
+        "Internal error occurred: requested [Group \"dev\"] without impersonating a user"
+    );
+    let (code, body) = as_token(
+        &server,
+        IMPERSONATOR,
+        "GET",
+        list_team,
+        &[("Impersonate-User", "alice"), ("Impersonate-Uid", "1")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (code, body["message"].as_str()),
+        (
+            403,
+            Some(
+                "uids.authentication.k8s.io \"1\" is forbidden: User \"impersonator\" cannot impersonate resource \"uids\" in API group \"authentication.k8s.io\" at the cluster scope"
+            )
+        )
+    );
+    // ServiceAccounts: by namespace and name; impersonating one does not carry the impersonator's rights.
+    let review = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+    let (code, body) = as_token(
+        &server,
+        IMPERSONATOR,
+        "POST",
+        review,
+        &[("Impersonate-User", "system:serviceaccount:team:robot")],
+        "{}",
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        body["status"]["userInfo"]["username"],
+        "system:serviceaccount:team:robot"
+    );
+    assert_eq!(
+        body["status"]["userInfo"]["groups"],
+        json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:team",
+            "system:authenticated"
+        ])
+    );
+    let (code, _) = as_token(
+        &server,
+        IMPERSONATOR,
+        "GET",
+        list_team,
+        &[("Impersonate-User", "system:serviceaccount:team:robot")],
+        "",
+    )
+    .await;
+    assert_eq!(code, 403);
+    // The admin (system:masters) may impersonate anyone, and gets only their rights.
+    let (code, body) = as_token(
+        &server,
+        server.token(),
+        "POST",
+        review,
+        &[
+            ("Impersonate-User", "bob"),
+            ("Impersonate-Group", "dev"),
+            ("Impersonate-Extra-Scopes", "view"),
+        ],
+        "{}",
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        body["status"]["userInfo"],
+        json!({"username": "bob", "groups": ["dev", "system:authenticated"], "extra": {"scopes": ["view"]}})
+    );
+    let (code, _) = as_token(
+        &server,
+        server.token(),
+        "GET",
+        "/api/v1/namespaces",
+        &[("Impersonate-User", "bob")],
+        "",
+    )
+    .await;
+    assert_eq!(code, 403);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn granting_needs_holding_or_escalate_and_bind() {
+    let (server, _admin) = rbac_server().await;
+    create(&server, &roles("team"), json!({"metadata": {"name": "rbac-writer"},
+        "rules": [
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create", "update", "get"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}
+        ]})).await;
+    create(
+        &server,
+        &role_bindings("team"),
+        json!({"metadata": {"name": "bob-writes"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "rbac-writer"},
+        "subjects": [{"kind": "User", "name": "bob"}]}),
+    )
+    .await;
+    let bob = server.client_with_token(BOB).unwrap();
+    let team_roles: Api<Role> = Api::namespaced(bob.clone(), "team");
+    let role = |name: &str, resource: &str| -> Role {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": [resource], "verbs": ["get"]}]}))
+        .unwrap()
+    };
+    team_roles
+        .create(&PostParams::default(), &role("cm-get", "configmaps"))
+        .await
+        .expect("held permissions can be granted");
+    let err = team_roles
+        .create(&PostParams::default(), &role("secret-get", "secrets"))
+        .await
+        .unwrap_err();
+    assert_eq!(status(&err).code, 403);
+    assert_eq!(
+        status(&err).message,
+        "roles.rbac.authorization.k8s.io \"secret-get\" is forbidden: user \"bob\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"
+    );
+    let bindings: Api<RoleBinding> = Api::namespaced(bob, "team");
+    let binding = |name: &str, kind: &str, role: &str| -> RoleBinding {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "subjects": [{"kind": "User", "name": "carol"}]}))
+        .unwrap()
+    };
+    bindings
+        .create(
+            &PostParams::default(),
+            &binding("carol-cm", "Role", "cm-get"),
+        )
+        .await
+        .expect("a held role can be bound");
+    let err = bindings
+        .create(
+            &PostParams::default(),
+            &binding("carol-admin", "ClusterRole", "cluster-admin"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status(&err).code, 403);
+    assert!(
+        status(&err).message.starts_with(
+            "rolebindings.rbac.authorization.k8s.io \"carol-admin\" is forbidden: user \"bob\""
+        ),
+        "{}",
+        status(&err).message
+    );
+    // With `bind` on cluster-admin in team, bob may bind it there (and only there).
+    create(&server, &roles("team"), json!({"metadata": {"name": "bind-admin"},
+        "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["cluster-admin"]}]})).await;
+    create(
+        &server,
+        &role_bindings("team"),
+        json!({"metadata": {"name": "bob-binds"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "bind-admin"},
+        "subjects": [{"kind": "User", "name": "bob"}]}),
+    )
+    .await;
+    bindings
+        .create(
+            &PostParams::default(),
+            &binding("carol-admin", "ClusterRole", "cluster-admin"),
+        )
+        .await
+        .expect("bind allows it");
+    // A binding is never repointed at another role, whoever asks.
+    let auth = format!("Bearer {}", server.token());
+    let (code, body) = send(
+        &server,
+        "PATCH",
+        &format!("{}/carol-cm", role_bindings("team")),
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/merge-patch+json"),
+        ],
+        br#"{"roleRef":{"kind":"ClusterRole","name":"cluster-admin"}}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("cannot change roleRef"), "{body}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn reviews_answer_for_the_caller() {
+    let (server, admin) = rbac_server().await;
+    let bob = server.client_with_token(BOB).unwrap();
+    let ssar = |verb: &str, resource: &str| SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                resource: Some(resource.into()),
+                namespace: Some("default".into()),
+                ..ResourceAttributes::default()
+            }),
+            non_resource_attributes: None,
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(bob.clone());
+    let answer = reviews
+        .create(&PostParams::default(), &ssar("list", "pods"))
+        .await
+        .unwrap();
+    assert!(!answer.status.unwrap().allowed);
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(admin.clone());
+    assert!(
+        reviews
+            .create(&PostParams::default(), &ssar("delete", "pods"))
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .allowed
+    );
+    let whoami: Api<SelfSubjectReview> = Api::all(bob.clone());
+    let me = whoami
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .unwrap();
+    let info = me.status.unwrap().user_info.unwrap();
+    assert_eq!(info.username.as_deref(), Some("bob"));
+    assert_eq!(
+        info.groups.as_deref(),
+        Some(&["system:authenticated".to_owned()][..])
+    );
+    // Asking about someone else needs permission to create subjectaccessreviews.
+    let sar = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some("bob".into()),
+            resource_attributes: ssar("list", "pods").spec.resource_attributes,
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let as_bob: Api<SubjectAccessReview> = Api::all(bob);
+    assert_eq!(
+        status(
+            &as_bob
+                .create(&PostParams::default(), &sar)
+                .await
+                .unwrap_err()
+        )
+        .message,
+        "subjectaccessreviews.authorization.k8s.io is forbidden: User \"bob\" cannot create resource \"subjectaccessreviews\" in API group \"authorization.k8s.io\" at the cluster scope"
+    );
+    let as_admin: Api<SubjectAccessReview> = Api::all(admin);
+    assert!(
+        !as_admin
+            .create(&PostParams::default(), &sar)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .allowed
+    );
+    // Reviews are in discovery, create only.
+    let (code, body) = as_token(
+        &server,
+        BOB,
+        "GET",
+        "/apis/authorization.k8s.io/v1",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(
+        body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "selfsubjectaccessreviews")
+    );
+    let (code, _) = as_token(
+        &server,
+        BOB,
+        "GET",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(code, 403, "authorization comes first");
+    let (code, _) = as_token(
+        &server,
+        server.token(),
+        "GET",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(code, 405);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn always_allow_stays_as_before_with_static_users() {
+    let (server, admin) =
+        common::start_with(ApiServer::builder().token_user(BOB, user::named("bob", &[]))).await;
+    let bob = server.client_with_token(BOB).unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(bob, "default");
+    assert!(cms.list(&ListParams::default()).await.is_ok());
+    let (code, body) = as_token(
+        &server,
+        BOB,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        &[("Impersonate-User", "someone")],
+        "{}",
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert_eq!(body["status"]["userInfo"]["username"], "someone");
+    let roles: Api<ClusterRole> = Api::all(admin);
+    assert!(
+        roles
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no bootstrap policy without RBAC"
+    );
+    server.shutdown().await.unwrap();
+}
