@@ -1,4 +1,4 @@
-//! The `capstan` command: validate plugins, and run the host.
+//! The `capstan` command: validate plugins, print their RBAC, and run the host.
 
 use anyhow::Context;
 use capstan::plugin::{Limits, Runtime, RuntimeConfig};
@@ -132,7 +132,7 @@ enum Command {
     /// for `kubectl apply -f -`: the host's ServiceAccount and roles, and per plugin a
     /// ServiceAccount with exactly what the host lets it do (docs/DEPLOY.md explains each rule).
     ///
-    /// Exits non-zero, printing nothing, if a plugin file is rejected.
+    /// Fails, printing nothing, if a plugin file is rejected.
     Rbac {
         /// Directory of `*.wasm` plugins, as `capstan run --plugins` gets it; without it, only the
         /// host's base (what every install needs).
@@ -257,7 +257,7 @@ struct RbacArgs {
 /// `capstan rbac`: load the plugins as `capstan run` would (with the configuration's grants),
 /// derive their RBAC, print it.
 async fn rbac(args: RbacArgs) -> anyhow::Result<ExitCode> {
-    use capstan::rbac::{PluginAccess, Rbac, Resources};
+    use capstan::rbac::{Rbac, Resources};
     capstan_apiserver::validation::dns1123_label(&args.namespace)
         .with_context(|| format!("--namespace {:?} is not a namespace name", args.namespace))?;
     let config = match &args.config {
@@ -282,29 +282,11 @@ async fn rbac(args: RbacArgs) -> anyhow::Result<ExitCode> {
         .base(!args.omit_base)
         .applies(applied);
     if let Some(dir) = &args.plugins {
-        let limits = config.default_limits(&Limits::default());
-        let mut rc = RuntimeConfig::default().limits(limits.clone());
-        if let Some(bytes) = config.max_plugin_bytes() {
-            rc = rc.max_plugin_bytes(bytes);
-        }
-        for entry in config.grant_entries(&limits) {
-            rc = rc.grant(entry);
-        }
-        if let Some(cache) = args.cache_dir {
-            rc = rc.cache_dir(cache);
-        }
-        let report = Runtime::new(rc)?
-            .load_dir(dir)
+        let plugins = capstan::rbac::plugins_in(dir, &config, args.cache_dir.as_deref())
             .await
-            .with_context(|| format!("cannot read directory {}", dir.display()))?;
-        if !report.rejected.is_empty() {
-            for e in &report.rejected {
-                eprintln!("rejected {}", e.one_line());
-            }
-            return Ok(ExitCode::FAILURE);
-        }
-        for plugin in &report.plugins {
-            builder = builder.plugin(PluginAccess::of(plugin, &config));
+            .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?;
+        for plugin in plugins {
+            builder = builder.plugin(plugin);
         }
     }
     print!("{}", builder.build().to_yaml()?);

@@ -54,7 +54,7 @@ pub use rules::{Action, Rules};
 use crate::config::Config;
 use crate::contract::{Gvk, Manifest, Verb, World};
 use crate::identity::{HOST_SERVICE_ACCOUNT, Identities};
-use crate::plugin::Plugin;
+use crate::plugin::{Limits, LoadError, Plugin, Runtime, RuntimeConfig};
 use crate::reconcile::{ALL_NAMESPACES, ScopeGrant};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{
@@ -64,10 +64,27 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::DynamicObject;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-/// Errors writing RBAC.
+/// Errors loading plugins for RBAC, or writing it.
 #[derive(Debug, thiserror::Error)]
 pub enum RbacError {
+    /// The plugin runtime could not start.
+    #[error("cannot start the plugin runtime")]
+    Runtime(#[from] crate::plugin::RuntimeError),
+    /// The plugins directory could not be read.
+    #[error("cannot read plugins directory {path}")]
+    Plugins {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Plugin files were rejected: `capstan run` would not load them, and RBAC derived without
+    /// them would not be what was meant.
+    #[error("{} plugin file(s) rejected: {}", .0.len(), .0.iter().map(LoadError::one_line).collect::<Vec<_>>().join("; "))]
+    Rejected(Vec<LoadError>),
     /// An object could not be written as YAML.
     #[error("cannot write {object} as YAML")]
     Yaml {
@@ -114,6 +131,46 @@ impl PluginAccess {
             scope,
         }
     }
+}
+
+/// The plugins of `dir`, loaded as `capstan run` loads them with `config` (its limits, size cap
+/// and grants; compiled through the precompiled cache in `cache_dir`, if given), and what each
+/// may do.
+///
+/// # Errors
+/// [`RbacError::Rejected`] when any file is rejected (with every reason);
+/// [`RbacError::Plugins`] when the directory cannot be read; [`RbacError::Runtime`].
+pub async fn plugins_in(
+    dir: &Path,
+    config: &Config,
+    cache_dir: Option<&Path>,
+) -> Result<Vec<PluginAccess>, RbacError> {
+    let limits = config.default_limits(&Limits::default());
+    let mut rc = RuntimeConfig::default().limits(limits.clone());
+    if let Some(bytes) = config.max_plugin_bytes() {
+        rc = rc.max_plugin_bytes(bytes);
+    }
+    for entry in config.grant_entries(&limits) {
+        rc = rc.grant(entry);
+    }
+    if let Some(cache) = cache_dir {
+        rc = rc.cache_dir(cache);
+    }
+    let report = Runtime::new(rc)?
+        .load_dir(dir)
+        .await
+        .map_err(|source| RbacError::Plugins {
+            path: dir.to_owned(),
+            source,
+        })?;
+    if !report.rejected.is_empty() {
+        return Err(RbacError::Rejected(report.rejected));
+    }
+    Ok(report
+        .plugins
+        .iter()
+        .map(|p| PluginAccess::of(p, config))
+        .collect())
 }
 
 /// A set of namespaces: every one, or those named.
