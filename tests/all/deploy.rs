@@ -1,0 +1,476 @@
+//! The install (`deploy/`) and `capstan rbac`: the kustomize base and example overlay render with
+//! kubectl and apply (`--dry-run=server`) to the embedded API server; the RBAC checked in is what
+//! `capstan rbac` derives, and its output applies and reads back, with kube-rs and kubectl.
+#![allow(clippy::unwrap_used)]
+
+use capstan::config::Config;
+use capstan::identity::Identities;
+use capstan::rbac::{Object, Rbac, Resources};
+use capstan_tests::{guest, kubectl, root, tempdir};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use kube::api::Api;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// `kubectl --kubeconfig KC ARGS`, its stdout; panics with stderr on failure.
+fn kubectl_ok(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut cmd = Command::new(kubectl());
+    cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `kubectl kustomize DIR`.
+fn kustomize(dir: &Path) -> String {
+    let out = Command::new(kubectl())
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The documents of a YAML stream, as kubectl reads them (empty ones skipped).
+fn documents(yaml: &str) -> Vec<Value> {
+    let mut bytes = yaml.as_bytes();
+    serde_saphyr::read::<_, Value>(&mut bytes)
+        .map(Result::unwrap)
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn yaml_of(docs: &[&Value]) -> String {
+    docs.iter()
+        .map(|d| serde_json::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// `kind namespace/name` of each document, sorted.
+fn identities(docs: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["namespace"].as_str().unwrap_or(""),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Render `dir`, create its Namespaces for real (a server-side dry run cannot create objects in a
+/// namespace that does not exist, on kube-apiserver as here), then apply everything with
+/// `--dry-run=server`: every object must be accepted, and none created.
+async fn renders_and_dry_runs(dir: &Path) -> Vec<Value> {
+    let server = capstan_tests::apiserver().await;
+    let kc = tempdir();
+    let kubeconfig = kc.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let rendered = kustomize(dir);
+    let docs = documents(&rendered);
+    let namespaces: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Namespace").collect();
+    assert!(!namespaces.is_empty(), "the install has its namespace");
+    kubectl_ok(
+        &kubeconfig,
+        &["apply", "-f", "-"],
+        Some(&yaml_of(&namespaces)),
+    );
+    let out = kubectl_ok(
+        &kubeconfig,
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&rendered),
+    );
+    let accepted = out
+        .lines()
+        .filter(|l| l.ends_with("(server dry run)"))
+        .count();
+    assert_eq!(accepted, docs.len(), "every object accepted:\n{out}");
+    let deployments: Api<Deployment> = Api::namespaced(server.client().unwrap(), "capstan-system");
+    assert!(
+        deployments.get_opt("capstan").await.unwrap().is_none(),
+        "a dry run creates nothing"
+    );
+    server.shutdown().await.unwrap();
+    docs
+}
+
+fn the<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in {:?}", identities(docs)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_base_renders_and_applies_with_a_hardened_deployment() {
+    let docs = renders_and_dry_runs(&root().join("deploy/base")).await;
+    let d = the(&docs, "Deployment", "capstan");
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "capstan");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = &pod["containers"][0];
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(c["resources"]["requests"].is_object() && c["resources"]["limits"].is_object());
+    assert_eq!(c["ports"][0]["containerPort"], 9090);
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "http");
+    let mounts: Vec<(&str, &str)> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["mountPath"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("plugins", "/plugins"),
+            ("cache", "/var/cache/capstan"),
+            ("config", "/etc/capstan")
+        ]
+    );
+    let volume = |name: &str| {
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert!(volume("cache")["emptyDir"].is_object());
+    // The configuration: a generated ConfigMap holding config.yaml, which the host can read.
+    let config_map = volume("config")["configMap"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(config_map.starts_with("capstan-config-"), "{config_map}");
+    let cm = the(&docs, "ConfigMap", &config_map);
+    let text = cm["data"]["config.yaml"].as_str().unwrap();
+    Config::parse(text).unwrap().check().unwrap();
+    let service = the(&docs, "Service", "capstan");
+    assert_eq!(service["spec"]["ports"][0]["port"], 9090);
+    assert_eq!(
+        the(&docs, "Namespace", "capstan-system")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_overlay_renders_and_applies_with_its_plugins_crds_and_rbac() {
+    let docs = renders_and_dry_runs(&root().join("deploy/overlays/example")).await;
+    let ids = identities(&docs);
+    for want in [
+        "CustomResourceDefinition /webapps.examples.capstan.dev",
+        "ServiceAccount capstan-system/capstan-plugin-webapp",
+        "ClusterRole /capstan-system:capstan-plugin-infra-cluster",
+        "Role capstan-system/capstan-system:capstan:impersonate",
+        "ClusterRole /capstan-system:capstan",
+    ] {
+        assert!(ids.iter().any(|i| i == want), "{want} missing: {ids:?}");
+    }
+    let d = the(&docs, "Deployment", "capstan");
+    let plugins = d["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "plugins")
+        .unwrap();
+    assert!(
+        plugins["image"]["reference"].is_string() && plugins.get("emptyDir").is_none(),
+        "the plugins come from an image volume, and only from it: {plugins}"
+    );
+    let config_map = d["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "config")
+        .unwrap()["configMap"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let text = the(&docs, "ConfigMap", &config_map)["data"]["config.yaml"]
+        .as_str()
+        .unwrap();
+    let config = Config::parse(text).unwrap();
+    assert!(
+        config.plugins.contains_key("webapp"),
+        "the overlay's configuration replaces the base's"
+    );
+}
+
+/// The CRDs the example overlay installs are those of `examples/`.
+#[test]
+fn the_example_overlay_installs_the_examples_crds() {
+    let crds = |docs: Vec<Value>| {
+        let mut v: Vec<Value> = docs
+            .into_iter()
+            .filter(|d| d["kind"] == "CustomResourceDefinition")
+            .collect();
+        v.sort_by_key(|d| d["metadata"]["name"].as_str().unwrap().to_owned());
+        v
+    };
+    let overlay = crds(documents(
+        &std::fs::read_to_string(root().join("deploy/overlays/example/crds.yaml")).unwrap(),
+    ));
+    let mut examples = Vec::new();
+    for f in ["webapp-crd.yaml", "infra-cluster.yaml"] {
+        examples.extend(documents(
+            &std::fs::read_to_string(root().join("examples").join(f)).unwrap(),
+        ));
+    }
+    let examples = crds(examples);
+    assert_eq!(examples.len(), 3);
+    assert_eq!(overlay, examples);
+}
+
+/// The example plugins in a plugins directory, named as the `example-plugins` image names them.
+fn example_plugins() -> tempfile::TempDir {
+    let dir = tempdir();
+    for (package, file) in [
+        ("webapp", "webapp.wasm"),
+        ("infra-cluster", "infra_cluster.wasm"),
+        ("deployment-handler", "deployment_handler.wasm"),
+    ] {
+        std::fs::copy(guest(package), dir.path().join(file)).unwrap();
+    }
+    dir
+}
+
+fn objects_of(rbac: &Rbac) -> Vec<Value> {
+    rbac.objects()
+        .map(|o| serde_json::to_value(o).unwrap())
+        .collect()
+}
+
+/// The RBAC checked in under deploy/ is what `capstan rbac` derives now: the base's for no plugins,
+/// the overlay's for the example plugins with the overlay's configuration and the examples' CRDs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checked_in_rbac_is_what_capstan_rbac_derives() {
+    let regenerate =
+        "regenerate it: see the comment at the top of deploy/overlays/example/config.yaml";
+    let base = documents(&std::fs::read_to_string(root().join("deploy/base/rbac.yaml")).unwrap());
+    assert_eq!(
+        base,
+        objects_of(&Rbac::builder(Identities::default()).build()),
+        "deploy/base/rbac.yaml: {regenerate}"
+    );
+    let config = Config::load(&root().join("deploy/overlays/example/config.yaml")).unwrap();
+    let plugins = example_plugins();
+    let manifests = capstan::manifests::read_dir(&root().join("examples")).unwrap();
+    let mut builder = Rbac::builder(Identities::default())
+        .resources(Resources::new().with_crds_in(&manifests).unwrap())
+        .base(false);
+    let derived = capstan::rbac::plugins_in(plugins.path(), &config, None)
+        .await
+        .unwrap();
+    assert_eq!(derived.len(), 3);
+    let infra = derived.iter().find(|p| p.name == "infra-cluster").unwrap();
+    assert!(
+        !infra.manifest.pod_logs,
+        "the overlay's configuration entry is bound to the image's file name"
+    );
+    for p in derived {
+        builder = builder.plugin(p);
+    }
+    let overlay = documents(
+        &std::fs::read_to_string(root().join("deploy/overlays/example/rbac.yaml")).unwrap(),
+    );
+    assert_eq!(
+        overlay,
+        objects_of(&builder.build()),
+        "deploy/overlays/example/rbac.yaml: {regenerate}"
+    );
+}
+
+/// `capstan rbac` output for real plugins (the examples, a plugin limited to namespace `prod` by
+/// its event filter, one reading pod logs in a namespace the configuration grants) applies to the
+/// API server with kubectl, and reads back the same with kube-rs and kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capstan_rbac_output_applies_and_reads_back() {
+    let plugins = example_plugins();
+    for package in ["filtered-controller", "pod-doctor"] {
+        std::fs::copy(
+            guest(package),
+            plugins.path().join(format!("{package}.wasm")),
+        )
+        .unwrap();
+    }
+    let config = Config::parse(
+        "plugins:\n  pod-doctor:\n    file: pod-doctor.wasm\n    reconcile: { namespaces: [diagnostics] }\n",
+    )
+    .unwrap();
+    let manifests = capstan::manifests::read_dir(&root().join("examples")).unwrap();
+    let mut builder = Rbac::builder(Identities::new("capstan-ops"))
+        .resources(Resources::new().with_crds_in(&manifests).unwrap());
+    for p in capstan::rbac::plugins_in(plugins.path(), &config, None)
+        .await
+        .unwrap()
+    {
+        builder = builder.plugin(p);
+    }
+    let rbac = builder.build();
+    let yaml = rbac.to_yaml().unwrap();
+
+    let server = capstan_tests::apiserver().await;
+    let kc = tempdir();
+    let kubeconfig = kc.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let namespaces = "apiVersion: v1\nkind: Namespace\nmetadata: {name: capstan-ops}\n---\n\
+                      apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n---\n\
+                      apiVersion: v1\nkind: Namespace\nmetadata: {name: diagnostics}\n";
+    kubectl_ok(&kubeconfig, &["apply", "-f", "-"], Some(namespaces));
+    let out = kubectl_ok(&kubeconfig, &["apply", "-f", "-"], Some(&yaml));
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(" created")).count(),
+        rbac.documents().len(),
+        "{out}"
+    );
+
+    let client = server.client().unwrap();
+    for object in rbac.objects() {
+        match object {
+            Object::ClusterRole(want) => {
+                let name = want.metadata.name.as_deref().unwrap();
+                let got = Api::<ClusterRole>::all(client.clone())
+                    .get(name)
+                    .await
+                    .unwrap();
+                assert_eq!(got.rules, want.rules, "ClusterRole {name}");
+            }
+            Object::Role(want) => {
+                let (ns, name) = (
+                    want.metadata.namespace.as_deref().unwrap(),
+                    want.metadata.name.as_deref().unwrap(),
+                );
+                let got = Api::<Role>::namespaced(client.clone(), ns)
+                    .get(name)
+                    .await
+                    .unwrap();
+                assert_eq!(got.rules, want.rules, "Role {ns}/{name}");
+            }
+            Object::RoleBinding(want) => {
+                let (ns, name) = (
+                    want.metadata.namespace.as_deref().unwrap(),
+                    want.metadata.name.as_deref().unwrap(),
+                );
+                let got = Api::<RoleBinding>::namespaced(client.clone(), ns)
+                    .get(name)
+                    .await
+                    .unwrap();
+                assert_eq!(got.role_ref, want.role_ref);
+                assert_eq!(got.subjects, want.subjects);
+            }
+            _ => {}
+        }
+    }
+    // The plugin filtered to `prod` has a Role there and no ClusterRole at all.
+    let filtered = "capstan-ops:capstan-plugin-filtered-controller";
+    let roles = kubectl_ok(
+        &kubeconfig,
+        &[
+            "get",
+            "roles",
+            "-A",
+            "-l",
+            "capstan.dev/plugin=filtered-controller",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let roles: Value = serde_json::from_str(&roles).unwrap();
+    let found: Vec<(&str, &str)> = roles["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metadata"]["namespace"].as_str().unwrap(),
+                r["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, [("prod", filtered)]);
+    assert!(
+        Api::<ClusterRole>::all(client.clone())
+            .get_opt(filtered)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // pod-doctor reads pod logs in its objects' namespaces (every one: it has no filter).
+    let doctor = Api::<ClusterRole>::all(client.clone())
+        .get("capstan-ops:capstan-plugin-pod-doctor")
+        .await
+        .unwrap();
+    let pod_log = doctor
+        .rules
+        .iter()
+        .flatten()
+        .any(|r| r.resources.iter().flatten().any(|x| x == "pods/log") && r.verbs == ["get"]);
+    assert!(pod_log, "{:?}", doctor.rules);
+    // The host impersonates exactly the five plugins' accounts, in its namespace.
+    let imp = kubectl_ok(
+        &kubeconfig,
+        &[
+            "get",
+            "role",
+            "-n",
+            "capstan-ops",
+            "capstan-ops:capstan:impersonate",
+            "-o",
+            "jsonpath={.rules[0].resourceNames}",
+        ],
+        None,
+    );
+    let names: Vec<String> = serde_json::from_str(&imp).unwrap();
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(
+        names.iter().all(|n| n.starts_with("capstan-plugin-")),
+        "{names:?}"
+    );
+    server.shutdown().await.unwrap();
+}
