@@ -10,6 +10,10 @@ setup:
 guests: setup
     cargo build --release --workspace --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/examples
 
+# The example plugins where deploy/overlays/example-configmap takes them from (docs/DEPLOY.md).
+deploy-plugins: guests
+    cp {{guests}}/webapp.wasm {{guests}}/infra_cluster.wasm {{guests}}/deployment_handler.wasm deploy/overlays/example-configmap/plugins/
+
 # The main job: the host with the example plugins against the embedded API server.
 run: guests
     cargo run -p capstan -- run --plugins {{guests}} --manifests examples --kubeconfig-out target/capstan.kubeconfig

@@ -89,8 +89,9 @@ fn identities(docs: &[Value]) -> Vec<String> {
 
 /// Render `dir`, create its Namespaces for real (a server-side dry run cannot create objects in a
 /// namespace that does not exist, on kube-apiserver as here), then apply everything with
-/// `--dry-run=server`: every object must be accepted, and none created.
-async fn renders_and_dry_runs(dir: &Path) -> Vec<Value> {
+/// `--dry-run=server` (and `--server-side` if `server_side`): every object must be accepted, and
+/// none created.
+async fn renders_and_dry_runs(dir: &Path, server_side: bool) -> Vec<Value> {
     let server = capstan_tests::apiserver().await;
     let kc = tempdir();
     let kubeconfig = kc.path().join("kubeconfig");
@@ -104,11 +105,11 @@ async fn renders_and_dry_runs(dir: &Path) -> Vec<Value> {
         &["apply", "-f", "-"],
         Some(&yaml_of(&namespaces)),
     );
-    let out = kubectl_ok(
-        &kubeconfig,
-        &["apply", "--dry-run=server", "-f", "-"],
-        Some(&rendered),
-    );
+    let mut apply = vec!["apply", "--dry-run=server", "-f", "-"];
+    if server_side {
+        apply.push("--server-side");
+    }
+    let out = kubectl_ok(&kubeconfig, &apply, Some(&rendered));
     let accepted = out
         .lines()
         .filter(|l| l.ends_with("(server dry run)"))
@@ -131,7 +132,7 @@ fn the<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_base_renders_and_applies_with_a_hardened_deployment() {
-    let docs = renders_and_dry_runs(&root().join("deploy/base")).await;
+    let docs = renders_and_dry_runs(&root().join("deploy/base"), false).await;
     let d = the(&docs, "Deployment", "capstan");
     let pod = &d["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "capstan");
@@ -200,7 +201,7 @@ async fn the_base_renders_and_applies_with_a_hardened_deployment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_overlay_renders_and_applies_with_its_plugins_crds_and_rbac() {
-    let docs = renders_and_dry_runs(&root().join("deploy/overlays/example")).await;
+    let docs = renders_and_dry_runs(&root().join("deploy/overlays/example"), false).await;
     let ids = identities(&docs);
     for want in [
         "CustomResourceDefinition /webapps.examples.capstan.dev",
@@ -239,6 +240,77 @@ async fn the_example_overlay_renders_and_applies_with_its_plugins_crds_and_rbac(
         config.plugins.contains_key("webapp"),
         "the overlay's configuration replaces the base's"
     );
+}
+
+/// Copy the directory tree `from` to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The ConfigMap variant, after its documented build step (the plugins copied into its
+/// `plugins/`): one ConfigMap of binary data per plugin, projected into the plugins volume by its
+/// generated name; it applies server-side (client-side apply would copy each plugin into the
+/// last-applied annotation, which kube-apiserver limits to 256 KiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configmap_variant_renders_each_plugin_as_binary_data_and_applies() {
+    let tree = tempdir();
+    copy_tree(&root().join("deploy"), &tree.path().join("deploy"));
+    let files = [
+        ("webapp", "webapp.wasm"),
+        ("infra-cluster", "infra_cluster.wasm"),
+        ("deployment-handler", "deployment_handler.wasm"),
+    ];
+    let overlay = tree.path().join("deploy/overlays/example-configmap");
+    for (package, file) in files {
+        std::fs::copy(guest(package), overlay.join("plugins").join(file)).unwrap();
+    }
+    let docs = renders_and_dry_runs(&overlay, true).await;
+    let d = the(&docs, "Deployment", "capstan");
+    let plugins = d["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "plugins")
+        .unwrap();
+    assert!(
+        plugins.get("image").is_none() && plugins.get("emptyDir").is_none(),
+        "{plugins}"
+    );
+    let sources = plugins["projected"]["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), files.len());
+    for (source, (package, file)) in sources.iter().zip(files) {
+        let name = source["configMap"]["name"].as_str().unwrap();
+        assert!(
+            name.starts_with(&format!("capstan-plugin-{package}-")),
+            "{name}"
+        );
+        let cm = the(&docs, "ConfigMap", name);
+        assert!(cm.get("data").is_none(), "a plugin is binary data: {name}");
+        // kustomize wraps the base64 text in lines.
+        let encoded: String = cm["binaryData"][file]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let decoded: k8s_openapi::ByteString =
+            serde_json::from_value(Value::String(encoded)).unwrap();
+        let bytes = std::fs::read(guest(package)).unwrap();
+        assert!(
+            decoded.0 == bytes,
+            "{file} is the plugin, byte for byte ({} bytes, {} expected)",
+            decoded.0.len(),
+            bytes.len()
+        );
+    }
 }
 
 /// The CRDs the example overlay installs are those of `examples/`.
