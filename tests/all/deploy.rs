@@ -98,6 +98,7 @@ async fn renders_and_dry_runs(dir: &Path, server_side: bool) -> Vec<Value> {
     server.write_kubeconfig(&kubeconfig).unwrap();
     let rendered = kustomize(dir);
     let docs = documents(&rendered);
+    docs.iter().for_each(assert_known_fields);
     let namespaces: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Namespace").collect();
     assert!(!namespaces.is_empty(), "the install has its namespace");
     kubectl_ok(
@@ -122,6 +123,70 @@ async fn renders_and_dry_runs(dir: &Path, server_side: bool) -> Vec<Value> {
     );
     server.shutdown().await.unwrap();
     docs
+}
+
+/// Whether `doc` survives a round trip through its k8s-openapi type unchanged: a field the type
+/// does not know (a typo) is dropped, and the doc changes. kube-apiserver rejects such a field
+/// (kubectl asks for strict field validation); the embedded API server ignores it, so the dry run
+/// alone would not notice.
+fn assert_known_fields(doc: &Value) {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, rbac::v1 as rbac};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
+    fn round<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) -> Value {
+        serde_json::to_value(serde_json::from_value::<T>(doc.clone()).unwrap()).unwrap()
+    }
+    let back = match doc["kind"].as_str().unwrap() {
+        "Namespace" => round::<core::Namespace>(doc),
+        "ServiceAccount" => round::<core::ServiceAccount>(doc),
+        "ConfigMap" => {
+            // kustomize wraps binaryData's base64 in lines; Go's decoder skips the line breaks.
+            let mut unwrapped = doc.clone();
+            if let Some(data) = unwrapped["binaryData"].as_object_mut() {
+                for v in data.values_mut() {
+                    *v = Value::String(v.as_str().unwrap().split_whitespace().collect());
+                }
+            }
+            round::<core::ConfigMap>(&unwrapped)
+        }
+        "Service" => round::<core::Service>(doc),
+        "Deployment" => round::<apps::Deployment>(doc),
+        "ClusterRole" => round::<rbac::ClusterRole>(doc),
+        "ClusterRoleBinding" => round::<rbac::ClusterRoleBinding>(doc),
+        "Role" => round::<rbac::Role>(doc),
+        "RoleBinding" => round::<rbac::RoleBinding>(doc),
+        "CustomResourceDefinition" => round::<ext::CustomResourceDefinition>(doc),
+        other => panic!("no type for kind {other}"),
+    };
+    let mut unknown = Vec::new();
+    dropped(doc, &back, String::new(), &mut unknown);
+    assert!(
+        unknown.is_empty(),
+        "{} {}: fields the API does not know: {unknown:?}",
+        doc["kind"],
+        doc["metadata"]["name"]
+    );
+}
+
+/// The paths of `doc` that `back` (its round trip) lost. Values may change form (a schema's
+/// `minimum: 1` comes back as `1.0`); keys may not go.
+fn dropped(doc: &Value, back: &Value, path: String, out: &mut Vec<String>) {
+    match (doc, back) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                match b.get(k) {
+                    Some(w) => dropped(v, w, format!("{path}.{k}"), out),
+                    None if v.is_null() => {}
+                    None => out.push(format!("{path}.{k}")),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (v, w)) in a.iter().zip(b).enumerate() {
+                dropped(v, w, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn the<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -256,8 +321,8 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// The ConfigMap variant, after its documented build step (the plugins copied into its
-/// `plugins/`): one ConfigMap of binary data per plugin, projected into the plugins volume by its
+/// The ConfigMap variant, after its documented build step (the plugins that fit in a ConfigMap
+/// copied into its `plugins/`): one ConfigMap of binary data per plugin, projected into the plugins volume by its
 /// generated name; it applies server-side (client-side apply would copy each plugin into the
 /// last-applied annotation, which kube-apiserver limits to 256 KiB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,7 +330,6 @@ async fn the_configmap_variant_renders_each_plugin_as_binary_data_and_applies() 
     let tree = tempdir();
     copy_tree(&root().join("deploy"), &tree.path().join("deploy"));
     let files = [
-        ("webapp", "webapp.wasm"),
         ("infra-cluster", "infra_cluster.wasm"),
         ("deployment-handler", "deployment_handler.wasm"),
     ];
@@ -478,6 +542,65 @@ async fn capstan_rbac_output_applies_and_reads_back() {
             _ => {}
         }
     }
+    // The example plugins' rules, as read back.
+    let rules_of = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            Api::<ClusterRole>::all(client)
+                .get(&format!("capstan-ops:capstan-plugin-{name}"))
+                .await
+                .unwrap()
+                .rules
+                .unwrap_or_default()
+        }
+    };
+    let verbs = |rules: &[k8s_openapi::api::rbac::v1::PolicyRule], group: &str, resource: &str| {
+        let mut v: Vec<String> = rules
+            .iter()
+            .filter(|r| {
+                r.api_groups.iter().flatten().any(|g| g == group)
+                    && r.resources.iter().flatten().any(|x| x == resource)
+            })
+            .flat_map(|r| r.verbs.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let own = ["create", "delete", "get", "list", "patch", "watch"];
+    let webapp = rules_of("webapp").await;
+    let g = "examples.capstan.dev";
+    assert_eq!(verbs(&webapp, g, "webapps"), ["get", "list", "watch"]);
+    assert_eq!(verbs(&webapp, g, "webapps/status"), ["patch"]);
+    assert_eq!(verbs(&webapp, g, "webapps/finalizers"), ["update"]);
+    assert_eq!(verbs(&webapp, "apps", "deployments"), own);
+    assert_eq!(verbs(&webapp, "", "services"), own);
+    assert!(verbs(&webapp, "", "pods").is_empty() && verbs(&webapp, "", "secrets").is_empty());
+    let infra = rules_of("infra-cluster").await;
+    assert_eq!(
+        verbs(&infra, g, "infraclusters"),
+        ["get", "list", "patch", "watch"],
+        "its finalizer"
+    );
+    assert_eq!(
+        verbs(&infra, g, "clusters"),
+        ["create", "get", "list", "patch"]
+    );
+    assert_eq!(
+        verbs(&infra, g, "clusters/status"),
+        ["patch"],
+        "status to its owner"
+    );
+    assert_eq!(verbs(&infra, "", "configmaps"), own);
+    assert!(
+        verbs(&infra, "", "configmaps/status").is_empty(),
+        "no such subresource"
+    );
+    let handler = rules_of("deployment-handler").await;
+    assert_eq!(handler.len(), 1);
+    assert_eq!(
+        verbs(&handler, "apps", "deployments"),
+        ["get", "list", "watch"]
+    );
     // The plugin filtered to `prod` has a Role there and no ClusterRole at all.
     let filtered = "capstan-ops:capstan-plugin-filtered-controller";
     let roles = kubectl_ok(
