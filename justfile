@@ -10,6 +10,14 @@ setup:
 guests: setup
     cargo build --release --workspace --target wasm32-wasip2 --manifest-path guests/Cargo.toml --target-dir target/examples
 
+# The example plugins that fit in a ConfigMap (1 MiB), where deploy/overlays/example-configmap
+# takes them from (docs/DEPLOY.md). Fails if one has outgrown the limit.
+deploy-plugins: guests
+    for f in infra_cluster deployment_handler; do \
+        test $(stat -c %s {{guests}}/$f.wasm) -le 1048576 || { echo "$f.wasm is over 1 MiB: it cannot be a ConfigMap" >&2; exit 1; }; \
+        cp {{guests}}/$f.wasm deploy/overlays/example-configmap/plugins/; \
+    done
+
 # The main job: the host with the example plugins against the embedded API server.
 run: guests
     cargo run -p capstan -- run --plugins {{guests}} --manifests examples --kubeconfig-out target/capstan.kubeconfig

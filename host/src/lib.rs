@@ -16,6 +16,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod plugin;
 pub mod rate;
+pub mod rbac;
 pub mod reconcile;
 pub mod runner;
 pub mod status;

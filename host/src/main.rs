@@ -1,4 +1,4 @@
-//! The `capstan` command: validate plugins, and run the host.
+//! The `capstan` command: validate plugins, print their RBAC, and run the host.
 
 use anyhow::Context;
 use capstan::plugin::{Limits, Runtime, RuntimeConfig};
@@ -170,6 +170,40 @@ enum Command {
     /// With `--kubeconfig` (or in a pod) it uses that cluster; otherwise it starts the embedded API
     /// server on a free loopback port.
     Run(Box<RunOpts>),
+    /// Print least-privilege RBAC for the host and its plugins, as a multi-document YAML stream
+    /// for `kubectl apply -f -`: the host's ServiceAccount and roles, and per plugin a
+    /// ServiceAccount with exactly what the host lets it do (docs/DEPLOY.md explains each rule).
+    ///
+    /// Fails, printing nothing, if a plugin file is rejected.
+    Rbac {
+        /// Directory of `*.wasm` plugins, as `capstan run --plugins` gets it; without it, only the
+        /// host's base (what every install needs).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// The configuration file `capstan run --config` gets: it narrows what plugins may do.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Namespace of the host's and the plugins' ServiceAccounts.
+        #[arg(long, default_value = capstan::identity::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// Directory of YAML manifests whose CustomResourceDefinitions name custom kinds'
+        /// resources (a kind named by none is guessed, and the output says so).
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+        /// Let the host apply the objects of `--manifests` (as `capstan run --manifests` does),
+        /// each by name.
+        #[arg(long, requires = "manifests")]
+        apply_manifests: bool,
+        /// Leave out the host's base (its ServiceAccount; Events; Leases), which deploy/base has.
+        #[arg(long)]
+        omit_base: bool,
+        /// Precompiled cache directory (default: $XDG_CACHE_HOME/capstan or ~/.cache/capstan).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Compile without reading or writing the precompiled cache.
+        #[arg(long, conflicts_with = "cache_dir")]
+        no_cache: bool,
+    },
     /// Run the embedded Kubernetes API server alone (no cluster needed).
     Apiserver {
         /// Address to listen on.
@@ -270,6 +304,55 @@ async fn run(args: RunOpts) -> anyhow::Result<ExitCode> {
         server.shutdown().await?;
     }
     result.map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+struct RbacArgs {
+    plugins: Option<PathBuf>,
+    config: Option<PathBuf>,
+    namespace: String,
+    manifests: Option<PathBuf>,
+    apply_manifests: bool,
+    omit_base: bool,
+    cache_dir: Option<PathBuf>,
+}
+
+/// `capstan rbac`: load the plugins as `capstan run` would (with the configuration's grants),
+/// derive their RBAC, print it.
+async fn rbac(args: RbacArgs) -> anyhow::Result<ExitCode> {
+    use capstan::rbac::{Rbac, Resources};
+    capstan_apiserver::validation::dns1123_label(&args.namespace)
+        .with_context(|| format!("--namespace {:?} is not a namespace name", args.namespace))?;
+    let config = match &args.config {
+        Some(path) => capstan::config::Config::load(path)
+            .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?,
+        None => capstan::config::Config::default(),
+    };
+    let mut resources = Resources::new();
+    let mut applied = Vec::new();
+    if let Some(dir) = &args.manifests {
+        let objects = capstan::manifests::read_dir(dir)
+            .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?;
+        resources = resources
+            .with_crds_in(&objects)
+            .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?;
+        if args.apply_manifests {
+            applied = objects;
+        }
+    }
+    let mut builder = Rbac::builder(capstan::identity::Identities::new(&args.namespace))
+        .resources(resources)
+        .base(!args.omit_base)
+        .applies(applied);
+    if let Some(dir) = &args.plugins {
+        let plugins = capstan::rbac::plugins_in(dir, &config, args.cache_dir.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?;
+        for plugin in plugins {
+            builder = builder.plugin(plugin);
+        }
+    }
+    print!("{}", builder.build().to_yaml()?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -515,6 +598,32 @@ fn main() -> ExitCode {
             }
             Command::Annotate { input, output } => annotate(&input, output.as_deref()).await,
             Command::Run(opts) => run(*opts).await,
+            Command::Rbac {
+                plugins,
+                config,
+                namespace,
+                manifests,
+                apply_manifests,
+                omit_base,
+                cache_dir,
+                no_cache,
+            } => {
+                let cache_dir = if no_cache {
+                    None
+                } else {
+                    cache_dir.or_else(default_cache_dir)
+                };
+                rbac(RbacArgs {
+                    plugins,
+                    config,
+                    namespace,
+                    manifests,
+                    apply_manifests,
+                    omit_base,
+                    cache_dir,
+                })
+                .await
+            }
             Command::Apiserver {
                 listen,
                 kubeconfig_out,

@@ -97,6 +97,15 @@ fn read_docs(dir: &Path) -> Result<Vec<Doc>, ManifestError> {
     Ok(docs)
 }
 
+/// The objects of every YAML document in `dir` (`*.yaml`, `*.yml`, by file name), as
+/// [`apply_dir`] reads them.
+///
+/// # Errors
+/// [`ManifestError::Read`] or [`ManifestError::Parse`], naming the file.
+pub fn read_dir(dir: &Path) -> Result<Vec<DynamicObject>, ManifestError> {
+    Ok(read_docs(dir)?.into_iter().map(|d| d.object).collect())
+}
+
 /// Apply every YAML document in `dir` with server-side apply, CRDs first (waiting until each is
 /// served). Returns the number of objects applied.
 pub async fn apply_dir(client: &kube::Client, dir: &Path) -> Result<usize, ManifestError> {

@@ -3,6 +3,7 @@
 
 mod boundary;
 mod cost;
+mod deploy;
 mod dispatch;
 mod handler_calls;
 mod hostile;
