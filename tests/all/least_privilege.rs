@@ -55,7 +55,10 @@ async fn each_plugin_acts_with_its_own_rbac_and_the_api_server_refuses_the_rest(
             HOST_TOKEN,
             capstan_apiserver::user::named(
                 &identities.host_user(),
-                &["system:serviceaccounts", "system:serviceaccounts:capstan-system"],
+                &[
+                    "system:serviceaccounts",
+                    "system:serviceaccounts:capstan-system",
+                ],
             ),
         )
         .build()
@@ -129,20 +132,28 @@ async fn each_plugin_acts_with_its_own_rbac_and_the_api_server_refuses_the_rest(
         services.get_opt("shop").await.ok()??;
         deployments.get_opt("shop").await.ok()??;
         let shop = webapps.get_opt("shop").await.ok()??;
-        (condition(&shop, "ServiceReady")?.0 == "True" && condition(&shop, "AuthValid")?.0 == "True")
+        (condition(&shop, "ServiceReady")?.0 == "True"
+            && condition(&shop, "AuthValid")?.0 == "True")
             .then_some(())
     })
     .await;
-    eventually_within(Duration::from_secs(30), "the InfraCluster's status", async || {
-        let demo = infra.get_opt("demo").await.ok()??;
-        demo.data.pointer("/status/conditions").map(|_| ())
-    })
+    eventually_within(
+        Duration::from_secs(30),
+        "the InfraCluster's status",
+        async || {
+            let demo = infra.get_opt("demo").await.ok()??;
+            demo.data.pointer("/status/conditions").map(|_| ())
+        },
+    )
     .await;
 
     // Take Services out of the webapp plugin's role: its manifest still grants them, so the host
     // lets the plan through, and the API server refuses it.
     let roles: Api<ClusterRole> = Api::all(admin.clone());
-    let role_name = identities.plugin_service_account("webapp");
+    let role_name = format!(
+        "{NAMESPACE}:{}",
+        identities.plugin_service_account("webapp")
+    );
     let mut role = roles.get(&role_name).await.unwrap();
     let before = role.rules.as_ref().map_or(0, Vec::len);
     role.rules = role.rules.map(|rules| {
@@ -180,14 +191,16 @@ async fn each_plugin_acts_with_its_own_rbac_and_the_api_server_refuses_the_rest(
         },
     )
     .await;
+    // The API server's refusal, naming the plugin's identity, the verb and the resource (the
+    // plan checker's live read of the Service is the first request refused).
     let user = identities.plugin_user("webapp");
     assert!(
-        message.contains(&format!(r#"User "{user}" cannot patch resource "services""#)),
+        message.contains(&format!(r#"User "{user}" cannot get resource "services" in API group "" in the namespace "default""#)),
         "{message}"
     );
+    // A refused plan applies nothing: neither the Service nor the Deployment.
     assert!(services.get_opt("blocked").await.unwrap().is_none());
-    // What the role still grants goes through: the Deployment.
-    assert!(deployments.get_opt("blocked").await.unwrap().is_some());
+    assert!(deployments.get_opt("blocked").await.unwrap().is_none());
 
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();

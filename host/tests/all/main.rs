@@ -5,4 +5,5 @@ mod support;
 
 mod apiserver_cli;
 mod check_cli;
+mod image;
 mod in_cluster;

@@ -6,7 +6,7 @@
 //! code 0. `capstan rbac` prints exactly the RBAC deploy/ holds. Not exercised here: the container
 //! build itself, a read-only root filesystem, and a cache volume owned by another user (root, as an
 //! emptyDir's root is: the reason the entrypoint names a subdirectory).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
