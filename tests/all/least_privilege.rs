@@ -30,6 +30,18 @@ fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
     )
 }
 
+/// The host's `/metrics` text.
+async fn metrics(addr: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
 /// The condition `type` of `object`'s status, as (status, message).
 fn condition(object: &DynamicObject, type_: &str) -> Option<(String, String)> {
     object
@@ -116,8 +128,10 @@ async fn each_plugin_acts_with_its_own_rbac_and_the_api_server_refuses_the_rest(
     let host = kube::Client::try_from(host_config.clone()).unwrap();
     let mut run = RunConfig::new(plugins.path());
     run.impersonation = Some(Impersonation::new(host_config, identities.clone()));
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_at = http.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(run_with_listener(run, host, None, async {
+    let running = tokio::spawn(run_with_listener(run, host, Some(http), async {
         let _ = stopped.await;
     }));
 
@@ -145,6 +159,15 @@ async fn each_plugin_acts_with_its_own_rbac_and_the_api_server_refuses_the_rest(
             demo.data.pointer("/status/conditions").map(|_| ())
         },
     )
+    .await;
+
+    // The handler got the Deployment's events (it makes no request of its own).
+    eventually_within(Duration::from_secs(30), "deployment-handler called", async || {
+        let metrics = metrics(metrics_at).await?;
+        metrics
+            .contains(r#"capstan_plugin_calls_total{plugin="deployment-handler",export="added",outcome="ok"}"#)
+            .then_some(())
+    })
     .await;
 
     // Take Services out of the webapp plugin's role: its manifest still grants them, so the host
