@@ -91,7 +91,7 @@ pub enum LeaderError {
         name: String,
         /// The client's error.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
@@ -216,20 +216,22 @@ impl std::fmt::Debug for Elector {
 }
 
 impl Elector {
-    /// Start campaigning for the Lease of `config` through `client` (which must not be fenced).
-    /// Leadership changes are counted in `metrics`, if given.
+    /// Start campaigning for the Lease of `config` through `client` (which must not be fenced),
+    /// opening `fence` while this replica leads (it should be closed now). Leadership changes are
+    /// counted in `metrics`, if given.
     ///
     /// # Errors
     /// What [`ElectionConfig::validate`] refuses.
     pub fn start(
         client: kube::Client,
         config: ElectionConfig,
+        fence: Fence,
         metrics: Option<Metrics>,
     ) -> Result<Self, LeaderError> {
         config.validate()?;
+        fence.close();
         let (tx, leading) = watch::channel(false);
         let (stop, stopped) = oneshot::channel();
-        let fence = Fence::new();
         let identity = config.identity.clone();
         tracing::info!(
             lease = %format!("{}/{}", config.namespace, config.name),
@@ -616,7 +618,7 @@ impl Campaign {
             verb,
             namespace: self.config.namespace.clone(),
             name: self.config.name.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 }

@@ -96,9 +96,9 @@ fn identities_are_the_host_name_and_a_random_suffix() {
 async fn one_of_two_leads_releases_on_shutdown_and_the_other_takes_over_at_once() {
     let server = server().await;
     let client = server.client().unwrap();
-    let a = Elector::start(client.clone(), config("a"), None).unwrap();
+    let a = Elector::start(client.clone(), config("a"), Fence::new(), None).unwrap();
     leads_within(&a, Duration::from_secs(5)).await;
-    let b = Elector::start(client.clone(), config("b"), None).unwrap();
+    let b = Elector::start(client.clone(), config("b"), Fence::new(), None).unwrap();
 
     // b stands by for longer than a lease: a renews, b never leads.
     tokio::time::sleep(LEASE + RETRY).await;
@@ -135,10 +135,10 @@ async fn one_of_two_leads_releases_on_shutdown_and_the_other_takes_over_at_once(
 async fn a_killed_leader_is_replaced_within_the_lease_duration_and_not_before_its_fence_closed() {
     let server = server().await;
     let client = server.client().unwrap();
-    let a = Elector::start(client.clone(), config("a"), None).unwrap();
+    let a = Elector::start(client.clone(), config("a"), Fence::new(), None).unwrap();
     leads_within(&a, Duration::from_secs(5)).await;
-    let b = Elector::start(client.clone(), config("b"), None).unwrap();
-    let c = Elector::start(client.clone(), config("c"), None).unwrap();
+    let b = Elector::start(client.clone(), config("b"), Fence::new(), None).unwrap();
+    let c = Elector::start(client.clone(), config("c"), Fence::new(), None).unwrap();
     tokio::time::sleep(RETRY * 3).await;
 
     // Killed: the task is gone, nothing is released.
@@ -179,7 +179,10 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration_and_not_before_it
 /// What reached the API server through one replica's client: when each request was sent, what it
 /// was, and its status.
 #[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<(Instant, http::Method, String, u16)>>>);
+struct Log(Arc<Mutex<Vec<Request>>>);
+
+/// A request: when it was sent, its method, path and response status.
+type Request = (Instant, http::Method, String, u16);
 
 /// Records requests (below the fence: only what the fence let out), and while `cut` is set holds
 /// every Lease request forever, as a partition between this replica and the API server would.
@@ -256,9 +259,9 @@ async fn a_partitioned_leader_stops_writing_before_its_lease_can_be_taken() {
         .unwrap()
         .with_layer(&tap)
         .build();
-    let a = Elector::start(a_client.clone(), config("a"), None).unwrap();
+    let a = Elector::start(a_client.clone(), config("a"), Fence::new(), None).unwrap();
     leads_within(&a, Duration::from_secs(5)).await;
-    let b = Elector::start(admin.clone(), config("b"), None).unwrap();
+    let b = Elector::start(admin.clone(), config("b"), Fence::new(), None).unwrap();
 
     // a writes on a plugin's behalf as fast as it can, through its fence, never told anything.
     let writer = {
