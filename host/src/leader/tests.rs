@@ -181,8 +181,8 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration_and_not_before_it
 #[derive(Clone, Default)]
 struct Log(Arc<Mutex<Vec<Request>>>);
 
-/// A request: when it was sent, its method, path and response status.
-type Request = (Instant, http::Method, String, u16);
+/// A request: when it was sent, its method, path and response status (once answered).
+type Request = (Instant, http::Method, String, Option<u16>);
 
 /// Records requests (below the fence: only what the fence let out), and while `cut` is set holds
 /// every Lease request forever, as a partition between this replica and the API server would.
@@ -234,14 +234,18 @@ where
         if self.tap.cut.load(Ordering::SeqCst) && path.contains("/leases") {
             return Box::pin(std::future::pending());
         }
-        let (sent, log) = (Instant::now(), self.tap.log.clone());
+        // Logged when sent (a request abandoned before its response counts too), with its
+        // status once it has one.
+        let log = self.tap.log.clone();
+        let at = {
+            let mut entries = log.0.lock().unwrap();
+            entries.push((Instant::now(), method, path, None));
+            entries.len() - 1
+        };
         let response = self.inner.call(req);
         Box::pin(async move {
             let response = response.await?;
-            log.0
-                .lock()
-                .unwrap()
-                .push((sent, method, path, response.status().as_u16()));
+            log.0.lock().unwrap()[at].3 = Some(response.status().as_u16());
             Ok(response)
         })
     }
@@ -312,7 +316,7 @@ async fn a_partitioned_leader_stops_writing_before_its_lease_can_be_taken() {
     let log = tap.log.0.lock().unwrap().clone();
     let last_renew = log
         .iter()
-        .filter(|(_, m, p, s)| *m == http::Method::PUT && p.contains("/leases/") && *s == 200)
+        .filter(|(_, m, p, s)| *m == http::Method::PUT && p.contains("/leases/") && *s == Some(200))
         .map(|(t, ..)| *t)
         .max()
         .expect("a renewed before the cut");
