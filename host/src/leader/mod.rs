@@ -459,6 +459,12 @@ impl Campaign {
             .await
             .map_err(|e| self.error("get", e))?
         else {
+            // Deleted under a holder seen alive: that holder's fence may still be open, so wait
+            // out its lease as if the Lease were still there (client-go creates at once).
+            let holder = self.holder().unwrap_or_default();
+            if !holder.is_empty() && !self.is_holder() && self.unexpired() {
+                return Ok(None);
+            }
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.config.name.clone()),

@@ -343,3 +343,47 @@ async fn a_partitioned_leader_stops_writing_before_its_lease_can_be_taken() {
     drop(a);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_deleted_under_a_dead_leader_is_not_taken_before_its_lease_expires() {
+    let server = server().await;
+    let client = server.client().unwrap();
+    let a = Elector::start(client.clone(), config("a"), Fence::new(), None).unwrap();
+    leads_within(&a, Duration::from_secs(5)).await;
+    let b = Elector::start(client.clone(), config("b"), Fence::new(), None).unwrap();
+    tokio::time::sleep(RETRY * 3).await;
+    let a_deadline = a.fence().deadline().unwrap();
+    drop(a);
+    Api::<Lease>::namespaced(client.clone(), "default")
+        .delete("test-lease", &Default::default())
+        .await
+        .unwrap();
+    let took = leads_within(&b, LEASE + Duration::from_secs(2)).await;
+    assert!(
+        took > a_deadline,
+        "b created the deleted Lease while a's fence was open"
+    );
+    assert_eq!(lease(&client).await.holder_identity.as_deref(), Some("b"));
+    b.release().await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_recreates_a_deleted_lease_and_keeps_leading() {
+    let server = server().await;
+    let client = server.client().unwrap();
+    let a = Elector::start(client.clone(), config("a"), Fence::new(), None).unwrap();
+    leads_within(&a, Duration::from_secs(5)).await;
+    let b = Elector::start(client.clone(), config("b"), Fence::new(), None).unwrap();
+    tokio::time::sleep(RETRY * 3).await;
+    Api::<Lease>::namespaced(client.clone(), "default")
+        .delete("test-lease", &Default::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(LEASE + RETRY * 2).await;
+    assert!(*a.leading().borrow() && !*b.leading().borrow());
+    assert_eq!(lease(&client).await.holder_identity.as_deref(), Some("a"));
+    a.release().await;
+    b.release().await;
+    server.shutdown().await.unwrap();
+}
