@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod event;
 pub mod identity;
 pub mod informer;
+pub mod leader;
 pub mod manifests;
 pub mod metrics;
 pub mod plugin;

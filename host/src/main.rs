@@ -106,6 +106,84 @@ struct RunOpts {
     /// terminationGracePeriodSeconds, 30 by default).
     #[arg(long, default_value_t = 20)]
     shutdown_timeout_seconds: u64,
+    #[command(flatten)]
+    leader: LeaderArgs,
+}
+
+/// Leader election: several replicas, one serving (docs/SCALING.md).
+#[derive(clap::Args)]
+struct LeaderArgs {
+    /// Serve only while holding a Lease: of several replicas one reconciles and dispatches, the
+    /// others stand by with their plugins loaded and take over when it stops renewing.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, default_value = capstan::leader::DEFAULT_LEASE_NAME)]
+    leader_elect_lease_name: String,
+    /// Namespace of the Lease [default: --namespace, else the pod's, else capstan-system].
+    #[arg(long)]
+    leader_elect_namespace: Option<String>,
+    /// Seconds a standby waits, after it last saw the Lease renewed, before it takes it.
+    #[arg(long, default_value_t = 15)]
+    leader_elect_lease_duration_seconds: u32,
+    /// Seconds the leader keeps trying to renew before it stops serving (and writing); below the
+    /// lease duration.
+    #[arg(long, default_value_t = 10.0)]
+    leader_elect_renew_deadline_seconds: f64,
+    /// Seconds between tries to take or renew the Lease.
+    #[arg(long, default_value_t = 2.0)]
+    leader_elect_retry_period_seconds: f64,
+    /// This replica's identity in the Lease [default: $HOSTNAME_<random>].
+    #[arg(long)]
+    leader_elect_identity: Option<String>,
+    /// Whether a standby keeps the informers of its plugins' kinds running (warm: faster
+    /// takeover, the leader's memory and watches on every replica).
+    #[arg(long, value_enum, default_value_t = StandbyInformers::Warm)]
+    leader_elect_standby_informers: StandbyInformers,
+}
+
+/// Whether a standby's informers run.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StandbyInformers {
+    /// Running: the caches are full when the replica takes over.
+    Warm,
+    /// Started only when the replica takes over.
+    Cold,
+}
+
+impl LeaderArgs {
+    /// The election to run, if `--leader-elect`, with its Lease in `namespace` unless one is given.
+    fn election(&self, namespace: &str) -> anyhow::Result<Option<capstan::leader::ElectionConfig>> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let seconds = |flag: &str, s: f64| {
+            std::time::Duration::try_from_secs_f64(s)
+                .with_context(|| format!("--{flag} {s} is not a duration in seconds"))
+        };
+        let mut config = capstan::leader::ElectionConfig::new(
+            self.leader_elect_namespace.as_deref().unwrap_or(namespace),
+        )
+        .name(&self.leader_elect_lease_name)
+        .timing(
+            std::time::Duration::from_secs(self.leader_elect_lease_duration_seconds.into()),
+            seconds(
+                "leader-elect-renew-deadline-seconds",
+                self.leader_elect_renew_deadline_seconds,
+            )?,
+            seconds(
+                "leader-elect-retry-period-seconds",
+                self.leader_elect_retry_period_seconds,
+            )?,
+        );
+        if let Some(identity) = &self.leader_elect_identity {
+            config = config.identity(identity);
+        }
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?;
+        Ok(Some(config))
+    }
 }
 
 /// Whether requests on a plugin's behalf impersonate the plugin's ServiceAccount.
@@ -268,6 +346,7 @@ async fn run(args: RunOpts) -> anyhow::Result<ExitCode> {
             .or_else(|| pod_namespace.clone())
             .unwrap_or_else(|| capstan::identity::DEFAULT_NAMESPACE.to_owned()),
     );
+    let leader_election = args.leader.election(identities.namespace())?;
     let impersonation = match args.impersonate {
         Impersonate::On => true,
         Impersonate::Off => false,
@@ -298,6 +377,8 @@ async fn run(args: RunOpts) -> anyhow::Result<ExitCode> {
         hot_reload: !args.no_hot_reload,
         impersonation,
         shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout_seconds),
+        leader_election,
+        warm_standby: args.leader.leader_elect_standby_informers == StandbyInformers::Warm,
     };
     let result = capstan::runner::run(config, client, shutdown_signal()).await;
     if let Some(server) = embedded {

@@ -123,6 +123,46 @@ impl EncodeLabelValue for CallOutcome {
     }
 }
 
+/// A change of this replica's leadership, as the `transition` label of
+/// `capstan_leader_transitions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaderTransition {
+    /// It took the Lease (`acquired`).
+    Acquired,
+    /// It could not renew the Lease in time, or saw another holder (`lost`).
+    Lost,
+    /// It gave the Lease up at shutdown (`released`).
+    Released,
+}
+
+impl LeaderTransition {
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acquired => "acquired",
+            Self::Lost => "lost",
+            Self::Released => "released",
+        }
+    }
+}
+
+impl EncodeLabelValue for LeaderTransition {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TransitionLabels {
+    transition: LeaderTransition,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: CallOutcome,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct PluginLabels {
     plugin: String,
@@ -180,6 +220,11 @@ fn plugin_call_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_005, 4.0, 11))
 }
 
+/// 1 ms to 16 s, doubling: 15 buckets (a renew must finish within the renew deadline).
+fn renew_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
 /// 1 ms to 33 s, doubling: 16 buckets (a swap compiles the new component).
 fn reload_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -200,6 +245,9 @@ struct Inner {
     reload_duration: Histogram,
     log_dropped: Family<PluginLabels, Counter>,
     log_dropped_bytes: Family<PluginLabels, Counter>,
+    leader: Gauge,
+    leader_transitions: Family<TransitionLabels, Counter>,
+    lease_renew_duration: Family<OutcomeLabels, Histogram>,
     /// The info series each plugin has now; held while changing a plugin's state or info
     /// series so concurrent updates of one plugin never leave two series at 1.
     info: Mutex<HashMap<String, InfoLabels>>,
@@ -306,6 +354,27 @@ impl Metrics {
             log_dropped_bytes.clone(),
         );
 
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica serves (holds the leader Lease, or runs without leader election), else 0",
+            leader.clone(),
+        );
+        let leader_transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "leader_transitions",
+            "Changes of this replica's leadership: acquired, lost, released",
+            leader_transitions.clone(),
+        );
+        let lease_renew_duration =
+            Family::<OutcomeLabels, Histogram>::new_with_constructor(renew_histogram as _);
+        registry.register_with_unit(
+            "lease_renew_duration",
+            "Latency of one attempt of the leader to renew its Lease, by outcome",
+            Unit::Seconds,
+            lease_renew_duration.clone(),
+        );
+
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -321,6 +390,9 @@ impl Metrics {
                 reload_duration,
                 log_dropped,
                 log_dropped_bytes,
+                leader,
+                leader_transitions,
+                lease_renew_duration,
                 info: Mutex::new(HashMap::new()),
             }),
         }
@@ -468,6 +540,32 @@ impl Metrics {
         if let Some(elapsed) = elapsed {
             self.inner.reload_duration.observe(elapsed.as_secs_f64());
         }
+    }
+
+    /// Set whether this replica serves (`capstan_leader` 1 or 0).
+    pub fn set_leader(&self, serving: bool) {
+        self.inner.leader.set(i64::from(serving));
+    }
+
+    /// Count one change of this replica's leadership.
+    pub fn leader_transition(&self, transition: LeaderTransition) {
+        self.inner
+            .leader_transitions
+            .get_or_create(&TransitionLabels { transition })
+            .inc();
+    }
+
+    /// Record one attempt of the leader to renew its Lease: whether it renewed, and how long it took.
+    pub fn lease_renew(&self, renewed: bool, elapsed: Duration) {
+        let outcome = if renewed {
+            CallOutcome::Ok
+        } else {
+            CallOutcome::Error
+        };
+        self.inner
+            .lease_renew_duration
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Every metric in the OpenMetrics text format, ending with `# EOF`; serve it with
@@ -928,5 +1026,49 @@ mod tests {
             })
             .count();
         assert_eq!(ones, 1, "{text}");
+    }
+
+    #[test]
+    fn leadership_gauge_transitions_and_renew_latency() {
+        let m = Metrics::new();
+        assert_eq!(sample(&m.encode(), "capstan_leader"), Some(0.0));
+        m.set_leader(true);
+        m.leader_transition(LeaderTransition::Acquired);
+        m.lease_renew(true, ms(3));
+        m.lease_renew(false, ms(1500));
+        let text = m.encode();
+        assert_eq!(sample(&text, "capstan_leader"), Some(1.0));
+        assert_eq!(
+            sample(
+                &text,
+                r#"capstan_leader_transitions_total{transition="acquired"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"capstan_lease_renew_duration_seconds_count{outcome="ok"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"capstan_lease_renew_duration_seconds_sum{outcome="error"}"#
+            ),
+            Some(1.5)
+        );
+        m.set_leader(false);
+        m.leader_transition(LeaderTransition::Lost);
+        let text = m.encode();
+        assert_eq!(sample(&text, "capstan_leader"), Some(0.0));
+        assert_eq!(
+            sample(
+                &text,
+                r#"capstan_leader_transitions_total{transition="lost"}"#
+            ),
+            Some(1.0)
+        );
     }
 }

@@ -8,19 +8,20 @@ use crate::dispatch::{Change, ChangeEvent, DispatchConfig, Dispatcher, ObjectCha
 use crate::event::{Context, Event};
 use crate::identity::Impersonation;
 use crate::informer::{ChangeKind, InformerHandle, Informers};
+use crate::leader::{ElectionConfig, Elector, Fence};
 use crate::metrics::{Metrics, PluginStateLabel};
 use crate::plugin::{
     Limits, Plugin, PluginEvent, PluginState, Registry, Reloader, Runtime, RuntimeConfig,
 };
 use crate::reconcile::{Clients, Controller, ControllerConfig};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Errors that stop `capstan run` from starting.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,9 @@ pub enum RunError {
     /// A manifest could not be applied.
     #[error("cannot apply manifests")]
     Manifests(#[from] crate::manifests::ManifestError),
+    /// The leader election settings are invalid.
+    #[error("cannot start leader election")]
+    Leader(#[from] crate::leader::LeaderError),
     /// The HTTP listener could not bind.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -70,6 +74,12 @@ pub struct RunConfig {
     /// How long shutdown waits for work in flight before it gives up on it. Default 10 s; keep
     /// it below the pod's termination grace period.
     pub shutdown_timeout: Duration,
+    /// Serve only while holding this Lease (leader election); stand by otherwise. Default none:
+    /// this replica always serves.
+    pub leader_election: Option<ElectionConfig>,
+    /// With leader election: keep the informers of the loaded plugins' kinds running while
+    /// standing by, so a takeover starts from warm caches. Default true.
+    pub warm_standby: bool,
 }
 
 impl RunConfig {
@@ -86,6 +96,8 @@ impl RunConfig {
             hot_reload: true,
             impersonation: None,
             shutdown_timeout: Duration::from_secs(10),
+            leader_election: None,
+            warm_standby: true,
         }
     }
 }
@@ -110,15 +122,22 @@ pub async fn run(
 
 /// [`run`], serving the HTTP endpoints on a listener the caller bound (`config.http_listen` is
 /// not read): bind port 0, read the address it got, and nothing can take the port in between.
+///
+/// With [`RunConfig::leader_election`] the plugins are loaded (and precompiled) at once, then the
+/// replica campaigns for the Lease: while it holds it, it applies `config.manifests`, runs the
+/// controllers and handler dispatch, and `/readyz` answers 200; while it stands by, none of them
+/// run and `/readyz` answers 503. At shutdown the work in flight finishes first, then the Lease
+/// is released.
 pub async fn run_with_listener(
     config: RunConfig,
     client: kube::Client,
     http: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    if let Some(dir) = &config.manifests {
-        let n = crate::manifests::apply_dir(&client, dir).await?;
-        tracing::info!(count = n, dir = %dir.display(), "manifests applied");
+    if let Some(election) = &config.leader_election {
+        election.validate()?;
+    } else if let Some(dir) = &config.manifests {
+        apply_manifests(&client, dir).await?;
     }
     let metrics = Metrics::new();
     let limits = config.config.default_limits(&config.limits);
@@ -150,18 +169,37 @@ pub async fn run_with_listener(
     } else {
         None
     };
-    let mut supervisor = Supervisor::new(client, &config, metrics.clone());
+    // A candidate campaigns only once its plugins are loaded: a standby is warm.
+    let fence = config.leader_election.as_ref().map(|_| Fence::new());
+    let mut supervisor = Supervisor::new(client.clone(), &config, metrics.clone());
+    if let Some(fence) = &fence {
+        supervisor = supervisor.standby(fence.clone(), config.warm_standby);
+    }
     for event in reloader.scan().await? {
         supervisor.apply(event).await;
     }
-    let ready = Arc::new(AtomicBool::new(true));
+    let elector = match &config.leader_election {
+        Some(election) => Some(Elector::start(
+            client.clone(),
+            election.clone(),
+            fence.clone().unwrap_or_default(),
+            Some(metrics.clone()),
+        )?),
+        None => None,
+    };
+    let serving = Arc::new(AtomicU8::new(if elector.is_some() {
+        Serving::Standby
+    } else {
+        Serving::Active
+    } as u8));
+    metrics.set_leader(elector.is_none());
     let server = http.map(|listener| {
         serve_http(
             listener,
             HttpState {
                 registry: registry.clone(),
                 metrics: metrics.clone(),
-                ready: ready.clone(),
+                serving: serving.clone(),
                 supervisor: supervisor.gauges.clone(),
             },
         )
@@ -169,22 +207,79 @@ pub async fn run_with_listener(
     tracing::info!(
         plugins = registry.plugins().len(),
         hot_reload = config.hot_reload,
+        leader_election = elector.is_some(),
         "capstan running"
     );
+    let mut leading = elector.as_ref().map(Elector::leading);
+    let mut failed = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             Some(event) = changes.recv() => supervisor.apply(event).await,
+            lead = leadership_change(&mut leading) => {
+                if lead {
+                    if let (Some(dir), Some(fence)) = (&config.manifests, &fence)
+                        && let Err(e) = apply_manifests(&fence.client(client.clone()), dir).await
+                    {
+                        failed = Some(e);
+                        break;
+                    }
+                    supervisor.activate().await;
+                    serving.store(Serving::Active as u8, Ordering::SeqCst);
+                } else {
+                    serving.store(Serving::Standby as u8, Ordering::SeqCst);
+                    supervisor.deactivate().await;
+                }
+            }
         }
     }
     tracing::info!("shutting down: finishing work in flight");
-    ready.store(false, Ordering::SeqCst);
+    serving.store(Serving::Stopping as u8, Ordering::SeqCst);
     supervisor.shutdown(config.shutdown_timeout).await;
+    // Only now that nothing works under it may the Lease go (client-go's ReleaseOnCancel).
+    if let Some(elector) = elector {
+        elector.release().await;
+    }
     if let Some(s) = server {
         s.abort();
     }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Apply the manifests of `dir` through `client`.
+async fn apply_manifests(client: &kube::Client, dir: &std::path::Path) -> Result<(), RunError> {
+    let n = crate::manifests::apply_dir(client, dir).await?;
+    tracing::info!(count = n, dir = %dir.display(), "manifests applied");
     Ok(())
+}
+
+/// The next value of `leading` once it changes; `false` (and no more values) if the elector ended;
+/// never without an elector.
+async fn leadership_change(leading: &mut Option<watch::Receiver<bool>>) -> bool {
+    let Some(rx) = leading.as_mut() else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_ok() {
+        return *rx.borrow_and_update();
+    }
+    *leading = None;
+    false
+}
+
+/// What `/readyz` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Serving {
+    /// Controllers and handlers run: 200.
+    Active,
+    /// Standing by for the Lease: 503.
+    Standby,
+    /// Shutting down: 503.
+    Stopping,
 }
 
 /// Reads a controller's queue depth.
@@ -215,8 +310,15 @@ impl Drop for Pump {
 type Pumps = Arc<std::sync::Mutex<HashMap<Gvk, Pump>>>;
 
 /// Applies plugin events: starts, swaps and stops controllers, handler routes and informers.
+///
+/// A supervisor made a [`standby`](Self::standby) keeps track of the loaded plugins but runs none
+/// of them until [`activate`](Self::activate)d (this replica leads), and stops them all again on
+/// [`deactivate`](Self::deactivate) (it lost the Lease). Its clients' writes pass its [`Fence`].
 pub struct Supervisor {
     client: kube::Client,
+    /// `client` behind the fence, if any: what controllers write through.
+    writer: kube::Client,
+    fence: Option<Fence>,
     impersonation: Option<Impersonation>,
     informers: Informers,
     base: ControllerConfig,
@@ -228,6 +330,14 @@ pub struct Supervisor {
     pumps: Pumps,
     metrics: Metrics,
     gauges: Gauges,
+    /// Whether the plugins run (always, without leader election).
+    active: bool,
+    /// The loaded plugins by name, as the events applied so far tell.
+    known: BTreeMap<String, Plugin>,
+    /// While standing by with warm informers: a handle on each kind the known plugins need.
+    warm: Option<HashMap<Gvk, InformerHandle>>,
+    /// How long a deactivation waits for reconciles in flight.
+    grace: Duration,
 }
 
 impl Supervisor {
@@ -254,7 +364,9 @@ impl Supervisor {
         }
         Self {
             informers: Informers::new(client.clone()),
+            writer: client.clone(),
             client,
+            fence: None,
             impersonation: config.impersonation.clone(),
             base: config.controller.clone(),
             reconcile: config
@@ -270,7 +382,113 @@ impl Supervisor {
             pumps,
             metrics,
             gauges,
+            active: true,
+            known: BTreeMap::new(),
+            warm: None,
+            grace: config.shutdown_timeout,
         }
+    }
+
+    /// Stand by until [`activate`](Self::activate)d, and from then on write only through `fence`
+    /// (the leader's). With `warm_informers`, the informers of the kinds the loaded plugins need
+    /// run while standing by.
+    #[must_use]
+    pub fn standby(mut self, fence: Fence, warm_informers: bool) -> Self {
+        self.writer = fence.client(self.client.clone());
+        self.fence = Some(fence);
+        self.active = false;
+        self.warm = warm_informers.then(HashMap::new);
+        self
+    }
+
+    /// Whether the plugins run.
+    #[must_use]
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Start every loaded plugin's controller and handler route (this replica leads now).
+    pub async fn activate(&mut self) {
+        if self.active {
+            return;
+        }
+        self.active = true;
+        tracing::info!(
+            plugins = self.known.len(),
+            "serving: starting controllers and handler dispatch"
+        );
+        for plugin in self.known.values().cloned().collect::<Vec<_>>() {
+            self.serve(&plugin).await;
+        }
+        // The controllers and pumps hold their informers now.
+        if let Some(warm) = &mut self.warm {
+            warm.clear();
+        }
+    }
+
+    /// Stop every controller (reconciles in flight get the shutdown grace; their writes are
+    /// fenced already) and handler route (this replica no longer leads). Warm informers keep
+    /// running.
+    pub async fn deactivate(&mut self) {
+        if !self.active {
+            return;
+        }
+        self.active = false;
+        tracing::info!("standing by: stopping controllers and handler dispatch");
+        self.warm_up().await;
+        for plugin in self.dispatcher.plugins() {
+            self.dispatcher.remove(plugin.name());
+        }
+        if let Ok(mut pumps) = self.pumps.lock() {
+            pumps.clear();
+        }
+        if let Ok(mut q) = self.gauges.queue_depths.lock() {
+            q.clear();
+        }
+        let grace = self.grace;
+        let stops = self
+            .controllers
+            .drain()
+            .map(|(_, c)| c.shutdown(grace))
+            .collect::<Vec<_>>();
+        futures::future::join_all(stops).await;
+    }
+
+    /// While standing by with warm informers: hold the informers of exactly the kinds the known
+    /// plugins need (a kind that cannot be watched yet is tried again at the next plugin event).
+    async fn warm_up(&mut self) {
+        let Some(mut warm) = self.warm.take() else {
+            return;
+        };
+        let mut needed: Vec<Gvk> = self
+            .known
+            .values()
+            .flat_map(|p| {
+                let m = p.manifest();
+                let mut kinds = m.watches.clone();
+                if p.info().world.reconciles() {
+                    kinds.extend(crate::reconcile::kinds_of(m));
+                }
+                kinds
+            })
+            .collect();
+        needed.sort();
+        needed.dedup();
+        warm.retain(|gvk, _| needed.contains(gvk));
+        for gvk in needed {
+            if warm.contains_key(&gvk) {
+                continue;
+            }
+            match self.informers.acquire(&gvk).await {
+                Ok(handle) => {
+                    warm.insert(gvk, handle);
+                }
+                Err(e) => {
+                    tracing::debug!(kind = %gvk, error = %crate::error_chain(&e), "standby: kind not watched yet");
+                }
+            }
+        }
+        self.warm = Some(warm);
     }
 
     /// The shared informers (to see which kinds are watched).
@@ -299,21 +517,38 @@ impl Supervisor {
         c
     }
 
-    /// Apply one plugin event.
+    /// Apply one plugin event (while standing by, only note it).
     pub async fn apply(&mut self, event: PluginEvent) {
+        match &event {
+            PluginEvent::Loaded(p) => {
+                self.known.insert(p.name().to_owned(), p.clone());
+            }
+            PluginEvent::Replaced { old, new } => {
+                self.known.remove(old.name());
+                self.known.insert(new.name().to_owned(), new.clone());
+            }
+            PluginEvent::Unloaded(p) => {
+                self.known.remove(p.name());
+            }
+        }
+        if !self.active {
+            match &event {
+                PluginEvent::Loaded(p) => self.publish_info(p),
+                PluginEvent::Replaced { old, new } => {
+                    self.publish_info(new);
+                    if old.name() != new.name() {
+                        self.metrics.remove_plugin(old.name());
+                    }
+                }
+                PluginEvent::Unloaded(p) => self.metrics.remove_plugin(p.name()),
+            }
+            self.warm_up().await;
+            return;
+        }
         match event {
             PluginEvent::Loaded(p) => {
                 self.publish_info(&p);
-                if p.info().world.reconciles() {
-                    self.start_controller(p.clone()).await;
-                }
-                if p.info().world.handles() {
-                    self.dispatcher.upsert(&p);
-                    // The kinds already watched come from their caches; a kind watched from now
-                    // on comes from its new informer's initial list, through the bus.
-                    self.dispatcher.resync(Some(p.name()));
-                    self.sync_pumps().await;
-                }
+                self.serve(&p).await;
             }
             PluginEvent::Replaced { old, new } => {
                 self.publish_info(&new);
@@ -353,6 +588,20 @@ impl Supervisor {
         }
     }
 
+    /// Run a loaded plugin: its controller, its handler route.
+    async fn serve(&mut self, p: &Plugin) {
+        if p.info().world.reconciles() {
+            self.start_controller(p.clone()).await;
+        }
+        if p.info().world.handles() {
+            self.dispatcher.upsert(p);
+            // The kinds already watched come from their caches; a kind watched from now on comes
+            // from its new informer's initial list, through the bus.
+            self.dispatcher.resync(Some(p.name()));
+            self.sync_pumps().await;
+        }
+    }
+
     fn publish_info(&self, p: &Plugin) {
         let i = p.info();
         self.metrics.set_plugin_info(&i.name, &i.version, &i.hash);
@@ -363,12 +612,16 @@ impl Supervisor {
     async fn start_controller(&mut self, plugin: Plugin) {
         let name = plugin.name().to_owned();
         let config = self.controller_config(&plugin);
+        // Writes on the plugin's behalf and the host's own (Events) pass the fence, if any.
         let clients = match &self.impersonation {
-            None => Clients::from(self.client.clone()),
+            None => Clients::from(self.writer.clone()),
             Some(i) => match i.client_for(&name) {
                 Ok(acting) => Clients {
-                    host: self.client.clone(),
-                    plugin: acting,
+                    host: self.writer.clone(),
+                    plugin: match &self.fence {
+                        Some(fence) => fence.client(acting),
+                        None => acting,
+                    },
                 },
                 Err(e) => {
                     tracing::error!(plugin = %name, error = %crate::error_chain(&e), "controller not started");
@@ -490,7 +743,7 @@ fn change_event(object: &kube::api::DynamicObject, kind: &ChangeKind) -> Option<
 struct HttpState {
     registry: Registry,
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    serving: Arc<AtomicU8>,
     supervisor: Gauges,
 }
 
@@ -530,18 +783,25 @@ fn serve_http(listener: tokio::net::TcpListener, state: HttpState) -> tokio::tas
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "http listening");
     }
-    let (ready, plugins, metrics) = (state.ready.clone(), state.clone(), state);
+    let (serving, plugins, metrics) = (state.serving.clone(), state.clone(), state);
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
+            // Ready means serving: a standby (leader election) answers 503 like a stopping host.
             get(move || {
-                let ready = ready.load(Ordering::SeqCst);
+                let serving = serving.load(Ordering::SeqCst);
                 async move {
-                    if ready {
-                        (axum::http::StatusCode::OK, "ready")
+                    use axum::http::StatusCode;
+                    if serving == Serving::Active as u8 {
+                        (StatusCode::OK, "ready")
+                    } else if serving == Serving::Standby as u8 {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "standby: another replica leads",
+                        )
                     } else {
-                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "stopping")
+                        (StatusCode::SERVICE_UNAVAILABLE, "stopping")
                     }
                 }
             }),

@@ -8,6 +8,7 @@ mod dispatch;
 mod handler_calls;
 mod hostile;
 mod isolation;
+mod leader;
 mod least_privilege;
 mod plugin_runtime;
 mod pod_logs;

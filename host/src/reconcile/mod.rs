@@ -334,7 +334,7 @@ fn key_of(gvk: &Gvk, obj: &DynamicObject) -> Option<ObjectKey> {
 }
 
 /// Every kind a manifest needs an informer for: watched, owned, and named in access rules.
-fn kinds_of(m: &Manifest) -> Vec<Gvk> {
+pub(crate) fn kinds_of(m: &Manifest) -> Vec<Gvk> {
     let mut kinds: Vec<Gvk> = m.watches.iter().chain(&m.owns).cloned().collect();
     kinds.extend(m.access.iter().map(|a| a.gvk.clone()));
     kinds.sort();

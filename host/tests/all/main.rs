@@ -7,3 +7,4 @@ mod apiserver_cli;
 mod check_cli;
 mod image;
 mod in_cluster;
+mod leader_election;
