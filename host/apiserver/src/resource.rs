@@ -189,16 +189,6 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
             false,
         ),
         builtin(
-            "coordination.k8s.io",
-            "v1",
-            "Lease",
-            "leases",
-            true,
-            &[],
-            false,
-            false,
-        ),
-        builtin(
             "events.k8s.io",
             "v1",
             "Event",
@@ -499,5 +489,19 @@ mod tests {
             "Deployment"
         );
         assert!(registry.groups().iter().any(|(g, _)| g == "batch"));
+    }
+
+    #[test]
+    fn each_builtin_resource_is_served_once() {
+        let mut seen = std::collections::HashSet::new();
+        for b in builtins() {
+            assert!(
+                seen.insert((b.group.clone(), b.version.clone(), b.plural.clone())),
+                "{}/{} {} is declared twice",
+                b.group,
+                b.version,
+                b.plural
+            );
+        }
     }
 }
