@@ -3,6 +3,10 @@
 //! Publish is measured on the delivery path: subscriber buffers are large enough for a batch and
 //! are drained, outside the timed region, between batches, so no timed publish hits a full buffer.
 
+/// The `capstan` binary's allocator (see `host/src/main.rs`): the benchmark stands for it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -29,9 +29,10 @@ use kube::api::{
 use kube::runtime::controller::{Action, Config as KubeControllerConfig};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::{Controller as KubeController, reflector, watcher};
+use mimalloc::MiMalloc;
 use serde::Deserialize;
 use serde_json::json;
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,17 +49,17 @@ const CONCURRENCY: usize = 8;
 /// Creates in flight while setting up a round.
 const CREATES_IN_FLIGHT: usize = 32;
 
-/// The system allocator, counting live heap bytes: the memory of a cache is the growth of live
+/// The `capstan` binary's allocator (mimalloc, see `host/src/main.rs`), counting live heap bytes: the memory of a cache is the growth of live
 /// bytes while it fills, free of the allocator's retention that blurs an RSS delta.
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is updated.
+// SAFETY: every call is forwarded to mimalloc unchanged; only a counter is updated.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which `System` shares.
-        let p = unsafe { System.alloc(layout) };
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which `MiMalloc` shares.
+        let p = unsafe { MiMalloc.alloc(layout) };
         if !p.is_null() {
             LIVE.fetch_add(layout.size(), Ordering::Relaxed);
         }
@@ -67,7 +68,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = unsafe { MiMalloc.alloc_zeroed(layout) };
         if !p.is_null() {
             LIVE.fetch_add(layout.size(), Ordering::Relaxed);
         }
@@ -75,14 +76,14 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by this allocator, that is by `System`, with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
+        // SAFETY: `ptr` was allocated by this allocator, that is by `MiMalloc`, with `layout`.
+        unsafe { MiMalloc.dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as for `dealloc`; `new_size` is valid by the caller's contract.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             if new_size >= layout.size() {
                 LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed);

@@ -6,6 +6,10 @@
 #[allow(dead_code)]
 mod support;
 
+/// The `capstan` binary's allocator (see `host/src/main.rs`): the benchmark stands for it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use capstan::contract::ObjectRef;
 use capstan::plugin::{HandlerEvent, PluginEvent, Registry, Reloader, Runtime, RuntimeConfig};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};

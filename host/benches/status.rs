@@ -1,6 +1,10 @@
 //! Status-channel send: one status through a capacity-5 channel to a consumer task.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+/// The `capstan` binary's allocator (see `host/src/main.rs`): the benchmark stands for it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use capstan::status::{self, Delivery, EventProcessStatus, EventStatus};
 use criterion::{Criterion, criterion_group, criterion_main};
 

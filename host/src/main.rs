@@ -1,5 +1,10 @@
 //! The `capstan` command: validate plugins, print their RBAC, and run the host.
 
+/// mimalloc: the reconcile path allocates and frees per object on every worker thread, where
+/// glibc's malloc was a third of the reconcile benchmark's profile (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use capstan::plugin::{Limits, Runtime, RuntimeConfig};
 use clap::{Parser, Subcommand};
