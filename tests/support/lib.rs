@@ -237,3 +237,30 @@ impl tracing::field::Visit for Fields<'_> {
         self.0.insert(field.name().to_owned(), value.to_string());
     }
 }
+
+/// A loopback port that was free a moment ago (for a child process's listen address).
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a loopback port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+/// The whole response (status line, headers, body) to `GET path` on loopback `port`, or `None` if
+/// nothing answers within 5 s.
+#[allow(dead_code)]
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}

@@ -8,28 +8,18 @@
 //! emptyDir's root is: the reason the entrypoint names a subdirectory).
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support;
+
 const CAPSTAN: &str = env!("CARGO_BIN_EXE_capstan");
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn guest(package: &str) -> &'static Path {
-    capstan_test_artifacts::path(package).unwrap()
-}
 
 /// The Dockerfile's `ENTRYPOINT`, in its exec form.
 fn entrypoint() -> Vec<String> {
-    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let dockerfile = std::fs::read_to_string(support::root().join("Dockerfile")).unwrap();
     let line = dockerfile
         .lines()
         .find_map(|l| l.strip_prefix("ENTRYPOINT "))
@@ -39,25 +29,9 @@ fn entrypoint() -> Vec<String> {
 
 /// The body of `GET path` on `port`, if it answers 200.
 fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
+    let out = support::http_get(port, path)?;
     let (head, body) = out.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -86,13 +60,13 @@ fn the_binary_runs_as_the_image_runs_it() {
     let at = |p: &str| fs.path().join(p.trim_start_matches('/'));
     std::fs::create_dir_all(at("/plugins")).unwrap();
     std::fs::copy(
-        guest("deployment-handler"),
+        support::guest("deployment-handler"),
         at("/plugins/deployment_handler.wasm"),
     )
     .unwrap();
     std::fs::create_dir_all(at("/etc/capstan")).unwrap();
     std::fs::copy(
-        root().join("deploy/overlays/example/config.yaml"),
+        support::root().join("deploy/overlays/example/config.yaml"),
         at("/etc/capstan/config.yaml"),
     )
     .unwrap();
@@ -104,7 +78,7 @@ fn the_binary_runs_as_the_image_runs_it() {
     )
     .unwrap();
 
-    let port = free_port();
+    let port = support::free_port();
     let moved: Vec<String> = args[1..]
         .iter()
         .map(|a| {
@@ -182,7 +156,11 @@ fn the_binary_runs_as_the_image_runs_it() {
         assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(status.success(), "{status}");
+    let mut err = String::new();
+    if let Some(mut e) = host.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "{status}; the host's log:\n{err}");
 }
 
 /// `capstan ARGS`: its stdout, stderr and success.
@@ -201,7 +179,7 @@ fn capstan_rbac_prints_exactly_the_rbac_deploy_holds() {
     assert!(ok, "{err}");
     assert_eq!(
         base,
-        std::fs::read_to_string(root().join("deploy/base/rbac.yaml")).unwrap(),
+        std::fs::read_to_string(support::root().join("deploy/base/rbac.yaml")).unwrap(),
         "deploy/base/rbac.yaml is `capstan rbac > deploy/base/rbac.yaml`"
     );
 
@@ -212,10 +190,10 @@ fn capstan_rbac_prints_exactly_the_rbac_deploy_holds() {
         ("infra-cluster", "infra_cluster.wasm"),
         ("deployment-handler", "deployment_handler.wasm"),
     ] {
-        std::fs::copy(guest(package), plugins.path().join(file)).unwrap();
+        std::fs::copy(support::guest(package), plugins.path().join(file)).unwrap();
     }
-    let config = root().join("deploy/overlays/example/config.yaml");
-    let examples = root().join("examples");
+    let config = support::root().join("deploy/overlays/example/config.yaml");
+    let examples = support::root().join("examples");
     let (overlay, err, ok) = capstan(&[
         "rbac",
         "--plugins",
@@ -230,7 +208,7 @@ fn capstan_rbac_prints_exactly_the_rbac_deploy_holds() {
     assert!(ok, "{err}");
     assert_eq!(
         overlay,
-        std::fs::read_to_string(root().join("deploy/overlays/example/rbac.yaml")).unwrap(),
+        std::fs::read_to_string(support::root().join("deploy/overlays/example/rbac.yaml")).unwrap(),
         "deploy/overlays/example/rbac.yaml: regenerate it as deploy/overlays/example/config.yaml says"
     );
     assert!(

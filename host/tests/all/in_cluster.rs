@@ -27,28 +27,6 @@ fn read_only(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
 }
 
-/// A loopback port free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_runs_in_cluster_as_in_its_image() {
     let server = support::apiserver().await;
@@ -79,7 +57,7 @@ async fn the_binary_runs_in_cluster_as_in_its_image() {
     for d in ["plugins", "manifests", "etc", "home"] {
         read_only(&at(d));
     }
-    let port = free_port();
+    let port = support::free_port();
     let stderr = std::fs::File::create(at("stderr.log")).unwrap();
     let mut host = Child(
         Command::new(env!("CARGO_BIN_EXE_capstan"))
@@ -144,7 +122,7 @@ async fn the_binary_runs_in_cluster_as_in_its_image() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ready = http_get(port, "/readyz").unwrap();
+    let ready = support::http_get(port, "/readyz").unwrap();
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     // The precompiled plugin went to the cache volume.
     assert!(

@@ -42,7 +42,7 @@ impl Host {
         timing: [&str; 3],
         cache: &Path,
     ) -> Self {
-        let port = free_port();
+        let port = support::free_port();
         let log = dir.parent().unwrap().join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_capstan"))
             .env("HOSTNAME", name)
@@ -72,7 +72,7 @@ impl Host {
     }
 
     fn get(&self, path: &str) -> Option<(u16, String)> {
-        let response = http_get(self.port, path)?;
+        let response = support::http_get(self.port, path)?;
         let status = response.split(' ').nth(1)?.parse().ok()?;
         let body = response.split_once("\r\n\r\n")?.1.to_owned();
         Some((status, body))
@@ -103,28 +103,6 @@ impl Host {
     fn exited(&mut self) -> bool {
         self.child.try_wait().unwrap().is_some()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 /// Poll `ok` every 20 ms until it holds or `bound` passes; panics with `what` and the logs.
