@@ -393,16 +393,33 @@ impl PluginSection {
 impl Config {
     /// Read and check a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::read(path)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Read a configuration file for what it says of Kubernetes access alone (`capstan rbac`,
+    /// which runs where the file's WASI directories need not exist): its WASI grants are dropped,
+    /// everything else is checked as [`Config::load`] checks it.
+    pub fn load_for_access(path: &Path) -> Result<Self, ConfigError> {
+        let mut config = Self::read(path)?;
+        for p in config.plugins.values_mut() {
+            p.wasi = WasiGrants::default();
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Read and parse a configuration file, unchecked.
+    fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let config = Self::parse(&text).map_err(|source| ConfigError::Parse {
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source: Box::new(source),
-        })?;
-        config.check()?;
-        Ok(config)
+        })
     }
 
     /// Parse configuration text.

@@ -409,8 +409,10 @@ async fn rbac(args: RbacArgs) -> anyhow::Result<ExitCode> {
     use capstan::rbac::{Rbac, Resources};
     capstan_apiserver::validation::dns1123_label(&args.namespace)
         .with_context(|| format!("--namespace {:?} is not a namespace name", args.namespace))?;
+    // The configuration is the pod's: its WASI directories need not exist here, and WASI grants
+    // have nothing to do with RBAC.
     let config = match &args.config {
-        Some(path) => capstan::config::Config::load(path)
+        Some(path) => capstan::config::Config::load_for_access(path)
             .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?,
         None => capstan::config::Config::default(),
     };

@@ -233,3 +233,36 @@ fn capstan_rbac_prints_exactly_the_rbac_deploy_holds() {
     let (_, err, ok) = capstan(&["rbac", "--namespace", "Not_A_Namespace"]);
     assert!(!ok && err.contains("Not_A_Namespace"), "{err}");
 }
+
+/// `capstan rbac` reads the pod's configuration on a workstation: WASI directories it grants need
+/// not exist there (they do not bear on RBAC), while `capstan run` still refuses such a file.
+#[test]
+fn capstan_rbac_reads_a_configuration_whose_wasi_directories_are_elsewhere() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(support::guest("webapp"), plugins.path().join("webapp.wasm")).unwrap();
+    let config = plugins.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "plugins:\n  webapp:\n    file: webapp.wasm\n    wasi:\n      dirs:\n        - { host: /nonexistent/only-in-the-pod, guest: /config }\n",
+    )
+    .unwrap();
+    let (out, err, ok) = capstan(&[
+        "rbac",
+        "--plugins",
+        plugins.path().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--no-cache",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("capstan-plugin-webapp"), "{out}");
+    let (_, err, ok) = capstan(&[
+        "run",
+        "--plugins",
+        plugins.path().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/only-in-the-pod"), "{err}");
+}
