@@ -100,18 +100,22 @@ fn the_binary_runs_as_the_image_runs_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Drained as the host writes, so a full pipe never blocks its logging.
+    let log = std::thread::spawn({
+        let mut stderr = host.stderr.take().unwrap();
+        move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(120);
     let ready = loop {
         if let Some(body) = get(port, "/readyz") {
             break body;
         }
         if let Some(status) = host.try_wait().unwrap() {
-            let mut err = String::new();
-            host.stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            let err = log.join().unwrap_or_default();
             panic!("the host exited ({status}) before it was ready:\n{err}");
         }
         assert!(Instant::now() < deadline, "never ready");
@@ -156,10 +160,7 @@ fn the_binary_runs_as_the_image_runs_it() {
         assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut err = String::new();
-    if let Some(mut e) = host.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
+    let err = log.join().unwrap_or_default();
     assert!(status.success(), "{status}; the host's log:\n{err}");
 }
 
