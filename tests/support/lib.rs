@@ -238,14 +238,23 @@ impl tracing::field::Visit for Fields<'_> {
     }
 }
 
-/// A loopback port that was free a moment ago (for a child process's listen address).
+/// A loopback port that was free a moment ago (for a child process's listen address), taken
+/// below the kernel's ephemeral range: a port the system handed out for `bind(0)` would be handed
+/// out again, to the child's own port-0 listeners (its embedded API server) among others.
 #[allow(dead_code)]
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a loopback port")
-        .local_addr()
-        .expect("its address")
-        .port()
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.max(10_001));
+    for _ in 0..1000 {
+        let port = fastrand::u16(low..high);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {low} and {high}");
 }
 
 /// The whole response (status line, headers, body) to `GET path` on loopback `port`, or `None` if
