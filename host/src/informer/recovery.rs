@@ -52,6 +52,11 @@ impl Recovery {
         }
     }
 
+    /// A receiver whose value changes each time the server is seen ready after an outage.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.recovered.subscribe()
+    }
+
     /// A watcher failed: subscribe before the probe starts, so that no recovery is missed.
     pub(crate) fn failed(&self) -> Waiter {
         let waiter = Waiter {
@@ -65,13 +70,6 @@ impl Recovery {
             });
         }
         waiter
-    }
-}
-
-impl Recovery {
-    /// A receiver whose value changes each time the server is seen ready after an outage.
-    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.recovered.subscribe()
     }
 }
 
