@@ -14,6 +14,7 @@ use crate::patch::{self, PatchKind};
 use crate::resource::{CRD_RESOURCE, NAMESPACE_RESOURCE, ResourceInfo};
 use crate::selector::Selector;
 use crate::store::ObjectKey;
+use crate::strategy::{self, Change};
 use crate::validation::{self, DNS1123_LABEL_MAX_LENGTH, NameRule};
 
 /// Length of the random suffix of a generated name (apiserver's `SimpleNameGenerator`).
@@ -430,6 +431,15 @@ fn prepare_create(
         map.remove("status");
     }
     normalize_kind_specific(info, &mut object).map_err(|m| target.invalid_text(&name, m))?;
+    strategy::prepare(
+        inner,
+        info,
+        (&namespace, &name),
+        None,
+        &mut object,
+        Change::Object,
+    )
+    .map_err(|r| r.into_api_error(info, &name))?;
     if let Some(map) = object.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(info.api_version()));
         map.insert("kind".into(), Value::String(info.kind.clone()));
@@ -444,7 +454,11 @@ fn prepare_create(
     }
     m.insert("uid".into(), json!(new_uid()));
     m.insert("creationTimestamp".into(), json!(time));
-    m.insert("generation".into(), json!(1));
+    if strategy::tracks_generation(info) {
+        m.insert("generation".into(), json!(1));
+    } else {
+        m.remove("generation");
+    }
     for key in [
         "resourceVersion",
         "deletionTimestamp",
@@ -473,7 +487,12 @@ fn prepare_create(
 
 /// Builds the object to store for an update of `old` (server fields kept, status rules applied,
 /// generation bumped on spec changes).
-fn prepare_update(target: &Target, old: &Value, new: Value) -> Result<Value, ApiError> {
+fn prepare_update(
+    inner: &Inner,
+    target: &Target,
+    old: &Value,
+    new: Value,
+) -> Result<Value, ApiError> {
     check_type(&target.info, &new)?;
     let name = target.name.clone().unwrap_or_default();
     if meta_str(&new, "name").is_some_and(|n| n != name) {
@@ -550,6 +569,21 @@ fn prepare_update(target: &Target, old: &Value, new: Value) -> Result<Value, Api
             )],
         ));
     }
+    let change = if target.scope() == FieldScope::StatusOnly {
+        Change::Status
+    } else {
+        Change::Object
+    };
+    let namespace = target.namespace.clone().unwrap_or_default();
+    strategy::prepare(
+        inner,
+        &target.info,
+        (&namespace, &name),
+        Some(old),
+        &mut out,
+        change,
+    )
+    .map_err(|r| r.into_api_error(&target.info, &name))?;
     let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
     let bumped = if spec_of(old) == spec_of(&out) {
         generation
@@ -572,7 +606,11 @@ fn prepare_update(target: &Target, old: &Value, new: Value) -> Result<Value, Api
             None => m.remove(key),
         };
     }
-    m.insert("generation".into(), json!(bumped));
+    if strategy::tracks_generation(&target.info) {
+        m.insert("generation".into(), json!(bumped));
+    } else {
+        m.remove("generation");
+    }
     Ok(out)
 }
 
@@ -717,7 +755,7 @@ impl Cluster {
         new: Value,
         opts: &WriteOptions,
     ) -> Result<Arc<Value>, ApiError> {
-        let mut object = prepare_update(target, old, new)?;
+        let mut object = prepare_update(inner, target, old, new)?;
         let api_version = target.info.api_version();
         let time = now();
         apply::record_update(
@@ -819,7 +857,7 @@ impl Cluster {
             }
             Some(old) => {
                 let managed = merged["metadata"]["managedFields"].clone();
-                let mut object = prepare_update(target, old, merged)?;
+                let mut object = prepare_update(inner, target, old, merged)?;
                 let m = meta(&mut object);
                 if managed.is_null() {
                     m.remove("managedFields");
@@ -935,7 +973,11 @@ mod tests {
         let created = cluster
             .create(
                 &t,
-                json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}, "status": {"x": 1}}),
+                json!({"metadata": {"name": "web"}, "spec": {"replicas": 1,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}},
+                    "status": {"x": 1}}),
                 &opts(),
             )
             .unwrap();

@@ -376,3 +376,133 @@ async fn kubectl_auth_and_impersonation_with_rbac() {
     );
     server.shutdown().await.unwrap();
 }
+
+const DEPLOYMENT: &str = r"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports: [{containerPort: 80}]
+";
+
+const BAD_DEPLOYMENT: &str = r"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad}
+spec:
+  replicas: -1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: other}}
+    spec:
+      containers: [{name: web, image: nginx:1.27}]
+";
+
+const SERVICES: &str = r"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80}, {name: https, port: 443, targetPort: 8443}]
+";
+
+/// What a cluster stores for a minimal Deployment and Service (defaults from
+/// `pkg/apis/{apps,core}/v1/defaults.go`, addresses from the service allocators), and the errors
+/// kubectl shows for an invalid Deployment, as kube-apiserver words them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_sees_defaults_allocations_and_validation_as_on_a_cluster() {
+    let bin = kubectl_path();
+    let (server, _client) = common::start().await;
+    let k = Kubectl {
+        bin,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    server
+        .write_kubeconfig(&k.dir.path().join("kubeconfig"))
+        .unwrap();
+
+    let deployment = k.file("deploy.yaml", DEPLOYMENT);
+    k.run(&["apply", "--server-side", "-f", &deployment]);
+    let d: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    let spec = &d["spec"];
+    assert_eq!(spec["replicas"], 1);
+    assert_eq!(spec["revisionHistoryLimit"], 10);
+    assert_eq!(spec["progressDeadlineSeconds"], 600);
+    assert_eq!(spec["strategy"]["type"], "RollingUpdate");
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Always");
+    assert_eq!(pod["dnsPolicy"], "ClusterFirst");
+    assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+    let c = &pod["containers"][0];
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(c["ports"][0]["protocol"], "TCP");
+    assert_eq!(d["metadata"]["generation"], 1);
+    // Re-applying the same manifest changes nothing: the defaults are not a spec change.
+    k.run(&["apply", "--server-side", "-f", &deployment]);
+    let again: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(again["metadata"]["generation"], 1);
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        d["metadata"]["resourceVersion"]
+    );
+
+    let services = k.file("svc.yaml", SERVICES);
+    k.run(&["create", "-f", &services]);
+    let svc: Value = serde_json::from_str(&k.run(&["get", "svc", "web", "-o", "json"])).unwrap();
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    assert!(ip.starts_with("10.9") || ip.starts_with("10.10"), "{ip}");
+    assert_eq!(svc["spec"]["clusterIPs"], serde_json::json!([ip]));
+    assert_eq!(svc["spec"]["ipFamilies"], serde_json::json!(["IPv4"]));
+    assert_eq!(svc["spec"]["ipFamilyPolicy"], "SingleStack");
+    assert_eq!(svc["spec"]["sessionAffinity"], "None");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
+    assert!(svc["metadata"].get("generation").is_none(), "{svc}");
+    let np: Value = serde_json::from_str(&k.run(&["get", "svc", "web-np", "-o", "json"])).unwrap();
+    assert_ne!(np["spec"]["clusterIP"], svc["spec"]["clusterIP"]);
+    let ports: Vec<i64> = np["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["nodePort"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ports.iter().all(|p| (30000..=32767).contains(p)) && ports[0] != ports[1],
+        "{ports:?}"
+    );
+    assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
+
+    let bad = k.file("bad.yaml", BAD_DEPLOYMENT);
+    let out = k
+        .command(&["apply", "--server-side", "-f", &bad])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"The Deployment "bad" is invalid"#)
+            && err.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0")
+            && err.contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
+    let listed = k.run(&["get", "deployments", "-o", "name"]);
+    assert!(!listed.contains("bad"), "nothing stored: {listed}");
+}
