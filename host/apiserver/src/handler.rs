@@ -22,7 +22,7 @@ use crate::authz::escalation::EscalationCheck;
 use crate::authz::{Authorizer, Mode, impersonation};
 use crate::cluster::Cluster;
 use crate::discovery;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldCause};
 use crate::gc::Propagation;
 use crate::logs::LogOptions;
 use crate::patch::{PATCH_TYPES, PatchKind};
@@ -32,7 +32,9 @@ use crate::reviews::{REVIEW_TYPES, Review, Reviewer};
 use crate::selector::Selector;
 use crate::table::{self, IncludeObject};
 use crate::user;
-use crate::verbs::{DeleteOptions, ListOptions, Target, WriteOptions, present};
+use crate::verbs::{
+    DeleteOptions, FieldValidation, ListOptions, Target, Warnings, WriteOptions, present,
+};
 use crate::watch::{self as watcher, MAX_WATCH_TIMEOUT, WatchParams};
 
 /// Default request body limit (3 MiB, like etcd's default request size).
@@ -160,6 +162,7 @@ impl Query {
     /// check.
     fn write_options_for(
         &self,
+        options_kind: &str,
         headers: &HeaderMap,
         requester: Option<(&Authorizer, &UserInfo)>,
     ) -> Result<WriteOptions, ApiError> {
@@ -186,13 +189,39 @@ impl Query {
                     authorizer: *authorizer,
                 }) as Arc<dyn crate::admission::Admission>
             });
+        let field_validation =
+            FieldValidation::parse(self.get("fieldValidation")).map_err(|value| {
+                ApiError::Invalid {
+                    kind: options_kind.into(),
+                    group: "meta.k8s.io".into(),
+                    name: String::new(),
+                    causes: vec![FieldCause::not_supported(
+                        "fieldValidation",
+                        &Value::String(value),
+                        &["Ignore", "Warn", "Strict"],
+                    )],
+                }
+            })?;
         Ok(WriteOptions {
             manager,
             dry_run: self.get("dryRun") == Some("All"),
             force: self.flag("force"),
             admission,
+            field_validation,
+            warnings: Warnings::default(),
         })
     }
+}
+
+/// Adds a write's warnings as `Warning: 299 - "text"` headers, as kube-apiserver sends them.
+fn with_warnings(mut response: Response, opts: &WriteOptions) -> Response {
+    for text in opts.warnings.take() {
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = header::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
 }
 
 fn accept(headers: &HeaderMap) -> &str {
@@ -563,26 +592,23 @@ async fn resource(
             let media = object_media_type(headers)?;
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
             let object = decode_object(&media, &bytes)?;
-            let created = cluster.create(
-                &target,
-                object,
-                &query.write_options_for(headers, requester)?,
-            )?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &present(&info, &created),
+            let opts = query.write_options_for("CreateOptions", headers, requester)?;
+            let created = cluster.create(&target, object, &opts)?;
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &present(&info, &created)),
+                &opts,
             ))
         }
         (&Method::PUT, true) => {
             let media = object_media_type(headers)?;
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
             let object = decode_object(&media, &bytes)?;
-            let updated = cluster.update(
-                &target,
-                object,
-                &query.write_options_for(headers, requester)?,
-            )?;
-            Ok(json_response(StatusCode::OK, &present(&info, &updated)))
+            let opts = query.write_options_for("UpdateOptions", headers, requester)?;
+            let updated = cluster.update(&target, object, &opts)?;
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &present(&info, &updated)),
+                &opts,
+            ))
         }
         (&Method::PATCH, true) => {
             let kind = PatchKind::from_content_type(content_type(headers))
@@ -593,18 +619,17 @@ async fn resource(
                 ));
             }
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
-            let (object, created) = cluster.patch(
-                &target,
-                kind,
-                &bytes,
-                &query.write_options_for(headers, requester)?,
-            )?;
+            let opts = query.write_options_for("PatchOptions", headers, requester)?;
+            let (object, created) = cluster.patch(&target, kind, &bytes, &opts)?;
             let code = if created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
             };
-            Ok(json_response(code, &present(&info, &object)))
+            Ok(with_warnings(
+                json_response(code, &present(&info, &object)),
+                &opts,
+            ))
         }
         (&Method::DELETE, named) if target.subresource.is_none() => {
             let bytes = read_body(body, headers, app.max_body_bytes).await?;

@@ -46,9 +46,94 @@ pub struct WriteOptions {
     pub force: bool,
     /// A check the built object passes before it is stored (dry runs included).
     pub admission: Option<Arc<dyn Admission>>,
+    /// `fieldValidation`: what an unknown field in the body costs.
+    pub field_validation: FieldValidation,
+    /// Warnings for the client (`Warning` headers), such as the unknown fields dropped.
+    pub warnings: Warnings,
+}
+
+/// The `fieldValidation` directive of a write: unknown fields are dropped from the stored object
+/// whatever it is; it decides whether the client hears of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them with a warning each (kube-apiserver's default).
+    #[default]
+    Warn,
+    /// Refuse the write (400), kubectl's default.
+    Strict,
+}
+
+impl FieldValidation {
+    /// The directive named by the query parameter (`None`: absent).
+    ///
+    /// # Errors
+    /// The unsupported value, when it is not `Ignore`, `Warn` or `Strict`.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("") => Ok(Self::default()),
+            Some("Ignore") => Ok(Self::Ignore),
+            Some("Warn") => Ok(Self::Warn),
+            Some("Strict") => Ok(Self::Strict),
+            Some(other) => Err(other.to_owned()),
+        }
+    }
+}
+
+/// Warnings a write collects for its response (shared, so a clone of the options adds to them).
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// Adds one.
+    pub fn push(&self, text: String) {
+        if let Ok(mut w) = self.0.lock() {
+            w.push(text);
+        }
+    }
+
+    /// Those collected so far.
+    #[must_use]
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
 }
 
 impl WriteOptions {
+    /// Answers the unknown fields dropped from a body of `info`'s kind as the directive says.
+    fn unknown_fields(
+        &self,
+        info: &ResourceInfo,
+        unknown: Vec<String>,
+    ) -> Result<(), strategy::Refusal> {
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        match self.field_validation {
+            FieldValidation::Ignore => Ok(()),
+            FieldValidation::Warn => {
+                for field in unknown {
+                    self.warnings.push(format!("unknown field {field:?}"));
+                }
+                Ok(())
+            }
+            FieldValidation::Strict => Err(strategy::Refusal::Decode(format!(
+                "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                unknown
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                kind = info.kind,
+                version = info.version,
+            ))),
+        }
+    }
+
     fn admit(
         &self,
         inner: &Inner,
@@ -439,6 +524,7 @@ fn prepare_create(
         &mut object,
         Change::Object,
     )
+    .and_then(|unknown| opts.unknown_fields(info, unknown))
     .map_err(|r| r.into_api_error(info, &name))?;
     if let Some(map) = object.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(info.api_version()));
@@ -492,6 +578,7 @@ fn prepare_update(
     target: &Target,
     old: &Value,
     new: Value,
+    opts: &WriteOptions,
 ) -> Result<Value, ApiError> {
     check_type(&target.info, &new)?;
     let name = target.name.clone().unwrap_or_default();
@@ -583,6 +670,7 @@ fn prepare_update(
         &mut out,
         change,
     )
+    .and_then(|unknown| opts.unknown_fields(&target.info, unknown))
     .map_err(|r| r.into_api_error(&target.info, &name))?;
     let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
     let bumped = if spec_of(old) == spec_of(&out) {
@@ -755,7 +843,7 @@ impl Cluster {
         new: Value,
         opts: &WriteOptions,
     ) -> Result<Arc<Value>, ApiError> {
-        let mut object = prepare_update(inner, target, old, new)?;
+        let mut object = prepare_update(inner, target, old, new, opts)?;
         let api_version = target.info.api_version();
         let time = now();
         apply::record_update(
@@ -857,7 +945,7 @@ impl Cluster {
             }
             Some(old) => {
                 let managed = merged["metadata"]["managedFields"].clone();
-                let mut object = prepare_update(inner, target, old, merged)?;
+                let mut object = prepare_update(inner, target, old, merged, opts)?;
                 let m = meta(&mut object);
                 if managed.is_null() {
                     m.remove("managedFields");
@@ -998,11 +1086,15 @@ mod tests {
             .patch(
                 &status_target,
                 PatchKind::Merge,
-                br#"{"status": {"ready": 2}, "spec": {"replicas": 9}}"#,
+                br#"{"status": {"replicas": 2, "ready": 2}, "spec": {"replicas": 9}}"#,
                 &opts(),
             )
             .unwrap();
-        assert_eq!(patched["status"]["ready"], 2);
+        assert_eq!(patched["status"]["replicas"], 2);
+        assert!(
+            patched["status"].get("ready").is_none(),
+            "a field DeploymentStatus does not have is dropped"
+        );
         assert_eq!(patched["spec"]["replicas"], 2);
         assert_eq!(patched["metadata"]["generation"], 2);
     }

@@ -8,6 +8,7 @@ mod service;
 mod validate;
 
 use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -50,17 +51,56 @@ pub(crate) fn tracks_generation(info: &ResourceInfo) -> bool {
     ) || !BUILTIN_GROUPS.contains(&info.group.as_str())
 }
 
-/// Decodes `object` as `T`, as the server's codec would before anything else looks at it.
-fn decodes_as<T: DeserializeOwned>(info: &ResourceInfo, object: &Value) -> Result<(), Refusal> {
-    serde_json::from_value::<T>(object.clone())
-        .map(drop)
-        .map_err(|e| {
-            Refusal::Decode(format!(
-                "{kind} in version {version:?} cannot be handled as a {kind}: {e}",
-                kind = info.kind,
-                version = info.version
-            ))
-        })
+/// Decodes `object` as `T`, as the server's codec would before anything else looks at it, and
+/// drops the fields `T` does not have (as decoding into a Go struct does), returning their paths.
+fn decodes_as<T: DeserializeOwned + Serialize>(
+    info: &ResourceInfo,
+    object: &mut Value,
+) -> Result<Vec<String>, Refusal> {
+    let typed = serde_json::from_value::<T>(object.clone()).map_err(|e| {
+        Refusal::Decode(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: {e}",
+            kind = info.kind,
+            version = info.version
+        ))
+    })?;
+    let known = serde_json::to_value(typed).unwrap_or(Value::Null);
+    let mut unknown = Vec::new();
+    prune(object, &known, "", &mut unknown);
+    Ok(unknown)
+}
+
+/// Removes from `object` every field `known` (its typed round trip) lacks, recording each path
+/// as apimachinery names it (`spec.template.spec.containers[0].foo`). A `null` is not a field.
+fn prune(object: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) {
+    match (object, known) {
+        (Value::Object(map), Value::Object(known_map)) => {
+            map.retain(|key, value| {
+                let field = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match known_map.get(key) {
+                    Some(k) => {
+                        prune(value, k, &field, unknown);
+                        true
+                    }
+                    None if value.is_null() => true,
+                    None => {
+                        unknown.push(field);
+                        false
+                    }
+                }
+            });
+        }
+        (Value::Array(items), Value::Array(known_items)) => {
+            for (i, (item, k)) in items.iter_mut().zip(known_items).enumerate() {
+                prune(item, k, &format!("{path}[{i}]"), unknown);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Base64 byte fields as Go stores them: Go's decoder skips `\r` and `\n` (line-wrapped base64, as
@@ -85,8 +125,9 @@ fn canonical_bytes(info: &ResourceInfo, object: &mut Value) {
     }
 }
 
-/// Decodes a built-in kind with its generated type (custom resources and other kinds pass).
-fn decode(info: &ResourceInfo, object: &Value) -> Result<(), Refusal> {
+/// Decodes a built-in kind with its generated type, dropping unknown fields (custom resources and
+/// other kinds pass whole).
+fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusal> {
     match (info.group.as_str(), info.kind.as_str()) {
         ("apps", "Deployment") => decodes_as::<apps::Deployment>(info, object),
         ("apps", "ReplicaSet") => decodes_as::<apps::ReplicaSet>(info, object),
@@ -98,12 +139,14 @@ fn decode(info: &ResourceInfo, object: &Value) -> Result<(), Refusal> {
         ("", "Secret") => decodes_as::<core::Secret>(info, object),
         ("", "Namespace") => decodes_as::<core::Namespace>(info, object),
         ("", "PersistentVolumeClaim") => decodes_as::<core::PersistentVolumeClaim>(info, object),
-        _ => Ok(()),
+        _ => Ok(Vec::new()),
     }
 }
 
 /// Runs the strategy on `object`, a create (`old` None) or an update of `old`, of the object named
 /// `key` (namespace, name).
+///
+/// Returns the unknown fields dropped from the body.
 ///
 /// # Errors
 /// [`Refusal`] when the object does not decode, cannot get what must be allocated, or is invalid.
@@ -114,9 +157,9 @@ pub(crate) fn prepare(
     old: Option<&Value>,
     object: &mut Value,
     change: Change,
-) -> Result<(), Refusal> {
+) -> Result<Vec<String>, Refusal> {
     canonical_bytes(info, object);
-    decode(info, object)?;
+    let unknown = decode(info, object)?;
     if change == Change::Object {
         defaults::apply(&info.group, &info.kind, object, old.is_none());
         if info.group.is_empty() && info.kind == "Service" {
@@ -124,12 +167,13 @@ pub(crate) fn prepare(
             if !errs.is_empty() {
                 return Err(Refusal::Invalid(errs));
             }
-            return service::allocate(inner, key, old, object).map_err(Refusal::Invalid);
+            service::allocate(inner, key, old, object).map_err(Refusal::Invalid)?;
+            return Ok(unknown);
         }
     }
     let errs = validate::check(&info.group, &info.kind, old, object, change);
     if errs.is_empty() {
-        Ok(())
+        Ok(unknown)
     } else {
         Err(Refusal::Invalid(errs))
     }
@@ -163,11 +207,34 @@ mod tests {
         let mut secret = json!({"data": {"k": "aGVs\nbG8=\r\n"}});
         canonical_bytes(&info, &mut secret);
         assert_eq!(secret["data"]["k"], "aGVsbG8=");
-        assert!(decode(&info, &secret).is_ok());
+        assert!(decode(&info, &mut secret).is_ok());
         let mut bad = json!({"data": {"k": "not base64!"}});
         canonical_bytes(&info, &mut bad);
         assert!(
-            matches!(decode(&info, &bad), Err(Refusal::Decode(m)) if m.starts_with("Secret in version \"v1\" cannot be handled as a Secret"))
+            matches!(decode(&info, &mut bad), Err(Refusal::Decode(m)) if m.starts_with("Secret in version \"v1\" cannot be handled as a Secret"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_dropped_and_named_as_apimachinery_names_them() {
+        let registry = Registry::default();
+        let info = registry.lookup("apps", "v1", "deployments").unwrap();
+        let mut d = json!({"metadata": {"name": "d", "nmae": "typo"}, "spec": {"replicas": 2,
+            "template": {"spec": {"containers": [{"name": "c", "image": "x", "imagePullPolcy": "Always"}]}},
+            "selector": null, "extra": {"a": 1}}});
+        let unknown = decode(&info, &mut d).unwrap();
+        assert_eq!(
+            unknown,
+            [
+                "metadata.nmae",
+                "spec.extra",
+                "spec.template.spec.containers[0].imagePullPolcy"
+            ]
+        );
+        assert_eq!(
+            d,
+            json!({"metadata": {"name": "d"}, "spec": {"replicas": 2, "selector": null,
+                "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}})
         );
     }
 

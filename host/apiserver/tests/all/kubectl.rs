@@ -505,4 +505,31 @@ async fn kubectl_sees_defaults_allocations_and_validation_as_on_a_cluster() {
     );
     let listed = k.run(&["get", "deployments", "-o", "name"]);
     assert!(!listed.contains("bad"), "nothing stored: {listed}");
+
+    // kubectl asks for strict field validation: a typo is refused, not silently dropped.
+    let typo = k.file(
+        "typo.yaml",
+        &DEPLOYMENT
+            .replace("metadata: {name: web}", "metadata: {name: typo}\nspec_: {}")
+            .replace("spec_: {}\nspec:\n", "spec:\n  replica: 3\n"),
+    );
+    let out = k.command(&["apply", "-f", &typo]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(r#"strict decoding error: unknown field "spec.replica""#),
+        "{err}"
+    );
+    // With --validate=warn it is dropped with a warning; with false, silently.
+    let out = k
+        .command(&["apply", "--validate=warn", "-f", &typo])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(r#"unknown field "spec.replica""#), "{err}");
+    let stored: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "typo", "-o", "json"])).unwrap();
+    assert!(stored["spec"].get("replica").is_none(), "{stored}");
+    assert_eq!(stored["spec"]["replicas"], 1);
 }
