@@ -31,6 +31,7 @@ pub mod reviews;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod strategic;
 mod strategy;
 pub mod table;
 pub mod tls;

@@ -881,16 +881,24 @@ impl Cluster {
         if kind == PatchKind::Apply {
             return self.apply(&mut inner, target, key, old.as_deref(), body, opts);
         }
+        if kind == PatchKind::StrategicMerge && !strategy::is_builtin(&target.info) {
+            // kube-apiserver serves strategic merge patch for built-in kinds only.
+            return Err(ApiError::UnsupportedMediaType(
+                "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+                    .into(),
+            ));
+        }
         let old = old.ok_or_else(|| target.not_found())?;
-        let patched = patch::apply_patch(kind, &old, body).map_err(|e| match e {
-            patch::PatchError::Apply(source) => target.invalid_text(&key.1, source.to_string()),
-            other => ApiError::BadRequest(format!(
-                "{other}: {}",
-                std::error::Error::source(&other)
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            )),
-        })?;
+        let patched =
+            patch::apply_patch(kind, &target.info.kind, &old, body).map_err(|e| match e {
+                patch::PatchError::Apply(source) => target.invalid_text(&key.1, source.to_string()),
+                other => ApiError::BadRequest(format!(
+                    "{other}: {}",
+                    std::error::Error::source(&other)
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                )),
+            })?;
         Ok((
             self.write(&mut inner, target, key, &old, patched, opts)?,
             false,

@@ -40,6 +40,12 @@ pub(crate) enum Refusal {
     Invalid(Vec<FieldCause>),
 }
 
+/// Whether the kind is one Kubernetes itself defines (not a custom resource).
+#[must_use]
+pub(crate) fn is_builtin(info: &ResourceInfo) -> bool {
+    BUILTIN_GROUPS.contains(&info.group.as_str())
+}
+
 /// Whether objects of this kind carry `metadata.generation`: custom resources and the kinds whose
 /// registry strategy sets it (workloads, CRDs); ConfigMaps, Secrets, Services, Pods, Namespaces,
 /// RBAC objects, Leases and Events have none.

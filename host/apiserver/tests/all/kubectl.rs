@@ -533,3 +533,76 @@ async fn kubectl_sees_defaults_allocations_and_validation_as_on_a_cluster() {
     assert!(stored["spec"].get("replica").is_none(), "{stored}");
     assert_eq!(stored["spec"]["replicas"], 1);
 }
+
+/// Strategic merge patch as kubectl sends it: `set image` changes one container and keeps the rest,
+/// a client-side `apply` that drops an env var sends `$setElementOrder` and `$patch: delete`
+/// directives that are carried out and never stored; a custom resource refuses it (415).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_strategic_merge_patches_merge_lists_by_key() {
+    let bin = kubectl_path();
+    let (server, _client) = common::start().await;
+    let k = Kubectl {
+        bin,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    server
+        .write_kubeconfig(&k.dir.path().join("kubeconfig"))
+        .unwrap();
+    let with_env = DEPLOYMENT.replace(
+        "ports: [{containerPort: 80}]",
+        "ports: [{containerPort: 80}]\n        env: [{name: A, value: '1'}, {name: B, value: '2'}]\n      - {name: sidecar, image: envoy:1}",
+    );
+    let file = k.file("deploy.yaml", &with_env);
+    k.run(&["apply", "-f", &file]);
+    k.run(&["set", "image", "deployment/web", "web=nginx:1.28"]);
+    let d: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    assert_eq!(containers[0]["image"], "nginx:1.28");
+    assert_eq!(containers[0]["ports"][0]["containerPort"], 80);
+    assert_eq!(containers[1]["name"], "sidecar");
+
+    let without_a = with_env.replace("{name: A, value: '1'}, ", "");
+    let file = k.file("deploy.yaml", &without_a);
+    k.run(&["apply", "-f", &file]);
+    let d: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["env"],
+        serde_json::json!([{"name": "B", "value": "2"}])
+    );
+    assert!(!d.to_string().contains("$patch"), "{d}");
+    assert!(!d.to_string().contains("$setElementOrder"), "{d}");
+
+    let crd = k.file("crd.yaml", CRD);
+    k.run(&["apply", "--server-side", "-f", &crd]);
+    let gadget = k.file("gadget.yaml", GADGET);
+    k.run(&["apply", "--server-side", "-f", &gadget]);
+    let out = k
+        .command(&[
+            "patch",
+            "gadget",
+            "g1",
+            "--type=strategic",
+            "-p",
+            r#"{"spec":{"color":"red"}}"#,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("the body of the request was in an unknown format"),
+        "{err}"
+    );
+    k.run(&[
+        "patch",
+        "gadget",
+        "g1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"color":"red"}}"#,
+    ]);
+}
