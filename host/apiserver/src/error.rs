@@ -30,6 +30,8 @@ pub enum CauseType {
     ValueForbidden,
     /// `FieldValueTooLong`: the value is larger than allowed.
     ValueTooLong,
+    /// `FieldValueTooMany`: a list or map has more items than allowed.
+    ValueTooMany,
 }
 
 impl CauseType {
@@ -43,6 +45,7 @@ impl CauseType {
             Self::ValueDuplicate => "FieldValueDuplicate",
             Self::ValueForbidden => "FieldValueForbidden",
             Self::ValueTooLong => "FieldValueTooLong",
+            Self::ValueTooMany => "FieldValueTooMany",
         }
     }
 }
@@ -141,6 +144,16 @@ impl FieldCause {
             cause: CauseType::ValueTooLong,
             field: field.to_owned(),
             message: format!("Too long: may not be more than {max_bytes} bytes"),
+        }
+    }
+
+    /// An error of `cause` whose body is `message` as given.
+    #[must_use]
+    pub fn other_typed(cause: CauseType, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            cause,
+            field: field.to_owned(),
+            message: message.into(),
         }
     }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::cluster::Inner;
 use crate::error::{ApiError, FieldCause};
-use crate::resource::ResourceInfo;
+use crate::resource::{CRD_RESOURCE, ResourceInfo};
 
 pub(crate) use validate::Change;
 
@@ -165,6 +165,9 @@ pub(crate) fn prepare(
     change: Change,
 ) -> Result<Vec<String>, Refusal> {
     canonical_bytes(info, object);
+    if !is_builtin(info) {
+        return custom_resource(inner, info, object);
+    }
     let unknown = decode(info, object)?;
     if change == Change::Object {
         defaults::apply(&info.group, &info.kind, object, old.is_none());
@@ -182,6 +185,34 @@ pub(crate) fn prepare(
         Ok(unknown)
     } else {
         Err(Refusal::Invalid(errs))
+    }
+}
+
+/// The `openAPIV3Schema` of the custom resource's version, from its CRD.
+fn crd_schema<'a>(inner: &'a Inner, info: &ResourceInfo) -> Option<&'a Value> {
+    let name = format!("{}.{}", info.plural, info.group);
+    let crd = inner.store.get(CRD_RESOURCE, &(String::new(), name))?;
+    crd.pointer("/spec/versions")?
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == info.version.as_str())?
+        .pointer("/schema/openAPIV3Schema")
+}
+
+/// A custom resource goes through its CRD's structural schema ([`crate::schema`]).
+fn custom_resource(
+    inner: &Inner,
+    info: &ResourceInfo,
+    object: &mut Value,
+) -> Result<Vec<String>, Refusal> {
+    let Some(schema) = crd_schema(inner, info) else {
+        return Ok(Vec::new());
+    };
+    let outcome = crate::schema::apply(schema, object);
+    if outcome.errors.is_empty() {
+        Ok(outcome.unknown)
+    } else {
+        Err(Refusal::Invalid(outcome.errors))
     }
 }
 

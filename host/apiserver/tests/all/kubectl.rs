@@ -606,3 +606,66 @@ async fn kubectl_strategic_merge_patches_merge_lists_by_key() {
         r#"{"spec":{"color":"red"}}"#,
     ]);
 }
+
+/// A custom resource goes through its CRD's structural schema as on a cluster: defaults applied,
+/// unknown fields refused under kubectl's strict validation, rules checked with kube-openapi's
+/// messages. The CRD is the example's, as a user applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_custom_resources_are_defaulted_pruned_and_validated_by_their_schema() {
+    let bin = kubectl_path();
+    let (server, _client) = common::start().await;
+    let k = Kubectl {
+        bin,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    server
+        .write_kubeconfig(&k.dir.path().join("kubeconfig"))
+        .unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/webapp-crd.yaml"
+    );
+    // The first apply may find the kind before the CRD is served, as on a cluster; the second
+    // creates what is left.
+    let _ = k.command(&["apply", "-f", example]).output().unwrap();
+    k.run(&["apply", "-f", example]);
+
+    let minimal = k.file(
+        "minimal.yaml",
+        "apiVersion: examples.capstan.dev/v1alpha1\nkind: WebApp\nmetadata: {name: minimal}\nspec: {image: 'nginx:1.27', port: 80}\n",
+    );
+    k.run(&["apply", "-f", &minimal]);
+    let w: Value =
+        serde_json::from_str(&k.run(&["get", "webapp", "minimal", "-o", "json"])).unwrap();
+    assert_eq!(w["spec"]["replicas"], 1, "the schema's default: {w}");
+
+    let invalid = k.file(
+        "invalid.yaml",
+        "apiVersion: examples.capstan.dev/v1alpha1\nkind: WebApp\nmetadata: {name: invalid}\nspec: {port: 0, replicas: -2}\n",
+    );
+    let out = k.command(&["apply", "-f", &invalid]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    for expected in [
+        r#"The WebApp "invalid" is invalid"#,
+        "spec.image: Required value",
+        "spec.port: Invalid value: 0: spec.port in body should be greater than or equal to 1",
+        "spec.replicas: Invalid value: -2: spec.replicas in body should be greater than or equal to 0",
+    ] {
+        assert!(err.contains(expected), "{expected} not in {err}");
+    }
+
+    let typo = k.file(
+        "typo.yaml",
+        "apiVersion: examples.capstan.dev/v1alpha1\nkind: WebApp\nmetadata: {name: typo}\nspec: {image: x, port: 80, replcas: 3}\n",
+    );
+    let out = k.command(&["apply", "-f", &typo]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(r#"unknown field "spec.replcas""#),
+        "{err}"
+    );
+    k.run(&["apply", "--validate=false", "-f", &typo]);
+    let w: Value = serde_json::from_str(&k.run(&["get", "webapp", "typo", "-o", "json"])).unwrap();
+    assert!(w["spec"].get("replcas").is_none(), "pruned: {w}");
+}
