@@ -4,8 +4,13 @@
 //! minimum/maximum, length, items, pattern, required, set uniqueness) with kube-openapi's messages,
 //! e.g. `spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0`.
 //!
-//! Not carried out: `format` checks other than what `type` implies, and `x-kubernetes-validations`
-//! (CEL) rules.
+//! `x-kubernetes-validations` rules are evaluated with the `cel` crate, `self` bound to the value at
+//! the rule's node and `oldSelf` to the stored one on an update (a rule that reads `oldSelf` is a
+//! transition rule, skipped on a create); a failed rule reads `spec: Invalid value: "object":
+//! <message>` (or `failed rule: <rule>`), its `reason` and `fieldPath` respected.
+//!
+//! Not carried out: `format` checks other than what `type` implies, `messageExpression`, and the
+//! Kubernetes CEL libraries beyond the standard one (`quantity()`, `url()`, `isSorted()`...).
 
 use serde_json::{Value, json};
 
@@ -21,14 +26,141 @@ pub struct Outcome {
 }
 
 /// Prunes, defaults and validates `object` (a custom resource) against `schema`, its version's
-/// `openAPIV3Schema`.
+/// `openAPIV3Schema`; `old` is the stored object of an update.
 #[must_use]
-pub fn apply(schema: &Value, object: &mut Value) -> Outcome {
+pub fn apply(schema: &Value, object: &mut Value, old: Option<&Value>) -> Outcome {
     let mut out = Outcome::default();
     prune(schema, object, "", true, &mut out.unknown);
     default(schema, object);
     validate(schema, object, "", true, &mut out.errors);
+    rules(schema, object, old, "", true, &mut out.errors);
     out
+}
+
+/// A JSON value as CEL sees it: integers are `int`, objects maps with string keys.
+fn cel_value(value: &Value) -> cel::Value {
+    match value {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Number(n) => n.as_i64().map_or_else(
+            || cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            cel::Value::Int,
+        ),
+        Value::String(s) => cel::Value::from(s.as_str()),
+        Value::Array(items) => cel::Value::from(items.iter().map(cel_value).collect::<Vec<_>>()),
+        Value::Object(map) => cel::Value::from(
+            map.iter()
+                .map(|(k, v)| (k.clone(), cel_value(v)))
+                .collect::<std::collections::HashMap<String, cel::Value>>(),
+        ),
+    }
+}
+
+/// Evaluates the `x-kubernetes-validations` rules of `schema` and of the schemas under it.
+fn rules(
+    schema: &Value,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+    root: bool,
+    errs: &mut Vec<FieldCause>,
+) {
+    if value.is_null() {
+        return;
+    }
+    for rule in schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(err) = evaluate(schema, rule, value, old, path) {
+            errs.push(err);
+        }
+    }
+    match value {
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (key, child) in map {
+                if root && key == "metadata" {
+                    continue;
+                }
+                if let Some(sub) = properties.and_then(|p| p.get(key)).or(additional) {
+                    let old_child = old.and_then(|o| o.get(key));
+                    rules(sub, child, old_child, &join(path, key), false, errs);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    rules(sub, item, None, &format!("{path}[{i}]"), false, errs);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One rule's failure, if it fails.
+fn evaluate(
+    schema: &Value,
+    rule: &Value,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+) -> Option<FieldCause> {
+    let text = rule.get("rule").and_then(Value::as_str)?;
+    let transition = text.contains("oldSelf");
+    let optional_old = flag(rule, "optionalOldSelf");
+    if transition && old.is_none() && !optional_old {
+        return None;
+    }
+    let field = match rule.get("fieldPath").and_then(Value::as_str) {
+        Some(extra) => format!("{path}{extra}"),
+        None => path.to_owned(),
+    };
+    let type_shown = json!(
+        schema
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("object")
+    );
+    let failed = |detail: String| {
+        let reason = rule.get("reason").and_then(Value::as_str);
+        Some(match reason {
+            Some("FieldValueForbidden") => FieldCause::forbidden(&field, &detail),
+            Some("FieldValueRequired") => FieldCause::required(&field, &detail),
+            Some("FieldValueDuplicate") => FieldCause::other_typed(
+                crate::error::CauseType::ValueDuplicate,
+                &field,
+                format!("Duplicate value: {detail}"),
+            ),
+            _ => FieldCause::invalid_value(&field, &type_shown, detail),
+        })
+    };
+    let program = match cel::Program::compile(text) {
+        Ok(p) => p,
+        Err(e) => return failed(format!("compilation failed: {e}")),
+    };
+    let mut context = cel::Context::default();
+    context.add_variable_from_value("self", cel_value(value));
+    if transition {
+        let old_value = old.map_or(cel::Value::Null, cel_value);
+        context.add_variable_from_value("oldSelf", old_value);
+    }
+    let message = || {
+        rule.get("message")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("failed rule: {text}"), str::to_owned)
+    };
+    match program.execute(&context) {
+        Ok(cel::Value::Bool(true)) => None,
+        Ok(cel::Value::Bool(false)) => failed(message()),
+        Ok(other) => failed(format!("rule did not evaluate to a bool: {other:?}")),
+        Err(e) => failed(format!("{}: {e}", message())),
+    }
 }
 
 fn flag(schema: &Value, key: &str) -> bool {
@@ -362,6 +494,38 @@ mod tests {
         }})
     }
 
+    #[test]
+    fn cel_rules_with_self_and_old_self() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.min <= self.max", "message": "min must not exceed max"},
+                {"rule": "self.name == oldSelf.name", "message": "name is immutable", "reason": "FieldValueForbidden"},
+                {"rule": "self.tags.all(t, t.startsWith('team-'))", "fieldPath": ".tags"},
+                {"rule": "has(self.mode) || self.max < 10"}
+            ],
+            "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}, "name": {"type": "string"},
+                "mode": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}}}});
+        let mut ok = json!({"spec": {"min": 1, "max": 2, "name": "a", "tags": ["team-x"]}});
+        assert!(apply(&schema, &mut ok, None).errors.is_empty());
+        let mut bad = json!({"spec": {"min": 30, "max": 20, "name": "b", "tags": ["x"]}});
+        let old = json!({"spec": {"min": 1, "max": 2, "name": "a", "tags": []}});
+        let out = apply(&schema, &mut bad, Some(&old));
+        assert_eq!(
+            texts(&out),
+            [
+                "spec: Invalid value: \"object\": min must not exceed max",
+                "spec: Forbidden: name is immutable",
+                "spec.tags: Invalid value: \"object\": failed rule: self.tags.all(t, t.startsWith('team-'))",
+                "spec: Invalid value: \"object\": failed rule: has(self.mode) || self.max < 10",
+            ]
+        );
+        let mut created = json!({"spec": {"min": 1, "max": 2, "name": "b", "tags": []}});
+        assert!(
+            apply(&schema, &mut created, None).errors.is_empty(),
+            "a transition rule is skipped on a create"
+        );
+    }
+
     fn texts(out: &Outcome) -> Vec<String> {
         out.errors.iter().map(ToString::to_string).collect()
     }
@@ -372,7 +536,7 @@ mod tests {
             "spec": {"image": "nginx:1", "typo": 1, "labels": {"a": "b"}, "extra": {"any": {"thing": 1}},
                 "note": null, "size": "50%", "tier": null},
             "other": true});
-        let out = apply(&schema(), &mut o);
+        let out = apply(&schema(), &mut o, None);
         assert!(out.errors.is_empty(), "{:?}", texts(&out));
         assert_eq!(out.unknown, ["other", "spec.typo"]);
         assert_eq!(
@@ -387,7 +551,7 @@ mod tests {
     fn each_rule_has_kube_openapis_message() {
         let mut o = json!({"spec": {"replicas": -1, "tier": "db", "ports": [1, 2, 3],
             "tags": ["a", "a"], "image": "UPPER", "labels": {"a": 1}, "size": true}});
-        let out = apply(&schema(), &mut o);
+        let out = apply(&schema(), &mut o, None);
         assert_eq!(
             texts(&out),
             [
@@ -401,7 +565,7 @@ mod tests {
             ]
         );
         let mut o = json!({"spec": {"replicas": "3"}});
-        let out = apply(&schema(), &mut o);
+        let out = apply(&schema(), &mut o, None);
         assert_eq!(
             texts(&out),
             [

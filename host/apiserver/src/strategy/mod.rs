@@ -166,7 +166,7 @@ pub(crate) fn prepare(
 ) -> Result<Vec<String>, Refusal> {
     canonical_bytes(info, object);
     if !is_builtin(info) {
-        return custom_resource(inner, info, object);
+        return custom_resource(inner, info, old, object);
     }
     let unknown = decode(info, object)?;
     if change == Change::Object {
@@ -203,12 +203,13 @@ fn crd_schema<'a>(inner: &'a Inner, info: &ResourceInfo) -> Option<&'a Value> {
 fn custom_resource(
     inner: &Inner,
     info: &ResourceInfo,
+    old: Option<&Value>,
     object: &mut Value,
 ) -> Result<Vec<String>, Refusal> {
     let Some(schema) = crd_schema(inner, info) else {
         return Ok(Vec::new());
     };
-    let outcome = crate::schema::apply(schema, object);
+    let outcome = crate::schema::apply(schema, object, old);
     if outcome.errors.is_empty() {
         Ok(outcome.unknown)
     } else {
