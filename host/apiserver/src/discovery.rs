@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 
+use crate::cluster::Inner;
 use crate::resource::Registry;
 use crate::reviews::{AUTHENTICATION_GROUP, AUTHORIZATION_GROUP, Review};
 
@@ -181,12 +182,14 @@ pub fn openapi_v3_index(registry: &Registry) -> Value {
     json!({ "paths": paths })
 }
 
-/// `/openapi/v3/{api/v1|apis/group/version}`: a minimal OpenAPI v3 document listing each kind's
-/// PATCH operation with its `x-kubernetes-group-version-kind` and the `fieldValidation` parameter,
-/// which is what kubectl checks before sending server-side field validation. Schemas are open
-/// (no validation).
+/// `/openapi/v3/{api/v1|apis/group/version}`: an OpenAPI v3 document listing each kind's
+/// operations with its `x-kubernetes-group-version-kind` and the `fieldValidation` parameter,
+/// which is what kubectl checks before sending server-side field validation; a custom resource's
+/// schema is its CRD's `openAPIV3Schema` (what `kubectl explain` reads), named as kube-apiserver
+/// names it (`dev.capstan.examples.v1alpha1.WebApp`). Built-in kinds have no schema here.
 #[must_use]
-pub fn openapi_v3_group(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+pub fn openapi_v3_group(inner: &Inner, group: &str, version: &str) -> Option<Value> {
+    let registry = &inner.registry;
     let resources = registry.resources(group, version);
     if resources.is_empty() {
         return None;
@@ -197,6 +200,7 @@ pub fn openapi_v3_group(registry: &Registry, group: &str, version: &str) -> Opti
         format!("/apis/{group}/{version}")
     };
     let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
     for r in resources {
         let ns = if r.namespaced {
             "/namespaces/{namespace}"
@@ -221,12 +225,31 @@ pub fn openapi_v3_group(registry: &Registry, group: &str, version: &str) -> Opti
             })
         };
         paths.insert(path, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+        if let Some(schema) = crate::schema::of_custom_resource(inner, &r) {
+            let mut schema = schema.clone();
+            if let Some(map) = schema.as_object_mut() {
+                let properties = map.entry("properties").or_insert_with(|| json!({}));
+                if let Some(props) = properties.as_object_mut() {
+                    props.entry("apiVersion").or_insert_with(|| json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
+                    props.entry("kind").or_insert_with(|| json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
+                    props.entry("metadata").or_insert_with(
+                        || json!({"type": "object", "description": "Standard object's metadata."}),
+                    );
+                }
+                map.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+            }
+            let reversed: Vec<&str> = r.group.split('.').rev().collect();
+            schemas.insert(
+                format!("{}.{}.{}", reversed.join("."), r.version, r.kind),
+                schema,
+            );
+        }
     }
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
 }
 
@@ -267,7 +290,8 @@ mod tests {
         assert!(group(&registry, "authentication.k8s.io").is_some());
         assert!(group_list(&registry)["groups"].as_array().unwrap().len() >= 5);
         assert!(openapi_v3_index(&registry)["paths"]["apis/apps/v1"].is_object());
-        let doc = openapi_v3_group(&registry, "apps", "v1").unwrap();
+        let cluster = crate::cluster::Cluster::open(None, 100).unwrap();
+        let doc = openapi_v3_group(&cluster.lock(), "apps", "v1").unwrap();
         let patch =
             &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(

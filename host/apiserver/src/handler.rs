@@ -367,13 +367,13 @@ async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Resp
         }
         ["openapi", "v3"] if get => ok(discovery::openapi_v3_index(&app.cluster.lock().registry)),
         ["openapi", "v3", "api", "v1"] if get => {
-            discovery::openapi_v3_group(&app.cluster.lock().registry, "", "v1")
+            discovery::openapi_v3_group(&app.cluster.lock(), "", "v1")
                 .map_or(Err(ApiError::UnknownResource), ok)
         }
         ["openapi", "v3", "apis", group, version] if get => {
             Segment::Group.check(group)?;
             Segment::Version.check(version)?;
-            discovery::openapi_v3_group(&app.cluster.lock().registry, group, version)
+            discovery::openapi_v3_group(&app.cluster.lock(), group, version)
                 .map_or(Err(ApiError::UnknownResource), ok)
         }
         ["api", "v1", "namespaces", namespace, "pods", name, "log"] => {

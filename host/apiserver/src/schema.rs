@@ -14,7 +14,21 @@
 
 use serde_json::{Value, json};
 
+use crate::cluster::Inner;
 use crate::error::FieldCause;
+use crate::resource::{CRD_RESOURCE, ResourceInfo};
+
+/// The `openAPIV3Schema` of a custom resource's version, from its CRD.
+#[must_use]
+pub fn of_custom_resource<'a>(inner: &'a Inner, info: &ResourceInfo) -> Option<&'a Value> {
+    let name = format!("{}.{}", info.plural, info.group);
+    let crd = inner.store.get(CRD_RESOURCE, &(String::new(), name))?;
+    crd.pointer("/spec/versions")?
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == info.version.as_str())?
+        .pointer("/schema/openAPIV3Schema")
+}
 
 /// What a schema did to an object.
 #[derive(Debug, Default)]

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::cluster::Inner;
 use crate::error::{ApiError, FieldCause};
-use crate::resource::{CRD_RESOURCE, ResourceInfo};
+use crate::resource::ResourceInfo;
 
 pub(crate) use validate::Change;
 
@@ -188,17 +188,6 @@ pub(crate) fn prepare(
     }
 }
 
-/// The `openAPIV3Schema` of the custom resource's version, from its CRD.
-fn crd_schema<'a>(inner: &'a Inner, info: &ResourceInfo) -> Option<&'a Value> {
-    let name = format!("{}.{}", info.plural, info.group);
-    let crd = inner.store.get(CRD_RESOURCE, &(String::new(), name))?;
-    crd.pointer("/spec/versions")?
-        .as_array()?
-        .iter()
-        .find(|v| v["name"] == info.version.as_str())?
-        .pointer("/schema/openAPIV3Schema")
-}
-
 /// A custom resource goes through its CRD's structural schema ([`crate::schema`]).
 fn custom_resource(
     inner: &Inner,
@@ -206,7 +195,7 @@ fn custom_resource(
     old: Option<&Value>,
     object: &mut Value,
 ) -> Result<Vec<String>, Refusal> {
-    let Some(schema) = crd_schema(inner, info) else {
+    let Some(schema) = crate::schema::of_custom_resource(inner, info) else {
         return Ok(Vec::new());
     };
     let outcome = crate::schema::apply(schema, object, old);

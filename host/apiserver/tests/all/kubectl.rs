@@ -638,6 +638,14 @@ async fn kubectl_custom_resources_are_defaulted_pruned_and_validated_by_their_sc
     let w: Value =
         serde_json::from_str(&k.run(&["get", "webapp", "minimal", "-o", "json"])).unwrap();
     assert_eq!(w["spec"]["replicas"], 1, "the schema's default: {w}");
+    let explained = k.run(&["explain", "webapp.spec"]);
+    assert!(
+        explained.contains("KIND:       WebApp")
+            && explained.contains("port")
+            && explained.contains("replicas")
+            && explained.contains("-required-"),
+        "{explained}"
+    );
 
     let invalid = k.file(
         "invalid.yaml",
