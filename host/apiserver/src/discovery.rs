@@ -186,7 +186,9 @@ pub fn openapi_v3_index(registry: &Registry) -> Value {
 /// operations with its `x-kubernetes-group-version-kind` and the `fieldValidation` parameter,
 /// which is what kubectl checks before sending server-side field validation; a custom resource's
 /// schema is its CRD's `openAPIV3Schema` (what `kubectl explain` reads), named as kube-apiserver
-/// names it (`dev.capstan.examples.v1alpha1.WebApp`). Built-in kinds have no schema here.
+/// names it (`dev.capstan.examples.v1alpha1.WebApp`); a built-in kind's is its k8s-openapi type's
+/// JSON schema (schemars), with every type it refers to, named as Kubernetes names them
+/// (`io.k8s.api.apps.v1.Deployment`).
 #[must_use]
 pub fn openapi_v3_group(inner: &Inner, group: &str, version: &str) -> Option<Value> {
     let registry = &inner.registry;
@@ -201,7 +203,15 @@ pub fn openapi_v3_group(inner: &Inner, group: &str, version: &str) -> Option<Val
     };
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut kinds = Vec::new();
     for r in resources {
+        if let Some(name) = builtin_schema(&mut generator, &r.group, &r.kind) {
+            kinds.push((
+                name,
+                json!({"group": r.group, "version": r.version, "kind": r.kind}),
+            ));
+        }
         let ns = if r.namespaced {
             "/namespaces/{namespace}"
         } else {
@@ -245,12 +255,65 @@ pub fn openapi_v3_group(inner: &Inner, group: &str, version: &str) -> Option<Val
             );
         }
     }
+    for (name, schema) in generator.take_definitions(true) {
+        schemas.insert(name, schema);
+    }
+    for (name, gvk) in kinds {
+        if let Some(Value::Object(def)) = schemas.get_mut(&name) {
+            def.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+        }
+    }
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")},
         "paths": paths,
         "components": {"schemas": schemas},
     }))
+}
+
+/// Registers the schema of a built-in kind (and of what it refers to) with `generator`, returning
+/// its name; `None` for a kind without a generated type here.
+fn builtin_schema(
+    generator: &mut schemars::SchemaGenerator,
+    group: &str,
+    kind: &str,
+) -> Option<String> {
+    use k8s_openapi::api::{
+        apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+        events::v1 as events, rbac::v1 as rbac,
+    };
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+    use schemars::JsonSchema;
+    fn add<T: JsonSchema>(generator: &mut schemars::SchemaGenerator) -> Option<String> {
+        generator.subschema_for::<T>();
+        Some(T::schema_name().into_owned())
+    }
+    match (group, kind) {
+        ("", "Namespace") => add::<core::Namespace>(generator),
+        ("", "ConfigMap") => add::<core::ConfigMap>(generator),
+        ("", "Secret") => add::<core::Secret>(generator),
+        ("", "Service") => add::<core::Service>(generator),
+        ("", "Pod") => add::<core::Pod>(generator),
+        ("", "PersistentVolumeClaim") => add::<core::PersistentVolumeClaim>(generator),
+        ("", "Event") => add::<core::Event>(generator),
+        ("", "ServiceAccount") => add::<core::ServiceAccount>(generator),
+        ("apps", "Deployment") => add::<apps::Deployment>(generator),
+        ("apps", "StatefulSet") => add::<apps::StatefulSet>(generator),
+        ("apps", "ReplicaSet") => add::<apps::ReplicaSet>(generator),
+        ("batch", "Job") => add::<batch::Job>(generator),
+        ("coordination.k8s.io", "Lease") => add::<coordination::Lease>(generator),
+        ("events.k8s.io", "Event") => add::<events::Event>(generator),
+        ("rbac.authorization.k8s.io", "Role") => add::<rbac::Role>(generator),
+        ("rbac.authorization.k8s.io", "RoleBinding") => add::<rbac::RoleBinding>(generator),
+        ("rbac.authorization.k8s.io", "ClusterRole") => add::<rbac::ClusterRole>(generator),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            add::<rbac::ClusterRoleBinding>(generator)
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            add::<apiextensions::CustomResourceDefinition>(generator)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -298,5 +361,17 @@ mod tests {
             patch["x-kubernetes-group-version-kind"]["kind"],
             "Deployment"
         );
+        let schemas = &doc["components"]["schemas"];
+        let deployment = &schemas["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(
+            deployment["x-kubernetes-group-version-kind"],
+            json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
+        );
+        let spec_ref = deployment.pointer("/properties/spec").unwrap().to_string();
+        assert!(
+            spec_ref.contains("#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"),
+            "{spec_ref}"
+        );
+        assert!(schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"].is_object());
     }
 }

@@ -465,6 +465,16 @@ async fn kubectl_sees_defaults_allocations_and_validation_as_on_a_cluster() {
         d["metadata"]["resourceVersion"]
     );
 
+    let explained = k.run(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        explained.contains("KIND:       Deployment")
+            && explained.contains("GROUP:      apps")
+            && explained.contains("rollingUpdate"),
+        "{explained}"
+    );
+    let explained = k.run(&["explain", "pods.spec.containers", "--recursive"]);
+    assert!(explained.contains("imagePullPolicy"), "{explained}");
+
     let services = k.file("svc.yaml", SERVICES);
     k.run(&["create", "-f", &services]);
     let svc: Value = serde_json::from_str(&k.run(&["get", "svc", "web", "-o", "json"])).unwrap();
