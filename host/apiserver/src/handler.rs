@@ -29,6 +29,7 @@ use crate::patch::{PATCH_TYPES, PatchKind};
 use crate::path::{self, Segment};
 use crate::protobuf;
 use crate::reviews::{REVIEW_TYPES, Review, Reviewer};
+use crate::scale;
 use crate::selector::Selector;
 use crate::table::{self, IncludeObject};
 use crate::user;
@@ -475,10 +476,12 @@ fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<
         name.map(str::to_string),
         subresource.map(str::to_string),
     );
-    if subresource
-        .as_deref()
-        .is_some_and(|s| s != "status" || !info.status_subresource)
-    {
+    let served = |s: &str| match s {
+        "status" => info.status_subresource,
+        "scale" => info.scale.is_some(),
+        _ => false,
+    };
+    if subresource.as_deref().is_some_and(|s| !served(s)) {
         return Err(ApiError::UnknownResource);
     }
     Ok(Target {
@@ -520,6 +523,20 @@ async fn resource(
     let table = table::wants_table(accept(headers))
         .then(|| IncludeObject::parse(query.get("includeObject")));
     let info = target.info.clone();
+    if target.subresource.as_deref() == Some("scale") {
+        let bytes = read_body(body, headers, app.max_body_bytes).await?;
+        return scale_subresource(cluster, target, &parts.method, headers, &bytes, || {
+            query.write_options_for(
+                if parts.method == Method::PUT {
+                    "UpdateOptions"
+                } else {
+                    "PatchOptions"
+                },
+                headers,
+                requester,
+            )
+        });
+    }
     match (&parts.method, target.name.is_some()) {
         (&Method::GET, false) if is_watch(query.0.get("watch").map(String::as_str)) => {
             let params = WatchParams {
@@ -654,6 +671,66 @@ async fn resource(
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// `GET`, `PUT` or `PATCH` of a `/scale` subresource: the Scale is built from the object, and a
+/// write changes only the object's replicas (a PATCH retries on a conflict, as kube-apiserver's
+/// `GuaranteedUpdate` does; a PUT's `resourceVersion` is a precondition).
+fn scale_subresource(
+    cluster: &Cluster,
+    target: Target,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+    options: impl Fn() -> Result<WriteOptions, ApiError>,
+) -> Result<Response, ApiError> {
+    let paths = scale::paths(&target.info)?.clone();
+    let object_target = Target {
+        subresource: None,
+        ..target.clone()
+    };
+    let name = target.name.clone().unwrap_or_default();
+    for _ in 0..3 {
+        let object = cluster.get(&object_target)?;
+        let current = scale::of(&paths, &object);
+        let wanted = match *method {
+            Method::GET => return Ok(json_response(StatusCode::OK, &current)),
+            Method::PUT => {
+                let media = object_media_type(headers)?;
+                let asked = decode_object(&media, body)?;
+                if let Some(rv) = asked["metadata"]["resourceVersion"].as_str()
+                    && Some(rv) != object["metadata"]["resourceVersion"].as_str()
+                {
+                    return Err(ApiError::Conflict {
+                        resource: target.info.group_resource(),
+                        name,
+                        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+                    });
+                }
+                asked
+            }
+            Method::PATCH => {
+                let kind = PatchKind::from_content_type(content_type(headers))
+                    .filter(|k| *k != PatchKind::Apply)
+                    .ok_or_else(|| ApiError::UnsupportedMediaType(PATCH_TYPES.into()))?;
+                crate::patch::apply_patch(kind, "Scale", &current, body)
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?
+            }
+            _ => return Err(ApiError::MethodNotAllowed),
+        };
+        let replicas = scale::wanted_replicas(&wanted, &name)?;
+        let scaled = scale::with_replicas(&paths, &object, replicas);
+        match cluster.update(&object_target, scaled, &options()?) {
+            Ok(updated) => return Ok(json_response(StatusCode::OK, &scale::of(&paths, &updated))),
+            Err(ApiError::Conflict { .. }) if *method == Method::PATCH => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict {
+        resource: target.info.group_resource(),
+        name,
+        message: "the object kept changing while it was scaled; try again".into(),
+    })
 }
 
 /// `GET /api/v1/namespaces/{ns}/pods/{name}/log` as `text/plain`; `previous`, `follow`,

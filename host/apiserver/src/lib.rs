@@ -28,6 +28,7 @@ pub mod persist;
 pub mod protobuf;
 pub mod resource;
 pub mod reviews;
+pub mod scale;
 pub mod schema;
 pub mod selector;
 pub mod server;

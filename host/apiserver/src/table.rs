@@ -231,6 +231,7 @@ mod tests {
                 description: String::new(),
                 priority: 0,
             }],
+            scale: None,
         };
         let obj = json!({"metadata": {"name": "a"}, "spec": {"size": 4}});
         let t = table(&info, &[&obj], json!({}), IncludeObject::Metadata);

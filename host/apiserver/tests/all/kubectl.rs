@@ -460,10 +460,33 @@ async fn kubectl_sees_defaults_allocations_and_validation_as_on_a_cluster() {
     let again: Value =
         serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
     assert_eq!(again["metadata"]["generation"], 1);
+    assert_eq!(again["spec"]["replicas"], 1);
     assert_eq!(
         again["metadata"]["resourceVersion"],
         d["metadata"]["resourceVersion"]
     );
+
+    // kubectl scale goes through the /scale subresource (autoscaling/v1 Scale).
+    k.run(&["scale", "deployment", "web", "--replicas=3"]);
+    let scale: Value = serde_json::from_str(&k.run(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+    ]))
+    .unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let scaled: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(scaled["spec"]["replicas"], 3);
+    assert_eq!(scaled["metadata"]["generation"], 2);
+    let out = k
+        .command(&["scale", "deployment", "web", "--replicas=-1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    k.run(&["scale", "deployment", "web", "--replicas=1"]);
 
     let explained = k.run(&["explain", "deployment.spec.strategy"]);
     assert!(
