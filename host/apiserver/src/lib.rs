@@ -25,6 +25,7 @@ pub mod logs;
 pub mod patch;
 pub mod path;
 pub mod persist;
+pub mod printers;
 pub mod protobuf;
 pub mod resource;
 pub mod reviews;

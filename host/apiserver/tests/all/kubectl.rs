@@ -522,6 +522,30 @@ async fn kubectl_sees_defaults_allocations_and_validation_as_on_a_cluster() {
         "{ports:?}"
     );
     assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
+    // Tables with the columns kube-apiserver prints for these kinds.
+    let table = k.run(&["get", "svc", "web-np"]);
+    assert!(
+        table.contains("TYPE") && table.contains("CLUSTER-IP") && table.contains("PORT(S)"),
+        "{table}"
+    );
+    assert!(table.contains(&format!("80:{}/TCP", ports[0])), "{table}");
+    let table = k.run(&["get", "deployments"]);
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{table}"
+    );
+    assert!(table.contains("0/1"), "{table}");
+    let wide = k.run(&["get", "deployments", "-o", "wide"]);
+    assert!(
+        wide.contains("nginx:1.27") && wide.contains("app=web"),
+        "{wide}"
+    );
 
     let bad = k.file("bad.yaml", BAD_DEPLOYMENT);
     let out = k
