@@ -30,6 +30,7 @@ pub mod resource;
 pub mod reviews;
 pub mod selector;
 pub mod server;
+pub mod shard;
 pub mod store;
 pub mod table;
 pub mod tls;
