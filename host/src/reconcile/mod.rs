@@ -142,6 +142,9 @@ pub struct ControllerConfig {
     pub scope: ScopeGrant,
     /// Count reconciles and their duration here.
     pub metrics: Option<crate::metrics::Metrics>,
+    /// With sharding: reconcile only the objects this gate grants (by uid; an object not in the
+    /// cache is only forgotten), and requeue every object when the grant widens. Default none.
+    pub gate: Option<crate::shard::Gate>,
 }
 
 impl Default for ControllerConfig {
@@ -155,6 +158,7 @@ impl Default for ControllerConfig {
             phase_timeouts: HashMap::new(),
             scope: ScopeGrant::default(),
             metrics: None,
+            gate: None,
         }
     }
 }
@@ -277,6 +281,35 @@ impl Shared {
                     .for_each(|k| self.queue.add(k));
             }
         }
+    }
+
+    /// The shard hash and uid of the cached object `key`, if the cache holds it.
+    fn shard_of(&self, key: &ObjectKey) -> Option<(u64, String)> {
+        let obj = self
+            .handles
+            .get(&key.gvk)?
+            .get(key.namespace.as_deref(), &key.name)?;
+        let uid = obj.metadata.uid.clone()?;
+        Some((crate::shard::key_hash(&uid), uid))
+    }
+
+    /// Objects of the watched kinds the gate grants now.
+    fn owned(&self, watches: &[Gvk]) -> usize {
+        let Some(gate) = &self.config.gate else {
+            return 0;
+        };
+        let grant = gate.grant();
+        watches
+            .iter()
+            .filter_map(|gvk| self.handles.get(gvk))
+            .flat_map(|h| h.list(None, None).unwrap_or_default())
+            .filter(|o| {
+                o.metadata
+                    .uid
+                    .as_deref()
+                    .is_some_and(|u| grant.contains(crate::shard::key_hash(u)))
+            })
+            .count()
     }
 
     /// Whether `change` of a watched object calls for a reconcile (see the module documentation).
@@ -476,11 +509,34 @@ impl Controller {
                 }
             }));
         }
+        // Sharding: objects this replica may work on from now on are reconciled at once.
+        if let Some(gate) = &shared.config.gate {
+            let (s, watches, mut gained) = (shared.clone(), m.watches.clone(), gate.gained());
+            tasks.push(tokio::spawn(async move {
+                while gained.changed().await.is_ok() {
+                    s.requeue_all(&watches, false);
+                }
+            }));
+        }
         let watch_tasks = tasks.len();
         for _ in 0..shared.config.concurrency.max(1) {
             let s = shared.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(key) = s.queue.next().await {
+                    // Sharding: only what the gate grants; the work counts as in flight until
+                    // its outcome is settled.
+                    let work = match (&s.config.gate, s.shard_of(&key)) {
+                        (Some(gate), Some((hash, uid))) => match gate.begin(hash, &uid) {
+                            Some(work) => Some(work),
+                            None => {
+                                s.forget_object(&key);
+                                s.queue.forget(&key);
+                                s.queue.done(&key);
+                                continue;
+                            }
+                        },
+                        _ => None,
+                    };
                     let started = Instant::now();
                     let outcome = pipeline::reconcile(&s, &key).await;
                     if let Err(e) = &outcome {
@@ -490,6 +546,7 @@ impl Controller {
                     if let Some(m) = &s.config.metrics {
                         m.reconcile(s.plugin().name(), result, started.elapsed());
                     }
+                    drop(work);
                     s.queue.done(&key);
                 }
             }));
@@ -550,6 +607,16 @@ impl Controller {
     pub fn depth_probe(&self) -> impl Fn() -> usize + Send + Sync + 'static {
         let queue = self.shared.queue.clone();
         move || queue.len()
+    }
+
+    /// A probe of how many objects of the watched kinds the shard gate grants now (0 without
+    /// sharding), for metrics.
+    pub fn owned_probe(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let (shared, watches) = (
+            self.shared.clone(),
+            self.plugin().manifest().watches.clone(),
+        );
+        move || shared.owned(&watches)
     }
 
     /// Stop taking work; reconciles in flight finish.
