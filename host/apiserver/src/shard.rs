@@ -311,7 +311,15 @@ mod tests {
                 .collect();
             let mut counts = vec![0; shards.len()];
             for i in 0..2000 {
-                let o = uid(&format!("3f1c2a4e-0000-4000-8000-{i:012x}"));
+                // Random-looking uids, as the server's (v4) are.
+                let r = fnv1a64(format!("seed-{i}").as_bytes());
+                let o = uid(&format!(
+                    "{:08x}-{:04x}-4{:03x}-8000-{:012x}",
+                    r >> 32,
+                    r & 0xffff,
+                    i,
+                    r >> 16
+                ));
                 let hits: Vec<_> = (0..shards.len())
                     .filter(|&s| selectors[s].matches(&o))
                     .collect();

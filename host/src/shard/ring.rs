@@ -142,6 +142,17 @@ impl Ranges {
     }
 }
 
+/// A virtual node's point: FNV-1a, then MurmurHash3's `fmix64` (a bijection that spreads every
+/// input bit over the whole word).
+fn point(name: &str) -> u64 {
+    let mut h = fnv1a64(name.as_bytes());
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
 /// The ring of one set of members.
 #[derive(Debug, Clone)]
 pub struct Ring {
@@ -158,9 +169,7 @@ impl Ring {
         let mut points: Vec<(u64, usize)> = members
             .iter()
             .enumerate()
-            .flat_map(|(m, id)| {
-                (0..VIRTUAL_NODES).map(move |i| (fnv1a64(format!("{id}#{i}").as_bytes()), m))
-            })
+            .flat_map(|(m, id)| (0..VIRTUAL_NODES).map(move |i| (point(&format!("{id}#{i}")), m)))
             .collect();
         points.sort_unstable();
         points.dedup_by_key(|(p, _)| *p);
@@ -225,7 +234,7 @@ mod tests {
         );
         assert!(shares.iter().all(|s| *s > 0.25 && *s < 0.42), "{shares:?}");
         for i in 0..5000u32 {
-            let h = key_hash(&format!("uid-{i}"));
+            let h = key_hash(&format!("{:016x}-uid", key_hash(&format!("seed-{i}"))));
             let owner = ring.owner(h).unwrap();
             for (m, r) in ["a_1", "b_2", "c_3"].iter().zip(&ranges) {
                 assert_eq!(r.contains(h), *m == owner, "hash {h:#x}");

@@ -45,7 +45,9 @@ fn start(client: &kube::Client, identity: &str) -> Sharder {
 
 /// Sample hashes (object uids).
 fn hashes() -> Vec<u64> {
-    (0..3000).map(|i| key_hash(&format!("uid-{i}"))).collect()
+    (0..3000)
+        .map(|i| key_hash(&format!("{:016x}-uid", key_hash(&format!("seed-{i}")))))
+        .collect()
 }
 
 /// Waits until every replica serves with `n` members and their grants partition the samples.
