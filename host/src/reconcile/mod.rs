@@ -190,7 +190,15 @@ struct Shared {
     /// Objects that failed terminally, by uid and generation (the stored status says so too,
     /// except in manual mode).
     failed: Mutex<HashMap<ObjectKey, (String, Option<i64>)>>,
+    /// Sharding: keys the gate refused (their changes came while another replica held them),
+    /// by shard hash and when, for [`PARKED_FOR`]: reconciled first if the grant widens to them
+    /// (the changes made while their owner died or moved).
+    parked: Mutex<HashMap<ObjectKey, (u64, Instant)>>,
 }
+
+/// How long a key the shard gate refused is remembered (see `Shared::parked`): longer than a
+/// lease duration plus the rounds of a hand-over.
+const PARKED_FOR: Duration = Duration::from_secs(60);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -291,6 +299,54 @@ impl Shared {
             .get(key.namespace.as_deref(), &key.name)?;
         let uid = obj.metadata.uid.clone()?;
         Some((crate::shard::key_hash(&uid), uid))
+    }
+
+    /// The grant widened by `gained`: queue the parked keys in it first (their changes came
+    /// while another replica still held them), then every other watched object in it.
+    fn requeue_gained(&self, watches: &[Gvk], gained: &crate::shard::Ranges) {
+        if gained.is_empty() {
+            return;
+        }
+        let parked: Vec<ObjectKey> = {
+            let mut parked = lock(&self.parked);
+            // The most recently refused first: changes made while their owner died or moved.
+            let mut keys: Vec<(Instant, ObjectKey)> = parked
+                .iter()
+                .filter(|(_, (h, _))| gained.contains(*h))
+                .map(|(k, (_, at))| (*at, k.clone()))
+                .collect();
+            keys.sort_by(|a, b| b.0.cmp(&a.0));
+            let keys: Vec<ObjectKey> = keys.into_iter().map(|(_, k)| k).collect();
+            parked.retain(|_, (h, at)| !gained.contains(*h) && at.elapsed() < PARKED_FOR);
+            keys
+        };
+        tracing::info!(
+            plugin = self.plugin().name(),
+            parked = parked.len(),
+            share = gained.share(),
+            "sharding: objects gained; reconciling those changed meanwhile first"
+        );
+        for key in parked {
+            self.queue.add(key);
+        }
+        let plugin = self.plugin();
+        for gvk in watches {
+            if let Some(h) = self.handles.get(gvk)
+                && let Ok(objects) = h.list(None, None)
+            {
+                objects
+                    .iter()
+                    .filter(|o| {
+                        o.metadata
+                            .uid
+                            .as_deref()
+                            .is_some_and(|u| gained.contains(crate::shard::key_hash(u)))
+                    })
+                    .filter(|o| self.in_scope(&plugin, o))
+                    .filter_map(|o| key_of(gvk, o))
+                    .for_each(|k| self.queue.add(k));
+            }
+        }
     }
 
     /// Objects of the watched kinds the gate grants now.
@@ -446,6 +502,7 @@ impl Controller {
             first_infra_error: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            parked: Mutex::new(HashMap::new()),
         });
         let mut tasks = Vec::new();
         // Changes of watched kinds queue the object; changes of owned kinds queue their owner.
@@ -512,9 +569,18 @@ impl Controller {
         // Sharding: objects this replica may work on from now on are reconciled at once.
         if let Some(gate) = &shared.config.gate {
             let (s, watches, mut gained) = (shared.clone(), m.watches.clone(), gate.gained());
+            let gate = gate.clone();
             tasks.push(tokio::spawn(async move {
-                while gained.changed().await.is_ok() {
-                    s.requeue_all(&watches, false);
+                use tokio::sync::broadcast::error::RecvError;
+                // What was granted before this task listened.
+                s.requeue_gained(&watches, &gate.grant());
+                loop {
+                    let new = match gained.recv().await {
+                        Ok(new) => new,
+                        Err(RecvError::Lagged(_)) => gate.grant(),
+                        Err(RecvError::Closed) => break,
+                    };
+                    s.requeue_gained(&watches, &new);
                 }
             }));
         }
@@ -529,6 +595,10 @@ impl Controller {
                         (Some(gate), Some((hash, uid))) => match gate.begin(hash, &uid) {
                             Some(work) => Some(work),
                             None => {
+                                let mut parked = lock(&s.parked);
+                                parked.retain(|_, (_, at)| at.elapsed() < PARKED_FOR);
+                                parked.insert(key.clone(), (hash, Instant::now()));
+                                drop(parked);
                                 s.forget_object(&key);
                                 s.queue.forget(&key);
                                 s.queue.done(&key);

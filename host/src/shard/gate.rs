@@ -10,7 +10,7 @@ use super::audit::{self, Audit};
 use super::ring::Ranges;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::watch;
+use tokio::sync::broadcast;
 
 /// This replica's grant and its work in flight. Cheap to clone; clones share one gate.
 #[derive(Debug, Clone)]
@@ -21,14 +21,16 @@ pub struct Gate {
 #[derive(Debug)]
 struct Inner {
     state: Mutex<State>,
-    /// Bumped whenever the grant gains hashes: owners requeue what they may now work on.
-    gained: watch::Sender<u64>,
+    /// What each widening of the grant added: owners requeue what they may now work on.
+    gained: broadcast::Sender<Ranges>,
     audit: Option<Audit>,
 }
 
 #[derive(Debug)]
 struct State {
     grant: Ranges,
+    /// What this replica owns in the ring it is moving to: the grant never exceeds it.
+    target: Ranges,
     /// Work in flight by hash.
     in_flight: HashMap<u64, usize>,
 }
@@ -65,9 +67,10 @@ impl Gate {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     grant: Ranges::none(),
+                    target: Ranges::all(),
                     in_flight: HashMap::new(),
                 }),
-                gained: watch::channel(0).0,
+                gained: broadcast::channel(64).0,
                 audit,
             }),
         }
@@ -109,11 +112,19 @@ impl Gate {
         })
     }
 
-    /// Keep only the part of the grant within `keep` (new work outside it is refused from now
-    /// on; work in flight goes on until [`drained`](Self::drained)).
+    /// Keep only the part of the grant within `keep`, what this replica owns in the ring it
+    /// moves to (new work outside it is refused from now on; work in flight goes on until
+    /// [`drained`](Self::drained)).
     pub fn narrow(&self, keep: &Ranges) {
         let mut state = self.state();
         state.grant = state.grant.intersect(keep);
+        state.target = keep.clone();
+    }
+
+    /// What this replica owns in the ring it moves to (its caches need no more).
+    #[must_use]
+    pub fn target(&self) -> Ranges {
+        self.state().target.clone()
     }
 
     /// Grant nothing (the replica left the ring).
@@ -125,14 +136,16 @@ impl Gate {
     pub fn set(&self, grant: Ranges) -> bool {
         let gained = {
             let mut state = self.state();
-            let gained = !grant.is_subset(&state.grant);
+            let gained = grant.subtract(&state.grant);
             state.grant = grant;
             gained
         };
-        if gained {
-            self.inner.gained.send_modify(|n| *n += 1);
+        if gained.is_empty() {
+            return false;
         }
-        gained
+        // Nobody listening (no controller yet) is fine: a new one queues every object.
+        let _ = self.inner.gained.send(gained);
+        true
     }
 
     /// Whether no work is in flight outside the grant.
@@ -142,9 +155,10 @@ impl Gate {
         state.in_flight.keys().all(|h| state.grant.contains(*h))
     }
 
-    /// Changes each time the grant gains hashes.
+    /// What each widening of the grant adds, from now on (a receiver that lags should take the
+    /// whole grant as gained).
     #[must_use]
-    pub fn gained(&self) -> watch::Receiver<u64> {
+    pub fn gained(&self) -> broadcast::Receiver<Ranges> {
         self.inner.gained.subscribe()
     }
 }
@@ -159,8 +173,10 @@ mod tests {
         assert!(gate.begin(5, "a").is_none(), "a new gate grants nothing");
         let mut gained = gate.gained();
         assert!(gate.set(Ranges::from_intervals(vec![(0, 100)])));
-        assert!(gained.has_changed().unwrap());
-        gained.mark_unchanged();
+        assert_eq!(
+            gained.try_recv().unwrap(),
+            Ranges::from_intervals(vec![(0, 100)])
+        );
         let work = gate.begin(5, "a").unwrap();
         let other = gate.begin(50, "b").unwrap();
         gate.narrow(&Ranges::from_intervals(vec![(40, 100)]));
@@ -170,7 +186,13 @@ mod tests {
         assert!(gate.drained(), "50 is still granted");
         drop(other);
         assert!(!gate.set(Ranges::from_intervals(vec![(40, 60)])), "no gain");
-        assert!(!gained.has_changed().unwrap());
+        assert!(gained.try_recv().is_err());
+        // After a narrowing, widening again reports exactly what came back.
+        assert!(gate.set(Ranges::from_intervals(vec![(30, 60)])));
+        assert_eq!(
+            gained.try_recv().unwrap(),
+            Ranges::from_intervals(vec![(30, 40)])
+        );
         gate.revoke();
         assert!(!gate.owns(50));
     }

@@ -290,6 +290,7 @@ impl Member {
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let retry = self.config.lease.retry_period;
         let mut pending: Option<BTreeSet<String>> = None;
+        let mut rushed = false;
         loop {
             // Publish the target once drained to it; renew in any case.
             let view = match &pending {
@@ -302,12 +303,32 @@ impl Member {
             } else {
                 self.leave();
             }
-            let wait = retry.mul_f64(1.0 - 0.2 * fastrand::f64());
+            // The next round: after the retry period less up to 20 % jitter, when the first
+            // other Lease would expire, at once when a change is drained already (once: a
+            // failing publish does not spin), or as soon as its drain ends.
+            let mut wait = retry.mul_f64(1.0 - 0.2 * fastrand::f64());
+            if let Some(expiry) = self.next_expiry() {
+                wait = wait.min(
+                    expiry.saturating_duration_since(Instant::now()) + Duration::from_millis(5),
+                );
+            }
+            let drained = self.gate.drained();
+            rushed = pending.is_some() && drained && !rushed;
+            if rushed {
+                wait = Duration::ZERO;
+            }
+            let draining = pending.is_some() && !drained;
             let lapse = self.fence.deadline().unwrap_or_else(Instant::now);
             let wake = tokio::time::sleep(wait);
             tokio::pin!(wake);
+            let mut poll = tokio::time::interval(Duration::from_millis(20));
             loop {
                 tokio::select! {
+                    _ = poll.tick(), if draining => {
+                        if self.gate.drained() {
+                            break;
+                        }
+                    }
                     _ = &mut stop => {
                         self.release().await;
                         return;
@@ -321,6 +342,16 @@ impl Member {
                 }
             }
         }
+    }
+
+    /// When the first live Lease of another replica would expire, as observed.
+    fn next_expiry(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.observed
+            .values()
+            .filter(|s| s.holder != self.config.lease.identity && s.live(now))
+            .map(|s| s.changed_at + s.duration)
+            .min()
     }
 
     /// Not a member (renewals failed past the renew deadline): grant nothing.
