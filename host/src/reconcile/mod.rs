@@ -315,7 +315,7 @@ impl Shared {
                 .filter(|(_, (h, _))| gained.contains(*h))
                 .map(|(k, (_, at))| (*at, k.clone()))
                 .collect();
-            keys.sort_by(|a, b| b.0.cmp(&a.0));
+            keys.sort_by_key(|k| std::cmp::Reverse(k.0));
             let keys: Vec<ObjectKey> = keys.into_iter().map(|(_, k)| k).collect();
             parked.retain(|_, (h, at)| !gained.contains(*h) && at.elapsed() < PARKED_FOR);
             keys
