@@ -477,6 +477,10 @@ impl Supervisor {
     /// this replica's shard Lease is renewed). The plugins run at once.
     #[must_use]
     pub fn sharded(mut self, fence: Fence, gate: Gate) -> Self {
+        // The reconciled kinds' caches hold only this replica's shard.
+        self.informers = Informers::builder(self.client.clone())
+            .shard_by(gate.targets())
+            .build();
         self.writer = fence.client(self.client.clone());
         self.fence = Some(fence);
         self.gate = Some(gate);

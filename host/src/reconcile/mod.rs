@@ -301,51 +301,61 @@ impl Shared {
         Some((crate::shard::key_hash(&uid), uid))
     }
 
-    /// The grant widened by `gained`: queue the parked keys in it first (their changes came
-    /// while another replica still held them), then every other watched object in it.
+    /// The grant widened by `gained`: queue what it adds, those whose spec is ahead of their
+    /// status first (`metadata.generation` above `status.observedGeneration`: changed since their
+    /// last reconcile, by whoever held them), then the keys the gate refused lately, most
+    /// recent first (changes it saw while another replica held them), then the rest.
     fn requeue_gained(&self, watches: &[Gvk], gained: &crate::shard::Ranges) {
         if gained.is_empty() {
             return;
         }
+        let plugin = self.plugin();
+        let (mut stale, mut rest) = (Vec::new(), Vec::new());
+        for gvk in watches {
+            let Some(h) = self.handles.get(gvk) else {
+                continue;
+            };
+            for o in h.list(None, None).unwrap_or_default() {
+                let mine = o
+                    .metadata
+                    .uid
+                    .as_deref()
+                    .is_some_and(|u| gained.contains(crate::shard::key_hash(u)));
+                if !mine || !self.in_scope(&plugin, &o) {
+                    continue;
+                }
+                let Some(key) = key_of(gvk, &o) else {
+                    continue;
+                };
+                let observed = o.data["status"]["observedGeneration"].as_i64();
+                if o.metadata.generation.is_some() && observed < o.metadata.generation {
+                    stale.push(key);
+                } else {
+                    rest.push(key);
+                }
+            }
+        }
         let parked: Vec<ObjectKey> = {
             let mut parked = lock(&self.parked);
-            // The most recently refused first: changes made while their owner died or moved.
             let mut keys: Vec<(Instant, ObjectKey)> = parked
                 .iter()
                 .filter(|(_, (h, _))| gained.contains(*h))
                 .map(|(k, (_, at))| (*at, k.clone()))
                 .collect();
             keys.sort_by_key(|k| std::cmp::Reverse(k.0));
-            let keys: Vec<ObjectKey> = keys.into_iter().map(|(_, k)| k).collect();
             parked.retain(|_, (h, at)| !gained.contains(*h) && at.elapsed() < PARKED_FOR);
-            keys
+            keys.into_iter().map(|(_, k)| k).collect()
         };
         tracing::info!(
-            plugin = self.plugin().name(),
+            plugin = plugin.name(),
+            stale = stale.len(),
             parked = parked.len(),
             share = gained.share(),
             "sharding: objects gained; reconciling those changed meanwhile first"
         );
-        for key in parked {
+        // A key queued already stays where it is: the order holds.
+        for key in stale.into_iter().chain(parked).chain(rest) {
             self.queue.add(key);
-        }
-        let plugin = self.plugin();
-        for gvk in watches {
-            if let Some(h) = self.handles.get(gvk)
-                && let Ok(objects) = h.list(None, None)
-            {
-                objects
-                    .iter()
-                    .filter(|o| {
-                        o.metadata
-                            .uid
-                            .as_deref()
-                            .is_some_and(|u| gained.contains(crate::shard::key_hash(u)))
-                    })
-                    .filter(|o| self.in_scope(&plugin, o))
-                    .filter_map(|o| key_of(gvk, o))
-                    .for_each(|k| self.queue.add(k));
-            }
         }
     }
 
@@ -477,15 +487,21 @@ impl Controller {
         let m = plugin.manifest().clone();
         let mut handles = HashMap::new();
         for gvk in kinds_of(&m) {
-            let handle =
-                informers
-                    .acquire(&gvk)
-                    .await
-                    .map_err(|source| ReconcileError::Informer {
-                        plugin: plugin.name().to_owned(),
-                        gvk: gvk.clone(),
-                        source,
-                    })?;
+            // Sharding: a kind reconciled here, and nothing else, is cached for this replica's
+            // shard only (its uid decides); owned and read kinds are cached whole.
+            let primary = m.watches.contains(&gvk)
+                && !m.owns.contains(&gvk)
+                && !m.access.iter().any(|a| a.gvk == gvk);
+            let acquired = if config.gate.is_some() && primary {
+                informers.acquire_shard(&gvk).await
+            } else {
+                informers.acquire(&gvk).await
+            };
+            let handle = acquired.map_err(|source| ReconcileError::Informer {
+                plugin: plugin.name().to_owned(),
+                gvk: gvk.clone(),
+                source,
+            })?;
             handles.insert(gvk, handle);
         }
         let shared = Arc::new(Shared {

@@ -10,7 +10,7 @@ use super::audit::{self, Audit};
 use super::ring::Ranges;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// This replica's grant and its work in flight. Cheap to clone; clones share one gate.
 #[derive(Debug, Clone)]
@@ -21,6 +21,9 @@ pub struct Gate {
 #[derive(Debug)]
 struct Inner {
     state: Mutex<State>,
+    /// What this replica owns in the ring it moves to, as it changes: what its sharded caches
+    /// hold.
+    target: watch::Sender<Ranges>,
     /// What each widening of the grant added: owners requeue what they may now work on.
     gained: broadcast::Sender<Ranges>,
     audit: Option<Audit>,
@@ -71,6 +74,7 @@ impl Gate {
                     in_flight: HashMap::new(),
                 }),
                 gained: broadcast::channel(64).0,
+                target: watch::channel(Ranges::all()).0,
                 audit,
             }),
         }
@@ -119,6 +123,22 @@ impl Gate {
         let mut state = self.state();
         state.grant = state.grant.intersect(keep);
         state.target = keep.clone();
+        drop(state);
+        // Caches follow: after the grant, so no work starts on what they drop.
+        self.inner.target.send_if_modified(|t| {
+            let changed = t != keep;
+            if changed {
+                keep.clone_into(t);
+            }
+            changed
+        });
+    }
+
+    /// What this replica owns in the ring it moves to, as it changes (everything until it first
+    /// reads the ring).
+    #[must_use]
+    pub fn targets(&self) -> watch::Receiver<Ranges> {
+        self.inner.target.subscribe()
     }
 
     /// What this replica owns in the ring it moves to (its caches need no more).
