@@ -27,6 +27,9 @@ struct Inner {
     /// What each widening of the grant added: owners requeue what they may now work on.
     gained: broadcast::Sender<Ranges>,
     audit: Option<Audit>,
+    /// When set, nothing starts while it is closed (the shard Lease lapsed), whether or not the
+    /// membership loop has revoked the grant yet.
+    fence: Mutex<Option<crate::leader::Fence>>,
 }
 
 #[derive(Debug)]
@@ -76,6 +79,7 @@ impl Gate {
                 gained: broadcast::channel(64).0,
                 target: watch::channel(Ranges::all()).0,
                 audit,
+                fence: Mutex::new(None),
             }),
         }
     }
@@ -99,10 +103,30 @@ impl Gate {
         self.state().grant.clone()
     }
 
-    /// Start work on the object `uid` of `hash` if the grant holds it; it is in flight until the
-    /// returned [`Work`] is dropped.
+    /// Refuse all work while `fence` is closed (the membership loop's: open while the shard
+    /// Lease is renewed), even before the grant is revoked.
+    pub fn bind(&self, fence: crate::leader::Fence) {
+        *self
+            .inner
+            .fence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(fence);
+    }
+
+    /// Start work on the object `uid` of `hash` if the grant holds it (and the bound fence is
+    /// open); it is in flight until the returned [`Work`] is dropped.
     #[must_use]
     pub fn begin(&self, hash: u64, uid: &str) -> Option<Work> {
+        let fenced = self
+            .inner
+            .fence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|f| !f.is_open());
+        if fenced {
+            return None;
+        }
         let mut state = self.state();
         if !state.grant.contains(hash) {
             return None;

@@ -177,6 +177,7 @@ impl Sharder {
         config.validate()?;
         fence.close();
         gate.revoke();
+        gate.bind(fence.clone());
         let (tx, membership) = watch::channel(Membership::default());
         let (stop, stopped) = oneshot::channel();
         tracing::info!(
@@ -482,10 +483,15 @@ impl Member {
         let started = Instant::now();
         let params =
             ListParams::default().labels(&format!("{RING_LABEL}={}", self.config.lease.name));
-        let leases = match self.api.list(&params).await {
-            Ok(list) => list.items,
-            Err(e) => {
+        let list = tokio::time::timeout(self.config.lease.renew_deadline, self.api.list(&params));
+        let leases = match list.await {
+            Ok(Ok(list)) => list.items,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "sharding: cannot list the ring's Leases");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!("sharding: listing the ring's Leases timed out");
                 return None;
             }
         };

@@ -149,3 +149,58 @@ fn ring_names_must_be_dns_labels() {
     c.lease.name = "Not_A_Label".into();
     assert!(matches!(c.validate(), Err(ShardError::RingName(_))));
 }
+
+/// Cache per replica for 1, 2 and 3 shards over 10 000 ConfigMaps (docs/PERFORMANCE.md): each
+/// replica's sharded informer holds the objects of its ring share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test -p capstan --lib cache_per_shard -- --ignored --nocapture"]
+async fn cache_per_shard() {
+    use crate::contract::Gvk;
+    use crate::informer::Informers;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let (server, client) = server().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let total = 10_000usize;
+    futures::future::join_all((0..8).map(|worker| {
+        let api = api.clone();
+        async move {
+            for i in (worker..total).step_by(8) {
+                let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("cm-{i}"), "labels": {"app": "bench", "i": i.to_string()}},
+                    "data": {"k": "x".repeat(100)},
+                }))
+                .unwrap();
+                api.create(&PostParams::default(), &cm).await.unwrap();
+            }
+        }
+    }))
+    .await;
+    let gvk = Gvk::new("", "v1", "ConfigMap");
+    for n in 1..=3usize {
+        let members: BTreeSet<String> = (0..n).map(|i| format!("replica-{i}")).collect();
+        let ring = Ring::new(&members);
+        let mut counts = Vec::new();
+        for member in &members {
+            let (_tx, rx) = watch::channel(ring.ranges_of(member));
+            let informers = Informers::builder(client.clone()).shard_by(rx).build();
+            let handle = informers.acquire_shard(&gvk).await.unwrap();
+            handle.synced().await;
+            let json: usize = handle
+                .list(None, None)
+                .unwrap()
+                .iter()
+                .map(|o| serde_json::to_vec(&**o).unwrap().len())
+                .sum();
+            counts.push((handle.len(), json));
+        }
+        let max = counts.iter().map(|c| c.0).max().unwrap();
+        println!(
+            "{n} shard(s): objects cached per replica {:?} (JSON bytes {:?}); the largest is {:.3} of all, goal <= {:.3}",
+            counts.iter().map(|c| c.0).collect::<Vec<_>>(),
+            counts.iter().map(|c| c.1).collect::<Vec<_>>(),
+            max as f64 / total as f64,
+            1.2 / n as f64
+        );
+    }
+    server.shutdown().await.unwrap();
+}
