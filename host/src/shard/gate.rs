@@ -35,8 +35,6 @@ struct Inner {
 #[derive(Debug)]
 struct State {
     grant: Ranges,
-    /// What this replica owns in the ring it is moving to: the grant never exceeds it.
-    target: Ranges,
     /// Work in flight by hash.
     in_flight: HashMap<u64, usize>,
 }
@@ -73,7 +71,6 @@ impl Gate {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     grant: Ranges::none(),
-                    target: Ranges::all(),
                     in_flight: HashMap::new(),
                 }),
                 gained: broadcast::channel(64).0,
@@ -146,7 +143,6 @@ impl Gate {
     pub fn narrow(&self, keep: &Ranges) {
         let mut state = self.state();
         state.grant = state.grant.intersect(keep);
-        state.target = keep.clone();
         drop(state);
         // Caches follow: after the grant, so no work starts on what they drop.
         self.inner.target.send_if_modified(|t| {
@@ -163,12 +159,6 @@ impl Gate {
     #[must_use]
     pub fn targets(&self) -> watch::Receiver<Ranges> {
         self.inner.target.subscribe()
-    }
-
-    /// What this replica owns in the ring it moves to (its caches need no more).
-    #[must_use]
-    pub fn target(&self) -> Ranges {
-        self.state().target.clone()
     }
 
     /// Grant nothing (the replica left the ring).
