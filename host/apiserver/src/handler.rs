@@ -31,6 +31,7 @@ use crate::protobuf;
 use crate::reviews::{REVIEW_TYPES, Review, Reviewer};
 use crate::scale;
 use crate::selector::Selector;
+use crate::shard::ShardSelector;
 use crate::table::{self, IncludeObject};
 use crate::user;
 use crate::verbs::{
@@ -132,6 +133,11 @@ impl Query {
             .map_err(|e| ApiError::BadRequest(e.to_string()))
     }
 
+    fn shards(&self) -> Result<ShardSelector, ApiError> {
+        ShardSelector::parse(self.get("shardSelector").unwrap_or_default())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
     fn number(&self, key: &str) -> Result<Option<u64>, ApiError> {
         self.get(key)
             .map(|v| {
@@ -154,6 +160,7 @@ impl Query {
         Ok(ListOptions {
             labels: self.selector("labelSelector")?,
             fields: self.selector("fieldSelector")?,
+            shards: self.shards()?,
             limit: usize::try_from(self.number("limit")?.unwrap_or(0)).unwrap_or(usize::MAX),
             continue_token: self.get("continue").map(str::to_string),
         })
@@ -543,6 +550,7 @@ async fn resource(
                 target,
                 labels: query.selector("labelSelector")?,
                 fields: query.selector("fieldSelector")?,
+                shards: query.shards()?,
                 resource_version: query.number("resourceVersion")?,
                 send_initial_events: query.flag("sendInitialEvents"),
                 bookmarks: query.flag("allowWatchBookmarks"),
@@ -563,8 +571,14 @@ async fn resource(
                 .into_response())
         }
         (&Method::GET, false) => {
-            let page = cluster.list(&target, &query.list_options()?)?;
-            let meta = list_meta(page.resource_version, page.continue_token);
+            let options = query.list_options()?;
+            let page = cluster.list(&target, &options)?;
+            let mut meta = list_meta(page.resource_version, page.continue_token);
+            if !options.shards.is_empty() {
+                // KEP-5866: the applied selector is echoed, so a client can tell this server
+                // from one that ignored the parameter.
+                meta["shardInfo"] = json!({"selector": options.shards.to_string()});
+            }
             if let Some(include) = table {
                 let objects: Vec<&Value> = page.items.iter().map(AsRef::as_ref).collect();
                 return Ok(json_response(

@@ -33,6 +33,7 @@ pub mod scale;
 pub mod schema;
 pub mod selector;
 pub mod server;
+pub mod shard;
 pub mod store;
 pub mod strategic;
 mod strategy;

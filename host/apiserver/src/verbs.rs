@@ -155,6 +155,8 @@ pub struct ListOptions {
     pub labels: Selector,
     /// `fieldSelector`.
     pub fields: Selector,
+    /// `shardSelector` (KEP-5866).
+    pub shards: crate::shard::ShardSelector,
     /// `limit` (0: all).
     pub limit: usize,
     /// `continue` token.
@@ -776,7 +778,10 @@ impl Cluster {
         let mut continue_token = None;
         let mut last: Option<&ObjectKey> = None;
         for (key, object) in inner.store.list(&gr, ns, after.as_ref()) {
-            if !opts.labels.matches_labels(object) || !opts.fields.matches_fields(object) {
+            if !opts.labels.matches_labels(object)
+                || !opts.fields.matches_fields(object)
+                || !opts.shards.matches(object)
+            {
                 continue;
             }
             if opts.limit > 0 && items.len() == opts.limit {
