@@ -1,0 +1,316 @@
+//! Plan contract checks (`capstan render --check`): over one object and observed state, a plugin's
+//! reconcile is deterministic (the same input renders the same plan and status, byte for byte),
+//! idempotent (once its plan is carried out, rendering again plans the same and changes nothing),
+//! and converges (once its children report ready, the object becomes `Ready` within a bound).
+
+use super::merge::{State, carry_out, key, state_of};
+use super::{Observed, Reconciled, RenderError, Settings, reconcile};
+use crate::contract::{Gvk, ObjectRef};
+use crate::plugin::Plugin;
+use serde_json::{Value, json};
+
+/// A property of the plan contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Property {
+    /// The same input renders the same output.
+    Deterministic,
+    /// Rendering again after carrying out the plan plans the same and changes nothing.
+    Idempotent,
+    /// With its children ready, the object becomes `Ready`.
+    Converges,
+}
+
+impl std::fmt::Display for Property {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Deterministic => "deterministic",
+            Self::Idempotent => "idempotent",
+            Self::Converges => "converges",
+        })
+    }
+}
+
+/// A property that does not hold, naming the object where it shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The property.
+    pub property: Property,
+    /// The object it shows on (`Kind namespace/name`).
+    pub object: String,
+    /// What differs.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not {}: {}: {}", self.property, self.object, self.detail)
+    }
+}
+
+/// How hard to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Renders of the same input compared (determinism). Default 3.
+    pub renders: usize,
+    /// Reconciles with ready children before convergence is given up. Default 5.
+    pub rounds: usize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        Self {
+            renders: 3,
+            rounds: 5,
+        }
+    }
+}
+
+/// What the checks found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckReport {
+    /// The first render.
+    pub first: Reconciled,
+    /// Every property that does not hold (empty: the contract holds).
+    pub violations: Vec<Violation>,
+    /// Reconciles it took to become ready, when it did.
+    pub ready_after: Option<usize>,
+}
+
+impl CheckReport {
+    /// Whether every property holds.
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Everything of a render that must not vary, as text.
+fn fingerprint(r: &Reconciled) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = r
+        .applies
+        .iter()
+        .chain(&r.status_applies)
+        .map(|a| (describe(&a.object), a.object.to_string()))
+        .collect();
+    out.extend(r.deletes.iter().map(|d| (d.to_string(), "delete".into())));
+    out.extend(r.prunes.iter().map(|d| (d.to_string(), "prune".into())));
+    out.extend(
+        r.refusals
+            .iter()
+            .map(|x| (r.object.to_string(), x.to_string())),
+    );
+    out.push((
+        r.object.to_string(),
+        format!("status {}", Value::Object(r.status.clone())),
+    ));
+    out
+}
+
+fn describe(obj: &Value) -> String {
+    key(obj).map_or_else(|| "(unnamed object)".into(), |r| r.to_string())
+}
+
+/// The first difference of two renders: the object and both versions.
+fn difference(a: &Reconciled, b: &Reconciled) -> Option<(String, String)> {
+    let (fa, fb) = (fingerprint(a), fingerprint(b));
+    for i in 0..fa.len().max(fb.len()) {
+        match (fa.get(i), fb.get(i)) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some((o, x)), Some((_, y))) => return Some((o.clone(), format!("{x} then {y}"))),
+            (Some((o, _)), None) | (None, Some((o, _))) => {
+                return Some((o.clone(), "planned once, not the other time".into()));
+            }
+            (None, None) => {}
+        }
+    }
+    None
+}
+
+/// The plan alone (applies, status applies, deletes), as text.
+fn plan_of(r: &Reconciled) -> Vec<(String, String)> {
+    fingerprint(r)
+        .into_iter()
+        .filter(|(_, v)| !v.starts_with("status "))
+        .collect()
+}
+
+/// `state` without managed-field bookkeeping and the status of `object` (which follows its
+/// children): what carrying out the same plan again must leave unchanged.
+fn comparable(state: &State, object: &ObjectRef) -> Vec<(ObjectRef, Value)> {
+    state
+        .iter()
+        .map(|(r, v)| {
+            let mut v = v.clone();
+            if let Some(meta) = v["metadata"].as_object_mut() {
+                meta.remove("managedFields");
+            }
+            if r == object
+                && let Some(map) = v.as_object_mut()
+            {
+                map.remove("status");
+            }
+            (r.clone(), v)
+        })
+        .collect()
+}
+
+/// Mark the children of `owner_uid` in `state` ready, as their controllers would report it:
+/// Deployments (and StatefulSets, ReplicaSets) with every replica ready, available and updated and
+/// `Available=True`; Jobs complete. Returns whether any was marked.
+fn mark_ready(state: &mut State, owner_uid: &str) -> bool {
+    let mut marked = false;
+    for (r, obj) in state.iter_mut() {
+        let controlled = obj["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|o| {
+                o.iter()
+                    .any(|o| o["uid"] == owner_uid && o["controller"] == true)
+            });
+        if !controlled {
+            continue;
+        }
+        let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
+        let apps = |k: &str| r.gvk == Gvk::new("apps", "v1", k);
+        let status = if apps("Deployment") || apps("StatefulSet") || apps("ReplicaSet") {
+            let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            json!({
+                "observedGeneration": generation,
+                "replicas": replicas, "readyReplicas": replicas,
+                "availableReplicas": replicas, "updatedReplicas": replicas,
+                "currentReplicas": replicas,
+                "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}],
+            })
+        } else if r.gvk == Gvk::new("batch", "v1", "Job") {
+            let completions = obj["spec"]["completions"].as_i64().unwrap_or(1);
+            json!({
+                "succeeded": completions, "active": 0,
+                "conditions": [{"type": "Complete", "status": "True"}],
+            })
+        } else {
+            continue;
+        };
+        if obj["status"] != status {
+            obj["status"] = status;
+            marked = true;
+        }
+    }
+    marked
+}
+
+/// Render `object` with `observed` as `state` holds them.
+async fn render_state(
+    plugin: &Plugin,
+    object: &ObjectRef,
+    state: &State,
+    settings: &Settings,
+) -> Result<Reconciled, RenderError> {
+    let value = state.get(object).cloned().ok_or(RenderError::NotAnObject)?;
+    let observed = Observed::new(state.values().cloned())?;
+    reconcile(plugin, &value, &observed, settings).await
+}
+
+/// Check `plugin`'s plan contract on `object` with `observed` (see the module documentation).
+/// Every render runs at `settings.now`, so that only the plugin can make two renders differ.
+///
+/// # Errors
+/// [`RenderError`] when a render fails (a plugin error is not a violation: it is an error).
+pub async fn check(
+    plugin: &Plugin,
+    object: &Value,
+    observed: &Observed,
+    settings: &Settings,
+    options: CheckOptions,
+) -> Result<CheckReport, RenderError> {
+    let first = reconcile(plugin, object, observed, settings).await?;
+    let mut violations = Vec::new();
+    for _ in 1..options.renders.max(1) {
+        let again = reconcile(plugin, object, observed, settings).await?;
+        if let Some((object, detail)) = difference(&first, &again) {
+            violations.push(Violation {
+                property: Property::Deterministic,
+                object,
+                detail,
+            });
+            break;
+        }
+    }
+    let mut target = first.object.clone();
+    target.uid = None;
+    let mut start = observed.clone();
+    let mut prepared = object.clone();
+    prepared["metadata"]["uid"] = json!(first.object.uid);
+    start.insert(usize::MAX, prepared)?;
+    let manager = format!("capstan-{}", plugin.name());
+    let state = state_of(start.objects());
+    let (after, _) = carry_out(&state, &first, &manager);
+    let second = render_state(plugin, &target, &after, settings).await?;
+    let mut state = after;
+    if first.refusals.is_empty() {
+        let (again, _) = carry_out(&state, &second, &manager);
+        let third = render_state(plugin, &target, &again, settings).await?;
+        let (now, before) = (comparable(&again, &target), comparable(&state, &target));
+        let changed = if now.len() == before.len() {
+            now.into_iter()
+                .zip(before)
+                .find(|(a, b)| a != b)
+                .map(|(a, _)| a.0)
+        } else {
+            Some(target.clone())
+        };
+        if plan_of(&first) != plan_of(&second) {
+            let (object, detail) = difference(&first, &second)
+                .unwrap_or_else(|| (target.to_string(), "the plan changed".into()));
+            violations.push(Violation {
+                property: Property::Idempotent,
+                object,
+                detail: format!("the plan changed once carried out: {detail}"),
+            });
+        } else if let Some(r) = changed {
+            violations.push(Violation {
+                property: Property::Idempotent,
+                object: r.to_string(),
+                detail: "carrying out the same plan again changes it".into(),
+            });
+        } else if let Some(patch) = third.status_patch {
+            violations.push(Violation {
+                property: Property::Idempotent,
+                object: target.to_string(),
+                detail: format!("the status still changes on a third reconcile: {patch}"),
+            });
+        }
+        state = again;
+    }
+    let owner_uid = first.object.uid.clone().unwrap_or_default();
+    let mut ready_after = None;
+    let mut last = second;
+    for round in 1..=options.rounds.max(1) {
+        mark_ready(&mut state, &owner_uid);
+        last = render_state(plugin, &target, &state, settings).await?;
+        if last.ready {
+            ready_after = Some(round);
+            break;
+        }
+        state = carry_out(&state, &last, &manager).0;
+    }
+    if ready_after.is_none() {
+        let ready = last
+            .status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .map_or_else(|| "no Ready condition".into(), |c| c.to_string());
+        violations.push(Violation {
+            property: Property::Converges,
+            object: target.to_string(),
+            detail: format!(
+                "not Ready after {} reconciles with every child ready: {ready}",
+                options.rounds.max(1)
+            ),
+        });
+    }
+    Ok(CheckReport {
+        first,
+        violations,
+        ready_after,
+    })
+}
