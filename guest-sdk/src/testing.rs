@@ -106,7 +106,7 @@ fn describe(entries: &[PlanEntry]) -> String {
         .map(|e| match e {
             PlanEntry::Apply(j) => format!("apply {j}"),
             PlanEntry::ApplyWithoutOwnerRef(j) => format!("apply (no owner) {j}"),
-            PlanEntry::Delete(r) => format!("delete {:?}", r),
+            PlanEntry::Delete(r) => format!("delete {r:?}"),
         })
         .collect::<Vec<_>>()
         .join("; ")

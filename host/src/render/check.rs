@@ -239,7 +239,7 @@ pub async fn check(
     let mut start = observed.clone();
     let mut prepared = object.clone();
     prepared["metadata"]["uid"] = json!(first.object.uid);
-    start.insert(usize::MAX, prepared)?;
+    start.insert(0, prepared)?;
     let manager = format!("capstan-{}", plugin.name());
     let state = state_of(start.objects());
     let (after, _) = carry_out(&state, &first, &manager);

@@ -188,9 +188,7 @@ async fn render(args: &RenderArgs) -> Result<u8, InputError> {
         let mut with_object = observed.clone();
         let mut prepared = object.clone();
         prepared["metadata"]["uid"] = serde_json::json!(rendered.object.uid);
-        with_object
-            .insert(usize::MAX, prepared)
-            .map_err(RenderError::from)?;
+        with_object.insert(0, prepared).map_err(RenderError::from)?;
         let (text, differs) = diff(&rendered, &with_object)?;
         print!("{text}");
         return Ok(if refused {

@@ -214,7 +214,10 @@ fn prepare(
     observed: &Observed,
 ) -> Result<(Value, ObjectRef, Observed), RenderError> {
     let mut with = observed.clone();
-    let r = with.insert(usize::MAX, object.clone())?;
+    let r = with.insert(0, object.clone()).map_err(|e| match e {
+        ObservedError::Incomplete { .. } => RenderError::NotAnObject,
+        e => RenderError::Observed(e),
+    })?;
     let mut value = with.get(&r).cloned().ok_or(RenderError::NotAnObject)?;
     let uid = match value["metadata"]["uid"].as_str() {
         Some(uid) if !uid.is_empty() => uid.to_owned(),
@@ -228,7 +231,7 @@ fn prepare(
         // As the API server sets it on create.
         value["metadata"]["generation"] = Value::from(1);
     }
-    with.insert(usize::MAX, value.clone())?;
+    with.insert(0, value.clone())?;
     let r = ObjectRef {
         uid: Some(uid),
         ..r
