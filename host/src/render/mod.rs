@@ -61,7 +61,7 @@ pub enum RenderError {
         object: String,
         /// The failure.
         #[source]
-        source: CallError,
+        source: Box<CallError>,
     },
 }
 
@@ -272,7 +272,7 @@ pub async fn reconcile(
     let failed = |source| RenderError::Plugin {
         plugin: plugin.name().to_owned(),
         object: oref.to_string(),
-        source,
+        source: Box::new(source),
     };
     if !plugin.selection().selects(&obj) {
         out.notes.push(
@@ -524,7 +524,7 @@ pub async fn handle(
         .map_err(|source| RenderError::Plugin {
             plugin: plugin.name().to_owned(),
             object: oref.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     Ok(Handled {
         plugin: plugin.name().to_owned(),
