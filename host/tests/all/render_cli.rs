@@ -455,3 +455,86 @@ async fn the_library_check_reports_each_property_with_its_object() {
     assert_eq!(report.violations[0].object, "WebApp default/steady-warning");
     assert_eq!(report.ready_after, None);
 }
+
+#[test]
+fn the_configuration_bound_to_the_plugin_widens_its_scope() {
+    let dir = support::tempdir();
+    let attack = json!({
+        "apiVersion": "test.capstan.dev/v1", "kind": "Attack",
+        "metadata": {"name": "a2", "namespace": "team-a"},
+        "spec": {"plan": [
+            {"applyWithoutOwnerRef": {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "shared", "namespace": "team-b"}, "data": {"k": "v"}}}
+        ]}
+    });
+    let object = write(dir.path(), "attack.yaml", &attack);
+    let attacker = support::guest("attacker");
+    assert_eq!(attacker.file_name().unwrap(), "attacker.wasm");
+    let config = dir.path().join("capstan.yaml");
+    std::fs::write(
+        &config,
+        "plugins:\n  attacker:\n    file: attacker.wasm\n    reconcile:\n      namespaces: [team-b]\n",
+    )
+    .unwrap();
+    let base = [
+        os(&attacker),
+        "--no-cache".as_ref(),
+        "--object".as_ref(),
+        os(&object),
+        "--output".as_ref(),
+        "plan".as_ref(),
+    ];
+    let (code, stdout, stderr) = render(&base);
+    assert_eq!(
+        code, 3,
+        "team-b is outside the scope without the grant: {stdout}"
+    );
+    assert!(
+        stderr.contains("namespace \"team-b\" is outside"),
+        "{stderr}"
+    );
+    let with_config = [&base[..], &["--config".as_ref(), os(&config)]].concat();
+    let (code, stdout, stderr) = render(&with_config);
+    assert_eq!(code, 0, "{stderr}");
+    let docs = docs(&stdout);
+    assert_eq!(docs.len(), 1, "{stdout}");
+    assert_eq!(docs[0]["metadata"]["namespace"], "team-b");
+    assert!(
+        docs[0]["metadata"].get("ownerReferences").is_none(),
+        "applyWithoutOwnerRef: no owner reference: {stdout}"
+    );
+}
+
+#[test]
+fn children_no_longer_planned_are_pruned_only_if_the_plugin_created_them() {
+    let dir = support::tempdir();
+    let object = write(dir.path(), "shop.yaml", &shop());
+    let owner = json!([{"apiVersion": "examples.capstan.dev/v1alpha1", "kind": "WebApp",
+        "name": "shop", "uid": SHOP_UID, "controller": true, "blockOwnerDeletion": true}]);
+    let service = |name: &str, manager: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default", "ownerReferences": owner,
+                "managedFields": [{"manager": manager, "operation": "Apply", "apiVersion": "v1",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"ports": [{"port": 80}]}
+        })
+    };
+    let observed = dir.path().join("observed");
+    std::fs::create_dir(&observed).unwrap();
+    write(&observed, "old.yaml", &service("old", "capstan-webapp"));
+    write(&observed, "kept.yaml", &service("kept", "someone-else"));
+    let (code, stdout, stderr) = render(&[
+        os(&support::guest("webapp")),
+        "--no-cache".as_ref(),
+        "--object".as_ref(),
+        os(&object),
+        "--observed".as_ref(),
+        os(&observed),
+        "--output".as_ref(),
+        "status".as_ref(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report = docs_of_one(&stdout);
+    assert_eq!(report["prunes"], json!(["Service default/old"]), "{stdout}");
+}
