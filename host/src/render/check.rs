@@ -314,3 +314,44 @@ pub async fn check(
         ready_after,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child(api_version: &str, kind: &str, name: &str, owner: &str) -> Value {
+        json!({"apiVersion": api_version, "kind": kind,
+            "metadata": {"name": name, "namespace": "d", "generation": 3,
+                "ownerReferences": [{"uid": owner, "controller": true}]},
+            "spec": {"replicas": 4, "completions": 2}})
+    }
+
+    #[test]
+    fn only_the_objects_children_are_marked_ready_as_their_controllers_report_it() {
+        let mut state = state_of(&[
+            child("apps/v1", "Deployment", "web", "me"),
+            child("batch/v1", "Job", "migrate", "me"),
+            child("apps/v1", "Deployment", "other", "someone"),
+            child("v1", "ConfigMap", "conf", "me"),
+        ]);
+        assert!(mark_ready(&mut state, "me"));
+        let get = |state: &State, kind: &str, name: &str| {
+            state
+                .values()
+                .find(|v| v["kind"] == kind && v["metadata"]["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        let web = get(&state, "Deployment", "web");
+        assert_eq!(web["status"]["availableReplicas"], 4);
+        assert_eq!(web["status"]["updatedReplicas"], 4);
+        assert_eq!(web["status"]["observedGeneration"], 3);
+        assert_eq!(web["status"]["conditions"][0]["type"], "Available");
+        let job = get(&state, "Job", "migrate");
+        assert_eq!(job["status"]["succeeded"], 2);
+        assert_eq!(job["status"]["conditions"][0]["type"], "Complete");
+        assert!(get(&state, "Deployment", "other").get("status").is_none());
+        assert!(get(&state, "ConfigMap", "conf").get("status").is_none());
+        assert!(!mark_ready(&mut state, "me"), "marked once: nothing more");
+    }
+}
