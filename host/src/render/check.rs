@@ -1,7 +1,9 @@
 //! Plan contract checks (`capstan render --check`): over one object and observed state, a plugin's
 //! reconcile is deterministic (the same input renders the same plan and status, byte for byte),
-//! idempotent (once its plan is carried out, rendering again plans the same and changes nothing),
-//! and converges (once its children report ready, the object becomes `Ready` within a bound).
+//! idempotent (its plan carried out twice changes nothing the first time did not, and one
+//! reconcile after its first carry-out it stands still: the same plan, no change, no status
+//! change), and converges (once its children report ready, the object becomes `Ready` within a
+//! bound).
 
 use super::merge::{State, carry_out, key, state_of};
 use super::{Observed, Reconciled, RenderError, Settings, reconcile};
@@ -14,7 +16,8 @@ use serde_json::{Value, json};
 pub enum Property {
     /// The same input renders the same output.
     Deterministic,
-    /// Rendering again after carrying out the plan plans the same and changes nothing.
+    /// Carrying out the plan twice changes nothing more, and after one more reconcile the plan
+    /// stands still (the same plan, carried out, changes nothing).
     Idempotent,
     /// With its children ready, the object becomes `Ready`.
     Converges,
@@ -154,6 +157,18 @@ fn comparable(state: &State, object: &ObjectRef) -> Vec<(ObjectRef, Value)> {
         .collect()
 }
 
+/// The first object that differs between two states (see [`comparable`]).
+fn changed(now: &State, before: &State, object: &ObjectRef) -> Option<ObjectRef> {
+    let (now, before) = (comparable(now, object), comparable(before, object));
+    if now.len() != before.len() {
+        return Some(object.clone());
+    }
+    now.into_iter()
+        .zip(before)
+        .find(|(a, b)| a != b)
+        .map(|(a, _)| a.0)
+}
+
 /// Mark the children of `owner_uid` in `state` ready, as their controllers would report it:
 /// Deployments (and StatefulSets, ReplicaSets) with every replica ready, available and updated and
 /// `Available=True`; Jobs complete. Returns whether any was marked.
@@ -246,39 +261,41 @@ pub async fn check(
     let second = render_state(plugin, &target, &after, settings).await?;
     let mut state = after;
     if first.refusals.is_empty() {
-        let (again, _) = carry_out(&state, &second, &manager);
-        let third = render_state(plugin, &target, &again, settings).await?;
-        let (now, before) = (comparable(&again, &target), comparable(&state, &target));
-        let changed = if now.len() == before.len() {
-            now.into_iter()
-                .zip(before)
-                .find(|(a, b)| a != b)
-                .map(|(a, _)| a.0)
-        } else {
-            Some(target.clone())
-        };
-        if plan_of(&first) != plan_of(&second) {
-            let (object, detail) = difference(&first, &second)
+        // The same plan carried out twice changes nothing the first time did not.
+        let (twice, _) = carry_out(&state, &first, &manager);
+        // The plan may follow what its first carry-out created (a status reported up once a
+        // child exists); one reconcile later it must stand still.
+        let (settled, _) = carry_out(&state, &second, &manager);
+        let third = render_state(plugin, &target, &settled, settings).await?;
+        let (still, _) = carry_out(&settled, &third, &manager);
+        if let Some(r) = changed(&twice, &state, &target) {
+            violations.push(Violation {
+                property: Property::Idempotent,
+                object: r.to_string(),
+                detail: "carrying out the same plan a second time changes it".into(),
+            });
+        } else if plan_of(&second) != plan_of(&third) {
+            let (object, detail) = difference(&second, &third)
                 .unwrap_or_else(|| (target.to_string(), "the plan changed".into()));
             violations.push(Violation {
                 property: Property::Idempotent,
                 object,
-                detail: format!("the plan changed once carried out: {detail}"),
+                detail: format!("the plan keeps changing once carried out: {detail}"),
             });
-        } else if let Some(r) = changed {
+        } else if let Some(r) = changed(&still, &settled, &target) {
             violations.push(Violation {
                 property: Property::Idempotent,
                 object: r.to_string(),
-                detail: "carrying out the same plan again changes it".into(),
+                detail: "carrying out the plan of a settled state changes it".into(),
             });
         } else if let Some(patch) = third.status_patch {
             violations.push(Violation {
                 property: Property::Idempotent,
                 object: target.to_string(),
-                detail: format!("the status still changes on a third reconcile: {patch}"),
+                detail: format!("the status keeps changing: {patch}"),
             });
         }
-        state = again;
+        state = settled;
     }
     let owner_uid = first.object.uid.clone().unwrap_or_default();
     let mut ready_after = None;

@@ -434,6 +434,78 @@ async fn the_library_check_reports_each_property_with_its_object() {
     assert_eq!(v.property, Property::Deterministic);
     assert_eq!(v.object, "ConfigMap default/shop-stamp");
 
+    // The seed 004 example reports its state up to its owner once its child exists: the plan
+    // follows what it created, then stands still.
+    let mut examples = docs(
+        &std::fs::read_to_string(support::root().join("examples/infra-cluster.yaml")).unwrap(),
+    );
+    let cluster_uid = "0000aaaa-0000-4000-8000-00000000000c";
+    let mut infra = None;
+    for d in &mut examples {
+        match d["kind"].as_str() {
+            Some("Cluster") => d["metadata"]["uid"] = json!(cluster_uid),
+            Some("InfraCluster") => infra = Some(d.clone()),
+            _ => {}
+        }
+    }
+    let mut infra = infra.unwrap();
+    infra["metadata"]["ownerReferences"] = json!([{"apiVersion": "examples.capstan.dev/v1alpha1",
+        "kind": "Cluster", "name": "demo", "uid": cluster_uid}]);
+    let infra_cluster = runtime
+        .load(&support::guest("infra-cluster"))
+        .await
+        .unwrap();
+    let report = capstan::render::check(
+        &infra_cluster,
+        &infra,
+        &Observed::new(examples).unwrap(),
+        &settings,
+        CheckOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(report.passed(), "{:?}", report.violations);
+    assert!(
+        report
+            .first
+            .status_applies
+            .iter()
+            .any(|a| a.object["kind"] == "Cluster"),
+        "it reports to its owner: {:?}",
+        report.first.status_applies
+    );
+
+    // Deterministic, but each plan carried out calls for another: never stands still.
+    let mut counting = shop();
+    counting["metadata"]["name"] = json!("shop-counting");
+    let report = capstan::render::check(
+        &restless,
+        &counting,
+        &observed,
+        &settings,
+        CheckOptions::default(),
+    )
+    .await
+    .unwrap();
+    let properties: Vec<Property> = report.violations.iter().map(|v| v.property).collect();
+    assert_eq!(
+        properties,
+        [Property::Idempotent],
+        "{:?}",
+        report.violations
+    );
+    assert_eq!(
+        report.violations[0].object,
+        "ConfigMap default/shop-counting-stamp"
+    );
+    assert!(
+        report.violations[0]
+            .detail
+            .starts_with("the plan keeps changing once carried out"),
+        "{}",
+        report.violations[0].detail
+    );
+
     // A component that stays unhealthy whatever its children report: never Ready.
     let noisy = runtime
         .load(&support::guest("noisy-reconciler"))
