@@ -19,6 +19,7 @@ pub mod plugin;
 pub mod rate;
 pub mod rbac;
 pub mod reconcile;
+pub mod render;
 pub mod runner;
 pub mod shard;
 pub mod status;

@@ -334,6 +334,13 @@ enum Command {
         #[arg(long, conflicts_with = "cache_dir")]
         no_cache: bool,
     },
+    /// Run a reconciler (or a handler) once, offline, in the real sandbox: print the objects the
+    /// host would apply, the status it would write and what it would refuse (docs/PLUGINS.md,
+    /// "Testing a plugin offline").
+    ///
+    /// Exit codes: 0 rendered; 1 `--diff` found differences or `--check` a failing property; 2 the
+    /// plugin failed; 3 the host would refuse the plan; 4 unreadable input.
+    Render(Box<capstan::render::RenderArgs>),
     /// Run the embedded Kubernetes API server alone (no cluster needed).
     Apiserver {
         /// Address to listen on.
@@ -736,6 +743,10 @@ fn main() -> ExitCode {
             }
             Command::Annotate { input, output } => annotate(&input, output.as_deref()).await,
             Command::Run(opts) => run(*opts).await,
+            Command::Render(mut args) => {
+                args.cache_dir = default_cache_dir();
+                Ok(capstan::render::run(*args).await)
+            }
             Command::Rbac {
                 plugins,
                 config,

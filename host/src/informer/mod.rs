@@ -190,13 +190,16 @@ struct Informer {
     resource: ApiResource,
     namespaced: bool,
     cache: Arc<Cache>,
-    task: AbortHandle,
+    /// The watcher; `None` for a fixed informer ([`InformerHandle::fixed`]).
+    task: Option<AbortHandle>,
     registry: Weak<Shared>,
 }
 
 impl Drop for Informer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
         if let Some(registry) = self.registry.upgrade() {
             let mut running = registry.running();
             // A later acquire may already have replaced the entry with a new informer.
@@ -310,7 +313,7 @@ impl Informers {
             resource,
             namespaced,
             cache,
-            task,
+            task: Some(task),
             registry: Arc::downgrade(&self.shared),
         });
         running.insert(
@@ -474,6 +477,35 @@ impl std::fmt::Debug for InformerHandle {
 }
 
 impl InformerHandle {
+    /// An informer that watches nothing: its cache holds `objects` (those of kind `gvk`; managed
+    /// fields kept), synced, and never changes. `capstan render` serves a plugin's cache reads
+    /// and the plan checks from these, as a controller does from live informers.
+    #[must_use]
+    pub fn fixed(
+        gvk: &Gvk,
+        resource: ApiResource,
+        namespaced: bool,
+        objects: impl IntoIterator<Item = DynamicObject>,
+    ) -> Self {
+        let cache = Arc::new(Cache::new(gvk.clone(), true));
+        cache.apply(watcher::Event::Init);
+        for object in objects {
+            cache.apply(watcher::Event::InitApply(object));
+        }
+        cache.apply(watcher::Event::InitDone);
+        Self {
+            informer: Arc::new(Informer {
+                id: 0,
+                gvk: gvk.clone(),
+                resource,
+                namespaced,
+                cache,
+                task: None,
+                registry: Weak::new(),
+            }),
+        }
+    }
+
     /// The kind.
     #[must_use]
     pub fn gvk(&self) -> &Gvk {
@@ -886,7 +918,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a.informer, &b.informer));
         assert!(Arc::ptr_eq(&a.informer, &c.informer));
         assert_eq!(informers.running(), vec![cm_gvk()]);
-        let task = a.informer.task.clone();
+        let task = a.informer.task.clone().unwrap();
         let first_id = a.informer.id;
         let mut rx = a.subscribe();
         drop((a, b));

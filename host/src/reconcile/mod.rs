@@ -27,6 +27,7 @@ mod plan;
 mod queue;
 mod scope;
 mod status;
+mod world;
 
 pub use access::allowed;
 pub use action::{Action, AttemptError, error_policy, settle};
@@ -40,6 +41,17 @@ pub use plan::{Refusal, Step};
 pub use queue::{KeyRate, WorkQueue};
 pub use scope::{ALL_NAMESPACES, Scope, ScopeGrant};
 pub use status::{Draft, Evaluation, terminal};
+pub use world::World;
+
+// What `capstan render` runs of a reconcile (crate::render): the same code as a controller's.
+pub(crate) use apply::{errors_health, prunable, set_owner};
+pub(crate) use cache::InformerCache;
+pub(crate) use finalizer::has as has_finalizer;
+pub(crate) use phase::rfc3339;
+pub(crate) use pipeline::{owner_condition, refused_health, requeue_after};
+pub(crate) use plan::Checker;
+pub(crate) use scope::ScopedCache;
+pub(crate) use status::{Basis, changes, merged, patch as status_patch};
 
 use crate::contract::{ErrorCategory, Gvk, Manifest};
 use crate::dispatch::RetryPolicy;
@@ -47,7 +59,6 @@ use crate::informer::{
     ChangeKind, InformerError, InformerHandle, Informers, Seen, owner_refs, predicate,
 };
 use crate::plugin::Plugin;
-use cache::InformerCache;
 use kube::api::DynamicObject;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};

@@ -8,4 +8,5 @@ mod check_cli;
 mod image;
 mod in_cluster;
 mod leader_election;
+mod render_cli;
 mod sharding;
