@@ -502,6 +502,7 @@ impl InformerHandle {
                 cache,
                 task: None,
                 registry: Weak::new(),
+                sharded: false,
             }),
         }
     }
