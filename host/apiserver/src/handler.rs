@@ -28,6 +28,7 @@ use crate::logs::LogOptions;
 use crate::patch::{PATCH_TYPES, PatchKind};
 use crate::path::{self, Segment};
 use crate::protobuf;
+use crate::resource::ResourceInfo;
 use crate::reviews::{REVIEW_TYPES, Review, Reviewer};
 use crate::scale;
 use crate::selector::Selector;
@@ -154,12 +155,20 @@ impl Query {
             .map(|s| Duration::from_secs(s).min(MAX_WATCH_TIMEOUT)))
     }
 
-    fn list_options(&self) -> Result<ListOptions, ApiError> {
+    /// The field selector, refused when it names a field `info`'s kind cannot be selected by.
+    fn fields(&self, info: &ResourceInfo) -> Result<Selector, ApiError> {
+        let fields = self.selector("fieldSelector")?;
+        crate::selector::check_fields(&fields, &info.group, &info.kind)
+            .map_err(ApiError::BadRequest)?;
+        Ok(fields)
+    }
+
+    fn list_options(&self, info: &ResourceInfo) -> Result<ListOptions, ApiError> {
         // A list ends when it is sent; its timeout is only checked, as kube-apiserver parses it.
         self.timeout()?;
         Ok(ListOptions {
             labels: self.selector("labelSelector")?,
-            fields: self.selector("fieldSelector")?,
+            fields: self.fields(info)?,
             shards: self.shards()?,
             limit: usize::try_from(self.number("limit")?.unwrap_or(0)).unwrap_or(usize::MAX),
             continue_token: self.get("continue").map(str::to_string),
@@ -549,7 +558,7 @@ async fn resource(
             let params = WatchParams {
                 target,
                 labels: query.selector("labelSelector")?,
-                fields: query.selector("fieldSelector")?,
+                fields: query.fields(&info)?,
                 shards: query.shards()?,
                 resource_version: query.number("resourceVersion")?,
                 send_initial_events: query.flag("sendInitialEvents"),
@@ -571,7 +580,7 @@ async fn resource(
                 .into_response())
         }
         (&Method::GET, false) => {
-            let options = query.list_options()?;
+            let options = query.list_options(&info)?;
             let page = cluster.list(&target, &options)?;
             let mut meta = list_meta(page.resource_version, page.continue_token);
             if !options.shards.is_empty() {
@@ -669,7 +678,7 @@ async fn resource(
                 let object = cluster.delete(&target, &opts)?;
                 return Ok(json_response(StatusCode::OK, &present(&info, &object)));
             }
-            let deleted = cluster.delete_collection(&target, &query.list_options()?, &opts)?;
+            let deleted = cluster.delete_collection(&target, &query.list_options(&info)?, &opts)?;
             let items = deleted
                 .iter()
                 .map(|o| Cow::Owned(present(&info, o)))

@@ -541,6 +541,32 @@ async fn kubectl_sees_defaults_allocations_and_validation_as_on_a_cluster() {
         "{table}"
     );
     assert!(table.contains("0/1"), "{table}");
+    // A field selector names only fields the kind is selectable by.
+    let out = k
+        .command(&[
+            "get",
+            "deployments",
+            "--field-selector",
+            "status.phase=Running",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("field label not supported: status.phase"),
+        "{err}"
+    );
+    assert!(
+        k.run(&[
+            "get",
+            "deployments",
+            "--field-selector",
+            "metadata.name=web",
+            "-o",
+            "name"
+        ])
+        .contains("deployment.apps/web")
+    );
     let wide = k.run(&["get", "deployments", "-o", "wide"]);
     assert!(
         wide.contains("nginx:1.27") && wide.contains("app=web"),
