@@ -45,7 +45,7 @@ fn benches(c: &mut Criterion) {
             .expect("start")
     });
     let client = rt.block_on(async { server.client().expect("client") });
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
     let before = rss_bytes();
     let started = Instant::now();
@@ -127,7 +127,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("server_side_apply", |b| b.iter(&mut apply));
 
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(server.client().expect("client"), "default");
+        Api::namespaced(client.clone(), "default");
     let mut replicas = 0u64;
     group.bench_function("server_side_apply_deployment", |b| {
         b.iter(|| {
@@ -160,7 +160,7 @@ fn benches(c: &mut Criterion) {
                         "port": {"type": "integer", "minimum": 1, "maximum": 65535}}},
                     "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}});
     let crds: Api<kube::api::DynamicObject> = Api::all_with(
-        server.client().expect("client"),
+        client.clone(),
         &kube::api::ApiResource::from_gvk_with_plural(
             &kube::api::GroupVersionKind::gvk(
                 "apiextensions.k8s.io",
@@ -178,7 +178,7 @@ fn benches(c: &mut Criterion) {
     .expect("crd");
     std::thread::sleep(Duration::from_millis(200));
     let webapps: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        server.client().expect("client"),
+        client.clone(),
         "default",
         &kube::api::ApiResource::from_gvk_with_plural(
             &kube::api::GroupVersionKind::gvk("bench.capstan.dev", "v1", "WebApp"),

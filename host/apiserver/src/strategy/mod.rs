@@ -8,7 +8,6 @@ mod service;
 mod validate;
 
 use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -57,56 +56,96 @@ pub(crate) fn tracks_generation(info: &ResourceInfo) -> bool {
     ) || !BUILTIN_GROUPS.contains(&info.group.as_str())
 }
 
+/// One step of a path into a JSON document.
+enum Step {
+    /// An object's key.
+    Key(String),
+    /// A list's index.
+    Index(usize),
+}
+
+/// The steps of a path serde_ignored reports (wrappers such as `Option` are not steps).
+fn steps(path: &serde_ignored::Path<'_>, out: &mut Vec<Step>) {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => {}
+        Path::Seq { parent, index } => {
+            steps(parent, out);
+            out.push(Step::Index(*index));
+        }
+        Path::Map { parent, key } => {
+            steps(parent, out);
+            out.push(Step::Key(key.clone()));
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => steps(parent, out),
+    }
+}
+
+/// A path as apimachinery names a field: `spec.template.spec.containers[0].foo`.
+fn field_name(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        match step {
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Removes the value at `steps` from `object`.
+fn remove(object: &mut Value, steps: &[Step]) {
+    let Some((last, parents)) = steps.split_last() else {
+        return;
+    };
+    let mut cur = object;
+    for step in parents {
+        let next = match step {
+            Step::Key(k) => cur.get_mut(k.as_str()),
+            Step::Index(i) => cur.get_mut(*i),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    if let (Step::Key(k), Some(map)) = (last, cur.as_object_mut()) {
+        map.remove(k);
+    }
+}
+
 /// Decodes `object` as `T`, as the server's codec would before anything else looks at it, and
 /// drops the fields `T` does not have (as decoding into a Go struct does), returning their paths.
-fn decodes_as<T: DeserializeOwned + Serialize>(
+/// serde_ignored reports the fields the type's deserializer skips, so no re-encoding is needed.
+fn decodes_as<T: DeserializeOwned>(
     info: &ResourceInfo,
     object: &mut Value,
 ) -> Result<Vec<String>, Refusal> {
-    let typed = serde_json::from_value::<T>(object.clone()).map_err(|e| {
+    let mut ignored: Vec<Vec<Step>> = Vec::new();
+    let decoded: Result<T, _> = serde_ignored::deserialize(&*object, |path| {
+        let mut s = Vec::new();
+        steps(&path, &mut s);
+        ignored.push(s);
+    });
+    decoded.map_err(|e| {
         Refusal::Decode(format!(
             "{kind} in version {version:?} cannot be handled as a {kind}: {e}",
             kind = info.kind,
             version = info.version
         ))
     })?;
-    let known = serde_json::to_value(typed).unwrap_or(Value::Null);
-    let mut unknown = Vec::new();
-    prune(object, &known, "", &mut unknown);
-    Ok(unknown)
-}
-
-/// Removes from `object` every field `known` (its typed round trip) lacks, recording each path
-/// as apimachinery names it (`spec.template.spec.containers[0].foo`). A `null` is not a field.
-fn prune(object: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) {
-    match (object, known) {
-        (Value::Object(map), Value::Object(known_map)) => {
-            map.retain(|key, value| {
-                let field = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match known_map.get(key) {
-                    Some(k) => {
-                        prune(value, k, &field, unknown);
-                        true
-                    }
-                    None if value.is_null() => true,
-                    None => {
-                        unknown.push(field);
-                        false
-                    }
-                }
-            });
-        }
-        (Value::Array(items), Value::Array(known_items)) => {
-            for (i, (item, k)) in items.iter_mut().zip(known_items).enumerate() {
-                prune(item, k, &format!("{path}[{i}]"), unknown);
-            }
-        }
-        _ => {}
+    let mut unknown = Vec::with_capacity(ignored.len());
+    for path in &ignored {
+        unknown.push(field_name(path));
+        remove(object, path);
     }
+    Ok(unknown)
 }
 
 /// Base64 byte fields as Go stores them: Go's decoder skips `\r` and `\n` (line-wrapped base64, as
