@@ -20,6 +20,7 @@ pub mod rate;
 pub mod rbac;
 pub mod reconcile;
 pub mod runner;
+pub mod scaffold;
 pub mod status;
 
 /// An error and its sources on one line: `error: cause: cause`.

@@ -8,3 +8,4 @@ mod check_cli;
 mod image;
 mod in_cluster;
 mod leader_election;
+mod new_cli;
