@@ -334,7 +334,7 @@ fn files(o: &Options) -> Result<Vec<(String, String)>, ScaffoldError> {
     let mut files = Vec::new();
     match o.lang {
         Lang::Rust => {
-            let (n, s) = t!("rust/Cargo.toml");
+            let (n, s) = t!("rust/Cargo.toml.tmpl");
             files.push(("Cargo.toml".to_owned(), render(n, s)?));
             files.push((".gitignore".to_owned(), t!("rust/gitignore").1.to_owned()));
             let (head, handler, reconciler, plugin) = (
