@@ -51,6 +51,8 @@ pub mod object_kind;
 pub mod plan;
 pub mod pod_logs;
 pub mod status;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
 #[doc(hidden)]
 pub mod wit;
 

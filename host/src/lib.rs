@@ -19,8 +19,10 @@ pub mod plugin;
 pub mod rate;
 pub mod rbac;
 pub mod reconcile;
+pub mod render;
 pub mod runner;
 pub mod scaffold;
+pub mod shard;
 pub mod status;
 
 /// An error and its sources on one line: `error: cause: cause`.

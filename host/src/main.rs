@@ -113,6 +113,28 @@ struct RunOpts {
     shutdown_timeout_seconds: u64,
     #[command(flatten)]
     leader: LeaderArgs,
+    #[command(flatten)]
+    shard: ShardArgs,
+}
+
+/// Sharding: several replicas, all serving, each on its share of the objects (docs/SCALING.md).
+/// The Lease timings and the identity are the `--leader-elect-*` flags'.
+#[derive(clap::Args)]
+struct ShardArgs {
+    /// Work only on this replica's shard of the objects: replicas holding shard Leases of one
+    /// ring split the objects by a consistent hash of their uids (exclusive with --leader-elect).
+    #[arg(long, conflicts_with = "leader_elect")]
+    sharding: bool,
+    /// Name of the ring (a DNS label); the shard Leases are labelled with it.
+    #[arg(long, default_value = capstan::shard::DEFAULT_RING, requires = "sharding")]
+    shard_ring: String,
+    /// Namespace of the shard Leases [default: --namespace, else the pod's, else capstan-system].
+    #[arg(long, requires = "sharding")]
+    shard_lease_namespace: Option<String>,
+    /// Append each reconcile's interval (`identity uid start end`, monotonic nanoseconds) to
+    /// this file: proof that no object was reconciled by two replicas at once.
+    #[arg(long, requires = "sharding")]
+    shard_audit_log: Option<PathBuf>,
 }
 
 /// Leader election: several replicas, one serving (docs/SCALING.md).
@@ -162,6 +184,31 @@ impl LeaderArgs {
         if !self.leader_elect {
             return Ok(None);
         }
+        self.lease(namespace).map(Some)
+    }
+
+    /// The sharding to run, if `--sharding`: the ring's Leases in `namespace` unless one is given,
+    /// with the leader election timings and identity.
+    fn sharding(
+        &self,
+        shard: &ShardArgs,
+        namespace: &str,
+    ) -> anyhow::Result<Option<capstan::shard::ShardConfig>> {
+        if !shard.sharding {
+            return Ok(None);
+        }
+        let lease = self
+            .lease(shard.shard_lease_namespace.as_deref().unwrap_or(namespace))?
+            .name(&shard.shard_ring);
+        let config = capstan::shard::ShardConfig { lease };
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?;
+        Ok(Some(config))
+    }
+
+    /// The Lease settings of the flags, in `namespace` unless `--leader-elect-namespace` is given.
+    fn lease(&self, namespace: &str) -> anyhow::Result<capstan::leader::ElectionConfig> {
         let seconds = |flag: &str, s: f64| {
             std::time::Duration::try_from_secs_f64(s)
                 .with_context(|| format!("--{flag} {s} is not a duration in seconds"))
@@ -187,7 +234,7 @@ impl LeaderArgs {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?;
-        Ok(Some(config))
+        Ok(config)
     }
 }
 
@@ -303,6 +350,13 @@ enum Command {
         #[arg(long)]
         sdk_path: Option<PathBuf>,
     },
+    /// Run a reconciler (or a handler) once, offline, in the real sandbox: print the objects the
+    /// host would apply, the status it would write and what it would refuse (docs/PLUGINS.md,
+    /// "Testing a plugin offline").
+    ///
+    /// Exit codes: 0 rendered; 1 `--diff` found differences or `--check` a failing property; 2 the
+    /// plugin failed; 3 the host would refuse the plan; 4 unreadable input.
+    Render(Box<capstan::render::RenderArgs>),
     /// Run the embedded Kubernetes API server alone (no cluster needed).
     Apiserver {
         /// Address to listen on.
@@ -368,6 +422,7 @@ async fn run(args: RunOpts) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| capstan::identity::DEFAULT_NAMESPACE.to_owned()),
     );
     let leader_election = args.leader.election(identities.namespace())?;
+    let sharding = args.leader.sharding(&args.shard, identities.namespace())?;
     let impersonation = match args.impersonate {
         Impersonate::On => true,
         Impersonate::Off => false,
@@ -400,6 +455,8 @@ async fn run(args: RunOpts) -> anyhow::Result<ExitCode> {
         shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout_seconds),
         leader_election,
         warm_standby: args.leader.leader_elect_standby_informers == StandbyInformers::Warm,
+        sharding,
+        shard_audit: args.shard.shard_audit_log.clone(),
     };
     let result = capstan::runner::run(config, client, shutdown_signal()).await;
     if let Some(server) = embedded {
@@ -731,6 +788,10 @@ fn main() -> ExitCode {
             }
             Command::Annotate { input, output } => annotate(&input, output.as_deref()).await,
             Command::Run(opts) => run(*opts).await,
+            Command::Render(mut args) => {
+                args.cache_dir = default_cache_dir();
+                Ok(capstan::render::run(*args).await)
+            }
             Command::Rbac {
                 plugins,
                 config,

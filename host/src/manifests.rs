@@ -63,38 +63,58 @@ fn read_docs(dir: &Path) -> Result<Vec<Doc>, ManifestError> {
     let mut docs = Vec::new();
     for path in files {
         let text = read(&path)?;
-        // Empty documents are skipped; YAML 1.1 booleans (`yes`, `on`) are booleans, as kubectl
-        // (go-yaml v2 through sigs.k8s.io/yaml) reads them.
-        let mut bytes = text.as_bytes();
-        for (i, doc) in serde_saphyr::read::<_, serde_json::Value>(&mut bytes).enumerate() {
-            let value = doc.map_err(|e| ManifestError::Parse {
-                path: path.clone(),
+        docs.extend(parse_docs(&path, &text)?);
+    }
+    Ok(docs)
+}
+
+/// The objects of the YAML documents of `text` (read from `path`), empty documents skipped.
+fn parse_docs(path: &Path, text: &str) -> Result<Vec<Doc>, ManifestError> {
+    let mut docs = Vec::new();
+    let mut bytes = text.as_bytes();
+    for (i, doc) in serde_saphyr::read::<_, serde_json::Value>(&mut bytes).enumerate() {
+        let value = doc.map_err(|e| ManifestError::Parse {
+            path: path.to_owned(),
+            index: i + 1,
+            reason: e.to_string(),
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let object: DynamicObject =
+            serde_json::from_value(value).map_err(|e| ManifestError::Parse {
+                path: path.to_owned(),
                 index: i + 1,
                 reason: e.to_string(),
             })?;
-            if value.is_null() {
-                continue;
-            }
-            let object: DynamicObject =
-                serde_json::from_value(value).map_err(|e| ManifestError::Parse {
-                    path: path.clone(),
-                    index: i + 1,
-                    reason: e.to_string(),
-                })?;
-            if object.types.is_none() || object.metadata.name.is_none() {
-                return Err(ManifestError::Parse {
-                    path,
-                    index: i + 1,
-                    reason: "apiVersion, kind and metadata.name are required".into(),
-                });
-            }
-            docs.push(Doc {
-                path: path.clone(),
-                object,
+        if object.types.is_none() || object.metadata.name.is_none() {
+            return Err(ManifestError::Parse {
+                path: path.to_owned(),
+                index: i + 1,
+                reason: "apiVersion, kind and metadata.name are required".into(),
             });
         }
+        docs.push(Doc {
+            path: path.to_owned(),
+            object,
+        });
     }
     Ok(docs)
+}
+
+/// The objects of every YAML document in one file (`capstan render` reads its inputs so).
+///
+/// # Errors
+/// [`ManifestError::Read`] or [`ManifestError::Parse`], naming the file.
+pub fn read_file(path: &Path) -> Result<Vec<DynamicObject>, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(parse_docs(path, &text)?
+        .into_iter()
+        .map(|d| d.object)
+        .collect())
 }
 
 /// The objects of every YAML document in `dir` (`*.yaml`, `*.yml`, by file name), as

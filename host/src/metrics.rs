@@ -248,6 +248,9 @@ struct Inner {
     leader: Gauge,
     leader_transitions: Family<TransitionLabels, Counter>,
     lease_renew_duration: Family<OutcomeLabels, Histogram>,
+    shard_members: Gauge,
+    shard_objects_owned: Family<PluginLabels, Gauge>,
+    shard_handovers: Counter,
     /// The info series each plugin has now; held while changing a plugin's state or info
     /// series so concurrent updates of one plugin never leave two series at 1.
     info: Mutex<HashMap<String, InfoLabels>>,
@@ -375,6 +378,25 @@ impl Metrics {
             lease_renew_duration.clone(),
         );
 
+        let shard_members = Gauge::default();
+        registry.register(
+            "shard_members",
+            "Live members of the shard ring as this replica sees them (sharding only)",
+            shard_members.clone(),
+        );
+        let shard_objects_owned = Family::<PluginLabels, Gauge>::default();
+        registry.register(
+            "shard_objects_owned",
+            "Objects of a reconciler's kind that this replica may work on now (sharding only)",
+            shard_objects_owned.clone(),
+        );
+        let shard_handovers = Counter::default();
+        registry.register(
+            "shard_handovers",
+            "Ring changes this replica drained to and acknowledged (sharding only)",
+            shard_handovers.clone(),
+        );
+
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -393,6 +415,9 @@ impl Metrics {
                 leader,
                 leader_transitions,
                 lease_renew_duration,
+                shard_members,
+                shard_objects_owned,
+                shard_handovers,
                 info: Mutex::new(HashMap::new()),
             }),
         }
@@ -566,6 +591,28 @@ impl Metrics {
             .lease_renew_duration
             .get_or_create(&OutcomeLabels { outcome })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Set how many live members the shard ring has.
+    pub fn set_shard_members(&self, members: usize) {
+        self.inner
+            .shard_members
+            .set(i64::try_from(members).unwrap_or(i64::MAX));
+    }
+
+    /// Set how many objects of `plugin`'s kind this replica may work on.
+    pub fn set_shard_objects_owned(&self, plugin: &str, objects: usize) {
+        self.inner
+            .shard_objects_owned
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_owned(),
+            })
+            .set(i64::try_from(objects).unwrap_or(i64::MAX));
+    }
+
+    /// Count one ring change this replica drained to and acknowledged.
+    pub fn shard_handover(&self) {
+        self.inner.shard_handovers.inc();
     }
 
     /// Every metric in the OpenMetrics text format, ending with `# EOF`; serve it with

@@ -14,6 +14,7 @@ use crate::plugin::{
     Limits, Plugin, PluginEvent, PluginState, Registry, Reloader, Runtime, RuntimeConfig,
 };
 use crate::reconcile::{Clients, Controller, ControllerConfig};
+use crate::shard::{Audit, Gate, ShardConfig, Sharder};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,6 +39,12 @@ pub enum RunError {
     /// The leader election settings are invalid.
     #[error("cannot start leader election")]
     Leader(#[from] crate::leader::LeaderError),
+    /// The sharding settings are invalid.
+    #[error("cannot start sharding")]
+    Shard(#[from] crate::shard::ShardError),
+    /// The shard audit log cannot be opened.
+    #[error("cannot start sharding")]
+    Audit(#[from] crate::shard::AuditError),
     /// The HTTP listener could not bind.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -80,6 +87,11 @@ pub struct RunConfig {
     /// With leader election: keep the informers of the loaded plugins' kinds running while
     /// standing by, so a takeover starts from warm caches. Default true.
     pub warm_standby: bool,
+    /// Work only on this replica's shard of the objects, on the ring of these shard Leases
+    /// (active-active; exclusive with `leader_election`). Default none.
+    pub sharding: Option<ShardConfig>,
+    /// With sharding: append each reconcile's interval to this file ([`crate::shard::audit`]).
+    pub shard_audit: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -98,6 +110,8 @@ impl RunConfig {
             shutdown_timeout: Duration::from_secs(10),
             leader_election: None,
             warm_standby: true,
+            sharding: None,
+            shard_audit: None,
         }
     }
 }
@@ -134,6 +148,9 @@ pub async fn run_with_listener(
     http: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    if let Some(sharding) = &config.sharding {
+        sharding.validate()?;
+    }
     if let Some(election) = &config.leader_election {
         election.validate()?;
     } else if let Some(dir) = &config.manifests {
@@ -175,6 +192,20 @@ pub async fn run_with_listener(
     if let Some(fence) = &fence {
         supervisor = supervisor.standby(fence.clone(), config.warm_standby);
     }
+    // Sharding: every replica runs every plugin, on what its gate grants, writing through a
+    // fence open while its shard Lease is renewed.
+    let shard = match &config.sharding {
+        Some(sharding) => {
+            let audit = match &config.shard_audit {
+                Some(path) => Some(Audit::open(path, &sharding.lease.identity)?),
+                None => None,
+            };
+            let (gate, fence) = (Gate::new(audit), Fence::new());
+            supervisor = supervisor.sharded(fence.clone(), gate.clone());
+            Some((gate, fence))
+        }
+        None => None,
+    };
     for event in reloader.scan().await? {
         supervisor.apply(event).await;
     }
@@ -187,12 +218,24 @@ pub async fn run_with_listener(
         )?),
         None => None,
     };
+    let sharder = match (&config.sharding, shard) {
+        (Some(sharding), Some((gate, fence))) => Some(Sharder::start(
+            client.clone(),
+            sharding.clone(),
+            gate,
+            fence,
+            Some(metrics.clone()),
+        )?),
+        _ => None,
+    };
     let serving = Arc::new(AtomicU8::new(if elector.is_some() {
         Serving::Standby
+    } else if sharder.is_some() {
+        Serving::Joining
     } else {
         Serving::Active
     } as u8));
-    metrics.set_leader(elector.is_none());
+    metrics.set_leader(elector.is_none() && sharder.is_none());
     let server = http.map(|listener| {
         serve_http(
             listener,
@@ -211,12 +254,17 @@ pub async fn run_with_listener(
         "capstan running"
     );
     let mut leading = elector.as_ref().map(Elector::leading);
+    let mut membership = sharder.as_ref().map(Sharder::membership);
     let mut failed = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             Some(event) = changes.recv() => supervisor.apply(event).await,
+            member = membership_change(&mut membership) => {
+                let state = if member { Serving::Active } else { Serving::Joining };
+                serving.store(state as u8, Ordering::SeqCst);
+            }
             lead = leadership_change(&mut leading) => {
                 if lead {
                     if let (Some(dir), Some(fence)) = (&config.manifests, &fence)
@@ -240,6 +288,9 @@ pub async fn run_with_listener(
     // Only now that nothing works under it may the Lease go (client-go's ReleaseOnCancel).
     if let Some(elector) = elector {
         elector.release().await;
+    }
+    if let Some(sharder) = sharder {
+        sharder.release().await;
     }
     if let Some(s) = server {
         s.abort();
@@ -270,6 +321,20 @@ async fn leadership_change(leading: &mut Option<watch::Receiver<bool>>) -> bool 
     false
 }
 
+/// Whether this replica serves as a ring member, once that changes; never without sharding.
+async fn membership_change(
+    membership: &mut Option<watch::Receiver<crate::shard::Membership>>,
+) -> bool {
+    let Some(rx) = membership.as_mut() else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        *membership = None;
+        return false;
+    }
+    rx.borrow_and_update().serving
+}
+
 /// What `/readyz` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -278,6 +343,8 @@ enum Serving {
     Active,
     /// Standing by for the Lease: 503.
     Standby,
+    /// Sharding, not (yet, or no longer) a ring member that works: 503.
+    Joining,
     /// Shutting down: 503.
     Stopping,
 }
@@ -289,6 +356,8 @@ type DepthProbe = Box<dyn Fn() -> usize + Send + Sync>;
 #[derive(Clone, Default)]
 struct Gauges {
     queue_depths: Arc<std::sync::Mutex<HashMap<String, DepthProbe>>>,
+    /// With sharding: objects each controller may work on.
+    owned: Arc<std::sync::Mutex<HashMap<String, DepthProbe>>>,
     bus: Arc<std::sync::Mutex<Option<Bus<ChangeEvent>>>>,
     bus_dropped_seen: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -319,6 +388,8 @@ pub struct Supervisor {
     /// `client` behind the fence, if any: what controllers write through.
     writer: kube::Client,
     fence: Option<Fence>,
+    /// With sharding: what this replica may work on.
+    gate: Option<Gate>,
     impersonation: Option<Impersonation>,
     informers: Informers,
     base: ControllerConfig,
@@ -367,6 +438,7 @@ impl Supervisor {
             writer: client.clone(),
             client,
             fence: None,
+            gate: None,
             impersonation: config.impersonation.clone(),
             base: config.controller.clone(),
             reconcile: config
@@ -398,6 +470,20 @@ impl Supervisor {
         self.fence = Some(fence);
         self.active = false;
         self.warm = warm_informers.then(HashMap::new);
+        self
+    }
+
+    /// Work only on what `gate` grants (sharding), and write only through `fence` (open while
+    /// this replica's shard Lease is renewed). The plugins run at once.
+    #[must_use]
+    pub fn sharded(mut self, fence: Fence, gate: Gate) -> Self {
+        // The reconciled kinds' caches hold only this replica's shard.
+        self.informers = Informers::builder(self.client.clone())
+            .shard_by(gate.targets())
+            .build();
+        self.writer = fence.client(self.client.clone());
+        self.fence = Some(fence);
+        self.gate = Some(gate);
         self
     }
 
@@ -499,6 +585,7 @@ impl Supervisor {
     fn controller_config(&self, plugin: &Plugin) -> ControllerConfig {
         let mut c = self.base.clone();
         c.metrics = Some(self.metrics.clone());
+        c.gate = self.gate.clone();
         // Like every part of a configuration entry, only for the file it is bound to.
         if let Some(r) = plugin
             .grant()
@@ -635,6 +722,11 @@ impl Supervisor {
                 if let Ok(mut q) = self.gauges.queue_depths.lock() {
                     q.insert(name.clone(), Box::new(depth));
                 }
+                if self.gate.is_some()
+                    && let Ok(mut o) = self.gauges.owned.lock()
+                {
+                    o.insert(name.clone(), Box::new(c.owned_probe()));
+                }
                 self.controllers.insert(name, c);
             }
             Err(e) => {
@@ -646,6 +738,9 @@ impl Supervisor {
     async fn stop_controller(&mut self, name: &str) {
         if let Ok(mut q) = self.gauges.queue_depths.lock() {
             q.remove(name);
+        }
+        if let Ok(mut o) = self.gauges.owned.lock() {
+            o.remove(name);
         }
         if let Some(c) = self.controllers.remove(name) {
             c.shutdown(Duration::from_secs(10)).await;
@@ -678,8 +773,16 @@ impl Supervisor {
             match self.informers.acquire(&gvk).await {
                 Ok(handle) => {
                     let (bus, mut changes) = (self.bus.clone(), handle.subscribe());
+                    let gate = self.gate.clone();
                     let task = tokio::spawn(async move {
                         while let Some(c) = changes.recv().await {
+                            // Sharding: the replica that owns the object (its controller
+                            // owner's, for a child) delivers the event.
+                            if let Some(gate) = &gate
+                                && !gate.owns(routing_hash(&c.object))
+                            {
+                                continue;
+                            }
                             if let Some(event) = change_event(&c.object, &c.kind) {
                                 bus.publish(event);
                             }
@@ -709,6 +812,19 @@ impl Supervisor {
         futures::future::join_all(stops).await;
         self.dispatch_task.abort();
     }
+}
+
+/// The shard hash an object's events route by: its controller owner's uid, else its own.
+fn routing_hash(object: &kube::api::DynamicObject) -> u64 {
+    let owner = object
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str());
+    let uid = owner.or(object.metadata.uid.as_deref()).unwrap_or_default();
+    crate::shard::key_hash(uid)
 }
 
 /// An object's reference and JSON, serialized once (the reference and the text come from one
@@ -762,6 +878,11 @@ impl HttpState {
                 self.metrics.set_queue_depth(name, depth());
             }
         }
+        if let Ok(o) = self.supervisor.owned.lock() {
+            for (name, owned) in o.iter() {
+                self.metrics.set_shard_objects_owned(name, owned());
+            }
+        }
         if let Ok(b) = self.supervisor.bus.lock()
             && let Some(bus) = b.as_ref()
         {
@@ -799,6 +920,11 @@ fn serve_http(listener: tokio::net::TcpListener, state: HttpState) -> tokio::tas
                         (
                             StatusCode::SERVICE_UNAVAILABLE,
                             "standby: another replica leads",
+                        )
+                    } else if serving == Serving::Joining as u8 {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "sharding: not a working member of the ring",
                         )
                     } else {
                         (StatusCode::SERVICE_UNAVAILABLE, "stopping")

@@ -345,8 +345,10 @@ async fn webapp_is_reconciled_into_a_deployment_and_a_service() {
     })
     .await;
 
-    // An invalid spec fails the resource terminally: ConfigValid=False, failureReason.
-    patch_spec(&webapps, "shop", json!({"port": 0})).await;
+    // A spec the CRD's schema accepts and the plugin refuses (an empty image) fails the resource
+    // terminally: ConfigValid=False, failureReason. (A port of 0 never gets this far: the schema's
+    // minimum refuses it, as on a cluster.)
+    patch_spec(&webapps, "shop", json!({"image": ""})).await;
     let failed = status_until(&webapps, "shop", "a failed status", |o| {
         phase(o) == "Failed"
     })
@@ -364,7 +366,7 @@ async fn webapp_is_reconciled_into_a_deployment_and_a_service() {
     );
 
     // Fixing the spec clears the failure.
-    patch_spec(&webapps, "shop", json!({"port": 8080})).await;
+    patch_spec(&webapps, "shop", json!({"image": "nginx:1.27"})).await;
     let fixed = status_until(&webapps, "shop", "the failure cleared", |o| {
         phase(o) != "Failed" && o["status"]["observedGeneration"] == 4
     })

@@ -190,6 +190,8 @@ fn service(app: &WebApp) -> Service {
 mod tests {
     use super::*;
     use capstan_sdk::HealthState;
+    use capstan_sdk::testing;
+    use proptest::prelude::*;
 
     fn app() -> WebApp {
         let mut app = WebApp::new(
@@ -252,6 +254,49 @@ mod tests {
         let observed = WebAppReconciler::fetch(&app(), &Cache::from_objects(vec![])).unwrap();
         let health = WebAppReconciler::health(&app(), &observed);
         assert!(health.iter().all(|h| h.state == HealthState::Progressing));
+    }
+
+    /// WebApps with varied metadata (names, namespaces, labels, generations) and specs.
+    fn webapps() -> impl Strategy<Value = WebApp> {
+        (
+            testing::object_meta(),
+            "[a-z]{1,10}(:[0-9]{1,3}(\\.[0-9]{1,3}){0,2})?",
+            testing::replicas(),
+            1..65535i32,
+        )
+            .prop_map(|(metadata, image, replicas, port)| WebApp {
+                metadata,
+                spec: WebAppSpec {
+                    image,
+                    replicas,
+                    port,
+                },
+                status: None,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn the_plan_is_deterministic_and_idempotent(app in webapps()) {
+            let obj = capstan_sdk::serde_json::to_value(&app).unwrap();
+            testing::plan_contract::<WebAppReconciler>(&obj, &[])
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+
+        #[test]
+        fn children_carry_the_app_name_namespace_and_replicas(app in webapps()) {
+            let observed = WebAppReconciler::fetch(&app, &Cache::from_objects(vec![])).unwrap();
+            let plan = WebAppReconciler::plan(&app, &observed).unwrap();
+            for child in plan.applied() {
+                prop_assert_eq!(&child["metadata"]["name"], app.metadata.name.as_deref().unwrap());
+                prop_assert_eq!(
+                    &child["metadata"]["namespace"],
+                    app.metadata.namespace.as_deref().unwrap()
+                );
+            }
+            let dep = plan.applied().next().unwrap();
+            prop_assert_eq!(&dep["spec"]["replicas"], app.spec.replicas);
+        }
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Benchmarks of the embedded API server through kube-rs: list and watch of 10 000 ConfigMaps,
-//! server-side apply latency (median and p99), and memory per stored object (RSS delta).
+//! server-side apply latency (median and p99), and memory per stored object (RSS delta); and the
+//! write path of kinds with a registry strategy or a schema: server-side apply of a Deployment (a
+//! changed replica count each time: decode, defaults, validation) and of a custom resource with a
+//! structural schema.
 
 use std::time::{Duration, Instant};
 
@@ -122,6 +125,80 @@ fn benches(c: &mut Criterion) {
         .expect("apply");
     };
     group.bench_function("server_side_apply", |b| b.iter(&mut apply));
+
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(server.client().expect("client"), "default");
+    let mut replicas = 0u64;
+    group.bench_function("server_side_apply_deployment", |b| {
+        b.iter(|| {
+            replicas = (replicas + 1) % 50;
+            let config = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "labels": {"app": "web"}},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                        {"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}],
+                         "env": [{"name": "A", "value": "1"}],
+                         "readinessProbe": {"httpGet": {"path": "/", "port": 80}}}]}}}});
+            rt.block_on(deployments.patch(
+                "web",
+                &PatchParams::apply("bench").force(),
+                &Patch::Apply(config),
+            ))
+            .expect("apply deployment");
+        });
+    });
+
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "webapps.bench.capstan.dev"},
+        "spec": {"group": "bench.capstan.dev", "scope": "Namespaced",
+            "names": {"kind": "WebApp", "plural": "webapps", "singular": "webapp"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "required": ["image", "port"], "properties": {
+                        "image": {"type": "string", "minLength": 1},
+                        "replicas": {"type": "integer", "minimum": 0, "default": 1},
+                        "port": {"type": "integer", "minimum": 1, "maximum": 65535}}},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}});
+    let crds: Api<kube::api::DynamicObject> = Api::all_with(
+        server.client().expect("client"),
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk(
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+            ),
+            "customresourcedefinitions",
+        ),
+    );
+    rt.block_on(crds.patch(
+        "webapps.bench.capstan.dev",
+        &PatchParams::apply("bench").force(),
+        &Patch::Apply(crd),
+    ))
+    .expect("crd");
+    std::thread::sleep(Duration::from_millis(200));
+    let webapps: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        server.client().expect("client"),
+        "default",
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("bench.capstan.dev", "v1", "WebApp"),
+            "webapps",
+        ),
+    );
+    let mut port = 1u64;
+    group.bench_function("server_side_apply_custom_resource", |b| {
+        b.iter(|| {
+            port = port % 60000 + 1;
+            let config = json!({"apiVersion": "bench.capstan.dev/v1", "kind": "WebApp",
+                "metadata": {"name": "shop"}, "spec": {"image": "nginx:1.27", "port": port}});
+            rt.block_on(webapps.patch(
+                "shop",
+                &PatchParams::apply("bench").force(),
+                &Patch::Apply(config),
+            ))
+            .expect("apply webapp");
+        });
+    });
     group.finish();
 
     let mut samples: Vec<Duration> = (0..1000)

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 
+use crate::cluster::Inner;
 use crate::resource::Registry;
 use crate::reviews::{AUTHENTICATION_GROUP, AUTHORIZATION_GROUP, Review};
 
@@ -141,6 +142,17 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if r.scale.is_some() {
+            out.push(json!({
+                "name": format!("{}/scale", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         if r.group.is_empty() && r.plural == "pods" {
             out.push(json!({
                 "name": "pods/log",
@@ -181,12 +193,16 @@ pub fn openapi_v3_index(registry: &Registry) -> Value {
     json!({ "paths": paths })
 }
 
-/// `/openapi/v3/{api/v1|apis/group/version}`: a minimal OpenAPI v3 document listing each kind's
-/// PATCH operation with its `x-kubernetes-group-version-kind` and the `fieldValidation` parameter,
-/// which is what kubectl checks before sending server-side field validation. Schemas are open
-/// (no validation).
+/// `/openapi/v3/{api/v1|apis/group/version}`: an OpenAPI v3 document listing each kind's
+/// operations with its `x-kubernetes-group-version-kind` and the `fieldValidation` parameter,
+/// which is what kubectl checks before sending server-side field validation; a custom resource's
+/// schema is its CRD's `openAPIV3Schema` (what `kubectl explain` reads), named as kube-apiserver
+/// names it (`dev.capstan.examples.v1alpha1.WebApp`); a built-in kind's is its k8s-openapi type's
+/// JSON schema (schemars), with every type it refers to, named as Kubernetes names them
+/// (`io.k8s.api.apps.v1.Deployment`).
 #[must_use]
-pub fn openapi_v3_group(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+pub fn openapi_v3_group(inner: &Inner, group: &str, version: &str) -> Option<Value> {
+    let registry = &inner.registry;
     let resources = registry.resources(group, version);
     if resources.is_empty() {
         return None;
@@ -197,7 +213,16 @@ pub fn openapi_v3_group(registry: &Registry, group: &str, version: &str) -> Opti
         format!("/apis/{group}/{version}")
     };
     let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut kinds = Vec::new();
     for r in resources {
+        if let Some(name) = builtin_schema(&mut generator, &r.group, &r.kind) {
+            kinds.push((
+                name,
+                json!({"group": r.group, "version": r.version, "kind": r.kind}),
+            ));
+        }
         let ns = if r.namespaced {
             "/namespaces/{namespace}"
         } else {
@@ -221,13 +246,85 @@ pub fn openapi_v3_group(registry: &Registry, group: &str, version: &str) -> Opti
             })
         };
         paths.insert(path, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+        if let Some(schema) = crate::schema::of_custom_resource(inner, &r) {
+            let mut schema = schema.clone();
+            if let Some(map) = schema.as_object_mut() {
+                let properties = map.entry("properties").or_insert_with(|| json!({}));
+                if let Some(props) = properties.as_object_mut() {
+                    props.entry("apiVersion").or_insert_with(|| json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
+                    props.entry("kind").or_insert_with(|| json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
+                    props.entry("metadata").or_insert_with(
+                        || json!({"type": "object", "description": "Standard object's metadata."}),
+                    );
+                }
+                map.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+            }
+            let reversed: Vec<&str> = r.group.split('.').rev().collect();
+            schemas.insert(
+                format!("{}.{}.{}", reversed.join("."), r.version, r.kind),
+                schema,
+            );
+        }
+    }
+    for (name, schema) in generator.take_definitions(true) {
+        schemas.insert(name, schema);
+    }
+    for (name, gvk) in kinds {
+        if let Some(Value::Object(def)) = schemas.get_mut(&name) {
+            def.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+        }
     }
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
+}
+
+/// Registers the schema of a built-in kind (and of what it refers to) with `generator`, returning
+/// its name; `None` for a kind without a generated type here.
+fn builtin_schema(
+    generator: &mut schemars::SchemaGenerator,
+    group: &str,
+    kind: &str,
+) -> Option<String> {
+    use k8s_openapi::api::{
+        apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+        events::v1 as events, rbac::v1 as rbac,
+    };
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+    use schemars::JsonSchema;
+    fn add<T: JsonSchema>(generator: &mut schemars::SchemaGenerator) -> Option<String> {
+        generator.subschema_for::<T>();
+        Some(T::schema_name().into_owned())
+    }
+    match (group, kind) {
+        ("", "Namespace") => add::<core::Namespace>(generator),
+        ("", "ConfigMap") => add::<core::ConfigMap>(generator),
+        ("", "Secret") => add::<core::Secret>(generator),
+        ("", "Service") => add::<core::Service>(generator),
+        ("", "Pod") => add::<core::Pod>(generator),
+        ("", "PersistentVolumeClaim") => add::<core::PersistentVolumeClaim>(generator),
+        ("", "Event") => add::<core::Event>(generator),
+        ("", "ServiceAccount") => add::<core::ServiceAccount>(generator),
+        ("apps", "Deployment") => add::<apps::Deployment>(generator),
+        ("apps", "StatefulSet") => add::<apps::StatefulSet>(generator),
+        ("apps", "ReplicaSet") => add::<apps::ReplicaSet>(generator),
+        ("batch", "Job") => add::<batch::Job>(generator),
+        ("coordination.k8s.io", "Lease") => add::<coordination::Lease>(generator),
+        ("events.k8s.io", "Event") => add::<events::Event>(generator),
+        ("rbac.authorization.k8s.io", "Role") => add::<rbac::Role>(generator),
+        ("rbac.authorization.k8s.io", "RoleBinding") => add::<rbac::RoleBinding>(generator),
+        ("rbac.authorization.k8s.io", "ClusterRole") => add::<rbac::ClusterRole>(generator),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            add::<rbac::ClusterRoleBinding>(generator)
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            add::<apiextensions::CustomResourceDefinition>(generator)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -267,12 +364,25 @@ mod tests {
         assert!(group(&registry, "authentication.k8s.io").is_some());
         assert!(group_list(&registry)["groups"].as_array().unwrap().len() >= 5);
         assert!(openapi_v3_index(&registry)["paths"]["apis/apps/v1"].is_object());
-        let doc = openapi_v3_group(&registry, "apps", "v1").unwrap();
+        let cluster = crate::cluster::Cluster::open(None, 100).unwrap();
+        let doc = openapi_v3_group(&cluster.lock(), "apps", "v1").unwrap();
         let patch =
             &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(
             patch["x-kubernetes-group-version-kind"]["kind"],
             "Deployment"
         );
+        let schemas = &doc["components"]["schemas"];
+        let deployment = &schemas["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(
+            deployment["x-kubernetes-group-version-kind"],
+            json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
+        );
+        let spec_ref = deployment.pointer("/properties/spec").unwrap().to_string();
+        assert!(
+            spec_ref.contains("#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"),
+            "{spec_ref}"
+        );
+        assert!(schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"].is_object());
     }
 }

@@ -22,6 +22,16 @@ pub enum CauseType {
     ValueInvalid,
     /// `FieldValueRequired`: the value is missing.
     ValueRequired,
+    /// `FieldValueNotSupported`: the value is not one of a fixed set.
+    ValueNotSupported,
+    /// `FieldValueDuplicate`: the value repeats one that must be unique.
+    ValueDuplicate,
+    /// `FieldValueForbidden`: the field may not be set (here, or to this).
+    ValueForbidden,
+    /// `FieldValueTooLong`: the value is larger than allowed.
+    ValueTooLong,
+    /// `FieldValueTooMany`: a list or map has more items than allowed.
+    ValueTooMany,
 }
 
 impl CauseType {
@@ -31,6 +41,11 @@ impl CauseType {
         match self {
             Self::ValueInvalid => "FieldValueInvalid",
             Self::ValueRequired => "FieldValueRequired",
+            Self::ValueNotSupported => "FieldValueNotSupported",
+            Self::ValueDuplicate => "FieldValueDuplicate",
+            Self::ValueForbidden => "FieldValueForbidden",
+            Self::ValueTooLong => "FieldValueTooLong",
+            Self::ValueTooMany => "FieldValueTooMany",
         }
     }
 }
@@ -73,6 +88,75 @@ impl FieldCause {
         }
     }
 
+    /// `field.Invalid(field, value, detail)` for any JSON value, rendered as apimachinery renders
+    /// it: a string quoted, a number or boolean as is, anything else as compact JSON.
+    #[must_use]
+    pub fn invalid_value(field: &str, value: &Value, detail: impl fmt::Display) -> Self {
+        Self {
+            cause: CauseType::ValueInvalid,
+            field: field.to_owned(),
+            message: format!("Invalid value: {}: {detail}", render(value)),
+        }
+    }
+
+    /// `field.NotSupported(field, value, supported)`.
+    #[must_use]
+    pub fn not_supported(field: &str, value: &Value, supported: &[&str]) -> Self {
+        let list = supported
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self {
+            cause: CauseType::ValueNotSupported,
+            field: field.to_owned(),
+            message: format!(
+                "Unsupported value: {}: supported values: {list}",
+                render(value)
+            ),
+        }
+    }
+
+    /// `field.Duplicate(field, value)`.
+    #[must_use]
+    pub fn duplicate(field: &str, value: &Value) -> Self {
+        Self {
+            cause: CauseType::ValueDuplicate,
+            field: field.to_owned(),
+            message: format!("Duplicate value: {}", render(value)),
+        }
+    }
+
+    /// `field.Forbidden(field, detail)`.
+    #[must_use]
+    pub fn forbidden(field: &str, detail: &str) -> Self {
+        Self {
+            cause: CauseType::ValueForbidden,
+            field: field.to_owned(),
+            message: format!("Forbidden: {detail}"),
+        }
+    }
+
+    /// `field.TooLong(field, value, max)` (the value is not repeated, as apimachinery does).
+    #[must_use]
+    pub fn too_long(field: &str, max_bytes: usize) -> Self {
+        Self {
+            cause: CauseType::ValueTooLong,
+            field: field.to_owned(),
+            message: format!("Too long: may not be more than {max_bytes} bytes"),
+        }
+    }
+
+    /// An error of `cause` whose body is `message` as given.
+    #[must_use]
+    pub fn other_typed(cause: CauseType, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            cause,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
     /// An invalid-value error whose body is `message` as given (for errors that name their own
     /// field or none).
     #[must_use]
@@ -92,6 +176,15 @@ impl fmt::Display for FieldCause {
         } else {
             write!(f, "{}: {}", self.field, self.message)
         }
+    }
+}
+
+/// A field error's value as apimachinery prints it.
+fn render(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Null => "null".to_owned(),
+        other => other.to_string(),
     }
 }
 

@@ -22,17 +22,22 @@ use crate::authz::escalation::EscalationCheck;
 use crate::authz::{Authorizer, Mode, impersonation};
 use crate::cluster::Cluster;
 use crate::discovery;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldCause};
 use crate::gc::Propagation;
 use crate::logs::LogOptions;
 use crate::patch::{PATCH_TYPES, PatchKind};
 use crate::path::{self, Segment};
 use crate::protobuf;
+use crate::resource::ResourceInfo;
 use crate::reviews::{REVIEW_TYPES, Review, Reviewer};
+use crate::scale;
 use crate::selector::Selector;
+use crate::shard::ShardSelector;
 use crate::table::{self, IncludeObject};
 use crate::user;
-use crate::verbs::{DeleteOptions, ListOptions, Target, WriteOptions, present};
+use crate::verbs::{
+    DeleteOptions, FieldValidation, ListOptions, Target, Warnings, WriteOptions, present,
+};
 use crate::watch::{self as watcher, MAX_WATCH_TIMEOUT, WatchParams};
 
 /// Default request body limit (3 MiB, like etcd's default request size).
@@ -129,6 +134,11 @@ impl Query {
             .map_err(|e| ApiError::BadRequest(e.to_string()))
     }
 
+    fn shards(&self) -> Result<ShardSelector, ApiError> {
+        ShardSelector::parse(self.get("shardSelector").unwrap_or_default())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
     fn number(&self, key: &str) -> Result<Option<u64>, ApiError> {
         self.get(key)
             .map(|v| {
@@ -145,12 +155,21 @@ impl Query {
             .map(|s| Duration::from_secs(s).min(MAX_WATCH_TIMEOUT)))
     }
 
-    fn list_options(&self) -> Result<ListOptions, ApiError> {
+    /// The field selector, refused when it names a field `info`'s kind cannot be selected by.
+    fn fields(&self, info: &ResourceInfo) -> Result<Selector, ApiError> {
+        let fields = self.selector("fieldSelector")?;
+        crate::selector::check_fields(&fields, &info.group, &info.kind)
+            .map_err(ApiError::BadRequest)?;
+        Ok(fields)
+    }
+
+    fn list_options(&self, info: &ResourceInfo) -> Result<ListOptions, ApiError> {
         // A list ends when it is sent; its timeout is only checked, as kube-apiserver parses it.
         self.timeout()?;
         Ok(ListOptions {
             labels: self.selector("labelSelector")?,
-            fields: self.selector("fieldSelector")?,
+            fields: self.fields(info)?,
+            shards: self.shards()?,
             limit: usize::try_from(self.number("limit")?.unwrap_or(0)).unwrap_or(usize::MAX),
             continue_token: self.get("continue").map(str::to_string),
         })
@@ -160,6 +179,7 @@ impl Query {
     /// check.
     fn write_options_for(
         &self,
+        options_kind: &str,
         headers: &HeaderMap,
         requester: Option<(&Authorizer, &UserInfo)>,
     ) -> Result<WriteOptions, ApiError> {
@@ -186,13 +206,39 @@ impl Query {
                     authorizer: *authorizer,
                 }) as Arc<dyn crate::admission::Admission>
             });
+        let field_validation =
+            FieldValidation::parse(self.get("fieldValidation")).map_err(|value| {
+                ApiError::Invalid {
+                    kind: options_kind.into(),
+                    group: "meta.k8s.io".into(),
+                    name: String::new(),
+                    causes: vec![FieldCause::not_supported(
+                        "fieldValidation",
+                        &Value::String(value),
+                        &["Ignore", "Warn", "Strict"],
+                    )],
+                }
+            })?;
         Ok(WriteOptions {
             manager,
             dry_run: self.get("dryRun") == Some("All"),
             force: self.flag("force"),
             admission,
+            field_validation,
+            warnings: Warnings::default(),
         })
     }
+}
+
+/// Adds a write's warnings as `Warning: 299 - "text"` headers, as kube-apiserver sends them.
+fn with_warnings(mut response: Response, opts: &WriteOptions) -> Response {
+    for text in opts.warnings.take() {
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = header::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
 }
 
 fn accept(headers: &HeaderMap) -> &str {
@@ -338,13 +384,13 @@ async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Resp
         }
         ["openapi", "v3"] if get => ok(discovery::openapi_v3_index(&app.cluster.lock().registry)),
         ["openapi", "v3", "api", "v1"] if get => {
-            discovery::openapi_v3_group(&app.cluster.lock().registry, "", "v1")
+            discovery::openapi_v3_group(&app.cluster.lock(), "", "v1")
                 .map_or(Err(ApiError::UnknownResource), ok)
         }
         ["openapi", "v3", "apis", group, version] if get => {
             Segment::Group.check(group)?;
             Segment::Version.check(version)?;
-            discovery::openapi_v3_group(&app.cluster.lock().registry, group, version)
+            discovery::openapi_v3_group(&app.cluster.lock(), group, version)
                 .map_or(Err(ApiError::UnknownResource), ok)
         }
         ["api", "v1", "namespaces", namespace, "pods", name, "log"] => {
@@ -446,10 +492,12 @@ fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<
         name.map(str::to_string),
         subresource.map(str::to_string),
     );
-    if subresource
-        .as_deref()
-        .is_some_and(|s| s != "status" || !info.status_subresource)
-    {
+    let served = |s: &str| match s {
+        "status" => info.status_subresource,
+        "scale" => info.scale.is_some(),
+        _ => false,
+    };
+    if subresource.as_deref().is_some_and(|s| !served(s)) {
         return Err(ApiError::UnknownResource);
     }
     Ok(Target {
@@ -491,12 +539,27 @@ async fn resource(
     let table = table::wants_table(accept(headers))
         .then(|| IncludeObject::parse(query.get("includeObject")));
     let info = target.info.clone();
+    if target.subresource.as_deref() == Some("scale") {
+        let bytes = read_body(body, headers, app.max_body_bytes).await?;
+        return scale_subresource(cluster, target, &parts.method, headers, &bytes, || {
+            query.write_options_for(
+                if parts.method == Method::PUT {
+                    "UpdateOptions"
+                } else {
+                    "PatchOptions"
+                },
+                headers,
+                requester,
+            )
+        });
+    }
     match (&parts.method, target.name.is_some()) {
         (&Method::GET, false) if is_watch(query.0.get("watch").map(String::as_str)) => {
             let params = WatchParams {
                 target,
                 labels: query.selector("labelSelector")?,
-                fields: query.selector("fieldSelector")?,
+                fields: query.fields(&info)?,
+                shards: query.shards()?,
                 resource_version: query.number("resourceVersion")?,
                 send_initial_events: query.flag("sendInitialEvents"),
                 bookmarks: query.flag("allowWatchBookmarks"),
@@ -517,8 +580,14 @@ async fn resource(
                 .into_response())
         }
         (&Method::GET, false) => {
-            let page = cluster.list(&target, &query.list_options()?)?;
-            let meta = list_meta(page.resource_version, page.continue_token);
+            let options = query.list_options(&info)?;
+            let page = cluster.list(&target, &options)?;
+            let mut meta = list_meta(page.resource_version, page.continue_token);
+            if !options.shards.is_empty() {
+                // KEP-5866: the applied selector is echoed, so a client can tell this server
+                // from one that ignored the parameter.
+                meta["shardInfo"] = json!({"selector": options.shards.to_string()});
+            }
             if let Some(include) = table {
                 let objects: Vec<&Value> = page.items.iter().map(AsRef::as_ref).collect();
                 return Ok(json_response(
@@ -563,26 +632,23 @@ async fn resource(
             let media = object_media_type(headers)?;
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
             let object = decode_object(&media, &bytes)?;
-            let created = cluster.create(
-                &target,
-                object,
-                &query.write_options_for(headers, requester)?,
-            )?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &present(&info, &created),
+            let opts = query.write_options_for("CreateOptions", headers, requester)?;
+            let created = cluster.create(&target, object, &opts)?;
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &present(&info, &created)),
+                &opts,
             ))
         }
         (&Method::PUT, true) => {
             let media = object_media_type(headers)?;
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
             let object = decode_object(&media, &bytes)?;
-            let updated = cluster.update(
-                &target,
-                object,
-                &query.write_options_for(headers, requester)?,
-            )?;
-            Ok(json_response(StatusCode::OK, &present(&info, &updated)))
+            let opts = query.write_options_for("UpdateOptions", headers, requester)?;
+            let updated = cluster.update(&target, object, &opts)?;
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &present(&info, &updated)),
+                &opts,
+            ))
         }
         (&Method::PATCH, true) => {
             let kind = PatchKind::from_content_type(content_type(headers))
@@ -593,18 +659,17 @@ async fn resource(
                 ));
             }
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
-            let (object, created) = cluster.patch(
-                &target,
-                kind,
-                &bytes,
-                &query.write_options_for(headers, requester)?,
-            )?;
+            let opts = query.write_options_for("PatchOptions", headers, requester)?;
+            let (object, created) = cluster.patch(&target, kind, &bytes, &opts)?;
             let code = if created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
             };
-            Ok(json_response(code, &present(&info, &object)))
+            Ok(with_warnings(
+                json_response(code, &present(&info, &object)),
+                &opts,
+            ))
         }
         (&Method::DELETE, named) if target.subresource.is_none() => {
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
@@ -613,7 +678,7 @@ async fn resource(
                 let object = cluster.delete(&target, &opts)?;
                 return Ok(json_response(StatusCode::OK, &present(&info, &object)));
             }
-            let deleted = cluster.delete_collection(&target, &query.list_options()?, &opts)?;
+            let deleted = cluster.delete_collection(&target, &query.list_options(&info)?, &opts)?;
             let items = deleted
                 .iter()
                 .map(|o| Cow::Owned(present(&info, o)))
@@ -629,6 +694,66 @@ async fn resource(
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// `GET`, `PUT` or `PATCH` of a `/scale` subresource: the Scale is built from the object, and a
+/// write changes only the object's replicas (a PATCH retries on a conflict, as kube-apiserver's
+/// `GuaranteedUpdate` does; a PUT's `resourceVersion` is a precondition).
+fn scale_subresource(
+    cluster: &Cluster,
+    target: Target,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+    options: impl Fn() -> Result<WriteOptions, ApiError>,
+) -> Result<Response, ApiError> {
+    let paths = scale::paths(&target.info)?.clone();
+    let object_target = Target {
+        subresource: None,
+        ..target.clone()
+    };
+    let name = target.name.clone().unwrap_or_default();
+    for _ in 0..3 {
+        let object = cluster.get(&object_target)?;
+        let current = scale::of(&paths, &object);
+        let wanted = match *method {
+            Method::GET => return Ok(json_response(StatusCode::OK, &current)),
+            Method::PUT => {
+                let media = object_media_type(headers)?;
+                let asked = decode_object(&media, body)?;
+                if let Some(rv) = asked["metadata"]["resourceVersion"].as_str()
+                    && Some(rv) != object["metadata"]["resourceVersion"].as_str()
+                {
+                    return Err(ApiError::Conflict {
+                        resource: target.info.group_resource(),
+                        name,
+                        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+                    });
+                }
+                asked
+            }
+            Method::PATCH => {
+                let kind = PatchKind::from_content_type(content_type(headers))
+                    .filter(|k| *k != PatchKind::Apply)
+                    .ok_or_else(|| ApiError::UnsupportedMediaType(PATCH_TYPES.into()))?;
+                crate::patch::apply_patch(kind, "Scale", &current, body)
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?
+            }
+            _ => return Err(ApiError::MethodNotAllowed),
+        };
+        let replicas = scale::wanted_replicas(&wanted, &name)?;
+        let scaled = scale::with_replicas(&paths, &object, replicas);
+        match cluster.update(&object_target, scaled, &options()?) {
+            Ok(updated) => return Ok(json_response(StatusCode::OK, &scale::of(&paths, &updated))),
+            Err(ApiError::Conflict { .. }) if *method == Method::PATCH => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict {
+        resource: target.info.group_resource(),
+        name,
+        message: "the object kept changing while it was scaled; try again".into(),
+    })
 }
 
 /// `GET /api/v1/namespaces/{ns}/pods/{name}/log` as `text/plain`; `previous`, `follow`,

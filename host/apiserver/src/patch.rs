@@ -1,8 +1,4 @@
-//! JSON patch, JSON merge patch and (approximated) strategic merge patch.
-//!
-//! Strategic merge patch is applied as a JSON merge patch: lists are replaced whole and `$patch`
-//! directives are not interpreted. For the kinds served here that covers the common uses
-//! (labels, annotations, replicas, status fields).
+//! JSON patch, JSON merge patch and strategic merge patch ([`crate::strategic`]) by content type.
 
 use serde_json::Value;
 
@@ -18,6 +14,9 @@ pub enum PatchError {
     /// A merge patch must be a JSON object.
     #[error("a merge patch must be a json object")]
     NotObject,
+    /// A strategic merge patch's directive cannot be carried out.
+    #[error("the strategic merge patch cannot be applied")]
+    Strategic(#[source] crate::strategic::StrategicError),
 }
 
 /// The patch flavours, by content type.
@@ -27,7 +26,7 @@ pub enum PatchKind {
     Json,
     /// `application/merge-patch+json` (RFC 7386).
     Merge,
-    /// `application/strategic-merge-patch+json` (applied as a merge patch).
+    /// `application/strategic-merge-patch+json` (built-in kinds only).
     StrategicMerge,
     /// `application/apply-patch+yaml` (server-side apply).
     Apply,
@@ -69,20 +68,34 @@ pub fn decode_yaml(body: &[u8]) -> Result<Value, PatchError> {
     serde_saphyr::from_slice(body).map_err(|e| PatchError::Decode(Box::new(e)))
 }
 
-/// Applies a JSON, merge or strategic merge patch to `doc` and returns the result (`doc` is
-/// untouched on error).
+/// Applies a JSON, merge or strategic merge patch to `doc`, an object of `object_kind`, and
+/// returns the result (`doc` is untouched on error).
 ///
 /// # Errors
 /// [`PatchError`] for malformed or inapplicable patches.
-pub fn apply_patch(kind: PatchKind, doc: &Value, body: &[u8]) -> Result<Value, PatchError> {
+pub fn apply_patch(
+    kind: PatchKind,
+    object_kind: &str,
+    doc: &Value,
+    body: &[u8],
+) -> Result<Value, PatchError> {
     let mut out = doc.clone();
     match kind {
+        PatchKind::StrategicMerge => {
+            let patch: Value =
+                serde_json::from_slice(body).map_err(|e| PatchError::Decode(Box::new(e)))?;
+            if !patch.is_object() {
+                return Err(PatchError::NotObject);
+            }
+            out =
+                crate::strategic::apply(object_kind, doc, &patch).map_err(PatchError::Strategic)?;
+        }
         PatchKind::Json => {
             let patch: json_patch::Patch =
                 serde_json::from_slice(body).map_err(|e| PatchError::Decode(Box::new(e)))?;
             json_patch::patch(&mut out, &patch).map_err(PatchError::Apply)?;
         }
-        PatchKind::Merge | PatchKind::StrategicMerge | PatchKind::Apply => {
+        PatchKind::Merge | PatchKind::Apply => {
             let patch: Value =
                 serde_json::from_slice(body).map_err(|e| PatchError::Decode(Box::new(e)))?;
             if !patch.is_object() {
@@ -102,10 +115,17 @@ mod tests {
     #[test]
     fn merge_and_json_patch() {
         let doc = json!({"a": 1, "b": {"c": 2}});
-        let merged = apply_patch(PatchKind::Merge, &doc, br#"{"b": {"c": null, "d": 3}}"#).unwrap();
+        let merged = apply_patch(
+            PatchKind::Merge,
+            "ConfigMap",
+            &doc,
+            br#"{"b": {"c": null, "d": 3}}"#,
+        )
+        .unwrap();
         assert_eq!(merged, json!({"a": 1, "b": {"d": 3}}));
         let patched = apply_patch(
             PatchKind::Json,
+            "ConfigMap",
             &doc,
             br#"[{"op": "replace", "path": "/a", "value": 5}]"#,
         )
@@ -114,12 +134,13 @@ mod tests {
         assert!(
             apply_patch(
                 PatchKind::Json,
+                "ConfigMap",
                 &doc,
                 br#"[{"op": "remove", "path": "/zz"}]"#
             )
             .is_err()
         );
-        assert!(apply_patch(PatchKind::Merge, &doc, b"{oops").is_err());
+        assert!(apply_patch(PatchKind::Merge, "ConfigMap", &doc, b"{oops").is_err());
     }
 
     /// kube-apiserver reads YAML through sigs.k8s.io/yaml (go-yaml v2): unquoted `yes`, `on`,

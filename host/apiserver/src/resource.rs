@@ -47,6 +47,38 @@ pub struct ResourceInfo {
     pub status_subresource: bool,
     /// Printer columns for table output (empty: name and age).
     pub printer_columns: Vec<PrinterColumn>,
+    /// The `/scale` subresource, when the kind has one.
+    pub scale: Option<ScalePaths>,
+}
+
+/// Where a kind keeps what its `/scale` subresource shows (a CRD's `subresources.scale`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// `specReplicasPath`, such as `.spec.replicas`.
+    pub spec_replicas: String,
+    /// `statusReplicasPath`, such as `.status.replicas`.
+    pub status_replicas: String,
+    /// `labelSelectorPath` (a string field, for a CRD); `None` for the built-in workloads, whose
+    /// selector is `.spec.selector`, a `LabelSelector`.
+    pub label_selector: Option<String>,
+}
+
+impl ScalePaths {
+    /// The built-in workloads' paths (for tests of other modules).
+    #[cfg(test)]
+    #[must_use]
+    pub fn workload_for_tests() -> Self {
+        Self::workload()
+    }
+
+    /// The built-in workloads' paths.
+    fn workload() -> Self {
+        Self {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: None,
+        }
+    }
 }
 
 impl ResourceInfo {
@@ -99,6 +131,11 @@ fn builtin(
         categories: if all { vec!["all".into()] } else { Vec::new() },
         status_subresource: status,
         printer_columns: Vec::new(),
+        scale: matches!(
+            (group, kind),
+            ("apps", "Deployment" | "ReplicaSet" | "StatefulSet")
+        )
+        .then(ScalePaths::workload),
     })
 }
 
@@ -355,6 +392,14 @@ pub fn crd_resources(crd: &Value) -> Result<Vec<Arc<ResourceInfo>>, CrdError> {
             categories: strings(&names["categories"]),
             status_subresource: version["subresources"]["status"].is_object(),
             printer_columns,
+            scale: version["subresources"]["scale"]
+                .as_object()
+                .map(|scale| ScalePaths {
+                    spec_replicas: text(&scale["specReplicasPath"]),
+                    status_replicas: text(&scale["statusReplicasPath"]),
+                    label_selector: scale["labelSelectorPath"].as_str().map(str::to_owned),
+                })
+                .filter(|s| !s.spec_replicas.is_empty()),
         }));
     }
     Ok(out)

@@ -182,6 +182,11 @@ impl Selector {
         })
     }
 
+    /// The keys it constrains.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.requirements.iter().map(|r| r.key.as_str())
+    }
+
     /// Whether every requirement is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -212,9 +217,77 @@ impl Selector {
     }
 }
 
+/// The fields a field selector may name for a kind, as kube-apiserver's field label conversion
+/// functions accept them (`pkg/apis/*/v1/conversion.go`): `metadata.name` and
+/// `metadata.namespace` for every kind, and a few more for some.
+#[must_use]
+pub fn supported_fields(group: &str, kind: &str) -> &'static [&'static str] {
+    match (group, kind) {
+        ("", "Pod") => &[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        ("", "Secret") => &["metadata.name", "metadata.namespace", "type"],
+        ("", "Namespace") => &["metadata.name", "status.phase"],
+        ("", "Event") => &[
+            "metadata.name",
+            "metadata.namespace",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("apps", "ReplicaSet") => &["metadata.name", "metadata.namespace", "status.replicas"],
+        ("batch", "Job") => &["metadata.name", "metadata.namespace", "status.successful"],
+        _ => &["metadata.name", "metadata.namespace"],
+    }
+}
+
+/// Refuses a field selector that names a field the kind cannot be selected by, as kube-apiserver
+/// does (400 `field label not supported: spec.foo`).
+///
+/// # Errors
+/// The message, for the first unsupported field.
+pub fn check_fields(selector: &Selector, group: &str, kind: &str) -> Result<(), String> {
+    let supported = supported_fields(group, kind);
+    match selector.keys().find(|k| !supported.contains(k)) {
+        Some(key) => Err(format!("field label not supported: {key}")),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_selectors_name_only_the_kinds_selectable_fields() {
+        let ok = Selector::parse("metadata.name=a,metadata.namespace!=b").unwrap();
+        assert!(check_fields(&ok, "", "ConfigMap").is_ok());
+        let phase = Selector::parse("status.phase=Running").unwrap();
+        assert!(check_fields(&phase, "", "Pod").is_ok());
+        assert_eq!(
+            check_fields(&phase, "", "ConfigMap"),
+            Err("field label not supported: status.phase".into())
+        );
+        assert!(check_fields(&Selector::parse("type=Opaque").unwrap(), "", "Secret").is_ok());
+    }
     use serde_json::json;
 
     #[test]

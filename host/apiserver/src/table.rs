@@ -136,7 +136,11 @@ fn cell(object: &Value, column: &PrinterColumn) -> Value {
 
 fn row(object: &Value, cols: &[PrinterColumn], include: IncludeObject) -> Value {
     let cells: Vec<Value> = cols.iter().map(|c| cell(object, c)).collect();
-    let mut row = json!({ "cells": cells });
+    embed(json!({ "cells": cells }), object, include)
+}
+
+/// `row` with the object (or its metadata) embedded as `includeObject` asks.
+fn embed(mut row: Value, object: &Value, include: IncludeObject) -> Value {
     let embedded = match include {
         IncludeObject::None => None,
         IncludeObject::Object => Some(object.clone()),
@@ -152,6 +156,44 @@ fn row(object: &Value, cols: &[PrinterColumn], include: IncludeObject) -> Value 
     row
 }
 
+/// A Table of a built-in kind, with kube-apiserver's columns for it ([`crate::printers`]).
+fn builtin_table(
+    builtin: &[crate::printers::Column],
+    objects: &[&Value],
+    list_meta: Value,
+    include: IncludeObject,
+) -> Value {
+    let mut definitions = vec![json!({"name": "Name", "type": "string", "format": "name",
+        "description": "Name must be unique within a namespace.", "priority": 0})];
+    definitions.extend(builtin.iter().map(|c| {
+        json!({
+            "name": c.name,
+            "type": if c.column_type == "date" { "string" } else { c.column_type },
+            "format": "",
+            "description": "",
+            "priority": c.priority,
+        })
+    }));
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut cells = vec![o["metadata"]["name"].clone()];
+            cells.extend(builtin.iter().map(|c| match (c.cell)(o) {
+                Value::String(t) if c.column_type == "date" => age(&t),
+                other => other,
+            }));
+            embed(json!({ "cells": cells }), o, include)
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": definitions,
+        "rows": rows,
+    })
+}
+
 /// A Table of `objects` with list metadata `list_meta`.
 #[must_use]
 pub fn table(
@@ -160,6 +202,9 @@ pub fn table(
     list_meta: Value,
     include: IncludeObject,
 ) -> Value {
+    if let Some(builtin) = crate::printers::columns(info) {
+        return builtin_table(&builtin, objects, list_meta, include);
+    }
     let cols = columns(info);
     let definitions: Vec<Value> = cols
         .iter()
@@ -231,6 +276,7 @@ mod tests {
                 description: String::new(),
                 priority: 0,
             }],
+            scale: None,
         };
         let obj = json!({"metadata": {"name": "a"}, "spec": {"size": 4}});
         let t = table(&info, &[&obj], json!({}), IncludeObject::Metadata);

@@ -14,6 +14,7 @@ use crate::patch::{self, PatchKind};
 use crate::resource::{CRD_RESOURCE, NAMESPACE_RESOURCE, ResourceInfo};
 use crate::selector::Selector;
 use crate::store::ObjectKey;
+use crate::strategy::{self, Change};
 use crate::validation::{self, DNS1123_LABEL_MAX_LENGTH, NameRule};
 
 /// Length of the random suffix of a generated name (apiserver's `SimpleNameGenerator`).
@@ -45,9 +46,94 @@ pub struct WriteOptions {
     pub force: bool,
     /// A check the built object passes before it is stored (dry runs included).
     pub admission: Option<Arc<dyn Admission>>,
+    /// `fieldValidation`: what an unknown field in the body costs.
+    pub field_validation: FieldValidation,
+    /// Warnings for the client (`Warning` headers), such as the unknown fields dropped.
+    pub warnings: Warnings,
+}
+
+/// The `fieldValidation` directive of a write: unknown fields are dropped from the stored object
+/// whatever it is; it decides whether the client hears of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them with a warning each (kube-apiserver's default).
+    #[default]
+    Warn,
+    /// Refuse the write (400), kubectl's default.
+    Strict,
+}
+
+impl FieldValidation {
+    /// The directive named by the query parameter (`None`: absent).
+    ///
+    /// # Errors
+    /// The unsupported value, when it is not `Ignore`, `Warn` or `Strict`.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("") => Ok(Self::default()),
+            Some("Ignore") => Ok(Self::Ignore),
+            Some("Warn") => Ok(Self::Warn),
+            Some("Strict") => Ok(Self::Strict),
+            Some(other) => Err(other.to_owned()),
+        }
+    }
+}
+
+/// Warnings a write collects for its response (shared, so a clone of the options adds to them).
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// Adds one.
+    pub fn push(&self, text: String) {
+        if let Ok(mut w) = self.0.lock() {
+            w.push(text);
+        }
+    }
+
+    /// Those collected so far.
+    #[must_use]
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
 }
 
 impl WriteOptions {
+    /// Answers the unknown fields dropped from a body of `info`'s kind as the directive says.
+    fn unknown_fields(
+        &self,
+        info: &ResourceInfo,
+        unknown: Vec<String>,
+    ) -> Result<(), strategy::Refusal> {
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        match self.field_validation {
+            FieldValidation::Ignore => Ok(()),
+            FieldValidation::Warn => {
+                for field in unknown {
+                    self.warnings.push(format!("unknown field {field:?}"));
+                }
+                Ok(())
+            }
+            FieldValidation::Strict => Err(strategy::Refusal::Decode(format!(
+                "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                unknown
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                kind = info.kind,
+                version = info.version,
+            ))),
+        }
+    }
+
     fn admit(
         &self,
         inner: &Inner,
@@ -69,6 +155,8 @@ pub struct ListOptions {
     pub labels: Selector,
     /// `fieldSelector`.
     pub fields: Selector,
+    /// `shardSelector` (KEP-5866).
+    pub shards: crate::shard::ShardSelector,
     /// `limit` (0: all).
     pub limit: usize,
     /// `continue` token.
@@ -430,6 +518,16 @@ fn prepare_create(
         map.remove("status");
     }
     normalize_kind_specific(info, &mut object).map_err(|m| target.invalid_text(&name, m))?;
+    strategy::prepare(
+        inner,
+        info,
+        (&namespace, &name),
+        None,
+        &mut object,
+        Change::Object,
+    )
+    .and_then(|unknown| opts.unknown_fields(info, unknown))
+    .map_err(|r| r.into_api_error(info, &name))?;
     if let Some(map) = object.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(info.api_version()));
         map.insert("kind".into(), Value::String(info.kind.clone()));
@@ -444,7 +542,11 @@ fn prepare_create(
     }
     m.insert("uid".into(), json!(new_uid()));
     m.insert("creationTimestamp".into(), json!(time));
-    m.insert("generation".into(), json!(1));
+    if strategy::tracks_generation(info) {
+        m.insert("generation".into(), json!(1));
+    } else {
+        m.remove("generation");
+    }
     for key in [
         "resourceVersion",
         "deletionTimestamp",
@@ -473,7 +575,13 @@ fn prepare_create(
 
 /// Builds the object to store for an update of `old` (server fields kept, status rules applied,
 /// generation bumped on spec changes).
-fn prepare_update(target: &Target, old: &Value, new: Value) -> Result<Value, ApiError> {
+fn prepare_update(
+    inner: &Inner,
+    target: &Target,
+    old: &Value,
+    new: Value,
+    opts: &WriteOptions,
+) -> Result<Value, ApiError> {
     check_type(&target.info, &new)?;
     let name = target.name.clone().unwrap_or_default();
     if meta_str(&new, "name").is_some_and(|n| n != name) {
@@ -550,6 +658,22 @@ fn prepare_update(target: &Target, old: &Value, new: Value) -> Result<Value, Api
             )],
         ));
     }
+    let change = if target.scope() == FieldScope::StatusOnly {
+        Change::Status
+    } else {
+        Change::Object
+    };
+    let namespace = target.namespace.clone().unwrap_or_default();
+    strategy::prepare(
+        inner,
+        &target.info,
+        (&namespace, &name),
+        Some(old),
+        &mut out,
+        change,
+    )
+    .and_then(|unknown| opts.unknown_fields(&target.info, unknown))
+    .map_err(|r| r.into_api_error(&target.info, &name))?;
     let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
     let bumped = if spec_of(old) == spec_of(&out) {
         generation
@@ -572,7 +696,11 @@ fn prepare_update(target: &Target, old: &Value, new: Value) -> Result<Value, Api
             None => m.remove(key),
         };
     }
-    m.insert("generation".into(), json!(bumped));
+    if strategy::tracks_generation(&target.info) {
+        m.insert("generation".into(), json!(bumped));
+    } else {
+        m.remove("generation");
+    }
     Ok(out)
 }
 
@@ -650,7 +778,10 @@ impl Cluster {
         let mut continue_token = None;
         let mut last: Option<&ObjectKey> = None;
         for (key, object) in inner.store.list(&gr, ns, after.as_ref()) {
-            if !opts.labels.matches_labels(object) || !opts.fields.matches_fields(object) {
+            if !opts.labels.matches_labels(object)
+                || !opts.fields.matches_fields(object)
+                || !opts.shards.matches(object)
+            {
                 continue;
             }
             if opts.limit > 0 && items.len() == opts.limit {
@@ -717,7 +848,7 @@ impl Cluster {
         new: Value,
         opts: &WriteOptions,
     ) -> Result<Arc<Value>, ApiError> {
-        let mut object = prepare_update(target, old, new)?;
+        let mut object = prepare_update(inner, target, old, new, opts)?;
         let api_version = target.info.api_version();
         let time = now();
         apply::record_update(
@@ -755,16 +886,24 @@ impl Cluster {
         if kind == PatchKind::Apply {
             return self.apply(&mut inner, target, key, old.as_deref(), body, opts);
         }
+        if kind == PatchKind::StrategicMerge && !strategy::is_builtin(&target.info) {
+            // kube-apiserver serves strategic merge patch for built-in kinds only.
+            return Err(ApiError::UnsupportedMediaType(
+                "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+                    .into(),
+            ));
+        }
         let old = old.ok_or_else(|| target.not_found())?;
-        let patched = patch::apply_patch(kind, &old, body).map_err(|e| match e {
-            patch::PatchError::Apply(source) => target.invalid_text(&key.1, source.to_string()),
-            other => ApiError::BadRequest(format!(
-                "{other}: {}",
-                std::error::Error::source(&other)
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            )),
-        })?;
+        let patched =
+            patch::apply_patch(kind, &target.info.kind, &old, body).map_err(|e| match e {
+                patch::PatchError::Apply(source) => target.invalid_text(&key.1, source.to_string()),
+                other => ApiError::BadRequest(format!(
+                    "{other}: {}",
+                    std::error::Error::source(&other)
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                )),
+            })?;
         Ok((
             self.write(&mut inner, target, key, &old, patched, opts)?,
             false,
@@ -819,7 +958,7 @@ impl Cluster {
             }
             Some(old) => {
                 let managed = merged["metadata"]["managedFields"].clone();
-                let mut object = prepare_update(target, old, merged)?;
+                let mut object = prepare_update(inner, target, old, merged, opts)?;
                 let m = meta(&mut object);
                 if managed.is_null() {
                     m.remove("managedFields");
@@ -935,7 +1074,11 @@ mod tests {
         let created = cluster
             .create(
                 &t,
-                json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}, "status": {"x": 1}}),
+                json!({"metadata": {"name": "web"}, "spec": {"replicas": 1,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}},
+                    "status": {"x": 1}}),
                 &opts(),
             )
             .unwrap();
@@ -956,11 +1099,15 @@ mod tests {
             .patch(
                 &status_target,
                 PatchKind::Merge,
-                br#"{"status": {"ready": 2}, "spec": {"replicas": 9}}"#,
+                br#"{"status": {"replicas": 2, "ready": 2}, "spec": {"replicas": 9}}"#,
                 &opts(),
             )
             .unwrap();
-        assert_eq!(patched["status"]["ready"], 2);
+        assert_eq!(patched["status"]["replicas"], 2);
+        assert!(
+            patched["status"].get("ready").is_none(),
+            "a field DeploymentStatus does not have is dropped"
+        );
         assert_eq!(patched["spec"]["replicas"], 2);
         assert_eq!(patched["metadata"]["generation"], 2);
     }

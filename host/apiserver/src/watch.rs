@@ -33,6 +33,8 @@ pub struct WatchParams {
     pub labels: Selector,
     /// `fieldSelector`.
     pub fields: Selector,
+    /// `shardSelector` (KEP-5866).
+    pub shards: crate::shard::ShardSelector,
     /// `resourceVersion`; `None` or 0 sends the current state first.
     pub resource_version: Option<u64>,
     /// `sendInitialEvents=true`: send the current state, then a bookmark marking its end.
@@ -52,7 +54,10 @@ impl WatchParams {
             (Some(ns), true) => object["metadata"]["namespace"].as_str() == Some(ns.as_str()),
             _ => true,
         };
-        ns_ok && self.labels.matches_labels(object) && self.fields.matches_fields(object)
+        ns_ok
+            && self.labels.matches_labels(object)
+            && self.fields.matches_fields(object)
+            && self.shards.matches(object)
     }
 
     fn encode(&self, event_type: &str, object: &Value) -> Bytes {
@@ -228,6 +233,7 @@ mod tests {
             },
             labels: Selector::default(),
             fields: Selector::default(),
+            shards: crate::shard::ShardSelector::default(),
             resource_version: rv,
             send_initial_events: false,
             bookmarks: false,

@@ -21,6 +21,7 @@ pub mod predicate;
 mod recovery;
 pub mod selection;
 mod selector;
+pub mod sharded;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +82,7 @@ pub enum InformerError {
 #[must_use]
 pub struct InformersBuilder {
     client: kube::Client,
+    shards: Option<tokio::sync::watch::Receiver<crate::shard::Ranges>>,
     keep_managed_fields: bool,
     watch_timeout: Option<Duration>,
     retry: RetryPolicy,
@@ -118,6 +120,13 @@ impl InformersBuilder {
         self
     }
 
+    /// Sharding: what [`Informers::acquire_shard`] watches, the uid hash ranges this replica
+    /// owns, as they change (each change relists with the new KEP-5866 shard selector).
+    pub fn shard_by(mut self, ranges: tokio::sync::watch::Receiver<crate::shard::Ranges>) -> Self {
+        self.shards = Some(ranges);
+        self
+    }
+
     /// Builds the registry (no watcher starts until [`Informers::acquire`]).
     pub fn build(self) -> Informers {
         Informers {
@@ -125,6 +134,7 @@ impl InformersBuilder {
                 recovery: Recovery::new(self.client.clone()),
                 retry: self.retry,
                 client: self.client,
+                shards: self.shards,
                 keep_managed_fields: self.keep_managed_fields,
                 watch_timeout: self.watch_timeout,
                 running: Mutex::new(HashMap::new()),
@@ -150,17 +160,19 @@ impl std::fmt::Debug for Informers {
 
 struct Shared {
     client: kube::Client,
+    shards: Option<tokio::sync::watch::Receiver<crate::shard::Ranges>>,
     /// Wakes failing watchers when the API server is ready again.
     recovery: Recovery,
     retry: RetryPolicy,
     keep_managed_fields: bool,
     watch_timeout: Option<Duration>,
-    running: Mutex<HashMap<Gvk, Entry>>,
+    /// By kind, and whether the informer holds only this replica's shard.
+    running: Mutex<HashMap<(Gvk, bool), Entry>>,
     next_id: AtomicU64,
 }
 
 impl Shared {
-    fn running(&self) -> MutexGuard<'_, HashMap<Gvk, Entry>> {
+    fn running(&self) -> MutexGuard<'_, HashMap<(Gvk, bool), Entry>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -174,21 +186,26 @@ struct Entry {
 struct Informer {
     id: u64,
     gvk: Gvk,
+    sharded: bool,
     resource: ApiResource,
     namespaced: bool,
     cache: Arc<Cache>,
-    task: AbortHandle,
+    /// The watcher; `None` for a fixed informer ([`InformerHandle::fixed`]).
+    task: Option<AbortHandle>,
     registry: Weak<Shared>,
 }
 
 impl Drop for Informer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
         if let Some(registry) = self.registry.upgrade() {
             let mut running = registry.running();
             // A later acquire may already have replaced the entry with a new informer.
-            if running.get(&self.gvk).is_some_and(|e| e.id == self.id) {
-                running.remove(&self.gvk);
+            let key = (self.gvk.clone(), self.sharded);
+            if running.get(&key).is_some_and(|e| e.id == self.id) {
+                running.remove(&key);
             }
         }
         tracing::debug!(gvk = %self.gvk, "informer stopped");
@@ -206,6 +223,7 @@ impl Informers {
     pub fn builder(client: kube::Client) -> InformersBuilder {
         InformersBuilder {
             client,
+            shards: None,
             keep_managed_fields: false,
             watch_timeout: None,
             retry: RetryPolicy {
@@ -232,13 +250,30 @@ impl Informers {
     /// [`InformerError::NotWatchable`] when it cannot be listed and watched,
     /// [`InformerError::Discovery`] when discovery fails otherwise.
     pub async fn acquire(&self, gvk: &Gvk) -> Result<InformerHandle, InformerError> {
-        if let Some(handle) = self.existing(gvk) {
+        self.acquire_as(gvk, false).await
+    }
+
+    /// As [`acquire`](Self::acquire), for an informer that holds only the objects whose uid
+    /// hashes into this replica's shard ([`InformersBuilder::shard_by`]; every object without
+    /// it), listed and watched with a KEP-5866 shard selector. Objects the ranges lose leave its
+    /// cache as `Deleted`, objects they gain enter as `Added`. Use it only for kinds keyed by
+    /// their own uid (a sharded controller's reconciled kind).
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_shard(&self, gvk: &Gvk) -> Result<InformerHandle, InformerError> {
+        self.acquire_as(gvk, self.shared.shards.is_some()).await
+    }
+
+    async fn acquire_as(&self, gvk: &Gvk, sharded: bool) -> Result<InformerHandle, InformerError> {
+        let key = (gvk.clone(), sharded);
+        if let Some(handle) = self.existing(&key) {
             return Ok(handle);
         }
         let (resource, namespaced) = self.discover(gvk).await?;
         let mut running = self.shared.running();
         // Another acquire may have started it during discovery.
-        if let Some(informer) = running.get(gvk).and_then(|e| e.informer.upgrade()) {
+        if let Some(informer) = running.get(&key).and_then(|e| e.informer.upgrade()) {
             return Ok(InformerHandle { informer });
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -249,26 +284,40 @@ impl Informers {
             let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
             config = config.timeout(u32::try_from(secs.max(1)).unwrap_or(u32::MAX));
         }
-        let task = tokio::spawn(run(
-            api,
-            config,
-            cache.clone(),
-            gvk.clone(),
-            self.shared.recovery.clone(),
-            self.shared.retry.clone(),
-        ))
+        let recovery = self.shared.recovery.clone();
+        let retry = self.shared.retry.clone();
+        let task = match (&self.shared.shards, sharded) {
+            (Some(ranges), true) => tokio::spawn(run_sharded(
+                self.shared.client.clone(),
+                resource.clone(),
+                ranges.clone(),
+                config,
+                cache.clone(),
+                gvk.clone(),
+                (recovery, retry),
+            )),
+            _ => tokio::spawn(run(
+                api,
+                config,
+                cache.clone(),
+                gvk.clone(),
+                recovery,
+                retry,
+            )),
+        }
         .abort_handle();
         let informer = Arc::new(Informer {
             id,
             gvk: gvk.clone(),
+            sharded,
             resource,
             namespaced,
             cache,
-            task,
+            task: Some(task),
             registry: Arc::downgrade(&self.shared),
         });
         running.insert(
-            gvk.clone(),
+            key,
             Entry {
                 id,
                 informer: Arc::downgrade(&informer),
@@ -278,8 +327,8 @@ impl Informers {
         Ok(InformerHandle { informer })
     }
 
-    fn existing(&self, gvk: &Gvk) -> Option<InformerHandle> {
-        let informer = self.shared.running().get(gvk)?.informer.upgrade()?;
+    fn existing(&self, key: &(Gvk, bool)) -> Option<InformerHandle> {
+        let informer = self.shared.running().get(key)?.informer.upgrade()?;
         Some(InformerHandle { informer })
     }
 
@@ -316,9 +365,10 @@ impl Informers {
             // No upgrade here: dropping a temporary strong reference under the lock could run
             // `Informer::drop`, which takes the lock.
             .filter(|(_, e)| e.informer.strong_count() > 0)
-            .map(|(gvk, _)| gvk.clone())
+            .map(|((gvk, _), _)| gvk.clone())
             .collect();
         kinds.sort();
+        kinds.dedup();
         kinds
     }
 }
@@ -361,6 +411,54 @@ async fn run(
     }
 }
 
+/// Runs the watcher of one kind for this replica's shard: with the KEP-5866 selector of the
+/// current `ranges` (none while they are everything), starting over (a relist, whose difference
+/// the cache emits) each time they change.
+async fn run_sharded(
+    client: kube::Client,
+    resource: ApiResource,
+    mut ranges: tokio::sync::watch::Receiver<crate::shard::Ranges>,
+    config: watcher::Config,
+    cache: Arc<Cache>,
+    gvk: Gvk,
+    (recovery, retry): (Recovery, RetryPolicy),
+) {
+    let mut warned = false;
+    loop {
+        let selector = ranges.borrow_and_update().selector();
+        let api: Api<DynamicObject> = match &selector {
+            Some(selector) => {
+                let sharded = sharded::client(client.clone(), selector);
+                let path = format!("{}/{}", resource_prefix(&resource), resource.plural);
+                if !warned && !sharded::applied(&sharded, &path).await {
+                    warned = true;
+                    tracing::warn!(%gvk, "the API server does not apply KEP-5866 shard selectors: this replica caches every object of the kind (its shard gate still limits its work)");
+                }
+                Api::all_with(sharded, &resource)
+            }
+            None => Api::all_with(client.clone(), &resource),
+        };
+        tokio::select! {
+            () = run(api, config.clone(), cache.clone(), gvk.clone(), recovery.clone(), retry.clone()) => return,
+            changed = ranges.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                tracing::debug!(%gvk, "shard ranges changed: relisting");
+            }
+        }
+    }
+}
+
+/// `/api/v1` or `/apis/<group>/<version>`.
+fn resource_prefix(resource: &ApiResource) -> String {
+    if resource.group.is_empty() {
+        format!("/api/{}", resource.version)
+    } else {
+        format!("/apis/{}/{}", resource.group, resource.version)
+    }
+}
+
 /// A reference-counted handle on the informer of one kind; the watcher stops when the last
 /// handle (clone) is dropped.
 #[derive(Clone)]
@@ -379,6 +477,36 @@ impl std::fmt::Debug for InformerHandle {
 }
 
 impl InformerHandle {
+    /// An informer that watches nothing: its cache holds `objects` (those of kind `gvk`; managed
+    /// fields kept), synced, and never changes. `capstan render` serves a plugin's cache reads
+    /// and the plan checks from these, as a controller does from live informers.
+    #[must_use]
+    pub fn fixed(
+        gvk: &Gvk,
+        resource: ApiResource,
+        namespaced: bool,
+        objects: impl IntoIterator<Item = DynamicObject>,
+    ) -> Self {
+        let cache = Arc::new(Cache::new(gvk.clone(), true));
+        cache.apply(watcher::Event::Init);
+        for object in objects {
+            cache.apply(watcher::Event::InitApply(object));
+        }
+        cache.apply(watcher::Event::InitDone);
+        Self {
+            informer: Arc::new(Informer {
+                id: 0,
+                gvk: gvk.clone(),
+                resource,
+                namespaced,
+                cache,
+                task: None,
+                registry: Weak::new(),
+                sharded: false,
+            }),
+        }
+    }
+
     /// The kind.
     #[must_use]
     pub fn gvk(&self) -> &Gvk {
@@ -678,6 +806,66 @@ mod tests {
         .expect("condition within the timeout");
     }
 
+    /// A sharded informer caches exactly the objects whose uid hashes into its ranges (the
+    /// embedded server applies the KEP-5866 selector), and follows the ranges as they change.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sharded_informer_caches_only_its_ranges_and_follows_them() {
+        use crate::shard::{Ranges, key_hash};
+        let (server, client) = start().await;
+        for i in 0..120 {
+            create_cm(&client, "default", &format!("cm-{i}"), json!({})).await;
+        }
+        let all: Vec<ConfigMap> = Api::<ConfigMap>::namespaced(client.clone(), "default")
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items;
+        let half = Ranges::from_intervals(vec![(0, 1 << 63)]);
+        let names_in = |r: &Ranges| -> Vec<String> {
+            let mut v: Vec<String> = all
+                .iter()
+                .filter(|c| r.contains(key_hash(c.metadata.uid.as_deref().unwrap())))
+                .map(|c| c.metadata.name.clone().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        let (ranges, rx) = tokio::sync::watch::channel(half.clone());
+        let informers = Informers::builder(client.clone()).shard_by(rx).build();
+        let sharded = informers.acquire_shard(&cm_gvk()).await.unwrap();
+        let whole = informers.acquire(&cm_gvk()).await.unwrap();
+        let cached = |h: &InformerHandle| -> Vec<String> {
+            h.list(Some("default"), None)
+                .unwrap()
+                .iter()
+                .map(|o| name(o).to_owned())
+                .collect()
+        };
+        let expected = names_in(&half);
+        assert!(
+            expected.len() > 30 && expected.len() < 90,
+            "{}",
+            expected.len()
+        );
+        eventually(|| cached(&sharded) == expected).await;
+        eventually(|| whole.len() == 120).await;
+        let path = "/api/v1/configmaps";
+        let selector = half.selector().unwrap();
+        assert!(sharded::applied(&sharded::client(client.clone(), &selector), path).await);
+        assert!(
+            !sharded::applied(&client, path).await,
+            "no selector, no shardInfo"
+        );
+
+        let other = half.complement();
+        ranges.send(other.clone()).unwrap();
+        eventually(|| cached(&sharded) == names_in(&other)).await;
+        ranges.send(Ranges::all()).unwrap();
+        eventually(|| sharded.len() == 120).await;
+        drop((sharded, whole));
+        server.shutdown().await.unwrap();
+    }
+
     #[tokio::test]
     async fn initial_list_then_watch() {
         let (server, client) = start().await;
@@ -731,7 +919,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a.informer, &b.informer));
         assert!(Arc::ptr_eq(&a.informer, &c.informer));
         assert_eq!(informers.running(), vec![cm_gvk()]);
-        let task = a.informer.task.clone();
+        let task = a.informer.task.clone().unwrap();
         let first_id = a.informer.id;
         let mut rx = a.subscribe();
         drop((a, b));

@@ -602,11 +602,13 @@ impl RbacBuilder {
         let ns = ids.namespace();
         let mut events = Rules::new();
         events.allow("events.k8s.io", "events", &[Action::Create, Action::Patch]);
+        // get, create, update: the leader's Lease and each replica's shard Lease; list: the
+        // shard ring (`--sharding`), read by label.
         let mut leases = Rules::new();
         leases.allow(
             "coordination.k8s.io",
             "leases",
-            &[Action::Get, Action::Create, Action::Update],
+            &[Action::Get, Action::List, Action::Create, Action::Update],
         );
         let name = role_name(ns, HOST_SERVICE_ACCOUNT);
         let mut docs = vec![Document {

@@ -185,7 +185,7 @@ fn the_host_watches_every_plugin_kind_and_impersonates_only_its_plugins_in_its_n
     let leases = role_rules(&rbac, "capstan-system", "capstan-system:capstan").expect("leases");
     assert_eq!(
         verbs(leases, "coordination.k8s.io", "leases"),
-        sorted(&["get", "create", "update"])
+        sorted(&["get", "list", "create", "update"])
     );
     // A handler: its watched kind, nothing else.
     let handler = cluster_role_rules(&rbac, "capstan-system:capstan-plugin-deployment-handler")

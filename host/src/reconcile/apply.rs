@@ -24,7 +24,7 @@ pub(super) fn category_of(e: &kube::Error) -> ErrorCategory {
 
 /// The health of a host-side phase (`Fetch`, `Plan`, `Apply`, ...) that failed with `errors`:
 /// progressing for transient errors (infrastructure, missing downstream), failed otherwise.
-pub(super) fn errors_health(component: &str, errors: Vec<CategorizedError>) -> ComponentHealth {
+pub(crate) fn errors_health(component: &str, errors: Vec<CategorizedError>) -> ComponentHealth {
     let transient = errors.iter().all(|e| {
         matches!(
             e.category,
@@ -113,6 +113,25 @@ pub fn status_only(obj: &Value) -> bool {
     })
 }
 
+/// Give an applied child its controller owner reference to the reconciled object (`owner_ref`,
+/// with `uid`): the only owner reference a child of a plan carries, replacing any.
+pub(crate) fn set_owner(body: &mut Value, owner_ref: &ObjectRef, uid: &str) {
+    body["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": owner_ref.gvk.api_version(),
+        "kind": owner_ref.gvk.kind,
+        "name": owner_ref.name,
+        "uid": uid,
+        "controller": true,
+        "blockOwnerDeletion": true,
+    }]);
+}
+
+/// Whether pruning deletes `child` (as it is live, with its managed fields) of the object with
+/// `uid`: that object controls it and field manager `manager` created it.
+pub(crate) fn prunable(child: &DynamicObject, uid: &str, manager: &str) -> bool {
+    controlled_by(child, uid) && managed_by(child, manager)
+}
+
 /// Carry out one checked step on behalf of `owner` (see [`super::plan`]).
 pub(super) async fn execute(
     s: &Shared,
@@ -129,14 +148,11 @@ pub(super) async fn execute(
             force,
         } => {
             if owned {
-                body["metadata"]["ownerReferences"] = json!([{
-                    "apiVersion": owner_ref.gvk.api_version(),
-                    "kind": owner_ref.gvk.kind,
-                    "name": owner_ref.name,
-                    "uid": owner.metadata.uid.clone().unwrap_or_default(),
-                    "controller": true,
-                    "blockOwnerDeletion": true,
-                }]);
+                set_owner(
+                    &mut body,
+                    owner_ref,
+                    owner.metadata.uid.as_deref().unwrap_or_default(),
+                );
             }
             (target, body, force, false)
         }
@@ -282,7 +298,7 @@ pub(super) async fn prune(
                     continue;
                 }
             };
-            if !controlled_by(&live, uid) || !managed_by(&live, &s.field_manager) {
+            if !prunable(&live, uid, &s.field_manager) {
                 continue;
             }
             tracing::info!(plugin = %s.field_manager, child = %r, "pruning a child no longer planned");

@@ -6,8 +6,9 @@ use crate::plugin::CacheReader;
 use std::collections::HashMap;
 
 /// The informer caches a plugin may read (the host checks the manifest before each read).
-pub(super) struct InformerCache {
-    pub(super) handles: HashMap<Gvk, InformerHandle>,
+pub(crate) struct InformerCache {
+    /// The informers, by kind.
+    pub(crate) handles: HashMap<Gvk, InformerHandle>,
 }
 
 impl InformerCache {

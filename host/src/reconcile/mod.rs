@@ -27,6 +27,7 @@ mod plan;
 mod queue;
 mod scope;
 mod status;
+mod world;
 
 pub use access::allowed;
 pub use action::{Action, AttemptError, error_policy, settle};
@@ -40,6 +41,17 @@ pub use plan::{Refusal, Step};
 pub use queue::{KeyRate, WorkQueue};
 pub use scope::{ALL_NAMESPACES, Scope, ScopeGrant};
 pub use status::{Draft, Evaluation, terminal};
+pub use world::World;
+
+// What `capstan render` runs of a reconcile (crate::render): the same code as a controller's.
+pub(crate) use apply::{errors_health, prunable, set_owner};
+pub(crate) use cache::InformerCache;
+pub(crate) use finalizer::has as has_finalizer;
+pub(crate) use phase::rfc3339;
+pub(crate) use pipeline::{owner_condition, refused_health, requeue_after};
+pub(crate) use plan::Checker;
+pub(crate) use scope::ScopedCache;
+pub(crate) use status::{Basis, changes, merged, patch as status_patch};
 
 use crate::contract::{ErrorCategory, Gvk, Manifest};
 use crate::dispatch::RetryPolicy;
@@ -47,7 +59,6 @@ use crate::informer::{
     ChangeKind, InformerError, InformerHandle, Informers, Seen, owner_refs, predicate,
 };
 use crate::plugin::Plugin;
-use cache::InformerCache;
 use kube::api::DynamicObject;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -142,6 +153,9 @@ pub struct ControllerConfig {
     pub scope: ScopeGrant,
     /// Count reconciles and their duration here.
     pub metrics: Option<crate::metrics::Metrics>,
+    /// With sharding: reconcile only the objects this gate grants (by uid; an object not in the
+    /// cache is only forgotten), and requeue every object when the grant widens. Default none.
+    pub gate: Option<crate::shard::Gate>,
 }
 
 impl Default for ControllerConfig {
@@ -155,6 +169,7 @@ impl Default for ControllerConfig {
             phase_timeouts: HashMap::new(),
             scope: ScopeGrant::default(),
             metrics: None,
+            gate: None,
         }
     }
 }
@@ -186,7 +201,15 @@ struct Shared {
     /// Objects that failed terminally, by uid and generation (the stored status says so too,
     /// except in manual mode).
     failed: Mutex<HashMap<ObjectKey, (String, Option<i64>)>>,
+    /// Sharding: keys the gate refused (their changes came while another replica held them),
+    /// by shard hash and when, for [`PARKED_FOR`]: reconciled first if the grant widens to them
+    /// (the changes made while their owner died or moved).
+    parked: Mutex<HashMap<ObjectKey, (u64, Instant)>>,
 }
+
+/// How long a key the shard gate refused is remembered (see `Shared::parked`): longer than a
+/// lease duration plus the rounds of a hand-over.
+const PARKED_FOR: Duration = Duration::from_secs(60);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -277,6 +300,93 @@ impl Shared {
                     .for_each(|k| self.queue.add(k));
             }
         }
+    }
+
+    /// The shard hash and uid of the cached object `key`, if the cache holds it.
+    fn shard_of(&self, key: &ObjectKey) -> Option<(u64, String)> {
+        let obj = self
+            .handles
+            .get(&key.gvk)?
+            .get(key.namespace.as_deref(), &key.name)?;
+        let uid = obj.metadata.uid.clone()?;
+        Some((crate::shard::key_hash(&uid), uid))
+    }
+
+    /// The grant widened by `gained`: queue what it adds, those whose spec is ahead of their
+    /// status first (`metadata.generation` above `status.observedGeneration`: changed since their
+    /// last reconcile, by whoever held them), then the keys the gate refused lately, most
+    /// recent first (changes it saw while another replica held them), then the rest.
+    fn requeue_gained(&self, watches: &[Gvk], gained: &crate::shard::Ranges) {
+        if gained.is_empty() {
+            return;
+        }
+        let plugin = self.plugin();
+        let (mut stale, mut rest) = (Vec::new(), Vec::new());
+        for gvk in watches {
+            let Some(h) = self.handles.get(gvk) else {
+                continue;
+            };
+            for o in h.list(None, None).unwrap_or_default() {
+                let mine = o
+                    .metadata
+                    .uid
+                    .as_deref()
+                    .is_some_and(|u| gained.contains(crate::shard::key_hash(u)));
+                if !mine || !self.in_scope(&plugin, &o) {
+                    continue;
+                }
+                let Some(key) = key_of(gvk, &o) else {
+                    continue;
+                };
+                let observed = o.data["status"]["observedGeneration"].as_i64();
+                if o.metadata.generation.is_some() && observed < o.metadata.generation {
+                    stale.push(key);
+                } else {
+                    rest.push(key);
+                }
+            }
+        }
+        let parked: Vec<ObjectKey> = {
+            let mut parked = lock(&self.parked);
+            let mut keys: Vec<(Instant, ObjectKey)> = parked
+                .iter()
+                .filter(|(_, (h, _))| gained.contains(*h))
+                .map(|(k, (_, at))| (*at, k.clone()))
+                .collect();
+            keys.sort_by_key(|k| std::cmp::Reverse(k.0));
+            parked.retain(|_, (h, at)| !gained.contains(*h) && at.elapsed() < PARKED_FOR);
+            keys.into_iter().map(|(_, k)| k).collect()
+        };
+        tracing::info!(
+            plugin = plugin.name(),
+            stale = stale.len(),
+            parked = parked.len(),
+            share = gained.share(),
+            "sharding: objects gained; reconciling those changed meanwhile first"
+        );
+        // A key queued already stays where it is: the order holds.
+        for key in stale.into_iter().chain(parked).chain(rest) {
+            self.queue.add(key);
+        }
+    }
+
+    /// Objects of the watched kinds the gate grants now.
+    fn owned(&self, watches: &[Gvk]) -> usize {
+        let Some(gate) = &self.config.gate else {
+            return 0;
+        };
+        let grant = gate.grant();
+        watches
+            .iter()
+            .filter_map(|gvk| self.handles.get(gvk))
+            .flat_map(|h| h.list(None, None).unwrap_or_default())
+            .filter(|o| {
+                o.metadata
+                    .uid
+                    .as_deref()
+                    .is_some_and(|u| grant.contains(crate::shard::key_hash(u)))
+            })
+            .count()
     }
 
     /// Whether `change` of a watched object calls for a reconcile (see the module documentation).
@@ -388,15 +498,21 @@ impl Controller {
         let m = plugin.manifest().clone();
         let mut handles = HashMap::new();
         for gvk in kinds_of(&m) {
-            let handle =
-                informers
-                    .acquire(&gvk)
-                    .await
-                    .map_err(|source| ReconcileError::Informer {
-                        plugin: plugin.name().to_owned(),
-                        gvk: gvk.clone(),
-                        source,
-                    })?;
+            // Sharding: a kind reconciled here, and nothing else, is cached for this replica's
+            // shard only (its uid decides); owned and read kinds are cached whole.
+            let primary = m.watches.contains(&gvk)
+                && !m.owns.contains(&gvk)
+                && !m.access.iter().any(|a| a.gvk == gvk);
+            let acquired = if config.gate.is_some() && primary {
+                informers.acquire_shard(&gvk).await
+            } else {
+                informers.acquire(&gvk).await
+            };
+            let handle = acquired.map_err(|source| ReconcileError::Informer {
+                plugin: plugin.name().to_owned(),
+                gvk: gvk.clone(),
+                source,
+            })?;
             handles.insert(gvk, handle);
         }
         let shared = Arc::new(Shared {
@@ -413,6 +529,7 @@ impl Controller {
             first_infra_error: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            parked: Mutex::new(HashMap::new()),
         });
         let mut tasks = Vec::new();
         // Changes of watched kinds queue the object; changes of owned kinds queue their owner.
@@ -476,11 +593,47 @@ impl Controller {
                 }
             }));
         }
+        // Sharding: objects this replica may work on from now on are reconciled at once.
+        if let Some(gate) = &shared.config.gate {
+            let (s, watches, mut gained) = (shared.clone(), m.watches.clone(), gate.gained());
+            let gate = gate.clone();
+            tasks.push(tokio::spawn(async move {
+                use tokio::sync::broadcast::error::RecvError;
+                // What was granted before this task listened.
+                s.requeue_gained(&watches, &gate.grant());
+                loop {
+                    let new = match gained.recv().await {
+                        Ok(new) => new,
+                        Err(RecvError::Lagged(_)) => gate.grant(),
+                        Err(RecvError::Closed) => break,
+                    };
+                    s.requeue_gained(&watches, &new);
+                }
+            }));
+        }
         let watch_tasks = tasks.len();
         for _ in 0..shared.config.concurrency.max(1) {
             let s = shared.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(key) = s.queue.next().await {
+                    // Sharding: only what the gate grants; the work counts as in flight until
+                    // its outcome is settled.
+                    let work = match (&s.config.gate, s.shard_of(&key)) {
+                        (Some(gate), Some((hash, uid))) => match gate.begin(hash, &uid) {
+                            Some(work) => Some(work),
+                            None => {
+                                let mut parked = lock(&s.parked);
+                                parked.retain(|_, (_, at)| at.elapsed() < PARKED_FOR);
+                                parked.insert(key.clone(), (hash, Instant::now()));
+                                drop(parked);
+                                s.forget_object(&key);
+                                s.queue.forget(&key);
+                                s.queue.done(&key);
+                                continue;
+                            }
+                        },
+                        _ => None,
+                    };
                     let started = Instant::now();
                     let outcome = pipeline::reconcile(&s, &key).await;
                     if let Err(e) = &outcome {
@@ -490,6 +643,7 @@ impl Controller {
                     if let Some(m) = &s.config.metrics {
                         m.reconcile(s.plugin().name(), result, started.elapsed());
                     }
+                    drop(work);
                     s.queue.done(&key);
                 }
             }));
@@ -550,6 +704,16 @@ impl Controller {
     pub fn depth_probe(&self) -> impl Fn() -> usize + Send + Sync + 'static {
         let queue = self.shared.queue.clone();
         move || queue.len()
+    }
+
+    /// A probe of how many objects of the watched kinds the shard gate grants now (0 without
+    /// sharding), for metrics.
+    pub fn owned_probe(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let (shared, watches) = (
+            self.shared.clone(),
+            self.plugin().manifest().watches.clone(),
+        );
+        move || shared.owned(&watches)
     }
 
     /// Stop taking work; reconciles in flight finish.

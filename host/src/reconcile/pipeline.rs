@@ -3,15 +3,15 @@
 
 use super::action::{Action, AttemptError};
 use super::apply::{api, category_of, delete, errors_health, execute, prune, resource_for};
-use super::conditions::{ComputedCondition, ComputedStatus, OverallState, Verdict, compute};
+use super::conditions::{ComputedCondition, Verdict};
 use super::finalizer;
-use super::phase::{Phase, PhaseRecord, rfc3339};
-use super::plan::{Checker, Step};
+use super::phase::rfc3339;
+use super::plan::{Checker, Refusal, Step};
 use super::scope::{Scope, ScopedCache, ScopedPodLogs};
-use super::status::{self, Draft, Evaluation, changes, merged, patch};
+use super::status::{self, Basis, Evaluation, changes, merged, patch};
 use super::{ObjectKey, Shared, Written, lock};
 use crate::contract::{
-    CategorizedError, ComponentHealth, ConditionStatus, Gvk, ObjectRef, StatusMode,
+    CategorizedError, ComponentHealth, ConditionStatus, Gvk, Manifest, ObjectRef,
 };
 use crate::plugin::{CallError, Grants, KubePodLogs, Planned, Plugin, PodLogReader};
 use k8s_openapi::jiff::Timestamp;
@@ -97,6 +97,39 @@ pub fn owner_of(obj: &DynamicObject, kind: &Gvk) -> Option<String> {
         .map(|o| o.name.clone())
 }
 
+/// The `OwnerReferenceSet` condition of a plugin that waits for an owner of some kind: `Ok(None)`
+/// when it waits for none, `Err(kind)` while `obj` has no owner of that kind.
+pub(crate) fn owner_condition<'m>(
+    manifest: &'m Manifest,
+    obj: &DynamicObject,
+) -> Result<Option<ComputedCondition>, &'m Gvk> {
+    let Some(kind) = &manifest.wait_for_owner else {
+        return Ok(None);
+    };
+    let name = owner_of(obj, kind).ok_or(kind)?;
+    Ok(Some(ComputedCondition::new(
+        OWNER_CONDITION,
+        ConditionStatus::True,
+        "OwnerReferenceSet",
+        &format!("owned by {} {name}", kind.kind),
+        manifest.observability,
+    )))
+}
+
+/// The health of the `Apply` phase when the plan is refused: one error a refusal.
+pub(crate) fn refused_health(plugin: &str, refused: &[Refusal]) -> ComponentHealth {
+    errors_health(
+        "Apply",
+        refused
+            .iter()
+            .map(|r| CategorizedError {
+                category: r.category(),
+                message: format!("plugin {plugin}: plan refused, nothing applied: {r}"),
+            })
+            .collect(),
+    )
+}
+
 /// When the components ask to be reconciled again: the soonest of their `requeue_after`, never
 /// sooner than `floor` (the plugin's `min_requeue_after`: a request of 0 does not spin).
 pub fn requeue_after(health: &[ComponentHealth], floor: Duration) -> Option<Duration> {
@@ -130,18 +163,9 @@ impl Run<'_> {
 
     async fn run(self) -> Result<Action, AttemptError> {
         let manifest = self.plugin.manifest();
-        let owner_condition = match &manifest.wait_for_owner {
-            None => None,
-            Some(kind) => match owner_of(self.obj, kind) {
-                None => return self.pending(kind).await,
-                Some(name) => Some(ComputedCondition::new(
-                    OWNER_CONDITION,
-                    ConditionStatus::True,
-                    "OwnerReferenceSet",
-                    &format!("owned by {} {name}", kind.kind),
-                    manifest.observability,
-                )),
-            },
+        let owner_condition = match owner_condition(manifest, self.obj) {
+            Ok(c) => c,
+            Err(kind) => return self.pending(kind).await,
         };
         if manifest.finalizer {
             let name = finalizer::name(self.plugin.name());
@@ -194,23 +218,9 @@ impl Run<'_> {
         let in_grace = self.s.in_grace(self.key, &health);
         let eval = self.evaluate(&health, in_grace, owner_condition);
         let now = rfc3339(self.now);
-        let host = Draft::automatic(&eval, self.generation);
-        let draft = match (manifest.status_mode, observed.as_mut()) {
-            (StatusMode::Automatic, _) => host,
-            // The plugin cannot be asked without an observation: the computed status, keeping
-            // the plugin's own fields.
-            (_, None) => Draft {
-                complete: false,
-                ..host
-            },
-            (mode, Some(r)) => {
-                let (computed, _) = host.render(self.stored, self.generation, &now);
-                match r.status(&Value::Object(computed)).await {
-                    Ok(update) if mode == StatusMode::Decorate => host.decorate(update),
-                    Ok(update) => Draft::manual(update, self.generation),
-                    Err(e) => return self.call_failed(e),
-                }
-            }
+        let draft = match self.basis().draft(&eval, observed.as_mut()).await {
+            Ok(draft) => draft,
+            Err(e) => return self.call_failed(e),
         };
         let (doc, report) = draft.render(self.stored, self.generation, &now);
         if self.write(&doc, draft.complete).await.is_err() {
@@ -259,27 +269,26 @@ impl Run<'_> {
         }
     }
 
+    /// What this reconcile's status is computed from (see [`Basis`]).
+    fn basis(&self) -> Basis<'_> {
+        let manifest = self.plugin.manifest();
+        Basis {
+            observability: manifest.observability,
+            mode: manifest.status_mode,
+            stored: self.stored,
+            generation: self.generation,
+            now: self.now,
+            limits: &self.limits,
+        }
+    }
+
     fn evaluate(
         &self,
         health: &[ComponentHealth],
         in_grace: bool,
         owner_condition: Option<ComputedCondition>,
     ) -> Evaluation {
-        let mut computed = compute(health, in_grace, self.plugin.manifest().observability);
-        if let Some(c) = owner_condition {
-            let before_ready = computed.conditions.len().saturating_sub(1);
-            computed.conditions.insert(before_ready, c);
-        }
-        let previous = PhaseRecord::from_status(self.stored);
-        let phase = Phase::from_status(&computed, previous.map(|p| p.phase));
-        Evaluation::new(
-            computed,
-            phase,
-            health,
-            previous.as_ref(),
-            self.now,
-            &self.limits,
-        )
+        self.basis().evaluate(health, in_grace, owner_condition)
     }
 
     /// Where this reconcile may read and write.
@@ -290,7 +299,7 @@ impl Run<'_> {
     /// The plan checker of this reconcile, in `scope`.
     fn checker<'a>(&'a self, scope: &'a Scope) -> Checker<'a> {
         Checker {
-            s: self.s,
+            world: self.s,
             plugin: self.plugin.name(),
             manifest: self.plugin.manifest(),
             owner: self.obj,
@@ -312,17 +321,7 @@ impl Run<'_> {
                 for r in &refused {
                     tracing::warn!(plugin = self.plugin.name(), object = %self.oref, refusal = %r, "plan refused: nothing of it is applied");
                 }
-                let plugin = self.plugin.name();
-                health.push(errors_health(
-                    "Apply",
-                    refused
-                        .into_iter()
-                        .map(|r| CategorizedError {
-                            category: r.category(),
-                            message: format!("plugin {plugin}: plan refused, nothing applied: {r}"),
-                        })
-                        .collect(),
-                ));
+                health.push(refused_health(self.plugin.name(), &refused));
                 return true;
             }
         };
@@ -391,33 +390,7 @@ impl Run<'_> {
 
     /// Waiting for the owner: status only (phase `Pending`, `OwnerReferenceSet=False`).
     async fn pending(&self, kind: &Gvk) -> Result<Action, AttemptError> {
-        let manifest = self.plugin.manifest();
-        let message = format!("waiting for an owner reference to a {}", kind.kind);
-        let waiting = |t: &str| {
-            ComputedCondition::new(
-                t,
-                ConditionStatus::False,
-                "WaitingForOwner",
-                &message,
-                manifest.observability,
-            )
-        };
-        let computed = ComputedStatus {
-            conditions: vec![waiting(OWNER_CONDITION), waiting("Ready")],
-            state: OverallState::Progressing,
-            verdict: Verdict::Settled,
-        };
-        let previous = PhaseRecord::from_status(self.stored);
-        let eval = Evaluation::new(
-            computed,
-            Phase::Pending,
-            &[],
-            previous.as_ref(),
-            self.now,
-            &self.limits,
-        );
-        let mut draft = Draft::automatic(&eval, self.generation);
-        draft.complete = manifest.status_mode == StatusMode::Automatic;
+        let (eval, draft) = self.basis().waiting_for_owner(kind, OWNER_CONDITION);
         let (doc, report) = draft.render(self.stored, self.generation, &rfc3339(self.now));
         if self.write(&doc, draft.complete).await.is_err() {
             return Err(AttemptError::StatusWrite);

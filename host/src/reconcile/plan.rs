@@ -5,10 +5,10 @@
 //! object controls and it created, and writes status only to its object, its children, or an owner
 //! of its object. One bad entry refuses the whole plan: nothing of it is sent.
 
-use super::Shared;
 use super::access;
-use super::apply::{self, api, category_of, controlled_by, managed_by, resource_for, split_status};
+use super::apply::{self, controlled_by, managed_by, split_status};
 use super::scope::Scope;
+use super::world::World;
 use crate::contract::{CategorizedError, ErrorCategory, Gvk, Manifest, ObjectRef, Verb};
 use crate::plugin::Planned;
 use capstan_apiserver::validation::{self, InvalidIdentifier, NameRule};
@@ -145,15 +145,21 @@ impl Refusal {
     }
 }
 
-/// The reconcile a plan is checked for.
-pub(super) struct Checker<'a> {
-    pub(super) s: &'a Shared,
-    pub(super) plugin: &'a str,
-    pub(super) manifest: &'a Manifest,
+/// The reconcile a plan is checked for: a controller's, or `capstan render`'s (only the
+/// [`World`] differs).
+pub(crate) struct Checker<'a> {
+    /// What the checks read of the cluster.
+    pub(crate) world: &'a dyn World,
+    /// The plugin's name.
+    pub(crate) plugin: &'a str,
+    /// Its manifest, as the configuration narrows it.
+    pub(crate) manifest: &'a Manifest,
     /// The reconciled object.
-    pub(super) owner: &'a DynamicObject,
-    pub(super) owner_ref: &'a ObjectRef,
-    pub(super) scope: &'a Scope,
+    pub(crate) owner: &'a DynamicObject,
+    /// Its reference.
+    pub(crate) owner_ref: &'a ObjectRef,
+    /// Where the reconcile may write.
+    pub(crate) scope: &'a Scope,
 }
 
 /// An entry's identifiers, checked: kind, namespace (as written) and name.
@@ -266,7 +272,7 @@ fn parse_object(index: usize, obj: &Value) -> Result<Parsed, Refusal> {
 
 impl Checker<'_> {
     /// Check every entry; the steps in plan order, or every refusal.
-    pub(super) async fn check(&self, entries: Vec<Planned>) -> Result<Vec<Step>, Vec<Refusal>> {
+    pub(crate) async fn check(&self, entries: Vec<Planned>) -> Result<Vec<Step>, Vec<Refusal>> {
         let mut steps = Vec::with_capacity(entries.len());
         let mut refusals = Vec::new();
         for (index, entry) in entries.into_iter().enumerate() {
@@ -300,7 +306,9 @@ impl Checker<'_> {
             index,
             message: e.message,
         })?;
-        let (_, namespaced) = resource_for(self.s, &parsed.gvk)
+        let namespaced = self
+            .world
+            .namespaced(&parsed.gvk)
             .await
             .map_err(|error| Refusal::Unchecked { index, error })?;
         let namespace = if namespaced {
@@ -351,6 +359,7 @@ impl Checker<'_> {
         };
         let managed = matches!(entry, Planned::Delete(_) | Planned::ApplyWithoutOwnerRef(_));
         let existing = self
+            .world
             .existing(&target, managed)
             .await
             .map_err(|error| Refusal::Unchecked { index, error })?;
@@ -369,10 +378,10 @@ impl Checker<'_> {
                         self.owner_ref
                     )));
                 }
-                if !managed_by(&existing, &self.s.field_manager) {
+                if !managed_by(&existing, self.world.field_manager()) {
                     return Err(ownership(format!(
                         "it may delete only objects it created (field manager {})",
-                        self.s.field_manager
+                        self.world.field_manager()
                     )));
                 }
                 let uid = existing.metadata.uid.clone().unwrap_or_default();
@@ -408,11 +417,11 @@ impl Checker<'_> {
                         self.owner_ref
                     )));
                 }
-                (Some(e), false) if managed_by(e, &self.s.field_manager) => false,
+                (Some(e), false) if managed_by(e, self.world.field_manager()) => false,
                 (Some(_), false) => {
                     return Err(ownership(format!(
                         "it exists and field manager {} never applied it: a plan updates only objects it created",
-                        self.s.field_manager
+                        self.world.field_manager()
                     )));
                 }
             };
@@ -462,33 +471,6 @@ impl Checker<'_> {
                     let group = o.api_version.rsplit_once('/').map_or("", |(g, _)| g);
                     o.kind == target.gvk.kind && group == target.gvk.group && o.name == target.name
                 })
-    }
-
-    /// The object as it is now, or absent. From the informer cache when it holds the object and
-    /// `managed` (the managed fields, which caches drop) is not needed; otherwise read live, so an
-    /// object the cache has not seen yet is never taken for absent.
-    async fn existing(
-        &self,
-        target: &ObjectRef,
-        managed: bool,
-    ) -> Result<Option<DynamicObject>, CategorizedError> {
-        if !managed
-            && let Some(cached) = self
-                .s
-                .handles
-                .get(&target.gvk)
-                .and_then(|h| h.get(target.namespace.as_deref(), &target.name))
-        {
-            return Ok(Some((*cached).clone()));
-        }
-        let (ar, _) = resource_for(self.s, &target.gvk).await?;
-        api(self.s, &ar, target.namespace.as_deref())
-            .get_opt(&target.name)
-            .await
-            .map_err(|e| CategorizedError {
-                category: category_of(&e),
-                message: format!("cannot read {target}: {e}"),
-            })
     }
 }
 

@@ -87,9 +87,11 @@ fn invalid(message: String) -> CategorizedError {
 }
 
 /// Cache reads limited to a scope.
-pub(super) struct ScopedCache {
-    pub(super) inner: Arc<InformerCache>,
-    pub(super) scope: Scope,
+pub(crate) struct ScopedCache {
+    /// The caches.
+    pub(crate) inner: Arc<InformerCache>,
+    /// The reconcile's scope.
+    pub(crate) scope: Scope,
 }
 
 impl ScopedCache {

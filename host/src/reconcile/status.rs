@@ -2,10 +2,12 @@
 //! `observedGeneration`, `conditions`, `failureReason` and `failureMessage`, decorated or replaced
 //! by the plugin in decorate and manual modes, and written only when it changed.
 
-use super::conditions::{ComputedCondition, ComputedStatus, OverallState, Verdict, render};
+use super::conditions::{
+    ComputedCondition, ComputedStatus, OverallState, Verdict, compute, render,
+};
 use super::phase::{Failure, Phase, PhaseRecord, Timed, failure_of, rfc3339, time_phase};
-use crate::contract::{ComponentHealth, ConditionStatus};
-use crate::plugin::CheckedStatus;
+use crate::contract::{ComponentHealth, ConditionStatus, Gvk, Observability, StatusMode};
+use crate::plugin::{CallError, CheckedStatus, Reconciliation};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -179,6 +181,114 @@ impl Draft {
             .map(|c| (c.clone(), transitioned.contains(&c.condition_type)))
             .collect();
         (doc, report)
+    }
+}
+
+/// What one reconcile's status is computed from besides the components' health: the same for a
+/// controller's reconcile and for `capstan render`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Basis<'a> {
+    /// The manifest's observability (how loudly conditions are reported).
+    pub(crate) observability: Observability,
+    /// The manifest's status mode.
+    pub(crate) mode: StatusMode,
+    /// The object's stored status.
+    pub(crate) stored: &'a Value,
+    /// The object's `metadata.generation`.
+    pub(crate) generation: Option<i64>,
+    /// The time of the reconcile.
+    pub(crate) now: Timestamp,
+    /// Phase timeouts by phase name.
+    pub(crate) limits: &'a HashMap<String, Duration>,
+}
+
+impl Basis<'_> {
+    /// Conditions, phase and failure from `health` (infrastructure errors still `in_grace` show
+    /// as progressing); `owner_condition`, when the plugin waits for an owner, goes before
+    /// `Ready`.
+    pub(crate) fn evaluate(
+        &self,
+        health: &[ComponentHealth],
+        in_grace: bool,
+        owner_condition: Option<ComputedCondition>,
+    ) -> Evaluation {
+        let mut computed = compute(health, in_grace, self.observability);
+        if let Some(c) = owner_condition {
+            let before_ready = computed.conditions.len().saturating_sub(1);
+            computed.conditions.insert(before_ready, c);
+        }
+        let previous = PhaseRecord::from_status(self.stored);
+        let phase = Phase::from_status(&computed, previous.map(|p| p.phase));
+        Evaluation::new(
+            computed,
+            phase,
+            health,
+            previous.as_ref(),
+            self.now,
+            self.limits,
+        )
+    }
+
+    /// The status to write after `eval`: the host's in automatic mode; decorated or replaced by
+    /// the plugin's `status` call on `observed` otherwise (without an observation, the computed
+    /// status keeping the plugin's own fields).
+    ///
+    /// # Errors
+    /// The plugin's `status` call failed.
+    pub(crate) async fn draft(
+        &self,
+        eval: &Evaluation,
+        observed: Option<&mut Reconciliation>,
+    ) -> Result<Draft, CallError> {
+        let host = Draft::automatic(eval, self.generation);
+        Ok(match (self.mode, observed) {
+            (StatusMode::Automatic, _) => host,
+            (_, None) => Draft {
+                complete: false,
+                ..host
+            },
+            (mode, Some(r)) => {
+                let (computed, _) = host.render(self.stored, self.generation, &rfc3339(self.now));
+                let update = r.status(&Value::Object(computed)).await?;
+                if mode == StatusMode::Decorate {
+                    host.decorate(update)
+                } else {
+                    Draft::manual(update, self.generation)
+                }
+            }
+        })
+    }
+
+    /// The status while the plugin waits for an owner reference to a `kind`: phase `Pending`,
+    /// `condition` and `Ready` false.
+    pub(crate) fn waiting_for_owner(&self, kind: &Gvk, condition: &str) -> (Evaluation, Draft) {
+        let message = format!("waiting for an owner reference to a {}", kind.kind);
+        let waiting = |t: &str| {
+            ComputedCondition::new(
+                t,
+                ConditionStatus::False,
+                "WaitingForOwner",
+                &message,
+                self.observability,
+            )
+        };
+        let computed = ComputedStatus {
+            conditions: vec![waiting(condition), waiting("Ready")],
+            state: OverallState::Progressing,
+            verdict: Verdict::Settled,
+        };
+        let previous = PhaseRecord::from_status(self.stored);
+        let eval = Evaluation::new(
+            computed,
+            Phase::Pending,
+            &[],
+            previous.as_ref(),
+            self.now,
+            self.limits,
+        );
+        let mut draft = Draft::automatic(&eval, self.generation);
+        draft.complete = self.mode == StatusMode::Automatic;
+        (eval, draft)
     }
 }
 

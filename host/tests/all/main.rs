@@ -9,3 +9,5 @@ mod image;
 mod in_cluster;
 mod leader_election;
 mod new_cli;
+mod render_cli;
+mod sharding;

@@ -157,7 +157,9 @@ async fn deployment_generation_and_status() {
         .patch_status(
             "web",
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"readyReplicas": 3}, "spec": {"replicas": 7}})),
+            &Patch::Merge(
+                json!({"status": {"replicas": 3, "readyReplicas": 3}, "spec": {"replicas": 7}}),
+            ),
         )
         .await
         .unwrap();

@@ -376,3 +376,387 @@ async fn kubectl_auth_and_impersonation_with_rbac() {
     );
     server.shutdown().await.unwrap();
 }
+
+const DEPLOYMENT: &str = r"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports: [{containerPort: 80}]
+";
+
+const BAD_DEPLOYMENT: &str = r"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad}
+spec:
+  replicas: -1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: other}}
+    spec:
+      containers: [{name: web, image: nginx:1.27}]
+";
+
+const SERVICES: &str = r"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80}, {name: https, port: 443, targetPort: 8443}]
+";
+
+/// What a cluster stores for a minimal Deployment and Service (defaults from
+/// `pkg/apis/{apps,core}/v1/defaults.go`, addresses from the service allocators), and the errors
+/// kubectl shows for an invalid Deployment, as kube-apiserver words them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_sees_defaults_allocations_and_validation_as_on_a_cluster() {
+    let bin = kubectl_path();
+    let (server, _client) = common::start().await;
+    let k = Kubectl {
+        bin,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    server
+        .write_kubeconfig(&k.dir.path().join("kubeconfig"))
+        .unwrap();
+
+    let deployment = k.file("deploy.yaml", DEPLOYMENT);
+    k.run(&["apply", "--server-side", "-f", &deployment]);
+    let d: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    let spec = &d["spec"];
+    assert_eq!(spec["replicas"], 1);
+    assert_eq!(spec["revisionHistoryLimit"], 10);
+    assert_eq!(spec["progressDeadlineSeconds"], 600);
+    assert_eq!(spec["strategy"]["type"], "RollingUpdate");
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Always");
+    assert_eq!(pod["dnsPolicy"], "ClusterFirst");
+    assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+    let c = &pod["containers"][0];
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(c["ports"][0]["protocol"], "TCP");
+    assert_eq!(d["metadata"]["generation"], 1);
+    // Re-applying the same manifest changes nothing: the defaults are not a spec change.
+    k.run(&["apply", "--server-side", "-f", &deployment]);
+    let again: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(again["metadata"]["generation"], 1);
+    assert_eq!(again["spec"]["replicas"], 1);
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        d["metadata"]["resourceVersion"]
+    );
+
+    // kubectl scale goes through the /scale subresource (autoscaling/v1 Scale).
+    k.run(&["scale", "deployment", "web", "--replicas=3"]);
+    let scale: Value = serde_json::from_str(&k.run(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+    ]))
+    .unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let scaled: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(scaled["spec"]["replicas"], 3);
+    assert_eq!(scaled["metadata"]["generation"], 2);
+    let out = k
+        .command(&["scale", "deployment", "web", "--replicas=-1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    k.run(&["scale", "deployment", "web", "--replicas=1"]);
+
+    let explained = k.run(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        explained.contains("KIND:       Deployment")
+            && explained.contains("GROUP:      apps")
+            && explained.contains("rollingUpdate"),
+        "{explained}"
+    );
+    let explained = k.run(&["explain", "pods.spec.containers", "--recursive"]);
+    assert!(explained.contains("imagePullPolicy"), "{explained}");
+
+    let services = k.file("svc.yaml", SERVICES);
+    k.run(&["create", "-f", &services]);
+    let svc: Value = serde_json::from_str(&k.run(&["get", "svc", "web", "-o", "json"])).unwrap();
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    assert!(ip.starts_with("10.9") || ip.starts_with("10.10"), "{ip}");
+    assert_eq!(svc["spec"]["clusterIPs"], serde_json::json!([ip]));
+    assert_eq!(svc["spec"]["ipFamilies"], serde_json::json!(["IPv4"]));
+    assert_eq!(svc["spec"]["ipFamilyPolicy"], "SingleStack");
+    assert_eq!(svc["spec"]["sessionAffinity"], "None");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
+    assert!(svc["metadata"].get("generation").is_none(), "{svc}");
+    let np: Value = serde_json::from_str(&k.run(&["get", "svc", "web-np", "-o", "json"])).unwrap();
+    assert_ne!(np["spec"]["clusterIP"], svc["spec"]["clusterIP"]);
+    let ports: Vec<i64> = np["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["nodePort"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ports.iter().all(|p| (30000..=32767).contains(p)) && ports[0] != ports[1],
+        "{ports:?}"
+    );
+    assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
+    // Tables with the columns kube-apiserver prints for these kinds.
+    let table = k.run(&["get", "svc", "web-np"]);
+    assert!(
+        table.contains("TYPE") && table.contains("CLUSTER-IP") && table.contains("PORT(S)"),
+        "{table}"
+    );
+    assert!(table.contains(&format!("80:{}/TCP", ports[0])), "{table}");
+    let table = k.run(&["get", "deployments"]);
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{table}"
+    );
+    assert!(table.contains("0/1"), "{table}");
+    // A field selector names only fields the kind is selectable by.
+    let out = k
+        .command(&[
+            "get",
+            "deployments",
+            "--field-selector",
+            "status.phase=Running",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("field label not supported: status.phase"),
+        "{err}"
+    );
+    assert!(
+        k.run(&[
+            "get",
+            "deployments",
+            "--field-selector",
+            "metadata.name=web",
+            "-o",
+            "name"
+        ])
+        .contains("deployment.apps/web")
+    );
+    let wide = k.run(&["get", "deployments", "-o", "wide"]);
+    assert!(
+        wide.contains("nginx:1.27") && wide.contains("app=web"),
+        "{wide}"
+    );
+
+    let bad = k.file("bad.yaml", BAD_DEPLOYMENT);
+    let out = k
+        .command(&["apply", "--server-side", "-f", &bad])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"The Deployment "bad" is invalid"#)
+            && err.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0")
+            && err.contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
+    let listed = k.run(&["get", "deployments", "-o", "name"]);
+    assert!(!listed.contains("bad"), "nothing stored: {listed}");
+
+    // kubectl asks for strict field validation: a typo is refused, not silently dropped.
+    let typo = k.file(
+        "typo.yaml",
+        &DEPLOYMENT
+            .replace("metadata: {name: web}", "metadata: {name: typo}\nspec_: {}")
+            .replace("spec_: {}\nspec:\n", "spec:\n  replica: 3\n"),
+    );
+    let out = k.command(&["apply", "-f", &typo]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(r#"strict decoding error: unknown field "spec.replica""#),
+        "{err}"
+    );
+    // With --validate=warn it is dropped with a warning; with false, silently.
+    let out = k
+        .command(&["apply", "--validate=warn", "-f", &typo])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(r#"unknown field "spec.replica""#), "{err}");
+    let stored: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "typo", "-o", "json"])).unwrap();
+    assert!(stored["spec"].get("replica").is_none(), "{stored}");
+    assert_eq!(stored["spec"]["replicas"], 1);
+}
+
+/// Strategic merge patch as kubectl sends it: `set image` changes one container and keeps the rest,
+/// a client-side `apply` that drops an env var sends `$setElementOrder` and `$patch: delete`
+/// directives that are carried out and never stored; a custom resource refuses it (415).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_strategic_merge_patches_merge_lists_by_key() {
+    let bin = kubectl_path();
+    let (server, _client) = common::start().await;
+    let k = Kubectl {
+        bin,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    server
+        .write_kubeconfig(&k.dir.path().join("kubeconfig"))
+        .unwrap();
+    let with_env = DEPLOYMENT.replace(
+        "ports: [{containerPort: 80}]",
+        "ports: [{containerPort: 80}]\n        env: [{name: A, value: '1'}, {name: B, value: '2'}]\n      - {name: sidecar, image: envoy:1}",
+    );
+    let file = k.file("deploy.yaml", &with_env);
+    k.run(&["apply", "-f", &file]);
+    k.run(&["set", "image", "deployment/web", "web=nginx:1.28"]);
+    let d: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    assert_eq!(containers[0]["image"], "nginx:1.28");
+    assert_eq!(containers[0]["ports"][0]["containerPort"], 80);
+    assert_eq!(containers[1]["name"], "sidecar");
+
+    let without_a = with_env.replace("{name: A, value: '1'}, ", "");
+    let file = k.file("deploy.yaml", &without_a);
+    k.run(&["apply", "-f", &file]);
+    let d: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["env"],
+        serde_json::json!([{"name": "B", "value": "2"}])
+    );
+    assert!(!d.to_string().contains("$patch"), "{d}");
+    assert!(!d.to_string().contains("$setElementOrder"), "{d}");
+
+    let crd = k.file("crd.yaml", CRD);
+    k.run(&["apply", "--server-side", "-f", &crd]);
+    let gadget = k.file("gadget.yaml", GADGET);
+    k.run(&["apply", "--server-side", "-f", &gadget]);
+    let out = k
+        .command(&[
+            "patch",
+            "gadget",
+            "g1",
+            "--type=strategic",
+            "-p",
+            r#"{"spec":{"color":"red"}}"#,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("the body of the request was in an unknown format"),
+        "{err}"
+    );
+    k.run(&[
+        "patch",
+        "gadget",
+        "g1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"color":"red"}}"#,
+    ]);
+}
+
+/// A custom resource goes through its CRD's structural schema as on a cluster: defaults applied,
+/// unknown fields refused under kubectl's strict validation, rules checked with kube-openapi's
+/// messages. The CRD is the example's, as a user applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_custom_resources_are_defaulted_pruned_and_validated_by_their_schema() {
+    let bin = kubectl_path();
+    let (server, _client) = common::start().await;
+    let k = Kubectl {
+        bin,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    server
+        .write_kubeconfig(&k.dir.path().join("kubeconfig"))
+        .unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/webapp-crd.yaml"
+    );
+    // The first apply may find the kind before the CRD is served, as on a cluster; the second
+    // creates what is left.
+    let _ = k.command(&["apply", "-f", example]).output().unwrap();
+    k.run(&["apply", "-f", example]);
+
+    let minimal = k.file(
+        "minimal.yaml",
+        "apiVersion: examples.capstan.dev/v1alpha1\nkind: WebApp\nmetadata: {name: minimal}\nspec: {image: 'nginx:1.27', port: 80}\n",
+    );
+    k.run(&["apply", "-f", &minimal]);
+    let w: Value =
+        serde_json::from_str(&k.run(&["get", "webapp", "minimal", "-o", "json"])).unwrap();
+    assert_eq!(w["spec"]["replicas"], 1, "the schema's default: {w}");
+    let explained = k.run(&["explain", "webapp.spec"]);
+    assert!(
+        explained.contains("KIND:       WebApp")
+            && explained.contains("port")
+            && explained.contains("replicas")
+            && explained.contains("-required-"),
+        "{explained}"
+    );
+
+    let invalid = k.file(
+        "invalid.yaml",
+        "apiVersion: examples.capstan.dev/v1alpha1\nkind: WebApp\nmetadata: {name: invalid}\nspec: {port: 0, replicas: -2}\n",
+    );
+    let out = k.command(&["apply", "-f", &invalid]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    for expected in [
+        r#"The WebApp "invalid" is invalid"#,
+        "spec.image: Required value",
+        "spec.port: Invalid value: 0: spec.port in body should be greater than or equal to 1",
+        "spec.replicas: Invalid value: -2: spec.replicas in body should be greater than or equal to 0",
+    ] {
+        assert!(err.contains(expected), "{expected} not in {err}");
+    }
+
+    let typo = k.file(
+        "typo.yaml",
+        "apiVersion: examples.capstan.dev/v1alpha1\nkind: WebApp\nmetadata: {name: typo}\nspec: {image: x, port: 80, replcas: 3}\n",
+    );
+    let out = k.command(&["apply", "-f", &typo]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(r#"unknown field "spec.replcas""#),
+        "{err}"
+    );
+    k.run(&["apply", "--validate=false", "-f", &typo]);
+    let w: Value = serde_json::from_str(&k.run(&["get", "webapp", "typo", "-o", "json"])).unwrap();
+    assert!(w["spec"].get("replcas").is_none(), "pruned: {w}");
+}

@@ -360,7 +360,12 @@ async fn names_are_checked_as_kubernetes_checks_them() {
             .unwrap()
             .contains("DNS-1035")
     );
-    let (code, _) = post(&server, svc, json!({"metadata": {"name": "svc1"}})).await;
+    let (code, _) = post(
+        &server,
+        svc,
+        json!({"metadata": {"name": "svc1"}, "spec": {"ports": [{"port": 80}]}}),
+    )
+    .await;
     assert_eq!(code, 201);
     let (code, status) = post(
         &server,

@@ -1,0 +1,427 @@
+//! The Table columns kube-apiserver prints for built-in kinds (after
+//! `pkg/printers/internalversion/printers.go`): `kubectl get deploy` shows READY, UP-TO-DATE and
+//! AVAILABLE, `kubectl get svc` TYPE, CLUSTER-IP, EXTERNAL-IP and PORT(S), and so on. Columns of
+//! priority 1 show with `-o wide`.
+
+use serde_json::{Value, json};
+
+use crate::resource::ResourceInfo;
+
+/// One column after Name: its title, type, priority and how a cell is computed.
+pub struct Column {
+    /// Title, as kube-apiserver spells it (kubectl uppercases it).
+    pub name: &'static str,
+    /// `string`, `integer` or `date` (an age).
+    pub column_type: &'static str,
+    /// 0: always shown; 1: with `-o wide`.
+    pub priority: i64,
+    /// The cell of an object.
+    pub cell: fn(&Value) -> Value,
+}
+
+const fn col(name: &'static str, column_type: &'static str, cell: fn(&Value) -> Value) -> Column {
+    Column {
+        name,
+        column_type,
+        priority: 0,
+        cell,
+    }
+}
+
+const fn wide(name: &'static str, cell: fn(&Value) -> Value) -> Column {
+    Column {
+        name,
+        column_type: "string",
+        priority: 1,
+        cell,
+    }
+}
+
+fn int(v: &Value, pointer: &str) -> i64 {
+    v.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn text(v: &Value, pointer: &str) -> String {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn or_none(s: String) -> Value {
+    json!(if s.is_empty() { "<none>".to_owned() } else { s })
+}
+
+fn created(v: &Value) -> Value {
+    v.pointer("/metadata/creationTimestamp")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn count(v: &Value, pointers: &[&str]) -> Value {
+    let n: usize = pointers
+        .iter()
+        .map(|p| {
+            v.pointer(p).map_or(0, |x| {
+                x.as_object()
+                    .map(serde_json::Map::len)
+                    .or_else(|| x.as_array().map(Vec::len))
+                    .unwrap_or(0)
+            })
+        })
+        .sum();
+    json!(n)
+}
+
+fn containers(v: &Value, field: &str) -> Value {
+    let names: Vec<String> = v
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| text(c, field))
+        .collect();
+    json!(names.join(","))
+}
+
+fn label_selector(v: &Value) -> Value {
+    let sel = v.pointer("/spec/selector");
+    let pairs: Vec<String> = sel
+        .and_then(|s| s.get("matchLabels"))
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, val)| format!("{k}={}", val.as_str().unwrap_or_default()))
+        .collect();
+    or_none(pairs.join(","))
+}
+
+fn pod_ready(v: &Value) -> Value {
+    let total = v
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let ready = v
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c["ready"] == json!(true))
+        .count();
+    json!(format!("{ready}/{total}"))
+}
+
+/// The pod's STATUS as `kubectl get pods` shows it: the phase, or the reason a container is
+/// waiting or terminated, or Terminating.
+fn pod_status(v: &Value) -> Value {
+    if v.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|d| !d.is_null())
+    {
+        return json!("Terminating");
+    }
+    let mut reason = text(v, "/status/reason");
+    if reason.is_empty() {
+        reason = text(v, "/status/phase");
+    }
+    for c in v
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let waiting = text(c, "/state/waiting/reason");
+        let terminated = text(c, "/state/terminated/reason");
+        if !waiting.is_empty() {
+            reason = waiting;
+        } else if !terminated.is_empty() {
+            reason = terminated;
+        }
+    }
+    json!(if reason.is_empty() {
+        "Pending".into()
+    } else {
+        reason
+    })
+}
+
+fn restarts(v: &Value) -> Value {
+    let n: i64 = v
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| int(c, "/restartCount"))
+        .sum();
+    json!(n.to_string())
+}
+
+fn service_ports(v: &Value) -> Value {
+    let ports: Vec<String> = v
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let protocol = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_i64() {
+                Some(node) if node != 0 => format!("{}:{node}/{protocol}", int(p, "/port")),
+                _ => format!("{}/{protocol}", int(p, "/port")),
+            }
+        })
+        .collect();
+    or_none(ports.join(","))
+}
+
+fn external_ip(v: &Value) -> Value {
+    let kind = text(v, "/spec/type");
+    let mut ips: Vec<String> = v
+        .pointer("/spec/externalIPs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    match kind.as_str() {
+        "ExternalName" => json!(text(v, "/spec/externalName")),
+        "LoadBalancer" => {
+            ips.extend(
+                v.pointer("/status/loadBalancer/ingress")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|i| {
+                        let ip = text(i, "/ip");
+                        if ip.is_empty() {
+                            text(i, "/hostname")
+                        } else {
+                            ip
+                        }
+                    }),
+            );
+            json!(if ips.is_empty() {
+                "<pending>".to_owned()
+            } else {
+                ips.join(",")
+            })
+        }
+        _ => or_none(ips.join(",")),
+    }
+}
+
+fn job_status(v: &Value) -> Value {
+    let conditions = v.pointer("/status/conditions").and_then(Value::as_array);
+    let has = |t: &str| {
+        conditions
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == t && c["status"] == "True")
+    };
+    json!(if has("Complete") {
+        "Complete"
+    } else if has("Failed") {
+        "Failed"
+    } else if has("Suspended") {
+        "Suspended"
+    } else {
+        "Running"
+    })
+}
+
+fn job_completions(v: &Value) -> Value {
+    let succeeded = int(v, "/status/succeeded");
+    match v.pointer("/spec/completions").and_then(Value::as_i64) {
+        Some(c) => json!(format!("{succeeded}/{c}")),
+        None => json!(format!("{succeeded}/1 of {}", int(v, "/spec/parallelism"))),
+    }
+}
+
+fn role_ref(v: &Value) -> Value {
+    json!(format!(
+        "{}/{}",
+        text(v, "/roleRef/kind"),
+        text(v, "/roleRef/name")
+    ))
+}
+
+/// The columns after Name for a built-in kind (`None`: Name and Age, or the CRD's own).
+#[must_use]
+#[allow(clippy::too_many_lines)]
+pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
+    let cols = match (info.group.as_str(), info.kind.as_str()) {
+        ("", "Pod") => vec![
+            col("Ready", "string", pod_ready),
+            col("Status", "string", pod_status),
+            col("Restarts", "string", restarts),
+            col("Age", "date", created),
+            wide("IP", |v| or_none(text(v, "/status/podIP"))),
+            wide("Node", |v| or_none(text(v, "/spec/nodeName"))),
+        ],
+        ("apps", "Deployment") => vec![
+            col("Ready", "string", |v| {
+                json!(format!(
+                    "{}/{}",
+                    int(v, "/status/readyReplicas"),
+                    int(v, "/spec/replicas")
+                ))
+            }),
+            col("Up-to-date", "integer", |v| {
+                json!(int(v, "/status/updatedReplicas"))
+            }),
+            col("Available", "integer", |v| {
+                json!(int(v, "/status/availableReplicas"))
+            }),
+            col("Age", "date", created),
+            wide("Containers", |v| containers(v, "/name")),
+            wide("Images", |v| containers(v, "/image")),
+            wide("Selector", label_selector),
+        ],
+        ("apps", "ReplicaSet") => vec![
+            col("Desired", "integer", |v| json!(int(v, "/spec/replicas"))),
+            col("Current", "integer", |v| json!(int(v, "/status/replicas"))),
+            col("Ready", "integer", |v| {
+                json!(int(v, "/status/readyReplicas"))
+            }),
+            col("Age", "date", created),
+        ],
+        ("apps", "StatefulSet") => vec![
+            col("Ready", "string", |v| {
+                json!(format!(
+                    "{}/{}",
+                    int(v, "/status/readyReplicas"),
+                    int(v, "/spec/replicas")
+                ))
+            }),
+            col("Age", "date", created),
+        ],
+        ("batch", "Job") => vec![
+            col("Status", "string", job_status),
+            col("Completions", "string", job_completions),
+            col("Age", "date", created),
+        ],
+        ("", "Service") => vec![
+            col("Type", "string", |v| json!(text(v, "/spec/type"))),
+            col("Cluster-IP", "string", |v| {
+                or_none(text(v, "/spec/clusterIP"))
+            }),
+            col("External-IP", "string", external_ip),
+            col("Port(s)", "string", service_ports),
+            col("Age", "date", created),
+            wide("Selector", |v| {
+                let pairs: Vec<String> = v
+                    .pointer("/spec/selector")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, val)| format!("{k}={}", val.as_str().unwrap_or_default()))
+                    .collect();
+                or_none(pairs.join(","))
+            }),
+        ],
+        ("", "ConfigMap") => vec![
+            col("Data", "integer", |v| count(v, &["/data", "/binaryData"])),
+            col("Age", "date", created),
+        ],
+        ("", "Secret") => vec![
+            col("Type", "string", |v| json!(text(v, "/type"))),
+            col("Data", "integer", |v| count(v, &["/data"])),
+            col("Age", "date", created),
+        ],
+        ("", "Namespace") => vec![
+            col("Status", "string", |v| json!(text(v, "/status/phase"))),
+            col("Age", "date", created),
+        ],
+        ("", "ServiceAccount") => vec![
+            col("Secrets", "integer", |v| count(v, &["/secrets"])),
+            col("Age", "date", created),
+        ],
+        ("", "PersistentVolumeClaim") => vec![
+            col("Status", "string", |v| json!(text(v, "/status/phase"))),
+            col("Volume", "string", |v| json!(text(v, "/spec/volumeName"))),
+            col("Capacity", "string", |v| {
+                json!(text(v, "/status/capacity/storage"))
+            }),
+            col("Access Modes", "string", |v| {
+                let modes: Vec<&str> = v
+                    .pointer("/status/accessModes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(|m| match m {
+                        "ReadWriteOnce" => "RWO",
+                        "ReadOnlyMany" => "ROX",
+                        "ReadWriteMany" => "RWX",
+                        "ReadWriteOncePod" => "RWOP",
+                        other => other,
+                    })
+                    .collect();
+                json!(modes.join(","))
+            }),
+            col("StorageClass", "string", |v| {
+                or_none(text(v, "/spec/storageClassName"))
+            }),
+            col("Age", "date", created),
+        ],
+        ("coordination.k8s.io", "Lease") => vec![
+            col("Holder", "string", |v| {
+                json!(text(v, "/spec/holderIdentity"))
+            }),
+            col("Age", "date", created),
+        ],
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+            vec![col("Created At", "string", created)]
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            vec![col("Role", "string", role_ref), col("Age", "date", created)]
+        }
+        _ => return None,
+    };
+    Some(cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::Registry;
+
+    fn cells(group: &str, plural: &str, object: &Value) -> Vec<Value> {
+        let registry = Registry::default();
+        let info = registry.lookup(group, "v1", plural).unwrap();
+        columns(&info)
+            .unwrap()
+            .iter()
+            .filter(|c| c.column_type != "date" && c.priority == 0)
+            .map(|c| (c.cell)(object))
+            .collect()
+    }
+
+    #[test]
+    fn deployments_services_and_pods_print_as_kubectl_shows_them() {
+        let d = json!({"spec": {"replicas": 3}, "status": {"readyReplicas": 2, "updatedReplicas": 3,
+            "availableReplicas": 2}});
+        assert_eq!(
+            cells("apps", "deployments", &d),
+            [json!("2/3"), json!(3), json!(2)]
+        );
+        let s = json!({"spec": {"type": "NodePort", "clusterIP": "10.96.1.0",
+            "ports": [{"port": 80, "nodePort": 30000, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}});
+        assert_eq!(
+            cells("", "services", &s),
+            [
+                json!("NodePort"),
+                json!("10.96.1.0"),
+                json!("<none>"),
+                json!("80:30000/TCP,53/UDP")
+            ]
+        );
+        let p = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"ready": true, "restartCount": 1},
+                {"ready": false, "restartCount": 2, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
+        assert_eq!(
+            cells("", "pods", &p),
+            [json!("1/2"), json!("CrashLoopBackOff"), json!("3")]
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! What Kubernetes' registry strategies do to a built-in kind on its way to storage: decode it as
+//! its Go type would (a field of the wrong type is a 400), default it ([`defaults`]), allocate what
+//! the server owns (a Service's cluster IP and node ports, [`service`]), and validate it
+//! ([`validate`]); and which kinds count `metadata.generation` at all.
+
+mod defaults;
+mod service;
+mod validate;
+
+use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::cluster::Inner;
+use crate::error::{ApiError, FieldCause};
+use crate::resource::ResourceInfo;
+
+pub(crate) use validate::Change;
+
+/// The groups Kubernetes itself serves here; any other group is a custom resource's.
+const BUILTIN_GROUPS: [&str; 7] = [
+    "",
+    "apps",
+    "batch",
+    "rbac.authorization.k8s.io",
+    "events.k8s.io",
+    "coordination.k8s.io",
+    "apiextensions.k8s.io",
+];
+
+/// Why a write is refused before it is stored.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// The body does not decode as the kind (answered 400).
+    #[error("{0}")]
+    Decode(String),
+    /// Field errors (answered 422 with `details.causes`).
+    #[error("the object is invalid ({} field errors)", .0.len())]
+    Invalid(Vec<FieldCause>),
+}
+
+/// Whether the kind is one Kubernetes itself defines (not a custom resource).
+#[must_use]
+pub(crate) fn is_builtin(info: &ResourceInfo) -> bool {
+    BUILTIN_GROUPS.contains(&info.group.as_str())
+}
+
+/// Whether objects of this kind carry `metadata.generation`: custom resources and the kinds whose
+/// registry strategy sets it (workloads, CRDs); ConfigMaps, Secrets, Services, Pods, Namespaces,
+/// RBAC objects, Leases and Events have none.
+#[must_use]
+pub(crate) fn tracks_generation(info: &ResourceInfo) -> bool {
+    matches!(
+        info.group.as_str(),
+        "apps" | "batch" | "apiextensions.k8s.io"
+    ) || !BUILTIN_GROUPS.contains(&info.group.as_str())
+}
+
+/// Decodes `object` as `T`, as the server's codec would before anything else looks at it, and
+/// drops the fields `T` does not have (as decoding into a Go struct does), returning their paths.
+fn decodes_as<T: DeserializeOwned + Serialize>(
+    info: &ResourceInfo,
+    object: &mut Value,
+) -> Result<Vec<String>, Refusal> {
+    let typed = serde_json::from_value::<T>(object.clone()).map_err(|e| {
+        Refusal::Decode(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: {e}",
+            kind = info.kind,
+            version = info.version
+        ))
+    })?;
+    let known = serde_json::to_value(typed).unwrap_or(Value::Null);
+    let mut unknown = Vec::new();
+    prune(object, &known, "", &mut unknown);
+    Ok(unknown)
+}
+
+/// Removes from `object` every field `known` (its typed round trip) lacks, recording each path
+/// as apimachinery names it (`spec.template.spec.containers[0].foo`). A `null` is not a field.
+fn prune(object: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) {
+    match (object, known) {
+        (Value::Object(map), Value::Object(known_map)) => {
+            map.retain(|key, value| {
+                let field = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match known_map.get(key) {
+                    Some(k) => {
+                        prune(value, k, &field, unknown);
+                        true
+                    }
+                    None if value.is_null() => true,
+                    None => {
+                        unknown.push(field);
+                        false
+                    }
+                }
+            });
+        }
+        (Value::Array(items), Value::Array(known_items)) => {
+            for (i, (item, k)) in items.iter_mut().zip(known_items).enumerate() {
+                prune(item, k, &format!("{path}[{i}]"), unknown);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Base64 byte fields as Go stores them: Go's decoder skips `\r` and `\n` (line-wrapped base64, as
+/// some generators write it, is accepted) and its encoder writes none.
+fn canonical_bytes(info: &ResourceInfo, object: &mut Value) {
+    let field = match (info.group.as_str(), info.kind.as_str()) {
+        ("", "Secret") => "data",
+        ("", "ConfigMap") => "binaryData",
+        _ => return,
+    };
+    for value in object
+        .get_mut(field)
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|m| m.values_mut())
+    {
+        if let Value::String(s) = value
+            && s.contains(['\r', '\n'])
+        {
+            s.retain(|c| c != '\r' && c != '\n');
+        }
+    }
+}
+
+/// Decodes a built-in kind with its generated type, dropping unknown fields (custom resources and
+/// other kinds pass whole).
+fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusal> {
+    match (info.group.as_str(), info.kind.as_str()) {
+        ("apps", "Deployment") => decodes_as::<apps::Deployment>(info, object),
+        ("apps", "ReplicaSet") => decodes_as::<apps::ReplicaSet>(info, object),
+        ("apps", "StatefulSet") => decodes_as::<apps::StatefulSet>(info, object),
+        ("batch", "Job") => decodes_as::<batch::Job>(info, object),
+        ("", "Pod") => decodes_as::<core::Pod>(info, object),
+        ("", "Service") => decodes_as::<core::Service>(info, object),
+        ("", "ConfigMap") => decodes_as::<core::ConfigMap>(info, object),
+        ("", "Secret") => decodes_as::<core::Secret>(info, object),
+        ("", "Namespace") => decodes_as::<core::Namespace>(info, object),
+        ("", "PersistentVolumeClaim") => decodes_as::<core::PersistentVolumeClaim>(info, object),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Runs the strategy on `object`, a create (`old` None) or an update of `old`, of the object named
+/// `key` (namespace, name).
+///
+/// Returns the unknown fields dropped from the body.
+///
+/// # Errors
+/// [`Refusal`] when the object does not decode, cannot get what must be allocated, or is invalid.
+pub(crate) fn prepare(
+    inner: &Inner,
+    info: &ResourceInfo,
+    key: (&str, &str),
+    old: Option<&Value>,
+    object: &mut Value,
+    change: Change,
+) -> Result<Vec<String>, Refusal> {
+    canonical_bytes(info, object);
+    if !is_builtin(info) {
+        return custom_resource(inner, info, old, object);
+    }
+    let unknown = decode(info, object)?;
+    if change == Change::Object {
+        defaults::apply(&info.group, &info.kind, object, old.is_none());
+        if info.group.is_empty() && info.kind == "Service" {
+            let errs = validate::check(&info.group, &info.kind, old, object, change);
+            if !errs.is_empty() {
+                return Err(Refusal::Invalid(errs));
+            }
+            service::allocate(inner, key, old, object).map_err(Refusal::Invalid)?;
+            return Ok(unknown);
+        }
+    }
+    let errs = validate::check(&info.group, &info.kind, old, object, change);
+    if errs.is_empty() {
+        Ok(unknown)
+    } else {
+        Err(Refusal::Invalid(errs))
+    }
+}
+
+/// A custom resource goes through its CRD's structural schema ([`crate::schema`]).
+fn custom_resource(
+    inner: &Inner,
+    info: &ResourceInfo,
+    old: Option<&Value>,
+    object: &mut Value,
+) -> Result<Vec<String>, Refusal> {
+    let Some(schema) = crate::schema::of_custom_resource(inner, info) else {
+        return Ok(Vec::new());
+    };
+    let outcome = crate::schema::apply(schema, object, old);
+    if outcome.errors.is_empty() {
+        Ok(outcome.unknown)
+    } else {
+        Err(Refusal::Invalid(outcome.errors))
+    }
+}
+
+impl Refusal {
+    /// The answer to the client, for the object `name` of `info`.
+    pub(crate) fn into_api_error(self, info: &ResourceInfo, name: &str) -> ApiError {
+        match self {
+            Self::Decode(message) => ApiError::BadRequest(message),
+            Self::Invalid(causes) => ApiError::Invalid {
+                kind: info.kind.clone(),
+                group: info.group.clone(),
+                name: name.to_owned(),
+                causes,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::Registry;
+    use serde_json::json;
+
+    #[test]
+    fn wrapped_base64_is_accepted_and_stored_unwrapped_as_go_does() {
+        let registry = Registry::default();
+        let info = registry.lookup("", "v1", "secrets").unwrap();
+        let mut secret = json!({"data": {"k": "aGVs\nbG8=\r\n"}});
+        canonical_bytes(&info, &mut secret);
+        assert_eq!(secret["data"]["k"], "aGVsbG8=");
+        assert!(decode(&info, &mut secret).is_ok());
+        let mut bad = json!({"data": {"k": "not base64!"}});
+        canonical_bytes(&info, &mut bad);
+        assert!(
+            matches!(decode(&info, &mut bad), Err(Refusal::Decode(m)) if m.starts_with("Secret in version \"v1\" cannot be handled as a Secret"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_dropped_and_named_as_apimachinery_names_them() {
+        let registry = Registry::default();
+        let info = registry.lookup("apps", "v1", "deployments").unwrap();
+        let mut d = json!({"metadata": {"name": "d", "nmae": "typo"}, "spec": {"replicas": 2,
+            "template": {"spec": {"containers": [{"name": "c", "image": "x", "imagePullPolcy": "Always"}]}},
+            "selector": null, "extra": {"a": 1}}});
+        let unknown = decode(&info, &mut d).unwrap();
+        assert_eq!(
+            unknown,
+            [
+                "metadata.nmae",
+                "spec.extra",
+                "spec.template.spec.containers[0].imagePullPolcy"
+            ]
+        );
+        assert_eq!(
+            d,
+            json!({"metadata": {"name": "d"}, "spec": {"replicas": 2, "selector": null,
+                "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}})
+        );
+    }
+
+    #[test]
+    fn generation_is_counted_for_workloads_and_custom_resources_only() {
+        let registry = Registry::default();
+        for (group, plural, tracked) in [
+            ("apps", "deployments", true),
+            ("batch", "jobs", true),
+            ("", "configmaps", false),
+            ("", "secrets", false),
+            ("", "services", false),
+            ("coordination.k8s.io", "leases", false),
+        ] {
+            let info = registry.lookup(group, "v1", plural).unwrap();
+            assert_eq!(tracks_generation(&info), tracked, "{plural}");
+        }
+    }
+}

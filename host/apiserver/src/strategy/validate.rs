@@ -1,0 +1,624 @@
+//! Validation of built-in kinds, after Kubernetes' `pkg/apis/{apps,core}/validation`: the rules a
+//! kubectl user or a controller meets first (workload specs and statuses, pod templates, Service
+//! ports, ConfigMap and Secret keys and sizes), with apimachinery's field paths and messages.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde_json::{Map, Value, json};
+
+use crate::error::FieldCause;
+use crate::selector::Selector;
+use crate::validation;
+
+/// `MaxSecretSize`: the most data a ConfigMap or Secret holds (1 MiB).
+const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+/// What a write changes, as the registry strategy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A create, or an update of the main resource.
+    Object,
+    /// A write of the status subresource.
+    Status,
+}
+
+/// The field errors of `object` of `group`/`kind` (`old` for an update).
+pub(super) fn check(
+    group: &str,
+    kind: &str,
+    old: Option<&Value>,
+    object: &Value,
+    change: Change,
+) -> Vec<FieldCause> {
+    let mut errs = Vec::new();
+    match (group, kind, change) {
+        ("apps", "Deployment", Change::Object) => {
+            workload(object, old, true, &mut errs);
+            deployment_strategy(&object["spec"], &mut errs);
+            deployment_timing(&object["spec"], &mut errs);
+        }
+        ("apps", "Deployment" | "ReplicaSet", Change::Status) => {
+            replica_status(&object["status"], kind == "ReplicaSet", &mut errs);
+        }
+        ("apps", "ReplicaSet", Change::Object) => workload(object, old, true, &mut errs),
+        ("apps", "StatefulSet", Change::Object) => workload(object, old, true, &mut errs),
+        ("", "Pod", Change::Object) => {
+            pod_spec(&object["spec"], "spec", &mut errs);
+            let restart = &object["spec"]["restartPolicy"];
+            if !["Always", "OnFailure", "Never"]
+                .iter()
+                .any(|p| restart == p)
+            {
+                errs.push(FieldCause::not_supported(
+                    "spec.restartPolicy",
+                    restart,
+                    &["Always", "OnFailure", "Never"],
+                ));
+            }
+        }
+        ("", "Service", Change::Object) => service(object, old, &mut errs),
+        ("", "ConfigMap", Change::Object) => data(object, old, "binaryData", &mut errs),
+        ("", "Secret", Change::Object) => {
+            data(object, old, "stringData", &mut errs);
+            if let Some(old) = old
+                && old["type"] != object["type"]
+            {
+                errs.push(FieldCause::invalid_value(
+                    "type",
+                    &object["type"],
+                    "field is immutable",
+                ));
+            }
+        }
+        _ => {}
+    }
+    errs
+}
+
+/// `ValidateNonnegativeField`.
+fn nonnegative(value: &Value, field: &str, errs: &mut Vec<FieldCause>) {
+    if value.as_i64().is_some_and(|v| v < 0) {
+        errs.push(FieldCause::invalid_value(
+            field,
+            value,
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+/// A Deployment's, ReplicaSet's or StatefulSet's spec: replicas, selector, pod template.
+fn workload(object: &Value, old: Option<&Value>, restart_always: bool, errs: &mut Vec<FieldCause>) {
+    let spec = &object["spec"];
+    nonnegative(&spec["replicas"], "spec.replicas", errs);
+    nonnegative(&spec["minReadySeconds"], "spec.minReadySeconds", errs);
+    let selector = &spec["selector"];
+    let labels = &spec["template"]["metadata"]["labels"];
+    if selector.is_null() {
+        errs.push(FieldCause::required("spec.selector", ""));
+    } else {
+        let empty = selector["matchLabels"]
+            .as_object()
+            .is_none_or(Map::is_empty)
+            && selector["matchExpressions"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
+        if empty {
+            errs.push(FieldCause::invalid_value(
+                "spec.selector",
+                selector,
+                "empty selector is invalid for deployment",
+            ));
+        } else {
+            let parsed = serde_json::from_value::<LabelSelector>(selector.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|s| Selector::from_label_selector(&s).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(sel) => {
+                    if !sel.matches_labels(&spec["template"]) {
+                        errs.push(FieldCause::invalid_value(
+                            "spec.template.metadata.labels",
+                            labels,
+                            "`selector` does not match template `labels`",
+                        ));
+                    }
+                }
+                Err(e) => errs.push(FieldCause::invalid_value(
+                    "spec.selector",
+                    selector,
+                    format!("invalid label selector: {e}"),
+                )),
+            }
+        }
+        if let Some(old) = old
+            && !old["spec"]["selector"].is_null()
+            && old["spec"]["selector"] != *selector
+        {
+            errs.push(FieldCause::invalid_value(
+                "spec.selector",
+                selector,
+                "field is immutable",
+            ));
+        }
+    }
+    let template = &spec["template"];
+    if template.is_null() {
+        errs.push(FieldCause::required("spec.template", ""));
+        return;
+    }
+    pod_spec(&template["spec"], "spec.template.spec", errs);
+    let restart = &template["spec"]["restartPolicy"];
+    if restart_always && *restart != "Always" {
+        errs.push(FieldCause::not_supported(
+            "spec.template.spec.restartPolicy",
+            restart,
+            &["Always"],
+        ));
+    }
+    if !template["spec"]["activeDeadlineSeconds"].is_null() {
+        errs.push(FieldCause::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in ReplicaSet is not Supported",
+        ));
+    }
+}
+
+/// `ValidateDeploymentStrategy` and `ValidateRollingUpdateDeployment`.
+fn deployment_strategy(spec: &Value, errs: &mut Vec<FieldCause>) {
+    let strategy = &spec["strategy"];
+    match strategy["type"].as_str() {
+        Some("Recreate") => {
+            if !strategy["rollingUpdate"].is_null() {
+                errs.push(FieldCause::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
+        }
+        Some("RollingUpdate") => {
+            let rolling = &strategy["rollingUpdate"];
+            let surge = int_or_percent(
+                &rolling["maxSurge"],
+                "spec.strategy.rollingUpdate.maxSurge",
+                errs,
+            );
+            let unavailable = int_or_percent(
+                &rolling["maxUnavailable"],
+                "spec.strategy.rollingUpdate.maxUnavailable",
+                errs,
+            );
+            if surge.is_some_and(|(v, _)| v == 0) && unavailable.is_some_and(|(v, _)| v == 0) {
+                errs.push(FieldCause::invalid_value(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    &rolling["maxUnavailable"],
+                    "may not be 0 when `maxSurge` is 0",
+                ));
+            }
+            if let Some((v, true)) = unavailable
+                && v > 100
+            {
+                errs.push(FieldCause::invalid_value(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    &rolling["maxUnavailable"],
+                    "must not be greater than 100%",
+                ));
+            }
+        }
+        _ => errs.push(FieldCause::not_supported(
+            "spec.strategy",
+            strategy,
+            &["Recreate", "RollingUpdate"],
+        )),
+    }
+}
+
+/// An int-or-percent value (`(value, is_percent)`), or its error.
+fn int_or_percent(value: &Value, field: &str, errs: &mut Vec<FieldCause>) -> Option<(i64, bool)> {
+    match value {
+        Value::Number(n) => {
+            let v = n.as_i64()?;
+            nonnegative(value, field, errs);
+            Some((v, false))
+        }
+        Value::String(s) => match s.strip_suffix('%').and_then(|d| d.parse::<i64>().ok()) {
+            Some(v) if v >= 0 => Some((v, true)),
+            _ => {
+                errs.push(FieldCause::invalid_value(
+                    field,
+                    value,
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                ));
+                None
+            }
+        },
+        _ => None,
+    }
+}
+
+/// `revisionHistoryLimit` and `progressDeadlineSeconds`.
+fn deployment_timing(spec: &Value, errs: &mut Vec<FieldCause>) {
+    nonnegative(
+        &spec["revisionHistoryLimit"],
+        "spec.revisionHistoryLimit",
+        errs,
+    );
+    let deadline = &spec["progressDeadlineSeconds"];
+    nonnegative(deadline, "spec.progressDeadlineSeconds", errs);
+    if let Some(d) = deadline.as_i64()
+        && d <= spec["minReadySeconds"].as_i64().unwrap_or(0)
+    {
+        errs.push(FieldCause::invalid_value(
+            "spec.progressDeadlineSeconds",
+            deadline,
+            "must be greater than minReadySeconds",
+        ));
+    }
+}
+
+/// `ValidateDeploymentStatus` / `ValidateReplicaSetStatus`: counts are non-negative and no count
+/// exceeds the replicas; available never exceeds ready.
+fn replica_status(status: &Value, replica_set: bool, errs: &mut Vec<FieldCause>) {
+    for key in [
+        "observedGeneration",
+        "replicas",
+        "updatedReplicas",
+        "readyReplicas",
+        "availableReplicas",
+        "unavailableReplicas",
+        "fullyLabeledReplicas",
+        "collisionCount",
+    ] {
+        nonnegative(&status[key], &format!("status.{key}"), errs);
+    }
+    let count = |k: &str| status[k].as_i64().unwrap_or(0);
+    let bounded: &[&str] = if replica_set {
+        &["fullyLabeledReplicas", "readyReplicas", "availableReplicas"]
+    } else {
+        &["updatedReplicas", "readyReplicas", "availableReplicas"]
+    };
+    for key in bounded {
+        if count(key) > count("replicas") {
+            errs.push(FieldCause::invalid_value(
+                &format!("status.{key}"),
+                &json!(count(key)),
+                "cannot be greater than status.replicas",
+            ));
+        }
+    }
+    if count("availableReplicas") > count("readyReplicas") {
+        errs.push(FieldCause::invalid_value(
+            "status.availableReplicas",
+            &json!(count("availableReplicas")),
+            "cannot be greater than readyReplicas",
+        ));
+    }
+}
+
+/// A pod spec's containers: at least one; each named (a DNS-1123 label, unique) with an image.
+fn pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldCause>) {
+    let containers = spec["containers"].as_array().filter(|c| !c.is_empty());
+    let Some(containers) = containers else {
+        errs.push(FieldCause::required(&format!("{path}.containers"), ""));
+        return;
+    };
+    let mut names = BTreeSet::new();
+    let init = spec["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (list, key) in [(&init, "initContainers"), (containers, "containers")] {
+        for (i, c) in list.iter().enumerate() {
+            let field = format!("{path}.{key}[{i}]");
+            match c["name"].as_str().filter(|n| !n.is_empty()) {
+                None => errs.push(FieldCause::required(&format!("{field}.name"), "")),
+                Some(name) => {
+                    if let Err(e) = validation::dns1123_label(name) {
+                        errs.push(FieldCause::invalid(&format!("{field}.name"), name, e));
+                    }
+                    if !names.insert(name.to_owned()) {
+                        errs.push(FieldCause::duplicate(&format!("{field}.name"), &c["name"]));
+                    }
+                }
+            }
+            if c["image"].as_str().is_none_or(|i| i.trim().is_empty()) {
+                errs.push(FieldCause::required(&format!("{field}.image"), ""));
+            }
+            for (j, p) in c["ports"].as_array().into_iter().flatten().enumerate() {
+                let port = &p["containerPort"];
+                if !port.as_i64().is_some_and(|n| (1..=65535).contains(&n)) {
+                    errs.push(FieldCause::invalid_value(
+                        &format!("{field}.ports[{j}].containerPort"),
+                        port,
+                        "must be between 1 and 65535, inclusive",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// `ValidateService`: ports (required unless headless or ExternalName, in range, named when
+/// several, unique), type, protocol, and the immutable cluster IP.
+fn service(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
+    let spec = &object["spec"];
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP");
+    const TYPES: [&str; 4] = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
+    if !TYPES.contains(&kind) {
+        errs.push(FieldCause::not_supported(
+            "spec.type",
+            &spec["type"],
+            &TYPES,
+        ));
+        return;
+    }
+    let ports = spec["ports"].as_array().cloned().unwrap_or_default();
+    let headless = spec["clusterIP"] == "None";
+    if kind == "ExternalName" {
+        if spec["externalName"].as_str().is_none_or(str::is_empty) {
+            errs.push(FieldCause::required("spec.externalName", ""));
+        }
+    } else if ports.is_empty() && !headless {
+        errs.push(FieldCause::required("spec.ports", ""));
+    }
+    let mut names = BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let field = format!("spec.ports[{i}]");
+        let name = p["name"].as_str().unwrap_or_default();
+        if ports.len() > 1 && name.is_empty() {
+            errs.push(FieldCause::required(&format!("{field}.name"), ""));
+        } else if !name.is_empty() {
+            if let Err(e) = validation::dns1123_label(name) {
+                errs.push(FieldCause::invalid(&format!("{field}.name"), name, e));
+            }
+            if !names.insert(name.to_owned()) {
+                errs.push(FieldCause::duplicate(&format!("{field}.name"), &p["name"]));
+            }
+        }
+        if !p["port"].as_i64().is_some_and(|n| (1..=65535).contains(&n)) {
+            errs.push(FieldCause::invalid_value(
+                &format!("{field}.port"),
+                &p["port"],
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+        let protocol = &p["protocol"];
+        if !["TCP", "UDP", "SCTP"].iter().any(|s| protocol == s) {
+            errs.push(FieldCause::not_supported(
+                &format!("{field}.protocol"),
+                protocol,
+                &["SCTP", "TCP", "UDP"],
+            ));
+        }
+        if kind == "ClusterIP" && p["nodePort"].as_i64().is_some_and(|n| n != 0) {
+            errs.push(FieldCause::forbidden(
+                &format!("{field}.nodePort"),
+                "may not be used when `type` is 'ClusterIP'",
+            ));
+        }
+    }
+    if let Some(old) = old {
+        let (was, is) = (&old["spec"]["clusterIP"], &spec["clusterIP"]);
+        let both_need_ip = old["spec"]["type"] != "ExternalName" && kind != "ExternalName";
+        if both_need_ip && !was.is_null() && was != is {
+            errs.push(FieldCause::invalid_value(
+                "spec.clusterIPs[0]",
+                is,
+                "may not change once set",
+            ));
+        }
+    }
+}
+
+/// `ValidateConfigMap` / `ValidateSecret`: keys are config keys, not repeated across `data` and
+/// `other`, and the data fits in 1 MiB; an immutable one keeps its data.
+fn data(object: &Value, old: Option<&Value>, other: &str, errs: &mut Vec<FieldCause>) {
+    let mut total = 0usize;
+    for bag in ["data", "binaryData"] {
+        for (key, value) in object[bag].as_object().into_iter().flatten() {
+            if let Err(detail) = config_key(key) {
+                errs.push(FieldCause::invalid(&format!("{bag}[{key}]"), key, detail));
+            }
+            if bag == "data" && !object[other][key].is_null() && other == "binaryData" {
+                errs.push(FieldCause::invalid(
+                    &format!("data[{key}]"),
+                    key,
+                    "duplicate of key present in binaryData",
+                ));
+            }
+            let text = value.as_str().unwrap_or_default();
+            total += if bag == "binaryData" {
+                decoded_len(text)
+            } else {
+                text.len()
+            };
+        }
+    }
+    if total > MAX_DATA_BYTES {
+        errs.push(FieldCause::too_long("", MAX_DATA_BYTES));
+    }
+    if let Some(old) = old
+        && old["immutable"] == json!(true)
+    {
+        if object["immutable"] != json!(true) {
+            errs.push(FieldCause::forbidden(
+                "immutable",
+                "field is immutable when `immutable` is set",
+            ));
+        }
+        for bag in ["data", "binaryData"] {
+            if old[bag] != object[bag] {
+                errs.push(FieldCause::forbidden(
+                    bag,
+                    "field is immutable when `immutable` is set",
+                ));
+            }
+        }
+    }
+}
+
+/// The number of bytes base64 `text` decodes to (`binaryData` counts its bytes, not its text).
+fn decoded_len(text: &str) -> usize {
+    let padding = text.bytes().rev().take_while(|b| *b == b'=').count();
+    (text.len() / 4 * 3).saturating_sub(padding)
+}
+
+/// `IsConfigMapKey`: `[-._a-zA-Z0-9]+`, at most 253 characters, not `.`, `..` or `..`-prefixed.
+fn config_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() || key.len() > 253 {
+        return Err("must be no more than 253 characters");
+    }
+    if !key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return Err(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+        );
+    }
+    if key == "." || key == ".." || key.starts_with("..") {
+        return Err("must not be '.' or '..' or start with '..'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment() -> Value {
+        json!({"spec": {"replicas": 1, "selector": {"matchLabels": {"app": "a"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+            "template": {"metadata": {"labels": {"app": "a"}},
+                "spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "x"}]}}}})
+    }
+
+    fn texts(errs: &[FieldCause]) -> Vec<String> {
+        errs.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_valid_deployment_passes() {
+        assert!(check("apps", "Deployment", None, &deployment(), Change::Object).is_empty());
+    }
+
+    #[test]
+    fn deployments_break_the_rules_kubernetes_checks() {
+        let mut d = deployment();
+        d["spec"]["replicas"] = json!(-1);
+        d["spec"]["template"]["metadata"]["labels"] = json!({"app": "b"});
+        d["spec"]["template"]["spec"]["containers"] = json!([]);
+        assert_eq!(
+            texts(&check("apps", "Deployment", None, &d, Change::Object)),
+            [
+                "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+                "spec.template.metadata.labels: Invalid value: {\"app\":\"b\"}: `selector` does not match template `labels`",
+                "spec.template.spec.containers: Required value",
+            ]
+        );
+        let mut d = deployment();
+        d["spec"]["template"]["spec"]["containers"] =
+            json!([{"name": "c", "image": "x"}, {"name": "c"}]);
+        d["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        assert_eq!(
+            texts(&check("apps", "Deployment", None, &d, Change::Object)),
+            [
+                "spec.template.spec.containers[1].name: Duplicate value: \"c\"",
+                "spec.template.spec.containers[1].image: Required value",
+                "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
+            ]
+        );
+        let mut d = deployment();
+        d["spec"]["strategy"]["rollingUpdate"] = json!({"maxSurge": 0, "maxUnavailable": "0%"});
+        assert_eq!(
+            texts(&check("apps", "Deployment", None, &d, Change::Object)),
+            [
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"0%\": may not be 0 when `maxSurge` is 0"
+            ]
+        );
+        let old = deployment();
+        let mut d = deployment();
+        d["spec"]["selector"] = json!({"matchLabels": {"app": "a", "tier": "web"}});
+        d["spec"]["template"]["metadata"]["labels"]["tier"] = json!("web");
+        assert_eq!(
+            texts(&check("apps", "Deployment", Some(&old), &d, Change::Object)),
+            [
+                "spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"a\",\"tier\":\"web\"}}: field is immutable"
+            ]
+        );
+    }
+
+    #[test]
+    fn deployment_status_counts_are_ordered() {
+        let d = json!({"status": {"replicas": 2, "readyReplicas": 1, "availableReplicas": 2}});
+        assert_eq!(
+            texts(&check("apps", "Deployment", None, &d, Change::Status)),
+            ["status.availableReplicas: Invalid value: 2: cannot be greater than readyReplicas"]
+        );
+        let d = json!({"status": {"replicas": 1, "readyReplicas": -1}});
+        assert_eq!(
+            texts(&check("apps", "Deployment", None, &d, Change::Status)),
+            [
+                "status.readyReplicas: Invalid value: -1: must be greater than or equal to 0",
+                "status.availableReplicas: Invalid value: 0: cannot be greater than readyReplicas",
+            ],
+            "as Go compares the zero value"
+        );
+    }
+
+    #[test]
+    fn services_need_valid_ports() {
+        let s = json!({"spec": {"type": "ClusterIP", "ports": []}});
+        assert_eq!(
+            texts(&check("", "Service", None, &s, Change::Object)),
+            ["spec.ports: Required value"]
+        );
+        let s = json!({"spec": {"type": "ClusterIP", "clusterIP": "None"}});
+        assert!(
+            check("", "Service", None, &s, Change::Object).is_empty(),
+            "headless"
+        );
+        let s = json!({"spec": {"type": "ClusterIP", "ports": [
+            {"port": 80, "protocol": "TCP"}, {"port": 70000, "protocol": "HTTP"}]}});
+        assert_eq!(
+            texts(&check("", "Service", None, &s, Change::Object)),
+            [
+                "spec.ports[0].name: Required value",
+                "spec.ports[1].name: Required value",
+                "spec.ports[1].port: Invalid value: 70000: must be between 1 and 65535, inclusive",
+                "spec.ports[1].protocol: Unsupported value: \"HTTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn config_maps_and_secrets_hold_at_most_one_mebibyte() {
+        let big = "x".repeat(MAX_DATA_BYTES + 1);
+        let cm = json!({"data": {"k": big}});
+        assert_eq!(
+            texts(&check("", "ConfigMap", None, &cm, Change::Object)),
+            ["Too long: may not be more than 1048576 bytes"]
+        );
+        // binaryData counts its bytes, not its base64 text.
+        let under = "A".repeat(MAX_DATA_BYTES / 3 * 4);
+        let cm = json!({"binaryData": {"plugin.wasm": under}});
+        assert!(check("", "ConfigMap", None, &cm, Change::Object).is_empty());
+        let over = "A".repeat((MAX_DATA_BYTES / 3 + 1) * 4);
+        let cm = json!({"binaryData": {"plugin.wasm": over}});
+        assert_eq!(check("", "ConfigMap", None, &cm, Change::Object).len(), 1);
+        let cm = json!({"data": {"bad/key": "v", "..x": "v"}});
+        assert_eq!(check("", "ConfigMap", None, &cm, Change::Object).len(), 2);
+        let old = json!({"immutable": true, "data": {"a": "1"}});
+        let cm = json!({"immutable": true, "data": {"a": "2"}});
+        assert_eq!(
+            texts(&check("", "ConfigMap", Some(&old), &cm, Change::Object)),
+            ["data: Forbidden: field is immutable when `immutable` is set"]
+        );
+        let old = json!({"type": "Opaque", "data": {}});
+        let s = json!({"type": "kubernetes.io/tls", "data": {}});
+        assert_eq!(
+            texts(&check("", "Secret", Some(&old), &s, Change::Object)),
+            ["type: Invalid value: \"kubernetes.io/tls\": field is immutable"]
+        );
+    }
+}
