@@ -40,6 +40,8 @@
 
 pub mod cache;
 pub mod conditions;
+#[cfg(feature = "crd")]
+pub mod crd;
 pub mod glue;
 pub mod health;
 pub mod inspect;

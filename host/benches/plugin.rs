@@ -1,5 +1,7 @@
 //! Plugin hot paths: a handler call with a 4 KB Deployment, wasm vs the same handler compiled
-//! natively; instantiation; loading from the precompiled cache vs compiling.
+//! natively; instantiation; loading from the precompiled cache vs compiling; and the Rust,
+//! Python and JavaScript examples side by side (`polyglot_*`: a handler call, a reconcile, a load
+//! from the precompiled cache; each component's size and one cold compile are printed).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../../tests/support/lib.rs"]
@@ -117,5 +119,125 @@ fn load(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, handler_call, instantiate, load);
+/// A cache with nothing in it, lent to `fetch`.
+struct EmptyCache;
+
+impl capstan::plugin::CacheReader for EmptyCache {
+    fn get(
+        &self,
+        _: &capstan::contract::Gvk,
+        _: Option<&str>,
+        _: &str,
+    ) -> Result<Option<String>, capstan::contract::CategorizedError> {
+        Ok(None)
+    }
+
+    fn list(
+        &self,
+        _: &capstan::contract::Gvk,
+        _: Option<&str>,
+        _: Option<&str>,
+    ) -> Result<Vec<String>, capstan::contract::CategorizedError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The guest `name`: Rust guests always, Python and JavaScript ones when their toolchain built them.
+fn example(name: &str) -> Option<std::path::PathBuf> {
+    if capstan_test_artifacts::skipped(name).is_some() {
+        return support::polyglot_guest(name);
+    }
+    Some(support::guest(name))
+}
+
+fn polyglot(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = support::tempdir();
+    let runtime = Runtime::new(RuntimeConfig::default().cache_dir(cache.path())).unwrap();
+    let load = |name: &str| {
+        let path = example(name)?;
+        let size = std::fs::metadata(&path).unwrap().len();
+        // One cold compile (a fresh cache): too slow for criterion's ten samples.
+        let cold = support::tempdir();
+        let started = std::time::Instant::now();
+        rt.block_on(
+            Runtime::new(RuntimeConfig::default().cache_dir(cold.path()))
+                .unwrap()
+                .load(&path),
+        )
+        .unwrap();
+        eprintln!(
+            "{name}: component {size} bytes, cold compile and load {:?}",
+            started.elapsed()
+        );
+        let plugin = rt.block_on(runtime.load(&path)).unwrap();
+        Some((path, plugin))
+    };
+    let handlers: Vec<_> = [
+        ("rust", "deployment-handler"),
+        ("javascript", "js-deployment-handler"),
+    ]
+    .into_iter()
+    .filter_map(|(lang, name)| Some((lang, name, load(name)?)))
+    .collect();
+    let reconcilers: Vec<_> = [("rust", "webapp"), ("python", "py-webapp")]
+        .into_iter()
+        .filter_map(|(lang, name)| Some((lang, name, load(name)?)))
+        .collect();
+
+    let json = support::deployment_json("web");
+    let oref = ObjectRef::from_json(&serde_json::from_str(&json).unwrap()).unwrap();
+    let mut group = c.benchmark_group("polyglot_handler_call_4k_deployment");
+    for (lang, _, (_, plugin)) in &handlers {
+        group.bench_function(*lang, |b| {
+            b.to_async(&rt).iter(|| async {
+                let out = plugin
+                    .handle(&oref, HandlerEvent::Added(json.clone()))
+                    .await
+                    .unwrap();
+                assert_eq!(out.on_status_calls, 2);
+            });
+        });
+    }
+    group.finish();
+
+    let app = serde_json::json!({
+        "apiVersion": "examples.capstan.dev/v1alpha1", "kind": "WebApp",
+        "metadata": {"name": "shop", "namespace": "default", "uid": "u-1"},
+        "spec": {"image": "nginx:1.27", "replicas": 2, "port": 8080}
+    });
+    let app_ref = ObjectRef::from_json(&app).unwrap();
+    let app = app.to_string();
+    let mut group = c.benchmark_group("polyglot_reconcile_webapp");
+    for (lang, _, (_, plugin)) in &reconcilers {
+        group.bench_function(*lang, |b| {
+            b.to_async(&rt).iter(|| async {
+                let mut r = plugin.reconcile(&app_ref, &app).await.unwrap().unwrap();
+                let grants = capstan::plugin::Grants {
+                    cache: Some(std::sync::Arc::new(EmptyCache)),
+                    pod_logs: None,
+                };
+                r.fetch(grants).await.unwrap().unwrap();
+                assert_eq!(r.plan().await.unwrap().unwrap().len(), 2);
+                r.health().await.unwrap();
+            });
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("polyglot_load_precompiled");
+    group.sample_size(10);
+    for (_, name, (path, _)) in handlers.iter().chain(&reconcilers) {
+        group.bench_function(*name, |b| {
+            b.to_async(&rt)
+                .iter(|| async { runtime.load(path).await.unwrap() })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, handler_call, instantiate, load, polyglot);
 criterion_main!(benches);

@@ -21,6 +21,7 @@ pub mod rbac;
 pub mod reconcile;
 pub mod render;
 pub mod runner;
+pub mod scaffold;
 pub mod shard;
 pub mod status;
 

@@ -334,6 +334,22 @@ enum Command {
         #[arg(long, conflicts_with = "cache_dir")]
         no_cache: bool,
     },
+    /// Write a new plugin project into ./NAME: a handler, a reconciler or both, in Rust, Python
+    /// or JavaScript, buildable and with a unit test; prints the next three commands.
+    New {
+        /// The plugin's name (a DNS-1123 label), and the project directory's.
+        name: String,
+        /// What the plugin does.
+        #[arg(long, value_enum)]
+        kind: capstan::scaffold::Kind,
+        /// The language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: capstan::scaffold::Lang,
+        /// Rust: depend on the capstan-sdk at this path [default: the checkout this binary was
+        /// built from, else the registry version].
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
     /// Run a reconciler (or a handler) once, offline, in the real sandbox: print the objects the
     /// host would apply, the status it would write and what it would refuse (docs/PLUGINS.md,
     /// "Testing a plugin offline").
@@ -523,6 +539,35 @@ async fn apiserver(
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `capstan new`: write the project into the current directory and print what to run next.
+fn new_project(
+    name: String,
+    kind: capstan::scaffold::Kind,
+    lang: capstan::scaffold::Lang,
+    sdk_path: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use capstan::scaffold::{Options, Sdk};
+    let mut options = Options::new(name, kind).lang(lang);
+    if let Some(path) = sdk_path {
+        let path = path
+            .canonicalize()
+            .with_context(|| format!("--sdk-path {}", path.display()))?;
+        options = options.sdk(Sdk::Path(path));
+    }
+    let project = capstan::scaffold::create(Path::new("."), &options)
+        .map_err(|e| anyhow::anyhow!(capstan::error_chain(&e)))?;
+    println!(
+        "created {} ({} files, world {}); next:",
+        project.dir.display(),
+        project.files.len(),
+        kind.world()
+    );
+    for command in &project.next {
+        println!("  {command}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -789,6 +834,12 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::New {
+                name,
+                kind,
+                lang,
+                sdk_path,
+            } => new_project(name, kind, lang, sdk_path),
         }
     });
     match result {

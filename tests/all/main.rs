@@ -12,6 +12,7 @@ mod leader;
 mod least_privilege;
 mod plugin_runtime;
 mod pod_logs;
+mod polyglot;
 mod reconcile;
 mod reload;
 mod run;

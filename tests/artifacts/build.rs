@@ -2,6 +2,13 @@
 //! the test-only guests) for `wasm32-wasip2` into `<target dir>/guests`, and writes `paths.rs`
 //! into `OUT_DIR`: one constant a guest, with the absolute path of its component.
 //!
+//! The Python and JavaScript examples of `guests/` (a directory with `requirements.txt` and
+//! `build.sh`, or with `package.json`) are built by their own build command, when their toolchain
+//! is installed (`componentize-py` on the `PATH`; `node_modules/` of `npm ci` in the guest), and
+//! only when a source is newer than the component. Without it they are listed in `SKIPPED` with
+//! the reason, unless `CAPSTAN_REQUIRE_TOOLCHAINS=1` (set by `.ci/run`), which makes a missing
+//! toolchain fail the build.
+//!
 //! Tests (a dev build) get the `guest` profile, dev-like (no LTO, no `codegen-units = 1`); a
 //! release build (`cargo bench`) gets the guest workspaces' `release` profile, so benchmarks
 //! measure guests built as they ship.
@@ -47,6 +54,12 @@ const SCRUBBED_ENV: &[&str] = &[
     "NUM_JOBS",
 ];
 
+/// Set to `1`, a guest whose toolchain is missing fails the build instead of being skipped.
+const REQUIRE_TOOLCHAINS: &str = "CAPSTAN_REQUIRE_TOOLCHAINS";
+
+/// Entries never watched: build output, installed packages, generated bindings.
+const UNWATCHED: &[&str] = &["target", "node_modules", ".bindings", "__pycache__"];
+
 /// One guest: its package name and its workspace directory.
 struct Guest {
     package: String,
@@ -66,6 +79,8 @@ fn main() {
     for dir in ["wit", "guest-sdk"] {
         watch_tree(&root.join(dir));
     }
+    println!("cargo:rerun-if-env-changed={REQUIRE_TOOLCHAINS}");
+    println!("cargo:rerun-if-env-changed=PATH");
     let mut guests = Vec::new();
     for ws in WORKSPACES {
         let workspace = root.join(ws);
@@ -93,6 +108,21 @@ fn main() {
     }
 
     let out = target_dir.join(TARGET).join(profile);
+    let require = std::env::var(REQUIRE_TOOLCHAINS).is_ok_and(|v| v == "1");
+    let mut skipped = Vec::new();
+    for p in polyglot_in(&root.join("guests")) {
+        match build_polyglot(&p, &root, &out, require) {
+            Ok(()) => guests.push(Guest {
+                package: p.package,
+                workspace: p.dir,
+            }),
+            Err(reason) => {
+                println!("cargo:warning=guest {} not built: {reason}", p.package);
+                skipped.push((p.package, reason));
+            }
+        }
+    }
+    guests.sort_by(|a, b| a.package.cmp(&b.package));
     let mut paths = String::new();
     let mut all =
         String::from("/// Every guest: its package name and the path of its component.\n");
@@ -120,6 +150,14 @@ fn main() {
     }
     all.push_str("];\n");
     paths.push_str(&all);
+    paths.push_str(
+        "/// Guests in another language not built, their toolchain missing: package and reason.\n",
+    );
+    paths.push_str("pub const SKIPPED: &[(&str, &str)] = &[\n");
+    for (package, reason) in &skipped {
+        let _ = writeln!(paths, "    ({package:?}, {reason:?}),");
+    }
+    paths.push_str("];\n");
     std::fs::write(out_dir.join("paths.rs"), paths).expect("write paths.rs into OUT_DIR");
 }
 
@@ -241,17 +279,150 @@ fn package_name(manifest: &str) -> Option<String> {
     None
 }
 
-/// Reruns the build script when anything below `dir` changes, except build output (`target/`).
+/// Reruns the build script when anything below `dir` changes, except build output, installed
+/// packages and generated bindings ([`UNWATCHED`], `*.wasm`): cargo scans a watched directory
+/// whole, so directories are walked here and only what is kept is watched.
 fn watch_tree(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         println!("cargo:rerun-if-changed={}", dir.display());
         return;
     };
+    println!("cargo:rerun-if-changed={}", dir.display());
     for entry in entries.flatten() {
-        if entry.file_name() != "target" {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if UNWATCHED.contains(&&*name) || name.ends_with(".wasm") {
+            continue;
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            watch_tree(&entry.path());
+        } else {
             println!("cargo:rerun-if-changed={}", entry.path().display());
         }
     }
+}
+
+/// A guest language other than Rust.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    /// componentize-py: `requirements.txt` and `build.sh [OUT]`.
+    Python,
+    /// componentize-js: `package.json` with a `build` script writing `$OUT`.
+    JavaScript,
+}
+
+/// A Python or JavaScript guest: its package (directory) name, directory and language.
+struct Polyglot {
+    package: String,
+    dir: PathBuf,
+    lang: Lang,
+}
+
+/// The Python and JavaScript guests directly under `dir`.
+fn polyglot_in(dir: &Path) -> Vec<Polyglot> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let lang = if path.join("requirements.txt").is_file() && path.join("build.sh").is_file() {
+            Lang::Python
+        } else if path.join("package.json").is_file() {
+            Lang::JavaScript
+        } else {
+            continue;
+        };
+        found.push(Polyglot {
+            package: entry.file_name().to_string_lossy().into_owned(),
+            dir: path,
+            lang,
+        });
+    }
+    found.sort_by(|a, b| a.package.cmp(&b.package));
+    found
+}
+
+/// Builds `guest` into `out` with its own build command, unless the component is newer than every
+/// source (and `wit/`). `Err` with the reason when its toolchain is missing and not `required`.
+fn build_polyglot(guest: &Polyglot, root: &Path, out: &Path, required: bool) -> Result<(), String> {
+    let missing = match guest.lang {
+        Lang::Python => (!runs("componentize-py", &["--version"])).then(|| {
+            format!(
+                "componentize-py is not on the PATH (pip install -r {}/requirements.txt)",
+                guest.dir.display()
+            )
+        }),
+        Lang::JavaScript => (!guest
+            .dir
+            .join("node_modules/.bin/componentize-js")
+            .is_file()
+            || !runs("npm", &["--version"]))
+        .then(|| {
+            format!(
+                "componentize-js is not installed (npm ci --prefix {})",
+                guest.dir.display()
+            )
+        }),
+    };
+    if let Some(reason) = missing {
+        assert!(!required, "{REQUIRE_TOOLCHAINS}=1: {reason}");
+        return Err(reason);
+    }
+    let file = out.join(format!("{}.wasm", guest.package.replace('-', "_")));
+    let built = std::fs::metadata(&file).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|b| newest(&guest.dir).max(newest(&root.join("wit"))) < b) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(out).expect("create the guests' output directory");
+    let mut cmd = match guest.lang {
+        Lang::Python => {
+            let mut c = Command::new("sh");
+            c.arg(guest.dir.join("build.sh")).arg(&file);
+            c
+        }
+        Lang::JavaScript => {
+            let mut c = Command::new("npm");
+            c.args(["run", "--silent", "build"]).env("OUT", &file);
+            c
+        }
+    };
+    cmd.current_dir(&guest.dir)
+        .env("CAPSTAN_WIT", root.join("wit"));
+    run(cmd, &format!("guest {}", guest.package));
+    Ok(())
+}
+
+/// Whether `program args` runs and succeeds.
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The newest modification time below `dir`, past [`UNWATCHED`] entries and components.
+fn newest(dir: &Path) -> std::time::SystemTime {
+    let mut latest = std::time::SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if UNWATCHED.contains(&&*name) || name.ends_with(".wasm") {
+            continue;
+        }
+        let time = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            newest(&entry.path())
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+        };
+        latest = latest.max(time);
+    }
+    latest
 }
 
 fn env(var: &str) -> String {

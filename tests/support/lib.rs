@@ -20,12 +20,18 @@ pub fn root() -> PathBuf {
 /// once per engine configuration rather than once per test.
 #[allow(dead_code)]
 pub fn runtime_config() -> capstan::plugin::RuntimeConfig {
+    capstan::plugin::RuntimeConfig::default().cache_dir(precompiled_cache_dir())
+}
+
+/// The precompiled cache of [`runtime_config`], for a `capstan run` in a test.
+#[allow(dead_code)]
+pub fn precompiled_cache_dir() -> PathBuf {
     // <target>/guests/wasm32-wasip2/<profile>/<guest>.wasm
-    let target = Path::new(capstan_test_artifacts::GUESTS[0].1)
+    Path::new(capstan_test_artifacts::GUESTS[0].1)
         .ancestors()
         .nth(4)
-        .expect("guests lie four levels below the target directory");
-    capstan::plugin::RuntimeConfig::default().cache_dir(target.join("capstan-test-precompiled"))
+        .expect("guests lie four levels below the target directory")
+        .join("capstan-test-precompiled")
 }
 
 /// The component built from the guest package `name` (in `guests/` or `tests/guests/`).
@@ -40,6 +46,23 @@ pub fn guest(name: &str) -> PathBuf {
         path.display()
     );
     path.to_owned()
+}
+
+/// The component of a Python or JavaScript guest, or `None` (with a note on stderr) when its
+/// toolchain was not installed when the guests were built. `.ci/run` installs the toolchains and
+/// sets `CAPSTAN_REQUIRE_TOOLCHAINS=1`, so there a missing toolchain fails the build, and this
+/// panics rather than skip.
+#[allow(dead_code)]
+pub fn polyglot_guest(name: &str) -> Option<PathBuf> {
+    if let Some(reason) = capstan_test_artifacts::skipped(name) {
+        assert!(
+            std::env::var("CAPSTAN_REQUIRE_TOOLCHAINS").as_deref() != Ok("1"),
+            "CAPSTAN_REQUIRE_TOOLCHAINS=1 but guest {name} was not built: {reason}"
+        );
+        eprintln!("SKIPPED: guest {name} not built: {reason}");
+        return None;
+    }
+    Some(guest(name))
 }
 
 /// kubectl: `$KUBECTL`, else the first `kubectl` on the PATH. Panics without one: a kubectl test

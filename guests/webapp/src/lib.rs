@@ -1,5 +1,6 @@
 //! A reconciler for `WebApp` (examples.capstan.dev/v1alpha1): a Deployment and a Service per app.
 
+use capstan_sdk::crd::{CustomResource, JsonSchema};
 use capstan_sdk::k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use capstan_sdk::k8s_openapi::api::core::v1::{
     Container, ContainerPort, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec,
@@ -12,24 +13,37 @@ use capstan_sdk::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The WebApp custom resource (see `examples/webapp-crd.yaml`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct WebApp {
-    /// Standard object metadata.
-    pub metadata: ObjectMeta,
-    /// What the user asks for.
-    pub spec: WebAppSpec,
-}
-
+// `#[derive(CustomResource)]` makes the `WebApp` custom resource of its spec; its CRD is
+// `examples/webapp-crd.yaml`, generated (the test `the_example_crd_is_generated_from_the_types`).
 /// The desired state of a WebApp.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "examples.capstan.dev",
+    version = "v1alpha1",
+    kind = "WebApp",
+    namespaced,
+    shortname = "wa",
+    status = "WebAppStatus",
+    printcolumn = r#"{"name": "Image", "type": "string", "jsonPath": ".spec.image"}"#,
+    printcolumn = r#"{"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#
+)]
+#[kube(crates(
+    kube_core = "capstan_sdk::crd::kube_core",
+    k8s_openapi = "capstan_sdk::k8s_openapi",
+    schemars = "capstan_sdk::crd::schemars",
+    serde_json = "capstan_sdk::serde_json"
+))]
+#[schemars(crate = "capstan_sdk::crd::schemars")]
 pub struct WebAppSpec {
     /// Container image.
     pub image: String,
     /// Number of pods.
     #[serde(default = "one")]
+    #[schemars(range(min = 0))]
     pub replicas: i32,
     /// Port the container listens on and the Service exposes.
+    #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
 }
 
@@ -37,10 +51,16 @@ fn one() -> i32 {
     1
 }
 
+/// The status the host writes: conditions and any fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(crate = "capstan_sdk::crd::schemars")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct WebAppStatus {}
+
 impl ObjectKind for WebApp {
     /// The host refuses this plugin if it watches anything but WebApps.
     fn object_kind() -> Option<Gvk> {
-        Some(Gvk::new("examples.capstan.dev", "v1alpha1", "WebApp"))
+        Some(Gvk::of_custom::<WebApp>())
     }
 }
 
@@ -57,7 +77,7 @@ pub struct WebAppReconciler;
 impl Plugin for WebAppReconciler {
     fn manifest() -> Manifest {
         Manifest::new("webapp", "0.1.0")
-            .watches_gvk(Gvk::new("examples.capstan.dev", "v1alpha1", "WebApp"))
+            .watches_gvk(Gvk::of_custom::<WebApp>())
             .owns::<Deployment>()
             .owns::<Service>()
     }
@@ -174,18 +194,36 @@ mod tests {
     use proptest::prelude::*;
 
     fn app() -> WebApp {
-        WebApp {
-            metadata: ObjectMeta {
-                name: Some("shop".into()),
-                namespace: Some("default".into()),
-                ..Default::default()
-            },
-            spec: WebAppSpec {
+        let mut app = WebApp::new(
+            "shop",
+            WebAppSpec {
                 image: "nginx:1.27".into(),
                 replicas: 2,
                 port: 8080,
             },
-        }
+        );
+        app.metadata.namespace = Some("default".into());
+        app
+    }
+
+    /// `examples/webapp-crd.yaml`: the CRD of [`WebApp`], then the sample `shop`. Fails when the
+    /// file and the types drift apart; `UPDATE_EXPECT=1 cargo test --manifest-path
+    /// guests/Cargo.toml -p webapp` regenerates it.
+    #[test]
+    fn the_example_crd_is_generated_from_the_types() {
+        use capstan_sdk::crd::CustomResourceExt;
+        let crd = serde_saphyr::to_string(&WebApp::crd()).unwrap();
+        let sample = serde_saphyr::to_string(&app()).unwrap();
+        let file = format!(
+            "# Generated from the WebApp types of guests/webapp (do not edit by hand: \
+             UPDATE_EXPECT=1 cargo test --manifest-path guests/Cargo.toml -p webapp).\n\
+             {crd}---\n{sample}"
+        );
+        expect_test::expect_file![concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/webapp-crd.yaml"
+        )]
+        .assert_eq(&file);
     }
 
     #[test]
@@ -233,6 +271,7 @@ mod tests {
                     replicas,
                     port,
                 },
+                status: None,
             })
     }
 

@@ -8,5 +8,6 @@ mod check_cli;
 mod image;
 mod in_cluster;
 mod leader_election;
+mod new_cli;
 mod render_cli;
 mod sharding;

@@ -17,3 +17,13 @@ pub fn path(name: &str) -> Option<&'static Path> {
         .find(|(package, _)| *package == name)
         .map(|(_, path)| Path::new(*path))
 }
+
+/// Why the guest package `name` (Python or JavaScript) was not built, if it was skipped for want
+/// of its toolchain (never with `CAPSTAN_REQUIRE_TOOLCHAINS=1`: the build fails instead).
+#[must_use]
+pub fn skipped(name: &str) -> Option<&'static str> {
+    SKIPPED
+        .iter()
+        .find(|(package, _)| *package == name)
+        .map(|(_, reason)| *reason)
+}
