@@ -573,6 +573,23 @@ fn prepare_create(
     Ok((key, object))
 }
 
+/// The finalizers `new` adds to `old` when `old` is being deleted (sorted), if any.
+fn finalizers_added_while_deleting(old: &Value, new: &Value) -> Option<Vec<String>> {
+    old["metadata"]["deletionTimestamp"].as_str()?;
+    let list = |v: &Value| -> std::collections::BTreeSet<String> {
+        v["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    let before = list(old);
+    let added: Vec<String> = list(new).difference(&before).cloned().collect();
+    (!added.is_empty()).then_some(added)
+}
+
 /// Builds the object to store for an update of `old` (server fields kept, status rules applied,
 /// generation bumped on spec changes).
 fn prepare_update(
@@ -587,6 +604,23 @@ fn prepare_update(
     if meta_str(&new, "name").is_some_and(|n| n != name) {
         return Err(ApiError::BadRequest(
             "the name of the object does not match the name on the url".into(),
+        ));
+    }
+    if let Some(added) = finalizers_added_while_deleting(old, &new) {
+        // ValidateNoNewFinalizers: an object being deleted takes no new finalizer.
+        return Err(target.invalid(
+            &name,
+            vec![FieldCause::forbidden(
+                "metadata.finalizers",
+                &format!(
+                    "no new finalizers can be added if the object is being deleted, found new finalizers [{}]",
+                    added
+                        .iter()
+                        .map(|f| format!("{f:?}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            )],
         ));
     }
     if let Some(rv) = meta_str(&new, "resourceVersion")
@@ -1065,6 +1099,44 @@ mod tests {
             manager: "test".into(),
             ..WriteOptions::default()
         }
+    }
+
+    #[test]
+    fn an_object_being_deleted_takes_no_new_finalizer() {
+        let cluster = Cluster::open(None, 100).unwrap();
+        let t = target(&cluster, "", "configmaps", None);
+        cluster
+            .create(
+                &t,
+                json!({"metadata": {"name": "cm", "finalizers": ["a"]}}),
+                &opts(),
+            )
+            .unwrap();
+        let t = target(&cluster, "", "configmaps", Some("cm"));
+        let deleting = cluster.delete(&t, &DeleteOptions::default()).unwrap();
+        assert!(deleting["metadata"]["deletionTimestamp"].is_string());
+        let err = cluster
+            .patch(
+                &t,
+                PatchKind::Merge,
+                br#"{"metadata": {"finalizers": ["a", "b"]}}"#,
+                &opts(),
+            )
+            .unwrap_err();
+        assert_eq!(err.code(), 422);
+        assert_eq!(
+            err.to_string(),
+            "ConfigMap \"cm\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [\"b\"]"
+        );
+        let (kept, _) = cluster
+            .patch(
+                &t,
+                PatchKind::Merge,
+                br#"{"metadata": {"finalizers": []}}"#,
+                &opts(),
+            )
+            .unwrap();
+        assert!(kept["metadata"]["deletionTimestamp"].is_string());
     }
 
     #[test]
