@@ -85,15 +85,7 @@ fn containers(v: &Value, field: &str) -> Value {
 }
 
 fn label_selector(v: &Value) -> Value {
-    let sel = v.pointer("/spec/selector");
-    let pairs: Vec<String> = sel
-        .and_then(|s| s.get("matchLabels"))
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, val)| format!("{k}={}", val.as_str().unwrap_or_default()))
-        .collect();
-    or_none(pairs.join(","))
+    or_none(crate::selector::label_selector_text(&v["spec"]["selector"]))
 }
 
 fn pod_ready(v: &Value) -> Value {

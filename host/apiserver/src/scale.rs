@@ -17,7 +17,7 @@ pub fn of(paths: &ScalePaths, object: &Value) -> Value {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned(),
-        None => selector_text(&object["spec"]["selector"]),
+        None => crate::selector::label_selector_text(&object["spec"]["selector"]),
     };
     let meta = &object["metadata"];
     let mut metadata = Map::new();
@@ -43,43 +43,6 @@ pub fn of(paths: &ScalePaths, object: &Value) -> Value {
         "spec": {"replicas": replicas(&paths.spec_replicas)},
         "status": status,
     })
-}
-
-/// `metav1.LabelSelectorAsSelector(s).String()`: requirements sorted by key, `k=v`, `k in (a,b)`,
-/// `k notin (a)`, `k`, `!k`.
-fn selector_text(selector: &Value) -> String {
-    let mut parts: Vec<(String, String)> = Vec::new();
-    for (k, v) in selector["matchLabels"].as_object().into_iter().flatten() {
-        parts.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or_default())));
-    }
-    for e in selector["matchExpressions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let key = e["key"].as_str().unwrap_or_default();
-        let mut values: Vec<&str> = e["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        values.sort_unstable();
-        let text = match e["operator"].as_str() {
-            Some("In") => format!("{key} in ({})", values.join(",")),
-            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
-            Some("Exists") => key.to_owned(),
-            Some("DoesNotExist") => format!("!{key}"),
-            _ => continue,
-        };
-        parts.push((key.to_owned(), text));
-    }
-    parts.sort();
-    parts
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// The replicas a Scale written by a client asks for.

@@ -217,6 +217,44 @@ impl Selector {
     }
 }
 
+/// A `metav1.LabelSelector` (as JSON) as `metav1.LabelSelectorAsSelector(s).String()` prints it:
+/// requirements sorted by key, `k=v`, `k in (a,b)`, `k notin (a)`, `k`, `!k`.
+#[must_use]
+pub fn label_selector_text(selector: &Value) -> String {
+    let mut parts: Vec<(String, String)> = Vec::new();
+    for (k, v) in selector["matchLabels"].as_object().into_iter().flatten() {
+        parts.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or_default())));
+    }
+    for e in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = e["key"].as_str().unwrap_or_default();
+        let mut values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        values.sort_unstable();
+        let text = match e["operator"].as_str() {
+            Some("In") => format!("{key} in ({})", values.join(",")),
+            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
+            Some("Exists") => key.to_owned(),
+            Some("DoesNotExist") => format!("!{key}"),
+            _ => continue,
+        };
+        parts.push((key.to_owned(), text));
+    }
+    parts.sort();
+    parts
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The fields a field selector may name for a kind, as kube-apiserver's field label conversion
 /// functions accept them (`pkg/apis/*/v1/conversion.go`): `metadata.name` and
 /// `metadata.namespace` for every kind, and a few more for some.

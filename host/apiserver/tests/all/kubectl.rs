@@ -58,6 +58,18 @@ struct Kubectl {
 }
 
 impl Kubectl {
+    /// kubectl with a kubeconfig for `server`, in a directory of its own.
+    fn for_server(server: &capstan_apiserver::RunningServer) -> Self {
+        let k = Self {
+            bin: kubectl_path(),
+            dir: tempfile::tempdir().expect("temporary directory"),
+        };
+        server
+            .write_kubeconfig(&k.dir.path().join("kubeconfig"))
+            .expect("write the kubeconfig");
+        k
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--kubeconfig")
@@ -94,15 +106,8 @@ fn path_str(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_get_watch_patch_delete() {
-    let bin = kubectl_path();
     let (server, _client) = common::start().await;
-    let k = Kubectl {
-        bin,
-        dir: tempfile::tempdir().unwrap(),
-    };
-    server
-        .write_kubeconfig(&k.dir.path().join("kubeconfig"))
-        .unwrap();
+    let k = Kubectl::for_server(&server);
 
     let crd = k.file("crd.yaml", CRD);
     let out = k.run(&["apply", "--server-side", "-f", &crd]);
@@ -427,15 +432,8 @@ spec:
 /// kubectl shows for an invalid Deployment, as kube-apiserver words them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_sees_defaults_allocations_and_validation_as_on_a_cluster() {
-    let bin = kubectl_path();
     let (server, _client) = common::start().await;
-    let k = Kubectl {
-        bin,
-        dir: tempfile::tempdir().unwrap(),
-    };
-    server
-        .write_kubeconfig(&k.dir.path().join("kubeconfig"))
-        .unwrap();
+    let k = Kubectl::for_server(&server);
 
     let deployment = k.file("deploy.yaml", DEPLOYMENT);
     k.run(&["apply", "--server-side", "-f", &deployment]);
@@ -622,15 +620,8 @@ async fn kubectl_sees_defaults_allocations_and_validation_as_on_a_cluster() {
 /// directives that are carried out and never stored; a custom resource refuses it (415).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_strategic_merge_patches_merge_lists_by_key() {
-    let bin = kubectl_path();
     let (server, _client) = common::start().await;
-    let k = Kubectl {
-        bin,
-        dir: tempfile::tempdir().unwrap(),
-    };
-    server
-        .write_kubeconfig(&k.dir.path().join("kubeconfig"))
-        .unwrap();
+    let k = Kubectl::for_server(&server);
     let with_env = DEPLOYMENT.replace(
         "ports: [{containerPort: 80}]",
         "ports: [{containerPort: 80}]\n        env: [{name: A, value: '1'}, {name: B, value: '2'}]\n      - {name: sidecar, image: envoy:1}",
@@ -695,15 +686,8 @@ async fn kubectl_strategic_merge_patches_merge_lists_by_key() {
 /// messages. The CRD is the example's, as a user applies it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_custom_resources_are_defaulted_pruned_and_validated_by_their_schema() {
-    let bin = kubectl_path();
     let (server, _client) = common::start().await;
-    let k = Kubectl {
-        bin,
-        dir: tempfile::tempdir().unwrap(),
-    };
-    server
-        .write_kubeconfig(&k.dir.path().join("kubeconfig"))
-        .unwrap();
+    let k = Kubectl::for_server(&server);
     let example = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/webapp-crd.yaml"
