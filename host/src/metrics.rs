@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -262,6 +262,72 @@ pub struct Metrics {
     inner: Arc<Inner>,
 }
 
+/// One plugin's call metrics (`capstan_plugin_calls_total`, `capstan_plugin_call_duration_seconds`):
+/// each export's series are looked up once, so recording a call allocates no labels and searches no
+/// family. Cheap to clone; clones share the series.
+#[derive(Debug, Clone)]
+pub struct PluginCalls {
+    metrics: Metrics,
+    plugin: String,
+    series: Arc<RwLock<HashMap<&'static str, CallSeries>>>,
+}
+
+/// The series of one export of one plugin.
+#[derive(Debug, Clone)]
+struct CallSeries {
+    ok: Counter,
+    error: Counter,
+    duration: Histogram,
+}
+
+impl PluginCalls {
+    /// Record one call into `export` (e.g. `fetch`, `added`): whether it returned normally and how
+    /// long it took.
+    pub fn record(&self, export: &'static str, ok: bool, elapsed: Duration) {
+        let known = self
+            .series
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(export)
+            .cloned();
+        let series = known.unwrap_or_else(|| {
+            let series = self.resolve(export);
+            self.series
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(export, series.clone());
+            series
+        });
+        if ok { &series.ok } else { &series.error }.inc();
+        series.duration.observe(elapsed.as_secs_f64());
+    }
+
+    fn resolve(&self, export: &str) -> CallSeries {
+        let inner = &self.metrics.inner;
+        let calls = |outcome| {
+            inner
+                .plugin_calls
+                .get_or_create(&CallLabels {
+                    plugin: self.plugin.clone(),
+                    export: export.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        CallSeries {
+            ok: calls(CallOutcome::Ok),
+            error: calls(CallOutcome::Error),
+            duration: inner
+                .plugin_call_duration
+                .get_or_create(&ExportLabels {
+                    plugin: self.plugin.clone(),
+                    export: export.to_owned(),
+                })
+                .clone(),
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -452,30 +518,14 @@ impl Metrics {
             .set(depth);
     }
 
-    /// Record one call into `plugin`'s `export` (e.g. `fetch`, `added`): whether it returned
-    /// normally and how long it took.
-    pub fn plugin_call(&self, plugin: &str, export: &str, ok: bool, elapsed: Duration) {
-        let inner = &self.inner;
-        let outcome = if ok {
-            CallOutcome::Ok
-        } else {
-            CallOutcome::Error
-        };
-        inner
-            .plugin_calls
-            .get_or_create(&CallLabels {
-                plugin: plugin.to_owned(),
-                export: export.to_owned(),
-                outcome,
-            })
-            .inc();
-        inner
-            .plugin_call_duration
-            .get_or_create(&ExportLabels {
-                plugin: plugin.to_owned(),
-                export: export.to_owned(),
-            })
-            .observe(elapsed.as_secs_f64());
+    /// The call series of `plugin`, to record its calls with (see [`PluginCalls`]).
+    #[must_use]
+    pub fn plugin_calls(&self, plugin: &str) -> PluginCalls {
+        PluginCalls {
+            metrics: self.clone(),
+            plugin: plugin.to_owned(),
+            series: Arc::default(),
+        }
     }
 
     /// Count `n` events the event bus dropped for `reason` (e.g. `full`, `closed`).
@@ -743,7 +793,7 @@ mod tests {
 
         m.reconcile("webapp", ReconcileResult::Ok, ms(1));
         m.set_queue_depth("webapp", 1);
-        m.plugin_call("webapp", "fetch", true, ms(1));
+        m.plugin_calls("webapp").record("fetch", true, ms(1));
         m.bus_dropped("full", 1);
         m.set_plugin_state("webapp", PluginStateLabel::Running);
         m.set_plugin_info("webapp", "0.1.0", "abcd");
@@ -778,7 +828,8 @@ mod tests {
         assert!((5.0..=6.0).contains(call.last().unwrap()));
 
         let m = Metrics::new();
-        m.plugin_call("webapp", "fetch", true, Duration::from_micros(4));
+        m.plugin_calls("webapp")
+            .record("fetch", true, Duration::from_micros(4));
         let text = m.encode();
         assert_eq!(
             sample(
@@ -810,9 +861,9 @@ mod tests {
     #[test]
     fn plugin_calls_count_by_outcome_and_time_by_export() {
         let m = Metrics::new();
-        m.plugin_call("webapp", "fetch", true, ms(2));
-        m.plugin_call("webapp", "fetch", false, ms(4));
-        m.plugin_call("webapp", "added", true, ms(1));
+        m.plugin_calls("webapp").record("fetch", true, ms(2));
+        m.plugin_calls("webapp").record("fetch", false, ms(4));
+        m.plugin_calls("webapp").record("added", true, ms(1));
         let text = m.encode();
         assert_eq!(
             sample(
@@ -834,6 +885,14 @@ mod tests {
                 r#"capstan_plugin_calls_total{plugin="webapp",export="added",outcome="ok"}"#
             ),
             Some(1.0)
+        );
+        // An export's error series exists from its first call: a rate over it starts at 0.
+        assert_eq!(
+            sample(
+                &text,
+                r#"capstan_plugin_calls_total{plugin="webapp",export="added",outcome="error"}"#
+            ),
+            Some(0.0)
         );
         assert_eq!(
             sample(

@@ -205,6 +205,8 @@ struct Inner {
     grant: GrantStatus,
     fuel: bool,
     metrics: Option<crate::metrics::Metrics>,
+    /// The plugin's call series, when metrics are kept.
+    calls: Option<crate::metrics::PluginCalls>,
     quarantine: Mutex<Quarantine>,
     /// The log budget of every instance's output.
     output: Arc<LogBudget>,
@@ -276,6 +278,7 @@ impl Plugin {
                 grant: GrantStatus::default(),
                 fuel,
                 metrics: None,
+                calls: None,
             }),
         };
         let manifest = probe
@@ -317,6 +320,7 @@ impl Plugin {
                 grant: GrantStatus::default(),
                 fuel,
                 metrics: None,
+                calls: None,
             }),
         })
     }
@@ -367,6 +371,7 @@ impl Plugin {
                 wasi: settings.wasi.clone(),
                 grant,
                 fuel: i.fuel,
+                calls: metrics.as_ref().map(|m| m.plugin_calls(&i.info.name)),
                 metrics,
             }),
         }
@@ -562,8 +567,8 @@ impl Plugin {
             }
             Transition::None => {}
         }
-        if let Some(m) = &self.inner.metrics {
-            m.plugin_call(self.name(), export, result.is_ok(), started.elapsed());
+        if let Some(calls) = &self.inner.calls {
+            calls.record(export, result.is_ok(), started.elapsed());
         }
         result
     }
