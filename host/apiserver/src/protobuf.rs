@@ -1,8 +1,9 @@
-//! Kubernetes' protobuf encoding (`application/vnd.kubernetes.protobuf`) of the review requests
-//! kubectl sends that way (`kubectl auth can-i` and `kubectl auth whoami` use client-go's typed
-//! clients, which encode built-in kinds as protobuf): the `k8s\0` envelope holding a
-//! `runtime.Unknown`, its payload decoded with `k8s-pb`'s generated messages and turned into the
-//! `k8s-openapi` types the server works with. Nothing else is accepted as protobuf.
+//! Kubernetes' protobuf encoding (`application/vnd.kubernetes.protobuf`), which client-go's typed
+//! clients use for built-in kinds (`kubectl create deployment|configmap|...`, `kubectl run`,
+//! `kubectl expose`, `kubectl auth can-i`): the `k8s\0` envelope holding a `runtime.Unknown`.
+//! The payload of an object is turned into the JSON Kubernetes would have read ([`object`], by
+//! [`crate::proto_json`]); the review requests are decoded with `k8s-pb`'s generated messages and
+//! turned into the `k8s-openapi` types the server works with.
 
 use k8s_openapi::api::authentication::v1 as authn;
 use k8s_openapi::api::authorization::v1 as authz;
@@ -41,6 +42,46 @@ pub enum ProtobufError {
     /// The payload does not decode as the kind.
     #[error("the protobuf object does not decode")]
     Object(#[source] prost::DecodeError),
+    /// The payload does not turn into JSON.
+    #[error("the protobuf object cannot be read")]
+    Json(#[source] crate::proto_json::ProtoJsonError),
+}
+
+/// An error and its sources, `: `-separated, for a `Status` message.
+#[must_use]
+pub fn error_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// The `runtime.Unknown` of a protobuf body: its `apiVersion`, `kind` and payload.
+fn envelope(body: &[u8]) -> Result<(String, String, Vec<u8>), ProtobufError> {
+    let envelope = body.strip_prefix(MAGIC).ok_or(ProtobufError::Prefix)?;
+    let unknown = Unknown::decode(envelope).map_err(ProtobufError::Envelope)?;
+    if let Some(encoding) = unknown.content_encoding.filter(|e| !e.is_empty()) {
+        return Err(ProtobufError::Encoding(encoding));
+    }
+    let type_meta = unknown.type_meta.unwrap_or_default();
+    Ok((
+        type_meta.api_version.unwrap_or_default(),
+        type_meta.kind.unwrap_or_default(),
+        unknown.raw.unwrap_or_default(),
+    ))
+}
+
+/// The JSON object of a protobuf `body` holding a built-in kind, with the `apiVersion` and `kind`
+/// of its envelope (whether they are the endpoint's is checked as for a JSON body).
+///
+/// # Errors
+/// [`ProtobufError`] when the body is not such a message.
+pub fn object(body: &[u8]) -> Result<serde_json::Value, ProtobufError> {
+    let (api_version, kind, raw) = envelope(body)?;
+    crate::proto_json::object(&api_version, &kind, &raw).map_err(ProtobufError::Json)
 }
 
 /// The payload of a protobuf `body`, checked to be `kind` of `api_version`, decoded as `M`.
@@ -52,23 +93,14 @@ pub fn decode<M: prost::Message + Default>(
     api_version: &str,
     kind: &str,
 ) -> Result<M, ProtobufError> {
-    let envelope = body.strip_prefix(MAGIC).ok_or(ProtobufError::Prefix)?;
-    let unknown = Unknown::decode(envelope).map_err(ProtobufError::Envelope)?;
-    let type_meta = unknown.type_meta.unwrap_or_default();
-    let found = (
-        type_meta.api_version.unwrap_or_default(),
-        type_meta.kind.unwrap_or_default(),
-    );
-    if found.0 != api_version || found.1 != kind {
+    let (found_version, found_kind, raw) = envelope(body)?;
+    if found_version != api_version || found_kind != kind {
         return Err(ProtobufError::Kind {
             expected: format!("{api_version}, Kind={kind}"),
-            found: format!("{}, Kind={}", found.0, found.1),
+            found: format!("{found_version}, Kind={found_kind}"),
         });
     }
-    if let Some(encoding) = unknown.content_encoding.filter(|e| !e.is_empty()) {
-        return Err(ProtobufError::Encoding(encoding));
-    }
-    M::decode(unknown.raw.unwrap_or_default().as_slice()).map_err(ProtobufError::Object)
+    M::decode(raw.as_slice()).map_err(ProtobufError::Object)
 }
 
 fn object_meta(m: Option<pb_meta::ObjectMeta>) -> meta::ObjectMeta {

@@ -143,7 +143,7 @@ fn decode<T: DeserializeOwned, M: prost::Message + Default>(
 ) -> Result<T, ApiError> {
     if media == protobuf::MEDIA_TYPE {
         let message = protobuf::decode::<M>(body, &review.api_version(), review.kind())
-            .map_err(|e: ProtobufError| ApiError::BadRequest(error_text(&e)))?;
+            .map_err(|e: ProtobufError| ApiError::BadRequest(protobuf::error_text(&e)))?;
         return Ok(from_protobuf(message));
     }
     let value: Value = if media == "application/yaml" {
@@ -168,16 +168,6 @@ fn decode<T: DeserializeOwned, M: prost::Message + Default>(
     serde_json::from_value(value).map_err(|e| {
         ApiError::BadRequest(format!("the body is not a valid {}: {e}", review.kind()))
     })
-}
-
-fn error_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 fn encode(object: &impl Serialize) -> Result<Value, ApiError> {

@@ -744,3 +744,235 @@ async fn kubectl_custom_resources_are_defaulted_pruned_and_validated_by_their_sc
     let w: Value = serde_json::from_str(&k.run(&["get", "webapp", "typo", "-o", "json"])).unwrap();
     assert!(w["spec"].get("replcas").is_none(), "pruned: {w}");
 }
+
+/// The object as stored, without what differs between two creations (identity, times,
+/// allocations, generated labels), for comparing a protobuf-created object with a JSON-created one.
+fn comparable(mut object: Value) -> Value {
+    let metadata = object["metadata"].take();
+    object["metadata"] = serde_json::json!({
+        "name": metadata["name"],
+        "labels": metadata["labels"],
+        "annotations": metadata["annotations"],
+    });
+    let job = object["kind"] == "Job";
+    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("clusterIP");
+        spec.remove("clusterIPs");
+        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+                port.remove("nodePort");
+            }
+        }
+        // A Job's selector and pod labels carry its uid.
+        if job {
+            spec.remove("selector");
+            if let Some(labels) = spec
+                .get_mut("template")
+                .and_then(|t| t["metadata"]["labels"].as_object_mut())
+            {
+                labels.retain(|k, _| !k.contains("controller-uid"));
+            }
+        }
+    }
+    if let Some(status) = object.get_mut("status").and_then(Value::as_object_mut) {
+        status.remove("startTime");
+    }
+    object
+}
+
+/// The `Content-Type` of the body kubectl sent, from its `-v=8` request log.
+fn sent_content_type(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once("Content-Type: "))
+        .map(|(_, t)| t.trim().to_string())
+        .find(|t| !t.is_empty())
+}
+
+/// kubectl's typed commands (`create <kind>`, `run`, `expose`) send protobuf bodies: each object is
+/// stored as the same command's object sent as JSON (`--dry-run=client -o json`, then
+/// `kubectl create -f`) is stored, defaults included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_typed_commands_send_protobuf_read_as_their_json() {
+    let (server, _client) = common::start().await;
+    let k = Kubectl::for_server(&server);
+    k.run(&["create", "namespace", "viajson"]);
+    let ns: Value =
+        serde_json::from_str(&k.run(&["get", "namespace", "viajson", "-o", "json"])).unwrap();
+    assert_eq!(ns["status"]["phase"], "Active", "{ns}");
+
+    // (kubectl v1.33's `run` sends JSON, the others protobuf)
+    let commands: &[(&str, &[&str])] = &[
+        (
+            "deployment/web",
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx",
+                "--replicas=2",
+                "--port=8080",
+            ],
+        ),
+        (
+            "deployment/zero",
+            &[
+                "create",
+                "deployment",
+                "zero",
+                "--image=nginx:1.27",
+                "--replicas=0",
+            ],
+        ),
+        (
+            "configmap/settings",
+            &[
+                "create",
+                "configmap",
+                "settings",
+                "--from-literal=a=1",
+                "--from-literal=empty=",
+            ],
+        ),
+        (
+            "secret/password",
+            &[
+                "create",
+                "secret",
+                "generic",
+                "password",
+                "--from-literal=password=s3cr3t",
+            ],
+        ),
+        (
+            "secret/registry",
+            &[
+                "create",
+                "secret",
+                "docker-registry",
+                "registry",
+                "--docker-server=registry.example",
+                "--docker-username=u",
+                "--docker-password=p",
+            ],
+        ),
+        (
+            "service/web-np",
+            &["create", "service", "nodeport", "web-np", "--tcp=80:8080"],
+        ),
+        (
+            "service/web-ip",
+            &["create", "service", "clusterip", "web-ip", "--tcp=443:8443"],
+        ),
+        (
+            "service/web-ext",
+            &[
+                "create",
+                "service",
+                "externalname",
+                "web-ext",
+                "--external-name=example.com",
+            ],
+        ),
+        (
+            "pod/shell",
+            &[
+                "run",
+                "shell",
+                "--image=busybox",
+                "--restart=Never",
+                "--labels=app=shell",
+                "--env=A=1",
+                "--",
+                "sleep",
+                "3600",
+            ],
+        ),
+        (
+            "job/once",
+            &[
+                "create",
+                "job",
+                "once",
+                "--image=busybox",
+                "--",
+                "echo",
+                "hi",
+            ],
+        ),
+        (
+            "serviceaccount/robot",
+            &["create", "serviceaccount", "robot"],
+        ),
+        (
+            "role/reader",
+            &[
+                "create",
+                "role",
+                "reader",
+                "--verb=get,list",
+                "--resource=configmaps,deployments.apps",
+            ],
+        ),
+        (
+            "rolebinding/reads",
+            &[
+                "create",
+                "rolebinding",
+                "reads",
+                "--role=reader",
+                "--serviceaccount=default:robot",
+                "--user=alice",
+            ],
+        ),
+    ];
+    for (object, command) in commands {
+        // Flags go before a `--`, which starts the container's command.
+        let with = |flags: &[&'static str]| {
+            let mut args = command.to_vec();
+            let at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+            args.splice(at..at, flags.iter().copied());
+            args
+        };
+        let args = with(&["-v=8"]);
+        let out = k.command(&args).output().expect("run kubectl");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubectl {command:?}: {stderr}");
+        let sent = sent_content_type(&stderr);
+        if command[0] == "run" {
+            assert!(sent.is_some(), "{stderr}");
+        } else {
+            assert_eq!(
+                sent.as_deref(),
+                Some("application/vnd.kubernetes.protobuf"),
+                "kubectl {command:?} sent: {stderr}"
+            );
+        }
+        // The same object as JSON, created in another namespace.
+        let json = k.file(
+            "object.json",
+            &k.run(&with(&["--dry-run=client", "-o", "json", "-n", "viajson"])),
+        );
+        let out = k
+            .command(&["create", "-f", &json, "-v=8"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "create -f {object}: {stderr}");
+        assert_eq!(
+            sent_content_type(&stderr).as_deref(),
+            Some("application/json")
+        );
+
+        let via_protobuf: Value =
+            serde_json::from_str(&k.run(&["get", object, "-o", "json"])).unwrap();
+        let via_json: Value =
+            serde_json::from_str(&k.run(&["get", object, "-n", "viajson", "-o", "json"])).unwrap();
+        assert_eq!(
+            comparable(via_protobuf.clone()),
+            comparable(via_json),
+            "{object}"
+        );
+        assert_eq!(via_protobuf["metadata"]["namespace"], "default");
+    }
+}

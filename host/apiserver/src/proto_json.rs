@@ -1,0 +1,409 @@
+//! Kubernetes protobuf messages turned into the JSON object Kubernetes would have read from the
+//! same request sent as JSON, so that a protobuf body then goes through exactly the JSON path
+//! (defaulting, validation, storage).
+//!
+//! Why this way: no well-kept crate ships serde for Kubernetes' protobuf messages (`k8s-pb`'s
+//! prost types have neither serde nor descriptors; `k8s-rs-pb` is an experiment on another
+//! protobuf runtime). So the messages are read generically: Kubernetes' own `generated.proto`
+//! files (v1.33, the version the server reports; vendored in `proto/` with their license headers)
+//! are compiled at build time by `protox` (pure Rust, no `protoc`) into a descriptor set, a body
+//! is decoded as a `prost-reflect` `DynamicMessage`, and a walk writes its JSON with Kubernetes'
+//! JSON mapping:
+//! - field names are the `.proto` names, which go-to-protobuf takes from the JSON names;
+//! - `meta.v1.Time` is RFC 3339 in seconds and `MicroTime` in microseconds (an empty one is the
+//!   zero time, `null`), `intstr.IntOrString` an integer or a string, `resource.Quantity` its
+//!   string, `runtime.RawExtension` and `meta.v1.FieldsV1` the JSON they hold, `bytes` base64;
+//! - a field embedded with `json:",inline"` (`Volume.volumeSource`, `Probe.handler`, ...) has its
+//!   fields written into its parent;
+//! - Go writes a non-pointer scalar to protobuf even when it is the zero value, and reads it back
+//!   as "not set": such a zero is left out, as Go's JSON encoding (`omitempty`) leaves it out. The
+//!   zero of a pointer field (`replicas: 0`, `automountServiceAccountToken: false`) or of a field
+//!   without `omitempty` is kept. The `.proto` files cannot tell these apart, Kubernetes' Go types
+//!   can: `proto/go_fields.txt` lists them, written by `proto/go_fields.py` from the Go types of
+//!   the same release;
+//! - empty lists and maps are left out (protobuf cannot tell them from absent ones either).
+//!
+//! Unknown field numbers are skipped, as Go's generated unmarshalers skip them.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use base64::Engine as _;
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, MapKey, MessageDescriptor, ReflectMessage as _, Value,
+};
+use serde_json::{Map, Value as Json};
+
+/// The descriptor set `build.rs` compiled from `proto/`.
+static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.binpb"));
+
+/// What Kubernetes' Go types say about fields (see the module doc).
+static GO_FIELDS: &str = include_str!("../proto/go_fields.txt");
+
+const TIME: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.Time";
+const MICRO_TIME: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime";
+const FIELDS_V1: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1";
+const INT_OR_STRING: &str = "k8s.io.apimachinery.pkg.util.intstr.IntOrString";
+const QUANTITY: &str = "k8s.io.apimachinery.pkg.api.resource.Quantity";
+const RAW_EXTENSION: &str = "k8s.io.apimachinery.pkg.runtime.RawExtension";
+
+/// A protobuf message cannot be turned into JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoJsonError {
+    /// No message of the kind is known: the kind is not served as protobuf.
+    #[error("protobuf is not supported for {api_version}, Kind={kind}")]
+    UnknownKind {
+        /// The `apiVersion` asked for.
+        api_version: String,
+        /// The `kind` asked for.
+        kind: String,
+    },
+    /// The bytes do not decode as the message.
+    #[error("the protobuf {message} does not decode")]
+    Decode {
+        /// The message's full name.
+        message: String,
+        /// Why.
+        #[source]
+        source: prost::DecodeError,
+    },
+    /// An embedded JSON document (`RawExtension`, `FieldsV1`) is not JSON.
+    #[error("the embedded object in {message} is not valid json")]
+    EmbeddedJson {
+        /// The message holding it.
+        message: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A timestamp is out of range.
+    #[error("the time in {message} is out of range")]
+    Time {
+        /// `Time` or `MicroTime`.
+        message: String,
+    },
+    /// A floating-point value is not finite (JSON has no NaN or infinity).
+    #[error("the number in field {field} is not finite")]
+    NotFinite {
+        /// The field's full name.
+        field: String,
+    },
+}
+
+/// The compiled descriptors and the Go facts about their fields.
+struct Catalogue {
+    pool: DescriptorPool,
+    /// `package.Message.field` of scalars whose zero value is written (see the module doc).
+    keep_zero: HashSet<String>,
+    /// `package.Message.field` of fields inlined into their parent.
+    inline: HashSet<String>,
+}
+
+static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
+    // The descriptor set is this crate's own build output: failing to read it is a build defect,
+    // caught by every test that reads a protobuf body.
+    let pool = DescriptorPool::decode(DESCRIPTORS).expect("build.rs wrote a valid descriptor set");
+    let mut keep_zero = HashSet::new();
+    let mut inline = HashSet::new();
+    for line in GO_FIELDS.lines().filter(|l| !l.starts_with('#')) {
+        match line.split_once(' ') {
+            Some(("keep", field)) => keep_zero.insert(field.to_string()),
+            Some(("inline", field)) => inline.insert(field.to_string()),
+            _ => false,
+        };
+    }
+    Catalogue {
+        pool,
+        keep_zero,
+        inline,
+    }
+});
+
+/// The protobuf package of a built-in `apiVersion` (`v1` → `k8s.io.api.core.v1`, `apps/v1` →
+/// `k8s.io.api.apps.v1`, `rbac.authorization.k8s.io/v1` → `k8s.io.api.rbac.v1`), as the
+/// directory layout of `k8s.io/api` has it; only the groups vendored, so that a custom resource
+/// group never maps to a built-in package.
+fn package(api_version: &str) -> Option<String> {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let directory = match group {
+        "" => "core",
+        "apps" => "apps",
+        "batch" => "batch",
+        "autoscaling" => "autoscaling",
+        "rbac.authorization.k8s.io" => "rbac",
+        "events.k8s.io" => "events",
+        "coordination.k8s.io" => "coordination",
+        _ => return None,
+    };
+    Some(format!("k8s.io.api.{directory}.{version}"))
+}
+
+/// The message of a built-in kind, if the server has it.
+fn message(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
+    if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let package = package(api_version)?;
+    CATALOGUE
+        .pool
+        .get_message_by_name(&format!("{package}.{kind}"))
+}
+
+/// Whether objects of `kind` in `api_version` can be read from protobuf.
+#[must_use]
+pub fn supports(api_version: &str, kind: &str) -> bool {
+    message(api_version, kind).is_some()
+}
+
+/// The JSON object of a protobuf-encoded `kind` of `api_version` (the payload of the envelope,
+/// without the `k8s\0` prefix), with `apiVersion` and `kind` set.
+///
+/// # Errors
+/// [`ProtoJsonError`] when the kind is not known or the bytes are not such a message.
+pub fn object(api_version: &str, kind: &str, raw: &[u8]) -> Result<Json, ProtoJsonError> {
+    let descriptor = message(api_version, kind).ok_or_else(|| ProtoJsonError::UnknownKind {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+    })?;
+    let decoded = DynamicMessage::decode(descriptor.clone(), raw).map_err(|source| {
+        ProtoJsonError::Decode {
+            message: descriptor.full_name().to_string(),
+            source,
+        }
+    })?;
+    let mut object = Map::new();
+    object.insert("apiVersion".into(), Json::String(api_version.into()));
+    object.insert("kind".into(), Json::String(kind.into()));
+    fields_into(&decoded, &mut object)?;
+    Ok(Json::Object(object))
+}
+
+/// The JSON of one message: a special type's own form, else an object of its fields.
+fn message_json(message: &DynamicMessage) -> Result<Json, ProtoJsonError> {
+    let name = message.descriptor().full_name().to_string();
+    let field = |n: &str| {
+        message
+            .get_field_by_name(n)
+            .map(std::borrow::Cow::into_owned)
+    };
+    match name.as_str() {
+        TIME | MICRO_TIME => {
+            if message.fields().next().is_none() {
+                // Go reads an empty Time as the zero time, which JSON writes as null.
+                return Ok(Json::Null);
+            }
+            let seconds = field("seconds").and_then(|v| v.as_i64()).unwrap_or(0);
+            let nanos = if name == MICRO_TIME {
+                let nanos = field("nanos").and_then(|v| v.as_i32()).unwrap_or(0);
+                // Go truncates to microseconds; negative nanos are out of range.
+                u32::try_from(nanos - nanos % 1000).map_err(|_| ProtoJsonError::Time {
+                    message: name.clone(),
+                })?
+            } else {
+                // Go keeps only the seconds of a Time read from protobuf.
+                0
+            };
+            let format = if name == MICRO_TIME {
+                "%Y-%m-%dT%H:%M:%S%.6fZ"
+            } else {
+                "%Y-%m-%dT%H:%M:%SZ"
+            };
+            let time = chrono::DateTime::from_timestamp(seconds, nanos)
+                .ok_or(ProtoJsonError::Time { message: name })?;
+            Ok(Json::String(time.format(format).to_string()))
+        }
+        INT_OR_STRING => {
+            let kind = field("type").and_then(|v| v.as_i64()).unwrap_or(0);
+            Ok(if kind == 1 {
+                Json::String(
+                    field("strVal")
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                )
+            } else {
+                Json::from(field("intVal").and_then(|v| v.as_i32()).unwrap_or(0))
+            })
+        }
+        QUANTITY => Ok(Json::String(
+            field("string")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "0".into()),
+        )),
+        RAW_EXTENSION | FIELDS_V1 => {
+            let raw = field(if name == RAW_EXTENSION { "raw" } else { "Raw" })
+                .and_then(|v| v.as_bytes().cloned())
+                .unwrap_or_default();
+            if raw.is_empty() {
+                return Ok(Json::Null);
+            }
+            serde_json::from_slice(&raw).map_err(|source| ProtoJsonError::EmbeddedJson {
+                message: name,
+                source,
+            })
+        }
+        _ => {
+            let mut object = Map::new();
+            fields_into(message, &mut object)?;
+            Ok(Json::Object(object))
+        }
+    }
+}
+
+/// Writes the set fields of `message` into `object` (see the module doc for what is left out).
+fn fields_into(
+    message: &DynamicMessage,
+    object: &mut Map<String, Json>,
+) -> Result<(), ProtoJsonError> {
+    let catalogue = &*CATALOGUE;
+    let parent = message.descriptor().full_name().to_string();
+    for (field, value) in message.fields() {
+        let key = format!("{parent}.{}", field.name());
+        let json = match value {
+            Value::List(items) => {
+                if items.is_empty() {
+                    continue;
+                }
+                Json::Array(
+                    items
+                        .iter()
+                        .map(|item| value_json(item, &key))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            Value::Map(entries) => {
+                if entries.is_empty() {
+                    continue;
+                }
+                let mut map = Map::new();
+                for (k, v) in entries {
+                    map.insert(map_key(k), value_json(v, &key)?);
+                }
+                Json::Object(map)
+            }
+            Value::Message(inner) if catalogue.inline.contains(&key) => {
+                // Its fields are the parent's in JSON.
+                fields_into(inner, object)?;
+                continue;
+            }
+            Value::Message(inner) => message_json(inner)?,
+            scalar => {
+                if scalar.is_default(&field.kind()) && !catalogue.keep_zero.contains(&key) {
+                    continue;
+                }
+                value_json(scalar, &key)?
+            }
+        };
+        object.insert(field.name().to_string(), json);
+    }
+    Ok(())
+}
+
+fn map_key(key: &MapKey) -> String {
+    match key {
+        MapKey::String(s) => s.clone(),
+        MapKey::Bool(b) => b.to_string(),
+        MapKey::I32(n) => n.to_string(),
+        MapKey::I64(n) => n.to_string(),
+        MapKey::U32(n) => n.to_string(),
+        MapKey::U64(n) => n.to_string(),
+    }
+}
+
+/// The JSON of one value of the field `field` (its full name, for errors).
+fn value_json(value: &Value, field: &str) -> Result<Json, ProtoJsonError> {
+    let finite = |f: f64| {
+        serde_json::Number::from_f64(f)
+            .map(Json::Number)
+            .ok_or_else(|| ProtoJsonError::NotFinite {
+                field: field.to_string(),
+            })
+    };
+    Ok(match value {
+        Value::Bool(b) => Json::Bool(*b),
+        Value::I32(n) | Value::EnumNumber(n) => Json::from(*n),
+        Value::I64(n) => Json::from(*n),
+        Value::U32(n) => Json::from(*n),
+        Value::U64(n) => Json::from(*n),
+        Value::F32(f) => finite(f64::from(*f))?,
+        Value::F64(f) => finite(*f)?,
+        Value::String(s) => Json::String(s.clone()),
+        Value::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Value::Message(m) => message_json(m)?,
+        Value::List(items) => Json::Array(
+            items
+                .iter()
+                .map(|item| value_json(item, field))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Map(entries) => {
+            let mut map = Map::new();
+            for (k, v) in entries {
+                map.insert(map_key(k), value_json(v, field)?);
+            }
+            Json::Object(map)
+        }
+    })
+}
+
+/// Which kinds the descriptor set has, for the tests.
+#[cfg(test)]
+fn kinds(package: &str) -> Vec<String> {
+    CATALOGUE
+        .pool
+        .all_messages()
+        .filter(|m| m.package_name() == package)
+        .map(|m| m.name().to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_descriptor_set_has_the_served_kinds() {
+        for (api_version, kind) in [
+            ("v1", "ConfigMap"),
+            ("v1", "Secret"),
+            ("v1", "Service"),
+            ("v1", "Pod"),
+            ("v1", "Namespace"),
+            ("v1", "ServiceAccount"),
+            ("v1", "PersistentVolumeClaim"),
+            ("v1", "Event"),
+            ("apps/v1", "Deployment"),
+            ("apps/v1", "StatefulSet"),
+            ("apps/v1", "ReplicaSet"),
+            ("batch/v1", "Job"),
+            ("rbac.authorization.k8s.io/v1", "Role"),
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+            ("events.k8s.io/v1", "Event"),
+            ("coordination.k8s.io/v1", "Lease"),
+            ("autoscaling/v1", "Scale"),
+        ] {
+            assert!(supports(api_version, kind), "{api_version} {kind}");
+        }
+        assert!(!supports("example.com/v1", "Widget"));
+        assert!(!supports("apps.example.com/v1", "Deployment"));
+        assert!(!supports("v1", "Nothing"));
+        assert!(!supports("v1", "meta.v1.ObjectMeta"));
+        assert!(kinds("k8s.io.api.apps.v1").contains(&"DeploymentSpec".to_string()));
+    }
+
+    #[test]
+    fn every_go_field_names_a_field_of_the_descriptors() {
+        // A line of go_fields.txt that names nothing would mean the two drifted apart.
+        for line in GO_FIELDS.lines().filter(|l| !l.starts_with('#')) {
+            let (_, path) = line.split_once(' ').unwrap();
+            let (message, field) = path.rsplit_once('.').unwrap();
+            let Some(descriptor) = CATALOGUE.pool.get_message_by_name(message) else {
+                continue; // a Go struct that is not a message of the vendored files
+            };
+            assert!(
+                descriptor.get_field_by_name(field).is_some(),
+                "{path} is not a field"
+            );
+        }
+    }
+}
