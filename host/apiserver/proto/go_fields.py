@@ -62,7 +62,7 @@ for repo, path, package in PACKAGES:
             go_type = m.group(2)
             tags = dict(TAG_RE.findall(m.group(3)))
             proto = tags.get("protobuf")
-            if proto is None:
+            if proto is None or proto == "-":
                 continue
             proto_name = dict(p.split("=", 1) for p in proto.split(",") if "=" in p).get("name")
             if proto_name is None:  # an embedded struct: go-to-protobuf names it after its type

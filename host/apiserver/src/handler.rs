@@ -374,6 +374,11 @@ fn identify(app: &AppState, request: &Request) -> Result<UserInfo, ApiError> {
 async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Response, ApiError> {
     let decoded = path::segments(request.uri().path())?;
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    if protobuf::accepts_only_protobuf(accept(request.headers())) {
+        // Bodies are read as protobuf but answered only as JSON (client-go's typed clients, which
+        // send protobuf, also accept JSON).
+        return Err(ApiError::NotAcceptable("application/json".into()));
+    }
     let get = request.method() == Method::GET;
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match segments.as_slice() {

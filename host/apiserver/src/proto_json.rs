@@ -391,6 +391,318 @@ mod tests {
         assert!(kinds("k8s.io.api.apps.v1").contains(&"DeploymentSpec".to_string()));
     }
 
+    use k8s_pb::api::apps::v1 as apps;
+    use k8s_pb::api::coordination::v1 as coordination;
+    use k8s_pb::api::core::v1 as core;
+    use k8s_pb::apimachinery::pkg::api::resource::Quantity;
+    use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+    use k8s_pb::apimachinery::pkg::runtime::RawExtension;
+    use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
+    use prost::Message as _;
+    use serde_json::json;
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.to_string())
+    }
+
+    /// A Deployment as Go's marshaller writes it: every non-pointer scalar present, zero or not.
+    fn deployment() -> apps::Deployment {
+        let container = core::Container {
+            name: s("web"),
+            image: s("nginx"),
+            // Non-pointer strings Go writes even when empty.
+            image_pull_policy: s(""),
+            termination_message_path: s(""),
+            working_dir: s(""),
+            stdin: Some(false),
+            resources: Some(core::ResourceRequirements {
+                limits: [("cpu".to_string(), Quantity { string: s("500m") })].into(),
+                ..Default::default()
+            }),
+            ports: vec![core::ContainerPort {
+                name: s("http"),
+                container_port: Some(8080),
+                host_port: Some(0),
+                protocol: s(""),
+                host_ip: s(""),
+            }],
+            readiness_probe: Some(core::Probe {
+                handler: Some(core::ProbeHandler {
+                    http_get: Some(core::HttpGetAction {
+                        path: s("/healthz"),
+                        port: Some(IntOrString {
+                            r#type: Some(1),
+                            int_val: Some(0),
+                            str_val: s("http"),
+                        }),
+                        host: s(""),
+                        scheme: s(""),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                period_seconds: Some(0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        apps::Deployment {
+            metadata: Some(meta::ObjectMeta {
+                name: s("web"),
+                namespace: s(""),
+                generate_name: s(""),
+                labels: [("app".to_string(), "web".to_string())].into(),
+                creation_timestamp: Some(meta::Time::default()),
+                ..Default::default()
+            }),
+            spec: Some(apps::DeploymentSpec {
+                // A pointer: an explicit zero is meaningful.
+                replicas: Some(0),
+                min_ready_seconds: Some(0),
+                paused: Some(false),
+                strategy: Some(apps::DeploymentStrategy {
+                    r#type: s(""),
+                    rolling_update: Some(apps::RollingUpdateDeployment {
+                        max_surge: Some(IntOrString {
+                            r#type: Some(0),
+                            int_val: Some(2),
+                            str_val: s(""),
+                        }),
+                        max_unavailable: None,
+                    }),
+                }),
+                selector: Some(meta::LabelSelector {
+                    match_labels: [("app".to_string(), "web".to_string())].into(),
+                    match_expressions: vec![],
+                }),
+                template: Some(core::PodTemplateSpec {
+                    metadata: Some(meta::ObjectMeta::default()),
+                    spec: Some(core::PodSpec {
+                        containers: vec![container],
+                        volumes: vec![core::Volume {
+                            name: s("config"),
+                            volume_source: Some(core::VolumeSource {
+                                config_map: Some(core::ConfigMapVolumeSource {
+                                    local_object_reference: Some(core::LocalObjectReference {
+                                        name: s("settings"),
+                                    }),
+                                    default_mode: Some(420),
+                                    optional: Some(false),
+                                    items: vec![],
+                                }),
+                                ..Default::default()
+                            }),
+                        }],
+                        host_network: Some(false),
+                        automount_service_account_token: Some(false),
+                        restart_policy: s(""),
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            }),
+            status: Some(apps::DeploymentStatus::default()),
+        }
+    }
+
+    #[test]
+    fn a_deployment_reads_as_go_would_write_its_json() {
+        let raw = deployment().encode_to_vec();
+        let read = object("apps/v1", "Deployment", &raw).unwrap();
+        assert_eq!(
+            read,
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {
+                    "name": "web",
+                    "labels": {"app": "web"},
+                    "creationTimestamp": null,
+                },
+                "spec": {
+                    "replicas": 0,
+                    "strategy": {"rollingUpdate": {"maxSurge": 2}},
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {},
+                        "spec": {
+                            "containers": [{
+                                "name": "web",
+                                "image": "nginx",
+                                "resources": {"limits": {"cpu": "500m"}},
+                                "ports": [{"name": "http", "containerPort": 8080}],
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/healthz", "port": "http"},
+                                },
+                            }],
+                            "volumes": [{
+                                "name": "config",
+                                "configMap": {"name": "settings", "defaultMode": 420, "optional": false},
+                            }],
+                            "automountServiceAccountToken": false,
+                        },
+                    },
+                },
+                "status": {},
+            })
+        );
+    }
+
+    #[test]
+    fn bytes_times_and_embedded_json_take_their_json_forms() {
+        let secret = core::Secret {
+            metadata: Some(meta::ObjectMeta {
+                name: s("password"),
+                creation_timestamp: Some(meta::Time {
+                    seconds: Some(1_700_000_000),
+                    nanos: Some(5),
+                }),
+                ..Default::default()
+            }),
+            data: [
+                ("password".to_string(), b"s3cr3t".to_vec()),
+                ("empty".to_string(), Vec::new()),
+            ]
+            .into(),
+            r#type: s("Opaque"),
+            ..Default::default()
+        };
+        let read = object("v1", "Secret", &secret.encode_to_vec()).unwrap();
+        assert_eq!(read["data"], json!({"password": "czNjcjN0", "empty": ""}));
+        assert_eq!(read["type"], "Opaque");
+        // Go keeps only the seconds of a Time read from protobuf.
+        assert_eq!(
+            read["metadata"]["creationTimestamp"],
+            "2023-11-14T22:13:20Z"
+        );
+
+        let lease = coordination::Lease {
+            spec: Some(coordination::LeaseSpec {
+                holder_identity: s("me"),
+                renew_time: Some(meta::MicroTime {
+                    seconds: Some(1_700_000_000),
+                    nanos: Some(123_456_789),
+                }),
+                lease_duration_seconds: Some(0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let read = object("coordination.k8s.io/v1", "Lease", &lease.encode_to_vec()).unwrap();
+        assert_eq!(
+            read["spec"],
+            json!({
+                "holderIdentity": "me",
+                "renewTime": "2023-11-14T22:13:20.123456Z",
+                "leaseDurationSeconds": 0,
+            })
+        );
+
+        let revision = apps::ControllerRevision {
+            data: Some(RawExtension {
+                raw: Some(br#"{"spec":{"x":[1,2]}}"#.to_vec()),
+            }),
+            revision: Some(3),
+            ..Default::default()
+        };
+        let read = object("apps/v1", "ControllerRevision", &revision.encode_to_vec()).unwrap();
+        assert_eq!(read["data"], json!({"spec": {"x": [1, 2]}}));
+        assert_eq!(read["revision"], 3);
+        let revision = apps::ControllerRevision {
+            data: Some(RawExtension {
+                raw: Some(b"\x00not json".to_vec()),
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            object("apps/v1", "ControllerRevision", &revision.encode_to_vec()),
+            Err(ProtoJsonError::EmbeddedJson { .. })
+        ));
+    }
+
+    #[test]
+    fn hostile_bytes_are_errors_never_panics() {
+        let raw = deployment().encode_to_vec();
+        // Every truncation of a valid message either decodes (a prefix can be a whole message)
+        // or is a decode error.
+        for end in 0..raw.len() {
+            match object("apps/v1", "Deployment", &raw[..end]) {
+                Ok(_) | Err(ProtoJsonError::Decode { .. }) => {}
+                Err(e) => panic!("{end}: {e}"),
+            }
+        }
+        assert!(matches!(
+            object("apps/v1", "Deployment", &raw[..raw.len() - 1]),
+            Err(ProtoJsonError::Decode { .. })
+        ));
+        // A length far past the end.
+        let huge = [0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+        assert!(matches!(
+            object("v1", "ConfigMap", &huge),
+            Err(ProtoJsonError::Decode { .. })
+        ));
+        // Groups nested past any sane depth.
+        let deep: Vec<u8> = std::iter::repeat_n(0xfb_u8, 100_000)
+            .chain([0x07])
+            .collect(); // field 1000... as start-group tags
+        assert!(object("v1", "ConfigMap", &deep).is_err());
+        // A string that is not UTF-8.
+        let bad_utf8 = [0x0a, 0x04, 0x0a, 0x02, 0xff, 0xfe];
+        assert!(matches!(
+            object("v1", "ConfigMap", &bad_utf8),
+            Err(ProtoJsonError::Decode { .. })
+        ));
+        // A wire type that does not match the field's (data, a map, as a varint).
+        assert!(object("v1", "ConfigMap", &[0x10, 0x01]).is_err());
+        // A time out of range.
+        let lease = coordination::Lease {
+            spec: Some(coordination::LeaseSpec {
+                acquire_time: Some(meta::MicroTime {
+                    seconds: Some(i64::MAX),
+                    nanos: Some(0),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            object("coordination.k8s.io/v1", "Lease", &lease.encode_to_vec()),
+            Err(ProtoJsonError::Time { .. })
+        ));
+        // Kinds not known.
+        for (api_version, kind) in [("v1", "Nothing"), ("example.com/v1", "Widget"), ("v1", "")] {
+            assert!(matches!(
+                object(api_version, kind, &[]),
+                Err(ProtoJsonError::UnknownKind { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn unknown_field_numbers_are_skipped_as_go_skips_them() {
+        let config_map = core::ConfigMap {
+            metadata: Some(meta::ObjectMeta {
+                name: s("settings"),
+                ..Default::default()
+            }),
+            data: [("a".to_string(), "1".to_string())].into(),
+            ..Default::default()
+        };
+        let mut raw = config_map.encode_to_vec();
+        // Field 999 (varint) and field 1000 (length-delimited) are not ConfigMap's.
+        raw.extend([0xb8, 0x3e, 0x2a, 0xc2, 0x3e, 0x03, b'a', b'b', b'c']);
+        let read = object("v1", "ConfigMap", &raw).unwrap();
+        assert_eq!(
+            read,
+            json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "settings"},
+                "data": {"a": "1"},
+            })
+        );
+    }
+
     #[test]
     fn every_go_field_names_a_field_of_the_descriptors() {
         // A line of go_fields.txt that names nothing would mean the two drifted apart.

@@ -47,6 +47,21 @@ pub enum ProtobufError {
     Json(#[source] crate::proto_json::ProtoJsonError),
 }
 
+/// Whether an `Accept` header lists only the protobuf media type (with any parameters), which the
+/// server does not write: answers are JSON.
+#[must_use]
+pub fn accepts_only_protobuf(accept: &str) -> bool {
+    !accept.trim().is_empty()
+        && accept.split(',').all(|range| {
+            range
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .eq_ignore_ascii_case(MEDIA_TYPE)
+        })
+}
+
 /// An error and its sources, `: `-separated, for a `Status` message.
 #[must_use]
 pub fn error_text(error: &dyn std::error::Error) -> String {
@@ -274,6 +289,26 @@ mod tests {
         assert_eq!(attributes.verb.as_deref(), Some("get"));
         assert_eq!(attributes.resource.as_deref(), Some("pods"));
         assert_eq!(attributes.group.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn protobuf_only_accept_headers_are_told_apart() {
+        for only in [
+            "application/vnd.kubernetes.protobuf",
+            "application/vnd.kubernetes.protobuf;stream=watch",
+            "Application/Vnd.Kubernetes.Protobuf, application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io",
+        ] {
+            assert!(accepts_only_protobuf(only), "{only}");
+        }
+        for json in [
+            "",
+            "application/vnd.kubernetes.protobuf, application/json",
+            "application/vnd.kubernetes.protobuf, */*",
+            "application/json",
+            "*/*",
+        ] {
+            assert!(!accepts_only_protobuf(json), "{json}");
+        }
     }
 
     #[test]

@@ -287,7 +287,6 @@ async fn kubectl_auth_and_impersonation_with_rbac() {
     assert!(!list.contains("pods"), "{list}");
 
     // Grant the group dev read access to configmaps in default; alice is in dev, bob is not.
-    // (kubectl create role|rolebinding send protobuf, which the server takes for reviews only.)
     let grant = admin.file(
         "grant.yaml",
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: cm-reader, namespace: default}\n\
@@ -801,7 +800,7 @@ async fn kubectl_typed_commands_send_protobuf_read_as_their_json() {
         serde_json::from_str(&k.run(&["get", "namespace", "viajson", "-o", "json"])).unwrap();
     assert_eq!(ns["status"]["phase"], "Active", "{ns}");
 
-    // (kubectl v1.33's `run` sends JSON, the others protobuf)
+    // (kubectl v1.33's `run` and `expose` send JSON, the others protobuf)
     let commands: &[(&str, &[&str])] = &[
         (
             "deployment/web",
@@ -859,6 +858,27 @@ async fn kubectl_typed_commands_send_protobuf_read_as_their_json() {
         (
             "service/web-np",
             &["create", "service", "nodeport", "web-np", "--tcp=80:8080"],
+        ),
+        (
+            "service/web-lb",
+            &[
+                "create",
+                "service",
+                "loadbalancer",
+                "web-lb",
+                "--tcp=80:8080",
+            ],
+        ),
+        (
+            "service/web-svc",
+            &[
+                "expose",
+                "deployment",
+                "web",
+                "--port=80",
+                "--target-port=8080",
+                "--name=web-svc",
+            ],
         ),
         (
             "service/web-ip",
@@ -939,7 +959,7 @@ async fn kubectl_typed_commands_send_protobuf_read_as_their_json() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "kubectl {command:?}: {stderr}");
         let sent = sent_content_type(&stderr);
-        if command[0] == "run" {
+        if ["run", "expose"].contains(&command[0]) {
             assert!(sent.is_some(), "{stderr}");
         } else {
             assert_eq!(
@@ -975,4 +995,123 @@ async fn kubectl_typed_commands_send_protobuf_read_as_their_json() {
         );
         assert_eq!(via_protobuf["metadata"]["namespace"], "default");
     }
+
+    // What Kubernetes stores for some of them, checked on its own.
+    let get = |object: &str| -> Value {
+        serde_json::from_str(&k.run(&["get", object, "-o", "json"])).unwrap()
+    };
+    let web = get("deployment/web");
+    assert_eq!(web["spec"]["replicas"], 2);
+    assert_eq!(web["spec"]["selector"]["matchLabels"]["app"], "web");
+    assert_eq!(web["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(web["spec"]["revisionHistoryLimit"], 10);
+    let container = &web["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["name"], "nginx");
+    // An image without a tag is `latest`: always pulled.
+    assert_eq!(container["imagePullPolicy"], "Always");
+    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    assert_eq!(container["ports"][0]["protocol"], "TCP");
+    assert_eq!(container["terminationMessagePath"], "/dev/termination-log");
+    // An explicit zero of a pointer field is kept, not defaulted.
+    let zero = get("deployment/zero");
+    assert_eq!(zero["spec"]["replicas"], 0);
+    assert_eq!(
+        zero["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    let settings = get("configmap/settings");
+    assert_eq!(settings["data"], serde_json::json!({"a": "1", "empty": ""}));
+    let password = get("secret/password");
+    assert_eq!(password["data"]["password"], "czNjcjN0");
+    assert_eq!(password["type"], "Opaque");
+    let registry = get("secret/registry");
+    assert_eq!(registry["type"], "kubernetes.io/dockerconfigjson");
+    assert!(
+        registry["data"][".dockerconfigjson"].is_string(),
+        "{registry}"
+    );
+    let np = get("service/web-np");
+    assert_eq!(np["spec"]["type"], "NodePort");
+    assert_eq!(np["spec"]["ports"][0]["port"], 80);
+    assert_eq!(np["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(np["spec"]["ports"][0]["protocol"], "TCP");
+    let node_port = np["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&node_port), "{np}");
+    assert_eq!(np["spec"]["sessionAffinity"], "None");
+    let exposed = get("service/web-svc");
+    assert_eq!(exposed["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        exposed["spec"]["selector"],
+        serde_json::json!({"app": "web"})
+    );
+    assert_eq!(exposed["spec"]["ports"][0]["targetPort"], 8080);
+    assert!(exposed["spec"]["clusterIP"].is_string(), "{exposed}");
+    let external = get("service/web-ext");
+    assert_eq!(external["spec"]["type"], "ExternalName");
+    assert_eq!(external["spec"]["externalName"], "example.com");
+    let job = get("job/once");
+    assert_eq!(job["spec"]["backoffLimit"], 6);
+    assert_eq!(job["spec"]["completions"], 1);
+    assert_eq!(job["spec"]["parallelism"], 1);
+    assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["echo", "hi"])
+    );
+    let shell = get("pod/shell");
+    assert_eq!(
+        shell["spec"]["containers"][0]["args"],
+        serde_json::json!(["sleep", "3600"])
+    );
+    assert_eq!(shell["spec"]["restartPolicy"], "Never");
+    let reader = get("role/reader");
+    assert_eq!(
+        reader["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
+        ])
+    );
+    let reads = get("rolebinding/reads");
+    assert_eq!(reads["roleRef"]["name"], "reader");
+    assert_eq!(
+        reads["subjects"].as_array().map(Vec::len),
+        Some(2),
+        "{reads}"
+    );
+
+    // Cluster-scoped kinds.
+    k.run(&[
+        "create",
+        "clusterrole",
+        "watcher",
+        "--verb=watch",
+        "--resource=pods",
+    ]);
+    k.run(&[
+        "create",
+        "clusterrolebinding",
+        "watchers",
+        "--clusterrole=watcher",
+        "--group=ops",
+    ]);
+    let watcher = get("clusterrole/watcher");
+    assert_eq!(
+        watcher["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["watch"]}])
+    );
+    let watchers = get("clusterrolebinding/watchers");
+    assert_eq!(
+        watchers["subjects"],
+        serde_json::json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "ops"}])
+    );
+
+    // `kubectl replace -f` of a built-in kind.
+    let mut changed = web.clone();
+    changed["spec"]["replicas"] = 3.into();
+    let file = k.file("web.json", &changed.to_string());
+    k.run(&["replace", "-f", &file]);
+    let replaced = get("deployment/web");
+    assert_eq!(replaced["spec"]["replicas"], 3);
+    assert_eq!(replaced["metadata"]["generation"], 2);
 }
