@@ -11,6 +11,8 @@ come from). Each output line is `<how> <proto package>.<Message>.<field>`:
           every other scalar (a plain `string`/`int32`/`bool` with `omitempty`) that arrives as its
           zero value is what Go reads as "not set", and is left out of the JSON
   inline  a message field embedded with `json:",inline"`: its fields belong to the parent object
+  slice   a message standing for a named Go slice (`type ExtraValue []string`): its JSON is the
+          list of its `items`
 """
 import re
 import subprocess
@@ -25,9 +27,12 @@ PACKAGES = [
     (API, "events/v1", "k8s.io.api.events.v1"),
     (API, "coordination/v1", "k8s.io.api.coordination.v1"),
     (API, "autoscaling/v1", "k8s.io.api.autoscaling.v1"),
+    (API, "authentication/v1", "k8s.io.api.authentication.v1"),
+    (API, "authorization/v1", "k8s.io.api.authorization.v1"),
     (MACHINERY, "pkg/apis/meta/v1", "k8s.io.apimachinery.pkg.apis.meta.v1"),
 ]
 STRUCT = re.compile(r"^type (\w+) struct \{")
+SLICE = re.compile(r"^type (\w+) \[\]")
 FIELD = re.compile(r'^\s+(?:(\w+)\s+)?(\S+)\s+`([^`]*)`')
 TAG_RE = re.compile(r'(\w+):"([^"]*)"')
 
@@ -47,6 +52,10 @@ for repo, path, package in PACKAGES:
     for source in go_files(repo, path):
         struct = None
         for line in source.splitlines():
+            m = SLICE.match(line)
+            if m:
+                out.add(f"slice {package}.{m.group(1)}")
+                continue
             m = STRUCT.match(line)
             if m:
                 struct = m.group(1)

@@ -13,6 +13,8 @@
 //! - `meta.v1.Time` is RFC 3339 in seconds and `MicroTime` in microseconds (an empty one is the
 //!   zero time, `null`), `intstr.IntOrString` an integer or a string, `resource.Quantity` its
 //!   string, `runtime.RawExtension` and `meta.v1.FieldsV1` the JSON they hold, `bytes` base64;
+//! - a message standing for a named Go slice (`authorization.v1.ExtraValue`) is the list of its
+//!   `items`;
 //! - a field embedded with `json:",inline"` (`Volume.volumeSource`, `Probe.handler`, ...) has its
 //!   fields written into its parent;
 //! - Go writes a non-pointer scalar to protobuf even when it is the zero value, and reads it back
@@ -97,6 +99,8 @@ struct Catalogue {
     keep_zero: HashSet<String>,
     /// `package.Message.field` of fields inlined into their parent.
     inline: HashSet<String>,
+    /// `package.Message` of messages standing for a named Go slice.
+    slices: HashSet<String>,
 }
 
 static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
@@ -105,10 +109,12 @@ static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
     let pool = DescriptorPool::decode(DESCRIPTORS).expect("build.rs wrote a valid descriptor set");
     let mut keep_zero = HashSet::new();
     let mut inline = HashSet::new();
+    let mut slices = HashSet::new();
     for line in GO_FIELDS.lines().filter(|l| !l.starts_with('#')) {
         match line.split_once(' ') {
             Some(("keep", field)) => keep_zero.insert(field.to_string()),
             Some(("inline", field)) => inline.insert(field.to_string()),
+            Some(("slice", message)) => slices.insert(message.to_string()),
             _ => false,
         };
     }
@@ -116,6 +122,7 @@ static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
         pool,
         keep_zero,
         inline,
+        slices,
     }
 });
 
@@ -133,6 +140,8 @@ fn package(api_version: &str) -> Option<String> {
         "rbac.authorization.k8s.io" => "rbac",
         "events.k8s.io" => "events",
         "coordination.k8s.io" => "coordination",
+        "authentication.k8s.io" => "authentication",
+        "authorization.k8s.io" => "authorization",
         _ => return None,
     };
     Some(format!("k8s.io.api.{directory}.{version}"))
@@ -147,6 +156,64 @@ fn message(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
     CATALOGUE
         .pool
         .get_message_by_name(&format!("{package}.{kind}"))
+}
+
+/// The `runtime.Unknown` envelope of a protobuf body (after the `k8s\0` prefix).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unknown {
+    /// `typeMeta.apiVersion`.
+    pub api_version: String,
+    /// `typeMeta.kind`.
+    pub kind: String,
+    /// The encoded object.
+    pub raw: Vec<u8>,
+    /// How `raw` is compressed (empty: not).
+    pub content_encoding: String,
+}
+
+/// Decodes the `runtime.Unknown` envelope.
+///
+/// # Errors
+/// [`ProtoJsonError::Decode`] when the bytes are not such a message.
+pub fn unknown(bytes: &[u8]) -> Result<Unknown, ProtoJsonError> {
+    const UNKNOWN: &str = "k8s.io.apimachinery.pkg.runtime.Unknown";
+    // Every descriptor set has it: meta.v1 imports runtime.
+    let descriptor =
+        CATALOGUE
+            .pool
+            .get_message_by_name(UNKNOWN)
+            .ok_or_else(|| ProtoJsonError::UnknownKind {
+                api_version: "runtime".into(),
+                kind: "Unknown".into(),
+            })?;
+    let message =
+        DynamicMessage::decode(descriptor, bytes).map_err(|source| ProtoJsonError::Decode {
+            message: UNKNOWN.into(),
+            source,
+        })?;
+    let text = |m: &DynamicMessage, name: &str| {
+        m.get_field_by_name(name)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let type_meta = message
+        .get_field_by_name("typeMeta")
+        .and_then(|v| v.as_message().cloned());
+    Ok(Unknown {
+        api_version: type_meta
+            .as_ref()
+            .map(|t| text(t, "apiVersion"))
+            .unwrap_or_default(),
+        kind: type_meta
+            .as_ref()
+            .map(|t| text(t, "kind"))
+            .unwrap_or_default(),
+        raw: message
+            .get_field_by_name("raw")
+            .and_then(|v| v.as_bytes().map(|b| b.to_vec()))
+            .unwrap_or_default(),
+        content_encoding: text(&message, "contentEncoding"),
+    })
 }
 
 /// Whether objects of `kind` in `api_version` can be read from protobuf.
@@ -241,6 +308,11 @@ fn message_json(message: &DynamicMessage) -> Result<Json, ProtoJsonError> {
                 message: name,
                 source,
             })
+        }
+        _ if CATALOGUE.slices.contains(&name) => {
+            // `items, if empty, will result in an empty slice`.
+            let items = field("items").unwrap_or(Value::List(Vec::new()));
+            value_json(&items, &format!("{name}.items"))
         }
         _ => {
             let mut object = Map::new();
@@ -707,7 +779,15 @@ mod tests {
     fn every_go_field_names_a_field_of_the_descriptors() {
         // A line of go_fields.txt that names nothing would mean the two drifted apart.
         for line in GO_FIELDS.lines().filter(|l| !l.starts_with('#')) {
-            let (_, path) = line.split_once(' ').unwrap();
+            let (how, path) = line.split_once(' ').unwrap();
+            if how == "slice" {
+                let descriptor = CATALOGUE.pool.get_message_by_name(path);
+                assert!(
+                    descriptor.is_some_and(|d| d.get_field_by_name("items").is_some()),
+                    "{path} is not a message of items"
+                );
+                continue;
+            }
             let (message, field) = path.rsplit_once('.').unwrap();
             let Some(descriptor) = CATALOGUE.pool.get_message_by_name(message) else {
                 continue; // a Go struct that is not a message of the vendored files
