@@ -779,13 +779,16 @@ fn comparable(mut object: Value) -> Value {
     object
 }
 
-/// The `Content-Type` of the body kubectl sent, from its `-v=8` request log.
+/// The `Content-Type` of the body kubectl sent (its first POST or PUT), from its `-v=8` log.
 fn sent_content_type(stderr: &str) -> Option<String> {
     stderr
         .lines()
+        .skip_while(|l| {
+            !(l.contains(r#""Request" verb="POST""#) || l.contains(r#""Request" verb="PUT""#))
+        })
         .filter_map(|l| l.split_once("Content-Type: "))
         .map(|(_, t)| t.trim().to_string())
-        .find(|t| !t.is_empty())
+        .next()
 }
 
 /// kubectl's typed commands (`create <kind>`, `run`, `expose`) send protobuf bodies: each object is
