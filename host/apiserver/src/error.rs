@@ -282,6 +282,9 @@ pub enum ApiError {
     /// The body's content type is not accepted here (415).
     #[error("the body of the request was in an unknown format - accepted media types include: {0}")]
     UnsupportedMediaType(String),
+    /// None of the media types the request accepts can be written (406).
+    #[error("only the following media types are accepted: {0}")]
+    NotAcceptable(String),
     /// The verb is not allowed on this path (405).
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
@@ -340,6 +343,7 @@ impl ApiError {
             Self::Invalid { .. } => 422,
             Self::BadRequest(_) => 400,
             Self::UnsupportedMediaType(_) => 415,
+            Self::NotAcceptable(_) => 406,
             Self::MethodNotAllowed => 405,
             Self::TooLarge { .. } => 413,
             Self::Expired { .. } => 410,
@@ -360,6 +364,7 @@ impl ApiError {
             Self::Invalid { .. } => "Invalid",
             Self::BadRequest(_) => "BadRequest",
             Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            Self::NotAcceptable(_) => "NotAcceptable",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::TooLarge { .. } => "RequestEntityTooLarge",
             Self::Expired { .. } => "Expired",

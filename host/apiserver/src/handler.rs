@@ -27,6 +27,7 @@ use crate::gc::Propagation;
 use crate::logs::LogOptions;
 use crate::patch::{PATCH_TYPES, PatchKind};
 use crate::path::{self, Segment};
+use crate::proto_json;
 use crate::protobuf;
 use crate::resource::ResourceInfo;
 use crate::reviews::{REVIEW_TYPES, Review, Reviewer};
@@ -45,6 +46,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// Media types accepted for the body of a POST or PUT.
 pub const OBJECT_TYPES: &str = "application/json, application/yaml";
+/// Media types accepted for the body of a POST or PUT of a built-in kind.
+pub const BUILTIN_OBJECT_TYPES: &str =
+    "application/json, application/yaml, application/vnd.kubernetes.protobuf";
 
 /// State shared by the HTTP handlers.
 #[derive(Debug, Clone)]
@@ -283,16 +287,28 @@ async fn read_body(
 }
 
 /// The media type of a POST or PUT body, checked before the body is read: JSON or YAML, declared
-/// (a missing `Content-Type` is refused, not guessed).
-fn object_media_type(headers: &HeaderMap) -> Result<String, ApiError> {
+/// (a missing `Content-Type` is refused, not guessed), or Kubernetes protobuf for a built-in
+/// kind (`api_version`, `kind`) that has a protobuf message (not custom resources, as on a
+/// cluster).
+fn object_media_type(
+    headers: &HeaderMap,
+    api_version: &str,
+    kind: &str,
+) -> Result<String, ApiError> {
     let media = media_type(headers);
+    let protobuf = proto_json::supports(api_version, kind);
     match media.as_str() {
         "application/json" | "application/yaml" => Ok(media),
+        protobuf::MEDIA_TYPE if protobuf => Ok(media),
+        _ if protobuf => Err(ApiError::UnsupportedMediaType(BUILTIN_OBJECT_TYPES.into())),
         _ => Err(ApiError::UnsupportedMediaType(OBJECT_TYPES.into())),
     }
 }
 
 fn decode_object(media: &str, body: &[u8]) -> Result<Value, ApiError> {
+    if media == protobuf::MEDIA_TYPE {
+        return protobuf::object(body).map_err(|e| ApiError::BadRequest(protobuf::error_text(&e)));
+    }
     let value = if media == "application/yaml" {
         crate::patch::decode_yaml(body).map_err(|e| ApiError::BadRequest(e.to_string()))?
     } else {
@@ -358,6 +374,11 @@ fn identify(app: &AppState, request: &Request) -> Result<UserInfo, ApiError> {
 async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Response, ApiError> {
     let decoded = path::segments(request.uri().path())?;
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    if protobuf::accepts_only_protobuf(accept(request.headers())) {
+        // Bodies are read as protobuf but answered only as JSON (client-go's typed clients, which
+        // send protobuf, also accept JSON).
+        return Err(ApiError::NotAcceptable("application/json".into()));
+    }
     let get = request.method() == Method::GET;
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match segments.as_slice() {
@@ -629,7 +650,7 @@ async fn resource(
             Ok(json_response(StatusCode::OK, &present(&info, &object)))
         }
         (&Method::POST, false) if target.subresource.is_none() => {
-            let media = object_media_type(headers)?;
+            let media = object_media_type(headers, &info.api_version(), &info.kind)?;
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
             let object = decode_object(&media, &bytes)?;
             let opts = query.write_options_for("CreateOptions", headers, requester)?;
@@ -640,7 +661,7 @@ async fn resource(
             ))
         }
         (&Method::PUT, true) => {
-            let media = object_media_type(headers)?;
+            let media = object_media_type(headers, &info.api_version(), &info.kind)?;
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
             let object = decode_object(&media, &bytes)?;
             let opts = query.write_options_for("UpdateOptions", headers, requester)?;
@@ -719,7 +740,7 @@ fn scale_subresource(
         let wanted = match *method {
             Method::GET => return Ok(json_response(StatusCode::OK, &current)),
             Method::PUT => {
-                let media = object_media_type(headers)?;
+                let media = object_media_type(headers, "autoscaling/v1", "Scale")?;
                 let asked = decode_object(&media, body)?;
                 if let Some(rv) = asked["metadata"]["resourceVersion"].as_str()
                     && Some(rv) != object["metadata"]["resourceVersion"].as_str()
@@ -841,16 +862,22 @@ mod tests {
     }
 
     #[test]
-    fn bodies_declare_json_or_yaml() {
-        let with = |ct: &str| {
+    fn bodies_declare_json_or_yaml_or_protobuf_for_built_in_kinds() {
+        let with = |ct: &str, api_version: &str, kind: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(header::CONTENT_TYPE, ct.parse().unwrap());
-            object_media_type(&headers)
+            object_media_type(&headers, api_version, kind)
         };
-        assert_eq!(with("application/json").unwrap(), "application/json");
+        let widget = |ct: &str| with(ct, "example.com/v1", "Widget");
+        let deployment = |ct: &str| with(ct, "apps/v1", "Deployment");
+        assert_eq!(widget("application/json").unwrap(), "application/json");
         assert_eq!(
-            with("Application/YAML; charset=utf-8").unwrap(),
+            widget("Application/YAML; charset=utf-8").unwrap(),
             "application/yaml"
+        );
+        assert_eq!(
+            deployment("application/vnd.kubernetes.protobuf").unwrap(),
+            "application/vnd.kubernetes.protobuf"
         );
         for bad in [
             "",
@@ -858,10 +885,17 @@ mod tests {
             "text/plain",
             "application/vnd.kubernetes.protobuf",
         ] {
-            assert_eq!(with(bad).unwrap_err().code(), 415, "{bad}");
+            let refused = widget(bad).unwrap_err();
+            assert_eq!(refused.code(), 415, "{bad}");
+            assert!(!refused.to_string().contains("protobuf"), "{refused}");
         }
+        let refused = deployment("text/plain").unwrap_err();
+        assert_eq!(refused.code(), 415);
+        assert!(refused.to_string().contains("protobuf"), "{refused}");
         assert_eq!(
-            object_media_type(&HeaderMap::new()).unwrap_err().code(),
+            object_media_type(&HeaderMap::new(), "v1", "ConfigMap")
+                .unwrap_err()
+                .code(),
             415
         );
     }

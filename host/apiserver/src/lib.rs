@@ -26,6 +26,7 @@ pub mod patch;
 pub mod path;
 pub mod persist;
 pub mod printers;
+pub mod proto_json;
 pub mod protobuf;
 pub mod resource;
 pub mod reviews;

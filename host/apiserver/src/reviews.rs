@@ -17,7 +17,7 @@ use crate::authz::Authorizer;
 use crate::authz::attributes::{Attributes, ResourceRequest, Target};
 use crate::cluster::Cluster;
 use crate::error::{ApiError, FieldCause};
-use crate::protobuf::{self, ProtobufError};
+use crate::protobuf;
 
 /// `authorization.k8s.io`.
 pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
@@ -135,18 +135,10 @@ pub struct Reviewer<'a> {
     pub user: &'a UserInfo,
 }
 
-fn decode<T: DeserializeOwned, M: prost::Message + Default>(
-    review: Review,
-    media: &str,
-    body: &[u8],
-    from_protobuf: fn(M) -> T,
-) -> Result<T, ApiError> {
-    if media == protobuf::MEDIA_TYPE {
-        let message = protobuf::decode::<M>(body, &review.api_version(), review.kind())
-            .map_err(|e: ProtobufError| ApiError::BadRequest(error_text(&e)))?;
-        return Ok(from_protobuf(message));
-    }
-    let value: Value = if media == "application/yaml" {
+fn decode<T: DeserializeOwned>(review: Review, media: &str, body: &[u8]) -> Result<T, ApiError> {
+    let value: Value = if media == protobuf::MEDIA_TYPE {
+        protobuf::object(body).map_err(|e| ApiError::BadRequest(protobuf::error_text(&e)))?
+    } else if media == "application/yaml" {
         crate::patch::decode_yaml(body).map_err(|e| ApiError::BadRequest(e.to_string()))?
     } else {
         serde_json::from_slice(body)
@@ -168,16 +160,6 @@ fn decode<T: DeserializeOwned, M: prost::Message + Default>(
     serde_json::from_value(value).map_err(|e| {
         ApiError::BadRequest(format!("the body is not a valid {}: {e}", review.kind()))
     })
-}
-
-fn error_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 fn encode(object: &impl Serialize) -> Result<Value, ApiError> {
@@ -290,8 +272,7 @@ impl Reviewer<'_> {
     ) -> Result<Value, ApiError> {
         match review {
             Review::SelfSubjectAccess => {
-                let mut r: authz::SelfSubjectAccessReview =
-                    decode(review, media, body, protobuf::self_subject_access_review)?;
+                let mut r: authz::SelfSubjectAccessReview = decode(review, media, body)?;
                 let causes = attribute_causes(
                     r.spec.resource_attributes.as_ref(),
                     r.spec.non_resource_attributes.as_ref(),
@@ -308,8 +289,7 @@ impl Reviewer<'_> {
                 encode(&r)
             }
             Review::SubjectAccess => {
-                let mut r: authz::SubjectAccessReview =
-                    decode(review, media, body, protobuf::subject_access_review)?;
+                let mut r: authz::SubjectAccessReview = decode(review, media, body)?;
                 let causes = Self::subject_causes(&r.spec);
                 if !causes.is_empty() {
                     return Err(review.invalid(causes));
@@ -323,8 +303,7 @@ impl Reviewer<'_> {
                 encode(&r)
             }
             Review::LocalSubjectAccess => {
-                let mut r: authz::LocalSubjectAccessReview =
-                    decode(review, media, body, protobuf::local_subject_access_review)?;
+                let mut r: authz::LocalSubjectAccessReview = decode(review, media, body)?;
                 let namespace = namespace.unwrap_or_default();
                 match r.metadata.namespace.as_deref() {
                     None | Some("") => r.metadata.namespace = Some(namespace.to_owned()),
@@ -363,8 +342,7 @@ impl Reviewer<'_> {
                 encode(&r)
             }
             Review::SelfSubjectRules => {
-                let mut r: authz::SelfSubjectRulesReview =
-                    decode(review, media, body, protobuf::self_subject_rules_review)?;
+                let mut r: authz::SelfSubjectRulesReview = decode(review, media, body)?;
                 let namespace = r.spec.namespace.clone().unwrap_or_default();
                 if namespace.is_empty() {
                     return Err(ApiError::BadRequest("no namespace on request".into()));
@@ -379,8 +357,7 @@ impl Reviewer<'_> {
                 encode(&r)
             }
             Review::SelfSubject => {
-                let mut r: authn::SelfSubjectReview =
-                    decode(review, media, body, protobuf::self_subject_review)?;
+                let mut r: authn::SelfSubjectReview = decode(review, media, body)?;
                 r.status = Some(authn::SelfSubjectReviewStatus {
                     user_info: Some(self.user.clone()),
                 });

@@ -287,7 +287,6 @@ async fn kubectl_auth_and_impersonation_with_rbac() {
     assert!(!list.contains("pods"), "{list}");
 
     // Grant the group dev read access to configmaps in default; alice is in dev, bob is not.
-    // (kubectl create role|rolebinding send protobuf, which the server takes for reviews only.)
     let grant = admin.file(
         "grant.yaml",
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: cm-reader, namespace: default}\n\
@@ -743,4 +742,385 @@ async fn kubectl_custom_resources_are_defaulted_pruned_and_validated_by_their_sc
     k.run(&["apply", "--validate=false", "-f", &typo]);
     let w: Value = serde_json::from_str(&k.run(&["get", "webapp", "typo", "-o", "json"])).unwrap();
     assert!(w["spec"].get("replcas").is_none(), "pruned: {w}");
+}
+
+/// The object as stored, without what differs between two creations (identity, times,
+/// allocations, generated labels), for comparing a protobuf-created object with a JSON-created one.
+fn comparable(mut object: Value) -> Value {
+    let metadata = object["metadata"].take();
+    object["metadata"] = serde_json::json!({
+        "name": metadata["name"],
+        "labels": metadata["labels"],
+        "annotations": metadata["annotations"],
+    });
+    let job = object["kind"] == "Job";
+    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("clusterIP");
+        spec.remove("clusterIPs");
+        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+                port.remove("nodePort");
+            }
+        }
+        // A Job's selector and pod labels carry its uid.
+        if job {
+            spec.remove("selector");
+            if let Some(labels) = spec
+                .get_mut("template")
+                .and_then(|t| t["metadata"]["labels"].as_object_mut())
+            {
+                labels.retain(|k, _| !k.contains("controller-uid"));
+            }
+        }
+    }
+    if let Some(status) = object.get_mut("status").and_then(Value::as_object_mut) {
+        status.remove("startTime");
+    }
+    object
+}
+
+/// The `Content-Type` of the body kubectl sent (its first POST or PUT), from its `-v=8` log
+/// (`"Request" verb="POST" ... headers=<` in v1.33, `] POST https://...` then one line per header
+/// in v1.32).
+fn sent_content_type(stderr: &str) -> Option<String> {
+    let writes = |l: &&str| {
+        ["verb=\"POST\"", "verb=\"PUT\"", "] POST http", "] PUT http"]
+            .iter()
+            .any(|w| l.contains(w))
+    };
+    stderr
+        .lines()
+        .skip_while(|l| !writes(l))
+        .filter_map(|l| l.split_once("Content-Type: "))
+        .map(|(_, t)| t.trim().to_string())
+        .next()
+}
+
+/// kubectl's typed commands (`create <kind>`, `run`, `expose`) send protobuf bodies: each object is
+/// stored as the same command's object sent as JSON (`--dry-run=client -o json`, then
+/// `kubectl create -f`) is stored, defaults included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_typed_commands_send_protobuf_read_as_their_json() {
+    let (server, _client) = common::start().await;
+    let k = Kubectl::for_server(&server);
+    k.run(&["create", "namespace", "viajson"]);
+    let ns: Value =
+        serde_json::from_str(&k.run(&["get", "namespace", "viajson", "-o", "json"])).unwrap();
+    assert_eq!(ns["status"]["phase"], "Active", "{ns}");
+
+    // (`run` and `expose` send JSON from kubectl v1.33 on, the others protobuf; the kubectl
+    // dispatcher may pick v1.32 or v1.33)
+    let commands: &[(&str, &[&str])] = &[
+        (
+            "deployment/web",
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx",
+                "--replicas=2",
+                "--port=8080",
+            ],
+        ),
+        (
+            "deployment/zero",
+            &[
+                "create",
+                "deployment",
+                "zero",
+                "--image=nginx:1.27",
+                "--replicas=0",
+            ],
+        ),
+        (
+            "configmap/settings",
+            &[
+                "create",
+                "configmap",
+                "settings",
+                "--from-literal=a=1",
+                "--from-literal=empty=",
+            ],
+        ),
+        (
+            "secret/password",
+            &[
+                "create",
+                "secret",
+                "generic",
+                "password",
+                "--from-literal=password=s3cr3t",
+            ],
+        ),
+        (
+            "secret/registry",
+            &[
+                "create",
+                "secret",
+                "docker-registry",
+                "registry",
+                "--docker-server=registry.example",
+                "--docker-username=u",
+                "--docker-password=p",
+            ],
+        ),
+        (
+            "service/web-np",
+            &["create", "service", "nodeport", "web-np", "--tcp=80:8080"],
+        ),
+        (
+            "service/web-lb",
+            &[
+                "create",
+                "service",
+                "loadbalancer",
+                "web-lb",
+                "--tcp=80:8080",
+            ],
+        ),
+        (
+            "service/web-svc",
+            &[
+                "expose",
+                "deployment",
+                "web",
+                "--port=80",
+                "--target-port=8080",
+                "--name=web-svc",
+            ],
+        ),
+        (
+            "service/web-ip",
+            &["create", "service", "clusterip", "web-ip", "--tcp=443:8443"],
+        ),
+        (
+            "service/web-ext",
+            &[
+                "create",
+                "service",
+                "externalname",
+                "web-ext",
+                "--external-name=example.com",
+            ],
+        ),
+        (
+            "pod/shell",
+            &[
+                "run",
+                "shell",
+                "--image=busybox",
+                "--restart=Never",
+                "--labels=app=shell",
+                "--env=A=1",
+                "--",
+                "sleep",
+                "3600",
+            ],
+        ),
+        (
+            "job/once",
+            &[
+                "create",
+                "job",
+                "once",
+                "--image=busybox",
+                "--",
+                "echo",
+                "hi",
+            ],
+        ),
+        (
+            "serviceaccount/robot",
+            &["create", "serviceaccount", "robot"],
+        ),
+        (
+            "role/reader",
+            &[
+                "create",
+                "role",
+                "reader",
+                "--verb=get,list",
+                "--resource=configmaps,deployments.apps",
+            ],
+        ),
+        (
+            "rolebinding/reads",
+            &[
+                "create",
+                "rolebinding",
+                "reads",
+                "--role=reader",
+                "--serviceaccount=default:robot",
+                "--user=alice",
+            ],
+        ),
+    ];
+    for (object, command) in commands {
+        // Flags go before a `--`, which starts the container's command.
+        let with = |flags: &[&'static str]| {
+            let mut args = command.to_vec();
+            let at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+            args.splice(at..at, flags.iter().copied());
+            args
+        };
+        let args = with(&["-v=8"]);
+        let out = k.command(&args).output().expect("run kubectl");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubectl {command:?}: {stderr}");
+        let sent = sent_content_type(&stderr);
+        if ["run", "expose"].contains(&command[0]) {
+            assert!(sent.is_some(), "{stderr}");
+        } else {
+            assert_eq!(
+                sent.as_deref(),
+                Some("application/vnd.kubernetes.protobuf"),
+                "kubectl {command:?} sent: {stderr}"
+            );
+        }
+        // The same object as JSON, created in another namespace.
+        let json = k.file(
+            "object.json",
+            &k.run(&with(&["--dry-run=client", "-o", "json", "-n", "viajson"])),
+        );
+        let out = k
+            .command(&["create", "-f", &json, "-v=8"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "create -f {object}: {stderr}");
+        assert_eq!(
+            sent_content_type(&stderr).as_deref(),
+            Some("application/json")
+        );
+
+        let via_protobuf: Value =
+            serde_json::from_str(&k.run(&["get", object, "-o", "json"])).unwrap();
+        let via_json: Value =
+            serde_json::from_str(&k.run(&["get", object, "-n", "viajson", "-o", "json"])).unwrap();
+        assert_eq!(
+            comparable(via_protobuf.clone()),
+            comparable(via_json),
+            "{object}"
+        );
+        assert_eq!(via_protobuf["metadata"]["namespace"], "default");
+    }
+
+    // What Kubernetes stores for some of them, checked on its own.
+    let get = |object: &str| -> Value {
+        serde_json::from_str(&k.run(&["get", object, "-o", "json"])).unwrap()
+    };
+    let web = get("deployment/web");
+    assert_eq!(web["spec"]["replicas"], 2);
+    assert_eq!(web["spec"]["selector"]["matchLabels"]["app"], "web");
+    assert_eq!(web["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(web["spec"]["revisionHistoryLimit"], 10);
+    let container = &web["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["name"], "nginx");
+    // An image without a tag is `latest`: always pulled.
+    assert_eq!(container["imagePullPolicy"], "Always");
+    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    assert_eq!(container["ports"][0]["protocol"], "TCP");
+    assert_eq!(container["terminationMessagePath"], "/dev/termination-log");
+    // An explicit zero of a pointer field is kept, not defaulted.
+    let zero = get("deployment/zero");
+    assert_eq!(zero["spec"]["replicas"], 0);
+    assert_eq!(
+        zero["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    let settings = get("configmap/settings");
+    assert_eq!(settings["data"], serde_json::json!({"a": "1", "empty": ""}));
+    let password = get("secret/password");
+    assert_eq!(password["data"]["password"], "czNjcjN0");
+    assert_eq!(password["type"], "Opaque");
+    let registry = get("secret/registry");
+    assert_eq!(registry["type"], "kubernetes.io/dockerconfigjson");
+    assert!(
+        registry["data"][".dockerconfigjson"].is_string(),
+        "{registry}"
+    );
+    let np = get("service/web-np");
+    assert_eq!(np["spec"]["type"], "NodePort");
+    assert_eq!(np["spec"]["ports"][0]["port"], 80);
+    assert_eq!(np["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(np["spec"]["ports"][0]["protocol"], "TCP");
+    let node_port = np["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&node_port), "{np}");
+    assert_eq!(np["spec"]["sessionAffinity"], "None");
+    let exposed = get("service/web-svc");
+    assert_eq!(exposed["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        exposed["spec"]["selector"],
+        serde_json::json!({"app": "web"})
+    );
+    assert_eq!(exposed["spec"]["ports"][0]["targetPort"], 8080);
+    assert!(exposed["spec"]["clusterIP"].is_string(), "{exposed}");
+    let external = get("service/web-ext");
+    assert_eq!(external["spec"]["type"], "ExternalName");
+    assert_eq!(external["spec"]["externalName"], "example.com");
+    let job = get("job/once");
+    assert_eq!(job["spec"]["backoffLimit"], 6);
+    assert_eq!(job["spec"]["completions"], 1);
+    assert_eq!(job["spec"]["parallelism"], 1);
+    assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["echo", "hi"])
+    );
+    let shell = get("pod/shell");
+    assert_eq!(
+        shell["spec"]["containers"][0]["args"],
+        serde_json::json!(["sleep", "3600"])
+    );
+    assert_eq!(shell["spec"]["restartPolicy"], "Never");
+    let reader = get("role/reader");
+    assert_eq!(
+        reader["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
+        ])
+    );
+    let reads = get("rolebinding/reads");
+    assert_eq!(reads["roleRef"]["name"], "reader");
+    assert_eq!(
+        reads["subjects"].as_array().map(Vec::len),
+        Some(2),
+        "{reads}"
+    );
+
+    // Cluster-scoped kinds.
+    k.run(&[
+        "create",
+        "clusterrole",
+        "watcher",
+        "--verb=watch",
+        "--resource=pods",
+    ]);
+    k.run(&[
+        "create",
+        "clusterrolebinding",
+        "watchers",
+        "--clusterrole=watcher",
+        "--group=ops",
+    ]);
+    let watcher = get("clusterrole/watcher");
+    assert_eq!(
+        watcher["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["watch"]}])
+    );
+    let watchers = get("clusterrolebinding/watchers");
+    assert_eq!(
+        watchers["subjects"],
+        serde_json::json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "ops"}])
+    );
+
+    // `kubectl replace -f` of a built-in kind.
+    let mut changed = web.clone();
+    changed["spec"]["replicas"] = 3.into();
+    let file = k.file("web.json", &changed.to_string());
+    k.run(&["replace", "-f", &file]);
+    let replaced = get("deployment/web");
+    assert_eq!(replaced["spec"]["replicas"], 3);
+    assert_eq!(replaced["metadata"]["generation"], 2);
 }
