@@ -2,7 +2,9 @@
 //! following seed 004 (status management).
 //!
 //! An `InfraCluster` provides the infrastructure of a `Cluster`, which stands in for Cluster API's
-//! Cluster (see `examples/infra-cluster.yaml`). The reconciler:
+//! Cluster. Both are custom resources defined here by their Rust types (kube's
+//! `#[derive(CustomResource)]`), from which their CRDs in `examples/infra-cluster.yaml` are
+//! generated. The reconciler:
 //!
 //! 1. waits for its owner: the host takes no action until the object has an owner reference to a
 //!    `Cluster` ([`Manifest::wait_for_owner`]); meanwhile its phase is `Pending`;
@@ -20,6 +22,7 @@
 //! The host does the rest: the conditions (`VpcReady`, `ControlPlaneEndpointReady`, `Ready`, ...),
 //! `status.status`, `status.phase`, retries of transient errors and terminal failures.
 
+use capstan_sdk::crd::{CustomResource, JsonSchema};
 use capstan_sdk::k8s_openapi::api::core::v1::ConfigMap;
 use capstan_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use capstan_sdk::serde_json::{self, Value, json};
@@ -31,86 +34,154 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const GROUP: &str = "examples.capstan.dev";
-const VERSION: &str = "v1alpha1";
+// `#[derive(CustomResource)]` makes the `InfraCluster` and `Cluster` custom resources of their
+// specs; their CRDs are `examples/infra-cluster.yaml`, generated (the test
+// `the_example_crds_are_generated_from_the_types`).
 
-/// The owner kind, standing in for Cluster API's `Cluster`.
-fn cluster_gvk() -> Gvk {
-    Gvk::new(GROUP, VERSION, "Cluster")
-}
-
-/// The InfraCluster custom resource.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct InfraCluster {
-    /// Standard object metadata; the owner reference to the Cluster is in here.
-    pub metadata: ObjectMeta,
-    /// What the user asks for.
-    #[serde(default)]
-    pub spec: InfraClusterSpec,
-    /// The part of the status this reconciler reads back.
-    #[serde(default)]
-    pub status: Failure,
-}
-
-/// The desired infrastructure.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What the user asks of an InfraCluster.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "examples.capstan.dev",
+    version = "v1alpha1",
+    kind = "InfraCluster",
+    namespaced,
+    doc = "The infrastructure of one Cluster (like Cluster API's infrastructure clusters).",
+    status = "InfraClusterStatus",
+    printcolumn = r#"{"name": "Ready", "type": "boolean", "jsonPath": ".status.ready"}"#,
+    printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
+    printcolumn = r#"{"name": "Endpoint", "type": "string", "jsonPath": ".status.controlPlaneEndpoint.host"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[kube(crates(
+    kube_core = "capstan_sdk::crd::kube_core",
+    k8s_openapi = "capstan_sdk::k8s_openapi",
+    schemars = "capstan_sdk::crd::schemars",
+    serde_json = "capstan_sdk::serde_json"
+))]
+#[schemars(crate = "capstan_sdk::crd::schemars")]
 #[serde(rename_all = "camelCase")]
 pub struct InfraClusterSpec {
-    /// Region, such as `eu-west-1`.
-    #[serde(default)]
+    /// Region, such as `eu-west-1`: `^[a-z]{2}-[a-z]+-[0-9]$`, validated by the reconciler rather
+    /// than by the schema, so that a bad region is a terminal invalid-spec failure (phase Failed,
+    /// ConfigValid=False).
     pub region: String,
     /// Where machines may be placed, such as `eu-west-1a`.
     #[serde(default)]
     pub failure_domains: Vec<String>,
-    /// The API server endpoint, if this infrastructure provides its own.
-    #[serde(default)]
+    /// The API server endpoint, if this infrastructure provides its own; without it, the
+    /// Cluster's.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub control_plane_endpoint: Option<Endpoint>,
 }
 
 /// An API server endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(crate = "capstan_sdk::crd::schemars")]
 pub struct Endpoint {
     /// Host name or address.
     pub host: String,
     /// Port.
+    #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
 }
 
-/// Cluster API's failure fields: written by the host on a terminal failure, copied to the Cluster.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The status of an InfraCluster. The host writes `status`, `phase`, `lastPhaseTransitionTime`,
+/// `observedGeneration`, `conditions` and, on a terminal failure, `failureReason` and
+/// `failureMessage` (kept untyped); the reconciler adds Cluster API's infrastructure fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(crate = "capstan_sdk::crd::schemars")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct InfraClusterStatus {
+    /// Whether the infrastructure is ready: the host's computed status is `Ready`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// The terminal failure, if any.
+    #[serde(flatten)]
+    pub failure: Failure,
+    /// Where machines may be placed, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_domains: Option<BTreeMap<String, FailureDomain>>,
+    /// The control plane endpoint in use: the InfraCluster's own, else the Cluster's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_plane_endpoint: Option<Endpoint>,
+    /// The id of the VPC, once it exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+}
+
+/// A failure domain, as Cluster API describes one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(crate = "capstan_sdk::crd::schemars")]
+pub struct FailureDomain {
+    /// Whether control plane machines may be placed there.
+    pub control_plane: bool,
+}
+
+/// Cluster API's failure fields: written by the host on a terminal failure, copied to the Cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(crate = "capstan_sdk::crd::schemars")]
 pub struct Failure {
     /// Machine-readable reason, such as `CreatingTimeout`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
     /// Human-readable message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_message: Option<String>,
 }
 
-/// The owning Cluster, as far as this reconciler reads it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Cluster {
-    /// Standard object metadata.
-    pub metadata: ObjectMeta,
-    /// The Cluster's spec.
-    #[serde(default)]
-    pub spec: ClusterSpec,
-}
-
-/// The Cluster's spec.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The spec of a Cluster, the owner of an InfraCluster; the reconciler reads its endpoint.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "examples.capstan.dev",
+    version = "v1alpha1",
+    kind = "Cluster",
+    namespaced,
+    doc = "A cluster, standing in for Cluster API's Cluster: the owner of an InfraCluster.",
+    status = "ClusterStatus",
+    printcolumn = r#"{"name": "Infrastructure Ready", "type": "boolean", "jsonPath": ".status.infrastructureReady"}"#,
+    printcolumn = r#"{"name": "Failure", "type": "string", "jsonPath": ".status.failureReason"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[kube(crates(
+    kube_core = "capstan_sdk::crd::kube_core",
+    k8s_openapi = "capstan_sdk::k8s_openapi",
+    schemars = "capstan_sdk::crd::schemars",
+    serde_json = "capstan_sdk::serde_json"
+))]
+#[schemars(crate = "capstan_sdk::crd::schemars")]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
     /// The endpoint the Cluster was given, used when the InfraCluster provides none.
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub control_plane_endpoint: Option<Endpoint>,
+}
+
+/// The status of a Cluster: what its InfraCluster reports (other fields are kept untyped).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(crate = "capstan_sdk::crd::schemars")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct ClusterStatus {
+    /// Whether the infrastructure is ready: its VPC exists, an endpoint is known, nothing failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub infrastructure_ready: Option<bool>,
+    /// The infrastructure's terminal failure, if any.
+    #[serde(flatten)]
+    pub failure: Failure,
+}
+
+/// The owner kind, standing in for Cluster API's `Cluster`.
+fn cluster_gvk() -> Gvk {
+    Gvk::of_custom::<Cluster>()
 }
 
 impl ObjectKind for InfraCluster {
     /// The host refuses this plugin if it watches anything but InfraClusters.
     fn object_kind() -> Option<Gvk> {
-        Some(Gvk::new(GROUP, VERSION, "InfraCluster"))
+        Some(Gvk::of_custom::<InfraCluster>())
     }
 }
 
@@ -150,7 +221,7 @@ pub struct InfraClusterReconciler;
 impl Plugin for InfraClusterReconciler {
     fn manifest() -> Manifest {
         Manifest::new("infra-cluster", "0.1.0")
-            .watches_gvk(Gvk::new(GROUP, VERSION, "InfraCluster"))
+            .watches_gvk(Gvk::of_custom::<InfraCluster>())
             .owns::<ConfigMap>()
             // Read the owner, and server-side apply its status.
             .access(cluster_gvk(), &[Verb::Get, Verb::List, Verb::Patch])
@@ -209,28 +280,28 @@ impl Reconciler for InfraClusterReconciler {
 
     /// Add Cluster API's infrastructure fields to the status the host computed.
     fn status(ic: &InfraCluster, observed: &Observed, computed: &Value) -> StatusUpdate {
-        let domains: serde_json::Map<_, _> = ic
-            .spec
-            .failure_domains
-            .iter()
-            .map(|d| (d.clone(), json!({"controlPlane": true})))
-            .collect();
-        let mut fields = json!({
-            "ready": computed["status"] == "Ready",
-            "failureDomains": domains,
-        });
-        if let Some(endpoint) = observed.endpoint(ic) {
-            fields["controlPlaneEndpoint"] = json!(endpoint);
-        }
-        if let Some(id) = observed.vpc_id() {
-            fields["vpcId"] = json!(id);
-        }
-        for field in ["failureReason", "failureMessage"] {
-            if let Some(value) = computed.get(field).filter(|v| !v.is_null()) {
-                fields[field] = value.clone();
-            }
-        }
-        StatusUpdate::new().with_fields(&fields)
+        // The host writes these as strings (and the schema types them so).
+        let computed_text = |field: &str| computed.get(field)?.as_str().map(str::to_owned);
+        let control_plane = FailureDomain {
+            control_plane: true,
+        };
+        let fields = InfraClusterStatus {
+            ready: Some(computed["status"] == "Ready"),
+            failure: Failure {
+                failure_reason: computed_text("failureReason"),
+                failure_message: computed_text("failureMessage"),
+            },
+            failure_domains: Some(
+                ic.spec
+                    .failure_domains
+                    .iter()
+                    .map(|d| (d.clone(), control_plane.clone()))
+                    .collect(),
+            ),
+            control_plane_endpoint: observed.endpoint(ic).cloned(),
+            vpc_id: observed.vpc_id().map(str::to_owned),
+        };
+        StatusUpdate::new().with_fields(&json!(fields))
     }
 
     /// Release the infrastructure before the InfraCluster goes; the host then removes its
@@ -319,11 +390,18 @@ fn vpc(ic: &InfraCluster) -> ConfigMap {
 /// The owner's status: infrastructure is ready once the VPC exists, an endpoint is known and
 /// nothing failed; a terminal failure the host wrote on the InfraCluster is copied over.
 fn cluster_status(ic: &InfraCluster, cluster: &Cluster, observed: &Observed) -> Value {
+    let failure = ic
+        .status
+        .as_ref()
+        .map(|s| s.failure.clone())
+        .unwrap_or_default();
     let ready = observed.vpc.found().is_some()
         && observed.endpoint(ic).is_some()
-        && ic.status.failure_reason.is_none();
-    let mut status = json!(ic.status);
-    status["infrastructureReady"] = json!(ready);
+        && failure.failure_reason.is_none();
+    let status = ClusterStatus {
+        infrastructure_ready: Some(ready),
+        failure,
+    };
     json!({
         "apiVersion": cluster_gvk().api_version(),
         "kind": "Cluster",
@@ -381,7 +459,7 @@ mod tests {
                 failure_domains: vec!["eu-west-1a".into(), "eu-west-1b".into()],
                 control_plane_endpoint: endpoint,
             },
-            status: Failure::default(),
+            status: None,
         }
     }
 
@@ -413,6 +491,75 @@ mod tests {
 
     fn endpoint_of(ic: &InfraCluster, observed: &Observed) -> ComponentHealth {
         InfraClusterReconciler::health(ic, observed).remove(1)
+    }
+
+    /// The comments of `examples/infra-cluster.yaml`: before the CRDs, before the sample
+    /// Cluster, before the sample InfraCluster.
+    const HEADER: &str = r"# Generated from the Cluster and InfraCluster types of guests/infra-cluster (do not edit by
+# hand: UPDATE_EXPECT=1 cargo test --manifest-path guests/Cargo.toml -p infra-cluster).
+# The custom resources of the infra-cluster example, a Cluster API style infrastructure provider
+# (seed 004):
+#   - Cluster stands in for Cluster API's Cluster; the infra-cluster reconciler only reads its
+#     spec.controlPlaneEndpoint and writes its status (infrastructureReady, failureReason,
+#     failureMessage).
+#   - InfraCluster is the infrastructure of one Cluster (like CAPTCluster). Its status is written by
+#     the host (status, phase, conditions, observedGeneration, failureReason/failureMessage on a
+#     terminal failure) and decorated by the reconciler (ready, controlPlaneEndpoint,
+#     failureDomains, vpcId).
+";
+    const CLUSTER_NOTE: &str = r"# Remove spec.controlPlaneEndpoint (and give the InfraCluster none) to see the InfraCluster wait
+# in phase Creating (ControlPlaneEndpointReady=False, WaitingForEndpoint) and fail with
+# CreatingTimeout after 15m.
+";
+    const INFRA_CLUSTER_NOTE: &str = r"# The owner reference to the Cluster is not part of this sample: a real one needs the Cluster's
+# uid, known only once the Cluster exists. Whoever creates the Cluster sets it (Cluster API's
+# Cluster controller does; in the tests, the test sets it with the Cluster's uid):
+#   metadata:
+#     ownerReferences:
+#       - apiVersion: examples.capstan.dev/v1alpha1
+#         kind: Cluster
+#         name: demo
+#         uid: <the uid of Cluster demo>
+# With this sample alone the InfraCluster stays in phase Pending, waiting for its owner.
+";
+
+    fn yaml(value: &impl Serialize) -> String {
+        serde_saphyr::to_string(value).unwrap()
+    }
+
+    /// `examples/infra-cluster.yaml`: the CRDs of [`Cluster`] and [`InfraCluster`], then a
+    /// sample `demo` of each. Fails when the file and the types drift apart; `UPDATE_EXPECT=1
+    /// cargo test --manifest-path guests/Cargo.toml -p infra-cluster` regenerates it.
+    #[test]
+    fn the_example_crds_are_generated_from_the_types() {
+        use capstan_sdk::crd::CustomResourceExt;
+        let mut cluster = Cluster::new(
+            "demo",
+            ClusterSpec {
+                control_plane_endpoint: Some(endpoint("10.0.0.1")),
+            },
+        );
+        cluster.metadata.namespace = Some("default".into());
+        let mut infra_cluster = infra(None);
+        infra_cluster.metadata.owner_references = None;
+        let file = [
+            HEADER,
+            &yaml(&Cluster::crd()),
+            "---\n",
+            &yaml(&InfraCluster::crd()),
+            "---\n",
+            CLUSTER_NOTE,
+            &yaml(&cluster),
+            "---\n",
+            INFRA_CLUSTER_NOTE,
+            &yaml(&infra_cluster),
+        ]
+        .concat();
+        expect_test::expect_file![concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/infra-cluster.yaml"
+        )]
+        .assert_eq(&file);
     }
 
     #[test]
@@ -455,8 +602,13 @@ mod tests {
     #[test]
     fn a_terminal_failure_is_propagated_to_the_owner() {
         let mut ic = infra(Some(endpoint("10.0.0.2")));
-        ic.status.failure_reason = Some("CreatingTimeout".into());
-        ic.status.failure_message = Some("phase Creating lasted over 15m".into());
+        ic.status = Some(InfraClusterStatus {
+            failure: Failure {
+                failure_reason: Some("CreatingTimeout".into()),
+                failure_message: Some("phase Creating lasted over 15m".into()),
+            },
+            ..Default::default()
+        });
         let observed = observe(&ic, vec![cluster(None), vpc_configmap(&ic)]);
         let plan = InfraClusterReconciler::plan(&ic, &observed).unwrap();
         let status = &plan.applied().nth(1).unwrap()["status"];
