@@ -127,7 +127,9 @@ const IGNORED_METADATA: &[&str] = &[
 fn tracked(path: &[PathElement]) -> bool {
     match path {
         [] => false,
-        [PathElement::Field(first)] => !matches!(first.as_str(), "apiVersion" | "kind" | "metadata"),
+        [PathElement::Field(first)] => {
+            !matches!(first.as_str(), "apiVersion" | "kind" | "metadata")
+        }
         [PathElement::Field(first), PathElement::Field(second), ..] if first == "metadata" => {
             !IGNORED_METADATA.contains(&second.as_str())
         }
@@ -444,7 +446,12 @@ fn compare<'a>(
 
 /// `value` without the fields of `set` (structured-merge-diff's `RemoveItems`); a map or list
 /// left empty by the removal is removed too (`None`).
-fn remove_items(value: Value, set: &FieldSet, node: Node<'_>, path: &mut FieldPath) -> Option<Value> {
+fn remove_items(
+    value: Value,
+    set: &FieldSet,
+    node: Node<'_>,
+    path: &mut FieldPath,
+) -> Option<Value> {
     match value {
         Value::Object(map) if !map.is_empty() && !node.map_atomic() => {
             let mut out = Map::new();
@@ -596,8 +603,10 @@ pub fn server_side_apply(
     keep_tracked(&mut set, writer.scope);
     // What this manager applied last time and no longer applies goes, unless another owns it.
     if let Some(last) = entries.iter().find(|e| writer.owns(e, "Apply")) {
-        let others: Vec<&ManagedEntry> =
-            entries.iter().filter(|e| !writer.owns(e, "Apply")).collect();
+        let others: Vec<&ManagedEntry> = entries
+            .iter()
+            .filter(|e| !writer.owns(e, "Apply"))
+            .collect();
         let doomed: FieldSet = last
             .fields
             .difference(&set)
@@ -694,7 +703,12 @@ mod tests {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|e| (e["manager"].as_str().unwrap().to_string(), e["fieldsV1"].clone()))
+            .map(|e| {
+                (
+                    e["manager"].as_str().unwrap().to_string(),
+                    e["fieldsV1"].clone(),
+                )
+            })
             .collect()
     }
 
@@ -752,7 +766,9 @@ mod tests {
         let d = "Deployment";
         let a = server_side_apply(
             None,
-            &deployment(json!([{"name": "web", "image": "nginx:1", "ports": [{"containerPort": 80}]}])),
+            &deployment(
+                json!([{"name": "web", "image": "nginx:1", "ports": [{"containerPort": 80}]}]),
+            ),
             &writer_for("a", d),
             false,
         )
@@ -808,11 +824,21 @@ mod tests {
         assert_eq!(web["image"], "nginx:2");
         assert_eq!(web["ports"][0]["containerPort"], 80);
         // a drops its container: it stays, as b owns it too (its name and image).
-        let a_drops = server_side_apply(Some(&forced), &deployment(json!([])), &writer_for("a", d), false)
+        let a_drops = server_side_apply(
+            Some(&forced),
+            &deployment(json!([])),
+            &writer_for("a", d),
+            false,
+        )
+        .unwrap();
+        let containers = a_drops["spec"]["template"]["spec"]["containers"]
+            .as_array()
             .unwrap();
-        let containers = a_drops["spec"]["template"]["spec"]["containers"].as_array().unwrap();
         assert_eq!(containers.len(), 2);
-        assert!(containers[0].get("ports").is_none(), "a's port goes: {containers:?}");
+        assert!(
+            containers[0].get("ports").is_none(),
+            "a's port goes: {containers:?}"
+        );
         // b drops the sidecar, which only b owns: it goes.
         let b_drops = server_side_apply(
             Some(&a_drops),
@@ -821,7 +847,9 @@ mod tests {
             false,
         )
         .unwrap();
-        let containers = b_drops["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+        let containers = b_drops["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap();
         assert_eq!(containers.len(), 1);
         assert_eq!(containers[0]["name"], "web");
     }
@@ -832,17 +860,28 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "c", "finalizers": finalizers, "labels": labels}})
         };
-        let a = server_side_apply(None, &with(json!(["x/a"]), json!({"a": "1"})), &writer("a"), false)
-            .unwrap();
-        let b = server_side_apply(Some(&a), &with(json!(["x/b"]), json!({"b": "2"})), &writer("b"), false)
-            .unwrap();
+        let a = server_side_apply(
+            None,
+            &with(json!(["x/a"]), json!({"a": "1"})),
+            &writer("a"),
+            false,
+        )
+        .unwrap();
+        let b = server_side_apply(
+            Some(&a),
+            &with(json!(["x/b"]), json!({"b": "2"})),
+            &writer("b"),
+            false,
+        )
+        .unwrap();
         assert_eq!(b["metadata"]["finalizers"], json!(["x/a", "x/b"]));
         assert_eq!(b["metadata"]["labels"], json!({"a": "1", "b": "2"}));
         assert_eq!(
             managers(&b)[1].1,
             json!({"f:metadata": {"f:finalizers": {"v:\"x/b\"": {}}, "f:labels": {"f:b": {}}}})
         );
-        let a2 = server_side_apply(Some(&b), &with(json!([]), json!({})), &writer("a"), false).unwrap();
+        let a2 =
+            server_side_apply(Some(&b), &with(json!([]), json!({})), &writer("a"), false).unwrap();
         assert_eq!(a2["metadata"]["finalizers"], json!(["x/b"]));
         assert_eq!(a2["metadata"]["labels"], json!({"b": "2"}));
     }
@@ -866,7 +905,10 @@ mod tests {
             .unwrap_err();
         let ApplyError::Conflict(conflicts) = err;
         let fields: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
-        assert_eq!(fields, [".spec.template.spec.containers[name=\"web\"].args"]);
+        assert_eq!(
+            fields,
+            [".spec.template.spec.containers[name=\"web\"].args"]
+        );
     }
 
     #[test]

@@ -56,9 +56,7 @@ impl Keys<'_> {
             Self::Static(names) => (names, &[]),
             Self::Schema(values) => (&[], values),
         };
-        a.iter()
-            .copied()
-            .chain(b.iter().filter_map(Value::as_str))
+        a.iter().copied().chain(b.iter().filter_map(Value::as_str))
     }
 }
 
@@ -260,9 +258,7 @@ fn builtin_map_atomic(name: &str, parent: &str, element: bool) -> bool {
         // PodSpec.nodeSelector is `+mapType=atomic`.
         "nodeSelector" => true,
         // EnvVarSource's selectors are `+structType=atomic`.
-        "configMapKeyRef" | "secretKeyRef" | "fieldRef" | "resourceFieldRef" | "fileKeyRef" => {
-            true
-        }
+        "configMapKeyRef" | "secretKeyRef" | "fieldRef" | "resourceFieldRef" | "fileKeyRef" => true,
         // NodeSelector is `+structType=atomic`.
         "requiredDuringSchedulingIgnoredDuringExecution" => parent == "nodeAffinity",
         _ => false,
@@ -306,8 +302,18 @@ mod tests {
             containers.element().field("args").list_type(),
             ListType::Atomic
         ));
-        assert!(Node::builtin("Deployment").field("spec").field("selector").map_atomic());
-        assert!(!Node::builtin("Deployment").field("metadata").field("labels").map_atomic());
+        assert!(
+            Node::builtin("Deployment")
+                .field("spec")
+                .field("selector")
+                .map_atomic()
+        );
+        assert!(
+            !Node::builtin("Deployment")
+                .field("metadata")
+                .field("labels")
+                .map_atomic()
+        );
     }
 
     #[test]

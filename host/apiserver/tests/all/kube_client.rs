@@ -530,20 +530,35 @@ async fn server_side_apply_merges_lists_by_their_list_type() {
     };
     apply(
         "team-a",
-        config(json!([{"name": "web", "image": "nginx:1"}]), "example.com/a", "a"),
+        config(
+            json!([{"name": "web", "image": "nginx:1"}]),
+            "example.com/a",
+            "a",
+        ),
         false,
     )
     .await
     .unwrap();
     let both = apply(
         "team-b",
-        config(json!([{"name": "sidecar", "image": "envoy:1"}]), "example.com/b", "b"),
+        config(
+            json!([{"name": "sidecar", "image": "envoy:1"}]),
+            "example.com/b",
+            "b",
+        ),
         false,
     )
     .await
     .expect("different containers do not conflict");
     let names = |d: &Deployment| -> Vec<String> {
-        d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
             .iter()
             .map(|c| c.name.clone())
             .collect()
@@ -599,7 +614,10 @@ async fn server_side_apply_merges_lists_by_their_list_type() {
         .await
         .unwrap();
     assert_eq!(names(&after), ["sidecar"]);
-    assert_eq!(after.metadata.finalizers.clone().unwrap(), ["example.com/b"]);
+    assert_eq!(
+        after.metadata.finalizers.clone().unwrap(),
+        ["example.com/b"]
+    );
     assert!(!after.metadata.labels.clone().unwrap().contains_key("a"));
 
     // A CRD's `x-kubernetes-list-type: map` list merges by its keys.
@@ -648,7 +666,9 @@ async fn server_side_apply_merges_lists_by_their_list_type() {
         .patch(
             "r",
             &PatchParams::apply("b"),
-            &Patch::Apply(route(json!([{"host": "a.example", "port": 8080, "backend": "b"}]))),
+            &Patch::Apply(route(
+                json!([{"host": "a.example", "port": 8080, "backend": "b"}]),
+            )),
         )
         .await
         .expect("another key (host, port) is another element");

@@ -754,7 +754,13 @@ async fn kubectl_server_side_apply_merges_containers_of_two_managers() {
     let (server, _client) = common::start().await;
     let k = Kubectl::for_server(&server);
     let web = k.file("web.yaml", DEPLOYMENT);
-    k.run(&["apply", "--server-side", "--field-manager=team/a", "-f", &web]);
+    k.run(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team/a",
+        "-f",
+        &web,
+    ]);
     let sidecar = k.file(
         "sidecar.yaml",
         &DEPLOYMENT.replace(
@@ -762,7 +768,13 @@ async fn kubectl_server_side_apply_merges_containers_of_two_managers() {
             "      - {name: sidecar, image: envoy:1}",
         ),
     );
-    k.run(&["apply", "--server-side", "--field-manager=team/b", "-f", &sidecar]);
+    k.run(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team/b",
+        "-f",
+        &sidecar,
+    ]);
     let d: Value = serde_json::from_str(&k.run(&[
         "get",
         "deployment",
@@ -797,7 +809,13 @@ async fn kubectl_server_side_apply_merges_containers_of_two_managers() {
         &DEPLOYMENT.replace("nginx:1.27", "nginx:1.28"),
     );
     let out = k
-        .command(&["apply", "--server-side", "--field-manager=team/b", "-f", &takeover])
+        .command(&[
+            "apply",
+            "--server-side",
+            "--field-manager=team/b",
+            "-f",
+            &takeover,
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -819,7 +837,9 @@ async fn kubectl_server_side_apply_merges_containers_of_two_managers() {
     // team/b's configuration now names web (no sidecar): the sidecar goes, web has team/b's image.
     let d: Value =
         serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
-    let containers = d["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
     assert_eq!(containers.len(), 1, "{containers:?}");
     assert_eq!(containers[0]["image"], "nginx:1.28");
 }
