@@ -1,16 +1,24 @@
-//! Server-side apply and `managedFields` tracking.
+//! Server-side apply and `managedFields` tracking, as structured-merge-diff does them
+//! (`sigs.k8s.io/structured-merge-diff` `merge.Updater`): an apply merges its configuration into
+//! the live object — maps by key, lists of type `map` by their key fields and of type `set` by
+//! value, atomic lists and maps whole (see [`crate::fieldtype`]) — and owns exactly the fields it
+//! sets ([`FieldSet`], serialized as `FieldsV1`); it removes the fields it applied last time and no
+//! longer applies unless another manager owns them; changing a field another manager owns is a
+//! conflict, per field and per list element, unless forced. A non-apply write takes ownership of
+//! what it adds or changes.
 //!
-//! Simplification: a field set is the set of leaf JSON paths (scalars, lists and empty maps are
-//! leaves; lists are atomic, not merged by key). Paths overlap when one is a prefix of the other.
+//! Simplifications: maps are all treated as structs (a non-empty map inside a map of maps is not
+//! marked as a member itself); duplicate list elements are merged as their first occurrence; a
+//! `map` list with an element that has none of its keys is handled as atomic.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
 use crate::error::FieldConflict;
-
-/// A path of map keys from the object root.
-pub type FieldPath = Vec<String>;
+use crate::fieldpath::{self, FieldPath, FieldSet, PathElement};
+use crate::fieldtype::{ListType, Node};
 
 /// Which part of an object a write may touch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,12 +32,31 @@ pub enum FieldScope {
 }
 
 impl FieldScope {
-    fn allows(self, path: &[String]) -> bool {
-        let status = path.first().is_some_and(|p| p == "status");
+    fn allows(self, path: &[PathElement]) -> bool {
+        let status = matches!(path.first(), Some(PathElement::Field(f)) if f == "status");
         match self {
             Self::All => true,
             Self::NoStatus => !status,
             Self::StatusOnly => status,
+        }
+    }
+
+    /// The part of an apply configuration this scope lets through (kube-apiserver resets the
+    /// rest, as the resource's strategy does).
+    fn restrict(self, config: &Value) -> Cow<'_, Value> {
+        match (self, config) {
+            (Self::NoStatus, Value::Object(map)) if map.contains_key("status") => {
+                let mut map = map.clone();
+                map.remove("status");
+                Cow::Owned(Value::Object(map))
+            }
+            (Self::StatusOnly, Value::Object(map)) => Cow::Owned(Value::Object(
+                map.iter()
+                    .filter(|(k, _)| matches!(k.as_str(), "apiVersion" | "kind" | "status"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )),
+            _ => Cow::Borrowed(config),
         }
     }
 }
@@ -56,7 +83,7 @@ pub struct ManagedEntry {
     /// `status` or empty.
     pub subresource: String,
     /// Owned fields.
-    pub fields: BTreeSet<FieldPath>,
+    pub fields: FieldSet,
 }
 
 /// Who writes, how and when.
@@ -72,8 +99,17 @@ pub struct Writer<'a> {
     pub now: &'a str,
     /// Fields the write may touch.
     pub scope: FieldScope,
+    /// The object's type: how its lists and maps merge.
+    pub types: Node<'a>,
 }
 
+impl Writer<'_> {
+    fn owns(&self, e: &ManagedEntry, operation: &str) -> bool {
+        e.manager == self.manager && e.operation == operation && e.subresource == self.subresource
+    }
+}
+
+/// The metadata fields no manager owns (kube-apiserver's `stripMeta`).
 const IGNORED_METADATA: &[&str] = &[
     "name",
     "namespace",
@@ -88,128 +124,377 @@ const IGNORED_METADATA: &[&str] = &[
     "generateName",
 ];
 
-fn tracked(path: &[String]) -> bool {
+fn tracked(path: &[PathElement]) -> bool {
     match path {
-        [first] if first == "apiVersion" || first == "kind" => false,
-        [first, second, ..] if first == "metadata" => !IGNORED_METADATA.contains(&second.as_str()),
-        [first] if first == "metadata" => false,
+        [] => false,
+        [PathElement::Field(first)] => {
+            !matches!(first.as_str(), "apiVersion" | "kind" | "metadata")
+        }
+        [PathElement::Field(first), PathElement::Field(second), ..] if first == "metadata" => {
+            !IGNORED_METADATA.contains(&second.as_str())
+        }
         _ => true,
     }
 }
 
-/// Leaf paths of `value` that field tracking considers, within `scope`.
-#[must_use]
-pub fn leaf_paths(value: &Value, scope: FieldScope) -> BTreeSet<FieldPath> {
-    fn walk(v: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
-        match v {
-            Value::Object(map) if !map.is_empty() => {
-                for (k, child) in map {
-                    prefix.push(k.clone());
-                    walk(child, prefix, out);
-                    prefix.pop();
+fn keep_tracked(set: &mut FieldSet, scope: FieldScope) {
+    set.retain(|p| tracked(p) && scope.allows(p));
+}
+
+/// The path element of `item`, an element of the list at `node` of type `list`; `None` when it
+/// has none (an object in a set, a map element with none of the keys).
+fn element_path(node: Node<'_>, list: ListType<'_>, item: &Value) -> Option<PathElement> {
+    match list {
+        ListType::Atomic => None,
+        ListType::Set => match item {
+            Value::Object(_) | Value::Array(_) | Value::Null => None,
+            scalar => Some(PathElement::Value(scalar.to_string())),
+        },
+        ListType::Map(keys) => {
+            let element = item.as_object()?;
+            let mut fields: Vec<(String, String)> = keys
+                .names()
+                .filter_map(|k| {
+                    let value = match element.get(k) {
+                        Some(v) => v.to_string(),
+                        None => node.key_default(k)?.to_string(),
+                    };
+                    Some((k.to_string(), value))
+                })
+                .collect();
+            if fields.is_empty() {
+                return None;
+            }
+            fields.sort();
+            Some(PathElement::Key(fields))
+        }
+    }
+}
+
+/// The path elements of the list `items` at `node`, or `None` when it is handled whole.
+fn element_paths(node: Node<'_>, items: &[Value]) -> Option<Vec<PathElement>> {
+    let list = node.list_type();
+    if matches!(list, ListType::Atomic) {
+        return None;
+    }
+    items.iter().map(|i| element_path(node, list, i)).collect()
+}
+
+fn insert(out: &mut FieldSet, path: &FieldPath) {
+    if !path.is_empty() {
+        out.insert(path.clone());
+    }
+}
+
+/// The fields `value` sets (structured-merge-diff's `ToFieldSet`): scalars, atomic lists and
+/// maps, empty maps and nulls; each element of a `set` or `map` list, and what it sets.
+fn to_field_set<'a>(value: &'a Value, node: Node<'a>, path: &mut FieldPath, out: &mut FieldSet) {
+    match value {
+        Value::Object(map) if !node.map_atomic() => {
+            for (k, v) in map {
+                path.push(PathElement::Field(k.clone()));
+                to_field_set(v, node.field(k), path, out);
+                if v.is_null() || v.as_object().is_some_and(Map::is_empty) {
+                    insert(out, path);
+                }
+                path.pop();
+            }
+        }
+        Value::Array(items) => match element_paths(node, items) {
+            Some(elements) => {
+                let mut seen = HashSet::new();
+                let duplicates: HashSet<&PathElement> =
+                    elements.iter().filter(|pe| !seen.insert(*pe)).collect();
+                for pe in &duplicates {
+                    path.push((*pe).clone());
+                    insert(out, path);
+                    path.pop();
+                }
+                for (pe, item) in elements.iter().zip(items) {
+                    if duplicates.contains(pe) {
+                        continue;
+                    }
+                    path.push(pe.clone());
+                    to_field_set(item, node.element(), path, out);
+                    insert(out, path);
+                    path.pop();
                 }
             }
-            _ if !prefix.is_empty() => {
-                out.insert(prefix.clone());
-            }
-            _ => {}
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(value, &mut Vec::new(), &mut out);
-    out.retain(|p| tracked(p) && scope.allows(p));
-    out
-}
-
-fn overlaps(a: &[String], b: &[String]) -> bool {
-    a.starts_with(b) || b.starts_with(a)
-}
-
-/// The value at `path`.
-#[must_use]
-pub fn get_path<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(value, |v, k| v.get(k))
-}
-
-fn set_path(value: &mut Value, path: &[String], new: Value) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut cur = value;
-    for key in parents {
-        if !cur.is_object() {
-            *cur = Value::Object(Map::new());
-        }
-        let Some(map) = cur.as_object_mut() else {
-            return;
-        };
-        cur = map
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-    }
-    if !cur.is_object() {
-        *cur = Value::Object(Map::new());
-    }
-    if let Some(map) = cur.as_object_mut() {
-        map.insert(last.clone(), new);
+            None => insert(out, path),
+        },
+        _ => insert(out, path),
     }
 }
 
-fn remove_path(value: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut cur = value;
-    for key in parents {
-        match cur.get_mut(key) {
-            Some(next) => cur = next,
-            None => return,
-        }
-    }
-    if let Some(map) = cur.as_object_mut() {
-        map.remove(last);
-    }
-}
-
-fn dotted(path: &[String]) -> String {
-    path.iter().map(|p| format!(".{p}")).collect()
-}
-
-fn fields_tree(fields: &BTreeSet<FieldPath>) -> Value {
-    let mut root = json!({});
-    for path in fields {
-        let keys: Vec<String> = path.iter().map(|k| format!("f:{k}")).collect();
-        set_path(&mut root, &keys, json!({}));
-    }
-    root
-}
-
-fn tree_fields(tree: &Value) -> BTreeSet<FieldPath> {
-    fn walk(v: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
-        match v.as_object() {
-            Some(map) if !map.is_empty() => {
-                for (k, child) in map {
-                    if k == "." {
-                        out.insert(prefix.clone());
-                    } else if let Some(name) = k.strip_prefix("f:") {
-                        prefix.push(name.to_string());
-                        walk(child, prefix, out);
-                        prefix.pop();
+/// `config` merged into `live` (structured-merge-diff's `Merge`): maps by key, `set` and `map`
+/// lists by element, everything else replaced; a `null` in `config` removes the field.
+fn merge<'a>(live: Option<Value>, config: &'a Value, node: Node<'a>) -> Value {
+    match config {
+        Value::Object(c) if !node.map_atomic() => {
+            let mut out = match live {
+                Some(Value::Object(map)) => map,
+                _ => Map::new(),
+            };
+            for (k, cv) in c {
+                if cv.is_null() {
+                    out.remove(k);
+                    continue;
+                }
+                match out.get_mut(k) {
+                    Some(slot) => {
+                        let old = slot.take();
+                        *slot = merge(Some(old), cv, node.field(k));
+                    }
+                    None => {
+                        let merged = merge(None, cv, node.field(k));
+                        out.insert(k.clone(), merged);
                     }
                 }
             }
-            _ if !prefix.is_empty() => {
-                out.insert(prefix.clone());
+            Value::Object(out)
+        }
+        Value::Array(c) => {
+            let l = match live {
+                Some(Value::Array(l)) => l,
+                _ => Vec::new(),
+            };
+            match (element_paths(node, &l), element_paths(node, c)) {
+                (Some(lp), Some(cp)) => Value::Array(merge_list(l, &lp, c, &cp, node.element())),
+                _ => config.clone(),
             }
-            _ => {}
+        }
+        other => other.clone(),
+    }
+}
+
+/// The elements of `live` and `config` merged, in structured-merge-diff's order: shared
+/// elements in `config`'s order, live-only elements where they were, new ones after the shared
+/// element they follow in `config`.
+fn merge_list<'a>(
+    live: Vec<Value>,
+    live_paths: &[PathElement],
+    config: &'a [Value],
+    config_paths: &[PathElement],
+    element: Node<'a>,
+) -> Vec<Value> {
+    fn index(paths: &[PathElement]) -> (Vec<usize>, HashMap<&PathElement, usize>) {
+        let mut order = Vec::with_capacity(paths.len());
+        let mut seen = HashMap::with_capacity(paths.len());
+        for (i, pe) in paths.iter().enumerate() {
+            if !seen.contains_key(pe) {
+                seen.insert(pe, i);
+                order.push(i);
+            }
+        }
+        (order, seen)
+    }
+    let (l_order, l_seen) = index(live_paths);
+    let (r_order, r_seen) = index(config_paths);
+    let mut live: Vec<Option<Value>> = live.into_iter().map(Some).collect();
+    let mut shared = r_order
+        .iter()
+        .map(|&i| &config_paths[i])
+        .filter(|pe| l_seen.contains_key(pe));
+    let mut next_shared = shared.next();
+    let mut merged_config: HashSet<&PathElement> = HashSet::new();
+    let mut out = Vec::with_capacity(l_order.len().max(r_order.len()));
+    let (mut li, mut ri) = (0, 0);
+    let take_live = |live: &mut Vec<Option<Value>>, pe: &PathElement| {
+        l_seen.get(pe).and_then(|&i| live[i].take())
+    };
+    while li < l_order.len() || ri < r_order.len() {
+        let before = (li, ri);
+        if li < l_order.len() && ri < r_order.len() {
+            let lpe = &live_paths[l_order[li]];
+            let rpe = &config_paths[r_order[ri]];
+            if lpe == rpe {
+                merged_config.insert(rpe);
+                let old = take_live(&mut live, lpe);
+                out.push(merge(old, &config[r_order[ri]], element));
+                li += 1;
+                ri += 1;
+                next_shared = shared.next();
+                continue;
+            }
+            if r_seen.contains_key(lpe) && next_shared.is_some_and(|n| n != lpe) {
+                li += 1;
+                continue;
+            }
+        }
+        if li < l_order.len() {
+            let lpe = &live_paths[l_order[li]];
+            if !r_seen.contains_key(lpe) {
+                if let Some(v) = live[l_order[li]].take() {
+                    out.push(v);
+                }
+                li += 1;
+                continue;
+            } else if merged_config.contains(lpe) {
+                li += 1;
+            }
+        }
+        if ri < r_order.len() {
+            let rpe = &config_paths[r_order[ri]];
+            merged_config.insert(rpe);
+            let old = take_live(&mut live, rpe);
+            out.push(merge(old, &config[r_order[ri]], element));
+            ri += 1;
+            if next_shared == Some(rpe) {
+                next_shared = shared.next();
+            }
+        }
+        if (li, ri) == before {
+            li += 1;
         }
     }
-    let mut out = BTreeSet::new();
-    walk(tree, &mut Vec::new(), &mut out);
     out
 }
 
-/// Reads `metadata.managedFields`.
+/// What changed from one object to another (structured-merge-diff's `Comparison`).
+#[derive(Debug, Default)]
+struct Comparison {
+    added: FieldSet,
+    modified: FieldSet,
+    removed: FieldSet,
+}
+
+fn compare<'a>(
+    l: Option<&'a Value>,
+    r: Option<&'a Value>,
+    node: Node<'a>,
+    path: &mut FieldPath,
+    cmp: &mut Comparison,
+) {
+    let leaf = |cmp: &mut Comparison, path: &FieldPath| match (l, r) {
+        (None, Some(_)) => insert(&mut cmp.added, path),
+        (Some(_), None) => insert(&mut cmp.removed, path),
+        (Some(a), Some(b)) if a != b => insert(&mut cmp.modified, path),
+        _ => {}
+    };
+    let map = |v: Option<&'a Value>| match v {
+        None => Some(None),
+        Some(Value::Object(m)) => Some(Some(m)),
+        Some(_) => None,
+    };
+    let list = |v: Option<&'a Value>| match v {
+        None => Some(&[][..]),
+        Some(Value::Array(items)) => Some(items.as_slice()),
+        Some(_) => None,
+    };
+    if let (Some(lm), Some(rm)) = (map(l), map(r)) {
+        let empty = lm.is_none_or(Map::is_empty) && rm.is_none_or(Map::is_empty);
+        if empty || node.map_atomic() {
+            leaf(cmp, path);
+            return;
+        }
+        let empty = Map::new();
+        let (lm, rm) = (lm.unwrap_or(&empty), rm.unwrap_or(&empty));
+        let keys = lm.keys().chain(rm.keys().filter(|k| !lm.contains_key(*k)));
+        for k in keys {
+            path.push(PathElement::Field(k.clone()));
+            compare(lm.get(k), rm.get(k), node.field(k), path, cmp);
+            path.pop();
+        }
+    } else if let (Some(ll), Some(rl)) = (list(l), list(r)) {
+        let paths = (element_paths(node, ll), element_paths(node, rl));
+        let (Some(lp), Some(rp)) = paths else {
+            leaf(cmp, path);
+            return;
+        };
+        if ll.is_empty() && rl.is_empty() {
+            leaf(cmp, path);
+            return;
+        }
+        let mut l_items: HashMap<&PathElement, &Value> = HashMap::new();
+        let mut r_items: HashMap<&PathElement, &Value> = HashMap::new();
+        let mut all = Vec::new();
+        for (pe, item) in lp.iter().zip(ll) {
+            if !l_items.contains_key(pe) {
+                l_items.insert(pe, item);
+                all.push(pe);
+            }
+        }
+        for (pe, item) in rp.iter().zip(rl) {
+            if !r_items.contains_key(pe) {
+                r_items.insert(pe, item);
+                if !l_items.contains_key(pe) {
+                    all.push(pe);
+                }
+            }
+        }
+        for pe in all {
+            path.push(pe.clone());
+            compare(
+                l_items.get(pe).copied(),
+                r_items.get(pe).copied(),
+                node.element(),
+                path,
+                cmp,
+            );
+            path.pop();
+        }
+    } else {
+        leaf(cmp, path);
+        return;
+    }
+    match (l, r) {
+        (None, _) => insert(&mut cmp.added, path),
+        (_, None) => insert(&mut cmp.removed, path),
+        _ => {}
+    }
+}
+
+/// `value` without the fields of `set` (structured-merge-diff's `RemoveItems`); a map or list
+/// left empty by the removal is removed too (`None`).
+fn remove_items(
+    value: Value,
+    set: &FieldSet,
+    node: Node<'_>,
+    path: &mut FieldPath,
+) -> Option<Value> {
+    match value {
+        Value::Object(map) if !map.is_empty() && !node.map_atomic() => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                path.push(PathElement::Field(k.clone()));
+                let kept = if set.contains(path.as_slice()) {
+                    None
+                } else if fieldpath::has_below(set, path) {
+                    remove_items(v, set, node.field(&k), path)
+                } else {
+                    Some(v)
+                };
+                path.pop();
+                if let Some(v) = kept {
+                    out.insert(k, v);
+                }
+            }
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let Some(elements) = element_paths(node, &items) else {
+                return Some(Value::Array(items));
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for (pe, item) in elements.into_iter().zip(items) {
+                path.push(pe);
+                let kept = if set.contains(path.as_slice()) {
+                    None
+                } else if fieldpath::has_below(set, path) {
+                    remove_items(item, set, node.element(), path)
+                } else {
+                    Some(item)
+                };
+                path.pop();
+                out.extend(kept);
+            }
+            (!out.is_empty()).then_some(Value::Array(out))
+        }
+        other => Some(other),
+    }
+}
+
+/// Reads `metadata.managedFields` (an entry whose `fieldsV1` does not parse owns nothing).
 #[must_use]
 pub fn read_managed(object: &Value) -> Vec<ManagedEntry> {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
@@ -224,7 +509,7 @@ pub fn read_managed(object: &Value) -> Vec<ManagedEntry> {
                     api_version: text(&e["apiVersion"]),
                     time: text(&e["time"]),
                     subresource: text(&e["subresource"]),
-                    fields: tree_fields(&e["fieldsV1"]),
+                    fields: fieldpath::from_fields_v1(&e["fieldsV1"]).unwrap_or_default(),
                 })
                 .collect()
         })
@@ -243,7 +528,7 @@ pub fn write_managed(object: &mut Value, entries: &[ManagedEntry]) {
                 "apiVersion": e.api_version,
                 "time": e.time,
                 "fieldsType": "FieldsV1",
-                "fieldsV1": fields_tree(&e.fields),
+                "fieldsV1": fieldpath::to_fields_v1(&e.fields),
             });
             if !e.subresource.is_empty()
                 && let Some(map) = v.as_object_mut()
@@ -267,12 +552,7 @@ fn entry<'e>(
     writer: &Writer<'_>,
     operation: &str,
 ) -> &'e mut ManagedEntry {
-    let pos = entries.iter().position(|e| {
-        e.manager == writer.manager
-            && e.operation == operation
-            && e.subresource == writer.subresource
-    });
-    let index = match pos {
+    let index = match entries.iter().position(|e| writer.owns(e, operation)) {
         Some(i) => i,
         None => {
             entries.push(ManagedEntry {
@@ -281,7 +561,7 @@ fn entry<'e>(
                 api_version: writer.api_version.to_string(),
                 time: writer.now.to_string(),
                 subresource: writer.subresource.to_string(),
-                fields: BTreeSet::new(),
+                fields: FieldSet::new(),
             });
             entries.len() - 1
         }
@@ -292,111 +572,100 @@ fn entry<'e>(
     e
 }
 
+/// What changed from `old` (absent on create) to `new`, within `scope`.
+fn changes(old: Option<&Value>, new: &Value, writer: &Writer<'_>) -> Comparison {
+    let mut cmp = Comparison::default();
+    compare(old, Some(new), writer.types, &mut Vec::new(), &mut cmp);
+    keep_tracked(&mut cmp.added, writer.scope);
+    keep_tracked(&mut cmp.modified, writer.scope);
+    keep_tracked(&mut cmp.removed, writer.scope);
+    cmp
+}
+
 /// Applies the configuration `applied` for `writer` over `live` (or over an empty object on
 /// create-on-apply) and returns the merged object with its `managedFields` updated. Server-owned
 /// metadata is left for the caller to fix.
 ///
 /// # Errors
-/// [`ApplyError::Conflict`] when other managers own fields set to different values and `force` is off.
+/// [`ApplyError::Conflict`] when the apply changes fields other managers own and `force` is off.
 pub fn server_side_apply(
     live: Option<&Value>,
     applied: &Value,
     writer: &Writer<'_>,
     force: bool,
 ) -> Result<Value, ApplyError> {
-    let mut base = live.cloned().unwrap_or_else(|| json!({"metadata": {}}));
-    let mut entries = read_managed(&base);
-    let paths = leaf_paths(applied, writer.scope);
-    let mut conflicts = Vec::new();
-    for e in entries.iter_mut().filter(|e| e.manager != writer.manager) {
-        let mut taken = Vec::new();
-        for p in &paths {
-            for q in e.fields.iter().filter(|q| overlaps(p, q)) {
-                if get_path(applied, p) != get_path(&base, p) {
-                    conflicts.push(FieldConflict {
-                        manager: e.manager.clone(),
-                        field: dotted(p),
-                    });
-                }
-                taken.push(q.clone());
-            }
-        }
-        if force {
-            for q in taken {
-                e.fields.remove(&q);
-            }
+    let config = writer.scope.restrict(applied);
+    let mut entries = live.map(read_managed).unwrap_or_default();
+    let base = live.cloned().unwrap_or_else(|| json!({"metadata": {}}));
+    let mut merged = merge(Some(base), &config, writer.types);
+    let mut set = FieldSet::new();
+    to_field_set(&config, writer.types, &mut Vec::new(), &mut set);
+    keep_tracked(&mut set, writer.scope);
+    // What this manager applied last time and no longer applies goes, unless another owns it.
+    if let Some(last) = entries.iter().find(|e| writer.owns(e, "Apply")) {
+        let others: Vec<&ManagedEntry> = entries
+            .iter()
+            .filter(|e| !writer.owns(e, "Apply"))
+            .collect();
+        let doomed: FieldSet = last
+            .fields
+            .difference(&set)
+            .filter(|p| !others.iter().any(|e| e.fields.contains(*p)))
+            .cloned()
+            .collect();
+        if !doomed.is_empty() {
+            merged = remove_items(merged, &doomed, writer.types, &mut Vec::new())
+                .unwrap_or_else(|| json!({}));
         }
     }
-    if !conflicts.is_empty() && !force {
-        conflicts.dedup();
+    let cmp = changes(live, &merged, writer);
+    let mut conflicts = Vec::new();
+    for e in entries.iter_mut().filter(|e| !writer.owns(e, "Apply")) {
+        let clashes: Vec<FieldPath> = e
+            .fields
+            .iter()
+            .filter(|p| cmp.modified.contains(*p) || cmp.added.contains(*p))
+            .cloned()
+            .collect();
+        if force {
+            for p in &clashes {
+                e.fields.remove(p);
+            }
+        } else {
+            conflicts.extend(clashes.iter().map(|p| FieldConflict {
+                manager: e.manager.clone(),
+                field: fieldpath::display(p),
+                update_api_version: (e.operation == "Update").then(|| e.api_version.clone()),
+                subresource: e.subresource.clone(),
+            }));
+        }
+        e.fields.retain(|p| !cmp.removed.contains(p));
+    }
+    if !conflicts.is_empty() {
         return Err(ApplyError::Conflict(conflicts));
     }
-    let previous = entries
-        .iter()
-        .find(|e| {
-            e.manager == writer.manager
-                && e.operation == "Apply"
-                && e.subresource == writer.subresource
-        })
-        .map(|e| e.fields.clone())
-        .unwrap_or_default();
-    for p in previous
-        .iter()
-        .filter(|p| !paths.iter().any(|n| overlaps(n, p)))
-    {
-        let owned_by_other = entries.iter().any(|e| {
-            !(e.manager == writer.manager
-                && e.operation == "Apply"
-                && e.subresource == writer.subresource)
-                && e.fields.iter().any(|q| overlaps(p, q))
-        });
-        if !owned_by_other {
-            remove_path(&mut base, p);
-        }
-    }
-    for p in &paths {
-        if let Some(v) = get_path(applied, p) {
-            set_path(&mut base, p, v.clone());
-        }
-    }
-    for key in ["apiVersion", "kind"] {
-        if let (Some(v), Some(map)) = (applied.get(key), base.as_object_mut()) {
-            map.insert(key.into(), v.clone());
-        }
-    }
-    entry(&mut entries, writer, "Apply").fields = paths;
-    write_managed(&mut base, &entries);
-    Ok(base)
+    entry(&mut entries, writer, "Apply").fields = set;
+    write_managed(&mut merged, &entries);
+    Ok(merged)
 }
 
-/// Records a non-apply write (create, update, patch) by `writer` in `new`'s `managedFields`: the
-/// writer takes the fields it changed from other managers; removed fields leave every set.
+/// Records a non-apply write (create, update, patch) by `writer` in `new`'s `managedFields`
+/// (structured-merge-diff's `Update`): the writer takes the fields it added or changed from
+/// other managers; removed fields leave every set.
 pub fn record_update(old: Option<&Value>, new: &mut Value, writer: &Writer<'_>) {
     let mut entries = old.map(read_managed).unwrap_or_default();
-    let new_paths = leaf_paths(new, writer.scope);
-    let changed: BTreeSet<FieldPath> = match old {
-        Some(old) => new_paths
-            .iter()
-            .filter(|p| get_path(old, p) != get_path(new, p))
-            .cloned()
-            .collect(),
-        None => new_paths.clone(),
-    };
-    if let Some(old) = old {
-        let removed: Vec<FieldPath> = leaf_paths(old, writer.scope)
-            .into_iter()
-            .filter(|p| get_path(new, p).is_none())
-            .collect();
-        for e in &mut entries {
+    let cmp = changes(old, new, writer);
+    for e in &mut entries {
+        e.fields.retain(|p| !cmp.removed.contains(p));
+        if !writer.owns(e, "Update") {
             e.fields
-                .retain(|q| !removed.iter().any(|r| q.starts_with(r)));
+                .retain(|p| !cmp.modified.contains(p) && !cmp.added.contains(p));
         }
     }
-    if !changed.is_empty() {
-        for e in &mut entries {
-            e.fields.retain(|q| !changed.iter().any(|c| overlaps(c, q)));
-        }
-        entry(&mut entries, writer, "Update").fields.extend(changed);
+    if !cmp.modified.is_empty() || !cmp.added.is_empty() {
+        let mine = entry(&mut entries, writer, "Update");
+        mine.fields.extend(cmp.modified);
+        mine.fields.extend(cmp.added);
     }
     write_managed(new, &entries);
 }
@@ -406,17 +675,41 @@ mod tests {
     use super::*;
 
     fn writer(manager: &str) -> Writer<'_> {
+        writer_for(manager, "ConfigMap")
+    }
+
+    fn writer_for<'a>(manager: &'a str, kind: &'a str) -> Writer<'a> {
         Writer {
             manager,
             api_version: "v1",
             subresource: "",
             now: "2025-01-01T00:00:00Z",
             scope: FieldScope::NoStatus,
+            types: Node::builtin(kind),
         }
     }
 
     fn cm(data: Value) -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data})
+    }
+
+    fn deployment(containers: Value) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": {"spec": {"containers": containers}}}})
+    }
+
+    fn managers(object: &Value) -> Vec<(String, Value)> {
+        object["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["manager"].as_str().unwrap().to_string(),
+                    e["fieldsV1"].clone(),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -438,11 +731,8 @@ mod tests {
         let forced =
             server_side_apply(Some(&a), &cm(json!({"x": "2"})), &writer("b"), true).unwrap();
         assert_eq!(forced["data"]["x"], "2");
-        let managers: Vec<_> = read_managed(&forced)
-            .into_iter()
-            .map(|e| e.manager)
-            .collect();
-        assert_eq!(managers, vec!["b"]);
+        let names: Vec<_> = managers(&forced).into_iter().map(|(m, _)| m).collect();
+        assert_eq!(names, vec!["b"]);
     }
 
     #[test]
@@ -472,13 +762,202 @@ mod tests {
     }
 
     #[test]
-    fn fields_round_trip() {
-        let fields: BTreeSet<FieldPath> = [
-            vec!["spec".to_string(), "replicas".to_string()],
-            vec!["metadata".into(), "labels".into(), "a".into()],
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(tree_fields(&fields_tree(&fields)), fields);
+    fn containers_merge_by_name_and_are_owned_per_element() {
+        let d = "Deployment";
+        let a = server_side_apply(
+            None,
+            &deployment(
+                json!([{"name": "web", "image": "nginx:1", "ports": [{"containerPort": 80}]}]),
+            ),
+            &writer_for("a", d),
+            false,
+        )
+        .unwrap();
+        // As the Kubernetes documentation shows an applied Deployment's managedFields: the
+        // element keyed by name, a member itself (`.`) with the fields under it; a port keyed by
+        // containerPort and the defaulted protocol.
+        assert_eq!(
+            managers(&a)[0].1,
+            json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {
+                ".": {}, "f:image": {}, "f:name": {},
+                "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}
+            }}}}}})
+        );
+        let b = server_side_apply(
+            Some(&a),
+            &deployment(json!([{"name": "sidecar", "image": "envoy:1"}])),
+            &writer_for("b", d),
+            false,
+        )
+        .unwrap();
+        let names: Vec<&str> = b["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["web", "sidecar"]);
+        // The same field of the same container, another value: a conflict on that field only.
+        let err = server_side_apply(
+            Some(&b),
+            &deployment(json!([{"name": "web", "image": "nginx:2"}])),
+            &writer_for("b", d),
+            false,
+        )
+        .unwrap_err();
+        let ApplyError::Conflict(conflicts) = err;
+        let fields: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [".spec.template.spec.containers[name=\"web\"].image"]
+        );
+        assert_eq!(conflicts[0].manager, "a");
+        // Forced: b takes the image, a keeps the rest of its container.
+        let forced = server_side_apply(
+            Some(&b),
+            &deployment(json!([{"name": "web", "image": "nginx:2"}, {"name": "sidecar", "image": "envoy:1"}])),
+            &writer_for("b", d),
+            true,
+        )
+        .unwrap();
+        let web = &forced["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(web["image"], "nginx:2");
+        assert_eq!(web["ports"][0]["containerPort"], 80);
+        // a drops its container: it stays, as b owns it too (its name and image).
+        let a_drops = server_side_apply(
+            Some(&forced),
+            &deployment(json!([])),
+            &writer_for("a", d),
+            false,
+        )
+        .unwrap();
+        let containers = a_drops["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap();
+        assert_eq!(containers.len(), 2);
+        assert!(
+            containers[0].get("ports").is_none(),
+            "a's port goes: {containers:?}"
+        );
+        // b drops the sidecar, which only b owns: it goes.
+        let b_drops = server_side_apply(
+            Some(&a_drops),
+            &deployment(json!([{"name": "web", "image": "nginx:2"}])),
+            &writer_for("b", d),
+            false,
+        )
+        .unwrap();
+        let containers = b_drops["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap();
+        assert_eq!(containers.len(), 1);
+        assert_eq!(containers[0]["name"], "web");
+    }
+
+    #[test]
+    fn finalizers_are_a_set_and_labels_a_granular_map() {
+        let with = |finalizers: Value, labels: Value| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "c", "finalizers": finalizers, "labels": labels}})
+        };
+        let a = server_side_apply(
+            None,
+            &with(json!(["x/a"]), json!({"a": "1"})),
+            &writer("a"),
+            false,
+        )
+        .unwrap();
+        let b = server_side_apply(
+            Some(&a),
+            &with(json!(["x/b"]), json!({"b": "2"})),
+            &writer("b"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(b["metadata"]["finalizers"], json!(["x/a", "x/b"]));
+        assert_eq!(b["metadata"]["labels"], json!({"a": "1", "b": "2"}));
+        assert_eq!(
+            managers(&b)[1].1,
+            json!({"f:metadata": {"f:finalizers": {"v:\"x/b\"": {}}, "f:labels": {"f:b": {}}}})
+        );
+        let a2 =
+            server_side_apply(Some(&b), &with(json!([]), json!({})), &writer("a"), false).unwrap();
+        assert_eq!(a2["metadata"]["finalizers"], json!(["x/b"]));
+        assert_eq!(a2["metadata"]["labels"], json!({"b": "2"}));
+    }
+
+    #[test]
+    fn atomic_lists_and_maps_are_owned_whole() {
+        let d = "Deployment";
+        let with = |args: Value| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}},
+                "template": {"spec": {"containers": [{"name": "web", "args": args}]}}}})
+        };
+        let a = server_side_apply(None, &with(json!(["-a"])), &writer_for("a", d), false).unwrap();
+        let spec = &managers(&a)[0].1["f:spec"];
+        assert_eq!(spec["f:selector"], json!({}));
+        assert_eq!(
+            spec["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:args"],
+            json!({})
+        );
+        let err = server_side_apply(Some(&a), &with(json!(["-b"])), &writer_for("b", d), false)
+            .unwrap_err();
+        let ApplyError::Conflict(conflicts) = err;
+        let fields: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [".spec.template.spec.containers[name=\"web\"].args"]
+        );
+    }
+
+    #[test]
+    fn an_update_owns_what_it_adds_and_changes_per_element() {
+        let d = "Deployment";
+        let a = server_side_apply(
+            None,
+            &deployment(json!([{"name": "web", "image": "nginx:1"}])),
+            &writer_for("a", d),
+            false,
+        )
+        .unwrap();
+        let mut edited = a.clone();
+        edited["spec"]["template"]["spec"]["containers"] =
+            json!([{"name": "web", "image": "nginx:2"}, {"name": "debug", "image": "busybox"}]);
+        record_update(Some(&a), &mut edited, &writer_for("kubectl-edit", d));
+        let owned = managers(&edited);
+        assert_eq!(
+            owned[1].1,
+            json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"debug\"}": {".": {}, "f:image": {}, "f:name": {}},
+                "k:{\"name\":\"web\"}": {"f:image": {}}
+            }}}}})
+        );
+        // a lost the image, kept the element and its name.
+        assert_eq!(
+            owned[0].1["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"],
+            json!({".": {}, "f:name": {}})
+        );
+    }
+
+    #[test]
+    fn merged_list_order_follows_the_configuration() {
+        let node = Node::builtin("Deployment")
+            .field("spec")
+            .field("template")
+            .field("spec")
+            .field("containers");
+        let live = json!([{"name": "a"}, {"name": "b"}, {"name": "c"}]);
+        let config = json!([{"name": "c"}, {"name": "new"}, {"name": "a"}]);
+        let merged = merge(Some(live), &config, node);
+        let names: Vec<&str> = merged
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        // structured-merge-diff: shared elements in the configuration's order, a new element
+        // after the one it follows there, a live-only element where it was.
+        assert_eq!(names, ["b", "c", "new", "a"]);
     }
 }

@@ -11,8 +11,30 @@ use serde_json::{Value, json};
 pub struct FieldConflict {
     /// The manager that owns the field.
     pub manager: String,
-    /// The field, as a dotted path such as `.spec.replicas`.
+    /// The field, as structured-merge-diff prints a path: `.spec.replicas`,
+    /// `.spec.containers[name="web"].image`.
     pub field: String,
+    /// The API version of the owner's entry when it is an `Update` (not an `Apply`) entry.
+    pub update_api_version: Option<String>,
+    /// The owner entry's subresource (`status`), or empty.
+    pub subresource: String,
+}
+
+impl FieldConflict {
+    /// The owner as kube-apiserver names it (`printManager` in apimachinery's
+    /// `managedfields/internal/conflict.go`): `"a"`, `"a" with subresource "status"`,
+    /// `"kubectl-edit" using apps/v1`.
+    #[must_use]
+    pub fn owner(&self) -> String {
+        let mut out = format!("{:?}", self.manager);
+        if !self.subresource.is_empty() {
+            out.push_str(&format!(" with subresource {:?}", self.subresource));
+        }
+        if let Some(v) = &self.update_api_version {
+            out.push_str(&format!(" using {v}"));
+        }
+        out
+    }
 }
 
 /// The `metav1.CauseType` of a field error.
@@ -262,7 +284,7 @@ pub enum ApiError {
         message: String,
     },
     /// Server-side apply found fields owned by other managers (409).
-    #[error("apply failed with {} conflict(s): {}", .0.len(), conflict_list(.0))]
+    #[error("{}", conflict_message(.0))]
     ApplyConflict(Vec<FieldConflict>),
     /// The object fails validation (422), answered as kube-apiserver's `NewInvalid`.
     #[error("{} {name:?} is invalid{}", qualified_kind(kind, group), if causes.is_empty() { String::new() } else { format!(": {}", aggregate(causes)) })]
@@ -322,12 +344,32 @@ fn forbidden_message(group: &str, resource: &str, name: &str, message: &str) -> 
     }
 }
 
-fn conflict_list(conflicts: &[FieldConflict]) -> String {
-    conflicts
+/// The message kube-apiserver gives (`getConflictMessage`): the one conflict, or the conflicts
+/// grouped by owner, owners sorted.
+fn conflict_message(conflicts: &[FieldConflict]) -> String {
+    if let [one] = conflicts {
+        return format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            one.owner(),
+            one.field
+        );
+    }
+    let mut by_owner: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for c in conflicts {
+        by_owner.entry(c.owner()).or_default().push(&c.field);
+    }
+    let lines: Vec<String> = by_owner
         .iter()
-        .map(|c| format!("conflict with \"{}\": {}", c.manager, c.field))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .flat_map(|(owner, fields)| {
+            std::iter::once(format!("conflicts with {owner}:"))
+                .chain(fields.iter().map(|f| format!("- {f}")))
+        })
+        .collect();
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
 }
 
 impl ApiError {
@@ -412,7 +454,7 @@ impl ApiError {
             Self::ApplyConflict(conflicts) => Some(json!({
                 "causes": conflicts.iter().map(|c| json!({
                     "type": "FieldManagerConflict",
-                    "message": format!("conflict with \"{}\"", c.manager),
+                    "message": format!("conflict with {}", c.owner()),
                     "field": c.field,
                 })).collect::<Vec<_>>()
             })),
@@ -545,9 +587,38 @@ mod tests {
         let err = ApiError::ApplyConflict(vec![FieldConflict {
             manager: "a".into(),
             field: ".spec.replicas".into(),
+            update_api_version: None,
+            subresource: String::new(),
         }]);
         let status = err.to_status();
         assert_eq!(status["code"], 409);
         assert_eq!(status["details"]["causes"][0]["field"], ".spec.replicas");
+        assert_eq!(
+            status["message"],
+            "Apply failed with 1 conflict: conflict with \"a\": .spec.replicas"
+        );
+        let two = ApiError::ApplyConflict(vec![
+            FieldConflict {
+                manager: "b".into(),
+                field: ".data.x".into(),
+                update_api_version: Some("v1".into()),
+                subresource: String::new(),
+            },
+            FieldConflict {
+                manager: "a".into(),
+                field: ".data.y".into(),
+                update_api_version: None,
+                subresource: "status".into(),
+            },
+        ]);
+        let status = two.to_status();
+        assert_eq!(
+            status["message"],
+            "Apply failed with 2 conflicts: conflicts with \"a\" with subresource \"status\":\n- .data.y\nconflicts with \"b\" using v1:\n- .data.x"
+        );
+        assert_eq!(
+            status["details"]["causes"][0]["message"],
+            "conflict with \"b\" using v1"
+        );
     }
 }

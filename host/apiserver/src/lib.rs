@@ -19,6 +19,8 @@ pub mod cluster;
 pub mod connection;
 pub mod discovery;
 pub mod error;
+pub mod fieldpath;
+pub mod fieldtype;
 pub mod gc;
 pub mod handler;
 pub mod logs;

@@ -9,6 +9,7 @@ use crate::admission::Admission;
 use crate::apply::{self, ApplyError, FieldScope, Writer};
 use crate::cluster::{Cluster, Inner, new_uid, now};
 use crate::error::{ApiError, FieldCause};
+use crate::fieldtype::Node;
 use crate::gc::{self, Propagation};
 use crate::patch::{self, PatchKind};
 use crate::resource::{CRD_RESOURCE, NAMESPACE_RESOURCE, ResourceInfo};
@@ -433,13 +434,26 @@ fn normalize_kind_specific(info: &ResourceInfo, object: &mut Value) -> Result<()
     }
 }
 
+/// How the objects of `info` merge: built-in kinds by the Kubernetes API types' markers, custom
+/// resources by their CRD's schema.
+fn types<'a>(inner: &'a Inner, info: &'a ResourceInfo) -> Node<'a> {
+    if strategy::is_builtin(info) {
+        Node::builtin(&info.kind)
+    } else {
+        crate::schema::of_custom_resource(inner, info)
+            .map_or(Node::Deduced, |schema| Node::custom(&info.kind, schema))
+    }
+}
+
 fn writer<'a>(
     target: &Target,
     opts: &'a WriteOptions,
     api_version: &'a str,
     time: &'a str,
+    types: Node<'a>,
 ) -> Writer<'a> {
     Writer {
+        types,
         manager: &opts.manager,
         api_version,
         subresource: if target.scope() == FieldScope::StatusOnly {
@@ -566,7 +580,13 @@ fn prepare_create(
             apply::record_update(
                 None,
                 &mut object,
-                &writer(&create_target, opts, &api_version, &time),
+                &writer(
+                    &create_target,
+                    opts,
+                    &api_version,
+                    &time,
+                    types(inner, &target.info),
+                ),
             );
         }
     }
@@ -888,7 +908,13 @@ impl Cluster {
         apply::record_update(
             Some(old),
             &mut object,
-            &writer(target, opts, &api_version, &time),
+            &writer(
+                target,
+                opts,
+                &api_version,
+                &time,
+                types(inner, &target.info),
+            ),
         );
         opts.admit(inner, target, Some(old), &object)?;
         if opts.dry_run {
@@ -974,7 +1000,13 @@ impl Cluster {
         }
         let api_version = target.info.api_version();
         let time = now();
-        let w = writer(target, opts, &api_version, &time);
+        let w = writer(
+            target,
+            opts,
+            &api_version,
+            &time,
+            types(inner, &target.info),
+        );
         let merged =
             apply::server_side_apply(old, &applied, &w, opts.force).map_err(|e| match e {
                 ApplyError::Conflict(c) => ApiError::ApplyConflict(c),

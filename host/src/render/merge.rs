@@ -7,6 +7,7 @@ use super::Reconciled;
 use super::observed::gvk_of;
 use crate::contract::ObjectRef;
 use capstan_apiserver::apply::{ApplyError, FieldScope, Writer, server_side_apply};
+use capstan_apiserver::fieldtype::Node;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -46,6 +47,19 @@ pub fn derived_uid(r: &ObjectRef) -> String {
     )
 }
 
+/// How `object`'s lists and maps merge: a built-in kind's (its group has no dot, or is a
+/// `*.k8s.io` group, which CRDs may not take) by the Kubernetes API types' markers; a custom
+/// kind's schema is not known here, so its maps merge by key and its lists whole.
+fn types_of(object: &Value) -> Node<'_> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    if !group.contains('.') || group.ends_with(".k8s.io") {
+        Node::builtin(object["kind"].as_str().unwrap_or_default())
+    } else {
+        Node::Deduced
+    }
+}
+
 /// `desired` server-side applied by `manager` over `live` (or created), with `scope` the fields it
 /// may touch; a created object gets a derived uid and generation 1.
 ///
@@ -73,6 +87,7 @@ pub fn apply(
         },
         now: MERGE_TIME,
         scope,
+        types: types_of(desired),
     };
     let mut merged = server_side_apply(live, desired, &writer, force)?;
     // What the API server keeps from the request path, not from the merge.

@@ -503,3 +503,191 @@ async fn cascading_deletion_and_orphans() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// Server-side apply merges lists by their Kubernetes list type, over real HTTP with kube
+/// clients: two managers applying different containers of one Deployment both keep theirs; the
+/// same container field with another value is a 409 naming the field as kube-apiserver does
+/// (`.spec.template.spec.containers[name="web"].image`); a manager that stops applying its
+/// container removes it; finalizers (a set) and labels (a granular map) merge per item; a custom
+/// resource's `x-kubernetes-list-type: map` list merges by its keys.
+#[tokio::test]
+async fn server_side_apply_merges_lists_by_their_list_type() {
+    let (server, client) = start().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let config = |containers: serde_json::Value, finalizer: &str, label: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "finalizers": [finalizer], "labels": {label: "yes"}},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": containers}}}})
+    };
+    let apply = |manager: &'static str, body: serde_json::Value, force: bool| {
+        let deployments = deployments.clone();
+        async move {
+            let mut params = PatchParams::apply(manager);
+            params.force = force;
+            deployments.patch("web", &params, &Patch::Apply(body)).await
+        }
+    };
+    apply(
+        "team-a",
+        config(
+            json!([{"name": "web", "image": "nginx:1"}]),
+            "example.com/a",
+            "a",
+        ),
+        false,
+    )
+    .await
+    .unwrap();
+    let both = apply(
+        "team-b",
+        config(
+            json!([{"name": "sidecar", "image": "envoy:1"}]),
+            "example.com/b",
+            "b",
+        ),
+        false,
+    )
+    .await
+    .expect("different containers do not conflict");
+    let names = |d: &Deployment| -> Vec<String> {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    assert_eq!(names(&both), ["web", "sidecar"]);
+    assert_eq!(
+        both.metadata.finalizers.clone().unwrap(),
+        ["example.com/a", "example.com/b"]
+    );
+    let labels = both.metadata.labels.clone().unwrap();
+    assert_eq!((labels["a"].as_str(), labels["b"].as_str()), ("yes", "yes"));
+    let b_fields = both
+        .metadata
+        .managed_fields
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.manager.as_deref() == Some("team-b"))
+        .and_then(|m| m.fields_v1.clone())
+        .unwrap()
+        .0;
+    assert_eq!(
+        b_fields["f:spec"]["f:template"]["f:spec"]["f:containers"],
+        json!({"k:{\"name\":\"sidecar\"}": {".": {}, "f:image": {}, "f:name": {}}})
+    );
+    assert_eq!(
+        b_fields["f:metadata"]["f:finalizers"],
+        json!({"v:\"example.com/b\"": {}})
+    );
+
+    let err = apply(
+        "team-b",
+        config(
+            json!([{"name": "sidecar", "image": "envoy:1"}, {"name": "web", "image": "nginx:2"}]),
+            "example.com/b",
+            "b",
+        ),
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(api_code(&err), 409);
+    let kube::Error::Api(status) = &err else {
+        unreachable!("api_code checked it")
+    };
+    assert_eq!(
+        status.message,
+        "Apply failed with 1 conflict: conflict with \"team-a\": .spec.template.spec.containers[name=\"web\"].image"
+    );
+
+    // team-a stops applying its container, finalizer and label: they go; team-b's stay.
+    let after = apply("team-a", config(json!([]), "example.com/b", "b"), false)
+        .await
+        .unwrap();
+    assert_eq!(names(&after), ["sidecar"]);
+    assert_eq!(
+        after.metadata.finalizers.clone().unwrap(),
+        ["example.com/b"]
+    );
+    assert!(!after.metadata.labels.clone().unwrap().contains_key("a"));
+
+    // A CRD's `x-kubernetes-list-type: map` list merges by its keys.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "routes.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "routes", "singular": "route", "kind": "Route"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                    "rules": {"type": "array", "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["host", "port"],
+                        "items": {"type": "object", "required": ["host"], "properties": {
+                            "host": {"type": "string"}, "port": {"type": "integer", "default": 80},
+                            "backend": {"type": "string"}}}}}}}}}}]}
+    }))
+    .unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Route");
+    let routes: Api<DynamicObject> =
+        Api::namespaced_with(client, "default", &ApiResource::from_gvk(&gvk));
+    let route = |rules: serde_json::Value| {
+        json!({"apiVersion": "example.com/v1", "kind": "Route", "metadata": {"name": "r"},
+            "spec": {"rules": rules}})
+    };
+    let mut tries = 0;
+    loop {
+        let applied = routes
+            .patch(
+                "r",
+                &PatchParams::apply("a"),
+                &Patch::Apply(route(json!([{"host": "a.example", "backend": "a"}]))),
+            )
+            .await;
+        match applied {
+            Ok(_) => break,
+            Err(e) if api_code(&e) == 404 && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("apply a route: {e}"),
+        }
+    }
+    let merged = routes
+        .patch(
+            "r",
+            &PatchParams::apply("b"),
+            &Patch::Apply(route(
+                json!([{"host": "a.example", "port": 8080, "backend": "b"}]),
+            )),
+        )
+        .await
+        .expect("another key (host, port) is another element");
+    let rules = merged.data["spec"]["rules"].as_array().unwrap().clone();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    let b_rules = merged
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .find(|m| m.manager.as_deref() == Some("b"))
+        .and_then(|m| m.fields_v1)
+        .unwrap()
+        .0;
+    assert!(
+        b_rules["f:spec"]["f:rules"]
+            .get("k:{\"host\":\"a.example\",\"port\":8080}")
+            .is_some(),
+        "{b_rules}"
+    );
+    server.shutdown().await.unwrap();
+}

@@ -1124,3 +1124,102 @@ async fn kubectl_typed_commands_send_protobuf_read_as_their_json() {
     assert_eq!(replaced["spec"]["replicas"], 3);
     assert_eq!(replaced["metadata"]["generation"], 2);
 }
+
+/// `kubectl apply --server-side` by two field managers, each with its own container of one
+/// Deployment: both containers stay, with ownership per container; the same container's image
+/// from the other manager is refused with kube-apiserver's conflict message, and `--force-conflicts`
+/// takes it over; a manager dropping its container removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_merges_containers_of_two_managers() {
+    let (server, _client) = common::start().await;
+    let k = Kubectl::for_server(&server);
+    let web = k.file("web.yaml", DEPLOYMENT);
+    k.run(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team/a",
+        "-f",
+        &web,
+    ]);
+    let sidecar = k.file(
+        "sidecar.yaml",
+        &DEPLOYMENT.replace(
+            "      - name: web\n        image: nginx:1.27\n        ports: [{containerPort: 80}]",
+            "      - {name: sidecar, image: envoy:1}",
+        ),
+    );
+    k.run(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team/b",
+        "-f",
+        &sidecar,
+    ]);
+    let d: Value = serde_json::from_str(&k.run(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]))
+    .unwrap();
+    let names: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["web", "sidecar"]);
+    let a = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["manager"] == "team/a")
+        .unwrap();
+    assert_eq!(a["operation"], "Apply");
+    assert_eq!(
+        a["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"],
+        serde_json::json!({"k:{\"name\":\"web\"}": {".": {}, "f:image": {}, "f:name": {},
+            "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}}})
+    );
+
+    let takeover = k.file(
+        "takeover.yaml",
+        &DEPLOYMENT.replace("nginx:1.27", "nginx:1.28"),
+    );
+    let out = k
+        .command(&[
+            "apply",
+            "--server-side",
+            "--field-manager=team/b",
+            "-f",
+            &takeover,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "Apply failed with 1 conflict: conflict with \"team/a\": .spec.template.spec.containers[name=\"web\"].image"
+        ),
+        "{err}"
+    );
+    k.run(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team/b",
+        "--force-conflicts",
+        "-f",
+        &takeover,
+    ]);
+    // team/b's configuration now names web (no sidecar): the sidecar goes, web has team/b's image.
+    let d: Value =
+        serde_json::from_str(&k.run(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    assert_eq!(containers[0]["image"], "nginx:1.28");
+}
