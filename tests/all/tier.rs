@@ -169,9 +169,9 @@ async fn each_tier_caches_apart_and_never_loads_the_others_artifact() {
         (baseline.info().tier, baseline.info().origin),
         (Tier::Baseline, Origin::Compiled)
     );
-    let [winch_artifact] = artifacts(cache.path())[..] else {
-        panic!("one artifact")
-    };
+    let found = artifacts(cache.path());
+    assert_eq!(found.len(), 1, "one artifact: {found:?}");
+    let winch_artifact = found[0].clone();
     let cached = Runtime::new(tiered_cached()).unwrap().load(&echo).await.unwrap();
     assert_eq!(
         (cached.info().tier, cached.info().origin),
