@@ -14,7 +14,9 @@ mod support;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use capstan::plugin::{CompileTiers, PluginEvent, Registry, Reloader, Runtime, RuntimeConfig, Tier};
+use capstan::plugin::{
+    CompileTiers, PluginEvent, Registry, Reloader, Runtime, RuntimeConfig, Tier,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,12 +36,13 @@ fn compile(c: &mut Criterion) {
         ("optimized", CompileTiers::OptimizedOnly, Tier::Optimized),
     ] {
         let runtime = Runtime::new(RuntimeConfig::default().compile_tiers(tiers)).unwrap();
-        let p = rt.block_on(runtime.load_bytes(&path, bytes.clone())).unwrap();
+        let p = rt
+            .block_on(runtime.load_bytes(&path, bytes.clone()))
+            .unwrap();
         assert_eq!(p.info().tier, tier, "compiled on the tier named");
         group.bench_function(name, |b| {
-            b.to_async(&rt).iter(|| async {
-                runtime.load_bytes(&path, bytes.clone()).await.unwrap()
-            })
+            b.to_async(&rt)
+                .iter(|| async { runtime.load_bytes(&path, bytes.clone()).await.unwrap() })
         });
     }
     group.finish();
@@ -82,7 +85,11 @@ fn new_file(c: &mut Criterion) {
         group.sample_size(10);
         for (tier_name, tiers, tier) in [
             ("baseline", CompileTiers::Tiered, Tier::Baseline),
-            ("optimized_only", CompileTiers::OptimizedOnly, Tier::Optimized),
+            (
+                "optimized_only",
+                CompileTiers::OptimizedOnly,
+                Tier::Optimized,
+            ),
         ] {
             group.bench_function(tier_name, |b| {
                 b.to_async(&rt).iter_custom(|iters| {

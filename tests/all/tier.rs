@@ -72,10 +72,11 @@ async fn a_new_plugin_serves_on_the_baseline_tier_then_swaps_to_optimized_losing
 
     let deliveries: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
     let seen = deliveries.clone();
-    let dispatcher = Dispatcher::new(
-        DispatchConfig::default()
-            .on_delivery(move |d| seen.lock().unwrap().push((d.object.name.clone(), d.result.is_ok()))),
-    );
+    let dispatcher = Dispatcher::new(DispatchConfig::default().on_delivery(move |d| {
+        seen.lock()
+            .unwrap()
+            .push((d.object.name.clone(), d.result.is_ok()))
+    }));
     let first = reloader.scan().await.unwrap();
     let [PluginEvent::Loaded(baseline)] = first.as_slice() else {
         panic!("the scan loads the plugin: {first:?}")
@@ -147,7 +148,11 @@ async fn a_new_plugin_serves_on_the_baseline_tier_then_swaps_to_optimized_losing
     assert_eq!(json["loaded"][0]["tier"], "optimized");
 
     // Only the optimized artifact stays; a restart uses it with no baseline step at all.
-    assert_eq!(artifacts(cache.path()).len(), 1, "the baseline artifact is dropped");
+    assert_eq!(
+        artifacts(cache.path()).len(),
+        1,
+        "the baseline artifact is dropped"
+    );
     let again = Runtime::new(tiered().cache_dir(cache.path()))
         .unwrap()
         .load(&file)
@@ -164,7 +169,11 @@ async fn each_tier_caches_apart_and_never_loads_the_others_artifact() {
     let optimized_only = || RuntimeConfig::default().cache_dir(cache.path());
     let echo = guest("echo-handler");
 
-    let baseline = Runtime::new(tiered_cached()).unwrap().load(&echo).await.unwrap();
+    let baseline = Runtime::new(tiered_cached())
+        .unwrap()
+        .load(&echo)
+        .await
+        .unwrap();
     assert_eq!(
         (baseline.info().tier, baseline.info().origin),
         (Tier::Baseline, Origin::Compiled)
@@ -172,7 +181,11 @@ async fn each_tier_caches_apart_and_never_loads_the_others_artifact() {
     let found = artifacts(cache.path());
     assert_eq!(found.len(), 1, "one artifact: {found:?}");
     let winch_artifact = found[0].clone();
-    let cached = Runtime::new(tiered_cached()).unwrap().load(&echo).await.unwrap();
+    let cached = Runtime::new(tiered_cached())
+        .unwrap()
+        .load(&echo)
+        .await
+        .unwrap();
     assert_eq!(
         (cached.info().tier, cached.info().origin),
         (Tier::Baseline, Origin::Cached),
@@ -194,7 +207,11 @@ async fn each_tier_caches_apart_and_never_loads_the_others_artifact() {
     // Even under the optimized artifact's name, the baseline artifact is refused (its tag
     // names the tier), deleted and compiled again.
     std::fs::copy(&winch_artifact, cranelift_artifact).unwrap();
-    let refused = Runtime::new(optimized_only()).unwrap().load(&echo).await.unwrap();
+    let refused = Runtime::new(optimized_only())
+        .unwrap()
+        .load(&echo)
+        .await
+        .unwrap();
     assert_eq!(
         (refused.info().tier, refused.info().origin),
         (Tier::Optimized, Origin::Compiled)
@@ -203,7 +220,11 @@ async fn each_tier_caches_apart_and_never_loads_the_others_artifact() {
     assert!(out.is_ok(), "the recompiled plugin runs: {out:?}");
 
     // With an optimized artifact cached, a tiered runtime starts on it: no baseline compile.
-    let started = Runtime::new(tiered_cached()).unwrap().load(&echo).await.unwrap();
+    let started = Runtime::new(tiered_cached())
+        .unwrap()
+        .load(&echo)
+        .await
+        .unwrap();
     assert_eq!(
         (started.info().tier, started.info().origin),
         (Tier::Optimized, Origin::Cached)
@@ -241,7 +262,11 @@ async fn a_plugin_the_baseline_compiler_refuses_runs_optimized_and_says_why() {
     assert!(runtime.tiered());
     let plugin = runtime.load(&file).await.unwrap();
     assert_eq!(plugin.info().tier, Tier::Optimized);
-    let why = plugin.info().baseline_error.clone().expect("the reason is kept");
+    let why = plugin
+        .info()
+        .baseline_error
+        .clone()
+        .expect("the reason is kept");
     assert!(why.contains("tail call"), "{why}");
     let out = handle(&plugin).await;
     assert!(out.is_ok(), "it serves: {out:?}");
@@ -280,8 +305,8 @@ async fn a_file_renamed_into_the_directory_is_loaded_without_waiting_out_the_deb
     let runtime = Runtime::new(tiered().cache_dir(cache.path())).unwrap();
     // Warm the cache, so the time below is the watch's, not the compiler's.
     runtime.load(&guest("echo-handler")).await.unwrap();
-    let reloader = Reloader::new(runtime, Registry::new(), plugins.path())
-        .debounce(Duration::from_secs(30));
+    let reloader =
+        Reloader::new(runtime, Registry::new(), plugins.path()).debounce(Duration::from_secs(30));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let _watch = reloader.watch(tx).unwrap();
     capstan_tests::drop_in(&guest("echo-handler"), &plugins.path().join("echo.wasm"));

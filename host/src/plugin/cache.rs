@@ -12,12 +12,12 @@
 //!   altered artifact, or one written for another plugin and renamed, fails the check and is
 //!   deleted and compiled again, with a warning.
 
+use super::tier::Tier;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use super::tier::Tier;
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -388,7 +388,11 @@ mod tests {
         let mut cfg = wasmtime::Config::new();
         cfg.consume_fuel(true);
         let other = Engine::new(&cfg).unwrap();
-        assert_ne!(key, engine_key(&other, Tier::Optimized), "another configuration");
+        assert_ne!(
+            key,
+            engine_key(&other, Tier::Optimized),
+            "another configuration"
+        );
     }
 
     #[test]
@@ -400,7 +404,12 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("key")), 0o600);
-        assert_eq!(ArtifactCache::open(&dir, &engine, Tier::Optimized).unwrap().key, cache.key);
+        assert_eq!(
+            ArtifactCache::open(&dir, &engine, Tier::Optimized)
+                .unwrap()
+                .key,
+            cache.key
+        );
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         ArtifactCache::open(&dir, &engine, Tier::Optimized).unwrap();
         assert_eq!(mode(&dir), 0o700, "fixed");

@@ -338,7 +338,9 @@ impl Runtime {
         let baseline = match config.compile_tiers {
             CompileTiers::OptimizedOnly => None,
             CompileTiers::Tiered if config.fuel => {
-                tracing::info!("fuel is metered: plugins are compiled by the optimizing compiler only (the baseline compiler cannot meter fuel)");
+                tracing::info!(
+                    "fuel is metered: plugins are compiled by the optimizing compiler only (the baseline compiler cannot meter fuel)"
+                );
                 None
             }
             CompileTiers::Tiered => match TierEngine::new(Tier::Baseline, &cfg, cache_dir) {
@@ -450,7 +452,15 @@ impl Runtime {
         if let Some(component) = cached {
             let (embedded, _) = self.embedded(bytes).await?;
             return self
-                .validate(Tier::Optimized, path, hash, component, Origin::Cached, embedded, None)
+                .validate(
+                    Tier::Optimized,
+                    path,
+                    hash,
+                    component,
+                    Origin::Cached,
+                    embedded,
+                    None,
+                )
                 .await;
         }
         match self
@@ -520,8 +530,16 @@ impl Runtime {
         })
         .await
         .map_err(|e| RejectReason::Compile(format!("compiler task failed: {e}")))??;
-        self.validate(tier, path, hash, component, origin, embedded, baseline_error)
-            .await
+        self.validate(
+            tier,
+            path,
+            hash,
+            component,
+            origin,
+            embedded,
+            baseline_error,
+        )
+        .await
     }
 
     fn tier(&self, tier: Tier) -> &TierEngine {

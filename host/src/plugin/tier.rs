@@ -75,7 +75,15 @@ impl std::fmt::Display for Tier {
 
 /// Which tiers new plugins are compiled with.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum CompileTiers {
@@ -129,7 +137,11 @@ impl TierEngine {
 
     /// The component for `bytes` (of content hash `hash`): from this tier's cache, or compiled
     /// (and stored).
-    pub(crate) fn compile(&self, hash: &str, bytes: &[u8]) -> wasmtime::Result<(Component, Origin)> {
+    pub(crate) fn compile(
+        &self,
+        hash: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(Component, Origin)> {
         match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, hash, bytes),
             None => Component::new(&self.engine, bytes).map(|c| (c, Origin::Compiled)),
