@@ -8,6 +8,7 @@
 //!   fuel: true              # meter fuel, so `fuel` limits take effect (costs every call)
 //!   maxWasmStackKiB: 512    # runtime-wide
 //!   maxPluginMiB: 64        # larger plugin files are refused
+//!   compileTiers: tiered    # or optimized-only: one compile per plugin, no baseline tier
 //! defaults:                 # every plugin
 //!   callTimeoutMs: 5000
 //!   memoryMiB: 64
@@ -95,6 +96,9 @@ pub struct RuntimeSection {
     pub max_wasm_stack_ki_b: Option<usize>,
     /// Largest plugin file read, in MiB (default 64).
     pub max_plugin_mi_b: Option<u64>,
+    /// Baseline compiler first, then optimized (`tiered`, the default), or `optimized-only`.
+    #[serde(default)]
+    pub compile_tiers: crate::plugin::CompileTiers,
 }
 
 /// Limits as written in the file; unset fields keep the value underneath.

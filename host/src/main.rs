@@ -94,6 +94,11 @@ struct RunOpts {
     /// Load the plugins once; do not watch the directory for changes.
     #[arg(long)]
     no_hot_reload: bool,
+    /// Compile new plugins with the baseline compiler first, serving at once, and swap in the
+    /// optimized version when it is ready (`tiered`); or compile once, optimized
+    /// (`optimized-only`). Overrides the configuration file's `runtime.compileTiers`.
+    #[arg(long, value_enum)]
+    compile_tiers: Option<capstan::plugin::CompileTiers>,
     #[command(flatten)]
     limits: LimitArgs,
     /// Namespace of the host's and the plugins' ServiceAccounts [default: the pod's namespace in a
@@ -439,6 +444,9 @@ async fn run(args: RunOpts) -> anyhow::Result<ExitCode> {
     let limits = args.limits.over(file.default_limits(&Limits::default()));
     let mut file = file;
     file.defaults = capstan::config::LimitsSection::default();
+    if let Some(tiers) = args.compile_tiers {
+        file.runtime.compile_tiers = tiers;
+    }
     let config = capstan::runner::RunConfig {
         plugins: args.plugins,
         manifests: args.manifests,

@@ -203,6 +203,8 @@ struct InfoLabels {
     plugin: String,
     version: String,
     hash: String,
+    /// The compilation tier its code comes from: `baseline` or `optimized`.
+    tier: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -572,12 +574,14 @@ impl Metrics {
         }
     }
 
-    /// Record the `version` and component `hash` `plugin` runs, replacing its previous info series.
-    pub fn set_plugin_info(&self, plugin: &str, version: &str, hash: &str) {
+    /// Record the `version`, component `hash` and compilation `tier` (`baseline` or `optimized`)
+    /// `plugin` runs, replacing its previous info series.
+    pub fn set_plugin_info(&self, plugin: &str, version: &str, hash: &str, tier: &str) {
         let labels = InfoLabels {
             plugin: plugin.to_owned(),
             version: version.to_owned(),
             hash: hash.to_owned(),
+            tier: tier.to_owned(),
         };
         let mut info = self.lock_info();
         if let Some(old) = info.insert(plugin.to_owned(), labels.clone())
@@ -796,7 +800,7 @@ mod tests {
         m.plugin_calls("webapp").record("fetch", true, ms(1));
         m.bus_dropped("full", 1);
         m.set_plugin_state("webapp", PluginStateLabel::Running);
-        m.set_plugin_info("webapp", "0.1.0", "abcd");
+        m.set_plugin_info("webapp", "0.1.0", "abcd", "optimized");
         m.reload(ReloadResult::Swapped, Some(ms(20)));
         let text = m.encode();
         assert!(text.ends_with("# EOF\n"), "{text}");
@@ -961,24 +965,24 @@ mod tests {
     #[test]
     fn plugin_info_replaces_the_old_series() {
         let m = Metrics::new();
-        m.set_plugin_info("webapp", "0.1.0", "aaaa");
-        m.set_plugin_info("cache", "1.0.0", "cccc");
+        m.set_plugin_info("webapp", "0.1.0", "aaaa", "optimized");
+        m.set_plugin_info("cache", "1.0.0", "cccc", "optimized");
         let text = m.encode();
         assert_eq!(
             sample(
                 &text,
-                r#"capstan_plugin_info{plugin="webapp",version="0.1.0",hash="aaaa"}"#
+                r#"capstan_plugin_info{plugin="webapp",version="0.1.0",hash="aaaa",tier="optimized"}"#
             ),
             Some(1.0)
         );
 
-        m.set_plugin_info("webapp", "0.1.0", "bbbb");
+        m.set_plugin_info("webapp", "0.1.0", "bbbb", "optimized");
         let text = m.encode();
         assert!(!text.contains(r#"hash="aaaa""#), "{text}");
         assert_eq!(
             sample(
                 &text,
-                r#"capstan_plugin_info{plugin="webapp",version="0.1.0",hash="bbbb"}"#
+                r#"capstan_plugin_info{plugin="webapp",version="0.1.0",hash="bbbb",tier="optimized"}"#
             ),
             Some(1.0)
         );
@@ -986,13 +990,13 @@ mod tests {
         assert_eq!(
             sample(
                 &text,
-                r#"capstan_plugin_info{plugin="cache",version="1.0.0",hash="cccc"}"#
+                r#"capstan_plugin_info{plugin="cache",version="1.0.0",hash="cccc",tier="optimized"}"#
             ),
             Some(1.0)
         );
 
         // Setting the same info again keeps exactly one series.
-        m.set_plugin_info("webapp", "0.1.0", "bbbb");
+        m.set_plugin_info("webapp", "0.1.0", "bbbb", "optimized");
         let text = m.encode();
         assert_eq!(
             text.lines()
@@ -1008,7 +1012,7 @@ mod tests {
         for plugin in ["webapp", "cache"] {
             m.set_queue_depth(plugin, 3);
             m.set_plugin_state(plugin, PluginStateLabel::Running);
-            m.set_plugin_info(plugin, "0.1.0", "abcd");
+            m.set_plugin_info(plugin, "0.1.0", "abcd", "optimized");
             m.reconcile(plugin, ReconcileResult::Ok, ms(1));
         }
         m.remove_plugin("webapp");
@@ -1034,7 +1038,7 @@ mod tests {
         assert_eq!(
             sample(
                 &text,
-                r#"capstan_plugin_info{plugin="cache",version="0.1.0",hash="abcd"}"#
+                r#"capstan_plugin_info{plugin="cache",version="0.1.0",hash="abcd",tier="optimized"}"#
             ),
             Some(1.0)
         );
@@ -1049,12 +1053,12 @@ mod tests {
 
         // Removing an unknown plugin is a no-op, and a reloaded plugin starts afresh.
         m.remove_plugin("never-loaded");
-        m.set_plugin_info("webapp", "0.2.0", "ef01");
+        m.set_plugin_info("webapp", "0.2.0", "ef01", "optimized");
         let text = m.encode();
         assert_eq!(
             sample(
                 &text,
-                r#"capstan_plugin_info{plugin="webapp",version="0.2.0",hash="ef01"}"#
+                r#"capstan_plugin_info{plugin="webapp",version="0.2.0",hash="ef01",tier="optimized"}"#
             ),
             Some(1.0)
         );

@@ -161,6 +161,7 @@ pub async fn run_with_listener(
     let mut rc = RuntimeConfig::default()
         .limits(limits.clone())
         .fuel(config.config.runtime.fuel)
+        .compile_tiers(config.config.runtime.compile_tiers)
         .metrics(metrics.clone());
     if let Some(kib) = config.config.runtime.max_wasm_stack_ki_b {
         rc = rc.max_wasm_stack(kib << 10);
@@ -176,9 +177,12 @@ pub async fn run_with_listener(
     }
     let runtime = Runtime::new(rc)?;
     let registry = Registry::new();
-    let reloader =
-        Reloader::new(runtime, registry.clone(), &config.plugins).metrics(metrics.clone());
     let (events, mut changes) = mpsc::unbounded_channel();
+    // Plugins served from the baseline compiler are swapped for their optimized versions as
+    // those are compiled: the swaps arrive on `changes`, after the scan's own events.
+    let reloader = Reloader::new(runtime, registry.clone(), &config.plugins)
+        .metrics(metrics.clone())
+        .tier_up(events.clone());
     // Watch first, then scan: a change in between is seen by both, and the second sync of an
     // unchanged file does nothing.
     let _watch = if config.hot_reload {
@@ -691,7 +695,8 @@ impl Supervisor {
 
     fn publish_info(&self, p: &Plugin) {
         let i = p.info();
-        self.metrics.set_plugin_info(&i.name, &i.version, &i.hash);
+        self.metrics
+            .set_plugin_info(&i.name, &i.version, &i.hash, i.tier.as_str());
         self.metrics
             .set_plugin_state(&i.name, PluginStateLabel::Running);
     }

@@ -17,3 +17,4 @@ mod reconcile;
 mod reload;
 mod run;
 mod sandbox;
+mod tier;

@@ -1,4 +1,5 @@
-//! The on-disk cache of precompiled components, keyed by content hash and engine compatibility.
+//! The on-disk cache of precompiled components, keyed by content hash, compilation tier and
+//! engine compatibility.
 //!
 //! A precompiled artifact is native code that is mapped and run without validation, so only
 //! artifacts this host wrote are ever deserialized:
@@ -11,6 +12,7 @@
 //!   altered artifact, or one written for another plugin and renamed, fails the check and is
 //!   deleted and compiled again, with a warning.
 
+use super::tier::Tier;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -80,9 +82,13 @@ impl Hasher for Sha256Hasher {
     }
 }
 
-/// The engine part of the cache key: SHA-256 of the engine's precompile compatibility hash.
-fn engine_key(engine: &Engine) -> String {
+/// The engine part of the cache key: SHA-256 of the compilation tier and the engine's precompile
+/// compatibility hash. The tier is named even though the compiler settings already differ
+/// between the tiers' engines, so that an artifact of one tier never has the other's name.
+fn engine_key(engine: &Engine, tier: Tier) -> String {
     let mut h = Sha256Hasher(Sha256::new());
+    h.write(tier.as_str().as_bytes());
+    h.write(b"\0");
     engine.precompile_compatibility_hash().hash(&mut h);
     hex::encode(&h.0.finalize()[..16])
 }
@@ -121,13 +127,13 @@ pub enum Origin {
 }
 
 impl ArtifactCache {
-    /// A cache in `dir` for components compiled by `engine`: creates the directory (`0700`) and
+    /// A cache in `dir` for components compiled by `engine` on `tier`: creates the directory (`0700`) and
     /// its key if needed, and checks who owns them.
     ///
     /// # Errors
     /// [`CacheError`] when the directory cannot be created, is not a directory, belongs to
     /// another user, or the key cannot be read or made.
-    pub fn open(dir: impl Into<PathBuf>, engine: &Engine) -> Result<Self, CacheError> {
+    pub fn open(dir: impl Into<PathBuf>, engine: &Engine, tier: Tier) -> Result<Self, CacheError> {
         let dir = dir.into();
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -158,7 +164,7 @@ impl ArtifactCache {
         }
         let key = load_or_create_key(&dir)?;
         Ok(Self {
-            engine_key: engine_key(engine),
+            engine_key: engine_key(engine, tier),
             dir,
             key,
         })
@@ -193,6 +199,38 @@ impl ArtifactCache {
         mac.verify_slice(tag).ok().map(|()| artifact)
     }
 
+    /// The cached component of the plugin whose hash is `hash`, if there is a usable one.
+    ///
+    /// An artifact whose tag does not verify (planted, altered, written for another plugin or
+    /// under another key) is deleted, with a warning; one that fails to deserialize is skipped.
+    pub fn load(&self, engine: &Engine, hash: &str) -> Option<Component> {
+        let path = self.path_for(hash);
+        // Read into memory rather than mmap: a file truncated or replaced under a live mapping would
+        // bring the host down with SIGBUS.
+        let stored = read_regular(&path)?;
+        let Some(artifact) = self.verified(hash, &stored) else {
+            tracing::warn!(path = %path.display(), "precompiled artifact not written by this host for this plugin (tag mismatch): deleted, compiling");
+            let _ = std::fs::remove_file(&path);
+            return None;
+        };
+        // SAFETY: the artifact's tag verified under this host's secret key, over this plugin's
+        // content hash and this engine's key (tier and compatibility hash): it is exactly what
+        // `store` below wrote from `Engine::precompile_component` of a compatible engine
+        // (wasmtime checks the header and engine configuration again).
+        match unsafe { Component::deserialize(engine, artifact) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "discarding unusable precompiled artifact");
+                None
+            }
+        }
+    }
+
+    /// Delete the artifact of the plugin whose hash is `hash`, if there is one.
+    pub fn remove(&self, hash: &str) {
+        let _ = std::fs::remove_file(self.path_for(hash));
+    }
+
     /// Load the component for `bytes` (whose hash is `hash`) from the cache, or compile and store it.
     ///
     /// An artifact whose tag does not verify (planted, altered, written for another plugin or
@@ -203,29 +241,10 @@ impl ArtifactCache {
         hash: &str,
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, Origin)> {
-        let path = self.path_for(hash);
-        // Read into memory rather than mmap: a file truncated or replaced under a live mapping would
-        // bring the host down with SIGBUS.
-        if let Some(stored) = read_regular(&path) {
-            match self.verified(hash, &stored) {
-                Some(artifact) => {
-                    // SAFETY: the artifact's tag verified under this host's secret key, over this
-                    // plugin's content hash and this engine's key: it is exactly what `store`
-                    // below wrote from `Engine::precompile_component` of a compatible engine
-                    // (wasmtime checks the header and engine configuration again).
-                    match unsafe { Component::deserialize(engine, artifact) } {
-                        Ok(component) => return Ok((component, Origin::Cached)),
-                        Err(e) => {
-                            tracing::warn!(path = %path.display(), error = %e, "discarding unusable precompiled artifact")
-                        }
-                    }
-                }
-                None => {
-                    tracing::warn!(path = %path.display(), "precompiled artifact not written by this host for this plugin (tag mismatch): deleted, compiling");
-                    let _ = std::fs::remove_file(&path);
-                }
-            }
+        if let Some(component) = self.load(engine, hash) {
+            return Ok((component, Origin::Cached));
         }
+        let path = self.path_for(hash);
         let compiled = engine.precompile_component(bytes)?;
         if let Err(e) = self.store(&path, hash, &compiled) {
             tracing::warn!(error = %crate::error_chain(&e), "precompiled artifact not cached");
@@ -358,13 +377,22 @@ mod tests {
     #[test]
     fn the_engine_key_is_a_sha256_of_the_compatibility_hash() {
         let engine = Engine::default();
-        let key = engine_key(&engine);
+        let key = engine_key(&engine, Tier::Optimized);
         assert_eq!(key.len(), 32);
-        assert_eq!(key, engine_key(&Engine::default()), "same configuration");
+        assert_eq!(
+            key,
+            engine_key(&Engine::default(), Tier::Optimized),
+            "same configuration"
+        );
+        assert_ne!(key, engine_key(&engine, Tier::Baseline), "another tier");
         let mut cfg = wasmtime::Config::new();
         cfg.consume_fuel(true);
         let other = Engine::new(&cfg).unwrap();
-        assert_ne!(key, engine_key(&other), "another configuration");
+        assert_ne!(
+            key,
+            engine_key(&other, Tier::Optimized),
+            "another configuration"
+        );
     }
 
     #[test]
@@ -372,23 +400,28 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("a").join("precompiled");
         let engine = Engine::default();
-        let cache = ArtifactCache::open(&dir, &engine).unwrap();
+        let cache = ArtifactCache::open(&dir, &engine, Tier::Optimized).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("key")), 0o600);
-        assert_eq!(ArtifactCache::open(&dir, &engine).unwrap().key, cache.key);
+        assert_eq!(
+            ArtifactCache::open(&dir, &engine, Tier::Optimized)
+                .unwrap()
+                .key,
+            cache.key
+        );
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        ArtifactCache::open(&dir, &engine).unwrap();
+        ArtifactCache::open(&dir, &engine, Tier::Optimized).unwrap();
         assert_eq!(mode(&dir), 0o700, "fixed");
         std::fs::set_permissions(dir.join("key"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        let again = ArtifactCache::open(&dir, &engine).unwrap();
+        let again = ArtifactCache::open(&dir, &engine, Tier::Optimized).unwrap();
         assert_ne!(again.key, cache.key, "a key others could read is replaced");
     }
 
     #[test]
     fn tags_bind_the_artifact_to_the_plugin() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = ArtifactCache::open(dir.path(), &Engine::default()).unwrap();
+        let cache = ArtifactCache::open(dir.path(), &Engine::default(), Tier::Optimized).unwrap();
         let mut mac = cache.mac("aa");
         mac.update(b"code");
         let mut stored = mac.finalize().into_bytes().to_vec();

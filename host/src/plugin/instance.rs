@@ -47,6 +47,10 @@ pub struct PluginInfo {
     pub path: PathBuf,
     /// Compiled now or loaded from the precompiled cache.
     pub origin: Origin,
+    /// Which compiler's code runs: baseline until the optimized version is swapped in.
+    pub tier: super::Tier,
+    /// Why the baseline compiler could not run this plugin, when it was tried and failed.
+    pub baseline_error: Option<String>,
 }
 
 /// A failed call into a plugin. Every message names the plugin, the export and the object.

@@ -15,6 +15,7 @@ mod registry;
 mod reload;
 mod runtime;
 mod settings;
+mod tier;
 mod wasi;
 mod world;
 
@@ -41,5 +42,6 @@ pub use runtime::{
     LoadError, LoadReport, RejectReason, Runtime, RuntimeConfig, RuntimeError, wasm_files,
 };
 pub use settings::{OWN_VERBS, PluginSettings, WATCH_VERBS};
+pub use tier::{CompileTiers, Tier, TierError};
 pub use wasi::{DirGrant, WasiError, WasiGrants};
 pub use world::{WorldError, detect};

@@ -53,6 +53,11 @@ pub struct Loaded {
     pub path: PathBuf,
     /// Compiled, or from the precompiled cache.
     pub origin: super::Origin,
+    /// Baseline (served while the optimized version compiles) or optimized.
+    pub tier: super::Tier,
+    /// Why the baseline compiler could not run it, if it was tried and failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_error: Option<String>,
     /// Running or degraded (quarantined).
     #[serde(flatten)]
     pub state: PluginState,
@@ -298,6 +303,35 @@ impl Registry {
         Ok(out)
     }
 
+    /// Put the optimized version of the plugin `path` holds in its place, if `path` still holds
+    /// that very content on the baseline tier, and hand the replacement to `announce` before
+    /// anything else can change `path`: a newer version installed meanwhile is never replaced
+    /// by an older one, and its event is never overtaken. Returns whether it was put in place.
+    pub fn upgrade(
+        &self,
+        path: &Path,
+        optimized: Plugin,
+        announce: impl FnOnce(PluginEvent),
+    ) -> bool {
+        let mut st = self.lock();
+        let Some(slot) = st.by_path.get_mut(path) else {
+            return false;
+        };
+        let held = slot.plugin.info();
+        if held.hash != optimized.info().hash
+            || held.tier != super::Tier::Baseline
+            || held.name != optimized.info().name
+        {
+            return false;
+        }
+        let old = std::mem::replace(&mut slot.plugin, optimized.clone());
+        announce(PluginEvent::Replaced {
+            old,
+            new: optimized,
+        });
+        true
+    }
+
     /// Record a rejected file; a plugin it held keeps serving, with the error attached.
     pub fn reject(&self, error: &LoadError) {
         self.reject_line(&error.path, error.one_line());
@@ -365,6 +399,8 @@ impl Registry {
                     hash: i.hash.clone(),
                     path: i.path.clone(),
                     origin: i.origin,
+                    tier: i.tier,
+                    baseline_error: i.baseline_error.clone(),
                     state: s.plugin.state(),
                     last_error: s.last_error.clone(),
                     loaded_at: s.loaded_at,

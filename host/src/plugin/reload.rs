@@ -17,12 +17,15 @@ use super::file::FileError;
 use super::instance::Plugin;
 use super::registry::{PluginEvent, Registry};
 use super::runtime::{LoadError, RejectReason, Runtime};
+use super::tier::Tier;
 use crate::metrics::{Metrics, ReloadResult};
+use futures::StreamExt;
 use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 /// Errors starting the directory watch.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,18 @@ pub struct Reloader {
     dir: PathBuf,
     debounce: Duration,
     metrics: Option<Metrics>,
+    /// Where the swaps of baseline plugins for their optimized versions are announced; none:
+    /// plugins stay on the tier they were loaded on.
+    tier_up: Option<mpsc::UnboundedSender<PluginEvent>>,
+    /// Optimizing compiles running in the background at once.
+    optimizing: Arc<Semaphore>,
+    /// Files read and compiled at once.
+    parallel: usize,
+}
+
+/// Cores of this machine (1 if unknown).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 /// A file read and loaded, before the registry is touched.
@@ -101,8 +116,22 @@ fn is_volume_swap(path: &Path) -> bool {
 enum Changed {
     /// One plugin file changed.
     File(PathBuf),
+    /// A file was renamed into place: it is complete, nothing to wait for.
+    Complete(PathBuf),
     /// The directory's contents may have changed all at once: sync every file.
     All,
+}
+
+/// Whether a watch event renamed a file to its path `path`: a file renamed into place is
+/// complete (the writer wrote it elsewhere first), so it need not wait out the debounce.
+fn renamed_to(kind: &notify::EventKind, paths: &[PathBuf], path: &Path) -> bool {
+    use notify::EventKind as K;
+    use notify::event::{ModifyKind as M, RenameMode as R};
+    match kind {
+        K::Modify(M::Name(R::To)) => true,
+        K::Modify(M::Name(R::Both)) => paths.last().is_some_and(|p| p == path),
+        _ => false,
+    }
 }
 
 /// Whether a watch event may have changed what a file holds (or whether it exists).
@@ -130,7 +159,20 @@ impl Reloader {
             dir,
             debounce: Duration::from_millis(200),
             metrics: None,
+            tier_up: None,
+            optimizing: Arc::new(Semaphore::new((cores() / 2).max(1))),
+            parallel: cores(),
         }
+    }
+
+    /// Compile each plugin loaded on the baseline tier by [`Reloader::scan`] or the watch with
+    /// the optimizing compiler in the background (half the cores' worth at once, at least one)
+    /// and swap it in, announcing the swap as a [`PluginEvent::Replaced`] on `events` (after the
+    /// events of the load itself: for a scan, apply what it returns before reading `events`).
+    #[must_use]
+    pub fn tier_up(mut self, events: mpsc::UnboundedSender<PluginEvent>) -> Self {
+        self.tier_up = Some(events);
+        self
     }
 
     /// Wait this long after the last change to a file before loading it. Default 200 ms.
@@ -161,7 +203,69 @@ impl Reloader {
         })?;
         let mut paths: BTreeSet<PathBuf> = present.into_iter().collect();
         paths.extend(self.loaded());
-        Ok(self.sync_all(paths).await)
+        let events = self.sync_all(paths).await;
+        self.optimize(&events);
+        Ok(events)
+    }
+
+    /// Start the optimizing compile of every plugin `events` put in place on the baseline tier.
+    fn optimize(&self, events: &[PluginEvent]) {
+        let Some(sink) = &self.tier_up else {
+            return;
+        };
+        for event in events {
+            let (PluginEvent::Loaded(p) | PluginEvent::Replaced { new: p, .. }) = event else {
+                continue;
+            };
+            if p.info().tier != Tier::Baseline {
+                continue;
+            }
+            let (this, sink) = (self.clone(), sink.clone());
+            let (path, hash) = (p.info().path.clone(), p.info().hash.clone());
+            tokio::spawn(async move { this.optimize_one(&path, &hash, &sink).await });
+        }
+    }
+
+    /// Compile the file `path` (if it still holds the content of hash `hash` and its plugin is
+    /// still on the baseline tier) with the optimizing compiler and swap it in.
+    async fn optimize_one(
+        &self,
+        path: &Path,
+        hash: &str,
+        sink: &mpsc::UnboundedSender<PluginEvent>,
+    ) {
+        let Ok(_permit) = self.optimizing.acquire().await else {
+            return;
+        };
+        let serving = |p: Plugin| p.info().hash == hash && p.info().tier == Tier::Baseline;
+        if !self.registry.at(path).is_some_and(serving) {
+            return;
+        }
+        // Read again rather than keep every new file's bytes: a file changed since is left to
+        // the watch, which loads the new content.
+        let Ok(bytes) = self.runtime.read(&self.dir, path).await else {
+            return;
+        };
+        if content_hash(&bytes) != hash {
+            return;
+        }
+        let started = Instant::now();
+        match self.runtime.load_optimized(path, bytes).await {
+            Ok(optimized) => {
+                let swapped = self.registry.upgrade(path, optimized, |event| {
+                    if let PluginEvent::Replaced { new, .. } = &event {
+                        tracing::info!(plugin = new.name(), version = %new.info().version, hash = %&hash[..12.min(hash.len())], origin = ?new.info().origin, elapsed_ms = started.elapsed().as_millis() as u64, "plugin optimized: the optimizing compiler's version swapped in");
+                    }
+                    let _ = sink.send(event);
+                });
+                if swapped {
+                    self.count(ReloadResult::Swapped, Some(started.elapsed()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), reason = %crate::error_chain(&e), "the optimizing compiler failed: the plugin keeps running on the baseline tier");
+            }
+        }
     }
 
     /// The files of the loaded plugins.
@@ -203,12 +307,17 @@ impl Reloader {
         let mut events = Vec::new();
         let mut work: BTreeSet<PathBuf> = paths.into_iter().collect();
         while !work.is_empty() {
-            let mut prepared = Vec::new();
-            for path in std::mem::take(&mut work) {
-                let started = Instant::now();
-                let p = self.prepare(&path).await;
-                prepared.push((path, p, started));
-            }
+            // Read and compile in parallel, a core's worth at once.
+            let mut prepared: Vec<(PathBuf, Prepared, Instant)> =
+                futures::stream::iter(std::mem::take(&mut work))
+                    .map(|path| async move {
+                        let started = Instant::now();
+                        let p = self.prepare(&path).await;
+                        (path, p, started)
+                    })
+                    .buffer_unordered(self.parallel)
+                    .collect()
+                    .await;
             prepared.sort_by_key(|(path, p, _)| {
                 let rank = match p {
                     Prepared::Gone => 0,
@@ -329,10 +438,14 @@ impl Reloader {
                 // Reading a file (as a sync does) raises access events: only content, name and
                 // existence changes count, or every sync would trigger the next.
                 Ok(event) if changes_content(&event.kind) => {
-                    for path in event.paths {
-                        if is_plugin_file(&path) {
-                            let _ = tx.send(Changed::File(path));
-                        } else if is_volume_swap(&path) {
+                    for path in &event.paths {
+                        if is_plugin_file(path) {
+                            let _ = tx.send(if renamed_to(&event.kind, &event.paths, path) {
+                                Changed::Complete(path.clone())
+                            } else {
+                                Changed::File(path.clone())
+                            });
+                        } else if is_volume_swap(path) {
                             let _ = tx.send(Changed::All);
                         }
                     }
@@ -355,30 +468,47 @@ impl Reloader {
             let mut pending = BTreeSet::new();
             while let Some(first) = rx.recv().await {
                 let mut all = false;
+                // Whether the change needs no quiet period.
                 let mut note = |c: Changed| match c {
                     Changed::File(p) => {
                         pending.insert(p);
+                        false
                     }
-                    Changed::All => all = true,
+                    Changed::Complete(p) => {
+                        pending.insert(p);
+                        true
+                    }
+                    Changed::All => {
+                        all = true;
+                        true
+                    }
                 };
-                note(first);
-                // Quiet period: every further change restarts it.
-                loop {
+                let mut settled = note(first);
+                while let Ok(c) = rx.try_recv() {
+                    settled &= note(c);
+                }
+                // Quiet period, unless every change was a file renamed into place (or a volume
+                // swap, which is atomic too): every further change restarts it.
+                while !settled {
                     match tokio::time::timeout(this.debounce, rx.recv()).await {
-                        Ok(Some(c)) => note(c),
+                        Ok(Some(c)) => {
+                            note(c);
+                        }
                         Ok(None) => return,
-                        Err(_) => break,
+                        Err(_) => settled = true,
                     }
                 }
                 if all {
                     // Unchanged files are left as they are: a sync compares content hashes.
                     pending.extend(this.tracked());
                 }
-                for event in this.sync_all(std::mem::take(&mut pending)).await {
-                    if events.send(event).is_err() {
+                let synced = this.sync_all(std::mem::take(&mut pending)).await;
+                for event in &synced {
+                    if events.send(event.clone()).is_err() {
                         return;
                     }
                 }
+                this.optimize(&synced);
             }
         });
         Ok(WatchHandle {

@@ -1,36 +1,30 @@
-//! The plugin runtime: one engine, one linker, the epoch ticker, and loading with validation.
+//! The plugin runtime: an engine and linker per compilation tier, the epoch ticker, and loading
+//! with validation.
 
-use super::cache::{ArtifactCache, CacheError, Origin, content_hash};
+use super::cache::{Origin, content_hash};
 use super::embedded::{EmbeddedError, SECTION};
 use super::file::{DEFAULT_MAX_PLUGIN_BYTES, FileError, read_plugin_file};
 use super::grant::{GrantEntry, GrantTable};
-use super::host::HostState;
 use super::instance::{CallError, Plugin, PluginInfo};
 use super::limits::Limits;
+use super::tier::{CompileTiers, Tier, TierEngine, TierError, baseline_may_lack};
 use super::world::{self, WorldError};
-use crate::bindings;
 use crate::contract::World;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Errors creating the runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// The engine could not be configured.
-    #[error("cannot configure the wasm engine: {0}")]
-    Engine(String),
-    /// The host imports could not be added to the linker.
-    #[error("cannot set up the linker: {0}")]
-    Linker(String),
+    /// The optimizing tier's engine, linker or cache could not be set up.
+    #[error("cannot set up the plugin runtime")]
+    Tier(#[from] TierError),
     /// The epoch ticker thread could not start.
     #[error("cannot start the epoch ticker")]
     Ticker(#[source] std::io::Error),
-    /// The precompiled cache cannot be used safely.
-    #[error("cannot use the precompiled cache")]
-    Cache(#[from] CacheError),
 }
 
 /// Why a plugin file was rejected.
@@ -142,6 +136,7 @@ pub struct RuntimeConfig {
     max_plugin_bytes: u64,
     grants: GrantTable,
     metrics: Option<crate::metrics::Metrics>,
+    compile_tiers: CompileTiers,
 }
 
 impl Default for RuntimeConfig {
@@ -157,6 +152,7 @@ impl Default for RuntimeConfig {
             max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
             grants: GrantTable::default(),
             metrics: None,
+            compile_tiers: CompileTiers::OptimizedOnly,
         }
     }
 }
@@ -234,6 +230,17 @@ impl RuntimeConfig {
         self.metrics = Some(metrics);
         self
     }
+
+    /// Which compilers new plugins go through: [`CompileTiers::Tiered`], baseline first (served
+    /// at once) and optimized after, as `capstan run` does unless configured otherwise; or
+    /// [`CompileTiers::OptimizedOnly`], the default here, so that a runtime built in code (a
+    /// benchmark of calls, a one-off load) runs optimized code. Tiering is off when fuel is
+    /// metered (the baseline compiler cannot meter it).
+    #[must_use]
+    pub fn compile_tiers(mut self, tiers: CompileTiers) -> Self {
+        self.compile_tiers = tiers;
+        self
+    }
 }
 
 /// The plugin runtime. Cheap to clone.
@@ -243,9 +250,10 @@ pub struct Runtime {
 }
 
 struct Inner {
-    engine: Engine,
-    linker: Linker<HostState>,
-    cache: Option<ArtifactCache>,
+    /// Cranelift: every plugin ends up here.
+    optimized: TierEngine,
+    /// Winch, when tiering is on: new plugins serve from it until their optimized version is in.
+    baseline: Option<TierEngine>,
     limits: Limits,
     ticker: Arc<EpochTicker>,
     fuel: bool,
@@ -286,7 +294,8 @@ const DECOMMIT_BATCH: usize = 16;
 pub(crate) struct EpochTicker;
 
 impl Runtime {
-    /// Create the engine (pooling allocator, epoch interruption), the linker and the epoch ticker.
+    /// Create the engines (pooling allocator, epoch interruption) of the tiers in use, their
+    /// linkers and the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let mut pool = PoolingAllocationConfig::default();
         let n = config.max_instances;
@@ -324,33 +333,45 @@ impl Runtime {
             .consume_fuel(config.fuel)
             .max_wasm_stack(config.max_wasm_stack)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&cfg).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| RuntimeError::Linker(format!("{e:#}")))?;
-        bindings::ControllerPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| RuntimeError::Linker(format!("{e:#}")))?;
+        let cache_dir = config.cache_dir.as_ref();
+        let optimized = TierEngine::new(Tier::Optimized, &cfg, cache_dir)?;
+        let baseline = match config.compile_tiers {
+            CompileTiers::OptimizedOnly => None,
+            CompileTiers::Tiered if config.fuel => {
+                tracing::info!(
+                    "fuel is metered: plugins are compiled by the optimizing compiler only (the baseline compiler cannot meter fuel)"
+                );
+                None
+            }
+            CompileTiers::Tiered => match TierEngine::new(Tier::Baseline, &cfg, cache_dir) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), "baseline compiler unavailable: plugins are compiled by the optimizing compiler only");
+                    None
+                }
+            },
+        };
         let ticker = Arc::new(EpochTicker);
-        let (ticker_engine, alive, tick) =
-            (engine.clone(), Arc::downgrade(&ticker), config.epoch_tick);
+        let engines: Vec<Engine> = std::iter::once(&optimized)
+            .chain(baseline.as_ref())
+            .map(|t| t.engine.clone())
+            .collect();
+        let (alive, tick) = (Arc::downgrade(&ticker), config.epoch_tick);
         std::thread::Builder::new()
             .name("capstan-epoch".into())
             .spawn(move || {
                 while alive.strong_count() > 0 {
                     std::thread::sleep(tick);
-                    ticker_engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .map_err(RuntimeError::Ticker)?;
-        let cache = config
-            .cache_dir
-            .map(|dir| ArtifactCache::open(dir, &engine))
-            .transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
-                engine,
-                linker,
-                cache,
+                optimized,
+                baseline,
                 limits: config.limits,
                 ticker,
                 fuel: config.fuel,
@@ -361,9 +382,14 @@ impl Runtime {
         })
     }
 
-    /// The engine.
+    /// The engine of the optimizing compiler, which every plugin ends up on.
     pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+        &self.inner.optimized.engine
+    }
+
+    /// Whether new plugins are served from the baseline compiler first.
+    pub fn tiered(&self) -> bool {
+        self.inner.baseline.is_some()
     }
 
     /// Default limits.
@@ -405,22 +431,140 @@ impl Runtime {
 
     /// Load and validate a plugin from its bytes; `path` names it in messages, and its file name
     /// (with the content's digest) decides which configuration entry applies.
+    ///
+    /// With tiering on, an optimized artifact in the cache is used at once; else the plugin is
+    /// compiled by the baseline compiler and served from it (see [`Runtime::load_optimized`] for
+    /// the second step). If the baseline compiler cannot compile or run it, the optimizing
+    /// compiler is used, and the plugin's info says why.
     pub async fn load_bytes(&self, path: &Path, bytes: Vec<u8>) -> Result<Plugin, RejectReason> {
         check_header(&bytes)?;
         let hash = content_hash(&bytes);
+        let bytes: Arc<[u8]> = bytes.into();
+        if self.inner.baseline.is_none() {
+            return self.load_on(Tier::Optimized, path, hash, bytes, None).await;
+        }
+        let this = self.clone();
+        let lookup = hash.clone();
+        let cached = tokio::task::spawn_blocking(move || this.inner.optimized.cached(&lookup))
+            .await
+            .ok()
+            .flatten();
+        if let Some(component) = cached {
+            let (embedded, _) = self.embedded(bytes).await?;
+            return self
+                .validate(
+                    Tier::Optimized,
+                    path,
+                    hash,
+                    component,
+                    Origin::Cached,
+                    embedded,
+                    None,
+                )
+                .await;
+        }
+        match self
+            .load_on(Tier::Baseline, path, hash.clone(), bytes.clone(), None)
+            .await
+        {
+            Err(reason) if baseline_may_lack(&reason) => {
+                let why = crate::error_chain(&reason);
+                tracing::warn!(file = %path.display(), reason = %why, "the baseline compiler cannot run this plugin: compiling it optimized");
+                self.load_on(Tier::Optimized, path, hash, bytes, Some(why))
+                    .await
+            }
+            loaded => loaded,
+        }
+    }
+
+    /// [`Runtime::load_bytes`] on the optimizing compiler only: the second step of tiering.
+    pub async fn load_optimized(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+    ) -> Result<Plugin, RejectReason> {
+        check_header(&bytes)?;
+        let hash = content_hash(&bytes);
+        let plugin = self
+            .load_on(Tier::Optimized, path, hash.clone(), bytes.into(), None)
+            .await?;
+        if let Some(baseline) = &self.inner.baseline {
+            // The optimized artifact is read first from now on: the baseline one is dead weight.
+            baseline.forget(&hash);
+        }
+        Ok(plugin)
+    }
+
+    /// The manifest embedded in `bytes`, if any, read off the async threads; and the bytes back.
+    async fn embedded(
+        &self,
+        bytes: Arc<[u8]>,
+    ) -> Result<(Option<crate::contract::Manifest>, Arc<[u8]>), RejectReason> {
+        tokio::task::spawn_blocking(move || {
+            let m = super::embedded::read(&bytes).map_err(RejectReason::Embedded)?;
+            Ok((m, bytes))
+        })
+        .await
+        .map_err(|e| RejectReason::Compile(format!("compiler task failed: {e}")))?
+    }
+
+    /// Compile (or take from the cache) on `tier`, then validate.
+    async fn load_on(
+        &self,
+        tier: Tier,
+        path: &Path,
+        hash: String,
+        bytes: Arc<[u8]>,
+        baseline_error: Option<String>,
+    ) -> Result<Plugin, RejectReason> {
         let this = self.clone();
         let compile_hash = hash.clone();
         let (component, origin, embedded) = tokio::task::spawn_blocking(move || {
-            let (component, origin) = this.compile(&compile_hash, &bytes)?;
+            let (component, origin) = this
+                .tier(tier)
+                .compile(&compile_hash, &bytes)
+                .map_err(|e| RejectReason::Compile(format!("{e:#}")))?;
             // Read once the bytes are known to be a valid component.
             let embedded = super::embedded::read(&bytes).map_err(RejectReason::Embedded)?;
             Ok::<_, RejectReason>((component, origin, embedded))
         })
         .await
         .map_err(|e| RejectReason::Compile(format!("compiler task failed: {e}")))??;
-        let (world, contract) = world::detect(&component, &self.inner.engine)?;
-        let pre = self
-            .inner
+        self.validate(
+            tier,
+            path,
+            hash,
+            component,
+            origin,
+            embedded,
+            baseline_error,
+        )
+        .await
+    }
+
+    fn tier(&self, tier: Tier) -> &TierEngine {
+        match (tier, &self.inner.baseline) {
+            (Tier::Baseline, Some(b)) => b,
+            _ => &self.inner.optimized,
+        }
+    }
+
+    /// Link a compiled component, run its `describe`, check its manifest and apply its
+    /// configuration entry.
+    #[allow(clippy::too_many_arguments)]
+    async fn validate(
+        &self,
+        tier: Tier,
+        path: &Path,
+        hash: String,
+        component: Component,
+        origin: Origin,
+        embedded: Option<crate::contract::Manifest>,
+        baseline_error: Option<String>,
+    ) -> Result<Plugin, RejectReason> {
+        let engine = self.tier(tier);
+        let (world, contract) = world::detect(&component, &engine.engine)?;
+        let pre = engine
             .linker
             .instantiate_pre(&component)
             .map_err(|e| RejectReason::Link(format!("{e:#}")))?;
@@ -432,6 +576,8 @@ impl Runtime {
             hash,
             path: path.to_owned(),
             origin,
+            tier: engine.tier,
+            baseline_error,
         };
         let plugin = Plugin::new(
             pre,
@@ -456,14 +602,6 @@ impl Runtime {
             tracing::warn!(plugin = plugin.name(), file = %path.display(), reason = %reason, "configuration entry not bound to this plugin file: it runs with the defaults");
         }
         Ok(plugin.configure_with(&settings, grant, self.inner.metrics.clone()))
-    }
-
-    fn compile(&self, hash: &str, bytes: &[u8]) -> Result<(Component, Origin), RejectReason> {
-        let compiled = match &self.inner.cache {
-            Some(cache) => cache.load_or_compile(&self.inner.engine, hash, bytes),
-            None => Component::new(&self.inner.engine, bytes).map(|c| (c, Origin::Compiled)),
-        };
-        compiled.map_err(|e| RejectReason::Compile(format!("{e:#}")))
     }
 
     /// Load every plugin file in `dir` (see [`wasm_files`]). Rejected files do not stop the
