@@ -132,11 +132,11 @@ async fn a_new_plugin_serves_on_the_baseline_tier_then_swaps_to_optimized_losing
         async || deliveries.lock().unwrap().len() > published,
     )
     .await;
-    let deliveries = deliveries.lock().unwrap();
+    let deliveries = deliveries.lock().unwrap().clone();
     let mut by_event: HashMap<&str, usize> = HashMap::new();
-    for (name, ok) in deliveries.iter() {
+    for (name, ok) in &deliveries {
         assert!(ok, "{name} failed");
-        *by_event.entry(name).or_default() += 1;
+        *by_event.entry(name.as_str()).or_default() += 1;
     }
     assert_eq!(by_event.len(), published, "every event handled");
     assert!(by_event.values().all(|n| *n == 1), "each exactly once");
