@@ -235,7 +235,7 @@ impl RuntimeConfig {
     /// at once) and optimized after, as `capstan run` does unless configured otherwise; or
     /// [`CompileTiers::OptimizedOnly`], the default here, so that a runtime built in code (a
     /// benchmark of calls, a one-off load) runs optimized code. Tiering is off when fuel is
-    /// metered (the baseline compiler cannot meter it).
+    /// metered (the compilers consume fuel differently: a budget must not change at a swap).
     #[must_use]
     pub fn compile_tiers(mut self, tiers: CompileTiers) -> Self {
         self.compile_tiers = tiers;
@@ -339,7 +339,7 @@ impl Runtime {
             CompileTiers::OptimizedOnly => None,
             CompileTiers::Tiered if config.fuel => {
                 tracing::info!(
-                    "fuel is metered: plugins are compiled by the optimizing compiler only (the baseline compiler cannot meter fuel)"
+                    "fuel is metered: plugins are compiled by the optimizing compiler only (the compilers consume fuel differently: a fuel budget must mean the same on every tier)"
                 );
                 None
             }
