@@ -251,6 +251,19 @@ pub enum ApiError {
         /// Why: the authorizer's message.
         message: String,
     },
+    /// A create in a namespace being deleted (403), as the `NamespaceLifecycle` admission plugin
+    /// refuses it, with the `NamespaceTerminating` cause clients look for.
+    #[error("{}", forbidden_message(group, resource, name, &format!("unable to create new content in namespace {namespace} because it is being terminated")))]
+    NamespaceTerminating {
+        /// The API group of the resource ("" for core).
+        group: String,
+        /// The resource (plural).
+        resource: String,
+        /// The object's name.
+        name: String,
+        /// The terminating namespace.
+        namespace: String,
+    },
     /// The server failed in a way the client cannot fix (500).
     #[error("Internal error occurred: {0}")]
     Internal(String),
@@ -324,6 +337,29 @@ pub enum ApiError {
         /// The oldest version still served.
         oldest: u64,
     },
+    /// A `resourceVersionMatch=Exact` list asks for a version whose later changes are no longer
+    /// kept (410), as etcd answers a read at a compacted revision.
+    #[error("The resourceVersion for the provided list is too old.")]
+    ListExpired,
+    /// A continue token's version is no longer kept (410); `token` continues from the same place
+    /// in the current state, which a client may use for an inconsistent remainder.
+    #[error(
+        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."
+    )]
+    ContinueExpired {
+        /// The inconsistent continue token.
+        token: String,
+    },
+    /// A read asks for a version newer than the server's (504 `Timeout`, with the
+    /// `ResourceVersionTooLarge` cause a client retries on), as kube-apiserver's
+    /// `NewTooLargeResourceVersionError`.
+    #[error("Timeout: Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion {
+        /// The version asked for.
+        requested: u64,
+        /// The server's newest version.
+        current: u64,
+    },
     /// Durable storage failed (500).
     #[error("storage failure")]
     Storage(#[source] crate::store::StoreError),
@@ -378,7 +414,7 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             Self::Unauthorized => 401,
-            Self::Forbidden { .. } => 403,
+            Self::Forbidden { .. } | Self::NamespaceTerminating { .. } => 403,
             Self::Internal(_) => 500,
             Self::NotFound { .. } | Self::UnknownResource => 404,
             Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::ApplyConflict(_) => 409,
@@ -388,7 +424,8 @@ impl ApiError {
             Self::NotAcceptable(_) => 406,
             Self::MethodNotAllowed => 405,
             Self::TooLarge { .. } => 413,
-            Self::Expired { .. } => 410,
+            Self::Expired { .. } | Self::ListExpired | Self::ContinueExpired { .. } => 410,
+            Self::TooLargeResourceVersion { .. } => 504,
             Self::Storage(_) => 500,
         }
     }
@@ -398,7 +435,7 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unauthorized => "Unauthorized",
-            Self::Forbidden { .. } => "Forbidden",
+            Self::Forbidden { .. } | Self::NamespaceTerminating { .. } => "Forbidden",
             Self::Internal(_) => "InternalError",
             Self::NotFound { .. } | Self::UnknownResource => "NotFound",
             Self::AlreadyExists { .. } => "AlreadyExists",
@@ -409,7 +446,8 @@ impl ApiError {
             Self::NotAcceptable(_) => "NotAcceptable",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::TooLarge { .. } => "RequestEntityTooLarge",
-            Self::Expired { .. } => "Expired",
+            Self::Expired { .. } | Self::ListExpired | Self::ContinueExpired { .. } => "Expired",
+            Self::TooLargeResourceVersion { .. } => "Timeout",
             Self::Storage(_) => "InternalError",
         }
     }
@@ -436,6 +474,21 @@ impl ApiError {
                 name,
                 ..
             } => Some(json!({ "name": name, "group": group, "kind": resource })),
+            Self::NamespaceTerminating {
+                group,
+                resource,
+                name,
+                namespace,
+            } => Some(json!({
+                "name": name,
+                "group": group,
+                "kind": resource,
+                "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {namespace} is being terminated"),
+                    "field": "metadata.namespace",
+                }],
+            })),
             Self::Invalid {
                 kind,
                 group,
@@ -458,6 +511,14 @@ impl ApiError {
                     "field": c.field,
                 })).collect::<Vec<_>>()
             })),
+            Self::TooLargeResourceVersion { .. } => Some(json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            })),
+            Self::ContinueExpired { token } => {
+                status["metadata"] = json!({ "continue": token });
+                None
+            }
             _ => None,
         };
         if let (Some(details), Some(map)) = (details, status.as_object_mut()) {

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 
 use crate::cluster::{Inner, now};
 use crate::error::ApiError;
+use crate::namespace;
+use crate::resource::NAMESPACE_RESOURCE;
 use crate::store::ObjectKey;
 
 /// The finalizer that keeps an owner until its dependents are gone.
@@ -95,7 +97,8 @@ pub fn ready_to_remove(object: &Value) -> bool {
     is_deleting(object) && finalizers(object).is_empty()
 }
 
-type Located = (String, ObjectKey);
+/// An object's storage key: its resource and its (namespace, name).
+pub type Located = (String, ObjectKey);
 
 fn all_objects(inner: &Inner) -> Vec<(Located, Arc<Value>)> {
     let resources: Vec<String> = inner.store.resources().cloned().collect();
@@ -117,7 +120,12 @@ fn dependents_of(inner: &Inner, owner_uid: &str) -> Vec<(Located, Arc<Value>)> {
         .collect()
 }
 
-fn put_raw(inner: &mut Inner, (gr, key): &Located, object: Value) -> Result<Arc<Value>, ApiError> {
+/// Stores an object at its location, with the side effects of its kind when it is served.
+pub(crate) fn put_raw(
+    inner: &mut Inner,
+    (gr, key): &Located,
+    object: Value,
+) -> Result<Arc<Value>, ApiError> {
     match inner.info(gr) {
         Some(info) => inner.put(&info, key.clone(), object),
         None => inner
@@ -155,6 +163,17 @@ pub fn delete(
             put_raw(inner, &loc, updated)?;
         }
     }
+    if at.0 == NAMESPACE_RESOURCE && namespace::has_spec_finalizers(object) {
+        // A namespace turns Terminating; the namespace controller's pass (in `collect`) empties
+        // and then removes it.
+        let result = if is_deleting(object) {
+            Arc::new(object.clone())
+        } else {
+            put_raw(inner, at, namespace::mark(object))?
+        };
+        collect(inner)?;
+        return Ok(inner.store.get(&at.0, &at.1).cloned().unwrap_or(result));
+    }
     let mut fins = finalizers(object);
     if policy == Propagation::Foreground && !fins.iter().any(|f| f == FOREGROUND) {
         fins.push(FOREGROUND.to_string());
@@ -177,12 +196,41 @@ pub fn delete(
     Ok(result)
 }
 
-/// Runs garbage collection to a fixed point: removes dependents whose owners are all gone, deletes
-/// dependents of foreground-deleting owners, and releases owners whose dependents are gone.
+/// Deletes one object as the garbage collector and the namespace controller do, with no cascade
+/// of its own: removes it when it has no finalizers, else marks it.
+///
+/// # Errors
+/// [`ApiError::Storage`] when a write is not durable.
+pub(crate) fn delete_one(inner: &mut Inner, at: &Located, object: &Value) -> Result<(), ApiError> {
+    if finalizers(object).is_empty() {
+        inner.remove_now(&at.0, &at.1)?;
+    } else if !is_deleting(object) {
+        let mut marked = object.clone();
+        set_meta(&mut marked, "deletionTimestamp", json!(now()));
+        set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
+        put_raw(inner, at, marked)?;
+    }
+    Ok(())
+}
+
+/// Runs garbage collection and the namespace controller's pass to a fixed point: removes
+/// dependents whose owners are all gone, deletes dependents of foreground-deleting owners,
+/// releases owners whose dependents are gone, and empties and removes terminating namespaces.
 ///
 /// # Errors
 /// [`ApiError::Storage`] when a write is not durable.
 pub fn collect(inner: &mut Inner) -> Result<(), ApiError> {
+    for _ in 0..1000 {
+        collect_dependents(inner)?;
+        if !namespace::terminate(inner)? {
+            break;
+        }
+    }
+    inner.removed_any = false;
+    Ok(())
+}
+
+fn collect_dependents(inner: &mut Inner) -> Result<(), ApiError> {
     for _ in 0..1000 {
         let mut changed = false;
         let objects = all_objects(inner);
@@ -217,15 +265,7 @@ pub fn collect(inner: &mut Inner) -> Result<(), ApiError> {
         for (loc, object, is_dependent) in work {
             changed = true;
             if is_dependent {
-                let fins = finalizers(&object);
-                if fins.is_empty() {
-                    inner.remove_now(&loc.0, &loc.1)?;
-                } else {
-                    let mut marked = object;
-                    set_meta(&mut marked, "deletionTimestamp", json!(now()));
-                    set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
-                    put_raw(inner, &loc, marked)?;
-                }
+                delete_one(inner, &loc, &object)?;
             } else {
                 let fins: Vec<String> = finalizers(&object)
                     .into_iter()
@@ -244,7 +284,6 @@ pub fn collect(inner: &mut Inner) -> Result<(), ApiError> {
             break;
         }
     }
-    inner.removed_any = false;
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use crate::authz::attributes::{Attributes, NAMESPACE_SUBRESOURCES, is_watch};
 use crate::authz::escalation::EscalationCheck;
 use crate::authz::{Authorizer, Mode, impersonation};
 use crate::cluster::Cluster;
-use crate::discovery;
+use crate::discovery::{self, aggregated};
 use crate::error::{ApiError, FieldCause};
 use crate::gc::Propagation;
 use crate::logs::LogOptions;
@@ -37,7 +37,7 @@ use crate::shard::ShardSelector;
 use crate::table::{self, IncludeObject};
 use crate::user;
 use crate::verbs::{
-    DeleteOptions, FieldValidation, ListOptions, Target, Warnings, WriteOptions, present,
+    DeleteOptions, FieldValidation, ListOptions, ReadAt, Target, Warnings, WriteOptions, present,
 };
 use crate::watch::{self as watcher, MAX_WATCH_TIMEOUT, WatchParams};
 
@@ -170,13 +170,112 @@ impl Query {
     fn list_options(&self, info: &ResourceInfo) -> Result<ListOptions, ApiError> {
         // A list ends when it is sent; its timeout is only checked, as kube-apiserver parses it.
         self.timeout()?;
+        self.validate_list_options(false)?;
+        let continue_token = self.get("continue").map(str::to_string);
+        let rv = self.number("resourceVersion")?;
+        if continue_token.is_some() && rv.is_some_and(|rv| rv != 0) {
+            return Err(ApiError::BadRequest(
+                "specifying resource version is not allowed when using continue".into(),
+            ));
+        }
+        let read = match (self.get("resourceVersionMatch"), rv) {
+            (_, None | Some(0)) => ReadAt::Latest,
+            (Some("Exact"), Some(rv)) => ReadAt::Exact(rv),
+            (_, Some(rv)) => ReadAt::NotOlderThan(rv),
+        };
         Ok(ListOptions {
             labels: self.selector("labelSelector")?,
             fields: self.fields(info)?,
             shards: self.shards()?,
             limit: usize::try_from(self.number("limit")?.unwrap_or(0)).unwrap_or(usize::MAX),
-            continue_token: self.get("continue").map(str::to_string),
+            continue_token,
+            read,
         })
+    }
+
+    /// apimachinery's `ValidateListOptions` (with the WatchList feature on, as in 1.32+): the
+    /// combinations of `resourceVersion`, `resourceVersionMatch`, `continue` and
+    /// `sendInitialEvents` a list or a watch may not ask for are a 422 on `ListOptions`.
+    fn validate_list_options(&self, watch: bool) -> Result<(), ApiError> {
+        const FIELD: &str = "resourceVersionMatch";
+        let matching = self.get(FIELD);
+        let rv = self.get("resourceVersion");
+        let continued = self.get("continue").is_some();
+        let initial = self.0.contains_key("sendInitialEvents");
+        let mut causes = Vec::new();
+        if watch {
+            if initial && matching != Some("NotOlderThan") {
+                causes.push(FieldCause::forbidden(
+                    FIELD,
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                ));
+            }
+            if let Some(matching) = matching {
+                if !initial {
+                    causes.push(FieldCause::forbidden(
+                        FIELD,
+                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                    ));
+                }
+                if matching != "NotOlderThan" {
+                    causes.push(FieldCause::not_supported(
+                        FIELD,
+                        &json!(matching),
+                        &["NotOlderThan"],
+                    ));
+                }
+                if continued {
+                    causes.push(FieldCause::forbidden(
+                        FIELD,
+                        "resourceVersionMatch is forbidden when continue is provided",
+                    ));
+                }
+            }
+        } else {
+            if let Some(matching) = matching {
+                if rv.is_none() {
+                    causes.push(FieldCause::forbidden(
+                        FIELD,
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    ));
+                }
+                if continued {
+                    causes.push(FieldCause::forbidden(
+                        FIELD,
+                        "resourceVersionMatch is forbidden when continue is provided",
+                    ));
+                }
+                if matching != "Exact" && matching != "NotOlderThan" {
+                    causes.push(FieldCause::not_supported(
+                        FIELD,
+                        &json!(matching),
+                        &["Exact", "NotOlderThan", ""],
+                    ));
+                }
+                if matching == "Exact" && rv == Some("0") {
+                    causes.push(FieldCause::forbidden(
+                        FIELD,
+                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                    ));
+                }
+            }
+            if initial {
+                causes.push(FieldCause::forbidden(
+                    "sendInitialEvents",
+                    "sendInitialEvents is forbidden for list",
+                ));
+            }
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Invalid {
+                kind: "ListOptions".into(),
+                group: "meta.k8s.io".into(),
+                name: String::new(),
+                causes,
+            })
+        }
     }
 
     /// Write options; with RBAC on, `requester`'s writes of RBAC objects pass the escalation
@@ -242,6 +341,34 @@ fn with_warnings(mut response: Response, opts: &WriteOptions) -> Response {
             response.headers_mut().append(header::WARNING, value);
         }
     }
+    response
+}
+
+/// An aggregated discovery document with its media type and entity tag, or 304 when the client's
+/// `If-None-Match` holds that tag (kube-apiserver's `ServeHTTPWithETag`).
+fn aggregated_response(doc: &Value, version: aggregated::Version, headers: &HeaderMap) -> Response {
+    let tag = aggregated::etag(doc);
+    let cached = headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == tag.as_bytes());
+    let mut response = if cached {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = json_response(StatusCode::OK, doc);
+        if let Ok(media) = header::HeaderValue::from_str(&version.content_type()) {
+            response.headers_mut().insert(header::CONTENT_TYPE, media);
+        }
+        response
+    };
+    let headers = response.headers_mut();
+    if let Ok(tag) = header::HeaderValue::from_str(&tag) {
+        headers.insert(header::ETAG, tag);
+    }
+    headers.insert(header::VARY, header::HeaderValue::from_static("Accept"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public"),
+    );
     response
 }
 
@@ -384,8 +511,17 @@ async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Resp
     match segments.as_slice() {
         ["version"] if get => ok(discovery::version()),
         ["healthz" | "livez" | "readyz"] if get => Ok((StatusCode::OK, "ok").into_response()),
-        ["api"] if get => ok(discovery::api_versions(app.addr)),
-        ["apis"] if get => ok(discovery::group_list(&app.cluster.lock().registry)),
+        ["api" | "apis"] if get => {
+            let core = segments == ["api"];
+            match aggregated::negotiate(accept(request.headers())) {
+                Some(version) => {
+                    let doc = aggregated::document(&app.cluster.lock().registry, core, version);
+                    Ok(aggregated_response(&doc, version, request.headers()))
+                }
+                None if core => ok(discovery::api_versions(app.addr)),
+                None => ok(discovery::group_list(&app.cluster.lock().registry)),
+            }
+        }
         ["api", "v1"] if get => {
             ok(
                 discovery::resource_list(&app.cluster.lock().registry, "", "v1")
@@ -576,6 +712,7 @@ async fn resource(
     }
     match (&parts.method, target.name.is_some()) {
         (&Method::GET, false) if is_watch(query.0.get("watch").map(String::as_str)) => {
+            query.validate_list_options(true)?;
             let params = WatchParams {
                 target,
                 labels: query.selector("labelSelector")?,

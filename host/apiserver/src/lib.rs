@@ -24,6 +24,7 @@ pub mod fieldtype;
 pub mod gc;
 pub mod handler;
 pub mod logs;
+pub mod namespace;
 pub mod patch;
 pub mod path;
 pub mod persist;

@@ -101,6 +101,7 @@ pub enum ServerError {
 pub struct ApiServerBuilder {
     state_dir: Option<PathBuf>,
     watch_history: usize,
+    watch_history_window: Duration,
     bookmark_interval: Duration,
     max_body_bytes: usize,
     header_read_timeout: Duration,
@@ -116,6 +117,7 @@ impl Default for ApiServerBuilder {
         Self {
             state_dir: None,
             watch_history: DEFAULT_WATCH_HISTORY,
+            watch_history_window: crate::store::DEFAULT_HISTORY_WINDOW,
             bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
@@ -133,6 +135,7 @@ impl std::fmt::Debug for ApiServerBuilder {
         f.debug_struct("ApiServerBuilder")
             .field("state_dir", &self.state_dir)
             .field("watch_history", &self.watch_history)
+            .field("watch_history_window", &self.watch_history_window)
             .field("bookmark_interval", &self.bookmark_interval)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("header_read_timeout", &self.header_read_timeout)
@@ -163,6 +166,14 @@ impl ApiServerBuilder {
     /// get 410 Expired.
     pub fn watch_history(mut self, events: usize) -> Self {
         self.watch_history = events.max(1);
+        self
+    }
+
+    /// How long change events are kept (5 min by default, etcd's compaction interval in
+    /// kube-apiserver): a watch from, a `resourceVersionMatch=Exact` list at, or a continue token
+    /// of a version whose later changes are older than this gets 410 Expired.
+    pub fn watch_history_window(mut self, window: Duration) -> Self {
+        self.watch_history_window = window;
         self
     }
 
@@ -264,6 +275,10 @@ impl ApiServerBuilder {
         };
         let cluster = Cluster::open(self.state_dir.as_deref(), self.watch_history)
             .map_err(ServerError::Store)?;
+        cluster
+            .lock()
+            .store
+            .set_history_window(self.watch_history_window);
         if self.authorization == Mode::Rbac {
             bootstrap::ensure(&cluster).map_err(ServerError::Bootstrap)?;
         }

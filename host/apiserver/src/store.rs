@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -43,13 +44,22 @@ impl EventType {
     }
 }
 
+/// How long a change stays in the history at least (unless the count limit drops it first) and
+/// at most: etcd's default compaction interval in kube-apiserver (`--etcd-compaction-interval`,
+/// 5 min), after which watches from, lists at and continue tokens of older versions get 410.
+pub const DEFAULT_HISTORY_WINDOW: Duration = Duration::from_secs(300);
+
 /// One change, kept in the watch history.
 #[derive(Debug, Clone)]
 pub struct Event {
     /// Resource version of the change.
     pub rv: u64,
+    /// When it happened.
+    pub at: Instant,
     /// Storage key of the resource.
     pub resource: String,
+    /// The object's key.
+    pub key: ObjectKey,
     /// What happened.
     pub event_type: EventType,
     /// The object after the change (for deletions: the last state, with the deletion's version).
@@ -72,6 +82,7 @@ pub struct Store {
     objects: HashMap<String, BTreeMap<ObjectKey, Arc<Value>>>,
     history: VecDeque<Event>,
     history_limit: usize,
+    history_window: Duration,
     compacted_rv: u64,
     log: Option<Log>,
 }
@@ -111,6 +122,7 @@ impl Store {
             objects,
             history: VecDeque::new(),
             history_limit: history_limit.max(1),
+            history_window: DEFAULT_HISTORY_WINDOW,
             compacted_rv: loaded.rv,
             log,
         })
@@ -162,13 +174,49 @@ impl Store {
         self.len() == 0
     }
 
+    /// Sets how long changes stay in the history ([`DEFAULT_HISTORY_WINDOW`]).
+    pub fn set_history_window(&mut self, window: Duration) {
+        self.history_window = window;
+    }
+
+    /// Keeps the newest `history_limit` events of the last `history_window`, then adds `event`.
     fn record(&mut self, event: Event) {
-        if self.history.len() >= self.history_limit
-            && let Some(old) = self.history.pop_front()
-        {
+        while let Some(old) = self.history.front() {
+            let full = self.history.len() >= self.history_limit;
+            if !full && event.at.duration_since(old.at) <= self.history_window {
+                break;
+            }
             self.compacted_rv = old.rv;
+            self.history.pop_front();
         }
         self.history.push_back(event);
+    }
+
+    /// The objects of `resource` as they were at version `rv` (`rv` ≤ the current one), rebuilt
+    /// by undoing the kept changes made after it, as an etcd read at a past revision.
+    ///
+    /// # Errors
+    /// [`Expired`] when changes after `rv` were already dropped from the history.
+    pub fn objects_at(
+        &self,
+        resource: &str,
+        rv: u64,
+    ) -> Result<BTreeMap<ObjectKey, Arc<Value>>, Expired> {
+        let events = self.events_after(rv)?;
+        let mut objects = self.objects.get(resource).cloned().unwrap_or_default();
+        let changes: Vec<&Event> = events.filter(|e| e.resource == resource).collect();
+        for event in changes.into_iter().rev() {
+            match (&event.event_type, &event.previous) {
+                (EventType::Added, _) => {
+                    objects.remove(&event.key);
+                }
+                (EventType::Modified | EventType::Deleted, Some(previous)) => {
+                    objects.insert(event.key.clone(), previous.clone());
+                }
+                (EventType::Modified | EventType::Deleted, None) => {}
+            }
+        }
+        Ok(objects)
     }
 
     /// Creates or replaces an object, setting its resource version; durable before it returns.
@@ -203,7 +251,7 @@ impl Store {
             .objects
             .entry(resource.to_string())
             .or_default()
-            .insert(key, object.clone());
+            .insert(key.clone(), object.clone());
         let event_type = if previous.is_some() {
             EventType::Modified
         } else {
@@ -211,7 +259,9 @@ impl Store {
         };
         self.record(Event {
             rv,
+            at: Instant::now(),
             resource: resource.to_string(),
+            key,
             event_type,
             object: object.clone(),
             previous,
@@ -251,7 +301,9 @@ impl Store {
         let last = Arc::new(last);
         self.record(Event {
             rv,
+            at: Instant::now(),
             resource: resource.to_string(),
+            key: key.clone(),
             event_type: EventType::Deleted,
             object: last.clone(),
             previous: Some(previous),
@@ -302,6 +354,42 @@ mod tests {
             .collect();
         assert_eq!(events, vec![EventType::Modified, EventType::Deleted]);
         assert_eq!(store.events_after(3).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn past_versions_are_rebuilt_from_the_history_until_it_is_dropped() {
+        let mut store = Store::open(None, 100).unwrap();
+        let cm = |name: &str, v: u32| json!({"metadata": {"name": name}, "data": {"v": v}});
+        store.put("configmaps", key("a"), cm("a", 1)).unwrap(); // 1
+        store.put("configmaps", key("b"), cm("b", 1)).unwrap(); // 2
+        store.put("secrets", key("s"), cm("s", 1)).unwrap(); // 3
+        store.put("configmaps", key("a"), cm("a", 2)).unwrap(); // 4
+        store.remove("configmaps", &key("b")).unwrap(); // 5
+        store.put("configmaps", key("c"), cm("c", 1)).unwrap(); // 6
+        let at = |store: &Store, rv| {
+            store
+                .objects_at("configmaps", rv)
+                .unwrap()
+                .into_iter()
+                .map(|((_, n), o)| (n, o["data"]["v"].as_u64().unwrap()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(&store, 6), [("a".into(), 2), ("c".into(), 1)]);
+        assert_eq!(at(&store, 3), [("a".into(), 1), ("b".into(), 1)]);
+        assert_eq!(at(&store, 1), [("a".into(), 1)]);
+        assert_eq!(at(&store, 0), []);
+        assert_eq!(
+            store.objects_at("configmaps", 3).unwrap()[&key("a")]["metadata"]["resourceVersion"],
+            "1",
+            "objects carry the version they had"
+        );
+
+        store.set_history_window(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+        store.put("configmaps", key("d"), cm("d", 1)).unwrap(); // 7
+        assert_eq!(store.objects_at("configmaps", 5).unwrap_err().oldest, 6);
+        assert_eq!(at(&store, 6), [("a".into(), 2), ("c".into(), 1)]);
+        assert!(store.events_after(6).is_ok(), "the newest change is kept");
     }
 
     #[test]

@@ -162,6 +162,23 @@ pub struct ListOptions {
     pub limit: usize,
     /// `continue` token.
     pub continue_token: Option<String>,
+    /// Which version of the state to read (ignored with a continue token, which carries its own).
+    pub read: ReadAt,
+}
+
+/// Which version of the state a list reads: `resourceVersion` with `resourceVersionMatch`, as
+/// kube-apiserver's list semantics define them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReadAt {
+    /// The newest state (no `resourceVersion`, or `"0"`: any state, served newest here).
+    #[default]
+    Latest,
+    /// A state at least as new as this version (`resourceVersion=N`, alone or with
+    /// `resourceVersionMatch=NotOlderThan`): the newest, or 504 when `N` is in the future.
+    NotOlderThan(u64),
+    /// Exactly the state at this version (`resourceVersionMatch=Exact`): rebuilt from the kept
+    /// history, 410 when it is no longer kept.
+    Exact(u64),
 }
 
 /// Options of a delete.
@@ -188,19 +205,25 @@ pub struct ListPage {
     pub continue_token: Option<String>,
 }
 
-fn encode_token(key: &ObjectKey) -> String {
-    let raw = format!("{}\u{0}{}", key.0, key.1);
+/// A continue token: the version the first page was read at (every later page reads the same
+/// state, as an etcd read at that revision does) and the last key returned.
+fn encode_token(rv: u64, key: &ObjectKey) -> String {
+    let raw = format!("{rv}\u{0}{}\u{0}{}", key.0, key.1);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_token(token: &str) -> Result<ObjectKey, ApiError> {
+fn decode_token(token: &str) -> Result<(u64, ObjectKey), ApiError> {
     let bad = || ApiError::BadRequest("invalid continue token".into());
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let (ns, name) = text.split_once('\u{0}').ok_or_else(bad)?;
-    Ok((ns.to_string(), name.to_string()))
+    let mut parts = text.splitn(3, '\u{0}');
+    let (Some(rv), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let rv = rv.parse().map_err(|_| bad())?;
+    Ok((rv, (ns.to_string(), name.to_string())))
 }
 
 impl Target {
@@ -395,9 +418,7 @@ fn normalize_kind_specific(info: &ResourceInfo, object: &mut Value) -> Result<()
             Ok(())
         }
         ("", "Namespace") => {
-            if let Some(map) = object.as_object_mut() {
-                map.insert("status".into(), json!({"phase": "Active"}));
-            }
+            crate::namespace::prepare(object);
             Ok(())
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
@@ -517,6 +538,14 @@ fn prepare_create(
         return Err(ApiError::NotFound {
             resource: "namespaces".into(),
             name: namespace,
+        });
+    }
+    if info.namespaced && crate::namespace::is_terminating(inner, &namespace) {
+        return Err(ApiError::NamespaceTerminating {
+            group: info.group.clone(),
+            resource: info.plural.clone(),
+            name,
+            namespace,
         });
     }
     let key = (namespace.clone(), name.clone());
@@ -811,27 +840,73 @@ impl Cluster {
             .ok_or_else(|| target.not_found())
     }
 
-    /// Lists objects matching the selectors, one page at a time.
+    /// Lists objects matching the selectors, one page at a time, at the version `opts.read` (or
+    /// the continue token) asks for.
     ///
     /// # Errors
-    /// [`ApiError::BadRequest`] for a bad continue token.
+    /// [`ApiError::BadRequest`] for a bad continue token, [`ApiError::TooLargeResourceVersion`]
+    /// for a future version, [`ApiError::ListExpired`] and [`ApiError::ContinueExpired`] for a
+    /// version no longer kept.
     pub fn list(&self, target: &Target, opts: &ListOptions) -> Result<ListPage, ApiError> {
-        let after = opts
+        let token = opts
             .continue_token
             .as_deref()
             .map(decode_token)
             .transpose()?;
         let inner = self.lock();
+        let current = inner.store.resource_version();
         let gr = target.info.group_resource();
         let ns = if target.info.namespaced {
             target.namespace.as_deref()
         } else {
             None
         };
+        let (at, after) = match (&token, opts.read) {
+            (Some((rv, _)), _) if *rv > current => {
+                return Err(ApiError::BadRequest("invalid continue token".into()));
+            }
+            (Some((rv, key)), _) => (*rv, Some(key)),
+            (None, ReadAt::Latest) => (current, None),
+            (None, ReadAt::NotOlderThan(rv) | ReadAt::Exact(rv)) if rv > current => {
+                return Err(ApiError::TooLargeResourceVersion {
+                    requested: rv,
+                    current,
+                });
+            }
+            (None, ReadAt::NotOlderThan(_)) => (current, None),
+            (None, ReadAt::Exact(rv)) => (rv, None),
+        };
+        let past = if at < current {
+            match inner.store.objects_at(&gr, at) {
+                Ok(objects) => Some(objects),
+                Err(_) => {
+                    return Err(match after {
+                        Some(key) => ApiError::ContinueExpired {
+                            token: encode_token(current, key),
+                        },
+                        None => ApiError::ListExpired,
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        let objects: Box<dyn Iterator<Item = (&ObjectKey, &Arc<Value>)>> = match &past {
+            Some(objects) => {
+                use std::ops::Bound;
+                let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
+                Box::new(
+                    objects
+                        .range((lower, Bound::Unbounded))
+                        .filter(move |((n, _), _)| ns.is_none_or(|want| want == n)),
+                )
+            }
+            None => Box::new(inner.store.list(&gr, ns, after)),
+        };
         let mut items = Vec::new();
         let mut continue_token = None;
         let mut last: Option<&ObjectKey> = None;
-        for (key, object) in inner.store.list(&gr, ns, after.as_ref()) {
+        for (key, object) in objects {
             if !opts.labels.matches_labels(object)
                 || !opts.fields.matches_fields(object)
                 || !opts.shards.matches(object)
@@ -839,7 +914,7 @@ impl Cluster {
                 continue;
             }
             if opts.limit > 0 && items.len() == opts.limit {
-                continue_token = last.map(encode_token);
+                continue_token = last.map(|k| encode_token(at, k));
                 break;
             }
             items.push(object.clone());
@@ -847,7 +922,7 @@ impl Cluster {
         }
         Ok(ListPage {
             items,
-            resource_version: inner.store.resource_version(),
+            resource_version: at,
             continue_token,
         })
     }
@@ -1275,6 +1350,166 @@ mod tests {
             ..ListOptions::default()
         };
         assert_eq!(cluster.list(&t, &even).unwrap().items.len(), 3);
+    }
+
+    #[test]
+    fn a_paged_list_reads_one_state_until_its_version_is_dropped() {
+        let cluster = Cluster::open(None, 100).unwrap();
+        let t = target(&cluster, "", "configmaps", None);
+        for i in 0..5 {
+            let body = json!({"metadata": {"name": format!("c{i}")}, "data": {"v": "1"}});
+            cluster.create(&t, body, &opts()).unwrap();
+        }
+        let names = |page: &ListPage| -> Vec<String> {
+            page.items
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{}={}",
+                        o["metadata"]["name"].as_str().unwrap(),
+                        o["data"]["v"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        };
+        let first = cluster
+            .list(
+                &t,
+                &ListOptions {
+                    limit: 2,
+                    ..ListOptions::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(names(&first), ["c0=1", "c1=1"]);
+        let at = first.resource_version;
+        // Changes after the first page: an insert among the rest, an update and a delete.
+        cluster
+            .create(
+                &t,
+                json!({"metadata": {"name": "c1a"}, "data": {"v": "1"}}),
+                &opts(),
+            )
+            .unwrap();
+        let mut named = t.clone();
+        named.name = Some("c2".into());
+        cluster
+            .patch(
+                &named,
+                PatchKind::Merge,
+                br#"{"data": {"v": "2"}}"#,
+                &opts(),
+            )
+            .unwrap();
+        named.name = Some("c3".into());
+        cluster.delete(&named, &DeleteOptions::default()).unwrap();
+
+        let rest = cluster
+            .list(
+                &t,
+                &ListOptions {
+                    continue_token: first.continue_token.clone(),
+                    ..ListOptions::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            names(&rest),
+            ["c2=1", "c3=1", "c4=1"],
+            "the first page's state"
+        );
+        assert_eq!(rest.resource_version, at);
+        let exact = cluster
+            .list(
+                &t,
+                &ListOptions {
+                    read: ReadAt::Exact(at),
+                    ..ListOptions::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(exact.items.len(), 5);
+        let newest = cluster
+            .list(
+                &t,
+                &ListOptions {
+                    read: ReadAt::NotOlderThan(at),
+                    ..ListOptions::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(names(&newest), ["c0=1", "c1=1", "c1a=1", "c2=2", "c4=1"]);
+        let current = newest.resource_version;
+        for read in [
+            ReadAt::NotOlderThan(current + 1),
+            ReadAt::Exact(current + 1),
+        ] {
+            let err = cluster
+                .list(
+                    &t,
+                    &ListOptions {
+                        read,
+                        ..ListOptions::default()
+                    },
+                )
+                .unwrap_err();
+            assert_eq!((err.code(), err.reason()), (504, "Timeout"), "{err}");
+        }
+
+        // Once the changes after the first page are dropped from the history, its token expires
+        // and the answer carries a token for the rest of the current state.
+        cluster
+            .lock()
+            .store
+            .set_history_window(std::time::Duration::ZERO);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        cluster
+            .create(
+                &t,
+                json!({"metadata": {"name": "z"}, "data": {"v": "1"}}),
+                &opts(),
+            )
+            .unwrap();
+        let err = cluster
+            .list(
+                &t,
+                &ListOptions {
+                    continue_token: first.continue_token.clone(),
+                    ..ListOptions::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!((err.code(), err.reason()), (410, "Expired"));
+        let status = err.to_status();
+        let token = status["metadata"]["continue"].as_str().unwrap().to_owned();
+        let rest = cluster
+            .list(
+                &t,
+                &ListOptions {
+                    continue_token: Some(token),
+                    ..ListOptions::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            names(&rest),
+            ["c1a=1", "c2=2", "c4=1", "z=1"],
+            "the inconsistent remainder"
+        );
+        let err = cluster
+            .list(
+                &t,
+                &ListOptions {
+                    read: ReadAt::Exact(at),
+                    ..ListOptions::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.code(), 410);
+        assert_eq!(
+            err.to_string(),
+            "The resourceVersion for the provided list is too old."
+        );
     }
 
     #[test]

@@ -70,6 +70,18 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    let (code, _, body) = exchange(server, method, path, headers, body).await;
+    (code, body)
+}
+
+/// As [`send`], also returning the answer's head (status line and headers).
+pub async fn exchange(
+    server: &RunningServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     let mut stream = connect(server).await;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
     for (name, value) in headers {
@@ -90,11 +102,19 @@ pub async fn send(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line for {method} {path}: {text:?}"));
-    let body = text
+    let (head, body) = text
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
+        .map(|(h, b)| (h.to_string(), b.to_string()))
         .unwrap_or_default();
-    (code, body)
+    (code, head, body)
+}
+
+/// The value of header `name` in an answer's head, if present.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
 }
 
 /// The `code` of a kube API error.

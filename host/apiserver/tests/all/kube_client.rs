@@ -186,6 +186,333 @@ async fn deployment_generation_and_status() {
     server.shutdown().await.unwrap();
 }
 
+/// Aggregated discovery (apidiscovery.k8s.io/v2) as kube-apiserver serves it: kube-rs'
+/// `Discovery::run_aggregated` finds built-in kinds, a CRD's kind and its subresources from `/api`
+/// and `/apis` alone; the answer names its media type, carries an ETag that a client's
+/// `If-None-Match` turns into a 304, and changes when a CRD is added.
+#[tokio::test]
+async fn aggregated_discovery_describes_every_resource_in_two_documents() {
+    let (server, client) = start().await;
+    let aggregated =
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let auth = common::bearer(&server);
+    let get = |path: &'static str, extra: Vec<(&'static str, String)>| {
+        let server = &server;
+        let auth = auth.clone();
+        async move {
+            let mut headers = vec![("Authorization", auth.as_str()), ("Accept", aggregated)];
+            headers.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+            common::exchange(server, "GET", path, &headers, b"").await
+        }
+    };
+    let (code, head, before) = get("/apis", vec![]).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        common::header(&head, "content-type"),
+        Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+    );
+    assert_eq!(common::header(&head, "vary"), Some("Accept"));
+    let tag = common::header(&head, "etag").expect("an ETag").to_owned();
+    let (code, _, body) = get("/apis", vec![("If-None-Match", tag.clone())]).await;
+    assert_eq!((code, body.as_str()), (304, ""), "unchanged: not modified");
+    let (code, head, _) = get("/api", vec![]).await;
+    assert_eq!(code, 200);
+    assert_ne!(common::header(&head, "etag"), Some(tag.as_str()));
+    // A plain JSON request still gets the legacy documents.
+    let (code, legacy) = common::send(
+        &server,
+        "GET",
+        "/apis",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Accept", "application/json"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(legacy.contains("\"APIGroupList\""), "{legacy}");
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &widget_crd())
+        .await
+        .unwrap();
+    let (code, _, after) = get("/apis", vec![("If-None-Match", tag)]).await;
+    assert_eq!(code, 200, "a new CRD changes the document");
+    assert_ne!(before, after);
+
+    let discovery = Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
+    let (resource, caps) = discovery
+        .resolve_gvk(&GroupVersionKind::gvk("example.com", "v1", "Widget"))
+        .expect("widget discovered");
+    assert_eq!(resource.plural, "widgets");
+    assert!(
+        caps.subresources
+            .iter()
+            .any(|(r, _)| r.plural.ends_with("status")),
+        "{:?}",
+        caps.subresources
+    );
+    let (deployments, caps) = discovery
+        .resolve_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"))
+        .expect("deployments discovered");
+    assert_eq!(deployments.plural, "deployments");
+    assert!(caps.supports_operation("watch"));
+    assert!(
+        discovery
+            .resolve_gvk(&GroupVersionKind::gvk("", "v1", "ConfigMap"))
+            .is_some(),
+        "the core group comes from /api"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// List semantics of `resourceVersion` and `resourceVersionMatch` as kube-apiserver's: Exact
+/// reads a past state, NotOlderThan a future version is a 504 with the cause clients retry on,
+/// and the option combinations apimachinery forbids are a 422 on `ListOptions`.
+#[tokio::test]
+async fn lists_read_the_version_they_ask_for() {
+    let (server, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
+    let before = api.list(&ListParams::default()).await.unwrap();
+    let rv = before.metadata.resource_version.clone().unwrap();
+    api.create(&PostParams::default(), &cm("b", &[]))
+        .await
+        .unwrap();
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+
+    let names = |list: &kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+        list.items
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect()
+    };
+    let exact = api
+        .list(
+            &ListParams::default()
+                .at(&rv)
+                .matching(kube::api::VersionMatch::Exact),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&exact), ["a"]);
+    assert_eq!(
+        exact.metadata.resource_version.as_deref(),
+        Some(rv.as_str())
+    );
+    let newest = api
+        .list(
+            &ListParams::default()
+                .at(&rv)
+                .matching(kube::api::VersionMatch::NotOlderThan),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&newest), ["b"]);
+    let future = (newest
+        .metadata
+        .resource_version
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        + 10)
+        .to_string();
+    let err = api
+        .list(
+            &ListParams::default()
+                .at(&future)
+                .matching(kube::api::VersionMatch::NotOlderThan),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 504);
+
+    let auth = common::bearer(&server);
+    let get = |query: String| {
+        let server = &server;
+        let auth = auth.clone();
+        async move {
+            let (code, body) = common::send(
+                server,
+                "GET",
+                &format!("/api/v1/namespaces/default/configmaps?{query}"),
+                &[("Authorization", auth.as_str())],
+                b"",
+            )
+            .await;
+            (
+                code,
+                serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    let (code, status) = get(format!("resourceVersion={future}")).await;
+    assert_eq!(code, 504);
+    assert_eq!(status["reason"], "Timeout");
+    assert_eq!(
+        status["details"]["causes"][0]["reason"],
+        "ResourceVersionTooLarge"
+    );
+    assert_eq!(status["details"]["retryAfterSeconds"], 1);
+    for (query, message) in [
+        (
+            "resourceVersionMatch=Exact".to_owned(),
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ),
+        (
+            "resourceVersion=0&resourceVersionMatch=Exact".to_owned(),
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        ),
+        (
+            format!("resourceVersion={rv}&resourceVersionMatch=Newest"),
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Unsupported value: \"Newest\": supported values: \"Exact\", \"NotOlderThan\", \"\"",
+        ),
+        (
+            "sendInitialEvents=true".to_owned(),
+            "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list",
+        ),
+        (
+            "watch=true&resourceVersionMatch=NotOlderThan".to_owned(),
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ),
+        (
+            "watch=true&sendInitialEvents=true".to_owned(),
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ),
+    ] {
+        let (code, status) = get(query.clone()).await;
+        assert_eq!(
+            (code, status["message"].as_str()),
+            (422, Some(message)),
+            "{query}"
+        );
+    }
+    let (code, status) = get(format!("continue=abc&resourceVersion={rv}")).await;
+    assert_eq!(code, 400, "{status}");
+    server.shutdown().await.unwrap();
+}
+
+/// A namespace's deletion as on a cluster: it turns `Terminating` (its `kubernetes` finalizer
+/// holds it), its contents are deleted, one held by a finalizer stays and is named in the
+/// namespace's conditions, new content is refused with the `NamespaceTerminating` cause, and once
+/// the last object goes the namespace goes too.
+#[tokio::test]
+async fn a_deleted_namespace_terminates_until_its_contents_are_gone() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let (server, client) = start().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "doomed"}})).unwrap();
+    let created = namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    assert_eq!(
+        created.spec.and_then(|s| s.finalizers),
+        Some(vec!["kubernetes".to_owned()])
+    );
+    assert_eq!(
+        created.status.and_then(|s| s.phase).as_deref(),
+        Some("Active")
+    );
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
+    configmaps
+        .create(&PostParams::default(), &cm("plain", &[]))
+        .await
+        .unwrap();
+    let mut held = cm("held", &[]);
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    configmaps
+        .create(&PostParams::default(), &held)
+        .await
+        .unwrap();
+
+    namespaces
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    let terminating = namespaces.get("doomed").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    let status = terminating.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Terminating"));
+    let condition = |kind: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == kind)
+            .map(|c| (c.status.clone(), c.message.clone().unwrap_or_default()))
+            .unwrap_or_else(|| panic!("no {kind} condition: {:?}", status.conditions))
+    };
+    assert_eq!(
+        condition("NamespaceContentRemaining"),
+        (
+            "True".into(),
+            "Some resources are remaining: configmaps has 1 resource instances".into()
+        )
+    );
+    assert_eq!(
+        condition("NamespaceFinalizersRemaining"),
+        (
+            "True".into(),
+            "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances".into()
+        )
+    );
+    assert_eq!(api_code(&configmaps.get("plain").await.unwrap_err()), 404);
+    assert!(
+        configmaps
+            .get("held")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+
+    let (code, body) = common::send(
+        &server,
+        "POST",
+        "/api/v1/namespaces/doomed/configmaps",
+        &[
+            ("Authorization", common::bearer(&server).as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"late"}}"#,
+    )
+    .await;
+    let refused: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        refused["message"],
+        "configmaps \"late\" is forbidden: unable to create new content in namespace doomed because it is being terminated"
+    );
+    assert_eq!(
+        refused["details"]["causes"][0]["reason"],
+        "NamespaceTerminating"
+    );
+    assert_eq!(
+        refused["details"]["causes"][0]["field"],
+        "metadata.namespace"
+    );
+
+    configmaps
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(api_code(&configmaps.get("held").await.unwrap_err()), 404);
+    assert_eq!(api_code(&namespaces.get("doomed").await.unwrap_err()), 404);
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn crd_served_dynamically_and_removed() {
     let (server, client) = start().await;

@@ -1223,3 +1223,65 @@ async fn kubectl_server_side_apply_merges_containers_of_two_managers() {
     assert_eq!(containers.len(), 1, "{containers:?}");
     assert_eq!(containers[0]["image"], "nginx:1.28");
 }
+
+/// kubectl 1.32 asks `/api` and `/apis` for aggregated discovery (apidiscovery.k8s.io/v2) and,
+/// given it, never fetches a group version's resource list: `kubectl api-resources` is complete
+/// (built-in kinds, a CRD's kind with its short name, the review kinds) from those two requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_discovers_every_resource_from_the_aggregated_documents() {
+    let (server, _client) = common::start().await;
+    let k = Kubectl::for_server(&server);
+    let crd = k.file("crd.yaml", CRD);
+    k.run(&["apply", "-f", &crd]);
+
+    // A fresh cache, so discovery is read from the server.
+    let fresh = Kubectl::for_server(&server);
+    let out = fresh
+        .command(&["api-resources", "-v=6"])
+        .output()
+        .expect("run kubectl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let gets: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("GET") || l.contains("verb=\"GET\""))
+        .collect();
+    assert!(
+        gets.iter().any(|l| l.contains("/apis?")) && gets.iter().any(|l| l.contains("/api?")),
+        "{stderr}"
+    );
+    assert!(
+        !gets
+            .iter()
+            .any(|l| l.contains("/apis/apps/v1") || l.contains("/api/v1?")),
+        "a group version's list was fetched, so aggregated discovery was not used:\n{stderr}"
+    );
+    for (name, short) in [("gadgets", Some("gd")), ("deployments", Some("deploy"))] {
+        let row = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{stdout}"));
+        if let Some(short) = short {
+            assert!(row.split_whitespace().any(|c| c == short), "{row}");
+        }
+    }
+    for name in [
+        "configmaps",
+        "namespaces",
+        "selfsubjectaccessreviews",
+        "leases",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "{name} missing:\n{stdout}"
+        );
+    }
+    // And what it discovered works.
+    let gadget = fresh.file("gadget.yaml", GADGET);
+    fresh.run(&["apply", "-f", &gadget]);
+    assert!(fresh.run(&["get", "gd", "-o", "name"]).contains("g1"));
+    server.shutdown().await.unwrap();
+}

@@ -1,5 +1,7 @@
 //! Discovery documents: `/version`, `/api`, `/apis`, `/apis/{group}` and the resource lists.
 
+pub mod aggregated;
+
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
@@ -9,32 +11,12 @@ use crate::resource::Registry;
 use crate::reviews::{AUTHENTICATION_GROUP, AUTHORIZATION_GROUP, Review};
 
 /// The served groups with their versions: the registry's, then the review groups.
-fn served_groups(registry: &Registry) -> Vec<(String, Vec<String>)> {
+pub(crate) fn served_groups(registry: &Registry) -> Vec<(String, Vec<String>)> {
     let mut groups = registry.groups();
     for group in [AUTHENTICATION_GROUP, AUTHORIZATION_GROUP] {
         groups.push((group.to_owned(), vec!["v1".to_owned()]));
     }
     groups
-}
-
-/// The review resources of a group version (create only, never stored).
-fn review_resources(group: &str, version: &str) -> Vec<Value> {
-    if version != "v1" {
-        return Vec::new();
-    }
-    Review::ALL
-        .into_iter()
-        .filter(|r| r.group() == group)
-        .map(|r| {
-            json!({
-                "name": r.plural(),
-                "singularName": r.kind().to_lowercase(),
-                "namespaced": r.namespaced(),
-                "kind": r.kind(),
-                "verbs": ["create"],
-            })
-        })
-        .collect()
 }
 
 /// The Kubernetes version the server reports.
@@ -109,58 +91,137 @@ const VERBS: &[&str] = &[
     "watch",
 ];
 
+/// The verbs of the `status` and `scale` subresources.
+const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
+
+/// One served resource of a group version, as both discovery forms describe it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The plural name, the path segment.
+    pub plural: String,
+    /// The singular name.
+    pub singular: String,
+    /// Whether its objects live in namespaces.
+    pub namespaced: bool,
+    /// Its kind.
+    pub kind: String,
+    /// What can be done to it.
+    pub verbs: &'static [&'static str],
+    /// kubectl's short names for it.
+    pub short_names: Vec<String>,
+    /// The categories it belongs to, such as `all`.
+    pub categories: Vec<String>,
+    /// Its subresources.
+    pub subresources: Vec<Subresource>,
+}
+
+/// A subresource of an [`Entry`].
+#[derive(Debug, Clone)]
+pub struct Subresource {
+    /// The name, such as `status`.
+    pub name: &'static str,
+    /// The group, version and kind it answers with.
+    pub kind: (String, String, String),
+    /// What can be done to it.
+    pub verbs: &'static [&'static str],
+}
+
+/// The resources served in one group version, the review kinds (create only, never stored)
+/// first; empty when the group version is not served.
+#[must_use]
+pub fn entries(registry: &Registry, group: &str, version: &str) -> Vec<Entry> {
+    let mut out: Vec<Entry> = if version == "v1" {
+        Review::ALL
+            .into_iter()
+            .filter(|r| r.group() == group)
+            .map(|r| Entry {
+                plural: r.plural().to_owned(),
+                singular: r.kind().to_lowercase(),
+                namespaced: r.namespaced(),
+                kind: r.kind().to_owned(),
+                verbs: &["create"],
+                short_names: Vec::new(),
+                categories: Vec::new(),
+                subresources: Vec::new(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for r in registry.resources(group, version) {
+        let mut subresources = Vec::new();
+        let own = (r.group.clone(), r.version.clone(), r.kind.clone());
+        if r.status_subresource {
+            subresources.push(Subresource {
+                name: "status",
+                kind: own.clone(),
+                verbs: SUBRESOURCE_VERBS,
+            });
+        }
+        if r.scale.is_some() {
+            subresources.push(Subresource {
+                name: "scale",
+                kind: ("autoscaling".into(), "v1".into(), "Scale".into()),
+                verbs: SUBRESOURCE_VERBS,
+            });
+        }
+        if r.group.is_empty() && r.plural == "pods" {
+            subresources.push(Subresource {
+                name: "log",
+                kind: own,
+                verbs: &["get"],
+            });
+        }
+        out.push(Entry {
+            plural: r.plural.clone(),
+            singular: r.singular.clone(),
+            namespaced: r.namespaced,
+            kind: r.kind.clone(),
+            verbs: VERBS,
+            short_names: r.short_names.clone(),
+            categories: r.categories.clone(),
+            subresources,
+        });
+    }
+    out
+}
+
 /// `/api/v1` or `/apis/{group}/{version}`, if served.
 #[must_use]
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
-    let resources = registry.resources(group, version);
-    let reviews = review_resources(group, version);
-    if resources.is_empty() && reviews.is_empty() {
+    let entries = entries(registry, group, version);
+    if entries.is_empty() {
         return None;
     }
-    let mut out = reviews;
-    for r in resources {
+    let mut out = Vec::new();
+    for e in entries {
         let mut doc = json!({
-            "name": r.plural,
-            "singularName": r.singular,
-            "namespaced": r.namespaced,
-            "kind": r.kind,
-            "verbs": VERBS,
+            "name": e.plural,
+            "singularName": e.singular,
+            "namespaced": e.namespaced,
+            "kind": e.kind,
+            "verbs": e.verbs,
         });
-        if !r.short_names.is_empty() {
-            doc["shortNames"] = json!(r.short_names);
+        if !e.short_names.is_empty() {
+            doc["shortNames"] = json!(e.short_names);
         }
-        if !r.categories.is_empty() {
-            doc["categories"] = json!(r.categories);
+        if !e.categories.is_empty() {
+            doc["categories"] = json!(e.categories);
         }
         out.push(doc);
-        if r.status_subresource {
-            out.push(json!({
-                "name": format!("{}/status", r.plural),
+        for s in e.subresources {
+            let mut doc = json!({
+                "name": format!("{}/{}", e.plural, s.name),
                 "singularName": "",
-                "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": ["get", "patch", "update"],
-            }));
-        }
-        if r.scale.is_some() {
-            out.push(json!({
-                "name": format!("{}/scale", r.plural),
-                "singularName": "",
-                "namespaced": r.namespaced,
-                "group": "autoscaling",
-                "version": "v1",
-                "kind": "Scale",
-                "verbs": ["get", "patch", "update"],
-            }));
-        }
-        if r.group.is_empty() && r.plural == "pods" {
-            out.push(json!({
-                "name": "pods/log",
-                "singularName": "",
-                "namespaced": true,
-                "kind": "Pod",
-                "verbs": ["get"],
-            }));
+                "namespaced": e.namespaced,
+                "kind": s.kind.2,
+                "verbs": s.verbs,
+            });
+            if s.kind.0 != group || s.kind.1 != version {
+                doc["group"] = json!(s.kind.0);
+                doc["version"] = json!(s.kind.1);
+            }
+            out.push(doc);
         }
     }
     let group_version = if group.is_empty() {
