@@ -64,7 +64,8 @@ fn owner_uids(object: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-fn finalizers(object: &Value) -> Vec<String> {
+/// The object's `metadata.finalizers`.
+pub(crate) fn finalizers(object: &Value) -> Vec<String> {
     object["metadata"]["finalizers"]
         .as_array()
         .map(|f| {
@@ -95,6 +96,18 @@ pub fn is_deleting(object: &Value) -> bool {
 #[must_use]
 pub fn ready_to_remove(object: &Value) -> bool {
     is_deleting(object) && finalizers(object).is_empty()
+}
+
+/// The object marked for deletion (a deletion timestamp, grace period 0); unchanged when it
+/// already is.
+#[must_use]
+pub fn marked(object: &Value) -> Value {
+    let mut marked = object.clone();
+    if !is_deleting(&marked) {
+        set_meta(&mut marked, "deletionTimestamp", json!(now()));
+        set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
+    }
+    marked
 }
 
 /// An object's storage key: its resource and its (namespace, name).
@@ -184,11 +197,7 @@ pub fn delete(
     } else if is_deleting(object) && fins == finalizers(object) {
         Arc::new(object.clone())
     } else {
-        let mut marked = object.clone();
-        if !is_deleting(&marked) {
-            set_meta(&mut marked, "deletionTimestamp", json!(now()));
-            set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
-        }
+        let mut marked = marked(object);
         set_meta(&mut marked, "finalizers", json!(fins));
         put_raw(inner, at, marked)?
     };
@@ -205,10 +214,7 @@ pub(crate) fn delete_one(inner: &mut Inner, at: &Located, object: &Value) -> Res
     if finalizers(object).is_empty() {
         inner.remove_now(&at.0, &at.1)?;
     } else if !is_deleting(object) {
-        let mut marked = object.clone();
-        set_meta(&mut marked, "deletionTimestamp", json!(now()));
-        set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
-        put_raw(inner, at, marked)?;
+        put_raw(inner, at, marked(object))?;
     }
     Ok(())
 }

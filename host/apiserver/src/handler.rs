@@ -347,18 +347,21 @@ fn with_warnings(mut response: Response, opts: &WriteOptions) -> Response {
 /// An aggregated discovery document with its media type and entity tag, or 304 when the client's
 /// `If-None-Match` holds that tag (kube-apiserver's `ServeHTTPWithETag`).
 fn aggregated_response(doc: &Value, version: aggregated::Version, headers: &HeaderMap) -> Response {
-    let tag = aggregated::etag(doc);
+    // Serialized once: the tag is the hash of the bytes sent.
+    let json = serde_json::to_vec(doc).unwrap_or_default();
+    let tag = aggregated::etag(&json);
     let cached = headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == tag.as_bytes());
     let mut response = if cached {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut response = json_response(StatusCode::OK, doc);
-        if let Ok(media) = header::HeaderValue::from_str(&version.content_type()) {
-            response.headers_mut().insert(header::CONTENT_TYPE, media);
-        }
-        response
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, version.content_type())],
+            json,
+        )
+            .into_response()
     };
     let headers = response.headers_mut();
     if let Ok(tag) = header::HeaderValue::from_str(&tag) {

@@ -18,15 +18,6 @@ use crate::store::ObjectKey;
 /// The finalizer in `spec.finalizers` that holds a namespace until its contents are gone.
 pub const FINALIZER: &str = "kubernetes";
 
-/// Whether the namespace `name` exists and is being terminated.
-#[must_use]
-pub fn is_terminating(inner: &Inner, name: &str) -> bool {
-    inner
-        .store
-        .get(NAMESPACE_RESOURCE, &(String::new(), name.to_owned()))
-        .is_some_and(|ns| crate::gc::is_deleting(ns))
-}
-
 /// What the namespace strategy sets on every write: `status.phase` (`Terminating` once marked for
 /// deletion, else `Active`), and on a live namespace the `kubernetes` finalizer.
 pub fn prepare(object: &mut Value) {
@@ -67,9 +58,7 @@ pub fn has_spec_finalizers(object: &Value) -> bool {
 /// Marks a namespace `Terminating` (deletion timestamp, phase).
 #[must_use]
 pub fn mark(object: &Value) -> Value {
-    let mut marked = object.clone();
-    marked["metadata"]["deletionTimestamp"] = json!(now());
-    marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    let mut marked = crate::gc::marked(object);
     prepare(&mut marked);
     marked
 }
@@ -87,18 +76,21 @@ pub fn terminate(inner: &mut Inner) -> Result<bool, ApiError> {
         .map(|(_, ns)| ns.clone())
         .filter(|ns| crate::gc::is_deleting(ns))
         .collect();
+    if terminating.is_empty() {
+        return Ok(false);
+    }
+    let resources: Vec<String> = inner
+        .store
+        .resources()
+        .filter(|gr| inner.info(gr).is_some_and(|i| i.namespaced))
+        .cloned()
+        .collect();
     let mut changed = false;
     for namespace in terminating {
         let name = namespace["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let resources: Vec<String> = inner
-            .store
-            .resources()
-            .filter(|gr| inner.info(gr).is_some_and(|i| i.namespaced))
-            .cloned()
-            .collect();
         // Delete the contents (Background, as the controller does).
         for gr in &resources {
             let live: Vec<(ObjectKey, Arc<Value>)> = inner
@@ -118,13 +110,8 @@ pub fn terminate(inner: &mut Inner) -> Result<bool, ApiError> {
         for gr in &resources {
             for (_, object) in inner.store.list(gr, Some(&name), None) {
                 *remaining.entry(gr.clone()).or_default() += 1;
-                for f in object["metadata"]["finalizers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                {
-                    *finalizers.entry(f.to_owned()).or_default() += 1;
+                for f in crate::gc::finalizers(object) {
+                    *finalizers.entry(f).or_default() += 1;
                 }
             }
         }
@@ -146,10 +133,7 @@ pub fn terminate(inner: &mut Inner) -> Result<bool, ApiError> {
 /// Removes the `kubernetes` finalizer of an emptied namespace (its `/finalize`), then the
 /// namespace itself unless other metadata finalizers hold it.
 fn finalize(inner: &mut Inner, key: &ObjectKey, namespace: &Value) -> Result<(), ApiError> {
-    let metadata_finalizers = namespace["metadata"]["finalizers"]
-        .as_array()
-        .is_some_and(|f| !f.is_empty());
-    if metadata_finalizers {
+    if !crate::gc::finalizers(namespace).is_empty() {
         let mut updated = namespace.clone();
         updated["spec"]["finalizers"] = json!([]);
         if updated != *namespace {

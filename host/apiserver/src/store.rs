@@ -93,6 +93,21 @@ fn set_rv(object: &mut Value, rv: u64) {
     }
 }
 
+/// Objects of one resource ordered by namespace then name, optionally restricted to one namespace
+/// and starting after a key: what [`Store::list`] reads from the current objects, and a list at a
+/// past version from [`Store::objects_at`].
+pub fn range<'a>(
+    objects: &'a BTreeMap<ObjectKey, Arc<Value>>,
+    namespace: Option<&'a str>,
+    after: Option<&ObjectKey>,
+) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)> + use<'a> {
+    use std::ops::Bound;
+    let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
+    objects
+        .range((lower, Bound::Unbounded))
+        .filter(move |((ns, _), _)| namespace.is_none_or(|want| want == ns))
+}
+
 impl Store {
     /// Opens a store, loading and compacting `state_dir` when given.
     ///
@@ -146,15 +161,12 @@ impl Store {
         &'a self,
         resource: &str,
         namespace: Option<&'a str>,
-        after: Option<&ObjectKey>,
+        after: Option<&'a ObjectKey>,
     ) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)> + 'a {
-        use std::ops::Bound;
-        let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
         self.objects
             .get(resource)
             .into_iter()
-            .flat_map(move |m| m.range((lower.clone(), Bound::Unbounded)))
-            .filter(move |((ns, _), _)| namespace.is_none_or(|want| want == ns))
+            .flat_map(move |m| range(m, namespace, after))
     }
 
     /// Storage keys that hold objects.

@@ -487,13 +487,6 @@ fn writer<'a>(
     }
 }
 
-fn namespace_exists(inner: &Inner, ns: &str) -> bool {
-    inner
-        .store
-        .get(NAMESPACE_RESOURCE, &(String::new(), ns.to_string()))
-        .is_some()
-}
-
 /// Builds the object to store for a create (server fields set). `managed` skips field tracking
 /// when the caller (apply) already did it.
 fn prepare_create(
@@ -534,19 +527,27 @@ fn prepare_create(
     if !causes.is_empty() {
         return Err(target.invalid(&name, causes));
     }
-    if info.namespaced && !namespace_exists(inner, &namespace) {
-        return Err(ApiError::NotFound {
-            resource: "namespaces".into(),
-            name: namespace,
-        });
-    }
-    if info.namespaced && crate::namespace::is_terminating(inner, &namespace) {
-        return Err(ApiError::NamespaceTerminating {
-            group: info.group.clone(),
-            resource: info.plural.clone(),
-            name,
-            namespace,
-        });
+    if info.namespaced {
+        match inner
+            .store
+            .get(NAMESPACE_RESOURCE, &(String::new(), namespace.clone()))
+        {
+            None => {
+                return Err(ApiError::NotFound {
+                    resource: "namespaces".into(),
+                    name: namespace,
+                });
+            }
+            Some(ns) if gc::is_deleting(ns) => {
+                return Err(ApiError::NamespaceTerminating {
+                    group: info.group.clone(),
+                    resource: info.plural.clone(),
+                    name,
+                    namespace,
+                });
+            }
+            Some(_) => {}
+        }
     }
     let key = (namespace.clone(), name.clone());
     if inner.store.get(&info.group_resource(), &key).is_some() {
@@ -892,15 +893,7 @@ impl Cluster {
             None
         };
         let objects: Box<dyn Iterator<Item = (&ObjectKey, &Arc<Value>)>> = match &past {
-            Some(objects) => {
-                use std::ops::Bound;
-                let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
-                Box::new(
-                    objects
-                        .range((lower, Bound::Unbounded))
-                        .filter(move |((n, _), _)| ns.is_none_or(|want| want == n)),
-                )
-            }
+            Some(objects) => Box::new(crate::store::range(objects, ns, after)),
             None => Box::new(inner.store.list(&gr, ns, after)),
         };
         let mut items = Vec::new();
