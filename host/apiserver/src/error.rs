@@ -539,7 +539,19 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %source, "storage failure");
         }
         let code = StatusCode::from_u16(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        crate::handler::json_response(code, &self.to_status())
+        let status = self.to_status();
+        let mut response = crate::handler::json_response(code, &status);
+        // As kube-apiserver's `ErrorNegotiated`: a status that asks for a retry after a delay
+        // says so in `Retry-After` too, which clients' retry layers (kube-rs's among them) obey.
+        if let Some(delay) = status["details"]["retryAfterSeconds"]
+            .as_u64()
+            .filter(|d| *d > 0)
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, delay.into());
+        }
+        response
     }
 }
 

@@ -323,7 +323,12 @@ async fn lists_read_the_version_they_ask_for() {
         .unwrap()
         + 10)
         .to_string();
-    let err = api
+    // kube-rs retries a 504 fifteen times with exponential backoff (about five minutes): ask with
+    // its retry layer off to see the answer itself.
+    let mut config = server.kube_config().unwrap();
+    config.default_retry = false;
+    let once: Api<ConfigMap> = Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+    let err = once
         .list(
             &ListParams::default()
                 .at(&future)
@@ -360,6 +365,15 @@ async fn lists_read_the_version_they_ask_for() {
         "ResourceVersionTooLarge"
     );
     assert_eq!(status["details"]["retryAfterSeconds"], 1);
+    let (_, head, _) = common::exchange(
+        &server,
+        "GET",
+        &format!("/api/v1/namespaces/default/configmaps?resourceVersion={future}"),
+        &[("Authorization", auth.as_str())],
+        b"",
+    )
+    .await;
+    assert_eq!(common::header(&head, "Retry-After"), Some("1"), "{head}");
     for (query, message) in [
         (
             "resourceVersionMatch=Exact".to_owned(),
