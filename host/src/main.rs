@@ -78,6 +78,11 @@ struct RunOpts {
     /// With the embedded API server: persist its state here.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// With the embedded API server: simulate workloads, as kube-controller-manager and a kubelet
+    /// would: Deployments get ReplicaSets and Pods, and Pods become Running and Ready a second
+    /// after their creation (so `kubectl rollout status` finishes).
+    #[arg(long)]
+    simulate_workloads: bool,
     /// Address of /healthz, /readyz and /plugins.
     #[arg(long, default_value = "127.0.0.1:9090")]
     http_listen: std::net::SocketAddr,
@@ -382,6 +387,10 @@ enum Command {
         /// as kube-apiserver's --token-auth-file.
         #[arg(long)]
         token_auth_file: Option<PathBuf>,
+        /// Simulate workloads, as kube-controller-manager and a kubelet would: Deployments get
+        /// ReplicaSets and Pods, and Pods become Running and Ready a second after their creation.
+        #[arg(long)]
+        simulate_workloads: bool,
     },
 }
 
@@ -408,6 +417,10 @@ async fn run(args: RunOpts) -> anyhow::Result<ExitCode> {
     } else {
         let server = capstan_apiserver::ApiServer::builder()
             .state_dir(args.state_dir.clone())
+            .simulate_workloads(
+                args.simulate_workloads
+                    .then_some(capstan_apiserver::workloads::DEFAULT_POD_READY_DELAY),
+            )
             .build()?
             .start_loopback()
             .await?;
@@ -531,9 +544,13 @@ async fn apiserver(
     state_dir: Option<PathBuf>,
     authorization: capstan_apiserver::authz::Mode,
     token_auth_file: Option<PathBuf>,
+    simulate_workloads: bool,
 ) -> anyhow::Result<ExitCode> {
     let server = capstan_apiserver::ApiServer::builder()
         .state_dir(state_dir)
+        .simulate_workloads(
+            simulate_workloads.then_some(capstan_apiserver::workloads::DEFAULT_POD_READY_DELAY),
+        )
         .authorization(authorization)
         .token_auth_file(token_auth_file)
         .build()?
@@ -832,6 +849,7 @@ fn main() -> ExitCode {
                 state_dir,
                 authorization,
                 token_auth_file,
+                simulate_workloads,
             } => {
                 apiserver(
                     listen,
@@ -839,6 +857,7 @@ fn main() -> ExitCode {
                     state_dir,
                     authorization,
                     token_auth_file,
+                    simulate_workloads,
                 )
                 .await
             }

@@ -48,6 +48,7 @@ pub mod user;
 pub mod validation;
 pub mod verbs;
 pub mod watch;
+pub mod workloads;
 
 pub use error::ApiError;
 pub use server::{ApiServer, ApiServerBuilder, RunningServer, ServerError, kubeconfig_yaml};

@@ -110,6 +110,7 @@ pub struct ApiServerBuilder {
     authorization: Mode,
     token_users: Vec<(String, UserInfo)>,
     token_auth_file: Option<PathBuf>,
+    simulate_workloads: Option<Duration>,
 }
 
 impl Default for ApiServerBuilder {
@@ -126,6 +127,7 @@ impl Default for ApiServerBuilder {
             authorization: Mode::default(),
             token_users: Vec::new(),
             token_auth_file: None,
+            simulate_workloads: None,
         }
     }
 }
@@ -151,6 +153,7 @@ impl std::fmt::Debug for ApiServerBuilder {
                     .collect::<Vec<_>>(),
             )
             .field("token_auth_file", &self.token_auth_file)
+            .field("simulate_workloads", &self.simulate_workloads)
             .finish()
     }
 }
@@ -159,6 +162,14 @@ impl ApiServerBuilder {
     /// Persist state in this directory (None: in memory only).
     pub fn state_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.state_dir = dir;
+        self
+    }
+
+    /// Simulate the workloads (see [`crate::workloads`]): Deployments get ReplicaSets and Pods,
+    /// and Pods become Running and Ready `ready_after` their creation. Off by default: nothing
+    /// else changes an object behind its writer's back.
+    pub fn simulate_workloads(mut self, ready_after: Option<Duration>) -> Self {
+        self.simulate_workloads = ready_after;
         self
     }
 
@@ -360,6 +371,17 @@ impl ApiServer {
         axum::Router::new().fallback(handle).with_state(state)
     }
 
+    /// Starts the simulated workloads' controller when asked, until `shutdown`.
+    fn spawn_workloads(&self, shutdown: &watch::Receiver<bool>) {
+        if let Some(ready_after) = self.config.simulate_workloads {
+            tokio::spawn(crate::workloads::run(
+                self.cluster.clone(),
+                ready_after,
+                shutdown.clone(),
+            ));
+        }
+    }
+
     /// Serves on `addr` until `signal` completes, then shuts down gracefully (watches end).
     ///
     /// # Errors
@@ -373,6 +395,7 @@ impl ApiServer {
         let tls = self.acceptor(bound)?;
         let (tx, rx) = watch::channel(false);
         let router = self.router(bound, rx.clone());
+        self.spawn_workloads(&rx);
         tracing::info!(addr = %bound, "api server listening");
         tokio::spawn(async move {
             signal.await;
@@ -399,6 +422,7 @@ impl ApiServer {
         let tls = self.acceptor(bound)?;
         let (tx, rx) = watch::channel(false);
         let router = self.router(bound, rx.clone());
+        self.spawn_workloads(&rx);
         let header_read_timeout = self.config.header_read_timeout;
         let task = tokio::spawn(async move {
             connection::serve(listener, tls, router, header_read_timeout, rx).await;

@@ -627,6 +627,62 @@ async fn watcher_lists_then_watches() {
     server.shutdown().await.unwrap();
 }
 
+/// A watch from a version the server has not reached yet is no error (unlike a list, which is a
+/// 504): as kube-apiserver's watch cache, it waits and delivers only the changes after that
+/// version, never those between the current one and it.
+#[tokio::test]
+async fn a_watch_from_a_future_version_waits_for_the_changes_after_it() {
+    let (server, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let current: u64 = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap()
+        .parse()
+        .unwrap();
+    let future = current + 3;
+    let mut events = api
+        .watch(&WatchParams::default().timeout(10), &future.to_string())
+        .await
+        .unwrap()
+        .boxed();
+    let mut written = Vec::new();
+    for name in ["one", "two", "three", "four", "five"] {
+        let created = api
+            .create(&PostParams::default(), &cm(name, &[]))
+            .await
+            .unwrap();
+        let rv: u64 = created.metadata.resource_version.unwrap().parse().unwrap();
+        written.push((name, rv));
+    }
+    let mut seen = Vec::new();
+    while seen.len() < written.iter().filter(|(_, rv)| *rv > future).count() {
+        match tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .expect("the changes after the version arrive")
+            .unwrap()
+        {
+            Some(WatchEvent::Added(cm)) => seen.push(cm.metadata.name.unwrap()),
+            Some(WatchEvent::Bookmark(_)) => {}
+            other => panic!("expected ADDED, got {other:?}"),
+        }
+    }
+    let after: Vec<&str> = written
+        .iter()
+        .filter(|(_, rv)| *rv > future)
+        .map(|(name, _)| *name)
+        .collect();
+    assert!(
+        !after.is_empty() && after.len() < written.len(),
+        "{written:?}"
+    );
+    assert_eq!(seen, after);
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn watch_from_expired_version_gets_410_and_watcher_relists() {
     let (server, client) =

@@ -1285,3 +1285,120 @@ async fn kubectl_discovers_every_resource_from_the_aggregated_documents() {
     assert!(fresh.run(&["get", "gd", "-o", "name"]).contains("g1"));
     server.shutdown().await.unwrap();
 }
+
+/// Polls `kubectl args` (its stdout) until `done` holds, for at most 30 s.
+fn eventually(kubectl: &Kubectl, args: &[&str], what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = kubectl.run(args);
+        if done(&out) {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: still {out} after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// With `--simulate-workloads`, a new user's Deployment behaves as on a cluster: kubectl creates
+/// it (a protobuf body), it gets a ReplicaSet and Pods that become Running and Ready, `kubectl
+/// rollout status` finishes, `kubectl scale` and `kubectl set image` roll it, and deleting it
+/// takes its ReplicaSets and Pods along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rolls_out_simulated_workloads() {
+    let (server, _client) = common::start_with(
+        capstan_apiserver::ApiServer::builder()
+            .simulate_workloads(Some(std::time::Duration::from_millis(300))),
+    )
+    .await;
+    let k = Kubectl::for_server(&server);
+    let rollout = ["rollout", "status", "deployment/web", "--timeout=60s"];
+    let names_of = |json: &str| -> Vec<Value> {
+        serde_json::from_str::<Value>(json).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+
+    k.run(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
+    let out = k.run(&rollout);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let pods = names_of(&k.run(&["get", "pods", "-l", "app=web", "-o", "json"]));
+    assert_eq!(pods.len(), 2);
+    for pod in &pods {
+        assert_eq!(pod["status"]["phase"], "Running");
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert!(
+            pod["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+            "{pod}"
+        );
+    }
+    let table = k.run(&["get", "deployment", "web"]);
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.contains("2/2")),
+        "{table}"
+    );
+
+    k.run(&["scale", "deployment", "web", "--replicas=3"]);
+    let out = k.run(&rollout);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    eventually(
+        &k,
+        &["get", "pods", "-l", "app=web", "-o", "name"],
+        "three pods",
+        |o| o.lines().count() == 3,
+    );
+
+    k.run(&["set", "image", "deployment/web", "nginx=nginx:1.27"]);
+    let out = k.run(&rollout);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let sets = names_of(&k.run(&["get", "replicasets", "-l", "app=web", "-o", "json"]));
+    let mut replicas: Vec<(String, i64)> = sets
+        .iter()
+        .map(|rs| {
+            (
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                rs["spec"]["replicas"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    replicas.sort();
+    assert_eq!(replicas, [("1".to_owned(), 0), ("2".to_owned(), 3)]);
+    eventually(
+        &k,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ],
+        "three pods of the new image",
+        |o| o.split_whitespace().collect::<Vec<_>>() == ["nginx:1.27"; 3],
+    );
+
+    k.run(&["delete", "deployment", "web"]);
+    eventually(
+        &k,
+        &["get", "replicasets,pods", "-l", "app=web", "-o", "name"],
+        "the ReplicaSets and Pods collected",
+        |o| o.trim().is_empty(),
+    );
+    server.shutdown().await.unwrap();
+}

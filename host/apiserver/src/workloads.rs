@@ -1,0 +1,793 @@
+//! Simulated workloads (opt-in, `ApiServerBuilder::simulate_workloads`): a Deployment gets a
+//! ReplicaSet, the ReplicaSet its Pods, and every Pod becomes Running and Ready after a short
+//! delay, as kube-controller-manager's deployment and replica set controllers and a kubelet (or
+//! kwok) would make them; the statuses follow, so `kubectl rollout status` finishes and a
+//! controller waiting for available replicas sees them.
+//!
+//! It is a controller like theirs: each pass reads the objects, and writes through the same verbs
+//! as any client (optimistic concurrency, field manager `kube-controller-manager`) only what
+//! differs from what it wants, so a pass that finds nothing to do writes nothing. A conflict with
+//! another writer is left to the next pass. Rollouts replace the old ReplicaSet at once (scaled to
+//! zero when the new one is created) instead of surging step by step.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use crate::cluster::{Cluster, now};
+use crate::error::ApiError;
+use crate::gc;
+use crate::verbs::{DeleteOptions, Target, WriteOptions};
+
+/// The storage key of Deployments.
+const DEPLOYMENTS: &str = "deployments.apps";
+/// The storage key of ReplicaSets.
+const REPLICA_SETS: &str = "replicasets.apps";
+/// The storage key of Pods.
+const PODS: &str = "pods";
+/// The field manager of the writes, as kube-controller-manager's.
+const MANAGER: &str = "kube-controller-manager";
+/// The label a ReplicaSet and its Pods carry with the hash of their Pod template.
+const TEMPLATE_HASH: &str = "pod-template-hash";
+/// The characters of generated names and hashes (apimachinery's `rand` alphabet).
+const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// How long a new Pod stays Pending before it is Running and Ready, unless configured.
+pub const DEFAULT_POD_READY_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs passes until `shutdown` turns true: after every change of the store, and when a Pending
+/// Pod is due to become Ready.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    ready_delay: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut changes = cluster.subscribe();
+    loop {
+        let due = pass(&cluster, ready_delay, Utc::now());
+        let wake = async {
+            match due {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = wake => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One pass over Deployments, ReplicaSets and Pods at `now`. Returns how long until the next
+/// Pending Pod is due to become Ready, if any.
+fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<Duration> {
+    let (deployments, replica_sets, pods) = {
+        let inner = cluster.lock();
+        let read = |gr: &str| -> Vec<Arc<Value>> {
+            inner
+                .store
+                .list(gr, None, None)
+                .map(|(_, o)| o.clone())
+                .filter(|o| !gc::is_deleting(o))
+                .collect()
+        };
+        (read(DEPLOYMENTS), read(REPLICA_SETS), read(PODS))
+    };
+    let mut writes = Writes::new(cluster);
+    for deployment in &deployments {
+        deployment_pass(&mut writes, deployment, &replica_sets);
+    }
+    for replica_set in &replica_sets {
+        replica_set_pass(&mut writes, replica_set, &pods);
+    }
+    let mut next: Option<Duration> = None;
+    for pod in &pods {
+        if pod["status"]["phase"].as_str() == Some("Running") {
+            continue;
+        }
+        let created = created_at(pod).unwrap_or(now);
+        let due = created + ready_delay;
+        if due <= now {
+            writes.status(PODS, pod, running_status(pod, now));
+        } else {
+            let wait = (due - now).to_std().unwrap_or_default();
+            next = Some(next.map_or(wait, |n| n.min(wait)));
+        }
+    }
+    next.map(|n| n.max(Duration::from_millis(20)))
+}
+
+/// The Deployment's part: its new ReplicaSet exists with the wanted replicas, older ones are at
+/// zero, and its status sums theirs.
+fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, replica_sets: &[Arc<Value>]) {
+    let (Some(namespace), Some(name)) = (namespace(deployment), name(deployment)) else {
+        return;
+    };
+    let wanted = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+    let template = &deployment["spec"]["template"];
+    let hash = template_hash(template);
+    let owned: Vec<&Value> = replica_sets
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|rs| controlled_by(rs, deployment))
+        .collect();
+    let new = owned
+        .iter()
+        .copied()
+        .find(|rs| rs["metadata"]["labels"][TEMPLATE_HASH].as_str() == Some(hash.as_str()));
+    match new {
+        None => {
+            let revision = owned
+                .iter()
+                .filter_map(|rs| {
+                    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                        .as_str()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let replica_set = new_replica_set(deployment, namespace, name, &hash, wanted, revision);
+            writes.create(REPLICA_SETS, namespace, replica_set);
+        }
+        Some(rs) if rs["spec"]["replicas"].as_i64() != Some(wanted) => {
+            writes.scale(rs, wanted);
+        }
+        Some(_) => {}
+    }
+    for old in owned.iter().copied().filter(|rs| Some(*rs) != new) {
+        if old["spec"]["replicas"].as_i64() != Some(0) {
+            writes.scale(old, 0);
+        }
+    }
+    let count = |rs: &Value, field: &str| rs["status"][field].as_i64().unwrap_or(0);
+    let sum = |field: &str| owned.iter().map(|rs| count(rs, field)).sum::<i64>();
+    let replicas = sum("replicas");
+    let updated = new.map_or(0, |rs| count(rs, "replicas"));
+    let ready = sum("readyReplicas");
+    let available = sum("availableReplicas");
+    let new_name = format!("{name}-{hash}");
+    let complete = new.is_some() && updated == wanted && replicas == wanted && available == wanted;
+    let max_unavailable = max_unavailable(deployment, wanted);
+    let old_status = &deployment["status"];
+    let mut status = Map::new();
+    status.insert(
+        "observedGeneration".into(),
+        deployment["metadata"]["generation"].clone(),
+    );
+    for (field, value) in [
+        ("replicas", replicas),
+        ("updatedReplicas", updated),
+        ("readyReplicas", ready),
+        ("availableReplicas", available),
+        ("unavailableReplicas", (wanted - available).max(0)),
+    ] {
+        // Zero counts are omitted, as Go's omitempty does.
+        if value != 0 {
+            status.insert(field.into(), json!(value));
+        }
+    }
+    let available_condition = if available >= wanted - max_unavailable {
+        (
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".to_owned(),
+        )
+    } else {
+        (
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.".to_owned(),
+        )
+    };
+    let progressing_condition = if complete {
+        (
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{new_name}\" has successfully progressed."),
+        )
+    } else {
+        (
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{new_name}\" is progressing."),
+        )
+    };
+    status.insert(
+        "conditions".into(),
+        json!([
+            condition(old_status, "Available", available_condition),
+            condition(old_status, "Progressing", progressing_condition),
+        ]),
+    );
+    writes.status(DEPLOYMENTS, deployment, Value::Object(status));
+}
+
+/// The ReplicaSet's part: as many Pods as it wants (the newest removed first), and its status
+/// counting them.
+fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, pods: &[Arc<Value>]) {
+    let Some(namespace) = namespace(replica_set) else {
+        return;
+    };
+    let wanted = replica_set["spec"]["replicas"].as_i64().unwrap_or(1).max(0);
+    let mut owned: Vec<&Value> = pods
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|pod| controlled_by(pod, replica_set))
+        .collect();
+    owned.sort_by(|a, b| {
+        a["metadata"]["creationTimestamp"]
+            .as_str()
+            .cmp(&b["metadata"]["creationTimestamp"].as_str())
+            .then_with(|| name(a).cmp(&name(b)))
+    });
+    let have = i64::try_from(owned.len()).unwrap_or(i64::MAX);
+    for _ in have..wanted {
+        writes.create(PODS, namespace, new_pod(replica_set, namespace));
+    }
+    let keep = usize::try_from(wanted)
+        .unwrap_or(usize::MAX)
+        .min(owned.len());
+    for extra in owned.drain(keep..) {
+        writes.delete(PODS, extra);
+    }
+    let ready = i64::try_from(owned.iter().filter(|p| is_ready(p)).count()).unwrap_or(0);
+    let replicas = i64::try_from(owned.len()).unwrap_or(0);
+    let mut status = Map::new();
+    status.insert("replicas".into(), json!(replicas));
+    for (field, value) in [
+        ("fullyLabeledReplicas", replicas),
+        ("readyReplicas", ready),
+        ("availableReplicas", ready),
+    ] {
+        if value != 0 {
+            status.insert(field.into(), json!(value));
+        }
+    }
+    status.insert(
+        "observedGeneration".into(),
+        replica_set["metadata"]["generation"].clone(),
+    );
+    writes.status(REPLICA_SETS, replica_set, Value::Object(status));
+}
+
+/// The new ReplicaSet of a Deployment: its template and selector with the template's hash.
+fn new_replica_set(
+    deployment: &Value,
+    namespace: &str,
+    name: &str,
+    hash: &str,
+    replicas: i64,
+    revision: u64,
+) -> Value {
+    let mut template = deployment["spec"]["template"].clone();
+    template["metadata"]["labels"][TEMPLATE_HASH] = json!(hash);
+    let mut selector = deployment["spec"]["selector"].clone();
+    selector["matchLabels"][TEMPLATE_HASH] = json!(hash);
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": format!("{name}-{hash}"),
+            "namespace": namespace,
+            "labels": template["metadata"]["labels"].clone(),
+            "annotations": {
+                "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
+                "deployment.kubernetes.io/revision": revision.to_string(),
+            },
+            "ownerReferences": [controller_reference(deployment, "apps/v1", "Deployment")],
+        },
+        "spec": {"replicas": replicas, "selector": selector, "template": template},
+    })
+}
+
+/// A new Pod of a ReplicaSet, from its template, named as `generateName` would.
+fn new_pod(replica_set: &Value, namespace: &str) -> Value {
+    let template = &replica_set["spec"]["template"];
+    let mut metadata = template["metadata"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    metadata.insert(
+        "name".into(),
+        json!(format!(
+            "{}-{}",
+            name(replica_set).unwrap_or_default(),
+            random_suffix()
+        )),
+    );
+    metadata.insert("namespace".into(), json!(namespace));
+    metadata.insert(
+        "ownerReferences".into(),
+        json!([controller_reference(replica_set, "apps/v1", "ReplicaSet")]),
+    );
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": template["spec"].clone(),
+    })
+}
+
+/// The status of a Pod whose containers all started and are ready.
+fn running_status(pod: &Value, now: DateTime<Utc>) -> Value {
+    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let started = pod["status"]["startTime"]
+        .as_str()
+        .map_or_else(|| time.clone(), str::to_owned);
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+    let containers: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            json!({
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": "",
+                "containerID": format!("containerd://{uid}-{}", c["name"].as_str().unwrap_or_default()),
+                "ready": true,
+                "started": true,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": started}},
+            })
+        })
+        .collect();
+    let conditions: Vec<Value> = [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ]
+    .iter()
+    .map(|kind| json!({"type": kind, "status": "True", "lastTransitionTime": time}))
+    .collect();
+    let ip = pod_ip(uid);
+    json!({
+        "phase": "Running",
+        "conditions": conditions,
+        "hostIP": "10.0.0.1",
+        "hostIPs": [{"ip": "10.0.0.1"}],
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "startTime": started,
+        "containerStatuses": containers,
+        "qosClass": pod["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
+    })
+}
+
+/// A condition of a Deployment's status, keeping its times while its status, reason and message
+/// stay the same (so a pass that changes nothing writes nothing).
+fn condition(
+    old_status: &Value,
+    kind: &str,
+    (status, reason, message): (&str, &str, String),
+) -> Value {
+    let old = old_status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind);
+    let same = |field: &str, value: &str| old.is_some_and(|c| c[field].as_str() == Some(value));
+    let time = now();
+    let transition = match old {
+        Some(c) if same("status", status) => c["lastTransitionTime"].clone(),
+        _ => json!(time),
+    };
+    let update = match old {
+        Some(c)
+            if same("status", status) && same("reason", reason) && same("message", &message) =>
+        {
+            c["lastUpdateTime"].clone()
+        }
+        _ => json!(time),
+    };
+    json!({
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastUpdateTime": update,
+        "lastTransitionTime": transition,
+    })
+}
+
+/// `spec.strategy.rollingUpdate.maxUnavailable` of a Deployment as a count of `replicas` (a
+/// percentage rounds down, as the deployment controller's), 25 % by default, 0 for `Recreate`.
+fn max_unavailable(deployment: &Value, replicas: i64) -> i64 {
+    let strategy = &deployment["spec"]["strategy"];
+    if strategy["type"] == "Recreate" {
+        return 0;
+    }
+    match &strategy["rollingUpdate"]["maxUnavailable"] {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => s
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<i64>().ok())
+            .map_or(0, |p| replicas * p / 100),
+        _ => replicas / 4,
+    }
+}
+
+/// The hash of a Pod template, written as apimachinery's `SafeEncodeString` writes one: FNV-1a
+/// of the template's JSON (sorted keys), its decimal digits mapped onto [`ALPHANUMS`].
+#[must_use]
+pub fn template_hash(template: &Value) -> String {
+    let text = template.to_string();
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in text.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash.to_string()
+        .bytes()
+        .map(|b| char::from(ALPHANUMS[usize::from(b) % ALPHANUMS.len()]))
+        .collect()
+}
+
+/// Five characters of [`ALPHANUMS`], as `generateName` appends.
+fn random_suffix() -> String {
+    uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| char::from(ALPHANUMS[usize::from(*b) % ALPHANUMS.len()]))
+        .collect()
+}
+
+/// A stable Pod IP in 10.244.0.0/16 from the Pod's uid.
+fn pod_ip(uid: &str) -> String {
+    let sum = uid
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("10.244.{}.{}", (sum >> 8) % 256, sum % 254 + 1)
+}
+
+fn controller_reference(owner: &Value, api_version: &str, kind: &str) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// Whether `object`'s controller reference names `owner`.
+fn controlled_by(object: &Value, owner: &Value) -> bool {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["controller"] == true && r["uid"] == owner["metadata"]["uid"])
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+fn created_at(object: &Value) -> Option<DateTime<Utc>> {
+    let text = object["metadata"]["creationTimestamp"].as_str()?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn name(object: &Value) -> Option<&str> {
+    object["metadata"]["name"].as_str()
+}
+
+fn namespace(object: &Value) -> Option<&str> {
+    object["metadata"]["namespace"].as_str()
+}
+
+/// The writes of one pass, through the verbs every client uses; a failure is logged with the
+/// object it concerns and left to the next pass.
+struct Writes<'a> {
+    cluster: &'a Cluster,
+    options: WriteOptions,
+}
+
+impl<'a> Writes<'a> {
+    fn new(cluster: &'a Cluster) -> Self {
+        Self {
+            cluster,
+            options: WriteOptions {
+                manager: MANAGER.to_owned(),
+                ..WriteOptions::default()
+            },
+        }
+    }
+
+    fn target(
+        &self,
+        gr: &str,
+        namespace: &str,
+        name: Option<&str>,
+        status: bool,
+    ) -> Option<Target> {
+        let info = self.cluster.lock().info(gr)?;
+        Some(Target {
+            info,
+            namespace: Some(namespace.to_owned()),
+            name: name.map(str::to_owned),
+            subresource: status.then(|| "status".to_owned()),
+        })
+    }
+
+    fn report(
+        &self,
+        what: &str,
+        gr: &str,
+        namespace: &str,
+        name: &str,
+        result: Result<(), ApiError>,
+    ) {
+        match result {
+            Ok(())
+            | Err(
+                ApiError::Conflict { .. }
+                | ApiError::NotFound { .. }
+                | ApiError::AlreadyExists { .. },
+            ) => {}
+            Err(error) => tracing::warn!(
+                error = %error,
+                resource = gr,
+                namespace,
+                name,
+                "simulated workloads: cannot {what}"
+            ),
+        }
+    }
+
+    fn create(&mut self, gr: &str, namespace: &str, object: Value) {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let Some(target) = self.target(gr, namespace, None, false) else {
+            return;
+        };
+        let result = self
+            .cluster
+            .create(&target, object, &self.options)
+            .map(drop);
+        self.report("create", gr, namespace, &name, result);
+    }
+
+    /// Writes `status` over `object`'s when it differs.
+    fn status(&mut self, gr: &str, object: &Value, status: Value) {
+        if object["status"] == status {
+            return;
+        }
+        let (Some(namespace), Some(name)) = (namespace(object), name(object)) else {
+            return;
+        };
+        let Some(target) = self.target(gr, namespace, Some(name), true) else {
+            return;
+        };
+        let mut body = object.clone();
+        body["status"] = status;
+        let result = self.cluster.update(&target, body, &self.options).map(drop);
+        self.report("update the status of", gr, namespace, name, result);
+    }
+
+    /// Sets a ReplicaSet's `spec.replicas`.
+    fn scale(&mut self, replica_set: &Value, replicas: i64) {
+        let (Some(namespace), Some(name)) = (namespace(replica_set), name(replica_set)) else {
+            return;
+        };
+        let Some(target) = self.target(REPLICA_SETS, namespace, Some(name), false) else {
+            return;
+        };
+        let mut body = replica_set.clone();
+        body["spec"]["replicas"] = json!(replicas);
+        body["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
+            json!(replicas.to_string());
+        let result = self.cluster.update(&target, body, &self.options).map(drop);
+        self.report("scale", REPLICA_SETS, namespace, name, result);
+    }
+
+    fn delete(&mut self, gr: &str, object: &Value) {
+        let (Some(namespace), Some(name)) = (namespace(object), name(object)) else {
+            return;
+        };
+        let Some(target) = self.target(gr, namespace, Some(name), false) else {
+            return;
+        };
+        let options = DeleteOptions {
+            uid: object["metadata"]["uid"].as_str().map(str::to_owned),
+            ..DeleteOptions::default()
+        };
+        let result = self.cluster.delete(&target, &options).map(drop);
+        self.report("delete", gr, namespace, name, result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn target(cluster: &Cluster, gr: &str, name: Option<&str>) -> Target {
+        Target {
+            info: cluster.lock().info(gr).unwrap(),
+            namespace: Some("default".into()),
+            name: name.map(str::to_owned),
+            subresource: None,
+        }
+    }
+
+    fn list(cluster: &Cluster, gr: &str) -> Vec<Arc<Value>> {
+        cluster
+            .lock()
+            .store
+            .list(gr, None, None)
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// Passes until one writes nothing; panics if that takes more than 20.
+    fn settle(cluster: &Cluster, at: DateTime<Utc>) {
+        for _ in 0..20 {
+            let before = cluster.lock().store.resource_version();
+            pass(cluster, Duration::ZERO, at);
+            if cluster.lock().store.resource_version() == before {
+                return;
+            }
+        }
+        panic!("the passes never settled");
+    }
+
+    #[test]
+    fn a_deployment_converges_then_a_pass_writes_nothing() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+        });
+        let options = WriteOptions::default();
+        cluster
+            .create(&target(&cluster, DEPLOYMENTS, None), deployment, &options)
+            .unwrap();
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
+
+        let replica_sets = list(&cluster, REPLICA_SETS);
+        assert_eq!(replica_sets.len(), 1);
+        let rs = &replica_sets[0];
+        let hash = rs["metadata"]["labels"][TEMPLATE_HASH].as_str().unwrap();
+        assert_eq!(rs["metadata"]["name"], format!("web-{hash}"));
+        assert_eq!(rs["status"]["readyReplicas"], 2);
+        let pods = list(&cluster, PODS);
+        assert_eq!(pods.len(), 2);
+        for pod in &pods {
+            assert!(controlled_by(pod, rs));
+            assert_eq!(pod["status"]["phase"], "Running");
+            assert!(is_ready(pod));
+            assert_eq!(pod["metadata"]["labels"][TEMPLATE_HASH], hash);
+        }
+        let web = &list(&cluster, DEPLOYMENTS)[0];
+        assert_eq!(web["status"]["availableReplicas"], 2);
+        assert_eq!(web["status"]["updatedReplicas"], 2);
+        assert_eq!(
+            web["status"]["observedGeneration"],
+            web["metadata"]["generation"]
+        );
+        assert_eq!(
+            web["status"]["conditions"][1]["reason"],
+            "NewReplicaSetAvailable"
+        );
+
+        // A new template: a second ReplicaSet takes over, the first goes to zero.
+        let mut changed = (**web).clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        cluster
+            .update(
+                &target(&cluster, DEPLOYMENTS, Some("web")),
+                changed,
+                &options,
+            )
+            .unwrap();
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(10));
+        let replica_sets = list(&cluster, REPLICA_SETS);
+        assert_eq!(replica_sets.len(), 2);
+        let replicas: BTreeMap<String, i64> = replica_sets
+            .iter()
+            .map(|rs| {
+                (
+                    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    rs["spec"]["replicas"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(replicas, BTreeMap::from([("1".into(), 0), ("2".into(), 2)]));
+        let pods = list(&cluster, PODS);
+        assert_eq!(pods.len(), 2);
+        assert!(
+            pods.iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "nginx:2")
+        );
+    }
+
+    #[test]
+    fn a_pod_is_ready_only_after_the_delay() {
+        let cluster = Cluster::open(None, 1000).unwrap();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+        cluster
+            .create(&target(&cluster, PODS, None), pod, &WriteOptions::default())
+            .unwrap();
+        let created = created_at(&list(&cluster, PODS)[0]).unwrap();
+        let due = pass(&cluster, Duration::from_secs(30), created);
+        assert!(due.is_some_and(|d| d > Duration::from_secs(29)), "{due:?}");
+        assert!(!is_ready(&list(&cluster, PODS)[0]));
+        let due = pass(
+            &cluster,
+            Duration::from_secs(30),
+            created + chrono::Duration::seconds(30),
+        );
+        assert_eq!(due, None);
+        let pod = &list(&cluster, PODS)[0];
+        assert!(is_ready(pod));
+        assert_eq!(pod["status"]["containerStatuses"][0]["ready"], true);
+    }
+
+    #[test]
+    fn template_hashes_are_stable_and_safe_for_names() {
+        let a = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+        let b = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx:2"}]}});
+        assert_eq!(template_hash(&a), template_hash(&a.clone()));
+        assert_ne!(template_hash(&a), template_hash(&b));
+        assert!(template_hash(&a).bytes().all(|c| ALPHANUMS.contains(&c)));
+    }
+
+    #[test]
+    fn max_unavailable_reads_counts_and_percentages() {
+        let d = |strategy: Value| json!({"spec": {"strategy": strategy}});
+        assert_eq!(max_unavailable(&d(json!({})), 8), 2);
+        assert_eq!(max_unavailable(&d(json!({"type": "Recreate"})), 8), 0);
+        assert_eq!(
+            max_unavailable(&d(json!({"rollingUpdate": {"maxUnavailable": "50%"}})), 5),
+            2
+        );
+        assert_eq!(
+            max_unavailable(&d(json!({"rollingUpdate": {"maxUnavailable": 3}})), 5),
+            3
+        );
+    }
+
+    #[test]
+    fn a_condition_keeps_its_times_while_it_does_not_change() {
+        let old = json!({"conditions": [{"type": "Available", "status": "True", "reason": "R",
+            "message": "m", "lastUpdateTime": "T1", "lastTransitionTime": "T0"}]});
+        let same = condition(&old, "Available", ("True", "R", "m".into()));
+        assert_eq!(same["lastUpdateTime"], "T1");
+        assert_eq!(same["lastTransitionTime"], "T0");
+        let reason = condition(&old, "Available", ("True", "S", "m".into()));
+        assert_eq!(reason["lastTransitionTime"], "T0");
+        assert_ne!(reason["lastUpdateTime"], "T1");
+        let flipped = condition(&old, "Available", ("False", "R", "m".into()));
+        assert_ne!(flipped["lastTransitionTime"], "T0");
+    }
+}
