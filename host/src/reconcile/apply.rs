@@ -1,8 +1,9 @@
 //! Applying a plan: server-side apply with owner references, `status` through the status
 //! subresource, deletes, and pruning of children no longer planned.
 
-use super::Shared;
+use super::applied::Fingerprint;
 use super::plan::Step;
+use super::{ObjectKey, Shared};
 use crate::contract::{
     CategorizedError, ComponentHealth, ErrorCategory, Gvk, HealthState, ObjectRef,
 };
@@ -132,15 +133,21 @@ pub(crate) fn prunable(child: &DynamicObject, uid: &str, manager: &str) -> bool 
     controlled_by(child, uid) && managed_by(child, manager)
 }
 
-/// Carry out one checked step on behalf of `owner` (see [`super::plan`]).
+/// Carry out one checked step on behalf of `owner` (the object of `key`; see [`super::plan`]).
+/// Returns whether it wrote: an apply whose result cannot differ from the child in the cache is
+/// skipped (see [`super::applied`]).
 pub(super) async fn execute(
     s: &Shared,
     owner: &DynamicObject,
     owner_ref: &ObjectRef,
+    key: &ObjectKey,
     step: Step,
-) -> Result<(), CategorizedError> {
+) -> Result<bool, CategorizedError> {
     let (target, body, force, status) = match step {
-        Step::Delete { target, uid } => return delete(s, &target, Some(uid)).await,
+        Step::Delete { target, uid } => {
+            s.applied.forget_child(key, &target);
+            return delete(s, &target, Some(uid)).await.map(|()| true);
+        }
         Step::Apply {
             target,
             mut body,
@@ -162,6 +169,19 @@ pub(super) async fn execute(
             force,
         } => (target, body, force, true),
     };
+    let fingerprint = (!status).then(|| Fingerprint::of(&body, force));
+    if let Some(fingerprint) = fingerprint {
+        let cached = s
+            .handles
+            .get(&target.gvk)
+            .and_then(|h| h.get(target.namespace.as_deref(), &target.name));
+        let cached_rv = cached
+            .as_ref()
+            .and_then(|c| c.metadata.resource_version.as_deref());
+        if s.applied.unchanged(key, &target, fingerprint, cached_rv) {
+            return Ok(false);
+        }
+    }
     let (ar, _) = resource_for(s, &target.gvk).await?;
     let api = api(s, &ar, target.namespace.as_deref());
     let mut params = PatchParams::apply(&s.field_manager);
@@ -172,7 +192,15 @@ pub(super) async fn execute(
     } else {
         api.patch(&target.name, &params, &Patch::Apply(&body)).await
     };
-    result.map(|_| ()).map_err(|e| {
+    match (&result, fingerprint) {
+        (Ok(applied), Some(fingerprint)) => match &applied.metadata.resource_version {
+            Some(rv) => s.applied.record(key, &target, fingerprint, rv.clone()),
+            None => s.applied.forget_child(key, &target),
+        },
+        (Err(_), Some(_)) => s.applied.forget_child(key, &target),
+        (_, None) => {}
+    }
+    result.map(|_| true).map_err(|e| {
         let what = if status { "the status of " } else { "" };
         match &e {
             // A field another manager owns, on an object this plugin does not control: reported,

@@ -16,6 +16,7 @@
 
 mod access;
 mod action;
+mod applied;
 mod apply;
 mod cache;
 mod conditions;
@@ -205,6 +206,8 @@ struct Shared {
     /// by shard hash and when, for [`PARKED_FOR`]: reconciled first if the grant widens to them
     /// (the changes made while their owner died or moved).
     parked: Mutex<HashMap<ObjectKey, (u64, Instant)>>,
+    /// The last apply of each child, to skip one that cannot change it.
+    applied: applied::Applied,
 }
 
 /// How long a key the shard gate refused is remembered (see `Shared::parked`): longer than a
@@ -240,6 +243,7 @@ impl Shared {
         lock(&self.written).remove(key);
         lock(&self.failed).remove(key);
         lock(&self.first_infra_error).remove(key);
+        self.applied.forget_owner(key);
     }
 
     fn failed(&self, key: &ObjectKey, uid: &str, generation: Option<i64>) -> bool {
@@ -530,6 +534,7 @@ impl Controller {
             written: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
             parked: Mutex::new(HashMap::new()),
+            applied: applied::Applied::default(),
         });
         let mut tasks = Vec::new();
         // Changes of watched kinds queue the object; changes of owned kinds queue their owner.

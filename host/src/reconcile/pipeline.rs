@@ -326,15 +326,16 @@ impl Run<'_> {
             }
         };
         let planned: HashSet<ObjectRef> = steps.iter().map(|s| s.target().clone()).collect();
-        let created: Vec<ObjectRef> = steps
-            .iter()
-            .filter(|s| matches!(s, Step::Apply { owned: true, .. }))
-            .map(|s| s.target().clone())
-            .collect();
+        // The children this reconcile wrote to (an apply skipped as unchanged wrote nothing).
+        let mut created: Vec<ObjectRef> = Vec::new();
         let mut errors = Vec::new();
         for step in steps {
-            if let Err(e) = execute(self.s, self.obj, self.oref, step).await {
-                errors.push(e);
+            let child =
+                matches!(step, Step::Apply { owned: true, .. }).then(|| step.target().clone());
+            match execute(self.s, self.obj, self.oref, self.key, step).await {
+                Ok(true) => created.extend(child),
+                Ok(false) => {}
+                Err(e) => errors.push(e),
             }
         }
         if !created.is_empty() {
@@ -446,7 +447,7 @@ impl Run<'_> {
             }
         }
         for step in steps {
-            if let Err(e) = execute(self.s, self.obj, self.oref, step).await {
+            if let Err(e) = execute(self.s, self.obj, self.oref, self.key, step).await {
                 tracing::warn!(plugin = self.plugin.name(), object = %self.oref, error = %e.message, "cannot propagate the failure");
             }
         }
