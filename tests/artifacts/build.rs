@@ -54,6 +54,9 @@ const SCRUBBED_ENV: &[&str] = &[
     "NUM_JOBS",
 ];
 
+/// Where the guests are built, when set (see [`guest_target_dir`]).
+const GUEST_TARGET_DIR: &str = "CAPSTAN_GUEST_TARGET_DIR";
+
 /// Set to `1`, a guest whose toolchain is missing fails the build instead of being skipped.
 const REQUIRE_TOOLCHAINS: &str = "CAPSTAN_REQUIRE_TOOLCHAINS";
 
@@ -229,9 +232,15 @@ fn check_target_installed() {
     }
 }
 
-/// Where the guests go: `guests/` in the target directory this crate is built in (found above
-/// `OUT_DIR` by cargo's `CACHEDIR.TAG`), else `target/guests` under the repository root.
+/// Where the guests go: `$CAPSTAN_GUEST_TARGET_DIR` when set (so two builds of this crate in
+/// different target directories share one build of the guests: `.ci/run` starts one beside the
+/// host's), else `guests/` in the target directory this crate is built in (found above `OUT_DIR`
+/// by cargo's `CACHEDIR.TAG`), else `target/guests` under the repository root.
 fn guest_target_dir(out_dir: &Path, root: &Path) -> PathBuf {
+    println!("cargo:rerun-if-env-changed={GUEST_TARGET_DIR}");
+    if let Some(dir) = std::env::var_os(GUEST_TARGET_DIR).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     out_dir
         .ancestors()
         .find(|dir| dir.join("CACHEDIR.TAG").is_file())
@@ -375,21 +384,31 @@ fn build_polyglot(guest: &Polyglot, root: &Path, out: &Path, required: bool) -> 
         return Ok(());
     }
     std::fs::create_dir_all(out).expect("create the guests' output directory");
+    // Written aside and renamed into place, so another build of the guests running at the same
+    // time never reads half a component.
+    let partial = file.with_extension(format!("wasm.{}.partial", std::process::id()));
     let mut cmd = match guest.lang {
         Lang::Python => {
             let mut c = Command::new("sh");
-            c.arg(guest.dir.join("build.sh")).arg(&file);
+            c.arg(guest.dir.join("build.sh")).arg(&partial);
             c
         }
         Lang::JavaScript => {
             let mut c = Command::new("npm");
-            c.args(["run", "--silent", "build"]).env("OUT", &file);
+            c.args(["run", "--silent", "build"]).env("OUT", &partial);
             c
         }
     };
     cmd.current_dir(&guest.dir)
         .env("CAPSTAN_WIT", root.join("wit"));
     run(cmd, &format!("guest {}", guest.package));
+    std::fs::rename(&partial, &file).unwrap_or_else(|e| {
+        panic!(
+            "cannot move {} into place as {}: {e}",
+            partial.display(),
+            file.display()
+        )
+    });
     Ok(())
 }
 
