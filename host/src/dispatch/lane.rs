@@ -254,7 +254,17 @@ impl State {
                 self.known.insert(key.clone(), new.clone());
             }
             Change::Deleted(_) => {
-                self.known.remove(&key);
+                if self.known.remove(&key).is_none() {
+                    // The newest state the lane accepted is already "gone": its deletion was
+                    // queued or handled (say, found by a resync before the bus brought it), or an
+                    // addition was cancelled with it. A second deletion would tell the plugin
+                    // nothing but a deletion of what it saw deleted.
+                    replaced.extend(item.event);
+                    return Offered {
+                        queued: 0,
+                        coalesced: 1,
+                    };
+                }
             }
         }
         let waiting = self.pending.entry(key.clone()).or_default();
@@ -434,6 +444,30 @@ mod tests {
                 ("new".into(), "added 2".into()),
             ]
         );
+    }
+
+    /// The race the dispatch test caught once (`echo-handler/app-10: D then D`): a resync finds an
+    /// object gone while its recreation waits in the lane (the two cancel out), then the bus brings
+    /// the deletion the resync already applied. The plugin saw the object deleted once and sees
+    /// nothing more.
+    #[test]
+    fn a_deletion_of_what_the_lane_already_has_gone_is_dropped() {
+        let lane = Lane::default();
+        let mut replaced = Vec::new();
+        lane.offer(change("app", Change::Added(s("1"))), &mut replaced);
+        lane.offer(change("app", Change::Deleted(s("1"))), &mut replaced);
+        assert!(drain(&lane).is_empty(), "added then deleted cancel out");
+        lane.offer(change("app", Change::Added(s("1"))), &mut replaced);
+        assert_eq!(drain(&lane), [("app".into(), "added 1".into())]);
+        lane.offer(change("app", Change::Deleted(s("1"))), &mut replaced);
+        assert_eq!(drain(&lane), [("app".into(), "deleted 1".into())]);
+        // Recreated; a resync finds it gone before the bus brings the deletion.
+        lane.offer(change("app", Change::Added(s("2"))), &mut replaced);
+        let gvk = Gvk::new("", "v1", "ConfigMap");
+        lane.resync(&gvk, Vec::new(), &|_, _, _| true, &mut replaced);
+        let offered = lane.offer(change("app", Change::Deleted(s("2"))), &mut replaced);
+        assert_eq!((offered.queued, offered.coalesced), (0, 1));
+        assert!(drain(&lane).is_empty());
     }
 
     #[test]
