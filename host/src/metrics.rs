@@ -253,6 +253,7 @@ struct Inner {
     shard_members: Gauge,
     shard_objects_owned: Family<PluginLabels, Gauge>,
     shard_handovers: Counter,
+    applies_skipped: Family<PluginLabels, Counter>,
     /// The info series each plugin has now; held while changing a plugin's state or info
     /// series so concurrent updates of one plugin never leave two series at 1.
     info: Mutex<HashMap<String, InfoLabels>>,
@@ -411,6 +412,12 @@ impl Metrics {
             Unit::Seconds,
             reload_duration.clone(),
         );
+        let applies_skipped = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "applies_skipped",
+            "Server-side applies of a child skipped: the same as this controller's last, to a child unchanged since",
+            applies_skipped.clone(),
+        );
         let log_dropped = Family::<PluginLabels, Counter>::default();
         registry.register(
             "plugin_log_dropped",
@@ -480,6 +487,7 @@ impl Metrics {
                 reload_duration,
                 log_dropped,
                 log_dropped_bytes,
+                applies_skipped,
                 leader,
                 leader_transitions,
                 lease_renew_duration,
@@ -507,6 +515,16 @@ impl Metrics {
                 plugin: plugin.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Record an apply of a child by `plugin` skipped as unchanged.
+    pub fn apply_skipped(&self, plugin: &str) {
+        self.inner
+            .applies_skipped
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_owned(),
+            })
+            .inc();
     }
 
     /// Set how many objects wait in `plugin`'s queue.

@@ -1022,3 +1022,48 @@ async fn a_reconciler_reconciles_only_what_its_event_filter_selects() {
     controller.shutdown(Duration::from_secs(5)).await;
     env.shutdown().await;
 }
+
+/// A reconcile that plans what it applied last, to children nobody changed since, applies
+/// nothing (`capstan_applies_skipped_total` counts it); a child changed by another writer is
+/// still applied over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_child_is_not_applied_again_and_drift_still_is() {
+    let env = Env::start().await;
+    let metrics = capstan::metrics::Metrics::new();
+    let skipped = || {
+        metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("capstan_applies_skipped_total{plugin=\"webapp\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let config = ControllerConfig {
+        resync: Duration::from_millis(300),
+        metrics: Some(metrics.clone()),
+        ..fast()
+    };
+    let controller = env.controller(load("webapp").await, config).await;
+    let deployments = env.deployments();
+    eventually("the deployment", async || {
+        deployments.get_opt("shop").await.unwrap()
+    })
+    .await;
+    // Resyncs plan the same Deployment and Service: both skipped.
+    eventually("applies skipped", async || (skipped() >= 4.0).then_some(())).await;
+
+    deployments
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    eventually("drift corrected", async || {
+        (deployments.get("shop").await.unwrap().data["spec"]["replicas"] == 2).then_some(())
+    })
+    .await;
+    controller.shutdown(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}

@@ -179,6 +179,9 @@ pub(super) async fn execute(
             .as_ref()
             .and_then(|c| c.metadata.resource_version.as_deref());
         if s.applied.unchanged(key, &target, fingerprint, cached_rv) {
+            if let Some(metrics) = &s.config.metrics {
+                metrics.apply_skipped(s.plugin().name());
+            }
             return Ok(false);
         }
     }
