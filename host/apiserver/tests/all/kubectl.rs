@@ -1315,7 +1315,7 @@ async fn kubectl_rolls_out_simulated_workloads() {
     .await;
     let k = Kubectl::for_server(&server);
     let rollout = ["rollout", "status", "deployment/web", "--timeout=60s"];
-    let names_of = |json: &str| -> Vec<Value> {
+    let items_of = |json: &str| -> Vec<Value> {
         serde_json::from_str::<Value>(json).unwrap()["items"]
             .as_array()
             .unwrap()
@@ -1331,7 +1331,7 @@ async fn kubectl_rolls_out_simulated_workloads() {
     ]);
     let out = k.run(&rollout);
     assert!(out.contains("successfully rolled out"), "{out}");
-    let pods = names_of(&k.run(&["get", "pods", "-l", "app=web", "-o", "json"]));
+    let pods = items_of(&k.run(&["get", "pods", "-l", "app=web", "-o", "json"]));
     assert_eq!(pods.len(), 2);
     for pod in &pods {
         assert_eq!(pod["status"]["phase"], "Running");
@@ -1364,7 +1364,7 @@ async fn kubectl_rolls_out_simulated_workloads() {
     k.run(&["set", "image", "deployment/web", "nginx=nginx:1.27"]);
     let out = k.run(&rollout);
     assert!(out.contains("successfully rolled out"), "{out}");
-    let sets = names_of(&k.run(&["get", "replicasets", "-l", "app=web", "-o", "json"]));
+    let sets = items_of(&k.run(&["get", "replicasets", "-l", "app=web", "-o", "json"]));
     let mut replicas: Vec<(String, i64)> = sets
         .iter()
         .map(|rs| {
