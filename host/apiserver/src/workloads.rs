@@ -126,12 +126,7 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, replica_sets: &[
         None => {
             let revision = owned
                 .iter()
-                .filter_map(|rs| {
-                    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
-                        .as_str()?
-                        .parse::<u64>()
-                        .ok()
-                })
+                .filter_map(|rs| revision(rs))
                 .max()
                 .unwrap_or(0)
                 + 1;
@@ -463,6 +458,14 @@ fn controller_reference(owner: &Value, api_version: &str, kind: &str) -> Value {
     })
 }
 
+/// A ReplicaSet's `deployment.kubernetes.io/revision`.
+fn revision(replica_set: &Value) -> Option<u64> {
+    replica_set["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
 /// Whether `object`'s controller reference names `owner`.
 fn controlled_by(object: &Value, owner: &Value) -> bool {
     object["metadata"]["ownerReferences"]
@@ -708,19 +711,14 @@ mod tests {
         settle(&cluster, Utc::now() + chrono::Duration::seconds(10));
         let replica_sets = list(&cluster, REPLICA_SETS);
         assert_eq!(replica_sets.len(), 2);
-        let replicas: BTreeMap<String, i64> = replica_sets
+        let replicas: BTreeMap<Option<u64>, Option<i64>> = replica_sets
             .iter()
-            .map(|rs| {
-                (
-                    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned(),
-                    rs["spec"]["replicas"].as_i64().unwrap(),
-                )
-            })
+            .map(|rs| (revision(rs), rs["spec"]["replicas"].as_i64()))
             .collect();
-        assert_eq!(replicas, BTreeMap::from([("1".into(), 0), ("2".into(), 2)]));
+        assert_eq!(
+            replicas,
+            BTreeMap::from([(Some(1), Some(0)), (Some(2), Some(2))])
+        );
         let pods = list(&cluster, PODS);
         assert_eq!(pods.len(), 2);
         assert!(
