@@ -10,6 +10,7 @@
 //! another writer is left to the next pass. Rollouts replace the old ReplicaSet at once (scaled to
 //! zero when the new one is created) instead of surging step by step.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,11 +82,14 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         (read(DEPLOYMENTS), read(REPLICA_SETS), read(PODS))
     };
     let mut writes = Writes::new(cluster);
+    // Each ReplicaSet and Pod under its controller, once: a pass stays linear in the objects.
+    let sets_of = by_controller(&replica_sets);
+    let pods_of = by_controller(&pods);
     for deployment in &deployments {
-        deployment_pass(&mut writes, deployment, &replica_sets);
+        deployment_pass(&mut writes, deployment, &controlled(&sets_of, deployment));
     }
     for replica_set in &replica_sets {
-        replica_set_pass(&mut writes, replica_set, &pods);
+        replica_set_pass(&mut writes, replica_set, controlled(&pods_of, replica_set));
     }
     let mut next: Option<Duration> = None;
     for pod in &pods {
@@ -104,20 +108,15 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
     next.map(|n| n.max(Duration::from_millis(20)))
 }
 
-/// The Deployment's part: its new ReplicaSet exists with the wanted replicas, older ones are at
-/// zero, and its status sums theirs.
-fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, replica_sets: &[Arc<Value>]) {
+/// The Deployment's part (`owned`: the ReplicaSets it controls): its new ReplicaSet exists with
+/// the wanted replicas, older ones are at zero, and its status sums theirs.
+fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]) {
     let (Some(namespace), Some(name)) = (namespace(deployment), name(deployment)) else {
         return;
     };
     let wanted = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
     let template = &deployment["spec"]["template"];
     let hash = template_hash(template);
-    let owned: Vec<&Value> = replica_sets
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|rs| controlled_by(rs, deployment))
-        .collect();
     let new = owned
         .iter()
         .copied()
@@ -138,7 +137,11 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, replica_sets: &[
         }
         Some(_) => {}
     }
-    for old in owned.iter().copied().filter(|rs| Some(*rs) != new) {
+    for old in owned
+        .iter()
+        .copied()
+        .filter(|rs| !new.is_some_and(|n| std::ptr::eq(*rs, n)))
+    {
         if old["spec"]["replicas"].as_i64() != Some(0) {
             writes.scale(old, 0);
         }
@@ -206,18 +209,13 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, replica_sets: &[
     writes.status(DEPLOYMENTS, deployment, Value::Object(status));
 }
 
-/// The ReplicaSet's part: as many Pods as it wants (the newest removed first), and its status
-/// counting them.
-fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, pods: &[Arc<Value>]) {
+/// The ReplicaSet's part (`owned`: the Pods it controls): as many Pods as it wants (the newest
+/// removed first), and its status counting them.
+fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec<&Value>) {
     let Some(namespace) = namespace(replica_set) else {
         return;
     };
     let wanted = replica_set["spec"]["replicas"].as_i64().unwrap_or(1).max(0);
-    let mut owned: Vec<&Value> = pods
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|pod| controlled_by(pod, replica_set))
-        .collect();
     owned.sort_by(|a, b| {
         a["metadata"]["creationTimestamp"]
             .as_str()
@@ -466,13 +464,33 @@ fn revision(replica_set: &Value) -> Option<u64> {
         .ok()
 }
 
-/// Whether `object`'s controller reference names `owner`.
-fn controlled_by(object: &Value, owner: &Value) -> bool {
+/// The uid in `object`'s controller reference.
+fn controller_uid(object: &Value) -> Option<&str> {
     object["metadata"]["ownerReferences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|r| r["controller"] == true && r["uid"] == owner["metadata"]["uid"])
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)?["uid"]
+        .as_str()
+}
+
+/// What `owner` controls, from `by` ([`by_controller`]).
+fn controlled<'a>(by: &HashMap<&str, Vec<&'a Value>>, owner: &Value) -> Vec<&'a Value> {
+    owner["metadata"]["uid"]
+        .as_str()
+        .and_then(|uid| by.get(uid))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `objects` by the uid of their controller (those without one left out).
+fn by_controller(objects: &[Arc<Value>]) -> HashMap<&str, Vec<&Value>> {
+    let mut by: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for object in objects {
+        if let Some(uid) = controller_uid(object) {
+            by.entry(uid).or_default().push(object);
+        }
+    }
+    by
 }
 
 fn is_ready(pod: &Value) -> bool {
@@ -681,7 +699,7 @@ mod tests {
         let pods = list(&cluster, PODS);
         assert_eq!(pods.len(), 2);
         for pod in &pods {
-            assert!(controlled_by(pod, rs));
+            assert_eq!(controller_uid(pod), rs["metadata"]["uid"].as_str());
             assert_eq!(pod["status"]["phase"], "Running");
             assert!(is_ready(pod));
             assert_eq!(pod["metadata"]["labels"][TEMPLATE_HASH], hash);
