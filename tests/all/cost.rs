@@ -171,12 +171,7 @@ impl Env {
 
     /// The sum of the series starting with `prefix`.
     fn sum(&self, prefix: &str) -> f64 {
-        self.metrics
-            .encode()
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        capstan_tests::metric_sum(&self.metrics, prefix)
     }
 
     /// Reconciles finished by the noisy plugin (every result).

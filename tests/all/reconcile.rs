@@ -122,6 +122,22 @@ fn creating_times_out() -> ControllerConfig {
     }
 }
 
+/// Another writer sets Deployment `shop` to 7 replicas; the controller sets it back to `planned`.
+async fn drift_is_corrected(deployments: &Api<DynamicObject>, planned: i64) {
+    deployments
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    eventually("drift corrected", async || {
+        (deployments.get("shop").await.unwrap().data["spec"]["replicas"] == planned).then_some(())
+    })
+    .await;
+}
+
 async fn get(api: &Api<DynamicObject>, name: &str) -> Value {
     serde_json::to_value(api.get(name).await.unwrap()).unwrap()
 }
@@ -322,18 +338,7 @@ async fn webapp_is_reconciled_into_a_deployment_and_a_service() {
     .await;
 
     // Drift on the child is corrected.
-    deployments
-        .patch(
-            "shop",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 7}})),
-        )
-        .await
-        .unwrap();
-    eventually("drift corrected", async || {
-        (deployments.get("shop").await.unwrap().data["spec"]["replicas"] == 3).then_some(())
-    })
-    .await;
+    drift_is_corrected(&deployments, 3).await;
 
     // A child deleted by hand comes back.
     services
@@ -1030,14 +1035,8 @@ async fn a_reconciler_reconciles_only_what_its_event_filter_selects() {
 async fn an_unchanged_child_is_not_applied_again_and_drift_still_is() {
     let env = Env::start().await;
     let metrics = capstan::metrics::Metrics::new();
-    let skipped = || {
-        metrics
-            .encode()
-            .lines()
-            .filter(|l| l.starts_with("capstan_applies_skipped_total{plugin=\"webapp\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
+    let skipped =
+        || capstan_tests::metric_sum(&metrics, "capstan_applies_skipped_total{plugin=\"webapp\"");
     let config = ControllerConfig {
         resync: Duration::from_millis(300),
         metrics: Some(metrics.clone()),
@@ -1052,18 +1051,7 @@ async fn an_unchanged_child_is_not_applied_again_and_drift_still_is() {
     // Resyncs plan the same Deployment and Service: both skipped.
     eventually("applies skipped", async || (skipped() >= 4.0).then_some(())).await;
 
-    deployments
-        .patch(
-            "shop",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 7}})),
-        )
-        .await
-        .unwrap();
-    eventually("drift corrected", async || {
-        (deployments.get("shop").await.unwrap().data["spec"]["replicas"] == 2).then_some(())
-    })
-    .await;
+    drift_is_corrected(&deployments, 2).await;
     controller.shutdown(Duration::from_secs(5)).await;
     env.shutdown().await;
 }

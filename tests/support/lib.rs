@@ -192,6 +192,18 @@ pub fn fast_retry() -> capstan::dispatch::RetryPolicy {
     }
 }
 
+/// The sum of the series of the host's `metrics` whose line starts with `prefix` (a metric name
+/// and the start of its labels).
+#[allow(dead_code)]
+pub fn metric_sum(metrics: &capstan::metrics::Metrics, prefix: &str) -> f64 {
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// How long [`eventually`] waits.
 pub const EVENTUALLY: Duration = Duration::from_secs(20);
 

@@ -171,10 +171,7 @@ pub(super) async fn execute(
     };
     let fingerprint = (!status).then(|| Fingerprint::of(&body, force));
     if let Some(fingerprint) = fingerprint {
-        let cached = s
-            .handles
-            .get(&target.gvk)
-            .and_then(|h| h.get(target.namespace.as_deref(), &target.name));
+        let cached = s.cached(&target.gvk, target.namespace.as_deref(), &target.name);
         let cached_rv = cached
             .as_ref()
             .and_then(|c| c.metadata.resource_version.as_deref());

@@ -227,6 +227,12 @@ impl Shared {
             .clone()
     }
 
+    /// The object `namespace/name` of kind `gvk` in its informer's cache, if that kind is watched
+    /// and the object cached.
+    fn cached(&self, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<Arc<DynamicObject>> {
+        self.handles.get(gvk)?.get(namespace, name)
+    }
+
     /// The stored status of `obj`: what this controller wrote, while the cache has not caught up.
     fn stored_status(&self, key: &ObjectKey, obj: &DynamicObject, value: &Value) -> Value {
         let uid = obj.metadata.uid.as_deref().unwrap_or_default();

@@ -31,11 +31,7 @@ pub const OWNER_CONDITION: &str = "OwnerReferenceSet";
 /// ([`super::action::settle`]).
 pub(super) async fn reconcile(s: &Shared, key: &ObjectKey) -> Result<Action, AttemptError> {
     let plugin = s.plugin();
-    let Some(obj) = s
-        .handles
-        .get(&key.gvk)
-        .and_then(|h| h.get(key.namespace.as_deref(), &key.name))
-    else {
+    let Some(obj) = s.cached(&key.gvk, key.namespace.as_deref(), &key.name) else {
         s.forget_object(key);
         return Ok(Action::Forget);
     };

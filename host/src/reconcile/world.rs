@@ -49,10 +49,8 @@ impl World for Shared {
     ) -> BoxFuture<'a, Result<Option<DynamicObject>, CategorizedError>> {
         Box::pin(async move {
             if !managed
-                && let Some(cached) = self
-                    .handles
-                    .get(&target.gvk)
-                    .and_then(|h| h.get(target.namespace.as_deref(), &target.name))
+                && let Some(cached) =
+                    self.cached(&target.gvk, target.namespace.as_deref(), &target.name)
             {
                 return Ok(Some((*cached).clone()));
             }
