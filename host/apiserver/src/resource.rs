@@ -392,8 +392,9 @@ pub fn crd_resources(crd: &Value) -> Result<Vec<Arc<ResourceInfo>>, CrdError> {
             categories: strings(&names["categories"]),
             status_subresource: version["subresources"]["status"].is_object(),
             printer_columns,
-            scale: version["subresources"]["scale"]
-                .as_object()
+            // Indexing the `Value`, never its map: an absent path is `null`, not a panic.
+            scale: Some(&version["subresources"]["scale"])
+                .filter(|scale| scale.is_object())
                 .map(|scale| ScalePaths {
                     spec_replicas: text(&scale["specReplicasPath"]),
                     status_replicas: text(&scale["statusReplicasPath"]),
