@@ -165,7 +165,10 @@ impl FieldCause {
         Self {
             cause: CauseType::ValueTooLong,
             field: field.to_owned(),
-            message: format!("Too long: may not be more than {max_bytes} bytes"),
+            message: format!(
+                "Too long: may not be more than {max_bytes} {}",
+                if max_bytes == 1 { "byte" } else { "bytes" }
+            ),
         }
     }
 
@@ -201,13 +204,34 @@ impl fmt::Display for FieldCause {
     }
 }
 
-/// A field error's value as apimachinery prints it.
+/// A field error's value as apimachinery prints it: strings quoted, numbers and booleans as they
+/// are, and (Go's `%#v`) a map of strings as `map[string]string{"k":"v"}` with sorted keys, a list
+/// of strings as `[]string{"a", "b"}`; anything else as JSON.
 fn render(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{s:?}"),
         Value::Null => "null".to_owned(),
+        Value::Object(map) if map.values().all(Value::is_string) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by_key(|(k, _)| *k);
+            let body: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default()))
+                .collect();
+            format!("map[string]string{{{}}}", body.join(", "))
+        }
+        Value::Array(items) if items.iter().all(Value::is_string) => go_strings(items),
         other => other.to_string(),
     }
+}
+
+/// A list of strings as Go's `%#v` prints a `[]string`.
+pub(crate) fn go_strings(items: &[Value]) -> String {
+    let body: Vec<String> = items
+        .iter()
+        .map(|v| format!("{:?}", v.as_str().unwrap_or_default()))
+        .collect();
+    format!("[]string{{{}}}", body.join(", "))
 }
 
 /// `errs.ToAggregate()` as text: one error as is, several in brackets.
@@ -287,7 +311,7 @@ pub enum ApiError {
         name: String,
     },
     /// Optimistic-concurrency or precondition failure (409).
-    #[error("operation cannot be fulfilled on {resource} \"{name}\": {message}")]
+    #[error("Operation cannot be fulfilled on {resource} \"{name}\": {message}")]
     Conflict {
         /// Resource (plural, with group when not core).
         resource: String,
@@ -314,6 +338,10 @@ pub enum ApiError {
     /// The request is malformed (400).
     #[error("{0}")]
     BadRequest(String),
+    /// apimachinery's `NewGenericServerResponse(422, ...)`, as a JSON patch that cannot be applied
+    /// gets it: the generic message only (what failed is logged, not answered).
+    #[error("the server rejected our request due to an error in our request")]
+    Unprocessable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The body's content type is not accepted here (415).
     #[error("the body of the request was in an unknown format - accepted media types include: {0}")]
     UnsupportedMediaType(String),
@@ -418,7 +446,7 @@ impl ApiError {
             Self::Internal(_) => 500,
             Self::NotFound { .. } | Self::UnknownResource => 404,
             Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::ApplyConflict(_) => 409,
-            Self::Invalid { .. } => 422,
+            Self::Invalid { .. } | Self::Unprocessable(_) => 422,
             Self::BadRequest(_) => 400,
             Self::UnsupportedMediaType(_) => 415,
             Self::NotAcceptable(_) => 406,
@@ -440,7 +468,7 @@ impl ApiError {
             Self::NotFound { .. } | Self::UnknownResource => "NotFound",
             Self::AlreadyExists { .. } => "AlreadyExists",
             Self::Conflict { .. } | Self::ApplyConflict(_) => "Conflict",
-            Self::Invalid { .. } => "Invalid",
+            Self::Invalid { .. } | Self::Unprocessable(_) => "Invalid",
             Self::BadRequest(_) => "BadRequest",
             Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Self::NotAcceptable(_) => "NotAcceptable",
@@ -537,6 +565,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::Storage(source) = &self {
             tracing::error!(error = %source, "storage failure");
+        }
+        if let Self::Unprocessable(source) = &self {
+            tracing::debug!(error = %source, "request rejected as unprocessable");
         }
         let code = StatusCode::from_u16(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let status = self.to_status();

@@ -138,6 +138,11 @@ impl Query {
             .map_err(|e| ApiError::BadRequest(e.to_string()))
     }
 
+    fn label_selector(&self) -> Result<Selector, ApiError> {
+        Selector::parse_labels(self.get("labelSelector").unwrap_or_default())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
     fn shards(&self) -> Result<ShardSelector, ApiError> {
         ShardSelector::parse(self.get("shardSelector").unwrap_or_default())
             .map_err(|e| ApiError::BadRequest(e.to_string()))
@@ -184,7 +189,7 @@ impl Query {
             (_, Some(rv)) => ReadAt::NotOlderThan(rv),
         };
         Ok(ListOptions {
-            labels: self.selector("labelSelector")?,
+            labels: self.label_selector()?,
             fields: self.fields(info)?,
             shards: self.shards()?,
             limit: usize::try_from(self.number("limit")?.unwrap_or(0)).unwrap_or(usize::MAX),
@@ -504,12 +509,27 @@ fn identify(app: &AppState, request: &Request) -> Result<UserInfo, ApiError> {
 async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Response, ApiError> {
     let decoded = path::segments(request.uri().path())?;
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let get = request.method() == Method::GET;
+    if get && segments == ["openapi", "v2"] {
+        let doc = discovery::openapi_v2::document(&app.cluster.lock());
+        return Ok(
+            if discovery::openapi_v2::wants_protobuf(accept(request.headers())) {
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, discovery::openapi_v2::PROTOBUF)],
+                    discovery::openapi_v2::protobuf(&doc),
+                )
+                    .into_response()
+            } else {
+                json_response(StatusCode::OK, &doc)
+            },
+        );
+    }
     if protobuf::accepts_only_protobuf(accept(request.headers())) {
         // Bodies are read as protobuf but answered only as JSON (client-go's typed clients, which
         // send protobuf, also accept JSON).
         return Err(ApiError::NotAcceptable("application/json".into()));
     }
-    let get = request.method() == Method::GET;
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match segments.as_slice() {
         ["version"] if get => ok(discovery::version()),
@@ -718,7 +738,7 @@ async fn resource(
             query.validate_list_options(true)?;
             let params = WatchParams {
                 target,
-                labels: query.selector("labelSelector")?,
+                labels: query.label_selector()?,
                 fields: query.fields(&info)?,
                 shards: query.shards()?,
                 resource_version: query.number("resourceVersion")?,
@@ -744,6 +764,9 @@ async fn resource(
             let options = query.list_options(&info)?;
             let page = cluster.list(&target, &options)?;
             let mut meta = list_meta(page.resource_version, page.continue_token);
+            if let Some(remaining) = page.remaining_item_count {
+                meta["remainingItemCount"] = json!(remaining);
+            }
             if !options.shards.is_empty() {
                 // KEP-5866: the applied selector is echoed, so a client can tell this server
                 // from one that ignored the parameter.

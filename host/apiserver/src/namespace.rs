@@ -15,6 +15,10 @@ use crate::error::ApiError;
 use crate::resource::NAMESPACE_RESOURCE;
 use crate::store::ObjectKey;
 
+/// The namespaces the `NamespaceLifecycle` admission plugin never lets go (kube-apiserver's
+/// `immortalNamespaces`): deleting one is 403.
+pub const IMMORTAL: &[&str] = &["default", "kube-system", "kube-public"];
+
 /// The finalizer in `spec.finalizers` that holds a namespace until its contents are gone.
 pub const FINALIZER: &str = "kubernetes";
 

@@ -402,10 +402,9 @@ fn validate(schema: &Value, value: &Value, path: &str, root: bool, errs: &mut Ve
         if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
             && (chars as u64) > max
         {
-            errs.push(FieldCause::other_typed(
-                crate::error::CauseType::ValueTooLong,
+            errs.push(FieldCause::too_long(
                 path,
-                format!("Too long: may not be longer than {max}"),
+                usize::try_from(max).unwrap_or(usize::MAX),
             ));
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {

@@ -9,6 +9,9 @@ pub enum SelectorError {
     /// The requirement is not understood.
     #[error("unable to parse requirement: {0:?}")]
     Syntax(String),
+    /// A key or value breaks the label rules (`labels.NewRequirement`'s errors).
+    #[error("unable to parse requirement: {0}")]
+    Invalid(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +140,34 @@ impl Selector {
             .map(parse_requirement)
             .collect::<Result<_, _>>()?;
         Ok(Self { requirements })
+    }
+
+    /// Parses a label selector: as [`Selector::parse`], each key a qualified name and each value a
+    /// label value, as `labels.Parse` requires (a field selector's values are free).
+    ///
+    /// # Errors
+    /// [`SelectorError`] for unparseable requirements, keys or values.
+    pub fn parse_labels(text: &str) -> Result<Self, SelectorError> {
+        let selector = Self::parse(text)?;
+        for r in &selector.requirements {
+            let values: &[String] = match &r.op {
+                Op::Eq(v) | Op::NotEq(v) => std::slice::from_ref(v),
+                Op::In(vs) | Op::NotIn(vs) => vs,
+                Op::Exists | Op::NotExists => &[],
+            };
+            crate::validation::qualified_name(&r.key).map_err(|e| {
+                SelectorError::Invalid(format!("key: Invalid value: {:?}: {e}", r.key))
+            })?;
+            for v in values {
+                crate::validation::label_value(v).map_err(|e| {
+                    SelectorError::Invalid(format!(
+                        "values[0][{}]: Invalid value: {v:?}: {e}",
+                        r.key
+                    ))
+                })?;
+            }
+        }
+        Ok(selector)
     }
 
     /// The selector of a `metav1.LabelSelector` (`matchLabels` and `matchExpressions`, as

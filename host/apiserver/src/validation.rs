@@ -40,6 +40,30 @@ pub enum InvalidIdentifier {
     /// `.` or `..`, or contains `/` or `%`: cannot be a path segment.
     #[error("may not be '.' or '..' and may not contain '/' or '%'")]
     NotPathSegment,
+    /// Not a label value (`IsValidLabelValue`).
+    #[error(
+        "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+    )]
+    NotLabelValue,
+    /// The name part of a qualified name (label and annotation keys) is empty.
+    #[error("name part must be non-empty")]
+    EmptyNamePart,
+    /// The name part of a qualified name is longer than 63 characters.
+    #[error("name part must be no more than 63 characters")]
+    NamePartTooLong,
+    /// The name part of a qualified name has characters it may not have.
+    #[error(
+        "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+    )]
+    NotNamePart,
+    /// The prefix of a qualified name is not a DNS-1123 subdomain.
+    #[error("prefix part {0}")]
+    Prefix(Box<InvalidIdentifier>),
+    /// More than one `/` in a qualified name.
+    #[error(
+        "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+    )]
+    NotQualifiedName,
     /// Not a kind (an ASCII letter, then letters and digits).
     #[error(
         "a kind must start with a letter and consist of ASCII letters and digits (e.g. 'Deployment')"
@@ -100,6 +124,57 @@ pub fn dns1035_label(s: &str) -> Result<(), InvalidIdentifier> {
         Ok(())
     } else {
         Err(InvalidIdentifier::NotDns1035Label)
+    }
+}
+
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`: label values and the name part of label keys.
+fn label_like(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// A label value (`IsValidLabelValue`): empty, or at most 63 alphanumerics, `-`, `_` and `.`,
+/// starting and ending alphanumeric.
+pub fn label_value(s: &str) -> Result<(), InvalidIdentifier> {
+    if s.len() > DNS1123_LABEL_MAX_LENGTH {
+        Err(InvalidIdentifier::TooLong {
+            max: DNS1123_LABEL_MAX_LENGTH,
+        })
+    } else if s.is_empty() || label_like(s) {
+        Ok(())
+    } else {
+        Err(InvalidIdentifier::NotLabelValue)
+    }
+}
+
+/// A qualified name (`IsQualifiedName`): label and annotation keys, `[prefix/]name` with a DNS-1123
+/// subdomain prefix and a name part as a label value, not empty.
+pub fn qualified_name(s: &str) -> Result<(), InvalidIdentifier> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                return Err(InvalidIdentifier::Prefix(Box::new(
+                    InvalidIdentifier::Empty,
+                )));
+            }
+            dns1123_subdomain(prefix).map_err(|e| InvalidIdentifier::Prefix(Box::new(e)))?;
+            name
+        }
+        _ => return Err(InvalidIdentifier::NotQualifiedName),
+    };
+    if name.is_empty() {
+        Err(InvalidIdentifier::EmptyNamePart)
+    } else if name.len() > DNS1123_LABEL_MAX_LENGTH {
+        Err(InvalidIdentifier::NamePartTooLong)
+    } else if label_like(name) {
+        Ok(())
+    } else {
+        Err(InvalidIdentifier::NotNamePart)
     }
 }
 

@@ -203,6 +203,9 @@ pub struct ListPage {
     pub resource_version: u64,
     /// Token for the next page.
     pub continue_token: Option<String>,
+    /// How many objects the later pages hold: known, as etcd's count, only for a list without
+    /// selectors (`ListMeta.remainingItemCount`).
+    pub remaining_item_count: Option<u64>,
 }
 
 /// A continue token: the version the first page was read at (every later page reads the same
@@ -273,6 +276,21 @@ impl Target {
     fn invalid_text(&self, name: &str, message: impl Into<String>) -> ApiError {
         self.invalid(name, vec![FieldCause::other("", message)])
     }
+}
+
+/// The handlers' `checkName`: a body naming another object than the URL (400).
+fn name_mismatch(body: &str, url: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "the name of the object ({body}) does not match the name on the URL ({url})"
+    ))
+}
+
+/// `rest.EnsureObjectNamespaceMatchesRequestNamespace` (400).
+fn namespace_mismatch() -> ApiError {
+    ApiError::BadRequest(
+        "the namespace of the provided object does not match the namespace sent on the request"
+            .into(),
+    )
 }
 
 /// Sets `apiVersion` to the version served at the target (objects are stored once per resource).
@@ -354,6 +372,39 @@ fn metadata_causes(
         } else if let Err(e) = validation::dns1123_label(namespace) {
             causes.push(FieldCause::invalid("metadata.namespace", namespace, e));
         }
+    }
+    causes
+}
+
+/// `ValidateLabels` and `ValidateAnnotations` of `ValidateObjectMeta`: label keys qualified names
+/// and values label values; annotation keys qualified names (lower-cased, as apimachinery checks
+/// them) and all annotations at most 256 KiB.
+fn label_causes(object: &Value) -> Vec<FieldCause> {
+    const TOTAL_ANNOTATION_SIZE_LIMIT_BYTES: usize = 256 * 1024;
+    let mut causes = Vec::new();
+    let labels = object["metadata"]["labels"].as_object();
+    for (key, value) in labels.into_iter().flatten() {
+        if let Err(e) = validation::qualified_name(key) {
+            causes.push(FieldCause::invalid("metadata.labels", key, e));
+        }
+        let value = value.as_str().unwrap_or_default();
+        if let Err(e) = validation::label_value(value) {
+            causes.push(FieldCause::invalid("metadata.labels", value, e));
+        }
+    }
+    let annotations = object["metadata"]["annotations"].as_object();
+    let mut size = 0;
+    for (key, value) in annotations.into_iter().flatten() {
+        if let Err(e) = validation::qualified_name(&key.to_lowercase()) {
+            causes.push(FieldCause::invalid("metadata.annotations", key, e));
+        }
+        size += key.len() + value.as_str().map_or(0, str::len);
+    }
+    if size > TOTAL_ANNOTATION_SIZE_LIMIT_BYTES {
+        causes.push(FieldCause::too_long(
+            "metadata.annotations",
+            TOTAL_ANNOTATION_SIZE_LIMIT_BYTES,
+        ));
     }
     causes
 }
@@ -503,10 +554,8 @@ fn prepare_create(
             .namespace
             .clone()
             .ok_or_else(|| ApiError::BadRequest("a namespace is required".into()))?;
-        if meta_str(&object, "namespace").is_some_and(|n| n != ns) {
-            return Err(ApiError::BadRequest(
-                "the namespace of the provided object does not match the namespace sent on the request".into(),
-            ));
+        if meta_str(&object, "namespace").is_some_and(|n| !n.is_empty() && n != ns) {
+            return Err(namespace_mismatch());
         }
         ns
     } else {
@@ -518,12 +567,11 @@ fn prepare_create(
         (None, Some(prefix)) => generated_name(prefix),
         (None, None) => String::new(),
     };
-    if target.name.as_ref().is_some_and(|n| *n != name) {
-        return Err(ApiError::BadRequest(
-            "the name of the object does not match the name on the url".into(),
-        ));
+    if let Some(url) = target.name.as_deref().filter(|n| *n != name) {
+        return Err(name_mismatch(&name, url));
     }
-    let causes = metadata_causes(info, &name, generate_name.as_deref(), &namespace);
+    let mut causes = metadata_causes(info, &name, generate_name.as_deref(), &namespace);
+    causes.extend(label_causes(&object));
     if !causes.is_empty() {
         return Err(target.invalid(&name, causes));
     }
@@ -562,6 +610,11 @@ fn prepare_create(
         map.remove("status");
     }
     normalize_kind_specific(info, &mut object).map_err(|m| target.invalid_text(&name, m))?;
+    // Identity before the strategy, which may use it (a Job's generated selector).
+    let uid = json!(new_uid());
+    let m = meta(&mut object);
+    m.insert("name".into(), json!(name));
+    m.insert("uid".into(), uid.clone());
     strategy::prepare(
         inner,
         info,
@@ -584,7 +637,7 @@ fn prepare_create(
     } else {
         m.remove("namespace");
     }
-    m.insert("uid".into(), json!(new_uid()));
+    m.insert("uid".into(), uid);
     m.insert("creationTimestamp".into(), json!(time));
     if strategy::tracks_generation(info) {
         m.insert("generation".into(), json!(1));
@@ -651,10 +704,18 @@ fn prepare_update(
 ) -> Result<Value, ApiError> {
     check_type(&target.info, &new)?;
     let name = target.name.clone().unwrap_or_default();
-    if meta_str(&new, "name").is_some_and(|n| n != name) {
-        return Err(ApiError::BadRequest(
-            "the name of the object does not match the name on the url".into(),
-        ));
+    if let Some(body) = meta_str(&new, "name").filter(|n| *n != name) {
+        return Err(name_mismatch(body, &name));
+    }
+    if target.info.namespaced
+        && let Some(body) = meta_str(&new, "namespace").filter(|n| !n.is_empty())
+        && Some(body) != target.namespace.as_deref()
+    {
+        return Err(namespace_mismatch());
+    }
+    let causes = label_causes(&new);
+    if !causes.is_empty() {
+        return Err(target.invalid(&name, causes));
     }
     if let Some(added) = finalizers_added_while_deleting(old, &new) {
         // ValidateNoNewFinalizers: an object being deleted takes no new finalizer.
@@ -663,12 +724,10 @@ fn prepare_update(
             vec![FieldCause::forbidden(
                 "metadata.finalizers",
                 &format!(
-                    "no new finalizers can be added if the object is being deleted, found new finalizers [{}]",
-                    added
-                        .iter()
-                        .map(|f| format!("{f:?}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    "no new finalizers can be added if the object is being deleted, found new finalizers {}",
+                    crate::error::go_strings(
+                        &added.iter().map(|f| json!(f)).collect::<Vec<_>>()
+                    )
                 ),
             )],
         ));
@@ -896,10 +955,13 @@ impl Cluster {
             Some(objects) => Box::new(crate::store::range(objects, ns, after)),
             None => Box::new(inner.store.list(&gr, ns, after)),
         };
+        let unfiltered = opts.labels.is_empty() && opts.fields.is_empty() && opts.shards.is_empty();
         let mut items = Vec::new();
         let mut continue_token = None;
+        let mut remaining_item_count = None;
         let mut last: Option<&ObjectKey> = None;
-        for (key, object) in objects {
+        let mut objects = objects;
+        while let Some((key, object)) = objects.next() {
             if !opts.labels.matches_labels(object)
                 || !opts.fields.matches_fields(object)
                 || !opts.shards.matches(object)
@@ -908,6 +970,9 @@ impl Cluster {
             }
             if opts.limit > 0 && items.len() == opts.limit {
                 continue_token = last.map(|k| encode_token(at, k));
+                if unfiltered {
+                    remaining_item_count = Some(1 + objects.count() as u64);
+                }
                 break;
             }
             items.push(object.clone());
@@ -917,6 +982,7 @@ impl Cluster {
             items,
             resource_version: at,
             continue_token,
+            remaining_item_count,
         })
     }
 
@@ -930,6 +996,12 @@ impl Cluster {
         body: Value,
         opts: &WriteOptions,
     ) -> Result<Arc<Value>, ApiError> {
+        // `rest.BeforeCreate`.
+        if meta_str(&body, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
+            return Err(ApiError::BadRequest(
+                "resourceVersion should not be set on objects to be created".into(),
+            ));
+        }
         let mut inner = self.lock();
         let (key, object) = prepare_create(&inner, target, body, opts, false)?;
         opts.admit(&inner, target, None, &object)?;
@@ -1024,7 +1096,7 @@ impl Cluster {
         let old = old.ok_or_else(|| target.not_found())?;
         let patched =
             patch::apply_patch(kind, &target.info.kind, &old, body).map_err(|e| match e {
-                patch::PatchError::Apply(source) => target.invalid_text(&key.1, source.to_string()),
+                patch::PatchError::Apply(source) => ApiError::Unprocessable(Box::new(source)),
                 other => ApiError::BadRequest(format!(
                     "{other}: {}",
                     std::error::Error::source(&other)
@@ -1061,10 +1133,8 @@ impl Cluster {
                 "apiVersion and kind are required in an apply configuration".into(),
             ));
         }
-        if meta_str(&applied, "name").is_some_and(|n| n != key.1) {
-            return Err(ApiError::BadRequest(
-                "the name of the object does not match the name on the url".into(),
-            ));
+        if let Some(body) = meta_str(&applied, "name").filter(|n| *n != key.1) {
+            return Err(name_mismatch(body, &key.1));
         }
         let api_version = target.info.api_version();
         let time = now();
@@ -1127,16 +1197,39 @@ impl Cluster {
             .get(&gr, &key)
             .cloned()
             .ok_or_else(|| target.not_found())?;
-        let precondition = |want: &Option<String>, field: &str| match want {
-            Some(w) if Some(w.as_str()) != meta_str(&old, field) => Err(ApiError::Conflict {
-                resource: target.resource_name(),
+        // The `NamespaceLifecycle` admission plugin's immortal namespaces.
+        if gr == NAMESPACE_RESOURCE && crate::namespace::IMMORTAL.contains(&key.1.as_str()) {
+            return Err(ApiError::Forbidden {
+                group: String::new(),
+                resource: NAMESPACE_RESOURCE.to_owned(),
                 name: key.1.clone(),
-                message: format!("precondition failed: {field} mismatch"),
+                message: "this namespace may not be deleted".to_owned(),
+            });
+        }
+        // `rest.BeforeDelete`: a conflict named by the kind, with what was expected and found.
+        let precondition = |want: &Option<String>, field: &str, what: &str, hint: &str| match want {
+            Some(w) if Some(w.as_str()) != meta_str(&old, field) => Err(ApiError::Conflict {
+                resource: if target.info.group.is_empty() {
+                    target.info.kind.clone()
+                } else {
+                    format!("{}.{}", target.info.kind, target.info.group)
+                },
+                name: key.1.clone(),
+                message: format!(
+                    "the {what} in the precondition ({w}) does not match the {what} in record ({}). \
+                     The object might have been {hint}",
+                    meta_str(&old, field).unwrap_or_default()
+                ),
             }),
             _ => Ok(()),
         };
-        precondition(&opts.uid, "uid")?;
-        precondition(&opts.resource_version, "resourceVersion")?;
+        precondition(&opts.uid, "uid", "UID", "deleted and then recreated")?;
+        precondition(
+            &opts.resource_version,
+            "resourceVersion",
+            "ResourceVersion",
+            "modified",
+        )?;
         if opts.dry_run {
             return Ok(old);
         }
@@ -1226,7 +1319,7 @@ mod tests {
         assert_eq!(err.code(), 422);
         assert_eq!(
             err.to_string(),
-            "ConfigMap \"cm\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [\"b\"]"
+            "ConfigMap \"cm\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"b\"}"
         );
         let (kept, _) = cluster
             .patch(

@@ -1,6 +1,8 @@
-//! Discovery documents: `/version`, `/api`, `/apis`, `/apis/{group}` and the resource lists.
+//! Discovery documents: `/version`, `/api`, `/apis`, `/apis/{group}`, the resource lists and the
+//! OpenAPI documents.
 
 pub mod aggregated;
+pub mod openapi_v2;
 
 use std::net::SocketAddr;
 

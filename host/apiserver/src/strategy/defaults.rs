@@ -171,7 +171,49 @@ fn job(map: &mut Map<String, Value>) {
         "Failed"
     };
     default(spec, "podReplacementPolicy", json!(replacement));
+    default(spec, "manualSelector", json!(false));
     pod_template(spec);
+}
+
+/// The job strategy's `generateSelector`, run on create unless `spec.manualSelector`: the
+/// template gets the `job-name` and `controller-uid` labels (legacy and `batch.kubernetes.io/`;
+/// a label the client set is kept, and validation then judges it) and the selector matches the
+/// `batch.kubernetes.io/controller-uid` one. Then the defaults again, as kube-apiserver's read of
+/// the stored object applies them: a job without labels gets its template's.
+pub(super) fn job_selector(value: &mut Value) {
+    let name = value
+        .pointer("/metadata/name")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let uid = value
+        .pointer("/metadata/uid")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    if let Some(template) = object(spec, "template")
+        && let Some(metadata) = object(template, "metadata")
+        && let Some(labels) = object(metadata, "labels")
+    {
+        for key in ["job-name", "batch.kubernetes.io/job-name"] {
+            labels.entry(key).or_insert_with(|| name.clone());
+        }
+        for key in ["controller-uid", "batch.kubernetes.io/controller-uid"] {
+            labels.entry(key).or_insert_with(|| uid.clone());
+        }
+    }
+    if let Some(selector) = object(spec, "selector")
+        && let Some(match_labels) = object(selector, "matchLabels")
+    {
+        match_labels
+            .entry("batch.kubernetes.io/controller-uid")
+            .or_insert(uid);
+    }
+    apply("batch", "Job", value, true);
 }
 
 /// The defaults of the pod template at `spec.template`.

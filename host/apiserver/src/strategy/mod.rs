@@ -210,6 +210,9 @@ pub(crate) fn prepare(
     let unknown = decode(info, object)?;
     if change == Change::Object {
         defaults::apply(&info.group, &info.kind, object, old.is_none());
+        if old.is_none() && info.group == "batch" && info.kind == "Job" {
+            defaults::job_selector(object);
+        }
         if info.group.is_empty() && info.kind == "Service" {
             let errs = validate::check(&info.group, &info.kind, old, object, change);
             if !errs.is_empty() {

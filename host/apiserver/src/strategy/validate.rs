@@ -512,7 +512,7 @@ mod tests {
             texts(&check("apps", "Deployment", None, &d, Change::Object)),
             [
                 "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
-                "spec.template.metadata.labels: Invalid value: {\"app\":\"b\"}: `selector` does not match template `labels`",
+                "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"b\"}: `selector` does not match template `labels`",
                 "spec.template.spec.containers: Required value",
             ]
         );

@@ -195,8 +195,16 @@ async fn json_patch_and_tables_over_http() {
     .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(status(&body)["data"]["b"], "2");
+    // Swagger 2.0 as JSON; kubectl's protobuf form is checked by the differential suite (a
+    // `kind: List` applied with client-side validation).
     let (code, body) = raw(&server, "GET", "/openapi/v2", "application/json", b"").await;
-    assert_eq!(code, 404, "{body}");
+    assert_eq!(code, 200);
+    let doc = status(&body);
+    assert_eq!(doc["swagger"], "2.0");
+    assert_eq!(
+        doc["definitions"]["io.k8s.api.core.v1.ConfigMap"]["x-kubernetes-group-version-kind"][0]["kind"],
+        "ConfigMap"
+    );
     let (code, body) = raw(&server, "GET", "/version", "application/json", b"").await;
     assert_eq!(code, 200);
     assert_eq!(status(&body)["major"], "1");

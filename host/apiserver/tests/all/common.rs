@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use capstan_apiserver::{ApiServer, RunningServer};
@@ -123,4 +125,78 @@ pub fn api_code(err: &kube::Error) -> u16 {
         kube::Error::Api(status) => status.code,
         other => panic!("expected an API error, got {other:?}"),
     }
+}
+
+/// kubectl: `$KUBECTL`, else the first on the PATH; the test fails without it.
+pub fn kubectl_path() -> PathBuf {
+    std::env::var_os("KUBECTL").map_or_else(
+        || {
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths)
+                .map(|d| d.join("kubectl"))
+                .find(|p| p.is_file())
+                .expect("kubectl is required by this test: install it, or set KUBECTL")
+        },
+        PathBuf::from,
+    )
+}
+
+/// The real kubectl, with a kubeconfig and cache of its own for one server.
+pub struct Kubectl {
+    /// The binary.
+    pub bin: PathBuf,
+    /// Its directory: kubeconfig, cache and `HOME`.
+    pub dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    /// kubectl with a kubeconfig for `server`, in a directory of its own.
+    pub fn for_server(server: &capstan_apiserver::RunningServer) -> Self {
+        let k = Self {
+            bin: kubectl_path(),
+            dir: tempfile::tempdir().expect("temporary directory"),
+        };
+        server
+            .write_kubeconfig(&k.dir.path().join("kubeconfig"))
+            .expect("write the kubeconfig");
+        k
+    }
+
+    /// `kubectl ARGS` against the server, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--kubeconfig")
+            .arg(self.dir.path().join("kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .arg("--request-timeout=30s")
+            .args(args)
+            .env("HOME", self.dir.path());
+        cmd
+    }
+
+    /// Runs `kubectl ARGS`, which must succeed; returns its standard output.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().expect("run kubectl");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Writes `text` to a file `name` in kubectl's directory; returns its path.
+    pub fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write manifest");
+        path_str(&path)
+    }
+}
+
+/// A path as a command-line argument.
+pub fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }

@@ -1,9 +1,8 @@
 //! The embedded server driven by the real `kubectl` binary.
 
-use crate::common;
+use crate::common::{self, Kubectl, kubectl_path};
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -36,73 +35,6 @@ metadata:
 spec:
   color: teal
 "#;
-
-/// kubectl: `$KUBECTL`, else the first on the PATH; the test fails without it.
-fn kubectl_path() -> PathBuf {
-    std::env::var_os("KUBECTL").map_or_else(
-        || {
-            std::env::var_os("PATH")
-                .iter()
-                .flat_map(std::env::split_paths)
-                .map(|d| d.join("kubectl"))
-                .find(|p| p.is_file())
-                .expect("kubectl is required by this test: install it, or set KUBECTL")
-        },
-        PathBuf::from,
-    )
-}
-
-struct Kubectl {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Kubectl {
-    /// kubectl with a kubeconfig for `server`, in a directory of its own.
-    fn for_server(server: &capstan_apiserver::RunningServer) -> Self {
-        let k = Self {
-            bin: kubectl_path(),
-            dir: tempfile::tempdir().expect("temporary directory"),
-        };
-        server
-            .write_kubeconfig(&k.dir.path().join("kubeconfig"))
-            .expect("write the kubeconfig");
-        k
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("--kubeconfig")
-            .arg(self.dir.path().join("kubeconfig"))
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .arg("--request-timeout=30s")
-            .args(args)
-            .env("HOME", self.dir.path());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.command(args).output().expect("run kubectl");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("write manifest");
-        path_str(&path)
-    }
-}
-
-fn path_str(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_get_watch_patch_delete() {
@@ -754,6 +686,10 @@ fn comparable(mut object: Value) -> Value {
         "annotations": metadata["annotations"],
     });
     let job = object["kind"] == "Job";
+    // A Job's selector, pod labels and (copied from them) labels carry its uid.
+    if job && let Some(labels) = object["metadata"]["labels"].as_object_mut() {
+        labels.retain(|k, _| !k.contains("controller-uid"));
+    }
     if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
         spec.remove("clusterIP");
         spec.remove("clusterIPs");
