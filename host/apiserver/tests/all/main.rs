@@ -4,6 +4,7 @@ mod common;
 
 mod authz;
 mod bad_input;
+mod differential;
 mod kube_client;
 mod kubectl;
 mod persistence;
