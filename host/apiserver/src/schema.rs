@@ -7,10 +7,11 @@
 //! `x-kubernetes-validations` rules are evaluated with the `cel` crate, `self` bound to the value at
 //! the rule's node and `oldSelf` to the stored one on an update (a rule that reads `oldSelf` is a
 //! transition rule, skipped on a create); a failed rule reads `spec: Invalid value: "object":
-//! <message>` (or `failed rule: <rule>`), its `reason` and `fieldPath` respected.
+//! <message>` (the `messageExpression`'s string when it gives one, else `message`, else `failed
+//! rule: <rule>`), its `reason` and `fieldPath` respected.
 //!
-//! Not carried out: `format` checks other than what `type` implies, `messageExpression`, and the
-//! Kubernetes CEL libraries beyond the standard one (`quantity()`, `url()`, `isSorted()`...).
+//! Not carried out: `format` checks other than what `type` implies, the Kubernetes CEL libraries
+//! beyond the standard one (`quantity()`, `url()`, `isSorted()`...), and the cost limits.
 
 use serde_json::{Value, json};
 
@@ -164,10 +165,25 @@ fn evaluate(
         let old_value = old.map_or(cel::Value::Null, cel_value);
         context.add_variable_from_value("oldSelf", old_value);
     }
+    // `ruleMessageOrDefault`, unless `messageExpression` gives a non-empty one-line string (an
+    // expression that fails or gives anything else falls back to it, as kube-apiserver does).
     let message = || {
-        rule.get("message")
-            .and_then(Value::as_str)
-            .map_or_else(|| format!("failed rule: {text}"), str::to_owned)
+        let fixed = || {
+            rule.get("message")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map_or_else(|| format!("failed rule: {text}"), str::to_owned)
+        };
+        let Some(expression) = rule.get("messageExpression").and_then(Value::as_str) else {
+            return fixed();
+        };
+        match cel::Program::compile(expression).map(|p| p.execute(&context)) {
+            Ok(Ok(cel::Value::String(m))) if !m.trim().is_empty() && !m.contains('\n') => {
+                m.to_string()
+            }
+            _ => fixed(),
+        }
     };
     match program.execute(&context) {
         Ok(cel::Value::Bool(true)) => None,
