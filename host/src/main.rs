@@ -6,7 +6,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context;
-use capstan::plugin::{Limits, Runtime, RuntimeConfig};
+use capstan::plugin::{CompileTiers, Limits, Runtime, RuntimeConfig};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -103,7 +103,7 @@ struct RunOpts {
     /// optimized version when it is ready (`tiered`); or compile once, optimized
     /// (`optimized-only`). Overrides the configuration file's `runtime.compileTiers`.
     #[arg(long, value_enum)]
-    compile_tiers: Option<capstan::plugin::CompileTiers>,
+    compile_tiers: Option<CompileTiers>,
     #[command(flatten)]
     limits: LimitArgs,
     /// Namespace of the host's and the plugins' ServiceAccounts [default: the pod's namespace in a
@@ -675,7 +675,7 @@ fn check_embedded(paths: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
 
 /// `capstan annotate`: load the plugin, then write it with its manifest embedded.
 async fn annotate(input: &Path, output: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let runtime = Runtime::new(RuntimeConfig::one_shot())?;
     let plugin = match runtime.load(input).await {
         Ok(p) => p,
         Err(e) => {
@@ -704,7 +704,7 @@ async fn check(
     cache_dir: Option<PathBuf>,
     limits: Limits,
 ) -> anyhow::Result<ExitCode> {
-    let mut config = RuntimeConfig::default().limits(limits);
+    let mut config = RuntimeConfig::one_shot().limits(limits);
     if let Some(dir) = cache_dir {
         config = config.cache_dir(dir);
     }

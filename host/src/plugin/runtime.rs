@@ -158,6 +158,17 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
+    /// The configuration of a command that loads each plugin to call it once (`capstan check`,
+    /// `render`, `rbac`, `annotate`): the baseline compiler's code, as `capstan run` first serves
+    /// a new plugin, or an optimized artifact the cache already holds; nothing is compiled twice.
+    #[must_use]
+    pub fn one_shot() -> Self {
+        Self {
+            compile_tiers: CompileTiers::Tiered,
+            ..Self::default()
+        }
+    }
+
     /// Keep precompiled components in `dir`, so a restart deserializes instead of compiling.
     #[must_use]
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {

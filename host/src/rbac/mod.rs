@@ -146,7 +146,7 @@ pub async fn plugins_in(
     cache_dir: Option<&Path>,
 ) -> Result<Vec<PluginAccess>, RbacError> {
     let limits = config.default_limits(&Limits::default());
-    let mut rc = RuntimeConfig::default().limits(limits.clone());
+    let mut rc = RuntimeConfig::one_shot().limits(limits.clone());
     if let Some(bytes) = config.max_plugin_bytes() {
         rc = rc.max_plugin_bytes(bytes);
     }

@@ -134,7 +134,7 @@ async fn render(args: &RenderArgs) -> Result<u8, InputError> {
     }
     let observed = Observed::new(observed).map_err(RenderError::from)?;
     let limits = config.default_limits(&Limits::default());
-    let mut rc = RuntimeConfig::default().limits(limits.clone());
+    let mut rc = RuntimeConfig::one_shot().limits(limits.clone());
     if let Some(bytes) = config.max_plugin_bytes() {
         rc = rc.max_plugin_bytes(bytes);
     }
