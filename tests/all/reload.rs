@@ -39,11 +39,11 @@ async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<PluginEvent>) -> Plu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_swaps_under_load_lose_and_double_no_event() {
     let (v1, v2) = (guest("echo-handler"), guest("echo-handler-v2"));
-    let cache = tempdir();
     let plugins = tempdir();
     let file = plugins.path().join("echo.wasm");
     capstan_tests::drop_in(&v1, &file);
-    let runtime = Runtime::new(RuntimeConfig::default().cache_dir(cache.path())).unwrap();
+    // The shared precompiled cache: each version is compiled once per test run, not per test.
+    let runtime = Runtime::new(capstan_tests::runtime_config()).unwrap();
     let reloader = Reloader::new(runtime, Registry::new(), plugins.path());
 
     let deliveries: Arc<Mutex<Vec<(String, String, bool)>>> = Arc::default();
