@@ -675,6 +675,7 @@ fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<
     let served = |s: &str| match s {
         "status" => info.status_subresource,
         "scale" => info.scale.is_some(),
+        "finalize" => info.group_resource() == crate::resource::NAMESPACE_RESOURCE,
         _ => false,
     };
     if subresource.as_deref().is_some_and(|s| !served(s)) {
@@ -734,6 +735,17 @@ async fn resource(
         });
     }
     match (&parts.method, target.name.is_some()) {
+        // The namespace finalize subresource serves update only.
+        (&Method::PUT, true) if target.subresource.as_deref() == Some("finalize") => {
+            let media = object_media_type(headers, &info.api_version(), &info.kind)?;
+            let bytes = read_body(body, headers, app.max_body_bytes).await?;
+            let object = decode_object(&media, &bytes)?;
+            let updated = cluster.finalize_namespace(&target, &object)?;
+            Ok(json_response(StatusCode::OK, &present(&info, &updated)))
+        }
+        (_, true) if target.subresource.as_deref() == Some("finalize") => {
+            Err(ApiError::MethodNotAllowed)
+        }
         (&Method::GET, false) if is_watch(query.0.get("watch").map(String::as_str)) => {
             query.validate_list_options(true)?;
             let params = WatchParams {
@@ -911,7 +923,7 @@ fn scale_subresource(
                     return Err(ApiError::Conflict {
                         resource: target.info.group_resource(),
                         name,
-                        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+                        message: crate::verbs::OPTIMISTIC_LOCK_MESSAGE.to_owned(),
                     });
                 }
                 asked

@@ -135,11 +135,13 @@ pub fn terminate(inner: &mut Inner) -> Result<bool, ApiError> {
 }
 
 /// Removes the `kubernetes` finalizer of an emptied namespace (its `/finalize`), then the
-/// namespace itself unless other metadata finalizers hold it.
+/// namespace itself unless other finalizers (in its spec or its metadata) hold it.
 fn finalize(inner: &mut Inner, key: &ObjectKey, namespace: &Value) -> Result<(), ApiError> {
-    if !crate::gc::finalizers(namespace).is_empty() {
-        let mut updated = namespace.clone();
-        updated["spec"]["finalizers"] = json!([]);
+    let mut updated = namespace.clone();
+    if let Some(list) = updated["spec"]["finalizers"].as_array_mut() {
+        list.retain(|f| f != FINALIZER);
+    }
+    if has_spec_finalizers(&updated) || !crate::gc::finalizers(namespace).is_empty() {
         if updated != *namespace {
             crate::gc::put_raw(
                 inner,

@@ -278,6 +278,10 @@ impl Target {
     }
 }
 
+/// etcd3's `OptimisticLockErrorMsg`: a write from a stale `resourceVersion` (409).
+pub const OPTIMISTIC_LOCK_MESSAGE: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
+
 /// The handlers' `checkName`: a body naming another object than the URL (400).
 fn name_mismatch(body: &str, url: &str) -> ApiError {
     ApiError::BadRequest(format!(
@@ -738,7 +742,7 @@ fn prepare_update(
         return Err(ApiError::Conflict {
             resource: target.resource_name(),
             name,
-            message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+            message: OPTIMISTIC_LOCK_MESSAGE.to_owned(),
         });
     }
     let mut out = match target.scope() {
@@ -1236,6 +1240,74 @@ impl Cluster {
         let result = gc::delete(&mut inner, &(gr, key), &old, opts.propagation)?;
         self.notify(inner.store.resource_version());
         Ok(result)
+    }
+
+    /// `PUT /api/v1/namespaces/{name}/finalize`: sets the namespace's `spec.finalizers` and nothing
+    /// else (the finalize strategy keeps metadata and status); a terminating namespace left with no
+    /// finalizers at all is removed, as the namespace controller then deletes it.
+    ///
+    /// # Errors
+    /// [`ApiError`] for a missing namespace, a stale `resourceVersion`, an invalid finalizer name
+    /// or storage failures.
+    pub fn finalize_namespace(
+        &self,
+        target: &Target,
+        body: &Value,
+    ) -> Result<Arc<Value>, ApiError> {
+        check_type(&target.info, body)?;
+        let key = target.key()?;
+        if let Some(named) = meta_str(body, "name").filter(|n| *n != key.1) {
+            return Err(name_mismatch(named, &key.1));
+        }
+        let finalizers: Vec<Value> = body["spec"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut causes = Vec::new();
+        for (i, f) in finalizers.iter().enumerate() {
+            let field = format!("spec.finalizers[{i}]");
+            let name = f.as_str().unwrap_or_default();
+            // `validateFinalizerName`: a standard finalizer, or a qualified name with a prefix.
+            if name != crate::namespace::FINALIZER && !name.contains('/') {
+                causes.push(FieldCause::invalid(
+                    &field,
+                    name,
+                    "name is neither a standard finalizer name nor is it fully qualified",
+                ));
+            } else if let Err(e) = validation::qualified_name(name) {
+                causes.push(FieldCause::invalid(&field, name, e));
+            }
+        }
+        if !causes.is_empty() {
+            return Err(target.invalid(&key.1, causes));
+        }
+        let mut inner = self.lock();
+        let old = inner
+            .store
+            .get(NAMESPACE_RESOURCE, &key)
+            .cloned()
+            .ok_or_else(|| target.not_found())?;
+        if let Some(rv) = meta_str(body, "resourceVersion")
+            && Some(rv) != meta_str(&old, "resourceVersion")
+        {
+            return Err(ApiError::Conflict {
+                resource: target.resource_name(),
+                name: key.1.clone(),
+                message: OPTIMISTIC_LOCK_MESSAGE.to_owned(),
+            });
+        }
+        let mut updated = (*old).clone();
+        updated["spec"]["finalizers"] = Value::Array(finalizers);
+        let located = (NAMESPACE_RESOURCE.to_owned(), key.clone());
+        let stored = gc::put_raw(&mut inner, &located, updated)?;
+        if gc::is_deleting(&stored)
+            && !crate::namespace::has_spec_finalizers(&stored)
+            && gc::finalizers(&stored).is_empty()
+        {
+            inner.remove_now(NAMESPACE_RESOURCE, &key)?;
+        }
+        self.notify(inner.store.resource_version());
+        Ok(stored)
     }
 
     /// Deletes every object matching the list options. Returns the deleted (or marked) objects.

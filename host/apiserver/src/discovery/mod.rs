@@ -170,8 +170,15 @@ pub fn entries(registry: &Registry, group: &str, version: &str) -> Vec<Entry> {
         if r.group.is_empty() && r.plural == "pods" {
             subresources.push(Subresource {
                 name: "log",
-                kind: own,
+                kind: own.clone(),
                 verbs: &["get"],
+            });
+        }
+        if r.group.is_empty() && r.plural == "namespaces" {
+            subresources.push(Subresource {
+                name: "finalize",
+                kind: own,
+                verbs: &["update"],
             });
         }
         out.push(Entry {
