@@ -248,7 +248,8 @@ fn aggregate(causes: &[FieldCause]) -> String {
     }
 }
 
-fn qualified_kind(kind: &str, group: &str) -> String {
+/// `Kind` or `Kind.group`, as apimachinery prints a `GroupKind` (or a `GroupResource` of a kind).
+pub(crate) fn qualified_kind(kind: &str, group: &str) -> String {
     if group.is_empty() {
         kind.to_owned()
     } else {

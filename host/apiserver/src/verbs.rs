@@ -1213,11 +1213,7 @@ impl Cluster {
         // `rest.BeforeDelete`: a conflict named by the kind, with what was expected and found.
         let precondition = |want: &Option<String>, field: &str, what: &str, hint: &str| match want {
             Some(w) if Some(w.as_str()) != meta_str(&old, field) => Err(ApiError::Conflict {
-                resource: if target.info.group.is_empty() {
-                    target.info.kind.clone()
-                } else {
-                    format!("{}.{}", target.info.kind, target.info.group)
-                },
+                resource: crate::error::qualified_kind(&target.info.kind, &target.info.group),
                 name: key.1.clone(),
                 message: format!(
                     "the {what} in the precondition ({w}) does not match the {what} in record ({}). \

@@ -77,15 +77,7 @@ pub fn document(inner: &Inner) -> Value {
 /// The document in gnostic's protobuf encoding.
 #[must_use]
 pub fn protobuf(document: &Value) -> Vec<u8> {
-    let definitions = document["definitions"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(name, schema)| wire::NamedSchema {
-            name: name.clone(),
-            value: Some(to_wire(schema)),
-        })
-        .collect();
+    let definitions = named(&document["definitions"]);
     let doc = wire::Document {
         swagger: "2.0".into(),
         info: Some(wire::Info {
@@ -164,6 +156,19 @@ fn to_v2(schema: &Value, known: &BTreeSet<&str>) -> Value {
     Value::Object(out)
 }
 
+/// A JSON object of schemas (definitions, properties) as gnostic's ordered named schemas.
+fn named(schemas: &Value) -> Vec<wire::NamedSchema> {
+    schemas
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, schema)| wire::NamedSchema {
+            name: name.clone(),
+            value: Some(to_wire(schema)),
+        })
+        .collect()
+}
+
 /// A Swagger 2.0 schema (as [`to_v2`] writes it) as gnostic's message.
 fn to_wire(schema: &Value) -> wire::Schema {
     let text = |key: &str| schema[key].as_str().unwrap_or_default().to_owned();
@@ -189,17 +194,9 @@ fn to_wire(schema: &Value) -> wire::Schema {
         items: schema.get("items").map(|items| wire::ItemsItem {
             schema: vec![to_wire(items)],
         }),
-        properties: schema["properties"]
-            .as_object()
-            .map(|properties| wire::Properties {
-                additional_properties: properties
-                    .iter()
-                    .map(|(name, p)| wire::NamedSchema {
-                        name: name.clone(),
-                        value: Some(to_wire(p)),
-                    })
-                    .collect(),
-            }),
+        properties: schema["properties"].is_object().then(|| wire::Properties {
+            additional_properties: named(&schema["properties"]),
+        }),
         vendor_extension: schema
             .as_object()
             .into_iter()
