@@ -141,8 +141,9 @@ struct ShardArgs {
     /// Namespace of the shard Leases [default: --namespace, else the pod's, else capstan-system].
     #[arg(long, requires = "sharding")]
     shard_lease_namespace: Option<String>,
-    /// Append each reconcile's interval (`identity uid start end`, monotonic nanoseconds) to
-    /// this file: proof that no object was reconciled by two replicas at once.
+    /// Append each reconcile's interval (`identity uid start end`, monotonic nanoseconds) and
+    /// each handler event delivered (`identity event kind uid resourceVersion`) to this file:
+    /// proof that no object was reconciled by two replicas at once, and no change lost.
     #[arg(long, requires = "sharding")]
     shard_audit_log: Option<PathBuf>,
 }

@@ -7,14 +7,14 @@ use crate::contract::{Gvk, ObjectRef};
 use crate::dispatch::{Change, ChangeEvent, DispatchConfig, Dispatcher, ObjectChange};
 use crate::event::{Context, Event};
 use crate::identity::Impersonation;
-use crate::informer::{ChangeKind, InformerHandle, Informers};
+use crate::informer::{Change as InformerChange, ChangeKind, InformerHandle, Informers};
 use crate::leader::{ElectionConfig, Elector, Fence};
 use crate::metrics::{Metrics, PluginStateLabel};
 use crate::plugin::{
     Limits, Plugin, PluginEvent, PluginState, Registry, Reloader, Runtime, RuntimeConfig,
 };
 use crate::reconcile::{Clients, Controller, ControllerConfig};
-use crate::shard::{Audit, Gate, ShardConfig, Sharder};
+use crate::shard::{Audit, EventRouter, Gate, ShardConfig, Sharder};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -205,7 +205,11 @@ pub async fn run_with_listener(
                 None => None,
             };
             let (gate, fence) = (Gate::new(audit), Fence::new());
-            supervisor = supervisor.sharded(fence.clone(), gate.clone());
+            // Undelivered handler events are kept long enough for a dead owner's share to
+            // move: its lease lapses, then a few rounds to drain, acknowledge and widen.
+            let lease = &sharding.lease;
+            let window = lease.lease_duration * 2 + lease.retry_period * 4;
+            supervisor = supervisor.sharded(fence.clone(), gate.clone(), window);
             Some((gate, fence))
         }
         None => None,
@@ -394,6 +398,8 @@ pub struct Supervisor {
     fence: Option<Fence>,
     /// With sharding: what this replica may work on.
     gate: Option<Gate>,
+    /// With sharding: how long handler events outside the grant are kept for a hand-over.
+    event_window: Duration,
     impersonation: Option<Impersonation>,
     informers: Informers,
     base: ControllerConfig,
@@ -443,6 +449,7 @@ impl Supervisor {
             client,
             fence: None,
             gate: None,
+            event_window: Duration::ZERO,
             impersonation: config.impersonation.clone(),
             base: config.controller.clone(),
             reconcile: config
@@ -478,9 +485,11 @@ impl Supervisor {
     }
 
     /// Work only on what `gate` grants (sharding), and write only through `fence` (open while
-    /// this replica's shard Lease is renewed). The plugins run at once.
+    /// this replica's shard Lease is renewed), keeping the handler events of other replicas'
+    /// objects for `event_window` in case they move here. The plugins run at once.
     #[must_use]
-    pub fn sharded(mut self, fence: Fence, gate: Gate) -> Self {
+    pub fn sharded(mut self, fence: Fence, gate: Gate, event_window: Duration) -> Self {
+        self.event_window = event_window;
         // The reconciled kinds' caches hold only this replica's shard.
         self.informers = Informers::builder(self.client.clone())
             .shard_by(gate.targets())
@@ -777,22 +786,15 @@ impl Supervisor {
             }
             match self.informers.acquire(&gvk).await {
                 Ok(handle) => {
-                    let (bus, mut changes) = (self.bus.clone(), handle.subscribe());
-                    let gate = self.gate.clone();
-                    let task = tokio::spawn(async move {
-                        while let Some(c) = changes.recv().await {
-                            // Sharding: the replica that owns the object (its controller
-                            // owner's, for a child) delivers the event.
-                            if let Some(gate) = &gate
-                                && !gate.owns(routing_hash(&c.object))
-                            {
-                                continue;
-                            }
-                            if let Some(event) = change_event(&c.object, &c.kind) {
-                                bus.publish(event);
-                            }
+                    let (bus, changes) = (self.bus.clone(), handle.subscribe());
+                    let task = match &self.gate {
+                        None => tokio::spawn(pump(changes, bus)),
+                        Some(gate) => {
+                            let router =
+                                EventRouter::new(gate.clone(), gvk.to_string(), self.event_window);
+                            tokio::spawn(sharded_pump(changes, bus, router, gate.clone()))
                         }
-                    });
+                    };
                     if let Ok(mut pumps) = self.pumps.lock() {
                         pumps.insert(gvk, Pump { handle, task });
                     }
@@ -816,6 +818,50 @@ impl Supervisor {
             .collect::<Vec<_>>();
         futures::future::join_all(stops).await;
         self.dispatch_task.abort();
+    }
+}
+
+/// Publish every change of a kind to the handler bus.
+async fn pump(mut changes: mpsc::UnboundedReceiver<InformerChange>, bus: Bus<ChangeEvent>) {
+    while let Some(c) = changes.recv().await {
+        if let Some(event) = change_event(&c.object, &c.kind) {
+            bus.publish(event);
+        }
+    }
+}
+
+/// With sharding: publish the changes of the objects this replica owns (by their controller
+/// owner's uid, for a child), and at a hand-over the ones its previous owner had not.
+async fn sharded_pump(
+    mut changes: mpsc::UnboundedReceiver<InformerChange>,
+    bus: Bus<ChangeEvent>,
+    mut router: EventRouter<InformerChange>,
+    gate: Gate,
+) {
+    let mut widened = gate.epochs();
+    let deliver = |c: InformerChange| {
+        let meta = &c.object.metadata;
+        gate.record_event(
+            &c.gvk.to_string(),
+            meta.uid.as_deref().unwrap_or_default(),
+            meta.resource_version.as_deref().unwrap_or_default(),
+        );
+        if let Some(event) = change_event(&c.object, &c.kind) {
+            bus.publish(event);
+        }
+    };
+    loop {
+        let due = tokio::select! {
+            change = changes.recv() => {
+                let Some(c) = change else { return };
+                let (hash, rv) = (routing_hash(&c.object), c.object.metadata.resource_version.clone());
+                router.offer(hash, rv, c)
+            }
+            Ok(()) = widened.changed() => router.catch_up(),
+        };
+        for c in due {
+            deliver(c);
+        }
     }
 }
 

@@ -1,7 +1,9 @@
-//! The reconcile audit log of a sharded replica (`--shard-audit-log FILE`): one line per
-//! reconcile, `<identity> <uid> <start> <end>`, the interval on the machine's monotonic clock
+//! The audit log of a sharded replica (`--shard-audit-log FILE`): one line per reconcile,
+//! `<identity> <uid> <start> <end>`, the interval on the machine's monotonic clock
 //! (`CLOCK_MONOTONIC`, nanoseconds), so the logs of replicas on one machine can be compared to
-//! prove that no object was reconciled by two replicas at once.
+//! prove that no object was reconciled by two replicas at once; and one line per handler event
+//! delivered, `<identity> event <kind> <uid> <resourceVersion>`, to prove each change was
+//! delivered by one replica.
 
 use std::io::Write;
 use std::path::Path;
@@ -49,6 +51,14 @@ impl Audit {
     pub fn record(&self, uid: &str, start: u64, end: u64) {
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = writeln!(file, "{} {uid} {start} {end}", self.identity) {
+            tracing::warn!(error = %e, "cannot write the shard audit log");
+        }
+    }
+
+    /// Record that the change of `kind` with resourceVersion `rv` to `uid` was delivered here.
+    pub fn record_event(&self, kind: &str, uid: &str, rv: &str) {
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = writeln!(file, "{} event {kind} {uid} {rv}", self.identity) {
             tracing::warn!(error = %e, "cannot write the shard audit log");
         }
     }

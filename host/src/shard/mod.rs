@@ -33,13 +33,17 @@
 //! A replica whose renewals fail until its renew deadline revokes its whole grant and fences its
 //! writes, as a leader does; at SIGTERM it finishes its work, then releases its Lease (empty
 //! holder), so the others take its objects at their next round.
+//!
+//! Handler events follow the same grant, and a hand-over loses none: see [`handoff`].
 
 pub mod audit;
 pub mod gate;
+pub mod handoff;
 pub mod ring;
 
 pub use audit::{Audit, AuditError};
 pub use gate::{Gate, Work};
+pub use handoff::{EventRouter, HandoverNote};
 pub use ring::{Ranges, Ring, key_hash};
 
 use crate::leader::{ElectionConfig, Fence, LeaderError};
@@ -56,6 +60,9 @@ use tokio::time::Instant;
 pub const RING_LABEL: &str = "capstan.dev/shard-ring";
 /// The annotation holding the member set a replica has drained to, comma-separated.
 pub const VIEW_ANNOTATION: &str = "capstan.dev/shard-view";
+/// The annotation holding a replica's [`HandoverNote`] (JSON): the view it drained from and its
+/// handler events' marks, for the replicas that take what it released.
+pub const HANDOVER_ANNOTATION: &str = "capstan.dev/shard-handover";
 /// The ring's name when none is given.
 pub const DEFAULT_RING: &str = "capstan";
 
@@ -196,6 +203,8 @@ impl Sharder {
             membership: tx,
             lease: None,
             published: None,
+            note: HandoverNote::default(),
+            staged: None,
             published_at: None,
             observed: HashMap::new(),
         };
@@ -246,6 +255,7 @@ impl Drop for Sharder {
 struct Seen {
     holder: String,
     view: Option<BTreeSet<String>>,
+    note: Option<HandoverNote>,
     duration: Duration,
     record: (Option<LeaseSpec>, Option<String>),
     changed_at: Instant,
@@ -254,6 +264,18 @@ struct Seen {
 impl Seen {
     fn live(&self, now: Instant) -> bool {
         !self.holder.is_empty() && self.changed_at + self.duration > now
+    }
+
+    /// What its holder says it released at its latest acknowledgement, with its marks.
+    fn released(&self) -> Option<(Ranges, handoff::Marks)> {
+        let (note, view) = (self.note.as_ref()?, self.view.as_ref()?);
+        let marks = note.marks.clone()?;
+        if note.from.is_empty() {
+            return None;
+        }
+        let before = Ring::new(&note.from).ranges_of(&self.holder);
+        let after = Ring::new(view).ranges_of(&self.holder);
+        Some((before.subtract(&after), marks))
     }
 }
 
@@ -270,6 +292,10 @@ struct Member {
     lease: Option<Lease>,
     /// The view this replica has published (drained to).
     published: Option<BTreeSet<String>>,
+    /// The note published with it.
+    note: HandoverNote,
+    /// The note of the view it is about to publish.
+    staged: Option<HandoverNote>,
     /// When the latest publish was answered.
     published_at: Option<Instant>,
     /// The ring's Leases by name.
@@ -368,6 +394,7 @@ impl Member {
     fn record(
         &self,
         view: &BTreeSet<String>,
+        note: &HandoverNote,
         acquired: Option<MicroTime>,
     ) -> (ObjectMeta, LeaseSpec) {
         let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
@@ -378,10 +405,13 @@ impl Member {
                 RING_LABEL.to_owned(),
                 self.config.lease.name.clone(),
             )])),
-            annotations: Some(BTreeMap::from([(
-                VIEW_ANNOTATION.to_owned(),
-                encode_view(view),
-            )])),
+            annotations: Some(BTreeMap::from([
+                (VIEW_ANNOTATION.to_owned(), encode_view(view)),
+                (
+                    HANDOVER_ANNOTATION.to_owned(),
+                    serde_json::to_string(note).unwrap_or_default(),
+                ),
+            ])),
             ..ObjectMeta::default()
         };
         let spec = LeaseSpec {
@@ -396,9 +426,21 @@ impl Member {
 
     /// Renew this replica's Lease, carrying `view` as its acknowledgement.
     async fn renew(&mut self, view: BTreeSet<String>) {
+        let note = if self.published.as_ref() == Some(&view) {
+            self.note.clone()
+        } else {
+            // A new acknowledgement: what it drained from, and the marks of its narrowing.
+            let (from, gate) = (self.published.clone().unwrap_or_default(), &self.gate);
+            self.staged
+                .get_or_insert_with(|| HandoverNote {
+                    from,
+                    marks: gate.take_marks(),
+                })
+                .clone()
+        };
         let sent = Instant::now();
         let deadline = self.config.lease.renew_deadline;
-        let result = tokio::time::timeout(deadline, self.write(&view)).await;
+        let result = tokio::time::timeout(deadline, self.write(&view, &note)).await;
         let ok = matches!(result, Ok(Ok(())));
         if let Some(m) = &self.metrics {
             m.lease_renew(ok, sent.elapsed());
@@ -415,6 +457,8 @@ impl Member {
                         "sharding: drained to the new ring; published"
                     );
                     self.published = Some(view);
+                    self.note = note;
+                    self.staged = None;
                 }
                 // A grant widens only from lists read after this answer.
                 self.published_at.get_or_insert_with(Instant::now);
@@ -426,7 +470,11 @@ impl Member {
         }
     }
 
-    async fn write(&mut self, view: &BTreeSet<String>) -> Result<(), ShardError> {
+    async fn write(
+        &mut self,
+        view: &BTreeSet<String>,
+        note: &HandoverNote,
+    ) -> Result<(), ShardError> {
         let error = |verb, source| ShardError::Api {
             verb,
             namespace: self.config.lease.namespace.clone(),
@@ -443,7 +491,7 @@ impl Member {
         };
         let written = match current {
             None => {
-                let (metadata, spec) = self.record(view, None);
+                let (metadata, spec) = self.record(view, note, None);
                 let lease = Lease {
                     metadata,
                     spec: Some(spec),
@@ -459,7 +507,7 @@ impl Member {
                     .as_ref()
                     .filter(|s| s.holder_identity.as_deref() == Some(&self.config.lease.identity))
                     .and_then(|s| s.acquire_time.clone());
-                let (metadata, spec) = self.record(view, acquired);
+                let (metadata, spec) = self.record(view, note, acquired);
                 lease.metadata.labels = metadata.labels;
                 lease.metadata.annotations = metadata.annotations;
                 lease.spec = Some(spec);
@@ -509,6 +557,12 @@ impl Member {
                 .as_ref()
                 .and_then(|a| a.get(VIEW_ANNOTATION))
                 .cloned();
+            let note = lease
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(HANDOVER_ANNOTATION))
+                .and_then(|text| serde_json::from_str(text).ok());
             let record = (Some(spec.clone()), view_text.clone());
             let changed = self.observed.get(&name).is_none_or(|s| s.record != record);
             let changed_at = if changed {
@@ -521,6 +575,7 @@ impl Member {
                 Seen {
                     holder: spec.holder_identity.clone().unwrap_or_default(),
                     view: view_text.as_deref().map(decode_view),
+                    note,
                     duration: Duration::from_secs(
                         spec.lease_duration_seconds
                             .and_then(|s| u64::try_from(s).ok())
@@ -558,7 +613,12 @@ impl Member {
                 };
                 grant = grant.subtract(&claimed);
             }
-            if self.gate.set(grant) {
+            let released = if grant == self.gate.grant() {
+                Vec::new()
+            } else {
+                others.iter().filter_map(|o| o.released()).collect()
+            };
+            if self.gate.set(grant, released) {
                 tracing::info!(share = self.gate.grant().share(), "sharding: grant widened");
             }
         }

@@ -3,7 +3,8 @@
 //! logs (reconcile intervals on the machine's monotonic clock) show no WebApp reconciled by two
 //! replicas at once. Then one replica is SIGKILLed (the others start on its WebApps within lease
 //! duration + 2 s) and a fourth joins (WebApps move to it, still with no overlap). Two replicas
-//! outlive a 30 s outage of the API server.
+//! outlive a 30 s outage of the API server. Handler events cross a join exactly once and a
+//! SIGKILL at least once.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -615,6 +616,187 @@ async fn sharded_replicas_recover_from_an_api_outage() {
         took <= Duration::from_secs(8),
         "reconciled {took:?} after the server was back"
     );
+    drop((a, b));
+    server.shutdown().await.unwrap();
+}
+
+/// Every handler delivery in the replicas' audit logs: `(replica, uid, resourceVersion)`.
+fn deliveries(hosts: &[&Host]) -> Vec<(&'static str, String, String)> {
+    hosts
+        .iter()
+        .flat_map(|h| {
+            std::fs::read_to_string(&h.audit)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split(' ').collect();
+                    (f.len() == 5 && f[1] == "event")
+                        .then(|| (h.name, f[3].to_owned(), f[4].to_owned()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Writes Deployments in `default` until `stop`, as write number `first` on: the first 30 create
+/// `dep-0`..`dep-29`, the others patch them in turn, ~100 writes/s; each write's `(uid,
+/// resourceVersion)` is appended to `written`.
+fn write_deployments(
+    api: Api<Deployment>,
+    written: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    first: usize,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut i = first;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let name = format!("dep-{}", i % 30);
+            let result = if i < 30 {
+                let d: Deployment = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name},
+                    "spec": {
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {
+                            "metadata": {"labels": {"app": name}},
+                            "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]},
+                        },
+                    },
+                }))
+                .unwrap();
+                api.create(&PostParams::default(), &d).await
+            } else {
+                let patch = serde_json::json!({"metadata": {"labels": {"write": i.to_string()}}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+            };
+            let d = result.unwrap();
+            let (uid, rv) = (
+                d.metadata.uid.unwrap(),
+                d.metadata.resource_version.unwrap(),
+            );
+            written.lock().unwrap().push((uid, rv));
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+}
+
+/// Handler events at a hand-over, two replicas running the deployment handler while Deployments
+/// change about 100 times a second. When the second joins, the first gives up part of its share:
+/// every change is delivered by exactly one of them (the old owner up to the marks it published,
+/// the newcomer after them, including what arrived while neither owned the object). When one is
+/// SIGKILLed, the survivor delivers every change its share gained, what the dead one may have
+/// received included (at least once), and every change after the kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_events_cross_a_hand_over_once_and_survive_a_kill() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let server = support::apiserver().await;
+    let admin = server.client().unwrap();
+    let root = support::tempdir();
+    let plugins = root.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(
+        support::guest("deployment-handler"),
+        plugins.join("deployment-handler.wasm"),
+    )
+    .unwrap();
+    let kubeconfig = root.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let api: Api<Deployment> = Api::namespaced(admin.clone(), "default");
+
+    let a = Host::start("events-a", root.path(), &plugins, &kubeconfig);
+    until(
+        Duration::from_secs(60),
+        "one replica serves",
+        &[&a],
+        || async { a.readyz() == Some(200) },
+    )
+    .await;
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = write_deployments(api.clone(), written.clone(), stop.clone(), 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The join, with writes going on through it and after it.
+    let b = Host::start("events-b", root.path(), &plugins, &kubeconfig);
+    let both = [&a, &b];
+    until(
+        Duration::from_secs(60),
+        "a ring of two serves",
+        &both,
+        || async {
+            both.iter()
+                .all(|h| h.readyz() == Some(200) && h.metric("capstan_shard_members") == Some(2.0))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    let joined: Vec<(String, String)> = written.lock().unwrap().clone();
+    let count = |hosts: &[&Host], only: Option<&str>| {
+        let mut n: HashMap<(String, String), usize> = HashMap::new();
+        for (replica, uid, rv) in deliveries(hosts) {
+            if only.is_none_or(|o| o == replica) {
+                *n.entry((uid, rv)).or_default() += 1;
+            }
+        }
+        n
+    };
+    until(
+        Duration::from_secs(20),
+        "every change delivered",
+        &both,
+        || async {
+            let n = count(&both, None);
+            joined.iter().all(|w| n.contains_key(w))
+        },
+    )
+    .await;
+    // Late duplicates would show after a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n = count(&both, None);
+    let twice: Vec<_> = joined.iter().filter(|w| n.get(*w) != Some(&1)).collect();
+    assert!(
+        twice.is_empty(),
+        "{} of {} changes not delivered exactly once across the join: {:?}",
+        twice.len(),
+        joined.len(),
+        &twice[..twice.len().min(5)]
+    );
+    let by_b = count(&[&b], Some("events-b")).len();
+    assert!(
+        by_b > 0 && by_b < joined.len(),
+        "b delivered {by_b} of {}",
+        joined.len()
+    );
+
+    // A SIGKILL while writes go on: the survivor takes the dead one's share.
+    let from = written.lock().unwrap().len();
+    stop.store(false, Ordering::SeqCst);
+    let writer = write_deployments(api.clone(), written.clone(), stop.clone(), from);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut b = b;
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let killed = written.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(LEASE_SECONDS + 2)).await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    let all: Vec<(String, String)> = written.lock().unwrap().clone();
+    until(
+        Duration::from_secs(LEASE_SECONDS + 10),
+        "every change after the kill delivered by the survivor, and none lost before it",
+        &[&a],
+        || async {
+            let (by_a, any) = (count(&[&a], None), count(&[&a, &b], None));
+            all[killed..].iter().all(|w| by_a.contains_key(w))
+                && all[from..killed].iter().all(|w| any.contains_key(w))
+        },
+    )
+    .await;
     drop((a, b));
     server.shutdown().await.unwrap();
 }
