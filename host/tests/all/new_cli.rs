@@ -3,7 +3,9 @@
 //!
 //! Rust projects are tested natively and built for wasm32-wasip2 in `<target>/scaffold`, in the
 //! dev profile without debug info (the test guests' build cannot be reused: a scaffold's SDK has
-//! no `crd` feature, so its dependencies' features differ). Python and JavaScript projects need their
+//! no `crd` feature, so its dependencies' features differ). They are generated afresh and synced
+//! into `<target>/scaffold-projects`, rewriting only what changed, so a rerun with an unchanged
+//! template rebuilds nothing. Python and JavaScript projects need their
 //! toolchain (as the Python and JavaScript examples do: missing, these tests say so and pass,
 //! unless `CAPSTAN_REQUIRE_TOOLCHAINS=1`); each kind's unit tests run, and the controller kind,
 //! whose code is the handler's and the reconciler's together, is built and checked.
@@ -85,6 +87,7 @@ fn checks(component: &Path, name: &str, world: &str) {
 #[test]
 fn rust_projects_pass_their_tests_build_and_check() {
     let dir = support::tempdir();
+    let projects = target().join("scaffold-projects");
     for kind in KINDS {
         let name = format!("hello-{kind}");
         let stdout = new(dir.path(), &name, kind, "rust");
@@ -98,13 +101,15 @@ fn rust_projects_pass_their_tests_build_and_check() {
             ],
             "the next three commands"
         );
-        let project = dir.path().join(&name);
+        let generated = dir.path().join(&name);
         // The versions the example guests are built and tested with.
         std::fs::copy(
             support::root().join("guests/Cargo.lock"),
-            project.join("Cargo.lock"),
+            generated.join("Cargo.lock"),
         )
         .unwrap();
+        let project = projects.join(&name);
+        sync(&generated, &project);
         // Natively and for wasm32-wasip2 in one target directory with one profile (dev, no debug
         // info), so the host-side half (the proc macros and build scripts) is built once.
         let scaffold = target().join("scaffold");
@@ -129,6 +134,35 @@ fn rust_projects_pass_their_tests_build_and_check() {
         );
         let component = scaffold.join(format!("wasm32-wasip2/debug/hello_{kind}.wasm"));
         checks(&component, &name, &format!("{kind}-plugin"));
+    }
+}
+
+/// Make `to` hold exactly the files of `from` (beside its `target` directory), writing only the
+/// files whose content differs, so that cargo finds an unchanged project fresh.
+fn sync(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(to).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if name != "target" && !from.join(name).exists() {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            sync(&entry.path(), &target);
+        } else {
+            let content = std::fs::read(entry.path()).unwrap();
+            if std::fs::read(&target).ok().as_ref() != Some(&content) {
+                std::fs::write(&target, content).unwrap();
+            }
+        }
     }
 }
 
