@@ -1,8 +1,14 @@
 //! Deletion: finalizers, propagation policies and garbage collection through ownerReferences.
 //!
-//! Simplifications: collection runs synchronously after each removal (no controller lag); a
-//! dependent is collected when none of its owners exist; Orphan strips the owner references right
-//! away instead of through an `orphan` finalizer.
+//! As kube-apiserver's registry (`shouldOrphanDependents`, `deletionFinalizersForGarbageCollection`)
+//! and kube-controller-manager's garbage collector (`attemptToDeleteItem`) do: an explicit policy
+//! wins, then an `orphan` or `foregroundDeletion` finalizer already on the object, then the kind's
+//! default (Orphan for `batch/v1` Jobs, Background for the rest); Orphan and Foreground work
+//! through their finalizers, which watchers see; a dependent none of whose owners exists (by
+//! kind, name and uid) is collected, and one with some live owners loses the dangling references.
+//!
+//! Simplification: the collector runs synchronously, after each removal and after each write of
+//! an object with owner references (no controller lag).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,11 +23,13 @@ use crate::store::ObjectKey;
 
 /// The finalizer that keeps an owner until its dependents are gone.
 pub const FOREGROUND: &str = "foregroundDeletion";
+/// The finalizer that keeps an owner until its dependents' references to it are removed.
+pub const ORPHAN: &str = "orphan";
 
 /// How dependents are handled when an owner is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Propagation {
-    /// Delete the owner now; dependents are collected afterwards (the default).
+    /// Delete the owner now; dependents are collected afterwards (the default of most kinds).
     #[default]
     Background,
     /// Delete dependents first; the owner waits with a `foregroundDeletion` finalizer.
@@ -39,6 +47,24 @@ pub enum GcError {
 }
 
 impl Propagation {
+    /// The policy of a delete that names none (`shouldOrphanDependents`): the object's own
+    /// `orphan` or `foregroundDeletion` finalizer, else its kind's default. Only `batch/v1` Jobs
+    /// (of the kinds served here) orphan by default, "for backwards compatibility"
+    /// (`jobStrategy.DefaultGarbageCollectionPolicy`).
+    #[must_use]
+    pub fn default_for(group: &str, version: &str, kind: &str, object: &Value) -> Self {
+        let fins = finalizers(object);
+        if fins.iter().any(|f| f == ORPHAN) {
+            Self::Orphan
+        } else if fins.iter().any(|f| f == FOREGROUND) {
+            Self::Foreground
+        } else if (group, version, kind) == ("batch", "v1", "Job") {
+            Self::Orphan
+        } else {
+            Self::Background
+        }
+    }
+
     /// Parses a `propagationPolicy`.
     ///
     /// # Errors
@@ -160,36 +186,31 @@ pub fn delete(
     policy: Propagation,
 ) -> Result<Arc<Value>, ApiError> {
     let owner_uid = uid(object).to_string();
-    if policy == Propagation::Orphan {
-        for (loc, dependent) in dependents_of(inner, &owner_uid) {
-            let mut updated = (*dependent).clone();
-            let refs: Vec<Value> = updated["metadata"]["ownerReferences"]
-                .as_array()
-                .map(|r| {
-                    r.iter()
-                        .filter(|r| r["uid"].as_str() != Some(owner_uid.as_str()))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            set_meta(&mut updated, "ownerReferences", Value::Array(refs));
-            put_raw(inner, &loc, updated)?;
+    if at.0 == NAMESPACE_RESOURCE {
+        if policy == Propagation::Orphan {
+            orphan_dependents(inner, &owner_uid)?;
+        }
+        if namespace::has_spec_finalizers(object) {
+            // A namespace turns Terminating; the namespace controller's pass (in `collect`)
+            // empties and then removes it.
+            let result = if is_deleting(object) {
+                Arc::new(object.clone())
+            } else {
+                put_raw(inner, at, namespace::mark(object))?
+            };
+            collect(inner)?;
+            return Ok(inner.store.get(&at.0, &at.1).cloned().unwrap_or(result));
         }
     }
-    if at.0 == NAMESPACE_RESOURCE && namespace::has_spec_finalizers(object) {
-        // A namespace turns Terminating; the namespace controller's pass (in `collect`) empties
-        // and then removes it.
-        let result = if is_deleting(object) {
-            Arc::new(object.clone())
-        } else {
-            put_raw(inner, at, namespace::mark(object))?
-        };
-        collect(inner)?;
-        return Ok(inner.store.get(&at.0, &at.1).cloned().unwrap_or(result));
-    }
-    let mut fins = finalizers(object);
-    if policy == Propagation::Foreground && !fins.iter().any(|f| f == FOREGROUND) {
-        fins.push(FOREGROUND.to_string());
+    // The policy's finalizer replaces the other's (`deletionFinalizersForGarbageCollection`).
+    let mut fins: Vec<String> = finalizers(object)
+        .into_iter()
+        .filter(|f| f != ORPHAN && f != FOREGROUND)
+        .collect();
+    match policy {
+        Propagation::Orphan if at.0 != NAMESPACE_RESOURCE => fins.push(ORPHAN.to_string()),
+        Propagation::Foreground => fins.push(FOREGROUND.to_string()),
+        _ => {}
     }
     let result = if fins.is_empty() {
         let removed = inner.remove_now(&at.0, &at.1)?;
@@ -201,8 +222,126 @@ pub fn delete(
         set_meta(&mut marked, "finalizers", json!(fins));
         put_raw(inner, at, marked)?
     };
+    if fins.iter().any(|f| f == ORPHAN) {
+        // The collector's part: the dependents lose their references, then the finalizer goes
+        // (and the object with it, if it was the last).
+        orphan_dependents(inner, &owner_uid)?;
+        release(inner, at, ORPHAN)?;
+    }
     collect(inner)?;
     Ok(result)
+}
+
+/// Removes the references to `owner_uid` from its dependents.
+fn orphan_dependents(inner: &mut Inner, owner_uid: &str) -> Result<(), ApiError> {
+    for (loc, dependent) in dependents_of(inner, owner_uid) {
+        let mut updated = (*dependent).clone();
+        let refs: Vec<Value> = updated["metadata"]["ownerReferences"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r["uid"].as_str() != Some(owner_uid))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        set_meta(&mut updated, "ownerReferences", Value::Array(refs));
+        put_raw(inner, &loc, updated)?;
+    }
+    Ok(())
+}
+
+/// Removes the collector's `finalizer` from the object at `at`, and the object with it when no
+/// finalizer is left and it is being deleted.
+fn release(inner: &mut Inner, at: &Located, finalizer: &str) -> Result<(), ApiError> {
+    let Some(current) = inner.store.get(&at.0, &at.1).cloned() else {
+        return Ok(());
+    };
+    let fins: Vec<String> = finalizers(&current)
+        .into_iter()
+        .filter(|f| f != finalizer)
+        .collect();
+    if fins.is_empty() && is_deleting(&current) {
+        inner.remove_now(&at.0, &at.1)?;
+    } else {
+        let mut released = (*current).clone();
+        set_meta(&mut released, "finalizers", json!(fins));
+        put_raw(inner, at, released)?;
+    }
+    Ok(())
+}
+
+/// The collector's look at the owners of the object just written at `at` (`attemptToDeleteItem`):
+/// an owner reference is live when an object of its kind and name (in the dependent's namespace,
+/// for a namespaced kind) has its uid, dangling when none has; references to kinds not served
+/// here are left alone. With no live owner the object is deleted (as its own `orphan` or
+/// `foregroundDeletion` finalizer says, else Background); with some, the dangling references are
+/// removed.
+///
+/// # Errors
+/// [`ApiError::Storage`] when a write is not durable.
+pub(crate) fn check_owners(inner: &mut Inner, at: &Located) -> Result<(), ApiError> {
+    let Some(object) = inner.store.get(&at.0, &at.1).cloned() else {
+        return Ok(());
+    };
+    let Some(refs) = object["metadata"]["ownerReferences"].as_array() else {
+        return Ok(());
+    };
+    if refs.is_empty() || is_deleting(&object) {
+        return Ok(());
+    }
+    let mut live = 0;
+    let mut dangling: Vec<&str> = Vec::new();
+    for r in refs {
+        let api_version = r["apiVersion"].as_str().unwrap_or_default();
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let kind = r["kind"].as_str().unwrap_or_default();
+        let Some(info) = inner
+            .registry
+            .all()
+            .find(|i| i.group == group && i.kind == kind)
+            .cloned()
+        else {
+            live += 1;
+            continue;
+        };
+        let namespace = if info.namespaced {
+            at.1.0.clone()
+        } else {
+            String::new()
+        };
+        let name = r["name"].as_str().unwrap_or_default().to_string();
+        let found = inner
+            .store
+            .get(&info.group_resource(), &(namespace, name))
+            .is_some_and(|owner| uid(owner) == r["uid"].as_str().unwrap_or_default());
+        if found {
+            live += 1;
+        } else {
+            dangling.push(r["uid"].as_str().unwrap_or_default());
+        }
+    }
+    if dangling.is_empty() {
+        return Ok(());
+    }
+    if live == 0 {
+        let policy = match finalizers(&object) {
+            f if f.iter().any(|f| f == ORPHAN) => Propagation::Orphan,
+            f if f.iter().any(|f| f == FOREGROUND) => Propagation::Foreground,
+            _ => Propagation::Background,
+        };
+        delete(inner, at, &object, policy)?;
+        return Ok(());
+    }
+    let kept: Vec<Value> = refs
+        .iter()
+        .filter(|r| !dangling.contains(&r["uid"].as_str().unwrap_or_default()))
+        .cloned()
+        .collect();
+    let mut updated = (*object).clone();
+    set_meta(&mut updated, "ownerReferences", Value::Array(kept));
+    put_raw(inner, at, updated)?;
+    Ok(())
 }
 
 /// Deletes one object as the garbage collector and the namespace controller do, with no cascade
@@ -396,5 +535,77 @@ mod tests {
         let marked = delete(&mut inner, &at, &owner, Propagation::Background).unwrap();
         assert!(is_deleting(&marked));
         assert_eq!(inner.store.list("configmaps", None, None).count(), 3);
+    }
+
+    #[test]
+    fn orphan_answers_the_owner_marked_and_keeps_its_other_finalizers() {
+        let (cluster, at) = setup();
+        let mut inner = cluster.lock();
+        let mut owner = (**inner.store.get("configmaps", &at.1).unwrap()).clone();
+        owner["metadata"]["finalizers"] = json!(["example.com/keep", FOREGROUND]);
+        inner
+            .store
+            .put("configmaps", at.1.clone(), owner.clone())
+            .unwrap();
+        let answered = delete(&mut inner, &at, &owner, Propagation::Orphan).unwrap();
+        assert!(is_deleting(&answered));
+        assert_eq!(finalizers(&answered), ["example.com/keep", ORPHAN]);
+        // The collector's part is done: references gone, its finalizer gone, the other stays.
+        let stored = inner.store.get("configmaps", &at.1).unwrap().clone();
+        assert_eq!(finalizers(&stored), ["example.com/keep"]);
+        let dep = ("default".to_owned(), "dep".to_owned());
+        assert!(owner_uids(inner.store.get("configmaps", &dep).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn the_default_policy_comes_from_finalizers_then_the_kind() {
+        let plain = json!({"metadata": {}});
+        let with = |f: &str| json!({"metadata": {"finalizers": [f]}});
+        assert_eq!(
+            Propagation::default_for("batch", "v1", "Job", &plain),
+            Propagation::Orphan
+        );
+        assert_eq!(
+            Propagation::default_for("apps", "v1", "Deployment", &plain),
+            Propagation::Background
+        );
+        assert_eq!(
+            Propagation::default_for("", "v1", "ConfigMap", &with(ORPHAN)),
+            Propagation::Orphan
+        );
+        assert_eq!(
+            Propagation::default_for("batch", "v1", "Job", &with(FOREGROUND)),
+            Propagation::Foreground
+        );
+    }
+
+    #[test]
+    fn dangling_owners_are_collected_or_dropped() {
+        let (cluster, _) = setup();
+        let mut inner = cluster.lock();
+        let refs = |uids: &[(&str, &str)]| {
+            json!(uids
+                .iter()
+                .map(|(name, uid)| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": uid}))
+                .collect::<Vec<_>>())
+        };
+        let mut put = |name: &str, owners: Value| {
+            let mut object = cm(name, &format!("uid-{name}"), None);
+            object["metadata"]["ownerReferences"] = owners;
+            let at: Located = ("configmaps".into(), ("default".into(), name.into()));
+            inner.store.put(&at.0, at.1.clone(), object).unwrap();
+            check_owners(&mut inner, &at).unwrap();
+            inner.store.get(&at.0, &at.1).cloned()
+        };
+        // A missing owner, and an owner of that name with another uid: both dangle.
+        assert!(put("a", refs(&[("nobody", "u9")])).is_none());
+        assert!(put("b", refs(&[("owner", "not-u1")])).is_none());
+        // One live owner keeps it; the dangling reference goes.
+        let kept = put("c", refs(&[("nobody", "u9"), ("owner", "u1")])).unwrap();
+        assert_eq!(owner_uids(&kept), ["u1"]);
+        // Kinds not served here are left alone.
+        let unknown =
+            json!([{"apiVersion": "example.com/v1", "kind": "Nowhere", "name": "n", "uid": "u"}]);
+        assert!(put("d", unknown).is_some());
     }
 }

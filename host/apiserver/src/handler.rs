@@ -981,10 +981,27 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
     let policy = query
         .get("propagationPolicy")
         .or_else(|| body["propagationPolicy"].as_str());
-    let propagation = match policy {
-        Some(p) => Propagation::parse(p).map_err(|e| ApiError::BadRequest(e.to_string()))?,
-        None if body["orphanDependents"].as_bool() == Some(true) => Propagation::Orphan,
-        None => Propagation::Background,
+    let orphan = body["orphanDependents"].as_bool();
+    let propagation = match (policy, orphan) {
+        // `ValidateDeleteOptions`.
+        (Some(p), Some(_)) => {
+            return Err(ApiError::Invalid {
+                kind: "DeleteOptions".into(),
+                group: "meta.k8s.io".into(),
+                name: String::new(),
+                causes: vec![crate::error::FieldCause::invalid(
+                    "propagationPolicy",
+                    p,
+                    "orphanDependents and deletionPropagation cannot be both set",
+                )],
+            });
+        }
+        (Some(p), None) => {
+            Some(Propagation::parse(p).map_err(|e| ApiError::BadRequest(e.to_string()))?)
+        }
+        (None, Some(true)) => Some(Propagation::Orphan),
+        (None, Some(false)) => Some(Propagation::Background),
+        (None, None) => None,
     };
     let dry_run = query.get("dryRun") == Some("All")
         || body["dryRun"]
@@ -1080,7 +1097,22 @@ mod tests {
         let q = Query(parse_query("propagationPolicy=Orphan"));
         assert_eq!(
             delete_options(&q, b"").unwrap().propagation,
-            Propagation::Orphan
+            Some(Propagation::Orphan)
+        );
+        let none = Query(HashMap::new());
+        assert_eq!(delete_options(&none, b"").unwrap().propagation, None);
+        assert_eq!(
+            delete_options(&none, br#"{"orphanDependents":false}"#)
+                .unwrap()
+                .propagation,
+            Some(Propagation::Background)
+        );
+        let both = delete_options(&q, br#"{"orphanDependents":true}"#).unwrap_err();
+        assert_eq!(both.code(), 422);
+        assert_eq!(
+            both.to_string(),
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Invalid value: \"Orphan\": \
+             orphanDependents and deletionPropagation cannot be both set"
         );
         let q = Query(HashMap::new());
         let opts = delete_options(
@@ -1088,7 +1120,7 @@ mod tests {
             br#"{"propagationPolicy":"Foreground","preconditions":{"uid":"u"}}"#,
         )
         .unwrap();
-        assert_eq!(opts.propagation, Propagation::Foreground);
+        assert_eq!(opts.propagation, Some(Propagation::Foreground));
         assert_eq!(opts.uid.as_deref(), Some("u"));
         assert!(delete_options(&q, b"{").is_err());
     }

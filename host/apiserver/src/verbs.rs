@@ -184,8 +184,9 @@ pub enum ReadAt {
 /// Options of a delete.
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
-    /// How dependents are handled.
-    pub propagation: Propagation,
+    /// How dependents are handled, if the request says (else the object's finalizers and its
+    /// kind decide: [`Propagation::default_for`]).
+    pub propagation: Option<Propagation>,
     /// `preconditions.uid`.
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
@@ -886,7 +887,26 @@ fn commit_update(
         gc::collect(inner)?;
         return Ok(removed.unwrap_or_else(|| Arc::new(object)));
     }
-    inner.put(&target.info, key, object)
+    let stored = inner.put(&target.info, key.clone(), object)?;
+    check_owners(inner, target, key, &stored)?;
+    Ok(stored)
+}
+
+/// After a write of an object with owner references, the garbage collector's look at them
+/// ([`gc::check_owners`]). The writer is answered with the object as written.
+fn check_owners(
+    inner: &mut Inner,
+    target: &Target,
+    key: ObjectKey,
+    stored: &Value,
+) -> Result<(), ApiError> {
+    if stored["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty())
+    {
+        gc::check_owners(inner, &(target.info.group_resource(), key))?;
+    }
+    Ok(())
 }
 
 impl Cluster {
@@ -1012,7 +1032,8 @@ impl Cluster {
         if opts.dry_run {
             return Ok(Arc::new(object));
         }
-        let stored = inner.put(&target.info, key, object)?;
+        let stored = inner.put(&target.info, key.clone(), object)?;
+        check_owners(&mut inner, target, key, &stored)?;
         self.notify(inner.store.resource_version());
         Ok(stored)
     }
@@ -1182,7 +1203,11 @@ impl Cluster {
         }
         let stored = match old {
             Some(old) if !created => commit_update(inner, target, key, old, object)?,
-            _ => inner.put(&target.info, key, object)?,
+            _ => {
+                let stored = inner.put(&target.info, key.clone(), object)?;
+                check_owners(inner, target, key, &stored)?;
+                stored
+            }
         };
         self.notify(inner.store.resource_version());
         Ok((stored, created))
@@ -1233,7 +1258,11 @@ impl Cluster {
         if opts.dry_run {
             return Ok(old);
         }
-        let result = gc::delete(&mut inner, &(gr, key), &old, opts.propagation)?;
+        let info = &target.info;
+        let policy = opts.propagation.unwrap_or_else(|| {
+            Propagation::default_for(&info.group, &info.version, &info.kind, &old)
+        });
+        let result = gc::delete(&mut inner, &(gr, key), &old, policy)?;
         self.notify(inner.store.resource_version());
         Ok(result)
     }
