@@ -33,6 +33,7 @@ pub mod proto_json;
 pub mod protobuf;
 pub mod resource;
 pub mod reviews;
+pub mod root_ca;
 pub mod scale;
 pub mod schema;
 pub mod selector;

@@ -41,13 +41,21 @@ pub const DEFAULT_POD_READY_DELAY: Duration = Duration::from_secs(1);
 
 /// Runs passes until `shutdown` turns true: after every change of the store, and when a Pending
 /// Pod is due to become Ready.
+///
+/// The root CA publisher ([`crate::root_ca`]) runs with them, publishing `ca` (PEM).
 pub async fn run(
     cluster: Arc<Cluster>,
     ready_delay: Duration,
+    ca: Arc<str>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut changes = cluster.subscribe();
+    let options = WriteOptions {
+        manager: MANAGER.to_owned(),
+        ..WriteOptions::default()
+    };
     loop {
+        crate::root_ca::pass(&cluster, &ca, &options);
         let due = pass(&cluster, ready_delay, Utc::now());
         let wake = async {
             match due {
