@@ -21,6 +21,7 @@ pub mod discovery;
 pub mod error;
 pub mod fieldpath;
 pub mod fieldtype;
+pub mod format;
 pub mod gc;
 pub mod handler;
 pub mod logs;

@@ -10,8 +10,9 @@
 //! <message>` (the `messageExpression`'s string when it gives one, else `message`, else `failed
 //! rule: <rule>`), its `reason` and `fieldPath` respected.
 //!
-//! Not carried out: `format` checks other than what `type` implies, the Kubernetes CEL libraries
-//! beyond the standard one (`quantity()`, `url()`, `isSorted()`...), and the cost limits.
+//! String `format`s are checked by [`crate::format`]. Not carried out: the Kubernetes CEL
+//! libraries beyond the standard one (`quantity()`, `url()`, `isSorted()`...), and the cost
+//! limits.
 
 use serde_json::{Value, json};
 
@@ -422,6 +423,14 @@ fn validate(schema: &Value, value: &Value, path: &str, root: bool, errs: &mut Ve
                 path,
                 usize::try_from(max).unwrap_or(usize::MAX),
             ));
+        }
+        if let Some(format) = schema.get("format").and_then(Value::as_str)
+            && !crate::format::valid(format, s)
+        {
+            invalid(
+                errs,
+                format!("{path} in body must be of type {format}: {s:?}"),
+            );
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
             match regex::Regex::new(pattern) {
