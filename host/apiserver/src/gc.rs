@@ -481,6 +481,17 @@ mod tests {
         )
     }
 
+    /// The object at `at`, stored again with `finalizers`.
+    fn finalized(inner: &mut Inner, at: &Located, finalizers: Value) -> Value {
+        let mut object = (**inner.store.get(&at.0, &at.1).unwrap()).clone();
+        object["metadata"]["finalizers"] = finalizers;
+        inner
+            .store
+            .put(&at.0, at.1.clone(), object.clone())
+            .unwrap();
+        object
+    }
+
     #[test]
     fn background_cascades() {
         let (cluster, at) = setup();
@@ -526,12 +537,7 @@ mod tests {
     fn finalizer_keeps_object() {
         let (cluster, at) = setup();
         let mut inner = cluster.lock();
-        let mut owner = (**inner.store.get("configmaps", &at.1).unwrap()).clone();
-        owner["metadata"]["finalizers"] = json!(["example.com/keep"]);
-        inner
-            .store
-            .put("configmaps", at.1.clone(), owner.clone())
-            .unwrap();
+        let owner = finalized(&mut inner, &at, json!(["example.com/keep"]));
         let marked = delete(&mut inner, &at, &owner, Propagation::Background).unwrap();
         assert!(is_deleting(&marked));
         assert_eq!(inner.store.list("configmaps", None, None).count(), 3);
@@ -541,12 +547,7 @@ mod tests {
     fn orphan_answers_the_owner_marked_and_keeps_its_other_finalizers() {
         let (cluster, at) = setup();
         let mut inner = cluster.lock();
-        let mut owner = (**inner.store.get("configmaps", &at.1).unwrap()).clone();
-        owner["metadata"]["finalizers"] = json!(["example.com/keep", FOREGROUND]);
-        inner
-            .store
-            .put("configmaps", at.1.clone(), owner.clone())
-            .unwrap();
+        let owner = finalized(&mut inner, &at, json!(["example.com/keep", FOREGROUND]));
         let answered = delete(&mut inner, &at, &owner, Propagation::Orphan).unwrap();
         assert!(is_deleting(&answered));
         assert_eq!(finalizers(&answered), ["example.com/keep", ORPHAN]);

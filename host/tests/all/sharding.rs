@@ -101,23 +101,31 @@ impl Host {
 /// One reconcile from an audit log: replica, uid, start, end (monotonic ns).
 type Interval = (String, String, u64, u64);
 
-fn audit(hosts: &[&Host]) -> Vec<Interval> {
+/// Every line of the replicas' audit logs, with the replica that wrote it.
+fn audit_lines(hosts: &[&Host]) -> Vec<(&'static str, String)> {
     hosts
         .iter()
         .flat_map(|h| {
             std::fs::read_to_string(&h.audit)
                 .unwrap_or_default()
                 .lines()
-                .filter_map(|l| {
-                    let mut f = l.split(' ');
-                    Some((
-                        f.next()?.to_owned(),
-                        f.next()?.to_owned(),
-                        f.next()?.parse().ok()?,
-                        f.next()?.parse().ok()?,
-                    ))
-                })
+                .map(|l| (h.name, l.to_owned()))
                 .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn audit(hosts: &[&Host]) -> Vec<Interval> {
+    audit_lines(hosts)
+        .iter()
+        .filter_map(|(_, l)| {
+            let mut f = l.split(' ');
+            Some((
+                f.next()?.to_owned(),
+                f.next()?.to_owned(),
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+            ))
         })
         .collect()
 }
@@ -622,18 +630,11 @@ async fn sharded_replicas_recover_from_an_api_outage() {
 
 /// Every handler delivery in the replicas' audit logs: `(replica, uid, resourceVersion)`.
 fn deliveries(hosts: &[&Host]) -> Vec<(&'static str, String, String)> {
-    hosts
-        .iter()
-        .flat_map(|h| {
-            std::fs::read_to_string(&h.audit)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| {
-                    let f: Vec<&str> = l.split(' ').collect();
-                    (f.len() == 5 && f[1] == "event")
-                        .then(|| (h.name, f[3].to_owned(), f[4].to_owned()))
-                })
-                .collect::<Vec<_>>()
+    audit_lines(hosts)
+        .into_iter()
+        .filter_map(|(replica, l)| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() == 5 && f[1] == "event").then(|| (replica, f[3].to_owned(), f[4].to_owned()))
         })
         .collect()
 }
