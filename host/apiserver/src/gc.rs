@@ -235,19 +235,30 @@ pub fn delete(
 /// Removes the references to `owner_uid` from its dependents.
 fn orphan_dependents(inner: &mut Inner, owner_uid: &str) -> Result<(), ApiError> {
     for (loc, dependent) in dependents_of(inner, owner_uid) {
-        let mut updated = (*dependent).clone();
-        let refs: Vec<Value> = updated["metadata"]["ownerReferences"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .filter(|r| r["uid"].as_str() != Some(owner_uid))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        set_meta(&mut updated, "ownerReferences", Value::Array(refs));
-        put_raw(inner, &loc, updated)?;
+        drop_references(inner, &loc, &dependent, &[owner_uid])?;
     }
+    Ok(())
+}
+
+/// Stores `object` at `at` without its owner references to `uids`.
+fn drop_references(
+    inner: &mut Inner,
+    at: &Located,
+    object: &Value,
+    uids: &[&str],
+) -> Result<(), ApiError> {
+    let refs: Vec<Value> = object["metadata"]["ownerReferences"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter(|r| !uids.contains(&r["uid"].as_str().unwrap_or_default()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut updated = object.clone();
+    set_meta(&mut updated, "ownerReferences", Value::Array(refs));
+    put_raw(inner, at, updated)?;
     Ok(())
 }
 
@@ -333,15 +344,7 @@ pub(crate) fn check_owners(inner: &mut Inner, at: &Located) -> Result<(), ApiErr
         delete(inner, at, &object, policy)?;
         return Ok(());
     }
-    let kept: Vec<Value> = refs
-        .iter()
-        .filter(|r| !dangling.contains(&r["uid"].as_str().unwrap_or_default()))
-        .cloned()
-        .collect();
-    let mut updated = (*object).clone();
-    set_meta(&mut updated, "ownerReferences", Value::Array(kept));
-    put_raw(inner, at, updated)?;
-    Ok(())
+    drop_references(inner, at, &object, &dangling)
 }
 
 /// Deletes one object as the garbage collector and the namespace controller do, with no cascade
@@ -412,17 +415,7 @@ fn collect_dependents(inner: &mut Inner) -> Result<(), ApiError> {
             if is_dependent {
                 delete_one(inner, &loc, &object)?;
             } else {
-                let fins: Vec<String> = finalizers(&object)
-                    .into_iter()
-                    .filter(|f| f != FOREGROUND)
-                    .collect();
-                if fins.is_empty() {
-                    inner.remove_now(&loc.0, &loc.1)?;
-                } else {
-                    let mut released = object;
-                    set_meta(&mut released, "finalizers", json!(fins));
-                    put_raw(inner, &loc, released)?;
-                }
+                release(inner, &loc, FOREGROUND)?;
             }
         }
         if !changed {
