@@ -887,26 +887,25 @@ fn commit_update(
         gc::collect(inner)?;
         return Ok(removed.unwrap_or_else(|| Arc::new(object)));
     }
-    let stored = inner.put(&target.info, key.clone(), object)?;
-    check_owners(inner, target, key, &stored)?;
-    Ok(stored)
+    store_written(inner, target, key, object)
 }
 
-/// After a write of an object with owner references, the garbage collector's look at them
-/// ([`gc::check_owners`]). The writer is answered with the object as written.
-fn check_owners(
+/// Stores a created or updated object; when it has owner references, the garbage collector
+/// then looks at them ([`gc::check_owners`]). The writer is answered with the object as written.
+fn store_written(
     inner: &mut Inner,
     target: &Target,
     key: ObjectKey,
-    stored: &Value,
-) -> Result<(), ApiError> {
+    object: Value,
+) -> Result<Arc<Value>, ApiError> {
+    let stored = inner.put(&target.info, key.clone(), object)?;
     if stored["metadata"]["ownerReferences"]
         .as_array()
         .is_some_and(|r| !r.is_empty())
     {
         gc::check_owners(inner, &(target.info.group_resource(), key))?;
     }
-    Ok(())
+    Ok(stored)
 }
 
 impl Cluster {
@@ -1032,8 +1031,7 @@ impl Cluster {
         if opts.dry_run {
             return Ok(Arc::new(object));
         }
-        let stored = inner.put(&target.info, key.clone(), object)?;
-        check_owners(&mut inner, target, key, &stored)?;
+        let stored = store_written(&mut inner, target, key, object)?;
         self.notify(inner.store.resource_version());
         Ok(stored)
     }
@@ -1203,11 +1201,7 @@ impl Cluster {
         }
         let stored = match old {
             Some(old) if !created => commit_update(inner, target, key, old, object)?,
-            _ => {
-                let stored = inner.put(&target.info, key.clone(), object)?;
-                check_owners(inner, target, key, &stored)?;
-                stored
-            }
+            _ => store_written(inner, target, key, object)?,
         };
         self.notify(inner.store.resource_version());
         Ok((stored, created))
