@@ -6,10 +6,9 @@
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
-use crate::error::ApiError;
 use crate::gc;
 use crate::resource::NAMESPACE_RESOURCE;
-use crate::verbs::{Target, WriteOptions};
+use crate::workloads::Writes;
 
 /// The ConfigMap's name (`RootCACertConfigMapName`).
 pub const NAME: &str = "kube-root-ca.crt";
@@ -25,9 +24,9 @@ pub const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify t
 
 const CONFIG_MAPS: &str = "configmaps";
 
-/// One pass: create or put back the ConfigMap of every active namespace, writing only what
-/// differs (a pass that finds everything in place writes nothing).
-pub fn pass(cluster: &Cluster, ca: &str, options: &WriteOptions) {
+/// One pass: create or put back the ConfigMap of every active namespace through `writes`,
+/// writing only what differs (a pass that finds everything in place writes nothing).
+pub(crate) fn pass(cluster: &Cluster, ca: &str, writes: &mut Writes<'_>) {
     let work: Vec<(String, Option<Value>)> = {
         let inner = cluster.lock();
         inner
@@ -47,18 +46,11 @@ pub fn pass(cluster: &Cluster, ca: &str, options: &WriteOptions) {
             .collect()
     };
     for (namespace, existing) in work {
-        let Some(info) = cluster.lock().info(CONFIG_MAPS) else {
-            return;
-        };
-        let target = |name: Option<&str>| Target {
-            info: info.clone(),
-            namespace: Some(namespace.clone()),
-            name: name.map(str::to_owned),
-            subresource: None,
-        };
-        let result = match existing {
-            None => {
-                let object = json!({
+        match existing {
+            None => writes.create(
+                CONFIG_MAPS,
+                &namespace,
+                json!({
                     "apiVersion": "v1",
                     "kind": "ConfigMap",
                     "metadata": {
@@ -66,28 +58,13 @@ pub fn pass(cluster: &Cluster, ca: &str, options: &WriteOptions) {
                         "annotations": {DESCRIPTION_ANNOTATION: DESCRIPTION},
                     },
                     "data": {DATA_KEY: ca},
-                });
-                cluster.create(&target(None), object, options).map(drop)
-            }
+                }),
+            ),
             Some(mut cm) => {
                 cm["data"] = json!({DATA_KEY: ca});
                 cm["metadata"]["annotations"][DESCRIPTION_ANNOTATION] = json!(DESCRIPTION);
-                cluster.update(&target(Some(NAME)), cm, options).map(drop)
+                writes.update("put back", CONFIG_MAPS, cm);
             }
-        };
-        match result {
-            Ok(())
-            | Err(
-                ApiError::Conflict { .. }
-                | ApiError::NotFound { .. }
-                | ApiError::AlreadyExists { .. }
-                | ApiError::Forbidden { .. },
-            ) => {}
-            Err(error) => tracing::warn!(
-                error = %error,
-                namespace,
-                "root CA publisher: cannot write {NAME}"
-            ),
         }
     }
 }
@@ -106,8 +83,7 @@ mod tests {
     #[test]
     fn a_pass_publishes_to_every_namespace_then_writes_nothing() {
         let cluster = Cluster::open(None, 100).unwrap();
-        let options = WriteOptions::default();
-        pass(&cluster, "PEM", &options);
+        pass(&cluster, "PEM", &mut Writes::new(&cluster));
         let version = cluster.lock().store.resource_version();
         for ns in DEFAULT_NAMESPACES {
             let inner = cluster.lock();
@@ -117,10 +93,10 @@ mod tests {
                 .unwrap();
             assert!(in_place(cm, "PEM"), "{ns}: {cm}");
         }
-        pass(&cluster, "PEM", &options);
+        pass(&cluster, "PEM", &mut Writes::new(&cluster));
         assert_eq!(cluster.lock().store.resource_version(), version);
         // A new bundle (a new authority) is published over the old.
-        pass(&cluster, "PEM2", &options);
+        pass(&cluster, "PEM2", &mut Writes::new(&cluster));
         let inner = cluster.lock();
         let key = ("default".to_owned(), NAME.to_owned());
         assert!(in_place(

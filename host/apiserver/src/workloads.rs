@@ -50,12 +50,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut changes = cluster.subscribe();
-    let options = WriteOptions {
-        manager: MANAGER.to_owned(),
-        ..WriteOptions::default()
-    };
     loop {
-        crate::root_ca::pass(&cluster, &ca, &options);
+        crate::root_ca::pass(&cluster, &ca, &mut Writes::new(&cluster));
         let due = pass(&cluster, ready_delay, Utc::now());
         let wake = async {
             match due {
@@ -526,13 +522,13 @@ fn namespace(object: &Value) -> Option<&str> {
 
 /// The writes of one pass, through the verbs every client uses; a failure is logged with the
 /// object it concerns and left to the next pass.
-struct Writes<'a> {
+pub(crate) struct Writes<'a> {
     cluster: &'a Cluster,
     options: WriteOptions,
 }
 
 impl<'a> Writes<'a> {
-    fn new(cluster: &'a Cluster) -> Self {
+    pub(crate) fn new(cluster: &'a Cluster) -> Self {
         Self {
             cluster,
             options: WriteOptions {
@@ -583,7 +579,7 @@ impl<'a> Writes<'a> {
         }
     }
 
-    fn create(&mut self, gr: &str, namespace: &str, object: Value) {
+    pub(crate) fn create(&mut self, gr: &str, namespace: &str, object: Value) {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -617,18 +613,25 @@ impl<'a> Writes<'a> {
 
     /// Sets a ReplicaSet's `spec.replicas`.
     fn scale(&mut self, replica_set: &Value, replicas: i64) {
-        let (Some(namespace), Some(name)) = (namespace(replica_set), name(replica_set)) else {
-            return;
-        };
-        let Some(target) = self.target(REPLICA_SETS, namespace, Some(name), false) else {
-            return;
-        };
         let mut body = replica_set.clone();
         body["spec"]["replicas"] = json!(replicas);
         body["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
             json!(replicas.to_string());
+        self.update("scale", REPLICA_SETS, body);
+    }
+
+    /// Replaces an object with `body`, from the `resourceVersion` it carries (`what` names the
+    /// write in a warning).
+    pub(crate) fn update(&mut self, what: &str, gr: &str, body: Value) {
+        let (Some(namespace), Some(name)) = (namespace(&body), name(&body)) else {
+            return;
+        };
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        let Some(target) = self.target(gr, &namespace, Some(&name), false) else {
+            return;
+        };
         let result = self.cluster.update(&target, body, &self.options).map(drop);
-        self.report("scale", REPLICA_SETS, namespace, name, result);
+        self.report(what, gr, &namespace, &name, result);
     }
 
     fn delete(&mut self, gr: &str, object: &Value) {
