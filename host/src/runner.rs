@@ -842,7 +842,7 @@ async fn sharded_pump(
     let deliver = |c: InformerChange| {
         let meta = &c.object.metadata;
         gate.record_event(
-            &c.gvk.to_string(),
+            &c.gvk,
             meta.uid.as_deref().unwrap_or_default(),
             meta.resource_version.as_deref().unwrap_or_default(),
         );

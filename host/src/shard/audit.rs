@@ -56,7 +56,7 @@ impl Audit {
     }
 
     /// Record that the change of `kind` with resourceVersion `rv` to `uid` was delivered here.
-    pub fn record_event(&self, kind: &str, uid: &str, rv: &str) {
+    pub fn record_event(&self, kind: &impl std::fmt::Display, uid: &str, rv: &str) {
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = writeln!(file, "{} event {kind} {uid} {rv}", self.identity) {
             tracing::warn!(error = %e, "cannot write the shard audit log");

@@ -281,7 +281,7 @@ impl Gate {
 
     /// Record in the audit log, if any, that the change of `kind` with resourceVersion `rv` to
     /// the object `uid` was delivered to the handlers here.
-    pub fn record_event(&self, kind: &str, uid: &str, rv: &str) {
+    pub fn record_event(&self, kind: &impl std::fmt::Display, uid: &str, rv: &str) {
         if let Some(audit) = &self.inner.audit {
             audit.record_event(kind, uid, rv);
         }
