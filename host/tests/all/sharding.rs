@@ -188,6 +188,17 @@ async fn until<F: std::future::Future<Output = bool>>(
     }
 }
 
+/// Waits until every one of `hosts` is ready and sees a ring of exactly them.
+async fn ring_serves(hosts: &[&Host], bound: Duration) {
+    let what = format!("a ring of {} serves", hosts.len());
+    until(bound, &what, hosts, || async {
+        hosts.iter().all(|h| {
+            h.readyz() == Some(200) && h.metric("capstan_shard_members") == Some(hosts.len() as f64)
+        })
+    })
+    .await;
+}
+
 fn webapps(client: &kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
@@ -286,17 +297,7 @@ async fn sharded_throughput() {
         .map(|name| Host::start(name, root.path(), &plugins, &kubeconfig))
         .collect();
     let refs: Vec<&Host> = hosts.iter().collect();
-    until(
-        Duration::from_secs(120),
-        "replicas serve",
-        &refs,
-        || async {
-            hosts.iter().all(|h| {
-                h.readyz() == Some(200) && h.metric("capstan_shard_members") == Some(n as f64)
-            })
-        },
-    )
-    .await;
+    ring_serves(&refs, Duration::from_secs(120)).await;
     let started = Instant::now();
     create_webapps(&webapps(&admin), 0..webapps_n).await;
     until(
@@ -326,17 +327,7 @@ async fn three_replicas_share_a_thousand_webapps_and_hand_them_over_without_over
     let a = Host::start("shard-a", root.path(), &plugins, &kubeconfig);
     let b = Host::start("shard-b", root.path(), &plugins, &kubeconfig);
     let c = Host::start("shard-c", root.path(), &plugins, &kubeconfig);
-    until(
-        Duration::from_secs(120),
-        "three replicas serve",
-        &[&a, &b, &c],
-        || async {
-            [&a, &b, &c]
-                .iter()
-                .all(|h| h.readyz() == Some(200) && h.metric("capstan_shard_members") == Some(3.0))
-        },
-    )
-    .await;
+    ring_serves(&[&a, &b, &c], Duration::from_secs(120)).await;
 
     // 1 000 WebApps, 16 creates at a time.
     let created = Instant::now();
@@ -565,17 +556,7 @@ async fn sharded_replicas_recover_from_an_api_outage() {
     let a = Host::start("outage-a", root.path(), &plugins, &kubeconfig);
     let b = Host::start("outage-b", root.path(), &plugins, &kubeconfig);
     let hosts = [&a, &b];
-    until(
-        Duration::from_secs(120),
-        "two replicas serve",
-        &hosts,
-        || async {
-            hosts
-                .iter()
-                .all(|h| h.readyz() == Some(200) && h.metric("capstan_shard_members") == Some(2.0))
-        },
-    )
-    .await;
+    ring_serves(&hosts, Duration::from_secs(120)).await;
     let n = 40;
     create_webapps(&apps, 0..n).await;
     until(
@@ -723,16 +704,7 @@ async fn handler_events_cross_a_hand_over_once_and_survive_a_kill() {
     // The join, with writes going on through it and after it.
     let b = Host::start("events-b", root.path(), &plugins, &kubeconfig);
     let both = [&a, &b];
-    until(
-        Duration::from_secs(60),
-        "a ring of two serves",
-        &both,
-        || async {
-            both.iter()
-                .all(|h| h.readyz() == Some(200) && h.metric("capstan_shard_members") == Some(2.0))
-        },
-    )
-    .await;
+    ring_serves(&both, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
