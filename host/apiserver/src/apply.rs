@@ -70,7 +70,7 @@ pub enum ApplyError {
 }
 
 /// One `managedFields` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ManagedEntry {
     /// Manager name.
     pub manager: String,
@@ -83,7 +83,44 @@ pub struct ManagedEntry {
     /// `status` or empty.
     pub subresource: String,
     /// Owned fields.
-    pub fields: FieldSet,
+    fields: FieldSet,
+    /// `fields` as the `fieldsV1` tree it was read from, while they are unchanged: most writes
+    /// leave most entries alone, and encoding a set is a large part of a write's cost.
+    encoded: Option<Value>,
+}
+
+impl ManagedEntry {
+    /// The fields this manager owns.
+    #[must_use]
+    pub fn fields(&self) -> &FieldSet {
+        &self.fields
+    }
+
+    /// Keeps the owned fields `keep` accepts.
+    fn retain(&mut self, keep: impl FnMut(&FieldPath) -> bool) {
+        let before = self.fields.len();
+        self.fields.retain(keep);
+        if self.fields.len() != before {
+            self.encoded = None;
+        }
+    }
+
+    /// Adds owned fields.
+    fn extend(&mut self, paths: impl IntoIterator<Item = FieldPath>) {
+        let before = self.fields.len();
+        self.fields.extend(paths);
+        if self.fields.len() != before {
+            self.encoded = None;
+        }
+    }
+
+    /// Replaces the owned fields.
+    fn replace(&mut self, fields: FieldSet) {
+        if self.fields != fields {
+            self.fields = fields;
+            self.encoded = None;
+        }
+    }
 }
 
 /// Who writes, how and when.
@@ -497,43 +534,66 @@ fn remove_items(
 /// Reads `metadata.managedFields` (an entry whose `fieldsV1` does not parse owns nothing).
 #[must_use]
 pub fn read_managed(object: &Value) -> Vec<ManagedEntry> {
+    let mut managed = object["metadata"]["managedFields"].clone();
+    managed_entries(&mut managed)
+}
+
+/// Takes `metadata.managedFields` out of `object` (which [`write_managed`] puts back), as
+/// [`read_managed`] reads them, moving instead of copying what it can.
+fn take_managed(object: &mut Value) -> Vec<ManagedEntry> {
+    match object.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(meta) => managed_entries(&mut meta.remove("managedFields").unwrap_or_default()),
+        None => Vec::new(),
+    }
+}
+
+/// The entries of a `managedFields` list, their `fieldsV1` trees moved out of it.
+fn managed_entries(managed: &mut Value) -> Vec<ManagedEntry> {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    object["metadata"]["managedFields"]
-        .as_array()
-        .map(|entries| {
-            entries
-                .iter()
-                .map(|e| ManagedEntry {
-                    manager: text(&e["manager"]),
-                    operation: text(&e["operation"]),
-                    api_version: text(&e["apiVersion"]),
-                    time: text(&e["time"]),
-                    subresource: text(&e["subresource"]),
-                    fields: fieldpath::from_fields_v1(&e["fieldsV1"]).unwrap_or_default(),
-                })
-                .collect()
+    let Some(entries) = managed.as_array_mut() else {
+        return Vec::new();
+    };
+    entries
+        .iter_mut()
+        .map(|e| {
+            let fields = fieldpath::from_fields_v1(&e["fieldsV1"]);
+            ManagedEntry {
+                manager: text(&e["manager"]),
+                operation: text(&e["operation"]),
+                api_version: text(&e["apiVersion"]),
+                time: text(&e["time"]),
+                subresource: text(&e["subresource"]),
+                encoded: fields
+                    .is_ok()
+                    .then(|| e.get_mut("fieldsV1").map(Value::take))
+                    .flatten(),
+                fields: fields.unwrap_or_default(),
+            }
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// Writes `metadata.managedFields` (entries with no fields are dropped).
-pub fn write_managed(object: &mut Value, entries: &[ManagedEntry]) {
+pub fn write_managed(object: &mut Value, entries: Vec<ManagedEntry>) {
     let list: Vec<Value> = entries
-        .iter()
+        .into_iter()
         .filter(|e| !e.fields.is_empty())
         .map(|e| {
+            let fields_v1 = e
+                .encoded
+                .unwrap_or_else(|| fieldpath::to_fields_v1(&e.fields));
             let mut v = json!({
                 "manager": e.manager,
                 "operation": e.operation,
                 "apiVersion": e.api_version,
                 "time": e.time,
                 "fieldsType": "FieldsV1",
-                "fieldsV1": fieldpath::to_fields_v1(&e.fields),
+                "fieldsV1": fields_v1,
             });
             if !e.subresource.is_empty()
                 && let Some(map) = v.as_object_mut()
             {
-                map.insert("subresource".into(), Value::String(e.subresource.clone()));
+                map.insert("subresource".into(), Value::String(e.subresource));
             }
             v
         })
@@ -562,6 +622,7 @@ fn entry<'e>(
                 time: writer.now.to_string(),
                 subresource: writer.subresource.to_string(),
                 fields: FieldSet::new(),
+                encoded: None,
             });
             entries.len() - 1
         }
@@ -595,8 +656,8 @@ pub fn server_side_apply(
     force: bool,
 ) -> Result<Value, ApplyError> {
     let config = writer.scope.restrict(applied);
-    let mut entries = live.map(read_managed).unwrap_or_default();
-    let base = live.cloned().unwrap_or_else(|| json!({"metadata": {}}));
+    let mut base = live.cloned().unwrap_or_else(|| json!({"metadata": {}}));
+    let mut entries = take_managed(&mut base);
     let mut merged = merge(Some(base), &config, writer.types);
     let mut set = FieldSet::new();
     to_field_set(&config, writer.types, &mut Vec::new(), &mut set);
@@ -621,31 +682,30 @@ pub fn server_side_apply(
     let cmp = changes(live, &merged, writer);
     let mut conflicts = Vec::new();
     for e in entries.iter_mut().filter(|e| !writer.owns(e, "Apply")) {
-        let clashes: Vec<FieldPath> = e
-            .fields
-            .iter()
-            .filter(|p| cmp.modified.contains(*p) || cmp.added.contains(*p))
-            .cloned()
-            .collect();
+        let clashes = |p: &FieldPath| cmp.modified.contains(p) || cmp.added.contains(p);
         if force {
-            for p in &clashes {
-                e.fields.remove(p);
-            }
+            e.retain(|p| !clashes(p));
         } else {
-            conflicts.extend(clashes.iter().map(|p| FieldConflict {
-                manager: e.manager.clone(),
-                field: fieldpath::display(p),
-                update_api_version: (e.operation == "Update").then(|| e.api_version.clone()),
-                subresource: e.subresource.clone(),
-            }));
+            conflicts.extend(
+                e.fields
+                    .iter()
+                    .filter(|p| clashes(p))
+                    .map(|p| FieldConflict {
+                        manager: e.manager.clone(),
+                        field: fieldpath::display(p),
+                        update_api_version: (e.operation == "Update")
+                            .then(|| e.api_version.clone()),
+                        subresource: e.subresource.clone(),
+                    }),
+            );
         }
-        e.fields.retain(|p| !cmp.removed.contains(p));
+        e.retain(|p| !cmp.removed.contains(p));
     }
     if !conflicts.is_empty() {
         return Err(ApplyError::Conflict(conflicts));
     }
-    entry(&mut entries, writer, "Apply").fields = set;
-    write_managed(&mut merged, &entries);
+    entry(&mut entries, writer, "Apply").replace(set);
+    write_managed(&mut merged, entries);
     Ok(merged)
 }
 
@@ -656,18 +716,17 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, writer: &Writer<'_>) 
     let mut entries = old.map(read_managed).unwrap_or_default();
     let cmp = changes(old, new, writer);
     for e in &mut entries {
-        e.fields.retain(|p| !cmp.removed.contains(p));
+        e.retain(|p| !cmp.removed.contains(p));
         if !writer.owns(e, "Update") {
-            e.fields
-                .retain(|p| !cmp.modified.contains(p) && !cmp.added.contains(p));
+            e.retain(|p| !cmp.modified.contains(p) && !cmp.added.contains(p));
         }
     }
     if !cmp.modified.is_empty() || !cmp.added.is_empty() {
         let mine = entry(&mut entries, writer, "Update");
-        mine.fields.extend(cmp.modified);
-        mine.fields.extend(cmp.added);
+        mine.extend(cmp.modified);
+        mine.extend(cmp.added);
     }
-    write_managed(new, &entries);
+    write_managed(new, entries);
 }
 
 #[cfg(test)]
@@ -744,6 +803,24 @@ mod tests {
         let b = server_side_apply(Some(&a2), &cm(json!({"x": "1"})), &writer("b"), false).unwrap();
         let a3 = server_side_apply(Some(&b), &cm(json!({"z": "3"})), &writer("a"), false).unwrap();
         assert_eq!(a3["data"], json!({"x": "1", "z": "3"}));
+    }
+
+    #[test]
+    fn managed_fields_are_reencoded_exactly_when_they_change() {
+        let a =
+            server_side_apply(None, &cm(json!({"x": "1", "y": "2"})), &writer("a"), false).unwrap();
+        let b = server_side_apply(Some(&a), &cm(json!({"z": "3"})), &writer("b"), false).unwrap();
+        // b's apply left a's fields alone: its tree is carried over as read.
+        assert_eq!(managers(&b)[0], managers(&a)[0]);
+        // A forced apply takes y from a: a's tree is encoded again, without y.
+        let c = server_side_apply(Some(&b), &cm(json!({"y": "9"})), &writer("c"), true).unwrap();
+        let entries = read_managed(&c);
+        assert_eq!(entries[0].manager, "a");
+        assert_eq!(managers(&c)[0].1, json!({"f:data": {"f:x": {}}}));
+        for e in &entries {
+            let written = e.encoded.as_ref().expect("read back");
+            assert_eq!(*written, fieldpath::to_fields_v1(e.fields()));
+        }
     }
 
     #[test]

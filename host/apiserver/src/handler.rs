@@ -792,17 +792,7 @@ async fn resource(
                 ));
             }
             let api_version = info.api_version();
-            let items = page
-                .items
-                .iter()
-                .map(|o| {
-                    if o["apiVersion"].as_str() == Some(api_version.as_str()) {
-                        Cow::Borrowed(o.as_ref())
-                    } else {
-                        Cow::Owned(present(&info, o))
-                    }
-                })
-                .collect();
+            let items = page.items.iter().map(|o| present(&info, o)).collect();
             Ok(json_response(
                 StatusCode::OK,
                 &ListOut {
@@ -875,10 +865,7 @@ async fn resource(
                 return Ok(json_response(StatusCode::OK, &present(&info, &object)));
             }
             let deleted = cluster.delete_collection(&target, &query.list_options(&info)?, &opts)?;
-            let items = deleted
-                .iter()
-                .map(|o| Cow::Owned(present(&info, o)))
-                .collect();
+            let items = deleted.iter().map(|o| present(&info, o)).collect();
             let rv = cluster.lock().store.resource_version();
             let out = ListOut {
                 kind: &info.list_kind,

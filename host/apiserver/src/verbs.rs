@@ -1,5 +1,6 @@
 //! The API verbs on stored objects: get, list, create, update, patch, apply and delete.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -298,15 +299,22 @@ fn namespace_mismatch() -> ApiError {
     )
 }
 
-/// Sets `apiVersion` to the version served at the target (objects are stored once per resource).
+/// The object with the `apiVersion` served at the target and its kind (objects are stored once per
+/// resource), borrowed when it already has them.
 #[must_use]
-pub fn present(info: &ResourceInfo, object: &Value) -> Value {
+pub fn present<'a>(info: &ResourceInfo, object: &'a Value) -> Cow<'a, Value> {
+    let api_version = info.api_version();
+    if object["apiVersion"].as_str() == Some(api_version.as_str())
+        && object["kind"].as_str() == Some(info.kind.as_str())
+    {
+        return Cow::Borrowed(object);
+    }
     let mut out = object.clone();
     if let Some(map) = out.as_object_mut() {
-        map.insert("apiVersion".into(), Value::String(info.api_version()));
+        map.insert("apiVersion".into(), Value::String(api_version));
         map.insert("kind".into(), Value::String(info.kind.clone()));
     }
-    out
+    Cow::Owned(out)
 }
 
 fn meta(object: &mut Value) -> &mut Map<String, Value> {
@@ -414,14 +422,22 @@ fn label_causes(object: &Value) -> Vec<FieldCause> {
     causes
 }
 
-fn spec_of(object: &Value) -> Value {
-    let mut v = object.clone();
-    if let Some(map) = v.as_object_mut() {
-        for key in ["metadata", "status", "apiVersion", "kind"] {
-            map.remove(key);
-        }
-    }
-    v
+/// Whether `a` and `b` have the same spec: every top-level field but metadata, status, apiVersion
+/// and kind equal (what bumps `metadata.generation`).
+fn same_spec(a: &Value, b: &Value) -> bool {
+    equal_except(a, b, &["metadata", "status", "apiVersion", "kind"])
+}
+
+/// Whether `a` and `b` are equal but for the fields `skip` names (compared without copying).
+fn equal_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let kept = |m: &'_ Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .all(|(k, v)| b.get(k) == Some(v))
 }
 
 fn check_type(info: &ResourceInfo, body: &Value) -> Result<(), ApiError> {
@@ -823,12 +839,12 @@ fn prepare_update(
     .and_then(|unknown| opts.unknown_fields(&target.info, unknown))
     .map_err(|r| r.into_api_error(&target.info, &name))?;
     let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
-    let bumped = if spec_of(old) == spec_of(&out) {
+    let bumped = if same_spec(old, &out) {
         generation
     } else {
         generation + 1
     };
-    let old_meta = old["metadata"].as_object().cloned().unwrap_or_default();
+    let old_meta = &old["metadata"];
     let m = meta(&mut out);
     for key in [
         "name",
@@ -852,19 +868,19 @@ fn prepare_update(
     Ok(out)
 }
 
-/// `object` without what every write changes (resourceVersion, managed-fields timestamps): two
-/// versions equal under this are the same object.
-fn persisted_content(object: &Value) -> Value {
-    let mut v = object.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        if let Some(fields) = m.get_mut("managedFields").and_then(Value::as_array_mut) {
-            for f in fields.iter_mut().filter_map(Value::as_object_mut) {
-                f.remove("time");
-            }
+/// Whether two versions are the same object: equal but for what every write changes (the
+/// resourceVersion, managed-fields timestamps).
+fn same_persisted_content(a: &Value, b: &Value) -> bool {
+    let (am, bm) = (&a["metadata"], &b["metadata"]);
+    let same_managers = match (am.get("managedFields"), bm.get("managedFields")) {
+        (Some(Value::Array(x)), Some(Value::Array(y))) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal_except(x, y, &["time"]))
         }
-    }
-    v
+        (x, y) => x == y,
+    };
+    equal_except(a, b, &["metadata"])
+        && equal_except(am, bm, &["resourceVersion", "managedFields"])
+        && same_managers
 }
 
 /// Stores an updated object, removing it instead when it is being deleted and has no finalizers.
@@ -877,7 +893,7 @@ fn commit_update(
     old: &Value,
     object: Value,
 ) -> Result<Arc<Value>, ApiError> {
-    if persisted_content(old) == persisted_content(&object)
+    if same_persisted_content(old, &object)
         && let Some(stored) = inner.store.get(&target.info.group_resource(), &key)
     {
         return Ok(stored.clone());
@@ -1367,6 +1383,41 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn persisted_content_ignores_only_the_resource_version_and_managers_times() {
+        let a = json!({"kind": "ConfigMap", "metadata": {"name": "c", "resourceVersion": "1",
+            "managedFields": [{"manager": "m", "time": "t1", "fieldsV1": {"f:data": {}}}]},
+            "data": {"x": "1"}});
+        let mut b = a.clone();
+        b["metadata"]["resourceVersion"] = json!("2");
+        b["metadata"]["managedFields"][0]["time"] = json!("t2");
+        assert!(same_persisted_content(&a, &b));
+        for change in [
+            json!({"data": {"x": "2"}}),
+            json!({"metadata": {"labels": {"a": "b"}}}),
+            json!({"metadata": {"managedFields": [{"manager": "n"}]}}),
+            json!({"metadata": {"managedFields": null}}),
+            json!({"metadata": null}),
+            json!({"status": {}}),
+        ] {
+            let mut c = b.clone();
+            json_patch::merge(&mut c, &change);
+            assert!(!same_persisted_content(&a, &c), "{change}");
+            assert!(!same_persisted_content(&c, &a), "{change}");
+        }
+    }
+
+    #[test]
+    fn the_spec_is_everything_but_metadata_status_and_type() {
+        let a =
+            json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "a"}, "spec": {"x": 1}});
+        let b = json!({"metadata": {"name": "b"}, "status": {"s": 1}, "spec": {"x": 1}});
+        assert!(same_spec(&a, &b));
+        assert!(!same_spec(&a, &json!({"spec": {"x": 2}})));
+        assert!(!same_spec(&a, &json!({"spec": {"x": 1}, "data": {}})));
+        assert!(!same_spec(&json!({"spec": {"x": 1}, "data": {}}), &a));
+    }
 
     fn target(cluster: &Cluster, group: &str, plural: &str, name: Option<&str>) -> Target {
         let info = cluster.lock().registry.lookup(group, "v1", plural).unwrap();

@@ -1,6 +1,7 @@
 //! Watch streams: initial state, history replay from a resource version, live events, bookmarks,
 //! timeouts and the 410 `Expired` error that makes clients relist.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,14 +63,26 @@ impl WatchParams {
 
     fn encode(&self, event_type: &str, object: &Value) -> Bytes {
         let info = &self.target.info;
+        /// A watch event as the server encodes it (`metav1.WatchEvent`).
+        #[derive(serde::Serialize)]
+        struct Event<'a> {
+            #[serde(rename = "type")]
+            event_type: &'a str,
+            object: Cow<'a, Value>,
+        }
         let object = match self.table {
             Some(include) => {
                 let rv = object["metadata"]["resourceVersion"].clone();
-                table::table(info, &[object], json!({"resourceVersion": rv}), include)
+                Cow::Owned(table::table(
+                    info,
+                    &[object],
+                    json!({"resourceVersion": rv}),
+                    include,
+                ))
             }
             None => present(info, object),
         };
-        line(&json!({"type": event_type, "object": object}))
+        line(&Event { event_type, object })
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -84,7 +97,7 @@ impl WatchParams {
     }
 }
 
-fn line(value: &Value) -> Bytes {
+fn line(value: &impl serde::Serialize) -> Bytes {
     let mut out = serde_json::to_vec(value).unwrap_or_default();
     out.push(b'\n');
     Bytes::from(out)

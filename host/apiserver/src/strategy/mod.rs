@@ -128,11 +128,13 @@ fn decodes_as<T: DeserializeOwned>(
     object: &mut Value,
 ) -> Result<Vec<String>, Refusal> {
     let mut ignored: Vec<Vec<Step>> = Vec::new();
+    let trees = take_fields_v1(object);
     let decoded: Result<T, _> = serde_ignored::deserialize(&*object, |path| {
         let mut s = Vec::new();
         steps(&path, &mut s);
         ignored.push(s);
     });
+    put_back_fields_v1(object, trees);
     decoded.map_err(|e| {
         Refusal::Decode(format!(
             "{kind} in version {version:?} cannot be handled as a {kind}: {e}",
@@ -146,6 +148,38 @@ fn decodes_as<T: DeserializeOwned>(
         remove(object, path);
     }
     Ok(unknown)
+}
+
+/// Takes the `fieldsV1` trees out of the object's `managedFields` entries, with their positions.
+/// A `FieldsV1` holds any JSON value, so it can neither fail to decode nor hold unknown fields;
+/// decoding copies the whole tree, a large part of a write's decode.
+fn take_fields_v1(object: &mut Value) -> Vec<(usize, Value)> {
+    let Some(entries) = object
+        .pointer_mut("/metadata/managedFields")
+        .and_then(Value::as_array_mut)
+    else {
+        return Vec::new();
+    };
+    entries
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, e)| Some((i, e.as_object_mut()?.remove("fieldsV1")?)))
+        .collect()
+}
+
+/// Puts back what [`take_fields_v1`] took (decoding removes no entry, only unknown fields).
+fn put_back_fields_v1(object: &mut Value, trees: Vec<(usize, Value)>) {
+    let Some(entries) = object
+        .pointer_mut("/metadata/managedFields")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for (i, tree) in trees {
+        if let Some(e) = entries.get_mut(i).and_then(Value::as_object_mut) {
+            e.insert("fieldsV1".to_owned(), tree);
+        }
+    }
 }
 
 /// Base64 byte fields as Go stores them: Go's decoder skips `\r` and `\n` (line-wrapped base64, as
@@ -304,6 +338,30 @@ mod tests {
             d,
             json!({"metadata": {"name": "d"}, "spec": {"replicas": 2, "selector": null,
                 "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}})
+        );
+    }
+
+    #[test]
+    fn managed_fields_trees_are_kept_as_they_are_and_their_entries_still_checked() {
+        let registry = Registry::default();
+        let info = registry.lookup("apps", "v1", "deployments").unwrap();
+        let tree = json!({"f:spec": {"f:replicas": {}, "k:{\"x\":1}": {".": {}}}, "odd": [1]});
+        let mut d = json!({"metadata": {"name": "d", "managedFields": [
+            {"manager": "a", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": tree},
+            {"manager": "b", "operation": "Update", "bogus": 1, "fieldsV1": {"f:x": {}}}]}});
+        let unknown = decode(&info, &mut d).unwrap();
+        assert_eq!(unknown, ["metadata.managedFields[1].bogus"]);
+        assert_eq!(d["metadata"]["managedFields"][0]["fieldsV1"], tree);
+        assert_eq!(
+            d["metadata"]["managedFields"][1],
+            json!({"manager": "b", "operation": "Update", "fieldsV1": {"f:x": {}}})
+        );
+        let mut bad = json!({"metadata": {"name": "d", "managedFields": [
+            {"manager": 7, "fieldsV1": {"f:x": {}}}]}});
+        assert!(matches!(decode(&info, &mut bad), Err(Refusal::Decode(_))));
+        assert_eq!(
+            bad["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:x": {}})
         );
     }
 
