@@ -18,12 +18,13 @@ use crate::contract::{
     EventProcessStatus, EventStatus, Manifest, ObjectRef, PlanEntry, World,
 };
 use crate::informer::Selection;
-use crate::status::{self, Delivery, StatusMessage};
+use crate::status::{self, Delivery, StatusMessage, StatusReceiver};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::Notify;
 use wasmtime::component::{InstancePre, ResourceAny, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -177,6 +178,14 @@ pub struct HandlerOutcome {
     pub on_status_calls: usize,
     /// Failed `on-status` calls.
     pub on_status_errors: Vec<CallError>,
+}
+
+/// What consuming one event's status channel gave, as [`HandlerOutcome`] reports it.
+#[derive(Default)]
+struct Consumed {
+    statuses: Vec<(EventProcessStatus, Delivery)>,
+    calls: usize,
+    errors: Vec<CallError>,
 }
 
 struct Warm {
@@ -670,10 +679,12 @@ impl Plugin {
     /// Deliver one event to the handler, on an instance of its own, with a fresh status channel
     /// (capacity 5).
     ///
-    /// Statuses are consumed concurrently, calling `on-status` for each `send` and `send-close`, in
-    /// order, on a second instance that serves this event only. A channel the handler leaves open
-    /// is closed by the host when the handler returns, with a warning naming the plugin and the
-    /// object.
+    /// `on-status` is called for each `send` and `send-close`, in order, on the event's instance
+    /// once the handler has returned: one instantiation per event. A handler that fills the channel
+    /// and sends again waits until a status is consumed (seed 000): then the statuses are consumed
+    /// while it runs, on a second instance that serves this event only. A channel the handler
+    /// leaves open is closed by the host when the handler returns, with a warning naming the
+    /// plugin and the object.
     pub async fn handle(
         &self,
         object: &ObjectRef,
@@ -683,71 +694,96 @@ impl Plugin {
             return Err(self.not_exported(event.export()));
         }
         let (sender, mut receiver) = status::channel();
-        // Statuses are consumed concurrently with the handler call, in the same task: `send`
-        // waits only while 5 statuses are unconsumed, and no thread hop is paid per status.
-        let consume = async {
-            let (mut seen, mut calls, mut errors) = (Vec::new(), 0, Vec::new());
-            let mut instance = None;
-            while let Some(StatusMessage { status, delivery }) = receiver.recv().await {
-                if delivery.calls_on_status() {
-                    match self.on_status_in(&mut instance, object, &status).await {
-                        Ok(()) => calls += 1,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "on-status failed");
-                            errors.push(e);
-                        }
-                    }
-                }
-                seen.push((status, delivery));
-            }
-            (seen, calls, errors)
-        };
+        let mut consumed = Consumed::default();
+        let mut instance = None;
         let export = event.export();
+        let returned = Notify::new();
         let call = async {
-            self.call(
-                &mut None,
-                export,
-                Some(object),
-                Grants::default(),
-                move |w| {
-                    Box::pin(async move {
-                        let handler = guest_export(&w.handler, "handler")?;
-                        let res = w.store.data_mut().table().push(sender)?;
-                        let borrow = wasmtime::component::Resource::new_borrow(res.rep());
-                        let status = match &event {
-                            HandlerEvent::Added(obj) => {
-                                handler.call_added(&mut w.store, obj, borrow).await
-                            }
-                            HandlerEvent::Updated { new, old } => {
-                                handler.call_updated(&mut w.store, new, old, borrow).await
-                            }
-                            HandlerEvent::Deleted(obj) => {
-                                handler.call_deleted(&mut w.store, obj, borrow).await
-                            }
-                        };
-                        let mut sender = take_sender(w.store.data_mut().table(), res)?;
-                        let left_open = sender.close_if_open();
-                        drop(sender);
-                        Ok((status?, left_open))
-                    })
-                },
-            )
-            .await
+            let result = self
+                .call(
+                    &mut instance,
+                    export,
+                    Some(object),
+                    Grants::default(),
+                    move |w| {
+                        Box::pin(async move {
+                            let handler = guest_export(&w.handler, "handler")?;
+                            let res = w.store.data_mut().table().push(sender)?;
+                            let borrow = wasmtime::component::Resource::new_borrow(res.rep());
+                            let status = match &event {
+                                HandlerEvent::Added(obj) => {
+                                    handler.call_added(&mut w.store, obj, borrow).await
+                                }
+                                HandlerEvent::Updated { new, old } => {
+                                    handler.call_updated(&mut w.store, new, old, borrow).await
+                                }
+                                HandlerEvent::Deleted(obj) => {
+                                    handler.call_deleted(&mut w.store, obj, borrow).await
+                                }
+                            };
+                            let mut sender = take_sender(w.store.data_mut().table(), res)?;
+                            let left_open = sender.close_if_open();
+                            drop(sender);
+                            Ok((status?, left_open))
+                        })
+                    },
+                )
+                .await;
+            returned.notify_one();
+            result
+        };
+        // Statuses stay buffered while the handler runs, unless it waits on a full channel: then
+        // they are consumed beside it, in the same task (no thread hop per status).
+        let beside = async {
+            let mut second = None;
+            tokio::select! {
+                biased;
+                () = returned.notified() => {}
+                () = receiver.sender_waits() => {
+                    self.consume(&mut receiver, &mut second, object, &mut consumed).await;
+                }
+            }
         };
         // Whatever happens to the call, the sender goes with it (closed, or dropped with a failed
-        // instance), so the consumer ends once it has drained the channel.
-        let (result, (statuses, on_status_calls, on_status_errors)) = tokio::join!(call, consume);
+        // instance), so the channel ends once drained.
+        let (result, ()) = tokio::join!(call, beside);
+        // The rest on the event's own instance (a fresh one if the call failed and discarded it).
+        self.consume(&mut receiver, &mut instance, object, &mut consumed)
+            .await;
         let (status, left_open) = result?;
         if left_open {
             tracing::warn!(plugin = self.name(), object = %object, "handler left its status channel open; closed by the host");
         }
         Ok(HandlerOutcome {
             status,
-            statuses,
+            statuses: consumed.statuses,
             left_open,
-            on_status_calls,
-            on_status_errors,
+            on_status_calls: consumed.calls,
+            on_status_errors: consumed.errors,
         })
+    }
+
+    /// Consume `receiver` until it is closed and drained, calling `on-status` on the instance in
+    /// `slot` for each status that asks for it.
+    async fn consume(
+        &self,
+        receiver: &mut StatusReceiver,
+        slot: &mut Option<Warm>,
+        object: &ObjectRef,
+        consumed: &mut Consumed,
+    ) {
+        while let Some(StatusMessage { status, delivery }) = receiver.recv().await {
+            if delivery.calls_on_status() {
+                match self.on_status_in(slot, object, &status).await {
+                    Ok(()) => consumed.calls += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "on-status failed");
+                        consumed.errors.push(e);
+                    }
+                }
+            }
+            consumed.statuses.push((status, delivery));
+        }
     }
 
     /// Call `on-status` with a status of the event about `object`, on an instance of its own.

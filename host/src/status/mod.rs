@@ -4,7 +4,9 @@
 //! Here a second close is a typed [`ChannelError::Closed`], and the host closes a channel the handler
 //! left open when the handler returns (see [`StatusSender::close_if_open`]).
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc};
 
 /// The capacity of a status channel: `send` waits while this many statuses are unconsumed.
 pub const CAPACITY: usize = 5;
@@ -83,15 +85,41 @@ pub enum ChannelError {
 #[derive(Debug)]
 pub struct StatusSender {
     tx: Option<mpsc::Sender<StatusMessage>>,
+    /// Told when a send finds the channel full and waits.
+    blocked: Arc<Notify>,
 }
 
 /// The receiving end, consumed by the host.
-pub type StatusReceiver = mpsc::Receiver<StatusMessage>;
+#[derive(Debug)]
+pub struct StatusReceiver {
+    rx: mpsc::Receiver<StatusMessage>,
+    blocked: Arc<Notify>,
+}
 
 /// A new status channel with capacity [`CAPACITY`].
 pub fn channel() -> (StatusSender, StatusReceiver) {
     let (tx, rx) = mpsc::channel(CAPACITY);
-    (StatusSender { tx: Some(tx) }, rx)
+    let blocked = Arc::new(Notify::new());
+    (
+        StatusSender {
+            tx: Some(tx),
+            blocked: Arc::clone(&blocked),
+        },
+        StatusReceiver { rx, blocked },
+    )
+}
+
+impl StatusReceiver {
+    /// The next status; `None` once the channel is closed and drained.
+    pub async fn recv(&mut self) -> Option<StatusMessage> {
+        self.rx.recv().await
+    }
+
+    /// Resolves when a send has found the channel full and waits for this end to consume: a
+    /// consumer may leave the statuses buffered until then.
+    pub async fn sender_waits(&self) {
+        self.blocked.notified().await;
+    }
 }
 
 impl StatusSender {
@@ -102,9 +130,14 @@ impl StatusSender {
         delivery: Delivery,
     ) -> Result<(), ChannelError> {
         let tx = self.tx.as_ref().ok_or(ChannelError::Closed)?;
-        tx.send(StatusMessage { status, delivery })
-            .await
-            .map_err(|_| ChannelError::Expired)?;
+        match tx.try_send(StatusMessage { status, delivery }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                self.blocked.notify_one();
+                tx.send(message).await.map_err(|_| ChannelError::Expired)?;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(ChannelError::Expired),
+        }
         if delivery != Delivery::Send {
             self.tx = None;
         }
@@ -156,10 +189,28 @@ mod tests {
         )
         .await;
         assert!(blocked.is_err(), "the sixth send waits");
+        tokio::time::timeout(Duration::from_secs(1), rx.sender_waits())
+            .await
+            .expect("the receiver is told");
         rx.recv().await.unwrap();
         tx.deliver(EventProcessStatus::default(), Delivery::Send)
             .await
             .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_receiver_is_not_told_while_there_is_room() {
+        let (mut tx, rx) = channel();
+        for _ in 0..CAPACITY {
+            tx.deliver(EventProcessStatus::default(), Delivery::Send)
+                .await
+                .unwrap();
+        }
+        let told = tokio::time::timeout(Duration::from_secs(1), rx.sender_waits()).await;
+        assert!(
+            told.is_err(),
+            "a full channel alone does not wake the receiver"
+        );
     }
 
     #[tokio::test]

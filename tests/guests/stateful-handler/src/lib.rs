@@ -6,8 +6,9 @@
 //! - `added`, `updated` and `deleted` each send-close one status with the message
 //!   `calls=<n>`, the count including that call: always `calls=1` with a fresh instance per event
 //!   (a reused instance would report 2, 3, ...), and return `Completed`;
-//! - `on-status`, which runs on an instance of its own, logs `stateful-handler on-status` with
-//!   the field `calls=<n>` (`calls=1` on a fresh instance) and the `calls` message it received.
+//! - `on-status`, which runs on the event's instance after the handler returns, logs
+//!   `stateful-handler on-status` with the field `calls=<n>` (`calls=2`: the event's call and
+//!   this one) and the `calls` message it received.
 
 use capstan_sdk::k8s_openapi::api::apps::v1::Deployment;
 use capstan_sdk::{
