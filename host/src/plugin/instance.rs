@@ -24,7 +24,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::Notify;
 use wasmtime::component::{InstancePre, ResourceAny, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -697,56 +696,50 @@ impl Plugin {
         let mut consumed = Consumed::default();
         let mut instance = None;
         let export = event.export();
-        let returned = Notify::new();
-        let call = async {
-            let result = self
-                .call(
-                    &mut instance,
-                    export,
-                    Some(object),
-                    Grants::default(),
-                    move |w| {
-                        Box::pin(async move {
-                            let handler = guest_export(&w.handler, "handler")?;
-                            let res = w.store.data_mut().table().push(sender)?;
-                            let borrow = wasmtime::component::Resource::new_borrow(res.rep());
-                            let status = match &event {
-                                HandlerEvent::Added(obj) => {
-                                    handler.call_added(&mut w.store, obj, borrow).await
-                                }
-                                HandlerEvent::Updated { new, old } => {
-                                    handler.call_updated(&mut w.store, new, old, borrow).await
-                                }
-                                HandlerEvent::Deleted(obj) => {
-                                    handler.call_deleted(&mut w.store, obj, borrow).await
-                                }
-                            };
-                            let mut sender = take_sender(w.store.data_mut().table(), res)?;
-                            let left_open = sender.close_if_open();
-                            drop(sender);
-                            Ok((status?, left_open))
-                        })
-                    },
-                )
-                .await;
-            returned.notify_one();
-            result
-        };
-        // Statuses stay buffered while the handler runs, unless it waits on a full channel: then
-        // they are consumed beside it, in the same task (no thread hop per status).
-        let beside = async {
-            let mut second = None;
+        let result = {
+            let call = self.call(
+                &mut instance,
+                export,
+                Some(object),
+                Grants::default(),
+                move |w| {
+                    Box::pin(async move {
+                        let handler = guest_export(&w.handler, "handler")?;
+                        let res = w.store.data_mut().table().push(sender)?;
+                        let borrow = wasmtime::component::Resource::new_borrow(res.rep());
+                        let status = match &event {
+                            HandlerEvent::Added(obj) => {
+                                handler.call_added(&mut w.store, obj, borrow).await
+                            }
+                            HandlerEvent::Updated { new, old } => {
+                                handler.call_updated(&mut w.store, new, old, borrow).await
+                            }
+                            HandlerEvent::Deleted(obj) => {
+                                handler.call_deleted(&mut w.store, obj, borrow).await
+                            }
+                        };
+                        let mut sender = take_sender(w.store.data_mut().table(), res)?;
+                        let left_open = sender.close_if_open();
+                        drop(sender);
+                        Ok((status?, left_open))
+                    })
+                },
+            );
+            let mut call = std::pin::pin!(call);
+            // Statuses stay buffered while the handler runs, unless it waits on a full channel:
+            // then they are consumed beside it, in the same task (no thread hop per status). The
+            // sender goes with the call (closed, or dropped with a failed instance), so that
+            // consumer ends once the call has.
             tokio::select! {
                 biased;
-                () = returned.notified() => {}
+                result = &mut call => result,
                 () = receiver.sender_waits() => {
-                    self.consume(&mut receiver, &mut second, object, &mut consumed).await;
+                    let mut second = None;
+                    let consume = self.consume(&mut receiver, &mut second, object, &mut consumed);
+                    tokio::join!(call, consume).0
                 }
             }
         };
-        // Whatever happens to the call, the sender goes with it (closed, or dropped with a failed
-        // instance), so the channel ends once drained.
-        let (result, ()) = tokio::join!(call, beside);
         // The rest on the event's own instance (a fresh one if the call failed and discarded it).
         self.consume(&mut receiver, &mut instance, object, &mut consumed)
             .await;
