@@ -454,6 +454,40 @@ async fn of_two_unbound_files_the_first_file_name_keeps_the_name_in_either_order
     }
 }
 
+/// A change to the loaded file and a new rival in one batch: the rival takes the name, and the
+/// unchanged file read before that keeps the rejection that says why (seen in CI as a race).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_lost_its_name_in_the_same_batch_keeps_its_rejection() {
+    let echo = guest("echo-handler");
+    let plugins = tempdir();
+    let cache = tempdir();
+    let runtime = Runtime::new(RuntimeConfig::default().cache_dir(cache.path())).unwrap();
+    let reloader = Reloader::new(runtime, Registry::new(), plugins.path());
+    let (a, b) = (plugins.path().join("a.wasm"), plugins.path().join("b.wasm"));
+    capstan_tests::drop_in(&echo, &b);
+    assert_eq!(reloader.scan().await.unwrap().len(), 1);
+    capstan_tests::drop_in(&echo, &a);
+    let (out, into) = unloaded_then_loaded(
+        reloader
+            .sync_all([b.clone(), a.clone()])
+            .await
+            .try_into()
+            .unwrap_or_else(|e: Vec<_>| panic!("two events, got {}", e.len())),
+    );
+    assert_eq!(
+        (out.info().path.clone(), into.info().path.clone()),
+        (b.clone(), a.clone())
+    );
+    let view = reloader.registry().view();
+    let rejected = view.rejected.iter().find(|r| r.path == b);
+    assert!(
+        rejected.is_some_and(|r| r.reason.contains("also declared by")),
+        "b.wasm lost its name to a.wasm and says so: {:?}",
+        view.rejected
+    );
+    assert!(!view.rejected.iter().any(|r| r.path == a));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugins_directory_refuses_what_is_not_a_plugin_file_and_keeps_watching() {
     let plugins = tempdir();

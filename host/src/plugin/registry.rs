@@ -353,13 +353,19 @@ impl Registry {
         );
     }
 
-    /// The file at `path` is the version already loaded again: forget its rejection.
-    pub fn clear_rejection(&self, path: &Path) {
+    /// The file at `path` is the version already loaded again (content `hash`): forget its
+    /// rejection. Does nothing unless `path` still holds that content: a file unloaded since it
+    /// was read (another file took its name) keeps the rejection that says why.
+    pub fn clear_rejection(&self, path: &Path, hash: &str) {
         let mut st = self.lock();
-        st.rejected.remove(path);
-        if let Some(slot) = st.by_path.get_mut(path) {
-            slot.last_error = None;
+        let Some(slot) = st.by_path.get_mut(path) else {
+            return;
+        };
+        if slot.plugin.info().hash != hash {
+            return;
         }
+        slot.last_error = None;
+        st.rejected.remove(path);
     }
 
     /// Take the plugin of a removed file out. The files that lost its name to it are returned

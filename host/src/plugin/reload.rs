@@ -76,8 +76,8 @@ fn cores() -> usize {
 enum Prepared {
     /// Nothing is there: unload.
     Gone,
-    /// The content loaded already.
-    Unchanged,
+    /// The content loaded already, with its hash.
+    Unchanged(String),
     /// Refused.
     Rejected(LoadError),
     /// A valid plugin.
@@ -347,8 +347,9 @@ impl Reloader {
                 });
             }
         };
-        if self.registry.hash_at(path).as_deref() == Some(content_hash(&bytes).as_str()) {
-            return Prepared::Unchanged;
+        let hash = content_hash(&bytes);
+        if self.registry.hash_at(path).as_deref() == Some(hash.as_str()) {
+            return Prepared::Unchanged(hash);
         }
         match self.runtime.load_bytes(path, bytes).await {
             Ok(p) => Prepared::Ready(p),
@@ -377,8 +378,8 @@ impl Reloader {
                 }
                 (out.events, out.retry)
             }
-            Prepared::Unchanged => {
-                self.registry.clear_rejection(path);
+            Prepared::Unchanged(hash) => {
+                self.registry.clear_rejection(path, &hash);
                 (Vec::new(), Vec::new())
             }
             Prepared::Rejected(error) => {
