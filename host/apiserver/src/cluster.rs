@@ -11,6 +11,7 @@ use crate::authz::rbac::CLUSTER_ROLES;
 use crate::error::ApiError;
 use crate::logs::LogStore;
 use crate::resource::{CRD_RESOURCE, NAMESPACE_RESOURCE, Registry, ResourceInfo};
+use crate::service_accounts;
 use crate::store::{ObjectKey, Store, StoreError};
 
 /// Namespaces that always exist.
@@ -78,6 +79,16 @@ impl Cluster {
                 });
                 inner.store.put(NAMESPACE_RESOURCE, key, object)?;
             }
+        }
+        // The service account controller's first pass: namespaces loaded from the state
+        // directory hold `default` as well.
+        let namespaces: Vec<String> = inner
+            .store
+            .list(NAMESPACE_RESOURCE, None, None)
+            .map(|((_, name), _)| name.clone())
+            .collect();
+        for ns in namespaces {
+            service_accounts::ensure_default(&mut inner, &ns)?;
         }
         let rv = inner.store.resource_version();
         Ok(Self {
@@ -150,6 +161,10 @@ impl Inner {
         {
             tracing::warn!(%error, "CustomResourceDefinition is not served");
         }
+        if info.group_resource() == NAMESPACE_RESOURCE {
+            service_accounts::ensure_default(self, &key_of(&stored).1)
+                .map_err(ApiError::Storage)?;
+        }
         if info.group_resource() == CLUSTER_ROLES {
             aggregation::reconcile(self)?;
             if let Some(current) = self.store.get(CLUSTER_ROLES, &key_of(&stored)) {
@@ -177,6 +192,9 @@ impl Inner {
             return Ok(None);
         };
         self.removed_any = true;
+        if group_resource == service_accounts::RESOURCE && key.1 == service_accounts::DEFAULT {
+            service_accounts::ensure_default(self, &key.0).map_err(ApiError::Storage)?;
+        }
         if group_resource == CLUSTER_ROLES {
             aggregation::reconcile(self)?;
         }

@@ -348,7 +348,7 @@ fn random_suffix() -> String {
 
 /// A name from a `generateName` prefix, as apiserver's `SimpleNameGenerator` makes it: the prefix
 /// cut to [`MAX_GENERATED_PREFIX_LENGTH`] bytes (at a character boundary), then a random suffix.
-fn generated_name(prefix: &str) -> String {
+pub(crate) fn generated_name(prefix: &str) -> String {
     let mut end = prefix.len().min(MAX_GENERATED_PREFIX_LENGTH);
     while !prefix.is_char_boundary(end) {
         end -= 1;

@@ -303,6 +303,7 @@ fn qos_class(spec: &Map<String, Value>) -> &'static str {
 
 /// `SetDefaults_PodSpec`, with the defaults of its containers, volumes and probes.
 fn pod_spec_defaults(spec: &mut Map<String, Value>) {
+    service_account_alias(spec);
     default(spec, "dnsPolicy", json!("ClusterFirst"));
     default(spec, "restartPolicy", json!("Always"));
     object(spec, "securityContext");
@@ -315,6 +316,26 @@ fn pod_spec_defaults(spec: &mut Map<String, Value>) {
     }
     for volume in items(spec, "volumes") {
         volume_defaults(volume);
+    }
+}
+
+/// `serviceAccount`, the v1 alias of `serviceAccountName` (`DeprecatedServiceAccount`), as the
+/// conversions through the internal type treat it: read when `serviceAccountName` is empty,
+/// written from it (and left out when empty).
+fn service_account_alias(spec: &mut Map<String, Value>) {
+    let named = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+    };
+    match named(spec.get("serviceAccountName")).or_else(|| named(spec.get("serviceAccount"))) {
+        Some(name) => {
+            spec.insert("serviceAccountName".into(), json!(name));
+            spec.insert("serviceAccount".into(), json!(name));
+        }
+        None => {
+            spec.remove("serviceAccount");
+        }
     }
 }
 

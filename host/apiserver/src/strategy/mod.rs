@@ -37,6 +37,9 @@ pub(crate) enum Refusal {
     /// Field errors (answered 422 with `details.causes`).
     #[error("the object is invalid ({} field errors)", .0.len())]
     Invalid(Vec<FieldCause>),
+    /// An admission plugin refuses the pod (answered 403).
+    #[error(transparent)]
+    Forbidden(#[from] crate::pod_admission::AdmissionError),
 }
 
 /// Whether the kind is one Kubernetes itself defines (not a custom resource).
@@ -247,6 +250,9 @@ pub(crate) fn prepare(
         if old.is_none() && info.group == "batch" && info.kind == "Job" {
             defaults::job_selector(object);
         }
+        if info.group.is_empty() && info.kind == "Pod" {
+            crate::pod_admission::admit(inner, key.0, old, object)?;
+        }
         if info.group.is_empty() && info.kind == "Service" {
             let errs = validate::check(&info.group, &info.kind, old, object, change);
             if !errs.is_empty() {
@@ -287,6 +293,12 @@ impl Refusal {
     pub(crate) fn into_api_error(self, info: &ResourceInfo, name: &str) -> ApiError {
         match self {
             Self::Decode(message) => ApiError::BadRequest(message),
+            Self::Forbidden(error) => ApiError::Forbidden {
+                group: info.group.clone(),
+                resource: info.plural.clone(),
+                name: name.to_owned(),
+                message: error.to_string(),
+            },
             Self::Invalid(causes) => ApiError::Invalid {
                 kind: info.kind.clone(),
                 group: info.group.clone(),

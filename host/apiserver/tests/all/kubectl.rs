@@ -691,6 +691,38 @@ fn comparable(mut object: Value) -> Value {
         labels.retain(|k, _| !k.contains("controller-uid"));
     }
     if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+        // A pod's API access volume has a generated name (the ServiceAccount admission plugin).
+        let generated = |name: &mut Value| {
+            if name
+                .as_str()
+                .is_some_and(|n| n.starts_with("kube-api-access-"))
+            {
+                *name = Value::from("kube-api-access-*");
+            }
+        };
+        for volume in spec
+            .get_mut("volumes")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            generated(&mut volume["name"]);
+        }
+        for container in spec
+            .get_mut("containers")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for mount in container
+                .get_mut("volumeMounts")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                generated(&mut mount["name"]);
+            }
+        }
         spec.remove("clusterIP");
         spec.remove("clusterIPs");
         if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
