@@ -14,6 +14,8 @@
 //! libraries beyond the standard one (`quantity()`, `url()`, `isSorted()`...), and the cost
 //! limits.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use crate::cluster::Inner;
@@ -156,11 +158,12 @@ fn evaluate(
             _ => FieldCause::invalid_value(&field, &type_shown, detail),
         })
     };
-    let program = match cel::Program::compile(text) {
+    let env = crate::cel_library::env();
+    let program = match env.compile(text) {
         Ok(p) => p,
         Err(e) => return failed(format!("compilation failed: {e}")),
     };
-    let mut context = cel::Context::default();
+    let mut context = cel::Context::with_env(Arc::clone(&env));
     context.add_variable_from_value("self", cel_value(value));
     if transition {
         let old_value = old.map_or(cel::Value::Null, cel_value);
@@ -179,7 +182,7 @@ fn evaluate(
         let Some(expression) = rule.get("messageExpression").and_then(Value::as_str) else {
             return fixed();
         };
-        match cel::Program::compile(expression).map(|p| p.execute(&context)) {
+        match env.compile(expression).map(|p| p.execute(&context)) {
             Ok(Ok(cel::Value::String(m))) if !m.trim().is_empty() && !m.contains('\n') => {
                 m.to_string()
             }

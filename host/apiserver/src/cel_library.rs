@@ -1,0 +1,381 @@
+//! The CEL environment of CRD validation rules: cel's standard library with the libraries
+//! Kubernetes adds to it for every rule (`k8s.io/apiserver/pkg/cel/environment/base.go`, the
+//! parts a CRD rule can use): cel-go's strings extension at version 2 and sets extension, and
+//! Kubernetes' own lists and regex libraries (`k8s.io/apiserver/pkg/cel/library`).
+
+use std::cmp::Ordering;
+use std::sync::{Arc, LazyLock};
+
+use cel::common::types::{
+    CelBool, CelInt, CelList, CelString, DYN_TYPE, INT_TYPE, LIST_TYPE, STRING_TYPE,
+};
+use cel::common::value::{CowVal, Val};
+use cel::{Env, ExecutionError};
+
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(build()));
+
+/// The environment, built once.
+#[must_use]
+pub fn env() -> Arc<Env> {
+    Arc::clone(&ENV)
+}
+
+fn build() -> Env {
+    let mut env = Env::stdlib();
+    // The declarations are fixed and distinct, so a failure is a bug caught by the tests here.
+    let declared = cel::extensions::strings(&mut env)
+        .and_then(|()| lists(&mut env))
+        .and_then(|()| regex(&mut env))
+        .and_then(|()| sets(&mut env));
+    if let Err(error) = declared {
+        tracing::error!(%error, "the Kubernetes CEL libraries could not be declared");
+    }
+    env
+}
+
+/// Kubernetes' lists library: `isSorted`, `sum`, `min`, `max`, `indexOf`, `lastIndexOf`.
+fn lists(env: &mut Env) -> Result<(), cel::DeclarationError> {
+    env.add_member_overload("isSorted", "list_is_sorted", LIST_TYPE, vec![], is_sorted)?;
+    env.add_member_overload("sum", "list_sum", LIST_TYPE, vec![], sum)?;
+    env.add_member_overload("min", "list_min", LIST_TYPE, vec![], min)?;
+    env.add_member_overload("max", "list_max", LIST_TYPE, vec![], max)?;
+    env.add_member_overload(
+        "indexOf",
+        "list_index_of",
+        LIST_TYPE,
+        vec![DYN_TYPE],
+        index_of,
+    )?;
+    env.add_member_overload(
+        "lastIndexOf",
+        "list_last_index_of",
+        LIST_TYPE,
+        vec![DYN_TYPE],
+        last_index_of,
+    )?;
+    Ok(())
+}
+
+/// Kubernetes' regex library: `find` and `findAll` (with an optional limit).
+fn regex(env: &mut Env) -> Result<(), cel::DeclarationError> {
+    env.add_member_overload(
+        "find",
+        "string_find_string",
+        STRING_TYPE,
+        vec![STRING_TYPE],
+        find,
+    )?;
+    env.add_member_overload(
+        "findAll",
+        "string_find_all_string",
+        STRING_TYPE,
+        vec![STRING_TYPE],
+        find_all,
+    )?;
+    env.add_member_overload(
+        "findAll",
+        "string_find_all_string_int",
+        STRING_TYPE,
+        vec![STRING_TYPE, INT_TYPE],
+        find_all_n,
+    )?;
+    Ok(())
+}
+
+/// cel-go's sets extension: `sets.contains`, `sets.equivalent`, `sets.intersects`.
+fn sets(env: &mut Env) -> Result<(), cel::DeclarationError> {
+    let two_lists = || vec![LIST_TYPE, LIST_TYPE];
+    env.add_overload(
+        "sets.contains",
+        "list_sets_contains_list",
+        two_lists(),
+        sets_contains,
+    )?;
+    env.add_overload(
+        "sets.equivalent",
+        "list_sets_equivalent_list",
+        two_lists(),
+        sets_equivalent,
+    )?;
+    env.add_overload(
+        "sets.intersects",
+        "list_sets_intersects_list",
+        two_lists(),
+        sets_intersects,
+    )?;
+    Ok(())
+}
+
+fn take<'b, 'v, const N: usize>(
+    args: Vec<CowVal<'b, 'v>>,
+) -> Result<[CowVal<'b, 'v>; N], ExecutionError> {
+    args.try_into()
+        .map_err(|args: Vec<_>| ExecutionError::invalid_argument_count(N, args.len()))
+}
+
+/// A list's elements, borrowed.
+type Elements<'b, 'v> = Vec<&'b (dyn Val + 'v)>;
+
+/// The elements of a list argument.
+fn elements<'b, 'v>(
+    list: &'b (dyn Val + 'v),
+    function: &str,
+) -> Result<Elements<'b, 'v>, ExecutionError> {
+    let iterable = list.as_iterable().ok_or_else(|| {
+        ExecutionError::function_error(function, "expects a list receiver or argument")
+    })?;
+    let mut items = iterable.iter();
+    let mut out = Vec::new();
+    while let Some(item) = items.next() {
+        out.push(item);
+    }
+    Ok(out)
+}
+
+fn text<'b>(value: &'b dyn Val, function: &str) -> Result<&'b str, ExecutionError> {
+    value
+        .downcast_ref::<CelString>()
+        .map(CelString::inner)
+        .ok_or_else(|| ExecutionError::function_error(function, "expects a string"))
+}
+
+fn compare(a: &dyn Val, b: &dyn Val, function: &str) -> Result<Ordering, ExecutionError> {
+    a.as_comparer()
+        .ok_or_else(|| {
+            ExecutionError::function_error(function, "list elements must be comparable")
+        })?
+        .compare(b)
+}
+
+fn boolean<'b, 'v>(value: bool) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    Ok(CowVal::owned(CelBool::from(value)))
+}
+
+fn is_sorted<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [list] = take(args)?;
+    let items = elements(list.as_ref(), "isSorted")?;
+    for pair in items.windows(2) {
+        if compare(pair[0], pair[1], "isSorted")? == Ordering::Greater {
+            return boolean(false);
+        }
+    }
+    boolean(true)
+}
+
+/// The sum of the elements (ints, uints, doubles or durations); 0 for an empty list.
+fn sum<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [list] = take(args)?;
+    let items = elements(list.as_ref(), "sum")?;
+    let Some((first, rest)) = items.split_first() else {
+        return Ok(CowVal::owned(CelInt::from(0)));
+    };
+    let mut total: Box<dyn Val + 'v> = first.clone_as_boxed();
+    for item in rest {
+        let adder = total.as_adder().ok_or_else(|| {
+            ExecutionError::function_error("sum", "list elements must be summable")
+        })?;
+        let next = adder.add(*item)?.into_owned();
+        total = next;
+    }
+    Ok(CowVal::Owned(total))
+}
+
+fn extreme<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+    function: &str,
+    keep: Ordering,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [list] = take(args)?;
+    let items = elements(list.as_ref(), function)?;
+    let Some((first, rest)) = items.split_first() else {
+        return Err(ExecutionError::function_error(
+            function,
+            format!("{function}(list) called on empty list"),
+        ));
+    };
+    let mut best = *first;
+    for item in rest {
+        if compare(*item, best, function)? == keep {
+            best = *item;
+        }
+    }
+    Ok(CowVal::Owned(best.clone_as_boxed()))
+}
+
+fn min<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    extreme(args, "min", Ordering::Less)
+}
+
+fn max<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    extreme(args, "max", Ordering::Greater)
+}
+
+fn position<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+    function: &str,
+    last: bool,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [list, wanted] = take(args)?;
+    let items = elements(list.as_ref(), function)?;
+    let found = if last {
+        items.iter().rposition(|item| item.equals(wanted.as_ref()))
+    } else {
+        items.iter().position(|item| item.equals(wanted.as_ref()))
+    };
+    let index = found.map_or(-1, |i| i64::try_from(i).unwrap_or(i64::MAX));
+    Ok(CowVal::owned(CelInt::from(index)))
+}
+
+fn index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    position(args, "indexOf", false)
+}
+
+fn last_index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    position(args, "lastIndexOf", true)
+}
+
+fn pattern(source: &str, function: &str) -> Result<::regex::Regex, ExecutionError> {
+    ::regex::Regex::new(source).map_err(|e| ExecutionError::function_error(function, e))
+}
+
+/// The first match of the pattern, or "" when there is none.
+fn find<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [subject, regex] = take(args)?;
+    let re = pattern(text(regex.as_ref(), "find")?, "find")?;
+    let found = re
+        .find(text(subject.as_ref(), "find")?)
+        .map_or_else(String::new, |m| m.as_str().to_owned());
+    Ok(CowVal::owned(CelString::from(found)))
+}
+
+fn matches_upto<'b, 'v>(
+    subject: &CowVal<'b, 'v>,
+    regex: &CowVal<'b, 'v>,
+    limit: Option<usize>,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let re = pattern(text(regex.as_ref(), "findAll")?, "findAll")?;
+    let found: Vec<Box<dyn Val>> = re
+        .find_iter(text(subject.as_ref(), "findAll")?)
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|m| Box::new(CelString::from(m.as_str().to_owned())) as Box<dyn Val>)
+        .collect();
+    Ok(CowVal::owned(CelList::from(found)))
+}
+
+/// Every match of the pattern.
+fn find_all<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [subject, regex] = take(args)?;
+    matches_upto(&subject, &regex, None)
+}
+
+/// At most `n` matches (all when `n` is negative), as Go's `FindAllString`.
+fn find_all_n<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [subject, regex, n] = take(args)?;
+    let n = n
+        .as_ref()
+        .downcast_ref::<CelInt>()
+        .map(|i| *i.inner())
+        .ok_or_else(|| ExecutionError::function_error("findAll", "expects an int limit"))?;
+    matches_upto(&subject, &regex, usize::try_from(n).ok())
+}
+
+fn contains_all(outer: &[&dyn Val], inner: &[&dyn Val]) -> bool {
+    inner
+        .iter()
+        .all(|wanted| outer.iter().any(|have| have.equals(*wanted)))
+}
+
+fn two_lists<'b, 'v>(
+    args: &'b [CowVal<'b, 'v>; 2],
+    function: &str,
+) -> Result<(Elements<'b, 'v>, Elements<'b, 'v>), ExecutionError> {
+    Ok((
+        elements(args[0].as_ref(), function)?,
+        elements(args[1].as_ref(), function)?,
+    ))
+}
+
+/// Whether the first list holds every element of the second.
+fn sets_contains<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let args: [CowVal<'_, '_>; 2] = take(args)?;
+    let (a, b) = two_lists(&args, "sets.contains")?;
+    boolean(contains_all(&a, &b))
+}
+
+/// Whether each list holds every element of the other.
+fn sets_equivalent<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let args: [CowVal<'_, '_>; 2] = take(args)?;
+    let (a, b) = two_lists(&args, "sets.equivalent")?;
+    boolean(contains_all(&a, &b) && contains_all(&b, &a))
+}
+
+/// Whether the lists share an element.
+fn sets_intersects<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let args: [CowVal<'_, '_>; 2] = take(args)?;
+    let (a, b) = two_lists(&args, "sets.intersects")?;
+    boolean(a.iter().any(|x| b.iter().any(|y| x.equals(*y))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(expression: &str) -> Result<cel::Value, String> {
+        let env = env();
+        let program = env.compile(expression).map_err(|e| e.to_string())?;
+        let context = cel::Context::with_env(env);
+        program.execute(&context).map_err(|e| e.to_string())
+    }
+
+    fn truth(expression: &str) {
+        assert_eq!(eval(expression), Ok(cel::Value::Bool(true)), "{expression}");
+    }
+
+    #[test]
+    fn the_strings_extension() {
+        truth("'Hello'.lowerAscii() == 'hello' && 'a,b'.split(',') == ['a', 'b']");
+        truth("['a', 'b'].join('-') == 'a-b' && ' x '.trim() == 'x'");
+        truth(
+            "'abc'.indexOf('c') == 2 && 'abcabc'.lastIndexOf('b') == 4 && 'abc'.charAt(1) == 'b'",
+        );
+        truth("'abcd'.substring(1, 3) == 'bc' && 'aXa'.replace('a', 'b') == 'bXb'");
+        truth("'a'.upperAscii() == 'A' && strings.quote('x') == '\"x\"'");
+    }
+
+    #[test]
+    fn the_lists_library() {
+        truth("[1, 2, 3].isSorted() && ![2, 1].isSorted() && ['a', 'b'].isSorted()");
+        truth("[1, 2, 3].sum() == 6 && [].sum() == 0 && [1.5, 2.5].sum() == 4.0");
+        truth("[3, 1, 2].min() == 1 && [3, 1, 2].max() == 3 && ['b', 'a'].min() == 'a'");
+        truth("[1, 2, 1].indexOf(1) == 0 && [1, 2, 1].lastIndexOf(1) == 2 && [1].indexOf(5) == -1");
+        let empty = eval("[].min()").unwrap_err();
+        assert!(empty.contains("min(list) called on empty list"), "{empty}");
+    }
+
+    #[test]
+    fn the_regex_library() {
+        truth("'abc 123'.find('[0-9]+') == '123' && 'abc'.find('[0-9]+') == ''");
+        truth(
+            "'1 2 3'.findAll('[0-9]') == ['1', '2', '3'] && '1 2 3'.findAll('[0-9]', 2) == ['1', '2']",
+        );
+        truth("'1 2'.findAll('[0-9]', -1) == ['1', '2'] && '1 2'.findAll('[0-9]', 0) == []");
+        assert!(eval("'a'.find('(')").is_err());
+    }
+
+    #[test]
+    fn the_sets_extension() {
+        truth("sets.contains([1, 2, 3], [3, 1]) && !sets.contains([1], [2])");
+        truth("sets.equivalent([1, 2], [2, 1, 1]) && !sets.equivalent([1], [1, 2])");
+        truth("sets.intersects([1, 2], [2, 5]) && !sets.intersects([1], [])");
+    }
+
+    #[test]
+    fn every_library_is_declared() {
+        // A declaration conflict would leave a library out without failing the build.
+        let mut env = Env::stdlib();
+        cel::extensions::strings(&mut env).unwrap();
+        lists(&mut env).unwrap();
+        regex(&mut env).unwrap();
+        sets(&mut env).unwrap();
+    }
+}
