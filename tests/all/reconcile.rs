@@ -325,6 +325,23 @@ async fn webapp_is_reconciled_into_a_deployment_and_a_service() {
     assert_eq!(event.reporting_instance.as_deref(), Some("webapp"));
     assert_eq!(event.action.as_deref(), Some("Reconcile"));
     assert!(event.note.unwrap().starts_with("Ready is True"));
+    // The same Event, as `kubectl describe webapp shop` finds it: a core v1 Event selected by
+    // its involved object (one store behind both APIs, as on a cluster).
+    let described: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(env.client.clone(), "default");
+    let core = described
+        .list(&ListParams::default().fields("involvedObject.name=shop,reason=AllComponentsReady"))
+        .await
+        .unwrap()
+        .items;
+    assert!(!core.is_empty(), "no core v1 Event for shop");
+    assert_eq!(core[0].reporting_component.as_deref(), Some("capstan"));
+    assert!(
+        core[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("Ready is True"))
+    );
 
     // A spec change reaches the child; the app was Ready, so it is Updating.
     patch_spec(&webapps, "shop", json!({"replicas": 3})).await;

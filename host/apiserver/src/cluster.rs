@@ -152,9 +152,14 @@ impl Inner {
         key: ObjectKey,
         object: Value,
     ) -> Result<Arc<Value>, ApiError> {
+        let object = if crate::event_versions::is_events_api(info) {
+            crate::event_versions::to_core(object)
+        } else {
+            object
+        };
         let stored = self
             .store
-            .put(&info.group_resource(), key, object)
+            .put(&info.storage_resource(), key, object)
             .map_err(ApiError::Storage)?;
         if info.group_resource() == CRD_RESOURCE
             && let Err(error) = self.registry.set_crd(&stored)

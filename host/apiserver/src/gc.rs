@@ -324,7 +324,7 @@ pub(crate) fn check_owners(inner: &mut Inner, at: &Located) -> Result<(), ApiErr
         let name = r["name"].as_str().unwrap_or_default().to_string();
         let found = inner
             .store
-            .get(&info.group_resource(), &(namespace, name))
+            .get(&info.storage_resource(), &(namespace, name))
             .is_some_and(|owner| uid(owner) == r["uid"].as_str().unwrap_or_default());
         if found {
             live += 1;

@@ -169,6 +169,9 @@ impl Query {
         let fields = self.selector("fieldSelector")?;
         crate::selector::check_fields(&fields, &info.group, &info.kind)
             .map_err(ApiError::BadRequest)?;
+        if crate::event_versions::is_events_api(info) {
+            return Ok(fields.convert_keys(crate::event_versions::field_label));
+        }
         Ok(fields)
     }
 

@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod connection;
 pub mod discovery;
 pub mod error;
+pub mod event_versions;
 pub mod fieldpath;
 pub mod fieldtype;
 pub mod format;

@@ -92,13 +92,26 @@ impl ResourceInfo {
         }
     }
 
-    /// `plural` or `plural.group`: the storage key shared by all versions.
+    /// `plural` or `plural.group`: the resource's name in messages and authorization, and the
+    /// storage key shared by all its versions unless [`Self::storage_resource`] says otherwise.
     #[must_use]
     pub fn group_resource(&self) -> String {
         if self.group.is_empty() {
             self.plural.clone()
         } else {
             format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// The key of the store that holds this resource's objects: its [`Self::group_resource`],
+    /// except for resources one store serves under two APIs (`events.k8s.io`'s Events are
+    /// `v1` Events, [`crate::event_versions`]).
+    #[must_use]
+    pub fn storage_resource(&self) -> String {
+        if crate::event_versions::is_events_api(self) {
+            crate::event_versions::STORAGE.to_owned()
+        } else {
+            self.group_resource()
         }
     }
 }

@@ -224,6 +224,18 @@ impl Selector {
         self.requirements.is_empty()
     }
 
+    /// The selector with each key `convert` maps renamed (a field label conversion: the key an
+    /// API selects by, matched against the field the stored object holds it in).
+    #[must_use]
+    pub fn convert_keys(mut self, convert: impl Fn(&str) -> Option<&'static str>) -> Self {
+        for r in &mut self.requirements {
+            if let Some(stored) = convert(&r.key) {
+                r.key = stored.to_owned();
+            }
+        }
+        self
+    }
+
     /// Matches an object's `metadata.labels`.
     #[must_use]
     pub fn matches_labels(&self, object: &Value) -> bool {
@@ -320,6 +332,21 @@ pub fn supported_fields(group: &str, kind: &str) -> &'static [&'static str] {
             "reason",
             "reportingComponent",
             "source",
+            "type",
+        ],
+        // `AddFieldLabelConversionsForEvent` (`crate::event_versions::field_label`).
+        ("events.k8s.io", "Event") => &[
+            "metadata.name",
+            "metadata.namespace",
+            "reason",
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reportingController",
             "type",
         ],
         ("apps", "ReplicaSet") => &["metadata.name", "metadata.namespace", "status.replicas"],

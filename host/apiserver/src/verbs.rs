@@ -10,6 +10,7 @@ use crate::admission::Admission;
 use crate::apply::{self, ApplyError, FieldScope, Writer};
 use crate::cluster::{Cluster, Inner, new_uid, now};
 use crate::error::{ApiError, FieldCause};
+use crate::event_versions;
 use crate::fieldtype::Node;
 use crate::gc::{self, Propagation};
 use crate::patch::{self, PatchKind};
@@ -303,6 +304,9 @@ fn namespace_mismatch() -> ApiError {
 /// resource), borrowed when it already has them.
 #[must_use]
 pub fn present<'a>(info: &ResourceInfo, object: &'a Value) -> Cow<'a, Value> {
+    if event_versions::is_events_api(info) && object["apiVersion"] == "v1" {
+        return Cow::Owned(event_versions::to_events_api(object));
+    }
     let api_version = info.api_version();
     if object["apiVersion"].as_str() == Some(api_version.as_str())
         && object["kind"].as_str() == Some(info.kind.as_str())
@@ -315,6 +319,15 @@ pub fn present<'a>(info: &ResourceInfo, object: &'a Value) -> Cow<'a, Value> {
         map.insert("kind".into(), Value::String(info.kind.clone()));
     }
     Cow::Owned(out)
+}
+
+/// The stored object at `key`, in the form `info`'s API shows it (what a write starts from).
+fn stored(inner: &Inner, info: &ResourceInfo, key: &ObjectKey) -> Option<Arc<Value>> {
+    let object = inner.store.get(&info.storage_resource(), key)?;
+    Some(match present(info, object) {
+        Cow::Borrowed(_) => Arc::clone(object),
+        Cow::Owned(shown) => Arc::new(shown),
+    })
 }
 
 fn meta(object: &mut Value) -> &mut Map<String, Value> {
@@ -619,7 +632,7 @@ fn prepare_create(
         }
     }
     let key = (namespace.clone(), name.clone());
-    if inner.store.get(&info.group_resource(), &key).is_some() {
+    if inner.store.get(&info.storage_resource(), &key).is_some() {
         return Err(ApiError::AlreadyExists {
             resource: target.resource_name(),
             name,
@@ -894,12 +907,12 @@ fn commit_update(
     object: Value,
 ) -> Result<Arc<Value>, ApiError> {
     if same_persisted_content(old, &object)
-        && let Some(stored) = inner.store.get(&target.info.group_resource(), &key)
+        && let Some(stored) = inner.store.get(&target.info.storage_resource(), &key)
     {
         return Ok(stored.clone());
     }
     if gc::ready_to_remove(&object) {
-        let removed = inner.remove_now(&target.info.group_resource(), &key)?;
+        let removed = inner.remove_now(&target.info.storage_resource(), &key)?;
         gc::collect(inner)?;
         return Ok(removed.unwrap_or_else(|| Arc::new(object)));
     }
@@ -919,7 +932,7 @@ fn store_written(
         .as_array()
         .is_some_and(|r| !r.is_empty())
     {
-        gc::check_owners(inner, &(target.info.group_resource(), key))?;
+        gc::check_owners(inner, &(target.info.storage_resource(), key))?;
     }
     Ok(stored)
 }
@@ -932,11 +945,7 @@ impl Cluster {
     pub fn get(&self, target: &Target) -> Result<Arc<Value>, ApiError> {
         let key = target.key()?;
         let inner = self.lock();
-        inner
-            .store
-            .get(&target.info.group_resource(), &key)
-            .cloned()
-            .ok_or_else(|| target.not_found())
+        stored(&inner, &target.info, &key).ok_or_else(|| target.not_found())
     }
 
     /// Lists objects matching the selectors, one page at a time, at the version `opts.read` (or
@@ -954,7 +963,7 @@ impl Cluster {
             .transpose()?;
         let inner = self.lock();
         let current = inner.store.resource_version();
-        let gr = target.info.group_resource();
+        let gr = target.info.storage_resource();
         let ns = if target.info.namespaced {
             target.namespace.as_deref()
         } else {
@@ -1064,11 +1073,7 @@ impl Cluster {
     ) -> Result<Arc<Value>, ApiError> {
         let key = target.key()?;
         let mut inner = self.lock();
-        let old = inner
-            .store
-            .get(&target.info.group_resource(), &key)
-            .cloned()
-            .ok_or_else(|| target.not_found())?;
+        let old = stored(&inner, &target.info, &key).ok_or_else(|| target.not_found())?;
         self.write(&mut inner, target, key, &old, body, opts)
     }
 
@@ -1118,10 +1123,7 @@ impl Cluster {
     ) -> Result<(Arc<Value>, bool), ApiError> {
         let key = target.key()?;
         let mut inner = self.lock();
-        let old = inner
-            .store
-            .get(&target.info.group_resource(), &key)
-            .cloned();
+        let old = stored(&inner, &target.info, &key);
         if kind == PatchKind::Apply {
             return self.apply(&mut inner, target, key, old.as_deref(), body, opts);
         }
@@ -1230,12 +1232,8 @@ impl Cluster {
     pub fn delete(&self, target: &Target, opts: &DeleteOptions) -> Result<Arc<Value>, ApiError> {
         let key = target.key()?;
         let mut inner = self.lock();
-        let gr = target.info.group_resource();
-        let old = inner
-            .store
-            .get(&gr, &key)
-            .cloned()
-            .ok_or_else(|| target.not_found())?;
+        let gr = target.info.storage_resource();
+        let old = stored(&inner, &target.info, &key).ok_or_else(|| target.not_found())?;
         // The `NamespaceLifecycle` admission plugin's immortal namespaces.
         if gr == NAMESPACE_RESOURCE && crate::namespace::IMMORTAL.contains(&key.1.as_str()) {
             return Err(ApiError::Forbidden {

@@ -114,7 +114,7 @@ fn pending(
     last: &mut u64,
 ) -> Result<Vec<Bytes>, (u64, u64)> {
     let inner = cluster.lock();
-    let gr = params.target.info.group_resource();
+    let gr = params.target.info.storage_resource();
     let events = inner
         .store
         .events_after(*last)
@@ -161,7 +161,7 @@ pub fn stream(
             _ => {
                 let (initial, rv) = {
                     let inner = cluster.lock();
-                    let gr = params.target.info.group_resource();
+                    let gr = params.target.info.storage_resource();
                     let ns = if params.target.info.namespaced {
                         params.target.namespace.as_deref()
                     } else {
