@@ -80,6 +80,25 @@ impl Cluster {
                 inner.store.put(NAMESPACE_RESOURCE, key, object)?;
             }
         }
+        // Events that an earlier version stored apart under events.k8s.io join the one store.
+        let apart = "events.events.k8s.io";
+        let moved: Vec<(ObjectKey, Value)> = inner
+            .store
+            .list(apart, None, None)
+            .map(|(k, v)| (k.clone(), crate::event_versions::to_core((**v).clone())))
+            .collect();
+        for (key, event) in moved {
+            inner.store.remove(apart, &key)?;
+            if inner
+                .store
+                .get(crate::event_versions::STORAGE, &key)
+                .is_none()
+            {
+                inner
+                    .store
+                    .put(crate::event_versions::STORAGE, key, event)?;
+            }
+        }
         // The service account controller's first pass: namespaces loaded from the state
         // directory hold `default` as well.
         let namespaces: Vec<String> = inner
@@ -243,6 +262,34 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_stored_apart_by_an_earlier_version_join_the_one_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ("default".to_owned(), "e".to_owned());
+        {
+            let mut store = Store::open(Some(dir.path()), 10).unwrap();
+            let event = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                "metadata": {"name": "e", "namespace": "default"}, "note": "n"});
+            store
+                .put("events.events.k8s.io", key.clone(), event)
+                .unwrap();
+        }
+        let cluster = Cluster::open(Some(dir.path()), 10).unwrap();
+        let inner = cluster.lock();
+        assert!(
+            inner
+                .store
+                .list("events.events.k8s.io", None, None)
+                .next()
+                .is_none()
+        );
+        let event = inner.store.get("events", &key).unwrap();
+        assert_eq!(
+            (&event["apiVersion"], &event["message"]),
+            (&json!("v1"), &json!("n"))
+        );
+    }
 
     #[test]
     fn default_namespaces_exist() {
