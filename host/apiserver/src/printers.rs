@@ -236,6 +236,96 @@ fn role_ref(v: &Value) -> Value {
     ))
 }
 
+/// An Event in its stored `v1` form, whichever API presents it.
+fn core_event(v: &Value) -> std::borrow::Cow<'_, Value> {
+    if v["apiVersion"] == "v1" {
+        std::borrow::Cow::Borrowed(v)
+    } else {
+        std::borrow::Cow::Owned(crate::event_versions::to_core(v.clone()))
+    }
+}
+
+/// `translateTimestampSince` of the first of `pointers` that holds a time, else `<unknown>`.
+fn since(v: &Value, pointers: &[&str]) -> Value {
+    pointers
+        .iter()
+        .find_map(|p| {
+            v.pointer(p)
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+        })
+        .map_or_else(|| json!("<unknown>"), crate::table::age)
+}
+
+/// `printEvent`'s first-seen time: `firstTimestamp`, else `eventTime`.
+fn event_first_seen(v: &Value) -> Value {
+    since(&core_event(v), &["/firstTimestamp", "/eventTime"])
+}
+
+/// `printEvent`'s last-seen time: the series' last observation, else `lastTimestamp`, else the
+/// first-seen time.
+fn event_last_seen(v: &Value) -> Value {
+    since(
+        &core_event(v),
+        &[
+            "/series/lastObservedTime",
+            "/lastTimestamp",
+            "/firstTimestamp",
+            "/eventTime",
+        ],
+    )
+}
+
+/// `kind/name` of the involved object, the kind in lower case.
+fn event_object(v: &Value) -> Value {
+    let v = core_event(v);
+    let kind = text(&v, "/involvedObject/kind").to_lowercase();
+    let name = text(&v, "/involvedObject/name");
+    json!(if name.is_empty() {
+        kind
+    } else {
+        format!("{kind}/{name}")
+    })
+}
+
+/// `formatEventSource`: the source's component (or the reporting controller), then its host
+/// (or the reporting instance) after a comma.
+fn event_source(v: &Value) -> Value {
+    let v = core_event(v);
+    let first = |a: &str, b: &str| {
+        let a = text(&v, a);
+        if a.is_empty() { text(&v, b) } else { a }
+    };
+    let component = first("/source/component", "/reportingComponent");
+    let instance = first("/source/host", "/reportingInstance");
+    json!(if instance.is_empty() {
+        component
+    } else {
+        format!("{component}, {instance}")
+    })
+}
+
+/// The series' count, else `count`; a singleton event of the new API counts 1.
+fn event_count(v: &Value) -> Value {
+    let v = core_event(v);
+    let n = v
+        .pointer("/series/count")
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| int(&v, "/count"));
+    json!(if n == 0 && v.get("series").is_none() {
+        1
+    } else {
+        n
+    })
+}
+
+/// Whether the Table of a kind starts with its Name (every kind's does but the Event's, whose
+/// name is its last column, shown with `-o wide`).
+#[must_use]
+pub fn name_first(info: &ResourceInfo) -> bool {
+    !(matches!(info.group.as_str(), "" | "events.k8s.io") && info.kind == "Event")
+}
+
 /// The columns after Name for a built-in kind (`None`: Name and Age, or the CRD's own).
 #[must_use]
 #[allow(clippy::too_many_lines)]
@@ -355,6 +445,30 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             }),
             col("Age", "date", created),
         ],
+        // `printEvent`, for both APIs (one registry serves them).
+        ("" | "events.k8s.io", "Event") => vec![
+            col("Last Seen", "string", event_last_seen),
+            col("Type", "string", |v| json!(text(&core_event(v), "/type"))),
+            col("Reason", "string", |v| {
+                json!(text(&core_event(v), "/reason"))
+            }),
+            col("Object", "string", event_object),
+            wide("Subobject", |v| {
+                json!(text(&core_event(v), "/involvedObject/fieldPath"))
+            }),
+            wide("Source", event_source),
+            col("Message", "string", |v| {
+                json!(text(&core_event(v), "/message").trim())
+            }),
+            wide("First Seen", event_first_seen),
+            Column {
+                name: "Count",
+                column_type: "string",
+                priority: 1,
+                cell: event_count,
+            },
+            wide("Name", |v| v["metadata"]["name"].clone()),
+        ],
         ("coordination.k8s.io", "Lease") => vec![
             col("Holder", "string", |v| {
                 json!(text(v, "/spec/holderIdentity"))
@@ -415,5 +529,52 @@ mod tests {
             cells("", "pods", &p),
             [json!("1/2"), json!("CrashLoopBackOff"), json!("3")]
         );
+    }
+
+    #[test]
+    fn events_print_as_kubectl_get_events_shows_them_from_either_api() {
+        let core = json!({"apiVersion": "v1", "metadata": {"name": "e"}, "type": "Warning",
+            "reason": "BackOff", "involvedObject": {"kind": "Pod", "name": "web"},
+            "message": " restarting \n", "count": 3, "source": {"component": "kubelet", "host": "n1"}});
+        let events_api = json!({"apiVersion": "events.k8s.io/v1", "metadata": {"name": "e"},
+            "type": "Normal", "reason": "Ready", "regarding": {"kind": "WebApp", "name": "shop"},
+            "note": "Ready is True", "reportingController": "capstan", "reportingInstance": "webapp",
+            "eventTime": "2026-01-01T00:00:00.000000Z"});
+        let registry = Registry::default();
+        let wide = |group: &str, object: &Value| -> Vec<Value> {
+            let info = registry.lookup(group, "v1", "events").unwrap();
+            assert!(!name_first(&info));
+            columns(&info).unwrap()[1..]
+                .iter()
+                .map(|c| (c.cell)(object))
+                .collect()
+        };
+        assert_eq!(
+            wide("", &core),
+            [
+                json!("Warning"),
+                json!("BackOff"),
+                json!("pod/web"),
+                json!(""),
+                json!("kubelet, n1"),
+                json!("restarting"),
+                json!("<unknown>"),
+                json!(3),
+                json!("e")
+            ]
+        );
+        let shown = wide("events.k8s.io", &events_api);
+        assert_eq!(
+            shown[..6],
+            [
+                json!("Normal"),
+                json!("Ready"),
+                json!("webapp/shop"),
+                json!(""),
+                json!("capstan, webapp"),
+                json!("Ready is True")
+            ]
+        );
+        assert_eq!(shown[7..], [json!(1), json!("e")]);
     }
 }

@@ -92,7 +92,9 @@ pub fn human_duration(seconds: i64) -> String {
     }
 }
 
-fn age(timestamp: &str) -> Value {
+/// The age of an RFC 3339 time as kubectl shows it (`translateTimestampSince`).
+#[must_use]
+pub fn age(timestamp: &str) -> Value {
     match chrono::DateTime::parse_from_rfc3339(timestamp) {
         Ok(t) => Value::String(human_duration(
             (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds(),
@@ -162,14 +164,18 @@ fn builtin_table(
     objects: &[&Value],
     list_meta: Value,
     include: IncludeObject,
+    name_first: bool,
 ) -> Value {
-    let mut definitions = vec![json!({"name": "Name", "type": "string", "format": "name",
-        "description": "Name must be unique within a namespace.", "priority": 0})];
+    let mut definitions = Vec::new();
+    if name_first {
+        definitions.push(json!({"name": "Name", "type": "string", "format": "name",
+            "description": "Name must be unique within a namespace.", "priority": 0}));
+    }
     definitions.extend(builtin.iter().map(|c| {
         json!({
             "name": c.name,
             "type": if c.column_type == "date" { "string" } else { c.column_type },
-            "format": "",
+            "format": if c.name == "Name" { "name" } else { "" },
             "description": "",
             "priority": c.priority,
         })
@@ -177,7 +183,10 @@ fn builtin_table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
-            let mut cells = vec![o["metadata"]["name"].clone()];
+            let mut cells = Vec::new();
+            if name_first {
+                cells.push(o["metadata"]["name"].clone());
+            }
             cells.extend(builtin.iter().map(|c| match (c.cell)(o) {
                 Value::String(t) if c.column_type == "date" => age(&t),
                 other => other,
@@ -203,7 +212,8 @@ pub fn table(
     include: IncludeObject,
 ) -> Value {
     if let Some(builtin) = crate::printers::columns(info) {
-        return builtin_table(&builtin, objects, list_meta, include);
+        let name_first = crate::printers::name_first(info);
+        return builtin_table(&builtin, objects, list_meta, include, name_first);
     }
     let cols = columns(info);
     let definitions: Vec<Value> = cols
