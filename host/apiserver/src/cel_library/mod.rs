@@ -1,7 +1,9 @@
 //! The CEL environment of CRD validation rules: cel's standard library with the libraries
 //! Kubernetes adds to it for every rule (`k8s.io/apiserver/pkg/cel/environment/base.go`, the
 //! parts a CRD rule can use): cel-go's strings extension at version 2 and sets extension, and
-//! Kubernetes' own lists and regex libraries (`k8s.io/apiserver/pkg/cel/library`).
+//! Kubernetes' own lists, regex and quantity libraries (`k8s.io/apiserver/pkg/cel/library`).
+
+mod quantity;
 
 use std::cmp::Ordering;
 use std::sync::{Arc, LazyLock};
@@ -26,7 +28,8 @@ fn build() -> Env {
     let declared = cel::extensions::strings(&mut env)
         .and_then(|()| lists(&mut env))
         .and_then(|()| regex(&mut env))
-        .and_then(|()| sets(&mut env));
+        .and_then(|()| sets(&mut env))
+        .and_then(|()| quantity::declare(&mut env));
     if let Err(error) = declared {
         tracing::error!(%error, "the Kubernetes CEL libraries could not be declared");
     }
@@ -377,5 +380,24 @@ mod tests {
         lists(&mut env).unwrap();
         regex(&mut env).unwrap();
         sets(&mut env).unwrap();
+        quantity::declare(&mut env).unwrap();
+    }
+
+    #[test]
+    fn the_quantity_library() {
+        truth(
+            "quantity('1Gi').isGreaterThan(quantity('1000Mi')) && quantity('1k').isLessThan(quantity('1Ki'))",
+        );
+        truth(
+            "quantity('1.5').compareTo(quantity('1500m')) == 0 && quantity('1500m') == quantity('1.5')",
+        );
+        truth("isQuantity('10Mi') && !isQuantity('ten') && quantity('2k').asInteger() == 2000");
+        truth("!quantity('1.5').isInteger() && quantity('-3').sign() == -1");
+        truth(
+            "quantity('1').add(quantity('500m')) == quantity('1.5') && quantity('2').sub(1) == quantity('1')",
+        );
+        truth("quantity('250m').asApproximateFloat() == 0.25");
+        assert!(eval("quantity('1.5').asInteger()").is_err());
+        assert!(eval("quantity('x') == quantity('1')").is_err());
     }
 }

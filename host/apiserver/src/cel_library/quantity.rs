@@ -1,0 +1,333 @@
+//! Kubernetes' quantity library for CEL (`k8s.io/apiserver/pkg/cel/library/quantity.go`):
+//! `quantity("1.5Gi")`, `isQuantity(s)`, and on a quantity `isInteger`, `asInteger`,
+//! `asApproximateFloat`, `sign`, `add`, `sub`, `compareTo`, `isGreaterThan`, `isLessThan`.
+//! A quantity is held exactly, in nano units (`1n`), as `resource.Quantity` compares them.
+
+use std::any::Any;
+use std::cmp::Ordering;
+
+use cel::common::traits::Comparer;
+use cel::common::types::{CelBool, CelDouble, CelInt, CelString, INT_TYPE, STRING_TYPE, Type};
+use cel::common::value::{CowVal, StaticVal, Val};
+use cel::{DeclarationError, Env, ExecutionError};
+
+/// The CEL type of a quantity (`kubernetes.Quantity`), a value for each declaration.
+const QUANTITY: Type = Type::new_unspecified_type("kubernetes.Quantity");
+/// The same, for the values' type.
+static QUANTITY_TYPE: Type = QUANTITY;
+
+const NANOS: i128 = 1_000_000_000;
+
+/// A `resource.Quantity`'s value, in nano units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Quantity(i128);
+
+impl Val for Quantity {
+    fn get_type(&self) -> &Type {
+        &QUANTITY_TYPE
+    }
+
+    fn cel_type() -> &'static Type {
+        &QUANTITY_TYPE
+    }
+
+    fn as_comparer(&self) -> Option<&dyn Comparer> {
+        Some(self)
+    }
+
+    fn equals(&self, other: &dyn Val) -> bool {
+        other.downcast_ref::<Self>().is_some_and(|o| o == self)
+    }
+
+    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
+    where
+        Self: 'v,
+    {
+        Box::new(*self)
+    }
+
+    fn as_any(&self) -> Option<&dyn Any> {
+        Some(self)
+    }
+}
+
+impl StaticVal for Quantity {}
+
+impl Comparer for Quantity {
+    fn compare(&self, rhs: &dyn Val) -> Result<Ordering, ExecutionError> {
+        rhs.downcast_ref::<Self>()
+            .map(|r| self.cmp(r))
+            .ok_or_else(|| ExecutionError::function_error("compareTo", "expects a quantity"))
+    }
+}
+
+/// Why a string is not a quantity (`resource.ParseQuantity`'s errors).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuantityError {
+    /// It does not have a quantity's shape.
+    #[error(
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    )]
+    Format,
+    /// Its value is out of the range held here.
+    #[error("unable to parse quantity's numeric part")]
+    Numeric,
+}
+
+/// The multiplier of a suffix as (power of ten, power of 1024).
+fn suffix(text: &str) -> Option<(i32, u32)> {
+    Some(match text {
+        "" => (0, 0),
+        "n" => (-9, 0),
+        "u" => (-6, 0),
+        "m" => (-3, 0),
+        "k" => (3, 0),
+        "M" => (6, 0),
+        "G" => (9, 0),
+        "T" => (12, 0),
+        "P" => (15, 0),
+        "E" => (18, 0),
+        "Ki" => (0, 1),
+        "Mi" => (0, 2),
+        "Gi" => (0, 3),
+        "Ti" => (0, 4),
+        "Pi" => (0, 5),
+        "Ei" => (0, 6),
+        _ => {
+            let exponent = text.strip_prefix(['e', 'E'])?;
+            let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            (exponent.parse().ok()?, 0)
+        }
+    })
+}
+
+impl Quantity {
+    /// Parses a quantity as `resource.ParseQuantity` does (a value below `1n` rounds up to it).
+    ///
+    /// # Errors
+    /// [`QuantityError`] when `text` is not a quantity.
+    pub fn parse(text: &str) -> Result<Self, QuantityError> {
+        let (negative, rest) = match text.as_bytes().first() {
+            Some(b'-') => (true, &text[1..]),
+            Some(b'+') => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, unit) = rest.split_at(number_end);
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+            return Err(QuantityError::Format);
+        }
+        let (ten, binary) = suffix(unit).ok_or(QuantityError::Format)?;
+        let mut mantissa: i128 = 0;
+        for digit in whole.bytes().chain(fraction.bytes()) {
+            mantissa = mantissa
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(i128::from(digit - b'0')))
+                .ok_or(QuantityError::Numeric)?;
+        }
+        mantissa = mantissa
+            .checked_mul(1_i128 << (10 * binary))
+            .ok_or(QuantityError::Numeric)?;
+        // value = mantissa × 10^(ten - fraction digits); in nanos, × 10^9 more.
+        let scale = ten + 9 - i32::try_from(fraction.len()).map_err(|_| QuantityError::Numeric)?;
+        let nanos = if scale >= 0 {
+            let factor = 10_i128
+                .checked_pow(scale.unsigned_abs())
+                .ok_or(QuantityError::Numeric)?;
+            mantissa.checked_mul(factor).ok_or(QuantityError::Numeric)?
+        } else {
+            match 10_i128.checked_pow(scale.unsigned_abs()) {
+                Some(divisor) => (mantissa + divisor - 1) / divisor,
+                None => i128::from(mantissa > 0),
+            }
+        };
+        Ok(Self(if negative { -nanos } else { nanos }))
+    }
+}
+
+/// Registers the library on `env`.
+pub(super) fn declare(env: &mut Env) -> Result<(), DeclarationError> {
+    env.add_overload(
+        "quantity",
+        "string_to_quantity",
+        vec![STRING_TYPE],
+        quantity,
+    )?;
+    env.add_overload(
+        "isQuantity",
+        "is_quantity_string",
+        vec![STRING_TYPE],
+        is_quantity,
+    )?;
+    let q = || QUANTITY;
+    env.add_member_overload("isInteger", "quantity_is_integer", q(), vec![], is_integer)?;
+    env.add_member_overload("asInteger", "quantity_get_integer", q(), vec![], as_integer)?;
+    env.add_member_overload(
+        "asApproximateFloat",
+        "quantity_get_float",
+        q(),
+        vec![],
+        as_float,
+    )?;
+    env.add_member_overload("sign", "quantity_get_sign", q(), vec![], sign)?;
+    env.add_member_overload("add", "quantity_add", q(), vec![q()], add)?;
+    env.add_member_overload("add", "quantity_add_int", q(), vec![INT_TYPE], add)?;
+    env.add_member_overload("sub", "quantity_sub", q(), vec![q()], sub)?;
+    env.add_member_overload("sub", "quantity_sub_int", q(), vec![INT_TYPE], sub)?;
+    env.add_member_overload("compareTo", "quantity_compare", q(), vec![q()], compare_to)?;
+    env.add_member_overload("isGreaterThan", "quantity_greater", q(), vec![q()], greater)?;
+    env.add_member_overload("isLessThan", "quantity_less", q(), vec![q()], less)?;
+    Ok(())
+}
+
+fn take<'b, 'v, const N: usize>(
+    args: Vec<CowVal<'b, 'v>>,
+) -> Result<[CowVal<'b, 'v>; N], ExecutionError> {
+    args.try_into()
+        .map_err(|args: Vec<_>| ExecutionError::invalid_argument_count(N, args.len()))
+}
+
+fn text_arg<'b>(value: &'b dyn Val, function: &str) -> Result<&'b str, ExecutionError> {
+    value
+        .downcast_ref::<CelString>()
+        .map(CelString::inner)
+        .ok_or_else(|| ExecutionError::function_error(function, "expects a string"))
+}
+
+/// A quantity argument, or an int one taken as that many units.
+fn quantity_arg(value: &dyn Val, function: &str) -> Result<Quantity, ExecutionError> {
+    if let Some(q) = value.downcast_ref::<Quantity>() {
+        return Ok(*q);
+    }
+    value
+        .downcast_ref::<CelInt>()
+        .map(|i| Quantity(i128::from(*i.inner()) * NANOS))
+        .ok_or_else(|| ExecutionError::function_error(function, "expects a quantity or an int"))
+}
+
+fn quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [text] = take(args)?;
+    Quantity::parse(text_arg(text.as_ref(), "quantity")?)
+        .map(CowVal::owned)
+        .map_err(|e| ExecutionError::function_error("quantity", e))
+}
+
+fn is_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [text] = take(args)?;
+    let ok = Quantity::parse(text_arg(text.as_ref(), "isQuantity")?).is_ok();
+    Ok(CowVal::owned(CelBool::from(ok)))
+}
+
+/// The value as an int64, when it is a whole number that fits.
+fn integer(q: Quantity) -> Option<i64> {
+    (q.0 % NANOS == 0)
+        .then(|| i64::try_from(q.0 / NANOS).ok())
+        .flatten()
+}
+
+fn is_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = take(args)?;
+    let q = quantity_arg(q.as_ref(), "isInteger")?;
+    Ok(CowVal::owned(CelBool::from(integer(q).is_some())))
+}
+
+fn as_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = take(args)?;
+    let q = quantity_arg(q.as_ref(), "asInteger")?;
+    integer(q)
+        .map(|i| CowVal::owned(CelInt::from(i)))
+        .ok_or_else(|| {
+            ExecutionError::function_error(
+                "asInteger",
+                "cannot convert value to integer; overflow or loss of precision",
+            )
+        })
+}
+
+fn as_float<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = take(args)?;
+    let q = quantity_arg(q.as_ref(), "asApproximateFloat")?;
+    #[allow(clippy::cast_precision_loss)] // approximate, as the name says
+    let value = q.0 as f64 / 1e9;
+    Ok(CowVal::owned(CelDouble::from(value)))
+}
+
+fn sign<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = take(args)?;
+    let q = quantity_arg(q.as_ref(), "sign")?;
+    Ok(CowVal::owned(CelInt::from(match q.0.cmp(&0) {
+        Ordering::Less => -1,
+        Ordering::Equal => 0,
+        Ordering::Greater => 1,
+    })))
+}
+
+fn arithmetic<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+    function: &str,
+    op: fn(i128, i128) -> Option<i128>,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [a, b] = take(args)?;
+    let (a, b) = (
+        quantity_arg(a.as_ref(), function)?,
+        quantity_arg(b.as_ref(), function)?,
+    );
+    op(a.0, b.0)
+        .map(|v| CowVal::owned(Quantity(v)))
+        .ok_or_else(|| ExecutionError::function_error(function, "overflow"))
+}
+
+fn add<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    arithmetic(args, "add", i128::checked_add)
+}
+
+fn sub<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    arithmetic(args, "sub", i128::checked_sub)
+}
+
+fn ordering<'b, 'v>(args: Vec<CowVal<'b, 'v>>, function: &str) -> Result<Ordering, ExecutionError> {
+    let [a, b] = take(args)?;
+    Ok(quantity_arg(a.as_ref(), function)?.cmp(&quantity_arg(b.as_ref(), function)?))
+}
+
+fn compare_to<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let order = ordering(args, "compareTo")?;
+    Ok(CowVal::owned(CelInt::from(order as i64)))
+}
+
+fn greater<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let order = ordering(args, "isGreaterThan")?;
+    Ok(CowVal::owned(CelBool::from(order == Ordering::Greater)))
+}
+
+fn less<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let order = ordering(args, "isLessThan")?;
+    Ok(CowVal::owned(CelBool::from(order == Ordering::Less)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_parse_as_resource_parse_quantity_reads_them() {
+        let q = |t: &str| Quantity::parse(t).map(|q| q.0);
+        assert_eq!(q("1"), Ok(NANOS));
+        assert_eq!(q("1.5Gi"), Ok(3 * (1 << 29) * NANOS));
+        assert_eq!(q("500m"), Ok(NANOS / 2));
+        assert_eq!(q("1e3"), Ok(1000 * NANOS));
+        assert_eq!(q("2E"), Ok(2 * 10_i128.pow(18) * NANOS));
+        assert_eq!(q("-1k"), Ok(-1000 * NANOS));
+        assert_eq!(q(".5"), Ok(NANOS / 2));
+        assert_eq!(q("0.1n"), Ok(1), "below 1n rounds up");
+        for bad in ["", "Gi", "1.2.3", "1X", "1e", "1 Gi", "--1", "1Mib"] {
+            assert_eq!(q(bad), Err(QuantityError::Format), "{bad}");
+        }
+    }
+}
