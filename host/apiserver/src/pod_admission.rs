@@ -123,17 +123,6 @@ fn text<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
     map.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn items_mut<'a>(
-    map: &'a mut Map<String, Value>,
-    key: &str,
-) -> impl Iterator<Item = &'a mut Map<String, Value>> {
-    map.get_mut(key)
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object_mut)
-}
-
 fn items<'a>(map: &'a Map<String, Value>, key: &str) -> impl Iterator<Item = &'a Value> {
     map.get(key).and_then(Value::as_array).into_iter().flatten()
 }
@@ -257,7 +246,7 @@ fn mount_token(spec: &mut Map<String, Value>) {
         .unwrap_or_else(|| crate::verbs::generated_name(TOKEN_VOLUME_PREFIX));
     let mut needs_volume = false;
     for key in ["initContainers", "containers"] {
-        for container in items_mut(spec, key) {
+        for container in crate::strategy::object_items(spec, key) {
             let mounted = items(container, "volumeMounts")
                 .any(|m| m["mountPath"].as_str() == Some(TOKEN_MOUNT_PATH));
             if mounted {

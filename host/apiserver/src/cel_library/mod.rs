@@ -1,8 +1,10 @@
 //! The CEL environment of CRD validation rules: cel's standard library with the libraries
 //! Kubernetes adds to it for every rule (`k8s.io/apiserver/pkg/cel/environment/base.go`, the
 //! parts a CRD rule can use): cel-go's strings extension at version 2 and sets extension, and
-//! Kubernetes' own lists, regex and quantity libraries (`k8s.io/apiserver/pkg/cel/library`).
+//! Kubernetes' own lists, regex, quantity, IP and CIDR libraries
+//! (`k8s.io/apiserver/pkg/cel/library`).
 
+mod net;
 mod quantity;
 
 use std::cmp::Ordering;
@@ -29,7 +31,8 @@ fn build() -> Env {
         .and_then(|()| lists(&mut env))
         .and_then(|()| regex(&mut env))
         .and_then(|()| sets(&mut env))
-        .and_then(|()| quantity::declare(&mut env));
+        .and_then(|()| quantity::declare(&mut env))
+        .and_then(|()| net::declare(&mut env));
     if let Err(error) = declared {
         tracing::error!(%error, "the Kubernetes CEL libraries could not be declared");
     }
@@ -381,6 +384,40 @@ mod tests {
         regex(&mut env).unwrap();
         sets(&mut env).unwrap();
         quantity::declare(&mut env).unwrap();
+        net::declare(&mut env).unwrap();
+    }
+
+    #[test]
+    fn the_ip_and_cidr_libraries() {
+        truth(
+            "isIP('10.1.2.3') && !isIP('10.1.2') && ip('10.1.2.3').family() == 4 && ip('::1').family() == 6",
+        );
+        truth(
+            "ip('127.0.0.1').isLoopback() && ip('0.0.0.0').isUnspecified() && ip('10.0.0.1').isGlobalUnicast()",
+        );
+        truth(
+            "ip('fe80::1').isLinkLocalUnicast() && ip('ff02::1').isLinkLocalMulticast() && !ip('8.8.8.8').isLinkLocalUnicast()",
+        );
+        truth(
+            "ip.isCanonical('2001:db8::1') && !ip.isCanonical('2001:DB8::1') && ip('10.0.0.1') == ip('10.0.0.1')",
+        );
+        truth(
+            "cidr('10.0.0.0/8').containsIP(ip('10.9.9.9')) && cidr('10.0.0.0/8').containsIP('10.1.1.1') && !cidr('10.0.0.0/8').containsIP('11.0.0.1')",
+        );
+        truth(
+            "cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16') && !cidr('10.1.0.0/16').containsCIDR(cidr('10.0.0.0/8'))",
+        );
+        truth(
+            "cidr('192.168.1.7/24').masked() == cidr('192.168.1.0/24') && cidr('192.168.1.7/24').prefixLength() == 24",
+        );
+        truth(
+            "cidr('192.168.1.7/24').ip() == ip('192.168.1.7') && isCIDR('::/0') && !isCIDR('10.0.0.0/33')",
+        );
+        assert!(
+            eval("ip('::ffff:1.2.3.4')")
+                .unwrap_err()
+                .contains("IPv4-mapped")
+        );
     }
 
     #[test]

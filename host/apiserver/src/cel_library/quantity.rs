@@ -7,9 +7,11 @@ use std::any::Any;
 use std::cmp::Ordering;
 
 use cel::common::traits::Comparer;
-use cel::common::types::{CelBool, CelDouble, CelInt, CelString, INT_TYPE, STRING_TYPE, Type};
+use cel::common::types::{CelBool, CelDouble, CelInt, INT_TYPE, STRING_TYPE, Type};
 use cel::common::value::{CowVal, StaticVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
+
+use super::{take, text};
 
 /// The CEL type of a quantity (`kubernetes.Quantity`), a value for each declaration.
 const QUANTITY: Type = Type::new_unspecified_type("kubernetes.Quantity");
@@ -186,20 +188,6 @@ pub(super) fn declare(env: &mut Env) -> Result<(), DeclarationError> {
     Ok(())
 }
 
-fn take<'b, 'v, const N: usize>(
-    args: Vec<CowVal<'b, 'v>>,
-) -> Result<[CowVal<'b, 'v>; N], ExecutionError> {
-    args.try_into()
-        .map_err(|args: Vec<_>| ExecutionError::invalid_argument_count(N, args.len()))
-}
-
-fn text_arg<'b>(value: &'b dyn Val, function: &str) -> Result<&'b str, ExecutionError> {
-    value
-        .downcast_ref::<CelString>()
-        .map(CelString::inner)
-        .ok_or_else(|| ExecutionError::function_error(function, "expects a string"))
-}
-
 /// A quantity argument, or an int one taken as that many units.
 fn quantity_arg(value: &dyn Val, function: &str) -> Result<Quantity, ExecutionError> {
     if let Some(q) = value.downcast_ref::<Quantity>() {
@@ -212,15 +200,15 @@ fn quantity_arg(value: &dyn Val, function: &str) -> Result<Quantity, ExecutionEr
 }
 
 fn quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let [text] = take(args)?;
-    Quantity::parse(text_arg(text.as_ref(), "quantity")?)
+    let [s] = take(args)?;
+    Quantity::parse(text(s.as_ref(), "quantity")?)
         .map(CowVal::owned)
         .map_err(|e| ExecutionError::function_error("quantity", e))
 }
 
 fn is_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let [text] = take(args)?;
-    let ok = Quantity::parse(text_arg(text.as_ref(), "isQuantity")?).is_ok();
+    let [s] = take(args)?;
+    let ok = Quantity::parse(text(s.as_ref(), "isQuantity")?).is_ok();
     Ok(CowVal::owned(CelBool::from(ok)))
 }
 

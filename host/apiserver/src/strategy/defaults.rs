@@ -30,7 +30,7 @@ fn object<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<
 }
 
 /// The objects of the list at `key` (none when absent or not a list).
-fn items<'a>(
+pub(crate) fn items<'a>(
     map: &'a mut Map<String, Value>,
     key: &str,
 ) -> impl Iterator<Item = &'a mut Map<String, Value>> {

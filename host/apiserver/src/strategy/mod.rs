@@ -15,6 +15,7 @@ use crate::cluster::Inner;
 use crate::error::{ApiError, FieldCause};
 use crate::resource::ResourceInfo;
 
+pub(crate) use defaults::items as object_items;
 pub(crate) use validate::Change;
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
