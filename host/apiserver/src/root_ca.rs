@@ -47,19 +47,21 @@ pub(crate) fn pass(cluster: &Cluster, ca: &str, writes: &mut Writes<'_>) {
     };
     for (namespace, existing) in work {
         match existing {
-            None => writes.create(
-                CONFIG_MAPS,
-                &namespace,
-                json!({
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {
-                        "name": NAME,
-                        "annotations": {DESCRIPTION_ANNOTATION: DESCRIPTION},
-                    },
-                    "data": {DATA_KEY: ca},
-                }),
-            ),
+            None => {
+                writes.create(
+                    CONFIG_MAPS,
+                    &namespace,
+                    json!({
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {
+                            "name": NAME,
+                            "annotations": {DESCRIPTION_ANNOTATION: DESCRIPTION},
+                        },
+                        "data": {DATA_KEY: ca},
+                    }),
+                );
+            }
             Some(mut cm) => {
                 cm["data"] = json!({DATA_KEY: ca});
                 cm["metadata"]["annotations"][DESCRIPTION_ANNOTATION] = json!(DESCRIPTION);

@@ -29,6 +29,12 @@ const DEPLOYMENTS: &str = "deployments.apps";
 const REPLICA_SETS: &str = "replicasets.apps";
 /// The storage key of Pods.
 const PODS: &str = "pods";
+/// Where the controllers' Events go (core v1, as client-go's event recorder writes them).
+const EVENTS: &str = "events";
+/// The deployment controller's event source.
+const DEPLOYMENT_CONTROLLER: &str = "deployment-controller";
+/// The replica set controller's event source.
+const REPLICA_SET_CONTROLLER: &str = "replicaset-controller";
 /// The field manager of the writes, as kube-controller-manager's.
 const MANAGER: &str = "kube-controller-manager";
 /// The label a ReplicaSet and its Pods carry with the hash of their Pod template.
@@ -134,10 +140,19 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
                 .unwrap_or(0)
                 + 1;
             let replica_set = new_replica_set(deployment, namespace, name, &hash, wanted, revision);
-            writes.create(REPLICA_SETS, namespace, replica_set);
+            let rs_name = format!("{name}-{hash}");
+            if writes.create(REPLICA_SETS, namespace, replica_set) && wanted > 0 {
+                // `getNewReplicaSet`'s event for a new ReplicaSet.
+                writes.event(
+                    deployment,
+                    DEPLOYMENT_CONTROLLER,
+                    "ScalingReplicaSet",
+                    format!("Scaled up replica set {rs_name} from 0 to {wanted}"),
+                );
+            }
         }
         Some(rs) if rs["spec"]["replicas"].as_i64() != Some(wanted) => {
-            writes.scale(rs, wanted);
+            scale_with_event(writes, deployment, rs, wanted);
         }
         Some(_) => {}
     }
@@ -147,7 +162,7 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
         .filter(|rs| !new.is_some_and(|n| std::ptr::eq(*rs, n)))
     {
         if old["spec"]["replicas"].as_i64() != Some(0) {
-            writes.scale(old, 0);
+            scale_with_event(writes, deployment, old, 0);
         }
     }
     let count = |rs: &Value, field: &str| rs["status"][field].as_i64().unwrap_or(0);
@@ -215,6 +230,21 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
 
 /// The ReplicaSet's part (`owned`: the Pods it controls): as many Pods as it wants (the newest
 /// removed first), and its status counting them.
+/// `scaleReplicaSet`: the new size, then the deployment controller's event saying so.
+fn scale_with_event(writes: &mut Writes<'_>, deployment: &Value, rs: &Value, replicas: i64) {
+    let from = rs["spec"]["replicas"].as_i64().unwrap_or(0);
+    if writes.scale(rs, replicas) {
+        let direction = if from < replicas { "up" } else { "down" };
+        let rs_name = name(rs).unwrap_or_default();
+        writes.event(
+            deployment,
+            DEPLOYMENT_CONTROLLER,
+            "ScalingReplicaSet",
+            format!("Scaled {direction} replica set {rs_name} from {from} to {replicas}"),
+        );
+    }
+}
+
 fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec<&Value>) {
     let Some(namespace) = namespace(replica_set) else {
         return;
@@ -228,13 +258,31 @@ fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec
     });
     let have = i64::try_from(owned.len()).unwrap_or(i64::MAX);
     for _ in have..wanted {
-        writes.create(PODS, namespace, new_pod(replica_set, namespace));
+        let pod = new_pod(replica_set, namespace);
+        let pod_name = name(&pod).unwrap_or_default().to_owned();
+        if writes.create(PODS, namespace, pod) {
+            let message = format!("Created pod: {pod_name}");
+            writes.event(
+                replica_set,
+                REPLICA_SET_CONTROLLER,
+                "SuccessfulCreate",
+                message,
+            );
+        }
     }
     let keep = usize::try_from(wanted)
         .unwrap_or(usize::MAX)
         .min(owned.len());
     for extra in owned.drain(keep..) {
-        writes.delete(PODS, extra);
+        if writes.delete(PODS, extra) {
+            let message = format!("Deleted pod: {}", name(extra).unwrap_or_default());
+            writes.event(
+                replica_set,
+                REPLICA_SET_CONTROLLER,
+                "SuccessfulDelete",
+                message,
+            );
+        }
     }
     let ready = i64::try_from(owned.iter().filter(|p| is_ready(p)).count()).unwrap_or(0);
     let replicas = i64::try_from(owned.len()).unwrap_or(0);
@@ -554,6 +602,8 @@ impl<'a> Writes<'a> {
         })
     }
 
+    /// Logs a failed write (a conflict, or an object gone or there already, is left to the next
+    /// pass quietly); whether the write was done.
     fn report(
         &self,
         what: &str,
@@ -561,37 +611,76 @@ impl<'a> Writes<'a> {
         namespace: &str,
         name: &str,
         result: Result<(), ApiError>,
-    ) {
+    ) -> bool {
         match result {
-            Ok(())
-            | Err(
+            Ok(()) => true,
+            Err(
                 ApiError::Conflict { .. }
                 | ApiError::NotFound { .. }
                 | ApiError::AlreadyExists { .. },
-            ) => {}
-            Err(error) => tracing::warn!(
-                error = %error,
-                resource = gr,
-                namespace,
-                name,
-                "simulated workloads: cannot {what}"
-            ),
+            ) => false,
+            Err(error) => {
+                tracing::warn!(
+                    error = %error,
+                    resource = gr,
+                    namespace,
+                    name,
+                    "simulated workloads: cannot {what}"
+                );
+                false
+            }
         }
     }
 
-    pub(crate) fn create(&mut self, gr: &str, namespace: &str, object: Value) {
+    /// Creates `object`; whether it was created.
+    pub(crate) fn create(&mut self, gr: &str, namespace: &str, object: Value) -> bool {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
         let Some(target) = self.target(gr, namespace, None, false) else {
-            return;
+            return false;
         };
         let result = self
             .cluster
             .create(&target, object, &self.options)
             .map(drop);
-        self.report("create", gr, namespace, &name, result);
+        self.report("create", gr, namespace, &name, result)
+    }
+
+    /// Records a Normal Event about `regarding` as client-go's event recorder writes it for a
+    /// controller: a core v1 Event named `NAME.<hex nanoseconds>`, with `source.component` and
+    /// `reportingComponent` the controller's name, seen once.
+    fn event(&mut self, regarding: &Value, component: &str, reason: &str, message: String) {
+        let (Some(namespace), Some(name)) = (namespace(regarding), name(regarding)) else {
+            return;
+        };
+        let at = now();
+        let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let meta = &regarding["metadata"];
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": format!("{name}.{nanos:x}"), "namespace": namespace},
+            "involvedObject": {
+                "kind": regarding["kind"],
+                "namespace": namespace,
+                "name": name,
+                "uid": meta["uid"],
+                "apiVersion": regarding["apiVersion"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "reason": reason,
+            "message": message,
+            "source": {"component": component},
+            "firstTimestamp": at,
+            "lastTimestamp": at,
+            "count": 1,
+            "type": "Normal",
+            "reportingComponent": component,
+            "reportingInstance": "",
+        });
+        self.create(EVENTS, namespace, event);
     }
 
     /// Writes `status` over `object`'s when it differs.
@@ -611,42 +700,43 @@ impl<'a> Writes<'a> {
         self.report("update the status of", gr, namespace, name, result);
     }
 
-    /// Sets a ReplicaSet's `spec.replicas`.
-    fn scale(&mut self, replica_set: &Value, replicas: i64) {
+    /// Sets a ReplicaSet's `spec.replicas`; whether it was written.
+    fn scale(&mut self, replica_set: &Value, replicas: i64) -> bool {
         let mut body = replica_set.clone();
         body["spec"]["replicas"] = json!(replicas);
         body["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
             json!(replicas.to_string());
-        self.update("scale", REPLICA_SETS, body);
+        self.update("scale", REPLICA_SETS, body)
     }
 
     /// Replaces an object with `body`, from the `resourceVersion` it carries (`what` names the
-    /// write in a warning).
-    pub(crate) fn update(&mut self, what: &str, gr: &str, body: Value) {
+    /// write in a warning); whether it was written.
+    pub(crate) fn update(&mut self, what: &str, gr: &str, body: Value) -> bool {
         let (Some(namespace), Some(name)) = (namespace(&body), name(&body)) else {
-            return;
+            return false;
         };
         let (namespace, name) = (namespace.to_owned(), name.to_owned());
         let Some(target) = self.target(gr, &namespace, Some(&name), false) else {
-            return;
+            return false;
         };
         let result = self.cluster.update(&target, body, &self.options).map(drop);
-        self.report(what, gr, &namespace, &name, result);
+        self.report(what, gr, &namespace, &name, result)
     }
 
-    fn delete(&mut self, gr: &str, object: &Value) {
+    /// Deletes `object` (its uid as a precondition); whether it was deleted.
+    fn delete(&mut self, gr: &str, object: &Value) -> bool {
         let (Some(namespace), Some(name)) = (namespace(object), name(object)) else {
-            return;
+            return false;
         };
         let Some(target) = self.target(gr, namespace, Some(name), false) else {
-            return;
+            return false;
         };
         let options = DeleteOptions {
             uid: object["metadata"]["uid"].as_str().map(str::to_owned),
             ..DeleteOptions::default()
         };
         let result = self.cluster.delete(&target, &options).map(drop);
-        self.report("delete", gr, namespace, name, result);
+        self.report("delete", gr, namespace, name, result)
     }
 }
 
@@ -754,6 +844,39 @@ mod tests {
             pods.iter()
                 .all(|p| p["spec"]["containers"][0]["image"] == "nginx:2")
         );
+
+        // What `kubectl describe` shows: the controllers' Events, in their words.
+        let events = list(&cluster, EVENTS);
+        let said = |component: &str, reason: &str| -> Vec<String> {
+            let mut said: Vec<String> = events
+                .iter()
+                .filter(|e| e["source"]["component"] == component && e["reason"] == reason)
+                .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            said.sort();
+            said
+        };
+        let names: BTreeMap<Option<u64>, String> = replica_sets
+            .iter()
+            .map(|rs| (revision(rs), name(rs).unwrap_or_default().to_owned()))
+            .collect();
+        let (first, second) = (&names[&Some(1)], &names[&Some(2)]);
+        let mut scaling = vec![
+            format!("Scaled down replica set {first} from 2 to 0"),
+            format!("Scaled up replica set {first} from 0 to 2"),
+            format!("Scaled up replica set {second} from 0 to 2"),
+        ];
+        scaling.sort();
+        assert_eq!(said(DEPLOYMENT_CONTROLLER, "ScalingReplicaSet"), scaling);
+        assert_eq!(said(REPLICA_SET_CONTROLLER, "SuccessfulCreate").len(), 4);
+        assert_eq!(said(REPLICA_SET_CONTROLLER, "SuccessfulDelete").len(), 2);
+        let created = events
+            .iter()
+            .find(|e| e["reason"] == "SuccessfulCreate")
+            .unwrap();
+        assert_eq!(created["involvedObject"]["kind"], "ReplicaSet");
+        assert_eq!(created["type"], "Normal");
+        assert_eq!(created["count"], 1);
     }
 
     #[test]
