@@ -211,6 +211,13 @@ pub fn table(
     list_meta: Value,
     include: IncludeObject,
 ) -> Value {
+    // Rows show (and embed) each object as the requested API presents it.
+    let shown: Vec<std::borrow::Cow<'_, Value>> = objects
+        .iter()
+        .map(|o| crate::verbs::present(info, o))
+        .collect();
+    let objects: Vec<&Value> = shown.iter().map(AsRef::as_ref).collect();
+    let objects = objects.as_slice();
     if let Some(builtin) = crate::printers::columns(info) {
         let name_first = crate::printers::name_first(info);
         return builtin_table(&builtin, objects, list_meta, include, name_first);
