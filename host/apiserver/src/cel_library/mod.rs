@@ -4,6 +4,7 @@
 //! Kubernetes' own lists, regex, quantity, IP and CIDR libraries
 //! (`k8s.io/apiserver/pkg/cel/library`).
 
+pub mod cost;
 mod net;
 mod quantity;
 

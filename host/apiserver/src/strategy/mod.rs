@@ -263,7 +263,10 @@ pub(crate) fn prepare(
             return Ok(unknown);
         }
     }
-    let errs = validate::check(&info.group, &info.kind, old, object, change);
+    let mut errs = validate::check(&info.group, &info.kind, old, object, change);
+    if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
+        errs.extend(crate::cel_library::cost::crd_rule_errors(object));
+    }
     if errs.is_empty() {
         Ok(unknown)
     } else {
