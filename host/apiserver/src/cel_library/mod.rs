@@ -4,6 +4,45 @@
 //! Kubernetes' own lists, regex, quantity, IP and CIDR libraries
 //! (`k8s.io/apiserver/pkg/cel/library`).
 
+/// `Val` for a library's own `Copy` value type of CEL type `$type`: equal to values of its own
+/// type only, and ordered by `Ord` when `comparable`.
+macro_rules! opaque {
+    ($t:ty, $type:ident $(, $comparable:ident)?) => {
+        impl cel::common::value::Val for $t {
+            fn get_type(&self) -> &cel::common::types::Type {
+                &$type
+            }
+
+            fn cel_type() -> &'static cel::common::types::Type {
+                &$type
+            }
+
+            $(
+            fn $comparable(&self) -> Option<&dyn cel::common::traits::Comparer> {
+                Some(self)
+            }
+            )?
+
+            fn equals(&self, other: &dyn cel::common::value::Val) -> bool {
+                other.downcast_ref::<Self>().is_some_and(|o| o == self)
+            }
+
+            fn clone_as_boxed<'v>(&self) -> Box<dyn cel::common::value::Val + 'v>
+            where
+                Self: 'v,
+            {
+                Box::new(*self)
+            }
+
+            fn as_any(&self) -> Option<&dyn std::any::Any> {
+                Some(self)
+            }
+        }
+
+        impl cel::common::value::StaticVal for $t {}
+    };
+}
+
 pub mod cost;
 mod net;
 mod quantity;

@@ -5,11 +5,10 @@
 //! `masked`, `prefixLength`. As there, an address with a zone or an IPv4-mapped IPv6 address is
 //! refused, and IPv4 octets take no leading zeros.
 
-use std::any::Any;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use cel::common::types::{CelInt, STRING_TYPE, Type};
-use cel::common::value::{CowVal, StaticVal, Val};
+use cel::common::value::{CowVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
 use super::{boolean, take, text};
@@ -28,37 +27,6 @@ pub struct Ip(IpAddr);
 pub struct Cidr {
     addr: IpAddr,
     len: u8,
-}
-
-macro_rules! opaque {
-    ($t:ty, $type:ident) => {
-        impl Val for $t {
-            fn get_type(&self) -> &Type {
-                &$type
-            }
-
-            fn cel_type() -> &'static Type {
-                &$type
-            }
-
-            fn equals(&self, other: &dyn Val) -> bool {
-                other.downcast_ref::<Self>().is_some_and(|o| o == self)
-            }
-
-            fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-            where
-                Self: 'v,
-            {
-                Box::new(*self)
-            }
-
-            fn as_any(&self) -> Option<&dyn Any> {
-                Some(self)
-            }
-        }
-
-        impl StaticVal for $t {}
-    };
 }
 
 opaque!(Ip, IP_TYPE);

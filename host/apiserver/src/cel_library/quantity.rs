@@ -3,12 +3,11 @@
 //! `asApproximateFloat`, `sign`, `add`, `sub`, `compareTo`, `isGreaterThan`, `isLessThan`.
 //! A quantity is held exactly, in nano units (`1n`), as `resource.Quantity` compares them.
 
-use std::any::Any;
 use std::cmp::Ordering;
 
 use cel::common::traits::Comparer;
 use cel::common::types::{CelBool, CelDouble, CelInt, INT_TYPE, STRING_TYPE, Type};
-use cel::common::value::{CowVal, StaticVal, Val};
+use cel::common::value::{CowVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
 use super::{take, text};
@@ -24,36 +23,7 @@ const NANOS: i128 = 1_000_000_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Quantity(i128);
 
-impl Val for Quantity {
-    fn get_type(&self) -> &Type {
-        &QUANTITY_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &QUANTITY_TYPE
-    }
-
-    fn as_comparer(&self) -> Option<&dyn Comparer> {
-        Some(self)
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Self>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(*self)
-    }
-
-    fn as_any(&self) -> Option<&dyn Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Quantity {}
+opaque!(Quantity, QUANTITY_TYPE, as_comparer);
 
 impl Comparer for Quantity {
     fn compare(&self, rhs: &dyn Val) -> Result<Ordering, ExecutionError> {
