@@ -1,7 +1,7 @@
 //! The CEL environment of CRD validation rules: cel's standard library with the libraries
 //! Kubernetes adds to it for every rule (`k8s.io/apiserver/pkg/cel/environment/base.go`, the
 //! parts a CRD rule can use): cel-go's strings extension at version 2 and sets extension, and
-//! Kubernetes' own lists, regex, quantity, IP and CIDR libraries
+//! Kubernetes' own lists, regex, quantity, IP, CIDR and URL libraries
 //! (`k8s.io/apiserver/pkg/cel/library`).
 
 /// `Val` for a library's own `Copy` value type of CEL type `$type`: equal to values of its own
@@ -46,6 +46,7 @@ macro_rules! opaque {
 pub mod cost;
 mod net;
 mod quantity;
+mod url;
 
 use std::cmp::Ordering;
 use std::sync::{Arc, LazyLock};
@@ -72,7 +73,8 @@ fn build() -> Env {
         .and_then(|()| regex(&mut env))
         .and_then(|()| sets(&mut env))
         .and_then(|()| quantity::declare(&mut env))
-        .and_then(|()| net::declare(&mut env));
+        .and_then(|()| net::declare(&mut env))
+        .and_then(|()| url::declare(&mut env));
     if let Err(error) = declared {
         tracing::error!(%error, "the Kubernetes CEL libraries could not be declared");
     }
@@ -425,6 +427,23 @@ mod tests {
         sets(&mut env).unwrap();
         quantity::declare(&mut env).unwrap();
         net::declare(&mut env).unwrap();
+        url::declare(&mut env).unwrap();
+    }
+
+    #[test]
+    fn the_url_library() {
+        truth(
+            "url('https://example.com:8443/x').getScheme() == 'https' && url('https://example.com:8443/x').getHost() == 'example.com:8443'",
+        );
+        truth(
+            "url('https://example.com:8443/x').getHostname() == 'example.com' && url('https://example.com:8443/x').getPort() == '8443'",
+        );
+        truth(
+            "url('https://[::1]/a%20b').getHostname() == '::1' && url('https://[::1]/a%20b').getEscapedPath() == '/a%20b'",
+        );
+        truth("url('https://e.com/?k=a&k=b&j=c').getQuery() == {'k': ['a', 'b'], 'j': ['c']}");
+        truth("isURL('/absolute/path') && !isURL('relative/path') && !isURL('https://e.com:port')");
+        assert!(eval("url('nope')").unwrap_err().contains("URL parse error"));
     }
 
     #[test]
