@@ -477,6 +477,10 @@ mod tests {
                 .unwrap_err()
                 .contains("IPv4-mapped")
         );
+        truth(
+            "string(ip('2001:DB8::1')) == '2001:db8::1' && string(cidr('10.1.2.3/8')) == '10.1.2.3/8'",
+        );
+        truth("string(1) == '1' && string('x') == 'x'");
     }
 
     #[test]

@@ -144,6 +144,8 @@ pub(super) fn declare(env: &mut Env) -> Result<(), DeclarationError> {
     ] {
         env.add_member_overload(name, &format!("ip_{name}"), IP, vec![], op)?;
     }
+    env.add_overload("string", "ip_to_string", vec![IP], ip_to_string)?;
+    env.add_overload("string", "cidr_to_string", vec![CIDR], cidr_to_string)?;
     env.add_overload("cidr", "string_to_cidr", vec![STRING_TYPE], cidr)?;
     env.add_overload("isCIDR", "is_cidr", vec![STRING_TYPE], is_cidr)?;
     env.add_member_overload(
@@ -285,6 +287,23 @@ fn is_global_unicast<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>
             || link_local_unicast(a)
             || a == IpAddr::V4(Ipv4Addr::BROADCAST))
     })
+}
+
+/// `string(ip)`: the address in its canonical form (RFC 5952 for IPv6).
+fn ip_to_string<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [a] = take(args)?;
+    let addr = ip_arg(a.as_ref(), "string")?;
+    Ok(CowVal::owned(cel::common::types::CelString::from(
+        addr.to_string(),
+    )))
+}
+
+/// `string(cidr)`: `address/length`, the address as given (not masked).
+fn cidr_to_string<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [c] = take(args)?;
+    let c = cidr_arg(c.as_ref(), "string")?;
+    let text = format!("{}/{}", c.addr, c.len);
+    Ok(CowVal::owned(cel::common::types::CelString::from(text)))
 }
 
 fn cidr<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
