@@ -263,7 +263,7 @@ impl NameRule {
 
 /// apimachinery's `maskTrailingDash`: a trailing `-` no longer ends the text. Like upstream it
 /// drops the last two characters and appends `a`, so which prefixes pass is the same.
-fn mask_trailing_dash(prefix: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn mask_trailing_dash(prefix: &str) -> std::borrow::Cow<'_, str> {
     match prefix.strip_suffix('-') {
         Some(rest) if !rest.is_empty() => {
             let mut chars = rest.chars();

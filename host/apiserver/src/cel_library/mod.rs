@@ -1,7 +1,7 @@
 //! The CEL environment of CRD validation rules: cel's standard library with the libraries
 //! Kubernetes adds to it for every rule (`k8s.io/apiserver/pkg/cel/environment/base.go`, the
 //! parts a CRD rule can use): cel-go's strings extension at version 2 and sets extension, and
-//! Kubernetes' own lists, regex, quantity, IP, CIDR and URL libraries
+//! Kubernetes' own lists, regex, quantity, IP, CIDR, URL and format libraries
 //! (`k8s.io/apiserver/pkg/cel/library`).
 
 /// `Val` for a library's own `Copy` value type of CEL type `$type`: equal to values of its own
@@ -44,6 +44,7 @@ macro_rules! opaque {
 }
 
 pub mod cost;
+mod format;
 mod net;
 mod quantity;
 mod url;
@@ -74,7 +75,8 @@ fn build() -> Env {
         .and_then(|()| sets(&mut env))
         .and_then(|()| quantity::declare(&mut env))
         .and_then(|()| net::declare(&mut env))
-        .and_then(|()| url::declare(&mut env));
+        .and_then(|()| url::declare(&mut env))
+        .and_then(|()| format::declare(&mut env));
     if let Err(error) = declared {
         tracing::error!(%error, "the Kubernetes CEL libraries could not be declared");
     }
@@ -428,6 +430,28 @@ mod tests {
         quantity::declare(&mut env).unwrap();
         net::declare(&mut env).unwrap();
         url::declare(&mut env).unwrap();
+        format::declare(&mut env).unwrap();
+    }
+
+    #[test]
+    fn the_format_library_and_optional_values() {
+        truth(
+            "!format.dns1123Label().validate('my-name').hasValue() && format.dns1123Label().validate('My_Name').hasValue()",
+        );
+        truth(
+            "format.dns1123Label().validate('My_Name').value()[0].startsWith('a lowercase RFC 1123 label')",
+        );
+        truth(
+            "!format.dns1123LabelPrefix().validate('web-').hasValue() && format.dns1123Label().validate('web-').hasValue()",
+        );
+        truth("format.named('uuid').hasValue() && !format.named('nope').hasValue()");
+        truth(
+            "!format.named('uuid').value().validate('f81d4fae-7dec-11d0-a765-00a0c91e6bf6').hasValue()",
+        );
+        truth(
+            "format.uuid().validate('x').hasValue() && !format.labelValue().validate('').hasValue()",
+        );
+        truth("{'a': 1}.?b.orValue(2) == 2 && optional.of(1).hasValue()");
     }
 
     #[test]
