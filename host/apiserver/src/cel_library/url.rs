@@ -206,34 +206,13 @@ impl Url {
     }
 }
 
-/// `url.QueryUnescape`: `+` is a space, `%XX` a byte.
-fn unescape(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
 /// `url.ParseQuery`, keeping the pairs that parse (as `URL.Query` does).
+/// `url.ParseQuery`, keeping the pairs that parse (as `URL.Query` does): a pair with a `;` or a
+/// bad escape is left out.
 fn query(text: &str) -> Vec<(String, String)> {
     text.split('&')
-        .filter(|pair| !pair.is_empty() && !pair.contains(';'))
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((unescape(key)?, unescape(value)?))
-        })
+        .filter(|pair| !pair.contains(';') && valid_escapes(pair).is_ok())
+        .flat_map(|pair| form_urlencoded::parse(pair.as_bytes()).into_owned())
         .collect()
 }
 
@@ -367,7 +346,7 @@ mod tests {
         }
         assert_eq!(Url::parse("/a b").unwrap().escaped_path(), "/a%20b");
         assert_eq!(
-            query("a=1&b=x+y&a=%2F&bad;pair&c"),
+            query("a=1&b=x+y&a=%2F&bad;pair&c&d=%zz"),
             [("a", "1"), ("b", "x y"), ("a", "/"), ("c", "")]
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
         );
