@@ -140,15 +140,9 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
                 .unwrap_or(0)
                 + 1;
             let replica_set = new_replica_set(deployment, namespace, name, &hash, wanted, revision);
-            let rs_name = format!("{name}-{hash}");
             if writes.create(REPLICA_SETS, namespace, replica_set) && wanted > 0 {
                 // `getNewReplicaSet`'s event for a new ReplicaSet.
-                writes.event(
-                    deployment,
-                    DEPLOYMENT_CONTROLLER,
-                    "ScalingReplicaSet",
-                    format!("Scaled up replica set {rs_name} from 0 to {wanted}"),
-                );
+                scaling_event(writes, deployment, &format!("{name}-{hash}"), 0, wanted);
             }
         }
         Some(rs) if rs["spec"]["replicas"].as_i64() != Some(wanted) => {
@@ -228,23 +222,33 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
     writes.status(DEPLOYMENTS, deployment, Value::Object(status));
 }
 
-/// The ReplicaSet's part (`owned`: the Pods it controls): as many Pods as it wants (the newest
-/// removed first), and its status counting them.
 /// `scaleReplicaSet`: the new size, then the deployment controller's event saying so.
 fn scale_with_event(writes: &mut Writes<'_>, deployment: &Value, rs: &Value, replicas: i64) {
     let from = rs["spec"]["replicas"].as_i64().unwrap_or(0);
     if writes.scale(rs, replicas) {
-        let direction = if from < replicas { "up" } else { "down" };
-        let rs_name = name(rs).unwrap_or_default();
-        writes.event(
+        scaling_event(
+            writes,
             deployment,
-            DEPLOYMENT_CONTROLLER,
-            "ScalingReplicaSet",
-            format!("Scaled {direction} replica set {rs_name} from {from} to {replicas}"),
+            name(rs).unwrap_or_default(),
+            from,
+            replicas,
         );
     }
 }
 
+/// The deployment controller's `ScalingReplicaSet` event about `deployment`.
+fn scaling_event(writes: &mut Writes<'_>, deployment: &Value, rs: &str, from: i64, to: i64) {
+    let direction = if from < to { "up" } else { "down" };
+    writes.event(
+        deployment,
+        DEPLOYMENT_CONTROLLER,
+        "ScalingReplicaSet",
+        format!("Scaled {direction} replica set {rs} from {from} to {to}"),
+    );
+}
+
+/// The ReplicaSet's part (`owned`: the Pods it controls): as many Pods as it wants (the newest
+/// removed first), and its status counting them.
 fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec<&Value>) {
     let Some(namespace) = namespace(replica_set) else {
         return;
