@@ -236,12 +236,14 @@ fn role_ref(v: &Value) -> Value {
     ))
 }
 
-/// An Event in its stored `v1` form, whichever API presents it.
-fn core_event(v: &Value) -> std::borrow::Cow<'_, Value> {
-    if v["apiVersion"] == "v1" {
-        std::borrow::Cow::Borrowed(v)
+/// The form of `object` the kind's cells read: an Event in its stored `v1` form, whichever API
+/// presents it (converted once per row, not per cell); any other object as it is.
+#[must_use]
+pub fn row_form<'a>(info: &ResourceInfo, object: &'a Value) -> std::borrow::Cow<'a, Value> {
+    if info.kind == "Event" && object["apiVersion"] != "v1" {
+        std::borrow::Cow::Owned(crate::event_versions::to_core(object.clone()))
     } else {
-        std::borrow::Cow::Owned(crate::event_versions::to_core(v.clone()))
+        std::borrow::Cow::Borrowed(object)
     }
 }
 
@@ -259,14 +261,14 @@ fn since(v: &Value, pointers: &[&str]) -> Value {
 
 /// `printEvent`'s first-seen time: `firstTimestamp`, else `eventTime`.
 fn event_first_seen(v: &Value) -> Value {
-    since(&core_event(v), &["/firstTimestamp", "/eventTime"])
+    since(v, &["/firstTimestamp", "/eventTime"])
 }
 
 /// `printEvent`'s last-seen time: the series' last observation, else `lastTimestamp`, else the
 /// first-seen time.
 fn event_last_seen(v: &Value) -> Value {
     since(
-        &core_event(v),
+        v,
         &[
             "/series/lastObservedTime",
             "/lastTimestamp",
@@ -278,9 +280,8 @@ fn event_last_seen(v: &Value) -> Value {
 
 /// `kind/name` of the involved object, the kind in lower case.
 fn event_object(v: &Value) -> Value {
-    let v = core_event(v);
-    let kind = text(&v, "/involvedObject/kind").to_lowercase();
-    let name = text(&v, "/involvedObject/name");
+    let kind = text(v, "/involvedObject/kind").to_lowercase();
+    let name = text(v, "/involvedObject/name");
     json!(if name.is_empty() {
         kind
     } else {
@@ -291,10 +292,9 @@ fn event_object(v: &Value) -> Value {
 /// `formatEventSource`: the source's component (or the reporting controller), then its host
 /// (or the reporting instance) after a comma.
 fn event_source(v: &Value) -> Value {
-    let v = core_event(v);
     let first = |a: &str, b: &str| {
-        let a = text(&v, a);
-        if a.is_empty() { text(&v, b) } else { a }
+        let a = text(v, a);
+        if a.is_empty() { text(v, b) } else { a }
     };
     let component = first("/source/component", "/reportingComponent");
     let instance = first("/source/host", "/reportingInstance");
@@ -307,11 +307,10 @@ fn event_source(v: &Value) -> Value {
 
 /// The series' count, else `count`; a singleton event of the new API counts 1.
 fn event_count(v: &Value) -> Value {
-    let v = core_event(v);
     let n = v
         .pointer("/series/count")
         .and_then(Value::as_i64)
-        .unwrap_or_else(|| int(&v, "/count"));
+        .unwrap_or_else(|| int(v, "/count"));
     json!(if n == 0 && v.get("series").is_none() {
         1
     } else {
@@ -448,18 +447,12 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
         // `printEvent`, for both APIs (one registry serves them).
         ("" | "events.k8s.io", "Event") => vec![
             col("Last Seen", "string", event_last_seen),
-            col("Type", "string", |v| json!(text(&core_event(v), "/type"))),
-            col("Reason", "string", |v| {
-                json!(text(&core_event(v), "/reason"))
-            }),
+            col("Type", "string", |v| json!(text(v, "/type"))),
+            col("Reason", "string", |v| json!(text(v, "/reason"))),
             col("Object", "string", event_object),
-            wide("Subobject", |v| {
-                json!(text(&core_event(v), "/involvedObject/fieldPath"))
-            }),
+            wide("Subobject", |v| json!(text(v, "/involvedObject/fieldPath"))),
             wide("Source", event_source),
-            col("Message", "string", |v| {
-                json!(text(&core_event(v), "/message").trim())
-            }),
+            col("Message", "string", |v| json!(text(v, "/message").trim())),
             wide("First Seen", event_first_seen),
             Column {
                 name: "Count",
@@ -544,9 +537,10 @@ mod tests {
         let wide = |group: &str, object: &Value| -> Vec<Value> {
             let info = registry.lookup(group, "v1", "events").unwrap();
             assert!(!name_first(&info));
+            let row = row_form(&info, object);
             columns(&info).unwrap()[1..]
                 .iter()
-                .map(|c| (c.cell)(object))
+                .map(|c| (c.cell)(&row))
                 .collect()
         };
         assert_eq!(

@@ -160,12 +160,13 @@ fn embed(mut row: Value, object: &Value, include: IncludeObject) -> Value {
 
 /// A Table of a built-in kind, with kube-apiserver's columns for it ([`crate::printers`]).
 fn builtin_table(
+    info: &ResourceInfo,
     builtin: &[crate::printers::Column],
     objects: &[&Value],
     list_meta: Value,
     include: IncludeObject,
-    name_first: bool,
 ) -> Value {
+    let name_first = crate::printers::name_first(info);
     let mut definitions = Vec::new();
     if name_first {
         definitions.push(json!({"name": "Name", "type": "string", "format": "name",
@@ -187,7 +188,8 @@ fn builtin_table(
             if name_first {
                 cells.push(o["metadata"]["name"].clone());
             }
-            cells.extend(builtin.iter().map(|c| match (c.cell)(o) {
+            let form = crate::printers::row_form(info, o);
+            cells.extend(builtin.iter().map(|c| match (c.cell)(&form) {
                 Value::String(t) if c.column_type == "date" => age(&t),
                 other => other,
             }));
@@ -219,8 +221,7 @@ pub fn table(
     let objects: Vec<&Value> = shown.iter().map(AsRef::as_ref).collect();
     let objects = objects.as_slice();
     if let Some(builtin) = crate::printers::columns(info) {
-        let name_first = crate::printers::name_first(info);
-        return builtin_table(&builtin, objects, list_meta, include, name_first);
+        return builtin_table(info, &builtin, objects, list_meta, include);
     }
     let cols = columns(info);
     let definitions: Vec<Value> = cols
