@@ -123,8 +123,9 @@ fn text<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
     map.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn items<'a>(map: &'a Map<String, Value>, key: &str) -> impl Iterator<Item = &'a Value> {
-    map.get(key).and_then(Value::as_array).into_iter().flatten()
+/// The elements of a list field (none when absent or not a list).
+fn list(field: Option<&Value>) -> impl Iterator<Item = &Value> {
+    field.and_then(Value::as_array).into_iter().flatten()
 }
 
 /// The `ServiceAccount` plugin's checks of a mirror pod: no account, no Secret, no token.
@@ -135,13 +136,8 @@ fn check_mirror(spec: &Map<String, Value>) -> Result<(), AdmissionError> {
     if references_secrets(spec) {
         return Err(AdmissionError::MirrorSecrets);
     }
-    let projects_token = items(spec, "volumes")
-        .flat_map(|v| {
-            v.pointer("/projected/sources")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
+    let projects_token = list(spec.get("volumes"))
+        .flat_map(|v| list(v.pointer("/projected/sources")))
         .any(|source| source.get("serviceAccountToken").is_some());
     if projects_token {
         return Err(AdmissionError::MirrorTokenProjection);
@@ -153,36 +149,24 @@ fn check_mirror(spec: &Map<String, Value>) -> Result<(), AdmissionError> {
 /// pull secrets, environment, secret and projected volumes, CSI publish secrets).
 fn references_secrets(spec: &Map<String, Value>) -> bool {
     let named = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    if items(spec, "imagePullSecrets").next().is_some() {
+    if list(spec.get("imagePullSecrets")).next().is_some() {
         return true;
     }
     let containers = ["containers", "initContainers", "ephemeralContainers"]
         .into_iter()
-        .flat_map(|k| items(spec, k));
+        .flat_map(|k| list(spec.get(k)));
     for c in containers {
-        if items_of(c, "envFrom").any(|e| named(e.pointer("/secretRef/name")))
-            || items_of(c, "env").any(|e| named(e.pointer("/valueFrom/secretKeyRef/name")))
+        if list(c.get("envFrom")).any(|e| named(e.pointer("/secretRef/name")))
+            || list(c.get("env")).any(|e| named(e.pointer("/valueFrom/secretKeyRef/name")))
         {
             return true;
         }
     }
-    items(spec, "volumes").any(|v| {
+    list(spec.get("volumes")).any(|v| {
         named(v.pointer("/secret/secretName"))
             || named(v.pointer("/csi/nodePublishSecretRef/name"))
-            || v.pointer("/projected/sources")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .any(|s| named(s.pointer("/secret/name")))
+            || list(v.pointer("/projected/sources")).any(|s| named(s.pointer("/secret/name")))
     })
-}
-
-fn items_of<'a>(value: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
 }
 
 /// The `ServiceAccount` plugin on a new pod: `default` when it names no account; the account
@@ -220,7 +204,7 @@ fn service_account(
     if automount {
         mount_token(spec);
     }
-    if items(spec, "imagePullSecrets").next().is_none()
+    if list(spec.get("imagePullSecrets")).next().is_none()
         && let Some(secrets) = account["imagePullSecrets"].as_array()
         && !secrets.is_empty()
     {
@@ -237,7 +221,7 @@ fn service_account(
 /// has, or a new one; mounted read-only by every init container and container with no mount at
 /// [`TOKEN_MOUNT_PATH`]; the volume added only when a container mounts it.
 fn mount_token(spec: &mut Map<String, Value>) {
-    let existing = items(spec, "volumes")
+    let existing = list(spec.get("volumes"))
         .filter_map(|v| v["name"].as_str())
         .find(|n| n.starts_with(TOKEN_VOLUME_PREFIX))
         .map(str::to_owned);
@@ -247,7 +231,7 @@ fn mount_token(spec: &mut Map<String, Value>) {
     let mut needs_volume = false;
     for key in ["initContainers", "containers"] {
         for container in crate::strategy::object_items(spec, key) {
-            let mounted = items(container, "volumeMounts")
+            let mounted = list(container.get("volumeMounts"))
                 .any(|m| m["mountPath"].as_str() == Some(TOKEN_MOUNT_PATH));
             if mounted {
                 continue;
@@ -295,7 +279,7 @@ fn default_tolerations(spec: &mut Map<String, Value>) {
     let missing: Vec<&str> = NODE_TAINTS
         .into_iter()
         .filter(|taint| {
-            !items(spec, "tolerations").any(|t| {
+            !list(spec.get("tolerations")).any(|t| {
                 let key = t["key"].as_str().unwrap_or_default();
                 let effect = t["effect"].as_str().unwrap_or_default();
                 (key == *taint || key.is_empty()) && (effect == "NoExecute" || effect.is_empty())
