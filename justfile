@@ -30,13 +30,11 @@ check: guests
 test: setup
     cargo test --workspace
     cargo test --manifest-path guests/Cargo.toml
-    cargo test -p capstan-sdk --features testing --lib testing
 
 # Lints, as CI runs them.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
-    cargo clippy -p capstan-sdk --features testing --all-targets -- -D warnings
 
 # Benchmarks (release), recorded in docs/PERFORMANCE.md.
 bench: setup

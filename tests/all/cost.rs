@@ -500,10 +500,12 @@ fn quarantine_after(n: u32) -> Limits {
 async fn a_poison_object_backs_off_alone_and_never_quarantines_the_plugin() {
     let env = Env::start().await;
     let controller = env.controller(env.plugin(quarantine_after(3)).await).await;
-    env.create("poison-pill").await;
+    // Its own name: the records are the whole binary's, and another test's `poison-pill` running
+    // beside this one would interleave its failures with these.
+    env.create("poison-backoff").await;
     env.create("fine-a").await;
     let failures = eventually("8 failures of the poison object", async || {
-        let f = call_failures("poison-pill");
+        let f = call_failures("poison-backoff");
         (f.len() >= 8).then_some(f)
     })
     .await;
