@@ -109,6 +109,7 @@ impl Cluster {
         for ns in namespaces {
             service_accounts::ensure_default(&mut inner, &ns)?;
         }
+        crate::priority_classes::bootstrap(&mut inner)?;
         let rv = inner.store.resource_version();
         Ok(Self {
             inner: Mutex::new(inner),

@@ -33,6 +33,7 @@ pub mod path;
 pub mod persist;
 pub mod pod_admission;
 pub mod printers;
+pub mod priority_classes;
 pub mod proto_json;
 pub mod protobuf;
 pub mod resource;

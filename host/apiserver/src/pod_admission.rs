@@ -7,6 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::cluster::Inner;
+use crate::priority_classes::{self, PREEMPT_LOWER_PRIORITY};
 use crate::service_accounts;
 
 /// Where the ServiceAccount admission plugin mounts the API access volume
@@ -25,13 +26,6 @@ const NODE_TAINTS: [&str; 2] = [
 ];
 /// `--default-not-ready-toleration-seconds` and `--default-unreachable-toleration-seconds`.
 const TOLERATION_SECONDS: i64 = 300;
-/// The PriorityClasses every cluster has (`SystemPriorityClasses`); no other is served here.
-const SYSTEM_PRIORITY_CLASSES: [(&str, i64); 2] = [
-    ("system-node-critical", 2_000_001_000),
-    ("system-cluster-critical", 2_000_000_000),
-];
-/// The preemption policy of a PriorityClass that names none, and of pods with no class.
-const PREEMPT_LOWER_PRIORITY: &str = "PreemptLowerPriority";
 
 /// Why a pod is refused (answered 403, `pods "NAME" is forbidden: ...`), in the plugins' words.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -104,15 +98,17 @@ pub fn admit(
                 service_account(inner, namespace, spec)?;
             }
             default_tolerations(spec);
-            priority(spec)
+            priority(inner, spec)
         }
         Some(old) => {
             default_tolerations(spec);
             // Priority keeps what it set at creation when an update leaves it out.
-            if spec.get("priority").is_none_or(Value::is_null)
-                && let Some(p) = old["spec"].get("priority").filter(|p| !p.is_null())
-            {
-                spec.insert("priority".into(), p.clone());
+            for field in ["priority", "preemptionPolicy"] {
+                if spec.get(field).is_none_or(Value::is_null)
+                    && let Some(p) = old["spec"].get(field).filter(|p| !p.is_null())
+                {
+                    spec.insert(field.into(), p.clone());
+                }
             }
             Ok(())
         }
@@ -305,19 +301,23 @@ fn default_tolerations(spec: &mut Map<String, Value>) {
     }
 }
 
-/// `Priority` on a new pod: the value of its PriorityClass (0 with none, as no class here is
-/// the global default), which a value in the pod must equal, and the class's preemption policy,
-/// likewise.
-fn priority(spec: &mut Map<String, Value>) -> Result<(), AdmissionError> {
-    let class = text(spec, "priorityClassName");
-    let computed = if class.is_empty() {
-        0
+/// `Priority` on a new pod (`admitPod`): the value of its PriorityClass, or without one of the
+/// global default class (whose name the pod then takes; 0 and `PreemptLowerPriority` when there is
+/// none), which a value in the pod must equal; the class's preemption policy, likewise.
+fn priority(inner: &Inner, spec: &mut Map<String, Value>) -> Result<(), AdmissionError> {
+    let name = text(spec, "priorityClassName");
+    let (computed, policy) = if name.is_empty() {
+        match priority_classes::global_default(inner) {
+            Some(class) => {
+                spec.insert("priorityClassName".into(), json!(class.name));
+                (class.value, class.preemption_policy)
+            }
+            None => (0, Some(PREEMPT_LOWER_PRIORITY.to_owned())),
+        }
     } else {
-        SYSTEM_PRIORITY_CLASSES
-            .iter()
-            .find(|(name, _)| *name == class)
-            .map(|(_, value)| *value)
-            .ok_or_else(|| AdmissionError::NoPriorityClass(class.to_owned()))?
+        let class = priority_classes::get(inner, name)
+            .ok_or_else(|| AdmissionError::NoPriorityClass(name.to_owned()))?;
+        (class.value, class.preemption_policy)
     };
     if let Some(given) = spec.get("priority").and_then(Value::as_i64)
         && given != computed
@@ -325,15 +325,17 @@ fn priority(spec: &mut Map<String, Value>) -> Result<(), AdmissionError> {
         return Err(AdmissionError::Priority { given, computed });
     }
     spec.insert("priority".into(), json!(computed));
-    if let Some(given) = spec.get("preemptionPolicy").and_then(Value::as_str)
-        && given != PREEMPT_LOWER_PRIORITY
-    {
-        return Err(AdmissionError::PreemptionPolicy {
-            given: given.to_owned(),
-            computed: PREEMPT_LOWER_PRIORITY.to_owned(),
-        });
+    if let Some(policy) = policy {
+        if let Some(given) = spec.get("preemptionPolicy").and_then(Value::as_str)
+            && given != policy
+        {
+            return Err(AdmissionError::PreemptionPolicy {
+                given: given.to_owned(),
+                computed: policy,
+            });
+        }
+        spec.insert("preemptionPolicy".into(), json!(policy));
     }
-    spec.insert("preemptionPolicy".into(), json!(PREEMPT_LOWER_PRIORITY));
     Ok(())
 }
 

@@ -462,6 +462,17 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             },
             wide("Name", |v| v["metadata"]["name"].clone()),
         ],
+        // `printPriorityClass`: no policy is an empty cell.
+        ("scheduling.k8s.io", "PriorityClass") => vec![
+            col("Value", "integer", |v| v["value"].clone()),
+            col("Global-Default", "boolean", |v| {
+                json!(v["globalDefault"].as_bool().unwrap_or(false))
+            }),
+            col("Age", "date", created),
+            col("PreemptionPolicy", "string", |v| {
+                json!(text(v, "/preemptionPolicy"))
+            }),
+        ],
         ("coordination.k8s.io", "Lease") => vec![
             col("Holder", "string", |v| {
                 json!(text(v, "/spec/holderIdentity"))

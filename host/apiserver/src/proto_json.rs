@@ -140,6 +140,7 @@ fn package(api_version: &str) -> Option<String> {
         "rbac.authorization.k8s.io" => "rbac",
         "events.k8s.io" => "events",
         "coordination.k8s.io" => "coordination",
+        "scheduling.k8s.io" => "scheduling",
         "authentication.k8s.io" => "authentication",
         "authorization.k8s.io" => "authorization",
         _ => return None,
@@ -452,6 +453,7 @@ mod tests {
             ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
             ("events.k8s.io/v1", "Event"),
             ("coordination.k8s.io/v1", "Lease"),
+            ("scheduling.k8s.io/v1", "PriorityClass"),
             ("autoscaling/v1", "Scale"),
         ] {
             assert!(supports(api_version, kind), "{api_version} {kind}");

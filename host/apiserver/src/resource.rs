@@ -290,6 +290,16 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
             false,
         ),
         builtin(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            &["pc"],
+            false,
+            false,
+        ),
+        builtin(
             "apiextensions.k8s.io",
             "v1",
             "CustomResourceDefinition",

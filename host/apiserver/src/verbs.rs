@@ -1243,6 +1243,16 @@ impl Cluster {
                 message: "this namespace may not be deleted".to_owned(),
             });
         }
+        if gr == crate::priority_classes::RESOURCE
+            && let Err(error) = crate::priority_classes::check_delete(&key.1)
+        {
+            return Err(ApiError::Forbidden {
+                group: target.info.group.clone(),
+                resource: target.info.plural.clone(),
+                name: key.1.clone(),
+                message: error.to_string(),
+            });
+        }
         // `rest.BeforeDelete`: a conflict named by the kind, with what was expected and found.
         let precondition = |want: &Option<String>, field: &str, what: &str, hint: &str| match want {
             Some(w) if Some(w.as_str()) != meta_str(&old, field) => Err(ApiError::Conflict {

@@ -7,7 +7,9 @@ mod defaults;
 mod service;
 mod validate;
 
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+use k8s_openapi::api::{
+    apps::v1 as apps, batch::v1 as batch, core::v1 as core, scheduling::v1 as scheduling,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -19,13 +21,14 @@ pub(crate) use defaults::items as object_items;
 pub(crate) use validate::Change;
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
-const BUILTIN_GROUPS: [&str; 7] = [
+const BUILTIN_GROUPS: [&str; 8] = [
     "",
     "apps",
     "batch",
     "rbac.authorization.k8s.io",
     "events.k8s.io",
     "coordination.k8s.io",
+    "scheduling.k8s.io",
     "apiextensions.k8s.io",
 ];
 
@@ -41,6 +44,9 @@ pub(crate) enum Refusal {
     /// An admission plugin refuses the pod (answered 403).
     #[error(transparent)]
     Forbidden(#[from] crate::pod_admission::AdmissionError),
+    /// The `Priority` admission plugin refuses the PriorityClass (answered 403).
+    #[error(transparent)]
+    ForbiddenClass(#[from] crate::priority_classes::ClassError),
 }
 
 /// Whether the kind is one Kubernetes itself defines (not a custom resource).
@@ -222,6 +228,9 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("", "Secret") => decodes_as::<core::Secret>(info, object),
         ("", "Namespace") => decodes_as::<core::Namespace>(info, object),
         ("", "PersistentVolumeClaim") => decodes_as::<core::PersistentVolumeClaim>(info, object),
+        ("scheduling.k8s.io", "PriorityClass") => {
+            decodes_as::<scheduling::PriorityClass>(info, object)
+        }
         _ => Ok(Vec::new()),
     }
 }
@@ -254,6 +263,9 @@ pub(crate) fn prepare(
         if info.group.is_empty() && info.kind == "Pod" {
             crate::pod_admission::admit(inner, key.0, old, object)?;
         }
+        if is_priority_class(info) {
+            crate::priority_classes::default(object);
+        }
         if info.group.is_empty() && info.kind == "Service" {
             let errs = validate::check(&info.group, &info.kind, old, object, change);
             if !errs.is_empty() {
@@ -267,11 +279,21 @@ pub(crate) fn prepare(
     if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
         errs.extend(crate::cel_library::cost::crd_rule_errors(object));
     }
-    if errs.is_empty() {
-        Ok(unknown)
-    } else {
-        Err(Refusal::Invalid(errs))
+    if is_priority_class(info) && change == Change::Object {
+        crate::priority_classes::validate(object, old, &mut errs);
     }
+    if !errs.is_empty() {
+        return Err(Refusal::Invalid(errs));
+    }
+    // Validating admission runs after the strategy's validation, as in the generic registry.
+    if is_priority_class(info) && change == Change::Object {
+        crate::priority_classes::admit(inner, object, old)?;
+    }
+    Ok(unknown)
+}
+
+fn is_priority_class(info: &ResourceInfo) -> bool {
+    info.group == "scheduling.k8s.io" && info.kind == "PriorityClass"
 }
 
 /// A custom resource goes through its CRD's structural schema ([`crate::schema`]).
@@ -297,11 +319,11 @@ impl Refusal {
     pub(crate) fn into_api_error(self, info: &ResourceInfo, name: &str) -> ApiError {
         match self {
             Self::Decode(message) => ApiError::BadRequest(message),
-            Self::Forbidden(error) => ApiError::Forbidden {
+            Self::Forbidden(_) | Self::ForbiddenClass(_) => ApiError::Forbidden {
                 group: info.group.clone(),
                 resource: info.plural.clone(),
                 name: name.to_owned(),
-                message: error.to_string(),
+                message: self.to_string(),
             },
             Self::Invalid(causes) => ApiError::Invalid {
                 kind: info.kind.clone(),

@@ -369,6 +369,7 @@ const FILES: &[&str] = &[
     "lists.yaml",
     "namespaces.yaml",
     "requests.yaml",
+    "scheduling.yaml",
     "workloads.yaml",
 ];
 
@@ -428,4 +429,9 @@ async fn lifecycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests() {
     run("requests.yaml").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_classes() {
+    run("scheduling.yaml").await;
 }
