@@ -329,11 +329,7 @@ pub fn openapi_v3_group(inner: &Inner, group: &str, version: &str) -> Option<Val
                 }
                 map.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
             }
-            let reversed: Vec<&str> = r.group.split('.').rev().collect();
-            schemas.insert(
-                format!("{}.{}.{}", reversed.join("."), r.version, r.kind),
-                schema,
-            );
+            schemas.insert(crd_definition_name(&r.group, &r.version, &r.kind), schema);
         }
     }
     for (name, schema) in generator.take_definitions(true) {
@@ -350,6 +346,13 @@ pub fn openapi_v3_group(inner: &Inner, group: &str, version: &str) -> Option<Val
         "paths": paths,
         "components": {"schemas": schemas},
     }))
+}
+
+/// The definition name kube-apiserver gives a custom resource's schema: its group reversed, the
+/// version and the kind (`dev.capstan.examples.v1alpha1.WebApp`, `ToRESTFriendlyName`).
+pub(crate) fn crd_definition_name(group: &str, version: &str, kind: &str) -> String {
+    let reversed: Vec<&str> = group.split('.').rev().collect();
+    format!("{}.{version}.{kind}", reversed.join("."))
 }
 
 /// Registers the schema of a built-in kind (and of what it refers to) with `generator`, returning

@@ -6,15 +6,30 @@
 //! rewritten for Swagger 2.0: references point into `#/definitions/`, a lone `allOf` reference is
 //! the reference itself, and a schema the v2 form cannot hold (several types, an array without
 //! one item schema, a dangling reference) becomes an arbitrary value, which kubectl accepts as
-//! anything, so that one odd schema never makes the whole document unreadable. Custom resources
-//! are not published here (kubectl then leaves them to server-side validation).
+//! anything, so that one odd schema never makes the whole document unreadable. Each served version
+//! of a custom resource is published as kube-apiserver's CRD OpenAPI builder publishes it for v2
+//! (`BuildOpenAPIV2`): its `openAPIV3Schema` made v2-compatible (`ToStructuralOpenAPIV2`), with
+//! `apiVersion`, `kind` and a `metadata` reference added, and its list kind beside it.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use super::{KUBE_MINOR, builtin_schema};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
+use schemars::JsonSchema;
+
+use super::{KUBE_MINOR, builtin_schema, crd_definition_name};
 use crate::cluster::Inner;
+use crate::resource::ResourceInfo;
+
+/// `TypeMeta`'s `apiVersion`, as kube-openapi's generated definitions describe it.
+const API_VERSION: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+/// `TypeMeta`'s `kind`.
+const KIND: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+/// The `metadata` of a custom resource (`swaggerPartialObjectMetadataDescriptions`).
+const OBJECT_METADATA: &str = "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+/// The `metadata` of its list.
+const LIST_METADATA: &str = "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
 
 /// The media type of the protobuf form as kube-openapi's handler answers it (kubectl asks with
 /// the older `...spec.v2@v1.0+protobuf`, which Go's `mime` cannot parse as a `Content-Type`).
@@ -35,6 +50,7 @@ pub fn wants_protobuf(accept: &str) -> bool {
 pub fn document(inner: &Inner) -> Value {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let mut kinds = Vec::new();
+    let mut custom = Vec::new();
     let core = (String::new(), vec!["v1".to_owned()]);
     for (group, versions) in std::iter::once(core).chain(inner.registry.groups()) {
         for version in versions {
@@ -44,10 +60,16 @@ pub fn document(inner: &Inner) -> Value {
                         name,
                         json!({"group": r.group, "version": r.version, "kind": r.kind}),
                     ));
+                } else if let Some(schema) = crate::schema::of_custom_resource(inner, &r) {
+                    custom.push((r, schema));
                 }
             }
         }
     }
+    generator.subschema_for::<ObjectMeta>();
+    generator.subschema_for::<ListMeta>();
+    let object_meta = format!("#/definitions/{}", ObjectMeta::schema_name());
+    let list_meta = format!("#/definitions/{}", ListMeta::schema_name());
     let schemas = generator.take_definitions(true);
     let known: BTreeSet<&str> = schemas.keys().map(String::as_str).collect();
     let mut definitions: Map<String, Value> = schemas
@@ -66,12 +88,162 @@ pub fn document(inner: &Inner) -> Value {
             }
         }
     }
+    for (r, schema) in custom {
+        let name = crd_definition_name(&r.group, &r.version, &r.kind);
+        let list = crd_definition_name(&r.group, &r.version, &r.list_kind);
+        let list_schema = json!({
+            "description": format!("{} is a list of {}", r.list_kind, r.kind),
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "apiVersion": {"description": API_VERSION, "type": "string"},
+                "kind": {"description": KIND, "type": "string"},
+                "items": {
+                    "description": format!("List of {}. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md", r.plural),
+                    "type": "array",
+                    "items": {"$ref": format!("#/definitions/{name}")},
+                },
+                "metadata": {"description": LIST_METADATA, "$ref": list_meta},
+            },
+            "x-kubernetes-group-version-kind": [gvk(&r, &r.list_kind)],
+        });
+        definitions.insert(name, custom_resource(&r, schema, &object_meta, &known));
+        definitions.insert(list, list_schema);
+    }
     json!({
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")},
         "paths": {},
         "definitions": definitions,
     })
+}
+
+fn gvk(r: &ResourceInfo, kind: &str) -> Value {
+    json!({"group": r.group, "version": r.version, "kind": kind})
+}
+
+/// A custom resource's definition (`buildKubeNative` for v2): a schema that keeps unknown fields
+/// at its root is a bare object (properties would make kubectl refuse the fields it does not
+/// list); any other is made v2-compatible, then gets `apiVersion`, `kind` and `metadata`.
+fn custom_resource(
+    r: &ResourceInfo,
+    schema: &Value,
+    object_meta: &str,
+    known: &BTreeSet<&str>,
+) -> Value {
+    let mut out = if schema["x-kubernetes-preserve-unknown-fields"] == true {
+        json!({"type": "object"})
+    } else {
+        let mut structural = schema.clone();
+        structural_v2(&mut structural);
+        let mut out = to_v2(&structural, known);
+        with_type_meta(&mut out, object_meta);
+        embedded_resources(&mut out, object_meta);
+        out
+    };
+    out["x-kubernetes-group-version-kind"] = json!([gvk(r, &r.kind)]);
+    out
+}
+
+/// `apiVersion`, `kind` and `metadata` among the properties of `schema` (an object).
+fn with_type_meta(schema: &mut Value, object_meta: &str) {
+    if let Some(map) = schema.as_object_mut() {
+        map.insert("type".into(), json!("object"));
+        let properties = map.entry("properties").or_insert_with(|| json!({}));
+        properties["apiVersion"] = json!({"description": API_VERSION, "type": "string"});
+        properties["kind"] = json!({"description": KIND, "type": "string"});
+        properties["metadata"] = json!({"description": OBJECT_METADATA, "$ref": object_meta});
+    }
+}
+
+/// `addEmbeddedProperties`: an `x-kubernetes-embedded-resource` object (unless it keeps unknown
+/// fields) gets the type meta and metadata too, and requires `kind` and `apiVersion`.
+fn embedded_resources(schema: &mut Value, object_meta: &str) {
+    for child in schema
+        .get_mut("properties")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        embedded_resources(child, object_meta);
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = schema.get_mut(key).filter(|c| c.is_object()) {
+            embedded_resources(child, object_meta);
+        }
+    }
+    if schema["x-kubernetes-embedded-resource"] == true
+        && schema["x-kubernetes-preserve-unknown-fields"] != true
+    {
+        with_type_meta(schema, object_meta);
+        let required = schema
+            .as_object_mut()
+            .map(|m| m.entry("required").or_insert_with(|| json!([])));
+        if let Some(Value::Array(required)) = required {
+            for field in ["kind", "apiVersion"] {
+                if !required.iter().any(|r| r == field) {
+                    required.push(json!(field));
+                }
+            }
+        }
+    }
+}
+
+/// `ToStructuralOpenAPIV2`, on a CRD's schema as JSON: the junctors go (`allOf`, `oneOf`, `anyOf`,
+/// `not`); a nullable value loses its type, items and properties (kubectl cannot read a typed
+/// value that may be null) and leaves its parent's `required`; a value that keeps unknown fields
+/// loses its items and properties; an array left without items loses its type.
+fn structural_v2(schema: &mut Value) {
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    for junctor in ["allOf", "oneOf", "anyOf", "not"] {
+        map.remove(junctor);
+    }
+    if map.remove("nullable") == Some(Value::Bool(true)) {
+        for key in ["type", "items", "properties"] {
+            map.remove(key);
+        }
+    }
+    if map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        map.remove("items");
+        map.remove("properties");
+    }
+    if map.get("type").and_then(Value::as_str) == Some("array") && !map.contains_key("items") {
+        map.remove("type");
+    }
+    let nullable: Vec<String> = map
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, p)| p["nullable"] == true)
+        .map(|(name, _)| name.clone())
+        .collect();
+    if map
+        .get("additionalProperties")
+        .is_some_and(|a| a["nullable"] == true)
+    {
+        map.remove("required");
+    } else if let Some(Value::Array(required)) = map.get_mut("required") {
+        required.retain(|r| r.as_str().is_none_or(|r| !nullable.iter().any(|n| n == r)));
+        if required.is_empty() {
+            map.remove("required");
+        }
+    }
+    for child in map
+        .get_mut("properties")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        structural_v2(child);
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = map.get_mut(key) {
+            structural_v2(child);
+        }
+    }
 }
 
 /// The document in gnostic's protobuf encoding.
@@ -420,6 +592,98 @@ mod tests {
         assert_eq!(
             gvk.value.as_ref().unwrap().yaml,
             r#"[{"group":"","kind":"ConfigMap","version":"v1"}]"#
+        );
+    }
+
+    #[test]
+    fn a_custom_resource_is_published_as_the_crd_builder_publishes_it_for_v2() {
+        let cluster = Cluster::open(None, 100).unwrap();
+        let mut inner = cluster.lock();
+        let crd = json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "gadgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+                "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {
+                        "spec": {
+                            "type": "object",
+                            "required": ["size", "note"],
+                            "oneOf": [{"required": ["size"]}],
+                            "properties": {
+                                "size": {"type": "integer", "minimum": 0},
+                                "note": {"type": "string", "nullable": true},
+                                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                                    "properties": {"a": {"type": "string"}}},
+                                "tags": {"type": "array", "x-kubernetes-preserve-unknown-fields": true,
+                                    "items": {"type": "string"}},
+                                "template": {"type": "object", "x-kubernetes-embedded-resource": true,
+                                    "properties": {"spec": {"type": "object"}}},
+                            },
+                        },
+                    },
+                }}}]},
+        });
+        inner
+            .store
+            .put(
+                crate::resource::CRD_RESOURCE,
+                (String::new(), "gadgets.example.com".into()),
+                crd.clone(),
+            )
+            .unwrap();
+        inner.registry.set_crd(&crd).unwrap();
+        let doc = document(&inner);
+        let defs = doc["definitions"].as_object().unwrap();
+        let gadget = &defs["com.example.v1.Gadget"];
+        assert_eq!(
+            gadget["x-kubernetes-group-version-kind"],
+            json!([{"group": "example.com", "version": "v1", "kind": "Gadget"}])
+        );
+        assert_eq!(
+            gadget["properties"]["metadata"]["$ref"],
+            "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        assert_eq!(gadget["properties"]["kind"]["type"], "string");
+        let spec = &gadget["properties"]["spec"];
+        assert_eq!(
+            spec["required"],
+            json!(["size"]),
+            "a nullable field is not required"
+        );
+        assert!(spec.get("oneOf").is_none());
+        assert_eq!(spec["properties"]["size"]["type"], "integer");
+        assert!(
+            spec["properties"]["note"].get("type").is_none(),
+            "nullable: untyped"
+        );
+        assert_eq!(
+            spec["properties"]["extra"],
+            json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+        );
+        assert!(
+            spec["properties"]["tags"].get("type").is_none(),
+            "an array without items"
+        );
+        let template = &spec["properties"]["template"];
+        assert_eq!(template["required"], json!(["kind", "apiVersion"]));
+        assert!(template["properties"]["metadata"]["$ref"].is_string());
+        let list = &defs["com.example.v1.GadgetList"];
+        assert_eq!(
+            list["properties"]["items"]["items"]["$ref"],
+            "#/definitions/com.example.v1.Gadget"
+        );
+        assert_eq!(
+            list["x-kubernetes-group-version-kind"][0]["kind"],
+            "GadgetList"
+        );
+        assert!(
+            defs[list["properties"]["metadata"]["$ref"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("#/definitions/")]
+            .is_object()
         );
     }
 
