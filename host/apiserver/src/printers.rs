@@ -52,6 +52,65 @@ fn or_none(s: String) -> Value {
     json!(if s.is_empty() { "<none>".to_owned() } else { s })
 }
 
+/// A Node's `Ready` condition as `Ready`, `NotReady` or `Unknown`, with `SchedulingDisabled` after
+/// it when cordoned.
+fn node_status(v: &Value) -> Value {
+    let ready = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready");
+    let mut status = match ready {
+        Some(c) if c["status"] == "True" => "Ready".to_owned(),
+        Some(_) => "NotReady".to_owned(),
+        None => "Unknown".to_owned(),
+    };
+    if v["spec"]["unschedulable"] == true {
+        status.push_str(",SchedulingDisabled");
+    }
+    json!(status)
+}
+
+/// `findNodeRoles`: `node-role.kubernetes.io/<role>` labels and a `kubernetes.io/role` value,
+/// sorted, or `<none>`.
+fn node_roles(v: &Value) -> Value {
+    let mut roles = std::collections::BTreeSet::new();
+    for (key, value) in v["metadata"]["labels"].as_object().into_iter().flatten() {
+        if let Some(role) = key.strip_prefix("node-role.kubernetes.io/") {
+            if !role.is_empty() {
+                roles.insert(role.to_owned());
+            }
+        } else if key == "kubernetes.io/role"
+            && let Some(role) = value.as_str().filter(|r| !r.is_empty())
+        {
+            roles.insert(role.to_owned());
+        }
+    }
+    or_none(roles.into_iter().collect::<Vec<_>>().join(","))
+}
+
+/// The Node's first address of `kind`, or `<none>`.
+fn node_address(v: &Value, kind: &str) -> Value {
+    let address = v
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == kind)
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or_default();
+    or_none(address.to_owned())
+}
+
+/// A field of the Node's `nodeInfo`, or `<unknown>`.
+fn node_info(v: &Value, field: &str) -> Value {
+    match v["status"]["nodeInfo"][field].as_str() {
+        Some(s) if !s.is_empty() => json!(s),
+        _ => json!("<unknown>"),
+    }
+}
+
 fn created(v: &Value) -> Value {
     v.pointer("/metadata/creationTimestamp")
         .cloned()
@@ -407,6 +466,22 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             col("Type", "string", |v| json!(text(v, "/type"))),
             col("Data", "integer", |v| count(v, &["/data"])),
             col("Age", "date", created),
+        ],
+        // `printNode`.
+        ("", "Node") => vec![
+            col("Status", "string", node_status),
+            col("Roles", "string", node_roles),
+            col("Age", "date", created),
+            col("Version", "string", |v| {
+                json!(text(v, "/status/nodeInfo/kubeletVersion"))
+            }),
+            wide("Internal-IP", |v| node_address(v, "InternalIP")),
+            wide("External-IP", |v| node_address(v, "ExternalIP")),
+            wide("OS-Image", |v| node_info(v, "osImage")),
+            wide("Kernel-Version", |v| node_info(v, "kernelVersion")),
+            wide("Container-Runtime", |v| {
+                node_info(v, "containerRuntimeVersion")
+            }),
         ],
         ("", "Namespace") => vec![
             col("Status", "string", |v| json!(text(v, "/status/phase"))),

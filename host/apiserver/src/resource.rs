@@ -177,6 +177,7 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
         builtin("", "v1", "Secret", "secrets", true, &[], false, false),
         builtin("", "v1", "Service", "services", true, &["svc"], true, true),
         builtin("", "v1", "Pod", "pods", true, &["po"], true, true),
+        builtin("", "v1", "Node", "nodes", false, &["no"], true, false),
         builtin(
             "",
             "v1",

@@ -249,14 +249,27 @@ impl Selector {
     #[must_use]
     pub fn matches_fields(&self, object: &Value) -> bool {
         self.requirements.iter().all(|r| {
-            let value = r.key.split('.').try_fold(object, |v, k| v.get(k));
+            let (path, zero) = field_source(&r.key);
+            let value = path.split('.').try_fold(object, |v, k| v.get(k));
             let text = match value {
                 Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
+                Some(Value::Null) | None => zero.to_owned(),
                 Some(other) => other.to_string(),
             };
             r.matches(Some(text.as_str()))
         })
+    }
+}
+
+/// Where a selectable field's value comes from, and what it reads when the object leaves it out:
+/// the `*ToSelectableFields` functions format Go's zero value (`strconv.FormatBool`, `Itoa`), and
+/// a Job's `status.successful` is its `status.succeeded`.
+fn field_source(key: &str) -> (&str, &'static str) {
+    match key {
+        "spec.hostNetwork" | "spec.unschedulable" => (key, "false"),
+        "status.replicas" => (key, "0"),
+        "status.successful" => ("status.succeeded", "0"),
+        _ => (key, ""),
     }
 }
 
@@ -319,6 +332,7 @@ pub fn supported_fields(group: &str, kind: &str) -> &'static [&'static str] {
         ],
         ("", "Secret") => &["metadata.name", "metadata.namespace", "type"],
         ("", "Namespace") => &["metadata.name", "status.phase"],
+        ("", "Node") => &["metadata.name", "spec.unschedulable"],
         ("", "Event") => &[
             "metadata.name",
             "metadata.namespace",

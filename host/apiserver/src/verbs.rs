@@ -638,7 +638,10 @@ fn prepare_create(
             name,
         });
     }
+    // `PrepareForCreate` resets the status, except a Node's: a kubelet registers its node with
+    // its status (`nodeStrategy` allows every field on create).
     if info.status_subresource
+        && !(info.group.is_empty() && info.kind == "Node")
         && let Some(map) = object.as_object_mut()
     {
         map.remove("status");

@@ -1,8 +1,9 @@
 //! Simulated workloads (opt-in, `ApiServerBuilder::simulate_workloads`): a Deployment gets a
-//! ReplicaSet, the ReplicaSet its Pods, and every Pod becomes Running and Ready after a short
-//! delay, as kube-controller-manager's deployment and replica set controllers and a kubelet (or
-//! kwok) would make them; the statuses follow, so `kubectl rollout status` finishes and a
-//! controller waiting for available replicas sees them.
+//! ReplicaSet, the ReplicaSet its Pods, every Pod the default scheduler would place is bound to
+//! the one simulated Node, and becomes Running and Ready after a short delay, as
+//! kube-controller-manager's deployment and replica set controllers, kube-scheduler and a kubelet
+//! (or kwok, with its fake node) would make them; the statuses follow, so `kubectl rollout status`
+//! finishes and a controller waiting for available replicas sees them.
 //!
 //! It is a controller like theirs: each pass reads the objects, and writes through the same verbs
 //! as any client (optimistic concurrency, field manager `kube-controller-manager`) only what
@@ -29,6 +30,15 @@ const DEPLOYMENTS: &str = "deployments.apps";
 const REPLICA_SETS: &str = "replicasets.apps";
 /// The storage key of Pods.
 const PODS: &str = "pods";
+/// The storage key of Nodes.
+const NODES: &str = "nodes";
+/// The simulated Node every scheduled Pod runs on.
+pub const NODE: &str = "capstan-node";
+/// Its address, the `hostIP` of its Pods.
+const NODE_IP: &str = "10.0.0.1";
+/// The scheduler a Pod names unless it names another (`DefaultSchedulerName`); Pods naming
+/// another wait for it, as on a cluster without that scheduler.
+const SCHEDULER: &str = "default-scheduler";
 /// Where the controllers' Events go (core v1, as client-go's event recorder writes them).
 const EVENTS: &str = "events";
 /// The deployment controller's event source.
@@ -92,6 +102,16 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         (read(DEPLOYMENTS), read(REPLICA_SETS), read(PODS))
     };
     let mut writes = Writes::new(cluster);
+    let node = cluster
+        .lock()
+        .store
+        .get(NODES, &(String::new(), NODE.to_owned()))
+        .cloned();
+    // The scheduler's `NodeUnschedulable` filter: a cordoned node takes no new Pods.
+    let schedulable = match node {
+        Some(node) => node["spec"]["unschedulable"] != true && !gc::is_deleting(&node),
+        None => writes.create(NODES, "", simulated_node()),
+    };
     // Each ReplicaSet and Pod under its controller, once: a pass stays linear in the objects.
     let sets_of = by_controller(&replica_sets);
     let pods_of = by_controller(&pods);
@@ -104,6 +124,14 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
     let mut next: Option<Duration> = None;
     for pod in &pods {
         if pod["status"]["phase"].as_str() == Some("Running") {
+            continue;
+        }
+        if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+            if schedulable
+                && pod["spec"]["schedulerName"].as_str().unwrap_or(SCHEDULER) == SCHEDULER
+            {
+                bind(&mut writes, pod);
+            }
             continue;
         }
         let created = created_at(pod).unwrap_or(now);
@@ -366,6 +394,60 @@ fn new_pod(replica_set: &Value, namespace: &str) -> Value {
     })
 }
 
+/// The scheduler's part: `pod` goes to the simulated Node (as its `pods/binding` would set
+/// `spec.nodeName`), and a `Scheduled` Event says so, as kube-scheduler records it.
+fn bind(writes: &mut Writes<'_>, pod: &Value) {
+    let mut body = pod.clone();
+    body["spec"]["nodeName"] = json!(NODE);
+    if writes.update("bind", PODS, body) {
+        let message = format!(
+            "Successfully assigned {}/{} to {NODE}",
+            namespace(pod).unwrap_or_default(),
+            name(pod).unwrap_or_default()
+        );
+        writes.event(pod, SCHEDULER, "Scheduled", message);
+    }
+}
+
+/// The Node a kubelet (here, kwok-like) registers: ready, with room for 110 Pods.
+fn simulated_node() -> Value {
+    let at = now();
+    let condition = |kind: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": kind, "status": status, "reason": reason, "message": message,
+            "lastHeartbeatTime": at, "lastTransitionTime": at})
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": NODE, "labels": {
+            "kubernetes.io/hostname": NODE,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": "amd64",
+        }},
+        "spec": {},
+        "status": {
+            "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": NODE}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": "", "systemUUID": "", "bootID": "",
+                "kernelVersion": "", "osImage": "Capstan simulated node",
+                "containerRuntimeVersion": "capstan://simulated",
+                "kubeletVersion": format!("v1.{}.0-capstan", crate::discovery::KUBE_MINOR),
+                "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
+            },
+        },
+    })
+}
+
 /// The status of a Pod whose containers all started and are ready.
 fn running_status(pod: &Value, now: DateTime<Utc>) -> Value {
     let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -404,8 +486,8 @@ fn running_status(pod: &Value, now: DateTime<Utc>) -> Value {
     json!({
         "phase": "Running",
         "conditions": conditions,
-        "hostIP": "10.0.0.1",
-        "hostIPs": [{"ip": "10.0.0.1"}],
+        "hostIP": NODE_IP,
+        "hostIPs": [{"ip": NODE_IP}],
         "podIP": ip,
         "podIPs": [{"ip": ip}],
         "startTime": started,
@@ -600,7 +682,7 @@ impl<'a> Writes<'a> {
         let info = self.cluster.lock().info(gr)?;
         Some(Target {
             info,
-            namespace: Some(namespace.to_owned()),
+            namespace: (!namespace.is_empty()).then(|| namespace.to_owned()),
             name: name.map(str::to_owned),
             subresource: status.then(|| "status".to_owned()),
         })
@@ -884,7 +966,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_is_ready_only_after_the_delay() {
+    fn a_pod_is_bound_to_the_node_then_ready_only_after_the_delay() {
         let cluster = Cluster::open(None, 1000).unwrap();
         let pod = json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "p", "namespace": "default"},
@@ -893,6 +975,22 @@ mod tests {
             .create(&target(&cluster, PODS, None), pod, &WriteOptions::default())
             .unwrap();
         let created = created_at(&list(&cluster, PODS)[0]).unwrap();
+        // The first pass registers the node and binds the pod (the write wakes the next pass).
+        assert_eq!(pass(&cluster, Duration::from_secs(30), created), None);
+        let node = &list(&cluster, NODES)[0];
+        assert_eq!(node["metadata"]["name"], NODE);
+        assert_eq!(node["status"]["allocatable"]["pods"], "110");
+        assert_eq!(list(&cluster, PODS)[0]["spec"]["nodeName"], NODE);
+        let scheduled: Vec<Arc<Value>> = list(&cluster, EVENTS)
+            .into_iter()
+            .filter(|e| e["reason"] == "Scheduled")
+            .collect();
+        assert_eq!(scheduled.len(), 1);
+        assert_eq!(
+            scheduled[0]["message"],
+            "Successfully assigned default/p to capstan-node"
+        );
+        assert_eq!(scheduled[0]["source"]["component"], SCHEDULER);
         let due = pass(&cluster, Duration::from_secs(30), created);
         assert!(due.is_some_and(|d| d > Duration::from_secs(29)), "{due:?}");
         assert!(!is_ready(&list(&cluster, PODS)[0]));
@@ -905,6 +1003,22 @@ mod tests {
         let pod = &list(&cluster, PODS)[0];
         assert!(is_ready(pod));
         assert_eq!(pod["status"]["containerStatuses"][0]["ready"], true);
+        assert_eq!(pod["status"]["hostIP"], NODE_IP);
+    }
+
+    #[test]
+    fn a_pod_for_another_scheduler_waits_for_it() {
+        let cluster = Cluster::open(None, 1000).unwrap();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"schedulerName": "elsewhere", "containers": [{"name": "c", "image": "nginx"}]}});
+        cluster
+            .create(&target(&cluster, PODS, None), pod, &WriteOptions::default())
+            .unwrap();
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(60));
+        let pod = &list(&cluster, PODS)[0];
+        assert!(pod["spec"].get("nodeName").is_none());
+        assert!(!is_ready(pod));
     }
 
     #[test]

@@ -378,6 +378,7 @@ fn builtin_schema(
         ("", "Secret") => add::<core::Secret>(generator),
         ("", "Service") => add::<core::Service>(generator),
         ("", "Pod") => add::<core::Pod>(generator),
+        ("", "Node") => add::<core::Node>(generator),
         ("", "PersistentVolumeClaim") => add::<core::PersistentVolumeClaim>(generator),
         ("", "Event") => add::<core::Event>(generator),
         ("", "ServiceAccount") => add::<core::ServiceAccount>(generator),

@@ -55,6 +55,15 @@ pub(super) fn apply(group: &str, kind: &str, value: &mut Value, creating: bool) 
         ("", "Service") => service(map),
         ("", "Secret") => default(map, "type", json!("Opaque")),
         ("", "Namespace") => namespace(map),
+        // `SetDefaults_NodeStatus`: what is allocatable defaults to the capacity.
+        ("", "Node") => {
+            if let Some(status) = object_at(map, "status")
+                && status.get("allocatable").is_none_or(Value::is_null)
+                && let Some(capacity) = status.get("capacity").cloned()
+            {
+                status.insert("allocatable".into(), capacity);
+            }
+        }
         ("", "PersistentVolumeClaim") => {
             if let Some(spec) = object_at(map, "spec") {
                 persistent_volume_claim_spec(spec);

@@ -227,6 +227,7 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("", "ConfigMap") => decodes_as::<core::ConfigMap>(info, object),
         ("", "Secret") => decodes_as::<core::Secret>(info, object),
         ("", "Namespace") => decodes_as::<core::Namespace>(info, object),
+        ("", "Node") => decodes_as::<core::Node>(info, object),
         ("", "PersistentVolumeClaim") => decodes_as::<core::PersistentVolumeClaim>(info, object),
         ("scheduling.k8s.io", "PriorityClass") => {
             decodes_as::<scheduling::PriorityClass>(info, object)
