@@ -137,7 +137,9 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         let created = created_at(pod).unwrap_or(now);
         let due = created + ready_delay;
         if due <= now {
-            writes.status(PODS, pod, running_status(pod, now));
+            if writes.status(PODS, pod, running_status(pod, now)) {
+                started(&mut writes, pod);
+            }
         } else {
             let wait = (due - now).to_std().unwrap_or_default();
             next = Some(next.map_or(wait, |n| n.min(wait)));
@@ -406,6 +408,27 @@ fn bind(writes: &mut Writes<'_>, pod: &Value) {
             name(pod).unwrap_or_default()
         );
         writes.event(pod, SCHEDULER, "Scheduled", message);
+    }
+}
+
+/// The kubelet's Events for a Pod whose containers it started (`kuberuntime_container.go`
+/// `startContainer`, the image manager): for each container, the image already present, created,
+/// started, about the container's field path.
+fn started(writes: &mut Writes<'_>, pod: &Value) {
+    for container in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let name = container["name"].as_str().unwrap_or_default();
+        let image = container["image"].as_str().unwrap_or_default();
+        let field_path = format!("spec.containers{{{name}}}");
+        for (reason, message) in [
+            (
+                "Pulled",
+                format!("Container image {image:?} already present on machine"),
+            ),
+            ("Created", format!("Created container: {name}")),
+            ("Started", format!("Started container {name}")),
+        ] {
+            writes.kubelet_event(pod, &field_path, reason, message);
+        }
     }
 }
 
@@ -738,13 +761,32 @@ impl<'a> Writes<'a> {
     /// controller: a core v1 Event named `NAME.<hex nanoseconds>`, with `source.component` and
     /// `reportingComponent` the controller's name, seen once.
     fn event(&mut self, regarding: &Value, component: &str, reason: &str, message: String) {
+        self.record(regarding, None, (component, ""), reason, message);
+    }
+
+    /// Records a Normal Event of the simulated node's kubelet about a container of `pod`
+    /// (`field_path`: `spec.containers{NAME}`), from `kubelet` on the node.
+    fn kubelet_event(&mut self, pod: &Value, field_path: &str, reason: &str, message: String) {
+        self.record(pod, Some(field_path), ("kubelet", NODE), reason, message);
+    }
+
+    /// Records a Normal Event about `regarding` (a part of it at `field_path`) from `source`
+    /// (component and host).
+    fn record(
+        &mut self,
+        regarding: &Value,
+        field_path: Option<&str>,
+        (component, host): (&str, &str),
+        reason: &str,
+        message: String,
+    ) {
         let (Some(namespace), Some(name)) = (namespace(regarding), name(regarding)) else {
             return;
         };
         let at = now();
         let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let meta = &regarding["metadata"];
-        let event = json!({
+        let mut event = json!({
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": format!("{name}.{nanos:x}"), "namespace": namespace},
@@ -758,32 +800,39 @@ impl<'a> Writes<'a> {
             },
             "reason": reason,
             "message": message,
-            "source": {"component": component},
+            "source": if host.is_empty() {
+                json!({"component": component})
+            } else {
+                json!({"component": component, "host": host})
+            },
             "firstTimestamp": at,
             "lastTimestamp": at,
             "count": 1,
             "type": "Normal",
             "reportingComponent": component,
-            "reportingInstance": "",
+            "reportingInstance": host,
         });
+        if let Some(path) = field_path {
+            event["involvedObject"]["fieldPath"] = json!(path);
+        }
         self.create(EVENTS, namespace, event);
     }
 
-    /// Writes `status` over `object`'s when it differs.
-    fn status(&mut self, gr: &str, object: &Value, status: Value) {
+    /// Writes `status` over `object`'s when it differs; whether it was written.
+    fn status(&mut self, gr: &str, object: &Value, status: Value) -> bool {
         if object["status"] == status {
-            return;
+            return false;
         }
         let (Some(namespace), Some(name)) = (namespace(object), name(object)) else {
-            return;
+            return false;
         };
         let Some(target) = self.target(gr, namespace, Some(name), true) else {
-            return;
+            return false;
         };
         let mut body = object.clone();
         body["status"] = status;
         let result = self.cluster.update(&target, body, &self.options).map(drop);
-        self.report("update the status of", gr, namespace, name, result);
+        self.report("update the status of", gr, namespace, name, result)
     }
 
     /// Sets a ReplicaSet's `spec.replicas`; whether it was written.
@@ -1004,6 +1053,31 @@ mod tests {
         assert!(is_ready(pod));
         assert_eq!(pod["status"]["containerStatuses"][0]["ready"], true);
         assert_eq!(pod["status"]["hostIP"], NODE_IP);
+        let kubelet: Vec<(String, String)> = list(&cluster, EVENTS)
+            .iter()
+            .filter(|e| e["source"]["component"] == "kubelet")
+            .map(|e| {
+                assert_eq!(e["involvedObject"]["fieldPath"], "spec.containers{c}");
+                assert_eq!(e["source"]["host"], NODE);
+                (
+                    e["reason"].as_str().unwrap().to_owned(),
+                    e["message"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let mut kubelet = kubelet;
+        kubelet.sort();
+        assert_eq!(
+            kubelet,
+            [
+                ("Created".into(), "Created container: c".into()),
+                (
+                    "Pulled".into(),
+                    "Container image \"nginx\" already present on machine".into()
+                ),
+                ("Started".into(), "Started container c".into()),
+            ]
+        );
     }
 
     #[test]
