@@ -32,6 +32,10 @@ const REPLICA_SETS: &str = "replicasets.apps";
 const PODS: &str = "pods";
 /// The storage key of Nodes.
 const NODES: &str = "nodes";
+/// The storage key of Leases.
+const LEASES: &str = "leases.coordination.k8s.io";
+/// Where kubelets keep their node Leases.
+const NODE_LEASES: &str = "kube-node-lease";
 /// The simulated Node every scheduled Pod runs on.
 pub const NODE: &str = "capstan-node";
 /// Its address, the `hostIP` of its Pods.
@@ -102,14 +106,26 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         (read(DEPLOYMENTS), read(REPLICA_SETS), read(PODS))
     };
     let mut writes = Writes::new(cluster);
-    let node = cluster
-        .lock()
-        .store
-        .get(NODES, &(String::new(), NODE.to_owned()))
-        .cloned();
+    let (node, lease) = {
+        let inner = cluster.lock();
+        let node = inner
+            .store
+            .get(NODES, &(String::new(), NODE.to_owned()))
+            .cloned();
+        let lease = inner
+            .store
+            .get(LEASES, &(NODE_LEASES.to_owned(), NODE.to_owned()))
+            .is_some();
+        (node, lease)
+    };
     // The scheduler's `NodeUnschedulable` filter: a cordoned node takes no new Pods.
     let schedulable = match node {
-        Some(node) => node["spec"]["unschedulable"] != true && !gc::is_deleting(&node),
+        Some(node) => {
+            if !lease {
+                writes.create(LEASES, NODE_LEASES, node_lease(&node));
+            }
+            node["spec"]["unschedulable"] != true && !gc::is_deleting(&node)
+        }
         None => writes.create(NODES, "", simulated_node()),
     };
     // Each ReplicaSet and Pod under its controller, once: a pass stays linear in the objects.
@@ -468,6 +484,24 @@ fn simulated_node() -> Value {
                 "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
             },
         },
+    })
+}
+
+/// The Lease a kubelet keeps for its node in `kube-node-lease` (owned by the Node, 40 s), which
+/// `kubectl describe node` reads; written once, as the simulated node has no heartbeats.
+fn node_lease(node: &Value) -> Value {
+    let renewed = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": NODE,
+            "namespace": NODE_LEASES,
+            "ownerReferences": [{
+                "apiVersion": "v1", "kind": "Node", "name": NODE, "uid": node["metadata"]["uid"],
+            }],
+        },
+        "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40, "renewTime": renewed},
     })
 }
 
@@ -1042,6 +1076,16 @@ mod tests {
         assert_eq!(scheduled[0]["source"]["component"], SCHEDULER);
         let due = pass(&cluster, Duration::from_secs(30), created);
         assert!(due.is_some_and(|d| d > Duration::from_secs(29)), "{due:?}");
+        // The node's Lease follows in the pass after the node.
+        let node = &list(&cluster, NODES)[0];
+        let lease = &list(&cluster, LEASES)[0];
+        assert_eq!(lease["metadata"]["namespace"], NODE_LEASES);
+        assert_eq!(lease["spec"]["holderIdentity"], NODE);
+        assert_eq!(
+            lease["metadata"]["ownerReferences"][0]["uid"],
+            node["metadata"]["uid"]
+        );
+
         assert!(!is_ready(&list(&cluster, PODS)[0]));
         let due = pass(
             &cluster,
