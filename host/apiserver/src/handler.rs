@@ -649,6 +649,7 @@ fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<
         "status" => info.status_subresource,
         "scale" => info.scale.is_some(),
         "finalize" => info.group_resource() == crate::resource::NAMESPACE_RESOURCE,
+        "binding" => info.group.is_empty() && info.kind == "Pod",
         _ => false,
     };
     if subresource.as_deref().is_some_and(|s| !served(s)) {
@@ -717,6 +718,21 @@ async fn resource(
             Ok(json_response(StatusCode::OK, &present(&info, &updated)))
         }
         (_, true) if target.subresource.as_deref() == Some("finalize") => {
+            Err(ApiError::MethodNotAllowed)
+        }
+        // `pods/binding` serves create only: the scheduler's write of a pod's node.
+        (&Method::POST, true) if target.subresource.as_deref() == Some("binding") => {
+            let media = object_media_type(headers, "v1", "Binding")?;
+            let bytes = read_body(body, headers, app.max_body_bytes).await?;
+            let binding = decode_object(&media, &bytes)?;
+            let options = query.write_options_for("CreateOptions", headers, requester)?;
+            cluster.bind(&target, &binding, &options)?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
+        }
+        (_, true) if target.subresource.as_deref() == Some("binding") => {
             Err(ApiError::MethodNotAllowed)
         }
         (&Method::GET, false) if is_watch(query.0.get("watch").map(String::as_str)) => {

@@ -1064,6 +1064,108 @@ impl Cluster {
         Ok(stored)
     }
 
+    /// `pods/binding` (`BindingREST.Create`): puts the pod `target` names on the node `binding`
+    /// names, unless it is being deleted or already has a node (409 on `pods/binding`), merges the
+    /// binding's annotations and marks the pod `PodScheduled`.
+    ///
+    /// # Errors
+    /// [`ApiError`] for a binding of another name (400), an invalid target (422), a missing pod,
+    /// a pod that cannot be bound (409) or a failed write.
+    pub fn bind(
+        &self,
+        target: &Target,
+        binding: &Value,
+        opts: &WriteOptions,
+    ) -> Result<(), ApiError> {
+        let key = target.key()?;
+        if binding["metadata"]["name"].as_str() != Some(key.1.as_str()) {
+            return Err(ApiError::BadRequest(
+                "name in URL does not match name in Binding object".into(),
+            ));
+        }
+        // `ValidatePodBinding`.
+        let node = binding["target"]["name"].as_str().unwrap_or_default();
+        let mut causes = Vec::new();
+        if !matches!(binding["target"]["kind"].as_str(), None | Some("" | "Node")) {
+            causes.push(FieldCause::not_supported(
+                "target.kind",
+                &binding["target"]["kind"],
+                &["Node", "<empty>"],
+            ));
+        }
+        if node.is_empty() {
+            causes.push(FieldCause::required("target.name", ""));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::Invalid {
+                kind: "Binding".into(),
+                group: String::new(),
+                name: key.1.clone(),
+                causes,
+            });
+        }
+        let pod = {
+            let inner = self.lock();
+            stored(&inner, &target.info, &key).ok_or_else(|| target.not_found())?
+        };
+        let refused = |message: String| ApiError::Conflict {
+            resource: "pods/binding".into(),
+            name: key.1.clone(),
+            message,
+        };
+        if gc::is_deleting(&pod) {
+            return Err(refused(format!(
+                "pod {} is being deleted, cannot be assigned to a host",
+                key.1
+            )));
+        }
+        if let Some(current) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            return Err(refused(format!(
+                "pod {} is already assigned to node {current:?}",
+                key.1
+            )));
+        }
+        if pod["spec"]["schedulingGates"]
+            .as_array()
+            .is_some_and(|g| !g.is_empty())
+        {
+            return Err(refused(format!(
+                "pod {} has non-empty .spec.schedulingGates",
+                key.1
+            )));
+        }
+        let mut body = (*pod).clone();
+        body["spec"]["nodeName"] = json!(node);
+        for (k, v) in binding["metadata"]["annotations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            body["metadata"]["annotations"][k] = v.clone();
+        }
+        let object = Target {
+            subresource: None,
+            ..target.clone()
+        };
+        let bound = self.update(&object, body, opts)?;
+        let mut status = (*bound).clone();
+        let conditions = status["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conditions: Vec<Value> = conditions
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
+        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()}));
+        status["status"]["conditions"] = json!(conditions);
+        let status_target = Target {
+            subresource: Some("status".into()),
+            ..target.clone()
+        };
+        self.update(&status_target, status, opts).map(drop)
+    }
+
     /// Replaces an object (optimistic concurrency on `metadata.resourceVersion`).
     ///
     /// # Errors

@@ -412,12 +412,10 @@ fn new_pod(replica_set: &Value, namespace: &str) -> Value {
     })
 }
 
-/// The scheduler's part: `pod` goes to the simulated Node (as its `pods/binding` would set
-/// `spec.nodeName`), and a `Scheduled` Event says so, as kube-scheduler records it.
+/// The scheduler's part: `pod` is bound to the simulated Node through `pods/binding`, as
+/// kube-scheduler's default binder does, and a `Scheduled` Event says so.
 fn bind(writes: &mut Writes<'_>, pod: &Value) {
-    let mut body = pod.clone();
-    body["spec"]["nodeName"] = json!(NODE);
-    if writes.update("bind", PODS, body) {
+    if writes.bind(pod) {
         let message = format!(
             "Successfully assigned {}/{} to {NODE}",
             namespace(pod).unwrap_or_default(),
@@ -876,6 +874,24 @@ impl<'a> Writes<'a> {
         body["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
             json!(replicas.to_string());
         self.update("scale", REPLICA_SETS, body)
+    }
+
+    /// Binds `pod` to the simulated node through `pods/binding`; whether it was bound.
+    fn bind(&mut self, pod: &Value) -> bool {
+        let (Some(namespace), Some(name)) = (namespace(pod), name(pod)) else {
+            return false;
+        };
+        let Some(target) = self.target(PODS, namespace, Some(name), false) else {
+            return false;
+        };
+        let binding = json!({
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace, "uid": pod["metadata"]["uid"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
+        });
+        let result = self.cluster.bind(&target, &binding, &self.options);
+        self.report("bind", PODS, namespace, name, result)
     }
 
     /// Replaces an object with `body`, from the `resourceVersion` it carries (`what` names the
