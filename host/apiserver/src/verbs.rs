@@ -840,6 +840,8 @@ fn prepare_update(
     }
     let change = if target.scope() == FieldScope::StatusOnly {
         Change::Status
+    } else if target.subresource.as_deref() == Some("binding") {
+        Change::Binding
     } else {
         Change::Object
     };
@@ -1143,11 +1145,12 @@ impl Cluster {
         {
             body["metadata"]["annotations"][k] = v.clone();
         }
-        let object = Target {
-            subresource: None,
+        // Written as the binding: the strategy lets it set the node, as no other update may.
+        let binding_target = Target {
+            subresource: Some("binding".into()),
             ..target.clone()
         };
-        let bound = self.update(&object, body, opts)?;
+        let bound = self.update(&binding_target, body, opts)?;
         let mut status = (*bound).clone();
         let conditions = status["status"]["conditions"]
             .as_array()

@@ -21,6 +21,8 @@ pub(crate) enum Change {
     Object,
     /// A write of the status subresource.
     Status,
+    /// A pod's node, written by `pods/binding` (which checks what it writes itself).
+    Binding,
 }
 
 /// The field errors of `object` of `group`/`kind` (`old` for an update).
@@ -56,6 +58,9 @@ pub(super) fn check(
                     &["Always", "OnFailure", "Never"],
                 ));
             }
+            if let Some(old) = old {
+                pod_update(&old["spec"], &object["spec"], &mut errs);
+            }
         }
         ("", "Service", Change::Object) => service(object, old, &mut errs),
         ("", "ConfigMap", Change::Object) => data(object, old, "binaryData", &mut errs),
@@ -74,6 +79,149 @@ pub(super) fn check(
         _ => {}
     }
     errs
+}
+
+/// What `ValidatePodUpdate` lets an update of a pod's spec change.
+const POD_UPDATABLE_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// `ValidatePodUpdate`: an update of a pod's spec may change its images, shorten (or set) its
+/// active deadline, add tolerations, remove scheduling gates and set a negative grace period to
+/// 1; anything else is forbidden. The message ends with the fields that differ, where
+/// kube-apiserver prints a Go diff of the two specs.
+fn pod_update(old: &Value, new: &Value, errs: &mut Vec<FieldCause>) {
+    let len = |spec: &Value, list: &str| spec[list].as_array().map_or(0, Vec::len);
+    for list in ["containers", "initContainers"] {
+        if len(new, list) != len(old, list) {
+            errs.push(FieldCause::forbidden(
+                &format!("spec.{list}"),
+                "pod updates may not add or remove containers",
+            ));
+            return;
+        }
+    }
+    let deadline = "spec.activeDeadlineSeconds";
+    match (
+        new["activeDeadlineSeconds"].as_i64(),
+        old["activeDeadlineSeconds"].as_i64(),
+    ) {
+        (Some(n), _) if !(0..=i64::from(i32::MAX)).contains(&n) => {
+            errs.push(FieldCause::invalid_value(
+                deadline,
+                &json!(n),
+                "must be between 0 and 2147483647, inclusive",
+            ));
+            return;
+        }
+        (Some(n), Some(o)) if o < n => {
+            errs.push(FieldCause::invalid_value(
+                deadline,
+                &json!(n),
+                "must be less than or equal to previous value",
+            ));
+            return;
+        }
+        (None, Some(_)) => errs.push(FieldCause::invalid_value(
+            deadline,
+            &Value::Null,
+            "must not update from a positive integer to nil value",
+        )),
+        _ => {}
+    }
+    // `validateOnlyAddedTolerations`: an existing toleration stays, but for its seconds.
+    let without_seconds = |t: &Value| {
+        let mut t = t.clone();
+        if let Some(m) = t.as_object_mut() {
+            m.remove("tolerationSeconds");
+        }
+        t
+    };
+    let kept: Vec<Value> = list(new, "tolerations").map(without_seconds).collect();
+    if list(old, "tolerations").any(|t| !kept.contains(&without_seconds(t))) {
+        errs.push(FieldCause::forbidden(
+            "spec.tolerations",
+            "existing toleration can not be modified except its tolerationSeconds",
+        ));
+    }
+    // `validateOnlyDeletedSchedulingGates`.
+    let gates: Vec<&Value> = list(old, "schedulingGates").collect();
+    if let Some(added) = list(new, "schedulingGates").find(|g| !gates.contains(g)) {
+        errs.push(FieldCause::forbidden(
+            "spec.schedulingGates",
+            &format!(
+                "only deletion is allowed, but found new scheduling gate '{}'",
+                added["name"].as_str().unwrap_or_default()
+            ),
+        ));
+    }
+    let mut munged = new.clone();
+    for list in ["containers", "initContainers"] {
+        if let Some(items) = munged[list].as_array_mut() {
+            for (i, c) in items.iter_mut().enumerate() {
+                c["image"] = old[list][i]["image"].clone();
+            }
+        }
+    }
+    for field in ["activeDeadlineSeconds", "tolerations", "schedulingGates"] {
+        munged[field] = old[field].clone();
+    }
+    if old["terminationGracePeriodSeconds"]
+        .as_i64()
+        .is_some_and(|s| s < 0)
+        && munged["terminationGracePeriodSeconds"] == 1
+    {
+        munged["terminationGracePeriodSeconds"] = old["terminationGracePeriodSeconds"].clone();
+    }
+    let mut changed = Vec::new();
+    differing("spec", old, &munged, &mut changed);
+    if !changed.is_empty() {
+        errs.push(FieldCause::forbidden(
+            "spec",
+            &format!(
+                "pod updates may not change fields other than {POD_UPDATABLE_FIELDS}\nchanged: {}",
+                changed.join(", ")
+            ),
+        ));
+    }
+}
+
+/// The elements of the list `field` of `spec` (none when absent or not a list).
+fn list<'a>(spec: &'a Value, field: &str) -> impl Iterator<Item = &'a Value> {
+    spec[field].as_array().into_iter().flatten()
+}
+
+/// Whether a value is what Go's semantic equality takes for unset: null, an empty list or map.
+fn unset(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// The paths under `path` where `a` and `b` differ, an unset value equal to an absent one
+/// (`apiequality.Semantic.DeepEqual`).
+fn differing(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (u, v) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
+                differing(&format!("{path}.{k}"), u, v, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                differing(&format!("{path}[{i}]"), u, v, out);
+            }
+        }
+        _ if unset(a) && unset(b) => {}
+        _ if a != b => out.push(path.to_owned()),
+        _ => {}
+    }
 }
 
 /// `ValidateNonnegativeField`.
