@@ -157,6 +157,10 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
                 started(&mut writes, pod);
             }
         } else {
+            // The kubelet's first status: its containers being created.
+            if pod["status"].get("containerStatuses").is_none() {
+                writes.status(PODS, pod, creating_status(pod, now));
+            }
             let wait = (due - now).to_std().unwrap_or_default();
             next = Some(next.map_or(wait, |n| n.min(wait)));
         }
@@ -500,6 +504,55 @@ fn node_lease(node: &Value) -> Value {
             }],
         },
         "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40, "renewTime": renewed},
+    })
+}
+
+/// The status a kubelet posts while it creates a Pod's containers: Pending, scheduled and
+/// initialized but not ready, each container waiting with `ContainerCreating` (what `kubectl get
+/// pods` shows as its STATUS).
+fn creating_status(pod: &Value, now: DateTime<Utc>) -> Value {
+    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let names: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let not_ready = format!("containers with unready status: [{}]", names.join(" "));
+    let containers: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            json!({
+                "name": c["name"], "image": c["image"], "imageID": "",
+                "ready": false, "started": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ContainerCreating"}},
+            })
+        })
+        .collect();
+    let condition = |kind: &str, status: &str| {
+        let mut c = json!({"type": kind, "status": status, "lastTransitionTime": time});
+        if status == "False" {
+            c["reason"] = json!("ContainersNotReady");
+            c["message"] = json!(not_ready);
+        }
+        c
+    };
+    json!({
+        "phase": "Pending",
+        "conditions": [
+            {"type": "PodReadyToStartContainers", "status": "False", "lastTransitionTime": time},
+            condition("Initialized", "True"),
+            condition("Ready", "False"),
+            condition("ContainersReady", "False"),
+            condition("PodScheduled", "True"),
+        ],
+        "hostIP": NODE_IP,
+        "hostIPs": [{"ip": NODE_IP}],
+        "startTime": time,
+        "containerStatuses": containers,
+        "qosClass": pod["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
     })
 }
 
@@ -1092,6 +1145,12 @@ mod tests {
         assert_eq!(scheduled[0]["source"]["component"], SCHEDULER);
         let due = pass(&cluster, Duration::from_secs(30), created);
         assert!(due.is_some_and(|d| d > Duration::from_secs(29)), "{due:?}");
+        let creating = &list(&cluster, PODS)[0];
+        assert_eq!(creating["status"]["phase"], "Pending");
+        assert_eq!(
+            creating["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "ContainerCreating"
+        );
         // The node's Lease follows in the pass after the node.
         let node = &list(&cluster, NODES)[0];
         let lease = &list(&cluster, LEASES)[0];
