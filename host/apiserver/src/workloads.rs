@@ -433,7 +433,7 @@ fn bind(writes: &mut Writes<'_>, pod: &Value) {
 /// `startContainer`, the image manager): for each container, the image already present, created,
 /// started, about the container's field path.
 fn started(writes: &mut Writes<'_>, pod: &Value) {
-    for container in pod["spec"]["containers"].as_array().into_iter().flatten() {
+    for container in containers(pod) {
         let name = container["name"].as_str().unwrap_or_default();
         let image = container["image"].as_str().unwrap_or_default();
         let field_path = format!("spec.containers{{{name}}}");
@@ -512,17 +512,9 @@ fn node_lease(node: &Value) -> Value {
 /// pods` shows as its STATUS).
 fn creating_status(pod: &Value, now: DateTime<Utc>) -> Value {
     let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let names: Vec<&str> = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
+    let names: Vec<&str> = containers(pod).filter_map(|c| c["name"].as_str()).collect();
     let not_ready = format!("containers with unready status: [{}]", names.join(" "));
-    let containers: Vec<Value> = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let statuses: Vec<Value> = containers(pod)
         .map(|c| {
             json!({
                 "name": c["name"], "image": c["image"], "imageID": "",
@@ -551,9 +543,14 @@ fn creating_status(pod: &Value, now: DateTime<Utc>) -> Value {
         "hostIP": NODE_IP,
         "hostIPs": [{"ip": NODE_IP}],
         "startTime": time,
-        "containerStatuses": containers,
+        "containerStatuses": statuses,
         "qosClass": pod["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
     })
+}
+
+/// A Pod's containers (none when its spec has no list).
+fn containers(pod: &Value) -> impl Iterator<Item = &Value> {
+    pod["spec"]["containers"].as_array().into_iter().flatten()
 }
 
 /// The status of a Pod whose containers all started and are ready.
@@ -563,10 +560,7 @@ fn running_status(pod: &Value, now: DateTime<Utc>) -> Value {
         .as_str()
         .map_or_else(|| time.clone(), str::to_owned);
     let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
-    let containers: Vec<Value> = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let statuses: Vec<Value> = containers(pod)
         .map(|c| {
             json!({
                 "name": c["name"],
@@ -599,7 +593,7 @@ fn running_status(pod: &Value, now: DateTime<Utc>) -> Value {
         "podIP": ip,
         "podIPs": [{"ip": ip}],
         "startTime": started,
-        "containerStatuses": containers,
+        "containerStatuses": statuses,
         "qosClass": pod["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
     })
 }
