@@ -259,6 +259,9 @@ impl Target {
     fn scope(&self) -> FieldScope {
         if self.subresource.as_deref() == Some("status") {
             FieldScope::StatusOnly
+        } else if self.subresource.as_deref() == Some("binding") {
+            // A binding sets the node and the `PodScheduled` condition in one write.
+            FieldScope::All
         } else if self.info.status_subresource {
             FieldScope::NoStatus
         } else {
@@ -1145,28 +1148,22 @@ impl Cluster {
         {
             body["metadata"]["annotations"][k] = v.clone();
         }
-        // Written as the binding: the strategy lets it set the node, as no other update may.
+        let mut conditions: Vec<Value> = body["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["type"] != "PodScheduled")
+            .cloned()
+            .collect();
+        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()}));
+        body["status"]["conditions"] = json!(conditions);
+        // Written as the binding, node and condition in one write (`GuaranteedUpdate`): the
+        // strategy lets it set the node, as no other update may.
         let binding_target = Target {
             subresource: Some("binding".into()),
             ..target.clone()
         };
-        let bound = self.update(&binding_target, body, opts)?;
-        let mut status = (*bound).clone();
-        let conditions = status["status"]["conditions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut conditions: Vec<Value> = conditions
-            .into_iter()
-            .filter(|c| c["type"] != "PodScheduled")
-            .collect();
-        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()}));
-        status["status"]["conditions"] = json!(conditions);
-        let status_target = Target {
-            subresource: Some("status".into()),
-            ..target.clone()
-        };
-        self.update(&status_target, status, opts).map(drop)
+        self.update(&binding_target, body, opts).map(drop)
     }
 
     /// Replaces an object (optimistic concurrency on `metadata.resourceVersion`).
