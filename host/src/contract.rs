@@ -118,6 +118,22 @@ impl std::fmt::Display for Gvk {
 }
 
 impl ObjectRef {
+    /// The reference of a typed object: `None` without `apiVersion`, `kind` or a name (what
+    /// [`from_json`](Self::from_json) reads from the same object as JSON).
+    pub fn of(obj: &kube::api::DynamicObject) -> Option<Self> {
+        let types = obj.types.as_ref()?;
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &types.api_version));
+        Some(Self {
+            gvk: Gvk::new(group, version, &types.kind),
+            namespace: obj.metadata.namespace.clone(),
+            name: obj.metadata.name.clone()?,
+            uid: obj.metadata.uid.clone(),
+        })
+    }
+
     /// Read the reference of an object from its JSON (apiVersion, kind, metadata).
     pub fn from_json(obj: &serde_json::Value) -> Option<Self> {
         let s = |p: &str| obj.pointer(p).and_then(|v| v.as_str());
@@ -370,6 +386,19 @@ mod tests {
         .unwrap();
         assert_eq!(r.gvk, Gvk::new("apps", "v1", "Deployment"));
         assert_eq!(r.to_string(), "Deployment ns/a");
+    }
+
+    #[test]
+    fn object_ref_of_a_typed_object_is_what_its_json_gives() {
+        for json in [
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "a", "namespace": "ns", "uid": "u-1"}}),
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}),
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}),
+        ] {
+            let typed: kube::api::DynamicObject = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(ObjectRef::of(&typed), ObjectRef::from_json(&json), "{json}");
+        }
     }
 
     #[test]

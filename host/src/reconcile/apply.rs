@@ -7,6 +7,7 @@ use super::{ObjectKey, Shared};
 use crate::contract::{
     CategorizedError, ComponentHealth, ErrorCategory, Gvk, HealthState, ObjectRef,
 };
+use kube::Resource;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::discovery::{ApiResource, Scope};
 use serde_json::{Value, json};
@@ -76,6 +77,39 @@ pub(super) fn api(s: &Shared, ar: &ApiResource, namespace: Option<&str>) -> Api<
         Some(ns) => Api::namespaced_with(s.client.clone(), ns, ar),
         None => Api::all_with(s.client.clone(), ar),
     }
+}
+
+/// Merge-patch the status of `name` with `status`, reading only the new resourceVersion from the
+/// response: the rest of the object (its managedFields with it) is skipped, not decoded, since
+/// the informer brings the object anyway.
+pub(super) async fn patch_status(
+    s: &Shared,
+    ar: &ApiResource,
+    namespace: Option<&str>,
+    name: &str,
+    status: &Value,
+) -> Result<Option<String>, kube::Error> {
+    /// The one field a status write's response is read for.
+    #[derive(serde::Deserialize)]
+    struct Written {
+        metadata: WrittenMeta,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct WrittenMeta {
+        resource_version: Option<String>,
+    }
+    let mut req = kube::core::Request::new(DynamicObject::url_path(ar, namespace))
+        .patch_subresource(
+            "status",
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": status })),
+        )
+        .map_err(kube::Error::BuildRequest)?;
+    req.extensions_mut().insert("patch_status");
+    let written: Written = s.client.request(req).await?;
+    Ok(written.metadata.resource_version)
 }
 
 /// A planned object split into what is applied to the main resource (`None` when it holds nothing

@@ -234,13 +234,13 @@ impl Shared {
     }
 
     /// The stored status of `obj`: what this controller wrote, while the cache has not caught up.
-    fn stored_status(&self, key: &ObjectKey, obj: &DynamicObject, value: &Value) -> Value {
+    fn stored_status(&self, key: &ObjectKey, obj: &DynamicObject) -> Value {
         let uid = obj.metadata.uid.as_deref().unwrap_or_default();
         lock(&self.written)
             .get(key)
             .filter(|w| w.uid == uid && w.seen == obj.metadata.resource_version)
             .map(|w| w.status.clone())
-            .unwrap_or_else(|| value.get("status").cloned().unwrap_or(Value::Null))
+            .unwrap_or_else(|| obj.data.get("status").cloned().unwrap_or(Value::Null))
     }
 
     /// The object is gone: forget what this controller kept about it (its queue state goes with

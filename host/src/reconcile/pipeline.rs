@@ -2,7 +2,7 @@
 //! health, plan, access, apply, prune, status, events and requeue.
 
 use super::action::{Action, AttemptError};
-use super::apply::{api, category_of, delete, errors_health, execute, prune, resource_for};
+use super::apply::{self, api, category_of, delete, errors_health, execute, prune, resource_for};
 use super::conditions::{ComputedCondition, Verdict};
 use super::finalizer;
 use super::phase::rfc3339;
@@ -41,16 +41,16 @@ pub(super) async fn reconcile(s: &Shared, key: &ObjectKey) -> Result<Action, Att
         s.forget_object(key);
         return Ok(Action::Forget);
     }
-    // An object the cache holds is valid JSON with a name; nothing to do otherwise.
-    let Ok(value) = serde_json::to_value(&*obj) else {
+    // An object the cache holds is valid JSON with a name; nothing to do otherwise. It is
+    // serialized once, for the guest; the host reads the typed object.
+    let Some(oref) = ObjectRef::of(&obj) else {
         return Ok(Action::await_change());
     };
-    let Some(oref) = ObjectRef::from_json(&value) else {
+    let Ok(json) = serde_json::to_string(&*obj) else {
         return Ok(Action::await_change());
     };
     let uid = obj.metadata.uid.clone().unwrap_or_default();
-    let stored = s.stored_status(key, &obj, &value);
-    let json = value.to_string();
+    let stored = s.stored_status(key, &obj);
     if obj.metadata.deletion_timestamp.is_some() {
         return finalizer::finalize(s, &plugin, key, &obj, &oref, &json, &stored).await;
     }
@@ -67,7 +67,6 @@ pub(super) async fn reconcile(s: &Shared, key: &ObjectKey) -> Result<Action, Att
         plugin: &plugin,
         key,
         obj: &obj,
-        value: &value,
         oref: &oref,
         json: &json,
         uid: &uid,
@@ -141,7 +140,6 @@ struct Run<'a> {
     plugin: &'a Plugin,
     key: &'a ObjectKey,
     obj: &'a DynamicObject,
-    value: &'a Value,
     oref: &'a ObjectRef,
     json: &'a str,
     uid: &'a str,
@@ -408,9 +406,11 @@ impl Run<'_> {
     /// object carrying its failed status is reconciled once more (fetch and plan), and only the
     /// status-only entries of its plan are applied.
     async fn propagate(&self, doc: &Map<String, Value>) {
-        let mut failed = self.value.clone();
-        failed["status"] = Value::Object(doc.clone());
-        let json = failed.to_string();
+        let mut failed = self.obj.clone();
+        failed.data["status"] = Value::Object(doc.clone());
+        let Ok(json) = serde_json::to_string(&failed) else {
+            return;
+        };
         let planned = async {
             let mut r = match self.plugin.reconcile(self.oref, &json).await? {
                 Ok(r) => r,
@@ -499,15 +499,8 @@ pub(super) async fn write_status(
     let (ar, _) = resource_for(s, &key.gvk).await.map_err(|e| {
         tracing::warn!(plugin = %s.field_manager, object = %oref, error = %e.message, "status update failed");
     })?;
-    match api(s, &ar, key.namespace.as_deref())
-        .patch_status(
-            &key.name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "status": patch })),
-        )
-        .await
-    {
-        Ok(updated) => {
+    match apply::patch_status(s, &ar, key.namespace.as_deref(), &key.name, &patch).await {
+        Ok(resource_version) => {
             lock(&s.written).insert(
                 key.clone(),
                 Written {
@@ -516,7 +509,7 @@ pub(super) async fn write_status(
                     status: merged(stored, &patch),
                 },
             );
-            Ok(updated.metadata.resource_version)
+            Ok(resource_version)
         }
         Err(e) => {
             tracing::warn!(plugin = %s.field_manager, object = %oref, error = %e, "status update failed");
