@@ -2,7 +2,8 @@
 //! (`apiextensions-apiserver` `validation.go`, `StaticEstimatedCostLimit`): each rule's estimated
 //! worst-case cost, times the number of times it can run (the sizes of the lists and maps above
 //! it), must stay within the limit, or the CRD is refused with the rule's path. A rule that does
-//! not parse is refused the same way (`compilation failed`).
+//! not compile is refused the same way (`compilation failed`): one that does not parse, or that
+//! selects a field its schema does not declare ([`super::check`]).
 //!
 //! The estimate here is a lower bound of kube-apiserver's: one unit per call, selection and
 //! comprehension step, a list or map with no `maxItems`/`maxProperties` as large as a 3 MiB
@@ -33,13 +34,15 @@ pub fn crd_rule_errors(crd: &Value) -> Vec<FieldCause> {
     {
         if let Some(schema) = version.pointer("/schema/openAPIV3Schema") {
             let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
-            walk(schema, &path, 1.0, &mut errs);
+            // The top schema is a resource's root.
+            walk(schema, &path, true, 1.0, &mut errs);
         }
     }
     errs
 }
 
-fn walk(schema: &Value, path: &str, cardinality: f64, errs: &mut Vec<FieldCause>) {
+/// The errors of the rules of `schema` and below; `root`: `schema` is the root of a resource.
+fn walk(schema: &Value, path: &str, root: bool, cardinality: f64, errs: &mut Vec<FieldCause>) {
     for (j, rule) in schema["x-kubernetes-validations"]
         .as_array()
         .into_iter()
@@ -50,13 +53,22 @@ fn walk(schema: &Value, path: &str, cardinality: f64, errs: &mut Vec<FieldCause>
             continue;
         };
         let field = format!("{path}.x-kubernetes-validations[{j}].rule");
-        match super::env().parser().parse(text) {
+        match super::env().parser().parse_with_source_info(text) {
             Err(e) => errs.push(FieldCause::invalid_value(
                 &field,
                 &json!(text),
                 format!("compilation failed: {e}"),
             )),
-            Ok(ast) => {
+            Ok((ast, info)) => {
+                let undefined = super::check::undefined_fields(&ast, &info, schema, root);
+                if !undefined.is_empty() {
+                    errs.push(FieldCause::invalid_value(
+                        &field,
+                        &json!(text),
+                        format!("compilation failed: {}", undefined.join("\n")),
+                    ));
+                    continue;
+                }
                 let cost = cardinality * Estimate { this: schema }.cost(&ast, &mut Vec::new());
                 if cost > RULE_COST_LIMIT {
                     errs.push(FieldCause::forbidden(&field, &over_budget(cost)));
@@ -69,6 +81,7 @@ fn walk(schema: &Value, path: &str, cardinality: f64, errs: &mut Vec<FieldCause>
             walk(
                 sub,
                 &format!("{path}.properties[{name}]"),
+                embedded(sub),
                 cardinality,
                 errs,
             );
@@ -76,17 +89,25 @@ fn walk(schema: &Value, path: &str, cardinality: f64, errs: &mut Vec<FieldCause>
     }
     if schema["items"].is_object() {
         let n = cardinality * bound(schema, "maxItems");
-        walk(&schema["items"], &format!("{path}.items"), n, errs);
+        let items = &schema["items"];
+        walk(items, &format!("{path}.items"), embedded(items), n, errs);
     }
     if schema["additionalProperties"].is_object() {
         let n = cardinality * bound(schema, "maxProperties");
+        let values = &schema["additionalProperties"];
         walk(
-            &schema["additionalProperties"],
+            values,
             &format!("{path}.additionalProperties"),
+            embedded(values),
             n,
             errs,
         );
     }
+}
+
+/// Whether `schema` is the root of an embedded resource (`x-kubernetes-embedded-resource`).
+fn embedded(schema: &Value) -> bool {
+    schema["x-kubernetes-embedded-resource"] == true
 }
 
 fn bound(schema: &Value, key: &str) -> f64 {
@@ -270,6 +291,32 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert!(
             format!("{errs:?}").contains("properties[spec].items.x-kubernetes-validations[0].rule")
+        );
+    }
+
+    #[test]
+    fn a_rule_selecting_an_undeclared_field_does_not_compile() {
+        let errs = crd_rule_errors(&crd("self.c.size() > 0", unbounded()));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let text = format!("{:?}", errs[0]);
+        assert!(
+            text.contains("properties[spec].x-kubernetes-validations[0].rule"),
+            "{text}"
+        );
+        assert!(
+            text.contains("compilation failed: ERROR: <input>:1:5: undefined field 'c'"),
+            "{text}"
+        );
+        // At the root, `metadata` holds only `name` and `generateName`.
+        let root = json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": {
+            "type": "object", "x-kubernetes-validations": [
+                {"rule": "self.metadata.name.startsWith('a')"},
+                {"rule": "self.metadata.namespace == 'x'"}]}}}]}});
+        let errs = crd_rule_errors(&root);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            format!("{errs:?}").contains("x-kubernetes-validations[1].rule"),
+            "{errs:?}"
         );
     }
 

@@ -43,6 +43,7 @@ macro_rules! opaque {
     };
 }
 
+mod check;
 pub mod cost;
 mod format;
 mod net;
