@@ -55,8 +55,10 @@ pub fn apply(schema: &Value, object: &mut Value, old: Option<&Value>) -> Outcome
     out
 }
 
-/// A JSON value as CEL sees it: integers are `int`, objects maps with string keys.
-fn cel_value(value: &Value) -> cel::Value {
+/// A JSON value of `schema` as CEL sees it: integers are `int`, objects maps with string keys. An
+/// object's properties are named as CEL names them (`x-name` is `x__dash__name`,
+/// [`crate::cel_library::escaping`]); a map's keys (`additionalProperties`) stay as they are.
+fn cel_value(value: &Value, schema: Option<&Value>) -> cel::Value {
     match value {
         Value::Null => cel::Value::Null,
         Value::Bool(b) => cel::Value::Bool(*b),
@@ -65,12 +67,35 @@ fn cel_value(value: &Value) -> cel::Value {
             cel::Value::Int,
         ),
         Value::String(s) => cel::Value::from(s.as_str()),
-        Value::Array(items) => cel::Value::from(items.iter().map(cel_value).collect::<Vec<_>>()),
-        Value::Object(map) => cel::Value::from(
-            map.iter()
-                .map(|(k, v)| (k.clone(), cel_value(v)))
-                .collect::<std::collections::HashMap<String, cel::Value>>(),
-        ),
+        Value::Array(items) => {
+            let items_schema = schema.and_then(|s| s.get("items"));
+            cel::Value::from(
+                items
+                    .iter()
+                    .map(|v| cel_value(v, items_schema))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        Value::Object(map) => {
+            let values = schema
+                .and_then(|s| s.get("additionalProperties"))
+                .filter(|a| a.is_object());
+            let properties = schema
+                .and_then(|s| s.get("properties"))
+                .and_then(Value::as_object);
+            cel::Value::from(
+                map.iter()
+                    .map(|(k, v)| match (values, properties) {
+                        (Some(values), _) => (k.clone(), cel_value(v, Some(values))),
+                        (None, Some(properties)) => (
+                            crate::cel_library::escaping::escape(k).unwrap_or_else(|| k.clone()),
+                            cel_value(v, properties.get(k)),
+                        ),
+                        (None, None) => (k.clone(), cel_value(v, None)),
+                    })
+                    .collect::<std::collections::HashMap<String, cel::Value>>(),
+            )
+        }
     }
 }
 
@@ -164,9 +189,9 @@ fn evaluate(
         Err(e) => return failed(format!("compilation failed: {e}")),
     };
     let mut context = cel::Context::with_env(Arc::clone(&env));
-    context.add_variable_from_value("self", cel_value(value));
+    context.add_variable_from_value("self", cel_value(value, Some(schema)));
     if transition {
-        let old_value = old.map_or(cel::Value::Null, cel_value);
+        let old_value = old.map_or(cel::Value::Null, |o| cel_value(o, Some(schema)));
         context.add_variable_from_value("oldSelf", old_value);
     }
     // `ruleMessageOrDefault`, unless `messageExpression` gives a non-empty one-line string (an

@@ -12,6 +12,7 @@
 //! `x-kubernetes-int-or-string` is dynamic. Where the schema does not tell (a value a call
 //! returns, a map's key), nothing is checked: this check refuses only what a cluster refuses.
 
+use super::escaping::escape;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr, SourceInfo};
 use serde_json::{Value, json};
 use std::sync::LazyLock;
@@ -24,35 +25,11 @@ static ROOT_METADATA: LazyLock<Value> = LazyLock::new(|| {
         "name": {"type": "string"}, "generateName": {"type": "string"}}})
 });
 
-/// CEL's reserved words, which a property name is escaped from as `__word__`.
-const RESERVED: [&str; 21] = [
-    "true",
-    "false",
-    "null",
-    "in",
-    "as",
-    "break",
-    "const",
-    "continue",
-    "else",
-    "for",
-    "function",
-    "if",
-    "import",
-    "let",
-    "loop",
-    "package",
-    "namespace",
-    "return",
-    "var",
-    "void",
-    "while",
-];
-
 /// The errors cel-go's checker reports for the field selections of `ast` (parsed from
 /// `info.source`), `self` being a value of `this`; `root`: `this` is the root of a resource. Each
-/// is formatted as cel-go displays it: `ERROR: <input>:LINE:COLUMN: undefined field 'NAME'`, the
-/// source line and a caret under the selection's dot.
+/// is formatted as cel-go displays it: `ERROR: <input>:LINE:COLUMN: undefined field 'NAME'` (or
+/// `type 'int' does not support field selection`), the source line and a caret under the
+/// selection's dot.
 #[must_use]
 pub fn undefined_fields(
     ast: &IdedExpr,
@@ -69,7 +46,7 @@ pub fn undefined_fields(
     found.sort_by_key(|(offset, _)| *offset);
     found
         .into_iter()
-        .map(|(offset, field)| display(&info.source, offset, &format!("undefined field '{field}'")))
+        .map(|(offset, message)| display(&info.source, offset, &message))
         .collect()
 }
 
@@ -89,12 +66,25 @@ impl<'s> Node<'s> {
         }
     }
 
-    /// The field `field` of this value: `Ok(None)` when the schema does not tell (not an object,
-    /// dynamic), `Err(())` when this is an object that does not declare it.
-    fn field(self, field: &str) -> Result<Option<Node<'s>>, ()> {
+    /// The field `field` of this value: `Ok(None)` when the schema does not tell (a list, a
+    /// dynamic value, a string of a format CEL types otherwise), the error cel-go reports when
+    /// this is an object that does not declare it or a scalar.
+    fn field(self, field: &str) -> Result<Option<Node<'s>>, Unselectable> {
         let s = self.schema;
         if s["x-kubernetes-int-or-string"] == true {
             return Ok(None);
+        }
+        // `SchemaDeclType`'s scalars, by the name cel-go's `FormatCELType` gives them (a string
+        // of format byte, duration, date or date-time is typed otherwise: not checked here).
+        let scalar = match s["type"].as_str() {
+            Some("integer") => Some("int"),
+            Some("number") => Some("double"),
+            Some("boolean") => Some("bool"),
+            Some("string") if s.get("format").is_none() => Some("string"),
+            _ => None,
+        };
+        if let Some(name) = scalar {
+            return Err(Unselectable::Scalar(name));
         }
         if self.root {
             match field {
@@ -117,8 +107,16 @@ impl<'s> Node<'s> {
                     .find(|(name, _)| *name == field || escape(name).as_deref() == Some(field))
             })
             .map(|(_, schema)| Some(Node::of(schema)))
-            .ok_or(())
+            .ok_or(Unselectable::Undefined)
     }
+}
+
+/// Why a field cannot be selected, as cel-go's checker says it.
+enum Unselectable {
+    /// An object that does not declare the field.
+    Undefined,
+    /// A scalar, by its CEL type's name.
+    Scalar(&'static str),
 }
 
 /// The variables comprehensions bind, with what types them when the schema does.
@@ -148,10 +146,20 @@ impl<'s> Check<'s> {
         match &expr.expr {
             Expr::Select(select) => {
                 if let Some(parent) = self.typed(&select.operand, scope)
-                    && parent.field(&select.field).is_err()
+                    && let Err(why) = parent.field(&select.field)
                 {
                     let offset = self.info.offset_for(expr.id).map_or(0, |(start, _)| start);
-                    found.push((offset, select.field.clone()));
+                    found.push((
+                        offset,
+                        match why {
+                            Unselectable::Undefined => {
+                                format!("undefined field '{}'", select.field)
+                            }
+                            Unselectable::Scalar(name) => {
+                                format!("type '{name}' does not support field selection")
+                            }
+                        },
+                    ));
                 }
                 self.visit(&select.operand, scope, found);
             }
@@ -208,35 +216,6 @@ impl<'s> Check<'s> {
             }
         }
     }
-}
-
-/// `cel.Escape` (`k8s.io/apiserver/pkg/cel/escaping.go`): the name a property has in CEL, `None`
-/// when it has none (it starts with a digit, or holds a character outside `[a-zA-Z0-9_./-]`).
-fn escape(name: &str) -> Option<String> {
-    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-        return None;
-    }
-    if RESERVED.contains(&name) {
-        return Some(format!("__{name}__"));
-    }
-    let mut out = String::with_capacity(name.len());
-    let mut rest = name;
-    while let Some(c) = rest.chars().next() {
-        if rest.starts_with("__") {
-            out.push_str("__underscores__");
-            rest = &rest[2..];
-            continue;
-        }
-        match c {
-            '.' => out.push_str("__dot__"),
-            '-' => out.push_str("__dash__"),
-            '/' => out.push_str("__slash__"),
-            c if c.is_ascii_alphanumeric() || c == '_' => out.push(c),
-            _ => return None,
-        }
-        rest = &rest[c.len_utf8()..];
-    }
-    Some(out)
 }
 
 /// cel-go's `Error.ToDisplayString`: the message at the character `offset` of `source`, its line
@@ -334,13 +313,37 @@ mod tests {
             "self.labels.anything == 'x' && self.labels.all(k, k != '')",
             "self.size.whatever == 1",
             "self.template.kind == 'Pod' && self.template.metadata.name != ''",
-            "self.replicas.foo == 1",
             "[1, 2].all(x, x > 0) && {'a': 1}.a == 1",
             "self.ports.map(p, p).all(q, q.anything > 0)",
         ] {
             assert!(errors(rule, &spec(), false).is_empty(), "{rule}");
         }
         assert!(errors("self.metadata.name != '' && self.kind != ''", &spec(), true).is_empty());
+    }
+
+    #[test]
+    fn a_scalar_has_no_fields() {
+        assert_eq!(
+            errors("self.replicas.value > 0", &spec(), false),
+            [
+                "ERROR: <input>:1:14: type 'int' does not support field selection\n | self.replicas.value > 0\n | .............^"
+            ]
+        );
+        let found = errors(
+            "self.kind.x == '' || self.metadata.name.y == ''",
+            &spec(),
+            true,
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .all(|e| e.contains("type 'string' does not support field selection"))
+        );
+        // A string of a format CEL types as a timestamp, and a list, are not checked.
+        let when = json!({"type": "object", "properties": {
+            "at": {"type": "string", "format": "date-time"}, "tags": {"type": "array", "items": {"type": "string"}}}});
+        assert!(errors("self.at.x == 1 || self.tags.y == 1", &when, false).is_empty());
     }
 
     #[test]
@@ -352,16 +355,6 @@ mod tests {
         assert!(found[0].contains("undefined field 'labels'"), "{found:?}");
         // Not a resource root: no metadata unless declared.
         assert_eq!(errors("self.metadata.name == ''", &spec(), false).len(), 1);
-    }
-
-    #[test]
-    fn escape_follows_kubernetes() {
-        assert_eq!(escape("x-name").as_deref(), Some("x__dash__name"));
-        assert_eq!(escape("a.b/c").as_deref(), Some("a__dot__b__slash__c"));
-        assert_eq!(escape("a__b").as_deref(), Some("a__underscores__b"));
-        assert_eq!(escape("namespace").as_deref(), Some("__namespace__"));
-        assert_eq!(escape("1st"), None);
-        assert_eq!(escape("a b"), None);
     }
 
     #[test]

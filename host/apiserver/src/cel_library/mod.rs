@@ -45,6 +45,7 @@ macro_rules! opaque {
 
 mod check;
 pub mod cost;
+pub mod escaping;
 mod format;
 mod net;
 mod quantity;
