@@ -18,7 +18,14 @@ use std::process::Command;
 fn kubectl_ok(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
     use std::io::Write;
     let mut cmd = Command::new(kubectl());
-    cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
+    // The discovery cache beside the kubeconfig: kubectl's default is keyed by host and port,
+    // which servers of other tests reuse.
+    let cache = kubeconfig.with_file_name("kubectl-cache");
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args);
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

@@ -285,6 +285,8 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
         let out = std::process::Command::new(&kubectl)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
+            .arg("--cache-dir")
+            .arg(kc.path().join("cache"))
             .args(args)
             .output()
             .unwrap();

@@ -25,10 +25,17 @@ fn kubectl_talks_to_capstan_apiserver() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A discovery cache of its own: kubectl's default one is keyed by host and port, so a server
+    // another test ran on the same port earlier would answer discovery from the cache (and a 401
+    // would then read "Unauthorized" instead of "provide credentials", as it does on a cluster
+    // with a warm cache).
+    let cache = dir.path().join("cache");
     let kubectl = |args: &[&str]| {
         Command::new(&bin)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
             .args(args)
             .output()
             .unwrap()
@@ -54,6 +61,8 @@ fn kubectl_talks_to_capstan_apiserver() {
     let refused = Command::new(&bin)
         .arg("--kubeconfig")
         .arg(&tokenless)
+        .arg("--cache-dir")
+        .arg(&cache)
         .args(["get", "namespaces"])
         .output()
         .unwrap();

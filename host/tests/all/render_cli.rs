@@ -148,6 +148,8 @@ fn kubectl_apply_dry_run_takes_the_rendered_stream() {
     let mut child = Command::new(kubectl)
         .arg("--kubeconfig")
         .arg(&kubeconfig)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
         .args(["apply", "--dry-run=client", "-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
