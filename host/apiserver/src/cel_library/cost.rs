@@ -11,6 +11,7 @@
 //! refused by a cluster; a rule a cluster refuses may pass here (a single pass over an unbounded
 //! list); what it stops is the multiplying kind: comprehensions nested over unbounded lists.
 
+use super::escaping::escape;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use serde_json::{Value, json};
 
@@ -147,8 +148,17 @@ impl<'s> Estimate<'s> {
             Expr::Ident(name) => scope.iter().rev().find(|(v, _)| v == name)?.1,
             Expr::Select(select) if !select.test => {
                 let parent = self.schema_of(&select.operand, scope)?;
+                // A property by its name in CEL (`x__dash__name` for `x-name`).
+                let field = &select.field;
                 parent["properties"]
-                    .get(&select.field)
+                    .as_object()
+                    .and_then(|p| {
+                        p.iter()
+                            .find(|(name, _)| {
+                                *name == field || escape(name).as_deref() == Some(field.as_str())
+                            })
+                            .map(|(_, schema)| schema)
+                    })
                     .or_else(|| Some(&parent["additionalProperties"]).filter(|a| a.is_object()))
             }
             _ => None,
@@ -277,6 +287,12 @@ mod tests {
             );
         }
         assert!(crd_rule_errors(&crd("self.a.all(x, x != '')", unbounded())).is_empty());
+        // Lists named by their escaped names are bounded by their own maxItems.
+        let dashed = json!({"type": "object", "properties": {
+            "a-1": {"type": "array", "maxItems": 100, "items": {"type": "string"}},
+            "b-1": {"type": "array", "maxItems": 100, "items": {"type": "string"}}}});
+        let rule = "self.a__dash__1.all(x, self.b__dash__1.exists(y, x == y))";
+        assert!(crd_rule_errors(&crd(rule, dashed)).is_empty(), "{rule}");
     }
 
     #[test]
