@@ -12,7 +12,7 @@
 //! `x-kubernetes-int-or-string` is dynamic. Where the schema does not tell (a value a call
 //! returns, a map's key), nothing is checked: this check refuses only what a cluster refuses.
 
-use super::escaping::escape;
+use super::escaping::property;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr, SourceInfo};
 use serde_json::{Value, json};
 use std::sync::LazyLock;
@@ -62,7 +62,7 @@ impl<'s> Node<'s> {
     fn of(schema: &'s Value) -> Self {
         Self {
             schema,
-            root: schema["x-kubernetes-embedded-resource"] == true,
+            root: embedded(schema),
         }
     }
 
@@ -99,16 +99,15 @@ impl<'s> Node<'s> {
         if s["additionalProperties"].is_object() {
             return Ok(Some(Node::of(&s["additionalProperties"])));
         }
-        s["properties"]
-            .as_object()
-            .and_then(|properties| {
-                properties
-                    .iter()
-                    .find(|(name, _)| *name == field || escape(name).as_deref() == Some(field))
-            })
-            .map(|(_, schema)| Some(Node::of(schema)))
+        property(s, field)
+            .map(|schema| Some(Node::of(schema)))
             .ok_or(Unselectable::Undefined)
     }
+}
+
+/// Whether `schema` is the root of an embedded resource (`x-kubernetes-embedded-resource`).
+pub(super) fn embedded(schema: &Value) -> bool {
+    schema["x-kubernetes-embedded-resource"] == true
 }
 
 /// Why a field cannot be selected, as cel-go's checker says it.

@@ -11,7 +11,8 @@
 //! refused by a cluster; a rule a cluster refuses may pass here (a single pass over an unbounded
 //! list); what it stops is the multiplying kind: comprehensions nested over unbounded lists.
 
-use super::escaping::escape;
+use super::check::embedded;
+use super::escaping::property;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use serde_json::{Value, json};
 
@@ -106,11 +107,6 @@ fn walk(schema: &Value, path: &str, root: bool, cardinality: f64, errs: &mut Vec
     }
 }
 
-/// Whether `schema` is the root of an embedded resource (`x-kubernetes-embedded-resource`).
-fn embedded(schema: &Value) -> bool {
-    schema["x-kubernetes-embedded-resource"] == true
-}
-
 fn bound(schema: &Value, key: &str) -> f64 {
     schema[key].as_f64().unwrap_or(UNBOUNDED)
 }
@@ -148,17 +144,7 @@ impl<'s> Estimate<'s> {
             Expr::Ident(name) => scope.iter().rev().find(|(v, _)| v == name)?.1,
             Expr::Select(select) if !select.test => {
                 let parent = self.schema_of(&select.operand, scope)?;
-                // A property by its name in CEL (`x__dash__name` for `x-name`).
-                let field = &select.field;
-                parent["properties"]
-                    .as_object()
-                    .and_then(|p| {
-                        p.iter()
-                            .find(|(name, _)| {
-                                *name == field || escape(name).as_deref() == Some(field.as_str())
-                            })
-                            .map(|(_, schema)| schema)
-                    })
+                property(parent, &select.field)
                     .or_else(|| Some(&parent["additionalProperties"]).filter(|a| a.is_object()))
             }
             _ => None,

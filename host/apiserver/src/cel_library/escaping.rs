@@ -1,6 +1,8 @@
 //! The names object properties have in CEL (`k8s.io/apiserver/pkg/cel/escaping.go`): a property
 //! `x-name` is `self.x__dash__name` in a rule, `namespace` is `self.__namespace__`.
 
+use serde_json::Value;
+
 /// CEL's reserved words, which a property name is escaped from as `__word__`.
 const RESERVED: [&str; 21] = [
     "true",
@@ -56,6 +58,17 @@ pub fn escape(name: &str) -> Option<String> {
     Some(out)
 }
 
+/// The property of the object schema `schema` that a rule's field selection `field` names: by its
+/// name in CEL, or as the property is written.
+#[must_use]
+pub fn property<'s>(schema: &'s Value, field: &str) -> Option<&'s Value> {
+    schema["properties"]
+        .as_object()?
+        .iter()
+        .find(|(name, _)| *name == field || escape(name).as_deref() == Some(field))
+        .map(|(_, property)| property)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +82,17 @@ mod tests {
         assert_eq!(escape("namespace").as_deref(), Some("__namespace__"));
         assert_eq!(escape("1st"), None);
         assert_eq!(escape("a b"), None);
+    }
+
+    #[test]
+    fn a_property_is_found_by_its_name_in_cel() {
+        let schema = serde_json::json!({"properties": {"x-name": {"type": "string"}, "a": {}}});
+        assert_eq!(
+            property(&schema, "x__dash__name"),
+            Some(&schema["properties"]["x-name"])
+        );
+        assert_eq!(property(&schema, "a"), Some(&schema["properties"]["a"]));
+        assert_eq!(property(&schema, "b"), None);
+        assert_eq!(property(&serde_json::json!({"type": "string"}), "a"), None);
     }
 }
