@@ -2,7 +2,7 @@
 //! side with the same handler compiled natively behind the same bus and event trees.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-#[path = "../../tests/support/lib.rs"]
+#[path = "../tests/all/support.rs"]
 #[allow(dead_code)]
 mod support;
 

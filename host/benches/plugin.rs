@@ -4,7 +4,7 @@
 //! from the precompiled cache; each component's size and one cold compile are printed).
 #![allow(missing_docs, clippy::unwrap_used)]
 
-#[path = "../../tests/support/lib.rs"]
+#[path = "../tests/all/support.rs"]
 #[allow(dead_code)]
 mod support;
 

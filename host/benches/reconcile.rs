@@ -10,7 +10,7 @@
 //! status written. Rates and memory are printed to stderr.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-#[path = "../../tests/support/lib.rs"]
+#[path = "../tests/all/support.rs"]
 #[allow(dead_code)]
 mod support;
 

@@ -2,7 +2,7 @@
 //! compile, and what epoch interruption costs a CPU-bound guest.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-#[path = "../../tests/support/lib.rs"]
+#[path = "../tests/all/support.rs"]
 #[allow(dead_code)]
 mod support;
 

@@ -6,7 +6,7 @@
 //! example (`polyglot_guest("py-webapp")`, or the component `CAPSTAN_BENCH_PY_WEBAPP` names).
 #![allow(missing_docs, clippy::unwrap_used)]
 
-#[path = "../../tests/support/lib.rs"]
+#[path = "../tests/all/support.rs"]
 #[allow(dead_code)]
 mod support;
 

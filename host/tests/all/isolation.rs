@@ -2,12 +2,12 @@
 //! from one object's reconcile, or one event, to another's.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{deployment_json, guest};
 use capstan::contract::ObjectRef;
 use capstan::plugin::{Grants, HandlerEvent, Planned, Plugin, Runtime};
-use capstan_tests::{deployment_json, guest};
 
 async fn load(name: &str) -> Plugin {
-    Runtime::new(capstan_tests::runtime_config())
+    Runtime::new(crate::support::runtime_config())
         .unwrap()
         .load(&guest(name))
         .await

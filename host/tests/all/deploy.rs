@@ -3,10 +3,10 @@
 //! `capstan rbac` derives, and its output applies and reads back, with kube-rs and kubectl.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{guest, kubectl, root, tempdir};
 use capstan::config::Config;
 use capstan::identity::Identities;
 use capstan::rbac::{Object, Rbac, Resources};
-use capstan_tests::{guest, kubectl, root, tempdir};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::Api;
@@ -99,7 +99,7 @@ fn identities(docs: &[Value]) -> Vec<String> {
 /// `--dry-run=server` (and `--server-side` if `server_side`): every object must be accepted, and
 /// none created.
 async fn renders_and_dry_runs(dir: &Path, server_side: bool) -> Vec<Value> {
-    let server = capstan_tests::apiserver().await;
+    let server = crate::support::apiserver().await;
     let kc = tempdir();
     let kubeconfig = kc.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
@@ -504,7 +504,7 @@ async fn capstan_rbac_output_applies_and_reads_back() {
     let rbac = builder.build();
     let yaml = rbac.to_yaml().unwrap();
 
-    let server = capstan_tests::apiserver().await;
+    let server = crate::support::apiserver().await;
     let kc = tempdir();
     let kubeconfig = kc.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();

@@ -5,10 +5,10 @@
 //! allow it) and the object says so.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{eventually_within, guest, root, tempdir};
 use capstan::identity::{Identities, Impersonation};
 use capstan::runner::{RunConfig, run_with_listener};
 use capstan_apiserver::authz::Mode;
-use capstan_tests::{eventually_within, guest, root, tempdir};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::rbac::v1::ClusterRole;

@@ -1,16 +1,16 @@
 //! Loading, validation, the precompiled cache and every reconciler export, with real guests.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{guest, plugins_dir, tempdir};
 use capstan::contract::{CategorizedError, ErrorCategory, Gvk, HealthState, ObjectRef, World};
 use capstan::plugin::{
     CacheReader, Grants, Origin, Planned, Plugin, Reconciliation, RejectReason, Runtime,
     RuntimeConfig, WorldError,
 };
-use capstan_tests::{guest, plugins_dir, tempdir};
 use std::sync::Arc;
 
 fn runtime() -> Runtime {
-    Runtime::new(capstan_tests::runtime_config()).unwrap()
+    Runtime::new(crate::support::runtime_config()).unwrap()
 }
 
 async fn reject(bytes_or_guest: Result<Vec<u8>, &str>) -> RejectReason {
@@ -386,7 +386,7 @@ async fn every_reconciler_export_answers() {
     let plugin = runtime().load(&guest("webapp")).await.unwrap();
     let (oref, obj) = webapp_json(8080);
     let deployment: serde_json::Value =
-        serde_json::from_str(&capstan_tests::deployment_json("shop")).unwrap();
+        serde_json::from_str(&crate::support::deployment_json("shop")).unwrap();
     let grants = Grants {
         cache: Some(Arc::new(Objects(vec![deployment]))),
         pod_logs: None,
@@ -486,7 +486,7 @@ async fn an_owned_kind_left_out_of_the_allow_list_cannot_be_read() {
     let plugin = runtime().load(&guest("webapp")).await.unwrap();
     let (oref, obj) = webapp_json(8080);
     let deployment: serde_json::Value =
-        serde_json::from_str(&capstan_tests::deployment_json("shop")).unwrap();
+        serde_json::from_str(&crate::support::deployment_json("shop")).unwrap();
     let grants = || Grants {
         cache: Some(Arc::new(Objects(vec![deployment.clone()]))),
         pod_logs: None,

@@ -4,9 +4,9 @@
 //! the Lease, which then serves.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{guest, root, tempdir};
 use capstan::leader::ElectionConfig;
 use capstan::runner::{RunConfig, run_with_listener};
-use capstan_tests::{guest, root, tempdir};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};

@@ -2,11 +2,11 @@
 //! nothing but an error, removed files unload, and `capstan run` shows it all at `/plugins`.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{deployment_json, guest, never_within, tempdir, wait_for};
 use capstan::contract::ObjectRef;
 use capstan::dispatch::{Change, ChangeEvent, DispatchConfig, Dispatcher, ObjectChange};
 use capstan::event::{Context, Event};
 use capstan::plugin::{PluginEvent, Registry, Reloader, Runtime, RuntimeConfig};
-use capstan_tests::{deployment_json, guest, never_within, tempdir, wait_for};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,9 +41,9 @@ async fn a_hundred_swaps_under_load_lose_and_double_no_event() {
     let (v1, v2) = (guest("echo-handler"), guest("echo-handler-v2"));
     let plugins = tempdir();
     let file = plugins.path().join("echo.wasm");
-    capstan_tests::drop_in(&v1, &file);
+    crate::support::drop_in(&v1, &file);
     // The shared precompiled cache: each version is compiled once per test run, not per test.
-    let runtime = Runtime::new(capstan_tests::runtime_config()).unwrap();
+    let runtime = Runtime::new(crate::support::runtime_config()).unwrap();
     let reloader = Reloader::new(runtime, Registry::new(), plugins.path());
 
     let deliveries: Arc<Mutex<Vec<(String, String, bool)>>> = Arc::default();
@@ -79,7 +79,7 @@ async fn a_hundred_swaps_under_load_lose_and_double_no_event() {
     };
     let mut versions = Vec::new();
     for i in 0..100 {
-        capstan_tests::drop_in(if i % 2 == 0 { &v2 } else { &v1 }, &file);
+        crate::support::drop_in(if i % 2 == 0 { &v2 } else { &v1 }, &file);
         match reloader.sync(&file).await.pop() {
             Some(PluginEvent::Replaced { old, new }) => {
                 assert_ne!(old.info().version, new.info().version);
@@ -137,7 +137,7 @@ async fn a_hundred_swaps_under_load_lose_and_double_no_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_directory_watch_loads_swaps_rejects_and_unloads() {
     let plugins = tempdir();
-    let runtime = Runtime::new(capstan_tests::runtime_config()).unwrap();
+    let runtime = Runtime::new(crate::support::runtime_config()).unwrap();
     let reloader =
         Reloader::new(runtime, Registry::new(), plugins.path()).debounce(Duration::from_millis(50));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -145,7 +145,7 @@ async fn the_directory_watch_loads_swaps_rejects_and_unloads() {
     assert!(reloader.scan().await.unwrap().is_empty());
     let file = plugins.path().join("echo.wasm");
 
-    capstan_tests::drop_in(&guest("echo-handler"), &file);
+    crate::support::drop_in(&guest("echo-handler"), &file);
     let PluginEvent::Loaded(p) = next(&mut rx).await else {
         panic!("loaded")
     };
@@ -155,7 +155,7 @@ async fn the_directory_watch_loads_swaps_rejects_and_unloads() {
     std::fs::write(plugins.path().join(".echo.wasm.swp"), b"junk").unwrap();
     std::fs::write(plugins.path().join("echo.wasm~"), b"junk").unwrap();
 
-    capstan_tests::drop_in(&guest("echo-handler-v2"), &file);
+    crate::support::drop_in(&guest("echo-handler-v2"), &file);
     let PluginEvent::Replaced { old, new } = next(&mut rx).await else {
         panic!("replaced")
     };
@@ -206,7 +206,7 @@ async fn the_directory_watch_loads_swaps_rejects_and_unloads() {
                 .contains(reason)
         );
         // Clear the rejection record by reloading a good version between bad ones.
-        capstan_tests::drop_in(&guest("echo-handler-v2"), &file);
+        crate::support::drop_in(&guest("echo-handler-v2"), &file);
         wait_for("the rejection cleared", || {
             reloader.registry().view().rejected.is_empty()
         })
@@ -285,7 +285,7 @@ async fn an_impostor_gets_no_grant_and_the_bound_file_keeps_the_name_in_either_o
     std::fs::write(secret.path().join("greeting"), "hello from the host").unwrap();
     let real = guest("fs-handler");
     // Another component that declares the same name: the impostor.
-    let impostor = capstan_tests::with_custom_section(&std::fs::read(&real).unwrap(), b"impostor");
+    let impostor = crate::support::with_custom_section(&std::fs::read(&real).unwrap(), b"impostor");
     let cache = tempdir();
     for impostor_first in [true, false] {
         let plugins = tempdir();
@@ -319,12 +319,12 @@ async fn an_impostor_gets_no_grant_and_the_bound_file_keeps_the_name_in_either_o
             let (read, env) = sees(&p).await;
             assert!(read.starts_with("error"), "no directory lent: {read}");
             assert_eq!(env, "unset", "no environment lent");
-            capstan_tests::drop_in(&real, &bound);
+            crate::support::drop_in(&real, &bound);
             let (out, into) = unloaded_then_loaded([next(&mut rx).await, next(&mut rx).await]);
             assert_eq!(out.info().path, evil);
             assert_eq!(into.info().path, bound);
         } else {
-            capstan_tests::drop_in(&real, &bound);
+            crate::support::drop_in(&real, &bound);
             let PluginEvent::Loaded(p) = next(&mut rx).await else {
                 panic!("loaded")
             };
@@ -385,7 +385,7 @@ async fn at_startup_the_bound_file_wins_and_the_impostor_never_runs() {
     std::fs::copy(&real, &evil).unwrap();
     std::fs::copy(&real, plugins.path().join("fs-handler.wasm")).unwrap();
     let runtime =
-        Runtime::new(capstan_tests::runtime_config().grant(fs_handler_grant(secret.path())))
+        Runtime::new(crate::support::runtime_config().grant(fs_handler_grant(secret.path())))
             .unwrap();
     let reloader = Reloader::new(runtime, Registry::new(), plugins.path());
     let events = reloader.scan().await.unwrap();
@@ -416,9 +416,9 @@ async fn of_two_unbound_files_the_first_file_name_keeps_the_name_in_either_order
         assert!(reloader.scan().await.unwrap().is_empty());
         let (a, b) = (plugins.path().join("a.wasm"), plugins.path().join("b.wasm"));
         if a_first {
-            capstan_tests::drop_in(&echo, &a);
+            crate::support::drop_in(&echo, &a);
             assert!(matches!(next(&mut rx).await, PluginEvent::Loaded(_)));
-            capstan_tests::drop_in(&echo, &b);
+            crate::support::drop_in(&echo, &b);
             wait_for("b's rejection", || {
                 reloader
                     .registry()
@@ -429,9 +429,9 @@ async fn of_two_unbound_files_the_first_file_name_keeps_the_name_in_either_order
             })
             .await;
         } else {
-            capstan_tests::drop_in(&echo, &b);
+            crate::support::drop_in(&echo, &b);
             assert!(matches!(next(&mut rx).await, PluginEvent::Loaded(_)));
-            capstan_tests::drop_in(&echo, &a);
+            crate::support::drop_in(&echo, &a);
             let (out, into) = unloaded_then_loaded([next(&mut rx).await, next(&mut rx).await]);
             assert_eq!(
                 (out.info().path.clone(), into.info().path.clone()),
@@ -464,9 +464,9 @@ async fn a_file_that_lost_its_name_in_the_same_batch_keeps_its_rejection() {
     let runtime = Runtime::new(RuntimeConfig::default().cache_dir(cache.path())).unwrap();
     let reloader = Reloader::new(runtime, Registry::new(), plugins.path());
     let (a, b) = (plugins.path().join("a.wasm"), plugins.path().join("b.wasm"));
-    capstan_tests::drop_in(&echo, &b);
+    crate::support::drop_in(&echo, &b);
     assert_eq!(reloader.scan().await.unwrap().len(), 1);
-    capstan_tests::drop_in(&echo, &a);
+    crate::support::drop_in(&echo, &a);
     let (out, into) = unloaded_then_loaded(
         reloader
             .sync_all([b.clone(), a.clone()])
@@ -555,7 +555,7 @@ async fn the_plugins_directory_refuses_what_is_not_a_plugin_file_and_keeps_watch
         .await;
     }
     // The watch lives on: a good plugin dropped in afterwards loads.
-    capstan_tests::drop_in(&guest("echo-handler"), &at("echo.wasm"));
+    crate::support::drop_in(&guest("echo-handler"), &at("echo.wasm"));
     let PluginEvent::Loaded(p) = next(&mut rx).await else {
         panic!("the good plugin loads")
     };

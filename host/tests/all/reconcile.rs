@@ -4,12 +4,12 @@
 //! events, hot swaps, owner waits, decorated status and status propagation to an owner.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::eventually;
 use capstan::contract::{AccessRule, Gvk, Verb};
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, PluginSettings, Runtime};
 use capstan::reconcile::{Controller, ControllerConfig};
 use capstan_apiserver::RunningServer;
-use capstan_tests::eventually;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
@@ -29,9 +29,9 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
-        let server = capstan_tests::apiserver().await;
+        let server = crate::support::apiserver().await;
         let client = server.client().unwrap();
-        capstan::manifests::apply_dir(&client, &capstan_tests::root().join("examples"))
+        capstan::manifests::apply_dir(&client, &crate::support::root().join("examples"))
             .await
             .unwrap();
         Self { server, client }
@@ -97,9 +97,9 @@ impl Env {
 }
 
 async fn load(name: &str) -> Plugin {
-    Runtime::new(capstan_tests::runtime_config())
+    Runtime::new(crate::support::runtime_config())
         .unwrap()
-        .load(&capstan_tests::guest(name))
+        .load(&crate::support::guest(name))
         .await
         .unwrap()
 }
@@ -107,7 +107,7 @@ async fn load(name: &str) -> Plugin {
 /// Fast retries, everything else default.
 fn fast() -> ControllerConfig {
     ControllerConfig {
-        retry: capstan_tests::fast_retry(),
+        retry: crate::support::fast_retry(),
         ..ControllerConfig::default()
     }
 }
@@ -683,7 +683,7 @@ async fn a_phase_timeout_fails_the_object_until_its_spec_changes() {
         .delete("shop", &DeleteParams::default())
         .await
         .unwrap();
-    capstan_tests::never_within(
+    crate::support::never_within(
         Duration::from_millis(300),
         "the child deleted by hand came back",
         async || services.get_opt("shop").await.unwrap().is_some(),
@@ -999,7 +999,7 @@ async fn a_reconciler_reconciles_only_what_its_event_filter_selects() {
         .await;
     let reconciled = |o: &Value| condition_is(o, "Ready", "True");
     status_until(&prod, "web", "prod/web reconciled", reconciled).await;
-    capstan_tests::never_within(
+    crate::support::never_within(
         Duration::from_secs(2),
         "an object outside the selection was reconciled",
         async || {
@@ -1034,7 +1034,7 @@ async fn a_reconciler_reconciles_only_what_its_event_filter_selects() {
         observed(o).as_ref() == Some(&generation)
     })
     .await;
-    capstan_tests::never_within(
+    crate::support::never_within(
         Duration::from_secs(1),
         "a spec change of an object outside the selection was reconciled",
         async || observed(&get(&prod, "web").await) != before,
@@ -1053,7 +1053,7 @@ async fn an_unchanged_child_is_not_applied_again_and_drift_still_is() {
     let env = Env::start().await;
     let metrics = capstan::metrics::Metrics::new();
     let skipped =
-        || capstan_tests::metric_sum(&metrics, "capstan_applies_skipped_total{plugin=\"webapp\"");
+        || crate::support::metric_sum(&metrics, "capstan_applies_skipped_total{plugin=\"webapp\"");
     let config = ControllerConfig {
         resync: Duration::from_millis(300),
         metrics: Some(metrics.clone()),

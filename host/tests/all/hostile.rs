@@ -4,6 +4,7 @@
 //! another plugin of the same runtime keeps working.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{Fields, deployment_json, guest};
 use capstan::contract::{CategorizedError, ErrorCategory, HealthState, ObjectRef};
 use capstan::dispatch::{
     Change, ChangeEvent, DispatchConfig, DispatchError, Dispatcher, ObjectChange, RetryPolicy,
@@ -11,7 +12,6 @@ use capstan::dispatch::{
 use capstan::event::{Context, Event};
 use capstan::plugin::{CallError, Grants, HandlerEvent, Limits, Plugin, Reconciliation, Runtime};
 use capstan::status::{Delivery, EventStatus, Message};
-use capstan_tests::{Fields, deployment_json, guest};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ async fn host(hostile: &str, deadline: Duration) -> Host {
         .call_timeout(deadline)
         .memory_bytes(64 << 20)
         .max_value_bytes(MAX_VALUE);
-    let rt = Runtime::new(capstan_tests::runtime_config().limits(limits)).unwrap();
+    let rt = Runtime::new(crate::support::runtime_config().limits(limits)).unwrap();
     Host {
         hostile: rt.load(&guest(hostile)).await.unwrap(),
         other: rt.load(&guest("echo-handler")).await.unwrap(),

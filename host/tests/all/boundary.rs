@@ -5,11 +5,11 @@
 //! the refusal (plugin, entry, field).
 #![allow(clippy::unwrap_used)]
 
+use crate::support::eventually;
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, Runtime};
 use capstan::reconcile::{Controller, ControllerConfig, ScopeGrant};
 use capstan_apiserver::RunningServer;
-use capstan_tests::eventually;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
@@ -42,7 +42,7 @@ impl Env {
     /// `creds`, a ConfigMap `unrelated`, a Deployment `other-team` and a Service `web` that
     /// someone else made, and a Pod `web-0` with a log.
     async fn start() -> Self {
-        let server = capstan_tests::apiserver().await;
+        let server = crate::support::apiserver().await;
         let client = server.client().unwrap();
         let env = Self { server, client };
         env.create(
@@ -185,7 +185,7 @@ impl Env {
 
     async fn controller(&self, plugin: Plugin, scope: ScopeGrant) -> Controller {
         let config = ControllerConfig {
-            retry: capstan_tests::fast_retry(),
+            retry: crate::support::fast_retry(),
             scope,
             ..ControllerConfig::default()
         };
@@ -253,9 +253,9 @@ impl Env {
 }
 
 async fn attacker(name: &str) -> Plugin {
-    Runtime::new(capstan_tests::runtime_config())
+    Runtime::new(crate::support::runtime_config())
         .unwrap()
-        .load(&capstan_tests::guest(name))
+        .load(&crate::support::guest(name))
         .await
         .unwrap()
 }

@@ -3,6 +3,7 @@
 //! cached apart; a plugin Winch cannot compile is compiled optimized, saying why.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{deployment_json, guest, never_within, tempdir, wait_for};
 use capstan::contract::ObjectRef;
 use capstan::dispatch::{Change, ChangeEvent, DispatchConfig, Dispatcher, ObjectChange};
 use capstan::event::{Context, Event};
@@ -10,7 +11,6 @@ use capstan::plugin::{
     CompileTiers, Origin, PluginEvent, Registry, RejectReason, Reloader, Runtime, RuntimeConfig,
     Tier,
 };
-use capstan_tests::{deployment_json, guest, never_within, tempdir, wait_for};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,7 +63,7 @@ async fn a_new_plugin_serves_on_the_baseline_tier_then_swaps_to_optimized_losing
     let cache = tempdir();
     let plugins = tempdir();
     let file = plugins.path().join("echo.wasm");
-    capstan_tests::drop_in(&guest("echo-handler"), &file);
+    crate::support::drop_in(&guest("echo-handler"), &file);
     let runtime = Runtime::new(tiered().cache_dir(cache.path())).unwrap();
     assert!(runtime.tiered());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -309,7 +309,7 @@ async fn a_file_renamed_into_the_directory_is_loaded_without_waiting_out_the_deb
         Reloader::new(runtime, Registry::new(), plugins.path()).debounce(Duration::from_secs(30));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let _watch = reloader.watch(tx).unwrap();
-    capstan_tests::drop_in(&guest("echo-handler"), &plugins.path().join("echo.wasm"));
+    crate::support::drop_in(&guest("echo-handler"), &plugins.path().join("echo.wasm"));
     let loaded = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("loaded well within the 30 s debounce")

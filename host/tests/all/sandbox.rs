@@ -2,17 +2,17 @@
 //! panic is a trap; each fails only that call, naming plugin and object, and the plugin goes on.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{deployment_json, guest};
 use capstan::contract::ObjectRef;
 use capstan::plugin::{CallError, HandlerEvent, Limits, Plugin, Runtime};
 use capstan::status::EventStatus;
-use capstan_tests::{deployment_json, guest};
 use std::time::{Duration, Instant};
 
 async fn hostile() -> Plugin {
     let limits = Limits::default()
         .call_timeout(Duration::from_millis(500))
         .memory_bytes(32 << 20);
-    Runtime::new(capstan_tests::runtime_config().limits(limits))
+    Runtime::new(crate::support::runtime_config().limits(limits))
         .unwrap()
         .load(&guest("hostile-handler"))
         .await
@@ -94,7 +94,7 @@ async fn a_plugin_that_keeps_failing_is_quarantined_then_comes_back() {
         initial_backoff: Duration::from_millis(400),
         max_backoff: Duration::from_secs(5),
     });
-    let plugin = Runtime::new(capstan_tests::runtime_config().limits(limits))
+    let plugin = Runtime::new(crate::support::runtime_config().limits(limits))
         .unwrap()
         .load(&guest("hostile-handler"))
         .await
@@ -132,9 +132,9 @@ async fn a_plugin_that_keeps_failing_is_quarantined_then_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasi_grants_nothing_unless_configured_and_read_only_means_read_only() {
     use capstan::plugin::{DirGrant, PluginSettings, WasiGrants};
-    let dir = capstan_tests::tempdir();
+    let dir = crate::support::tempdir();
     std::fs::write(dir.path().join("greeting"), "hello from the host").unwrap();
-    let plugin = Runtime::new(capstan_tests::runtime_config())
+    let plugin = Runtime::new(crate::support::runtime_config())
         .unwrap()
         .load(&guest("fs-handler"))
         .await
@@ -179,7 +179,7 @@ async fn fuel_bounds_a_call_by_work_not_time() {
     let limits = Limits::default()
         .call_timeout(Duration::from_secs(30))
         .fuel(Some(5_000_000));
-    let plugin = Runtime::new(capstan_tests::runtime_config().fuel(true).limits(limits))
+    let plugin = Runtime::new(crate::support::runtime_config().fuel(true).limits(limits))
         .unwrap()
         .load(&guest("cpu-handler"))
         .await
@@ -201,7 +201,7 @@ async fn fuel_bounds_a_call_by_work_not_time() {
 async fn configuration_narrows_what_the_manifest_may_touch() {
     use capstan::contract::{AccessRule, Gvk, Verb};
     use capstan::plugin::PluginSettings;
-    let plugin = Runtime::new(capstan_tests::runtime_config())
+    let plugin = Runtime::new(crate::support::runtime_config())
         .unwrap()
         .load(&guest("webapp"))
         .await
@@ -231,7 +231,7 @@ async fn configuration_narrows_what_the_manifest_may_touch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_grants_go_to_the_bound_file_and_content_not_the_declared_name() {
     use capstan::plugin::{Binding, DirGrant, GrantEntry, PluginSettings, WasiGrants};
-    let secret = capstan_tests::tempdir();
+    let secret = crate::support::tempdir();
     std::fs::write(secret.path().join("greeting"), "hello from the host").unwrap();
     let real = std::fs::read(guest("fs-handler")).unwrap();
     let entry = GrantEntry {
@@ -252,8 +252,8 @@ async fn configured_grants_go_to_the_bound_file_and_content_not_the_declared_nam
             ..PluginSettings::default()
         },
     };
-    let runtime = Runtime::new(capstan_tests::runtime_config().grant(entry)).unwrap();
-    let plugins = capstan_tests::tempdir();
+    let runtime = Runtime::new(crate::support::runtime_config().grant(entry)).unwrap();
+    let plugins = crate::support::tempdir();
     let load = |file: &str, bytes: &[u8]| {
         let path = plugins.path().join(file);
         std::fs::write(&path, bytes).unwrap();
@@ -291,7 +291,7 @@ async fn configured_grants_go_to_the_bound_file_and_content_not_the_declared_nam
     assert_eq!(env, "unset");
 
     // Other content (declaring the same name) in the bound file: the digest does not match.
-    let other = capstan_tests::with_custom_section(&real, b"rebuilt by someone else");
+    let other = crate::support::with_custom_section(&real, b"rebuilt by someone else");
     let p = load("fs-handler.wasm", &other).await;
     assert!(!p.grant().bound);
     assert_eq!(sees(p).await.1, "unset");

@@ -8,13 +8,13 @@
 //! build fails instead.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{Fields, polyglot_guest, root, tempdir};
 use capstan::contract::{CategorizedError, Gvk, HealthState, ObjectRef};
 use capstan::plugin::{
     CacheReader, CallError, Grants, HandlerEvent, Planned, PluginState, Runtime,
 };
 use capstan::runner::{RunConfig, run_with_listener};
 use capstan::status::EventStatus;
-use capstan_tests::{Fields, polyglot_guest, root, tempdir};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject, PostParams};
@@ -60,7 +60,7 @@ fn webapp(name: &str, image: &str) -> (ObjectRef, String) {
 }
 
 fn deployment(name: &str) -> (ObjectRef, String) {
-    let json = capstan_tests::deployment_json(name);
+    let json = crate::support::deployment_json(name);
     (
         ObjectRef::from_json(&serde_json::from_str(&json).unwrap()).unwrap(),
         json,
@@ -115,7 +115,7 @@ async fn python_prints_one_record_a_line_and_an_exception_costs_one_call() {
     // Calls run on this thread: a thread-local subscriber sees the guest's output.
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(logs.clone()));
-    let rt = Runtime::new(capstan_tests::runtime_config()).unwrap();
+    let rt = Runtime::new(crate::support::runtime_config()).unwrap();
     let plugin = rt.load(&path).await.unwrap();
     assert_eq!(plugin.name(), "py-webapp");
 
@@ -185,7 +185,7 @@ async fn javascript_logs_one_record_a_line_and_an_exception_costs_one_event() {
     let logs = Logs::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(logs.clone()));
-    let rt = Runtime::new(capstan_tests::runtime_config()).unwrap();
+    let rt = Runtime::new(crate::support::runtime_config()).unwrap();
     let plugin = rt.load(&path).await.unwrap();
 
     let (oref, obj) = deployment("web");
@@ -230,7 +230,7 @@ async fn python_and_javascript_examples_serve_in_capstan_run() {
     ) else {
         return;
     };
-    let server = capstan_tests::apiserver().await;
+    let server = crate::support::apiserver().await;
     let client = server.client().unwrap();
     let plugins = tempdir();
     std::fs::copy(&py, plugins.path().join("py-webapp.wasm")).unwrap();
@@ -245,7 +245,7 @@ async fn python_and_javascript_examples_serve_in_capstan_run() {
     let addr = http.local_addr().unwrap();
     let mut config = RunConfig::new(plugins.path());
     config.manifests = Some(manifests.path().to_owned());
-    config.cache_dir = Some(capstan_tests::precompiled_cache_dir());
+    config.cache_dir = Some(crate::support::precompiled_cache_dir());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let host = tokio::spawn(run_with_listener(
         config,
@@ -264,7 +264,7 @@ async fn python_and_javascript_examples_serve_in_capstan_run() {
     };
     // The first wait covers compiling both components (about 8 s each on one core) when the
     // precompiled cache is cold.
-    capstan_tests::eventually_within(
+    crate::support::eventually_within(
         COLD,
         "py-webapp plans shop's Deployment and Service",
         async || exists("shop").await.then_some(()),
@@ -272,7 +272,7 @@ async fn python_and_javascript_examples_serve_in_capstan_run() {
     .await;
     let metric = async |line: &str| -> u64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let body = capstan_tests::http_get(addr.port(), "/metrics").unwrap_or_default();
+        let body = crate::support::http_get(addr.port(), "/metrics").unwrap_or_default();
         body.lines()
             .find(|l| l.starts_with(line))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -280,7 +280,7 @@ async fn python_and_javascript_examples_serve_in_capstan_run() {
     };
     let handled =
         r#"capstan_plugin_calls_total{plugin="js-deployment-handler",export="added",outcome="ok"}"#;
-    capstan_tests::eventually_within(
+    crate::support::eventually_within(
         COLD,
         "js-deployment-handler handles shop's Deployment",
         async || (metric(handled).await >= 1).then_some(()),
@@ -306,7 +306,8 @@ async fn python_and_javascript_examples_serve_in_capstan_run() {
     };
     create_webapp("crash", "crash").await;
     let trapped = r#"capstan_plugin_calls_total{plugin="js-deployment-handler",export="added",outcome="error"}"#;
-    let crash: Deployment = serde_json::from_str(&capstan_tests::deployment_json("crash")).unwrap();
+    let crash: Deployment =
+        serde_json::from_str(&crate::support::deployment_json("crash")).unwrap();
     let mut crash = crash;
     crash.metadata.uid = None;
     crash.metadata.resource_version = None;
@@ -315,13 +316,13 @@ async fn python_and_javascript_examples_serve_in_capstan_run() {
         .create(&PostParams::default(), &crash)
         .await
         .unwrap();
-    capstan_tests::eventually(
+    crate::support::eventually(
         "the JavaScript handler traps on the crash Deployment",
         async || (metric(trapped).await >= 1).then_some(()),
     )
     .await;
     let failed = r#"capstan_reconciles_total{plugin="py-webapp",result="error"}"#;
-    capstan_tests::eventually("the Python reconciler fails the crash WebApp", async || {
+    crate::support::eventually("the Python reconciler fails the crash WebApp", async || {
         (metric(failed).await >= 1).then_some(())
     })
     .await;
@@ -329,16 +330,16 @@ async fn python_and_javascript_examples_serve_in_capstan_run() {
     // ...cost only those objects: the next of each is served, and both plugins are running.
     let ok_before = metric(handled).await;
     create_webapp("after", "nginx:1.27").await;
-    capstan_tests::eventually("py-webapp plans the next WebApp", async || {
+    crate::support::eventually("py-webapp plans the next WebApp", async || {
         exists("after").await.then_some(())
     })
     .await;
-    capstan_tests::eventually(
+    crate::support::eventually(
         "js-deployment-handler handles the next Deployment",
         async || (metric(handled).await > ok_before).then_some(()),
     )
     .await;
-    let plugins = capstan_tests::http_get(addr.port(), "/plugins").unwrap();
+    let plugins = crate::support::http_get(addr.port(), "/plugins").unwrap();
     let (_, body) = plugins.split_once("\r\n\r\n").unwrap();
     let plugins: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(plugins["loaded"].as_array().unwrap().len(), 2, "{plugins}");

@@ -2,6 +2,7 @@
 //! kind gets a child event, statuses reach on-status, and each root is handled exactly once.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{deployment_json, eventually_within, guest, wait_for};
 use capstan::bus::Bus;
 use capstan::contract::{Gvk, ObjectRef};
 use capstan::dispatch::{
@@ -10,14 +11,13 @@ use capstan::dispatch::{
 use capstan::event::{Context, Event};
 use capstan::plugin::{Plugin, Runtime};
 use capstan::status::EventStatus;
-use capstan_tests::{deployment_json, eventually_within, guest, wait_for};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 async fn load(names: &[&str]) -> Vec<Plugin> {
-    let rt = Runtime::new(capstan_tests::runtime_config()).unwrap();
+    let rt = Runtime::new(crate::support::runtime_config()).unwrap();
     let mut plugins = Vec::new();
     for n in names {
         plugins.push(rt.load(&guest(n)).await.unwrap());
@@ -738,7 +738,7 @@ async fn a_status_only_update_reaches_an_all_plugin_but_not_a_spec_plugin() {
 /// the plugin and the selector.
 #[tokio::test]
 async fn a_malformed_selector_refuses_the_plugin_at_load() {
-    let rt = Runtime::new(capstan_tests::runtime_config()).unwrap();
+    let rt = Runtime::new(crate::support::runtime_config()).unwrap();
     let e = rt.load(&guest("bad-selector")).await.unwrap_err();
     let line = e.one_line();
     assert!(

@@ -2,8 +2,8 @@
 //! plugins directory, and what `/plugins` and `/metrics` show; SIGTERM-style shutdown returns Ok.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{guest, root, tempdir};
 use capstan::runner::{RunConfig, run_with_listener};
-use capstan_tests::{guest, root, tempdir};
 use kube::api::{Api, PostParams};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -119,7 +119,7 @@ async fn http_listener() -> (tokio::net::TcpListener, SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_hot_reloads_and_reports_plugins_and_metrics() {
-    let server = capstan_tests::apiserver().await;
+    let server = crate::support::apiserver().await;
     let client = server.client().unwrap();
     let plugins = tempdir();
     let manifests = tempdir();
@@ -129,8 +129,8 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
     )
     .unwrap();
     let echo = plugins.path().join("echo.wasm");
-    capstan_tests::drop_in(&guest("echo-handler"), &echo);
-    capstan_tests::drop_in(&guest("webapp"), &plugins.path().join("webapp.wasm"));
+    crate::support::drop_in(&guest("echo-handler"), &echo);
+    crate::support::drop_in(&guest("webapp"), &plugins.path().join("webapp.wasm"));
     let (http, addr) = http_listener().await;
     let mut config = RunConfig::new(plugins.path());
     config.manifests = Some(manifests.path().to_owned());
@@ -188,7 +188,7 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = webapp_reconciles(&get(addr, "/metrics").await.unwrap());
-    capstan_tests::never_within(
+    crate::support::never_within(
         Duration::from_secs(2),
         &format!("reconcile loop: more than 2 reconciles after {before}"),
         async || webapp_reconciles(&get(addr, "/metrics").await.unwrap()) - before > 2,
@@ -196,7 +196,7 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
     .await;
 
     // A new version dropped in replaces the old one, live.
-    capstan_tests::drop_in(&guest("echo-handler-v2"), &echo);
+    crate::support::drop_in(&guest("echo-handler-v2"), &echo);
     wait_for(addr, "/plugins", "version 0.2.0", |b| {
         version_of(&plugins_json(b), "echo-handler").as_deref() == Some("0.2.0")
     })
@@ -257,13 +257,13 @@ async fn run_hot_reloads_and_reports_plugins_and_metrics() {
 
 /// kubectl (`$KUBECTL`, else on the PATH): the test fails without it (`.ci/run` installs it).
 fn kubectl() -> String {
-    capstan_tests::kubectl().to_string_lossy().into_owned()
+    crate::support::kubectl().to_string_lossy().into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
     let kubectl = kubectl();
-    let server = capstan_tests::apiserver().await;
+    let server = crate::support::apiserver().await;
     let client = server.client().unwrap();
     let (plugins, manifests, kc) = (tempdir(), tempdir(), tempdir());
     let kubeconfig = kc.path().join("kubeconfig");
@@ -273,7 +273,7 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
         manifests.path().join("infra.yaml"),
     )
     .unwrap();
-    capstan_tests::drop_in(
+    crate::support::drop_in(
         &guest("infra-cluster"),
         &plugins.path().join("infra-cluster.wasm"),
     );
@@ -345,7 +345,7 @@ async fn kubectl_shows_ready_and_phase_of_a_seed_004_resource() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
     use kube::api::DeleteParams;
-    let server = capstan_tests::apiserver().await;
+    let server = crate::support::apiserver().await;
     let client = server.client().unwrap();
     let (plugins, manifests) = (tempdir(), tempdir());
     std::fs::copy(
@@ -353,7 +353,7 @@ async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
         manifests.path().join("infra.yaml"),
     )
     .unwrap();
-    capstan_tests::drop_in(
+    crate::support::drop_in(
         &guest("infra-cluster"),
         &plugins.path().join("infra-cluster.wasm"),
     );
@@ -392,7 +392,7 @@ async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
         .delete("demo", &DeleteParams::default())
         .await
         .unwrap();
-    capstan_tests::never_within(
+    crate::support::never_within(
         Duration::from_millis(500),
         "the deletion went through with the host down",
         async || {
@@ -429,14 +429,14 @@ async fn a_finalizer_holds_deletion_until_cleanup_even_across_a_restart() {
 async fn informers_follow_the_kinds_loaded_plugins_need() {
     use capstan::contract::Gvk;
     use capstan::plugin::{PluginEvent, Runtime};
-    let server = capstan_tests::apiserver().await;
+    let server = crate::support::apiserver().await;
     let dir = tempdir();
     let mut supervisor = capstan::runner::Supervisor::new(
         server.client().unwrap(),
         &RunConfig::new(dir.path()),
         capstan::metrics::Metrics::new(),
     );
-    let runtime = Runtime::new(capstan_tests::runtime_config()).unwrap();
+    let runtime = Runtime::new(crate::support::runtime_config()).unwrap();
     let echo = runtime.load(&guest("echo-handler")).await.unwrap();
     let deployments = Gvk::new("apps", "v1", "Deployment");
     assert!(supervisor.informers().running().is_empty());
@@ -471,7 +471,7 @@ async fn informers_follow_the_kinds_loaded_plugins_need() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_shows_each_grant_and_the_effective_and_requested_manifests() {
-    let server = capstan_tests::apiserver().await;
+    let server = crate::support::apiserver().await;
     let client = server.client().unwrap();
     let plugins = tempdir();
     // An impostor: fs-handler's code in a file the configuration did not bind.
@@ -547,7 +547,7 @@ plugins:
 async fn a_watched_kind_left_out_of_the_allow_list_is_never_watched() {
     use capstan::contract::{AccessRule, Gvk, Verb};
     use capstan::plugin::{Binding, GrantEntry, PluginEvent, PluginSettings, Runtime, WATCH_VERBS};
-    let server = capstan_tests::apiserver().await;
+    let server = crate::support::apiserver().await;
     let dir = tempdir();
     let mut supervisor = capstan::runner::Supervisor::new(
         server.client().unwrap(),
@@ -558,7 +558,7 @@ async fn a_watched_kind_left_out_of_the_allow_list_is_never_watched() {
     std::fs::copy(guest("echo-handler"), &file).unwrap();
     let deployments = Gvk::new("apps", "v1", "Deployment");
     let allowing = |rules: Vec<AccessRule>| {
-        Runtime::new(capstan_tests::runtime_config().grant(GrantEntry {
+        Runtime::new(crate::support::runtime_config().grant(GrantEntry {
             name: "echo-handler".into(),
             binding: Binding::file("echo-handler.wasm"),
             settings: PluginSettings {

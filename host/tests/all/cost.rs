@@ -6,13 +6,13 @@
 //! objects still quarantine the plugin.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::Fields;
 use capstan::contract::ObjectRef;
 use capstan::informer::Informers;
 use capstan::metrics::Metrics;
 use capstan::plugin::{CallError, Limits, Plugin, PluginState, QuarantinePolicy, Runtime};
 use capstan::reconcile::{Controller, ControllerConfig};
 use capstan_apiserver::RunningServer;
-use capstan_tests::Fields;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
@@ -98,9 +98,9 @@ impl Env {
     /// are reconciled).
     async fn start() -> Self {
         records();
-        let server = capstan_tests::apiserver().await;
+        let server = crate::support::apiserver().await;
         let client = server.client().unwrap();
-        capstan::manifests::apply_dir(&client, &capstan_tests::root().join("examples"))
+        capstan::manifests::apply_dir(&client, &crate::support::root().join("examples"))
             .await
             .unwrap();
         let env = Self {
@@ -142,12 +142,12 @@ impl Env {
     /// The noisy plugin under `limits`, counting into this environment's metrics.
     async fn plugin(&self, limits: Limits) -> Plugin {
         Runtime::new(
-            capstan_tests::runtime_config()
+            crate::support::runtime_config()
                 .limits(limits)
                 .metrics(self.metrics.clone()),
         )
         .unwrap()
-        .load(&capstan_tests::guest(PLUGIN))
+        .load(&crate::support::guest(PLUGIN))
         .await
         .unwrap()
     }
@@ -155,7 +155,7 @@ impl Env {
     /// A controller for `plugin` with fast retries.
     async fn controller(&self, plugin: Plugin) -> Controller {
         let config = ControllerConfig {
-            retry: capstan_tests::fast_retry(),
+            retry: crate::support::fast_retry(),
             metrics: Some(self.metrics.clone()),
             ..ControllerConfig::default()
         };
@@ -171,7 +171,7 @@ impl Env {
 
     /// The sum of the series starting with `prefix`.
     fn sum(&self, prefix: &str) -> f64 {
-        capstan_tests::metric_sum(&self.metrics, prefix)
+        crate::support::metric_sum(&self.metrics, prefix)
     }
 
     /// Reconciles finished by the noisy plugin (every result).
@@ -208,7 +208,7 @@ impl Env {
 }
 
 async fn eventually<T>(what: &str, f: impl AsyncFnMut() -> Option<T>) -> T {
-    capstan_tests::eventually_within(TIMEOUT, what, f).await
+    crate::support::eventually_within(TIMEOUT, what, f).await
 }
 
 fn webapp(name: &str) -> (ObjectRef, String) {
@@ -570,7 +570,7 @@ async fn reconcile_outcomes_are_counted_by_result() {
     .await;
     // The terminal failure is counted once: it is not retried until its spec changes.
     let terminal = count("terminal");
-    capstan_tests::never_within(
+    crate::support::never_within(
         Duration::from_secs(3),
         "a terminal failure retried",
         async || count("terminal") > terminal,

@@ -1,10 +1,10 @@
 //! Handler calls with real status channels: order, capacity, closing, fan-out to two plugins.
 #![allow(clippy::unwrap_used)]
 
+use crate::support::{deployment_json, guest};
 use capstan::contract::ObjectRef;
 use capstan::plugin::{HandlerEvent, Runtime};
 use capstan::status::{Delivery, EventStatus, Message};
-use capstan_tests::{deployment_json, guest};
 
 fn deployment(name: &str, statuses: usize) -> (ObjectRef, String) {
     let mut v: serde_json::Value = serde_json::from_str(&deployment_json(name)).unwrap();
@@ -13,7 +13,7 @@ fn deployment(name: &str, statuses: usize) -> (ObjectRef, String) {
 }
 
 async fn load(name: &str) -> capstan::plugin::Plugin {
-    Runtime::new(capstan_tests::runtime_config())
+    Runtime::new(crate::support::runtime_config())
         .unwrap()
         .load(&guest(name))
         .await

@@ -34,24 +34,24 @@ impl Env {
     /// Start the server, apply the WebApp CRD (only: not the example WebApp of its file) and run
     /// `plugin` with a fast resync, so pod changes (which do not queue the WebApp) are seen.
     async fn start(plugin: Plugin) -> Self {
-        let server = capstan_tests::apiserver().await;
+        let server = crate::support::apiserver().await;
         let client = server.client().unwrap();
         let crd_file = std::fs::read_to_string(
-            capstan_tests::root()
+            crate::support::root()
                 .join("examples")
                 .join("webapp-crd.yaml"),
         )
         .unwrap();
         let crd = crd_file.split("\n---\n").next().unwrap();
         assert!(crd.contains("kind: CustomResourceDefinition"));
-        let dir = capstan_tests::tempdir();
+        let dir = crate::support::tempdir();
         std::fs::write(dir.path().join("crd.yaml"), crd).unwrap();
         capstan::manifests::apply_dir(&client, dir.path())
             .await
             .unwrap();
         let config = ControllerConfig {
             resync: Duration::from_millis(200),
-            retry: capstan_tests::fast_retry(),
+            retry: crate::support::fast_retry(),
             ..ControllerConfig::default()
         };
         let controller = Controller::start(
@@ -153,9 +153,9 @@ impl Env {
 
 /// `pod-doctor`, checked to be a reconciler asking for pod logs.
 async fn pod_doctor() -> Plugin {
-    let plugin = Runtime::new(capstan_tests::runtime_config())
+    let plugin = Runtime::new(crate::support::runtime_config())
         .unwrap()
-        .load(&capstan_tests::guest("pod-doctor"))
+        .load(&crate::support::guest("pod-doctor"))
         .await
         .unwrap();
     assert_eq!(plugin.info().world, World::ReconcilerPlugin);
