@@ -11,9 +11,19 @@
 //! also has `apiVersion`, `kind` and a `metadata` holding only `name` and `generateName`;
 //! `x-kubernetes-int-or-string` is dynamic. Where the schema does not tell (a value a call
 //! returns, a map's key), nothing is checked: this check refuses only what a cluster refuses.
+//!
+//! The operators are checked as cel-go's overload resolution does where both operands' types are
+//! known here (a scalar of the schema, a literal, what an operator or a conversion returns): `==`
+//! and `!=` take two values of one type (`self.replicas == 'three'`: `found no matching overload
+//! for '_==_' applied to '(int, string)'`, and `null` only against a timestamp or a duration),
+//! `<` and the other comparisons mix int, uint and double (Kubernetes turns on cel-go's cross-type
+//! numeric comparisons) but nothing else, arithmetic takes one numeric type (or strings, bytes,
+//! timestamps and durations as `common/stdlib` declares them), `!` a bool, and `&&`/`||` say
+//! `expected type 'bool' but found 'int'` of an operand. A list, a map, an object and whatever
+//! this check does not type is `dyn`, which matches every overload.
 
 use super::escaping::property;
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, SourceInfo};
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, SourceInfo, operators};
 use serde_json::{Value, json};
 use std::sync::LazyLock;
 
@@ -25,24 +35,21 @@ static ROOT_METADATA: LazyLock<Value> = LazyLock::new(|| {
         "name": {"type": "string"}, "generateName": {"type": "string"}}})
 });
 
-/// The errors cel-go's checker reports for the field selections of `ast` (parsed from
-/// `info.source`), `self` being a value of `this`; `root`: `this` is the root of a resource. Each
-/// is formatted as cel-go displays it: `ERROR: <input>:LINE:COLUMN: undefined field 'NAME'` (or
-/// `type 'int' does not support field selection`), the source line and a caret under the
-/// selection's dot.
+/// The errors cel-go's checker reports for the field selections and the operators of `ast` (parsed
+/// from `info.source`), `self` being a value of `this`; `root`: `this` is the root of a resource.
+/// Each is formatted as cel-go displays it: `ERROR: <input>:LINE:COLUMN: undefined field 'NAME'`
+/// (or `type 'int' does not support field selection`, `found no matching overload for '_==_'
+/// applied to '(int, string)'`), the source line and a caret under the selection's dot or the
+/// operator.
 #[must_use]
-pub fn undefined_fields(
-    ast: &IdedExpr,
-    info: &SourceInfo,
-    this: &Value,
-    root: bool,
-) -> Vec<String> {
+pub fn type_errors(ast: &IdedExpr, info: &SourceInfo, this: &Value, root: bool) -> Vec<String> {
     let check = Check {
         this: Node { schema: this, root },
         info,
     };
     let mut found = Vec::new();
     check.visit(ast, &mut Vec::new(), &mut found);
+    found.dedup();
     found.sort_by_key(|(offset, _)| *offset);
     found
         .into_iter()
@@ -141,27 +148,60 @@ impl<'s> Check<'s> {
         }
     }
 
-    fn visit(&self, expr: &'s IdedExpr, scope: &mut Scope<'s>, found: &mut Vec<(u32, String)>) {
+    /// Where cel-go locates an error of `expr`: its first character, for a call the operator.
+    fn offset(&self, expr: &IdedExpr) -> u32 {
+        self.info.offset_for(expr.id).map_or(0, |(start, _)| start)
+    }
+
+    /// Checks `expr` and what it holds, pushing each error with its offset to `found`, and
+    /// returns the type of its value, as far as this check knows it.
+    fn visit(
+        &self,
+        expr: &'s IdedExpr,
+        scope: &mut Scope<'s>,
+        found: &mut Vec<(u32, String)>,
+    ) -> Type {
         match &expr.expr {
             Expr::Select(select) => {
-                if let Some(parent) = self.typed(&select.operand, scope)
-                    && let Err(why) = parent.field(&select.field)
-                {
-                    let offset = self.info.offset_for(expr.id).map_or(0, |(start, _)| start);
-                    found.push((
-                        offset,
-                        match why {
-                            Unselectable::Undefined => {
-                                format!("undefined field '{}'", select.field)
-                            }
-                            Unselectable::Scalar(name) => {
-                                format!("type '{name}' does not support field selection")
-                            }
-                        },
-                    ));
-                }
+                let parent = self.typed(&select.operand, scope);
                 self.visit(&select.operand, scope, found);
+                let field = match parent.map(|p| p.field(&select.field)) {
+                    Some(Err(why)) => {
+                        found.push((
+                            self.offset(expr),
+                            match why {
+                                Unselectable::Undefined => {
+                                    format!("undefined field '{}'", select.field)
+                                }
+                                Unselectable::Scalar(name) => {
+                                    format!("type '{name}' does not support field selection")
+                                }
+                            },
+                        ));
+                        Type::Dyn
+                    }
+                    Some(Ok(Some(node))) => Type::of(node.schema),
+                    _ => Type::Dyn,
+                };
+                // `has(a.b)`: whether the field is set.
+                if select.test {
+                    Type::Simple("bool")
+                } else {
+                    field
+                }
             }
+            Expr::Ident(_) => self
+                .typed(expr, scope)
+                .map_or(Type::Dyn, |n| Type::of(n.schema)),
+            Expr::Literal(literal) => Type::Simple(match literal {
+                LiteralValue::Boolean(_) => "bool",
+                LiteralValue::Bytes(_) => "bytes",
+                LiteralValue::Double(_) => "double",
+                LiteralValue::Int(_) => "int",
+                LiteralValue::Null => "null",
+                LiteralValue::String(_) => "string",
+                LiteralValue::UInt(_) => "uint",
+            }),
             Expr::Comprehension(c) => {
                 self.visit(&c.iter_range, scope, found);
                 self.visit(&c.accu_init, scope, found);
@@ -179,23 +219,67 @@ impl<'s> Check<'s> {
                 self.visit(&c.loop_step, scope, found);
                 self.visit(&c.result, scope, found);
                 scope.truncate(depth);
+                Type::Dyn
             }
             Expr::Call(call) => {
-                if let Some(target) = &call.target {
-                    self.visit(target, scope, found);
+                let target = call.target.as_ref().map(|t| self.visit(t, scope, found));
+                let args: Vec<Type> = call
+                    .args
+                    .iter()
+                    .map(|a| self.visit(a, scope, found))
+                    .collect();
+                if target.is_some() {
+                    return Type::returned(&call.func_name);
                 }
-                for arg in &call.args {
-                    self.visit(arg, scope, found);
+                if matches!(
+                    call.func_name.as_str(),
+                    operators::LOGICAL_AND | operators::LOGICAL_OR
+                ) {
+                    // cel-go names the operand, not the operator (`resolveOverload`).
+                    for (arg, t) in call.args.iter().zip(&args) {
+                        if let Type::Simple(name) = t
+                            && *name != "bool"
+                        {
+                            found.push((
+                                self.offset(arg),
+                                format!("expected type 'bool' but found '{name}'"),
+                            ));
+                        }
+                    }
+                    return Type::Simple("bool");
+                }
+                match overload(&call.func_name, &args) {
+                    Some(Ok(result)) => result,
+                    Some(Err(())) => {
+                        let names: Vec<&str> = args.iter().map(|t| t.name()).collect();
+                        found.push((
+                            self.offset(expr),
+                            format!(
+                                "found no matching overload for '{}' applied to '({})'",
+                                call.func_name,
+                                names.join(", ")
+                            ),
+                        ));
+                        Type::Dyn
+                    }
+                    None => Type::returned(&call.func_name),
                 }
             }
             Expr::List(list) => {
                 for e in &list.elements {
                     self.visit(e, scope, found);
                 }
+                Type::Dyn
             }
-            Expr::Map(map) => self.entries(&map.entries, scope, found),
-            Expr::Struct(s) => self.entries(&s.entries, scope, found),
-            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+            Expr::Map(map) => {
+                self.entries(&map.entries, scope, found);
+                Type::Dyn
+            }
+            Expr::Struct(s) => {
+                self.entries(&s.entries, scope, found);
+                Type::Dyn
+            }
+            Expr::Unspecified => Type::Dyn,
         }
     }
 
@@ -211,10 +295,150 @@ impl<'s> Check<'s> {
                     self.visit(&m.key, scope, found);
                     self.visit(&m.value, scope, found);
                 }
-                EntryExpr::StructField(f) => self.visit(&f.value, scope, found),
+                EntryExpr::StructField(f) => {
+                    self.visit(&f.value, scope, found);
+                }
             }
         }
     }
+}
+
+/// What this check knows of a value's type.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Type {
+    /// A type without parameters, by the name cel-go's `FormatCELType` gives it: `int`, `uint`,
+    /// `double`, `bool`, `string`, `bytes`, `null`, `timestamp`, `duration`.
+    Simple(&'static str),
+    /// Not known here (a list, a map, an object, `x-kubernetes-int-or-string`, what an unknown
+    /// function returns): matches every overload, as `dyn` does in cel-go.
+    Dyn,
+}
+
+impl Type {
+    /// The type `SchemaDeclType` gives a value of `schema`, where it has no parameters.
+    fn of(schema: &Value) -> Self {
+        if schema["x-kubernetes-int-or-string"] == true {
+            return Self::Dyn;
+        }
+        Self::Simple(match schema["type"].as_str() {
+            Some("integer") => "int",
+            Some("number") => "double",
+            Some("boolean") => "bool",
+            Some("string") => match schema["format"].as_str() {
+                Some("byte") => "bytes",
+                Some("duration") => "duration",
+                Some("date" | "date-time") => "timestamp",
+                _ => "string",
+            },
+            _ => return Self::Dyn,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Simple(name) => name,
+            Self::Dyn => "dyn",
+        }
+    }
+
+    /// What a call of the function `name` returns, for the standard functions whose result does
+    /// not depend on their arguments' types.
+    fn returned(name: &str) -> Self {
+        Self::Simple(match name {
+            "size" | "int" => "int",
+            "uint" => "uint",
+            "double" => "double",
+            "string" => "string",
+            "bytes" => "bytes",
+            "bool" | "matches" | "startsWith" | "endsWith" | "contains" | operators::IN => "bool",
+            "duration" => "duration",
+            "timestamp" => "timestamp",
+            _ => return Self::Dyn,
+        })
+    }
+}
+
+/// The standard library's overloads of the operator `name` (`common/stdlib` in cel-go) applied
+/// to `args`: `None` when `name` is not an operator checked here, else the result's type or, when
+/// no overload takes these types, `Err`. A `dyn` argument matches every overload.
+fn overload(name: &str, args: &[Type]) -> Option<Result<Type, ()>> {
+    use Type::{Dyn, Simple};
+    const NUMBERS: [&str; 3] = ["int", "uint", "double"];
+    let bool_ = Ok(Simple("bool"));
+    Some(match (name, args) {
+        (operators::EQUALS | operators::NOT_EQUALS, [a, b]) => match (a, b) {
+            (Dyn, _) | (_, Dyn) => bool_,
+            (Simple(a), Simple(b)) if a == b => bool_,
+            // `isLegacyNullable`: null is assignable to timestamps and durations.
+            (Simple("null"), Simple(t)) | (Simple(t), Simple("null"))
+                if matches!(*t, "timestamp" | "duration") =>
+            {
+                bool_
+            }
+            _ => Err(()),
+        },
+        (
+            operators::LESS
+            | operators::LESS_EQUALS
+            | operators::GREATER
+            | operators::GREATER_EQUALS,
+            [a, b],
+        ) => match (a, b) {
+            (Dyn, _) | (_, Dyn) => bool_,
+            (Simple(a), Simple(b)) if a == b && *a != "null" => bool_,
+            (Simple(a), Simple(b)) if NUMBERS.contains(a) && NUMBERS.contains(b) => bool_,
+            _ => Err(()),
+        },
+        (operators::ADD, [a, b]) => match (a, b) {
+            (Dyn, _) | (_, Dyn) => Ok(Dyn),
+            (Simple("timestamp"), Simple("duration"))
+            | (Simple("duration"), Simple("timestamp")) => Ok(Simple("timestamp")),
+            (Simple(a), Simple(b))
+                if a == b
+                    && matches!(
+                        *a,
+                        "int" | "uint" | "double" | "string" | "bytes" | "duration"
+                    ) =>
+            {
+                Ok(Simple(a))
+            }
+            _ => Err(()),
+        },
+        (operators::SUBSTRACT, [a, b]) => match (a, b) {
+            (Dyn, _) | (_, Dyn) => Ok(Dyn),
+            (Simple("timestamp"), Simple("timestamp")) => Ok(Simple("duration")),
+            (Simple("timestamp"), Simple("duration")) => Ok(Simple("timestamp")),
+            (Simple(a), Simple(b))
+                if a == b && matches!(*a, "int" | "uint" | "double" | "duration") =>
+            {
+                Ok(Simple(a))
+            }
+            _ => Err(()),
+        },
+        (operators::MULTIPLY | operators::DIVIDE | operators::MODULO, [a, b]) => {
+            let types: &[&str] = if name == operators::MODULO {
+                &NUMBERS[..2]
+            } else {
+                &NUMBERS
+            };
+            match (a, b) {
+                (Dyn, Dyn) => Ok(Dyn),
+                (Dyn, Simple(t)) | (Simple(t), Dyn) if types.contains(t) => Ok(Simple(t)),
+                (Simple(a), Simple(b)) if a == b && types.contains(a) => Ok(Simple(a)),
+                _ => Err(()),
+            }
+        }
+        (operators::LOGICAL_NOT, [a]) => match a {
+            Dyn | Simple("bool") => bool_,
+            _ => Err(()),
+        },
+        (operators::NEGATE, [a]) => match a {
+            Dyn => Ok(Dyn),
+            Simple(t @ ("int" | "double")) => Ok(Simple(t)),
+            _ => Err(()),
+        },
+        _ => return None,
+    })
 }
 
 /// cel-go's `Error.ToDisplayString`: the message at the character `offset` of `source`, its line
@@ -264,7 +488,7 @@ mod tests {
             .parser()
             .parse_with_source_info(rule)
             .unwrap();
-        undefined_fields(&ast, &info, this, root)
+        type_errors(&ast, &info, this, root)
     }
 
     fn spec() -> Value {
@@ -354,6 +578,98 @@ mod tests {
         assert!(found[0].contains("undefined field 'labels'"), "{found:?}");
         // Not a resource root: no metadata unless declared.
         assert_eq!(errors("self.metadata.name == ''", &spec(), false).len(), 1);
+    }
+
+    #[test]
+    fn an_operator_without_an_overload_for_its_operands_is_refused_at_the_operator() {
+        assert_eq!(
+            errors("self.replicas == 'three'", &spec(), false),
+            [
+                "ERROR: <input>:1:15: found no matching overload for '_==_' applied to '(int, string)'\n | self.replicas == 'three'\n | ..............^"
+            ]
+        );
+        let typed = json!({"type": "object", "properties": {
+            "replicas": {"type": "integer"}, "ratio": {"type": "number"},
+            "name": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
+            "ttl": {"type": "string", "format": "duration"}, "on": {"type": "boolean"}}});
+        for (rule, message) in [
+            (
+                "self.replicas == null",
+                "1:15: found no matching overload for '_==_' applied to '(int, null)'",
+            ),
+            (
+                "self.ratio != 1",
+                "1:12: found no matching overload for '_!=_' applied to '(double, int)'",
+            ),
+            (
+                "self.name + 1 == ''",
+                "1:11: found no matching overload for '_+_' applied to '(string, int)'",
+            ),
+            (
+                "self.name < 1",
+                "1:11: found no matching overload for '_<_' applied to '(string, int)'",
+            ),
+            (
+                "self.ratio % 2.0 == 0.0",
+                "1:12: found no matching overload for '_%_' applied to '(double, double)'",
+            ),
+            (
+                "!self.replicas",
+                "1:1: found no matching overload for '!_' applied to '(int)'",
+            ),
+            (
+                "-self.name == ''",
+                "1:1: found no matching overload for '-_' applied to '(string)'",
+            ),
+            (
+                "self.at - self.ttl == 1",
+                "1:20: found no matching overload for '_==_' applied to '(timestamp, int)'",
+            ),
+            (
+                "size(self.name) == 'a'",
+                "1:17: found no matching overload for '_==_' applied to '(int, string)'",
+            ),
+            (
+                "self.replicas && true",
+                "1:5: expected type 'bool' but found 'int'",
+            ),
+            (
+                "self.on || 'x'",
+                "1:12: expected type 'bool' but found 'string'",
+            ),
+        ] {
+            let found = errors(rule, &typed, false);
+            assert_eq!(found.len(), 1, "{rule}: {found:?}");
+            assert!(
+                found[0].starts_with(&format!("ERROR: <input>:{message}\n")),
+                "{rule}: {found:?}"
+            );
+        }
+        // What a cluster accepts: mixed numeric comparisons, dyn (int-or-string, lists, maps,
+        // unknown functions), null against a timestamp, the standard overloads.
+        for rule in [
+            "self.replicas > 1.5 && self.ratio <= 2 && 1u < self.replicas",
+            "self.replicas == 1 && self.ratio == 1.0 && self.name == 'a' && self.on == true",
+            "self.replicas + 1 > 0 && -self.replicas < 0 && self.replicas % 2 == 0",
+            "self.name + 'a' != '' && self.name.size() > 0 && size(self.name) > 0",
+            "self.at + self.ttl > self.at && self.at - self.at == self.ttl && self.at != null",
+            "!has(self.replicas) || !self.on || self.replicas in [1, 2]",
+            "self.ratio * 2.0 > 1.0 && double(self.replicas) / 2.0 > self.ratio",
+            "int(self.name) == 1 && string(self.replicas) == '1'",
+            "self.name.matches('a') == true && self.name.startsWith('a')",
+            "self.on ? self.replicas > 0 : self.ratio > 0.0",
+        ] {
+            assert_eq!(errors(rule, &typed, false), Vec::<String>::new(), "{rule}");
+        }
+        for rule in [
+            "self.size == 'a' || self.size == 1 || self.size > 2",
+            "self.ports[0].port == 1 && self.labels.a == 'x' && self.labels['b'] == 'y'",
+            "self.ports.size() == 2 && [1, 2] == [1] && self.ports.all(p, p.port > 0)",
+        ] {
+            assert_eq!(errors(rule, &spec(), false), Vec::<String>::new(), "{rule}");
+        }
+        // An operand that is already an error is not reported again.
+        assert_eq!(errors("self.replica == 'a'", &spec(), false).len(), 1);
     }
 
     #[test]

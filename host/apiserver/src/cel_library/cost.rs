@@ -20,6 +20,9 @@ use crate::error::FieldCause;
 
 /// `StaticEstimatedCostLimit`: the most one rule may be estimated to cost.
 pub const RULE_COST_LIMIT: f64 = 10_000_000.0;
+/// `StaticEstimatedCRDCostLimit`: the most the rules of one version's schema may be estimated to
+/// cost together.
+pub const SCHEMA_COST_LIMIT: f64 = 100_000_000.0;
 /// The most elements an unbounded list (or entries an unbounded map) can have in a request:
 /// `(3 MiB - 2) / (2 + 1)`, kube-apiserver's estimate for its smallest elements.
 const UNBOUNDED: f64 = 1_048_575.0;
@@ -36,15 +39,52 @@ pub fn crd_rule_errors(crd: &Value) -> Vec<FieldCause> {
     {
         if let Some(schema) = version.pointer("/schema/openAPIV3Schema") {
             let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
+            let mut costs = Vec::new();
             // The top schema is a resource's root.
-            walk(schema, &path, true, 1.0, &mut errs);
+            walk(schema, &path, true, 1.0, &mut errs, &mut costs);
+            over_schema_budget(&path, costs, &mut errs);
         }
     }
     errs
 }
 
-/// The errors of the rules of `schema` and below; `root`: `schema` is the root of a resource.
-fn walk(schema: &Value, path: &str, root: bool, cardinality: f64, errs: &mut Vec<FieldCause>) {
+/// `TotalCost`'s verdict on the estimated costs of one schema's rules (each with its field):
+/// past [`SCHEMA_COST_LIMIT`] together, the (at most) four most expensive of those that cost 1 % of
+/// it or more are named, then the schema.
+fn over_schema_budget(path: &str, mut costs: Vec<(String, f64)>, errs: &mut Vec<FieldCause>) {
+    let total: f64 = costs.iter().map(|(_, cost)| cost).sum();
+    if total <= SCHEMA_COST_LIMIT {
+        return;
+    }
+    costs.retain(|(_, cost)| *cost >= SCHEMA_COST_LIMIT / 100.0);
+    costs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (field, _) in costs.iter().take(4) {
+        errs.push(FieldCause::forbidden(
+            field,
+            "contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 \
+             schema",
+        ));
+    }
+    errs.push(FieldCause::forbidden(
+        path,
+        &budget_message(
+            "x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema",
+            total,
+            SCHEMA_COST_LIMIT,
+        ),
+    ));
+}
+
+/// The errors of the rules of `schema` and below, and each rule's estimated cost by its field in
+/// `costs`; `root`: `schema` is the root of a resource.
+fn walk(
+    schema: &Value,
+    path: &str,
+    root: bool,
+    cardinality: f64,
+    errs: &mut Vec<FieldCause>,
+    costs: &mut Vec<(String, f64)>,
+) {
     for (j, rule) in schema["x-kubernetes-validations"]
         .as_array()
         .into_iter()
@@ -62,7 +102,7 @@ fn walk(schema: &Value, path: &str, root: bool, cardinality: f64, errs: &mut Vec
                 format!("compilation failed: {e}"),
             )),
             Ok((ast, info)) => {
-                let undefined = super::check::undefined_fields(&ast, &info, schema, root);
+                let undefined = super::check::type_errors(&ast, &info, schema, root);
                 if !undefined.is_empty() {
                     errs.push(FieldCause::invalid_value(
                         &field,
@@ -73,8 +113,12 @@ fn walk(schema: &Value, path: &str, root: bool, cardinality: f64, errs: &mut Vec
                 }
                 let cost = cardinality * Estimate { this: schema }.cost(&ast, &mut Vec::new());
                 if cost > RULE_COST_LIMIT {
-                    errs.push(FieldCause::forbidden(&field, &over_budget(cost)));
+                    errs.push(FieldCause::forbidden(
+                        &field,
+                        &budget_message("estimated rule cost", cost, RULE_COST_LIMIT),
+                    ));
                 }
+                costs.push((field, cost));
             }
         }
     }
@@ -86,13 +130,21 @@ fn walk(schema: &Value, path: &str, root: bool, cardinality: f64, errs: &mut Vec
                 embedded(sub),
                 cardinality,
                 errs,
+                costs,
             );
         }
     }
     if schema["items"].is_object() {
         let n = cardinality * bound(schema, "maxItems");
         let items = &schema["items"];
-        walk(items, &format!("{path}.items"), embedded(items), n, errs);
+        walk(
+            items,
+            &format!("{path}.items"),
+            embedded(items),
+            n,
+            errs,
+            costs,
+        );
     }
     if schema["additionalProperties"].is_object() {
         let n = cardinality * bound(schema, "maxProperties");
@@ -103,6 +155,7 @@ fn walk(schema: &Value, path: &str, root: bool, cardinality: f64, errs: &mut Vec
             embedded(values),
             n,
             errs,
+            costs,
         );
     }
 }
@@ -111,9 +164,9 @@ fn bound(schema: &Value, key: &str) -> f64 {
     schema[key].as_f64().unwrap_or(UNBOUNDED)
 }
 
-/// `getCostErrorMessage("estimated rule cost", cost, limit)`.
-fn over_budget(cost: f64) -> String {
-    let factor = cost / RULE_COST_LIMIT;
+/// `getCostErrorMessage(what, cost, limit)`.
+fn budget_message(what: &str, cost: f64, limit: f64) -> String {
+    let factor = cost / limit;
     let factor = if factor > 100.0 {
         "more than 100x".to_owned()
     } else if factor < 1.5 {
@@ -122,8 +175,8 @@ fn over_budget(cost: f64) -> String {
         format!("{factor:.1}x")
     };
     format!(
-        "estimated rule cost exceeds budget by factor of {factor} (try simplifying the rule, or \
-         adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)"
+        "{what} exceeds budget by factor of {factor} (try simplifying the rule, or adding \
+         maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)"
     )
 }
 
@@ -244,16 +297,56 @@ mod tests {
     #[test]
     fn nested_comprehensions_over_unbounded_lists_are_refused_with_the_rule_path() {
         let errs = crd_rule_errors(&crd("self.a.all(x, self.b.exists(y, x == y))", unbounded()));
-        assert_eq!(errs.len(), 1, "{errs:?}");
+        // The rule, then the schema's total it also breaks: the rule as a contributor, the schema.
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        let rule = "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule";
         let text = format!("{:?}", errs[0]);
-        assert!(
-            text.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"),
-            "{text}"
-        );
+        assert!(text.contains(rule), "{text}");
         assert!(
             text.contains("estimated rule cost exceeds budget by factor of more than 100x"),
             "{text}"
         );
+        let text = format!("{:?}", errs[1]);
+        assert!(
+            text.contains(rule) && text.contains("contributed to"),
+            "{text}"
+        );
+        let text = format!("{:?}", errs[2]);
+        assert!(
+            text.contains("\"spec.versions[0].schema.openAPIV3Schema\"")
+                && text.contains(
+                    "x-kubernetes-validations estimated rule cost total for entire \
+                    OpenAPIv3 schema exceeds budget by factor of more than 100x"
+                ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn rules_each_within_budget_can_break_the_schemas_total() {
+        // Eleven rules at 9.5 % of the schema's limit, one at 0.5 %: 105 %.
+        let mut costs: Vec<(String, f64)> =
+            (0..11).map(|i| (format!("r{i}"), 9_500_000.0)).collect();
+        costs.insert(3, ("cheap".to_owned(), 500_000.0));
+        costs[5].1 = 9_600_000.0;
+        let mut errs = Vec::new();
+        over_schema_budget("s", costs, &mut errs);
+        let text: Vec<String> = errs.iter().map(|e| format!("{e:?}")).collect();
+        assert_eq!(errs.len(), 5, "{text:?}");
+        // The most expensive first, four of them, none under 1 % of the limit.
+        assert!(text[0].contains("\"r4\""), "{text:?}");
+        assert!(
+            text[..4]
+                .iter()
+                .all(|t| t.contains("contributed to") && !t.contains("cheap"))
+        );
+        assert!(
+            text[4].contains("exceeds budget by factor of 1.051000x"),
+            "{text:?}"
+        );
+        let mut errs = Vec::new();
+        over_schema_budget("s", vec![("a".to_owned(), 100_000_000.0)], &mut errs);
+        assert!(errs.is_empty(), "at the limit is within it");
     }
 
     #[test]
@@ -290,9 +383,14 @@ mod tests {
         let crd = json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": {
             "type": "object", "properties": {"spec": spec}}}}]}});
         let errs = crd_rule_errors(&crd);
-        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs.len(),
+            3,
+            "the rule, as a contributor, the schema: {errs:?}"
+        );
         assert!(
-            format!("{errs:?}").contains("properties[spec].items.x-kubernetes-validations[0].rule")
+            format!("{:?}", errs[0])
+                .contains("properties[spec].items.x-kubernetes-validations[0].rule")
         );
     }
 
