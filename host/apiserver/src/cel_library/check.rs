@@ -1,5 +1,6 @@
 //! The part of kube-apiserver's type check of a CRD rule that the `cel` crate (no checker) leaves
-//! out and authors trip on most: selecting a field the schema does not declare. On a cluster the
+//! out and authors trip on most: selecting a field the schema does not declare, and operators
+//! applied to values of the wrong types. On a cluster the
 //! rule's `self` (and `oldSelf`, and the elements a comprehension binds) is typed from the schema
 //! (`SchemaDeclType` in `k8s.io/apiserver/pkg/cel/common/schemas.go`), so `self.replica` for a
 //! declared `replicas` fails to compile, `undefined field 'replica'`, and the CRD is refused.
@@ -9,7 +10,8 @@
 //! `x-kubernetes-preserve-unknown-fields` or not; an object with `additionalProperties` is a map
 //! (any key); the root of a resource (the CRD's top schema, an `x-kubernetes-embedded-resource`)
 //! also has `apiVersion`, `kind` and a `metadata` holding only `name` and `generateName`;
-//! `x-kubernetes-int-or-string` is dynamic. Where the schema does not tell (a value a call
+//! `x-kubernetes-int-or-string` is dynamic; a scalar or a list has no fields (`type 'list(string)'
+//! does not support field selection`). Where the schema does not tell (a value a call
 //! returns, a map's key), nothing is checked: this check refuses only what a cluster refuses.
 //!
 //! The operators are checked as cel-go's overload resolution does where both operands' types are
@@ -81,17 +83,14 @@ impl<'s> Node<'s> {
         if s["x-kubernetes-int-or-string"] == true {
             return Ok(None);
         }
-        // `SchemaDeclType`'s scalars, by the name cel-go's `FormatCELType` gives them (a string
-        // of format byte, duration, date or date-time is typed otherwise: not checked here).
-        let scalar = match s["type"].as_str() {
-            Some("integer") => Some("int"),
-            Some("number") => Some("double"),
-            Some("boolean") => Some("bool"),
-            Some("string") if s.get("format").is_none() => Some("string"),
-            _ => None,
-        };
-        if let Some(name) = scalar {
-            return Err(Unselectable::Scalar(name));
+        if s["type"] != "object" {
+            // A scalar or a list has no fields (cel-go's `typeDoesNotSupportFieldSelection`). A
+            // list of objects is not checked: a cluster names its element type uniquely per
+            // compilation (`selfType<N>...`), so no message could match.
+            return match type_name(s) {
+                Some(name) => Err(Unselectable::NoFields(name)),
+                None => Ok(None),
+            };
         }
         if self.root {
             match field {
@@ -100,15 +99,32 @@ impl<'s> Node<'s> {
                 _ => {}
             }
         }
-        if s["type"] != "object" {
-            return Ok(None);
-        }
         if s["additionalProperties"].is_object() {
             return Ok(Some(Node::of(&s["additionalProperties"])));
         }
         property(s, field)
             .map(|schema| Some(Node::of(schema)))
             .ok_or(Unselectable::Undefined)
+    }
+}
+
+/// The name cel-go's `FormatCELType` gives the type `SchemaDeclType` makes of `schema` (`int`,
+/// `timestamp` for a date-time string, `list(string)`, `map(string, int)`), unless it is dynamic
+/// or an object (or holds one).
+fn type_name(schema: &Value) -> Option<String> {
+    if let Type::Simple(name) = Type::of(schema) {
+        return Some(name.to_owned());
+    }
+    if schema["x-kubernetes-int-or-string"] == true {
+        return None;
+    }
+    match schema["type"].as_str()? {
+        "array" => Some(format!("list({})", type_name(&schema["items"])?)),
+        "object" if schema["additionalProperties"].is_object() => Some(format!(
+            "map(string, {})",
+            type_name(&schema["additionalProperties"])?
+        )),
+        _ => None,
     }
 }
 
@@ -121,8 +137,8 @@ pub(super) fn embedded(schema: &Value) -> bool {
 enum Unselectable {
     /// An object that does not declare the field.
     Undefined,
-    /// A scalar, by its CEL type's name.
-    Scalar(&'static str),
+    /// A scalar or a list, by its CEL type's name.
+    NoFields(String),
 }
 
 /// The variables comprehensions bind, with what types them when the schema does.
@@ -173,7 +189,7 @@ impl<'s> Check<'s> {
                                 Unselectable::Undefined => {
                                     format!("undefined field '{}'", select.field)
                                 }
-                                Unselectable::Scalar(name) => {
+                                Unselectable::NoFields(name) => {
                                     format!("type '{name}' does not support field selection")
                                 }
                             },
@@ -563,10 +579,22 @@ mod tests {
                 .iter()
                 .all(|e| e.contains("type 'string' does not support field selection"))
         );
-        // A string of a format CEL types as a timestamp, and a list, are not checked.
+        // A string of a format CEL types as a timestamp, a list, a list of lists; not a list of
+        // objects, whose type a cluster names uniquely per compilation.
         let when = json!({"type": "object", "properties": {
-            "at": {"type": "string", "format": "date-time"}, "tags": {"type": "array", "items": {"type": "string"}}}});
-        assert!(errors("self.at.x == 1 || self.tags.y == 1", &when, false).is_empty());
+            "at": {"type": "string", "format": "date-time"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "grid": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+            "ports": {"type": "array", "items": {"type": "object"}}}});
+        let found = errors(
+            "self.at.x == 1 || self.tags.y == 1 || self.grid.z == 1 || self.ports.w == 1",
+            &when,
+            false,
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].contains(":1:8: type 'timestamp' does not support field selection"));
+        assert!(found[1].contains("type 'list(string)' does not support field selection"));
+        assert!(found[2].contains("type 'list(list(int))' does not support field selection"));
     }
 
     #[test]
