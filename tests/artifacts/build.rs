@@ -289,18 +289,26 @@ fn package_name(manifest: &str) -> Option<String> {
 }
 
 /// Reruns the build script when anything below `dir` changes, except build output, installed
-/// packages and generated bindings ([`UNWATCHED`], `*.wasm`): cargo scans a watched directory
-/// whole, so directories are walked here and only what is kept is watched.
+/// packages and generated bindings ([`UNWATCHED`], `*.wasm`). Cargo scans a watched directory
+/// whole, its `target/` included (which the examples' own tests write to), so a directory holding
+/// any of those is not watched itself: its other entries are, each by this rule. A file added
+/// there goes unnoticed until a watched file names it (a workspace's members, a `mod`).
 fn watch_tree(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         println!("cargo:rerun-if-changed={}", dir.display());
         return;
     };
-    println!("cargo:rerun-if-changed={}", dir.display());
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if UNWATCHED.contains(&&*name) || name.ends_with(".wasm") {
+    let entries: Vec<_> = entries.flatten().collect();
+    let unwatched = |name: &str| UNWATCHED.contains(&name) || name.ends_with(".wasm");
+    if !entries
+        .iter()
+        .any(|e| unwatched(&e.file_name().to_string_lossy()))
+    {
+        println!("cargo:rerun-if-changed={}", dir.display());
+        return;
+    }
+    for entry in entries {
+        if unwatched(&entry.file_name().to_string_lossy()) {
             continue;
         }
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
