@@ -20,8 +20,10 @@
 //! for '_==_' applied to '(int, string)'`, and `null` only against a timestamp or a duration),
 //! `<` and the other comparisons mix int, uint and double (Kubernetes turns on cel-go's cross-type
 //! numeric comparisons) but nothing else, arithmetic takes one numeric type (or strings, bytes,
-//! timestamps and durations as `common/stdlib` declares them), `!` a bool, and `&&`/`||` say
-//! `expected type 'bool' but found 'int'` of an operand. A list, a map, an object and whatever
+//! timestamps and durations as `common/stdlib` declares them), `!` a bool, `?:` a bool and two
+//! values of one type, `size` a string or bytes (or a list or a map, not typed here), the string
+//! tests (`startsWith`, `endsWith`, `contains`, `matches`) strings, and `&&`/`||` say `expected
+//! type 'bool' but found 'int'` of an operand. A list, a map, an object and whatever
 //! this check does not type is `dyn`, which matches every overload.
 
 use super::escaping::property;
@@ -244,8 +246,24 @@ impl<'s> Check<'s> {
                     .iter()
                     .map(|a| self.visit(a, scope, found))
                     .collect();
-                if target.is_some() {
-                    return Type::returned(&call.func_name);
+                if let Some(target) = target {
+                    return match method(&call.func_name, target, &args) {
+                        Some(Ok(result)) => result,
+                        Some(Err(())) => {
+                            let names: Vec<&str> = args.iter().map(|t| t.name()).collect();
+                            found.push((
+                                self.offset(expr),
+                                format!(
+                                    "found no matching overload for '{}' applied to '{}.({})'",
+                                    call.func_name,
+                                    target.name(),
+                                    names.join(", ")
+                                ),
+                            ));
+                            Type::Dyn
+                        }
+                        None => Type::returned(&call.func_name),
+                    };
                 }
                 if matches!(
                     call.func_name.as_str(),
@@ -453,6 +471,42 @@ fn overload(name: &str, args: &[Type]) -> Option<Result<Type, ()>> {
             Simple(t @ ("int" | "double")) => Ok(Simple(t)),
             _ => Err(()),
         },
+        (operators::CONDITIONAL, [c, a, b]) => match (c, a, b) {
+            (Simple(c), _, _) if *c != "bool" => Err(()),
+            (_, Dyn, _) | (_, _, Dyn) => Ok(Dyn),
+            (_, Simple(a), Simple(b)) if a == b => Ok(Simple(a)),
+            (_, Simple("null"), Simple(t)) | (_, Simple(t), Simple("null"))
+                if matches!(*t, "timestamp" | "duration") =>
+            {
+                Ok(Simple(t))
+            }
+            _ => Err(()),
+        },
+        ("size", [a]) => match a {
+            Dyn | Simple("string" | "bytes") => Ok(Simple("int")),
+            _ => Err(()),
+        },
+        _ => return None,
+    })
+}
+
+/// The standard library's overloads of the method `name` of `target` applied to `args`, for the
+/// methods checked here (`size` and the string tests): as [`overload`].
+fn method(name: &str, target: Type, args: &[Type]) -> Option<Result<Type, ()>> {
+    use Type::{Dyn, Simple};
+    let string = |t: &Type| matches!(t, Dyn | Simple("string"));
+    Some(match (name, args) {
+        ("size", []) => match target {
+            Dyn | Simple("string" | "bytes") => Ok(Simple("int")),
+            _ => Err(()),
+        },
+        ("startsWith" | "endsWith" | "contains" | "matches", [arg]) => {
+            if string(&target) && string(arg) {
+                Ok(Simple("bool"))
+            } else {
+                Err(())
+            }
+        }
         _ => return None,
     })
 }
@@ -665,6 +719,30 @@ mod tests {
                 "self.on || 'x'",
                 "1:12: expected type 'bool' but found 'string'",
             ),
+            (
+                "self.replicas ? 1 : 2",
+                "1:15: found no matching overload for '_?_:_' applied to '(int, int, int)'",
+            ),
+            (
+                "(self.on ? 1 : 'a') == 1",
+                "1:10: found no matching overload for '_?_:_' applied to '(bool, int, string)'",
+            ),
+            (
+                "size(self.replicas) > 0",
+                "1:5: found no matching overload for 'size' applied to '(int)'",
+            ),
+            (
+                "self.replicas.size() > 0",
+                "1:19: found no matching overload for 'size' applied to 'int.()'",
+            ),
+            (
+                "self.name.startsWith(1)",
+                "1:21: found no matching overload for 'startsWith' applied to 'string.(int)'",
+            ),
+            (
+                "self.ratio.contains('a')",
+                "1:20: found no matching overload for 'contains' applied to 'double.(string)'",
+            ),
         ] {
             let found = errors(rule, &typed, false);
             assert_eq!(found.len(), 1, "{rule}: {found:?}");
@@ -686,6 +764,8 @@ mod tests {
             "int(self.name) == 1 && string(self.replicas) == '1'",
             "self.name.matches('a') == true && self.name.startsWith('a')",
             "self.on ? self.replicas > 0 : self.ratio > 0.0",
+            "(self.on ? self.at : null) != null && (self.on ? 1 : 2) > 0",
+            "self.name.contains('a') && self.name.endsWith(self.name) && self.name.size() == 1",
         ] {
             assert_eq!(errors(rule, &typed, false), Vec::<String>::new(), "{rule}");
         }
