@@ -283,8 +283,27 @@ fn job_completions(v: &Value) -> Value {
     let succeeded = int(v, "/status/succeeded");
     match v.pointer("/spec/completions").and_then(Value::as_i64) {
         Some(c) => json!(format!("{succeeded}/{c}")),
-        None => json!(format!("{succeeded}/1 of {}", int(v, "/spec/parallelism"))),
+        None if int(v, "/spec/parallelism") > 1 => {
+            json!(format!("{succeeded}/1 of {}", int(v, "/spec/parallelism")))
+        }
+        None => json!(format!("{succeeded}/1")),
     }
+}
+
+/// `printJob`'s duration: from the start to the completion, or to now while running; empty
+/// before it started.
+fn job_duration(v: &Value) -> Value {
+    let time = |pointer: &str| {
+        v.pointer(pointer)
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let Some(start) = time("/status/startTime") else {
+        return json!("");
+    };
+    let end = time("/status/completionTime").unwrap_or_else(chrono::Utc::now);
+    json!(crate::table::human_duration((end - start).num_seconds()))
 }
 
 fn role_ref(v: &Value) -> Value {
@@ -437,7 +456,11 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
         ("batch", "Job") => vec![
             col("Status", "string", job_status),
             col("Completions", "string", job_completions),
+            col("Duration", "string", job_duration),
             col("Age", "date", created),
+            wide("Containers", |v| containers(v, "/name")),
+            wide("Images", |v| containers(v, "/image")),
+            wide("Selector", label_selector),
         ],
         ("", "Service") => vec![
             col("Type", "string", |v| json!(text(v, "/spec/type"))),

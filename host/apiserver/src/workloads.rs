@@ -28,6 +28,8 @@ use crate::verbs::{DeleteOptions, Target, WriteOptions};
 const DEPLOYMENTS: &str = "deployments.apps";
 /// The storage key of ReplicaSets.
 const REPLICA_SETS: &str = "replicasets.apps";
+/// Jobs.
+const JOBS: &str = "jobs.batch";
 /// The storage key of Pods.
 const PODS: &str = "pods";
 /// The storage key of Nodes.
@@ -49,6 +51,8 @@ const EVENTS: &str = "events";
 const DEPLOYMENT_CONTROLLER: &str = "deployment-controller";
 /// The replica set controller's event source.
 const REPLICA_SET_CONTROLLER: &str = "replicaset-controller";
+/// The job controller's name in the Events it records.
+const JOB_CONTROLLER: &str = "job-controller";
 /// The field manager of the writes, as kube-controller-manager's.
 const MANAGER: &str = "kube-controller-manager";
 /// The label a ReplicaSet and its Pods carry with the hash of their Pod template.
@@ -93,7 +97,7 @@ pub async fn run(
 /// One pass over Deployments, ReplicaSets and Pods at `now`. Returns how long until the next
 /// Pending Pod is due to become Ready, if any.
 fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<Duration> {
-    let (deployments, replica_sets, pods) = {
+    let (deployments, replica_sets, jobs, pods) = {
         let inner = cluster.lock();
         let read = |gr: &str| -> Vec<Arc<Value>> {
             inner
@@ -103,7 +107,12 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
                 .filter(|o| !gc::is_deleting(o))
                 .collect()
         };
-        (read(DEPLOYMENTS), read(REPLICA_SETS), read(PODS))
+        (
+            read(DEPLOYMENTS),
+            read(REPLICA_SETS),
+            read(JOBS),
+            read(PODS),
+        )
     };
     let mut writes = Writes::new(cluster);
     let (node, lease) = {
@@ -137,10 +146,28 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
     for replica_set in &replica_sets {
         replica_set_pass(&mut writes, replica_set, controlled(&pods_of, replica_set));
     }
+    for job in &jobs {
+        job_pass(&mut writes, job, &controlled(&pods_of, job), now);
+    }
     let mut next: Option<Duration> = None;
+    let mut wake_in = |wait: Duration| next = Some(next.map_or(wait, |n| n.min(wait)));
     for pod in &pods {
-        if pod["status"]["phase"].as_str() == Some("Running") {
-            continue;
+        match pod["status"]["phase"].as_str() {
+            Some("Succeeded" | "Failed") => continue,
+            // A Job's Pod (restart policy Never or OnFailure) runs for as long again, then its
+            // containers exit 0, as kwok's pod-complete stage has it.
+            Some("Running") => {
+                if runs_to_completion(pod) {
+                    let due = created_at(pod).unwrap_or(now) + ready_delay * 2;
+                    if due <= now {
+                        writes.status(PODS, pod, succeeded_status(pod, now));
+                    } else {
+                        wake_in((due - now).to_std().unwrap_or_default());
+                    }
+                }
+                continue;
+            }
+            _ => {}
         }
         if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
             if schedulable
@@ -161,8 +188,7 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             if pod["status"].get("containerStatuses").is_none() {
                 writes.status(PODS, pod, creating_status(pod, now));
             }
-            let wait = (due - now).to_std().unwrap_or_default();
-            next = Some(next.map_or(wait, |n| n.min(wait)));
+            wake_in((due - now).to_std().unwrap_or_default());
         }
     }
     next.map(|n| n.max(Duration::from_millis(20)))
@@ -356,6 +382,179 @@ fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec
         replica_set["metadata"]["generation"].clone(),
     );
     writes.status(REPLICA_SETS, replica_set, Value::Object(status));
+}
+
+/// The Job's part (`owned`: the Pods it controls), for a Job neither suspended nor finished: as
+/// many Pods running as its parallelism and the completions still wanted allow, its status
+/// counting them, and once enough succeeded, `SuccessCriteriaMet` and `Complete`.
+fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTime<Utc>) {
+    let Some(namespace) = namespace(job) else {
+        return;
+    };
+    let spec = &job["spec"];
+    let finished = job["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            matches!(c["type"].as_str(), Some("Complete" | "Failed")) && c["status"] == "True"
+        });
+    if finished || spec["suspend"] == true {
+        return;
+    }
+    let phase = |p: &&Value| p["status"]["phase"].as_str().map(str::to_owned);
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let succeeded = count(
+        owned
+            .iter()
+            .filter(|p| phase(p).as_deref() == Some("Succeeded"))
+            .count(),
+    );
+    let active: Vec<&&Value> = owned
+        .iter()
+        .filter(|p| !matches!(phase(p).as_deref(), Some("Succeeded" | "Failed")))
+        .collect();
+    let parallelism = spec["parallelism"].as_i64().unwrap_or(1).max(0);
+    // With completions, that many Pods must succeed; without (a work queue), one success ends
+    // the Job once the others are done.
+    let complete = match spec["completions"].as_i64() {
+        Some(completions) => succeeded >= completions,
+        None => succeeded > 0 && active.is_empty(),
+    };
+    let wanted = match spec["completions"].as_i64() {
+        Some(completions) => parallelism.min(completions - succeeded).max(0),
+        None if succeeded > 0 => 0,
+        None => parallelism,
+    };
+    let mut created = 0;
+    for _ in count(active.len())..wanted {
+        let pod = job_pod(job, namespace);
+        let pod_name = name(&pod).unwrap_or_default().to_owned();
+        if writes.create(PODS, namespace, pod) {
+            created += 1;
+            writes.event(
+                job,
+                JOB_CONTROLLER,
+                "SuccessfulCreate",
+                format!("Created pod: {pod_name}"),
+            );
+        }
+    }
+    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let old = &job["status"];
+    let mut status = Map::new();
+    status.insert(
+        "startTime".into(),
+        old.get("startTime").cloned().unwrap_or_else(|| json!(time)),
+    );
+    let active_now = count(active.len()) + created;
+    if active_now > 0 && !complete {
+        status.insert("active".into(), json!(active_now));
+    }
+    if succeeded > 0 {
+        status.insert("succeeded".into(), json!(succeeded));
+    }
+    let ready = count(active.iter().filter(|p| is_ready(p)).count());
+    status.insert("ready".into(), json!(if complete { 0 } else { ready }));
+    status.insert("terminating".into(), json!(0));
+    status.insert("uncountedTerminatedPods".into(), json!({}));
+    if complete {
+        let condition = |kind: &str| {
+            json!({"type": kind, "status": "True", "reason": "CompletionsReached",
+                "message": "Reached expected number of succeeded pods",
+                "lastProbeTime": time, "lastTransitionTime": time})
+        };
+        status.insert(
+            "conditions".into(),
+            json!([condition("SuccessCriteriaMet"), condition("Complete")]),
+        );
+        status.insert("completionTime".into(), json!(time));
+    }
+    if writes.status(JOBS, job, Value::Object(status)) && complete {
+        writes.event(job, JOB_CONTROLLER, "Completed", "Job completed".to_owned());
+    }
+}
+
+/// A new Pod of a Job, from its template, named as `generateName: NAME-` would.
+fn job_pod(job: &Value, namespace: &str) -> Value {
+    let template = &job["spec"]["template"];
+    let mut metadata = template["metadata"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    metadata.insert(
+        "name".into(),
+        json!(format!(
+            "{}-{}",
+            name(job).unwrap_or_default(),
+            random_suffix()
+        )),
+    );
+    metadata.insert("namespace".into(), json!(namespace));
+    metadata.insert(
+        "ownerReferences".into(),
+        json!([controller_reference(job, "batch/v1", "Job")]),
+    );
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": template["spec"].clone(),
+    })
+}
+
+/// Whether `pod` belongs to a Job and its containers are not restarted on success.
+fn runs_to_completion(pod: &Value) -> bool {
+    let job_owned = pod["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["controller"] == true && r["kind"] == "Job" && r["apiVersion"] == "batch/v1");
+    job_owned && pod["spec"]["restartPolicy"].as_str() != Some("Always")
+}
+
+/// The status of a Pod whose containers all exited 0 (the kubelet's, for restart policy Never or
+/// OnFailure): `Succeeded`, each container `terminated` with reason `Completed`, not ready, the
+/// conditions a kubelet gives a completed Pod (`PodCompleted`).
+fn succeeded_status(pod: &Value, now: DateTime<Utc>) -> Value {
+    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut status = pod["status"].clone();
+    let started = status["startTime"]
+        .as_str()
+        .map_or_else(|| time.clone(), str::to_owned);
+    let statuses: Vec<Value> = containers(pod)
+        .map(|c| {
+            let id = format!(
+                "containerd://{}-{}",
+                pod["metadata"]["uid"].as_str().unwrap_or_default(),
+                c["name"].as_str().unwrap_or_default()
+            );
+            json!({
+                "name": c["name"], "image": c["image"], "imageID": "", "containerID": id,
+                "ready": false, "started": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                    "startedAt": started, "finishedAt": time, "containerID": id}},
+            })
+        })
+        .collect();
+    let condition = |kind: &str, value: &str| {
+        let mut c = json!({"type": kind, "status": value, "lastTransitionTime": time});
+        // `kubelet/status/generate.go` for a Pod in a terminal phase.
+        if matches!(kind, "Initialized" | "Ready" | "ContainersReady") {
+            c["reason"] = json!("PodCompleted");
+        }
+        c
+    };
+    status["phase"] = json!("Succeeded");
+    status["conditions"] = json!([
+        condition("PodReadyToStartContainers", "False"),
+        condition("Initialized", "True"),
+        condition("Ready", "False"),
+        condition("ContainersReady", "False"),
+        condition("PodScheduled", "True"),
+    ]);
+    status["containerStatuses"] = json!(statuses);
+    status
 }
 
 /// The new ReplicaSet of a Deployment: its template and selector with the template's hash.
@@ -1005,6 +1204,80 @@ mod tests {
             }
         }
         panic!("the passes never settled");
+    }
+
+    #[test]
+    fn a_job_runs_its_pods_to_completion_then_a_pass_writes_nothing() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let job = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "pi", "namespace": "default"},
+            "spec": {"completions": 3, "parallelism": 2, "template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "pi", "image": "perl"}]}}},
+        });
+        cluster
+            .create(&target(&cluster, JOBS, None), job, &WriteOptions::default())
+            .unwrap();
+        // Two at a time: the first pass starts two Pods.
+        pass(&cluster, Duration::ZERO, Utc::now());
+        assert_eq!(list(&cluster, PODS).len(), 2);
+        let pi = &list(&cluster, JOBS)[0];
+        assert_eq!(pi["status"]["active"], 2);
+        assert!(pi["status"]["startTime"].is_string());
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
+
+        let pods = list(&cluster, PODS);
+        assert_eq!(pods.len(), 3, "three completions, none replaced");
+        for pod in &pods {
+            assert_eq!(pod["status"]["phase"], "Succeeded");
+            assert_eq!(
+                pod["status"]["containerStatuses"][0]["state"]["terminated"]["reason"],
+                "Completed"
+            );
+            assert_eq!(
+                pod["metadata"]["labels"]["batch.kubernetes.io/job-name"],
+                "pi"
+            );
+            assert!(pod["metadata"]["name"].as_str().unwrap().starts_with("pi-"));
+        }
+        let pi = &list(&cluster, JOBS)[0];
+        assert_eq!(pi["status"]["succeeded"], 3);
+        assert!(pi["status"].get("active").is_none());
+        assert!(pi["status"]["completionTime"].is_string());
+        let conditions: Vec<&str> = pi["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(conditions, ["SuccessCriteriaMet", "Complete"]);
+        let reasons: BTreeMap<String, usize> =
+            list(&cluster, EVENTS)
+                .iter()
+                .fold(BTreeMap::new(), |mut m, e| {
+                    *m.entry(e["reason"].as_str().unwrap().to_owned())
+                        .or_default() += 1;
+                    m
+                });
+        assert_eq!(reasons.get("SuccessfulCreate"), Some(&3), "{reasons:?}");
+        assert_eq!(reasons.get("Completed"), Some(&1), "{reasons:?}");
+
+        // A suspended Job starts nothing.
+        let suspended = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "later", "namespace": "default"},
+            "spec": {"suspend": true, "template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
+        });
+        cluster
+            .create(
+                &target(&cluster, JOBS, None),
+                suspended,
+                &WriteOptions::default(),
+            )
+            .unwrap();
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
+        assert_eq!(list(&cluster, PODS).len(), 3);
     }
 
     #[test]
