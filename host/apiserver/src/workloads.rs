@@ -30,6 +30,8 @@ const DEPLOYMENTS: &str = "deployments.apps";
 const REPLICA_SETS: &str = "replicasets.apps";
 /// Jobs.
 const JOBS: &str = "jobs.batch";
+/// StatefulSets.
+const STATEFUL_SETS: &str = "statefulsets.apps";
 /// The storage key of Pods.
 const PODS: &str = "pods";
 /// The storage key of Nodes.
@@ -53,6 +55,10 @@ const DEPLOYMENT_CONTROLLER: &str = "deployment-controller";
 const REPLICA_SET_CONTROLLER: &str = "replicaset-controller";
 /// The job controller's name in the Events it records.
 const JOB_CONTROLLER: &str = "job-controller";
+/// The stateful set controller's name in the Events it records.
+const STATEFUL_SET_CONTROLLER: &str = "statefulset-controller";
+/// The label naming the revision (`NAME-HASH`) of a StatefulSet's Pod.
+const REVISION_HASH: &str = "controller-revision-hash";
 /// The field manager of the writes, as kube-controller-manager's.
 const MANAGER: &str = "kube-controller-manager";
 /// The label a ReplicaSet and its Pods carry with the hash of their Pod template.
@@ -97,7 +103,7 @@ pub async fn run(
 /// One pass over Deployments, ReplicaSets and Pods at `now`. Returns how long until the next
 /// Pending Pod is due to become Ready, if any.
 fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<Duration> {
-    let (deployments, replica_sets, jobs, pods) = {
+    let (deployments, replica_sets, jobs, stateful_sets, pods) = {
         let inner = cluster.lock();
         let read = |gr: &str| -> Vec<Arc<Value>> {
             inner
@@ -111,6 +117,7 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             read(DEPLOYMENTS),
             read(REPLICA_SETS),
             read(JOBS),
+            read(STATEFUL_SETS),
             read(PODS),
         )
     };
@@ -148,6 +155,9 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
     }
     for job in &jobs {
         job_pass(&mut writes, job, &controlled(&pods_of, job), now);
+    }
+    for set in &stateful_sets {
+        stateful_set_pass(&mut writes, set, &controlled(&pods_of, set));
     }
     let mut next: Option<Duration> = None;
     let mut wake_in = |wait: Duration| next = Some(next.map_or(wait, |n| n.min(wait)));
@@ -473,6 +483,166 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
     if writes.status(JOBS, job, Value::Object(status)) && complete {
         writes.event(job, JOB_CONTROLLER, "Completed", "Job completed".to_owned());
     }
+}
+
+/// The StatefulSet's part (`owned`: the Pods it controls), as the stateful set controller does it
+/// for `OrderedReady` (the default) and `Parallel` Pod management: Pods `NAME-0` to
+/// `NAME-(replicas-1)`, created in order, each only once the ones before it are Running and Ready
+/// (all at once for `Parallel`); the highest ordinals removed first on scale down; on a new
+/// template (the `RollingUpdate` strategy), the highest-ordinal Pod of the old revision deleted
+/// while every other is Ready, to be created again at the new one; the status counting them.
+fn stateful_set_pass(writes: &mut Writes<'_>, set: &Value, owned: &[&Value]) {
+    let (Some(namespace), Some(set_name)) = (namespace(set), name(set)) else {
+        return;
+    };
+    let spec = &set["spec"];
+    let wanted = spec["replicas"].as_i64().unwrap_or(1).max(0);
+    let update_revision = format!("{set_name}-{}", template_hash(&spec["template"]));
+    let ordinal = |pod: &Value| {
+        name(pod)?
+            .strip_prefix(set_name)?
+            .strip_prefix('-')?
+            .parse::<i64>()
+            .ok()
+    };
+    let mut pods: Vec<(i64, &Value)> = owned
+        .iter()
+        .filter_map(|p| Some((ordinal(p)?, *p)))
+        .collect();
+    pods.sort_by_key(|(i, _)| *i);
+    let parallel = spec["podManagementPolicy"].as_str() == Some("Parallel");
+    let revision_of = |pod: &Value| {
+        pod["metadata"]["labels"][REVISION_HASH]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let event = |writes: &mut Writes<'_>, verb: &str, pod: &str| {
+        let reason = if verb == "create" {
+            "SuccessfulCreate"
+        } else {
+            "SuccessfulDelete"
+        };
+        writes.event(
+            set,
+            STATEFUL_SET_CONTROLLER,
+            reason,
+            format!("{verb} Pod {pod} in StatefulSet {set_name} successful"),
+        );
+    };
+    // Missing ordinals, in order; OrderedReady stops at the first Pod not Running and Ready.
+    let mut all_ready_so_far = true;
+    for i in 0..wanted {
+        match pods.iter().find(|(o, _)| *o == i) {
+            Some((_, pod)) => all_ready_so_far &= is_ready(pod),
+            None if parallel || all_ready_so_far => {
+                let pod = stateful_pod(set, namespace, set_name, i, &update_revision);
+                let pod_name = format!("{set_name}-{i}");
+                if writes.create(PODS, namespace, pod) {
+                    event(writes, "create", &pod_name);
+                }
+                all_ready_so_far = false;
+            }
+            None => break,
+        }
+    }
+    // Scale down from the highest ordinal, one at a time unless Parallel.
+    let extra: Vec<&(i64, &Value)> = pods.iter().rev().filter(|(i, _)| *i >= wanted).collect();
+    for (_, pod) in extra.iter().take(if parallel { usize::MAX } else { 1 }) {
+        if writes.delete(PODS, pod) {
+            event(writes, "delete", name(pod).unwrap_or_default());
+        }
+    }
+    let current: Vec<&(i64, &Value)> = pods.iter().filter(|(i, _)| *i < wanted).collect();
+    let all_ready = current.len() == usize::try_from(wanted).unwrap_or(0)
+        && current.iter().all(|(_, p)| is_ready(p));
+    let rolling = spec["updateStrategy"]["type"]
+        .as_str()
+        .unwrap_or("RollingUpdate")
+        == "RollingUpdate";
+    if rolling
+        && all_ready
+        && extra.is_empty()
+        && let Some((_, stale)) = current
+            .iter()
+            .rev()
+            .find(|(_, p)| revision_of(p).as_deref() != Some(update_revision.as_str()))
+        && writes.delete(PODS, stale)
+    {
+        event(writes, "delete", name(stale).unwrap_or_default());
+    }
+    let count = |f: &dyn Fn(&Value) -> bool| {
+        i64::try_from(current.iter().filter(|(_, p)| f(p)).count()).unwrap_or(0)
+    };
+    let replicas = i64::try_from(current.len()).unwrap_or(0);
+    let ready = count(&|p| is_ready(p));
+    let updated = count(&|p| revision_of(p).as_deref() == Some(update_revision.as_str()));
+    // The current revision moves to the update revision once every Pod runs it.
+    let current_revision = if updated == wanted && replicas == wanted {
+        update_revision.clone()
+    } else {
+        set["status"]["currentRevision"]
+            .as_str()
+            .map_or_else(|| update_revision.clone(), str::to_owned)
+    };
+    let current_replicas = count(&|p| revision_of(p).as_deref() == Some(current_revision.as_str()));
+    let mut status = Map::new();
+    status.insert(
+        "observedGeneration".into(),
+        set["metadata"]["generation"].clone(),
+    );
+    status.insert("replicas".into(), json!(replicas));
+    for (field, value) in [
+        ("readyReplicas", ready),
+        ("currentReplicas", current_replicas),
+        ("updatedReplicas", updated),
+    ] {
+        if value != 0 {
+            status.insert(field.into(), json!(value));
+        }
+    }
+    status.insert("availableReplicas".into(), json!(ready));
+    status.insert("currentRevision".into(), json!(current_revision));
+    status.insert("updateRevision".into(), json!(update_revision));
+    status.insert("collisionCount".into(), json!(0));
+    writes.status(STATEFUL_SETS, set, Value::Object(status));
+}
+
+/// Pod `ordinal` of a StatefulSet at `revision`: named `NAME-ORDINAL`, its hostname that name and
+/// its subdomain the governing Service, labelled with its name, index and revision.
+fn stateful_pod(set: &Value, namespace: &str, name: &str, ordinal: i64, revision: &str) -> Value {
+    let template = &set["spec"]["template"];
+    let pod_name = format!("{name}-{ordinal}");
+    let mut metadata = template["metadata"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut labels = metadata
+        .get("labels")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    labels.insert(REVISION_HASH.into(), json!(revision));
+    labels.insert("statefulset.kubernetes.io/pod-name".into(), json!(pod_name));
+    labels.insert(
+        "apps.kubernetes.io/pod-index".into(),
+        json!(ordinal.to_string()),
+    );
+    metadata.insert("labels".into(), Value::Object(labels));
+    metadata.insert("name".into(), json!(pod_name));
+    metadata.insert("namespace".into(), json!(namespace));
+    metadata.insert(
+        "ownerReferences".into(),
+        json!([controller_reference(set, "apps/v1", "StatefulSet")]),
+    );
+    let mut spec = template["spec"].clone();
+    spec["hostname"] = json!(pod_name);
+    if let Some(service) = set["spec"]["serviceName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
+        spec["subdomain"] = json!(service);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})
 }
 
 /// A new Pod of a Job, from its template, named as `generateName: NAME-` would.
@@ -1278,6 +1448,76 @@ mod tests {
             .unwrap();
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
         assert_eq!(list(&cluster, PODS).len(), 3);
+    }
+
+    #[test]
+    fn a_stateful_set_starts_its_pods_in_order_rolls_a_new_template_and_scales_down_from_the_top() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let set = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}},
+        });
+        let options = WriteOptions::default();
+        cluster
+            .create(&target(&cluster, STATEFUL_SETS, None), set, &options)
+            .unwrap();
+        // OrderedReady: db-1 waits for db-0 to be Running and Ready.
+        pass(&cluster, Duration::from_secs(60), Utc::now());
+        let names = |cluster: &Cluster| {
+            let mut n: Vec<String> = list(cluster, PODS)
+                .iter()
+                .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&cluster), ["db-0"]);
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
+        assert_eq!(names(&cluster), ["db-0", "db-1", "db-2"]);
+        let pod = &list(&cluster, PODS)[0];
+        assert_eq!(pod["spec"]["hostname"], pod["metadata"]["name"]);
+        assert_eq!(pod["spec"]["subdomain"], "db");
+        let db = &list(&cluster, STATEFUL_SETS)[0];
+        let revision = db["status"]["updateRevision"].as_str().unwrap().to_owned();
+        assert!(revision.starts_with("db-"));
+        assert_eq!(db["status"]["currentRevision"], revision.as_str());
+        assert_eq!(db["status"]["readyReplicas"], 3);
+        assert_eq!(db["status"]["currentReplicas"], 3);
+        assert_eq!(pod["metadata"]["labels"][REVISION_HASH], revision.as_str());
+
+        // A new template: every Pod is replaced at the new revision.
+        let mut changed = (**db).clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("postgres:17");
+        cluster
+            .update(
+                &target(&cluster, STATEFUL_SETS, Some("db")),
+                changed,
+                &options,
+            )
+            .unwrap();
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
+        let db = &list(&cluster, STATEFUL_SETS)[0];
+        let new_revision = db["status"]["updateRevision"].as_str().unwrap();
+        assert_ne!(new_revision, revision);
+        assert_eq!(db["status"]["currentRevision"], new_revision);
+        assert_eq!(db["status"]["updatedReplicas"], 3);
+        for pod in list(&cluster, PODS) {
+            assert_eq!(pod["metadata"]["labels"][REVISION_HASH], new_revision);
+            assert_eq!(pod["spec"]["containers"][0]["image"], "postgres:17");
+        }
+
+        // Scale down: the highest ordinals go.
+        let mut one = (*list(&cluster, STATEFUL_SETS)[0]).clone();
+        one["spec"]["replicas"] = json!(1);
+        cluster
+            .update(&target(&cluster, STATEFUL_SETS, Some("db")), one, &options)
+            .unwrap();
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
+        assert_eq!(names(&cluster), ["db-0"]);
+        assert_eq!(list(&cluster, STATEFUL_SETS)[0]["status"]["replicas"], 1);
     }
 
     #[test]
