@@ -348,7 +348,7 @@ fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec
     });
     let have = i64::try_from(owned.len()).unwrap_or(i64::MAX);
     for _ in have..wanted {
-        let pod = new_pod(replica_set, namespace);
+        let pod = new_pod(replica_set, namespace, ("apps/v1", "ReplicaSet"));
         let pod_name = name(&pod).unwrap_or_default().to_owned();
         if writes.create(PODS, namespace, pod) {
             let message = format!("Created pod: {pod_name}");
@@ -438,7 +438,7 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
     };
     let mut created = 0;
     for _ in count(active.len())..wanted {
-        let pod = job_pod(job, namespace);
+        let pod = new_pod(job, namespace, ("batch/v1", "Job"));
         let pod_name = name(&pod).unwrap_or_default().to_owned();
         if writes.create(PODS, namespace, pod) {
             created += 1;
@@ -610,67 +610,20 @@ fn stateful_set_pass(writes: &mut Writes<'_>, set: &Value, owned: &[&Value]) {
 /// Pod `ordinal` of a StatefulSet at `revision`: named `NAME-ORDINAL`, its hostname that name and
 /// its subdomain the governing Service, labelled with its name, index and revision.
 fn stateful_pod(set: &Value, namespace: &str, name: &str, ordinal: i64, revision: &str) -> Value {
-    let template = &set["spec"]["template"];
     let pod_name = format!("{name}-{ordinal}");
-    let mut metadata = template["metadata"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let mut labels = metadata
-        .get("labels")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    labels.insert(REVISION_HASH.into(), json!(revision));
-    labels.insert("statefulset.kubernetes.io/pod-name".into(), json!(pod_name));
-    labels.insert(
-        "apps.kubernetes.io/pod-index".into(),
-        json!(ordinal.to_string()),
-    );
-    metadata.insert("labels".into(), Value::Object(labels));
-    metadata.insert("name".into(), json!(pod_name));
-    metadata.insert("namespace".into(), json!(namespace));
-    metadata.insert(
-        "ownerReferences".into(),
-        json!([controller_reference(set, "apps/v1", "StatefulSet")]),
-    );
-    let mut spec = template["spec"].clone();
-    spec["hostname"] = json!(pod_name);
+    let mut pod = template_pod(set, namespace, pod_name.clone(), ("apps/v1", "StatefulSet"));
+    let labels = &mut pod["metadata"]["labels"];
+    labels[REVISION_HASH] = json!(revision);
+    labels["statefulset.kubernetes.io/pod-name"] = json!(pod_name);
+    labels["apps.kubernetes.io/pod-index"] = json!(ordinal.to_string());
+    pod["spec"]["hostname"] = json!(pod_name);
     if let Some(service) = set["spec"]["serviceName"]
         .as_str()
         .filter(|s| !s.is_empty())
     {
-        spec["subdomain"] = json!(service);
+        pod["spec"]["subdomain"] = json!(service);
     }
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})
-}
-
-/// A new Pod of a Job, from its template, named as `generateName: NAME-` would.
-fn job_pod(job: &Value, namespace: &str) -> Value {
-    let template = &job["spec"]["template"];
-    let mut metadata = template["metadata"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    metadata.insert(
-        "name".into(),
-        json!(format!(
-            "{}-{}",
-            name(job).unwrap_or_default(),
-            random_suffix()
-        )),
-    );
-    metadata.insert("namespace".into(), json!(namespace));
-    metadata.insert(
-        "ownerReferences".into(),
-        json!([controller_reference(job, "batch/v1", "Job")]),
-    );
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": template["spec"].clone(),
-    })
+    pod
 }
 
 /// Whether `pod` belongs to a Job and its containers are not restarted on success.
@@ -757,25 +710,30 @@ fn new_replica_set(
     })
 }
 
-/// A new Pod of a ReplicaSet, from its template, named as `generateName` would.
-fn new_pod(replica_set: &Value, namespace: &str) -> Value {
-    let template = &replica_set["spec"]["template"];
+/// A new Pod of `owner` (a ReplicaSet or a Job: `(apiVersion, kind)`), from its template,
+/// named as `generateName: OWNER-` would.
+fn new_pod(owner: &Value, namespace: &str, (api_version, kind): (&str, &str)) -> Value {
+    let name = format!("{}-{}", name(owner).unwrap_or_default(), random_suffix());
+    template_pod(owner, namespace, name, (api_version, kind))
+}
+
+/// Pod `name` from `owner`'s Pod template, controlled by it.
+fn template_pod(
+    owner: &Value,
+    namespace: &str,
+    name: String,
+    (api_version, kind): (&str, &str),
+) -> Value {
+    let template = &owner["spec"]["template"];
     let mut metadata = template["metadata"]
         .as_object()
         .cloned()
         .unwrap_or_default();
-    metadata.insert(
-        "name".into(),
-        json!(format!(
-            "{}-{}",
-            name(replica_set).unwrap_or_default(),
-            random_suffix()
-        )),
-    );
+    metadata.insert("name".into(), json!(name));
     metadata.insert("namespace".into(), json!(namespace));
     metadata.insert(
         "ownerReferences".into(),
-        json!([controller_reference(replica_set, "apps/v1", "ReplicaSet")]),
+        json!([controller_reference(owner, api_version, kind)]),
     );
     json!({
         "apiVersion": "v1",
