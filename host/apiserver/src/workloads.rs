@@ -394,9 +394,10 @@ fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec
     writes.status(REPLICA_SETS, replica_set, Value::Object(status));
 }
 
-/// The Job's part (`owned`: the Pods it controls), for a Job neither suspended nor finished: as
-/// many Pods running as its parallelism and the completions still wanted allow, its status
-/// counting them, and once enough succeeded, `SuccessCriteriaMet` and `Complete`.
+/// The Job's part (`owned`: the Pods it controls), for a Job not finished: as many Pods running
+/// as its parallelism and the completions still wanted allow, its status counting them, and once
+/// enough succeeded, `SuccessCriteriaMet` and `Complete`; suspended, none running and the
+/// `Suspended` condition, resumed, that condition False and its start time reset.
 fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTime<Utc>) {
     let Some(namespace) = namespace(job) else {
         return;
@@ -409,9 +410,10 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
         .any(|c| {
             matches!(c["type"].as_str(), Some("Complete" | "Failed")) && c["status"] == "True"
         });
-    if finished || spec["suspend"] == true {
+    if finished {
         return;
     }
+    let suspended = spec["suspend"] == true;
     let phase = |p: &&Value| p["status"]["phase"].as_str().map(str::to_owned);
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let succeeded = count(
@@ -432,10 +434,37 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
         None => succeeded > 0 && active.is_empty(),
     };
     let wanted = match spec["completions"].as_i64() {
+        _ if suspended => 0,
         Some(completions) => parallelism.min(completions - succeeded).max(0),
         None if succeeded > 0 => 0,
         None => parallelism,
     };
+    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let old = &job["status"];
+    let mut conditions: Vec<Value> = old["conditions"].as_array().cloned().unwrap_or_default();
+    let mut start = old.get("startTime").cloned();
+    // Suspending deletes the active Pods; resuming starts the clock again (`syncJob`).
+    let mut deleted = 0;
+    if suspended {
+        for pod in &active {
+            if writes.delete(PODS, pod) {
+                deleted += 1;
+                let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
+                writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
+            }
+        }
+        let condition = ("True", "JobSuspended", "Job suspended");
+        if ensure_condition(&mut conditions, "Suspended", condition, &time) {
+            writes.event(job, JOB_CONTROLLER, "Suspended", "Job suspended".to_owned());
+        }
+    } else {
+        let condition = ("False", "JobResumed", "Job resumed");
+        if ensure_condition(&mut conditions, "Suspended", condition, &time) {
+            writes.event(job, JOB_CONTROLLER, "Resumed", "Job resumed".to_owned());
+            start = Some(json!(time));
+        }
+        start.get_or_insert_with(|| json!(time));
+    }
     let mut created = 0;
     for _ in count(active.len())..wanted {
         let pod = new_pod(job, namespace, ("batch/v1", "Job"));
@@ -450,14 +479,11 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
             );
         }
     }
-    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let old = &job["status"];
     let mut status = Map::new();
-    status.insert(
-        "startTime".into(),
-        old.get("startTime").cloned().unwrap_or_else(|| json!(time)),
-    );
-    let active_now = count(active.len()) + created;
+    if let Some(start) = start {
+        status.insert("startTime".into(), start);
+    }
+    let active_now = count(active.len()) - deleted + created;
     if active_now > 0 && !complete {
         status.insert("active".into(), json!(active_now));
     }
@@ -465,23 +491,52 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
         status.insert("succeeded".into(), json!(succeeded));
     }
     let ready = count(active.iter().filter(|p| is_ready(p)).count());
-    status.insert("ready".into(), json!(if complete { 0 } else { ready }));
+    status.insert(
+        "ready".into(),
+        json!(if complete || suspended { 0 } else { ready }),
+    );
     status.insert("terminating".into(), json!(0));
     status.insert("uncountedTerminatedPods".into(), json!({}));
     if complete {
-        let condition = |kind: &str| {
-            json!({"type": kind, "status": "True", "reason": "CompletionsReached",
-                "message": "Reached expected number of succeeded pods",
-                "lastProbeTime": time, "lastTransitionTime": time})
-        };
-        status.insert(
-            "conditions".into(),
-            json!([condition("SuccessCriteriaMet"), condition("Complete")]),
+        let reached = (
+            "True",
+            "CompletionsReached",
+            "Reached expected number of succeeded pods",
         );
+        ensure_condition(&mut conditions, "SuccessCriteriaMet", reached, &time);
+        ensure_condition(&mut conditions, "Complete", reached, &time);
         status.insert("completionTime".into(), json!(time));
+    }
+    if !conditions.is_empty() {
+        status.insert("conditions".into(), json!(conditions));
     }
     if writes.status(JOBS, job, Value::Object(status)) && complete {
         writes.event(job, JOB_CONTROLLER, "Completed", "Job completed".to_owned());
+    }
+}
+
+/// `ensureJobConditionStatus`: the condition `kind` of `conditions` at `(status, reason,
+/// message)`, changed (with its times) only when its status changes; a condition that is not
+/// there is added only as True. Returns whether anything changed.
+fn ensure_condition(
+    conditions: &mut Vec<Value>,
+    kind: &str,
+    (status, reason, message): (&str, &str, &str),
+    time: &str,
+) -> bool {
+    let condition = json!({"type": kind, "status": status, "reason": reason, "message": message,
+        "lastProbeTime": time, "lastTransitionTime": time});
+    match conditions.iter_mut().find(|c| c["type"] == kind) {
+        Some(c) if c["status"] == status => false,
+        Some(c) => {
+            *c = condition;
+            true
+        }
+        None if status == "True" => {
+            conditions.push(condition);
+            true
+        }
+        None => false,
     }
 }
 
@@ -1406,6 +1461,47 @@ mod tests {
             .unwrap();
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
         assert_eq!(list(&cluster, PODS).len(), 3);
+        let later = |cluster: &Cluster| {
+            list(cluster, JOBS)
+                .into_iter()
+                .find(|j| j["metadata"]["name"] == "later")
+                .unwrap()
+        };
+        let held = later(&cluster);
+        assert_eq!(held["status"]["conditions"][0]["type"], "Suspended");
+        assert_eq!(held["status"]["conditions"][0]["status"], "True");
+        assert_eq!(held["status"]["conditions"][0]["reason"], "JobSuspended");
+        assert!(held["status"].get("startTime").is_none());
+
+        // Resumed: the condition turns False, the clock starts, the Pod runs to completion.
+        let mut resumed = (*held).clone();
+        resumed["spec"]["suspend"] = json!(false);
+        cluster
+            .update(
+                &target(&cluster, JOBS, Some("later")),
+                resumed,
+                &WriteOptions::default(),
+            )
+            .unwrap();
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
+        let done = later(&cluster);
+        let conditions: Vec<(&str, &str)> = done["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            conditions,
+            [
+                ("Suspended", "False"),
+                ("SuccessCriteriaMet", "True"),
+                ("Complete", "True")
+            ]
+        );
+        assert_eq!(done["status"]["conditions"][0]["reason"], "JobResumed");
+        assert!(done["status"]["startTime"].is_string());
+        assert_eq!(list(&cluster, PODS).len(), 4);
     }
 
     #[test]
