@@ -153,14 +153,22 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
     for replica_set in &replica_sets {
         replica_set_pass(&mut writes, replica_set, controlled(&pods_of, replica_set));
     }
+    let mut next: Option<Duration> = None;
+    let mut wake_in = |wait: Duration| next = Some(next.map_or(wait, |n| n.min(wait)));
     for job in &jobs {
         job_pass(&mut writes, job, &controlled(&pods_of, job), now);
+        if let Some(expires) = ttl_expiry(job) {
+            if expires <= now {
+                // The TTL-after-finished controller's delete: Foreground, on the Job's uid.
+                writes.delete_with(JOBS, job, Some(gc::Propagation::Foreground));
+            } else {
+                wake_in((expires - now).to_std().unwrap_or_default());
+            }
+        }
     }
     for set in &stateful_sets {
         stateful_set_pass(&mut writes, set, &controlled(&pods_of, set));
     }
-    let mut next: Option<Duration> = None;
-    let mut wake_in = |wait: Duration| next = Some(next.map_or(wait, |n| n.min(wait)));
     for pod in &pods {
         match pod["status"]["phase"].as_str() {
             Some("Succeeded" | "Failed") => continue,
@@ -513,6 +521,17 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
     if writes.status(JOBS, job, Value::Object(status)) && complete {
         writes.event(job, JOB_CONTROLLER, "Completed", "Job completed".to_owned());
     }
+}
+
+/// When a finished Job's `ttlSecondsAfterFinished` runs out (the TTL-after-finished controller's
+/// `processTTL`): that many seconds after its `Complete` or `Failed` condition turned True.
+fn ttl_expiry(job: &Value) -> Option<DateTime<Utc>> {
+    let ttl = job["spec"]["ttlSecondsAfterFinished"].as_i64()?;
+    let finished = job["status"]["conditions"].as_array()?.iter().find(|c| {
+        matches!(c["type"].as_str(), Some("Complete" | "Failed")) && c["status"] == "True"
+    })?;
+    let at = DateTime::parse_from_rfc3339(finished["lastTransitionTime"].as_str()?).ok()?;
+    Some(at.with_timezone(&Utc) + chrono::Duration::seconds(ttl))
 }
 
 /// `ensureJobConditionStatus`: the condition `kind` of `conditions` at `(status, reason,
@@ -1339,6 +1358,17 @@ impl<'a> Writes<'a> {
 
     /// Deletes `object` (its uid as a precondition); whether it was deleted.
     fn delete(&mut self, gr: &str, object: &Value) -> bool {
+        self.delete_with(gr, object, None)
+    }
+
+    /// Deletes `object` if it is still the same (its uid), with `propagation` if given, else its
+    /// kind's default.
+    fn delete_with(
+        &mut self,
+        gr: &str,
+        object: &Value,
+        propagation: Option<gc::Propagation>,
+    ) -> bool {
         let (Some(namespace), Some(name)) = (namespace(object), name(object)) else {
             return false;
         };
@@ -1347,6 +1377,7 @@ impl<'a> Writes<'a> {
         };
         let options = DeleteOptions {
             uid: object["metadata"]["uid"].as_str().map(str::to_owned),
+            propagation,
             ..DeleteOptions::default()
         };
         let result = self.cluster.delete(&target, &options).map(drop);
@@ -1502,6 +1533,40 @@ mod tests {
         assert_eq!(done["status"]["conditions"][0]["reason"], "JobResumed");
         assert!(done["status"]["startTime"].is_string());
         assert_eq!(list(&cluster, PODS).len(), 4);
+    }
+
+    #[test]
+    fn a_finished_job_with_a_ttl_is_deleted_with_its_pods_once_the_ttl_runs_out() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let job = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "once", "namespace": "default"},
+            "spec": {"ttlSecondsAfterFinished": 60, "template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
+        });
+        cluster
+            .create(&target(&cluster, JOBS, None), job, &WriteOptions::default())
+            .unwrap();
+        let now = Utc::now();
+        settle(&cluster, now + chrono::Duration::seconds(5));
+        assert_eq!(list(&cluster, JOBS).len(), 1, "finished, its TTL running");
+        // A pass before the TTL runs out asks to be woken when it does.
+        let wake = pass(
+            &cluster,
+            Duration::ZERO,
+            now + chrono::Duration::seconds(10),
+        )
+        .unwrap();
+        assert!(
+            wake > Duration::from_secs(40) && wake <= Duration::from_secs(60),
+            "{wake:?}"
+        );
+        settle(&cluster, now + chrono::Duration::seconds(120));
+        assert!(list(&cluster, JOBS).is_empty());
+        assert!(
+            list(&cluster, PODS).is_empty(),
+            "Foreground: its Pods went first"
+        );
     }
 
     #[test]
