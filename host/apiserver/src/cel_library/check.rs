@@ -246,29 +246,12 @@ impl<'s> Check<'s> {
                     .iter()
                     .map(|a| self.visit(a, scope, found))
                     .collect();
-                if let Some(target) = target {
-                    return match method(&call.func_name, target, &args) {
-                        Some(Ok(result)) => result,
-                        Some(Err(())) => {
-                            let names: Vec<&str> = args.iter().map(|t| t.name()).collect();
-                            found.push((
-                                self.offset(expr),
-                                format!(
-                                    "found no matching overload for '{}' applied to '{}.({})'",
-                                    call.func_name,
-                                    target.name(),
-                                    names.join(", ")
-                                ),
-                            ));
-                            Type::Dyn
-                        }
-                        None => Type::returned(&call.func_name),
-                    };
-                }
-                if matches!(
-                    call.func_name.as_str(),
-                    operators::LOGICAL_AND | operators::LOGICAL_OR
-                ) {
+                if target.is_none()
+                    && matches!(
+                        call.func_name.as_str(),
+                        operators::LOGICAL_AND | operators::LOGICAL_OR
+                    )
+                {
                     // cel-go names the operand, not the operator (`resolveOverload`).
                     for (arg, t) in call.args.iter().zip(&args) {
                         if let Type::Simple(name) = t
@@ -282,14 +265,20 @@ impl<'s> Check<'s> {
                     }
                     return Type::Simple("bool");
                 }
-                match overload(&call.func_name, &args) {
+                let resolved = match target {
+                    Some(target) => method(&call.func_name, target, &args),
+                    None => overload(&call.func_name, &args),
+                };
+                match resolved {
                     Some(Ok(result)) => result,
                     Some(Err(())) => {
+                        // `formatFunctionDeclType`: a receiver call is `target.(args)`.
                         let names: Vec<&str> = args.iter().map(|t| t.name()).collect();
+                        let receiver = target.map_or(String::new(), |t| format!("{}.", t.name()));
                         found.push((
                             self.offset(expr),
                             format!(
-                                "found no matching overload for '{}' applied to '({})'",
+                                "found no matching overload for '{}' applied to '{receiver}({})'",
                                 call.func_name,
                                 names.join(", ")
                             ),
