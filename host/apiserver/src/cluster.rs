@@ -40,7 +40,21 @@ pub struct Cluster {
 /// The current time as RFC 3339 with second precision.
 #[must_use]
 pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    timestamp(chrono::Utc::now())
+}
+
+/// `at` as RFC 3339 with second precision, as `metav1.Time` is written.
+#[must_use]
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// An RFC 3339 time (a `metav1.Time`), in UTC; `None` when it is not one.
+#[must_use]
+pub fn parse_timestamp(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// A new object uid.

@@ -296,8 +296,7 @@ fn job_duration(v: &Value) -> Value {
     let time = |pointer: &str| {
         v.pointer(pointer)
             .and_then(Value::as_str)
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&chrono::Utc))
+            .and_then(crate::cluster::parse_timestamp)
     };
     let Some(start) = time("/status/startTime") else {
         return json!("");

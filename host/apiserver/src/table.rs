@@ -95,11 +95,9 @@ pub fn human_duration(seconds: i64) -> String {
 /// The age of an RFC 3339 time as kubectl shows it (`translateTimestampSince`).
 #[must_use]
 pub fn age(timestamp: &str) -> Value {
-    match chrono::DateTime::parse_from_rfc3339(timestamp) {
-        Ok(t) => Value::String(human_duration(
-            (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds(),
-        )),
-        Err(_) => Value::String("<unknown>".into()),
+    match crate::cluster::parse_timestamp(timestamp) {
+        Some(t) => Value::String(human_duration((chrono::Utc::now() - t).num_seconds())),
+        None => Value::String("<unknown>".into()),
     }
 }
 

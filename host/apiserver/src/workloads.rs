@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
-use crate::cluster::{Cluster, now};
+use crate::cluster::{Cluster, now, parse_timestamp, timestamp};
 use crate::error::ApiError;
 use crate::gc;
 use crate::verbs::{DeleteOptions, Target, WriteOptions};
@@ -411,14 +411,7 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
         return;
     };
     let spec = &job["spec"];
-    let finished = job["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| {
-            matches!(c["type"].as_str(), Some("Complete" | "Failed")) && c["status"] == "True"
-        });
-    if finished {
+    if finished_condition(job).is_some() {
         return;
     }
     let suspended = spec["suspend"] == true;
@@ -447,7 +440,7 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
         None if succeeded > 0 => 0,
         None => parallelism,
     };
-    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let time = timestamp(now);
     let old = &job["status"];
     let mut conditions: Vec<Value> = old["conditions"].as_array().cloned().unwrap_or_default();
     let mut start = old.get("startTime").cloned();
@@ -523,15 +516,20 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
     }
 }
 
+/// A finished Job's `Complete` or `Failed` condition (True), if it has one (`IsJobFinished`).
+fn finished_condition(job: &Value) -> Option<&Value> {
+    job["status"]["conditions"].as_array()?.iter().find(|c| {
+        matches!(c["type"].as_str(), Some("Complete" | "Failed")) && c["status"] == "True"
+    })
+}
+
 /// When a finished Job's `ttlSecondsAfterFinished` runs out (the TTL-after-finished controller's
 /// `processTTL`): that many seconds after its `Complete` or `Failed` condition turned True.
 fn ttl_expiry(job: &Value) -> Option<DateTime<Utc>> {
     let ttl = job["spec"]["ttlSecondsAfterFinished"].as_i64()?;
-    let finished = job["status"]["conditions"].as_array()?.iter().find(|c| {
-        matches!(c["type"].as_str(), Some("Complete" | "Failed")) && c["status"] == "True"
-    })?;
-    let at = DateTime::parse_from_rfc3339(finished["lastTransitionTime"].as_str()?).ok()?;
-    Some(at.with_timezone(&Utc) + chrono::Duration::seconds(ttl))
+    let finished = finished_condition(job)?;
+    let at = parse_timestamp(finished["lastTransitionTime"].as_str()?)?;
+    Some(at + chrono::Duration::seconds(ttl))
 }
 
 /// `ensureJobConditionStatus`: the condition `kind` of `conditions` at `(status, reason,
@@ -714,18 +712,14 @@ fn runs_to_completion(pod: &Value) -> bool {
 /// OnFailure): `Succeeded`, each container `terminated` with reason `Completed`, not ready, the
 /// conditions a kubelet gives a completed Pod (`PodCompleted`).
 fn succeeded_status(pod: &Value, now: DateTime<Utc>) -> Value {
-    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let time = timestamp(now);
     let mut status = pod["status"].clone();
     let started = status["startTime"]
         .as_str()
         .map_or_else(|| time.clone(), str::to_owned);
     let statuses: Vec<Value> = containers(pod)
         .map(|c| {
-            let id = format!(
-                "containerd://{}-{}",
-                pod["metadata"]["uid"].as_str().unwrap_or_default(),
-                c["name"].as_str().unwrap_or_default()
-            );
+            let id = container_id(pod, c);
             json!({
                 "name": c["name"], "image": c["image"], "imageID": "", "containerID": id,
                 "ready": false, "started": false, "restartCount": 0,
@@ -912,7 +906,7 @@ fn node_lease(node: &Value) -> Value {
 /// initialized but not ready, each container waiting with `ContainerCreating` (what `kubectl get
 /// pods` shows as its STATUS).
 fn creating_status(pod: &Value, now: DateTime<Utc>) -> Value {
-    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let time = timestamp(now);
     let names: Vec<&str> = containers(pod).filter_map(|c| c["name"].as_str()).collect();
     let not_ready = format!("containers with unready status: [{}]", names.join(" "));
     let statuses: Vec<Value> = containers(pod)
@@ -954,9 +948,18 @@ fn containers(pod: &Value) -> impl Iterator<Item = &Value> {
     pod["spec"]["containers"].as_array().into_iter().flatten()
 }
 
+/// The runtime's id of `container` of `pod` (made up, stable: the Pod's uid and the name).
+fn container_id(pod: &Value, container: &Value) -> String {
+    format!(
+        "containerd://{}-{}",
+        pod["metadata"]["uid"].as_str().unwrap_or_default(),
+        container["name"].as_str().unwrap_or_default()
+    )
+}
+
 /// The status of a Pod whose containers all started and are ready.
 fn running_status(pod: &Value, now: DateTime<Utc>) -> Value {
-    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let time = timestamp(now);
     let started = pod["status"]["startTime"]
         .as_str()
         .map_or_else(|| time.clone(), str::to_owned);
@@ -967,7 +970,7 @@ fn running_status(pod: &Value, now: DateTime<Utc>) -> Value {
                 "name": c["name"],
                 "image": c["image"],
                 "imageID": "",
-                "containerID": format!("containerd://{uid}-{}", c["name"].as_str().unwrap_or_default()),
+                "containerID": container_id(pod, c),
                 "ready": true,
                 "started": true,
                 "restartCount": 0,
@@ -1143,10 +1146,7 @@ fn is_ready(pod: &Value) -> bool {
 }
 
 fn created_at(object: &Value) -> Option<DateTime<Utc>> {
-    let text = object["metadata"]["creationTimestamp"].as_str()?;
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    parse_timestamp(object["metadata"]["creationTimestamp"].as_str()?)
 }
 
 fn name(object: &Value) -> Option<&str> {
