@@ -214,9 +214,14 @@ pub async fn run_with_listener(
         }
         None => None,
     };
-    for event in reloader.scan().await? {
-        supervisor.apply(event).await;
-    }
+    // Each plugin serves as soon as it is compiled, not when the slowest is.
+    let (ready, mut scanned) = mpsc::unbounded_channel();
+    let (scan, ()) = tokio::join!(reloader.scan_into(ready), async {
+        while let Some(event) = scanned.recv().await {
+            supervisor.apply(event).await;
+        }
+    });
+    scan?;
     let elector = match &config.leader_election {
         Some(election) => Some(Elector::start(
             client.clone(),

@@ -245,7 +245,7 @@ impl ArtifactCache {
             return Ok((component, Origin::Cached));
         }
         let path = self.path_for(hash);
-        let compiled = engine.precompile_component(bytes)?;
+        let compiled = super::tier::apart(|| engine.precompile_component(bytes))?;
         if let Err(e) = self.store(&path, hash, &compiled) {
             tracing::warn!(error = %crate::error_chain(&e), "precompiled artifact not cached");
         }

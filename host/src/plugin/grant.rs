@@ -120,6 +120,19 @@ impl GrantTable {
         &self.entries
     }
 
+    /// Whether the entry written under `name` could bind the file named `file` before its content
+    /// is known: its binding names that file, or only a content digest (which any file may
+    /// match). Only the file [`GrantTable::resolve`] binds gets the entry, so a file this says
+    /// no to can never be bound to `name`.
+    pub fn may_bind(&self, name: &str, file: &str) -> bool {
+        self.entries
+            .iter()
+            .find(|e| e.name == name)
+            .is_some_and(|e| {
+                !e.binding.is_empty() && e.binding.file.as_deref().is_none_or(|f| f == file)
+            })
+    }
+
     /// The settings a plugin that declares `declared`, loaded from the file named `file` with
     /// content digest `sha256`, runs with, and why. The entry written under the declared name
     /// applies only when its binding matches the file; otherwise the plugin gets the default
@@ -239,6 +252,22 @@ mod tests {
             st.reason.unwrap().contains("declares the name other"),
             "names the declared name"
         );
+    }
+
+    #[test]
+    fn a_file_may_be_bound_only_by_an_entry_naming_it_or_a_digest_alone() {
+        let by_file = table(Binding::file("webapp.wasm"));
+        assert!(by_file.may_bind("webapp", "webapp.wasm"));
+        assert!(!by_file.may_bind("webapp", "evil.wasm"));
+        assert!(
+            !by_file.may_bind("other", "webapp.wasm"),
+            "no entry of that name"
+        );
+        assert!(
+            table(Binding::sha256(REAL)).may_bind("webapp", "renamed.wasm"),
+            "any file may hold the digest"
+        );
+        assert!(!table(Binding::default()).may_bind("webapp", "webapp.wasm"));
     }
 
     #[test]

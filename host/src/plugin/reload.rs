@@ -15,13 +15,13 @@
 use super::cache::content_hash;
 use super::file::FileError;
 use super::instance::Plugin;
-use super::registry::{PluginEvent, Registry};
+use super::registry::{PluginEvent, Registry, keeps_name};
 use super::runtime::{LoadError, RejectReason, Runtime};
 use super::tier::Tier;
 use crate::metrics::{Metrics, ReloadResult};
 use futures::StreamExt;
 use notify::{RecursiveMode, Watcher};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,6 +82,15 @@ enum Prepared {
     Rejected(LoadError),
     /// A valid plugin.
     Ready(Plugin),
+}
+
+/// A file of a batch not yet applied to the registry.
+enum Waiting {
+    /// Being read and compiled; the plugin name its embedded manifest declares, if it has one
+    /// (a plugin whose `describe` says otherwise is refused at load).
+    Preparing(Option<String>),
+    /// Prepared, since the instant given; held until no file still waiting could take its name.
+    Held(Prepared, Instant),
 }
 
 /// Keeps the directory watch alive; dropping it stops watching.
@@ -197,15 +206,36 @@ impl Reloader {
     /// Bring the registry in line with the directory now: load new and changed files, unload
     /// plugins whose file is gone. Returns the events, in the order they happened.
     pub async fn scan(&self) -> Result<Vec<PluginEvent>, ReloadError> {
+        let mut events = Vec::new();
+        self.scan_each(|done| events.extend(done)).await?;
+        Ok(events)
+    }
+
+    /// [`Reloader::scan`], sending each plugin's events to `events` as soon as the plugin is
+    /// ready (see [`Reloader::sync_all`] for when a plugin waits for another file), so a host
+    /// starting with several new plugins serves each as it compiles. `events` is dropped when
+    /// the scan is done.
+    pub async fn scan_into(
+        &self,
+        events: mpsc::UnboundedSender<PluginEvent>,
+    ) -> Result<(), ReloadError> {
+        self.scan_each(|done| {
+            for event in done {
+                let _ = events.send(event);
+            }
+        })
+        .await
+    }
+
+    async fn scan_each(&self, emit: impl FnMut(Vec<PluginEvent>)) -> Result<(), ReloadError> {
         let present = super::wasm_files(&self.dir).map_err(|source| ReloadError::Read {
             path: self.dir.clone(),
             source,
         })?;
         let mut paths: BTreeSet<PathBuf> = present.into_iter().collect();
         paths.extend(self.loaded());
-        let events = self.sync_all(paths).await;
-        self.optimize(&events);
-        Ok(events)
+        self.sync_each(paths, emit).await;
+        Ok(())
     }
 
     /// Start the optimizing compile of every plugin `events` put in place on the baseline tier.
@@ -299,40 +329,168 @@ impl Reloader {
     }
 
     /// [`Reloader::sync`] for several files at once. The outcome does not depend on the order
-    /// files are named or arrive in: removals are applied first, then plugins bound by the
-    /// configuration to their declared name, then the rest by file name; of two files declaring
-    /// one name, the registry keeps the one [`super::Registry::install`] says, and a file that
-    /// lost its name is loaded again once the name is free.
+    /// files are named or arrive in: of two files declaring one name, the registry keeps the one
+    /// [`super::Registry::install`] says, and a file that lost its name is loaded again once the
+    /// name is free.
+    ///
+    /// Files are read and compiled in parallel, a core's worth at once, smallest first, and each
+    /// is applied to the registry as soon as it is ready, unless a file of the batch not yet
+    /// applied could take its plugin's name from it: then it waits for that file, so a plugin
+    /// that loses its name never runs, not even while another file compiles. A file still
+    /// compiling could take the name when it may declare it (it carries no embedded manifest,
+    /// or one with that name, or its plugin holds the name now) and would keep it by the rule
+    /// of [`super::registry::keeps_name`] (bound by the configuration, else sorting first).
+    /// Plugins that embed their manifest (`capstan annotate`) or that the configuration binds
+    /// are therefore never held back by a slower file.
     pub async fn sync_all(&self, paths: impl IntoIterator<Item = PathBuf>) -> Vec<PluginEvent> {
         let mut events = Vec::new();
+        self.sync_each(paths, |done| events.extend(done)).await;
+        events
+    }
+
+    /// [`Reloader::sync_all`], handing each applied file's events to `emit`, then starting the
+    /// optimizing compile of the plugins the batch put in place on the baseline tier (after
+    /// the batch, so that it takes no processor from a plugin still waiting to serve).
+    async fn sync_each(
+        &self,
+        paths: impl IntoIterator<Item = PathBuf>,
+        mut emit: impl FnMut(Vec<PluginEvent>),
+    ) {
         let mut work: BTreeSet<PathBuf> = paths.into_iter().collect();
         while !work.is_empty() {
-            // Read and compile in parallel, a core's worth at once.
-            let mut prepared: Vec<(PathBuf, Prepared, Instant)> =
-                futures::stream::iter(std::mem::take(&mut work))
-                    .map(|path| async move {
-                        let started = Instant::now();
-                        let p = self.prepare(&path).await;
-                        (path, p, started)
-                    })
-                    .buffer_unordered(self.parallel)
-                    .collect()
-                    .await;
-            prepared.sort_by_key(|(path, p, _)| {
-                let rank = match p {
-                    Prepared::Gone => 0,
-                    Prepared::Ready(plugin) if plugin.grant().bound => 1,
-                    _ => 2,
-                };
-                (rank, path.file_name().map(ToOwned::to_owned))
-            });
-            for (path, p, started) in prepared {
-                let (done, retry) = self.commit(&path, p, started);
-                events.extend(done);
-                work.extend(retry);
+            let batch = std::mem::take(&mut work);
+            let (mut waiting, order) = self.declared(batch).await;
+            let mut applied = Vec::new();
+            let mut prepared = futures::stream::iter(order)
+                .map(|path| async move {
+                    let started = Instant::now();
+                    let p = self.prepare(&path).await;
+                    (path, p, started)
+                })
+                .buffer_unordered(self.parallel);
+            while let Some((path, p, started)) = prepared.next().await {
+                waiting.insert(path, Waiting::Held(p, started));
+                while let Some(path) = self.releasable(&waiting) {
+                    let Some(Waiting::Held(p, started)) = waiting.remove(&path) else {
+                        continue;
+                    };
+                    let (done, retry) = self.commit(&path, p, started);
+                    work.extend(retry);
+                    emit(done.clone());
+                    applied.extend(done);
+                }
             }
+            self.optimize(&applied);
         }
-        events
+    }
+
+    /// Every file of a batch, waiting to be prepared, with the plugin name its embedded manifest
+    /// declares; and the order to prepare them in, smallest first (so the quick compiles serve
+    /// while the long ones run). Files are read only when the batch has several: one alone
+    /// waits for nothing.
+    async fn declared(
+        &self,
+        batch: BTreeSet<PathBuf>,
+    ) -> (BTreeMap<PathBuf, Waiting>, Vec<PathBuf>) {
+        let unknown = |batch: BTreeSet<PathBuf>| {
+            let waiting = batch
+                .iter()
+                .map(|path| (path.clone(), Waiting::Preparing(None)))
+                .collect();
+            (waiting, batch.into_iter().collect())
+        };
+        if batch.len() < 2 {
+            return unknown(batch);
+        }
+        let (dir, cap, paths) = (
+            self.dir.clone(),
+            self.runtime.max_plugin_bytes(),
+            batch.clone(),
+        );
+        let read = move || {
+            let mut files: Vec<(Option<usize>, PathBuf, Option<String>)> = paths
+                .into_iter()
+                .map(|path| match super::read_plugin_file(&dir, &path, cap) {
+                    Ok(bytes) => {
+                        let name = super::embedded::read(&bytes).ok().flatten().map(|m| m.name);
+                        (Some(bytes.len()), path, name)
+                    }
+                    Err(_) => (None, path, None),
+                })
+                .collect();
+            // Unreadable files first: they are quick to refuse or unload.
+            files.sort_by_key(|(len, path, _)| (*len, path.clone()));
+            files
+        };
+        let Ok(files) = tokio::task::spawn_blocking(read).await else {
+            return unknown(batch);
+        };
+        let order = files.iter().map(|(_, path, _)| path.clone()).collect();
+        let waiting = files
+            .into_iter()
+            .map(|(_, path, name)| (path, Waiting::Preparing(name)))
+            .collect();
+        (waiting, order)
+    }
+
+    /// The next prepared file that may be applied now: of those no file still waiting could
+    /// take the name from, the first in the order a batch is applied in (removals, then plugins
+    /// the configuration binds, then the rest by file name).
+    fn releasable(&self, waiting: &BTreeMap<PathBuf, Waiting>) -> Option<PathBuf> {
+        let rank = |path: &Path, p: &Prepared| {
+            let rank = match p {
+                Prepared::Gone => 0,
+                Prepared::Ready(plugin) if plugin.grant().bound => 1,
+                _ => 2,
+            };
+            (rank, path.file_name().map(ToOwned::to_owned))
+        };
+        waiting
+            .iter()
+            .filter_map(|(path, w)| match w {
+                Waiting::Held(p, _) => Some((rank(path, p), path)),
+                Waiting::Preparing(_) => None,
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|(_, path)| path)
+            .find(|path| match &waiting[*path] {
+                Waiting::Held(Prepared::Ready(plugin), _) => !self.contested(path, plugin, waiting),
+                _ => true,
+            })
+            .cloned()
+    }
+
+    /// Whether a file of `waiting` other than `path` could take the name of `plugin` (prepared
+    /// from `path`) from it, by [`keeps_name`].
+    fn contested(
+        &self,
+        path: &Path,
+        plugin: &Plugin,
+        waiting: &BTreeMap<PathBuf, Waiting>,
+    ) -> bool {
+        let name = plugin.name();
+        let mine = (path, plugin.grant().bound);
+        waiting.iter().any(|(other, w)| {
+            if other == path {
+                return false;
+            }
+            let bound = match w {
+                Waiting::Held(Prepared::Ready(rival), _) if rival.name() == name => {
+                    rival.grant().bound
+                }
+                Waiting::Held(..) => return false,
+                Waiting::Preparing(declared) => {
+                    let holds = self.registry.at(other).is_some_and(|p| p.name() == name);
+                    if !holds && declared.as_deref().is_some_and(|d| d != name) {
+                        return false;
+                    }
+                    let file = other.file_name().map(|f| f.to_string_lossy());
+                    file.is_some_and(|f| self.runtime.grants().may_bind(name, &f))
+                }
+            };
+            keeps_name((other, bound), mine).0
+        })
     }
 
     /// Read and load a file, without touching the registry.
@@ -503,13 +661,16 @@ impl Reloader {
                     // Unchanged files are left as they are: a sync compares content hashes.
                     pending.extend(this.tracked());
                 }
-                let synced = this.sync_all(std::mem::take(&mut pending)).await;
-                for event in &synced {
-                    if events.send(event.clone()).is_err() {
-                        return;
+                let mut open = true;
+                this.sync_each(std::mem::take(&mut pending), |done| {
+                    for event in done {
+                        open &= events.send(event).is_ok();
                     }
+                })
+                .await;
+                if !open {
+                    return;
                 }
-                this.optimize(&synced);
             }
         });
         Ok(WatchHandle {

@@ -413,6 +413,11 @@ impl Runtime {
         self.inner.max_plugin_bytes
     }
 
+    /// The configuration entries and the rule that binds them to files.
+    pub(crate) fn grants(&self) -> &GrantTable {
+        &self.inner.grants
+    }
+
     /// Read a plugin file of the directory `dir` as [`read_plugin_file`] does (regular files and
     /// links to them inside `dir` only, at most [`Runtime::max_plugin_bytes`]), off the async
     /// threads.

@@ -94,6 +94,26 @@ pub enum CompileTiers {
     OptimizedOnly,
 }
 
+/// Run `compile` on a thread pool of its own, one thread a core. wasmtime compiles a component's
+/// functions in parallel on the current rayon pool, by default one global pool whose threads
+/// finish the functions of the compile they started before they take another's: a small plugin
+/// compiled beside a large one waited for the whole of the large one (a 1.1 MB plugin beside a
+/// 12 MB one: 0.7–1.3 s instead of 0.2 s). Pools of their own share the cores fairly.
+pub(crate) fn apart<T: Send>(compile: impl FnOnce() -> T + Send) -> T {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(cores)
+        .thread_name(|i| format!("capstan-compile-{i}"))
+        .build()
+    {
+        Ok(pool) => pool.install(compile),
+        Err(e) => {
+            tracing::debug!(error = %e, "no thread pool of its own for a compile: the shared one");
+            compile()
+        }
+    }
+}
+
 /// One tier's engine, its linker of the host's imports, and its precompiled cache.
 pub(crate) struct TierEngine {
     pub(crate) tier: Tier,
@@ -144,7 +164,7 @@ impl TierEngine {
     ) -> wasmtime::Result<(Component, Origin)> {
         match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, hash, bytes),
-            None => Component::new(&self.engine, bytes).map(|c| (c, Origin::Compiled)),
+            None => apart(|| Component::new(&self.engine, bytes)).map(|c| (c, Origin::Compiled)),
         }
     }
 

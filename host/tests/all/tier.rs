@@ -3,7 +3,7 @@
 //! cached apart; a plugin Winch cannot compile is compiled optimized, saying why.
 #![allow(clippy::unwrap_used)]
 
-use crate::support::{deployment_json, guest, never_within, tempdir, wait_for};
+use crate::support::{deployment_json, guest, never_within, polyglot_guest, tempdir, wait_for};
 use capstan::contract::ObjectRef;
 use capstan::dispatch::{Change, ChangeEvent, DispatchConfig, Dispatcher, ObjectChange};
 use capstan::event::{Context, Event};
@@ -317,6 +317,61 @@ async fn a_file_renamed_into_the_directory_is_loaded_without_waiting_out_the_deb
     assert!(matches!(loaded, PluginEvent::Loaded(_)), "{loaded:?}");
 }
 
+/// A host starting with new plugins serves each as soon as it is compiled, not when the slowest
+/// is, unless a file still compiling could take its name (it sorts first and its name is not
+/// known): an 18 MB Python plugin takes seconds on the baseline compiler, a Rust one a blink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_start_each_plugin_serves_once_compiled_unless_a_file_compiling_could_take_its_name() {
+    let Some(python) = polyglot_guest("py-webapp") else {
+        return;
+    };
+    let plain = std::fs::read(&python).unwrap();
+    // The Python plugin's name in its component, as `capstan annotate` writes it.
+    let manifest = Runtime::new(crate::support::runtime_config())
+        .unwrap()
+        .load(&python)
+        .await
+        .unwrap()
+        .manifest()
+        .clone();
+    let annotated = capstan::plugin::embed_manifest(&plain, &manifest).unwrap();
+    for embedded in [true, false] {
+        let plugins = tempdir();
+        // `a-python.wasm` sorts before `b-echo.wasm`: were it to declare `echo-handler`, the
+        // name would be its own.
+        let bytes = if embedded { &annotated } else { &plain };
+        std::fs::write(plugins.path().join("a-python.wasm"), bytes).unwrap();
+        std::fs::copy(guest("echo-handler"), plugins.path().join("b-echo.wasm")).unwrap();
+        // No precompiled cache: both are compiled.
+        let runtime = Runtime::new(tiered()).unwrap();
+        let reloader = Reloader::new(runtime, Registry::new(), plugins.path());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let scan = tokio::spawn({
+            let reloader = reloader.clone();
+            async move { reloader.scan_into(tx).await }
+        });
+        let mut order = Vec::new();
+        while let Some(event) = rx.recv().await {
+            let PluginEvent::Loaded(p) = event else {
+                panic!("only loads: {event:?}")
+            };
+            assert_eq!(p.info().tier, Tier::Baseline);
+            order.push(p.name().to_owned());
+        }
+        scan.await.unwrap().unwrap();
+        let (fast, slow) = ("echo-handler".to_owned(), manifest.name.clone());
+        if embedded {
+            assert_eq!(order, [fast, slow], "the Rust plugin serves first");
+        } else {
+            assert_eq!(
+                order,
+                [slow, fast],
+                "the Rust plugin waits for the file sorting first"
+            );
+        }
+    }
+}
+
 /// One run: a fresh plugins directory watched by a fresh runtime (no precompiled cache), the
 /// component copied beside it and renamed in; the time until its first call (`describe`, on a
 /// fresh instance) returned, and the tier it ran on.
@@ -337,7 +392,7 @@ async fn file_to_first_call(component: &std::path::Path, tiers: CompileTiers) ->
     (started.elapsed(), plugin.info().tier)
 }
 
-/// Measures, not a check: `cargo test -p capstan-tests --test all -- --ignored --nocapture
+/// Measures, not a check: `cargo test -p capstan --test all -- --ignored --nocapture
 /// tier::measure` prints the median of 5 runs per guest and tier (webapp; and the Python example
 /// when `CAPSTAN_BENCH_PY_WEBAPP` names its component). `host/benches/tier.rs` is the criterion
 /// version.
