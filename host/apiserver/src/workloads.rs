@@ -212,8 +212,12 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
     next.map(|n| n.max(Duration::from_millis(20)))
 }
 
-/// The Deployment's part (`owned`: the ReplicaSets it controls): its new ReplicaSet exists with
-/// the wanted replicas, older ones are at zero, and its status sums theirs.
+/// The Deployment's part (`owned`: the ReplicaSets it controls), as the deployment controller's
+/// `rolloutRolling` and `rolloutRecreate` do it, one step a pass: the new ReplicaSet is created
+/// or scaled up within `maxSurge`, else the old ones are scaled down within `maxUnavailable`
+/// (those with unavailable Pods first), so a rollout proceeds as the new Pods become available;
+/// `Recreate` scales the old ones to zero and creates the new one once their Pods are gone.
+/// Then the status sums the ReplicaSets'.
 fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]) {
     let (Some(namespace), Some(name)) = (namespace(deployment), name(deployment)) else {
         return;
@@ -225,32 +229,79 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
         .iter()
         .copied()
         .find(|rs| rs["metadata"]["labels"][TEMPLATE_HASH].as_str() == Some(hash.as_str()));
-    match new {
-        None => {
-            let revision = owned
-                .iter()
-                .filter_map(|rs| revision(rs))
-                .max()
-                .unwrap_or(0)
-                + 1;
-            let replica_set = new_replica_set(deployment, namespace, name, &hash, wanted, revision);
-            if writes.create(REPLICA_SETS, namespace, replica_set) && wanted > 0 {
-                // `getNewReplicaSet`'s event for a new ReplicaSet.
-                scaling_event(writes, deployment, &format!("{name}-{hash}"), 0, wanted);
-            }
-        }
-        Some(rs) if rs["spec"]["replicas"].as_i64() != Some(wanted) => {
-            scale_with_event(writes, deployment, rs, wanted);
-        }
-        Some(_) => {}
-    }
-    for old in owned
+    let mut old: Vec<&Value> = owned
         .iter()
         .copied()
         .filter(|rs| !new.is_some_and(|n| std::ptr::eq(*rs, n)))
-    {
-        if old["spec"]["replicas"].as_i64() != Some(0) {
-            scale_with_event(writes, deployment, old, 0);
+        .collect();
+    old.sort_by(|a, b| by_creation(a, b));
+    let recreate = deployment["spec"]["strategy"]["type"] == "Recreate";
+    let (surge, unavailable) = fenceposts(deployment, wanted);
+    let spec = |rs: &Value| rs["spec"]["replicas"].as_i64().unwrap_or(0);
+    let available_of = |rs: &Value| rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
+    let old_specs: i64 = old.iter().map(|rs| spec(rs)).sum();
+    if recreate {
+        // `rolloutRecreate`: the old ones down first; the new one only once their Pods are gone.
+        let mut scaled = false;
+        for rs in old.iter().filter(|rs| spec(rs) != 0) {
+            scaled |= scale_with_event(writes, deployment, rs, 0);
+        }
+        let old_pods: i64 = old
+            .iter()
+            .map(|rs| rs["status"]["replicas"].as_i64().unwrap_or(0))
+            .sum();
+        if !scaled && old_pods == 0 {
+            match new {
+                None => create_new_replica_set(
+                    writes,
+                    deployment,
+                    owned,
+                    (namespace, name),
+                    &hash,
+                    wanted,
+                ),
+                Some(rs) if spec(rs) != wanted => {
+                    scale_with_event(writes, deployment, rs, wanted);
+                }
+                Some(_) => {}
+            }
+        }
+    } else {
+        // `reconcileNewReplicaSet`: up to the wanted count, within `maxSurge` of all Pods.
+        let grow = |current: i64, new_spec: i64| {
+            let room = wanted + surge - current;
+            if room <= 0 {
+                new_spec
+            } else {
+                new_spec + room.min(wanted - new_spec)
+            }
+        };
+        let (new_spec, new_available, scaled) = match new {
+            None => {
+                let size = grow(old_specs, 0);
+                create_new_replica_set(writes, deployment, owned, (namespace, name), &hash, size);
+                (size, 0, false)
+            }
+            Some(rs) if spec(rs) > wanted => (
+                spec(rs),
+                available_of(rs),
+                scale_with_event(writes, deployment, rs, wanted),
+            ),
+            Some(rs) if spec(rs) < wanted => {
+                let size = grow(old_specs + spec(rs), spec(rs));
+                let scaled = size != spec(rs) && scale_with_event(writes, deployment, rs, size);
+                (spec(rs), available_of(rs), scaled)
+            }
+            Some(rs) => (spec(rs), available_of(rs), false),
+        };
+        if !scaled && old_specs > 0 {
+            scale_down_old(
+                writes,
+                deployment,
+                &old,
+                (new_spec, new_available),
+                wanted - unavailable,
+            );
         }
     }
     let count = |rs: &Value, field: &str| rs["status"][field].as_i64().unwrap_or(0);
@@ -261,7 +312,8 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
     let available = sum("availableReplicas");
     let new_name = format!("{name}-{hash}");
     let complete = new.is_some() && updated == wanted && replicas == wanted && available == wanted;
-    let max_unavailable = max_unavailable(deployment, wanted);
+    // `calculateStatus`: unavailable counts against the ReplicaSets' wanted sizes.
+    let unavailable_replicas = (owned.iter().map(|rs| spec(rs)).sum::<i64>() - available).max(0);
     let old_status = &deployment["status"];
     let mut status = Map::new();
     status.insert(
@@ -273,14 +325,14 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
         ("updatedReplicas", updated),
         ("readyReplicas", ready),
         ("availableReplicas", available),
-        ("unavailableReplicas", (wanted - available).max(0)),
+        ("unavailableReplicas", unavailable_replicas),
     ] {
         // Zero counts are omitted, as Go's omitempty does.
         if value != 0 {
             status.insert(field.into(), json!(value));
         }
     }
-    let available_condition = if available >= wanted - max_unavailable {
+    let available_condition = if available >= wanted - unavailable {
         (
             "True",
             "MinimumReplicasAvailable",
@@ -316,10 +368,17 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
     writes.status(DEPLOYMENTS, deployment, Value::Object(status));
 }
 
-/// `scaleReplicaSet`: the new size, then the deployment controller's event saying so.
-fn scale_with_event(writes: &mut Writes<'_>, deployment: &Value, rs: &Value, replicas: i64) {
+/// `scaleReplicaSet`: the new size, then the deployment controller's event saying so. Returns
+/// whether it was written.
+fn scale_with_event(
+    writes: &mut Writes<'_>,
+    deployment: &Value,
+    rs: &Value,
+    replicas: i64,
+) -> bool {
     let from = rs["spec"]["replicas"].as_i64().unwrap_or(0);
-    if writes.scale(rs, replicas) {
+    let scaled = writes.scale(rs, replicas);
+    if scaled {
         scaling_event(
             writes,
             deployment,
@@ -328,6 +387,7 @@ fn scale_with_event(writes: &mut Writes<'_>, deployment: &Value, rs: &Value, rep
             replicas,
         );
     }
+    scaled
 }
 
 /// The deployment controller's `ScalingReplicaSet` event about `deployment`.
@@ -341,6 +401,80 @@ fn scaling_event(writes: &mut Writes<'_>, deployment: &Value, rs: &str, from: i6
     );
 }
 
+/// `getNewReplicaSet`'s creation of the new ReplicaSet with `replicas`, and its event.
+fn create_new_replica_set(
+    writes: &mut Writes<'_>,
+    deployment: &Value,
+    owned: &[&Value],
+    (namespace, name): (&str, &str),
+    hash: &str,
+    replicas: i64,
+) {
+    let revision = owned
+        .iter()
+        .filter_map(|rs| revision(rs))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let replica_set = new_replica_set(deployment, namespace, name, hash, replicas, revision);
+    if writes.create(REPLICA_SETS, namespace, replica_set) && replicas > 0 {
+        scaling_event(writes, deployment, &format!("{name}-{hash}"), 0, replicas);
+    }
+}
+
+/// `reconcileOldReplicaSets`: scale the old ReplicaSets (`old`, oldest first) down as far as
+/// keeping `min_available` Pods available allows, counting the new ReplicaSet's (`spec`,
+/// `available`) Pods not yet available as unavailable; those with unavailable Pods give them up
+/// first (`cleanupUnhealthyReplicas`), then the oldest give up available ones
+/// (`scaleDownOldReplicaSetsForRollingUpdate`).
+fn scale_down_old(
+    writes: &mut Writes<'_>,
+    deployment: &Value,
+    old: &[&Value],
+    (new_spec, new_available): (i64, i64),
+    min_available: i64,
+) {
+    let spec = |rs: &Value| rs["spec"]["replicas"].as_i64().unwrap_or(0);
+    let available_of = |rs: &Value| rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
+    let all_pods: i64 = old.iter().map(|rs| spec(rs)).sum::<i64>() + new_spec;
+    let max_scaled_down = all_pods - min_available - (new_spec - new_available);
+    if max_scaled_down <= 0 {
+        return;
+    }
+    let mut sizes: Vec<i64> = old.iter().map(|rs| spec(rs)).collect();
+    let mut cleaned = 0;
+    for (rs, size) in old.iter().zip(sizes.iter_mut()) {
+        if cleaned >= max_scaled_down {
+            break;
+        }
+        let unhealthy = *size - available_of(rs);
+        if *size == 0 || unhealthy <= 0 {
+            continue;
+        }
+        let down = (max_scaled_down - cleaned).min(unhealthy);
+        *size -= down;
+        cleaned += down;
+    }
+    let available: i64 = old.iter().map(|rs| available_of(rs)).sum::<i64>() + new_available;
+    let mut budget = available - min_available;
+    for size in &mut sizes {
+        if budget <= 0 {
+            break;
+        }
+        if *size == 0 {
+            continue;
+        }
+        let down = (*size).min(budget);
+        *size -= down;
+        budget -= down;
+    }
+    for (rs, size) in old.iter().zip(sizes) {
+        if size != spec(rs) {
+            scale_with_event(writes, deployment, rs, size);
+        }
+    }
+}
+
 /// The ReplicaSet's part (`owned`: the Pods it controls): as many Pods as it wants (the newest
 /// removed first), and its status counting them.
 fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec<&Value>) {
@@ -348,12 +482,7 @@ fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec
         return;
     };
     let wanted = replica_set["spec"]["replicas"].as_i64().unwrap_or(1).max(0);
-    owned.sort_by(|a, b| {
-        a["metadata"]["creationTimestamp"]
-            .as_str()
-            .cmp(&b["metadata"]["creationTimestamp"].as_str())
-            .then_with(|| name(a).cmp(&name(b)))
-    });
+    owned.sort_by(|a, b| by_creation(a, b));
     let have = i64::try_from(owned.len()).unwrap_or(i64::MAX);
     for _ in have..wanted {
         let pod = new_pod(replica_set, namespace, ("apps/v1", "ReplicaSet"));
@@ -1038,21 +1167,44 @@ fn condition(
     })
 }
 
-/// `spec.strategy.rollingUpdate.maxUnavailable` of a Deployment as a count of `replicas` (a
-/// percentage rounds down, as the deployment controller's), 25 % by default, 0 for `Recreate`.
-fn max_unavailable(deployment: &Value, replicas: i64) -> i64 {
+/// `maxSurge` and `maxUnavailable` of a Deployment as counts of `replicas`, as
+/// `ResolveFenceposts` resolves them: 25 % each by default, a percentage of surge rounding up
+/// and of unavailable down, at least one unavailable when both are 0, unavailable at most
+/// `replicas`; both 0 for `Recreate` and for no replicas (`MaxUnavailable`, `MaxSurge`).
+fn fenceposts(deployment: &Value, replicas: i64) -> (i64, i64) {
     let strategy = &deployment["spec"]["strategy"];
-    if strategy["type"] == "Recreate" {
-        return 0;
+    if strategy["type"] == "Recreate" || replicas <= 0 {
+        return (0, 0);
     }
-    match &strategy["rollingUpdate"]["maxUnavailable"] {
+    let scaled = |value: &Value, round_up: bool| match value {
         Value::Number(n) => n.as_i64().unwrap_or(0),
         Value::String(s) => s
             .strip_suffix('%')
             .and_then(|p| p.parse::<i64>().ok())
-            .map_or(0, |p| replicas * p / 100),
-        _ => replicas / 4,
+            .map_or(0, |p| {
+                let exact = replicas * p;
+                if round_up {
+                    (exact + 99) / 100
+                } else {
+                    exact / 100
+                }
+            }),
+        _ => {
+            let exact = replicas * 25;
+            if round_up {
+                (exact + 99) / 100
+            } else {
+                exact / 100
+            }
+        }
+    };
+    let rolling = &strategy["rollingUpdate"];
+    let surge = scaled(&rolling["maxSurge"], true);
+    let mut unavailable = scaled(&rolling["maxUnavailable"], false);
+    if surge == 0 && unavailable == 0 {
+        unavailable = 1;
     }
+    (surge, unavailable.min(replicas))
 }
 
 /// The hash of a Pod template, written as apimachinery's `SafeEncodeString` writes one: FNV-1a
@@ -1143,6 +1295,15 @@ fn is_ready(pod: &Value) -> bool {
         .into_iter()
         .flatten()
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Oldest first, then by name (`ReplicaSetsByCreationTimestamp`, and the pods a ReplicaSet
+/// keeps).
+fn by_creation(a: &Value, b: &Value) -> std::cmp::Ordering {
+    a["metadata"]["creationTimestamp"]
+        .as_str()
+        .cmp(&b["metadata"]["creationTimestamp"].as_str())
+        .then_with(|| name(a).cmp(&name(b)))
 }
 
 fn created_at(object: &Value) -> Option<DateTime<Utc>> {
@@ -1388,7 +1549,7 @@ impl<'a> Writes<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     fn target(cluster: &Cluster, gr: &str, name: Option<&str>) -> Target {
         Target {
@@ -1418,6 +1579,105 @@ mod tests {
             }
         }
         panic!("the passes never settled");
+    }
+
+    /// A Deployment of `replicas` with `strategy`, converged on image `nginx`, then given image
+    /// `nginx:2`; after every pass of its rollout, `check` gets the ReplicaSets' wanted sizes
+    /// (old, new) and the ready Pods' images.
+    fn roll_out(replicas: i64, strategy: Value, mut check: impl FnMut(i64, i64, &[String])) {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": replicas, "strategy": strategy,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+        });
+        let options = WriteOptions::default();
+        cluster
+            .create(&target(&cluster, DEPLOYMENTS, None), deployment, &options)
+            .unwrap();
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        settle(&cluster, at);
+        let mut changed = (*list(&cluster, DEPLOYMENTS)[0]).clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        cluster
+            .update(
+                &target(&cluster, DEPLOYMENTS, Some("web")),
+                changed,
+                &options,
+            )
+            .unwrap();
+        for _ in 0..60 {
+            let before = cluster.lock().store.resource_version();
+            pass(&cluster, Duration::ZERO, at);
+            let sizes = |image: &str| -> i64 {
+                list(&cluster, REPLICA_SETS)
+                    .iter()
+                    .filter(|rs| rs["spec"]["template"]["spec"]["containers"][0]["image"] == image)
+                    .map(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(0))
+                    .sum()
+            };
+            let ready: Vec<String> = list(&cluster, PODS)
+                .iter()
+                .filter(|p| is_ready(p))
+                .map(|p| {
+                    p["spec"]["containers"][0]["image"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect();
+            check(sizes("nginx"), sizes("nginx:2"), &ready);
+            if cluster.lock().store.resource_version() == before {
+                let images: Vec<String> = list(&cluster, PODS)
+                    .iter()
+                    .map(|p| {
+                        p["spec"]["containers"][0]["image"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned()
+                    })
+                    .collect();
+                assert_eq!(
+                    images,
+                    vec!["nginx:2".to_owned(); usize::try_from(replicas).unwrap()]
+                );
+                assert_eq!((sizes("nginx"), sizes("nginx:2")), (0, replicas));
+                return;
+            }
+        }
+        panic!("the rollout never settled");
+    }
+
+    #[test]
+    fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
+        // 4 replicas, one Pod of surge, one unavailable: never more than 5 wanted, never fewer
+        // than 3 ready, and both versions serve side by side on the way.
+        let mut mixed = false;
+        roll_out(
+            4,
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}),
+            |old, new, ready| {
+                assert!(old + new <= 5, "{old} + {new} wanted");
+                assert!(ready.len() >= 3, "{} ready", ready.len());
+                mixed |= ready.iter().any(|i| i == "nginx") && ready.iter().any(|i| i == "nginx:2");
+            },
+        );
+        assert!(mixed, "old and new Pods served together during the rollout");
+    }
+
+    #[test]
+    fn recreate_removes_the_old_pods_before_creating_new_ones() {
+        roll_out(3, json!({"type": "Recreate"}), |old, new, ready| {
+            assert!(
+                old == 0 || new == 0,
+                "{old} old and {new} new wanted at once"
+            );
+            let versions: BTreeSet<&String> = ready.iter().collect();
+            assert!(versions.len() <= 1, "never both versions: {ready:?}");
+        });
     }
 
     #[test]
@@ -1681,7 +1941,8 @@ mod tests {
             "NewReplicaSetAvailable"
         );
 
-        // A new template: a second ReplicaSet takes over, the first goes to zero.
+        // A new template: a second ReplicaSet takes over, the first goes to zero, a Pod at a
+        // time (25 % of 2: one Pod of surge, none unavailable).
         let mut changed = (**web).clone();
         changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
         cluster
@@ -1726,9 +1987,11 @@ mod tests {
             .collect();
         let (first, second) = (&names[&Some(1)], &names[&Some(2)]);
         let mut scaling = vec![
-            format!("Scaled down replica set {first} from 2 to 0"),
             format!("Scaled up replica set {first} from 0 to 2"),
-            format!("Scaled up replica set {second} from 0 to 2"),
+            format!("Scaled up replica set {second} from 0 to 1"),
+            format!("Scaled down replica set {first} from 2 to 1"),
+            format!("Scaled up replica set {second} from 1 to 2"),
+            format!("Scaled down replica set {first} from 1 to 0"),
         ];
         scaling.sort();
         assert_eq!(said(DEPLOYMENT_CONTROLLER, "ScalingReplicaSet"), scaling);
@@ -1850,17 +2113,31 @@ mod tests {
     }
 
     #[test]
-    fn max_unavailable_reads_counts_and_percentages() {
+    fn fenceposts_resolve_counts_and_percentages_as_the_deployment_controller() {
         let d = |strategy: Value| json!({"spec": {"strategy": strategy}});
-        assert_eq!(max_unavailable(&d(json!({})), 8), 2);
-        assert_eq!(max_unavailable(&d(json!({"type": "Recreate"})), 8), 0);
+        // 25 % of 8 each; surge rounds up, unavailable down.
+        assert_eq!(fenceposts(&d(json!({})), 8), (2, 2));
+        assert_eq!(fenceposts(&d(json!({})), 3), (1, 0));
+        assert_eq!(fenceposts(&d(json!({})), 1), (1, 0));
+        assert_eq!(fenceposts(&d(json!({"type": "Recreate"})), 8), (0, 0));
+        assert_eq!(fenceposts(&d(json!({})), 0), (0, 0));
+        let rolling = |r: Value| d(json!({"type": "RollingUpdate", "rollingUpdate": r}));
         assert_eq!(
-            max_unavailable(&d(json!({"rollingUpdate": {"maxUnavailable": "50%"}})), 5),
-            2
+            fenceposts(&rolling(json!({"maxUnavailable": "50%"})), 5),
+            (2, 2)
         );
         assert_eq!(
-            max_unavailable(&d(json!({"rollingUpdate": {"maxUnavailable": 3}})), 5),
-            3
+            fenceposts(&rolling(json!({"maxUnavailable": 3, "maxSurge": 0})), 5),
+            (0, 3)
+        );
+        // Both 0: one may be unavailable; never more than the replicas.
+        assert_eq!(
+            fenceposts(&rolling(json!({"maxUnavailable": 0, "maxSurge": "0%"})), 5),
+            (0, 1)
+        );
+        assert_eq!(
+            fenceposts(&rolling(json!({"maxUnavailable": 9})), 5),
+            (2, 5)
         );
     }
 

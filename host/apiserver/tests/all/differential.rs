@@ -82,6 +82,9 @@ struct Expect {
     /// Lines the output has, runs of spaces taken as one.
     #[serde(default)]
     stdout_lines: Vec<String>,
+    /// Texts the output does not contain.
+    #[serde(default)]
+    stdout_lacks: Vec<String>,
     /// Texts kubectl's standard error contains.
     #[serde(default)]
     stderr: Vec<String>,
@@ -261,6 +264,11 @@ fn differences(case: &Case, outcome: &Outcome) -> Vec<String> {
     for text in &expect.stdout {
         if !haystack.contains(text.as_str()) {
             out.push(format!("output lacks {text:?}"));
+        }
+    }
+    for text in &expect.stdout_lacks {
+        if haystack.contains(text.as_str()) {
+            out.push(format!("output has {text:?}"));
         }
     }
     if let Some(whole) = &expect.stdout_is
