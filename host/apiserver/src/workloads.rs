@@ -150,11 +150,14 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
     for deployment in &deployments {
         deployment_pass(&mut writes, deployment, &controlled(&sets_of, deployment));
     }
-    for replica_set in &replica_sets {
-        replica_set_pass(&mut writes, replica_set, controlled(&pods_of, replica_set));
-    }
     let mut next: Option<Duration> = None;
     let mut wake_in = |wait: Duration| next = Some(next.map_or(wait, |n| n.min(wait)));
+    for replica_set in &replica_sets {
+        let owned = controlled(&pods_of, replica_set);
+        if let Some(wait) = replica_set_pass(&mut writes, replica_set, owned, now) {
+            wake_in(wait);
+        }
+    }
     for job in &jobs {
         job_pass(&mut writes, job, &controlled(&pods_of, job), now);
         if let Some(expires) = ttl_expiry(job) {
@@ -167,7 +170,9 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         }
     }
     for set in &stateful_sets {
-        stateful_set_pass(&mut writes, set, &controlled(&pods_of, set));
+        if let Some(wait) = stateful_set_pass(&mut writes, set, &controlled(&pods_of, set), now) {
+            wake_in(wait);
+        }
     }
     for pod in &pods {
         match pod["status"]["phase"].as_str() {
@@ -235,6 +240,14 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
         .filter(|rs| !new.is_some_and(|n| std::ptr::eq(*rs, n)))
         .collect();
     old.sort_by(|a, b| by_creation(a, b));
+    // `getNewReplicaSet` keeps the new ReplicaSet's `minReadySeconds` the Deployment's.
+    if let Some(rs) = new
+        && min_ready(rs) != min_ready(deployment)
+    {
+        let mut body = rs.clone();
+        body["spec"]["minReadySeconds"] = json!(min_ready(deployment));
+        writes.update("update", REPLICA_SETS, body);
+    }
     let recreate = deployment["spec"]["strategy"]["type"] == "Recreate";
     let (surge, unavailable) = fenceposts(deployment, wanted);
     let spec = |rs: &Value| rs["spec"]["replicas"].as_i64().unwrap_or(0);
@@ -477,10 +490,13 @@ fn scale_down_old(
 
 /// The ReplicaSet's part (`owned`: the Pods it controls): as many Pods as it wants (the newest
 /// removed first), and its status counting them.
-fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec<&Value>) {
-    let Some(namespace) = namespace(replica_set) else {
-        return;
-    };
+fn replica_set_pass(
+    writes: &mut Writes<'_>,
+    replica_set: &Value,
+    mut owned: Vec<&Value>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let namespace = namespace(replica_set)?;
     let wanted = replica_set["spec"]["replicas"].as_i64().unwrap_or(1).max(0);
     owned.sort_by(|a, b| by_creation(a, b));
     let have = i64::try_from(owned.len()).unwrap_or(i64::MAX);
@@ -512,13 +528,14 @@ fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec
         }
     }
     let ready = i64::try_from(owned.iter().filter(|p| is_ready(p)).count()).unwrap_or(0);
+    let (available, wake) = availability(&owned, min_ready(replica_set), now);
     let replicas = i64::try_from(owned.len()).unwrap_or(0);
     let mut status = Map::new();
     status.insert("replicas".into(), json!(replicas));
     for (field, value) in [
         ("fullyLabeledReplicas", replicas),
         ("readyReplicas", ready),
-        ("availableReplicas", ready),
+        ("availableReplicas", available),
     ] {
         if value != 0 {
             status.insert(field.into(), json!(value));
@@ -529,6 +546,41 @@ fn replica_set_pass(writes: &mut Writes<'_>, replica_set: &Value, mut owned: Vec
         replica_set["metadata"]["generation"].clone(),
     );
     writes.status(REPLICA_SETS, replica_set, Value::Object(status));
+    wake
+}
+
+/// `spec.minReadySeconds` of a ReplicaSet, Deployment or StatefulSet.
+fn min_ready(object: &Value) -> i64 {
+    object["spec"]["minReadySeconds"]
+        .as_i64()
+        .unwrap_or(0)
+        .max(0)
+}
+
+/// How many of `pods` are available (`IsPodAvailable`: Ready, for longer than `min_ready`
+/// seconds), and how long until the next ready one becomes available.
+fn availability(pods: &[&Value], min_ready: i64, now: DateTime<Utc>) -> (i64, Option<Duration>) {
+    let mut available = 0;
+    let mut wake: Option<Duration> = None;
+    for pod in pods.iter().filter(|p| is_ready(p)) {
+        let since = pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .and_then(|c| parse_timestamp(c["lastTransitionTime"].as_str()?));
+        let at = since.map(|t| t + chrono::Duration::seconds(min_ready));
+        match at {
+            _ if min_ready == 0 => available += 1,
+            Some(at) if at < now => available += 1,
+            Some(at) => {
+                let wait = (at - now).to_std().unwrap_or_default() + Duration::from_millis(10);
+                wake = Some(wake.map_or(wait, |w| w.min(wait)));
+            }
+            None => {}
+        }
+    }
+    (available, wake)
 }
 
 /// The Job's part (`owned`: the Pods it controls), for a Job not finished: as many Pods running
@@ -692,10 +744,13 @@ fn ensure_condition(
 /// (all at once for `Parallel`); the highest ordinals removed first on scale down; on a new
 /// template (the `RollingUpdate` strategy), the highest-ordinal Pod of the old revision deleted
 /// while every other is Ready, to be created again at the new one; the status counting them.
-fn stateful_set_pass(writes: &mut Writes<'_>, set: &Value, owned: &[&Value]) {
-    let (Some(namespace), Some(set_name)) = (namespace(set), name(set)) else {
-        return;
-    };
+fn stateful_set_pass(
+    writes: &mut Writes<'_>,
+    set: &Value,
+    owned: &[&Value],
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let (namespace, set_name) = (namespace(set)?, name(set)?);
     let spec = &set["spec"];
     let wanted = spec["replicas"].as_i64().unwrap_or(1).max(0);
     let update_revision = format!("{set_name}-{}", template_hash(&spec["template"]));
@@ -760,13 +815,16 @@ fn stateful_set_pass(writes: &mut Writes<'_>, set: &Value, owned: &[&Value]) {
         .as_str()
         .unwrap_or("RollingUpdate")
         == "RollingUpdate";
+    // Ordinals below the partition keep their revision.
+    let partition = spec["updateStrategy"]["rollingUpdate"]["partition"]
+        .as_i64()
+        .unwrap_or(0);
     if rolling
         && all_ready
         && extra.is_empty()
-        && let Some((_, stale)) = current
-            .iter()
-            .rev()
-            .find(|(_, p)| revision_of(p).as_deref() != Some(update_revision.as_str()))
+        && let Some((_, stale)) = current.iter().rev().find(|(i, p)| {
+            *i >= partition && revision_of(p).as_deref() != Some(update_revision.as_str())
+        })
         && writes.delete(PODS, stale)
     {
         event(writes, "delete", name(stale).unwrap_or_default());
@@ -801,11 +859,14 @@ fn stateful_set_pass(writes: &mut Writes<'_>, set: &Value, owned: &[&Value]) {
             status.insert(field.into(), json!(value));
         }
     }
-    status.insert("availableReplicas".into(), json!(ready));
+    let current_pods: Vec<&Value> = current.iter().map(|(_, p)| *p).collect();
+    let (available, wake) = availability(&current_pods, min_ready(set), now);
+    status.insert("availableReplicas".into(), json!(available));
     status.insert("currentRevision".into(), json!(current_revision));
     status.insert("updateRevision".into(), json!(update_revision));
     status.insert("collisionCount".into(), json!(0));
     writes.status(STATEFUL_SETS, set, Value::Object(status));
+    wake
 }
 
 /// Pod `ordinal` of a StatefulSet at `revision`: named `NAME-ORDINAL`, its hostname that name and
@@ -890,7 +951,7 @@ fn new_replica_set(
     template["metadata"]["labels"][TEMPLATE_HASH] = json!(hash);
     let mut selector = deployment["spec"]["selector"].clone();
     selector["matchLabels"][TEMPLATE_HASH] = json!(hash);
-    json!({
+    let mut replica_set = json!({
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
         "metadata": {
@@ -904,7 +965,11 @@ fn new_replica_set(
             "ownerReferences": [controller_reference(deployment, "apps/v1", "Deployment")],
         },
         "spec": {"replicas": replicas, "selector": selector, "template": template},
-    })
+    });
+    if min_ready(deployment) > 0 {
+        replica_set["spec"]["minReadySeconds"] = json!(min_ready(deployment));
+    }
+    replica_set
 }
 
 /// A new Pod of `owner` (a ReplicaSet or a Job: `(apiVersion, kind)`), from its template,
@@ -1678,6 +1743,107 @@ mod tests {
             let versions: BTreeSet<&String> = ready.iter().collect();
             assert!(versions.len() <= 1, "never both versions: {ready:?}");
         });
+    }
+
+    #[test]
+    fn pods_count_as_available_only_min_ready_seconds_after_they_are_ready() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 2, "minReadySeconds": 30,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+        });
+        cluster
+            .create(
+                &target(&cluster, DEPLOYMENTS, None),
+                deployment,
+                &WriteOptions::default(),
+            )
+            .unwrap();
+        // Ready at once (no delay), but not available for 30 s: the pass says when to look again.
+        let start = Utc::now();
+        settle(&cluster, start);
+        let rs = &list(&cluster, REPLICA_SETS)[0];
+        assert_eq!(rs["spec"]["minReadySeconds"], 30, "the Deployment's");
+        assert_eq!(rs["status"]["readyReplicas"], 2);
+        assert_eq!(rs["status"].get("availableReplicas"), None);
+        let wake = pass(&cluster, Duration::ZERO, start).expect("a wake-up");
+        assert!(wake > Duration::from_secs(25), "{wake:?}");
+        let web = &list(&cluster, DEPLOYMENTS)[0];
+        assert_eq!(web["status"]["unavailableReplicas"], 2);
+        assert_eq!(web["status"]["conditions"][0]["status"], "False");
+        settle(&cluster, start + chrono::Duration::seconds(31));
+        assert_eq!(
+            list(&cluster, REPLICA_SETS)[0]["status"]["availableReplicas"],
+            2
+        );
+        let web = &list(&cluster, DEPLOYMENTS)[0];
+        assert_eq!(web["status"]["availableReplicas"], 2);
+        assert_eq!(
+            web["status"]["conditions"][0]["reason"],
+            "MinimumReplicasAvailable"
+        );
+    }
+
+    #[test]
+    fn a_stateful_set_partition_keeps_the_lower_ordinals_at_their_revision() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let set = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}},
+        });
+        let options = WriteOptions::default();
+        cluster
+            .create(&target(&cluster, STATEFUL_SETS, None), set, &options)
+            .unwrap();
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        settle(&cluster, at);
+        let mut changed = (*list(&cluster, STATEFUL_SETS)[0]).clone();
+        let old = changed["status"]["currentRevision"].clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("postgres:17");
+        cluster
+            .update(
+                &target(&cluster, STATEFUL_SETS, Some("db")),
+                changed,
+                &options,
+            )
+            .unwrap();
+        settle(&cluster, at);
+        let images: BTreeMap<String, String> = list(&cluster, PODS)
+            .iter()
+            .map(|p| {
+                let name = p["metadata"]["name"].as_str().unwrap().to_owned();
+                (
+                    name,
+                    p["spec"]["containers"][0]["image"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            images,
+            BTreeMap::from([
+                ("db-0".to_owned(), "postgres:16".to_owned()),
+                ("db-1".to_owned(), "postgres:16".to_owned()),
+                ("db-2".to_owned(), "postgres:17".to_owned()),
+            ])
+        );
+        let db = &list(&cluster, STATEFUL_SETS)[0];
+        assert_eq!(db["status"]["updatedReplicas"], 1);
+        assert_eq!(
+            db["status"]["currentRevision"], old,
+            "not every Pod is updated"
+        );
+        assert_ne!(db["status"]["updateRevision"], old);
     }
 
     #[test]
