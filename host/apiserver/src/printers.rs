@@ -272,8 +272,12 @@ fn job_status(v: &Value) -> Value {
         "Complete"
     } else if has("Failed") {
         "Failed"
+    } else if v.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
     } else if has("Suspended") {
         "Suspended"
+    } else if has("FailureTarget") {
+        "FailureTarget"
     } else {
         "Running"
     })

@@ -159,7 +159,9 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         }
     }
     for job in &jobs {
-        job_pass(&mut writes, job, &controlled(&pods_of, job), now);
+        if let Some(wait) = job_pass(&mut writes, job, &controlled(&pods_of, job), now) {
+            wake_in(wait);
+        }
         if let Some(expires) = ttl_expiry(job) {
             if expires <= now {
                 // The TTL-after-finished controller's delete: Foreground, on the Job's uid.
@@ -587,13 +589,16 @@ fn availability(pods: &[&Value], min_ready: i64, now: DateTime<Utc>) -> (i64, Op
 /// as its parallelism and the completions still wanted allow, its status counting them, and once
 /// enough succeeded, `SuccessCriteriaMet` and `Complete`; suspended, none running and the
 /// `Suspended` condition, resumed, that condition False and its start time reset.
-fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTime<Utc>) {
-    let Some(namespace) = namespace(job) else {
-        return;
-    };
+fn job_pass(
+    writes: &mut Writes<'_>,
+    job: &Value,
+    owned: &[&Value],
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let namespace = namespace(job)?;
     let spec = &job["spec"];
     if finished_condition(job).is_some() {
-        return;
+        return None;
     }
     let suspended = spec["suspend"] == true;
     let phase = |p: &&Value| p["status"]["phase"].as_str().map(str::to_owned);
@@ -647,6 +652,26 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
         }
         start.get_or_insert_with(|| json!(time));
     }
+    // `pastActiveDeadline`: the Job fails, its active Pods deleted (and counted as failed).
+    let deadline = spec["activeDeadlineSeconds"]
+        .as_i64()
+        .filter(|_| !suspended)
+        .and_then(|seconds| {
+            let started = parse_timestamp(start.as_ref()?.as_str()?)?;
+            Some(started + chrono::Duration::seconds(seconds))
+        });
+    let past_deadline = !complete && deadline.is_some_and(|d| d <= now);
+    let mut failed = 0;
+    if past_deadline {
+        for pod in &active {
+            if writes.delete(PODS, pod) {
+                failed += 1;
+                let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
+                writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
+            }
+        }
+    }
+    let wanted = if past_deadline { 0 } else { wanted };
     let mut created = 0;
     for _ in count(active.len())..wanted {
         let pod = new_pod(job, namespace, ("batch/v1", "Job"));
@@ -665,17 +690,24 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
     if let Some(start) = start {
         status.insert("startTime".into(), start);
     }
-    let active_now = count(active.len()) - deleted + created;
+    let active_now = count(active.len()) - deleted - failed + created;
     if active_now > 0 && !complete {
         status.insert("active".into(), json!(active_now));
     }
     if succeeded > 0 {
         status.insert("succeeded".into(), json!(succeeded));
     }
+    if failed > 0 {
+        status.insert("failed".into(), json!(failed));
+    }
     let ready = count(active.iter().filter(|p| is_ready(p)).count());
     status.insert(
         "ready".into(),
-        json!(if complete || suspended { 0 } else { ready }),
+        json!(if complete || suspended || past_deadline {
+            0
+        } else {
+            ready
+        }),
     );
     status.insert("terminating".into(), json!(0));
     status.insert("uncountedTerminatedPods".into(), json!({}));
@@ -689,12 +721,31 @@ fn job_pass(writes: &mut Writes<'_>, job: &Value, owned: &[&Value], now: DateTim
         ensure_condition(&mut conditions, "Complete", reached, &time);
         status.insert("completionTime".into(), json!(time));
     }
+    const DEADLINE: (&str, &str, &str) = (
+        "True",
+        "DeadlineExceeded",
+        "Job was active longer than specified deadline",
+    );
+    if past_deadline {
+        // `FailureTarget` first, `Failed` once the Pods are gone: here in one write.
+        ensure_condition(&mut conditions, "FailureTarget", DEADLINE, &time);
+        ensure_condition(&mut conditions, "Failed", DEADLINE, &time);
+    }
     if !conditions.is_empty() {
         status.insert("conditions".into(), json!(conditions));
     }
-    if writes.status(JOBS, job, Value::Object(status)) && complete {
-        writes.event(job, JOB_CONTROLLER, "Completed", "Job completed".to_owned());
+    if writes.status(JOBS, job, Value::Object(status)) {
+        // `recordJobFinished`.
+        if complete {
+            writes.event(job, JOB_CONTROLLER, "Completed", "Job completed".to_owned());
+        } else if past_deadline {
+            writes.warning(job, JOB_CONTROLLER, DEADLINE.1, DEADLINE.2.to_owned());
+        }
     }
+    // `syncJob` looks again when the deadline comes.
+    deadline
+        .filter(|_| !past_deadline && !complete)
+        .map(|d| (d - now).to_std().unwrap_or_default())
 }
 
 /// A finished Job's `Complete` or `Failed` condition (True), if it has one (`IsJobFinished`).
@@ -1467,23 +1518,46 @@ impl<'a> Writes<'a> {
     /// controller: a core v1 Event named `NAME.<hex nanoseconds>`, with `source.component` and
     /// `reportingComponent` the controller's name, seen once.
     fn event(&mut self, regarding: &Value, component: &str, reason: &str, message: String) {
-        self.record(regarding, None, (component, ""), reason, message);
+        self.record(
+            regarding,
+            None,
+            (component, ""),
+            ("Normal", reason),
+            message,
+        );
+    }
+
+    /// Records a Warning Event about `regarding` from the controller `component`.
+    fn warning(&mut self, regarding: &Value, component: &str, reason: &str, message: String) {
+        self.record(
+            regarding,
+            None,
+            (component, ""),
+            ("Warning", reason),
+            message,
+        );
     }
 
     /// Records a Normal Event of the simulated node's kubelet about a container of `pod`
     /// (`field_path`: `spec.containers{NAME}`), from `kubelet` on the node.
     fn kubelet_event(&mut self, pod: &Value, field_path: &str, reason: &str, message: String) {
-        self.record(pod, Some(field_path), ("kubelet", NODE), reason, message);
+        self.record(
+            pod,
+            Some(field_path),
+            ("kubelet", NODE),
+            ("Normal", reason),
+            message,
+        );
     }
 
-    /// Records a Normal Event about `regarding` (a part of it at `field_path`) from `source`
-    /// (component and host).
+    /// Records an Event of type `kind` (`Normal`, `Warning`) about `regarding` (a part of it at
+    /// `field_path`) from `source` (component and host).
     fn record(
         &mut self,
         regarding: &Value,
         field_path: Option<&str>,
         (component, host): (&str, &str),
-        reason: &str,
+        (kind, reason): (&str, &str),
         message: String,
     ) {
         let (Some(namespace), Some(name)) = (namespace(regarding), name(regarding)) else {
@@ -1514,7 +1588,7 @@ impl<'a> Writes<'a> {
             "firstTimestamp": at,
             "lastTimestamp": at,
             "count": 1,
-            "type": "Normal",
+            "type": kind,
             "reportingComponent": component,
             "reportingInstance": host,
         });
@@ -1959,6 +2033,71 @@ mod tests {
         assert_eq!(done["status"]["conditions"][0]["reason"], "JobResumed");
         assert!(done["status"]["startTime"].is_string());
         assert_eq!(list(&cluster, PODS).len(), 4);
+    }
+
+    #[test]
+    fn a_job_past_its_active_deadline_fails_and_its_pods_are_deleted() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let job = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "slow", "namespace": "default"},
+            "spec": {"activeDeadlineSeconds": 10, "template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
+        });
+        cluster
+            .create(&target(&cluster, JOBS, None), job, &WriteOptions::default())
+            .unwrap();
+        // Its Pod would take two minutes: the deadline comes first, and the pass says when.
+        let start = Utc::now();
+        let delay = Duration::from_secs(60);
+        pass(&cluster, delay, start);
+        let wake = pass(&cluster, delay, start).unwrap();
+        assert!(
+            wake > Duration::from_secs(8) && wake <= Duration::from_secs(10),
+            "{wake:?}"
+        );
+        assert_eq!(list(&cluster, PODS).len(), 1);
+        for _ in 0..3 {
+            pass(&cluster, delay, start + chrono::Duration::seconds(11));
+        }
+        assert!(list(&cluster, PODS).is_empty(), "its active Pod is deleted");
+        let slow = &list(&cluster, JOBS)[0];
+        let status = &slow["status"];
+        assert_eq!(status["failed"], 1);
+        assert_eq!(status.get("active"), None);
+        assert_eq!(status["ready"], 0);
+        assert_eq!(
+            status.get("completionTime"),
+            None,
+            "only a complete Job has one"
+        );
+        let conditions: Vec<(&str, &str, &str, &str)> = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let field = |f: &str| c[f].as_str().unwrap_or_default();
+                (
+                    field("type"),
+                    field("status"),
+                    field("reason"),
+                    field("message"),
+                )
+            })
+            .collect();
+        let message = "Job was active longer than specified deadline";
+        assert_eq!(
+            conditions,
+            [
+                ("FailureTarget", "True", "DeadlineExceeded", message),
+                ("Failed", "True", "DeadlineExceeded", message),
+            ]
+        );
+        let warned = list(&cluster, EVENTS)
+            .iter()
+            .filter(|e| e["type"] == "Warning" && e["reason"] == "DeadlineExceeded")
+            .count();
+        assert_eq!(warned, 1, "one Warning Event");
     }
 
     #[test]
