@@ -255,9 +255,35 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
     let spec = |rs: &Value| rs["spec"]["replicas"].as_i64().unwrap_or(0);
     let available_of = |rs: &Value| rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
     let old_specs: i64 = old.iter().map(|rs| spec(rs)).sum();
-    if recreate {
+    let paused = deployment["spec"]["paused"] == true;
+    // `DeploymentComplete` of the status before this pass: when old ReplicaSets may be cleaned up.
+    let was_complete = {
+        let status = &deployment["status"];
+        let count = |field: &str| status[field].as_i64().unwrap_or(0);
+        count("updatedReplicas") == wanted
+            && count("replicas") == wanted
+            && count("availableReplicas") == wanted
+            && status["observedGeneration"].as_i64()
+                >= deployment["metadata"]["generation"].as_i64()
+    };
+    let mut scaled = false;
+    if paused {
+        // `sync`: no rollout while paused; `FindActiveOrLatest` (the one ReplicaSet with Pods,
+        // else the new one, else the newest old one) follows `replicas`. Proportional scaling of
+        // several active ReplicaSets is not done.
+        let mut active = owned.iter().copied().filter(|rs| spec(rs) > 0);
+        let serving = match (active.next(), active.next()) {
+            (Some(rs), None) => Some(rs),
+            (None, _) => new.or(old.last().copied()),
+            (Some(_), Some(_)) => None,
+        };
+        if let Some(rs) = serving
+            && spec(rs) != wanted
+        {
+            scaled = scale_with_event(writes, deployment, rs, wanted);
+        }
+    } else if recreate {
         // `rolloutRecreate`: the old ones down first; the new one only once their Pods are gone.
-        let mut scaled = false;
         for rs in old.iter().filter(|rs| spec(rs) != 0) {
             scaled |= scale_with_event(writes, deployment, rs, 0);
         }
@@ -276,7 +302,7 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
                     wanted,
                 ),
                 Some(rs) if spec(rs) != wanted => {
-                    scale_with_event(writes, deployment, rs, wanted);
+                    scaled = scale_with_event(writes, deployment, rs, wanted);
                 }
                 Some(_) => {}
             }
@@ -291,7 +317,9 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
                 new_spec + room.min(wanted - new_spec)
             }
         };
-        let (new_spec, new_available, scaled) = match new {
+        let new_spec;
+        let new_available;
+        (new_spec, new_available, scaled) = match new {
             None => {
                 let size = grow(old_specs, 0);
                 create_new_replica_set(writes, deployment, owned, (namespace, name), &hash, size);
@@ -310,7 +338,7 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
             Some(rs) => (spec(rs), available_of(rs), false),
         };
         if !scaled && old_specs > 0 {
-            scale_down_old(
+            scaled = scale_down_old(
                 writes,
                 deployment,
                 &old,
@@ -318,6 +346,9 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
                 wanted - unavailable,
             );
         }
+    }
+    if paused || (!scaled && was_complete) {
+        clean_up(writes, deployment, &old);
     }
     let count = |rs: &Value, field: &str| rs["status"][field].as_i64().unwrap_or(0);
     let sum = |field: &str| owned.iter().map(|rs| count(rs, field)).sum::<i64>();
@@ -360,7 +391,14 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
             "Deployment does not have minimum availability.".to_owned(),
         )
     };
-    let progressing_condition = if complete {
+    let progressing_condition = if paused {
+        // `checkPausedConditions`.
+        (
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused".to_owned(),
+        )
+    } else if complete {
         (
             "True",
             "NewReplicaSetAvailable",
@@ -448,13 +486,13 @@ fn scale_down_old(
     old: &[&Value],
     (new_spec, new_available): (i64, i64),
     min_available: i64,
-) {
+) -> bool {
     let spec = |rs: &Value| rs["spec"]["replicas"].as_i64().unwrap_or(0);
     let available_of = |rs: &Value| rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
     let all_pods: i64 = old.iter().map(|rs| spec(rs)).sum::<i64>() + new_spec;
     let max_scaled_down = all_pods - min_available - (new_spec - new_available);
     if max_scaled_down <= 0 {
-        return;
+        return false;
     }
     let mut sizes: Vec<i64> = old.iter().map(|rs| spec(rs)).collect();
     let mut cleaned = 0;
@@ -483,9 +521,35 @@ fn scale_down_old(
         *size -= down;
         budget -= down;
     }
+    let mut scaled = false;
     for (rs, size) in old.iter().zip(sizes) {
         if size != spec(rs) {
-            scale_with_event(writes, deployment, rs, size);
+            scaled |= scale_with_event(writes, deployment, rs, size);
+        }
+    }
+    scaled
+}
+
+/// `cleanupDeployment`: of the old ReplicaSets beyond `revisionHistoryLimit` (10 by default),
+/// the oldest revisions are deleted, those scaled down to no Pods and observed.
+fn clean_up(writes: &mut Writes<'_>, deployment: &Value, old: &[&Value]) {
+    let Some(limit) = deployment["spec"]["revisionHistoryLimit"].as_i64() else {
+        return;
+    };
+    let mut cleanable: Vec<&Value> = old
+        .iter()
+        .copied()
+        .filter(|rs| !gc::is_deleting(rs))
+        .collect();
+    let excess =
+        usize::try_from(i64::try_from(cleanable.len()).unwrap_or(i64::MAX) - limit).unwrap_or(0);
+    cleanable.sort_by_key(|rs| revision(rs).unwrap_or(0));
+    for rs in cleanable.into_iter().take(excess) {
+        let idle = rs["status"]["replicas"].as_i64().unwrap_or(0) == 0
+            && rs["spec"]["replicas"].as_i64().unwrap_or(0) == 0
+            && rs["metadata"]["generation"].as_i64() <= rs["status"]["observedGeneration"].as_i64();
+        if idle {
+            writes.delete(REPLICA_SETS, rs);
         }
     }
 }
@@ -1710,7 +1774,7 @@ mod tests {
 
     /// Passes until one writes nothing; panics if that takes more than 20.
     fn settle(cluster: &Cluster, at: DateTime<Utc>) {
-        for _ in 0..20 {
+        for _ in 0..60 {
             let before = cluster.lock().store.resource_version();
             pass(cluster, Duration::ZERO, at);
             if cluster.lock().store.resource_version() == before {
@@ -1817,6 +1881,80 @@ mod tests {
             let versions: BTreeSet<&String> = ready.iter().collect();
             assert!(versions.len() <= 1, "never both versions: {ready:?}");
         });
+    }
+
+    #[test]
+    fn a_paused_deployment_scales_without_rolling_out_and_history_beyond_the_limit_goes() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 2, "revisionHistoryLimit": 1,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+        });
+        cluster
+            .create(
+                &target(&cluster, DEPLOYMENTS, None),
+                deployment,
+                &WriteOptions::default(),
+            )
+            .unwrap();
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        settle(&cluster, at);
+        let change = |edit: &dyn Fn(&mut Value)| {
+            let mut web = (*list(&cluster, DEPLOYMENTS)[0]).clone();
+            edit(&mut web["spec"]);
+            cluster
+                .update(
+                    &target(&cluster, DEPLOYMENTS, Some("web")),
+                    web,
+                    &WriteOptions::default(),
+                )
+                .unwrap();
+            settle(&cluster, at);
+        };
+        let replica_sets = || -> Vec<(String, i64)> {
+            let mut sets: Vec<(String, i64)> = list(&cluster, REPLICA_SETS)
+                .iter()
+                .map(|rs| {
+                    let image = &rs["spec"]["template"]["spec"]["containers"][0]["image"];
+                    let size = rs["spec"]["replicas"].as_i64().unwrap_or(-1);
+                    (image.as_str().unwrap_or_default().to_owned(), size)
+                })
+                .collect();
+            sets.sort();
+            sets
+        };
+        let progressing = || list(&cluster, DEPLOYMENTS)[0]["status"]["conditions"][1].clone();
+
+        // Paused: a new template makes no ReplicaSet, but the one serving follows `replicas`.
+        change(&|spec| {
+            spec["paused"] = json!(true);
+            spec["replicas"] = json!(3);
+            spec["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        });
+        assert_eq!(replica_sets(), [("nginx".to_owned(), 3)]);
+        assert_eq!(progressing()["status"], "Unknown");
+        assert_eq!(progressing()["reason"], "DeploymentPaused");
+        assert_eq!(progressing()["message"], "Deployment is paused");
+
+        // Resumed: the rollout happens.
+        change(&|spec| spec["paused"] = json!(false));
+        assert_eq!(
+            replica_sets(),
+            [("nginx".to_owned(), 0), ("nginx:2".to_owned(), 3)]
+        );
+        assert_eq!(progressing()["reason"], "NewReplicaSetAvailable");
+
+        // A second rollout: one old ReplicaSet is kept, the oldest revision is deleted.
+        change(&|spec| spec["template"]["spec"]["containers"][0]["image"] = json!("nginx:3"));
+        assert_eq!(
+            replica_sets(),
+            [("nginx:2".to_owned(), 0), ("nginx:3".to_owned(), 3)]
+        );
+        assert_eq!(list(&cluster, PODS).len(), 3);
     }
 
     #[test]
