@@ -147,11 +147,14 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
     // Each ReplicaSet and Pod under its controller, once: a pass stays linear in the objects.
     let sets_of = by_controller(&replica_sets);
     let pods_of = by_controller(&pods);
-    for deployment in &deployments {
-        deployment_pass(&mut writes, deployment, &controlled(&sets_of, deployment));
-    }
     let mut next: Option<Duration> = None;
     let mut wake_in = |wait: Duration| next = Some(next.map_or(wait, |n| n.min(wait)));
+    for deployment in &deployments {
+        let owned = controlled(&sets_of, deployment);
+        if let Some(wait) = deployment_pass(&mut writes, deployment, &owned, now) {
+            wake_in(wait);
+        }
+    }
     for replica_set in &replica_sets {
         let owned = controlled(&pods_of, replica_set);
         if let Some(wait) = replica_set_pass(&mut writes, replica_set, owned, now) {
@@ -224,10 +227,16 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
 /// or scaled up within `maxSurge`, else the old ones are scaled down within `maxUnavailable`
 /// (those with unavailable Pods first), so a rollout proceeds as the new Pods become available;
 /// `Recreate` scales the old ones to zero and creates the new one once their Pods are gone.
-/// Then the status sums the ReplicaSets'.
-fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]) {
+/// Then the status sums the ReplicaSets', and the Progressing condition says whether the rollout
+/// moved within `progressDeadlineSeconds`; returns when that deadline passes, if it may.
+fn deployment_pass(
+    writes: &mut Writes<'_>,
+    deployment: &Value,
+    owned: &[&Value],
+    now: DateTime<Utc>,
+) -> Option<Duration> {
     let (Some(namespace), Some(name)) = (namespace(deployment), name(deployment)) else {
-        return;
+        return None;
     };
     let wanted = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
     let template = &deployment["spec"]["template"];
@@ -267,6 +276,7 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
                 >= deployment["metadata"]["generation"].as_i64()
     };
     let mut scaled = false;
+    let mut created = false;
     if paused {
         // `sync`: no rollout while paused; `FindActiveOrLatest` (the one ReplicaSet with Pods,
         // else the new one, else the newest old one) follows `replicas`. Proportional scaling of
@@ -293,14 +303,17 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
             .sum();
         if !scaled && old_pods == 0 {
             match new {
-                None => create_new_replica_set(
-                    writes,
-                    deployment,
-                    owned,
-                    (namespace, name),
-                    &hash,
-                    wanted,
-                ),
+                None => {
+                    create_new_replica_set(
+                        writes,
+                        deployment,
+                        owned,
+                        (namespace, name),
+                        &hash,
+                        wanted,
+                    );
+                    created = true;
+                }
                 Some(rs) if spec(rs) != wanted => {
                     scaled = scale_with_event(writes, deployment, rs, wanted);
                 }
@@ -323,6 +336,7 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
             None => {
                 let size = grow(old_specs, 0);
                 create_new_replica_set(writes, deployment, owned, (namespace, name), &hash, size);
+                created = true;
                 (size, 0, false)
             }
             Some(rs) if spec(rs) > wanted => (
@@ -391,34 +405,126 @@ fn deployment_pass(writes: &mut Writes<'_>, deployment: &Value, owned: &[&Value]
             "Deployment does not have minimum availability.".to_owned(),
         )
     };
-    let progressing_condition = if paused {
-        // `checkPausedConditions`.
-        (
-            "Unknown",
-            "DeploymentPaused",
-            "Deployment is paused".to_owned(),
-        )
-    } else if complete {
-        (
-            "True",
-            "NewReplicaSetAvailable",
-            format!("ReplicaSet \"{new_name}\" has successfully progressed."),
-        )
-    } else {
-        (
-            "True",
-            "ReplicaSetUpdated",
-            format!("ReplicaSet \"{new_name}\" is progressing."),
-        )
+    let at = timestamp(now);
+    let (progressing, wake) = progressing(
+        deployment,
+        (paused, created, complete),
+        (&status, &new_name),
+        now,
+    );
+    let progressing = match progressing {
+        Progressing::Keep(current) => current.clone(),
+        Progressing::Set(reason) => condition(old_status, "Progressing", reason, &at, false),
+        Progressing::Progressed(reason) => condition(old_status, "Progressing", reason, &at, true),
     };
     status.insert(
         "conditions".into(),
         json!([
-            condition(old_status, "Available", available_condition),
-            condition(old_status, "Progressing", progressing_condition),
+            condition(old_status, "Available", available_condition, &at, false),
+            progressing,
         ]),
     );
     writes.status(DEPLOYMENTS, deployment, Value::Object(status));
+    wake
+}
+
+/// What becomes of a Deployment's Progressing condition in a pass.
+enum Progressing<'a> {
+    /// Left as it is: no progress, and the deadline (if any) has not passed.
+    Keep(&'a Value),
+    /// Set to this status, reason and message (its times kept while they stay the same).
+    Set((&'static str, &'static str, String)),
+    /// Set, with `lastUpdateTime` now: the rollout moved.
+    Progressed((&'static str, &'static str, String)),
+}
+
+/// The Progressing condition as the deployment controller keeps it: `checkPausedConditions`
+/// (paused, resumed), `getNewReplicaSet` (created, found), then `syncRolloutStatus`: complete,
+/// progressing (more updated, ready or available Pods, fewer old ones: `DeploymentProgressing`)
+/// or, `progressDeadlineSeconds` after the last progress, `ProgressDeadlineExceeded`
+/// (`DeploymentTimedOut`). Also returns how long until that deadline, while it can still pass.
+fn progressing<'a>(
+    deployment: &'a Value,
+    (paused, created, complete): (bool, bool, bool),
+    (new_status, new_name): (&Map<String, Value>, &str),
+    now: DateTime<Utc>,
+) -> (Progressing<'a>, Option<Duration>) {
+    let old_status = &deployment["status"];
+    let current = old_status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Progressing");
+    let reason_of = |c: Option<&'a Value>| c.and_then(|c| c["reason"].as_str()).unwrap_or_default();
+    if paused {
+        let paused = (
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused".to_owned(),
+        );
+        return (Progressing::Set(paused), None);
+    }
+    if complete {
+        let message = format!("ReplicaSet \"{new_name}\" has successfully progressed.");
+        return (
+            Progressing::Set(("True", "NewReplicaSetAvailable", message)),
+            None,
+        );
+    }
+    let old = |field: &str| old_status[field].as_i64().unwrap_or(0);
+    let new = |field: &str| new_status.get(field).and_then(Value::as_i64).unwrap_or(0);
+    let moved = new("updatedReplicas") > old("updatedReplicas")
+        || new("replicas") - new("updatedReplicas") < old("replicas") - old("updatedReplicas")
+        || new("readyReplicas") > old("readyReplicas")
+        || new("availableReplicas") > old("availableReplicas");
+    if moved {
+        let message = format!("ReplicaSet \"{new_name}\" is progressing.");
+        return (
+            Progressing::Progressed(("True", "ReplicaSetUpdated", message)),
+            None,
+        );
+    }
+    if reason_of(current) == "DeploymentPaused" {
+        let resumed = (
+            "Unknown",
+            "DeploymentResumed",
+            "Deployment is resumed".to_owned(),
+        );
+        return (Progressing::Progressed(resumed), None);
+    }
+    if created {
+        let message = format!("Created new replica set \"{new_name}\"");
+        return (
+            Progressing::Progressed(("True", "NewReplicaSetCreated", message)),
+            None,
+        );
+    }
+    let Some(current) = current else {
+        let message = format!("Found new replica set \"{new_name}\"");
+        return (
+            Progressing::Progressed(("True", "FoundNewReplicaSet", message)),
+            None,
+        );
+    };
+    // `DeploymentTimedOut`: none without a deadline, none once complete, and strictly after it.
+    let deadline = deployment["spec"]["progressDeadlineSeconds"]
+        .as_i64()
+        .filter(|&d| d != i64::from(i32::MAX));
+    let since = current["lastUpdateTime"].as_str().and_then(parse_timestamp);
+    match (deadline, since, reason_of(Some(current))) {
+        (Some(deadline), Some(since), reason) if reason != "NewReplicaSetAvailable" => {
+            let due = since + chrono::Duration::seconds(deadline);
+            if reason == "ProgressDeadlineExceeded" || now > due {
+                let message = format!("ReplicaSet \"{new_name}\" has timed out progressing.");
+                let timed_out = ("False", "ProgressDeadlineExceeded", message);
+                (Progressing::Set(timed_out), None)
+            } else {
+                let wait = (due - now).to_std().unwrap_or_default() + Duration::from_secs(1);
+                (Progressing::Keep(current), Some(wait))
+            }
+        }
+        _ => (Progressing::Keep(current), None),
+    }
 }
 
 /// `scaleReplicaSet`: the new size, then the deployment controller's event saying so. Returns
@@ -1317,6 +1423,8 @@ fn condition(
     old_status: &Value,
     kind: &str,
     (status, reason, message): (&str, &str, String),
+    at: &str,
+    progressed: bool,
 ) -> Value {
     let old = old_status["conditions"]
         .as_array()
@@ -1324,14 +1432,17 @@ fn condition(
         .flatten()
         .find(|c| c["type"] == kind);
     let same = |field: &str, value: &str| old.is_some_and(|c| c[field].as_str() == Some(value));
-    let time = now();
+    let time = at;
     let transition = match old {
         Some(c) if same("status", status) => c["lastTransitionTime"].clone(),
         _ => json!(time),
     };
     let update = match old {
         Some(c)
-            if same("status", status) && same("reason", reason) && same("message", &message) =>
+            if !progressed
+                && same("status", status)
+                && same("reason", reason)
+                && same("message", &message) =>
         {
             c["lastUpdateTime"].clone()
         }
@@ -1955,6 +2066,64 @@ mod tests {
             [("nginx:2".to_owned(), 0), ("nginx:3".to_owned(), 3)]
         );
         assert_eq!(list(&cluster, PODS).len(), 3);
+    }
+
+    #[test]
+    fn a_rollout_without_progress_for_its_deadline_times_out_until_it_moves_again() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        // Pods for a scheduler that is not there stay Pending: the rollout stalls.
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 2, "progressDeadlineSeconds": 10,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"schedulerName": "not-running",
+                        "containers": [{"name": "c", "image": "nginx"}]}}},
+        });
+        cluster
+            .create(
+                &target(&cluster, DEPLOYMENTS, None),
+                deployment,
+                &WriteOptions::default(),
+            )
+            .unwrap();
+        let start = Utc::now();
+        settle(&cluster, start);
+        let progressing = || list(&cluster, DEPLOYMENTS)[0]["status"]["conditions"][1].clone();
+        assert_eq!(progressing()["status"], "True");
+        assert_eq!(progressing()["reason"], "ReplicaSetUpdated");
+        let wake = pass(&cluster, Duration::ZERO, start).expect("a wake-up at the deadline");
+        assert!(
+            wake > Duration::from_secs(8) && wake <= Duration::from_secs(11),
+            "{wake:?}"
+        );
+        settle(&cluster, start + chrono::Duration::seconds(9));
+        assert_eq!(progressing()["reason"], "ReplicaSetUpdated", "not yet");
+        settle(&cluster, start + chrono::Duration::seconds(12));
+        let hash = list(&cluster, REPLICA_SETS)[0]["metadata"]["name"].clone();
+        assert_eq!(progressing()["status"], "False");
+        assert_eq!(progressing()["reason"], "ProgressDeadlineExceeded");
+        assert_eq!(
+            progressing()["message"],
+            format!(
+                "ReplicaSet \"{}\" has timed out progressing.",
+                hash.as_str().unwrap()
+            )
+        );
+        // A template that can run: a new ReplicaSet, progress, then complete.
+        let mut web = (*list(&cluster, DEPLOYMENTS)[0]).clone();
+        web["spec"]["template"]["spec"]["schedulerName"] = json!("default-scheduler");
+        cluster
+            .update(
+                &target(&cluster, DEPLOYMENTS, Some("web")),
+                web,
+                &WriteOptions::default(),
+            )
+            .unwrap();
+        settle(&cluster, start + chrono::Duration::seconds(13));
+        assert_eq!(progressing()["status"], "True");
+        assert_eq!(progressing()["reason"], "NewReplicaSetAvailable");
     }
 
     #[test]
@@ -2588,13 +2757,16 @@ mod tests {
     fn a_condition_keeps_its_times_while_it_does_not_change() {
         let old = json!({"conditions": [{"type": "Available", "status": "True", "reason": "R",
             "message": "m", "lastUpdateTime": "T1", "lastTransitionTime": "T0"}]});
-        let same = condition(&old, "Available", ("True", "R", "m".into()));
+        let same = condition(&old, "Available", ("True", "R", "m".into()), "T2", false);
         assert_eq!(same["lastUpdateTime"], "T1");
         assert_eq!(same["lastTransitionTime"], "T0");
-        let reason = condition(&old, "Available", ("True", "S", "m".into()));
+        let reason = condition(&old, "Available", ("True", "S", "m".into()), "T2", false);
         assert_eq!(reason["lastTransitionTime"], "T0");
-        assert_ne!(reason["lastUpdateTime"], "T1");
-        let flipped = condition(&old, "Available", ("False", "R", "m".into()));
-        assert_ne!(flipped["lastTransitionTime"], "T0");
+        assert_eq!(reason["lastUpdateTime"], "T2");
+        let progressed = condition(&old, "Available", ("True", "R", "m".into()), "T2", true);
+        assert_eq!(progressed["lastTransitionTime"], "T0");
+        assert_eq!(progressed["lastUpdateTime"], "T2");
+        let flipped = condition(&old, "Available", ("False", "R", "m".into()), "T2", false);
+        assert_eq!(flipped["lastTransitionTime"], "T2");
     }
 }
