@@ -34,6 +34,8 @@ const JOBS: &str = "jobs.batch";
 const STATEFUL_SETS: &str = "statefulsets.apps";
 /// The storage key of Pods.
 const PODS: &str = "pods";
+/// PersistentVolumeClaims, which a StatefulSet's `volumeClaimTemplates` make.
+const CLAIMS: &str = "persistentvolumeclaims";
 /// The storage key of Nodes.
 const NODES: &str = "nodes";
 /// The storage key of Leases.
@@ -1014,7 +1016,24 @@ fn stateful_set_pass(
             None if parallel || all_ready_so_far => {
                 let pod = stateful_pod(set, namespace, set_name, i, &update_revision);
                 let pod_name = format!("{set_name}-{i}");
-                if writes.create(PODS, namespace, pod) {
+                // `createPersistentVolumeClaims`: the Pod's claims first, those not there yet;
+                // no Pod while one cannot be made.
+                let mut claimed = true;
+                for claim in claims(set, namespace, set_name, i) {
+                    let claim_name = claim["metadata"]["name"].as_str().unwrap_or_default();
+                    if writes.exists(CLAIMS, namespace, claim_name) {
+                        continue;
+                    }
+                    let message = format!(
+                        "create Claim {claim_name} Pod {pod_name} in StatefulSet {set_name} success"
+                    );
+                    if writes.create(CLAIMS, namespace, claim) {
+                        writes.event(set, STATEFUL_SET_CONTROLLER, "SuccessfulCreate", message);
+                    } else {
+                        claimed = false;
+                    }
+                }
+                if claimed && writes.create(PODS, namespace, pod) {
                     event(writes, "create", &pod_name);
                 }
                 all_ready_so_far = false;
@@ -1100,6 +1119,34 @@ fn stateful_pod(set: &Value, namespace: &str, name: &str, ordinal: i64, revision
     labels["statefulset.kubernetes.io/pod-name"] = json!(pod_name);
     labels["apps.kubernetes.io/pod-index"] = json!(ordinal.to_string());
     pod["spec"]["hostname"] = json!(pod_name);
+    // `updateStorage`: a volume per claim template, named after it, for the Pod's own claim; the
+    // template's other volumes after them.
+    let claims = claims(set, namespace, name, ordinal);
+    if !claims.is_empty() {
+        let templates: Vec<&str> = set["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["metadata"]["name"].as_str())
+            .collect();
+        let mut volumes: Vec<Value> = templates
+            .iter()
+            .zip(&claims)
+            .map(|(volume, claim)| {
+                json!({"name": volume,
+                    "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}})
+            })
+            .collect();
+        volumes.extend(
+            pod["spec"]["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|v| !v["name"].as_str().is_some_and(|n| templates.contains(&n)))
+                .cloned(),
+        );
+        pod["spec"]["volumes"] = Value::Array(volumes);
+    }
     if let Some(service) = set["spec"]["serviceName"]
         .as_str()
         .filter(|s| !s.is_empty())
@@ -1107,6 +1154,44 @@ fn stateful_pod(set: &Value, namespace: &str, name: &str, ordinal: i64, revision
         pod["spec"]["subdomain"] = json!(service);
     }
     pod
+}
+
+/// The PersistentVolumeClaims of a StatefulSet's Pod `ordinal`, one per `volumeClaimTemplates`
+/// entry, as `getPersistentVolumeClaims` makes them: named `TEMPLATE-SET-ORDINAL`, in the set's
+/// namespace, labelled with the template's labels and the set's `matchLabels`.
+fn claims(set: &Value, namespace: &str, set_name: &str, ordinal: i64) -> Vec<Value> {
+    set["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|template| {
+            let template_name = template["metadata"]["name"].as_str()?;
+            let mut metadata = template["metadata"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            metadata.insert(
+                "name".into(),
+                json!(format!("{template_name}-{set_name}-{ordinal}")),
+            );
+            metadata.insert("namespace".into(), json!(namespace));
+            let mut labels = metadata
+                .get("labels")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(selector) = set["spec"]["selector"]["matchLabels"].as_object() {
+                labels.extend(selector.clone());
+            }
+            metadata.insert("labels".into(), Value::Object(labels));
+            Some(json!({
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": metadata,
+                "spec": template["spec"].clone(),
+            }))
+        })
+        .collect()
 }
 
 /// Whether `pod` belongs to a Job and its containers are not restarted on success.
@@ -1674,6 +1759,15 @@ impl<'a> Writes<'a> {
     }
 
     /// Creates `object`; whether it was created.
+    /// Whether the store holds `namespace`/`name` of `gr`.
+    fn exists(&self, gr: &str, namespace: &str, name: &str) -> bool {
+        self.cluster
+            .lock()
+            .store
+            .get(gr, &(namespace.to_owned(), name.to_owned()))
+            .is_some()
+    }
+
     pub(crate) fn create(&mut self, gr: &str, namespace: &str, object: Value) -> bool {
         let name = object["metadata"]["name"]
             .as_str()
@@ -2167,6 +2261,79 @@ mod tests {
             web["status"]["conditions"][0]["reason"],
             "MinimumReplicasAvailable"
         );
+    }
+
+    #[test]
+    fn each_stateful_pod_gets_its_own_claims_which_outlive_it() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let set = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "postgres:16"}],
+                        "volumes": [{"name": "config", "emptyDir": {}},
+                            {"name": "data", "emptyDir": {}}]}},
+                "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": {"tier": "db"}},
+                    "spec": {"accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}}}]},
+        });
+        let options = WriteOptions::default();
+        cluster
+            .create(&target(&cluster, STATEFUL_SETS, None), set, &options)
+            .unwrap();
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        settle(&cluster, at);
+        let claims: BTreeMap<String, Arc<Value>> = list(&cluster, CLAIMS)
+            .into_iter()
+            .map(|c| (c["metadata"]["name"].as_str().unwrap().to_owned(), c))
+            .collect();
+        assert_eq!(
+            claims.keys().collect::<Vec<_>>(),
+            ["data-db-0", "data-db-1"]
+        );
+        let claim = &claims["data-db-1"];
+        assert_eq!(
+            claim["metadata"]["labels"],
+            json!({"tier": "db", "app": "db"})
+        );
+        assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "1Gi");
+        assert_eq!(claim["metadata"].get("ownerReferences"), None, "Retain");
+        let pod = list(&cluster, PODS)
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == "db-1")
+            .unwrap();
+        // The claim's volume replaces the template's volume of the same name, and comes first.
+        // (The service account admission's token volume follows them.)
+        assert_eq!(
+            pod["spec"]["volumes"].as_array().unwrap()[..2],
+            [
+                json!({"name": "data", "persistentVolumeClaim": {"claimName": "data-db-1"}}),
+                json!({"name": "config", "emptyDir": {}})
+            ]
+        );
+        let events: Vec<String> = list(&cluster, EVENTS)
+            .iter()
+            .filter_map(|e| e["message"].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            events
+                .contains(&"create Claim data-db-0 Pod db-0 in StatefulSet db success".to_owned()),
+            "{events:?}"
+        );
+        // Scaled down: the Pod goes, its claim stays (whenScaled: Retain).
+        let mut smaller = (*list(&cluster, STATEFUL_SETS)[0]).clone();
+        smaller["spec"]["replicas"] = json!(1);
+        cluster
+            .update(
+                &target(&cluster, STATEFUL_SETS, Some("db")),
+                smaller,
+                &options,
+            )
+            .unwrap();
+        settle(&cluster, at);
+        assert_eq!(list(&cluster, PODS).len(), 1);
+        assert_eq!(list(&cluster, CLAIMS).len(), 2);
     }
 
     #[test]
