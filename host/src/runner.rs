@@ -180,6 +180,7 @@ pub async fn run_with_listener(
     let (events, mut changes) = mpsc::unbounded_channel();
     // Plugins served from the baseline compiler are swapped for their optimized versions as
     // those are compiled: the swaps arrive on `changes`, after the scan's own events.
+    let artifacts = runtime.clone();
     let reloader = Reloader::new(runtime, registry.clone(), &config.plugins)
         .metrics(metrics.clone())
         .tier_up(events.clone());
@@ -298,6 +299,8 @@ pub async fn run_with_listener(
     tracing::info!("shutting down: finishing work in flight");
     serving.store(Serving::Stopping as u8, Ordering::SeqCst);
     supervisor.shutdown(config.shutdown_timeout).await;
+    // Compiled plugins still being written to the precompiled cache are, so a restart finds them.
+    let _ = tokio::task::spawn_blocking(move || artifacts.flush_cache()).await;
     // Only now that nothing works under it may the Lease go (client-go's ReleaseOnCancel).
     if let Some(elector) = elector {
         elector.release().await;

@@ -11,14 +11,21 @@
 //!   the engine key and the artifact, checked before `Component::deserialize`: a planted or
 //!   altered artifact, or one written for another plugin and renamed, fails the check and is
 //!   deleted and compiled again, with a warning.
+//!
+//! A component compiled on a miss is served at once; serializing, tagging and writing it (with
+//! `fsync`) happen on a thread of their own, which a later load or removal of the same artifact
+//! waits for.
 
 use super::tier::Tier;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -105,6 +112,8 @@ pub struct ArtifactCache {
     dir: PathBuf,
     engine_key: String,
     key: [u8; KEY_BYTES],
+    /// Artifacts being written, by content hash.
+    storing: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for ArtifactCache {
@@ -163,11 +172,43 @@ impl ArtifactCache {
                 .map_err(io(&dir))?;
         }
         let key = load_or_create_key(&dir)?;
+        remove_stale_temporaries(&dir);
         Ok(Self {
             engine_key: engine_key(engine, tier),
             dir,
             key,
+            storing: Arc::default(),
         })
+    }
+
+    /// Wait until every artifact being written is written: before the engine goes.
+    pub fn flush(&self) {
+        let writing: Vec<JoinHandle<()>> = self
+            .storing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        for w in writing {
+            if w.join().is_err() {
+                tracing::warn!("writing a precompiled artifact panicked");
+            }
+        }
+    }
+
+    /// Wait until the artifact of `hash` being written, if any, is written.
+    fn settled(&self, hash: &str) {
+        let writing = self
+            .storing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(hash);
+        if let Some(writing) = writing
+            && writing.join().is_err()
+        {
+            tracing::warn!(hash, "writing a precompiled artifact panicked");
+        }
     }
 
     /// The cache directory.
@@ -204,6 +245,7 @@ impl ArtifactCache {
     /// An artifact whose tag does not verify (planted, altered, written for another plugin or
     /// under another key) is deleted, with a warning; one that fails to deserialize is skipped.
     pub fn load(&self, engine: &Engine, hash: &str) -> Option<Component> {
+        self.settled(hash);
         let path = self.path_for(hash);
         // Read into memory rather than mmap: a file truncated or replaced under a live mapping would
         // bring the host down with SIGBUS.
@@ -228,10 +270,12 @@ impl ArtifactCache {
 
     /// Delete the artifact of the plugin whose hash is `hash`, if there is one.
     pub fn remove(&self, hash: &str) {
+        self.settled(hash);
         let _ = std::fs::remove_file(self.path_for(hash));
     }
 
-    /// Load the component for `bytes` (whose hash is `hash`) from the cache, or compile and store it.
+    /// Load the component for `bytes` (whose hash is `hash`) from the cache, or compile it and
+    /// store it from a thread of its own ([`ArtifactCache::flush`] waits for that).
     ///
     /// An artifact whose tag does not verify (planted, altered, written for another plugin or
     /// under another key) is deleted and compiled again; so is one that fails to deserialize.
@@ -244,13 +288,36 @@ impl ArtifactCache {
         if let Some(component) = self.load(engine, hash) {
             return Ok((component, Origin::Cached));
         }
-        let path = self.path_for(hash);
-        let compiled = super::tier::apart(|| engine.precompile_component(bytes))?;
-        if let Err(e) = self.store(&path, hash, &compiled) {
-            tracing::warn!(error = %crate::error_chain(&e), "precompiled artifact not cached");
+        let component = super::tier::apart(|| Component::new(engine, bytes))?;
+        // Stored off the critical path: for an 18 MB Python component, tagging and writing its
+        // 45 MB artifact took ≈ 0.1 s, and deserializing it again 20 ms (docs/PERFORMANCE.md).
+        let (cache, stored, key) = (self.clone(), component.clone(), hash.to_owned());
+        let store = move || {
+            let written = stored
+                .serialize()
+                .map_err(|e| tracing::warn!(error = %e, "precompiled artifact not serialized"))
+                .ok()
+                .map(|artifact| cache.store(&cache.path_for(&key), &key, &artifact));
+            if let Some(Err(e)) = written {
+                tracing::warn!(error = %crate::error_chain(&e), "precompiled artifact not cached");
+            }
+        };
+        match std::thread::Builder::new()
+            .name("capstan-cache-store".into())
+            .spawn(store)
+        {
+            Ok(writing) => {
+                let mut storing = self
+                    .storing
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                storing.retain(|_, w| !w.is_finished());
+                storing.insert(hash.to_owned(), writing);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "precompiled artifact not cached: no thread to write it")
+            }
         }
-        // SAFETY: `compiled` was produced just now by `precompile_component` of this engine.
-        let component = unsafe { Component::deserialize(engine, &compiled)? };
         Ok((component, Origin::Compiled))
     }
 
@@ -274,6 +341,26 @@ impl ArtifactCache {
             let _ = std::fs::remove_file(&tmp);
         }
         written.map_err(io)
+    }
+}
+
+/// Delete the temporary files of artifacts whose writing stopped (the process ended first) more
+/// than an hour ago; a younger one may be another host's, still writing.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let stale = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if name.to_string_lossy().contains(".tmp") && stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -393,6 +393,15 @@ impl Runtime {
         })
     }
 
+    /// Wait until the compiled components still being written to the precompiled cache are on
+    /// disk (they are written off the loading path); blocks.
+    pub fn flush_cache(&self) {
+        self.inner.optimized.flush();
+        if let Some(baseline) = &self.inner.baseline {
+            baseline.flush();
+        }
+    }
+
     /// The engine of the optimizing compiler, which every plugin ends up on.
     pub fn engine(&self) -> &Engine {
         &self.inner.optimized.engine

@@ -168,6 +168,13 @@ impl TierEngine {
         }
     }
 
+    /// Wait until this tier's artifacts still being written are written.
+    pub(crate) fn flush(&self) {
+        if let Some(cache) = &self.cache {
+            cache.flush();
+        }
+    }
+
     /// The component of content hash `hash` if this tier's cache has it; never compiles.
     pub(crate) fn cached(&self, hash: &str) -> Option<Component> {
         self.cache.as_ref()?.load(&self.engine, hash)
@@ -178,6 +185,13 @@ impl TierEngine {
         if let Some(cache) = &self.cache {
             cache.remove(hash);
         }
+    }
+}
+
+impl Drop for TierEngine {
+    /// The artifacts still being written are finished, so a restart finds them.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

@@ -186,12 +186,11 @@ async fn duplicate_names_are_rejected() {
 async fn precompiled_cache_skips_compilation_on_restart() {
     let cache = tempdir();
     let config = || RuntimeConfig::default().cache_dir(cache.path());
-    let first = Runtime::new(config())
-        .unwrap()
-        .load(&guest("webapp"))
-        .await
-        .unwrap();
+    let rt = Runtime::new(config()).unwrap();
+    let first = rt.load(&guest("webapp")).await.unwrap();
     assert_eq!(first.info().origin, Origin::Compiled);
+    // Written off the loading path.
+    rt.flush_cache();
     assert_eq!(artifacts(cache.path()).len(), 1);
     // A new runtime (a restart) deserializes.
     let second = Runtime::new(config())
@@ -235,29 +234,29 @@ fn artifact_of(dir: &std::path::Path, hash: &str) -> std::path::PathBuf {
 async fn a_planted_or_altered_artifact_is_never_loaded() {
     let cache = tempdir();
     let config = || RuntimeConfig::default().cache_dir(cache.path());
+    // A restart's load, its artifact written before it returns.
+    let load_webapp = async || {
+        let rt = Runtime::new(config()).unwrap();
+        let plugin = rt.load(&guest("webapp")).await.unwrap();
+        rt.flush_cache();
+        plugin
+    };
     let rt = Runtime::new(config()).unwrap();
     let echo = rt.load(&guest("echo-handler")).await.unwrap();
     let webapp = rt.load(&guest("webapp")).await.unwrap();
+    rt.flush_cache();
     let target = artifact_of(cache.path(), &webapp.info().hash);
 
     // An artifact this host wrote, for another plugin, renamed to webapp's: refused.
     std::fs::copy(artifact_of(cache.path(), &echo.info().hash), &target).unwrap();
-    let again = Runtime::new(config())
-        .unwrap()
-        .load(&guest("webapp"))
-        .await
-        .unwrap();
+    let again = load_webapp().await;
     assert_eq!(again.name(), "webapp", "not echo-handler's code");
     assert_eq!(
         again.info().origin,
         Origin::Compiled,
         "the planted artifact was refused"
     );
-    let next = Runtime::new(config())
-        .unwrap()
-        .load(&guest("webapp"))
-        .await
-        .unwrap();
+    let next = load_webapp().await;
     assert_eq!(
         next.info().origin,
         Origin::Cached,
@@ -269,11 +268,7 @@ async fn a_planted_or_altered_artifact_is_never_loaded() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&target, &bytes).unwrap();
-    let altered = Runtime::new(config())
-        .unwrap()
-        .load(&guest("webapp"))
-        .await
-        .unwrap();
+    let altered = load_webapp().await;
     assert_eq!(altered.info().origin, Origin::Compiled);
 
     // A valid artifact of this very engine, planted without this host's key: refused.
@@ -282,11 +277,7 @@ async fn a_planted_or_altered_artifact_is_never_loaded() {
         .precompile_component(&std::fs::read(guest("webapp")).unwrap())
         .unwrap();
     std::fs::write(&target, &planted).unwrap();
-    let foreign = Runtime::new(config())
-        .unwrap()
-        .load(&guest("webapp"))
-        .await
-        .unwrap();
+    let foreign = load_webapp().await;
     assert_eq!(foreign.info().origin, Origin::Compiled);
     assert_eq!(foreign.name(), "webapp");
 }
@@ -297,13 +288,12 @@ async fn the_cache_directory_and_its_files_are_private() {
     let base = tempdir();
     let dir = base.path().join("capstan").join("precompiled");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
-    Runtime::new(RuntimeConfig::default().cache_dir(&dir))
-        .unwrap()
-        .load(&guest("echo-handler"))
-        .await
-        .unwrap();
+    let rt = Runtime::new(RuntimeConfig::default().cache_dir(&dir)).unwrap();
+    rt.load(&guest("echo-handler")).await.unwrap();
+    rt.flush_cache();
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join("key")), 0o600);
+    assert!(!artifacts(&dir).is_empty());
     for a in artifacts(&dir) {
         assert_eq!(mode(&a) & 0o077, 0, "{}", a.display());
     }

@@ -169,15 +169,14 @@ async fn each_tier_caches_apart_and_never_loads_the_others_artifact() {
     let optimized_only = || RuntimeConfig::default().cache_dir(cache.path());
     let echo = guest("echo-handler");
 
-    let baseline = Runtime::new(tiered_cached())
-        .unwrap()
-        .load(&echo)
-        .await
-        .unwrap();
+    let first = Runtime::new(tiered_cached()).unwrap();
+    let baseline = first.load(&echo).await.unwrap();
     assert_eq!(
         (baseline.info().tier, baseline.info().origin),
         (Tier::Baseline, Origin::Compiled)
     );
+    // Written off the loading path.
+    first.flush_cache();
     let found = artifacts(cache.path());
     assert_eq!(found.len(), 1, "one artifact: {found:?}");
     let winch_artifact = found[0].clone();
@@ -200,6 +199,7 @@ async fn each_tier_caches_apart_and_never_loads_the_others_artifact() {
         (optimized.info().tier, optimized.info().origin),
         (Tier::Optimized, Origin::Compiled)
     );
+    rt.flush_cache();
     let names: Vec<_> = artifacts(cache.path());
     assert_eq!(names.len(), 2, "one artifact per tier: {names:?}");
     let cranelift_artifact = names.iter().find(|p| **p != winch_artifact).unwrap();
@@ -207,11 +207,9 @@ async fn each_tier_caches_apart_and_never_loads_the_others_artifact() {
     // Even under the optimized artifact's name, the baseline artifact is refused (its tag
     // names the tier), deleted and compiled again.
     std::fs::copy(&winch_artifact, cranelift_artifact).unwrap();
-    let refused = Runtime::new(optimized_only())
-        .unwrap()
-        .load(&echo)
-        .await
-        .unwrap();
+    let rt = Runtime::new(optimized_only()).unwrap();
+    let refused = rt.load(&echo).await.unwrap();
+    rt.flush_cache();
     assert_eq!(
         (refused.info().tier, refused.info().origin),
         (Tier::Optimized, Origin::Compiled)
