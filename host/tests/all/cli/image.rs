@@ -139,12 +139,18 @@ fn the_binary_runs_as_the_image_runs_it() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o700, "the cache is private");
-    assert!(
-        std::fs::read_dir(&precompiled).unwrap().any(|e| e
+    // Written off the loading path: soon after the plugin serves.
+    let artifact = || {
+        std::fs::read_dir(&precompiled)
             .unwrap()
-            .path()
-            .extension()
-            .is_some_and(|x| x == "cwasm")),
+            .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "cwasm"))
+    };
+    let written = Instant::now() + Duration::from_secs(30);
+    while !artifact() && Instant::now() < written {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        artifact(),
         "the plugin was precompiled into the cache volume"
     );
 
