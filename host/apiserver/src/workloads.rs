@@ -61,6 +61,10 @@ const JOB_CONTROLLER: &str = "job-controller";
 const STATEFUL_SET_CONTROLLER: &str = "statefulset-controller";
 /// The label naming the revision (`NAME-HASH`) of a StatefulSet's Pod.
 const REVISION_HASH: &str = "controller-revision-hash";
+/// A Deployment's ReplicaSet's revision, which `kubectl rollout history` lists.
+const REVISION: &str = "deployment.kubernetes.io/revision";
+/// The earlier revisions of a ReplicaSet taken back by a rollback, comma-separated.
+const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 /// The field manager of the writes, as kube-controller-manager's.
 const MANAGER: &str = "kube-controller-manager";
 /// The label a ReplicaSet and its Pods carry with the hash of their Pod template.
@@ -253,13 +257,31 @@ fn deployment_pass(
         .filter(|rs| !new.is_some_and(|n| std::ptr::eq(*rs, n)))
         .collect();
     old.sort_by(|a, b| by_creation(a, b));
-    // `getNewReplicaSet` keeps the new ReplicaSet's `minReadySeconds` the Deployment's.
-    if let Some(rs) = new
-        && min_ready(rs) != min_ready(deployment)
-    {
+    // `getNewReplicaSet` keeps the new ReplicaSet's `minReadySeconds` the Deployment's, and its
+    // revision the newest: a template that returns (`kubectl rollout undo`) takes its old
+    // ReplicaSet back as revision max + 1, the revisions it had kept in
+    // `deployment.kubernetes.io/revision-history` (`SetNewReplicaSetAnnotations`).
+    let next_revision = old.iter().filter_map(|rs| revision(rs)).max().unwrap_or(0) + 1;
+    if let Some(rs) = new {
         let mut body = rs.clone();
-        body["spec"]["minReadySeconds"] = json!(min_ready(deployment));
-        writes.update("update", REPLICA_SETS, body);
+        let mut changed = false;
+        if min_ready(rs) != min_ready(deployment) {
+            body["spec"]["minReadySeconds"] = json!(min_ready(deployment));
+            changed = true;
+        }
+        if let Some(was) = revision(rs).filter(|&was| was < next_revision) {
+            let annotations = &mut body["metadata"]["annotations"];
+            annotations[REVISION] = json!(next_revision.to_string());
+            let history = match annotations[REVISION_HISTORY].as_str() {
+                Some(kept) if !kept.is_empty() => format!("{kept},{was}"),
+                _ => was.to_string(),
+            };
+            annotations[REVISION_HISTORY] = json!(history);
+            changed = true;
+        }
+        if changed {
+            writes.update("update", REPLICA_SETS, body);
+        }
     }
     let recreate = deployment["spec"]["strategy"]["type"] == "Recreate";
     let (surge, unavailable) = fenceposts(deployment, wanted);
@@ -365,6 +387,22 @@ fn deployment_pass(
     }
     if paused || (!scaled && was_complete) {
         clean_up(writes, deployment, &old);
+    }
+    // `SetDeploymentRevision`: the Deployment carries its new ReplicaSet's revision (what
+    // `kubectl rollout undo` replaces along with the template). Its status follows in the pass
+    // this write brings.
+    let new_revision = if created {
+        Some(next_revision)
+    } else {
+        new.and_then(revision).map(|r| r.max(next_revision))
+    };
+    if let Some(new_revision) = new_revision.map(|r| r.to_string())
+        && deployment["metadata"]["annotations"][REVISION].as_str() != Some(new_revision.as_str())
+    {
+        let mut body = deployment.clone();
+        body["metadata"]["annotations"][REVISION] = json!(new_revision);
+        writes.update("update", DEPLOYMENTS, body);
+        return None;
     }
     let count = |rs: &Value, field: &str| rs["status"][field].as_i64().unwrap_or(0);
     let sum = |field: &str| owned.iter().map(|rs| count(rs, field)).sum::<i64>();
@@ -1266,7 +1304,7 @@ fn new_replica_set(
             "labels": template["metadata"]["labels"].clone(),
             "annotations": {
                 "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
-                "deployment.kubernetes.io/revision": revision.to_string(),
+                REVISION: revision.to_string(),
             },
             "ownerReferences": [controller_reference(deployment, "apps/v1", "Deployment")],
         },
@@ -1630,7 +1668,7 @@ fn controller_reference(owner: &Value, api_version: &str, kind: &str) -> Value {
 
 /// A ReplicaSet's `deployment.kubernetes.io/revision`.
 fn revision(replica_set: &Value) -> Option<u64> {
-    replica_set["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+    replica_set["metadata"]["annotations"][REVISION]
         .as_str()?
         .parse()
         .ok()
@@ -2160,6 +2198,25 @@ mod tests {
             [("nginx:2".to_owned(), 0), ("nginx:3".to_owned(), 3)]
         );
         assert_eq!(list(&cluster, PODS).len(), 3);
+
+        // Back to an old template (a rollback): its ReplicaSet serves again as the newest
+        // revision, and keeps the one it had.
+        change(&|spec| spec["template"]["spec"]["containers"][0]["image"] = json!("nginx:2"));
+        assert_eq!(
+            replica_sets(),
+            [("nginx:2".to_owned(), 3), ("nginx:3".to_owned(), 0)]
+        );
+        let back = list(&cluster, REPLICA_SETS)
+            .into_iter()
+            .find(|rs| rs["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:2")
+            .unwrap();
+        assert_eq!(back["metadata"]["annotations"][REVISION], "4");
+        assert_eq!(back["metadata"]["annotations"][REVISION_HISTORY], "2");
+        let web = &list(&cluster, DEPLOYMENTS)[0];
+        assert_eq!(
+            web["metadata"]["annotations"][REVISION], "4",
+            "the Deployment's too"
+        );
     }
 
     #[test]
