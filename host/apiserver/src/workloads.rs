@@ -576,7 +576,7 @@ fn scale_with_event(
     replicas: i64,
 ) -> bool {
     let from = rs["spec"]["replicas"].as_i64().unwrap_or(0);
-    let scaled = writes.scale(rs, replicas);
+    let scaled = writes.scale(rs, replicas, replicas_annotations(deployment));
     if scaled {
         scaling_event(
             writes,
@@ -1302,18 +1302,32 @@ fn new_replica_set(
             "name": format!("{name}-{hash}"),
             "namespace": namespace,
             "labels": template["metadata"]["labels"].clone(),
-            "annotations": {
-                "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
-                REVISION: revision.to_string(),
-            },
+            "annotations": {REVISION: revision.to_string()},
             "ownerReferences": [controller_reference(deployment, "apps/v1", "Deployment")],
         },
         "spec": {"replicas": replicas, "selector": selector, "template": template},
     });
+    if let (Some(annotations), Value::Object(sizes)) = (
+        replica_set["metadata"]["annotations"].as_object_mut(),
+        replicas_annotations(deployment),
+    ) {
+        annotations.extend(sizes);
+    }
     if min_ready(deployment) > 0 {
         replica_set["spec"]["minReadySeconds"] = json!(min_ready(deployment));
     }
     replica_set
+}
+
+/// `SetReplicasAnnotations`: a Deployment's ReplicaSet records the Deployment's `replicas` and
+/// the most Pods its rollout may run (`replicas` + `maxSurge`), whatever its own size.
+fn replicas_annotations(deployment: &Value) -> Value {
+    let wanted = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+    let (surge, _) = fenceposts(deployment, wanted);
+    json!({
+        "deployment.kubernetes.io/desired-replicas": wanted.to_string(),
+        "deployment.kubernetes.io/max-replicas": (wanted + surge).to_string(),
+    })
 }
 
 /// A new Pod of `owner` (a ReplicaSet or a Job: `(apiVersion, kind)`), from its template,
@@ -1922,12 +1936,16 @@ impl<'a> Writes<'a> {
         self.report("update the status of", gr, namespace, name, result)
     }
 
-    /// Sets a ReplicaSet's `spec.replicas`; whether it was written.
-    fn scale(&mut self, replica_set: &Value, replicas: i64) -> bool {
+    /// Sets a ReplicaSet's `spec.replicas`, and its Deployment's sizes in its annotations;
+    /// whether it was written.
+    fn scale(&mut self, replica_set: &Value, replicas: i64, sizes: Value) -> bool {
         let mut body = replica_set.clone();
         body["spec"]["replicas"] = json!(replicas);
-        body["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
-            json!(replicas.to_string());
+        if let (Some(annotations), Value::Object(sizes)) =
+            (body["metadata"]["annotations"].as_object_mut(), sizes)
+        {
+            annotations.extend(sizes);
+        }
         self.update("scale", REPLICA_SETS, body)
     }
 
@@ -2212,6 +2230,15 @@ mod tests {
             .unwrap();
         assert_eq!(back["metadata"]["annotations"][REVISION], "4");
         assert_eq!(back["metadata"]["annotations"][REVISION_HISTORY], "2");
+        // The Deployment's sizes: 3 replicas, 25 % surge rounded up.
+        assert_eq!(
+            back["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"],
+            "3"
+        );
+        assert_eq!(
+            back["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"],
+            "4"
+        );
         let web = &list(&cluster, DEPLOYMENTS)[0];
         assert_eq!(
             web["metadata"]["annotations"][REVISION], "4",
