@@ -183,32 +183,21 @@ impl ArtifactCache {
 
     /// Wait until every artifact being written is written: before the engine goes.
     pub fn flush(&self) {
-        let writing: Vec<JoinHandle<()>> = self
-            .storing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .drain()
-            .map(|(_, w)| w)
-            .collect();
-        for w in writing {
-            if w.join().is_err() {
-                tracing::warn!("writing a precompiled artifact panicked");
-            }
-        }
+        let writing: Vec<JoinHandle<()>> = self.storing().drain().map(|(_, w)| w).collect();
+        writing.into_iter().for_each(written);
     }
 
     /// Wait until the artifact of `hash` being written, if any, is written.
     fn settled(&self, hash: &str) {
-        let writing = self
-            .storing
+        let writing = self.storing().remove(hash);
+        writing.into_iter().for_each(written);
+    }
+
+    /// The artifacts being written, by content hash.
+    fn storing(&self) -> std::sync::MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
+        self.storing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(hash);
-        if let Some(writing) = writing
-            && writing.join().is_err()
-        {
-            tracing::warn!(hash, "writing a precompiled artifact panicked");
-        }
     }
 
     /// The cache directory.
@@ -307,10 +296,7 @@ impl ArtifactCache {
             .spawn(store)
         {
             Ok(writing) => {
-                let mut storing = self
-                    .storing
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut storing = self.storing();
                 storing.retain(|_, w| !w.is_finished());
                 storing.insert(hash.to_owned(), writing);
             }
@@ -341,6 +327,13 @@ impl ArtifactCache {
             let _ = std::fs::remove_file(&tmp);
         }
         written.map_err(io)
+    }
+}
+
+/// Wait for `writing` to end.
+fn written(writing: JoinHandle<()>) {
+    if writing.join().is_err() {
+        tracing::warn!("writing a precompiled artifact panicked");
     }
 }
 
