@@ -331,7 +331,7 @@ fn deployment_pass(
                     create_new_replica_set(
                         writes,
                         deployment,
-                        owned,
+                        next_revision,
                         (namespace, name),
                         &hash,
                         wanted,
@@ -359,7 +359,14 @@ fn deployment_pass(
         (new_spec, new_available, scaled) = match new {
             None => {
                 let size = grow(old_specs, 0);
-                create_new_replica_set(writes, deployment, owned, (namespace, name), &hash, size);
+                create_new_replica_set(
+                    writes,
+                    deployment,
+                    next_revision,
+                    (namespace, name),
+                    &hash,
+                    size,
+                );
                 created = true;
                 (size, 0, false)
             }
@@ -567,8 +574,8 @@ fn progressing<'a>(
     }
 }
 
-/// `scaleReplicaSet`: the new size, then the deployment controller's event saying so. Returns
-/// whether it was written.
+/// `scaleReplicaSet`: the new size (and the Deployment's sizes in the annotations), then the
+/// deployment controller's event saying so. Returns whether it was written.
 fn scale_with_event(
     writes: &mut Writes<'_>,
     deployment: &Value,
@@ -576,7 +583,10 @@ fn scale_with_event(
     replicas: i64,
 ) -> bool {
     let from = rs["spec"]["replicas"].as_i64().unwrap_or(0);
-    let scaled = writes.scale(rs, replicas, replicas_annotations(deployment));
+    let mut body = rs.clone();
+    body["spec"]["replicas"] = json!(replicas);
+    set_replicas_annotations(&mut body, deployment);
+    let scaled = writes.update("scale", REPLICA_SETS, body);
     if scaled {
         scaling_event(
             writes,
@@ -604,17 +614,11 @@ fn scaling_event(writes: &mut Writes<'_>, deployment: &Value, rs: &str, from: i6
 fn create_new_replica_set(
     writes: &mut Writes<'_>,
     deployment: &Value,
-    owned: &[&Value],
+    revision: u64,
     (namespace, name): (&str, &str),
     hash: &str,
     replicas: i64,
 ) {
-    let revision = owned
-        .iter()
-        .filter_map(|rs| revision(rs))
-        .max()
-        .unwrap_or(0)
-        + 1;
     let replica_set = new_replica_set(deployment, namespace, name, hash, replicas, revision);
     if writes.create(REPLICA_SETS, namespace, replica_set) && replicas > 0 {
         scaling_event(writes, deployment, &format!("{name}-{hash}"), 0, replicas);
@@ -1307,12 +1311,7 @@ fn new_replica_set(
         },
         "spec": {"replicas": replicas, "selector": selector, "template": template},
     });
-    if let (Some(annotations), Value::Object(sizes)) = (
-        replica_set["metadata"]["annotations"].as_object_mut(),
-        replicas_annotations(deployment),
-    ) {
-        annotations.extend(sizes);
-    }
+    set_replicas_annotations(&mut replica_set, deployment);
     if min_ready(deployment) > 0 {
         replica_set["spec"]["minReadySeconds"] = json!(min_ready(deployment));
     }
@@ -1321,13 +1320,12 @@ fn new_replica_set(
 
 /// `SetReplicasAnnotations`: a Deployment's ReplicaSet records the Deployment's `replicas` and
 /// the most Pods its rollout may run (`replicas` + `maxSurge`), whatever its own size.
-fn replicas_annotations(deployment: &Value) -> Value {
+fn set_replicas_annotations(replica_set: &mut Value, deployment: &Value) {
     let wanted = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
     let (surge, _) = fenceposts(deployment, wanted);
-    json!({
-        "deployment.kubernetes.io/desired-replicas": wanted.to_string(),
-        "deployment.kubernetes.io/max-replicas": (wanted + surge).to_string(),
-    })
+    let annotations = &mut replica_set["metadata"]["annotations"];
+    annotations["deployment.kubernetes.io/desired-replicas"] = json!(wanted.to_string());
+    annotations["deployment.kubernetes.io/max-replicas"] = json!((wanted + surge).to_string());
 }
 
 /// A new Pod of `owner` (a ReplicaSet or a Job: `(apiVersion, kind)`), from its template,
@@ -1810,7 +1808,6 @@ impl<'a> Writes<'a> {
         }
     }
 
-    /// Creates `object`; whether it was created.
     /// Whether the store holds `namespace`/`name` of `gr`.
     fn exists(&self, gr: &str, namespace: &str, name: &str) -> bool {
         self.cluster
@@ -1820,6 +1817,7 @@ impl<'a> Writes<'a> {
             .is_some()
     }
 
+    /// Creates `object`; whether it was created.
     pub(crate) fn create(&mut self, gr: &str, namespace: &str, object: Value) -> bool {
         let name = object["metadata"]["name"]
             .as_str()
@@ -1936,19 +1934,6 @@ impl<'a> Writes<'a> {
         self.report("update the status of", gr, namespace, name, result)
     }
 
-    /// Sets a ReplicaSet's `spec.replicas`, and its Deployment's sizes in its annotations;
-    /// whether it was written.
-    fn scale(&mut self, replica_set: &Value, replicas: i64, sizes: Value) -> bool {
-        let mut body = replica_set.clone();
-        body["spec"]["replicas"] = json!(replicas);
-        if let (Some(annotations), Value::Object(sizes)) =
-            (body["metadata"]["annotations"].as_object_mut(), sizes)
-        {
-            annotations.extend(sizes);
-        }
-        self.update("scale", REPLICA_SETS, body)
-    }
-
     /// Binds `pod` to the simulated node through `pods/binding`; whether it was bound.
     fn bind(&mut self, pod: &Value) -> bool {
         let (Some(namespace), Some(name)) = (namespace(pod), name(pod)) else {
@@ -2022,6 +2007,46 @@ mod tests {
             name: name.map(str::to_owned),
             subresource: None,
         }
+    }
+
+    /// Creates `object` of `gr` in `default`.
+    fn create(cluster: &Cluster, gr: &str, object: Value) {
+        cluster
+            .create(&target(cluster, gr, None), object, &WriteOptions::default())
+            .unwrap();
+    }
+
+    /// Writes `name` of `gr` back with `edit` applied to its spec.
+    fn edit_spec(cluster: &Cluster, gr: &str, name: &str, edit: impl FnOnce(&mut Value)) {
+        let mut object = list(cluster, gr)
+            .into_iter()
+            .find(|o| o["metadata"]["name"] == name)
+            .map(|o| (*o).clone())
+            .unwrap();
+        edit(&mut object["spec"]);
+        cluster
+            .update(
+                &target(cluster, gr, Some(name)),
+                object,
+                &WriteOptions::default(),
+            )
+            .unwrap();
+    }
+
+    /// Deployment `web` (label `app: web`, one container `c` of image `nginx`), `spec`'s fields
+    /// set over that.
+    fn web(spec: Value) -> Value {
+        let mut web = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+        });
+        if let (Some(fields), Value::Object(given)) = (web["spec"].as_object_mut(), spec) {
+            fields.extend(given);
+        }
+        web
     }
 
     fn list(cluster: &Cluster, gr: &str) -> Vec<Arc<Value>> {
@@ -2147,33 +2172,15 @@ mod tests {
     #[test]
     fn a_paused_deployment_scales_without_rolling_out_and_history_beyond_the_limit_goes() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let deployment = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"replicas": 2, "revisionHistoryLimit": 1,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
-        });
-        cluster
-            .create(
-                &target(&cluster, DEPLOYMENTS, None),
-                deployment,
-                &WriteOptions::default(),
-            )
-            .unwrap();
+        create(
+            &cluster,
+            DEPLOYMENTS,
+            web(json!({"replicas": 2, "revisionHistoryLimit": 1})),
+        );
         let at = Utc::now() + chrono::Duration::seconds(5);
         settle(&cluster, at);
         let change = |edit: &dyn Fn(&mut Value)| {
-            let mut web = (*list(&cluster, DEPLOYMENTS)[0]).clone();
-            edit(&mut web["spec"]);
-            cluster
-                .update(
-                    &target(&cluster, DEPLOYMENTS, Some("web")),
-                    web,
-                    &WriteOptions::default(),
-                )
-                .unwrap();
+            edit_spec(&cluster, DEPLOYMENTS, "web", edit);
             settle(&cluster, at);
         };
         let replica_sets = || -> Vec<(String, i64)> {
@@ -2250,22 +2257,9 @@ mod tests {
     fn a_rollout_without_progress_for_its_deadline_times_out_until_it_moves_again() {
         let cluster = Cluster::open(None, 10_000).unwrap();
         // Pods for a scheduler that is not there stay Pending: the rollout stalls.
-        let deployment = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"replicas": 2, "progressDeadlineSeconds": 10,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                    "spec": {"schedulerName": "not-running",
-                        "containers": [{"name": "c", "image": "nginx"}]}}},
-        });
-        cluster
-            .create(
-                &target(&cluster, DEPLOYMENTS, None),
-                deployment,
-                &WriteOptions::default(),
-            )
-            .unwrap();
+        let mut deployment = web(json!({"replicas": 2, "progressDeadlineSeconds": 10}));
+        deployment["spec"]["template"]["spec"]["schedulerName"] = json!("not-running");
+        create(&cluster, DEPLOYMENTS, deployment);
         let start = Utc::now();
         settle(&cluster, start);
         let progressing = || list(&cluster, DEPLOYMENTS)[0]["status"]["conditions"][1].clone();
@@ -2290,15 +2284,9 @@ mod tests {
             )
         );
         // A template that can run: a new ReplicaSet, progress, then complete.
-        let mut web = (*list(&cluster, DEPLOYMENTS)[0]).clone();
-        web["spec"]["template"]["spec"]["schedulerName"] = json!("default-scheduler");
-        cluster
-            .update(
-                &target(&cluster, DEPLOYMENTS, Some("web")),
-                web,
-                &WriteOptions::default(),
-            )
-            .unwrap();
+        edit_spec(&cluster, DEPLOYMENTS, "web", |spec| {
+            spec["template"]["spec"]["schedulerName"] = json!("default-scheduler");
+        });
         settle(&cluster, start + chrono::Duration::seconds(13));
         assert_eq!(progressing()["status"], "True");
         assert_eq!(progressing()["reason"], "NewReplicaSetAvailable");
@@ -2307,21 +2295,11 @@ mod tests {
     #[test]
     fn pods_count_as_available_only_min_ready_seconds_after_they_are_ready() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let deployment = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"replicas": 2, "minReadySeconds": 30,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
-        });
-        cluster
-            .create(
-                &target(&cluster, DEPLOYMENTS, None),
-                deployment,
-                &WriteOptions::default(),
-            )
-            .unwrap();
+        create(
+            &cluster,
+            DEPLOYMENTS,
+            web(json!({"replicas": 2, "minReadySeconds": 30})),
+        );
         // Ready at once (no delay), but not available for 30 s: the pass says when to look again.
         let start = Utc::now();
         settle(&cluster, start);
@@ -2362,10 +2340,7 @@ mod tests {
                     "spec": {"accessModes": ["ReadWriteOnce"],
                         "resources": {"requests": {"storage": "1Gi"}}}}]},
         });
-        let options = WriteOptions::default();
-        cluster
-            .create(&target(&cluster, STATEFUL_SETS, None), set, &options)
-            .unwrap();
+        create(&cluster, STATEFUL_SETS, set);
         let at = Utc::now() + chrono::Duration::seconds(5);
         settle(&cluster, at);
         let claims: BTreeMap<String, Arc<Value>> = list(&cluster, CLAIMS)
@@ -2406,15 +2381,9 @@ mod tests {
             "{events:?}"
         );
         // Scaled down: the Pod goes, its claim stays (whenScaled: Retain).
-        let mut smaller = (*list(&cluster, STATEFUL_SETS)[0]).clone();
-        smaller["spec"]["replicas"] = json!(1);
-        cluster
-            .update(
-                &target(&cluster, STATEFUL_SETS, Some("db")),
-                smaller,
-                &options,
-            )
-            .unwrap();
+        edit_spec(&cluster, STATEFUL_SETS, "db", |spec| {
+            spec["replicas"] = json!(1)
+        });
         settle(&cluster, at);
         assert_eq!(list(&cluster, PODS).len(), 1);
         assert_eq!(list(&cluster, CLAIMS).len(), 2);
