@@ -11,7 +11,7 @@
 //! another writer is left to the next pass. Rollouts replace the old ReplicaSet at once (scaled to
 //! zero when the new one is created) instead of surging step by step.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -823,18 +823,51 @@ fn job_pass(
             .filter(|p| phase(p).as_deref() == Some("Succeeded"))
             .count(),
     );
-    let active: Vec<&&Value> = owned
+    let mut active: Vec<&&Value> = owned
         .iter()
         .filter(|p| !matches!(phase(p).as_deref(), Some("Succeeded" | "Failed")))
         .collect();
     let parallelism = spec["parallelism"].as_i64().unwrap_or(1).max(0);
+    // An Indexed Job counts the indexes that succeeded (`calculateSucceededIndexes`), those of
+    // earlier passes kept in `completedIndexes`, and wants each index below `completions` once.
+    let indexed = spec["completionMode"] == "Indexed";
+    let completions = spec["completions"].as_i64();
+    let mut completed = Intervals::default();
+    let mut surplus = Vec::new();
+    let succeeded = match completions.filter(|_| indexed) {
+        Some(completions) => {
+            completed = Intervals::parse(
+                job["status"]["completedIndexes"].as_str().unwrap_or(""),
+                completions,
+            );
+            for pod in owned {
+                if phase(pod).as_deref() == Some("Succeeded")
+                    && let Some(index) = completion_index(pod).filter(|i| *i < completions)
+                {
+                    completed.insert(index);
+                }
+            }
+            // `appendDuplicatedIndexPodsForRemoval`: an active Pod without an index, beyond
+            // `completions` or repeating another's index goes.
+            let mut seen = HashSet::new();
+            active.retain(|pod| {
+                let keep = completion_index(pod).is_some_and(|i| i < completions && seen.insert(i));
+                if !keep {
+                    surplus.push(**pod);
+                }
+                keep
+            });
+            completed.total()
+        }
+        None => succeeded,
+    };
     // With completions, that many Pods must succeed; without (a work queue), one success ends
     // the Job once the others are done.
-    let complete = match spec["completions"].as_i64() {
+    let complete = match completions {
         Some(completions) => succeeded >= completions,
         None => succeeded > 0 && active.is_empty(),
     };
-    let wanted = match spec["completions"].as_i64() {
+    let wanted = match completions {
         _ if suspended => 0,
         Some(completions) => parallelism.min(completions - succeeded).max(0),
         None if succeeded > 0 => 0,
@@ -886,9 +919,28 @@ fn job_pass(
         }
     }
     let wanted = if past_deadline { 0 } else { wanted };
+    for pod in &surplus {
+        if writes.delete(PODS, pod) {
+            let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
+            writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
+        }
+    }
+    let missing = usize::try_from(wanted - count(active.len())).unwrap_or(0);
+    let new_pods: Vec<Value> = match completions.filter(|_| indexed) {
+        Some(completions) => {
+            let taken = active.iter().filter_map(|p| completion_index(p)).collect();
+            completed
+                .first_pending(taken, missing, completions)
+                .into_iter()
+                .map(|index| indexed_pod(job, namespace, index))
+                .collect()
+        }
+        None => (0..missing)
+            .map(|_| new_pod(job, namespace, ("batch/v1", "Job")))
+            .collect(),
+    };
     let mut created = 0;
-    for _ in count(active.len())..wanted {
-        let pod = new_pod(job, namespace, ("batch/v1", "Job"));
+    for pod in new_pods {
         let pod_name = name(&pod).unwrap_or_default().to_owned();
         if writes.create(PODS, namespace, pod) {
             created += 1;
@@ -910,6 +962,9 @@ fn job_pass(
     }
     if succeeded > 0 {
         status.insert("succeeded".into(), json!(succeeded));
+    }
+    if !completed.0.is_empty() {
+        status.insert("completedIndexes".into(), json!(completed.to_string()));
     }
     if failed > 0 {
         status.insert("failed".into(), json!(failed));
@@ -1331,8 +1386,181 @@ fn set_replicas_annotations(replica_set: &mut Value, deployment: &Value) {
 /// A new Pod of `owner` (a ReplicaSet or a Job: `(apiVersion, kind)`), from its template,
 /// named as `generateName: OWNER-` would.
 fn new_pod(owner: &Value, namespace: &str, (api_version, kind): (&str, &str)) -> Value {
-    let name = format!("{}-{}", name(owner).unwrap_or_default(), random_suffix());
-    template_pod(owner, namespace, name, (api_version, kind))
+    let prefix = generate_name_prefix(name(owner).unwrap_or_default(), "-");
+    template_pod(
+        owner,
+        namespace,
+        prefix + &random_suffix(),
+        (api_version, kind),
+    )
+}
+
+/// The `generateName` prefix `base` + `suffix`, with `base` cut so that the prefix fits
+/// `MaxGeneratedNameLength` (58: a name of 63 once the 5 random characters are added), as
+/// `SimpleNameGenerator` and the job controller's `podGenerateNameWithIndex` cut it.
+fn generate_name_prefix(base: &str, suffix: &str) -> String {
+    const MAX_GENERATED_NAME_LENGTH: usize = 58;
+    let keep = MAX_GENERATED_NAME_LENGTH.saturating_sub(suffix.len());
+    let base = base.get(..keep).unwrap_or(base);
+    format!("{base}{suffix}")
+}
+
+/// The label and annotation holding an Indexed Job's Pod's completion index.
+const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
+/// An Indexed Job's Pod for `index`, as the job controller's `manageJob` makes it: named
+/// `JOB-INDEX-xxxxx`, the index in the `batch.kubernetes.io/job-completion-index` annotation
+/// and label (`PodIndexLabel`, on since 1.28), the hostname `JOB-INDEX`, and every container
+/// given `JOB_COMPLETION_INDEX` from that label (`addCompletionIndexEnvVariables`) unless it
+/// sets the variable itself.
+fn indexed_pod(job: &Value, namespace: &str, index: i64) -> Value {
+    let job_name = name(job).unwrap_or_default();
+    let prefix = generate_name_prefix(job_name, &format!("-{index}-"));
+    let mut pod = template_pod(
+        job,
+        namespace,
+        prefix + &random_suffix(),
+        ("batch/v1", "Job"),
+    );
+    for key in ["annotations", "labels"] {
+        if let Some(metadata) = pod["metadata"].as_object_mut() {
+            let map = metadata.entry(key).or_insert_with(|| json!({}));
+            if let Some(map) = map.as_object_mut() {
+                map.insert(COMPLETION_INDEX.into(), json!(index.to_string()));
+            }
+        }
+    }
+    let Some(spec) = pod["spec"].as_object_mut() else {
+        return pod;
+    };
+    spec.insert("hostname".into(), json!(format!("{job_name}-{index}")));
+    for key in ["initContainers", "containers"] {
+        for container in spec
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let Some(container) = container.as_object_mut() else {
+                continue;
+            };
+            let env = container.entry("env").or_insert_with(|| json!([]));
+            if let Some(env) = env.as_array_mut()
+                && !env.iter().any(|v| v["name"] == "JOB_COMPLETION_INDEX")
+            {
+                env.push(
+                    json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+                        "apiVersion": "v1",
+                        "fieldPath": format!("metadata.labels['{COMPLETION_INDEX}']"),
+                    }}}),
+                );
+            }
+        }
+    }
+    pod
+}
+
+/// An Indexed Job's Pod's completion index (`getCompletionIndex`: the annotation, a
+/// non-negative integer).
+fn completion_index(pod: &Value) -> Option<i64> {
+    pod["metadata"]["annotations"][COMPLETION_INDEX]
+        .as_str()?
+        .parse::<i64>()
+        .ok()
+        .filter(|i| *i >= 0)
+}
+
+/// A set of completion indexes as ordered, disjoint, non-adjacent intervals, as the job
+/// controller's `orderedIntervals` holds them and writes them in `completedIndexes` (`1,3-5,7`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Intervals(Vec<(i64, i64)>);
+
+impl Intervals {
+    /// `succeededIndexesFromString`: `text`'s intervals below `completions`; a part that does not
+    /// parse is skipped.
+    fn parse(text: &str, completions: i64) -> Self {
+        let mut out = Self::default();
+        for part in text.split(',').filter(|p| !p.is_empty()) {
+            let mut limits = part.splitn(2, '-');
+            let Some(Ok(first)) = limits.next().map(str::parse::<i64>) else {
+                continue;
+            };
+            if first >= completions {
+                break;
+            }
+            let last = match limits.next().map(str::parse::<i64>) {
+                None => first,
+                Some(Ok(last)) => last.min(completions - 1),
+                Some(Err(_)) => continue,
+            };
+            if first <= last {
+                out.insert_range(first, last);
+            }
+        }
+        out
+    }
+
+    /// Adds `index`.
+    fn insert(&mut self, index: i64) {
+        self.insert_range(index, index);
+    }
+
+    /// Adds `first..=last`, merging it with the intervals it overlaps or touches.
+    fn insert_range(&mut self, first: i64, last: i64) {
+        let start = self.0.partition_point(|(_, l)| l.saturating_add(1) < first);
+        let end = self
+            .0
+            .partition_point(|(f, _)| *f <= last.saturating_add(1));
+        let merged = self.0[start..end]
+            .iter()
+            .fold((first, last), |(a, b), (f, l)| (a.min(*f), b.max(*l)));
+        self.0.splice(start..end, [merged]);
+    }
+
+    /// How many indexes the intervals hold.
+    fn total(&self) -> i64 {
+        self.0.iter().map(|(first, last)| last - first + 1).sum()
+    }
+
+    /// `firstPendingIndexes`: the `count` lowest indexes below `completions` neither held here nor
+    /// `taken` by an active Pod.
+    fn first_pending(&self, taken: Vec<i64>, count: usize, completions: i64) -> Vec<i64> {
+        let mut busy = self.clone();
+        for index in taken {
+            busy.insert(index);
+        }
+        // Walk the gaps between the busy intervals: bounded by their number and `count`.
+        let mut out = Vec::with_capacity(count.min(1024));
+        let mut candidate = 0;
+        for &(first, last) in busy.0.iter().chain([&(completions, completions)]) {
+            while candidate < first.min(completions) && out.len() < count {
+                out.push(candidate);
+                candidate += 1;
+            }
+            if out.len() == count || candidate >= completions {
+                break;
+            }
+            candidate = candidate.max(last.saturating_add(1));
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Intervals {
+    /// `orderedIntervals.String`: `a-b` for three or more, `a,b` for two, `a` for one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, (first, last)) in self.0.iter().enumerate() {
+            if n > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{first}")?;
+            if last > first {
+                let sep = if *last == first + 1 { ',' } else { '-' };
+                write!(f, "{sep}{last}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Pod `name` from `owner`'s Pod template, controlled by it.
@@ -2560,6 +2788,121 @@ mod tests {
         assert_eq!(done["status"]["conditions"][0]["reason"], "JobResumed");
         assert!(done["status"]["startTime"].is_string());
         assert_eq!(list(&cluster, PODS).len(), 4);
+    }
+
+    #[test]
+    fn completed_indexes_parse_merge_and_print_as_the_job_controller_writes_them() {
+        let mut set = Intervals::parse("1,3-5,x,7-9", 9);
+        assert_eq!(set.0, vec![(1, 1), (3, 5), (7, 8)], "cut at completions");
+        assert_eq!(set.to_string(), "1,3-5,7,8");
+        set.insert(2);
+        set.insert(6);
+        assert_eq!(set.to_string(), "1-8");
+        assert_eq!(set.total(), 8);
+        set.insert(0);
+        assert_eq!(set.0, vec![(0, 8)]);
+        assert_eq!(Intervals::parse("", 3).to_string(), "");
+        assert_eq!(
+            Intervals::parse("5,1", 3).0,
+            vec![],
+            "an index past completions ends it"
+        );
+        // A hostile status costs nothing for its size.
+        let wide = Intervals::parse("0-9223372036854775806", i64::MAX);
+        assert_eq!(wide.total(), i64::MAX);
+        assert_eq!(wide.first_pending(vec![], 2, i64::MAX), Vec::<i64>::new());
+        let some = Intervals::parse("0,2", 6);
+        assert_eq!(some.first_pending(vec![3], 2, 6), vec![1, 4]);
+        assert_eq!(some.first_pending(vec![], 9, 4), vec![1, 3]);
+    }
+
+    #[test]
+    fn an_indexed_job_runs_each_index_once_and_lists_them_completed() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let job = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "idx", "namespace": "default"},
+            "spec": {"completions": 3, "parallelism": 2, "completionMode": "Indexed",
+                "template": {"spec": {"restartPolicy": "Never", "containers": [
+                    {"name": "c", "image": "busybox"},
+                    {"name": "d", "image": "busybox", "env": [{"name": "JOB_COMPLETION_INDEX", "value": "mine"}]}]}}},
+        });
+        cluster
+            .create(&target(&cluster, JOBS, None), job, &WriteOptions::default())
+            .unwrap();
+        pass(&cluster, Duration::ZERO, Utc::now());
+        let pods = list(&cluster, PODS);
+        let mut indexes: Vec<String> = pods
+            .iter()
+            .map(|p| {
+                let index = p["metadata"]["annotations"][COMPLETION_INDEX]
+                    .as_str()
+                    .unwrap();
+                assert_eq!(p["metadata"]["labels"][COMPLETION_INDEX], index);
+                assert_eq!(p["spec"]["hostname"], format!("idx-{index}"));
+                let name = p["metadata"]["name"].as_str().unwrap();
+                assert!(name.starts_with(&format!("idx-{index}-")), "{name}");
+                assert_eq!(name.len(), "idx-0-".len() + 5);
+                let env = &p["spec"]["containers"][0]["env"][0];
+                assert_eq!(env["name"], "JOB_COMPLETION_INDEX");
+                assert_eq!(
+                    env["valueFrom"]["fieldRef"]["fieldPath"],
+                    "metadata.labels['batch.kubernetes.io/job-completion-index']"
+                );
+                assert_eq!(
+                    p["spec"]["containers"][1]["env"],
+                    json!([{"name": "JOB_COMPLETION_INDEX", "value": "mine"}]),
+                    "a container's own variable is kept"
+                );
+                index.to_owned()
+            })
+            .collect();
+        indexes.sort();
+        assert_eq!(indexes, ["0", "1"], "the lowest pending indexes first");
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
+        let pods = list(&cluster, PODS);
+        let mut indexes: Vec<i64> = pods.iter().filter_map(|p| completion_index(p)).collect();
+        indexes.sort_unstable();
+        assert_eq!(indexes, [0, 1, 2], "each index once");
+        let idx = &list(&cluster, JOBS)[0];
+        assert_eq!(idx["status"]["completedIndexes"], "0-2");
+        assert_eq!(idx["status"]["succeeded"], 3);
+        assert!(finished_condition(idx).is_some_and(|c| c["type"] == "Complete"));
+    }
+
+    #[test]
+    fn an_indexed_job_removes_a_pod_repeating_an_index_and_replaces_none_that_succeeded() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let job = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "idx", "namespace": "default"},
+            "spec": {"completions": 2, "parallelism": 2, "completionMode": "Indexed",
+                "template": {"spec": {"restartPolicy": "Never", "containers": [
+                    {"name": "c", "image": "busybox"}]}}},
+        });
+        create(&cluster, JOBS, job);
+        let job = list(&cluster, JOBS)[0].clone();
+        // A Pod of index 1 made by someone else, before the controller's first pass.
+        let mut stray = indexed_pod(&job, "default", 1);
+        stray["metadata"]["name"] = json!("stray");
+        create(&cluster, PODS, stray);
+        pass(&cluster, Duration::ZERO, Utc::now());
+        let mut pods: Vec<i64> = list(&cluster, PODS)
+            .iter()
+            .filter_map(|p| completion_index(p))
+            .collect();
+        pods.sort_unstable();
+        assert_eq!(pods, [0, 1], "index 1 is taken: only index 0 is started");
+        let mut second = indexed_pod(&job, "default", 1);
+        second["metadata"]["name"] = json!("second");
+        create(&cluster, PODS, second);
+        pass(&cluster, Duration::ZERO, Utc::now());
+        let names: Vec<String> = list(&cluster, PODS)
+            .iter()
+            .filter(|p| completion_index(p) == Some(1))
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "one Pod per index: {names:?}");
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub(super) fn check(
         }
         ("apps", "ReplicaSet", Change::Object) => workload(object, old, true, &mut errs),
         ("apps", "StatefulSet", Change::Object) => workload(object, old, true, &mut errs),
+        ("batch", "Job", Change::Object) => job(object, old, &mut errs),
+        ("batch", "Job", Change::Status) => {
+            for key in ["active", "succeeded", "failed"] {
+                nonnegative(&object["status"][key], &format!("status.{key}"), &mut errs);
+            }
+        }
         ("", "Pod", Change::Object) => {
             pod_spec(&object["spec"], "spec", &mut errs);
             let restart = &object["spec"]["restartPolicy"];
@@ -309,6 +315,195 @@ fn workload(object: &Value, old: Option<&Value>, restart_always: bool, errs: &mu
             "activeDeadlineSeconds in ReplicaSet is not Supported",
         ));
     }
+}
+
+/// `maxParallelismForIndexedJob`.
+const MAX_INDEXED_PARALLELISM: i64 = 100_000;
+
+/// `ValidateJob` / `ValidateJobUpdate` (batch/v1): the counts, the completion mode (an Indexed
+/// Job needs `completions`, and its last Pod's hostname `NAME-(completions-1)` must be a DNS
+/// label), the restart policy (`OnFailure` or `Never`), the selector matching the template; on
+/// update, what `ValidateJobSpecUpdate` keeps fixed: `completions` (an Indexed Job may change it
+/// together with `parallelism`), the selector, the completion mode and the template (whose
+/// scheduling directives a suspended Job that never started may change).
+fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
+    let spec = &object["spec"];
+    for key in [
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+    ] {
+        nonnegative(&spec[key], &format!("spec.{key}"), errs);
+    }
+    let mode = &spec["completionMode"];
+    let indexed = *mode == "Indexed";
+    if !mode.is_null() && !indexed && *mode != "NonIndexed" {
+        errs.push(FieldCause::not_supported(
+            "spec.completionMode",
+            mode,
+            &["NonIndexed", "Indexed"],
+        ));
+    }
+    if indexed {
+        if spec["completions"].is_null() {
+            errs.push(FieldCause::required(
+                "spec.completions",
+                "when completion mode is Indexed",
+            ));
+        }
+        if spec["parallelism"]
+            .as_i64()
+            .is_some_and(|p| p > MAX_INDEXED_PARALLELISM)
+        {
+            errs.push(FieldCause::invalid_value(
+                "spec.parallelism",
+                &spec["parallelism"],
+                format!(
+                    "must be less than or equal to {MAX_INDEXED_PARALLELISM} when completion mode is Indexed"
+                ),
+            ));
+        }
+        if let Some(completions) = spec["completions"].as_i64().filter(|c| *c > 0)
+            && old.is_none()
+        {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            let hostname = format!("{name}-{}", completions - 1);
+            if validation::dns1123_label(&hostname).is_err() {
+                errs.push(FieldCause::invalid(
+                    "metadata.name",
+                    name,
+                    format!("will not able to create pod with invalid DNS label: {hostname}"),
+                ));
+            }
+        }
+    } else {
+        for key in ["backoffLimitPerIndex", "maxFailedIndexes"] {
+            if !spec[key].is_null() {
+                errs.push(FieldCause::invalid_value(
+                    &format!("spec.{key}"),
+                    &spec[key],
+                    "requires indexed completion mode",
+                ));
+            }
+        }
+    }
+    let template = &spec["template"];
+    pod_spec(&template["spec"], "spec.template.spec", errs);
+    let restart = &template["spec"]["restartPolicy"];
+    if restart.is_null() || *restart == "Always" || *restart == "" {
+        errs.push(FieldCause::required(
+            "spec.template.spec.restartPolicy",
+            r#"valid values: "OnFailure", "Never""#,
+        ));
+    } else if *restart != "OnFailure" && *restart != "Never" {
+        errs.push(FieldCause::not_supported(
+            "spec.template.spec.restartPolicy",
+            restart,
+            &["OnFailure", "Never"],
+        ));
+    }
+    if spec["selector"].is_null() {
+        errs.push(FieldCause::required("spec.selector", ""));
+    } else if !selects_template(&spec["selector"], template) {
+        errs.push(FieldCause::invalid_value(
+            "spec.template.metadata.labels",
+            &template["metadata"]["labels"],
+            "`selector` does not match template `labels`",
+        ));
+    }
+    let Some(old) = old else { return };
+    let old_spec = &old["spec"];
+    let completions = &spec["completions"];
+    if *completions != old_spec["completions"] {
+        if !indexed {
+            errs.push(FieldCause::invalid_value(
+                "spec.completions",
+                completions,
+                "field is immutable",
+            ));
+        } else if !completions.is_null() && *completions != spec["parallelism"] {
+            errs.push(FieldCause::invalid_value(
+                "spec.completions",
+                completions,
+                "can only be modified in tandem with spec.parallelism",
+            ));
+        }
+    }
+    for key in [
+        "selector",
+        "completionMode",
+        "podFailurePolicy",
+        "backoffLimitPerIndex",
+        "managedBy",
+        "successPolicy",
+    ] {
+        if spec[key] != old_spec[key] {
+            errs.push(FieldCause::invalid_value(
+                &format!("spec.{key}"),
+                &spec[key],
+                "field is immutable",
+            ));
+        }
+    }
+    // `AllowMutableSchedulingDirectives`: a suspended Job that never started.
+    let mutable_scheduling = old_spec["suspend"] == true && old["status"]["startTime"].is_null();
+    let mut old_template = old_spec["template"].clone();
+    if mutable_scheduling {
+        for (path, key) in [
+            ("/metadata", "labels"),
+            ("/metadata", "annotations"),
+            ("/spec", "nodeSelector"),
+            ("/spec", "tolerations"),
+            ("/spec", "schedulingGates"),
+        ] {
+            let new = template.pointer(path).and_then(|m| m.get(key)).cloned();
+            if let Some(Value::Object(map)) = old_template.pointer_mut(path) {
+                match new {
+                    Some(value) => map.insert(key.to_owned(), value),
+                    None => map.remove(key),
+                };
+            }
+        }
+        let node_affinity = template["spec"]["affinity"].get("nodeAffinity").cloned();
+        if let Some(Value::Object(pod)) = old_template.get_mut("spec") {
+            match (pod.get_mut("affinity"), node_affinity) {
+                (Some(Value::Object(affinity)), value) => {
+                    match value {
+                        Some(value) => affinity.insert("nodeAffinity".to_owned(), value),
+                        None => affinity.remove("nodeAffinity"),
+                    };
+                    // An affinity left empty was only a node affinity, which may go.
+                    if affinity.is_empty() && template["spec"]["affinity"].is_null() {
+                        pod.remove("affinity");
+                    }
+                }
+                (_, Some(value)) => {
+                    pod.insert("affinity".to_owned(), json!({"nodeAffinity": value}));
+                }
+                (_, None) => {}
+            }
+        }
+    }
+    if *template != old_template {
+        errs.push(FieldCause::invalid_value(
+            "spec.template",
+            template,
+            "field is immutable",
+        ));
+    }
+}
+
+/// Whether `selector` (a `LabelSelector`) selects the labels of the Pod `template`; a selector
+/// that does not parse selects nothing.
+fn selects_template(selector: &Value, template: &Value) -> bool {
+    serde_json::from_value::<LabelSelector>(selector.clone())
+        .ok()
+        .and_then(|s| Selector::from_label_selector(&s).ok())
+        .is_some_and(|s| s.matches_labels(template))
 }
 
 /// `ValidateDeploymentStrategy` and `ValidateRollingUpdateDeployment`.
