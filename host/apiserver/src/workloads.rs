@@ -301,21 +301,9 @@ fn deployment_pass(
     };
     let mut scaled = false;
     let mut created = false;
-    if paused {
-        // `sync`: no rollout while paused; `FindActiveOrLatest` (the one ReplicaSet with Pods,
-        // else the new one, else the newest old one) follows `replicas`. Proportional scaling of
-        // several active ReplicaSets is not done.
-        let mut active = owned.iter().copied().filter(|rs| spec(rs) > 0);
-        let serving = match (active.next(), active.next()) {
-            (Some(rs), None) => Some(rs),
-            (None, _) => new.or(old.last().copied()),
-            (Some(_), Some(_)) => None,
-        };
-        if let Some(rs) = serving
-            && spec(rs) != wanted
-        {
-            scaled = scale_with_event(writes, deployment, rs, wanted);
-        }
+    if paused || is_scaling_event(owned, wanted) {
+        // `sync`: no rollout while paused, nor in the pass that follows a change of `replicas`.
+        scaled = scale(writes, deployment, (new, &old), wanted, surge);
     } else if recreate {
         // `rolloutRecreate`: the old ones down first; the new one only once their Pods are gone.
         for rs in old.iter().filter(|rs| spec(rs) != 0) {
@@ -586,7 +574,10 @@ fn scale_with_event(
     let mut body = rs.clone();
     body["spec"]["replicas"] = json!(replicas);
     set_replicas_annotations(&mut body, deployment);
-    let scaled = writes.update("scale", REPLICA_SETS, body);
+    if body == *rs {
+        return false;
+    }
+    let scaled = writes.update("scale", REPLICA_SETS, body) && from != replicas;
     if scaled {
         scaling_event(
             writes,
@@ -595,6 +586,123 @@ fn scale_with_event(
             from,
             replicas,
         );
+    }
+    scaled
+}
+
+/// `isScalingEvent`: an active ReplicaSet records another `desired-replicas` than the
+/// Deployment's `replicas` (it was scaled since that ReplicaSet was last sized).
+fn is_scaling_event(replica_sets: &[&Value], wanted: i64) -> bool {
+    replica_sets.iter().any(|rs| {
+        rs["spec"]["replicas"].as_i64().unwrap_or(0) > 0
+            && desired_replicas(rs).is_some_and(|desired| desired != wanted)
+    })
+}
+
+/// A ReplicaSet's `deployment.kubernetes.io/desired-replicas`.
+fn desired_replicas(rs: &Value) -> Option<i64> {
+    rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+/// `sync`'s `scale`: the one active ReplicaSet (or, with none, the new one, else the newest old
+/// one: `FindActiveOrLatest`) takes `replicas`; with several, a saturated new ReplicaSet leaves
+/// the old ones none, else a rolling Deployment spreads the change over them in proportion to
+/// their sizes (`GetReplicaSetProportion`), the largest first (newer first when scaling up,
+/// older first when scaling down), the largest taking what rounding leaves. `old` is oldest first.
+fn scale(
+    writes: &mut Writes<'_>,
+    deployment: &Value,
+    (new, old): (Option<&Value>, &[&Value]),
+    wanted: i64,
+    surge: i64,
+) -> bool {
+    let spec = |rs: &Value| rs["spec"]["replicas"].as_i64().unwrap_or(0);
+    let mut active: Vec<&Value> = old
+        .iter()
+        .copied()
+        .chain(new)
+        .filter(|rs| spec(rs) > 0)
+        .collect();
+    if active.len() <= 1 {
+        let latest = active.pop().or(new).or_else(|| old.last().copied());
+        return match latest {
+            Some(rs) if spec(rs) != wanted => scale_with_event(writes, deployment, rs, wanted),
+            _ => false,
+        };
+    }
+    // `IsSaturated`.
+    if let Some(rs) = new
+        && spec(rs) == wanted
+        && desired_replicas(rs) == Some(wanted)
+        && rs["status"]["availableReplicas"].as_i64().unwrap_or(0) == wanted
+    {
+        let mut scaled = false;
+        for rs in old.iter().filter(|rs| spec(rs) > 0) {
+            scaled |= scale_with_event(writes, deployment, rs, 0);
+        }
+        return scaled;
+    }
+    if deployment["spec"]["strategy"]["type"] == "Recreate" {
+        return false;
+    }
+    let allowed = if wanted > 0 { wanted + surge } else { 0 };
+    let to_add = allowed - active.iter().map(|rs| spec(rs)).sum::<i64>();
+    if to_add != 0 {
+        active.sort_by(|a, b| {
+            spec(b).cmp(&spec(a)).then_with(|| {
+                if to_add > 0 {
+                    by_creation(b, a)
+                } else {
+                    by_creation(a, b)
+                }
+            })
+        });
+    }
+    let status_replicas = deployment["status"]["replicas"].as_i64().unwrap_or(0);
+    let mut added = 0;
+    let mut sizes: Vec<i64> = active
+        .iter()
+        .map(|rs| {
+            let size = spec(rs);
+            if to_add == 0 || to_add == added {
+                return size;
+            }
+            // `getReplicaSetFraction`: its share of the new maximum, against the maximum it was
+            // sized for (the Deployment's replicas when it records none).
+            let fraction = if wanted == 0 {
+                -size
+            } else {
+                let before = rs["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"]
+                    .as_str()
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(status_replicas);
+                if before == 0 {
+                    0
+                } else {
+                    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+                    let resized = ((size * allowed) as f64 / before as f64).round() as i64;
+                    resized - size
+                }
+            };
+            let left = to_add - added;
+            let proportion = if to_add > 0 {
+                fraction.min(left)
+            } else {
+                fraction.max(left)
+            };
+            added += proportion;
+            size + proportion
+        })
+        .collect();
+    if let Some(largest) = sizes.first_mut().filter(|_| to_add != 0) {
+        *largest = (*largest + to_add - added).max(0);
+    }
+    let mut scaled = false;
+    for (rs, size) in active.iter().zip(sizes) {
+        scaled |= scale_with_event(writes, deployment, rs, size);
     }
     scaled
 }
@@ -651,8 +759,14 @@ fn scale_down_old(
             break;
         }
         let unhealthy = *size - available_of(rs);
-        if *size == 0 || unhealthy <= 0 {
+        if *size == 0 || unhealthy == 0 {
             continue;
+        }
+        if unhealthy < 0 {
+            // A status from before its last scaling (more available than wanted): the
+            // controller's "invalid request to scale down" error; a later pass, after the
+            // ReplicaSet's status has caught up, scales it.
+            return false;
         }
         let down = (max_scaled_down - cleaned).min(unhealthy);
         *size -= down;
@@ -2788,6 +2902,81 @@ mod tests {
         assert_eq!(done["status"]["conditions"][0]["reason"], "JobResumed");
         assert!(done["status"]["startTime"].is_string());
         assert_eq!(list(&cluster, PODS).len(), 4);
+    }
+
+    #[test]
+    fn scaling_during_a_rollout_spreads_the_change_in_proportion() {
+        // The example of the Deployments documentation ("Proportional scaling"): 10 replicas,
+        // maxSurge 3, maxUnavailable 2, a rollout stuck at 8 old and 5 new Pods, then scaled to
+        // 15: the 5 more (18 allowed) go 3 to the old ReplicaSet and 2 to the new one.
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let strategy = json!({"type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2}});
+        create(
+            &cluster,
+            DEPLOYMENTS,
+            web(json!({"replicas": 10, "strategy": strategy})),
+        );
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
+        edit_spec(&cluster, DEPLOYMENTS, "web", |spec| {
+            spec["template"]["spec"]["schedulerName"] = json!("not-running");
+        });
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(10));
+        let sizes = |cluster: &Cluster| {
+            let mut sizes: Vec<(i64, String, String)> = list(cluster, REPLICA_SETS)
+                .iter()
+                .map(|rs| {
+                    let annotation = |key: &str| {
+                        rs["metadata"]["annotations"][format!("deployment.kubernetes.io/{key}")]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    (
+                        rs["spec"]["replicas"].as_i64().unwrap(),
+                        annotation("desired-replicas"),
+                        annotation("max-replicas"),
+                    )
+                })
+                .collect();
+            sizes.sort();
+            sizes
+        };
+        let n = |a: i64, d: &str, m: &str| (a, d.to_owned(), m.to_owned());
+        assert_eq!(
+            sizes(&cluster),
+            [n(5, "10", "13"), n(8, "10", "13")],
+            "stuck"
+        );
+        edit_spec(&cluster, DEPLOYMENTS, "web", |spec| {
+            spec["replicas"] = json!(15)
+        });
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(15));
+        assert_eq!(sizes(&cluster), [n(7, "15", "18"), n(11, "15", "18")]);
+        let events: Vec<String> = list(&cluster, "events")
+            .iter()
+            .filter(|e| e["reason"] == "ScalingReplicaSet")
+            .map(|e| e["message"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            events.iter().any(|m| m.ends_with("from 8 to 11"))
+                && events.iter().any(|m| m.ends_with("from 5 to 7")),
+            "{events:?}"
+        );
+        // Down to 5 (8 allowed): 11 × 8 / 18 rounds to 5, 7 × 8 / 18 to 3; then the rollout
+        // goes on within maxUnavailable: the old one down to 3 (5 - 2 available), the new one
+        // up to 5 (8 in all).
+        edit_spec(&cluster, DEPLOYMENTS, "web", |spec| {
+            spec["replicas"] = json!(5)
+        });
+        settle(&cluster, Utc::now() + chrono::Duration::seconds(20));
+        assert_eq!(sizes(&cluster), [n(3, "5", "8"), n(5, "5", "8")]);
+        assert!(
+            list(&cluster, "events")
+                .iter()
+                .any(|e| e["message"].as_str().unwrap().ends_with("from 11 to 5")),
+            "the proportional step first"
+        );
     }
 
     #[test]
