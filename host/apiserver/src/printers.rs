@@ -456,6 +456,30 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             }),
             col("Age", "date", created),
         ],
+        // `printControllerRevision`: the controller as `kind.group/name`.
+        ("apps", "ControllerRevision") => vec![
+            col("Controller", "string", |v| {
+                let controller = v["metadata"]["ownerReferences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|r| r["controller"] == true);
+                json!(controller.map_or_else(
+                    || "<none>".to_owned(),
+                    |r| {
+                        let api_version = r["apiVersion"].as_str().unwrap_or_default();
+                        let kind = r["kind"].as_str().unwrap_or_default().to_lowercase();
+                        let name = r["name"].as_str().unwrap_or_default();
+                        match api_version.split_once('/') {
+                            Some((group, _)) => format!("{kind}.{group}/{name}"),
+                            None => format!("{kind}/{name}"),
+                        }
+                    }
+                ))
+            }),
+            col("Revision", "integer", |v| json!(int(v, "/revision"))),
+            col("Age", "date", created),
+        ],
         ("batch", "Job") => vec![
             col("Status", "string", job_status),
             col("Completions", "string", job_completions),

@@ -279,6 +279,16 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
             true,
             true,
         ),
+        builtin(
+            "apps",
+            "v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            true,
+            &[],
+            false,
+            false,
+        ),
         builtin("batch", "v1", "Job", "jobs", true, &[], true, true),
         builtin(
             "coordination.k8s.io",

@@ -34,6 +34,8 @@ const JOBS: &str = "jobs.batch";
 const STATEFUL_SETS: &str = "statefulsets.apps";
 /// The storage key of Pods.
 const PODS: &str = "pods";
+/// ControllerRevisions, a StatefulSet's history of templates.
+const CONTROLLER_REVISIONS: &str = "controllerrevisions.apps";
 /// PersistentVolumeClaims, which a StatefulSet's `volumeClaimTemplates` make.
 const CLAIMS: &str = "persistentvolumeclaims";
 /// The storage key of Nodes.
@@ -109,7 +111,7 @@ pub async fn run(
 /// One pass over Deployments, ReplicaSets and Pods at `now`. Returns how long until the next
 /// Pending Pod is due to become Ready, if any.
 fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<Duration> {
-    let (deployments, replica_sets, jobs, stateful_sets, pods) = {
+    let (deployments, replica_sets, jobs, stateful_sets, revisions, pods) = {
         let inner = cluster.lock();
         let read = |gr: &str| -> Vec<Arc<Value>> {
             inner
@@ -124,6 +126,7 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             read(REPLICA_SETS),
             read(JOBS),
             read(STATEFUL_SETS),
+            read(CONTROLLER_REVISIONS),
             read(PODS),
         )
     };
@@ -153,6 +156,7 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
     // Each ReplicaSet and Pod under its controller, once: a pass stays linear in the objects.
     let sets_of = by_controller(&replica_sets);
     let pods_of = by_controller(&pods);
+    let revisions_of = by_controller(&revisions);
     let mut next: Option<Duration> = None;
     let mut wake_in = |wait: Duration| next = Some(next.map_or(wait, |n| n.min(wait)));
     for deployment in &deployments {
@@ -181,7 +185,8 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         }
     }
     for set in &stateful_sets {
-        if let Some(wait) = stateful_set_pass(&mut writes, set, &controlled(&pods_of, set), now) {
+        let owned = (controlled(&pods_of, set), controlled(&revisions_of, set));
+        if let Some(wait) = stateful_set_pass(&mut writes, set, (&owned.0, &owned.1), now) {
             wake_in(wait);
         }
     }
@@ -1178,16 +1183,24 @@ fn ensure_condition(
 /// (all at once for `Parallel`); the highest ordinals removed first on scale down; on a new
 /// template (the `RollingUpdate` strategy), the highest-ordinal Pod of the old revision deleted
 /// while every other is Ready, to be created again at the new one; the status counting them.
+/// `owned`: the Pods and the ControllerRevisions it controls.
 fn stateful_set_pass(
     writes: &mut Writes<'_>,
     set: &Value,
-    owned: &[&Value],
+    (owned, revisions): (&[&Value], &[&Value]),
     now: DateTime<Utc>,
 ) -> Option<Duration> {
     let (namespace, set_name) = (namespace(set)?, name(set)?);
     let spec = &set["spec"];
     let wanted = spec["replicas"].as_i64().unwrap_or(1).max(0);
-    let update_revision = format!("{set_name}-{}", template_hash(&spec["template"]));
+    let mut revisions = revisions.to_vec();
+    revisions.sort_by(|a, b| {
+        a["revision"]
+            .as_i64()
+            .cmp(&b["revision"].as_i64())
+            .then_with(|| by_creation(a, b))
+    });
+    let update_revision = update_revision(writes, set, &revisions)?;
     let ordinal = |pod: &Value| {
         name(pod)?
             .strip_prefix(set_name)?
@@ -1219,13 +1232,40 @@ fn stateful_set_pass(
             format!("{verb} Pod {pod} in StatefulSet {set_name} successful"),
         );
     };
+    let rolling = spec["updateStrategy"]["type"]
+        .as_str()
+        .unwrap_or("RollingUpdate")
+        == "RollingUpdate";
+    // Ordinals below the partition keep their revision.
+    let partition = spec["updateStrategy"]["rollingUpdate"]["partition"]
+        .as_i64()
+        .unwrap_or(0);
+    // `newVersionedStatefulSetPod`: a Pod below the partition is made again at the current
+    // revision, from the template its ControllerRevision records.
+    let current_set = set["status"]["currentRevision"]
+        .as_str()
+        .filter(|current| *current != update_revision)
+        .and_then(|current| revisions.iter().find(|r| name(r) == Some(current)))
+        .and_then(|revision| {
+            let mut template = revision["data"]["spec"]["template"].clone();
+            template.as_object_mut()?.remove("$patch");
+            let mut at_revision = set.clone();
+            at_revision["spec"]["template"] = template;
+            Some((at_revision, name(revision)?.to_owned()))
+        });
     // Missing ordinals, in order; OrderedReady stops at the first Pod not Running and Ready.
     let mut all_ready_so_far = true;
     for i in 0..wanted {
         match pods.iter().find(|(o, _)| *o == i) {
             Some((_, pod)) => all_ready_so_far &= is_ready(pod),
             None if parallel || all_ready_so_far => {
-                let pod = stateful_pod(set, namespace, set_name, i, &update_revision);
+                let (source, revision) = match &current_set {
+                    Some((at_revision, revision)) if rolling && i < partition => {
+                        (at_revision, revision.as_str())
+                    }
+                    _ => (set, update_revision.as_str()),
+                };
+                let pod = stateful_pod(source, namespace, set_name, i, revision);
                 let pod_name = format!("{set_name}-{i}");
                 // `createPersistentVolumeClaims`: the Pod's claims first, those not there yet;
                 // no Pod while one cannot be made.
@@ -1262,14 +1302,6 @@ fn stateful_set_pass(
     let current: Vec<&(i64, &Value)> = pods.iter().filter(|(i, _)| *i < wanted).collect();
     let all_ready = current.len() == usize::try_from(wanted).unwrap_or(0)
         && current.iter().all(|(_, p)| is_ready(p));
-    let rolling = spec["updateStrategy"]["type"]
-        .as_str()
-        .unwrap_or("RollingUpdate")
-        == "RollingUpdate";
-    // Ordinals below the partition keep their revision.
-    let partition = spec["updateStrategy"]["rollingUpdate"]["partition"]
-        .as_i64()
-        .unwrap_or(0);
     if rolling
         && all_ready
         && extra.is_empty()
@@ -1313,11 +1345,77 @@ fn stateful_set_pass(
     let current_pods: Vec<&Value> = current.iter().map(|(_, p)| *p).collect();
     let (available, wake) = availability(&current_pods, min_ready(set), now);
     status.insert("availableReplicas".into(), json!(available));
-    status.insert("currentRevision".into(), json!(current_revision));
-    status.insert("updateRevision".into(), json!(update_revision));
+    status.insert("currentRevision".into(), json!(&current_revision));
+    status.insert("updateRevision".into(), json!(&update_revision));
     status.insert("collisionCount".into(), json!(0));
     writes.status(STATEFUL_SETS, set, Value::Object(status));
+    // `truncateHistory`: revisions neither current, nor the update's, nor a Pod's, beyond
+    // `revisionHistoryLimit`, oldest first.
+    let live: Vec<String> = pods
+        .iter()
+        .filter_map(|(_, p)| revision_of(p))
+        .chain([current_revision, update_revision])
+        .collect();
+    let history: Vec<&Value> = revisions
+        .iter()
+        .copied()
+        .filter(|r| !name(r).is_some_and(|n| live.iter().any(|l| l == n)))
+        .collect();
+    let limit = usize::try_from(spec["revisionHistoryLimit"].as_i64().unwrap_or(10)).unwrap_or(0);
+    for revision in history.iter().take(history.len().saturating_sub(limit)) {
+        writes.delete(CONTROLLER_REVISIONS, revision);
+    }
     wake
+}
+
+/// `getStatefulSetRevisions`: the name of the ControllerRevision of `set`'s current template
+/// (`revisions` sorted by revision number). The revision records the template as the patch that
+/// restores it (`getPatch`: `{"spec":{"template":{…,"$patch":"replace"}}}`, which `kubectl
+/// rollout undo` applies); the newest revision if it records this template, else an older one that
+/// does, given the next revision number (a rollback), else a new one, `NAME-HASH`, with the
+/// template's labels, the set's annotations and the next number (`newRevision`).
+fn update_revision(writes: &mut Writes<'_>, set: &Value, revisions: &[&Value]) -> Option<String> {
+    let (namespace, set_name) = (namespace(set)?, name(set)?);
+    let mut template = set["spec"]["template"].clone();
+    template
+        .as_object_mut()?
+        .insert("$patch".into(), json!("replace"));
+    let data = json!({"spec": {"template": template}});
+    let next = revisions
+        .last()
+        .and_then(|r| r["revision"].as_i64())
+        .unwrap_or(0)
+        + 1;
+    match revisions.iter().rposition(|r| r["data"] == data) {
+        Some(at) if at + 1 == revisions.len() => return name(revisions[at]).map(str::to_owned),
+        Some(at) => {
+            let mut body = revisions[at].clone();
+            body["revision"] = json!(next);
+            writes.update("update", CONTROLLER_REVISIONS, body);
+            return name(revisions[at]).map(str::to_owned);
+        }
+        None => {}
+    }
+    let hash = template_hash(&data);
+    let revision_name = format!("{set_name}-{hash}");
+    let mut labels = set["spec"]["template"]["metadata"]["labels"].clone();
+    if !labels.is_object() {
+        labels = json!({});
+    }
+    labels[REVISION_HASH] = json!(hash);
+    let mut metadata = json!({
+        "name": revision_name, "namespace": namespace, "labels": labels,
+        "ownerReferences": [controller_reference(set, "apps/v1", "StatefulSet")],
+    });
+    if let Some(annotations) = set["metadata"].get("annotations") {
+        metadata["annotations"] = annotations.clone();
+    }
+    let revision = json!({
+        "apiVersion": "apps/v1", "kind": "ControllerRevision",
+        "metadata": metadata, "data": data, "revision": next,
+    });
+    writes.create(CONTROLLER_REVISIONS, namespace, revision);
+    Some(revision_name)
 }
 
 /// Pod `ordinal` of a StatefulSet at `revision`: named `NAME-ORDINAL`, its hostname that name and
@@ -2732,6 +2830,79 @@ mod tests {
     }
 
     #[test]
+    fn a_stateful_set_keeps_a_revision_per_template_within_its_history_limit() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let set = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "default", "annotations": {"note": "kept"}},
+            "spec": {"replicas": 1, "serviceName": "db", "revisionHistoryLimit": 1,
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "a"}]}}},
+        });
+        create(&cluster, STATEFUL_SETS, set);
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        settle(&cluster, at);
+        // Revision number and image of each ControllerRevision, by name.
+        let history = |cluster: &Cluster| -> BTreeMap<String, (i64, String)> {
+            list(cluster, CONTROLLER_REVISIONS)
+                .iter()
+                .map(|r| {
+                    let template = &r["data"]["spec"]["template"];
+                    assert_eq!(template["$patch"], "replace");
+                    assert_eq!(r["metadata"]["annotations"]["note"], "kept");
+                    assert_eq!(r["metadata"]["labels"]["app"], "db");
+                    assert_eq!(r["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
+                    (
+                        r["metadata"]["name"].as_str().unwrap().to_owned(),
+                        (
+                            r["revision"].as_i64().unwrap(),
+                            template["spec"]["containers"][0]["image"]
+                                .as_str()
+                                .unwrap()
+                                .to_owned(),
+                        ),
+                    )
+                })
+                .collect()
+        };
+        let image = |cluster: &Cluster, image: &str| {
+            edit_spec(cluster, STATEFUL_SETS, "db", |spec| {
+                spec["template"]["spec"]["containers"][0]["image"] = json!(image);
+            });
+            settle(cluster, at);
+        };
+        let first = history(&cluster);
+        assert_eq!(first.len(), 1);
+        let (a, _) = first.iter().next().unwrap();
+        let pod = &list(&cluster, PODS)[0];
+        assert_eq!(pod["metadata"]["labels"][REVISION_HASH], a.as_str());
+        image(&cluster, "b");
+        image(&cluster, "c");
+        let numbered: Vec<(i64, String)> = history(&cluster).into_values().collect();
+        let mut numbered = numbered;
+        numbered.sort();
+        assert_eq!(
+            numbered,
+            [(2, "b".to_owned()), (3, "c".to_owned())],
+            "one revision kept beyond the live one: the oldest goes"
+        );
+        let before = history(&cluster);
+        image(&cluster, "b");
+        let after = history(&cluster);
+        assert_eq!(
+            after.len(),
+            2,
+            "no new revision for a template that comes back"
+        );
+        let b = before.iter().find(|(_, (_, i))| i == "b").unwrap().0;
+        assert_eq!(after[b], (4, "b".to_owned()), "it becomes the newest");
+        let set = &list(&cluster, STATEFUL_SETS)[0];
+        assert_eq!(set["status"]["updateRevision"], b.as_str());
+        assert_eq!(set["status"]["currentRevision"], b.as_str());
+    }
+
+    #[test]
     fn a_stateful_set_partition_keeps_the_lower_ordinals_at_their_revision() {
         let cluster = Cluster::open(None, 10_000).unwrap();
         let set = json!({
@@ -2787,6 +2958,20 @@ mod tests {
             "not every Pod is updated"
         );
         assert_ne!(db["status"]["updateRevision"], old);
+        // A Pod below the partition that is deleted comes back at its revision's template.
+        let pod = list(&cluster, PODS)
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == "db-0")
+            .unwrap();
+        assert!(Writes::new(&cluster).delete(PODS, &pod));
+        settle(&cluster, at);
+        let again = list(&cluster, PODS)
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == "db-0")
+            .unwrap();
+        assert_ne!(again["metadata"]["uid"], pod["metadata"]["uid"]);
+        assert_eq!(again["spec"]["containers"][0]["image"], "postgres:16");
+        assert_eq!(again["metadata"]["labels"][REVISION_HASH], old);
     }
 
     #[test]

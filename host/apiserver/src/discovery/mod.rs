@@ -385,6 +385,7 @@ fn builtin_schema(
         ("apps", "Deployment") => add::<apps::Deployment>(generator),
         ("apps", "StatefulSet") => add::<apps::StatefulSet>(generator),
         ("apps", "ReplicaSet") => add::<apps::ReplicaSet>(generator),
+        ("apps", "ControllerRevision") => add::<apps::ControllerRevision>(generator),
         ("batch", "Job") => add::<batch::Job>(generator),
         ("coordination.k8s.io", "Lease") => add::<coordination::Lease>(generator),
         ("scheduling.k8s.io", "PriorityClass") => add::<scheduling::PriorityClass>(generator),

@@ -221,6 +221,7 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("apps", "Deployment") => decodes_as::<apps::Deployment>(info, object),
         ("apps", "ReplicaSet") => decodes_as::<apps::ReplicaSet>(info, object),
         ("apps", "StatefulSet") => decodes_as::<apps::StatefulSet>(info, object),
+        ("apps", "ControllerRevision") => decodes_as::<apps::ControllerRevision>(info, object),
         ("batch", "Job") => decodes_as::<batch::Job>(info, object),
         ("", "Pod") => decodes_as::<core::Pod>(info, object),
         ("", "Service") => decodes_as::<core::Service>(info, object),

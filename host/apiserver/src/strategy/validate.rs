@@ -46,6 +46,22 @@ pub(super) fn check(
         ("apps", "ReplicaSet", Change::Object) => workload(object, old, true, &mut errs),
         ("apps", "StatefulSet", Change::Object) => workload(object, old, true, &mut errs),
         ("batch", "Job", Change::Object) => job(object, old, &mut errs),
+        // `ValidateControllerRevisionCreate` / `ValidateControllerRevisionUpdate`.
+        ("apps", "ControllerRevision", Change::Object) => {
+            nonnegative(&object["revision"], "revision", &mut errs);
+            if object.get("data").is_none_or(Value::is_null) {
+                errs.push(FieldCause::required("data", "data is mandatory"));
+            }
+            if let Some(old) = old
+                && old["data"] != object["data"]
+            {
+                errs.push(FieldCause::invalid_value(
+                    "data",
+                    &object["data"],
+                    "field is immutable",
+                ));
+            }
+        }
         ("batch", "Job", Change::Status) => {
             for key in ["active", "succeeded", "failed"] {
                 nonnegative(&object["status"][key], &format!("status.{key}"), &mut errs);
