@@ -1292,6 +1292,17 @@ fn stateful_set_pass(
             None => break,
         }
     }
+    // `UpdatePodClaimForRetentionPolicy`, for every Pod, those about to go included.
+    for (ordinal, pod) in &pods {
+        for claim in claims(set, namespace, set_name, *ordinal) {
+            let claim_name = claim["metadata"]["name"].as_str().unwrap_or_default();
+            if let Some(stored) = writes.get(CLAIMS, namespace, claim_name)
+                && let Some(body) = claim_owned_for_retention(set, pod, *ordinal >= wanted, &stored)
+            {
+                writes.update("update", CLAIMS, body);
+            }
+        }
+    }
     // Scale down from the highest ordinal, one at a time unless Parallel.
     let extra: Vec<&(i64, &Value)> = pods.iter().rev().filter(|(i, _)| *i >= wanted).collect();
     for (_, pod) in extra.iter().take(if parallel { usize::MAX } else { 1 }) {
@@ -1501,6 +1512,58 @@ fn claims(set: &Value, namespace: &str, set_name: &str, ordinal: i64) -> Vec<Val
             }))
         })
         .collect()
+}
+
+/// `updateClaimOwnerRefForSetAndPod`: a claim of `set`'s `pod` is owned as the set's
+/// `persistentVolumeClaimRetentionPolicy` says, so the garbage collector deletes it with its
+/// owner: by the set for `whenDeleted: Delete` (while the Pod is in range), by the Pod once it is
+/// `scaled_down` for `whenScaled: Delete`, by neither for `Retain`. Returns the claim with its
+/// owner references changed, if they change.
+fn claim_owned_for_retention(
+    set: &Value,
+    pod: &Value,
+    scaled_down: bool,
+    claim: &Value,
+) -> Option<Value> {
+    let policy = &set["spec"]["persistentVolumeClaimRetentionPolicy"];
+    let (when_deleted, when_scaled) = (
+        policy["whenDeleted"] == "Delete",
+        policy["whenScaled"] == "Delete",
+    );
+    let by_set = when_deleted && !(when_scaled && scaled_down);
+    let by_pod = when_scaled && scaled_down;
+    let mut refs: Vec<Value> = claim["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let before = refs.len();
+    let mut changed = false;
+    for (owner, (api_version, kind), wanted) in [
+        (set, ("apps/v1", "StatefulSet"), by_set),
+        (pod, ("v1", "Pod"), by_pod),
+    ] {
+        let uid = owner["metadata"]["uid"].as_str()?;
+        let has = refs.iter().any(|r| r["uid"] == uid);
+        if wanted && !has {
+            refs.push(json!({"apiVersion": api_version, "kind": kind,
+                "name": name(owner)?, "uid": uid}));
+            changed = true;
+        } else if !wanted && has {
+            refs.retain(|r| r["uid"] != uid);
+            changed = true;
+        }
+    }
+    if !changed {
+        return None;
+    }
+    let mut body = claim.clone();
+    let metadata = body["metadata"].as_object_mut()?;
+    if refs.is_empty() && before > 0 {
+        metadata.remove("ownerReferences");
+    } else {
+        metadata.insert("ownerReferences".into(), Value::Array(refs));
+    }
+    Some(body)
 }
 
 /// Whether `pod` belongs to a Job and its containers are not restarted on success.
@@ -2248,7 +2311,16 @@ impl<'a> Writes<'a> {
         }
     }
 
-    /// Whether the store holds `namespace`/`name` of `gr`.
+    /// The stored `namespace`/`name` of `gr`, if any.
+    fn get(&self, gr: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        self.cluster
+            .lock()
+            .store
+            .get(gr, &(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Whether `gr` holds `name` in `namespace`.
     fn exists(&self, gr: &str, namespace: &str, name: &str) -> bool {
         self.cluster
             .lock()
@@ -2827,6 +2899,91 @@ mod tests {
         settle(&cluster, at);
         assert_eq!(list(&cluster, PODS).len(), 1);
         assert_eq!(list(&cluster, CLAIMS).len(), 2);
+    }
+
+    #[test]
+    fn claims_go_with_their_pod_or_their_set_as_the_retention_policy_says() {
+        let claim_names = |cluster: &Cluster| -> Vec<String> {
+            let mut names: Vec<String> = list(cluster, CLAIMS)
+                .iter()
+                .map(|c| c["metadata"]["name"].as_str().unwrap().to_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        for (when_deleted, when_scaled) in [
+            ("Delete", "Delete"),
+            ("Delete", "Retain"),
+            ("Retain", "Delete"),
+        ] {
+            let cluster = Cluster::open(None, 10_000).unwrap();
+            let set = json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "db", "namespace": "default"},
+                "spec": {"replicas": 2, "serviceName": "db",
+                    "persistentVolumeClaimRetentionPolicy":
+                        {"whenDeleted": when_deleted, "whenScaled": when_scaled},
+                    "selector": {"matchLabels": {"app": "db"}},
+                    "template": {"metadata": {"labels": {"app": "db"}},
+                        "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                        "spec": {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "1Gi"}}}}]},
+            });
+            create(&cluster, STATEFUL_SETS, set);
+            let at = Utc::now() + chrono::Duration::seconds(5);
+            settle(&cluster, at);
+            let owners = |cluster: &Cluster, claim: &str| -> Vec<String> {
+                let claim = list(cluster, CLAIMS)
+                    .into_iter()
+                    .find(|c| c["metadata"]["name"] == claim)
+                    .unwrap();
+                claim["metadata"]["ownerReferences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        format!(
+                            "{}/{}",
+                            r["kind"].as_str().unwrap(),
+                            r["name"].as_str().unwrap()
+                        )
+                    })
+                    .collect()
+            };
+            let by_set: &[&str] = if when_deleted == "Delete" {
+                &["StatefulSet/db"]
+            } else {
+                &[]
+            };
+            assert_eq!(
+                owners(&cluster, "data-db-1"),
+                by_set,
+                "{when_deleted}/{when_scaled}"
+            );
+            edit_spec(&cluster, STATEFUL_SETS, "db", |spec| {
+                spec["replicas"] = json!(1)
+            });
+            settle(&cluster, at);
+            let scaled: &[&str] = if when_scaled == "Delete" {
+                &["data-db-0"]
+            } else {
+                &["data-db-0", "data-db-1"]
+            };
+            assert_eq!(
+                claim_names(&cluster),
+                scaled,
+                "{when_deleted}/{when_scaled}"
+            );
+            let set = list(&cluster, STATEFUL_SETS)[0].clone();
+            assert!(Writes::new(&cluster).delete(STATEFUL_SETS, &set));
+            settle(&cluster, at);
+            let left: Vec<&str> = match (when_deleted, when_scaled) {
+                ("Delete", _) => vec![],
+                _ => vec!["data-db-0"],
+            };
+            assert_eq!(claim_names(&cluster), left, "{when_deleted}/{when_scaled}");
+        }
     }
 
     #[test]
