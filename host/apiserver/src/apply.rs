@@ -582,20 +582,18 @@ pub fn write_managed(object: &mut Value, entries: Vec<ManagedEntry>) {
             let fields_v1 = e
                 .encoded
                 .unwrap_or_else(|| fieldpath::to_fields_v1(&e.fields));
-            let mut v = json!({
-                "manager": e.manager,
-                "operation": e.operation,
-                "apiVersion": e.api_version,
-                "time": e.time,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": fields_v1,
-            });
-            if !e.subresource.is_empty()
-                && let Some(map) = v.as_object_mut()
-            {
+            // Built by moving the parts in (`json!` would copy the field tree).
+            let mut map = serde_json::Map::new();
+            map.insert("manager".into(), Value::String(e.manager));
+            map.insert("operation".into(), Value::String(e.operation));
+            map.insert("apiVersion".into(), Value::String(e.api_version));
+            map.insert("time".into(), Value::String(e.time));
+            map.insert("fieldsType".into(), Value::String("FieldsV1".into()));
+            map.insert("fieldsV1".into(), fields_v1);
+            if !e.subresource.is_empty() {
                 map.insert("subresource".into(), Value::String(e.subresource));
             }
-            v
+            Value::Object(map)
         })
         .collect();
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {

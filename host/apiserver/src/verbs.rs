@@ -874,13 +874,15 @@ fn prepare_update(
         "creationTimestamp",
         "deletionTimestamp",
         "deletionGracePeriodSeconds",
-        "managedFields",
     ] {
         match old_meta.get(key) {
             Some(v) => m.insert(key.into(), v.clone()),
             None => m.remove(key),
         };
     }
+    // Each caller writes the managed fields of the result (an update's from `old`'s, an apply's
+    // its own), so none are carried over here.
+    m.remove("managedFields");
     if strategy::tracks_generation(&target.info) {
         m.insert("generation".into(), json!(bumped));
     } else {
@@ -1307,13 +1309,11 @@ impl Cluster {
                 (object, true)
             }
             Some(old) => {
-                let managed = merged["metadata"]["managedFields"].clone();
+                let mut merged = merged;
+                let managed = meta(&mut merged).remove("managedFields");
                 let mut object = prepare_update(inner, target, old, merged, opts)?;
-                let m = meta(&mut object);
-                if managed.is_null() {
-                    m.remove("managedFields");
-                } else {
-                    m.insert("managedFields".into(), managed);
+                if let Some(managed) = managed.filter(|m| !m.is_null()) {
+                    meta(&mut object).insert("managedFields".into(), managed);
                 }
                 (object, false)
             }
