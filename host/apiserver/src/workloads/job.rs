@@ -1,0 +1,514 @@
+//! The job controller's part (and the TTL-after-finished controller's): a Job's Pods, NonIndexed
+//! and Indexed, suspension, the active deadline, completion and the status, as
+//! `pkg/controller/job` does them.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use super::node::{container_id, containers};
+use super::{
+    JOB_CONTROLLER, JOBS, PODS, Writes, generate_name_prefix, is_ready, name, namespace, new_pod,
+    random_suffix, template_pod,
+};
+use crate::cluster::{parse_timestamp, timestamp};
+
+/// The Job's part (`owned`: the Pods it controls), for a Job not finished: as many Pods running
+/// as its parallelism and the completions still wanted allow, its status counting them, and once
+/// enough succeeded, `SuccessCriteriaMet` and `Complete`; suspended, none running and the
+/// `Suspended` condition, resumed, that condition False and its start time reset.
+pub(super) fn job_pass(
+    writes: &mut Writes<'_>,
+    job: &Value,
+    owned: &[&Value],
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let namespace = namespace(job)?;
+    let spec = &job["spec"];
+    if finished_condition(job).is_some() {
+        return None;
+    }
+    let suspended = spec["suspend"] == true;
+    let phase = |p: &&Value| p["status"]["phase"].as_str().map(str::to_owned);
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let succeeded = count(
+        owned
+            .iter()
+            .filter(|p| phase(p).as_deref() == Some("Succeeded"))
+            .count(),
+    );
+    let mut active: Vec<&&Value> = owned
+        .iter()
+        .filter(|p| !matches!(phase(p).as_deref(), Some("Succeeded" | "Failed")))
+        .collect();
+    let parallelism = spec["parallelism"].as_i64().unwrap_or(1).max(0);
+    // An Indexed Job counts the indexes that succeeded (`calculateSucceededIndexes`), those of
+    // earlier passes kept in `completedIndexes`, and wants each index below `completions` once.
+    let indexed = spec["completionMode"] == "Indexed";
+    let completions = spec["completions"].as_i64();
+    let mut completed = Intervals::default();
+    let mut surplus = Vec::new();
+    let succeeded = match completions.filter(|_| indexed) {
+        Some(completions) => {
+            completed = Intervals::parse(
+                job["status"]["completedIndexes"].as_str().unwrap_or(""),
+                completions,
+            );
+            for pod in owned {
+                if phase(pod).as_deref() == Some("Succeeded")
+                    && let Some(index) = completion_index(pod).filter(|i| *i < completions)
+                {
+                    completed.insert(index);
+                }
+            }
+            // `appendDuplicatedIndexPodsForRemoval`: an active Pod without an index, beyond
+            // `completions` or repeating another's index goes.
+            let mut seen = HashSet::new();
+            active.retain(|pod| {
+                let keep = completion_index(pod).is_some_and(|i| i < completions && seen.insert(i));
+                if !keep {
+                    surplus.push(**pod);
+                }
+                keep
+            });
+            completed.total()
+        }
+        None => succeeded,
+    };
+    // With completions, that many Pods must succeed; without (a work queue), one success ends
+    // the Job once the others are done.
+    let complete = match completions {
+        Some(completions) => succeeded >= completions,
+        None => succeeded > 0 && active.is_empty(),
+    };
+    let wanted = match completions {
+        _ if suspended => 0,
+        Some(completions) => parallelism.min(completions - succeeded).max(0),
+        None if succeeded > 0 => 0,
+        None => parallelism,
+    };
+    let time = timestamp(now);
+    let old = &job["status"];
+    let mut conditions: Vec<Value> = old["conditions"].as_array().cloned().unwrap_or_default();
+    let mut start = old.get("startTime").cloned();
+    // Suspending deletes the active Pods; resuming starts the clock again (`syncJob`).
+    let mut deleted = 0;
+    if suspended {
+        for pod in &active {
+            if writes.delete(PODS, pod) {
+                deleted += 1;
+                let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
+                writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
+            }
+        }
+        let condition = ("True", "JobSuspended", "Job suspended");
+        if ensure_condition(&mut conditions, "Suspended", condition, &time) {
+            writes.event(job, JOB_CONTROLLER, "Suspended", "Job suspended".to_owned());
+        }
+    } else {
+        let condition = ("False", "JobResumed", "Job resumed");
+        if ensure_condition(&mut conditions, "Suspended", condition, &time) {
+            writes.event(job, JOB_CONTROLLER, "Resumed", "Job resumed".to_owned());
+            start = Some(json!(time));
+        }
+        start.get_or_insert_with(|| json!(time));
+    }
+    // `pastActiveDeadline`: the Job fails, its active Pods deleted (and counted as failed).
+    let deadline = spec["activeDeadlineSeconds"]
+        .as_i64()
+        .filter(|_| !suspended)
+        .and_then(|seconds| {
+            let started = parse_timestamp(start.as_ref()?.as_str()?)?;
+            Some(started + chrono::Duration::seconds(seconds))
+        });
+    let past_deadline = !complete && deadline.is_some_and(|d| d <= now);
+    let mut failed = 0;
+    if past_deadline {
+        for pod in &active {
+            if writes.delete(PODS, pod) {
+                failed += 1;
+                let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
+                writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
+            }
+        }
+    }
+    let wanted = if past_deadline { 0 } else { wanted };
+    for pod in &surplus {
+        if writes.delete(PODS, pod) {
+            let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
+            writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
+        }
+    }
+    let missing = usize::try_from(wanted - count(active.len())).unwrap_or(0);
+    let new_pods: Vec<Value> = match completions.filter(|_| indexed) {
+        Some(completions) => {
+            let taken = active.iter().filter_map(|p| completion_index(p)).collect();
+            completed
+                .first_pending(taken, missing, completions)
+                .into_iter()
+                .map(|index| indexed_pod(job, namespace, index))
+                .collect()
+        }
+        None => (0..missing)
+            .map(|_| new_pod(job, namespace, ("batch/v1", "Job")))
+            .collect(),
+    };
+    let mut created = 0;
+    for pod in new_pods {
+        let pod_name = name(&pod).unwrap_or_default().to_owned();
+        if writes.create(PODS, namespace, pod) {
+            created += 1;
+            writes.event(
+                job,
+                JOB_CONTROLLER,
+                "SuccessfulCreate",
+                format!("Created pod: {pod_name}"),
+            );
+        }
+    }
+    let mut status = Map::new();
+    if let Some(start) = start {
+        status.insert("startTime".into(), start);
+    }
+    let active_now = count(active.len()) - deleted - failed + created;
+    if active_now > 0 && !complete {
+        status.insert("active".into(), json!(active_now));
+    }
+    if succeeded > 0 {
+        status.insert("succeeded".into(), json!(succeeded));
+    }
+    if !completed.0.is_empty() {
+        status.insert("completedIndexes".into(), json!(completed.to_string()));
+    }
+    if failed > 0 {
+        status.insert("failed".into(), json!(failed));
+    }
+    let ready = count(active.iter().filter(|p| is_ready(p)).count());
+    status.insert(
+        "ready".into(),
+        json!(if complete || suspended || past_deadline {
+            0
+        } else {
+            ready
+        }),
+    );
+    status.insert("terminating".into(), json!(0));
+    status.insert("uncountedTerminatedPods".into(), json!({}));
+    if complete {
+        let reached = (
+            "True",
+            "CompletionsReached",
+            "Reached expected number of succeeded pods",
+        );
+        ensure_condition(&mut conditions, "SuccessCriteriaMet", reached, &time);
+        ensure_condition(&mut conditions, "Complete", reached, &time);
+        status.insert("completionTime".into(), json!(time));
+    }
+    const DEADLINE: (&str, &str, &str) = (
+        "True",
+        "DeadlineExceeded",
+        "Job was active longer than specified deadline",
+    );
+    if past_deadline {
+        // `FailureTarget` first, `Failed` once the Pods are gone: here in one write.
+        ensure_condition(&mut conditions, "FailureTarget", DEADLINE, &time);
+        ensure_condition(&mut conditions, "Failed", DEADLINE, &time);
+    }
+    if !conditions.is_empty() {
+        status.insert("conditions".into(), json!(conditions));
+    }
+    if writes.status(JOBS, job, Value::Object(status)) {
+        // `recordJobFinished`.
+        if complete {
+            writes.event(job, JOB_CONTROLLER, "Completed", "Job completed".to_owned());
+        } else if past_deadline {
+            writes.warning(job, JOB_CONTROLLER, DEADLINE.1, DEADLINE.2.to_owned());
+        }
+    }
+    // `syncJob` looks again when the deadline comes.
+    deadline
+        .filter(|_| !past_deadline && !complete)
+        .map(|d| (d - now).to_std().unwrap_or_default())
+}
+
+/// A finished Job's `Complete` or `Failed` condition (True), if it has one (`IsJobFinished`).
+pub(super) fn finished_condition(job: &Value) -> Option<&Value> {
+    job["status"]["conditions"].as_array()?.iter().find(|c| {
+        matches!(c["type"].as_str(), Some("Complete" | "Failed")) && c["status"] == "True"
+    })
+}
+
+/// When a finished Job's `ttlSecondsAfterFinished` runs out (the TTL-after-finished controller's
+/// `processTTL`): that many seconds after its `Complete` or `Failed` condition turned True.
+pub(super) fn ttl_expiry(job: &Value) -> Option<DateTime<Utc>> {
+    let ttl = job["spec"]["ttlSecondsAfterFinished"].as_i64()?;
+    let finished = finished_condition(job)?;
+    let at = parse_timestamp(finished["lastTransitionTime"].as_str()?)?;
+    Some(at + chrono::Duration::seconds(ttl))
+}
+
+/// `ensureJobConditionStatus`: the condition `kind` of `conditions` at `(status, reason,
+/// message)`, changed (with its times) only when its status changes; a condition that is not
+/// there is added only as True. Returns whether anything changed.
+pub(super) fn ensure_condition(
+    conditions: &mut Vec<Value>,
+    kind: &str,
+    (status, reason, message): (&str, &str, &str),
+    time: &str,
+) -> bool {
+    let condition = json!({"type": kind, "status": status, "reason": reason, "message": message,
+        "lastProbeTime": time, "lastTransitionTime": time});
+    match conditions.iter_mut().find(|c| c["type"] == kind) {
+        Some(c) if c["status"] == status => false,
+        Some(c) => {
+            *c = condition;
+            true
+        }
+        None if status == "True" => {
+            conditions.push(condition);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether `pod` belongs to a Job and its containers are not restarted on success.
+pub(super) fn runs_to_completion(pod: &Value) -> bool {
+    let job_owned = pod["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["controller"] == true && r["kind"] == "Job" && r["apiVersion"] == "batch/v1");
+    job_owned && pod["spec"]["restartPolicy"].as_str() != Some("Always")
+}
+
+/// The status of a Pod whose containers all exited 0 (the kubelet's, for restart policy Never or
+/// OnFailure): `Succeeded`, each container `terminated` with reason `Completed`, not ready, the
+/// conditions a kubelet gives a completed Pod (`PodCompleted`).
+pub(super) fn succeeded_status(pod: &Value, now: DateTime<Utc>) -> Value {
+    let time = timestamp(now);
+    let mut status = pod["status"].clone();
+    let started = status["startTime"]
+        .as_str()
+        .map_or_else(|| time.clone(), str::to_owned);
+    let statuses: Vec<Value> = containers(pod)
+        .map(|c| {
+            let id = container_id(pod, c);
+            json!({
+                "name": c["name"], "image": c["image"], "imageID": "", "containerID": id,
+                "ready": false, "started": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                    "startedAt": started, "finishedAt": time, "containerID": id}},
+            })
+        })
+        .collect();
+    let condition = |kind: &str, value: &str| {
+        let mut c = json!({"type": kind, "status": value, "lastTransitionTime": time});
+        // `kubelet/status/generate.go` for a Pod in a terminal phase.
+        if matches!(kind, "Initialized" | "Ready" | "ContainersReady") {
+            c["reason"] = json!("PodCompleted");
+        }
+        c
+    };
+    status["phase"] = json!("Succeeded");
+    status["conditions"] = json!([
+        condition("PodReadyToStartContainers", "False"),
+        condition("Initialized", "True"),
+        condition("Ready", "False"),
+        condition("ContainersReady", "False"),
+        condition("PodScheduled", "True"),
+    ]);
+    status["containerStatuses"] = json!(statuses);
+    status
+}
+
+/// The label and annotation holding an Indexed Job's Pod's completion index.
+pub(super) const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
+/// An Indexed Job's Pod for `index`, as the job controller's `manageJob` makes it: named
+/// `JOB-INDEX-xxxxx`, the index in the `batch.kubernetes.io/job-completion-index` annotation
+/// and label (`PodIndexLabel`, on since 1.28), the hostname `JOB-INDEX`, and every container
+/// given `JOB_COMPLETION_INDEX` from that label (`addCompletionIndexEnvVariables`) unless it
+/// sets the variable itself.
+pub(super) fn indexed_pod(job: &Value, namespace: &str, index: i64) -> Value {
+    let job_name = name(job).unwrap_or_default();
+    let prefix = generate_name_prefix(job_name, &format!("-{index}-"));
+    let mut pod = template_pod(
+        job,
+        namespace,
+        prefix + &random_suffix(),
+        ("batch/v1", "Job"),
+    );
+    for key in ["annotations", "labels"] {
+        if let Some(metadata) = pod["metadata"].as_object_mut() {
+            let map = metadata.entry(key).or_insert_with(|| json!({}));
+            if let Some(map) = map.as_object_mut() {
+                map.insert(COMPLETION_INDEX.into(), json!(index.to_string()));
+            }
+        }
+    }
+    let Some(spec) = pod["spec"].as_object_mut() else {
+        return pod;
+    };
+    spec.insert("hostname".into(), json!(format!("{job_name}-{index}")));
+    for key in ["initContainers", "containers"] {
+        for container in spec
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let Some(container) = container.as_object_mut() else {
+                continue;
+            };
+            let env = container.entry("env").or_insert_with(|| json!([]));
+            if let Some(env) = env.as_array_mut()
+                && !env.iter().any(|v| v["name"] == "JOB_COMPLETION_INDEX")
+            {
+                env.push(
+                    json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+                        "apiVersion": "v1",
+                        "fieldPath": format!("metadata.labels['{COMPLETION_INDEX}']"),
+                    }}}),
+                );
+            }
+        }
+    }
+    pod
+}
+
+/// An Indexed Job's Pod's completion index (`getCompletionIndex`: the annotation, a
+/// non-negative integer).
+pub(super) fn completion_index(pod: &Value) -> Option<i64> {
+    pod["metadata"]["annotations"][COMPLETION_INDEX]
+        .as_str()?
+        .parse::<i64>()
+        .ok()
+        .filter(|i| *i >= 0)
+}
+
+/// A set of completion indexes as ordered, disjoint, non-adjacent intervals, as the job
+/// controller's `orderedIntervals` holds them and writes them in `completedIndexes` (`1,3-5,7`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Intervals(Vec<(i64, i64)>);
+
+impl Intervals {
+    /// `succeededIndexesFromString`: `text`'s intervals below `completions`; a part that does not
+    /// parse is skipped.
+    fn parse(text: &str, completions: i64) -> Self {
+        let mut out = Self::default();
+        for part in text.split(',').filter(|p| !p.is_empty()) {
+            let mut limits = part.splitn(2, '-');
+            let Some(Ok(first)) = limits.next().map(str::parse::<i64>) else {
+                continue;
+            };
+            if first >= completions {
+                break;
+            }
+            let last = match limits.next().map(str::parse::<i64>) {
+                None => first,
+                Some(Ok(last)) => last.min(completions - 1),
+                Some(Err(_)) => continue,
+            };
+            if first <= last {
+                out.insert_range(first, last);
+            }
+        }
+        out
+    }
+
+    /// Adds `index`.
+    fn insert(&mut self, index: i64) {
+        self.insert_range(index, index);
+    }
+
+    /// Adds `first..=last`, merging it with the intervals it overlaps or touches.
+    fn insert_range(&mut self, first: i64, last: i64) {
+        let start = self.0.partition_point(|(_, l)| l.saturating_add(1) < first);
+        let end = self
+            .0
+            .partition_point(|(f, _)| *f <= last.saturating_add(1));
+        let merged = self.0[start..end]
+            .iter()
+            .fold((first, last), |(a, b), (f, l)| (a.min(*f), b.max(*l)));
+        self.0.splice(start..end, [merged]);
+    }
+
+    /// How many indexes the intervals hold.
+    fn total(&self) -> i64 {
+        self.0.iter().map(|(first, last)| last - first + 1).sum()
+    }
+
+    /// `firstPendingIndexes`: the `count` lowest indexes below `completions` neither held here nor
+    /// `taken` by an active Pod.
+    fn first_pending(&self, taken: Vec<i64>, count: usize, completions: i64) -> Vec<i64> {
+        let mut busy = self.clone();
+        for index in taken {
+            busy.insert(index);
+        }
+        // Walk the gaps between the busy intervals: bounded by their number and `count`.
+        let mut out = Vec::with_capacity(count.min(1024));
+        let mut candidate = 0;
+        for &(first, last) in busy.0.iter().chain([&(completions, completions)]) {
+            while candidate < first.min(completions) && out.len() < count {
+                out.push(candidate);
+                candidate += 1;
+            }
+            if out.len() == count || candidate >= completions {
+                break;
+            }
+            candidate = candidate.max(last.saturating_add(1));
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Intervals {
+    /// `orderedIntervals.String`: `a-b` for three or more, `a,b` for two, `a` for one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, (first, last)) in self.0.iter().enumerate() {
+            if n > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{first}")?;
+            if last > first {
+                let sep = if *last == first + 1 { ',' } else { '-' };
+                write!(f, "{sep}{last}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completed_indexes_parse_merge_and_print_as_the_job_controller_writes_them() {
+        let mut set = Intervals::parse("1,3-5,x,7-9", 9);
+        assert_eq!(set.0, vec![(1, 1), (3, 5), (7, 8)], "cut at completions");
+        assert_eq!(set.to_string(), "1,3-5,7,8");
+        set.insert(2);
+        set.insert(6);
+        assert_eq!(set.to_string(), "1-8");
+        assert_eq!(set.total(), 8);
+        set.insert(0);
+        assert_eq!(set.0, vec![(0, 8)]);
+        assert_eq!(Intervals::parse("", 3).to_string(), "");
+        assert_eq!(
+            Intervals::parse("5,1", 3).0,
+            vec![],
+            "an index past completions ends it"
+        );
+        // A hostile status costs nothing for its size.
+        let wide = Intervals::parse("0-9223372036854775806", i64::MAX);
+        assert_eq!(wide.total(), i64::MAX);
+        assert_eq!(wide.first_pending(vec![], 2, i64::MAX), Vec::<i64>::new());
+        let some = Intervals::parse("0,2", 6);
+        assert_eq!(some.first_pending(vec![3], 2, 6), vec![1, 4]);
+        assert_eq!(some.first_pending(vec![], 9, 4), vec![1, 3]);
+    }
+}

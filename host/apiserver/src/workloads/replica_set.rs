@@ -1,0 +1,73 @@
+//! The replica set controller's part: a ReplicaSet's Pods made and removed to its size, and its
+//! status counting them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use super::{
+    PODS, REPLICA_SET_CONTROLLER, REPLICA_SETS, Writes, availability, by_creation, is_ready,
+    min_ready, name, namespace, new_pod,
+};
+
+/// The ReplicaSet's part (`owned`: the Pods it controls): as many Pods as it wants (the newest
+/// removed first), and its status counting them.
+pub(super) fn replica_set_pass(
+    writes: &mut Writes<'_>,
+    replica_set: &Value,
+    mut owned: Vec<&Value>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let namespace = namespace(replica_set)?;
+    let wanted = replica_set["spec"]["replicas"].as_i64().unwrap_or(1).max(0);
+    owned.sort_by(|a, b| by_creation(a, b));
+    let have = i64::try_from(owned.len()).unwrap_or(i64::MAX);
+    for _ in have..wanted {
+        let pod = new_pod(replica_set, namespace, ("apps/v1", "ReplicaSet"));
+        let pod_name = name(&pod).unwrap_or_default().to_owned();
+        if writes.create(PODS, namespace, pod) {
+            let message = format!("Created pod: {pod_name}");
+            writes.event(
+                replica_set,
+                REPLICA_SET_CONTROLLER,
+                "SuccessfulCreate",
+                message,
+            );
+        }
+    }
+    let keep = usize::try_from(wanted)
+        .unwrap_or(usize::MAX)
+        .min(owned.len());
+    for extra in owned.drain(keep..) {
+        if writes.delete(PODS, extra) {
+            let message = format!("Deleted pod: {}", name(extra).unwrap_or_default());
+            writes.event(
+                replica_set,
+                REPLICA_SET_CONTROLLER,
+                "SuccessfulDelete",
+                message,
+            );
+        }
+    }
+    let ready = i64::try_from(owned.iter().filter(|p| is_ready(p)).count()).unwrap_or(0);
+    let (available, wake) = availability(&owned, min_ready(replica_set), now);
+    let replicas = i64::try_from(owned.len()).unwrap_or(0);
+    let mut status = Map::new();
+    status.insert("replicas".into(), json!(replicas));
+    for (field, value) in [
+        ("fullyLabeledReplicas", replicas),
+        ("readyReplicas", ready),
+        ("availableReplicas", available),
+    ] {
+        if value != 0 {
+            status.insert(field.into(), json!(value));
+        }
+    }
+    status.insert(
+        "observedGeneration".into(),
+        replica_set["metadata"]["generation"].clone(),
+    );
+    writes.status(REPLICA_SETS, replica_set, Value::Object(status));
+    wake
+}
