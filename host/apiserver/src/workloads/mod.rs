@@ -31,7 +31,7 @@ mod stateful_set;
 
 use deployment::deployment_pass;
 use job::{job_pass, runs_to_completion, succeeded_status, ttl_expiry};
-use node::{bind, creating_status, node_lease, running_status, simulated_node, started};
+use node::{bind, creating_status, heartbeat, node_lease, running_status, simulated_node, started};
 use replica_set::replica_set_pass;
 use stateful_set::stateful_set_pass;
 
@@ -124,7 +124,13 @@ pub async fn run(
     let mut changes = cluster.subscribe();
     loop {
         crate::root_ca::pass(&cluster, &ca, &mut Writes::new(&cluster));
-        let due = pass(&cluster, ready_delay, Utc::now());
+        let now = Utc::now();
+        let due = pass(&cluster, ready_delay, now);
+        // The kubelet's heartbeat comes due on its own clock.
+        let due = match (due, heartbeat(&cluster, now)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let wake = async {
             match due {
                 Some(after) => tokio::time::sleep(after).await,
@@ -180,8 +186,9 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
     // The scheduler's `NodeUnschedulable` filter: a cordoned node takes no new Pods.
     let schedulable = match node {
         Some(node) => {
+            // The kubelet's Lease, made once (`run` renews it).
             if !lease {
-                writes.create(LEASES, NODE_LEASES, node_lease(&node));
+                writes.create(LEASES, NODE_LEASES, node_lease(&node, now));
             }
             node["spec"]["unschedulable"] != true && !gc::is_deleting(&node)
         }
@@ -691,7 +698,7 @@ impl<'a> Writes<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::{deployment::*, job::*};
+    use super::{deployment::*, job::*, node::*};
     use std::collections::{BTreeMap, BTreeSet};
 
     fn target(cluster: &Cluster, gr: &str, name: Option<&str>) -> Target {
@@ -1911,6 +1918,27 @@ mod tests {
             lease["metadata"]["ownerReferences"][0]["uid"],
             node["metadata"]["uid"]
         );
+        // The kubelet's heartbeat: renewed 10 s after its last renewal, not before; a pass says
+        // when the next is due.
+        let renewed = |cluster: &Cluster| {
+            list(cluster, LEASES)[0]["spec"]["renewTime"]
+                .as_str()
+                .and_then(parse_timestamp)
+                .unwrap()
+        };
+        let first = renewed(&cluster);
+        let lease = list(&cluster, LEASES)[0].clone();
+        let soon = renew_lease(
+            &mut Writes::new(&cluster),
+            &lease,
+            first + chrono::Duration::seconds(4),
+        );
+        assert_eq!(soon, Duration::from_secs(6));
+        assert_eq!(renewed(&cluster), first);
+        let later = first + chrono::Duration::seconds(11);
+        assert_eq!(heartbeat(&cluster, later), Some(LEASE_RENEW_INTERVAL));
+        let at = (renewed(&cluster) - later).num_microseconds().unwrap();
+        assert_eq!(at, 0, "renewed at the pass's time, to the microsecond");
 
         assert!(!is_ready(&list(&cluster, PODS)[0]));
         let due = pass(

@@ -1,11 +1,13 @@
 //! The simulated node: kube-scheduler's binding, and a kubelet's (or kwok's) Node, Lease, Pod
 //! statuses and Events.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{NODE, NODE_IP, NODE_LEASES, SCHEDULER, Writes, name, namespace};
-use crate::cluster::{now, timestamp};
+use super::{LEASES, NODE, NODE_IP, NODE_LEASES, SCHEDULER, Writes, name, namespace};
+use crate::cluster::{Cluster, now, parse_timestamp, timestamp};
 
 /// The scheduler's part: `pod` is bound to the simulated Node through `pods/binding`, as
 /// kube-scheduler's default binder does, and a `Scheduled` Event says so.
@@ -82,8 +84,7 @@ pub(super) fn simulated_node() -> Value {
 
 /// The Lease a kubelet keeps for its node in `kube-node-lease` (owned by the Node, 40 s), which
 /// `kubectl describe node` reads; written once, as the simulated node has no heartbeats.
-pub(super) fn node_lease(node: &Value) -> Value {
-    let renewed = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+pub(super) fn node_lease(node: &Value, now: DateTime<Utc>) -> Value {
     json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -94,8 +95,48 @@ pub(super) fn node_lease(node: &Value) -> Value {
                 "apiVersion": "v1", "kind": "Node", "name": NODE, "uid": node["metadata"]["uid"],
             }],
         },
-        "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40, "renewTime": renewed},
+        "spec": {"holderIdentity": NODE, "leaseDurationSeconds": 40, "renewTime": micro_time(now)},
     })
+}
+
+/// How often a kubelet renews its node Lease: a quarter of its 40 s duration
+/// (`nodeLeaseRenewIntervalFraction`), so the node lifecycle controller never finds it stale.
+pub(super) const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The kubelet's heartbeat (`nodelease` controller): the Lease's `renewTime` moved to `now` once
+/// [`LEASE_RENEW_INTERVAL`] has passed since it (or it cannot be read); returns how long until
+/// the next renewal.
+pub(super) fn renew_lease(writes: &mut Writes<'_>, lease: &Value, now: DateTime<Utc>) -> Duration {
+    let due = lease["spec"]["renewTime"]
+        .as_str()
+        .and_then(parse_timestamp)
+        .map(|t| t + LEASE_RENEW_INTERVAL);
+    match due {
+        Some(due) if due > now => (due - now).to_std().unwrap_or(LEASE_RENEW_INTERVAL),
+        _ => {
+            let mut body = lease.clone();
+            body["spec"]["renewTime"] = json!(micro_time(now));
+            body["spec"]["holderIdentity"] = json!(NODE);
+            writes.update("renew", LEASES, body);
+            LEASE_RENEW_INTERVAL
+        }
+    }
+}
+
+/// The kubelet's heartbeat at `now`: the node Lease renewed when due; how long until the next
+/// renewal (`None` before the Lease exists).
+pub(super) fn heartbeat(cluster: &Cluster, now: DateTime<Utc>) -> Option<Duration> {
+    let lease = {
+        let inner = cluster.lock();
+        let key = (NODE_LEASES.to_owned(), NODE.to_owned());
+        inner.store.get(LEASES, &key).cloned()?
+    };
+    Some(renew_lease(&mut Writes::new(cluster), &lease, now))
+}
+
+/// A `MicroTime`: RFC 3339 with microseconds.
+fn micro_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// The status a kubelet posts while it creates a Pod's containers: Pending, scheduled and
