@@ -229,6 +229,7 @@ pub(super) fn update_revision(
 ) -> Option<String> {
     let (namespace, set_name) = (namespace(set)?, name(set)?);
     let mut template = set["spec"]["template"].clone();
+    go_encoded(&mut template);
     template
         .as_object_mut()?
         .insert("$patch".into(), json!("replace"));
@@ -268,6 +269,34 @@ pub(super) fn update_revision(
     });
     writes.create(CONTROLLER_REVISIONS, namespace, revision);
     Some(revision_name)
+}
+
+/// `template` as Go's encoding of the typed `PodTemplateSpec` has it, which `getPatch` records and
+/// kubectl's `statefulsetMatch` compares byte for byte: the zero `creationTimestamp` written as
+/// `null`, and each container's `resources` (a struct, which `omitempty` does not omit) as `{}`.
+fn go_encoded(template: &mut Value) {
+    let Some(map) = template.as_object_mut() else {
+        return;
+    };
+    let metadata = map.entry("metadata").or_insert_with(|| json!({}));
+    if let Some(metadata) = metadata.as_object_mut() {
+        metadata.entry("creationTimestamp").or_insert(Value::Null);
+    }
+    let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for key in ["initContainers", "containers", "ephemeralContainers"] {
+        for container in spec
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(container) = container.as_object_mut() {
+                container.entry("resources").or_insert_with(|| json!({}));
+            }
+        }
+    }
 }
 
 /// Pod `ordinal` of a StatefulSet at `revision`: named `NAME-ORDINAL`, its hostname that name and
