@@ -431,8 +431,15 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
             "`selector` does not match template `labels`",
         ));
     }
-    let Some(old) = old else { return };
+    if let Some(old) = old {
+        job_update(spec, old, indexed, errs);
+    }
+}
+
+/// `ValidateJobSpecUpdate`'s immutable fields of a Job's `spec` against `old`.
+fn job_update(spec: &Value, old: &Value, indexed: bool, errs: &mut Vec<FieldCause>) {
     let old_spec = &old["spec"];
+    let template = &spec["template"];
     let completions = &spec["completions"];
     if *completions != old_spec["completions"] {
         if !indexed {
@@ -469,40 +476,7 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
     let mutable_scheduling = old_spec["suspend"] == true && old["status"]["startTime"].is_null();
     let mut old_template = old_spec["template"].clone();
     if mutable_scheduling {
-        for (path, key) in [
-            ("/metadata", "labels"),
-            ("/metadata", "annotations"),
-            ("/spec", "nodeSelector"),
-            ("/spec", "tolerations"),
-            ("/spec", "schedulingGates"),
-        ] {
-            let new = template.pointer(path).and_then(|m| m.get(key)).cloned();
-            if let Some(Value::Object(map)) = old_template.pointer_mut(path) {
-                match new {
-                    Some(value) => map.insert(key.to_owned(), value),
-                    None => map.remove(key),
-                };
-            }
-        }
-        let node_affinity = template["spec"]["affinity"].get("nodeAffinity").cloned();
-        if let Some(Value::Object(pod)) = old_template.get_mut("spec") {
-            match (pod.get_mut("affinity"), node_affinity) {
-                (Some(Value::Object(affinity)), value) => {
-                    match value {
-                        Some(value) => affinity.insert("nodeAffinity".to_owned(), value),
-                        None => affinity.remove("nodeAffinity"),
-                    };
-                    // An affinity left empty was only a node affinity, which may go.
-                    if affinity.is_empty() && template["spec"]["affinity"].is_null() {
-                        pod.remove("affinity");
-                    }
-                }
-                (_, Some(value)) => {
-                    pod.insert("affinity".to_owned(), json!({"nodeAffinity": value}));
-                }
-                (_, None) => {}
-            }
-        }
+        take_scheduling_directives(&mut old_template, template);
     }
     if *template != old_template {
         errs.push(FieldCause::invalid_value(
@@ -510,6 +484,45 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
             template,
             "field is immutable",
         ));
+    }
+}
+
+/// `validatePodTemplateUpdate`'s allowance: `old` takes `new`'s labels, annotations, node
+/// selector, tolerations, scheduling gates and node affinity, so that only other changes differ.
+fn take_scheduling_directives(old_template: &mut Value, template: &Value) {
+    for (path, key) in [
+        ("/metadata", "labels"),
+        ("/metadata", "annotations"),
+        ("/spec", "nodeSelector"),
+        ("/spec", "tolerations"),
+        ("/spec", "schedulingGates"),
+    ] {
+        let new = template.pointer(path).and_then(|m| m.get(key)).cloned();
+        if let Some(Value::Object(map)) = old_template.pointer_mut(path) {
+            match new {
+                Some(value) => map.insert(key.to_owned(), value),
+                None => map.remove(key),
+            };
+        }
+    }
+    let node_affinity = template["spec"]["affinity"].get("nodeAffinity").cloned();
+    if let Some(Value::Object(pod)) = old_template.get_mut("spec") {
+        match (pod.get_mut("affinity"), node_affinity) {
+            (Some(Value::Object(affinity)), value) => {
+                match value {
+                    Some(value) => affinity.insert("nodeAffinity".to_owned(), value),
+                    None => affinity.remove("nodeAffinity"),
+                };
+                // An affinity left empty was only a node affinity, which may go.
+                if affinity.is_empty() && template["spec"]["affinity"].is_null() {
+                    pod.remove("affinity");
+                }
+            }
+            (_, Some(value)) => {
+                pod.insert("affinity".to_owned(), json!({"nodeAffinity": value}));
+            }
+            (_, None) => {}
+        }
     }
 }
 

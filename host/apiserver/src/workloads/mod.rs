@@ -1002,7 +1002,9 @@ mod tests {
             web(json!({"replicas": 2, "minReadySeconds": 30})),
         );
         // Ready at once (no delay), but not available for 30 s: the pass says when to look again.
-        let start = Utc::now();
+        // (A second ahead: creation times are whole seconds, and a Pod made after a second
+        // boundary would not be due yet at the exact `now`.)
+        let start = Utc::now() + chrono::Duration::seconds(1);
         settle(&cluster, start);
         let rs = &list(&cluster, REPLICA_SETS)[0];
         assert_eq!(rs["spec"]["minReadySeconds"], 30, "the Deployment's");
