@@ -407,6 +407,18 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
             }
         }
     }
+    let policy = &spec["successPolicy"];
+    if !policy.is_null() {
+        if indexed {
+            success_policy(policy, spec["completions"].as_i64(), errs);
+        } else {
+            errs.push(FieldCause::invalid_value(
+                "spec.successPolicy",
+                policy,
+                "requires indexed completion mode",
+            ));
+        }
+    }
     let template = &spec["template"];
     pod_spec(&template["spec"], "spec.template.spec", errs);
     let restart = &template["spec"]["restartPolicy"];
@@ -434,6 +446,115 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
     if let Some(old) = old {
         job_update(spec, old, indexed, errs);
     }
+}
+
+/// `maxSuccessPolicyRule`.
+const MAX_SUCCESS_POLICY_RULES: usize = 20;
+
+/// `validateSuccessPolicy`: one to 20 rules, each with `succeededIndexes` (in the format of
+/// `completedIndexes`, below `completions`) or `succeededCount` (at most `completions`, and at
+/// most the indexes the rule names).
+fn success_policy(policy: &Value, completions: Option<i64>, errs: &mut Vec<FieldCause>) {
+    let rules = policy["rules"].as_array().map_or(&[][..], Vec::as_slice);
+    if rules.is_empty() {
+        errs.push(FieldCause::required(
+            "spec.successPolicy.rules",
+            "at least one rules must be specified when the successPolicy is specified",
+        ));
+    }
+    if rules.len() > MAX_SUCCESS_POLICY_RULES {
+        errs.push(FieldCause::other_typed(
+            crate::error::CauseType::ValueTooMany,
+            "spec.successPolicy.rules",
+            format!(
+                "Too many: {}: must have at most {MAX_SUCCESS_POLICY_RULES} items",
+                rules.len()
+            ),
+        ));
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let path = format!("spec.successPolicy.rules[{i}]");
+        let (indexes, count) = (&rule["succeededIndexes"], &rule["succeededCount"]);
+        if indexes.is_null() && count.is_null() {
+            errs.push(FieldCause::required(
+                &path,
+                "at least one of succeededCount or succeededIndexes must be specified",
+            ));
+        }
+        let mut total = None;
+        if let Some(text) = indexes.as_str() {
+            match count_indexes(text, completions.unwrap_or(0)) {
+                Ok(n) => total = Some(n),
+                Err(e) => errs.push(FieldCause::invalid(
+                    &format!("{path}.succeededIndexes"),
+                    text,
+                    format!("error parsing succeededIndexes: {e}"),
+                )),
+            }
+        }
+        if let Some(n) = count.as_i64() {
+            let field = format!("{path}.succeededCount");
+            nonnegative(count, &field, errs);
+            if let Some(completions) = completions.filter(|c| n > *c) {
+                errs.push(FieldCause::invalid_value(
+                    &field,
+                    count,
+                    format!(
+                        "must be less than or equal to {completions} (the number of specified completions)"
+                    ),
+                ));
+            }
+            if let Some(total) = total.filter(|t| n > *t) {
+                errs.push(FieldCause::invalid_value(
+                    &field,
+                    count,
+                    format!(
+                        "must be less than or equal to {total} (the number of indexes in the specified succeededIndexes field)"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// `validateIndexesFormat`: how many indexes `text` (`1,3-5`) names, each interval increasing and
+/// below `completions`; or why it cannot be read.
+fn count_indexes(text: &str, completions: i64) -> Result<i64, String> {
+    let mut last: Option<i64> = None;
+    let mut total = 0;
+    if text.is_empty() {
+        return Ok(0);
+    }
+    for interval in text.split(',') {
+        let limits: Vec<&str> = interval.split('-').collect();
+        if limits.len() > 2 {
+            return Err(format!(
+                "the fragment {interval:?} violates the requirement that an index interval can have at most two parts separated by '-'"
+            ));
+        }
+        let mut bounds = Vec::with_capacity(2);
+        for limit in &limits {
+            let index = limit
+                .parse::<i32>()
+                .map_err(|_| format!("cannot convert string to integer for index: {limit:?}"))?;
+            let index = i64::from(index);
+            if index >= completions {
+                return Err(format!("too large index: {limit:?}"));
+            }
+            if let Some(previous) = last.filter(|p| *p >= index) {
+                return Err(format!(
+                    "non-increasing order, previous: {previous}, current: {index}"
+                ));
+            }
+            last = Some(index);
+            bounds.push(index);
+        }
+        total += match bounds[..] {
+            [first, second] => second - first + 1,
+            _ => 1,
+        };
+    }
+    Ok(total)
 }
 
 /// `ValidateJobSpecUpdate`'s immutable fields of a Job's `spec` against `old`.

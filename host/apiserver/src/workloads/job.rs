@@ -79,12 +79,18 @@ pub(super) fn job_pass(
     };
     // With completions, that many Pods must succeed; without (a work queue), one success ends
     // the Job once the others are done.
-    let complete = match completions {
-        Some(completions) => succeeded >= completions,
-        None => succeeded > 0 && active.is_empty(),
-    };
+    // An Indexed Job's `successPolicy` may end it before every index succeeded
+    // (`matchSuccessPolicy`); its Pods still running are then deleted, not counted as failed.
+    let policy_met = completions
+        .filter(|_| indexed)
+        .and_then(|completions| success_policy_met(job, completions, &completed));
+    let complete = policy_met.is_some()
+        || match completions {
+            Some(completions) => succeeded >= completions,
+            None => succeeded > 0 && active.is_empty(),
+        };
     let wanted = match completions {
-        _ if suspended => 0,
+        _ if suspended || policy_met.is_some() => 0,
         Some(completions) => parallelism.min(completions - succeeded).max(0),
         None if succeeded > 0 => 0,
         None => parallelism,
@@ -135,6 +141,15 @@ pub(super) fn job_pass(
         }
     }
     let wanted = if past_deadline { 0 } else { wanted };
+    if policy_met.is_some() {
+        for pod in &active {
+            if writes.delete(PODS, pod) {
+                deleted += 1;
+                let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
+                writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
+            }
+        }
+    }
     for pod in &surplus {
         if writes.delete(PODS, pod) {
             let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
@@ -197,11 +212,14 @@ pub(super) fn job_pass(
     status.insert("terminating".into(), json!(0));
     status.insert("uncountedTerminatedPods".into(), json!({}));
     if complete {
-        let reached = (
-            "True",
-            "CompletionsReached",
-            "Reached expected number of succeeded pods",
-        );
+        let reached = match &policy_met {
+            Some(message) => ("True", "SuccessPolicy", message.as_str()),
+            None => (
+                "True",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            ),
+        };
         ensure_condition(&mut conditions, "SuccessCriteriaMet", reached, &time);
         ensure_condition(&mut conditions, "Complete", reached, &time);
         status.insert("completionTime".into(), json!(time));
@@ -231,6 +249,29 @@ pub(super) fn job_pass(
     deadline
         .filter(|_| !past_deadline && !complete)
         .map(|d| (d - now).to_std().unwrap_or_default())
+}
+
+/// `matchSuccessPolicy`: the message of the first rule of `job`'s `successPolicy` that the
+/// `succeeded` indexes meet (all of its `succeededIndexes`, or `succeededCount` of them, or
+/// `succeededCount` indexes at all), if one does.
+fn success_policy_met(job: &Value, completions: i64, succeeded: &Intervals) -> Option<String> {
+    if succeeded.0.is_empty() {
+        return None;
+    }
+    let rules = job["spec"]["successPolicy"]["rules"].as_array()?;
+    rules.iter().enumerate().find_map(|(index, rule)| {
+        let count = rule["succeededCount"].as_i64();
+        let met = match rule["succeededIndexes"].as_str() {
+            Some(text) => {
+                let required = Intervals::parse(text, completions);
+                let held = required.overlap(succeeded);
+                !required.0.is_empty()
+                    && (held == required.total() || count.is_some_and(|c| held >= c))
+            }
+            None => count.is_some_and(|c| succeeded.total() >= c),
+        };
+        met.then(|| format!("Matched rules at index {index}"))
+    })
 }
 
 /// A finished Job's `Complete` or `Failed` condition (True), if it has one (`IsJobFinished`).
@@ -436,6 +477,24 @@ impl Intervals {
         self.0.splice(start..end, [merged]);
     }
 
+    /// How many indexes both `self` and `other` hold (`matchSucceededIndexesRule`'s count).
+    fn overlap(&self, other: &Self) -> i64 {
+        let (mut mine, mut theirs) = (self.0.iter().peekable(), other.0.iter().peekable());
+        let mut held = 0;
+        while let (Some(&&(a_first, a_last)), Some(&&(b_first, b_last))) =
+            (mine.peek(), theirs.peek())
+        {
+            held += (a_last.min(b_last) - a_first.max(b_first) + 1).max(0);
+            if b_last <= a_last {
+                theirs.next();
+            }
+            if a_last <= b_last {
+                mine.next();
+            }
+        }
+        held
+    }
+
     /// How many indexes the intervals hold.
     fn total(&self) -> i64 {
         self.0.iter().map(|(first, last)| last - first + 1).sum()
@@ -510,5 +569,10 @@ mod tests {
         let some = Intervals::parse("0,2", 6);
         assert_eq!(some.first_pending(vec![3], 2, 6), vec![1, 4]);
         assert_eq!(some.first_pending(vec![], 9, 4), vec![1, 3]);
+        // `matchSucceededIndexesRule`'s count of what both hold.
+        let rule = Intervals::parse("0-3,6,8-9", 10);
+        assert_eq!(rule.overlap(&Intervals::parse("2-6,9", 10)), 4);
+        assert_eq!(rule.overlap(&Intervals::parse("4,5,7", 10)), 0);
+        assert_eq!(rule.overlap(&rule), rule.total());
     }
 }

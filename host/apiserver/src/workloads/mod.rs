@@ -1567,6 +1567,63 @@ mod tests {
     }
 
     #[test]
+    fn an_indexed_job_meeting_its_success_policy_completes_and_stops_the_rest() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        // Four indexes, two at a time; the policy wants index 0 and one of 1-3.
+        let job = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "lead", "namespace": "default"},
+            "spec": {"completions": 4, "parallelism": 2, "completionMode": "Indexed",
+                "successPolicy": {"rules": [
+                    {"succeededIndexes": "9", "succeededCount": 1},
+                    {"succeededIndexes": "0-1"}]},
+                "template": {"spec": {"restartPolicy": "Never", "containers": [
+                    {"name": "c", "image": "busybox"}]}}},
+        });
+        create(&cluster, JOBS, job);
+        let start = Utc::now() + chrono::Duration::seconds(1);
+        pass(&cluster, Duration::from_secs(1), start);
+        // Indexes 0 and 1 run and succeed; the rule at index 1 is met before 2 and 3 are done.
+        settle(&cluster, start + chrono::Duration::seconds(5));
+        let lead = &list(&cluster, JOBS)[0];
+        let conditions: Vec<(String, String, String)> = lead["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let field = |f: &str| c[f].as_str().unwrap_or_default().to_owned();
+                (field("type"), field("reason"), field("message"))
+            })
+            .collect();
+        let rule = |kind: &str| {
+            (
+                kind.to_owned(),
+                "SuccessPolicy".to_owned(),
+                "Matched rules at index 1".to_owned(),
+            )
+        };
+        assert_eq!(conditions, [rule("SuccessCriteriaMet"), rule("Complete")]);
+        let status = &lead["status"];
+        assert_eq!(status.get("active"), None);
+        assert_eq!(
+            status.get("failed"),
+            None,
+            "stopped Pods do not count as failed"
+        );
+        assert_eq!(
+            status["completedIndexes"], "0,1",
+            "it ended before indexes 2 and 3"
+        );
+        assert_eq!(status["succeeded"], 2);
+        assert!(
+            list(&cluster, PODS)
+                .iter()
+                .all(|p| p["status"]["phase"] == "Succeeded"),
+            "no Pod left running"
+        );
+    }
+
+    #[test]
     fn an_indexed_job_removes_a_pod_repeating_an_index_and_replaces_none_that_succeeded() {
         let cluster = Cluster::open(None, 10_000).unwrap();
         let job = json!({
