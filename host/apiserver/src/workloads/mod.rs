@@ -1569,13 +1569,13 @@ mod tests {
     #[test]
     fn an_indexed_job_meeting_its_success_policy_completes_and_stops_the_rest() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        // Four indexes, two at a time; the policy wants index 0 and one of 1-3.
+        // Four indexes, two at a time; the first rule wants index 3, the second 0 and 1.
         let job = json!({
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": "lead", "namespace": "default"},
             "spec": {"completions": 4, "parallelism": 2, "completionMode": "Indexed",
                 "successPolicy": {"rules": [
-                    {"succeededIndexes": "9", "succeededCount": 1},
+                    {"succeededIndexes": "3", "succeededCount": 1},
                     {"succeededIndexes": "0-1"}]},
                 "template": {"spec": {"restartPolicy": "Never", "containers": [
                     {"name": "c", "image": "busybox"}]}}},
