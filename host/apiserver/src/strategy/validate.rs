@@ -990,6 +990,103 @@ mod tests {
         errs.iter().map(ToString::to_string).collect()
     }
 
+    fn job(suspend: bool, spec: Value) -> Value {
+        let mut job = json!({"metadata": {"name": "j"},
+            "spec": {"suspend": suspend, "completions": 1, "parallelism": 1,
+                "selector": {"matchLabels": {"job-name": "j"}},
+                "template": {"metadata": {"labels": {"job-name": "j"}},
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}},
+            "status": {}});
+        if let (Some(fields), Value::Object(given)) =
+            (job["spec"]["template"]["spec"].as_object_mut(), spec)
+        {
+            fields.extend(given);
+        }
+        job
+    }
+
+    #[test]
+    fn a_suspended_job_that_never_started_may_change_only_where_it_runs() {
+        let check = |old: &Value, new: &Value| {
+            texts(&super::check(
+                "batch",
+                "Job",
+                Some(old),
+                new,
+                Change::Object,
+            ))
+        };
+        let affinity = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}});
+        let placed = json!({"nodeSelector": {"disk": "ssd"}, "affinity": affinity,
+            "tolerations": [{"key": "k", "operator": "Exists"}]});
+        let plain = job(true, json!({}));
+        // Node selector, node affinity and tolerations come and go while it is suspended.
+        assert_eq!(
+            check(&plain, &job(true, placed.clone())),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            check(&job(true, placed.clone()), &plain),
+            Vec::<String>::new()
+        );
+        // An affinity other than the node's is still fixed.
+        let pod_affinity = json!({"affinity": {"podAffinity": {}}});
+        let errs = check(&plain, &job(true, pod_affinity));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.template: Invalid value: ")),
+            "{errs:?}"
+        );
+        // So is the image; and once it ran (a start time) or unsuspended, nothing may change.
+        let mut image = plain.clone();
+        image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("y");
+        assert!(
+            check(&plain, &image)
+                .iter()
+                .any(|e| e.ends_with("field is immutable"))
+        );
+        let mut started = plain.clone();
+        started["status"]["startTime"] = json!("2026-12-06T00:00:00Z");
+        let errs = check(&started, &job(true, placed.clone()));
+        assert!(
+            errs.iter().any(|e| e.starts_with("spec.template: ")),
+            "{errs:?}"
+        );
+        let running = job(false, json!({}));
+        let errs = check(&running, &job(false, placed));
+        assert!(
+            errs.iter().any(|e| e.starts_with("spec.template: ")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn success_policy_indexes_are_read_as_validate_indexes_format_reads_them() {
+        assert_eq!(count_indexes("", 3), Ok(0));
+        assert_eq!(count_indexes("0,2-4,6", 7), Ok(5));
+        assert_eq!(
+            count_indexes("1-2-3", 7),
+            Err("the fragment \"1-2-3\" violates the requirement that an index interval can have at most two parts separated by '-'".to_owned())
+        );
+        assert_eq!(
+            count_indexes("a", 7),
+            Err("cannot convert string to integer for index: \"a\"".to_owned())
+        );
+        assert_eq!(
+            count_indexes("7", 7),
+            Err("too large index: \"7\"".to_owned())
+        );
+        assert_eq!(
+            count_indexes("3,1", 7),
+            Err("non-increasing order, previous: 3, current: 1".to_owned())
+        );
+        assert_eq!(
+            count_indexes("2-2", 7),
+            Err("non-increasing order, previous: 2, current: 2".to_owned())
+        );
+    }
+
     #[test]
     fn a_valid_deployment_passes() {
         assert!(check("apps", "Deployment", None, &deployment(), Change::Object).is_empty());
