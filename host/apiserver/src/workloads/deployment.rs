@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 
 use super::{
     ALPHANUMS, DEPLOYMENT_CONTROLLER, DEPLOYMENTS, REPLICA_SETS, REVISION, REVISION_HISTORY,
-    TEMPLATE_HASH, Writes, by_creation, controller_reference, min_ready, name, namespace,
+    TEMPLATE_HASH, Writes, by_creation, controller_reference, insert_counts, min_ready, name,
+    namespace,
 };
 use crate::cluster::{parse_timestamp, timestamp};
 use crate::gc;
@@ -201,18 +202,16 @@ pub(super) fn deployment_pass(
         "observedGeneration".into(),
         deployment["metadata"]["generation"].clone(),
     );
-    for (field, value) in [
-        ("replicas", replicas),
-        ("updatedReplicas", updated),
-        ("readyReplicas", ready),
-        ("availableReplicas", available),
-        ("unavailableReplicas", unavailable_replicas),
-    ] {
-        // Zero counts are omitted, as Go's omitempty does.
-        if value != 0 {
-            status.insert(field.into(), json!(value));
-        }
-    }
+    insert_counts(
+        &mut status,
+        [
+            ("replicas", replicas),
+            ("updatedReplicas", updated),
+            ("readyReplicas", ready),
+            ("availableReplicas", available),
+            ("unavailableReplicas", unavailable_replicas),
+        ],
+    );
     let available_condition = if available >= wanted - unavailable {
         (
             "True",

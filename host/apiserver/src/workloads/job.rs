@@ -102,13 +102,7 @@ pub(super) fn job_pass(
     // Suspending deletes the active Pods; resuming starts the clock again (`syncJob`).
     let mut deleted = 0;
     if suspended {
-        for pod in &active {
-            if writes.delete(PODS, pod) {
-                deleted += 1;
-                let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
-                writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
-            }
-        }
+        deleted += delete_pods(writes, job, active.iter().map(|p| **p));
         let condition = ("True", "JobSuspended", "Job suspended");
         if ensure_condition(&mut conditions, "Suspended", condition, &time) {
             writes.event(job, JOB_CONTROLLER, "Suspended", "Job suspended".to_owned());
@@ -130,32 +124,16 @@ pub(super) fn job_pass(
             Some(started + chrono::Duration::seconds(seconds))
         });
     let past_deadline = !complete && deadline.is_some_and(|d| d <= now);
-    let mut failed = 0;
-    if past_deadline {
-        for pod in &active {
-            if writes.delete(PODS, pod) {
-                failed += 1;
-                let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
-                writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
-            }
-        }
-    }
+    let failed = if past_deadline {
+        delete_pods(writes, job, active.iter().map(|p| **p))
+    } else {
+        0
+    };
     let wanted = if past_deadline { 0 } else { wanted };
     if policy_met.is_some() {
-        for pod in &active {
-            if writes.delete(PODS, pod) {
-                deleted += 1;
-                let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
-                writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
-            }
-        }
+        deleted += delete_pods(writes, job, active.iter().map(|p| **p));
     }
-    for pod in &surplus {
-        if writes.delete(PODS, pod) {
-            let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
-            writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
-        }
-    }
+    delete_pods(writes, job, surplus.iter().copied());
     let missing = usize::try_from(wanted - count(active.len())).unwrap_or(0);
     let new_pods: Vec<Value> = match completions.filter(|_| indexed) {
         Some(completions) => {
@@ -249,6 +227,24 @@ pub(super) fn job_pass(
     deadline
         .filter(|_| !past_deadline && !complete)
         .map(|d| (d - now).to_std().unwrap_or_default())
+}
+
+/// Deletes `pods` of `job`, each with the job controller's `SuccessfulDelete` Event; how many
+/// were deleted.
+fn delete_pods<'v>(
+    writes: &mut Writes<'_>,
+    job: &Value,
+    pods: impl IntoIterator<Item = &'v Value>,
+) -> i64 {
+    let mut deleted = 0;
+    for pod in pods {
+        if writes.delete(PODS, pod) {
+            deleted += 1;
+            let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());
+            writes.event(job, JOB_CONTROLLER, "SuccessfulDelete", message);
+        }
+    }
+    deleted
 }
 
 /// `matchSuccessPolicy`: the message of the first rule of `job`'s `successPolicy` that the

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use crate::cluster::{Cluster, now, parse_timestamp};
@@ -404,6 +404,13 @@ fn by_controller(objects: &[Arc<Value>]) -> HashMap<&str, Vec<&Value>> {
         }
     }
     by
+}
+
+/// Inserts each `(field, count)` in a status, leaving out zero counts as Go's `omitempty` does.
+fn insert_counts<const N: usize>(status: &mut Map<String, Value>, counts: [(&str, i64); N]) {
+    for (field, value) in counts.into_iter().filter(|(_, v)| *v != 0) {
+        status.insert(field.into(), json!(value));
+    }
 }
 
 fn is_ready(pod: &Value) -> bool {

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::{
-    PODS, REPLICA_SET_CONTROLLER, REPLICA_SETS, Writes, availability, by_creation, is_ready,
-    min_ready, name, namespace, new_pod,
+    PODS, REPLICA_SET_CONTROLLER, REPLICA_SETS, Writes, availability, by_creation, insert_counts,
+    is_ready, min_ready, name, namespace, new_pod,
 };
 
 /// The ReplicaSet's part (`owned`: the Pods it controls): as many Pods as it wants (the newest
@@ -55,15 +55,14 @@ pub(super) fn replica_set_pass(
     let replicas = i64::try_from(owned.len()).unwrap_or(0);
     let mut status = Map::new();
     status.insert("replicas".into(), json!(replicas));
-    for (field, value) in [
-        ("fullyLabeledReplicas", replicas),
-        ("readyReplicas", ready),
-        ("availableReplicas", available),
-    ] {
-        if value != 0 {
-            status.insert(field.into(), json!(value));
-        }
-    }
+    insert_counts(
+        &mut status,
+        [
+            ("fullyLabeledReplicas", replicas),
+            ("readyReplicas", ready),
+            ("availableReplicas", available),
+        ],
+    );
     status.insert(
         "observedGeneration".into(),
         replica_set["metadata"]["generation"].clone(),

@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 use super::deployment::template_hash;
 use super::{
     CLAIMS, CONTROLLER_REVISIONS, PODS, REVISION_HASH, STATEFUL_SET_CONTROLLER, STATEFUL_SETS,
-    Writes, availability, by_creation, controller_reference, is_ready, min_ready, name, namespace,
-    template_pod,
+    Writes, availability, by_creation, controller_reference, insert_counts, is_ready, min_ready,
+    name, namespace, template_pod,
 };
 
 /// The StatefulSet's part (`owned`: the Pods it controls), as the stateful set controller does it
@@ -181,15 +181,14 @@ pub(super) fn stateful_set_pass(
         set["metadata"]["generation"].clone(),
     );
     status.insert("replicas".into(), json!(replicas));
-    for (field, value) in [
-        ("readyReplicas", ready),
-        ("currentReplicas", current_replicas),
-        ("updatedReplicas", updated),
-    ] {
-        if value != 0 {
-            status.insert(field.into(), json!(value));
-        }
-    }
+    insert_counts(
+        &mut status,
+        [
+            ("readyReplicas", ready),
+            ("currentReplicas", current_replicas),
+            ("updatedReplicas", updated),
+        ],
+    );
     let current_pods: Vec<&Value> = current.iter().map(|(_, p)| *p).collect();
     let (available, wake) = availability(&current_pods, min_ready(set), now);
     status.insert("availableReplicas".into(), json!(available));
