@@ -744,17 +744,46 @@ mod tests {
     /// Deployment `web` (label `app: web`, one container `c` of image `nginx`), `spec`'s fields
     /// set over that.
     fn web(spec: Value) -> Value {
-        let mut web = json!({
+        let web = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": "default"},
             "spec": {"selector": {"matchLabels": {"app": "web"}},
                 "template": {"metadata": {"labels": {"app": "web"}},
                     "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
         });
-        if let (Some(fields), Value::Object(given)) = (web["spec"].as_object_mut(), spec) {
+        with_spec(web, spec)
+    }
+
+    /// `object` with `spec`'s fields set in its spec.
+    fn with_spec(mut object: Value, spec: Value) -> Value {
+        if let (Some(fields), Value::Object(given)) = (object["spec"].as_object_mut(), spec) {
             fields.extend(given);
         }
-        web
+        object
+    }
+
+    /// A Job `name` with `spec`'s fields, its Pod template one `busybox` container that is not
+    /// restarted.
+    fn job(name: &str, spec: Value) -> Value {
+        let job = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
+        });
+        with_spec(job, spec)
+    }
+
+    /// The StatefulSet `db` (`app: db`, one `postgres:16` container) with `spec`'s fields.
+    fn db(spec: Value) -> Value {
+        let db = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}},
+        });
+        with_spec(db, spec)
     }
 
     fn list(cluster: &Cluster, gr: &str) -> Vec<Arc<Value>> {
@@ -1038,18 +1067,12 @@ mod tests {
     #[test]
     fn each_stateful_pod_gets_its_own_claims_which_outlive_it() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let set = json!({
-            "apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": {"name": "db", "namespace": "default"},
-            "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
-                "template": {"metadata": {"labels": {"app": "db"}},
-                    "spec": {"containers": [{"name": "db", "image": "postgres:16"}],
-                        "volumes": [{"name": "config", "emptyDir": {}},
-                            {"name": "data", "emptyDir": {}}]}},
-                "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": {"tier": "db"}},
-                    "spec": {"accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": "1Gi"}}}}]},
-        });
+        let mut set = db(json!({"replicas": 2,
+            "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": {"tier": "db"}},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}]}));
+        set["spec"]["template"]["spec"]["volumes"] =
+            json!([{"name": "config", "emptyDir": {}}, {"name": "data", "emptyDir": {}}]);
         create(&cluster, STATEFUL_SETS, set);
         let at = Utc::now() + chrono::Duration::seconds(5);
         settle(&cluster, at);
@@ -1115,19 +1138,12 @@ mod tests {
             ("Retain", "Delete"),
         ] {
             let cluster = Cluster::open(None, 10_000).unwrap();
-            let set = json!({
-                "apiVersion": "apps/v1", "kind": "StatefulSet",
-                "metadata": {"name": "db", "namespace": "default"},
-                "spec": {"replicas": 2, "serviceName": "db",
-                    "persistentVolumeClaimRetentionPolicy":
-                        {"whenDeleted": when_deleted, "whenScaled": when_scaled},
-                    "selector": {"matchLabels": {"app": "db"}},
-                    "template": {"metadata": {"labels": {"app": "db"}},
-                        "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}},
-                    "volumeClaimTemplates": [{"metadata": {"name": "data"},
-                        "spec": {"accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": "1Gi"}}}}]},
-            });
+            let set = db(json!({"replicas": 2,
+                "persistentVolumeClaimRetentionPolicy":
+                    {"whenDeleted": when_deleted, "whenScaled": when_scaled},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}}}]}));
             create(&cluster, STATEFUL_SETS, set);
             let at = Utc::now() + chrono::Duration::seconds(5);
             settle(&cluster, at);
@@ -1187,14 +1203,9 @@ mod tests {
     #[test]
     fn a_stateful_set_keeps_a_revision_per_template_within_its_history_limit() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let set = json!({
-            "apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": {"name": "db", "namespace": "default", "annotations": {"note": "kept"}},
-            "spec": {"replicas": 1, "serviceName": "db", "revisionHistoryLimit": 1,
-                "selector": {"matchLabels": {"app": "db"}},
-                "template": {"metadata": {"labels": {"app": "db"}},
-                    "spec": {"containers": [{"name": "db", "image": "a"}]}}},
-        });
+        let mut set = db(json!({"replicas": 1, "revisionHistoryLimit": 1}));
+        set["metadata"]["annotations"] = json!({"note": "kept"});
+        set["spec"]["template"]["spec"]["containers"][0]["image"] = json!("a");
         create(&cluster, STATEFUL_SETS, set);
         let at = Utc::now() + chrono::Duration::seconds(5);
         settle(&cluster, at);
@@ -1260,18 +1271,13 @@ mod tests {
     #[test]
     fn a_stateful_set_partition_keeps_the_lower_ordinals_at_their_revision() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let set = json!({
-            "apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": {"name": "db", "namespace": "default"},
-            "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
-                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}},
-                "template": {"metadata": {"labels": {"app": "db"}},
-                    "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}},
-        });
         let options = WriteOptions::default();
-        cluster
-            .create(&target(&cluster, STATEFUL_SETS, None), set, &options)
-            .unwrap();
+        let partition = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
+        create(
+            &cluster,
+            STATEFUL_SETS,
+            db(json!({"replicas": 3, "updateStrategy": partition})),
+        );
         let at = Utc::now() + chrono::Duration::seconds(5);
         settle(&cluster, at);
         let mut changed = (*list(&cluster, STATEFUL_SETS)[0]).clone();
@@ -1332,15 +1338,9 @@ mod tests {
     #[test]
     fn a_job_runs_its_pods_to_completion_then_a_pass_writes_nothing() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let job = json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "pi", "namespace": "default"},
-            "spec": {"completions": 3, "parallelism": 2, "template": {"spec": {
-                "restartPolicy": "Never", "containers": [{"name": "pi", "image": "perl"}]}}},
-        });
-        cluster
-            .create(&target(&cluster, JOBS, None), job, &WriteOptions::default())
-            .unwrap();
+        let mut pi = job("pi", json!({"completions": 3, "parallelism": 2}));
+        pi["spec"]["template"]["spec"]["containers"] = json!([{"name": "pi", "image": "perl"}]);
+        create(&cluster, JOBS, pi);
         // Two at a time: the first pass starts two Pods.
         pass(&cluster, Duration::ZERO, Utc::now());
         assert_eq!(list(&cluster, PODS).len(), 2);
@@ -1386,12 +1386,7 @@ mod tests {
         assert_eq!(reasons.get("Completed"), Some(&1), "{reasons:?}");
 
         // A suspended Job starts nothing.
-        let suspended = json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "later", "namespace": "default"},
-            "spec": {"suspend": true, "template": {"spec": {
-                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
-        });
+        let suspended = job("later", json!({"suspend": true}));
         cluster
             .create(
                 &target(&cluster, JOBS, None),
@@ -1522,17 +1517,14 @@ mod tests {
     #[test]
     fn an_indexed_job_runs_each_index_once_and_lists_them_completed() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let job = json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "idx", "namespace": "default"},
-            "spec": {"completions": 3, "parallelism": 2, "completionMode": "Indexed",
-                "template": {"spec": {"restartPolicy": "Never", "containers": [
-                    {"name": "c", "image": "busybox"},
-                    {"name": "d", "image": "busybox", "env": [{"name": "JOB_COMPLETION_INDEX", "value": "mine"}]}]}}},
-        });
-        cluster
-            .create(&target(&cluster, JOBS, None), job, &WriteOptions::default())
-            .unwrap();
+        let mut idx = job(
+            "idx",
+            json!({"completions": 3, "parallelism": 2, "completionMode": "Indexed"}),
+        );
+        idx["spec"]["template"]["spec"]["containers"] = json!([
+            {"name": "c", "image": "busybox"},
+            {"name": "d", "image": "busybox", "env": [{"name": "JOB_COMPLETION_INDEX", "value": "mine"}]}]);
+        create(&cluster, JOBS, idx);
         pass(&cluster, Duration::ZERO, Utc::now());
         let pods = list(&cluster, PODS);
         let mut indexes: Vec<String> = pods
@@ -1577,17 +1569,14 @@ mod tests {
     fn an_indexed_job_meeting_its_success_policy_completes_and_stops_the_rest() {
         let cluster = Cluster::open(None, 10_000).unwrap();
         // Four indexes, two at a time; the first rule wants index 3, the second 0 and 1.
-        let job = json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "lead", "namespace": "default"},
-            "spec": {"completions": 4, "parallelism": 2, "completionMode": "Indexed",
+        let lead = job(
+            "lead",
+            json!({"completions": 4, "parallelism": 2, "completionMode": "Indexed",
                 "successPolicy": {"rules": [
                     {"succeededIndexes": "3", "succeededCount": 1},
-                    {"succeededIndexes": "0-1"}]},
-                "template": {"spec": {"restartPolicy": "Never", "containers": [
-                    {"name": "c", "image": "busybox"}]}}},
-        });
-        create(&cluster, JOBS, job);
+                    {"succeededIndexes": "0-1"}]}}),
+        );
+        create(&cluster, JOBS, lead);
         let start = Utc::now() + chrono::Duration::seconds(1);
         pass(&cluster, Duration::from_secs(1), start);
         // Indexes 0 and 1 run and succeed; the rule at index 1 is met before 2 and 3 are done.
@@ -1633,14 +1622,8 @@ mod tests {
     #[test]
     fn an_indexed_job_removes_a_pod_repeating_an_index_and_replaces_none_that_succeeded() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let job = json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "idx", "namespace": "default"},
-            "spec": {"completions": 2, "parallelism": 2, "completionMode": "Indexed",
-                "template": {"spec": {"restartPolicy": "Never", "containers": [
-                    {"name": "c", "image": "busybox"}]}}},
-        });
-        create(&cluster, JOBS, job);
+        let idx = json!({"completions": 2, "parallelism": 2, "completionMode": "Indexed"});
+        create(&cluster, JOBS, job("idx", idx));
         let job = list(&cluster, JOBS)[0].clone();
         // A Pod of index 1 made by someone else, before the controller's first pass.
         let mut stray = indexed_pod(&job, "default", 1);
@@ -1668,15 +1651,11 @@ mod tests {
     #[test]
     fn a_job_past_its_active_deadline_fails_and_its_pods_are_deleted() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let job = json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "slow", "namespace": "default"},
-            "spec": {"activeDeadlineSeconds": 10, "template": {"spec": {
-                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
-        });
-        cluster
-            .create(&target(&cluster, JOBS, None), job, &WriteOptions::default())
-            .unwrap();
+        create(
+            &cluster,
+            JOBS,
+            job("slow", json!({"activeDeadlineSeconds": 10})),
+        );
         // Its Pod would take two minutes: the deadline comes first, and the pass says when.
         let start = Utc::now();
         let delay = Duration::from_secs(60);
@@ -1733,15 +1712,11 @@ mod tests {
     #[test]
     fn a_finished_job_with_a_ttl_is_deleted_with_its_pods_once_the_ttl_runs_out() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let job = json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "once", "namespace": "default"},
-            "spec": {"ttlSecondsAfterFinished": 60, "template": {"spec": {
-                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
-        });
-        cluster
-            .create(&target(&cluster, JOBS, None), job, &WriteOptions::default())
-            .unwrap();
+        create(
+            &cluster,
+            JOBS,
+            job("once", json!({"ttlSecondsAfterFinished": 60})),
+        );
         let now = Utc::now();
         settle(&cluster, now + chrono::Duration::seconds(5));
         assert_eq!(list(&cluster, JOBS).len(), 1, "finished, its TTL running");
@@ -1767,17 +1742,8 @@ mod tests {
     #[test]
     fn a_stateful_set_starts_its_pods_in_order_rolls_a_new_template_and_scales_down_from_the_top() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let set = json!({
-            "apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": {"name": "db", "namespace": "default"},
-            "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
-                "template": {"metadata": {"labels": {"app": "db"}},
-                    "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}},
-        });
         let options = WriteOptions::default();
-        cluster
-            .create(&target(&cluster, STATEFUL_SETS, None), set, &options)
-            .unwrap();
+        create(&cluster, STATEFUL_SETS, db(json!({"replicas": 3})));
         // OrderedReady: db-1 waits for db-0 to be Running and Ready.
         pass(&cluster, Duration::from_secs(60), Utc::now());
         let names = |cluster: &Cluster| {
