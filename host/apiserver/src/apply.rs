@@ -32,12 +32,13 @@ pub enum FieldScope {
 }
 
 impl FieldScope {
-    fn allows(self, path: &[PathElement]) -> bool {
-        let status = matches!(path.first(), Some(PathElement::Field(f)) if f == "status");
+    /// Keeps the paths of `set` this scope lets a write own.
+    fn restrict_set(self, set: &mut FieldSet) {
+        let status = |pe: &PathElement| matches!(pe, PathElement::Field(f) if f == "status");
         match self {
-            Self::All => true,
-            Self::NoStatus => !status,
-            Self::StatusOnly => status,
+            Self::All => {}
+            Self::NoStatus => set.retain_elements(|pe| !status(pe)),
+            Self::StatusOnly => set.retain_elements(status),
         }
     }
 
@@ -96,20 +97,16 @@ impl ManagedEntry {
         &self.fields
     }
 
-    /// Keeps the owned fields `keep` accepts.
-    fn retain(&mut self, keep: impl FnMut(&FieldPath) -> bool) {
-        let before = self.fields.len();
-        self.fields.retain(keep);
-        if self.fields.len() != before {
+    /// Gives up the owned fields in `set`.
+    fn remove_all(&mut self, set: &FieldSet) {
+        if self.fields.remove_all(set) {
             self.encoded = None;
         }
     }
 
     /// Adds owned fields.
-    fn extend(&mut self, paths: impl IntoIterator<Item = FieldPath>) {
-        let before = self.fields.len();
-        self.fields.extend(paths);
-        if self.fields.len() != before {
+    fn union(&mut self, set: FieldSet) {
+        if self.fields.union(set) {
             self.encoded = None;
         }
     }
@@ -161,21 +158,18 @@ const IGNORED_METADATA: &[&str] = &[
     "generateName",
 ];
 
-fn tracked(path: &[PathElement]) -> bool {
-    match path {
-        [] => false,
-        [PathElement::Field(first)] => {
-            !matches!(first.as_str(), "apiVersion" | "kind" | "metadata")
-        }
-        [PathElement::Field(first), PathElement::Field(second), ..] if first == "metadata" => {
-            !IGNORED_METADATA.contains(&second.as_str())
-        }
-        _ => true,
-    }
-}
-
+/// Keeps the paths of `set` a manager can own within `scope`: not `apiVersion`, `kind` or
+/// `metadata` themselves, nor the [`IGNORED_METADATA`].
 fn keep_tracked(set: &mut FieldSet, scope: FieldScope) {
-    set.retain(|p| tracked(p) && scope.allows(p));
+    for field in ["apiVersion", "kind", "metadata"] {
+        set.remove_member(&PathElement::field(field));
+    }
+    set.edit_below(&PathElement::field("metadata"), |meta| {
+        meta.retain_elements(
+            |pe| !matches!(pe, PathElement::Field(f) if IGNORED_METADATA.contains(&f.as_str())),
+        );
+    });
+    scope.restrict_set(set);
 }
 
 /// The path element of `item`, an element of the list at `node` of type `list`; `None` when it
@@ -217,49 +211,54 @@ fn element_paths(node: Node<'_>, items: &[Value]) -> Option<Vec<PathElement>> {
     items.iter().map(|i| element_path(node, list, i)).collect()
 }
 
-fn insert(out: &mut FieldSet, path: &FieldPath) {
-    if !path.is_empty() {
-        out.insert(path.clone());
+/// The fields `value` sets below itself (structured-merge-diff's `ToFieldSet`): scalars, atomic
+/// lists and maps, empty maps and nulls; each element of a `set` or `map` list, and what it sets.
+fn to_field_set(value: &Value, node: Node<'_>) -> FieldSet {
+    match value {
+        Value::Object(map) if !node.map_atomic() => {
+            let mut set = FieldSet::new();
+            for (k, v) in map {
+                add_fields(&mut set, PathElement::Field(k.clone()), v, node.field(k));
+            }
+            set
+        }
+        Value::Array(items) => element_paths(node, items)
+            .map(|elements| list_fields(node, &elements, items))
+            .unwrap_or_default(),
+        _ => FieldSet::new(),
     }
 }
 
-/// The fields `value` sets (structured-merge-diff's `ToFieldSet`): scalars, atomic lists and
-/// maps, empty maps and nulls; each element of a `set` or `map` list, and what it sets.
-fn to_field_set<'a>(value: &'a Value, node: Node<'a>, path: &mut FieldPath, out: &mut FieldSet) {
+/// The fields of the list `items` (its elements `elements`) at `node`: each element, and what
+/// it sets; an element that appears twice is owned whole.
+fn list_fields(node: Node<'_>, elements: &[PathElement], items: &[Value]) -> FieldSet {
+    let mut set = FieldSet::new();
+    let mut seen = HashSet::new();
+    let duplicates: HashSet<&PathElement> =
+        elements.iter().filter(|pe| !seen.insert(*pe)).collect();
+    for (pe, item) in elements.iter().zip(items) {
+        let below = if duplicates.contains(pe) {
+            FieldSet::new()
+        } else {
+            to_field_set(item, node.element())
+        };
+        set.insert_element(pe.clone(), below);
+    }
+    set
+}
+
+/// Adds to `set` the fields `value`, at its `element`, sets: the element itself when it is a
+/// leaf (a scalar, `null`, an empty or atomic map, a list handled whole), else what is below it.
+fn add_fields(set: &mut FieldSet, element: PathElement, value: &Value, node: Node<'_>) {
     match value {
-        Value::Object(map) if !node.map_atomic() => {
-            for (k, v) in map {
-                path.push(PathElement::Field(k.clone()));
-                to_field_set(v, node.field(k), path, out);
-                if v.is_null() || v.as_object().is_some_and(Map::is_empty) {
-                    insert(out, path);
-                }
-                path.pop();
-            }
+        Value::Object(map) if !map.is_empty() && !node.map_atomic() => {
+            set.insert_child(element, to_field_set(value, node));
         }
         Value::Array(items) => match element_paths(node, items) {
-            Some(elements) => {
-                let mut seen = HashSet::new();
-                let duplicates: HashSet<&PathElement> =
-                    elements.iter().filter(|pe| !seen.insert(*pe)).collect();
-                for pe in &duplicates {
-                    path.push((*pe).clone());
-                    insert(out, path);
-                    path.pop();
-                }
-                for (pe, item) in elements.iter().zip(items) {
-                    if duplicates.contains(pe) {
-                        continue;
-                    }
-                    path.push(pe.clone());
-                    to_field_set(item, node.element(), path, out);
-                    insert(out, path);
-                    path.pop();
-                }
-            }
-            None => insert(out, path),
+            Some(elements) => set.insert_child(element, list_fields(node, &elements, items)),
+            None => set.insert_element(element, FieldSet::new()),
         },
-        _ => insert(out, path),
+        _ => set.insert_element(element, FieldSet::new()),
     }
 }
 
@@ -403,9 +402,9 @@ fn compare<'a>(
     cmp: &mut Comparison,
 ) {
     let leaf = |cmp: &mut Comparison, path: &FieldPath| match (l, r) {
-        (None, Some(_)) => insert(&mut cmp.added, path),
-        (Some(_), None) => insert(&mut cmp.removed, path),
-        (Some(a), Some(b)) if a != b => insert(&mut cmp.modified, path),
+        (None, Some(_)) => cmp.added.insert(path),
+        (Some(_), None) => cmp.removed.insert(path),
+        (Some(a), Some(b)) if a != b => cmp.modified.insert(path),
         _ => {}
     };
     let map = |v: Option<&'a Value>| match v {
@@ -475,34 +474,30 @@ fn compare<'a>(
         return;
     }
     match (l, r) {
-        (None, _) => insert(&mut cmp.added, path),
-        (_, None) => insert(&mut cmp.removed, path),
+        (None, _) => cmp.added.insert(path),
+        (_, None) => cmp.removed.insert(path),
         _ => {}
     }
 }
 
-/// `value` without the fields of `set` (structured-merge-diff's `RemoveItems`); a map or list
-/// left empty by the removal is removed too (`None`).
-fn remove_items(
-    value: Value,
-    set: &FieldSet,
-    node: Node<'_>,
-    path: &mut FieldPath,
-) -> Option<Value> {
+/// `value` without the fields of `set`, a set of paths below it (structured-merge-diff's
+/// `RemoveItems`); a map or list left empty by the removal is removed too (`None`).
+fn remove_items(value: Value, set: &FieldSet, node: Node<'_>) -> Option<Value> {
+    let kept = |pe: &PathElement, v: Value, node: Node<'_>| {
+        let path = std::slice::from_ref(pe);
+        if set.contains(path) {
+            None
+        } else if let Some(below) = set.below(path) {
+            remove_items(v, below, node)
+        } else {
+            Some(v)
+        }
+    };
     match value {
         Value::Object(map) if !map.is_empty() && !node.map_atomic() => {
             let mut out = Map::new();
             for (k, v) in map {
-                path.push(PathElement::Field(k.clone()));
-                let kept = if set.contains(path.as_slice()) {
-                    None
-                } else if fieldpath::has_below(set, path) {
-                    remove_items(v, set, node.field(&k), path)
-                } else {
-                    Some(v)
-                };
-                path.pop();
-                if let Some(v) = kept {
+                if let Some(v) = kept(&PathElement::Field(k.clone()), v, node.field(&k)) {
                     out.insert(k, v);
                 }
             }
@@ -512,19 +507,11 @@ fn remove_items(
             let Some(elements) = element_paths(node, &items) else {
                 return Some(Value::Array(items));
             };
-            let mut out = Vec::with_capacity(items.len());
-            for (pe, item) in elements.into_iter().zip(items) {
-                path.push(pe);
-                let kept = if set.contains(path.as_slice()) {
-                    None
-                } else if fieldpath::has_below(set, path) {
-                    remove_items(item, set, node.element(), path)
-                } else {
-                    Some(item)
-                };
-                path.pop();
-                out.extend(kept);
-            }
+            let out: Vec<Value> = elements
+                .iter()
+                .zip(items)
+                .filter_map(|(pe, item)| kept(pe, item, node.element()))
+                .collect();
             (!out.is_empty()).then_some(Value::Array(out))
         }
         other => Some(other),
@@ -556,7 +543,7 @@ fn managed_entries(managed: &mut Value) -> Vec<ManagedEntry> {
     entries
         .iter_mut()
         .map(|e| {
-            let fields = fieldpath::from_fields_v1(&e["fieldsV1"]);
+            let fields = FieldSet::from_fields_v1(&e["fieldsV1"]);
             ManagedEntry {
                 manager: text(&e["manager"]),
                 operation: text(&e["operation"]),
@@ -579,9 +566,7 @@ pub fn write_managed(object: &mut Value, entries: Vec<ManagedEntry>) {
         .into_iter()
         .filter(|e| !e.fields.is_empty())
         .map(|e| {
-            let fields_v1 = e
-                .encoded
-                .unwrap_or_else(|| fieldpath::to_fields_v1(&e.fields));
+            let fields_v1 = e.encoded.unwrap_or_else(|| e.fields.to_fields_v1());
             // Built by moving the parts in (`json!` would copy the field tree).
             let mut map = serde_json::Map::new();
             map.insert("manager".into(), Value::String(e.manager));
@@ -657,47 +642,36 @@ pub fn server_side_apply(
     let mut base = live.cloned().unwrap_or_else(|| json!({"metadata": {}}));
     let mut entries = take_managed(&mut base);
     let mut merged = merge(Some(base), &config, writer.types);
-    let mut set = FieldSet::new();
-    to_field_set(&config, writer.types, &mut Vec::new(), &mut set);
+    let mut set = to_field_set(&config, writer.types);
     keep_tracked(&mut set, writer.scope);
     // What this manager applied last time and no longer applies goes, unless another owns it.
     if let Some(last) = entries.iter().find(|e| writer.owns(e, "Apply")) {
-        let others: Vec<&ManagedEntry> = entries
-            .iter()
-            .filter(|e| !writer.owns(e, "Apply"))
-            .collect();
-        let doomed: FieldSet = last
-            .fields
-            .difference(&set)
-            .filter(|p| !others.iter().any(|e| e.fields.contains(*p)))
-            .cloned()
-            .collect();
+        let mut doomed = last.fields.difference(&set);
+        for other in entries.iter().filter(|e| !writer.owns(e, "Apply")) {
+            doomed.remove_all(&other.fields);
+        }
         if !doomed.is_empty() {
-            merged = remove_items(merged, &doomed, writer.types, &mut Vec::new())
-                .unwrap_or_else(|| json!({}));
+            merged = remove_items(merged, &doomed, writer.types).unwrap_or_else(|| json!({}));
         }
     }
     let cmp = changes(live, &merged, writer);
+    let mut clashes = cmp.modified.clone();
+    clashes.union(cmp.added.clone());
     let mut conflicts = Vec::new();
     for e in entries.iter_mut().filter(|e| !writer.owns(e, "Apply")) {
-        let clashes = |p: &FieldPath| cmp.modified.contains(p) || cmp.added.contains(p);
         if force {
-            e.retain(|p| !clashes(p));
+            e.remove_all(&clashes);
         } else {
-            conflicts.extend(
-                e.fields
-                    .iter()
-                    .filter(|p| clashes(p))
-                    .map(|p| FieldConflict {
-                        manager: e.manager.clone(),
-                        field: fieldpath::display(p),
-                        update_api_version: (e.operation == "Update")
-                            .then(|| e.api_version.clone()),
-                        subresource: e.subresource.clone(),
-                    }),
-            );
+            conflicts.extend(e.fields.intersection(&clashes).paths().iter().map(|p| {
+                FieldConflict {
+                    manager: e.manager.clone(),
+                    field: fieldpath::display(p),
+                    update_api_version: (e.operation == "Update").then(|| e.api_version.clone()),
+                    subresource: e.subresource.clone(),
+                }
+            }));
         }
-        e.retain(|p| !cmp.removed.contains(p));
+        e.remove_all(&cmp.removed);
     }
     if !conflicts.is_empty() {
         return Err(ApplyError::Conflict(conflicts));
@@ -714,15 +688,16 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, writer: &Writer<'_>) 
     let mut entries = old.map(read_managed).unwrap_or_default();
     let cmp = changes(old, new, writer);
     for e in &mut entries {
-        e.retain(|p| !cmp.removed.contains(p));
+        e.remove_all(&cmp.removed);
         if !writer.owns(e, "Update") {
-            e.retain(|p| !cmp.modified.contains(p) && !cmp.added.contains(p));
+            e.remove_all(&cmp.modified);
+            e.remove_all(&cmp.added);
         }
     }
     if !cmp.modified.is_empty() || !cmp.added.is_empty() {
         let mine = entry(&mut entries, writer, "Update");
-        mine.extend(cmp.modified);
-        mine.extend(cmp.added);
+        mine.union(cmp.modified);
+        mine.union(cmp.added);
     }
     write_managed(new, entries);
 }
@@ -817,7 +792,7 @@ mod tests {
         assert_eq!(managers(&c)[0].1, json!({"f:data": {"f:x": {}}}));
         for e in &entries {
             let written = e.encoded.as_ref().expect("read back");
-            assert_eq!(*written, fieldpath::to_fields_v1(e.fields()));
+            assert_eq!(*written, e.fields().to_fields_v1());
         }
     }
 
