@@ -2,7 +2,8 @@
 //! server-side apply latency (median and p99), and memory per stored object (RSS delta); and the
 //! write path of kinds with a registry strategy or a schema: server-side apply of a Deployment (a
 //! changed replica count each time: decode, defaults, validation) and of a custom resource with a
-//! structural schema.
+//! structural schema; and, in process, the server-side apply merge and field tracking of that
+//! Deployment alone (`apply::server_side_apply`), without HTTP or storage.
 
 /// The `capstan` binary's allocator (see `host/src/main.rs`), which serves the embedded API
 /// server too (`capstan apiserver`, `capstan run`): the benchmark stands for it.
@@ -256,9 +257,67 @@ fn benches(c: &mut Criterion) {
     rt.block_on(async { server.shutdown().await.expect("shutdown") });
 }
 
+/// Server-side apply of a Deployment in process: merge by list keys, the field sets of the
+/// configuration, of the changes and of the previous apply, and `managedFields` read and written.
+fn in_process(c: &mut Criterion) {
+    use capstan_apiserver::apply::{FieldScope, Writer, server_side_apply};
+    use capstan_apiserver::fieldtype::Node;
+
+    let config = |replicas: u64| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                "progressDeadlineSeconds": 600, "revisionHistoryLimit": 10,
+                "strategy": {"type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                    "dnsPolicy": "ClusterFirst", "restartPolicy": "Always",
+                    "schedulerName": "default-scheduler", "securityContext": {},
+                    "terminationGracePeriodSeconds": 30, "containers": [
+                    {"name": "web", "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent",
+                     "terminationMessagePath": "/dev/termination-log",
+                     "terminationMessagePolicy": "File",
+                     "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                     "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                     "readinessProbe": {"httpGet": {"path": "/", "port": 80, "scheme": "HTTP"},
+                        "failureThreshold": 3, "periodSeconds": 10, "successThreshold": 1,
+                        "timeoutSeconds": 1}}]}}}})
+    };
+    let writer = |manager| Writer {
+        manager,
+        api_version: "apps/v1",
+        subresource: "",
+        now: "2026-12-06T00:00:00Z",
+        scope: FieldScope::NoStatus,
+        types: Node::builtin("Deployment"),
+    };
+    // The live object: applied by `bench`, with a status the Deployment controller wrote.
+    let live = server_side_apply(None, &config(1), &writer("bench"), false).expect("apply");
+    let mut live =
+        server_side_apply(Some(&live), &config(2), &writer("bench"), false).expect("apply");
+    let old = live.clone();
+    live["status"] = json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": 2,
+        "availableReplicas": 2, "updatedReplicas": 2});
+    let status = Writer {
+        subresource: "status",
+        scope: FieldScope::StatusOnly,
+        ..writer("kube-controller-manager")
+    };
+    capstan_apiserver::apply::record_update(Some(&old), &mut live, &status);
+    let configs: Vec<_> = (0..50).map(config).collect();
+    let mut replicas = 0;
+    c.bench_function("in_process/server_side_apply_deployment", |b| {
+        b.iter(|| {
+            replicas = (replicas + 1) % configs.len();
+            server_side_apply(Some(&live), &configs[replicas], &writer("bench"), true)
+                .expect("apply")
+        });
+    });
+}
+
 /// Criterion entry points.
 mod entry {
     #![allow(missing_docs)] // criterion_group! generates an undocumented public fn.
-    criterion::criterion_group!(apiserver, super::benches);
+    criterion::criterion_group!(apiserver, super::in_process, super::benches);
 }
 criterion_main!(entry::apiserver);

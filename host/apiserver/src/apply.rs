@@ -14,10 +14,11 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
+use itertools::{EitherOrBoth, Itertools};
 use serde_json::{Map, Value, json};
 
 use crate::error::FieldConflict;
-use crate::fieldpath::{self, FieldPath, FieldSet, PathElement};
+use crate::fieldpath::{self, FieldSet, PathElement};
 use crate::fieldtype::{ListType, Node};
 
 /// Which part of an object a write may touch.
@@ -263,38 +264,23 @@ fn add_fields(set: &mut FieldSet, element: PathElement, value: &Value, node: Nod
 }
 
 /// `config` merged into `live` (structured-merge-diff's `Merge`): maps by key, `set` and `map`
-/// lists by element, everything else replaced; a `null` in `config` removes the field.
-fn merge<'a>(live: Option<Value>, config: &'a Value, node: Node<'a>) -> Value {
+/// lists by element, everything else replaced; a `null` in `config` removes the field. What
+/// `config` replaces in `live` is never copied.
+fn merge(live: Option<&Value>, config: &Value, node: Node<'_>) -> Value {
     match config {
         Value::Object(c) if !node.map_atomic() => {
-            let mut out = match live {
-                Some(Value::Object(map)) => map,
-                _ => Map::new(),
+            let live = match live {
+                Some(Value::Object(map)) => Some(map),
+                _ => None,
             };
-            for (k, cv) in c {
-                if cv.is_null() {
-                    out.remove(k);
-                    continue;
-                }
-                match out.get_mut(k) {
-                    Some(slot) => {
-                        let old = slot.take();
-                        *slot = merge(Some(old), cv, node.field(k));
-                    }
-                    None => {
-                        let merged = merge(None, cv, node.field(k));
-                        out.insert(k.clone(), merged);
-                    }
-                }
-            }
-            Value::Object(out)
+            Value::Object(merge_map(live, c, node, None))
         }
         Value::Array(c) => {
             let l = match live {
-                Some(Value::Array(l)) => l,
-                _ => Vec::new(),
+                Some(Value::Array(l)) => l.as_slice(),
+                _ => &[],
             };
-            match (element_paths(node, &l), element_paths(node, c)) {
+            match (element_paths(node, l), element_paths(node, c)) {
                 (Some(lp), Some(cp)) => Value::Array(merge_list(l, &lp, c, &cp, node.element())),
                 _ => config.clone(),
             }
@@ -303,11 +289,67 @@ fn merge<'a>(live: Option<Value>, config: &'a Value, node: Node<'a>) -> Value {
     }
 }
 
+/// The map `config` merged into `live`, with `stand_in`'s value read for its key of `live`.
+fn merge_map(
+    live: Option<&Map<String, Value>>,
+    config: &Map<String, Value>,
+    node: Node<'_>,
+    stand_in: Option<(&str, &Value)>,
+) -> Map<String, Value> {
+    join(live, Some(config))
+        .filter_map(|(k, lv, cv)| {
+            let lv = match stand_in {
+                Some((key, value)) if key == k => Some(value),
+                _ => lv,
+            };
+            let merged = match (lv, cv) {
+                (_, Some(Value::Null)) | (None, None) => return None,
+                (Some(lv), None) => lv.clone(),
+                (lv, Some(cv)) => merge(lv, cv, node.field(k)),
+            };
+            Some((k.clone(), merged))
+        })
+        .collect()
+}
+
+/// The keys of two maps in order, each with its value in either (a sorted merge, no lookups).
+fn join<'a>(
+    l: Option<&'a Map<String, Value>>,
+    r: Option<&'a Map<String, Value>>,
+) -> impl Iterator<Item = (&'a String, Option<&'a Value>, Option<&'a Value>)> {
+    l.into_iter()
+        .flatten()
+        .merge_join_by(r.into_iter().flatten(), |(a, _), (b, _)| a.cmp(b))
+        .map(|pair| match pair {
+            EitherOrBoth::Both((k, l), (_, r)) => (k, Some(l), Some(r)),
+            EitherOrBoth::Left((k, l)) => (k, Some(l), None),
+            EitherOrBoth::Right((k, r)) => (k, None, Some(r)),
+        })
+}
+
+/// `config` merged into `live` (or into an empty object on create-on-apply), the live
+/// `metadata.managedFields`, read apart, left out.
+fn merge_root(live: Option<&Value>, config: &Value, node: Node<'_>) -> Value {
+    let (Some(Value::Object(l)), Value::Object(c)) = (live, config) else {
+        return merge(Some(&json!({"metadata": {}})), config, node);
+    };
+    let meta = l.get("metadata").and_then(Value::as_object).map(|m| {
+        Value::Object(
+            m.iter()
+                .filter(|(k, _)| *k != "managedFields")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    });
+    let stand_in = meta.as_ref().map(|m| ("metadata", m));
+    Value::Object(merge_map(Some(l), c, node, stand_in))
+}
+
 /// The elements of `live` and `config` merged, in structured-merge-diff's order: shared
 /// elements in `config`'s order, live-only elements where they were, new ones after the shared
 /// element they follow in `config`.
 fn merge_list<'a>(
-    live: Vec<Value>,
+    live: &'a [Value],
     live_paths: &[PathElement],
     config: &'a [Value],
     config_paths: &[PathElement],
@@ -326,7 +368,7 @@ fn merge_list<'a>(
     }
     let (l_order, l_seen) = index(live_paths);
     let (r_order, r_seen) = index(config_paths);
-    let mut live: Vec<Option<Value>> = live.into_iter().map(Some).collect();
+    let mut live: Vec<Option<&Value>> = live.iter().map(Some).collect();
     let mut shared = r_order
         .iter()
         .map(|&i| &config_paths[i])
@@ -335,7 +377,7 @@ fn merge_list<'a>(
     let mut merged_config: HashSet<&PathElement> = HashSet::new();
     let mut out = Vec::with_capacity(l_order.len().max(r_order.len()));
     let (mut li, mut ri) = (0, 0);
-    let take_live = |live: &mut Vec<Option<Value>>, pe: &PathElement| {
+    let take_live = |live: &mut Vec<Option<&'a Value>>, pe: &PathElement| {
         l_seen.get(pe).and_then(|&i| live[i].take())
     };
     while li < l_order.len() || ri < r_order.len() {
@@ -361,7 +403,7 @@ fn merge_list<'a>(
             let lpe = &live_paths[l_order[li]];
             if !r_seen.contains_key(lpe) {
                 if let Some(v) = live[l_order[li]].take() {
-                    out.push(v);
+                    out.push(v.clone());
                 }
                 li += 1;
                 continue;
@@ -394,19 +436,72 @@ struct Comparison {
     removed: FieldSet,
 }
 
-fn compare<'a>(
+/// Where a compared value sits in its parent, borrowed until a change needs it owned.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Field(&'a str),
+    Element(&'a PathElement),
+}
+
+impl At<'_> {
+    fn owned(self) -> PathElement {
+        match self {
+            Self::Field(name) => PathElement::field(name),
+            Self::Element(element) => element.clone(),
+        }
+    }
+}
+
+impl Comparison {
+    /// Adds `below`, what changed under `at`.
+    fn nest(&mut self, at: At<'_>, below: Self) {
+        for (mine, theirs) in [
+            (&mut self.added, below.added),
+            (&mut self.modified, below.modified),
+            (&mut self.removed, below.removed),
+        ] {
+            if !theirs.is_empty() {
+                mine.insert_child(at.owned(), theirs);
+            }
+        }
+    }
+}
+
+/// Records in `cmp` how the value at `at` changed from `l` to `r`; a value that did not
+/// change costs no allocation.
+fn compare_at<'a>(
+    at: At<'_>,
     l: Option<&'a Value>,
     r: Option<&'a Value>,
     node: Node<'a>,
-    path: &mut FieldPath,
     cmp: &mut Comparison,
 ) {
-    let leaf = |cmp: &mut Comparison, path: &FieldPath| match (l, r) {
-        (None, Some(_)) => cmp.added.insert(path),
-        (Some(_), None) => cmp.removed.insert(path),
-        (Some(a), Some(b)) if a != b => cmp.modified.insert(path),
+    let mut below = Comparison::default();
+    if !compare_below(l, r, node, &mut below) {
+        match (l, r) {
+            (None, Some(_)) => cmp.added.insert_member(at.owned()),
+            (Some(_), None) => cmp.removed.insert_member(at.owned()),
+            (Some(a), Some(b)) if a != b => cmp.modified.insert_member(at.owned()),
+            _ => {}
+        }
+        return;
+    }
+    cmp.nest(at, below);
+    match (l, r) {
+        (None, _) => cmp.added.insert_member(at.owned()),
+        (_, None) => cmp.removed.insert_member(at.owned()),
         _ => {}
-    };
+    }
+}
+
+/// Records in `cmp` what changed below a value from `l` to `r`, when both are maps or lists
+/// merged by element; `false` when the value is a leaf, compared whole.
+fn compare_below<'a>(
+    l: Option<&'a Value>,
+    r: Option<&'a Value>,
+    node: Node<'a>,
+    cmp: &mut Comparison,
+) -> bool {
     let map = |v: Option<&'a Value>| match v {
         None => Some(None),
         Some(Value::Object(m)) => Some(Some(m)),
@@ -420,26 +515,19 @@ fn compare<'a>(
     if let (Some(lm), Some(rm)) = (map(l), map(r)) {
         let empty = lm.is_none_or(Map::is_empty) && rm.is_none_or(Map::is_empty);
         if empty || node.map_atomic() {
-            leaf(cmp, path);
-            return;
+            return false;
         }
-        let empty = Map::new();
-        let (lm, rm) = (lm.unwrap_or(&empty), rm.unwrap_or(&empty));
-        let keys = lm.keys().chain(rm.keys().filter(|k| !lm.contains_key(*k)));
-        for k in keys {
-            path.push(PathElement::Field(k.clone()));
-            compare(lm.get(k), rm.get(k), node.field(k), path, cmp);
-            path.pop();
+        for (k, l, r) in join(lm, rm) {
+            compare_at(At::Field(k), l, r, node.field(k), cmp);
         }
+        true
     } else if let (Some(ll), Some(rl)) = (list(l), list(r)) {
         let paths = (element_paths(node, ll), element_paths(node, rl));
         let (Some(lp), Some(rp)) = paths else {
-            leaf(cmp, path);
-            return;
+            return false;
         };
         if ll.is_empty() && rl.is_empty() {
-            leaf(cmp, path);
-            return;
+            return false;
         }
         let mut l_items: HashMap<&PathElement, &Value> = HashMap::new();
         let mut r_items: HashMap<&PathElement, &Value> = HashMap::new();
@@ -459,24 +547,17 @@ fn compare<'a>(
             }
         }
         for pe in all {
-            path.push(pe.clone());
-            compare(
+            compare_at(
+                At::Element(pe),
                 l_items.get(pe).copied(),
                 r_items.get(pe).copied(),
                 node.element(),
-                path,
                 cmp,
             );
-            path.pop();
         }
+        true
     } else {
-        leaf(cmp, path);
-        return;
-    }
-    match (l, r) {
-        (None, _) => cmp.added.insert(path),
-        (_, None) => cmp.removed.insert(path),
-        _ => {}
+        false
     }
 }
 
@@ -523,15 +604,6 @@ fn remove_items(value: Value, set: &FieldSet, node: Node<'_>) -> Option<Value> {
 pub fn read_managed(object: &Value) -> Vec<ManagedEntry> {
     let mut managed = object["metadata"]["managedFields"].clone();
     managed_entries(&mut managed)
-}
-
-/// Takes `metadata.managedFields` out of `object` (which [`write_managed`] puts back), as
-/// [`read_managed`] reads them, moving instead of copying what it can.
-fn take_managed(object: &mut Value) -> Vec<ManagedEntry> {
-    match object.get_mut("metadata").and_then(Value::as_object_mut) {
-        Some(meta) => managed_entries(&mut meta.remove("managedFields").unwrap_or_default()),
-        None => Vec::new(),
-    }
 }
 
 /// The entries of a `managedFields` list, their `fieldsV1` trees moved out of it.
@@ -619,7 +691,7 @@ fn entry<'e>(
 /// What changed from `old` (absent on create) to `new`, within `scope`.
 fn changes(old: Option<&Value>, new: &Value, writer: &Writer<'_>) -> Comparison {
     let mut cmp = Comparison::default();
-    compare(old, Some(new), writer.types, &mut Vec::new(), &mut cmp);
+    compare_below(old, Some(new), writer.types, &mut cmp);
     keep_tracked(&mut cmp.added, writer.scope);
     keep_tracked(&mut cmp.modified, writer.scope);
     keep_tracked(&mut cmp.removed, writer.scope);
@@ -639,9 +711,8 @@ pub fn server_side_apply(
     force: bool,
 ) -> Result<Value, ApplyError> {
     let config = writer.scope.restrict(applied);
-    let mut base = live.cloned().unwrap_or_else(|| json!({"metadata": {}}));
-    let mut entries = take_managed(&mut base);
-    let mut merged = merge(Some(base), &config, writer.types);
+    let mut entries = live.map(read_managed).unwrap_or_default();
+    let mut merged = merge_root(live, &config, writer.types);
     let mut set = to_field_set(&config, writer.types);
     keep_tracked(&mut set, writer.scope);
     // What this manager applied last time and no longer applies goes, unless another owns it.
@@ -742,6 +813,16 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn maps_iterate_in_key_order() {
+        // `join` merges two maps' keys in one pass: it needs serde_json's map sorted (no
+        // `preserve_order` feature anywhere in the build).
+        let mut map = Map::new();
+        map.insert("b".into(), json!(1));
+        map.insert("a".into(), json!(2));
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]
@@ -999,7 +1080,7 @@ mod tests {
             .field("containers");
         let live = json!([{"name": "a"}, {"name": "b"}, {"name": "c"}]);
         let config = json!([{"name": "c"}, {"name": "new"}, {"name": "a"}]);
-        let merged = merge(Some(live), &config, node);
+        let merged = merge(Some(&live), &config, node);
         let names: Vec<&str> = merged
             .as_array()
             .unwrap()

@@ -170,6 +170,11 @@ impl FieldSet {
         }
     }
 
+    /// Adds `element` as a member.
+    pub fn insert_member(&mut self, element: PathElement) {
+        self.members.insert(element);
+    }
+
     /// Adds `element` as a member, and `below` as the paths continuing under it.
     pub fn insert_element(&mut self, element: PathElement, below: Self) {
         if below.is_empty() {
@@ -261,12 +266,27 @@ impl FieldSet {
         shrank
     }
 
-    /// The paths of the set that are not in `other`.
+    /// The paths of the set that are not in `other` (copying only what is kept).
     #[must_use]
     pub fn difference(&self, other: &Self) -> Self {
-        let mut out = self.clone();
-        out.remove_all(other);
-        out
+        let members = self
+            .members
+            .iter()
+            .filter(|m| !other.members.contains(*m))
+            .cloned()
+            .collect();
+        let children = self
+            .children
+            .iter()
+            .filter_map(|(element, below)| {
+                let kept = match other.children.get(element) {
+                    Some(theirs) => below.difference(theirs),
+                    None => below.clone(),
+                };
+                (!kept.is_empty()).then(|| (element.clone(), kept))
+            })
+            .collect();
+        Self { members, children }
     }
 
     /// The paths in both sets.
