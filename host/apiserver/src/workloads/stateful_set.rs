@@ -131,9 +131,8 @@ pub(super) fn stateful_set_pass(
     }
     // `UpdatePodClaimForRetentionPolicy`, for every Pod, those about to go included.
     for (ordinal, pod) in &pods {
-        for claim in claims(set, namespace, set_name, *ordinal) {
-            let claim_name = claim["metadata"]["name"].as_str().unwrap_or_default();
-            if let Some(stored) = writes.get(CLAIMS, namespace, claim_name)
+        for claim_name in claim_names(set, set_name, *ordinal) {
+            if let Some(stored) = writes.get(CLAIMS, namespace, &claim_name)
                 && let Some(body) = claim_owned_for_retention(set, pod, *ordinal >= wanted, &stored)
             {
                 writes.update("update", CLAIMS, body);
@@ -367,7 +366,7 @@ pub(super) fn claims(set: &Value, namespace: &str, set_name: &str, ordinal: i64)
                 .unwrap_or_default();
             metadata.insert(
                 "name".into(),
-                json!(format!("{template_name}-{set_name}-{ordinal}")),
+                json!(claim_name(template_name, set_name, ordinal)),
             );
             metadata.insert("namespace".into(), json!(namespace));
             let mut labels = metadata
@@ -387,6 +386,27 @@ pub(super) fn claims(set: &Value, namespace: &str, set_name: &str, ordinal: i64)
             }))
         })
         .collect()
+}
+
+/// The names of [`claims`], without making the claims.
+fn claim_names<'a>(
+    set: &'a Value,
+    set_name: &'a str,
+    ordinal: i64,
+) -> impl Iterator<Item = String> + 'a {
+    set["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(move |template| {
+            let template_name = template["metadata"]["name"].as_str()?;
+            Some(claim_name(template_name, set_name, ordinal))
+        })
+}
+
+/// `getPersistentVolumeClaimName`: `TEMPLATE-SET-ORDINAL`.
+fn claim_name(template_name: &str, set_name: &str, ordinal: i64) -> String {
+    format!("{template_name}-{set_name}-{ordinal}")
 }
 
 /// `updateClaimOwnerRefForSetAndPod`: a claim of `set`'s `pod` is owned as the set's
