@@ -14,31 +14,118 @@ use super::{
     random_suffix, template_pod,
 };
 use crate::cluster::{parse_timestamp, timestamp};
+use crate::gc;
 
-/// The Job's part (`owned`: the Pods it controls), for a Job not finished: as many Pods running
-/// as its parallelism and the completions still wanted allow, its status counting them, and once
-/// enough succeeded, `SuccessCriteriaMet` and `Complete`; suspended, none running and the
-/// `Suspended` condition, resumed, that condition False and its start time reset.
+/// The finalizer the job controller puts on its Pods until it has counted them
+/// (`batch.JobTrackingFinalizer`).
+pub(super) const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
+
+/// Whether `pod` carries the job controller's [`TRACKING_FINALIZER`].
+pub(super) fn has_tracking_finalizer(pod: &Value) -> bool {
+    pod["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f == TRACKING_FINALIZER))
+}
+
+/// Removes the job controller's finalizer from `pod` (`removeTrackingFinalizerPatch`); whether
+/// it was removed (a Pod already gone counts as removed).
+pub(super) fn release_tracked_pod(writes: &mut Writes<'_>, pod: &Value) -> bool {
+    let mut body = pod.clone();
+    let Some(metadata) = body["metadata"].as_object_mut() else {
+        return false;
+    };
+    if let Some(Value::Array(finalizers)) = metadata.get_mut("finalizers") {
+        finalizers.retain(|f| f != TRACKING_FINALIZER);
+        if finalizers.is_empty() {
+            metadata.remove("finalizers");
+        }
+    }
+    let gone = |writes: &Writes<'_>| {
+        let (Some(namespace), Some(name)) = (namespace(pod), name(pod)) else {
+            return true;
+        };
+        writes
+            .get(PODS, namespace, name)
+            .is_none_or(|stored| stored["metadata"]["uid"] != pod["metadata"]["uid"])
+    };
+    writes.update("remove the job tracking finalizer of", PODS, body) || gone(writes)
+}
+
+/// `isPodFailed`: a Pod failed, or deleted before it succeeded (the simulated kubelet stops a
+/// deleted Pod's containers at once).
+fn is_pod_failed(pod: &Value) -> bool {
+    let phase = pod["status"]["phase"].as_str();
+    phase == Some("Failed") || (gc::is_deleting(pod) && phase != Some("Succeeded"))
+}
+
+/// The UIDs of a status's `uncountedTerminatedPods` list `key`.
+fn uncounted(status: &Value, key: &str) -> Vec<String> {
+    status["uncountedTerminatedPods"][key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|uid| uid.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The Job's part (`owned`: the Pods it controls, and those of them being deleted that still
+/// carry its finalizer), for a Job not finished: as many Pods running as its parallelism and
+/// the completions still wanted allow; each finished Pod counted once, as
+/// `trackJobStatusAndRemoveFinalizers` does (its UID in `uncountedTerminatedPods`, then its
+/// finalizer removed, then, on the next pass, the count); once enough succeeded,
+/// `SuccessCriteriaMet` and, when every Pod is counted, `Complete`; past its deadline or its
+/// backoff limit (a Pod deleted before it succeeded counts as failed), `FailureTarget` and then
+/// `Failed`; suspended, none running and the `Suspended` condition, resumed, that condition
+/// False and its start time reset.
 pub(super) fn job_pass(
     writes: &mut Writes<'_>,
     job: &Value,
-    owned: &[&Value],
+    (owned, deleting): (&[&Value], &[&Value]),
     now: DateTime<Utc>,
 ) -> Option<Duration> {
     let namespace = namespace(job)?;
     let spec = &job["spec"];
     if finished_condition(job).is_some() {
+        for pod in owned.iter().chain(deleting) {
+            if has_tracking_finalizer(pod) {
+                release_tracked_pod(writes, pod);
+            }
+        }
         return None;
     }
     let suspended = spec["suspend"] == true;
     let phase = |p: &&Value| p["status"]["phase"].as_str().map(str::to_owned);
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    let succeeded = count(
-        owned
-            .iter()
-            .filter(|p| phase(p).as_deref() == Some("Succeeded"))
-            .count(),
-    );
+    let old = &job["status"];
+    let indexed = spec["completionMode"] == "Indexed";
+    let completions = spec["completions"].as_i64();
+    // `cleanUncountedPodsWithoutFinalizers`: a UID whose Pod no longer carries the finalizer
+    // (or is gone) moves from `uncountedTerminatedPods` into its counter.
+    let all: Vec<&Value> = owned.iter().chain(deleting).copied().collect();
+    let with_finalizer: HashSet<&str> = all
+        .iter()
+        .filter(|p| has_tracking_finalizer(p))
+        .filter_map(|p| p["metadata"]["uid"].as_str())
+        .collect();
+    let mut counted_succeeded = old["succeeded"].as_i64().unwrap_or(0);
+    let mut counted_failed = old["failed"].as_i64().unwrap_or(0);
+    let mut uncounted_succeeded = uncounted(old, "succeeded");
+    let mut uncounted_failed = uncounted(old, "failed");
+    for (list, counter) in [
+        (&mut uncounted_succeeded, &mut counted_succeeded),
+        (&mut uncounted_failed, &mut counted_failed),
+    ] {
+        let before = list.len();
+        list.retain(|uid| with_finalizer.contains(uid.as_str()));
+        *counter += count(before - list.len());
+    }
+    let has_condition = |kind: &str| {
+        old["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == kind && c["status"] == "True")
+    };
     let mut active: Vec<&&Value> = owned
         .iter()
         .filter(|p| !matches!(phase(p).as_deref(), Some("Succeeded" | "Failed")))
@@ -46,37 +133,57 @@ pub(super) fn job_pass(
     let parallelism = spec["parallelism"].as_i64().unwrap_or(1).max(0);
     // An Indexed Job counts the indexes that succeeded (`calculateSucceededIndexes`), those of
     // earlier passes kept in `completedIndexes`, and wants each index below `completions` once.
-    let indexed = spec["completionMode"] == "Indexed";
-    let completions = spec["completions"].as_i64();
     let mut completed = Intervals::default();
     let mut surplus = Vec::new();
-    let succeeded = match completions.filter(|_| indexed) {
-        Some(completions) => {
-            completed = Intervals::parse(
-                job["status"]["completedIndexes"].as_str().unwrap_or(""),
-                completions,
-            );
-            for pod in owned {
-                if phase(pod).as_deref() == Some("Succeeded")
-                    && let Some(index) = completion_index(pod).filter(|i| *i < completions)
-                {
-                    completed.insert(index);
-                }
+    if let Some(completions) = completions.filter(|_| indexed) {
+        completed = Intervals::parse(old["completedIndexes"].as_str().unwrap_or(""), completions);
+        for pod in &all {
+            if phase(pod).as_deref() == Some("Succeeded")
+                && let Some(index) = completion_index(pod).filter(|i| *i < completions)
+            {
+                completed.insert(index);
             }
-            // `appendDuplicatedIndexPodsForRemoval`: an active Pod without an index, beyond
-            // `completions` or repeating another's index goes.
-            let mut seen = HashSet::new();
-            active.retain(|pod| {
-                let keep = completion_index(pod).is_some_and(|i| i < completions && seen.insert(i));
-                if !keep {
-                    surplus.push(**pod);
-                }
-                keep
-            });
-            completed.total()
         }
-        None => succeeded,
+        // `appendDuplicatedIndexPodsForRemoval`: an active Pod without an index, beyond
+        // `completions` or repeating another's index goes.
+        let mut seen = HashSet::new();
+        active.retain(|pod| {
+            let keep = completion_index(pod).is_some_and(|i| i < completions && seen.insert(i));
+            if !keep {
+                surplus.push(**pod);
+            }
+            keep
+        });
+    }
+    // The Pods that finished and still carry the finalizer are counted (a succeeded index
+    // needs no UID) and lose it.
+    let mut finished: Vec<&Value> = Vec::new();
+    for pod in all.iter().copied().filter(|p| has_tracking_finalizer(p)) {
+        let uid = pod["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if phase(&pod).as_deref() == Some("Succeeded") {
+            if !indexed && !uncounted_succeeded.contains(&uid) && !uncounted_failed.contains(&uid) {
+                uncounted_succeeded.push(uid);
+            }
+        } else if is_pod_failed(pod) {
+            let in_range = !indexed
+                || completion_index(pod).is_some_and(|i| completions.is_some_and(|c| i < c));
+            if in_range && !uncounted_failed.contains(&uid) {
+                uncounted_failed.push(uid);
+            }
+        } else {
+            continue;
+        }
+        finished.push(pod);
+    }
+    let succeeded = if indexed {
+        completed.total()
+    } else {
+        counted_succeeded + count(uncounted_succeeded.len())
     };
+    let failed_total = counted_failed + count(uncounted_failed.len());
     // With completions, that many Pods must succeed; without (a work queue), one success ends
     // the Job once the others are done.
     // An Indexed Job's `successPolicy` may end it before every index succeeded
@@ -84,25 +191,11 @@ pub(super) fn job_pass(
     let policy_met = completions
         .filter(|_| indexed)
         .and_then(|completions| success_policy_met(job, completions, &completed));
-    let complete = policy_met.is_some()
-        || match completions {
-            Some(completions) => succeeded >= completions,
-            None => succeeded > 0 && active.is_empty(),
-        };
-    let wanted = match completions {
-        _ if suspended || policy_met.is_some() => 0,
-        Some(completions) => parallelism.min(completions - succeeded).max(0),
-        None if succeeded > 0 => 0,
-        None => parallelism,
-    };
     let time = timestamp(now);
-    let old = &job["status"];
     let mut conditions: Vec<Value> = old["conditions"].as_array().cloned().unwrap_or_default();
     let mut start = old.get("startTime").cloned();
     // Suspending deletes the active Pods; resuming starts the clock again (`syncJob`).
-    let mut deleted = 0;
     if suspended {
-        deleted += delete_pods(writes, job, active.iter().map(|p| **p));
         let condition = ("True", "JobSuspended", "Job suspended");
         if ensure_condition(&mut conditions, "Suspended", condition, &time) {
             writes.event(job, JOB_CONTROLLER, "Suspended", "Job suspended".to_owned());
@@ -115,7 +208,8 @@ pub(super) fn job_pass(
         }
         start.get_or_insert_with(|| json!(time));
     }
-    // `pastActiveDeadline`: the Job fails, its active Pods deleted (and counted as failed).
+    // The failure, once decided, stays (`FailureTarget`); else the backoff limit, then the
+    // active deadline (`pastActiveDeadline`).
     let deadline = spec["activeDeadlineSeconds"]
         .as_i64()
         .filter(|_| !suspended)
@@ -123,15 +217,44 @@ pub(super) fn job_pass(
             let started = parse_timestamp(start.as_ref()?.as_str()?)?;
             Some(started + chrono::Duration::seconds(seconds))
         });
-    let past_deadline = !complete && deadline.is_some_and(|d| d <= now);
-    let failed = if past_deadline {
-        delete_pods(writes, job, active.iter().map(|p| **p))
-    } else {
-        0
+    let backoff_limit = spec["backoffLimit"].as_i64().unwrap_or(6);
+    let failure: Option<(String, String)> = match has_condition("FailureTarget") {
+        Some(target) => Some((
+            target["reason"].as_str().unwrap_or_default().to_owned(),
+            target["message"].as_str().unwrap_or_default().to_owned(),
+        )),
+        None if has_condition("SuccessCriteriaMet").is_some() => None,
+        None if failed_total > backoff_limit => Some((
+            "BackoffLimitExceeded".to_owned(),
+            "Job has reached the specified backoff limit".to_owned(),
+        )),
+        None if deadline.is_some_and(|d| d <= now) => Some((
+            "DeadlineExceeded".to_owned(),
+            "Job was active longer than specified deadline".to_owned(),
+        )),
+        None => None,
     };
-    let wanted = if past_deadline { 0 } else { wanted };
-    if policy_met.is_some() {
+    let complete = failure.is_none()
+        && (has_condition("SuccessCriteriaMet").is_some()
+            || policy_met.is_some()
+            || match completions {
+                Some(completions) => succeeded >= completions,
+                None => succeeded > 0 && active.is_empty(),
+            });
+    let wanted = match completions {
+        _ if suspended || policy_met.is_some() || failure.is_some() || complete => 0,
+        Some(completions) => parallelism.min(completions - succeeded).max(0),
+        None if succeeded > 0 => 0,
+        None => parallelism,
+    };
+    let mut deleted = 0;
+    if suspended || policy_met.is_some() {
         deleted += delete_pods(writes, job, active.iter().map(|p| **p));
+    } else if failure.is_some() {
+        // A failing Job's running Pods are deleted and counted as failed.
+        let gone = delete_pods(writes, job, active.iter().map(|p| **p));
+        deleted += gone;
+        counted_failed += gone;
     }
     delete_pods(writes, job, surplus.iter().copied());
     let missing = usize::try_from(wanted - count(active.len())).unwrap_or(0);
@@ -149,7 +272,8 @@ pub(super) fn job_pass(
             .collect(),
     };
     let mut created = 0;
-    for pod in new_pods {
+    for mut pod in new_pods {
+        pod["metadata"]["finalizers"] = json!([TRACKING_FINALIZER]);
         let pod_name = name(&pod).unwrap_or_default().to_owned();
         if writes.create(PODS, namespace, pod) {
             created += 1;
@@ -161,76 +285,115 @@ pub(super) fn job_pass(
             );
         }
     }
+    // `CountTerminatingPods`: being deleted and not finished; those deleted now included.
+    let terminating = count(
+        deleting
+            .iter()
+            .filter(|p| !matches!(phase(p).as_deref(), Some("Succeeded" | "Failed")))
+            .count(),
+    );
     let mut status = Map::new();
     if let Some(start) = start {
         status.insert("startTime".into(), start);
     }
-    let active_now = count(active.len()) - deleted - failed + created;
+    let active_now = count(active.len()) - deleted + created;
     if active_now > 0 && !complete {
         status.insert("active".into(), json!(active_now));
     }
-    if succeeded > 0 {
-        status.insert("succeeded".into(), json!(succeeded));
+    let succeeded_counter = if indexed {
+        succeeded
+    } else {
+        counted_succeeded
+    };
+    if succeeded_counter > 0 {
+        status.insert("succeeded".into(), json!(succeeded_counter));
     }
     if !completed.0.is_empty() {
         status.insert("completedIndexes".into(), json!(completed.to_string()));
     }
-    if failed > 0 {
-        status.insert("failed".into(), json!(failed));
+    if counted_failed > 0 {
+        status.insert("failed".into(), json!(counted_failed));
     }
     let ready = count(active.iter().filter(|p| is_ready(p)).count());
-    status.insert(
-        "ready".into(),
-        json!(if complete || suspended || past_deadline {
-            0
-        } else {
-            ready
-        }),
-    );
-    status.insert("terminating".into(), json!(0));
-    status.insert("uncountedTerminatedPods".into(), json!({}));
+    let running = !(complete || suspended || failure.is_some());
+    status.insert("ready".into(), json!(if running { ready } else { 0 }));
+    status.insert("terminating".into(), json!(terminating));
+    let mut pending = Map::new();
+    for (key, uids) in [
+        ("succeeded", &uncounted_succeeded),
+        ("failed", &uncounted_failed),
+    ] {
+        if !uids.is_empty() {
+            pending.insert(key.into(), json!(uids));
+        }
+    }
+    // `enactJobFinished`: `Complete` or `Failed` once every finished Pod is counted and none is
+    // terminating.
+    let settled = pending.is_empty() && terminating == 0;
+    status.insert("uncountedTerminatedPods".into(), Value::Object(pending));
+    let mut finished_now: Option<(&str, String)> = None;
     if complete {
         let reached = match &policy_met {
             Some(message) => ("True", "SuccessPolicy", message.as_str()),
-            None => (
-                "True",
-                "CompletionsReached",
-                "Reached expected number of succeeded pods",
-            ),
+            None => match has_condition("SuccessCriteriaMet") {
+                Some(met) => (
+                    "True",
+                    met["reason"].as_str().unwrap_or_default(),
+                    met["message"].as_str().unwrap_or_default(),
+                ),
+                None => (
+                    "True",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                ),
+            },
         };
         ensure_condition(&mut conditions, "SuccessCriteriaMet", reached, &time);
-        ensure_condition(&mut conditions, "Complete", reached, &time);
-        status.insert("completionTime".into(), json!(time));
+        if settled {
+            ensure_condition(&mut conditions, "Complete", reached, &time);
+            status.insert("completionTime".into(), json!(time));
+            finished_now = Some(("Completed", "Job completed".to_owned()));
+        }
     }
-    const DEADLINE: (&str, &str, &str) = (
-        "True",
-        "DeadlineExceeded",
-        "Job was active longer than specified deadline",
-    );
-    if past_deadline {
-        // `FailureTarget` first, `Failed` once the Pods are gone: here in one write.
-        ensure_condition(&mut conditions, "FailureTarget", DEADLINE, &time);
-        ensure_condition(&mut conditions, "Failed", DEADLINE, &time);
+    if let Some((reason, message)) = &failure {
+        let target = ("True", reason.as_str(), message.as_str());
+        ensure_condition(&mut conditions, "FailureTarget", target, &time);
+        if settled {
+            ensure_condition(&mut conditions, "Failed", target, &time);
+            finished_now = Some((reason.as_str(), message.clone()));
+        }
     }
     if !conditions.is_empty() {
         status.insert("conditions".into(), json!(conditions));
     }
-    if writes.status(JOBS, job, Value::Object(status)) {
+    let status = Value::Object(status);
+    let unchanged = job["status"] == status;
+    let written = !unchanged && writes.status(JOBS, job, status);
+    if written {
         // `recordJobFinished`.
-        if complete {
-            writes.event(job, JOB_CONTROLLER, "Completed", "Job completed".to_owned());
-        } else if past_deadline {
-            writes.warning(job, JOB_CONTROLLER, DEADLINE.1, DEADLINE.2.to_owned());
+        match finished_now {
+            Some(("Completed", message)) => {
+                writes.event(job, JOB_CONTROLLER, "Completed", message);
+            }
+            Some((reason, message)) => writes.warning(job, JOB_CONTROLLER, reason, message),
+            None => {}
+        }
+    }
+    // Their UIDs recorded, the finished Pods lose the finalizer (the next pass counts them).
+    if unchanged || written {
+        for pod in finished {
+            release_tracked_pod(writes, pod);
         }
     }
     // `syncJob` looks again when the deadline comes.
     deadline
-        .filter(|_| !past_deadline && !complete)
+        .filter(|_| failure.is_none() && !complete)
         .map(|d| (d - now).to_std().unwrap_or_default())
 }
 
-/// Deletes `pods` of `job`, each with the job controller's `SuccessfulDelete` Event; how many
-/// were deleted.
+/// Deletes `pods` of `job` as `deleteJobPods` does, their finalizer removed first (a Pod the
+/// controller deletes is not counted by the deletion), each with the job controller's
+/// `SuccessfulDelete` Event; how many were deleted.
 fn delete_pods<'v>(
     writes: &mut Writes<'_>,
     job: &Value,
@@ -238,6 +401,9 @@ fn delete_pods<'v>(
 ) -> i64 {
     let mut deleted = 0;
     for pod in pods {
+        if has_tracking_finalizer(pod) && !release_tracked_pod(writes, pod) {
+            continue;
+        }
         if writes.delete(PODS, pod) {
             deleted += 1;
             let message = format!("Deleted pod: {}", name(pod).unwrap_or_default());

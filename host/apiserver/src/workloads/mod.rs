@@ -10,7 +10,7 @@
 //! differs from what it wants, so a pass that finds nothing to do writes nothing. A conflict with
 //! another writer is left to the next pass.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,10 @@ mod replica_set;
 mod stateful_set;
 
 use deployment::deployment_pass;
-use job::{job_pass, runs_to_completion, succeeded_status, ttl_expiry};
+use job::{
+    has_tracking_finalizer, job_pass, release_tracked_pod, runs_to_completion, succeeded_status,
+    ttl_expiry,
+};
 use node::{bind, creating_status, heartbeat, node_lease, running_status, simulated_node, started};
 use replica_set::replica_set_pass;
 use stateful_set::stateful_set_pass;
@@ -151,23 +154,26 @@ pub async fn run(
 /// One pass over Deployments, ReplicaSets and Pods at `now`. Returns how long until the next
 /// Pending Pod is due to become Ready, if any.
 fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<Duration> {
-    let (deployments, replica_sets, jobs, stateful_sets, revisions, pods) = {
+    let (deployments, replica_sets, jobs, stateful_sets, revisions, pods, tracked_deleting) = {
         let inner = cluster.lock();
-        let read = |gr: &str| -> Vec<Arc<Value>> {
+        let read = |gr: &str, deleting: bool| -> Vec<Arc<Value>> {
             inner
                 .store
                 .list(gr, None, None)
                 .map(|(_, o)| o.clone())
-                .filter(|o| !gc::is_deleting(o))
+                .filter(|o| gc::is_deleting(o) == deleting)
                 .collect()
         };
+        let mut deleting_pods = read(PODS, true);
+        deleting_pods.retain(|pod| has_tracking_finalizer(pod));
         (
-            read(DEPLOYMENTS),
-            read(REPLICA_SETS),
-            read(JOBS),
-            read(STATEFUL_SETS),
-            read(CONTROLLER_REVISIONS),
-            read(PODS),
+            read(DEPLOYMENTS, false),
+            read(REPLICA_SETS, false),
+            read(JOBS, false),
+            read(STATEFUL_SETS, false),
+            read(CONTROLLER_REVISIONS, false),
+            read(PODS, false),
+            deleting_pods,
         )
     };
     let mut writes = Writes::new(cluster);
@@ -212,8 +218,11 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             wake_in(wait);
         }
     }
+    // Pods being deleted matter to the job controller alone, while they carry its finalizer.
+    let deleting_of = by_controller(&tracked_deleting);
     for job in &jobs {
-        if let Some(wait) = job_pass(&mut writes, job, &controlled(&pods_of, job), now) {
+        let owned = (controlled(&pods_of, job), controlled(&deleting_of, job));
+        if let Some(wait) = job_pass(&mut writes, job, (&owned.0, &owned.1), now) {
             wake_in(wait);
         }
         if let Some(expires) = ttl_expiry(job) {
@@ -223,6 +232,18 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             } else {
                 wake_in((expires - now).to_std().unwrap_or_default());
             }
+        }
+    }
+    // An orphan Pod (its Job gone, or going) loses the finalizer uncounted (`enqueueOrphanPod`).
+    let job_uids: HashSet<&str> = jobs
+        .iter()
+        .filter_map(|job| job["metadata"]["uid"].as_str())
+        .collect();
+    for pod in pods.iter().chain(&tracked_deleting) {
+        if has_tracking_finalizer(pod)
+            && controller_uid(pod).is_none_or(|uid| !job_uids.contains(uid))
+        {
+            release_tracked_pod(&mut writes, pod);
         }
     }
     for set in &stateful_sets {
@@ -1512,6 +1533,130 @@ mod tests {
                 .any(|e| e["message"].as_str().unwrap().ends_with("from 11 to 5")),
             "the proportional step first"
         );
+    }
+
+    /// The Pod `name`, if it is there.
+    fn pod(cluster: &Cluster, name: &str) -> Option<Arc<Value>> {
+        list(cluster, PODS)
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == name)
+    }
+
+    /// Deletes `name` of `gr` as a client would, with `propagation`.
+    fn delete(cluster: &Cluster, gr: &str, name: &str, propagation: Option<gc::Propagation>) {
+        let options = DeleteOptions {
+            propagation,
+            ..DeleteOptions::default()
+        };
+        cluster
+            .delete(&target(cluster, gr, Some(name)), &options)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_job_counts_each_finished_pod_once_through_its_tracking_finalizer() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let spec = json!({"completions": 2, "parallelism": 1, "backoffLimit": 1});
+        create(&cluster, JOBS, job("work", spec));
+        let start = Utc::now();
+        pass(&cluster, Duration::ZERO, start);
+        let first = list(&cluster, PODS)[0].clone();
+        assert_eq!(first["metadata"]["finalizers"], json!([TRACKING_FINALIZER]));
+        let first_name = first["metadata"]["name"].as_str().unwrap();
+        let uid = first["metadata"]["uid"].clone();
+
+        // Deleted while it runs: it stays until the controller has it in
+        // `uncountedTerminatedPods` and lets it go; then it counts as failed, and a
+        // replacement runs.
+        delete(&cluster, PODS, first_name, None);
+        assert!(pod(&cluster, first_name).is_some_and(|p| gc::is_deleting(&p)));
+        pass(&cluster, Duration::ZERO, start);
+        assert!(pod(&cluster, first_name).is_none(), "its finalizer removed");
+        let work = &list(&cluster, JOBS)[0];
+        assert_eq!(
+            work["status"]["uncountedTerminatedPods"],
+            json!({"failed": [uid]})
+        );
+        assert_eq!(work["status"].get("failed"), None, "not counted yet");
+        assert_eq!(work["status"]["active"], 1, "a replacement");
+        pass(&cluster, Duration::ZERO, start);
+        let work = &list(&cluster, JOBS)[0];
+        assert_eq!(work["status"]["failed"], 1);
+        assert_eq!(work["status"]["uncountedTerminatedPods"], json!({}));
+
+        settle(&cluster, start + chrono::Duration::seconds(5));
+        let work = &list(&cluster, JOBS)[0];
+        assert_eq!(work["status"]["succeeded"], 2);
+        assert_eq!(
+            work["status"]["failed"], 1,
+            "one failure is within the limit"
+        );
+        assert!(finished_condition(work).is_some_and(|c| c["type"] == "Complete"));
+        let pods = list(&cluster, PODS);
+        assert_eq!(pods.len(), 2);
+        assert!(
+            pods.iter()
+                .all(|p| p["metadata"].get("finalizers").is_none()),
+            "every Pod counted and let go"
+        );
+
+        // A counted Pod deleted later changes nothing: no count drops, no work runs again.
+        let done = pods[0]["metadata"]["name"].as_str().unwrap().to_owned();
+        delete(&cluster, PODS, &done, None);
+        settle(&cluster, start + chrono::Duration::seconds(10));
+        assert_eq!(list(&cluster, JOBS)[0]["status"]["succeeded"], 2);
+        assert_eq!(list(&cluster, PODS).len(), 1);
+    }
+
+    #[test]
+    fn a_job_whose_pods_fail_beyond_its_backoff_limit_fails() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        create(&cluster, JOBS, job("once", json!({"backoffLimit": 0})));
+        let start = Utc::now();
+        pass(&cluster, Duration::ZERO, start);
+        let first = list(&cluster, PODS)[0]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        delete(&cluster, PODS, &first, None);
+        settle(&cluster, start);
+        let once = &list(&cluster, JOBS)[0];
+        let conditions: Vec<(&str, &str, &str)> = once["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let field = |f: &str| c[f].as_str().unwrap_or_default();
+                (field("type"), field("reason"), field("message"))
+            })
+            .collect();
+        let limit = |kind| {
+            (
+                kind,
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            )
+        };
+        assert_eq!(conditions, [limit("FailureTarget"), limit("Failed")]);
+        assert_eq!(once["status"]["failed"], 1);
+        assert!(list(&cluster, PODS).is_empty(), "nothing replaced it");
+        let warned = list(&cluster, EVENTS)
+            .iter()
+            .any(|e| e["type"] == "Warning" && e["reason"] == "BackoffLimitExceeded");
+        assert!(warned);
+    }
+
+    #[test]
+    fn an_orphaned_job_pod_loses_the_tracking_finalizer() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        create(&cluster, JOBS, job("left", json!({})));
+        pass(&cluster, Duration::ZERO, Utc::now());
+        delete(&cluster, JOBS, "left", Some(gc::Propagation::Orphan));
+        settle(&cluster, Utc::now());
+        let pods = list(&cluster, PODS);
+        assert_eq!(pods.len(), 1, "kept");
+        assert_eq!(pods[0]["metadata"].get("ownerReferences"), None);
+        assert_eq!(pods[0]["metadata"].get("finalizers"), None);
     }
 
     #[test]
