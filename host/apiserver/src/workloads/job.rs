@@ -20,6 +20,9 @@ use crate::gc;
 /// (`batch.JobTrackingFinalizer`).
 pub(super) const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 
+/// How many finished Pods a pass takes into `uncountedTerminatedPods` (`MaxUncountedPods`).
+const MAX_UNCOUNTED_PODS: usize = 500;
+
 /// Whether `pod` carries the job controller's [`TRACKING_FINALIZER`].
 pub(super) fn has_tracking_finalizer(pod: &Value) -> bool {
     pod["metadata"]["finalizers"]
@@ -157,20 +160,33 @@ pub(super) fn job_pass(
     }
     // The Pods that finished and still carry the finalizer are counted (a succeeded index
     // needs no UID) and lose it.
+    // At most `MaxUncountedPods` at once, so the status stays small; the rest on later passes.
     let mut finished: Vec<&Value> = Vec::new();
+    let mut recorded: HashSet<String> = uncounted_succeeded
+        .iter()
+        .chain(&uncounted_failed)
+        .cloned()
+        .collect();
+    let (mut capped, mut indexes_done) = (false, 0);
     for pod in all.iter().copied().filter(|p| has_tracking_finalizer(p)) {
+        if recorded.len() + indexes_done >= MAX_UNCOUNTED_PODS {
+            capped = true;
+            break;
+        }
         let uid = pod["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
         if phase(&pod).as_deref() == Some("Succeeded") {
-            if !indexed && !uncounted_succeeded.contains(&uid) && !uncounted_failed.contains(&uid) {
+            if indexed {
+                indexes_done += 1;
+            } else if recorded.insert(uid.clone()) {
                 uncounted_succeeded.push(uid);
             }
         } else if is_pod_failed(pod) {
             let in_range = !indexed
                 || completion_index(pod).is_some_and(|i| completions.is_some_and(|c| i < c));
-            if in_range && !uncounted_failed.contains(&uid) {
+            if in_range && recorded.insert(uid.clone()) {
                 uncounted_failed.push(uid);
             }
         } else {
@@ -329,7 +345,7 @@ pub(super) fn job_pass(
     }
     // `enactJobFinished`: `Complete` or `Failed` once every finished Pod is counted and none is
     // terminating.
-    let settled = pending.is_empty() && terminating == 0;
+    let settled = pending.is_empty() && terminating == 0 && !capped;
     status.insert("uncountedTerminatedPods".into(), Value::Object(pending));
     let mut finished_now: Option<(&str, String)> = None;
     if complete {

@@ -1609,6 +1609,30 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_takes_at_most_500_finished_pods_into_the_status() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let spec = json!({"completions": 510, "parallelism": 510});
+        create(&cluster, JOBS, job("wide", spec));
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        let mut most = 0;
+        for _ in 0..20 {
+            pass(&cluster, Duration::ZERO, at);
+            let wide = &list(&cluster, JOBS)[0];
+            let pending = wide["status"]["uncountedTerminatedPods"]["succeeded"]
+                .as_array()
+                .map_or(0, Vec::len);
+            most = most.max(pending);
+            if finished_condition(wide).is_some() {
+                break;
+            }
+        }
+        assert_eq!(most, 500, "MaxUncountedPods at once");
+        let wide = &list(&cluster, JOBS)[0];
+        assert_eq!(wide["status"]["succeeded"], 510);
+        assert!(finished_condition(wide).is_some_and(|c| c["type"] == "Complete"));
+    }
+
+    #[test]
     fn a_job_whose_pods_fail_beyond_its_backoff_limit_fails() {
         let cluster = Cluster::open(None, 10_000).unwrap();
         create(&cluster, JOBS, job("once", json!({"backoffLimit": 0})));
