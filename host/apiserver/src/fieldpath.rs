@@ -150,26 +150,6 @@ impl FieldSet {
         self.members.is_empty() && self.children.is_empty()
     }
 
-    /// Adds `path` (the empty path, the object itself, is never a member).
-    pub fn insert(&mut self, path: &[PathElement]) {
-        match path {
-            [] => {}
-            [last] => {
-                if !self.members.contains(last) {
-                    self.members.insert(last.clone());
-                }
-            }
-            [first, rest @ ..] => match self.children.get_mut(first) {
-                Some(child) => child.insert(rest),
-                None => {
-                    let mut child = Self::new();
-                    child.insert(rest);
-                    self.children.insert(first.clone(), child);
-                }
-            },
-        }
-    }
-
     /// Adds `element` as a member.
     pub fn insert_member(&mut self, element: PathElement) {
         self.members.insert(element);
@@ -217,12 +197,6 @@ impl FieldSet {
             None => (!self.is_empty()).then_some(self),
             Some((first, rest)) => self.children.get(first)?.below(rest),
         }
-    }
-
-    /// Whether the set holds a path strictly below `prefix`.
-    #[must_use]
-    pub fn has_below(&self, prefix: &[PathElement]) -> bool {
-        self.below(prefix).is_some()
     }
 
     /// Adds every path of `other`; whether the set grew.
@@ -452,7 +426,7 @@ mod tests {
             display(&container),
             ".spec.template.spec.containers[name=\"web\"]"
         );
-        assert!(set.has_below(&container));
+        assert!(set.below(&container).is_some());
         assert!(set.contains(&[
             PathElement::field("metadata"),
             PathElement::field("finalizers"),
@@ -471,6 +445,28 @@ mod tests {
             (0usize..2).prop_map(PathElement::Index),
         ];
         prop::collection::vec(element, 1..5)
+    }
+
+    impl FieldSet {
+        /// Adds `path` (the empty path, the object itself, is never a member).
+        pub fn insert(&mut self, path: &[PathElement]) {
+            match path {
+                [] => {}
+                [last] => {
+                    if !self.members.contains(last) {
+                        self.members.insert(last.clone());
+                    }
+                }
+                [first, rest @ ..] => match self.children.get_mut(first) {
+                    Some(child) => child.insert(rest),
+                    None => {
+                        let mut child = Self::new();
+                        child.insert(rest);
+                        self.children.insert(first.clone(), child);
+                    }
+                },
+            }
+        }
     }
 
     fn trie(paths: &BTreeSet<FieldPath>) -> FieldSet {
@@ -494,7 +490,7 @@ mod tests {
             prop_assert_eq!(ta.is_empty(), a.is_empty());
             prop_assert_eq!(ta.contains(&probe), a.contains(&probe));
             prop_assert_eq!(
-                ta.has_below(&probe),
+                ta.below(&probe).is_some(),
                 a.iter().any(|p| p.len() > probe.len() && p.starts_with(&probe))
             );
             prop_assert_eq!(ta.difference(&tb).paths(), a.difference(&b).cloned().collect::<Vec<_>>());

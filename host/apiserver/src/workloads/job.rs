@@ -158,9 +158,9 @@ pub(super) fn job_pass(
             keep
         });
     }
-    // The Pods that finished and still carry the finalizer are counted (a succeeded index
-    // needs no UID) and lose it.
-    // At most `MaxUncountedPods` at once, so the status stays small; the rest on later passes.
+    // The Pods that finished and still carry the finalizer are recorded (a succeeded index needs
+    // no UID) and then lose it; at most `MaxUncountedPods` at once, so the status stays small,
+    // the rest on later passes.
     let mut finished: Vec<&Value> = Vec::new();
     let mut recorded: HashSet<String> = uncounted_succeeded
         .iter()
@@ -301,7 +301,8 @@ pub(super) fn job_pass(
             );
         }
     }
-    // `CountTerminatingPods`: being deleted and not finished; those deleted now included.
+    // `CountTerminatingPods`: being deleted and not finished (the Pods deleted in this pass are
+    // gone already: their finalizer was removed first).
     let terminating = count(
         deleting
             .iter()
