@@ -649,7 +649,7 @@ fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<
         "status" => info.status_subresource,
         "scale" => info.scale.is_some(),
         "finalize" => info.group_resource() == crate::resource::NAMESPACE_RESOURCE,
-        "binding" => info.group.is_empty() && info.kind == "Pod",
+        "binding" | "eviction" => info.group.is_empty() && info.kind == "Pod",
         _ => false,
     };
     if subresource.as_deref().is_some_and(|s| !served(s)) {
@@ -733,6 +733,27 @@ async fn resource(
             ))
         }
         (_, true) if target.subresource.as_deref() == Some("binding") => {
+            Err(ApiError::MethodNotAllowed)
+        }
+        // `pods/eviction` serves create only: `kubectl drain`'s way of deleting a Pod.
+        (&Method::POST, true) if target.subresource.as_deref() == Some("eviction") => {
+            let media = object_media_type(headers, "policy/v1", "Eviction")?;
+            let bytes = read_body(body, headers, app.max_body_bytes).await?;
+            let eviction = decode_object(&media, &bytes)?;
+            let options = query.write_options_for("CreateOptions", headers, requester)?;
+            let inner = match &eviction["deleteOptions"] {
+                Value::Object(_) => serde_json::to_vec(&eviction["deleteOptions"])
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+                _ => Vec::new(),
+            };
+            let delete = delete_options(&Query(HashMap::new()), &inner)?;
+            cluster.evict(&target, &eviction, &options, &delete)?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
+        }
+        (_, true) if target.subresource.as_deref() == Some("eviction") => {
             Err(ApiError::MethodNotAllowed)
         }
         (&Method::GET, false) if is_watch(query.0.get("watch").map(String::as_str)) => {

@@ -1390,6 +1390,62 @@ impl Cluster {
         Ok(result)
     }
 
+    /// `POST pods/{name}/eviction` (`EvictionREST.Create`): the Pod gets the `DisruptionTarget`
+    /// condition (reason `EvictionByEvictionAPI`, "Eviction API: evicting") and is deleted with
+    /// the eviction's `delete` options. No PodDisruptionBudget is served here, so none refuses
+    /// an eviction (a cluster answers 429 while a budget allows no disruption).
+    ///
+    /// # Errors
+    /// [`ApiError`] for a name that differs from the URL's, a missing Pod, failed preconditions
+    /// or storage failures.
+    pub fn evict(
+        &self,
+        target: &Target,
+        eviction: &Value,
+        write: &WriteOptions,
+        delete: &DeleteOptions,
+    ) -> Result<(), ApiError> {
+        let key = target.key()?;
+        if eviction["metadata"]["name"].as_str() != Some(key.1.as_str()) {
+            return Err(ApiError::BadRequest(
+                "name in URL does not match name in Eviction object".into(),
+            ));
+        }
+        let pod_target = Target {
+            subresource: None,
+            ..target.clone()
+        };
+        let mut delete = delete.clone();
+        delete.dry_run |= write.dry_run;
+        if !delete.dry_run {
+            // `addConditionAndDeletePod`: the condition on the latest Pod, the preconditions
+            // checked against it first (a dry-run delete checks them).
+            let status_target = Target {
+                subresource: Some("status".into()),
+                ..target.clone()
+            };
+            let mut attempts = 0;
+            let updated = loop {
+                let dry = DeleteOptions {
+                    dry_run: true,
+                    ..delete.clone()
+                };
+                let mut pod = (*self.delete(&pod_target, &dry)?).clone();
+                disruption_target(&mut pod, &now());
+                match self.update(&status_target, pod, write) {
+                    Err(ApiError::Conflict { .. }) if attempts < 5 => attempts += 1,
+                    result => break result?,
+                }
+            };
+            if delete.resource_version.is_some() {
+                // The condition's write moved the version the caller named on.
+                delete.resource_version = meta_str(&updated, "resourceVersion").map(str::to_owned);
+            }
+        }
+        self.delete(&pod_target, &delete)?;
+        Ok(())
+    }
+
     /// `PUT /api/v1/namespaces/{name}/finalize`: sets the namespace's `spec.finalizers` and nothing
     /// else (the finalize strategy keeps metadata and status); a terminating namespace left with no
     /// finalizers at all is removed, as the namespace controller then deletes it.
@@ -1493,9 +1549,61 @@ impl Cluster {
     }
 }
 
+/// `podutil.UpdatePodCondition` with the eviction's `DisruptionTarget` condition: its transition
+/// time kept when it was True already.
+fn disruption_target(pod: &mut Value, now: &str) {
+    let condition = json!({"type": "DisruptionTarget", "status": "True", "lastProbeTime": null,
+        "lastTransitionTime": now, "reason": "EvictionByEvictionAPI",
+        "message": "Eviction API: evicting"});
+    let Some(status) = pod
+        .as_object_mut()
+        .map(|p| p.entry("status").or_insert(json!({})))
+    else {
+        return;
+    };
+    if !status["conditions"].is_array() {
+        status["conditions"] = json!([]);
+    }
+    let Some(conditions) = status["conditions"].as_array_mut() else {
+        return;
+    };
+    match conditions
+        .iter_mut()
+        .find(|c| c["type"] == "DisruptionTarget")
+    {
+        Some(old) => {
+            let mut condition = condition;
+            if old["status"] == "True" {
+                condition["lastTransitionTime"] = old["lastTransitionTime"].clone();
+            }
+            *old = condition;
+        }
+        None => conditions.push(condition),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_eviction_adds_its_condition_once_and_keeps_when_it_turned_true() {
+        let mut pod = json!({"metadata": {"name": "p"}});
+        disruption_target(&mut pod, "2026-12-06T00:00:00Z");
+        let condition = &pod["status"]["conditions"][0];
+        assert_eq!(condition["reason"], "EvictionByEvictionAPI");
+        assert_eq!(condition["lastTransitionTime"], "2026-12-06T00:00:00Z");
+        disruption_target(&mut pod, "2026-12-06T00:05:00Z");
+        let conditions = pod["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conditions.len(), 1, "updated in place");
+        assert_eq!(conditions[0]["lastTransitionTime"], "2026-12-06T00:00:00Z");
+        pod["status"]["conditions"][0]["status"] = json!("False");
+        disruption_target(&mut pod, "2026-12-06T00:10:00Z");
+        assert_eq!(
+            pod["status"]["conditions"][0]["lastTransitionTime"], "2026-12-06T00:10:00Z",
+            "a transition from False"
+        );
+    }
 
     #[test]
     fn persisted_content_ignores_only_the_resource_version_and_managers_times() {

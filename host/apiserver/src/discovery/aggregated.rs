@@ -261,7 +261,7 @@ mod tests {
             .iter()
             .map(|s| s["subresource"].as_str().unwrap())
             .collect();
-        assert_eq!(subresources, ["status", "log"]);
+        assert_eq!(subresources, ["binding", "eviction", "log", "status"]);
         let namespaces = core["items"][0]["versions"][0]["resources"]
             .as_array()
             .unwrap()

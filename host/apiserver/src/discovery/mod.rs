@@ -173,6 +173,16 @@ pub fn entries(registry: &Registry, group: &str, version: &str) -> Vec<Entry> {
                 kind: own.clone(),
                 verbs: &["get"],
             });
+            subresources.push(Subresource {
+                name: "binding",
+                kind: (String::new(), "v1".into(), "Binding".into()),
+                verbs: &["create"],
+            });
+            subresources.push(Subresource {
+                name: "eviction",
+                kind: ("policy".into(), "v1".into(), "Eviction".into()),
+                verbs: &["create"],
+            });
         }
         if r.group.is_empty() && r.plural == "namespaces" {
             subresources.push(Subresource {
@@ -181,6 +191,8 @@ pub fn entries(registry: &Registry, group: &str, version: &str) -> Vec<Entry> {
                 verbs: &["update"],
             });
         }
+        // In name order, as kube-apiserver lists them.
+        subresources.sort_by_key(|s| s.name);
         out.push(Entry {
             plural: r.plural.clone(),
             singular: r.singular.clone(),
