@@ -54,11 +54,109 @@ pub(super) fn release_tracked_pod(writes: &mut Writes<'_>, pod: &Value) -> bool 
     writes.update("remove the job tracking finalizer of", PODS, body) || gone(writes)
 }
 
-/// `isPodFailed`: a Pod failed, or deleted before it succeeded (the simulated kubelet stops a
-/// deleted Pod's containers at once).
-fn is_pod_failed(pod: &Value) -> bool {
+/// `isPodFailed`: a Pod failed, or, unless the Job replaces only failed Pods (it has a
+/// `podFailurePolicy`, or `podReplacementPolicy: Failed`), deleted before it succeeded.
+fn is_pod_failed(pod: &Value, job: &Value) -> bool {
     let phase = pod["status"]["phase"].as_str();
-    phase == Some("Failed") || (gc::is_deleting(pod) && phase != Some("Succeeded"))
+    phase == Some("Failed")
+        || (!only_replace_failed_pods(job) && gc::is_deleting(pod) && phase != Some("Succeeded"))
+}
+
+/// `onlyReplaceFailedPods`: a Job with a `podFailurePolicy` or `podReplacementPolicy: Failed`
+/// waits for a deleted Pod to fail before it counts or replaces it.
+fn only_replace_failed_pods(job: &Value) -> bool {
+    job["spec"]["podReplacementPolicy"] == "Failed" || job["spec"]["podFailurePolicy"].is_object()
+}
+
+/// What a Job's `podFailurePolicy` says of a failed Pod (`matchPodFailurePolicy`).
+#[derive(Debug, PartialEq, Eq)]
+enum PolicyVerdict {
+    /// No rule matched, or a `Count` rule: the failure counts.
+    Count,
+    /// An `Ignore` rule: the failure does not count towards the backoff limit.
+    Ignore,
+    /// A `FailJob` rule: the Job fails with this message.
+    FailJob(String),
+}
+
+/// `matchPodFailurePolicy`: the first rule of `job`'s `podFailurePolicy` that `pod` (failed)
+/// matches, by a container's non-zero exit code (`onExitCodes`, `In` or `NotIn` its values,
+/// of the named container if one is named) or by a condition (`onPodConditions`, status True
+/// unless said).
+fn match_pod_failure_policy(job: &Value, pod: &Value) -> PolicyVerdict {
+    let rules = job["spec"]["podFailurePolicy"]["rules"].as_array();
+    let (namespace, name) = (
+        namespace(pod).unwrap_or_default(),
+        name(pod).unwrap_or_default(),
+    );
+    for (index, rule) in rules.into_iter().flatten().enumerate() {
+        let action = rule["action"].as_str().unwrap_or_default();
+        let matched = if let Some(codes) = rule.get("onExitCodes").filter(|c| c.is_object()) {
+            matching_exit(pod, codes).map(|(container, code)| {
+                format!(
+                    "Container {container} for pod {namespace}/{name} failed with exit code \
+                     {code} matching {action} rule at index {index}"
+                )
+            })
+        } else if let Some(patterns) = rule["onPodConditions"].as_array() {
+            matching_condition(pod, patterns).map(|kind| {
+                format!(
+                    "Pod {namespace}/{name} has condition {kind} matching {action} rule at \
+                     index {index}"
+                )
+            })
+        } else {
+            None
+        };
+        if let Some(message) = matched {
+            return match action {
+                "Ignore" => PolicyVerdict::Ignore,
+                "FailJob" => PolicyVerdict::FailJob(message),
+                _ => PolicyVerdict::Count,
+            };
+        }
+    }
+    PolicyVerdict::Count
+}
+
+/// `matchOnExitCodes`: the first container (regular, then init) that terminated with a non-zero
+/// exit code the requirement matches: its name and the code.
+fn matching_exit<'a>(pod: &'a Value, requirement: &Value) -> Option<(&'a str, i64)> {
+    let values: Vec<i64> = requirement["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_i64)
+        .collect();
+    let operator_in = requirement["operator"] == "In";
+    ["containerStatuses", "initContainerStatuses"]
+        .into_iter()
+        .flat_map(|key| pod["status"][key].as_array().into_iter().flatten())
+        .find_map(|status| {
+            let name = status["name"].as_str()?;
+            if requirement["containerName"]
+                .as_str()
+                .is_some_and(|wanted| wanted != name)
+            {
+                return None;
+            }
+            let code = status["state"]["terminated"]["exitCode"].as_i64()?;
+            (code != 0 && values.contains(&code) == operator_in).then_some((name, code))
+        })
+}
+
+/// `matchOnPodConditions`: the type of the first condition of `pod` a pattern matches.
+fn matching_condition<'a>(pod: &'a Value, patterns: &[Value]) -> Option<&'a str> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|condition| {
+            patterns.iter().any(|p| {
+                p["type"] == condition["type"]
+                    && condition["status"] == p["status"].as_str().unwrap_or("True")
+            })
+        })
+        .and_then(|condition| condition["type"].as_str())
 }
 
 /// The UIDs of a status's `uncountedTerminatedPods` list `key`.
@@ -183,10 +281,12 @@ pub(super) fn job_pass(
             } else if recorded.insert(uid.clone()) {
                 uncounted_succeeded.push(uid);
             }
-        } else if is_pod_failed(pod) {
+        } else if is_pod_failed(pod, job) {
             let in_range = !indexed
                 || completion_index(pod).is_some_and(|i| completions.is_some_and(|c| i < c));
-            if in_range && recorded.insert(uid.clone()) {
+            // A failure the policy ignores loses the finalizer without being counted.
+            let counts = match_pod_failure_policy(job, pod) != PolicyVerdict::Ignore;
+            if in_range && counts && recorded.insert(uid.clone()) {
                 uncounted_failed.push(uid);
             }
         } else {
@@ -234,12 +334,22 @@ pub(super) fn job_pass(
             Some(started + chrono::Duration::seconds(seconds))
         });
     let backoff_limit = spec["backoffLimit"].as_i64().unwrap_or(6);
+    // `getFailJobMessage`: a failed Pod matching a `FailJob` rule fails the Job.
+    let fail_job = all.iter().filter(|p| is_pod_failed(p, job)).find_map(|p| {
+        match match_pod_failure_policy(job, p) {
+            PolicyVerdict::FailJob(message) => Some(message),
+            _ => None,
+        }
+    });
     let failure: Option<(String, String)> = match has_condition("FailureTarget") {
         Some(target) => Some((
             target["reason"].as_str().unwrap_or_default().to_owned(),
             target["message"].as_str().unwrap_or_default().to_owned(),
         )),
         None if has_condition("SuccessCriteriaMet").is_some() => None,
+        None if fail_job.is_some() => {
+            fail_job.map(|message| ("PodFailurePolicy".to_owned(), message))
+        }
         None if failed_total > backoff_limit => Some((
             "BackoffLimitExceeded".to_owned(),
             "Job has reached the specified backoff limit".to_owned(),
@@ -273,7 +383,22 @@ pub(super) fn job_pass(
         counted_failed += gone;
     }
     delete_pods(writes, job, surplus.iter().copied());
-    let missing = usize::try_from(wanted - count(active.len())).unwrap_or(0);
+    // `CountTerminatingPods`: being deleted and not finished (the Pods deleted in this pass are
+    // gone already: their finalizer was removed first).
+    let terminating = count(
+        deleting
+            .iter()
+            .filter(|p| !matches!(phase(p).as_deref(), Some("Succeeded" | "Failed")))
+            .count(),
+    );
+    // A Job that replaces only failed Pods waits for its terminating ones.
+    let occupied = count(active.len())
+        + if only_replace_failed_pods(job) {
+            terminating
+        } else {
+            0
+        };
+    let missing = usize::try_from(wanted - occupied).unwrap_or(0);
     let new_pods: Vec<Value> = match completions.filter(|_| indexed) {
         Some(completions) => {
             let taken = active.iter().filter_map(|p| completion_index(p)).collect();
@@ -301,14 +426,6 @@ pub(super) fn job_pass(
             );
         }
     }
-    // `CountTerminatingPods`: being deleted and not finished (the Pods deleted in this pass are
-    // gone already: their finalizer was removed first).
-    let terminating = count(
-        deleting
-            .iter()
-            .filter(|p| !matches!(phase(p).as_deref(), Some("Succeeded" | "Failed")))
-            .count(),
-    );
     let mut status = Map::new();
     if let Some(start) = start {
         status.insert("startTime".into(), start);
@@ -508,6 +625,36 @@ pub(super) fn runs_to_completion(pod: &Value) -> bool {
 /// OnFailure): `Succeeded`, each container `terminated` with reason `Completed`, not ready, the
 /// conditions a kubelet gives a completed Pod (`PodCompleted`).
 pub(super) fn succeeded_status(pod: &Value, now: DateTime<Utc>) -> Value {
+    terminated_status(pod, now, ("Succeeded", "PodCompleted"), (0, "Completed"))
+}
+
+/// The status of a deleted Pod once it is stopped (a terminal phase before it goes): `Failed`,
+/// with the conditions of a failed Pod, a `DisruptionTarget` condition kept; on a node, each
+/// container killed by the kubelet (`SIGKILL`, exit code 137, reason `Error`); never scheduled,
+/// no container at all (the pod garbage collector's `gcUnscheduledTerminating`).
+pub(super) fn stopped_status(pod: &Value, now: DateTime<Utc>) -> Value {
+    let mut status = terminated_status(pod, now, ("Failed", "PodFailed"), (137, "Error"));
+    if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+        match pod["status"].get("containerStatuses") {
+            Some(unchanged) => status["containerStatuses"] = unchanged.clone(),
+            None => {
+                if let Some(status) = status.as_object_mut() {
+                    status.remove("containerStatuses");
+                }
+            }
+        }
+    }
+    status
+}
+
+/// `pod`'s status in the terminal `phase` (conditions' reason `condition_reason`), every
+/// container terminated with `exit_code` and `reason`.
+fn terminated_status(
+    pod: &Value,
+    now: DateTime<Utc>,
+    (phase, condition_reason): (&str, &str),
+    (exit_code, reason): (i64, &str),
+) -> Value {
     let time = timestamp(now);
     let mut status = pod["status"].clone();
     let started = status["startTime"]
@@ -519,7 +666,7 @@ pub(super) fn succeeded_status(pod: &Value, now: DateTime<Utc>) -> Value {
             json!({
                 "name": c["name"], "image": c["image"], "imageID": "", "containerID": id,
                 "ready": false, "started": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                "state": {"terminated": {"exitCode": exit_code, "reason": reason,
                     "startedAt": started, "finishedAt": time, "containerID": id}},
             })
         })
@@ -528,18 +675,27 @@ pub(super) fn succeeded_status(pod: &Value, now: DateTime<Utc>) -> Value {
         let mut c = json!({"type": kind, "status": value, "lastTransitionTime": time});
         // `kubelet/status/generate.go` for a Pod in a terminal phase.
         if matches!(kind, "Initialized" | "Ready" | "ContainersReady") {
-            c["reason"] = json!("PodCompleted");
+            c["reason"] = json!(condition_reason);
         }
         c
     };
-    status["phase"] = json!("Succeeded");
-    status["conditions"] = json!([
+    let mut conditions = vec![
         condition("PodReadyToStartContainers", "False"),
         condition("Initialized", "True"),
         condition("Ready", "False"),
         condition("ContainersReady", "False"),
         condition("PodScheduled", "True"),
-    ]);
+    ];
+    conditions.extend(
+        status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["type"] == "DisruptionTarget")
+            .cloned(),
+    );
+    status["phase"] = json!(phase);
+    status["conditions"] = json!(conditions);
     status["containerStatuses"] = json!(statuses);
     status
 }
@@ -753,5 +909,46 @@ mod tests {
         assert_eq!(rule.overlap(&Intervals::parse("2-6,9", 10)), 4);
         assert_eq!(rule.overlap(&Intervals::parse("4,5,7", 10)), 0);
         assert_eq!(rule.overlap(&rule), rule.total());
+    }
+
+    #[test]
+    fn pod_failure_policy_rules_match_as_match_pod_failure_policy_does() {
+        let job = |rules: Value| json!({"spec": {"podFailurePolicy": {"rules": rules}}});
+        let pod = json!({"metadata": {"name": "p", "namespace": "ns"}, "status": {
+            "phase": "Failed",
+            "conditions": [{"type": "DisruptionTarget", "status": "False"}],
+            "initContainerStatuses": [{"name": "init", "state": {"terminated": {"exitCode": 0}}}],
+            "containerStatuses": [
+                {"name": "ok", "state": {"terminated": {"exitCode": 0}}},
+                {"name": "main", "state": {"terminated": {"exitCode": 42}}}]}});
+        let verdict = |rules| match_pod_failure_policy(&job(rules), &pod);
+        assert_eq!(
+            verdict(json!([{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}])),
+            PolicyVerdict::FailJob(
+                "Container main for pod ns/p failed with exit code 42 matching FailJob rule at index 0"
+                    .into()
+            )
+        );
+        // Exit code 0 never matches, even NotIn; a named container is the only one looked at.
+        assert_eq!(
+            verdict(json!([
+                {"action": "Ignore", "onExitCodes": {"containerName": "ok", "operator": "NotIn", "values": [1]}},
+                {"action": "Ignore", "onExitCodes": {"operator": "NotIn", "values": [42]}},
+                {"action": "Count", "onExitCodes": {"containerName": "main", "operator": "NotIn", "values": [1]}}])),
+            PolicyVerdict::Count
+        );
+        // A condition pattern is status True unless it says; the first matching rule wins.
+        assert_eq!(
+            verdict(
+                json!([{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}])
+            ),
+            PolicyVerdict::Count
+        );
+        assert_eq!(
+            verdict(json!([
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "False"}]},
+                {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}])),
+            PolicyVerdict::Ignore
+        );
     }
 }

@@ -31,8 +31,8 @@ mod stateful_set;
 
 use deployment::deployment_pass;
 use job::{
-    has_tracking_finalizer, job_pass, release_tracked_pod, runs_to_completion, succeeded_status,
-    ttl_expiry,
+    has_tracking_finalizer, job_pass, release_tracked_pod, runs_to_completion, stopped_status,
+    succeeded_status, ttl_expiry,
 };
 use node::{bind, creating_status, heartbeat, node_lease, running_status, simulated_node, started};
 use replica_set::replica_set_pass;
@@ -232,6 +232,16 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             } else {
                 wake_in((expires - now).to_std().unwrap_or_default());
             }
+        }
+    }
+    // The kubelet stops a deleted Job Pod that a finalizer holds: it fails (a terminal phase
+    // before it goes), which is what a Job replacing only failed Pods waits for.
+    for pod in &tracked_deleting {
+        if !matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        ) {
+            writes.status(PODS, pod, stopped_status(pod, now));
         }
     }
     // An orphan Pod (its Job gone, or going) loses the finalizer uncounted (`enqueueOrphanPod`).
@@ -816,11 +826,16 @@ mod tests {
             .collect()
     }
 
-    /// Passes until one writes nothing; panics if that takes more than 20.
+    /// Passes until one writes nothing; panics if that takes more than 60.
     fn settle(cluster: &Cluster, at: DateTime<Utc>) {
+        settle_with(cluster, Duration::ZERO, at);
+    }
+
+    /// [`settle`] with Pods Ready `ready_delay` after their creation.
+    fn settle_with(cluster: &Cluster, ready_delay: Duration, at: DateTime<Utc>) {
         for _ in 0..60 {
             let before = cluster.lock().store.resource_version();
-            pass(cluster, Duration::ZERO, at);
+            pass(cluster, ready_delay, at);
             if cluster.lock().store.resource_version() == before {
                 return;
             }
@@ -1668,6 +1683,76 @@ mod tests {
             .iter()
             .any(|e| e["type"] == "Warning" && e["reason"] == "BackoffLimitExceeded");
         assert!(warned);
+    }
+
+    #[test]
+    fn a_pod_failure_policy_ignores_an_eviction_and_fails_the_job_on_a_kill() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let policy = json!({"backoffLimit": 0, "podFailurePolicy": {"rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [137]}}]}});
+        create(&cluster, JOBS, job("careful", policy));
+        // Pods that take a minute to start: each one is still there when it is evicted.
+        let (start, slow) = (Utc::now(), Duration::from_secs(60));
+        settle_with(&cluster, slow, start);
+        let first = list(&cluster, PODS)[0]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // Evicted (as `kubectl drain` does): the kubelet stops it, the policy ignores the
+        // failure, a replacement runs.
+        let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": first}});
+        let evict = Target {
+            subresource: Some("eviction".into()),
+            ..target(&cluster, PODS, Some(&first))
+        };
+        cluster
+            .evict(
+                &evict,
+                &eviction,
+                &WriteOptions::default(),
+                &DeleteOptions::default(),
+            )
+            .unwrap();
+        pass(&cluster, slow, start);
+        let stopped = pod(&cluster, &first).unwrap();
+        assert_eq!(
+            stopped["status"]["phase"], "Failed",
+            "stopped, not yet counted"
+        );
+        assert_eq!(
+            stopped["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+            137
+        );
+        assert_eq!(
+            list(&cluster, PODS).len(),
+            1,
+            "no replacement while it terminates"
+        );
+        settle_with(&cluster, slow, start);
+        assert!(pod(&cluster, &first).is_none());
+        let careful = &list(&cluster, JOBS)[0];
+        assert_eq!(careful["status"].get("failed"), None, "ignored");
+        assert!(finished_condition(careful).is_none());
+        let pods = list(&cluster, PODS);
+        assert_eq!(pods.len(), 1, "replaced");
+
+        // Deleted outright: killed with 137 and no DisruptionTarget, so the FailJob rule.
+        let second = pods[0]["metadata"]["name"].as_str().unwrap().to_owned();
+        delete(&cluster, PODS, &second, None);
+        settle_with(&cluster, slow, start);
+        let careful = &list(&cluster, JOBS)[0];
+        let failed = finished_condition(careful).unwrap();
+        assert_eq!(failed["type"], "Failed");
+        assert_eq!(failed["reason"], "PodFailurePolicy");
+        assert_eq!(
+            failed["message"],
+            format!(
+                "Container c for pod default/{second} failed with exit code 137 matching FailJob rule at index 1"
+            )
+        );
+        assert_eq!(careful["status"]["failed"], 1);
     }
 
     #[test]
