@@ -180,6 +180,23 @@ fn job(map: &mut Map<String, Value>) {
         "Failed"
     };
     default(spec, "podReplacementPolicy", json!(replacement));
+    // A pod failure policy's condition pattern is about a True condition unless it says.
+    let rules = spec
+        .get_mut("podFailurePolicy")
+        .and_then(|p| p.get_mut("rules"))
+        .and_then(Value::as_array_mut);
+    for rule in rules.into_iter().flatten() {
+        let patterns = rule
+            .get_mut("onPodConditions")
+            .and_then(Value::as_array_mut);
+        for pattern in patterns
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            default(pattern, "status", json!("True"));
+        }
+    }
     default(spec, "manualSelector", json!(false));
     pod_template(spec);
 }

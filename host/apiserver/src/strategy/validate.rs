@@ -2,7 +2,7 @@
 //! kubectl user or a controller meets first (workload specs and statuses, pod templates, Service
 //! ports, ConfigMap and Secret keys and sizes), with apimachinery's field paths and messages.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Map, Value, json};
@@ -420,6 +420,28 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
         }
     }
     let template = &spec["template"];
+    if spec["podFailurePolicy"].is_object() {
+        pod_failure_policy(&spec["podFailurePolicy"], &template["spec"], errs);
+    }
+    let replacement = &spec["podReplacementPolicy"];
+    if spec["podFailurePolicy"].is_object() {
+        if !replacement.is_null() && *replacement != "Failed" {
+            errs.push(FieldCause::not_supported(
+                "spec.podReplacementPolicy",
+                replacement,
+                &["Failed"],
+            ));
+        }
+    } else if !replacement.is_null()
+        && *replacement != "Failed"
+        && *replacement != "TerminatingOrFailed"
+    {
+        errs.push(FieldCause::not_supported(
+            "spec.podReplacementPolicy",
+            replacement,
+            &["Failed", "TerminatingOrFailed"],
+        ));
+    }
     pod_spec(&template["spec"], "spec.template.spec", errs);
     let restart = &template["spec"]["restartPolicy"];
     if restart.is_null() || *restart == "Always" || *restart == "" {
@@ -433,6 +455,12 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
             restart,
             &["OnFailure", "Never"],
         ));
+    } else if spec["podFailurePolicy"].is_object() && *restart != "Never" {
+        errs.push(FieldCause::invalid_value(
+            "spec.template.spec.restartPolicy",
+            restart,
+            r#"only "Never" is supported when podFailurePolicy is specified"#,
+        ));
     }
     if spec["selector"].is_null() {
         errs.push(FieldCause::required("spec.selector", ""));
@@ -445,6 +473,186 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
     }
     if let Some(old) = old {
         job_update(spec, old, indexed, errs);
+    }
+}
+
+/// `maxPodFailurePolicyRules`, `maxPodFailurePolicyOnExitCodesValues`,
+/// `maxPodFailurePolicyOnPodConditionsPatterns`.
+const MAX_POD_FAILURE_POLICY: (usize, usize, usize) = (20, 255, 20);
+
+/// `field.TooMany(path, n, max)`.
+fn too_many(path: &str, n: usize, max: usize) -> FieldCause {
+    FieldCause::other_typed(
+        crate::error::CauseType::ValueTooMany,
+        path,
+        format!("Too many: {n}: must have at most {max} items"),
+    )
+}
+
+/// `validatePodFailurePolicy`: at most 20 rules, each with a known action (`FailIndex` only with
+/// `backoffLimitPerIndex`, which is not served here) and exactly one of `onExitCodes` (an
+/// operator, a container of the template if named, 1–255 ordered, distinct values, no 0 for
+/// `In`) and `onPodConditions` (at most 20 patterns, a qualified type, a status).
+fn pod_failure_policy(policy: &Value, pod_spec: &Value, errs: &mut Vec<FieldCause>) {
+    let (max_rules, max_values, max_patterns) = MAX_POD_FAILURE_POLICY;
+    let rules = policy["rules"].as_array().map_or(&[][..], Vec::as_slice);
+    if rules.len() > max_rules {
+        errs.push(too_many(
+            "spec.podFailurePolicy.rules",
+            rules.len(),
+            max_rules,
+        ));
+    }
+    let containers: HashSet<&str> = ["containers", "initContainers"]
+        .into_iter()
+        .flat_map(|key| pod_spec[key].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for (i, rule) in rules.iter().enumerate() {
+        let path = format!("spec.podFailurePolicy.rules[{i}]");
+        let action = &rule["action"];
+        let actions = ["Count", "FailIndex", "FailJob", "Ignore"];
+        if action.is_null() || *action == "" {
+            errs.push(FieldCause::required(
+                &format!("{path}.action"),
+                r#"valid values: ["Count" "FailIndex" "FailJob" "Ignore"]"#,
+            ));
+        } else if *action == "FailIndex" {
+            errs.push(FieldCause::invalid_value(
+                &format!("{path}.action"),
+                action,
+                "requires the backoffLimitPerIndex to be set",
+            ));
+        } else if !action.as_str().is_some_and(|a| actions.contains(&a)) {
+            errs.push(FieldCause::not_supported(
+                &format!("{path}.action"),
+                action,
+                &actions,
+            ));
+        }
+        let codes = rule.get("onExitCodes").filter(|c| !c.is_null());
+        let patterns = rule["onPodConditions"].as_array().filter(|p| !p.is_empty());
+        if let Some(codes) = codes {
+            on_exit_codes(
+                codes,
+                &format!("{path}.onExitCodes"),
+                &containers,
+                max_values,
+                errs,
+            );
+        }
+        if let Some(patterns) = patterns {
+            let path = format!("{path}.onPodConditions");
+            if patterns.len() > max_patterns {
+                errs.push(too_many(&path, patterns.len(), max_patterns));
+            }
+            for (j, pattern) in patterns.iter().enumerate() {
+                let kind = pattern["type"].as_str().unwrap_or_default();
+                if let Err(e) = validation::qualified_name(kind) {
+                    errs.push(FieldCause::invalid(&format!("{path}[{j}].type"), kind, e));
+                }
+                let status = &pattern["status"];
+                let statuses = ["False", "True", "Unknown"];
+                if status.is_null() || *status == "" {
+                    errs.push(FieldCause::required(
+                        &format!("{path}[{j}].status"),
+                        r#"valid values: ["False" "True" "Unknown"]"#,
+                    ));
+                } else if !status.as_str().is_some_and(|s| statuses.contains(&s)) {
+                    errs.push(FieldCause::not_supported(
+                        &format!("{path}[{j}].status"),
+                        status,
+                        &statuses,
+                    ));
+                }
+            }
+        }
+        match (codes.is_some(), patterns.is_some()) {
+            (true, true) => errs.push(FieldCause::other(
+                &path,
+                "Invalid value: specifying both OnExitCodes and OnPodConditions is not supported",
+            )),
+            (false, false) => errs.push(FieldCause::other(
+                &path,
+                "Invalid value: specifying one of OnExitCodes and OnPodConditions is required",
+            )),
+            _ => {}
+        }
+    }
+}
+
+/// `validatePodFailurePolicyRuleOnExitCodes`.
+fn on_exit_codes(
+    codes: &Value,
+    path: &str,
+    containers: &HashSet<&str>,
+    max_values: usize,
+    errs: &mut Vec<FieldCause>,
+) {
+    let operator = &codes["operator"];
+    if operator.is_null() || *operator == "" {
+        errs.push(FieldCause::required(
+            &format!("{path}.operator"),
+            r#"valid values: ["In" "NotIn"]"#,
+        ));
+    } else if *operator != "In" && *operator != "NotIn" {
+        errs.push(FieldCause::not_supported(
+            &format!("{path}.operator"),
+            operator,
+            &["In", "NotIn"],
+        ));
+    }
+    if let Some(name) = codes["containerName"].as_str()
+        && !containers.contains(name)
+    {
+        errs.push(FieldCause::invalid(
+            &format!("{path}.containerName"),
+            name,
+            "must be one of the container or initContainer names in the pod template",
+        ));
+    }
+    let values = codes["values"].as_array().map_or(&[][..], Vec::as_slice);
+    let values_path = format!("{path}.values");
+    // The values as apimachinery prints an `[]int32` (`%#v`).
+    let go_values = format!(
+        "[]int32{{{}}}",
+        values
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if values.is_empty() {
+        errs.push(FieldCause::other(
+            &values_path,
+            format!("Invalid value: {go_values}: at least one value is required"),
+        ));
+    } else if values.len() > max_values {
+        errs.push(too_many(&values_path, values.len(), max_values));
+    }
+    let mut seen = HashSet::new();
+    let mut ordered = true;
+    for (j, value) in values.iter().enumerate() {
+        let code = value.as_i64().unwrap_or_default();
+        if *operator == "In" && code == 0 {
+            errs.push(FieldCause::invalid_value(
+                &format!("{values_path}[{j}]"),
+                value,
+                "must not be 0 for the In operator",
+            ));
+        }
+        if !seen.insert(code) {
+            errs.push(FieldCause::duplicate(&format!("{values_path}[{j}]"), value));
+        }
+        if j > 0 && values[j - 1].as_i64().unwrap_or_default() > code {
+            ordered = false;
+        }
+    }
+    if !ordered {
+        errs.push(FieldCause::other(
+            &values_path,
+            format!("Invalid value: {go_values}: must be ordered"),
+        ));
     }
 }
 
@@ -1058,6 +1266,51 @@ mod tests {
         assert!(
             errs.iter().any(|e| e.starts_with("spec.template: ")),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_pod_failure_policy_is_validated_as_validate_pod_failure_policy_does() {
+        let check = |policy: Value, restart: &str| {
+            let mut object = job(false, json!({"restartPolicy": restart}));
+            object["spec"]["podFailurePolicy"] = policy;
+            object["spec"]["podReplacementPolicy"] = json!("Failed");
+            texts(&super::check("batch", "Job", None, &object, Change::Object))
+        };
+        let valid = json!({"rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "In", "values": [1, 42]}}]});
+        assert_eq!(check(valid.clone(), "Never"), Vec::<String>::new());
+        assert_eq!(
+            check(valid, "OnFailure"),
+            [
+                r#"spec.template.spec.restartPolicy: Invalid value: "OnFailure": only "Never" is supported when podFailurePolicy is specified"#
+            ]
+        );
+        let errs = check(
+            json!({"rules": [
+                {"action": "Retry", "onExitCodes": {"containerName": "nope", "operator": "In", "values": [3, 0, 3]}},
+                {"action": "FailIndex", "onPodConditions": [{"type": "Bad Type", "status": "Maybe"}]},
+                {"action": "Count"},
+                {"onExitCodes": {"operator": "NotIn", "values": []}, "onPodConditions": [{"type": "Ready", "status": "False"}]}]}),
+            "Never",
+        );
+        assert_eq!(
+            errs,
+            [
+                r#"spec.podFailurePolicy.rules[0].action: Unsupported value: "Retry": supported values: "Count", "FailIndex", "FailJob", "Ignore""#,
+                r#"spec.podFailurePolicy.rules[0].onExitCodes.containerName: Invalid value: "nope": must be one of the container or initContainer names in the pod template"#,
+                "spec.podFailurePolicy.rules[0].onExitCodes.values[1]: Invalid value: 0: must not be 0 for the In operator",
+                "spec.podFailurePolicy.rules[0].onExitCodes.values[2]: Duplicate value: 3",
+                "spec.podFailurePolicy.rules[0].onExitCodes.values: Invalid value: []int32{3, 0, 3}: must be ordered",
+                r#"spec.podFailurePolicy.rules[1].action: Invalid value: "FailIndex": requires the backoffLimitPerIndex to be set"#,
+                r#"spec.podFailurePolicy.rules[1].onPodConditions[0].type: Invalid value: "Bad Type": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"#,
+                r#"spec.podFailurePolicy.rules[1].onPodConditions[0].status: Unsupported value: "Maybe": supported values: "False", "True", "Unknown""#,
+                "spec.podFailurePolicy.rules[2]: Invalid value: specifying one of OnExitCodes and OnPodConditions is required",
+                r#"spec.podFailurePolicy.rules[3].action: Required value: valid values: ["Count" "FailIndex" "FailJob" "Ignore"]"#,
+                "spec.podFailurePolicy.rules[3].onExitCodes.values: Invalid value: []int32{}: at least one value is required",
+                "spec.podFailurePolicy.rules[3]: Invalid value: specifying both OnExitCodes and OnPodConditions is not supported",
+            ]
         );
     }
 
