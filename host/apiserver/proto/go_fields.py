@@ -27,6 +27,7 @@ PACKAGES = [
     (API, "events/v1", "k8s.io.api.events.v1"),
     (API, "coordination/v1", "k8s.io.api.coordination.v1"),
     (API, "scheduling/v1", "k8s.io.api.scheduling.v1"),
+    (API, "policy/v1", "k8s.io.api.policy.v1"),
     (API, "autoscaling/v1", "k8s.io.api.autoscaling.v1"),
     (API, "authentication/v1", "k8s.io.api.authentication.v1"),
     (API, "authorization/v1", "k8s.io.api.authorization.v1"),

@@ -292,6 +292,26 @@ pub enum ApiError {
     /// The server failed in a way the client cannot fix (500).
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// Not now (429), as `NewTooManyRequests` renders it, with a cause: an eviction a disruption
+    /// budget does not allow.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What is refused.
+        message: String,
+        /// The cause's type and message (`DisruptionBudget`, which budget and why).
+        cause: (String, String),
+        /// `details.retryAfterSeconds` (left out when 0).
+        retry_after: u64,
+    },
+    /// A `metav1.Status` failure a REST handler returns as its result, with only a code and a
+    /// message (no reason): an eviction of a pod that several disruption budgets select (500).
+    #[error("{message}")]
+    Failure {
+        /// The HTTP status code.
+        code: u16,
+        /// The message.
+        message: String,
+    },
     /// The object or resource does not exist (404).
     #[error("{resource} \"{name}\" not found")]
     NotFound {
@@ -445,6 +465,8 @@ impl ApiError {
             Self::Unauthorized => 401,
             Self::Forbidden { .. } | Self::NamespaceTerminating { .. } => 403,
             Self::Internal(_) => 500,
+            Self::TooManyRequests { .. } => 429,
+            Self::Failure { code, .. } => *code,
             Self::NotFound { .. } | Self::UnknownResource => 404,
             Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::ApplyConflict(_) => 409,
             Self::Invalid { .. } | Self::Unprocessable(_) => 422,
@@ -466,6 +488,8 @@ impl ApiError {
             Self::Unauthorized => "Unauthorized",
             Self::Forbidden { .. } | Self::NamespaceTerminating { .. } => "Forbidden",
             Self::Internal(_) => "InternalError",
+            Self::TooManyRequests { .. } => "TooManyRequests",
+            Self::Failure { .. } => "",
             Self::NotFound { .. } | Self::UnknownResource => "NotFound",
             Self::AlreadyExists { .. } => "AlreadyExists",
             Self::Conflict { .. } | Self::ApplyConflict(_) => "Conflict",
@@ -544,6 +568,23 @@ impl ApiError {
                 "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
                 "retryAfterSeconds": 1,
             })),
+            Self::TooManyRequests {
+                cause: (reason, message),
+                retry_after,
+                ..
+            } => {
+                let mut details = json!({"causes": [{"reason": reason, "message": message}]});
+                if *retry_after > 0 {
+                    details["retryAfterSeconds"] = json!(retry_after);
+                }
+                Some(details)
+            }
+            Self::Failure { .. } => {
+                if let Some(map) = status.as_object_mut() {
+                    map.remove("reason");
+                }
+                None
+            }
             Self::ContinueExpired { token } => {
                 status["metadata"] = json!({ "continue": token });
                 None

@@ -19,6 +19,16 @@ pub struct Column {
     pub cell: fn(&Value) -> Value,
 }
 
+/// A disruption budget's bound as `printPodDisruptionBudget` shows it: the int or percent, or
+/// `N/A` when unset.
+fn budget_bound(bound: &Value) -> Value {
+    match bound {
+        Value::Null => json!("N/A"),
+        Value::String(s) => json!(s),
+        other => json!(other.to_string()),
+    }
+}
+
 const fn col(name: &'static str, column_type: &'static str, cell: fn(&Value) -> Value) -> Column {
     Column {
         name,
@@ -598,6 +608,21 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
                 json!(text(v, "/preemptionPolicy"))
             }),
         ],
+        // `printPodDisruptionBudget`: an unset bound is `N/A`.
+        ("policy", "PodDisruptionBudget") => {
+            vec![
+                col("Min Available", "string", |v| {
+                    budget_bound(&v["spec"]["minAvailable"])
+                }),
+                col("Max Unavailable", "string", |v| {
+                    budget_bound(&v["spec"]["maxUnavailable"])
+                }),
+                col("Allowed Disruptions", "integer", |v| {
+                    json!(v["status"]["disruptionsAllowed"].as_i64().unwrap_or(0))
+                }),
+                col("Age", "date", created),
+            ]
+        }
         ("coordination.k8s.io", "Lease") => vec![
             col("Holder", "string", |v| {
                 json!(text(v, "/spec/holderIdentity"))

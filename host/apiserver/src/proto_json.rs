@@ -141,6 +141,7 @@ fn package(api_version: &str) -> Option<String> {
         "events.k8s.io" => "events",
         "coordination.k8s.io" => "coordination",
         "scheduling.k8s.io" => "scheduling",
+        "policy" => "policy",
         "authentication.k8s.io" => "authentication",
         "authorization.k8s.io" => "authorization",
         _ => return None,
@@ -454,6 +455,8 @@ mod tests {
             ("events.k8s.io/v1", "Event"),
             ("coordination.k8s.io/v1", "Lease"),
             ("scheduling.k8s.io/v1", "PriorityClass"),
+            ("policy/v1", "PodDisruptionBudget"),
+            ("policy/v1", "Eviction"),
             ("autoscaling/v1", "Scale"),
         ] {
             assert!(supports(api_version, kind), "{api_version} {kind}");

@@ -301,6 +301,16 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
             false,
         ),
         builtin(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+            &["pdb"],
+            true,
+            false,
+        ),
+        builtin(
             "scheduling.k8s.io",
             "v1",
             "PriorityClass",

@@ -1390,14 +1390,18 @@ impl Cluster {
         Ok(result)
     }
 
-    /// `POST pods/{name}/eviction` (`EvictionREST.Create`): the Pod gets the `DisruptionTarget`
-    /// condition (reason `EvictionByEvictionAPI`, "Eviction API: evicting") and is deleted with
-    /// the eviction's `delete` options. No PodDisruptionBudget is served here, so none refuses
-    /// an eviction (a cluster answers 429 while a budget allows no disruption).
+    /// `POST pods/{name}/eviction` (`EvictionREST.Create`): a running Pod is evicted only if
+    /// the PodDisruptionBudget selecting it allows a disruption (`checkAndDecrement`: 429 while
+    /// its status is not current or allows none; the budget's allowance is taken and the Pod
+    /// noted in `disruptedPods`); an unready Pod goes without taking from the budget when the
+    /// budget's `unhealthyPodEvictionPolicy` or its health allows; a terminal, pending or
+    /// deleting Pod goes at once. The Pod gets the `DisruptionTarget` condition (reason
+    /// `EvictionByEvictionAPI`, "Eviction API: evicting") and is deleted with the eviction's
+    /// `delete` options.
     ///
     /// # Errors
-    /// [`ApiError`] for a name that differs from the URL's, a missing Pod, failed preconditions
-    /// or storage failures.
+    /// [`ApiError`] for a name that differs from the URL's, a missing Pod, a budget that refuses
+    /// (429) or that is not alone (500), failed preconditions or storage failures.
     pub fn evict(
         &self,
         target: &Target,
@@ -1417,6 +1421,13 @@ impl Cluster {
         };
         let mut delete = delete.clone();
         delete.dry_run |= write.dry_run;
+        let pod = {
+            let inner = self.lock();
+            stored(&inner, &target.info, &key).ok_or_else(|| target.not_found())?
+        };
+        if !can_ignore_budget(&pod) {
+            self.take_from_budget(&pod, &mut delete, write)?;
+        }
         if !delete.dry_run {
             // `addConditionAndDeletePod`: the condition on the latest Pod, the preconditions
             // checked against it first (a dry-run delete checks them).
@@ -1443,6 +1454,116 @@ impl Cluster {
             }
         }
         self.delete(&pod_target, &delete)?;
+        Ok(())
+    }
+
+    /// The eviction's part of the PodDisruptionBudget selecting `pod`, if one does.
+    fn take_from_budget(
+        &self,
+        pod: &Value,
+        delete: &mut DeleteOptions,
+        write: &WriteOptions,
+    ) -> Result<(), ApiError> {
+        let namespace = meta_str(pod, "namespace").unwrap_or_default();
+        let (info, budgets) = {
+            let inner = self.lock();
+            let Some(info) = inner.info(DISRUPTION_BUDGETS) else {
+                return Ok(());
+            };
+            let budgets: Vec<Arc<Value>> = inner
+                .store
+                .list(&info.storage_resource(), Some(namespace), None)
+                .map(|(_, b)| b.clone())
+                .filter(|b| budget_selects(&b["spec"]["selector"], pod))
+                .collect();
+            (info, budgets)
+        };
+        let budget = match budgets.as_slice() {
+            [] => return Ok(()),
+            [budget] => budget,
+            _ => {
+                return Err(ApiError::Failure {
+                    code: 500,
+                    message: "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
+                });
+            }
+        };
+        let name = meta_str(budget, "name").unwrap_or_default().to_owned();
+        let status = &budget["status"];
+        let count = |key: &str| status[key].as_i64().unwrap_or(0);
+        if !is_pod_ready(pod) {
+            // An unready Pod does not count as healthy: it may go without taking from the
+            // budget, if the policy says so or the application is healthy without it.
+            let always = budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow";
+            let healthy =
+                count("currentHealthy") >= count("desiredHealthy") && count("desiredHealthy") > 0;
+            if always || healthy {
+                if delete.resource_version.is_none() {
+                    delete.resource_version = meta_str(pod, "resourceVersion").map(str::to_owned);
+                }
+                return Ok(());
+            }
+        }
+        let refused = |cause: String, retry_after| ApiError::TooManyRequests {
+            message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+            cause: ("DisruptionBudget".into(), cause),
+            retry_after,
+        };
+        if status["observedGeneration"].as_i64().unwrap_or(0)
+            < budget["metadata"]["generation"].as_i64().unwrap_or(0)
+        {
+            return Err(refused(
+                format!("The disruption budget {name} is still being processed by the server."),
+                10,
+            ));
+        }
+        let forbidden = |message: &str| ApiError::Forbidden {
+            group: "policy".into(),
+            resource: "poddisruptionbudget".into(),
+            name: name.clone(),
+            message: message.into(),
+        };
+        let allowed = count("disruptionsAllowed");
+        if allowed < 0 {
+            return Err(forbidden("pdb disruptions allowed is negative"));
+        }
+        let disrupted = status["disruptedPods"].as_object().map_or(0, Map::len);
+        if disrupted > MAX_DISRUPTED_PODS {
+            return Err(forbidden(
+                "DisruptedPods map too big - too many evictions not confirmed by PDB controller",
+            ));
+        }
+        if allowed == 0 {
+            return Err(refused(
+                format!(
+                    "The disruption budget {name} needs {} healthy pods and has {} currently",
+                    count("desiredHealthy"),
+                    count("currentHealthy")
+                ),
+                0,
+            ));
+        }
+        if delete.dry_run {
+            return Ok(());
+        }
+        // Taken: one disruption fewer, the Pod noted until the disruption controller sees it go.
+        let mut body = (**budget).clone();
+        body["status"]["disruptionsAllowed"] = json!(allowed - 1);
+        if allowed == 1 {
+            crate::workloads::set_disruption_allowed(&mut body, &now());
+        }
+        let pod_name = meta_str(pod, "name").unwrap_or_default();
+        if !body["status"]["disruptedPods"].is_object() {
+            body["status"]["disruptedPods"] = json!({});
+        }
+        body["status"]["disruptedPods"][pod_name] = json!(now());
+        let status_target = Target {
+            info,
+            namespace: Some(namespace.to_owned()),
+            name: Some(name.clone()),
+            subresource: Some("status".into()),
+        };
+        self.update(&status_target, body, write)?;
         Ok(())
     }
 
@@ -1547,6 +1668,43 @@ impl Cluster {
         }
         Ok(out)
     }
+}
+
+/// PodDisruptionBudgets' group resource.
+const DISRUPTION_BUDGETS: &str = "poddisruptionbudgets.policy";
+
+/// `MaxDisruptedPodSize`: evictions a budget may note before the disruption controller confirms
+/// them.
+const MAX_DISRUPTED_PODS: usize = 2000;
+
+/// `canIgnorePDB`: a Pod that finished, has not started or is going is evicted without a budget.
+fn can_ignore_budget(pod: &Value) -> bool {
+    matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed" | "Pending")
+    ) || gc::is_deleting(pod)
+}
+
+/// `podutil.IsPodReady`.
+fn is_pod_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// Whether a budget's `selector` selects `pod` (an invalid selector selects nothing, a missing
+/// one nothing either; an empty one everything).
+pub(crate) fn budget_selects(selector: &Value, pod: &Value) -> bool {
+    if selector.is_null() {
+        return false;
+    }
+    serde_json::from_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>(
+        selector.clone(),
+    )
+    .ok()
+    .and_then(|s| crate::selector::Selector::from_label_selector(&s).ok())
+    .is_some_and(|s| s.matches_labels(pod))
 }
 
 /// `podutil.UpdatePodCondition` with the eviction's `DisruptionTarget` condition: its transition

@@ -8,7 +8,8 @@ mod service;
 mod validate;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, batch::v1 as batch, core::v1 as core, scheduling::v1 as scheduling,
+    apps::v1 as apps, batch::v1 as batch, core::v1 as core, policy::v1 as policy,
+    scheduling::v1 as scheduling,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -21,10 +22,11 @@ pub(crate) use defaults::items as object_items;
 pub(crate) use validate::Change;
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
-const BUILTIN_GROUPS: [&str; 8] = [
+const BUILTIN_GROUPS: [&str; 9] = [
     "",
     "apps",
     "batch",
+    "policy",
     "rbac.authorization.k8s.io",
     "events.k8s.io",
     "coordination.k8s.io",
@@ -62,7 +64,7 @@ pub(crate) fn is_builtin(info: &ResourceInfo) -> bool {
 pub(crate) fn tracks_generation(info: &ResourceInfo) -> bool {
     matches!(
         info.group.as_str(),
-        "apps" | "batch" | "apiextensions.k8s.io"
+        "apps" | "batch" | "policy" | "apiextensions.k8s.io"
     ) || !BUILTIN_GROUPS.contains(&info.group.as_str())
 }
 
@@ -232,6 +234,9 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("", "PersistentVolumeClaim") => decodes_as::<core::PersistentVolumeClaim>(info, object),
         ("scheduling.k8s.io", "PriorityClass") => {
             decodes_as::<scheduling::PriorityClass>(info, object)
+        }
+        ("policy", "PodDisruptionBudget") => {
+            decodes_as::<policy::PodDisruptionBudget>(info, object)
         }
         _ => Ok(Vec::new()),
     }

@@ -85,6 +85,19 @@ pub(super) fn check(
             }
         }
         ("", "Service", Change::Object) => service(object, old, &mut errs),
+        ("policy", "PodDisruptionBudget", Change::Object) => {
+            disruption_budget(&object["spec"], &mut errs);
+        }
+        ("policy", "PodDisruptionBudget", Change::Status) => {
+            for key in [
+                "disruptionsAllowed",
+                "currentHealthy",
+                "desiredHealthy",
+                "expectedPods",
+            ] {
+                nonnegative(&object["status"][key], &format!("status.{key}"), &mut errs);
+            }
+        }
         ("", "ConfigMap", Change::Object) => data(object, old, "binaryData", &mut errs),
         ("", "Secret", Change::Object) => {
             data(object, old, "stringData", &mut errs);
@@ -474,6 +487,63 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
     if let Some(old) = old {
         job_update(spec, old, indexed, errs);
     }
+}
+
+/// `ValidatePodDisruptionBudgetSpec`: at most one of `minAvailable` and `maxUnavailable`, each
+/// a non-negative int or a percent up to 100 %, and a valid selector.
+fn disruption_budget(spec: &Value, errs: &mut Vec<FieldCause>) {
+    let (min, max) = (&spec["minAvailable"], &spec["maxUnavailable"]);
+    if !min.is_null() && !max.is_null() {
+        // kube-apiserver prints the spec as Go's `%#v` of a struct of pointers here.
+        errs.push(FieldCause::other(
+            "spec",
+            "Invalid value: policy.PodDisruptionBudgetSpec{...}: minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    for (key, bound) in [("minAvailable", min), ("maxUnavailable", max)] {
+        let path = format!("spec.{key}");
+        match bound {
+            Value::Null => {}
+            Value::Number(n) => {
+                if n.as_i64().is_some_and(|n| n < 0) {
+                    errs.push(FieldCause::invalid_value(
+                        &path,
+                        bound,
+                        "must be greater than or equal to 0",
+                    ));
+                }
+            }
+            Value::String(text) => match percent(text) {
+                None => errs.push(FieldCause::invalid(
+                    &path,
+                    text,
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                )),
+                Some(p) if p > 100 => {
+                    errs.push(FieldCause::invalid(&path, text, "must not be greater than 100%"));
+                }
+                Some(_) => {}
+            },
+            other => errs.push(FieldCause::invalid_value(&path, other, "must be an int or a percent")),
+        }
+    }
+    let selector = &spec["selector"];
+    if !selector.is_null()
+        && let Err(e) = serde_json::from_value::<LabelSelector>(selector.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|s| Selector::from_label_selector(&s).map_err(|e| e.to_string()))
+    {
+        errs.push(FieldCause::invalid_value("spec.selector", selector, e));
+    }
+}
+
+/// The number of a percent string (`[0-9]+%`).
+fn percent(text: &str) -> Option<u64> {
+    let digits = text.strip_suffix('%')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(u64::MAX))
 }
 
 /// `maxPodFailurePolicyRules`, `maxPodFailurePolicyOnExitCodesValues`,

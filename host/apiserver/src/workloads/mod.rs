@@ -24,12 +24,15 @@ use crate::gc;
 use crate::verbs::{DeleteOptions, Target, WriteOptions};
 
 mod deployment;
+mod disruption;
 mod job;
 mod node;
 mod replica_set;
 mod stateful_set;
 
 use deployment::deployment_pass;
+pub(crate) use disruption::set_disruption_allowed;
+use disruption::{DISRUPTION_BUDGETS, Scales, budget_pass};
 use job::{
     has_tracking_finalizer, job_pass, release_tracked_pod, runs_to_completion, stopped_status,
     succeeded_status, ttl_expiry,
@@ -154,7 +157,16 @@ pub async fn run(
 /// One pass over Deployments, ReplicaSets and Pods at `now`. Returns how long until the next
 /// Pending Pod is due to become Ready, if any.
 fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<Duration> {
-    let (deployments, replica_sets, jobs, stateful_sets, revisions, pods, tracked_deleting) = {
+    let (
+        deployments,
+        replica_sets,
+        jobs,
+        stateful_sets,
+        revisions,
+        pods,
+        tracked_deleting,
+        budgets,
+    ) = {
         let inner = cluster.lock();
         let read = |gr: &str, deleting: bool| -> Vec<Arc<Value>> {
             inner
@@ -174,6 +186,7 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             read(CONTROLLER_REVISIONS, false),
             read(PODS, false),
             deleting_pods,
+            read(DISRUPTION_BUDGETS, false),
         )
     };
     let mut writes = Writes::new(cluster);
@@ -254,6 +267,20 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             && controller_uid(pod).is_none_or(|uid| !job_uids.contains(uid))
         {
             release_tracked_pod(&mut writes, pod);
+        }
+    }
+    // The disruption controller, from the Pods as this pass read them.
+    if !budgets.is_empty() {
+        let scales = Scales::new(
+            deployments
+                .iter()
+                .chain(&replica_sets)
+                .chain(&stateful_sets)
+                .map(|w| &**w),
+        );
+        let all_pods: Vec<&Value> = pods.iter().map(|p| &**p).collect();
+        for budget in &budgets {
+            budget_pass(&mut writes, budget, &all_pods, &scales, now);
         }
     }
     for set in &stateful_sets {
@@ -1753,6 +1780,96 @@ mod tests {
             )
         );
         assert_eq!(careful["status"]["failed"], 1);
+    }
+
+    #[test]
+    fn a_disruption_budget_counts_healthy_pods_and_evictions_take_from_it() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        create(&cluster, DEPLOYMENTS, web(json!({"replicas": 3})));
+        let budget = |name: &str, bound: Value| {
+            let budget = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}}});
+            with_spec(budget, bound)
+        };
+        create(
+            &cluster,
+            DISRUPTION_BUDGETS,
+            budget("web", json!({"minAvailable": 2})),
+        );
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        settle(&cluster, at);
+        let status = |cluster: &Cluster| list(cluster, DISRUPTION_BUDGETS)[0]["status"].clone();
+        let now = status(&cluster);
+        assert_eq!(
+            (
+                &now["expectedPods"],
+                &now["currentHealthy"],
+                &now["desiredHealthy"],
+                &now["disruptionsAllowed"],
+                &now["observedGeneration"],
+            ),
+            (&json!(3), &json!(3), &json!(2), &json!(1), &json!(1))
+        );
+        assert_eq!(now["conditions"][0]["type"], "DisruptionAllowed");
+        assert_eq!(now["conditions"][0]["status"], "True");
+        assert_eq!(now["conditions"][0]["reason"], "SufficientPods");
+
+        // One eviction is allowed and taken; the next is refused until the replacement is ready.
+        let evict = |name: &str| {
+            let target = Target {
+                subresource: Some("eviction".into()),
+                ..target(&cluster, PODS, Some(name))
+            };
+            let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name}});
+            cluster.evict(
+                &target,
+                &eviction,
+                &WriteOptions::default(),
+                &DeleteOptions::default(),
+            )
+        };
+        let names: Vec<String> = list(&cluster, PODS)
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect();
+        evict(&names[0]).unwrap();
+        let taken = status(&cluster);
+        assert_eq!(taken["disruptionsAllowed"], 0);
+        assert!(taken["disruptedPods"][&names[0]].is_string());
+        assert_eq!(taken["conditions"][0]["reason"], "InsufficientPods");
+        let refused = evict(&names[1]).unwrap_err();
+        assert_eq!(refused.code(), 429);
+        assert_eq!(
+            refused.to_status()["details"]["causes"][0],
+            json!({"reason": "DisruptionBudget",
+                "message": "The disruption budget web needs 2 healthy pods and has 3 currently"})
+        );
+        assert!(pod(&cluster, &names[1]).is_some(), "refused: still there");
+        settle(&cluster, at + chrono::Duration::seconds(5));
+        assert_eq!(status(&cluster)["disruptionsAllowed"], 1);
+        assert_eq!(
+            status(&cluster).get("disruptedPods"),
+            None,
+            "the evicted Pod is gone"
+        );
+
+        // A percentage reads the controllers' scale, rounded up: 34 % of 3 may be unavailable.
+        create(
+            &cluster,
+            DISRUPTION_BUDGETS,
+            budget("pct", json!({"maxUnavailable": "34%"})),
+        );
+        settle(&cluster, at + chrono::Duration::seconds(10));
+        let pct = list(&cluster, DISRUPTION_BUDGETS)
+            .into_iter()
+            .find(|b| b["metadata"]["name"] == "pct")
+            .unwrap();
+        assert_eq!(pct["status"]["expectedPods"], 3);
+        assert_eq!(pct["status"]["desiredHealthy"], 1);
+        // Two budgets select these Pods now: the eviction subresource refuses.
+        assert_eq!(evict(&names[1]).unwrap_err().code(), 500);
     }
 
     #[test]
