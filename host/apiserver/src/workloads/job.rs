@@ -77,6 +77,8 @@ enum PolicyVerdict {
     Ignore,
     /// A `FailJob` rule: the Job fails with this message.
     FailJob(String),
+    /// A `FailIndex` rule (with `backoffLimitPerIndex`): the failure counts and its index fails.
+    FailIndex,
 }
 
 /// `matchPodFailurePolicy`: the first rule of `job`'s `podFailurePolicy` that `pod` (failed)
@@ -112,11 +114,56 @@ fn match_pod_failure_policy(job: &Value, pod: &Value) -> PolicyVerdict {
             return match action {
                 "Ignore" => PolicyVerdict::Ignore,
                 "FailJob" => PolicyVerdict::FailJob(message),
+                "FailIndex" if !job["spec"]["backoffLimitPerIndex"].is_null() => {
+                    PolicyVerdict::FailIndex
+                }
                 _ => PolicyVerdict::Count,
             };
         }
     }
     PolicyVerdict::Count
+}
+
+/// The annotations counting an index's failures (`JobIndexFailureCountAnnotation`) and its
+/// failures a pod failure policy ignored (`JobIndexIgnoredFailureCountAnnotation`).
+const INDEX_FAILURE_COUNT: (&str, &str) = (
+    "batch.kubernetes.io/job-index-failure-count",
+    "batch.kubernetes.io/job-index-ignored-failure-count",
+);
+
+/// A Pod's index failure counts (`getIndexFailureCount`, and the ignored ones).
+fn index_failure_counts(pod: &Value) -> (i64, i64) {
+    let read = |key: &str| {
+        pod["metadata"]["annotations"][key]
+            .as_str()
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|n| *n >= 0)
+            .unwrap_or(0)
+    };
+    (read(INDEX_FAILURE_COUNT.0), read(INDEX_FAILURE_COUNT.1))
+}
+
+/// `isIndexFailed`: a failed Pod whose failure counts and whose index had failed
+/// `backoffLimitPerIndex` times before, or that a `FailIndex` rule matches.
+fn is_index_failed(job: &Value, pod: &Value, limit: i64) -> bool {
+    if !is_pod_failed(pod, job) {
+        return false;
+    }
+    match match_pod_failure_policy(job, pod) {
+        PolicyVerdict::FailIndex => true,
+        PolicyVerdict::Ignore => false,
+        _ => index_failure_counts(pod).0 >= limit,
+    }
+}
+
+/// `getNewIndexFailureCounts`: the counts a replacement of `replaced` (failed) starts with.
+fn next_index_failure_counts(job: &Value, replaced: &Value) -> (i64, i64) {
+    let (failures, ignored) = index_failure_counts(replaced);
+    if match_pod_failure_policy(job, replaced) == PolicyVerdict::Ignore {
+        (failures, ignored + 1)
+    } else {
+        (failures + 1, ignored)
+    }
 }
 
 /// `matchOnExitCodes`: the first container (regular, then init) that terminated with a non-zero
@@ -256,6 +303,20 @@ pub(super) fn job_pass(
             keep
         });
     }
+    // `calculateFailedIndexes`: with `backoffLimitPerIndex`, an index fails once its Pods failed
+    // more than that many times (or a `FailIndex` rule matched), and is not run again.
+    let per_index = spec["backoffLimitPerIndex"].as_i64().filter(|_| indexed);
+    let mut failed_indexes = Intervals::default();
+    if let (Some(limit), Some(completions)) = (per_index, completions) {
+        failed_indexes = Intervals::parse(old["failedIndexes"].as_str().unwrap_or(""), completions);
+        for pod in &all {
+            if let Some(index) = completion_index(pod).filter(|i| *i < completions)
+                && is_index_failed(job, pod, limit)
+            {
+                failed_indexes.insert(index);
+            }
+        }
+    }
     // The Pods that finished and still carry the finalizer are recorded (a succeeded index needs
     // no UID) and then lose it; at most `MaxUncountedPods` at once, so the status stays small,
     // the rest on later passes.
@@ -358,6 +419,25 @@ pub(super) fn job_pass(
             "DeadlineExceeded".to_owned(),
             "Job was active longer than specified deadline".to_owned(),
         )),
+        None if per_index.is_some()
+            && spec["maxFailedIndexes"]
+                .as_i64()
+                .is_some_and(|max| failed_indexes.total() > max) =>
+        {
+            Some((
+                "MaxFailedIndexesExceeded".to_owned(),
+                "Job has exceeded the specified maximal number of failed indexes".to_owned(),
+            ))
+        }
+        None if per_index.is_some()
+            && failed_indexes.total() > 0
+            && completions.is_some_and(|c| failed_indexes.total() + completed.total() >= c) =>
+        {
+            Some((
+                "FailedIndexes".to_owned(),
+                "Job has failed indexes".to_owned(),
+            ))
+        }
         None => None,
     };
     let complete = failure.is_none()
@@ -403,9 +483,28 @@ pub(super) fn job_pass(
         Some(completions) => {
             let taken = active.iter().filter_map(|p| completion_index(p)).collect();
             completed
+                .union(&failed_indexes)
                 .first_pending(taken, missing, completions)
                 .into_iter()
-                .map(|index| indexed_pod(job, namespace, index))
+                .map(|index| {
+                    let mut pod = indexed_pod(job, namespace, index);
+                    if per_index.is_some() {
+                        // The index's count goes on from the Pod it replaces, the last to fail.
+                        let replaced = all
+                            .iter()
+                            .filter(|p| completion_index(p) == Some(index) && is_pod_failed(p, job))
+                            .max_by_key(|p| index_failure_counts(p));
+                        let (failures, ignored) =
+                            replaced.map_or((0, 0), |p| next_index_failure_counts(job, p));
+                        pod["metadata"]["annotations"][INDEX_FAILURE_COUNT.0] =
+                            json!(failures.to_string());
+                        if ignored > 0 {
+                            pod["metadata"]["annotations"][INDEX_FAILURE_COUNT.1] =
+                                json!(ignored.to_string());
+                        }
+                    }
+                    pod
+                })
                 .collect()
         }
         None => (0..missing)
@@ -444,6 +543,9 @@ pub(super) fn job_pass(
     }
     if !completed.0.is_empty() {
         status.insert("completedIndexes".into(), json!(completed.to_string()));
+    }
+    if per_index.is_some() {
+        status.insert("failedIndexes".into(), json!(failed_indexes.to_string()));
     }
     if counted_failed > 0 {
         status.insert("failed".into(), json!(counted_failed));
@@ -828,6 +930,15 @@ impl Intervals {
             }
         }
         held
+    }
+
+    /// The indexes of both.
+    fn union(&self, other: &Self) -> Self {
+        let mut out = self.clone();
+        for &(first, last) in &other.0 {
+            out.insert_range(first, last);
+        }
+        out
     }
 
     /// How many indexes the intervals hold.

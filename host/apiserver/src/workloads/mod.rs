@@ -1873,6 +1873,68 @@ mod tests {
     }
 
     #[test]
+    fn an_index_that_fails_past_its_backoff_limit_is_not_run_again_and_fails_the_job() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let spec = json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+            "backoffLimitPerIndex": 1});
+        create(&cluster, JOBS, job("per", spec));
+        let (start, slow) = (Utc::now(), Duration::from_secs(60));
+        settle_with(&cluster, slow, start);
+        let index_pod = |cluster: &Cluster, index: i64| {
+            list(cluster, PODS)
+                .into_iter()
+                .find(|p| completion_index(p) == Some(index) && !gc::is_deleting(p))
+        };
+        let count = |pod: &Value| {
+            pod["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"].clone()
+        };
+        let first = index_pod(&cluster, 1).unwrap();
+        assert_eq!(count(&first), "0");
+        // Index 1 fails once: it runs again, its count carried on.
+        delete(
+            &cluster,
+            PODS,
+            first["metadata"]["name"].as_str().unwrap(),
+            None,
+        );
+        settle_with(&cluster, slow, start);
+        let second = index_pod(&cluster, 1).expect("index 1 runs again");
+        assert_eq!(count(&second), "1");
+        let per = &list(&cluster, JOBS)[0];
+        assert_eq!(per["status"]["failedIndexes"], "");
+        assert_eq!(per["status"]["failed"], 1);
+        // Twice: past its limit of one, the index fails and is not run again.
+        delete(
+            &cluster,
+            PODS,
+            second["metadata"]["name"].as_str().unwrap(),
+            None,
+        );
+        settle_with(&cluster, slow, start);
+        assert!(index_pod(&cluster, 1).is_none());
+        let per = &list(&cluster, JOBS)[0];
+        assert_eq!(per["status"]["failedIndexes"], "1");
+        assert_eq!(per["status"]["failed"], 2);
+        assert!(
+            finished_condition(per).is_none(),
+            "indexes 0 and 2 still run"
+        );
+        // The others succeed: the Job fails for its failed index.
+        settle(&cluster, start + chrono::Duration::minutes(5));
+        let per = &list(&cluster, JOBS)[0];
+        assert_eq!(per["status"]["completedIndexes"], "0,2");
+        let failed = finished_condition(per).unwrap();
+        assert_eq!(
+            (&failed["type"], &failed["reason"], &failed["message"]),
+            (
+                &json!("Failed"),
+                &json!("FailedIndexes"),
+                &json!("Job has failed indexes")
+            )
+        );
+    }
+
+    #[test]
     fn an_orphaned_job_pod_loses_the_tracking_finalizer() {
         let cluster = Cluster::open(None, 10_000).unwrap();
         create(&cluster, JOBS, job("left", json!({})));
