@@ -368,6 +368,13 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
     ] {
         nonnegative(&spec[key], &format!("spec.{key}"), errs);
     }
+    let per_index = !spec["backoffLimitPerIndex"].is_null();
+    if !spec["maxFailedIndexes"].is_null() && !per_index {
+        errs.push(FieldCause::required(
+            "spec.backoffLimitPerIndex",
+            "when maxFailedIndexes is specified",
+        ));
+    }
     let mode = &spec["completionMode"];
     let indexed = *mode == "Indexed";
     if !mode.is_null() && !indexed && *mode != "NonIndexed" {
@@ -396,6 +403,7 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
                 ),
             ));
         }
+        per_index_limits(spec, errs);
         if let Some(completions) = spec["completions"].as_i64().filter(|c| *c > 0)
             && old.is_none()
         {
@@ -434,7 +442,12 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
     }
     let template = &spec["template"];
     if spec["podFailurePolicy"].is_object() {
-        pod_failure_policy(&spec["podFailurePolicy"], &template["spec"], errs);
+        pod_failure_policy(
+            &spec["podFailurePolicy"],
+            &template["spec"],
+            per_index,
+            errs,
+        );
     }
     let replacement = &spec["podReplacementPolicy"];
     if spec["podFailurePolicy"].is_object() {
@@ -546,6 +559,61 @@ fn percent(text: &str) -> Option<u64> {
     Some(digits.parse().unwrap_or(u64::MAX))
 }
 
+/// `maxFailedIndexesForIndexedJob`, `completionsSoftLimit`, `parallelismLimitForHighCompletions`
+/// and `maxFailedIndexesLimitForHighCompletions`.
+const PER_INDEX_LIMITS: (i64, i64, i64, i64) = (100_000, 100_000, 10_000, 10_000);
+
+/// `validateJobSpec`'s bounds of an Indexed Job's `maxFailedIndexes` (at most `completions`, and
+/// 100 000), and, above 100 000 completions with `backoffLimitPerIndex`, `maxFailedIndexes`
+/// required and it and `parallelism` at most 10 000.
+fn per_index_limits(spec: &Value, errs: &mut Vec<FieldCause>) {
+    let (max_failed, soft_completions, high_parallelism, high_max_failed) = PER_INDEX_LIMITS;
+    let (completions, max) = (spec["completions"].as_i64(), &spec["maxFailedIndexes"]);
+    if let Some(n) = max.as_i64() {
+        if completions.is_some_and(|c| n > c) {
+            errs.push(FieldCause::invalid_value(
+                "spec.maxFailedIndexes",
+                max,
+                "must be less than or equal to completions",
+            ));
+        }
+        if n > max_failed {
+            errs.push(FieldCause::invalid_value(
+                "spec.maxFailedIndexes",
+                max,
+                format!("must be less than or equal to {max_failed}"),
+            ));
+        }
+    }
+    if completions.is_some_and(|c| c > soft_completions) && !spec["backoffLimitPerIndex"].is_null()
+    {
+        let above = format!(
+            "when completions are above {soft_completions} and used with backoff limit per index"
+        );
+        if max.is_null() {
+            errs.push(FieldCause::required(
+                "spec.maxFailedIndexes",
+                &format!("must be specified when completions is above {soft_completions}"),
+            ));
+        }
+        let parallelism = &spec["parallelism"];
+        if parallelism.as_i64().is_some_and(|p| p > high_parallelism) {
+            errs.push(FieldCause::invalid_value(
+                "spec.parallelism",
+                parallelism,
+                format!("must be less than or equal to {high_parallelism} {above}"),
+            ));
+        }
+        if max.as_i64().is_some_and(|n| n > high_max_failed) {
+            errs.push(FieldCause::invalid_value(
+                "spec.maxFailedIndexes",
+                max,
+                format!("must be less than or equal to {high_max_failed} {above}"),
+            ));
+        }
+    }
+}
+
 /// `maxPodFailurePolicyRules`, `maxPodFailurePolicyOnExitCodesValues`,
 /// `maxPodFailurePolicyOnPodConditionsPatterns`.
 const MAX_POD_FAILURE_POLICY: (usize, usize, usize) = (20, 255, 20);
@@ -560,10 +628,15 @@ fn too_many(path: &str, n: usize, max: usize) -> FieldCause {
 }
 
 /// `validatePodFailurePolicy`: at most 20 rules, each with a known action (`FailIndex` only with
-/// `backoffLimitPerIndex`, which is not served here) and exactly one of `onExitCodes` (an
+/// `backoffLimitPerIndex`) and exactly one of `onExitCodes` (an
 /// operator, a container of the template if named, 1–255 ordered, distinct values, no 0 for
 /// `In`) and `onPodConditions` (at most 20 patterns, a qualified type, a status).
-fn pod_failure_policy(policy: &Value, pod_spec: &Value, errs: &mut Vec<FieldCause>) {
+fn pod_failure_policy(
+    policy: &Value,
+    pod_spec: &Value,
+    per_index: bool,
+    errs: &mut Vec<FieldCause>,
+) {
     let (max_rules, max_values, max_patterns) = MAX_POD_FAILURE_POLICY;
     let rules = policy["rules"].as_array().map_or(&[][..], Vec::as_slice);
     if rules.len() > max_rules {
@@ -588,11 +661,13 @@ fn pod_failure_policy(policy: &Value, pod_spec: &Value, errs: &mut Vec<FieldCaus
                 r#"valid values: ["Count" "FailIndex" "FailJob" "Ignore"]"#,
             ));
         } else if *action == "FailIndex" {
-            errs.push(FieldCause::invalid_value(
-                &format!("{path}.action"),
-                action,
-                "requires the backoffLimitPerIndex to be set",
-            ));
+            if !per_index {
+                errs.push(FieldCause::invalid_value(
+                    &format!("{path}.action"),
+                    action,
+                    "requires the backoffLimitPerIndex to be set",
+                ));
+            }
         } else if !action.as_str().is_some_and(|a| actions.contains(&a)) {
             errs.push(FieldCause::not_supported(
                 &format!("{path}.action"),
@@ -1380,6 +1455,44 @@ mod tests {
                 r#"spec.podFailurePolicy.rules[3].action: Required value: valid values: ["Count" "FailIndex" "FailJob" "Ignore"]"#,
                 "spec.podFailurePolicy.rules[3].onExitCodes.values: Invalid value: []int32{}: at least one value is required",
                 "spec.podFailurePolicy.rules[3]: Invalid value: specifying both OnExitCodes and OnPodConditions is not supported",
+            ]
+        );
+    }
+
+    #[test]
+    fn backoff_limit_per_index_bounds_are_checked_as_validate_job_spec_does() {
+        let check = |fields: Value| {
+            let mut object = job(false, json!({}));
+            object["spec"]["completionMode"] = json!("Indexed");
+            if let (Some(spec), Value::Object(fields)) = (object["spec"].as_object_mut(), fields) {
+                spec.extend(fields);
+            }
+            texts(&super::check("batch", "Job", None, &object, Change::Object))
+        };
+        assert_eq!(
+            check(
+                json!({"completions": 10, "backoffLimitPerIndex": 1, "maxFailedIndexes": 10,
+                "podReplacementPolicy": "Failed",
+                "podFailurePolicy": {"rules": [{"action": "FailIndex",
+                    "onExitCodes": {"operator": "In", "values": [3]}}]}})
+            ),
+            Vec::<String>::new(),
+            "FailIndex with backoffLimitPerIndex"
+        );
+        assert_eq!(
+            check(json!({"completions": 10, "maxFailedIndexes": 11})),
+            [
+                "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified",
+                "spec.maxFailedIndexes: Invalid value: 11: must be less than or equal to completions",
+            ]
+        );
+        assert_eq!(
+            check(
+                json!({"completions": 200_000, "parallelism": 20_000, "backoffLimitPerIndex": 1})
+            ),
+            [
+                "spec.maxFailedIndexes: Required value: must be specified when completions is above 100000",
+                "spec.parallelism: Invalid value: 20000: must be less than or equal to 10000 when completions are above 100000 and used with backoff limit per index",
             ]
         );
     }
