@@ -161,24 +161,8 @@ fn benches(c: &mut Criterion) {
     group.bench_function("server_side_apply_deployment_defaulted", |b| {
         b.iter(|| {
             replicas = (replicas + 1) % 50;
-            let config = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "web-defaulted", "labels": {"app": "web-defaulted"}},
-                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web-defaulted"}},
-                    "progressDeadlineSeconds": 600, "revisionHistoryLimit": 10,
-                    "strategy": {"type": "RollingUpdate",
-                        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-                    "template": {"metadata": {"labels": {"app": "web-defaulted"}}, "spec": {
-                        "dnsPolicy": "ClusterFirst", "restartPolicy": "Always",
-                        "schedulerName": "default-scheduler", "securityContext": {},
-                        "terminationGracePeriodSeconds": 30, "containers": [
-                        {"name": "web", "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent",
-                         "terminationMessagePath": "/dev/termination-log",
-                         "terminationMessagePolicy": "File",
-                         "ports": [{"containerPort": 80, "protocol": "TCP"}],
-                         "env": [{"name": "A", "value": "1"}],
-                         "readinessProbe": {"httpGet": {"path": "/", "port": 80, "scheme": "HTTP"},
-                            "failureThreshold": 3, "periodSeconds": 10, "successThreshold": 1,
-                            "timeoutSeconds": 1}}]}}}});
+            let env = json!([{"name": "A", "value": "1"}]);
+            let config = defaulted_deployment("web-defaulted", replicas, env);
             rt.block_on(deployments.patch(
                 "web-defaulted",
                 &PatchParams::apply("bench").force(),
@@ -257,6 +241,29 @@ fn benches(c: &mut Criterion) {
     rt.block_on(async { server.shutdown().await.expect("shutdown") });
 }
 
+/// The apply configuration of Deployment `name` (label `app: name`) with Kubernetes' defaults
+/// written out: one container with a port, `env` and a readiness probe.
+fn defaulted_deployment(name: &str, replicas: u64, env: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "progressDeadlineSeconds": 600, "revisionHistoryLimit": 10,
+            "strategy": {"type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                "dnsPolicy": "ClusterFirst", "restartPolicy": "Always",
+                "schedulerName": "default-scheduler", "securityContext": {},
+                "terminationGracePeriodSeconds": 30, "containers": [
+                {"name": "web", "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent",
+                 "terminationMessagePath": "/dev/termination-log",
+                 "terminationMessagePolicy": "File",
+                 "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                 "env": env,
+                 "readinessProbe": {"httpGet": {"path": "/", "port": 80, "scheme": "HTTP"},
+                    "failureThreshold": 3, "periodSeconds": 10, "successThreshold": 1,
+                    "timeoutSeconds": 1}}]}}}})
+}
+
 /// Server-side apply of a Deployment in process: merge by list keys, the field sets of the
 /// configuration, of the changes and of the previous apply, and `managedFields` read and written.
 fn in_process(c: &mut Criterion) {
@@ -264,24 +271,8 @@ fn in_process(c: &mut Criterion) {
     use capstan_apiserver::fieldtype::Node;
 
     let config = |replicas: u64| {
-        json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "labels": {"app": "web"}},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-                "progressDeadlineSeconds": 600, "revisionHistoryLimit": 10,
-                "strategy": {"type": "RollingUpdate",
-                    "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
-                    "dnsPolicy": "ClusterFirst", "restartPolicy": "Always",
-                    "schedulerName": "default-scheduler", "securityContext": {},
-                    "terminationGracePeriodSeconds": 30, "containers": [
-                    {"name": "web", "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent",
-                     "terminationMessagePath": "/dev/termination-log",
-                     "terminationMessagePolicy": "File",
-                     "ports": [{"containerPort": 80, "protocol": "TCP"}],
-                     "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
-                     "readinessProbe": {"httpGet": {"path": "/", "port": 80, "scheme": "HTTP"},
-                        "failureThreshold": 3, "periodSeconds": 10, "successThreshold": 1,
-                        "timeoutSeconds": 1}}]}}}})
+        let env = json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]);
+        defaulted_deployment("web", replicas, env)
     };
     let writer = |manager| Writer {
         manager,

@@ -236,6 +236,16 @@ impl Selector {
         self
     }
 
+    /// Whether `selector`, a `LabelSelector` as JSON, selects `object`'s labels; one that does not
+    /// parse selects nothing (`LabelSelectorAsSelector` failing), an empty one everything.
+    #[must_use]
+    pub fn label_selector_selects(selector: &Value, object: &Value) -> bool {
+        serde_json::from_value::<LabelSelector>(selector.clone())
+            .ok()
+            .and_then(|s| Self::from_label_selector(&s).ok())
+            .is_some_and(|s| s.matches_labels(object))
+    }
+
     /// Matches an object's `metadata.labels`.
     #[must_use]
     pub fn matches_labels(&self, object: &Value) -> bool {

@@ -1491,7 +1491,7 @@ impl Cluster {
         let name = meta_str(budget, "name").unwrap_or_default().to_owned();
         let status = &budget["status"];
         let count = |key: &str| status[key].as_i64().unwrap_or(0);
-        if !is_pod_ready(pod) {
+        if !crate::workloads::is_ready(pod) {
             // An unready Pod does not count as healthy: it may go without taking from the
             // budget, if the policy says so or the application is healthy without it.
             let always = budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow";
@@ -1685,26 +1685,10 @@ fn can_ignore_budget(pod: &Value) -> bool {
     ) || gc::is_deleting(pod)
 }
 
-/// `podutil.IsPodReady`.
-fn is_pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
 /// Whether a budget's `selector` selects `pod` (an invalid selector selects nothing, a missing
 /// one nothing either; an empty one everything).
 pub(crate) fn budget_selects(selector: &Value, pod: &Value) -> bool {
-    if selector.is_null() {
-        return false;
-    }
-    serde_json::from_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>(
-        selector.clone(),
-    )
-    .ok()
-    .and_then(|s| crate::selector::Selector::from_label_selector(&s).ok())
-    .is_some_and(|s| s.matches_labels(pod))
+    !selector.is_null() && crate::selector::Selector::label_selector_selects(selector, pod)
 }
 
 /// `podutil.UpdatePodCondition` with the eviction's `DisruptionTarget` condition: its transition

@@ -293,10 +293,7 @@ fn workload(object: &Value, old: Option<&Value>, restart_always: bool, errs: &mu
                 "empty selector is invalid for deployment",
             ));
         } else {
-            let parsed = serde_json::from_value::<LabelSelector>(selector.clone())
-                .map_err(|e| e.to_string())
-                .and_then(|s| Selector::from_label_selector(&s).map_err(|e| e.to_string()));
-            match parsed {
+            match parse_label_selector(selector) {
                 Ok(sel) => {
                     if !sel.matches_labels(&spec["template"]) {
                         errs.push(FieldCause::invalid_value(
@@ -542,9 +539,7 @@ fn disruption_budget(spec: &Value, errs: &mut Vec<FieldCause>) {
     }
     let selector = &spec["selector"];
     if !selector.is_null()
-        && let Err(e) = serde_json::from_value::<LabelSelector>(selector.clone())
-            .map_err(|e| e.to_string())
-            .and_then(|s| Selector::from_label_selector(&s).map_err(|e| e.to_string()))
+        && let Err(e) = parse_label_selector(selector)
     {
         errs.push(FieldCause::invalid_value("spec.selector", selector, e));
     }
@@ -1000,13 +995,18 @@ fn take_scheduling_directives(old_template: &mut Value, template: &Value) {
     }
 }
 
+/// `selector` (a `LabelSelector` as JSON) as a selector, or why it is not one (the decode's or
+/// the selector's error, as a field error's detail).
+fn parse_label_selector(selector: &Value) -> Result<Selector, String> {
+    serde_json::from_value::<LabelSelector>(selector.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|s| Selector::from_label_selector(&s).map_err(|e| e.to_string()))
+}
+
 /// Whether `selector` (a `LabelSelector`) selects the labels of the Pod `template`; a selector
 /// that does not parse selects nothing.
 fn selects_template(selector: &Value, template: &Value) -> bool {
-    serde_json::from_value::<LabelSelector>(selector.clone())
-        .ok()
-        .and_then(|s| Selector::from_label_selector(&s).ok())
-        .is_some_and(|s| s.matches_labels(template))
+    Selector::label_selector_selects(selector, template)
 }
 
 /// `ValidateDeploymentStrategy` and `ValidateRollingUpdateDeployment`.

@@ -471,7 +471,8 @@ fn insert_counts<const N: usize>(status: &mut Map<String, Value>, counts: [(&str
     }
 }
 
-fn is_ready(pod: &Value) -> bool {
+/// `podutil.IsPodReady`: the Pod's `Ready` condition is True.
+pub(crate) fn is_ready(pod: &Value) -> bool {
     pod["status"]["conditions"]
         .as_array()
         .into_iter()
@@ -875,29 +876,13 @@ mod tests {
     /// (old, new) and the ready Pods' images.
     fn roll_out(replicas: i64, strategy: Value, mut check: impl FnMut(i64, i64, &[String])) {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let deployment = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"replicas": replicas, "strategy": strategy,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
-        });
-        let options = WriteOptions::default();
-        cluster
-            .create(&target(&cluster, DEPLOYMENTS, None), deployment, &options)
-            .unwrap();
+        let spec = json!({"replicas": replicas, "strategy": strategy});
+        create(&cluster, DEPLOYMENTS, web(spec));
         let at = Utc::now() + chrono::Duration::seconds(5);
         settle(&cluster, at);
-        let mut changed = (*list(&cluster, DEPLOYMENTS)[0]).clone();
-        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
-        cluster
-            .update(
-                &target(&cluster, DEPLOYMENTS, Some("web")),
-                changed,
-                &options,
-            )
-            .unwrap();
+        edit_spec(&cluster, DEPLOYMENTS, "web", |spec| {
+            spec["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        });
         for _ in 0..60 {
             let before = cluster.lock().store.resource_version();
             pass(&cluster, Duration::ZERO, at);
@@ -1334,7 +1319,6 @@ mod tests {
     #[test]
     fn a_stateful_set_partition_keeps_the_lower_ordinals_at_their_revision() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let options = WriteOptions::default();
         let partition = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
         create(
             &cluster,
@@ -1343,16 +1327,10 @@ mod tests {
         );
         let at = Utc::now() + chrono::Duration::seconds(5);
         settle(&cluster, at);
-        let mut changed = (*list(&cluster, STATEFUL_SETS)[0]).clone();
-        let old = changed["status"]["currentRevision"].clone();
-        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("postgres:17");
-        cluster
-            .update(
-                &target(&cluster, STATEFUL_SETS, Some("db")),
-                changed,
-                &options,
-            )
-            .unwrap();
+        let old = list(&cluster, STATEFUL_SETS)[0]["status"]["currentRevision"].clone();
+        edit_spec(&cluster, STATEFUL_SETS, "db", |spec| {
+            spec["template"]["spec"]["containers"][0]["image"] = json!("postgres:17");
+        });
         settle(&cluster, at);
         let images: BTreeMap<String, String> = list(&cluster, PODS)
             .iter()
@@ -1472,15 +1450,9 @@ mod tests {
         assert!(held["status"].get("startTime").is_none());
 
         // Resumed: the condition turns False, the clock starts, the Pod runs to completion.
-        let mut resumed = (*held).clone();
-        resumed["spec"]["suspend"] = json!(false);
-        cluster
-            .update(
-                &target(&cluster, JOBS, Some("later")),
-                resumed,
-                &WriteOptions::default(),
-            )
-            .unwrap();
+        edit_spec(&cluster, JOBS, "later", |spec| {
+            spec["suspend"] = json!(false)
+        });
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
         let done = later(&cluster);
         let conditions: Vec<(&str, &str)> = done["status"]["conditions"]
@@ -1582,6 +1554,22 @@ mod tests {
         list(cluster, PODS)
             .into_iter()
             .find(|p| p["metadata"]["name"] == name)
+    }
+
+    /// Evicts the Pod `name` through `pods/eviction`, as `kubectl drain` does.
+    fn evict(cluster: &Cluster, name: &str) -> Result<(), ApiError> {
+        let target = Target {
+            subresource: Some("eviction".into()),
+            ..target(cluster, PODS, Some(name))
+        };
+        let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": name}});
+        cluster.evict(
+            &target,
+            &eviction,
+            &WriteOptions::default(),
+            &DeleteOptions::default(),
+        )
     }
 
     /// Deletes `name` of `gr` as a client would, with `propagation`.
@@ -1728,20 +1716,7 @@ mod tests {
             .to_owned();
         // Evicted (as `kubectl drain` does): the kubelet stops it, the policy ignores the
         // failure, a replacement runs.
-        let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
-            "metadata": {"name": first}});
-        let evict = Target {
-            subresource: Some("eviction".into()),
-            ..target(&cluster, PODS, Some(&first))
-        };
-        cluster
-            .evict(
-                &evict,
-                &eviction,
-                &WriteOptions::default(),
-                &DeleteOptions::default(),
-            )
-            .unwrap();
+        evict(&cluster, &first).unwrap();
         pass(&cluster, slow, start);
         let stopped = pod(&cluster, &first).unwrap();
         assert_eq!(
@@ -1816,30 +1791,16 @@ mod tests {
         assert_eq!(now["conditions"][0]["reason"], "SufficientPods");
 
         // One eviction is allowed and taken; the next is refused until the replacement is ready.
-        let evict = |name: &str| {
-            let target = Target {
-                subresource: Some("eviction".into()),
-                ..target(&cluster, PODS, Some(name))
-            };
-            let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
-                "metadata": {"name": name}});
-            cluster.evict(
-                &target,
-                &eviction,
-                &WriteOptions::default(),
-                &DeleteOptions::default(),
-            )
-        };
         let names: Vec<String> = list(&cluster, PODS)
             .iter()
             .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
             .collect();
-        evict(&names[0]).unwrap();
+        evict(&cluster, &names[0]).unwrap();
         let taken = status(&cluster);
         assert_eq!(taken["disruptionsAllowed"], 0);
         assert!(taken["disruptedPods"][&names[0]].is_string());
         assert_eq!(taken["conditions"][0]["reason"], "InsufficientPods");
-        let refused = evict(&names[1]).unwrap_err();
+        let refused = evict(&cluster, &names[1]).unwrap_err();
         assert_eq!(refused.code(), 429);
         assert_eq!(
             refused.to_status()["details"]["causes"][0],
@@ -1869,7 +1830,7 @@ mod tests {
         assert_eq!(pct["status"]["expectedPods"], 3);
         assert_eq!(pct["status"]["desiredHealthy"], 1);
         // Two budgets select these Pods now: the eviction subresource refuses.
-        assert_eq!(evict(&names[1]).unwrap_err().code(), 500);
+        assert_eq!(evict(&cluster, &names[1]).unwrap_err().code(), 500);
     }
 
     #[test]
@@ -2175,7 +2136,6 @@ mod tests {
     #[test]
     fn a_stateful_set_starts_its_pods_in_order_rolls_a_new_template_and_scales_down_from_the_top() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let options = WriteOptions::default();
         create(&cluster, STATEFUL_SETS, db(json!({"replicas": 3})));
         // OrderedReady: db-1 waits for db-0 to be Running and Ready.
         pass(&cluster, Duration::from_secs(60), Utc::now());
@@ -2202,15 +2162,9 @@ mod tests {
         assert_eq!(pod["metadata"]["labels"][REVISION_HASH], revision.as_str());
 
         // A new template: every Pod is replaced at the new revision.
-        let mut changed = (**db).clone();
-        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("postgres:17");
-        cluster
-            .update(
-                &target(&cluster, STATEFUL_SETS, Some("db")),
-                changed,
-                &options,
-            )
-            .unwrap();
+        edit_spec(&cluster, STATEFUL_SETS, "db", |spec| {
+            spec["template"]["spec"]["containers"][0]["image"] = json!("postgres:17");
+        });
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
         let db = &list(&cluster, STATEFUL_SETS)[0];
         let new_revision = db["status"]["updateRevision"].as_str().unwrap();
@@ -2223,11 +2177,9 @@ mod tests {
         }
 
         // Scale down: the highest ordinals go.
-        let mut one = (*list(&cluster, STATEFUL_SETS)[0]).clone();
-        one["spec"]["replicas"] = json!(1);
-        cluster
-            .update(&target(&cluster, STATEFUL_SETS, Some("db")), one, &options)
-            .unwrap();
+        edit_spec(&cluster, STATEFUL_SETS, "db", |spec| {
+            spec["replicas"] = json!(1)
+        });
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
         assert_eq!(names(&cluster), ["db-0"]);
         assert_eq!(list(&cluster, STATEFUL_SETS)[0]["status"]["replicas"], 1);
@@ -2236,17 +2188,7 @@ mod tests {
     #[test]
     fn a_deployment_converges_then_a_pass_writes_nothing() {
         let cluster = Cluster::open(None, 10_000).unwrap();
-        let deployment = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
-        });
-        let options = WriteOptions::default();
-        cluster
-            .create(&target(&cluster, DEPLOYMENTS, None), deployment, &options)
-            .unwrap();
+        create(&cluster, DEPLOYMENTS, web(json!({"replicas": 2})));
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
 
         let replica_sets = list(&cluster, REPLICA_SETS);
@@ -2277,15 +2219,9 @@ mod tests {
 
         // A new template: a second ReplicaSet takes over, the first goes to zero, a Pod at a
         // time (25 % of 2: one Pod of surge, none unavailable).
-        let mut changed = (**web).clone();
-        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
-        cluster
-            .update(
-                &target(&cluster, DEPLOYMENTS, Some("web")),
-                changed,
-                &options,
-            )
-            .unwrap();
+        edit_spec(&cluster, DEPLOYMENTS, "web", |spec| {
+            spec["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        });
         settle(&cluster, Utc::now() + chrono::Duration::seconds(10));
         let replica_sets = list(&cluster, REPLICA_SETS);
         assert_eq!(replica_sets.len(), 2);
