@@ -20,6 +20,11 @@ use tokio::time::Instant;
 const LEASE: Duration = Duration::from_secs(3);
 const RENEW: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_millis(500);
+/// How long a request may take from the fence, which checks a write when it is made, to the tap
+/// below the kube client's request buffer, which logs it when that buffer's worker hands it on:
+/// a task hop, which a loaded 2-core machine can hold up for milliseconds. A tenth of the margin
+/// the fence keeps before a takeover (`LEASE - RENEW`).
+const HANDOFF: Duration = Duration::from_millis(100);
 
 /// A request sent to the API server: when, its method, path and status (once answered).
 type Request = (Instant, http::Method, String, Option<u16>);
@@ -283,8 +288,8 @@ async fn a_partitioned_leader_stops_writing_before_the_standby_takes_over() {
     );
     let last_write = writes.into_iter().max().unwrap();
     assert!(
-        last_write <= last_renew + RENEW,
-        "a wrote {:?} after its last renew, past the renew deadline",
+        last_write <= last_renew + RENEW + HANDOFF,
+        "a wrote {:?} after its last renew, past the renew deadline (and the hand-off)",
         last_write - last_renew
     );
     assert!(last_write < took, "a wrote after b took the Lease");
