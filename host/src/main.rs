@@ -392,6 +392,10 @@ enum Command {
         /// ReplicaSets and Pods, and Pods become Running and Ready a second after their creation.
         #[arg(long)]
         simulate_workloads: bool,
+        /// Refuse creates and updates that would take the stored objects past this many bytes of
+        /// JSON (500 "etcdserver: mvcc: database space exceeded", as etcd's quota); deletions pass.
+        #[arg(long, default_value_t = capstan_apiserver::store::DEFAULT_QUOTA_BYTES)]
+        quota_backend_bytes: u64,
     },
 }
 
@@ -546,9 +550,11 @@ async fn apiserver(
     authorization: capstan_apiserver::authz::Mode,
     token_auth_file: Option<PathBuf>,
     simulate_workloads: bool,
+    quota_backend_bytes: u64,
 ) -> anyhow::Result<ExitCode> {
     let server = capstan_apiserver::ApiServer::builder()
         .state_dir(state_dir)
+        .quota_bytes(quota_backend_bytes)
         .simulate_workloads(
             simulate_workloads.then_some(capstan_apiserver::workloads::DEFAULT_POD_READY_DELAY),
         )
@@ -851,6 +857,7 @@ fn main() -> ExitCode {
                 authorization,
                 token_auth_file,
                 simulate_workloads,
+                quota_backend_bytes,
             } => {
                 apiserver(
                     listen,
@@ -859,6 +866,7 @@ fn main() -> ExitCode {
                     authorization,
                     token_auth_file,
                     simulate_workloads,
+                    quota_backend_bytes,
                 )
                 .await
             }

@@ -179,7 +179,8 @@ impl Inner {
     /// Stores an object, applying CRD side effects.
     ///
     /// # Errors
-    /// [`ApiError::Storage`] when the write is not durable.
+    /// [`ApiError::Storage`] when the write is not durable; a 500 [`ApiError::Failure`] when it
+    /// would take the stored objects past the storage quota.
     pub fn put(
         &mut self,
         info: &ResourceInfo,
@@ -194,15 +195,14 @@ impl Inner {
         let stored = self
             .store
             .put(&info.storage_resource(), key, object)
-            .map_err(ApiError::Storage)?;
+            .map_err(ApiError::from)?;
         if info.group_resource() == CRD_RESOURCE
             && let Err(error) = self.registry.set_crd(&stored)
         {
             tracing::warn!(%error, "CustomResourceDefinition is not served");
         }
         if info.group_resource() == NAMESPACE_RESOURCE {
-            service_accounts::ensure_default(self, &key_of(&stored).1)
-                .map_err(ApiError::Storage)?;
+            service_accounts::ensure_default(self, &key_of(&stored).1).map_err(ApiError::from)?;
         }
         if info.group_resource() == CLUSTER_ROLES {
             aggregation::reconcile(self)?;
@@ -226,13 +226,13 @@ impl Inner {
         let removed = self
             .store
             .remove(group_resource, key)
-            .map_err(ApiError::Storage)?;
+            .map_err(ApiError::from)?;
         let Some(removed) = removed else {
             return Ok(None);
         };
         self.removed_any = true;
         if group_resource == service_accounts::RESOURCE && key.1 == service_accounts::DEFAULT {
-            service_accounts::ensure_default(self, &key.0).map_err(ApiError::Storage)?;
+            service_accounts::ensure_default(self, &key.0).map_err(ApiError::from)?;
         }
         if group_resource == CLUSTER_ROLES {
             aggregation::reconcile(self)?;
@@ -248,7 +248,7 @@ impl Inner {
                     .map(|(k, _)| k.clone())
                     .collect();
                 for k in keys {
-                    self.store.remove(&gr, &k).map_err(ApiError::Storage)?;
+                    self.store.remove(&gr, &k).map_err(ApiError::from)?;
                 }
             }
             self.registry.remove_crd(&key.1);
@@ -266,7 +266,7 @@ impl Inner {
                     .map(|(k, _)| k.clone())
                     .collect();
                 for k in keys {
-                    self.store.remove(&gr, &k).map_err(ApiError::Storage)?;
+                    self.store.remove(&gr, &k).map_err(ApiError::from)?;
                 }
             }
         }

@@ -414,6 +414,24 @@ pub enum ApiError {
     Storage(#[source] crate::store::StoreError),
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    /// A refused write past the storage quota is what kube-apiserver answers when etcd raises its
+    /// space alarm: a 500 whose message is etcd's error, with no reason; any other store failure
+    /// is [`ApiError::Storage`].
+    fn from(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::QuotaExceeded { quota, would_take } => {
+                tracing::warn!(quota, would_take, "write refused: storage quota exceeded");
+                Self::Failure {
+                    code: 500,
+                    message: error.to_string(),
+                }
+            }
+            error => Self::Storage(error),
+        }
+    }
+}
+
 fn forbidden_message(group: &str, resource: &str, name: &str, message: &str) -> String {
     let qualified = if group.is_empty() {
         resource.to_owned()

@@ -170,7 +170,7 @@ pub(crate) fn put_raw(
         None => inner
             .store
             .put(gr, key.clone(), object)
-            .map_err(ApiError::Storage),
+            .map_err(ApiError::from),
     }
 }
 

@@ -102,6 +102,8 @@ pub struct ApiServerBuilder {
     state_dir: Option<PathBuf>,
     watch_history: usize,
     watch_history_window: Duration,
+    watch_history_bytes: u64,
+    quota_bytes: u64,
     bookmark_interval: Duration,
     max_body_bytes: usize,
     header_read_timeout: Duration,
@@ -119,6 +121,8 @@ impl Default for ApiServerBuilder {
             state_dir: None,
             watch_history: DEFAULT_WATCH_HISTORY,
             watch_history_window: crate::store::DEFAULT_HISTORY_WINDOW,
+            watch_history_bytes: crate::store::DEFAULT_HISTORY_BYTES,
+            quota_bytes: crate::store::DEFAULT_QUOTA_BYTES,
             bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
@@ -138,6 +142,8 @@ impl std::fmt::Debug for ApiServerBuilder {
             .field("state_dir", &self.state_dir)
             .field("watch_history", &self.watch_history)
             .field("watch_history_window", &self.watch_history_window)
+            .field("watch_history_bytes", &self.watch_history_bytes)
+            .field("quota_bytes", &self.quota_bytes)
             .field("bookmark_interval", &self.bookmark_interval)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("header_read_timeout", &self.header_read_timeout)
@@ -185,6 +191,23 @@ impl ApiServerBuilder {
     /// of a version whose later changes are older than this gets 410 Expired.
     pub fn watch_history_window(mut self, window: Duration) -> Self {
         self.watch_history_window = window;
+        self
+    }
+
+    /// How many bytes of JSON the kept change events' objects may take together (32 MiB by
+    /// default); past it the oldest go early, and watches from them get 410 Expired.
+    pub fn watch_history_bytes(mut self, bytes: u64) -> Self {
+        self.watch_history_bytes = bytes;
+        self
+    }
+
+    /// How many bytes of JSON the stored objects may take together (256 MiB by default, as
+    /// etcd's `--quota-backend-bytes`): a create or update that would grow them past it is
+    /// answered 500 `etcdserver: mvcc: database space exceeded` and changes nothing; reads,
+    /// deletions and writes that shrink an object still pass, and writes pass again once
+    /// deletions made room.
+    pub fn quota_bytes(mut self, bytes: u64) -> Self {
+        self.quota_bytes = bytes;
         self
     }
 
@@ -286,10 +309,12 @@ impl ApiServerBuilder {
         };
         let cluster = Cluster::open(self.state_dir.as_deref(), self.watch_history)
             .map_err(ServerError::Store)?;
-        cluster
-            .lock()
-            .store
-            .set_history_window(self.watch_history_window);
+        {
+            let mut inner = cluster.lock();
+            inner.store.set_history_window(self.watch_history_window);
+            inner.store.set_history_bytes(self.watch_history_bytes);
+            inner.store.set_quota(self.quota_bytes);
+        }
         if self.authorization == Mode::Rbac {
             bootstrap::ensure(&cluster).map_err(ServerError::Bootstrap)?;
         }
@@ -327,7 +352,8 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError
 }
 
 impl ApiServer {
-    /// A builder with defaults: in memory, 100 000 events of watch history, 3 MiB bodies.
+    /// A builder with defaults: in memory, 100 000 events (32 MiB of JSON) of watch history,
+    /// 256 MiB of stored objects, 3 MiB bodies.
     pub fn builder() -> ApiServerBuilder {
         ApiServerBuilder::default()
     }

@@ -19,6 +19,15 @@ pub enum StoreError {
     /// The durable log failed; the write was not applied.
     #[error("persisting the write")]
     Persist(#[source] PersistError),
+    /// The write would take the stored objects past the quota; it was not applied. etcd's words
+    /// for its `--quota-backend-bytes` alarm, which kube-apiserver passes on.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    QuotaExceeded {
+        /// The quota, in bytes of the objects' JSON.
+        quota: u64,
+        /// What the stored objects would have taken with the write.
+        would_take: u64,
+    },
 }
 
 /// What happened to an object.
@@ -49,6 +58,53 @@ impl EventType {
 /// 5 min), after which watches from, lists at and continue tokens of older versions get 410.
 pub const DEFAULT_HISTORY_WINDOW: Duration = Duration::from_secs(300);
 
+/// How many bytes of JSON the stored objects may take together: what a write that would take
+/// them further is refused at (deletions and writes that shrink an object always pass), as etcd's
+/// `--quota-backend-bytes` refuses writes. Lower than etcd's 2 GiB because the embedded server
+/// holds every object in memory as a parsed tree, about ten times its JSON.
+pub const DEFAULT_QUOTA_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How many bytes of JSON the history's objects may take together; past it the oldest changes
+/// are dropped early (watches from them get 410 and relist), as a count limit drops them. Without
+/// it a client rewriting a large object would keep every version for the whole window.
+pub const DEFAULT_HISTORY_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The length of `value` encoded as compact JSON, not counting the escapes strings may need: what
+/// the quota and the history's bound count, without encoding the object.
+#[must_use]
+pub fn encoded_len(value: &Value) -> u64 {
+    fn digits(mut n: u64) -> u64 {
+        let mut d = 1;
+        while n >= 10 {
+            n /= 10;
+            d += 1;
+        }
+        d
+    }
+    let len = |s: &str| s.len() as u64;
+    match value {
+        Value::Null => 4,
+        Value::Bool(b) => 4 + u64::from(!b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => digits(u),
+            (None, Some(i)) => 1 + digits(i.unsigned_abs()),
+            // A float's shortest form is at most 24 characters; most are far shorter.
+            (None, None) => 24,
+        },
+        Value::String(s) => len(s) + 2,
+        Value::Array(items) => {
+            2 + items.iter().map(encoded_len).sum::<u64>() + (items.len() as u64).saturating_sub(1)
+        }
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| len(k) + 3 + encoded_len(v))
+                .sum::<u64>()
+                + (map.len() as u64).saturating_sub(1)
+        }
+    }
+}
+
 /// One change, kept in the watch history.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -66,6 +122,8 @@ pub struct Event {
     pub object: Arc<Value>,
     /// The object before the change, if any.
     pub previous: Option<Arc<Value>>,
+    /// [`encoded_len`] of `object`: what this change holds in the history.
+    pub size: u64,
 }
 
 /// The requested version is older than the kept history.
@@ -83,6 +141,12 @@ pub struct Store {
     history: VecDeque<Event>,
     history_limit: usize,
     history_window: Duration,
+    /// [`encoded_len`] of the history's objects together.
+    history_bytes: u64,
+    history_bytes_limit: u64,
+    /// [`encoded_len`] of the stored objects together.
+    stored_bytes: u64,
+    quota: u64,
     compacted_rv: u64,
     log: Option<Log>,
 }
@@ -131,13 +195,22 @@ impl Store {
                     map.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
                 )
             })
-            .collect();
+            .collect::<HashMap<String, BTreeMap<ObjectKey, Arc<Value>>>>();
+        let stored_bytes = objects
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(|o| encoded_len(o))
+            .sum();
         Ok(Self {
             rv: loaded.rv,
             objects,
             history: VecDeque::new(),
             history_limit: history_limit.max(1),
             history_window: DEFAULT_HISTORY_WINDOW,
+            history_bytes: 0,
+            history_bytes_limit: DEFAULT_HISTORY_BYTES,
+            stored_bytes,
+            quota: DEFAULT_QUOTA_BYTES,
             compacted_rv: loaded.rv,
             log,
         })
@@ -191,16 +264,36 @@ impl Store {
         self.history_window = window;
     }
 
-    /// Keeps the newest `history_limit` events of the last `history_window`, then adds `event`.
+    /// Sets how many bytes of JSON the history's objects may take ([`DEFAULT_HISTORY_BYTES`]).
+    pub fn set_history_bytes(&mut self, bytes: u64) {
+        self.history_bytes_limit = bytes;
+    }
+
+    /// Sets how many bytes of JSON the stored objects may take ([`DEFAULT_QUOTA_BYTES`]).
+    pub fn set_quota(&mut self, bytes: u64) {
+        self.quota = bytes;
+    }
+
+    /// [`encoded_len`] of the stored objects together, and of the history's.
+    #[must_use]
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.stored_bytes, self.history_bytes)
+    }
+
+    /// Keeps the newest `history_limit` events of the last `history_window` within
+    /// `history_bytes_limit` (with `event`), then adds `event`.
     fn record(&mut self, event: Event) {
         while let Some(old) = self.history.front() {
-            let full = self.history.len() >= self.history_limit;
+            let full = self.history.len() >= self.history_limit
+                || self.history_bytes + event.size > self.history_bytes_limit;
             if !full && event.at.duration_since(old.at) <= self.history_window {
                 break;
             }
             self.compacted_rv = old.rv;
+            self.history_bytes -= old.size;
             self.history.pop_front();
         }
+        self.history_bytes += event.size;
         self.history.push_back(event);
     }
 
@@ -234,7 +327,8 @@ impl Store {
     /// Creates or replaces an object, setting its resource version; durable before it returns.
     ///
     /// # Errors
-    /// [`StoreError`] when persisting fails; nothing changes then.
+    /// [`StoreError::QuotaExceeded`] when the object grows and the stored objects would take
+    /// more than the quota; [`StoreError::Persist`] when persisting fails. Nothing changes then.
     pub fn put(
         &mut self,
         resource: &str,
@@ -243,6 +337,15 @@ impl Store {
     ) -> Result<Arc<Value>, StoreError> {
         let rv = self.rv + 1;
         set_rv(&mut object, rv);
+        let size = encoded_len(&object);
+        let replaced = self.get(resource, &key).map_or(0, |o| encoded_len(o));
+        let would_take = self.stored_bytes.saturating_sub(replaced) + size;
+        if size > replaced && would_take > self.quota {
+            return Err(StoreError::QuotaExceeded {
+                quota: self.quota,
+                would_take,
+            });
+        }
         if let Some(log) = &mut self.log {
             let record = Record::Put {
                 rv,
@@ -258,6 +361,7 @@ impl Store {
             object = o;
         }
         self.rv = rv;
+        self.stored_bytes = would_take;
         let object = Arc::new(object);
         let previous = self
             .objects
@@ -277,6 +381,7 @@ impl Store {
             event_type,
             object: object.clone(),
             previous,
+            size,
         });
         Ok(object)
     }
@@ -310,6 +415,8 @@ impl Store {
         };
         let mut last = (*previous).clone();
         set_rv(&mut last, rv);
+        let size = encoded_len(&last);
+        self.stored_bytes = self.stored_bytes.saturating_sub(encoded_len(&previous));
         let last = Arc::new(last);
         self.record(Event {
             rv,
@@ -319,6 +426,7 @@ impl Store {
             event_type: EventType::Deleted,
             object: last.clone(),
             previous: Some(previous),
+            size,
         });
         Ok(Some(last))
     }
@@ -402,6 +510,95 @@ mod tests {
         assert_eq!(store.objects_at("configmaps", 5).unwrap_err().oldest, 6);
         assert_eq!(at(&store, 6), [("a".into(), 2), ("c".into(), 1)]);
         assert!(store.events_after(6).is_ok(), "the newest change is kept");
+    }
+
+    #[test]
+    fn encoded_len_is_the_compact_json_length() {
+        for v in [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(0),
+            json!(9),
+            json!(10),
+            json!(-1),
+            json!(-12345),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(""),
+            json!("text"),
+            json!([]),
+            json!([1, "a", [null], {}]),
+            json!({"metadata": {"name": "a", "labels": {"k": "v"}}, "data": {"x": [1, 2, 3]}}),
+        ] {
+            assert_eq!(encoded_len(&v), v.to_string().len() as u64, "{v}");
+        }
+        // A float is counted at its longest.
+        for f in [0.5, -1.25e-300, 1e300, 0.1 + 0.2] {
+            assert!(encoded_len(&json!(f)) >= json!(f).to_string().len() as u64);
+        }
+    }
+
+    fn big(name: &str, bytes: usize) -> Value {
+        json!({"metadata": {"name": name}, "data": {"v": "x".repeat(bytes)}})
+    }
+
+    #[test]
+    fn writes_past_the_quota_are_refused_and_change_nothing_until_deletions_make_room() {
+        let mut store = Store::open(None, 100).unwrap();
+        store.set_quota(10_000);
+        store.put("configmaps", key("a"), big("a", 4_000)).unwrap();
+        store.put("configmaps", key("b"), big("b", 4_000)).unwrap();
+        let (stored, _) = store.bytes();
+        let rv = store.resource_version();
+        let refused = store
+            .put("configmaps", key("c"), big("c", 4_000))
+            .unwrap_err();
+        let StoreError::QuotaExceeded { quota, would_take } = refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!((quota, would_take > 10_000), (10_000, true));
+        assert_eq!(
+            refused.to_string(),
+            "etcdserver: mvcc: database space exceeded"
+        );
+        // Growing an object is refused too; nothing changed, not even the version.
+        assert!(store.put("configmaps", key("a"), big("a", 6_000)).is_err());
+        assert_eq!(store.resource_version(), rv);
+        assert_eq!(store.bytes().0, stored);
+        assert!(store.get("configmaps", &key("c")).is_none());
+        assert_eq!(store.events_after(rv).unwrap().count(), 0);
+
+        // Shrinking passes, and so does a deletion, after which the create fits.
+        store.put("configmaps", key("a"), big("a", 1_000)).unwrap();
+        store.remove("configmaps", &key("b")).unwrap();
+        store.put("configmaps", key("c"), big("c", 4_000)).unwrap();
+        let counted: u64 = store
+            .list("configmaps", None, None)
+            .map(|(_, o)| encoded_len(o))
+            .sum();
+        assert_eq!(store.bytes().0, counted, "the count follows every write");
+    }
+
+    #[test]
+    fn the_history_keeps_within_its_bytes_and_drops_the_oldest_first() {
+        let mut store = Store::open(None, 1_000).unwrap();
+        store.set_history_bytes(20_000);
+        let first = store.put("configmaps", key("a"), big("a", 3_000)).unwrap();
+        let first_rv = store.resource_version();
+        assert_eq!(first["metadata"]["resourceVersion"], "1");
+        for _ in 0..20 {
+            store.put("configmaps", key("a"), big("a", 3_000)).unwrap();
+            assert!(store.bytes().1 <= 20_000);
+        }
+        let rv = store.resource_version();
+        assert!(store.events_after(first_rv).is_err(), "the oldest went");
+        let kept = store.events_after(rv - 5).unwrap().count();
+        assert_eq!(kept, 5, "the newest stay");
+        // One object larger than the bound is still kept, alone.
+        store.put("configmaps", key("a"), big("a", 30_000)).unwrap();
+        assert_eq!(store.events_after(rv).unwrap().count(), 1);
+        assert!(store.events_after(rv - 1).is_err());
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub fn reconcile(inner: &mut Inner) -> Result<bool, ApiError> {
             inner
                 .store
                 .put(CLUSTER_ROLES, key, object)
-                .map_err(ApiError::Storage)?;
+                .map_err(ApiError::from)?;
             changed = true;
         }
     }

@@ -1,6 +1,7 @@
 //! The embedded API server refuses what kube-apiserver refuses: requests without the bearer token,
 //! path segments that name nothing (empty, `..`, an encoded `/`), object names Kubernetes would not
-//! accept, bodies of unsupported media types, unbounded request parameters and slow request heads.
+//! accept, bodies of unsupported media types, unbounded request parameters, slow request heads,
+//! and writes that would grow the stored objects or the watch history without bound.
 
 use crate::common;
 
@@ -10,8 +11,9 @@ use std::time::{Duration, Instant};
 use capstan_apiserver::connection::DEFAULT_HEADER_READ_TIMEOUT;
 use capstan_apiserver::{ApiServer, RunningServer};
 use common::{api_code, bearer, connect, raw, send, start, start_with};
+use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -747,4 +749,103 @@ async fn clients_reconnect_after_the_server_closes_idle_connections() {
     }
     cms.list(&ListParams::default()).await.unwrap();
     server.shutdown().await.unwrap();
+}
+
+/// A ConfigMap holding `bytes` bytes of data.
+fn large(name: &str, bytes: usize) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name}, "data": {"blob": "x".repeat(bytes)}}))
+        .expect("configmap")
+}
+
+#[tokio::test]
+async fn a_client_filling_the_store_is_stopped_at_the_quota_and_the_history_at_its_bytes() {
+    const BLOB: usize = 512 * 1024;
+    let (server, client) = start_with(
+        ApiServer::builder()
+            .quota_bytes(3 * 1024 * 1024)
+            .watch_history_bytes(2 * 1024 * 1024),
+    )
+    .await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let first_rv = api
+        .create(&PostParams::default(), &large("cm-0", BLOB))
+        .await
+        .expect("first create")
+        .metadata
+        .resource_version
+        .expect("resourceVersion");
+
+    // Creates pass until the stored objects would take more than 3 MiB of JSON.
+    let mut created = vec!["cm-0".to_owned()];
+    let refused = loop {
+        let name = format!("cm-{}", created.len());
+        match api
+            .create(&PostParams::default(), &large(&name, BLOB))
+            .await
+        {
+            Ok(_) => created.push(name),
+            Err(e) => break e,
+        }
+        assert!(created.len() < 10, "never refused");
+    };
+    assert!((4..=6).contains(&created.len()), "{created:?}");
+    let kube::Error::Api(status) = &refused else {
+        panic!("{refused:?}")
+    };
+    // As kube-apiserver answers when etcd's quota alarm is raised: a 500 with etcd's message.
+    assert_eq!(
+        (status.code, status.reason.as_str(), status.message.as_str()),
+        (500, "", "etcdserver: mvcc: database space exceeded")
+    );
+
+    // Nothing of the refused write was stored; reads pass; growing an object is refused too.
+    let mut listed: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|cm| cm.metadata.name)
+        .filter(|n| n.starts_with("cm-"))
+        .collect();
+    listed.sort();
+    created.sort();
+    assert_eq!(listed, created);
+    let grown = api
+        .replace("cm-0", &PostParams::default(), &large("cm-0", 2 * BLOB))
+        .await
+        .expect_err("grown past the quota");
+    assert_eq!(api_code(&grown), 500);
+
+    // Rewriting an object of the same size passes, and pushes the oldest versions out of the
+    // 2 MiB history: a watch from the first version is told to relist.
+    for _ in 0..6 {
+        let mut cm = api.get("cm-1").await.expect("get");
+        cm.data
+            .get_or_insert_default()
+            .insert("blob".into(), "y".repeat(BLOB));
+        api.replace("cm-1", &PostParams::default(), &cm)
+            .await
+            .expect("same-size replace");
+    }
+    let mut watch = Box::pin(
+        api.watch(&WatchParams::default().timeout(2), &first_rv)
+            .await
+            .expect("watch"),
+    );
+    match watch.try_next().await.expect("watch event") {
+        Some(WatchEvent::Error(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+        }
+        other => panic!("expected a 410 error event, got {other:?}"),
+    }
+
+    // Deleting makes room: the refused create passes now.
+    api.delete("cm-0", &DeleteParams::default())
+        .await
+        .expect("delete");
+    api.create(&PostParams::default(), &large("again", BLOB))
+        .await
+        .expect("create after the delete");
+    server.shutdown().await.expect("shutdown");
 }
