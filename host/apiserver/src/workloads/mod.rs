@@ -157,16 +157,7 @@ pub async fn run(
 /// One pass over Deployments, ReplicaSets and Pods at `now`. Returns how long until the next
 /// Pending Pod is due to become Ready, if any.
 fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<Duration> {
-    let (
-        deployments,
-        replica_sets,
-        jobs,
-        stateful_sets,
-        revisions,
-        pods,
-        tracked_deleting,
-        budgets,
-    ) = {
+    let (deployments, replica_sets, jobs, stateful_sets, revisions, pods, deleting_pods, budgets) = {
         let inner = cluster.lock();
         let read = |gr: &str, deleting: bool| -> Vec<Arc<Value>> {
             inner
@@ -176,8 +167,6 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
                 .filter(|o| gc::is_deleting(o) == deleting)
                 .collect()
         };
-        let mut deleting_pods = read(PODS, true);
-        deleting_pods.retain(|pod| has_tracking_finalizer(pod));
         (
             read(DEPLOYMENTS, false),
             read(REPLICA_SETS, false),
@@ -185,10 +174,16 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             read(STATEFUL_SETS, false),
             read(CONTROLLER_REVISIONS, false),
             read(PODS, false),
-            deleting_pods,
+            read(PODS, true),
             read(DISRUPTION_BUDGETS, false),
         )
     };
+    // The Pods being deleted that the job controller still tracks.
+    let tracked_deleting: Vec<Arc<Value>> = deleting_pods
+        .iter()
+        .filter(|pod| has_tracking_finalizer(pod))
+        .cloned()
+        .collect();
     let mut writes = Writes::new(cluster);
     let (node, lease) = {
         let inner = cluster.lock();
@@ -278,7 +273,8 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
                 .chain(&stateful_sets)
                 .map(|w| &**w),
         );
-        let all_pods: Vec<&Value> = pods.iter().map(|p| &**p).collect();
+        // `getPodsForPdb` lists every Pod the budget selects, those being deleted too.
+        let all_pods: Vec<&Value> = pods.iter().chain(&deleting_pods).map(|p| &**p).collect();
         for budget in &budgets {
             budget_pass(&mut writes, budget, &all_pods, &scales, now);
         }
@@ -680,7 +676,35 @@ impl<'a> Writes<'a> {
         if let Some(path) = field_path {
             event["involvedObject"]["fieldPath"] = json!(path);
         }
-        self.create(EVENTS, namespace, event);
+        // client-go's `EventCorrelator`: an Event like one recorded before (same source, object,
+        // type, reason and message) adds to that one's count instead of being recorded again.
+        let same = |seen: &Value| {
+            ["source", "type", "reason", "message"]
+                .iter()
+                .all(|f| seen[f] == event[f])
+                && ["kind", "namespace", "name", "uid", "apiVersion", "fieldPath"]
+                    .iter()
+                    .all(|f| seen["involvedObject"][f] == event["involvedObject"][f])
+        };
+        let before = self
+            .cluster
+            .lock()
+            .store
+            .list(EVENTS, Some(namespace), None)
+            .map(|(_, e)| e)
+            .find(|e| same(e))
+            .cloned();
+        match before {
+            Some(before) => {
+                let mut again = (*before).clone();
+                again["count"] = json!(before["count"].as_i64().unwrap_or(1) + 1);
+                again["lastTimestamp"] = json!(at);
+                self.update("count again", EVENTS, again);
+            }
+            None => {
+                self.create(EVENTS, namespace, event);
+            }
+        }
     }
 
     /// Writes `status` over `object`'s when it differs; whether it was written.
@@ -1831,6 +1855,160 @@ mod tests {
         assert_eq!(pct["status"]["desiredHealthy"], 1);
         // Two budgets select these Pods now: the eviction subresource refuses.
         assert_eq!(evict(&cluster, &names[1]).unwrap_err().code(), 500);
+    }
+
+    #[test]
+    fn a_disruption_budget_records_why_it_cannot_count_and_fails_safe() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let budget = |name: &str, app: &str, bound: Value| {
+            let budget = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": app}}}});
+            with_spec(budget, bound)
+        };
+        let budget_named = |cluster: &Cluster, name: &str| {
+            list(cluster, DISRUPTION_BUDGETS)
+                .into_iter()
+                .find(|b| b["metadata"]["name"] == name)
+                .unwrap()
+        };
+        let events_of = |cluster: &Cluster, name: &str| -> Vec<(String, String, String)> {
+            list(cluster, "events")
+                .iter()
+                .filter(|e| {
+                    e["involvedObject"]["kind"] == "PodDisruptionBudget"
+                        && e["involvedObject"]["name"] == name
+                })
+                .map(|e| {
+                    assert_eq!(e["source"]["component"], "controllermanager");
+                    let text = |f: &str| e[f].as_str().unwrap().to_owned();
+                    (text("type"), text("reason"), text("message"))
+                })
+                .collect()
+        };
+        let at = Utc::now() + chrono::Duration::seconds(5);
+
+        // Nothing selected: `NoPods`, once (the passes settle: no Event on every pass).
+        create(
+            &cluster,
+            DISRUPTION_BUDGETS,
+            budget("none", "nothing", json!({"minAvailable": 1})),
+        );
+        settle(&cluster, at);
+        settle(&cluster, at + chrono::Duration::seconds(1));
+        assert_eq!(
+            events_of(&cluster, "none"),
+            [(
+                "Normal".into(),
+                "NoPods".into(),
+                "No matching pods found".into()
+            )]
+        );
+
+        // A Pod no controller holds, under a percentage: `UnmanagedPods`, left out of the count.
+        let bare = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "bare", "namespace": "default", "labels": {"app": "bare"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+        create(&cluster, PODS, bare);
+        create(
+            &cluster,
+            DISRUPTION_BUDGETS,
+            budget("bare", "bare", json!({"maxUnavailable": "50%"})),
+        );
+        settle(&cluster, at);
+        assert_eq!(budget_named(&cluster, "bare")["status"]["expectedPods"], 0);
+        assert_eq!(
+            events_of(&cluster, "bare"),
+            [(
+                "Warning".into(),
+                "UnmanagedPods".into(),
+                "Pods selected by this PodDisruptionBudget (selector: \
+                 &LabelSelector{MatchLabels:map[string]string{app: bare,},\
+                 MatchExpressions:[]LabelSelectorRequirement{},}) were found to be unmanaged. As \
+                 a result, the status of the PDB cannot be calculated correctly, which may result \
+                 in undefined behavior. To account for these pods please set \".spec.minAvailable\" \
+                 field of the PDB to an integer value."
+                    .into()
+            )]
+        );
+
+        // A Job's Pods under a percentage cannot be scaled: the budget fails safe.
+        create(&cluster, JOBS, job("batch", json!({"parallelism": 1})));
+        settle_with(&cluster, Duration::from_secs(60), at);
+        let job_pod = list(&cluster, PODS)
+            .into_iter()
+            .find(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("batch-")
+            })
+            .unwrap();
+        let job_label = job_pod["metadata"]["labels"]["batch.kubernetes.io/job-name"].clone();
+        let failing = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "jobs", "namespace": "default"},
+            "spec": {"minAvailable": "50%",
+                "selector": {"matchLabels": {"batch.kubernetes.io/job-name": job_label}}}});
+        create(&cluster, DISRUPTION_BUDGETS, failing);
+        settle_with(&cluster, Duration::from_secs(60), at);
+        let status = budget_named(&cluster, "jobs")["status"].clone();
+        assert_eq!(status["disruptionsAllowed"], 0);
+        let condition = &status["conditions"][0];
+        assert_eq!(
+            (
+                &condition["type"],
+                &condition["status"],
+                &condition["reason"],
+                &condition["message"]
+            ),
+            (
+                &json!("DisruptionAllowed"),
+                &json!("False"),
+                &json!("SyncFailed"),
+                &json!("jobs.batch does not implement the scale subresource")
+            )
+        );
+        assert_eq!(
+            events_of(&cluster, "jobs"),
+            [(
+                "Warning".into(),
+                "CalculateExpectedPodCountFailed".into(),
+                "Failed to calculate the number of expected pods: jobs.batch does not implement \
+                 the scale subresource"
+                    .into()
+            )]
+        );
+
+        // An int `minAvailable` expects every Pod selected, one being deleted included.
+        create(&cluster, DEPLOYMENTS, web(json!({"replicas": 2})));
+        create(
+            &cluster,
+            DISRUPTION_BUDGETS,
+            budget("web", "web", json!({"minAvailable": 1})),
+        );
+        settle(&cluster, at);
+        let held = list(&cluster, PODS)
+            .into_iter()
+            .find(|p| p["metadata"]["labels"]["app"] == "web")
+            .unwrap();
+        let name = held["metadata"]["name"].as_str().unwrap().to_owned();
+        let mut holding = (*held).clone();
+        holding["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        cluster
+            .update(
+                &target(&cluster, PODS, Some(&name)),
+                holding,
+                &WriteOptions::default(),
+            )
+            .unwrap();
+        delete(&cluster, PODS, &name, None);
+        settle(&cluster, at + chrono::Duration::seconds(1));
+        let status = budget_named(&cluster, "web")["status"].clone();
+        assert_eq!(
+            (&status["expectedPods"], &status["currentHealthy"]),
+            (&json!(3), &json!(2)),
+            "the held Pod is expected, not healthy; its replacement is both"
+        );
     }
 
     #[test]
