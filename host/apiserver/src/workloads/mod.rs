@@ -682,9 +682,16 @@ impl<'a> Writes<'a> {
             ["source", "type", "reason", "message"]
                 .iter()
                 .all(|f| seen[f] == event[f])
-                && ["kind", "namespace", "name", "uid", "apiVersion", "fieldPath"]
-                    .iter()
-                    .all(|f| seen["involvedObject"][f] == event["involvedObject"][f])
+                && [
+                    "kind",
+                    "namespace",
+                    "name",
+                    "uid",
+                    "apiVersion",
+                    "fieldPath",
+                ]
+                .iter()
+                .all(|f| seen["involvedObject"][f] == event["involvedObject"][f])
         };
         let before = self
             .cluster
