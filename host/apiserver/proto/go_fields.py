@@ -13,6 +13,8 @@ come from). Each output line is `<how> <proto package>.<Message>.<field>`:
   inline  a message field embedded with `json:",inline"`: its fields belong to the parent object
   slice   a message standing for a named Go slice (`type ExtraValue []string`): its JSON is the
           list of its `items`
+  json    a field whose JSON name is not its protobuf name (`aPIGroup`, written `apiGroup`):
+          `json <proto package>.<Message>.<field> <JSON name>`
 """
 import re
 import subprocess
@@ -28,6 +30,7 @@ PACKAGES = [
     (API, "coordination/v1", "k8s.io.api.coordination.v1"),
     (API, "scheduling/v1", "k8s.io.api.scheduling.v1"),
     (API, "policy/v1", "k8s.io.api.policy.v1"),
+    (API, "networking/v1", "k8s.io.api.networking.v1"),
     (API, "autoscaling/v1", "k8s.io.api.autoscaling.v1"),
     (API, "authentication/v1", "k8s.io.api.authentication.v1"),
     (API, "authorization/v1", "k8s.io.api.authorization.v1"),
@@ -81,6 +84,8 @@ for repo, path, package in PACKAGES:
                 proto_name = bare[0].lower() + bare[1:]
             json = tags.get("json", "").split(",")
             key = f"{package}.{struct}.{proto_name}"
+            if json[0] not in ("", "-") and json[0] != proto_name:
+                out.add(f"json {key} {json[0]}")
             if json[0] == "" and "inline" in json[1:]:
                 out.add(f"inline {key}")
             elif go_type.startswith("*") or "omitempty" not in json[1:]:

@@ -153,6 +153,60 @@ fn containers(v: &Value, field: &str) -> Value {
     json!(names.join(","))
 }
 
+/// `formatHosts`: an Ingress's rule hosts, three at most (`+ N more...` when rules follow the
+/// third host, N counting every rule past the third), `*` when none.
+fn ingress_hosts(v: &Value) -> Value {
+    let rules = v.pointer("/spec/rules").and_then(Value::as_array);
+    let rules = rules.map(Vec::as_slice).unwrap_or(&[]);
+    let (mut hosts, mut more) = (Vec::new(), false);
+    for rule in rules {
+        if hosts.len() == 3 {
+            more = true;
+        }
+        match rule["host"].as_str() {
+            Some(host) if !more && !host.is_empty() => hosts.push(host),
+            _ => {}
+        }
+    }
+    if hosts.is_empty() {
+        return json!("*");
+    }
+    let joined = hosts.join(",");
+    if more {
+        json!(format!("{joined} + {} more...", rules.len() - 3))
+    } else {
+        json!(joined)
+    }
+}
+
+/// `ingressLoadBalancerStatusStringer`: the addresses (IP, else hostname), sorted and unique,
+/// clipped to 16 characters unless wide.
+fn ingress_address(v: &Value, wide: bool) -> Value {
+    let addresses: std::collections::BTreeSet<String> = v
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            let ip = text(i, "/ip");
+            let host = text(i, "/hostname");
+            if !ip.is_empty() {
+                Some(ip)
+            } else if !host.is_empty() {
+                Some(host)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let joined = addresses.into_iter().collect::<Vec<_>>().join(",");
+    if !wide && joined.len() > 16 {
+        json!(format!("{}...", &joined[..13]))
+    } else {
+        json!(joined)
+    }
+}
+
 fn label_selector(v: &Value) -> Value {
     or_none(crate::selector::label_selector_text(&v["spec"]["selector"]))
 }
@@ -623,6 +677,51 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
                 col("Age", "date", created),
             ]
         }
+        // `printIngress`: the class (`<none>`), the hosts, the load balancer's addresses, the
+        // ports (443 too with TLS).
+        ("networking.k8s.io", "Ingress") => vec![
+            col("Class", "string", |v| {
+                or_none(text(v, "/spec/ingressClassName"))
+            }),
+            col("Hosts", "string", ingress_hosts),
+            col("Address", "string", |v| ingress_address(v, false)),
+            col("Ports", "string", |v| {
+                let tls = v.pointer("/spec/tls").and_then(Value::as_array);
+                json!(if tls.is_some_and(|t| !t.is_empty()) {
+                    "80, 443"
+                } else {
+                    "80"
+                })
+            }),
+            col("Age", "date", created),
+        ],
+        // `printIngressClass`: the parameters as `Kind[.group]/name`.
+        ("networking.k8s.io", "IngressClass") => vec![
+            col("Controller", "string", |v| {
+                json!(text(v, "/spec/controller"))
+            }),
+            col("Parameters", "string", |v| {
+                let p = &v["spec"]["parameters"];
+                if p.is_null() {
+                    return json!("<none>");
+                }
+                let mut kind = text(p, "/kind");
+                if let Some(group) = p["apiGroup"].as_str() {
+                    kind = format!("{kind}.{group}");
+                }
+                json!(format!("{kind}/{}", text(p, "/name")))
+            }),
+            col("Age", "date", created),
+        ],
+        // `printNetworkPolicy`: the pod selector as `FormatLabelSelector` writes it.
+        ("networking.k8s.io", "NetworkPolicy") => vec![
+            col("Pod-Selector", "string", |v| {
+                or_none(crate::selector::label_selector_text(
+                    &v["spec"]["podSelector"],
+                ))
+            }),
+            col("Age", "date", created),
+        ],
         ("coordination.k8s.io", "Lease") => vec![
             col("Holder", "string", |v| {
                 json!(text(v, "/spec/holderIdentity"))

@@ -27,7 +27,7 @@
 //!
 //! Unknown field numbers are skipped, as Go's generated unmarshalers skip them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use base64::Engine as _;
@@ -101,6 +101,8 @@ struct Catalogue {
     inline: HashSet<String>,
     /// `package.Message` of messages standing for a named Go slice.
     slices: HashSet<String>,
+    /// `package.Message.field` to the JSON name, where it is not the field's name.
+    json_names: HashMap<String, String>,
 }
 
 static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
@@ -110,11 +112,18 @@ static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
     let mut keep_zero = HashSet::new();
     let mut inline = HashSet::new();
     let mut slices = HashSet::new();
+    let mut json_names = HashMap::new();
     for line in GO_FIELDS.lines().filter(|l| !l.starts_with('#')) {
         match line.split_once(' ') {
             Some(("keep", field)) => keep_zero.insert(field.to_string()),
             Some(("inline", field)) => inline.insert(field.to_string()),
             Some(("slice", message)) => slices.insert(message.to_string()),
+            Some(("json", renamed)) => {
+                if let Some((field, name)) = renamed.split_once(' ') {
+                    json_names.insert(field.to_string(), name.to_string());
+                }
+                false
+            }
             _ => false,
         };
     }
@@ -123,6 +132,7 @@ static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
         keep_zero,
         inline,
         slices,
+        json_names,
     }
 });
 
@@ -142,6 +152,7 @@ fn package(api_version: &str) -> Option<String> {
         "coordination.k8s.io" => "coordination",
         "scheduling.k8s.io" => "scheduling",
         "policy" => "policy",
+        "networking.k8s.io" => "networking",
         "authentication.k8s.io" => "authentication",
         "authorization.k8s.io" => "authorization",
         _ => return None,
@@ -368,7 +379,11 @@ fn fields_into(
                 value_json(scalar, &key)?
             }
         };
-        object.insert(field.name().to_string(), json);
+        let name = catalogue
+            .json_names
+            .get(&key)
+            .map_or_else(|| field.name().to_string(), Clone::clone);
+        object.insert(name, json);
     }
     Ok(())
 }
@@ -457,6 +472,9 @@ mod tests {
             ("scheduling.k8s.io/v1", "PriorityClass"),
             ("policy/v1", "PodDisruptionBudget"),
             ("policy/v1", "Eviction"),
+            ("networking.k8s.io/v1", "Ingress"),
+            ("networking.k8s.io/v1", "IngressClass"),
+            ("networking.k8s.io/v1", "NetworkPolicy"),
             ("autoscaling/v1", "Scale"),
         ] {
             assert!(supports(api_version, kind), "{api_version} {kind}");
@@ -626,6 +644,34 @@ mod tests {
     }
 
     #[test]
+    fn a_field_go_names_apart_from_its_protobuf_name_takes_its_json_name() {
+        use k8s_pb::api::networking::v1 as networking;
+        let class = networking::IngressClass {
+            spec: Some(networking::IngressClassSpec {
+                controller: s("example.com/ingress"),
+                parameters: Some(networking::IngressClassParametersReference {
+                    a_pi_group: s("example.com"),
+                    kind: s("Params"),
+                    name: s("p"),
+                    scope: s("Cluster"),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        };
+        let read = object(
+            "networking.k8s.io/v1",
+            "IngressClass",
+            &class.encode_to_vec(),
+        )
+        .unwrap();
+        assert_eq!(
+            read["spec"]["parameters"],
+            json!({"apiGroup": "example.com", "kind": "Params", "name": "p", "scope": "Cluster"})
+        );
+    }
+
+    #[test]
     fn bytes_times_and_embedded_json_take_their_json_forms() {
         let secret = core::Secret {
             metadata: Some(meta::ObjectMeta {
@@ -785,6 +831,12 @@ mod tests {
         // A line of go_fields.txt that names nothing would mean the two drifted apart.
         for line in GO_FIELDS.lines().filter(|l| !l.starts_with('#')) {
             let (how, path) = line.split_once(' ').unwrap();
+            // A renamed field's line ends with its JSON name.
+            let path = if how == "json" {
+                path.split_once(' ').unwrap().0
+            } else {
+                path
+            };
             if how == "slice" {
                 let descriptor = CATALOGUE.pool.get_message_by_name(path);
                 assert!(

@@ -60,6 +60,8 @@ fn list_strategy(kind: &str, parent: &[String], field: &str) -> ListStrategy {
         "ownerReferences" => ListStrategy::MergeBy("uid"),
         "finalizers" if parent.last().is_some_and(|p| p == "metadata") => ListStrategy::Union,
         "ports" if kind == "Service" && parent == ["spec"] => ListStrategy::MergeBy("port"),
+        // A NetworkPolicy rule's and an Ingress load balancer's ports have no merge key.
+        "ports" if matches!(kind, "NetworkPolicy" | "Ingress") => ListStrategy::Replace,
         "ports" if kind != "Service" => ListStrategy::MergeBy("containerPort"),
         _ => ListStrategy::Replace,
     }

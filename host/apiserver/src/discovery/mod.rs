@@ -376,7 +376,8 @@ fn builtin_schema(
 ) -> Option<String> {
     use k8s_openapi::api::{
         apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-        events::v1 as events, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+        events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
+        scheduling::v1 as scheduling,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     use schemars::JsonSchema;
@@ -402,6 +403,9 @@ fn builtin_schema(
         ("coordination.k8s.io", "Lease") => add::<coordination::Lease>(generator),
         ("scheduling.k8s.io", "PriorityClass") => add::<scheduling::PriorityClass>(generator),
         ("policy", "PodDisruptionBudget") => add::<policy::PodDisruptionBudget>(generator),
+        ("networking.k8s.io", "Ingress") => add::<networking::Ingress>(generator),
+        ("networking.k8s.io", "IngressClass") => add::<networking::IngressClass>(generator),
+        ("networking.k8s.io", "NetworkPolicy") => add::<networking::NetworkPolicy>(generator),
         ("events.k8s.io", "Event") => add::<events::Event>(generator),
         ("rbac.authorization.k8s.io", "Role") => add::<rbac::Role>(generator),
         ("rbac.authorization.k8s.io", "RoleBinding") => add::<rbac::RoleBinding>(generator),

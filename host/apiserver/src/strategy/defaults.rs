@@ -54,6 +54,7 @@ pub(super) fn apply(group: &str, kind: &str, value: &mut Value, creating: bool) 
         ("", "Pod") => pod(map, creating),
         ("", "Service") => service(map),
         ("", "Secret") => default(map, "type", json!("Opaque")),
+        ("networking.k8s.io", kind) => super::networking::defaults(kind, map),
         ("", "Namespace") => namespace(map),
         // `SetDefaults_NodeStatus`: what is allocatable defaults to the capacity.
         ("", "Node") => {

@@ -4,12 +4,13 @@
 //! ([`validate`]); and which kinds count `metadata.generation` at all.
 
 mod defaults;
+mod networking;
 mod service;
 mod validate;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, batch::v1 as batch, core::v1 as core, policy::v1 as policy,
-    scheduling::v1 as scheduling,
+    apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net,
+    policy::v1 as policy, scheduling::v1 as scheduling,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -22,11 +23,12 @@ pub(crate) use defaults::items as object_items;
 pub(crate) use validate::Change;
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
-const BUILTIN_GROUPS: [&str; 9] = [
+const BUILTIN_GROUPS: [&str; 10] = [
     "",
     "apps",
     "batch",
     "policy",
+    "networking.k8s.io",
     "rbac.authorization.k8s.io",
     "events.k8s.io",
     "coordination.k8s.io",
@@ -64,7 +66,7 @@ pub(crate) fn is_builtin(info: &ResourceInfo) -> bool {
 pub(crate) fn tracks_generation(info: &ResourceInfo) -> bool {
     matches!(
         info.group.as_str(),
-        "apps" | "batch" | "policy" | "apiextensions.k8s.io"
+        "apps" | "batch" | "policy" | "networking.k8s.io" | "apiextensions.k8s.io"
     ) || !BUILTIN_GROUPS.contains(&info.group.as_str())
 }
 
@@ -238,6 +240,9 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("policy", "PodDisruptionBudget") => {
             decodes_as::<policy::PodDisruptionBudget>(info, object)
         }
+        ("networking.k8s.io", "Ingress") => decodes_as::<net::Ingress>(info, object),
+        ("networking.k8s.io", "IngressClass") => decodes_as::<net::IngressClass>(info, object),
+        ("networking.k8s.io", "NetworkPolicy") => decodes_as::<net::NetworkPolicy>(info, object),
         _ => Ok(Vec::new()),
     }
 }
@@ -272,6 +277,9 @@ pub(crate) fn prepare(
         }
         if is_priority_class(info) {
             crate::priority_classes::default(object);
+        }
+        if old.is_none() && info.group == "networking.k8s.io" && info.kind == "Ingress" {
+            networking::default_class(inner, object);
         }
         if info.group.is_empty() && info.kind == "Service" {
             let errs = validate::check(&info.group, &info.kind, old, object, change);

@@ -98,6 +98,9 @@ pub(super) fn check(
                 nonnegative(&object["status"][key], &format!("status.{key}"), &mut errs);
             }
         }
+        ("networking.k8s.io", kind, change) => {
+            super::networking::check(kind, old, object, change, &mut errs);
+        }
         ("", "ConfigMap", Change::Object) => data(object, old, "binaryData", &mut errs),
         ("", "Secret", Change::Object) => {
             data(object, old, "stringData", &mut errs);

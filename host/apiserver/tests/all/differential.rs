@@ -376,6 +376,7 @@ const FILES: &[&str] = &[
     "lifecycle.yaml",
     "lists.yaml",
     "namespaces.yaml",
+    "networking.yaml",
     "requests.yaml",
     "scheduling.yaml",
     "workloads.yaml",
@@ -437,6 +438,11 @@ async fn lifecycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests() {
     run("requests.yaml").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networking() {
+    run("networking.yaml").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
