@@ -14,6 +14,7 @@ const FILES: &[&str] = &[
     "k8s.io/api/scheduling/v1/generated.proto",
     "k8s.io/api/policy/v1/generated.proto",
     "k8s.io/api/networking/v1/generated.proto",
+    "k8s.io/api/discovery/v1/generated.proto",
     "k8s.io/api/autoscaling/v1/generated.proto",
     "k8s.io/api/authentication/v1/generated.proto",
     "k8s.io/api/authorization/v1/generated.proto",

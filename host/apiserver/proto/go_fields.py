@@ -31,6 +31,7 @@ PACKAGES = [
     (API, "scheduling/v1", "k8s.io.api.scheduling.v1"),
     (API, "policy/v1", "k8s.io.api.policy.v1"),
     (API, "networking/v1", "k8s.io.api.networking.v1"),
+    (API, "discovery/v1", "k8s.io.api.discovery.v1"),
     (API, "autoscaling/v1", "k8s.io.api.autoscaling.v1"),
     (API, "authentication/v1", "k8s.io.api.authentication.v1"),
     (API, "authorization/v1", "k8s.io.api.authorization.v1"),

@@ -207,6 +207,89 @@ fn ingress_address(v: &Value, wide: bool) -> Value {
     }
 }
 
+/// `formatEndpoints`: `ip:port` of the ready addresses, port by port, three at most (`+ N
+/// more...`), `<none>` without subsets.
+fn endpoints_list(v: &Value) -> Value {
+    let Some(subsets) = v["subsets"].as_array().filter(|s| !s.is_empty()) else {
+        return json!("<none>");
+    };
+    let (mut list, mut more, mut count) = (Vec::new(), false, 0);
+    for subset in subsets {
+        let addresses = subset["addresses"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let ports = subset["ports"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let port_numbers: Vec<Option<i64>> = if ports.is_empty() {
+            vec![None]
+        } else {
+            ports
+                .iter()
+                .map(|p| Some(p["port"].as_i64().unwrap_or(0)))
+                .collect()
+        };
+        for port in port_numbers {
+            count += addresses.len();
+            for address in addresses {
+                if list.len() == 3 {
+                    more = true;
+                    break;
+                }
+                let ip = text(address, "/ip");
+                list.push(match port {
+                    Some(p) if ip.contains(':') => format!("[{ip}]:{p}"),
+                    Some(p) => format!("{ip}:{p}"),
+                    None => ip,
+                });
+            }
+        }
+    }
+    let joined = list.join(",");
+    if more {
+        json!(format!("{joined} + {} more...", count - 3))
+    } else {
+        json!(joined)
+    }
+}
+
+/// `listWithMoreString`: three at most, then `+ N more...`; `<unset>` when empty.
+fn list_with_more(items: Vec<String>) -> Value {
+    let count = items.len();
+    let joined = items.into_iter().take(3).collect::<Vec<_>>().join(",");
+    if count > 3 {
+        json!(format!("{joined} + {} more...", count - 3))
+    } else if joined.is_empty() {
+        json!("<unset>")
+    } else {
+        json!(joined)
+    }
+}
+
+/// `formatDiscoveryPorts`: each port's number, else its name, else `*`.
+fn slice_ports(v: &Value) -> Value {
+    let ports = v["ports"].as_array().into_iter().flatten();
+    list_with_more(
+        ports
+            .map(|p| match (p["port"].as_i64(), p["name"].as_str()) {
+                (Some(n), _) => n.to_string(),
+                (None, Some(name)) => name.to_owned(),
+                (None, None) => "*".to_owned(),
+            })
+            .collect(),
+    )
+}
+
+/// `formatDiscoveryEndpoints`: every address of every endpoint.
+fn slice_endpoints(v: &Value) -> Value {
+    let endpoints = v["endpoints"].as_array().into_iter().flatten();
+    list_with_more(
+        endpoints
+            .flat_map(|e| e["addresses"].as_array().into_iter().flatten())
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
 fn label_selector(v: &Value) -> Value {
     or_none(crate::selector::label_selector_text(&v["spec"]["selector"]))
 }
@@ -677,6 +760,18 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
                 col("Age", "date", created),
             ]
         }
+        // `printEndpoints`.
+        ("", "Endpoints") => vec![
+            col("Endpoints", "string", endpoints_list),
+            col("Age", "date", created),
+        ],
+        // `printEndpointSlice`.
+        ("discovery.k8s.io", "EndpointSlice") => vec![
+            col("AddressType", "string", |v| json!(text(v, "/addressType"))),
+            col("Ports", "string", slice_ports),
+            col("Endpoints", "string", slice_endpoints),
+            col("Age", "date", created),
+        ],
         // `printIngress`: the class (`<none>`), the hosts, the load balancer's addresses, the
         // ports (443 too with TLS).
         ("networking.k8s.io", "Ingress") => vec![

@@ -153,6 +153,7 @@ fn package(api_version: &str) -> Option<String> {
         "scheduling.k8s.io" => "scheduling",
         "policy" => "policy",
         "networking.k8s.io" => "networking",
+        "discovery.k8s.io" => "discovery",
         "authentication.k8s.io" => "authentication",
         "authorization.k8s.io" => "authorization",
         _ => return None,
@@ -475,6 +476,8 @@ mod tests {
             ("networking.k8s.io/v1", "Ingress"),
             ("networking.k8s.io/v1", "IngressClass"),
             ("networking.k8s.io/v1", "NetworkPolicy"),
+            ("discovery.k8s.io/v1", "EndpointSlice"),
+            ("v1", "Endpoints"),
             ("autoscaling/v1", "Scale"),
         ] {
             assert!(supports(api_version, kind), "{api_version} {kind}");

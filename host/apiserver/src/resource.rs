@@ -176,6 +176,16 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
         ),
         builtin("", "v1", "Secret", "secrets", true, &[], false, false),
         builtin("", "v1", "Service", "services", true, &["svc"], true, true),
+        builtin(
+            "",
+            "v1",
+            "Endpoints",
+            "endpoints",
+            true,
+            &["ep"],
+            false,
+            false,
+        ),
         builtin("", "v1", "Pod", "pods", true, &["po"], true, true),
         builtin("", "v1", "Node", "nodes", false, &["no"], true, false),
         builtin(
@@ -308,6 +318,16 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
             true,
             &["pdb"],
             true,
+            false,
+        ),
+        builtin(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "endpointslices",
+            true,
+            &[],
+            false,
             false,
         ),
         builtin(

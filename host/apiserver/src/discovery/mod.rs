@@ -376,8 +376,8 @@ fn builtin_schema(
 ) -> Option<String> {
     use k8s_openapi::api::{
         apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-        events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-        scheduling::v1 as scheduling,
+        discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+        policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     use schemars::JsonSchema;
@@ -390,6 +390,8 @@ fn builtin_schema(
         ("", "ConfigMap") => add::<core::ConfigMap>(generator),
         ("", "Secret") => add::<core::Secret>(generator),
         ("", "Service") => add::<core::Service>(generator),
+        ("", "Endpoints") => add::<core::Endpoints>(generator),
+        ("discovery.k8s.io", "EndpointSlice") => add::<discovery::EndpointSlice>(generator),
         ("", "Pod") => add::<core::Pod>(generator),
         ("", "Node") => add::<core::Node>(generator),
         ("", "PersistentVolumeClaim") => add::<core::PersistentVolumeClaim>(generator),

@@ -9,8 +9,8 @@ mod service;
 mod validate;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net,
-    policy::v1 as policy, scheduling::v1 as scheduling,
+    apps::v1 as apps, batch::v1 as batch, core::v1 as core, discovery::v1 as discovery,
+    networking::v1 as net, policy::v1 as policy, scheduling::v1 as scheduling,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -23,12 +23,13 @@ pub(crate) use defaults::items as object_items;
 pub(crate) use validate::Change;
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
-const BUILTIN_GROUPS: [&str; 10] = [
+const BUILTIN_GROUPS: [&str; 11] = [
     "",
     "apps",
     "batch",
     "policy",
     "networking.k8s.io",
+    "discovery.k8s.io",
     "rbac.authorization.k8s.io",
     "events.k8s.io",
     "coordination.k8s.io",
@@ -66,7 +67,12 @@ pub(crate) fn is_builtin(info: &ResourceInfo) -> bool {
 pub(crate) fn tracks_generation(info: &ResourceInfo) -> bool {
     matches!(
         info.group.as_str(),
-        "apps" | "batch" | "policy" | "networking.k8s.io" | "apiextensions.k8s.io"
+        "apps"
+            | "batch"
+            | "policy"
+            | "networking.k8s.io"
+            | "discovery.k8s.io"
+            | "apiextensions.k8s.io"
     ) || !BUILTIN_GROUPS.contains(&info.group.as_str())
 }
 
@@ -229,6 +235,10 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("batch", "Job") => decodes_as::<batch::Job>(info, object),
         ("", "Pod") => decodes_as::<core::Pod>(info, object),
         ("", "Service") => decodes_as::<core::Service>(info, object),
+        ("", "Endpoints") => decodes_as::<core::Endpoints>(info, object),
+        ("discovery.k8s.io", "EndpointSlice") => {
+            decodes_as::<discovery::EndpointSlice>(info, object)
+        }
         ("", "ConfigMap") => decodes_as::<core::ConfigMap>(info, object),
         ("", "Secret") => decodes_as::<core::Secret>(info, object),
         ("", "Namespace") => decodes_as::<core::Namespace>(info, object),

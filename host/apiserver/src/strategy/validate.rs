@@ -98,6 +98,28 @@ pub(super) fn check(
                 nonnegative(&object["status"][key], &format!("status.{key}"), &mut errs);
             }
         }
+        // `ValidateEndpointSlice`: an address type, and one that never changes.
+        ("discovery.k8s.io", "EndpointSlice", Change::Object) => {
+            const TYPES: [&str; 3] = ["IPv4", "IPv6", "FQDN"];
+            let address_type = &object["addressType"];
+            if address_type.is_null() {
+                errs.push(FieldCause::required("addressType", ""));
+            } else if !TYPES.iter().any(|t| address_type == t) {
+                errs.push(FieldCause::not_supported(
+                    "addressType",
+                    address_type,
+                    &TYPES,
+                ));
+            } else if let Some(old) = old
+                && old["addressType"] != *address_type
+            {
+                errs.push(FieldCause::invalid_value(
+                    "addressType",
+                    address_type,
+                    "field is immutable",
+                ));
+            }
+        }
         ("networking.k8s.io", kind, change) => {
             super::networking::check(kind, old, object, change, &mut errs);
         }

@@ -25,6 +25,7 @@ use crate::verbs::{DeleteOptions, Target, WriteOptions};
 
 mod deployment;
 mod disruption;
+mod endpoints;
 mod job;
 mod node;
 mod replica_set;
@@ -33,6 +34,7 @@ mod stateful_set;
 use deployment::deployment_pass;
 pub(crate) use disruption::set_disruption_allowed;
 use disruption::{DISRUPTION_BUDGETS, Scales, budget_pass};
+use endpoints::{ENDPOINT_SLICES, ENDPOINTS, SERVICES, endpoints_pass};
 use job::{
     has_tracking_finalizer, job_pass, release_tracked_pod, runs_to_completion, stopped_status,
     succeeded_status, ttl_expiry,
@@ -278,6 +280,32 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         for budget in &budgets {
             budget_pass(&mut writes, budget, &all_pods, &scales, now);
         }
+    }
+    // The endpoints and endpoint slice controllers, from the Pods as this pass read them.
+    let (services, endpoints, slices) = {
+        let inner = cluster.lock();
+        let all = |gr: &str| -> Vec<Arc<Value>> {
+            inner
+                .store
+                .list(gr, None, None)
+                .map(|(_, o)| o.clone())
+                .collect()
+        };
+        (all(SERVICES), all(ENDPOINTS), all(ENDPOINT_SLICES))
+    };
+    if !services.is_empty() || !endpoints.is_empty() {
+        fn refs(objects: &[Arc<Value>]) -> Vec<&Value> {
+            objects.iter().map(|o| &**o).collect()
+        }
+        let every_pod: Vec<&Value> = pods.iter().chain(&deleting_pods).map(|p| &**p).collect();
+        let (services, endpoints, slices) = (refs(&services), refs(&endpoints), refs(&slices));
+        let read = endpoints::Read {
+            services: &services,
+            pods: &every_pod,
+            endpoints: &endpoints,
+            slices: &slices,
+        };
+        endpoints_pass(&mut writes, &read);
     }
     for set in &stateful_sets {
         let owned = (controlled(&pods_of, set), controlled(&revisions_of, set));
@@ -2016,6 +2044,127 @@ mod tests {
             (&json!(3), &json!(2)),
             "the held Pod is expected, not healthy; its replacement is both"
         );
+    }
+
+    #[test]
+    fn a_service_gets_endpoints_and_a_slice_of_its_pods_and_loses_them_with_it() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let mut deployment = web(json!({"replicas": 3}));
+        deployment["spec"]["template"]["spec"]["containers"][0]["ports"] =
+            json!([{"name": "http", "containerPort": 8080}]);
+        create(&cluster, DEPLOYMENTS, deployment);
+        let service = |name: &str, spec: Value| {
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "default", "labels": {"tier": "front"}},
+                "spec": spec})
+        };
+        create(
+            &cluster,
+            SERVICES,
+            service(
+                "web",
+                json!({"selector": {"app": "web"},
+                "ports": [{"port": 80, "targetPort": "http"}]}),
+            ),
+        );
+        // A Service without a selector keeps the Endpoints its user writes.
+        create(
+            &cluster,
+            SERVICES,
+            service("external", json!({"ports": [{"port": 5432}]})),
+        );
+        create(
+            &cluster,
+            ENDPOINTS,
+            json!({"apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "external", "namespace": "default"},
+                "subsets": [{"addresses": [{"ip": "192.0.2.10"}], "ports": [{"port": 5432}]}]}),
+        );
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        settle(&cluster, at);
+        let endpoints = |cluster: &Cluster, name: &str| {
+            list(cluster, ENDPOINTS)
+                .into_iter()
+                .find(|e| e["metadata"]["name"] == name)
+        };
+        let mut ips: Vec<String> = list(&cluster, PODS)
+            .iter()
+            .map(|p| p["status"]["podIP"].as_str().unwrap().to_owned())
+            .collect();
+        ips.sort();
+        let web_endpoints = endpoints(&cluster, "web").expect("the controller made them");
+        let subset = &web_endpoints["subsets"][0];
+        let listed: Vec<&str> = subset["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["ip"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, ips, "every ready Pod, by address");
+        assert_eq!(subset["ports"], json!([{"port": 8080, "protocol": "TCP"}]));
+        assert_eq!(subset["addresses"][0]["targetRef"]["kind"], "Pod");
+        assert_eq!(subset["addresses"][0]["nodeName"], NODE);
+        assert_eq!(
+            web_endpoints["metadata"]["labels"],
+            json!({"tier": "front"})
+        );
+        assert_eq!(
+            endpoints(&cluster, "external").unwrap()["subsets"][0]["addresses"][0]["ip"],
+            "192.0.2.10",
+            "not the controller's"
+        );
+        let slices = list(&cluster, ENDPOINT_SLICES);
+        assert_eq!(slices.len(), 1, "one slice, of the selecting Service");
+        let slice = &slices[0];
+        assert!(
+            slice["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("web-")
+        );
+        assert_eq!(
+            slice["metadata"]["labels"],
+            json!({"tier": "front", "kubernetes.io/service-name": "web",
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"})
+        );
+        assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+        assert_eq!(slice["addressType"], "IPv4");
+        assert_eq!(
+            slice["ports"],
+            json!([{"name": "", "port": 8080, "protocol": "TCP"}])
+        );
+        assert_eq!(slice["endpoints"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            slice["endpoints"][0]["conditions"],
+            json!({"ready": true, "serving": true, "terminating": false})
+        );
+
+        // A Pod that stops being ready moves to the unready addresses.
+        let pod = list(&cluster, PODS)[0].clone();
+        let mut unready = (*pod).clone();
+        unready["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+        let status = Target {
+            subresource: Some("status".into()),
+            ..target(&cluster, PODS, pod["metadata"]["name"].as_str())
+        };
+        cluster
+            .update(&status, unready, &WriteOptions::default())
+            .unwrap();
+        pass(&cluster, Duration::ZERO, at);
+        let web_endpoints = endpoints(&cluster, "web").unwrap();
+        let subset = &web_endpoints["subsets"][0];
+        assert_eq!(subset["addresses"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            subset["notReadyAddresses"][0]["ip"], pod["status"]["podIP"],
+            "{subset}"
+        );
+
+        // The Service goes: its Endpoints with it, its slice as what it owns.
+        delete(&cluster, SERVICES, "web", None);
+        settle(&cluster, at);
+        assert!(endpoints(&cluster, "web").is_none());
+        assert!(list(&cluster, ENDPOINT_SLICES).is_empty());
+        assert!(endpoints(&cluster, "external").is_some());
     }
 
     #[test]
