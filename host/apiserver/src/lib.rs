@@ -18,6 +18,7 @@ pub mod authz;
 pub mod cel_library;
 pub mod cluster;
 pub mod connection;
+pub mod cron;
 pub mod discovery;
 pub mod error;
 pub mod event_versions;

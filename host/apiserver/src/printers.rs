@@ -627,6 +627,27 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             col("Revision", "integer", |v| json!(int(v, "/revision"))),
             col("Age", "date", created),
         ],
+        // `printCronJob`.
+        ("batch", "CronJob") => vec![
+            col("Schedule", "string", |v| json!(text(v, "/spec/schedule"))),
+            col("Timezone", "string", |v| or_none(text(v, "/spec/timeZone"))),
+            col("Suspend", "boolean", |v| {
+                json!(match v["spec"]["suspend"].as_bool() {
+                    Some(true) => "True",
+                    Some(false) => "False",
+                    None => "<unset>",
+                })
+            }),
+            col("Active", "integer", |v| {
+                json!(v["status"]["active"].as_array().map_or(0, Vec::len))
+            }),
+            col("Last Schedule", "string", |v| {
+                v["status"]["lastScheduleTime"]
+                    .as_str()
+                    .map_or_else(|| json!("<none>"), crate::table::age)
+            }),
+            col("Age", "date", created),
+        ],
         ("batch", "Job") => vec![
             col("Status", "string", job_status),
             col("Completions", "string", job_completions),

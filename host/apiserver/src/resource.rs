@@ -301,6 +301,16 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
         ),
         builtin("batch", "v1", "Job", "jobs", true, &[], true, true),
         builtin(
+            "batch",
+            "v1",
+            "CronJob",
+            "cronjobs",
+            true,
+            &["cj"],
+            true,
+            true,
+        ),
+        builtin(
             "coordination.k8s.io",
             "v1",
             "Lease",

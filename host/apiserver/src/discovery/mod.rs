@@ -402,6 +402,7 @@ fn builtin_schema(
         ("apps", "ReplicaSet") => add::<apps::ReplicaSet>(generator),
         ("apps", "ControllerRevision") => add::<apps::ControllerRevision>(generator),
         ("batch", "Job") => add::<batch::Job>(generator),
+        ("batch", "CronJob") => add::<batch::CronJob>(generator),
         ("coordination.k8s.io", "Lease") => add::<coordination::Lease>(generator),
         ("scheduling.k8s.io", "PriorityClass") => add::<scheduling::PriorityClass>(generator),
         ("policy", "PodDisruptionBudget") => add::<policy::PodDisruptionBudget>(generator),

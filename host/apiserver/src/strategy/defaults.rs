@@ -51,6 +51,7 @@ pub(super) fn apply(group: &str, kind: &str, value: &mut Value, creating: bool) 
         ("apps", "ReplicaSet") => replica_set(map),
         ("apps", "StatefulSet") => stateful_set(map),
         ("batch", "Job") => job(map),
+        ("batch", "CronJob") => cron_job(map),
         ("", "Pod") => pod(map, creating),
         ("", "Service") => service(map),
         ("", "Secret") => default(map, "type", json!("Opaque")),
@@ -249,6 +250,29 @@ fn pod_template(spec: &mut Map<String, Value>) {
         && let Some(pod_spec) = object(template, "spec")
     {
         pod_spec_defaults(pod_spec);
+    }
+}
+
+/// `SetDefaults_CronJob` and the defaults of its Job template's pod template (not of the Job
+/// spec: `SetDefaults_Job` runs on Jobs, not on templates).
+fn cron_job(map: &mut Map<String, Value>) {
+    let Some(spec) = object(map, "spec") else {
+        return;
+    };
+    default(spec, "concurrencyPolicy", json!("Allow"));
+    if spec.get("suspend").is_none_or(Value::is_null) {
+        spec.insert("suspend".into(), json!(false));
+    }
+    for (key, limit) in [
+        ("successfulJobsHistoryLimit", 3),
+        ("failedJobsHistoryLimit", 1),
+    ] {
+        if spec.get(key).is_none_or(Value::is_null) {
+            spec.insert(key.into(), json!(limit));
+        }
+    }
+    if let Some(job_spec) = object_at(spec, "jobTemplate").and_then(|t| object_at(t, "spec")) {
+        pod_template(job_spec);
     }
 }
 

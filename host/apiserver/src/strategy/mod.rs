@@ -233,6 +233,7 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("apps", "StatefulSet") => decodes_as::<apps::StatefulSet>(info, object),
         ("apps", "ControllerRevision") => decodes_as::<apps::ControllerRevision>(info, object),
         ("batch", "Job") => decodes_as::<batch::Job>(info, object),
+        ("batch", "CronJob") => decodes_as::<batch::CronJob>(info, object),
         ("", "Pod") => decodes_as::<core::Pod>(info, object),
         ("", "Service") => decodes_as::<core::Service>(info, object),
         ("", "Endpoints") => decodes_as::<core::Endpoints>(info, object),

@@ -46,6 +46,7 @@ pub(super) fn check(
         ("apps", "ReplicaSet", Change::Object) => workload(object, old, true, &mut errs),
         ("apps", "StatefulSet", Change::Object) => workload(object, old, true, &mut errs),
         ("batch", "Job", Change::Object) => job(object, old, &mut errs),
+        ("batch", "CronJob", Change::Object) => cron_job(object, old, &mut errs),
         // `ValidateControllerRevisionCreate` / `ValidateControllerRevisionUpdate`.
         ("apps", "ControllerRevision", Change::Object) => {
             nonnegative(&object["revision"], "revision", &mut errs);
@@ -139,6 +140,149 @@ pub(super) fn check(
         _ => {}
     }
     errs
+}
+
+/// `ValidateCronJobCreate` / `ValidateCronJobUpdate`: a schedule robfig/cron parses (no `TZ`
+/// in it), a time zone of IANA's shape that this machine knows, a concurrency policy, counts not
+/// negative, a Job template whose Pods end (`OnFailure` or `Never`) and whose selector is left to
+/// the server; a new CronJob's name leaves room for the Jobs' suffix (52 characters).
+fn cron_job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
+    let spec = &object["spec"];
+    let schedule = spec["schedule"].as_str().unwrap_or_default();
+    if schedule.is_empty() {
+        errs.push(FieldCause::required("spec.schedule", ""));
+    } else {
+        if let Err(e) = schedule.parse::<crate::cron::Schedule>() {
+            errs.push(FieldCause::invalid("spec.schedule", schedule, e));
+        }
+        let allow_tz = old.is_some_and(|o| {
+            o["spec"]["schedule"]
+                .as_str()
+                .is_some_and(|s| s.contains("TZ"))
+        });
+        if schedule.contains("TZ") {
+            let detail = if !allow_tz {
+                Some("cannot use TZ or CRON_TZ in schedule, use timeZone field instead")
+            } else if !spec["timeZone"].is_null() {
+                Some("cannot use both timeZone field and TZ or CRON_TZ in schedule")
+            } else {
+                None
+            };
+            if let Some(detail) = detail {
+                errs.push(FieldCause::invalid("spec.schedule", schedule, detail));
+            }
+        }
+    }
+    nonnegative(
+        &spec["startingDeadlineSeconds"],
+        "spec.startingDeadlineSeconds",
+        errs,
+    );
+    let zone_changed = old.is_none_or(|o| o["spec"]["timeZone"] != spec["timeZone"]);
+    if zone_changed && let Some(zone) = spec["timeZone"].as_str() {
+        cron_time_zone(zone, errs);
+    }
+    let policy = &spec["concurrencyPolicy"];
+    match policy.as_str() {
+        Some("Allow" | "Forbid" | "Replace") => {}
+        None | Some("") => errs.push(FieldCause::required("spec.concurrencyPolicy", "")),
+        Some(_) => errs.push(FieldCause::not_supported(
+            "spec.concurrencyPolicy",
+            policy,
+            &["Allow", "Forbid", "Replace"],
+        )),
+    }
+    for key in ["successfulJobsHistoryLimit", "failedJobsHistoryLimit"] {
+        nonnegative(&spec[key], &format!("spec.{key}"), errs);
+    }
+    // `ValidateJobTemplateSpec`.
+    let job_spec = &spec["jobTemplate"]["spec"];
+    let path = "spec.jobTemplate.spec";
+    for key in [
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+    ] {
+        nonnegative(&job_spec[key], &format!("{path}.{key}"), errs);
+    }
+    let pod = &job_spec["template"]["spec"];
+    pod_spec(pod, &format!("{path}.template.spec"), errs);
+    let restart = &pod["restartPolicy"];
+    if restart != "OnFailure" && restart != "Never" {
+        errs.push(FieldCause::not_supported(
+            &format!("{path}.template.spec.restartPolicy"),
+            restart,
+            &["OnFailure", "Never"],
+        ));
+    }
+    if !job_spec["selector"].is_null() {
+        errs.push(FieldCause::invalid_value(
+            &format!("{path}.selector"),
+            &job_spec["selector"],
+            "`selector` will be auto-generated",
+        ));
+    }
+    if job_spec["manualSelector"] == true {
+        errs.push(FieldCause::not_supported(
+            &format!("{path}.manualSelector"),
+            &job_spec["manualSelector"],
+            &["nil", "false"],
+        ));
+    }
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    if old.is_none() && name.len() > 52 {
+        errs.push(FieldCause::invalid(
+            "metadata.name",
+            name,
+            "must be no more than 52 characters",
+        ));
+    }
+}
+
+/// `validateTimeZone`: IANA's naming rules, not `Local`, and a zone this machine's time zone
+/// database has (Go's `time.LoadLocation`, as kube-apiserver reads it).
+fn cron_time_zone(zone: &str, errs: &mut Vec<FieldCause>) {
+    let field = "spec.timeZone";
+    if zone.is_empty() {
+        errs.push(FieldCause::invalid(
+            field,
+            zone,
+            "timeZone must be nil or non-empty string",
+        ));
+        return;
+    }
+    let part_ok = |part: &str| {
+        part != "."
+            && part != ".."
+            && !part.starts_with('-')
+            && (1..=14).contains(&part.len())
+            && part
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b".-_+".contains(&c))
+    };
+    if !zone.split('/').all(part_ok) {
+        errs.push(FieldCause::invalid(
+            field,
+            zone,
+            format!("unknown time zone {zone}"),
+        ));
+        return;
+    }
+    if zone.eq_ignore_ascii_case("Local") {
+        errs.push(FieldCause::invalid(
+            field,
+            zone,
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+        ));
+    }
+    if zone != "UTC" && jiff::tz::TimeZone::get(zone).is_err() {
+        errs.push(FieldCause::invalid(
+            field,
+            zone,
+            format!("unknown time zone {zone}"),
+        ));
+    }
 }
 
 /// What `ValidatePodUpdate` lets an update of a pod's spec change.

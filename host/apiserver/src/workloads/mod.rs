@@ -23,6 +23,7 @@ use crate::error::ApiError;
 use crate::gc;
 use crate::verbs::{DeleteOptions, Target, WriteOptions};
 
+mod cron_job;
 mod deployment;
 mod disruption;
 mod endpoints;
@@ -31,6 +32,7 @@ mod node;
 mod replica_set;
 mod stateful_set;
 
+use cron_job::{CRON_JOBS, cron_job_pass, jobs_of};
 use deployment::deployment_pass;
 pub(crate) use disruption::set_disruption_allowed;
 use disruption::{DISRUPTION_BUDGETS, Scales, budget_pass};
@@ -281,18 +283,23 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             budget_pass(&mut writes, budget, &all_pods, &scales, now);
         }
     }
+    // The cron job controller, over the Jobs as this pass read them.
+    let cron_jobs = list_all(cluster, CRON_JOBS);
+    if !cron_jobs.is_empty() {
+        let all_jobs: Vec<&Value> = jobs.iter().map(|j| &**j).collect();
+        for cron_job in &cron_jobs {
+            let owned = jobs_of(cron_job, &all_jobs);
+            if let Some(due) = cron_job_pass(&mut writes, cron_job, &owned, now) {
+                wake_in(due);
+            }
+        }
+    }
     // The endpoints and endpoint slice controllers, from the Pods as this pass read them.
-    let (services, endpoints, slices) = {
-        let inner = cluster.lock();
-        let all = |gr: &str| -> Vec<Arc<Value>> {
-            inner
-                .store
-                .list(gr, None, None)
-                .map(|(_, o)| o.clone())
-                .collect()
-        };
-        (all(SERVICES), all(ENDPOINTS), all(ENDPOINT_SLICES))
-    };
+    let (services, endpoints, slices) = (
+        list_all(cluster, SERVICES),
+        list_all(cluster, ENDPOINTS),
+        list_all(cluster, ENDPOINT_SLICES),
+    );
     if !services.is_empty() || !endpoints.is_empty() {
         fn refs(objects: &[Arc<Value>]) -> Vec<&Value> {
             objects.iter().map(|o| &**o).collect()
@@ -445,6 +452,16 @@ fn random_suffix() -> String {
         .iter()
         .take(5)
         .map(|b| char::from(ALPHANUMS[usize::from(*b) % ALPHANUMS.len()]))
+        .collect()
+}
+
+/// Every stored object of `gr`.
+fn list_all(cluster: &Cluster, gr: &str) -> Vec<Arc<Value>> {
+    cluster
+        .lock()
+        .store
+        .list(gr, None, None)
+        .map(|(_, o)| o.clone())
         .collect()
 }
 
@@ -609,18 +626,23 @@ impl<'a> Writes<'a> {
 
     /// Creates `object`; whether it was created.
     pub(crate) fn create(&mut self, gr: &str, namespace: &str, object: Value) -> bool {
+        self.create_object(gr, namespace, object).is_some()
+    }
+
+    /// Creates `object`; the object stored, if it was created.
+    fn create_object(&mut self, gr: &str, namespace: &str, object: Value) -> Option<Arc<Value>> {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let Some(target) = self.target(gr, namespace, None, false) else {
-            return false;
-        };
-        let result = self
-            .cluster
-            .create(&target, object, &self.options)
-            .map(drop);
-        self.report("create", gr, namespace, &name, result)
+        let target = self.target(gr, namespace, None, false)?;
+        match self.cluster.create(&target, object, &self.options) {
+            Ok(created) => Some(created),
+            Err(error) => {
+                self.report("create", gr, namespace, &name, Err(error));
+                None
+            }
+        }
     }
 
     /// Records a Normal Event about `regarding` as client-go's event recorder writes it for a
@@ -2165,6 +2187,91 @@ mod tests {
         assert!(endpoints(&cluster, "web").is_none());
         assert!(list(&cluster, ENDPOINT_SLICES).is_empty());
         assert!(endpoints(&cluster, "external").is_some());
+    }
+
+    #[test]
+    fn a_cron_job_starts_a_job_per_scheduled_time_and_keeps_its_history() {
+        use crate::cluster::timestamp;
+        use chrono::Timelike as _;
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let cron_job = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "tick", "namespace": "default"},
+            "spec": {"schedule": "*/5 * * * *", "successfulJobsHistoryLimit": 2,
+                "jobTemplate": {"metadata": {"labels": {"app": "tick"}}, "spec": {"template": {"spec": {
+                    "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}});
+        // Created well inside a five-minute window, so the first due time is the window's end.
+        let to_boundary = |t: DateTime<Utc>| i64::from((5 - t.minute() % 5) * 60 - t.second());
+        if to_boundary(Utc::now()) < 3 {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        let start = Utc::now();
+        create(&cluster, CRON_JOBS, cron_job);
+        let cron = |cluster: &Cluster| list(cluster, CRON_JOBS)[0].clone();
+        let jobs = |cluster: &Cluster| -> Vec<String> {
+            let mut names: Vec<String> = list(cluster, JOBS)
+                .iter()
+                .map(|j| j["metadata"]["name"].as_str().unwrap().to_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        // Nothing is due before the first multiple of five minutes.
+        let to_due = to_boundary(start);
+        settle_with(&cluster, Duration::from_secs(3600), start);
+        assert!(jobs(&cluster).is_empty());
+
+        // Once due: one Job, named after the minute, active, with the scheduled time.
+        let due = start + chrono::Duration::seconds(to_due);
+        settle_with(&cluster, Duration::from_secs(3600), due);
+        let names = jobs(&cluster);
+        assert_eq!(names, [format!("tick-{}", due.timestamp() / 60)]);
+        let job = list(&cluster, JOBS)[0].clone();
+        assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+        assert_eq!(job["metadata"]["labels"]["app"], "tick");
+        assert_eq!(
+            job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"],
+            timestamp(due.with_second(0).unwrap())
+        );
+        let status = cron(&cluster)["status"].clone();
+        assert_eq!(status["active"][0]["name"], names[0]);
+        assert_eq!(
+            status["lastScheduleTime"],
+            timestamp(due.with_second(0).unwrap())
+        );
+
+        // It completes: out of the active list, its success recorded and seen.
+        settle(&cluster, due + chrono::Duration::seconds(30));
+        let status = cron(&cluster)["status"].clone();
+        assert!(status.get("active").is_none(), "{status}");
+        assert!(status["lastSuccessfulTime"].is_string());
+        let reasons: Vec<String> = list(&cluster, "events")
+            .iter()
+            .filter(|e| e["involvedObject"]["kind"] == "CronJob")
+            .map(|e| e["reason"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(reasons, ["SuccessfulCreate", "SawCompletedJob"]);
+
+        // Three more runs, an hour apart: the missed times are not all made up, only the latest
+        // runs; two successful Jobs are kept.
+        for hour in 1..=3 {
+            let at = due + chrono::Duration::hours(hour);
+            settle(&cluster, at);
+            settle(&cluster, at + chrono::Duration::seconds(30));
+        }
+        let names = jobs(&cluster);
+        assert_eq!(names.len(), 2, "{names:?}");
+        let last = due + chrono::Duration::hours(3);
+        assert!(
+            names.contains(&format!("tick-{}", last.timestamp() / 60)),
+            "{names:?}"
+        );
+
+        // Suspended, nothing new starts.
+        edit_spec(&cluster, CRON_JOBS, "tick", |spec| {
+            spec["suspend"] = json!(true)
+        });
+        settle(&cluster, last + chrono::Duration::hours(1));
+        assert_eq!(jobs(&cluster), names);
     }
 
     #[test]
