@@ -523,24 +523,9 @@ fn ingress_class(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>
     if parameters.is_null() {
         return;
     }
+    // `validateIngressClassParametersReference`: a typed reference, and its scope.
     let path = "spec.parameters";
-    if let Some(group) = parameters["apiGroup"].as_str() {
-        for message in subdomain_errors(group) {
-            errs.push(FieldCause::invalid(
-                &format!("{path}.apiGroup"),
-                group,
-                message,
-            ));
-        }
-    }
-    for key in ["kind", "name"] {
-        let value = parameters[key].as_str().unwrap_or_default();
-        if value.is_empty() {
-            errs.push(FieldCause::required(&format!("{path}.{key}"), ""));
-        } else if let Err(e) = validation::path_segment(value) {
-            errs.push(FieldCause::invalid(&format!("{path}.{key}"), value, e));
-        }
-    }
+    typed_reference(parameters, path, errs);
     let namespace = &parameters["namespace"];
     match parameters["scope"].as_str() {
         None => errs.push(FieldCause::required(&format!("{path}.scope"), "")),

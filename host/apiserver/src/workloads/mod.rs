@@ -866,7 +866,7 @@ mod tests {
 
     /// Writes `name` of `gr` back with `edit` applied to its spec.
     fn edit_spec(cluster: &Cluster, gr: &str, name: &str, edit: impl FnOnce(&mut Value)) {
-        let mut object = list(cluster, gr)
+        let mut object = list_all(cluster, gr)
             .into_iter()
             .find(|o| o["metadata"]["name"] == name)
             .map(|o| (*o).clone())
@@ -926,15 +926,6 @@ mod tests {
         with_spec(db, spec)
     }
 
-    fn list(cluster: &Cluster, gr: &str) -> Vec<Arc<Value>> {
-        cluster
-            .lock()
-            .store
-            .list(gr, None, None)
-            .map(|(_, o)| o.clone())
-            .collect()
-    }
-
     /// Passes until one writes nothing; panics if that takes more than 60.
     fn settle(cluster: &Cluster, at: DateTime<Utc>) {
         settle_with(cluster, Duration::ZERO, at);
@@ -968,13 +959,13 @@ mod tests {
             let before = cluster.lock().store.resource_version();
             pass(&cluster, Duration::ZERO, at);
             let sizes = |image: &str| -> i64 {
-                list(&cluster, REPLICA_SETS)
+                list_all(&cluster, REPLICA_SETS)
                     .iter()
                     .filter(|rs| rs["spec"]["template"]["spec"]["containers"][0]["image"] == image)
                     .map(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(0))
                     .sum()
             };
-            let ready: Vec<String> = list(&cluster, PODS)
+            let ready: Vec<String> = list_all(&cluster, PODS)
                 .iter()
                 .filter(|p| is_ready(p))
                 .map(|p| {
@@ -986,7 +977,7 @@ mod tests {
                 .collect();
             check(sizes("nginx"), sizes("nginx:2"), &ready);
             if cluster.lock().store.resource_version() == before {
-                let images: Vec<String> = list(&cluster, PODS)
+                let images: Vec<String> = list_all(&cluster, PODS)
                     .iter()
                     .map(|p| {
                         p["spec"]["containers"][0]["image"]
@@ -1050,7 +1041,7 @@ mod tests {
             settle(&cluster, at);
         };
         let replica_sets = || -> Vec<(String, i64)> {
-            let mut sets: Vec<(String, i64)> = list(&cluster, REPLICA_SETS)
+            let mut sets: Vec<(String, i64)> = list_all(&cluster, REPLICA_SETS)
                 .iter()
                 .map(|rs| {
                     let image = &rs["spec"]["template"]["spec"]["containers"][0]["image"];
@@ -1061,7 +1052,7 @@ mod tests {
             sets.sort();
             sets
         };
-        let progressing = || list(&cluster, DEPLOYMENTS)[0]["status"]["conditions"][1].clone();
+        let progressing = || list_all(&cluster, DEPLOYMENTS)[0]["status"]["conditions"][1].clone();
 
         // Paused: a new template makes no ReplicaSet, but the one serving follows `replicas`.
         change(&|spec| {
@@ -1088,7 +1079,7 @@ mod tests {
             replica_sets(),
             [("nginx:2".to_owned(), 0), ("nginx:3".to_owned(), 3)]
         );
-        assert_eq!(list(&cluster, PODS).len(), 3);
+        assert_eq!(list_all(&cluster, PODS).len(), 3);
 
         // Back to an old template (a rollback): its ReplicaSet serves again as the newest
         // revision, and keeps the one it had.
@@ -1097,7 +1088,7 @@ mod tests {
             replica_sets(),
             [("nginx:2".to_owned(), 3), ("nginx:3".to_owned(), 0)]
         );
-        let back = list(&cluster, REPLICA_SETS)
+        let back = list_all(&cluster, REPLICA_SETS)
             .into_iter()
             .find(|rs| rs["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:2")
             .unwrap();
@@ -1112,7 +1103,7 @@ mod tests {
             back["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"],
             "4"
         );
-        let web = &list(&cluster, DEPLOYMENTS)[0];
+        let web = &list_all(&cluster, DEPLOYMENTS)[0];
         assert_eq!(
             web["metadata"]["annotations"][REVISION], "4",
             "the Deployment's too"
@@ -1128,7 +1119,7 @@ mod tests {
         create(&cluster, DEPLOYMENTS, deployment);
         let start = Utc::now();
         settle(&cluster, start);
-        let progressing = || list(&cluster, DEPLOYMENTS)[0]["status"]["conditions"][1].clone();
+        let progressing = || list_all(&cluster, DEPLOYMENTS)[0]["status"]["conditions"][1].clone();
         assert_eq!(progressing()["status"], "True");
         assert_eq!(progressing()["reason"], "ReplicaSetUpdated");
         let wake = pass(&cluster, Duration::ZERO, start).expect("a wake-up at the deadline");
@@ -1139,7 +1130,7 @@ mod tests {
         settle(&cluster, start + chrono::Duration::seconds(9));
         assert_eq!(progressing()["reason"], "ReplicaSetUpdated", "not yet");
         settle(&cluster, start + chrono::Duration::seconds(12));
-        let hash = list(&cluster, REPLICA_SETS)[0]["metadata"]["name"].clone();
+        let hash = list_all(&cluster, REPLICA_SETS)[0]["metadata"]["name"].clone();
         assert_eq!(progressing()["status"], "False");
         assert_eq!(progressing()["reason"], "ProgressDeadlineExceeded");
         assert_eq!(
@@ -1171,21 +1162,21 @@ mod tests {
         // boundary would not be due yet at the exact `now`.)
         let start = Utc::now() + chrono::Duration::seconds(1);
         settle(&cluster, start);
-        let rs = &list(&cluster, REPLICA_SETS)[0];
+        let rs = &list_all(&cluster, REPLICA_SETS)[0];
         assert_eq!(rs["spec"]["minReadySeconds"], 30, "the Deployment's");
         assert_eq!(rs["status"]["readyReplicas"], 2);
         assert_eq!(rs["status"].get("availableReplicas"), None);
         let wake = pass(&cluster, Duration::ZERO, start).expect("a wake-up");
         assert!(wake > Duration::from_secs(25), "{wake:?}");
-        let web = &list(&cluster, DEPLOYMENTS)[0];
+        let web = &list_all(&cluster, DEPLOYMENTS)[0];
         assert_eq!(web["status"]["unavailableReplicas"], 2);
         assert_eq!(web["status"]["conditions"][0]["status"], "False");
         settle(&cluster, start + chrono::Duration::seconds(31));
         assert_eq!(
-            list(&cluster, REPLICA_SETS)[0]["status"]["availableReplicas"],
+            list_all(&cluster, REPLICA_SETS)[0]["status"]["availableReplicas"],
             2
         );
-        let web = &list(&cluster, DEPLOYMENTS)[0];
+        let web = &list_all(&cluster, DEPLOYMENTS)[0];
         assert_eq!(web["status"]["availableReplicas"], 2);
         assert_eq!(
             web["status"]["conditions"][0]["reason"],
@@ -1205,7 +1196,7 @@ mod tests {
         create(&cluster, STATEFUL_SETS, set);
         let at = Utc::now() + chrono::Duration::seconds(5);
         settle(&cluster, at);
-        let claims: BTreeMap<String, Arc<Value>> = list(&cluster, CLAIMS)
+        let claims: BTreeMap<String, Arc<Value>> = list_all(&cluster, CLAIMS)
             .into_iter()
             .map(|c| (c["metadata"]["name"].as_str().unwrap().to_owned(), c))
             .collect();
@@ -1220,7 +1211,7 @@ mod tests {
         );
         assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "1Gi");
         assert_eq!(claim["metadata"].get("ownerReferences"), None, "Retain");
-        let pod = list(&cluster, PODS)
+        let pod = list_all(&cluster, PODS)
             .into_iter()
             .find(|p| p["metadata"]["name"] == "db-1")
             .unwrap();
@@ -1233,7 +1224,7 @@ mod tests {
                 json!({"name": "config", "emptyDir": {}})
             ]
         );
-        let events: Vec<String> = list(&cluster, EVENTS)
+        let events: Vec<String> = list_all(&cluster, EVENTS)
             .iter()
             .filter_map(|e| e["message"].as_str().map(str::to_owned))
             .collect();
@@ -1247,14 +1238,14 @@ mod tests {
             spec["replicas"] = json!(1)
         });
         settle(&cluster, at);
-        assert_eq!(list(&cluster, PODS).len(), 1);
-        assert_eq!(list(&cluster, CLAIMS).len(), 2);
+        assert_eq!(list_all(&cluster, PODS).len(), 1);
+        assert_eq!(list_all(&cluster, CLAIMS).len(), 2);
     }
 
     #[test]
     fn claims_go_with_their_pod_or_their_set_as_the_retention_policy_says() {
         let claim_names = |cluster: &Cluster| -> Vec<String> {
-            let mut names: Vec<String> = list(cluster, CLAIMS)
+            let mut names: Vec<String> = list_all(cluster, CLAIMS)
                 .iter()
                 .map(|c| c["metadata"]["name"].as_str().unwrap().to_owned())
                 .collect();
@@ -1277,7 +1268,7 @@ mod tests {
             let at = Utc::now() + chrono::Duration::seconds(5);
             settle(&cluster, at);
             let owners = |cluster: &Cluster, claim: &str| -> Vec<String> {
-                let claim = list(cluster, CLAIMS)
+                let claim = list_all(cluster, CLAIMS)
                     .into_iter()
                     .find(|c| c["metadata"]["name"] == claim)
                     .unwrap();
@@ -1318,7 +1309,7 @@ mod tests {
                 scaled,
                 "{when_deleted}/{when_scaled}"
             );
-            let set = list(&cluster, STATEFUL_SETS)[0].clone();
+            let set = list_all(&cluster, STATEFUL_SETS)[0].clone();
             assert!(Writes::new(&cluster).delete(STATEFUL_SETS, &set));
             settle(&cluster, at);
             let left: Vec<&str> = match (when_deleted, when_scaled) {
@@ -1340,7 +1331,7 @@ mod tests {
         settle(&cluster, at);
         // Revision number and image of each ControllerRevision, by name.
         let history = |cluster: &Cluster| -> BTreeMap<String, (i64, String)> {
-            list(cluster, CONTROLLER_REVISIONS)
+            list_all(cluster, CONTROLLER_REVISIONS)
                 .iter()
                 .map(|r| {
                     let template = &r["data"]["spec"]["template"];
@@ -1370,7 +1361,7 @@ mod tests {
         let first = history(&cluster);
         assert_eq!(first.len(), 1);
         let (a, _) = first.iter().next().unwrap();
-        let pod = &list(&cluster, PODS)[0];
+        let pod = &list_all(&cluster, PODS)[0];
         assert_eq!(pod["metadata"]["labels"][REVISION_HASH], a.as_str());
         image(&cluster, "b");
         image(&cluster, "c");
@@ -1392,7 +1383,7 @@ mod tests {
         );
         let b = before.iter().find(|(_, (_, i))| i == "b").unwrap().0;
         assert_eq!(after[b], (4, "b".to_owned()), "it becomes the newest");
-        let set = &list(&cluster, STATEFUL_SETS)[0];
+        let set = &list_all(&cluster, STATEFUL_SETS)[0];
         assert_eq!(set["status"]["updateRevision"], b.as_str());
         assert_eq!(set["status"]["currentRevision"], b.as_str());
     }
@@ -1408,12 +1399,12 @@ mod tests {
         );
         let at = Utc::now() + chrono::Duration::seconds(5);
         settle(&cluster, at);
-        let old = list(&cluster, STATEFUL_SETS)[0]["status"]["currentRevision"].clone();
+        let old = list_all(&cluster, STATEFUL_SETS)[0]["status"]["currentRevision"].clone();
         edit_spec(&cluster, STATEFUL_SETS, "db", |spec| {
             spec["template"]["spec"]["containers"][0]["image"] = json!("postgres:17");
         });
         settle(&cluster, at);
-        let images: BTreeMap<String, String> = list(&cluster, PODS)
+        let images: BTreeMap<String, String> = list_all(&cluster, PODS)
             .iter()
             .map(|p| {
                 let name = p["metadata"]["name"].as_str().unwrap().to_owned();
@@ -1434,7 +1425,7 @@ mod tests {
                 ("db-2".to_owned(), "postgres:17".to_owned()),
             ])
         );
-        let db = &list(&cluster, STATEFUL_SETS)[0];
+        let db = &list_all(&cluster, STATEFUL_SETS)[0];
         assert_eq!(db["status"]["updatedReplicas"], 1);
         assert_eq!(
             db["status"]["currentRevision"], old,
@@ -1442,13 +1433,13 @@ mod tests {
         );
         assert_ne!(db["status"]["updateRevision"], old);
         // A Pod below the partition that is deleted comes back at its revision's template.
-        let pod = list(&cluster, PODS)
+        let pod = list_all(&cluster, PODS)
             .into_iter()
             .find(|p| p["metadata"]["name"] == "db-0")
             .unwrap();
         assert!(Writes::new(&cluster).delete(PODS, &pod));
         settle(&cluster, at);
-        let again = list(&cluster, PODS)
+        let again = list_all(&cluster, PODS)
             .into_iter()
             .find(|p| p["metadata"]["name"] == "db-0")
             .unwrap();
@@ -1465,13 +1456,13 @@ mod tests {
         create(&cluster, JOBS, pi);
         // Two at a time: the first pass starts two Pods.
         pass(&cluster, Duration::ZERO, Utc::now());
-        assert_eq!(list(&cluster, PODS).len(), 2);
-        let pi = &list(&cluster, JOBS)[0];
+        assert_eq!(list_all(&cluster, PODS).len(), 2);
+        let pi = &list_all(&cluster, JOBS)[0];
         assert_eq!(pi["status"]["active"], 2);
         assert!(pi["status"]["startTime"].is_string());
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
 
-        let pods = list(&cluster, PODS);
+        let pods = list_all(&cluster, PODS);
         assert_eq!(pods.len(), 3, "three completions, none replaced");
         for pod in &pods {
             assert_eq!(pod["status"]["phase"], "Succeeded");
@@ -1485,7 +1476,7 @@ mod tests {
             );
             assert!(pod["metadata"]["name"].as_str().unwrap().starts_with("pi-"));
         }
-        let pi = &list(&cluster, JOBS)[0];
+        let pi = &list_all(&cluster, JOBS)[0];
         assert_eq!(pi["status"]["succeeded"], 3);
         assert!(pi["status"].get("active").is_none());
         assert!(pi["status"]["completionTime"].is_string());
@@ -1497,7 +1488,7 @@ mod tests {
             .collect();
         assert_eq!(conditions, ["SuccessCriteriaMet", "Complete"]);
         let reasons: BTreeMap<String, usize> =
-            list(&cluster, EVENTS)
+            list_all(&cluster, EVENTS)
                 .iter()
                 .fold(BTreeMap::new(), |mut m, e| {
                     *m.entry(e["reason"].as_str().unwrap().to_owned())
@@ -1517,9 +1508,9 @@ mod tests {
             )
             .unwrap();
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
-        assert_eq!(list(&cluster, PODS).len(), 3);
+        assert_eq!(list_all(&cluster, PODS).len(), 3);
         let later = |cluster: &Cluster| {
-            list(cluster, JOBS)
+            list_all(cluster, JOBS)
                 .into_iter()
                 .find(|j| j["metadata"]["name"] == "later")
                 .unwrap()
@@ -1552,7 +1543,7 @@ mod tests {
         );
         assert_eq!(done["status"]["conditions"][0]["reason"], "JobResumed");
         assert!(done["status"]["startTime"].is_string());
-        assert_eq!(list(&cluster, PODS).len(), 4);
+        assert_eq!(list_all(&cluster, PODS).len(), 4);
     }
 
     #[test]
@@ -1574,7 +1565,7 @@ mod tests {
         });
         settle(&cluster, Utc::now() + chrono::Duration::seconds(10));
         let sizes = |cluster: &Cluster| {
-            let mut sizes: Vec<(i64, String, String)> = list(cluster, REPLICA_SETS)
+            let mut sizes: Vec<(i64, String, String)> = list_all(cluster, REPLICA_SETS)
                 .iter()
                 .map(|rs| {
                     let annotation = |key: &str| {
@@ -1604,7 +1595,7 @@ mod tests {
         });
         settle(&cluster, Utc::now() + chrono::Duration::seconds(15));
         assert_eq!(sizes(&cluster), [n(7, "15", "18"), n(11, "15", "18")]);
-        let events: Vec<String> = list(&cluster, "events")
+        let events: Vec<String> = list_all(&cluster, "events")
             .iter()
             .filter(|e| e["reason"] == "ScalingReplicaSet")
             .map(|e| e["message"].as_str().unwrap().to_owned())
@@ -1623,7 +1614,7 @@ mod tests {
         settle(&cluster, Utc::now() + chrono::Duration::seconds(20));
         assert_eq!(sizes(&cluster), [n(3, "5", "8"), n(5, "5", "8")]);
         assert!(
-            list(&cluster, "events")
+            list_all(&cluster, "events")
                 .iter()
                 .any(|e| e["message"].as_str().unwrap().ends_with("from 11 to 5")),
             "the proportional step first"
@@ -1632,7 +1623,7 @@ mod tests {
 
     /// The Pod `name`, if it is there.
     fn pod(cluster: &Cluster, name: &str) -> Option<Arc<Value>> {
-        list(cluster, PODS)
+        list_all(cluster, PODS)
             .into_iter()
             .find(|p| p["metadata"]["name"] == name)
     }
@@ -1671,7 +1662,7 @@ mod tests {
         create(&cluster, JOBS, job("work", spec));
         let start = Utc::now();
         pass(&cluster, Duration::ZERO, start);
-        let first = list(&cluster, PODS)[0].clone();
+        let first = list_all(&cluster, PODS)[0].clone();
         assert_eq!(first["metadata"]["finalizers"], json!([TRACKING_FINALIZER]));
         let first_name = first["metadata"]["name"].as_str().unwrap();
         let uid = first["metadata"]["uid"].clone();
@@ -1683,7 +1674,7 @@ mod tests {
         assert!(pod(&cluster, first_name).is_some_and(|p| gc::is_deleting(&p)));
         pass(&cluster, Duration::ZERO, start);
         assert!(pod(&cluster, first_name).is_none(), "its finalizer removed");
-        let work = &list(&cluster, JOBS)[0];
+        let work = &list_all(&cluster, JOBS)[0];
         assert_eq!(
             work["status"]["uncountedTerminatedPods"],
             json!({"failed": [uid]})
@@ -1691,19 +1682,19 @@ mod tests {
         assert_eq!(work["status"].get("failed"), None, "not counted yet");
         assert_eq!(work["status"]["active"], 1, "a replacement");
         pass(&cluster, Duration::ZERO, start);
-        let work = &list(&cluster, JOBS)[0];
+        let work = &list_all(&cluster, JOBS)[0];
         assert_eq!(work["status"]["failed"], 1);
         assert_eq!(work["status"]["uncountedTerminatedPods"], json!({}));
 
         settle(&cluster, start + chrono::Duration::seconds(5));
-        let work = &list(&cluster, JOBS)[0];
+        let work = &list_all(&cluster, JOBS)[0];
         assert_eq!(work["status"]["succeeded"], 2);
         assert_eq!(
             work["status"]["failed"], 1,
             "one failure is within the limit"
         );
         assert!(finished_condition(work).is_some_and(|c| c["type"] == "Complete"));
-        let pods = list(&cluster, PODS);
+        let pods = list_all(&cluster, PODS);
         assert_eq!(pods.len(), 2);
         assert!(
             pods.iter()
@@ -1715,8 +1706,8 @@ mod tests {
         let done = pods[0]["metadata"]["name"].as_str().unwrap().to_owned();
         delete(&cluster, PODS, &done, None);
         settle(&cluster, start + chrono::Duration::seconds(10));
-        assert_eq!(list(&cluster, JOBS)[0]["status"]["succeeded"], 2);
-        assert_eq!(list(&cluster, PODS).len(), 1);
+        assert_eq!(list_all(&cluster, JOBS)[0]["status"]["succeeded"], 2);
+        assert_eq!(list_all(&cluster, PODS).len(), 1);
     }
 
     #[test]
@@ -1728,7 +1719,7 @@ mod tests {
         let mut most = 0;
         for _ in 0..20 {
             pass(&cluster, Duration::ZERO, at);
-            let wide = &list(&cluster, JOBS)[0];
+            let wide = &list_all(&cluster, JOBS)[0];
             let pending = wide["status"]["uncountedTerminatedPods"]["succeeded"]
                 .as_array()
                 .map_or(0, Vec::len);
@@ -1738,7 +1729,7 @@ mod tests {
             }
         }
         assert_eq!(most, 500, "MaxUncountedPods at once");
-        let wide = &list(&cluster, JOBS)[0];
+        let wide = &list_all(&cluster, JOBS)[0];
         assert_eq!(wide["status"]["succeeded"], 510);
         assert!(finished_condition(wide).is_some_and(|c| c["type"] == "Complete"));
     }
@@ -1749,13 +1740,13 @@ mod tests {
         create(&cluster, JOBS, job("once", json!({"backoffLimit": 0})));
         let start = Utc::now();
         pass(&cluster, Duration::ZERO, start);
-        let first = list(&cluster, PODS)[0]["metadata"]["name"]
+        let first = list_all(&cluster, PODS)[0]["metadata"]["name"]
             .as_str()
             .unwrap()
             .to_owned();
         delete(&cluster, PODS, &first, None);
         settle(&cluster, start);
-        let once = &list(&cluster, JOBS)[0];
+        let once = &list_all(&cluster, JOBS)[0];
         let conditions: Vec<(&str, &str, &str)> = once["status"]["conditions"]
             .as_array()
             .unwrap()
@@ -1774,8 +1765,8 @@ mod tests {
         };
         assert_eq!(conditions, [limit("FailureTarget"), limit("Failed")]);
         assert_eq!(once["status"]["failed"], 1);
-        assert!(list(&cluster, PODS).is_empty(), "nothing replaced it");
-        let warned = list(&cluster, EVENTS)
+        assert!(list_all(&cluster, PODS).is_empty(), "nothing replaced it");
+        let warned = list_all(&cluster, EVENTS)
             .iter()
             .any(|e| e["type"] == "Warning" && e["reason"] == "BackoffLimitExceeded");
         assert!(warned);
@@ -1791,7 +1782,7 @@ mod tests {
         // Pods that take a minute to start: each one is still there when it is evicted.
         let (start, slow) = (Utc::now(), Duration::from_secs(60));
         settle_with(&cluster, slow, start);
-        let first = list(&cluster, PODS)[0]["metadata"]["name"]
+        let first = list_all(&cluster, PODS)[0]["metadata"]["name"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -1809,23 +1800,23 @@ mod tests {
             137
         );
         assert_eq!(
-            list(&cluster, PODS).len(),
+            list_all(&cluster, PODS).len(),
             1,
             "no replacement while it terminates"
         );
         settle_with(&cluster, slow, start);
         assert!(pod(&cluster, &first).is_none());
-        let careful = &list(&cluster, JOBS)[0];
+        let careful = &list_all(&cluster, JOBS)[0];
         assert_eq!(careful["status"].get("failed"), None, "ignored");
         assert!(finished_condition(careful).is_none());
-        let pods = list(&cluster, PODS);
+        let pods = list_all(&cluster, PODS);
         assert_eq!(pods.len(), 1, "replaced");
 
         // Deleted outright: killed with 137 and no DisruptionTarget, so the FailJob rule.
         let second = pods[0]["metadata"]["name"].as_str().unwrap().to_owned();
         delete(&cluster, PODS, &second, None);
         settle_with(&cluster, slow, start);
-        let careful = &list(&cluster, JOBS)[0];
+        let careful = &list_all(&cluster, JOBS)[0];
         let failed = finished_condition(careful).unwrap();
         assert_eq!(failed["type"], "Failed");
         assert_eq!(failed["reason"], "PodFailurePolicy");
@@ -1855,7 +1846,7 @@ mod tests {
         );
         let at = Utc::now() + chrono::Duration::seconds(5);
         settle(&cluster, at);
-        let status = |cluster: &Cluster| list(cluster, DISRUPTION_BUDGETS)[0]["status"].clone();
+        let status = |cluster: &Cluster| list_all(cluster, DISRUPTION_BUDGETS)[0]["status"].clone();
         let now = status(&cluster);
         assert_eq!(
             (
@@ -1872,7 +1863,7 @@ mod tests {
         assert_eq!(now["conditions"][0]["reason"], "SufficientPods");
 
         // One eviction is allowed and taken; the next is refused until the replacement is ready.
-        let names: Vec<String> = list(&cluster, PODS)
+        let names: Vec<String> = list_all(&cluster, PODS)
             .iter()
             .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
             .collect();
@@ -1904,7 +1895,7 @@ mod tests {
             budget("pct", json!({"maxUnavailable": "34%"})),
         );
         settle(&cluster, at + chrono::Duration::seconds(10));
-        let pct = list(&cluster, DISRUPTION_BUDGETS)
+        let pct = list_all(&cluster, DISRUPTION_BUDGETS)
             .into_iter()
             .find(|b| b["metadata"]["name"] == "pct")
             .unwrap();
@@ -1924,13 +1915,13 @@ mod tests {
             with_spec(budget, bound)
         };
         let budget_named = |cluster: &Cluster, name: &str| {
-            list(cluster, DISRUPTION_BUDGETS)
+            list_all(cluster, DISRUPTION_BUDGETS)
                 .into_iter()
                 .find(|b| b["metadata"]["name"] == name)
                 .unwrap()
         };
         let events_of = |cluster: &Cluster, name: &str| -> Vec<(String, String, String)> {
-            list(cluster, "events")
+            list_all(cluster, "events")
                 .iter()
                 .filter(|e| {
                     e["involvedObject"]["kind"] == "PodDisruptionBudget"
@@ -1992,7 +1983,7 @@ mod tests {
         // A Job's Pods under a percentage cannot be scaled: the budget fails safe.
         create(&cluster, JOBS, job("batch", json!({"parallelism": 1})));
         settle_with(&cluster, Duration::from_secs(60), at);
-        let job_pod = list(&cluster, PODS)
+        let job_pod = list_all(&cluster, PODS)
             .into_iter()
             .find(|p| {
                 p["metadata"]["name"]
@@ -2044,7 +2035,7 @@ mod tests {
             budget("web", "web", json!({"minAvailable": 1})),
         );
         settle(&cluster, at);
-        let held = list(&cluster, PODS)
+        let held = list_all(&cluster, PODS)
             .into_iter()
             .find(|p| p["metadata"]["labels"]["app"] == "web")
             .unwrap();
@@ -2105,11 +2096,11 @@ mod tests {
         let at = Utc::now() + chrono::Duration::seconds(5);
         settle(&cluster, at);
         let endpoints = |cluster: &Cluster, name: &str| {
-            list(cluster, ENDPOINTS)
+            list_all(cluster, ENDPOINTS)
                 .into_iter()
                 .find(|e| e["metadata"]["name"] == name)
         };
-        let mut ips: Vec<String> = list(&cluster, PODS)
+        let mut ips: Vec<String> = list_all(&cluster, PODS)
             .iter()
             .map(|p| p["status"]["podIP"].as_str().unwrap().to_owned())
             .collect();
@@ -2135,7 +2126,7 @@ mod tests {
             "192.0.2.10",
             "not the controller's"
         );
-        let slices = list(&cluster, ENDPOINT_SLICES);
+        let slices = list_all(&cluster, ENDPOINT_SLICES);
         assert_eq!(slices.len(), 1, "one slice, of the selecting Service");
         let slice = &slices[0];
         assert!(
@@ -2162,7 +2153,7 @@ mod tests {
         );
 
         // A Pod that stops being ready moves to the unready addresses.
-        let pod = list(&cluster, PODS)[0].clone();
+        let pod = list_all(&cluster, PODS)[0].clone();
         let mut unready = (*pod).clone();
         unready["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
         let status = Target {
@@ -2185,7 +2176,7 @@ mod tests {
         delete(&cluster, SERVICES, "web", None);
         settle(&cluster, at);
         assert!(endpoints(&cluster, "web").is_none());
-        assert!(list(&cluster, ENDPOINT_SLICES).is_empty());
+        assert!(list_all(&cluster, ENDPOINT_SLICES).is_empty());
         assert!(endpoints(&cluster, "external").is_some());
     }
 
@@ -2206,9 +2197,9 @@ mod tests {
         }
         let start = Utc::now();
         create(&cluster, CRON_JOBS, cron_job);
-        let cron = |cluster: &Cluster| list(cluster, CRON_JOBS)[0].clone();
+        let cron = |cluster: &Cluster| list_all(cluster, CRON_JOBS)[0].clone();
         let jobs = |cluster: &Cluster| -> Vec<String> {
-            let mut names: Vec<String> = list(cluster, JOBS)
+            let mut names: Vec<String> = list_all(cluster, JOBS)
                 .iter()
                 .map(|j| j["metadata"]["name"].as_str().unwrap().to_owned())
                 .collect();
@@ -2225,7 +2216,7 @@ mod tests {
         settle_with(&cluster, Duration::from_secs(3600), due);
         let names = jobs(&cluster);
         assert_eq!(names, [format!("tick-{}", due.timestamp() / 60)]);
-        let job = list(&cluster, JOBS)[0].clone();
+        let job = list_all(&cluster, JOBS)[0].clone();
         assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
         assert_eq!(job["metadata"]["labels"]["app"], "tick");
         assert_eq!(
@@ -2244,7 +2235,7 @@ mod tests {
         let status = cron(&cluster)["status"].clone();
         assert!(status.get("active").is_none(), "{status}");
         assert!(status["lastSuccessfulTime"].is_string());
-        let reasons: Vec<String> = list(&cluster, "events")
+        let reasons: Vec<String> = list_all(&cluster, "events")
             .iter()
             .filter(|e| e["involvedObject"]["kind"] == "CronJob")
             .map(|e| e["reason"].as_str().unwrap().to_owned())
@@ -2283,7 +2274,7 @@ mod tests {
         let (start, slow) = (Utc::now(), Duration::from_secs(60));
         settle_with(&cluster, slow, start);
         let index_pod = |cluster: &Cluster, index: i64| {
-            list(cluster, PODS)
+            list_all(cluster, PODS)
                 .into_iter()
                 .find(|p| completion_index(p) == Some(index) && !gc::is_deleting(p))
         };
@@ -2302,7 +2293,7 @@ mod tests {
         settle_with(&cluster, slow, start);
         let second = index_pod(&cluster, 1).expect("index 1 runs again");
         assert_eq!(count(&second), "1");
-        let per = &list(&cluster, JOBS)[0];
+        let per = &list_all(&cluster, JOBS)[0];
         assert_eq!(per["status"]["failedIndexes"], "");
         assert_eq!(per["status"]["failed"], 1);
         // Twice: past its limit of one, the index fails and is not run again.
@@ -2314,7 +2305,7 @@ mod tests {
         );
         settle_with(&cluster, slow, start);
         assert!(index_pod(&cluster, 1).is_none());
-        let per = &list(&cluster, JOBS)[0];
+        let per = &list_all(&cluster, JOBS)[0];
         assert_eq!(per["status"]["failedIndexes"], "1");
         assert_eq!(per["status"]["failed"], 2);
         assert!(
@@ -2323,7 +2314,7 @@ mod tests {
         );
         // The others succeed: the Job fails for its failed index.
         settle(&cluster, start + chrono::Duration::minutes(5));
-        let per = &list(&cluster, JOBS)[0];
+        let per = &list_all(&cluster, JOBS)[0];
         assert_eq!(per["status"]["completedIndexes"], "0,2");
         let failed = finished_condition(per).unwrap();
         assert_eq!(
@@ -2343,7 +2334,7 @@ mod tests {
         pass(&cluster, Duration::ZERO, Utc::now());
         delete(&cluster, JOBS, "left", Some(gc::Propagation::Orphan));
         settle(&cluster, Utc::now());
-        let pods = list(&cluster, PODS);
+        let pods = list_all(&cluster, PODS);
         assert_eq!(pods.len(), 1, "kept");
         assert_eq!(pods[0]["metadata"].get("ownerReferences"), None);
         assert_eq!(pods[0]["metadata"].get("finalizers"), None);
@@ -2361,7 +2352,7 @@ mod tests {
             {"name": "d", "image": "busybox", "env": [{"name": "JOB_COMPLETION_INDEX", "value": "mine"}]}]);
         create(&cluster, JOBS, idx);
         pass(&cluster, Duration::ZERO, Utc::now());
-        let pods = list(&cluster, PODS);
+        let pods = list_all(&cluster, PODS);
         let mut indexes: Vec<String> = pods
             .iter()
             .map(|p| {
@@ -2390,11 +2381,11 @@ mod tests {
         indexes.sort();
         assert_eq!(indexes, ["0", "1"], "the lowest pending indexes first");
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
-        let pods = list(&cluster, PODS);
+        let pods = list_all(&cluster, PODS);
         let mut indexes: Vec<i64> = pods.iter().filter_map(|p| completion_index(p)).collect();
         indexes.sort_unstable();
         assert_eq!(indexes, [0, 1, 2], "each index once");
-        let idx = &list(&cluster, JOBS)[0];
+        let idx = &list_all(&cluster, JOBS)[0];
         assert_eq!(idx["status"]["completedIndexes"], "0-2");
         assert_eq!(idx["status"]["succeeded"], 3);
         assert!(finished_condition(idx).is_some_and(|c| c["type"] == "Complete"));
@@ -2416,7 +2407,7 @@ mod tests {
         pass(&cluster, Duration::from_secs(1), start);
         // Indexes 0 and 1 run and succeed; the rule at index 1 is met before 2 and 3 are done.
         settle(&cluster, start + chrono::Duration::seconds(5));
-        let lead = &list(&cluster, JOBS)[0];
+        let lead = &list_all(&cluster, JOBS)[0];
         let conditions: Vec<(String, String, String)> = lead["status"]["conditions"]
             .as_array()
             .unwrap()
@@ -2447,7 +2438,7 @@ mod tests {
         );
         assert_eq!(status["succeeded"], 2);
         assert!(
-            list(&cluster, PODS)
+            list_all(&cluster, PODS)
                 .iter()
                 .all(|p| p["status"]["phase"] == "Succeeded"),
             "no Pod left running"
@@ -2459,13 +2450,13 @@ mod tests {
         let cluster = Cluster::open(None, 10_000).unwrap();
         let idx = json!({"completions": 2, "parallelism": 2, "completionMode": "Indexed"});
         create(&cluster, JOBS, job("idx", idx));
-        let job = list(&cluster, JOBS)[0].clone();
+        let job = list_all(&cluster, JOBS)[0].clone();
         // A Pod of index 1 made by someone else, before the controller's first pass.
         let mut stray = indexed_pod(&job, "default", 1);
         stray["metadata"]["name"] = json!("stray");
         create(&cluster, PODS, stray);
         pass(&cluster, Duration::ZERO, Utc::now());
-        let mut pods: Vec<i64> = list(&cluster, PODS)
+        let mut pods: Vec<i64> = list_all(&cluster, PODS)
             .iter()
             .filter_map(|p| completion_index(p))
             .collect();
@@ -2475,7 +2466,7 @@ mod tests {
         second["metadata"]["name"] = json!("second");
         create(&cluster, PODS, second);
         pass(&cluster, Duration::ZERO, Utc::now());
-        let names: Vec<String> = list(&cluster, PODS)
+        let names: Vec<String> = list_all(&cluster, PODS)
             .iter()
             .filter(|p| completion_index(p) == Some(1))
             .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
@@ -2500,12 +2491,15 @@ mod tests {
             wake > Duration::from_secs(8) && wake <= Duration::from_secs(10),
             "{wake:?}"
         );
-        assert_eq!(list(&cluster, PODS).len(), 1);
+        assert_eq!(list_all(&cluster, PODS).len(), 1);
         for _ in 0..3 {
             pass(&cluster, delay, start + chrono::Duration::seconds(11));
         }
-        assert!(list(&cluster, PODS).is_empty(), "its active Pod is deleted");
-        let slow = &list(&cluster, JOBS)[0];
+        assert!(
+            list_all(&cluster, PODS).is_empty(),
+            "its active Pod is deleted"
+        );
+        let slow = &list_all(&cluster, JOBS)[0];
         let status = &slow["status"];
         assert_eq!(status["failed"], 1);
         assert_eq!(status.get("active"), None);
@@ -2537,7 +2531,7 @@ mod tests {
                 ("Failed", "True", "DeadlineExceeded", message),
             ]
         );
-        let warned = list(&cluster, EVENTS)
+        let warned = list_all(&cluster, EVENTS)
             .iter()
             .filter(|e| e["type"] == "Warning" && e["reason"] == "DeadlineExceeded")
             .count();
@@ -2554,7 +2548,11 @@ mod tests {
         );
         let now = Utc::now();
         settle(&cluster, now + chrono::Duration::seconds(5));
-        assert_eq!(list(&cluster, JOBS).len(), 1, "finished, its TTL running");
+        assert_eq!(
+            list_all(&cluster, JOBS).len(),
+            1,
+            "finished, its TTL running"
+        );
         // A pass before the TTL runs out asks to be woken when it does.
         let wake = pass(
             &cluster,
@@ -2567,9 +2565,9 @@ mod tests {
             "{wake:?}"
         );
         settle(&cluster, now + chrono::Duration::seconds(120));
-        assert!(list(&cluster, JOBS).is_empty());
+        assert!(list_all(&cluster, JOBS).is_empty());
         assert!(
-            list(&cluster, PODS).is_empty(),
+            list_all(&cluster, PODS).is_empty(),
             "Foreground: its Pods went first"
         );
     }
@@ -2581,7 +2579,7 @@ mod tests {
         // OrderedReady: db-1 waits for db-0 to be Running and Ready.
         pass(&cluster, Duration::from_secs(60), Utc::now());
         let names = |cluster: &Cluster| {
-            let mut n: Vec<String> = list(cluster, PODS)
+            let mut n: Vec<String> = list_all(cluster, PODS)
                 .iter()
                 .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
                 .collect();
@@ -2591,10 +2589,10 @@ mod tests {
         assert_eq!(names(&cluster), ["db-0"]);
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
         assert_eq!(names(&cluster), ["db-0", "db-1", "db-2"]);
-        let pod = &list(&cluster, PODS)[0];
+        let pod = &list_all(&cluster, PODS)[0];
         assert_eq!(pod["spec"]["hostname"], pod["metadata"]["name"]);
         assert_eq!(pod["spec"]["subdomain"], "db");
-        let db = &list(&cluster, STATEFUL_SETS)[0];
+        let db = &list_all(&cluster, STATEFUL_SETS)[0];
         let revision = db["status"]["updateRevision"].as_str().unwrap().to_owned();
         assert!(revision.starts_with("db-"));
         assert_eq!(db["status"]["currentRevision"], revision.as_str());
@@ -2607,12 +2605,12 @@ mod tests {
             spec["template"]["spec"]["containers"][0]["image"] = json!("postgres:17");
         });
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
-        let db = &list(&cluster, STATEFUL_SETS)[0];
+        let db = &list_all(&cluster, STATEFUL_SETS)[0];
         let new_revision = db["status"]["updateRevision"].as_str().unwrap();
         assert_ne!(new_revision, revision);
         assert_eq!(db["status"]["currentRevision"], new_revision);
         assert_eq!(db["status"]["updatedReplicas"], 3);
-        for pod in list(&cluster, PODS) {
+        for pod in list_all(&cluster, PODS) {
             assert_eq!(pod["metadata"]["labels"][REVISION_HASH], new_revision);
             assert_eq!(pod["spec"]["containers"][0]["image"], "postgres:17");
         }
@@ -2623,7 +2621,10 @@ mod tests {
         });
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
         assert_eq!(names(&cluster), ["db-0"]);
-        assert_eq!(list(&cluster, STATEFUL_SETS)[0]["status"]["replicas"], 1);
+        assert_eq!(
+            list_all(&cluster, STATEFUL_SETS)[0]["status"]["replicas"],
+            1
+        );
     }
 
     #[test]
@@ -2632,13 +2633,13 @@ mod tests {
         create(&cluster, DEPLOYMENTS, web(json!({"replicas": 2})));
         settle(&cluster, Utc::now() + chrono::Duration::seconds(5));
 
-        let replica_sets = list(&cluster, REPLICA_SETS);
+        let replica_sets = list_all(&cluster, REPLICA_SETS);
         assert_eq!(replica_sets.len(), 1);
         let rs = &replica_sets[0];
         let hash = rs["metadata"]["labels"][TEMPLATE_HASH].as_str().unwrap();
         assert_eq!(rs["metadata"]["name"], format!("web-{hash}"));
         assert_eq!(rs["status"]["readyReplicas"], 2);
-        let pods = list(&cluster, PODS);
+        let pods = list_all(&cluster, PODS);
         assert_eq!(pods.len(), 2);
         for pod in &pods {
             assert_eq!(controller_uid(pod), rs["metadata"]["uid"].as_str());
@@ -2646,7 +2647,7 @@ mod tests {
             assert!(is_ready(pod));
             assert_eq!(pod["metadata"]["labels"][TEMPLATE_HASH], hash);
         }
-        let web = &list(&cluster, DEPLOYMENTS)[0];
+        let web = &list_all(&cluster, DEPLOYMENTS)[0];
         assert_eq!(web["status"]["availableReplicas"], 2);
         assert_eq!(web["status"]["updatedReplicas"], 2);
         assert_eq!(
@@ -2664,7 +2665,7 @@ mod tests {
             spec["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
         });
         settle(&cluster, Utc::now() + chrono::Duration::seconds(10));
-        let replica_sets = list(&cluster, REPLICA_SETS);
+        let replica_sets = list_all(&cluster, REPLICA_SETS);
         assert_eq!(replica_sets.len(), 2);
         let replicas: BTreeMap<Option<u64>, Option<i64>> = replica_sets
             .iter()
@@ -2674,7 +2675,7 @@ mod tests {
             replicas,
             BTreeMap::from([(Some(1), Some(0)), (Some(2), Some(2))])
         );
-        let pods = list(&cluster, PODS);
+        let pods = list_all(&cluster, PODS);
         assert_eq!(pods.len(), 2);
         assert!(
             pods.iter()
@@ -2682,7 +2683,7 @@ mod tests {
         );
 
         // What `kubectl describe` shows: the controllers' Events, in their words.
-        let events = list(&cluster, EVENTS);
+        let events = list_all(&cluster, EVENTS);
         let said = |component: &str, reason: &str| -> Vec<String> {
             let mut said: Vec<String> = events
                 .iter()
@@ -2726,14 +2727,14 @@ mod tests {
         cluster
             .create(&target(&cluster, PODS, None), pod, &WriteOptions::default())
             .unwrap();
-        let created = created_at(&list(&cluster, PODS)[0]).unwrap();
+        let created = created_at(&list_all(&cluster, PODS)[0]).unwrap();
         // The first pass registers the node and binds the pod (the write wakes the next pass).
         assert_eq!(pass(&cluster, Duration::from_secs(30), created), None);
-        let node = &list(&cluster, NODES)[0];
+        let node = &list_all(&cluster, NODES)[0];
         assert_eq!(node["metadata"]["name"], NODE);
         assert_eq!(node["status"]["allocatable"]["pods"], "110");
-        assert_eq!(list(&cluster, PODS)[0]["spec"]["nodeName"], NODE);
-        let scheduled: Vec<Arc<Value>> = list(&cluster, EVENTS)
+        assert_eq!(list_all(&cluster, PODS)[0]["spec"]["nodeName"], NODE);
+        let scheduled: Vec<Arc<Value>> = list_all(&cluster, EVENTS)
             .into_iter()
             .filter(|e| e["reason"] == "Scheduled")
             .collect();
@@ -2745,15 +2746,15 @@ mod tests {
         assert_eq!(scheduled[0]["source"]["component"], SCHEDULER);
         let due = pass(&cluster, Duration::from_secs(30), created);
         assert!(due.is_some_and(|d| d > Duration::from_secs(29)), "{due:?}");
-        let creating = &list(&cluster, PODS)[0];
+        let creating = &list_all(&cluster, PODS)[0];
         assert_eq!(creating["status"]["phase"], "Pending");
         assert_eq!(
             creating["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
             "ContainerCreating"
         );
         // The node's Lease follows in the pass after the node.
-        let node = &list(&cluster, NODES)[0];
-        let lease = &list(&cluster, LEASES)[0];
+        let node = &list_all(&cluster, NODES)[0];
+        let lease = &list_all(&cluster, LEASES)[0];
         assert_eq!(lease["metadata"]["namespace"], NODE_LEASES);
         assert_eq!(lease["spec"]["holderIdentity"], NODE);
         assert_eq!(
@@ -2763,13 +2764,13 @@ mod tests {
         // The kubelet's heartbeat: renewed 10 s after its last renewal, not before; a pass says
         // when the next is due.
         let renewed = |cluster: &Cluster| {
-            list(cluster, LEASES)[0]["spec"]["renewTime"]
+            list_all(cluster, LEASES)[0]["spec"]["renewTime"]
                 .as_str()
                 .and_then(parse_timestamp)
                 .unwrap()
         };
         let first = renewed(&cluster);
-        let lease = list(&cluster, LEASES)[0].clone();
+        let lease = list_all(&cluster, LEASES)[0].clone();
         let soon = renew_lease(
             &mut Writes::new(&cluster),
             &lease,
@@ -2782,18 +2783,18 @@ mod tests {
         let at = (renewed(&cluster) - later).num_microseconds().unwrap();
         assert_eq!(at, 0, "renewed at the pass's time, to the microsecond");
 
-        assert!(!is_ready(&list(&cluster, PODS)[0]));
+        assert!(!is_ready(&list_all(&cluster, PODS)[0]));
         let due = pass(
             &cluster,
             Duration::from_secs(30),
             created + chrono::Duration::seconds(30),
         );
         assert_eq!(due, None);
-        let pod = &list(&cluster, PODS)[0];
+        let pod = &list_all(&cluster, PODS)[0];
         assert!(is_ready(pod));
         assert_eq!(pod["status"]["containerStatuses"][0]["ready"], true);
         assert_eq!(pod["status"]["hostIP"], NODE_IP);
-        let kubelet: Vec<(String, String)> = list(&cluster, EVENTS)
+        let kubelet: Vec<(String, String)> = list_all(&cluster, EVENTS)
             .iter()
             .filter(|e| e["source"]["component"] == "kubelet")
             .map(|e| {
@@ -2830,7 +2831,7 @@ mod tests {
             .create(&target(&cluster, PODS, None), pod, &WriteOptions::default())
             .unwrap();
         settle(&cluster, Utc::now() + chrono::Duration::seconds(60));
-        let pod = &list(&cluster, PODS)[0];
+        let pod = &list_all(&cluster, PODS)[0];
         assert!(pod["spec"].get("nodeName").is_none());
         assert!(!is_ready(pod));
     }
