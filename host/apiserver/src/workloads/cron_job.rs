@@ -24,8 +24,11 @@ const COMPONENT: &str = "cronjob-controller";
 const SCHEDULED_ANNOTATION: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// More missed times than this and the controller says so (it still starts the latest).
 const MISSED_TIMES_LIMIT: usize = 100;
-/// How many scheduled times a pass walks through at most.
-const WALK_LIMIT: usize = 100_000;
+/// How many missed times a sync counts at most (the count `TooManyMissedTimes` reports).
+const COUNT_LIMIT: usize = 10_000;
+/// Windows before now in which the latest missed time is looked for once more than
+/// [`COUNT_LIMIT`] were missed, shortest first (an hour, a day, a month, a year, five).
+const LOOK_BACK_SECONDS: [i64; 5] = [3_600, 86_400, 2_764_800, 31_622_400, 158_112_000];
 
 /// A chrono time as a jiff timestamp (whole seconds).
 fn instant(at: DateTime<Utc>) -> Option<Timestamp> {
@@ -211,15 +214,15 @@ fn schedule(
         let floor = Timestamp::from_second(now_at.as_second() - seconds).ok()?;
         earliest = earliest.max(floor);
     }
-    let (mut latest, mut missed) = (None, 0usize);
-    let mut at = schedule.next_after(earliest, &zone);
-    while let Some(t) = at.filter(|t| *t <= now_at) {
-        latest = Some(t);
-        missed += 1;
-        if missed >= WALK_LIMIT {
-            break;
-        }
-        at = schedule.next_after(t, &zone);
+    let (mut latest, missed) = latest_time(&schedule, &zone, earliest, now_at, COUNT_LIMIT);
+    if missed > COUNT_LIMIT {
+        // Too many to walk: the latest lies in the shortest window before now that has one.
+        latest = LOOK_BACK_SECONDS.iter().find_map(|back| {
+            let from = Timestamp::from_second(now_at.as_second() - back)
+                .ok()?
+                .max(earliest);
+            latest_time(&schedule, &zone, from, now_at, COUNT_LIMIT).0
+        });
     }
     let next = schedule.next_after(now_at, &zone);
     let due = next.and_then(|n| Duration::try_from(n.duration_since(now_at)).ok());
@@ -299,6 +302,28 @@ fn schedule(
         }
     }
     due
+}
+
+/// The latest time `schedule` fired in `(from, now]` and how many times it did, counted up to
+/// one past `cap` (then the latest is not looked for further).
+fn latest_time(
+    schedule: &Schedule,
+    zone: &TimeZone,
+    from: Timestamp,
+    now: Timestamp,
+    cap: usize,
+) -> (Option<Timestamp>, usize) {
+    let (mut latest, mut count) = (None, 0);
+    let mut at = schedule.next_after(from, zone);
+    while let Some(t) = at.filter(|t| *t <= now) {
+        latest = Some(t);
+        count += 1;
+        if count > cap {
+            break;
+        }
+        at = schedule.next_after(t, zone);
+    }
+    (latest, count)
 }
 
 /// `cleanupFinishedJobs`: the oldest finished Jobs past the history limits go.

@@ -2266,6 +2266,48 @@ mod tests {
     }
 
     #[test]
+    fn a_cron_job_that_missed_a_year_of_runs_starts_only_the_latest() {
+        use crate::cluster::timestamp;
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let cron_job = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "often", "namespace": "default"},
+            "spec": {"schedule": "* * * * *",
+                "jobTemplate": {"spec": {"template": {"spec": {
+                    "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}});
+        create(&cluster, CRON_JOBS, cron_job);
+        // As a state directory restored a year later would have it.
+        let mut stale = (*list_all(&cluster, CRON_JOBS)[0]).clone();
+        stale["status"] =
+            json!({"lastScheduleTime": timestamp(Utc::now() - chrono::Duration::days(365))});
+        let status = Target {
+            subresource: Some("status".into()),
+            ..target(&cluster, CRON_JOBS, Some("often"))
+        };
+        cluster
+            .update(&status, stale, &WriteOptions::default())
+            .unwrap();
+        let now = Utc::now();
+        pass(&cluster, Duration::from_secs(3600), now);
+        let jobs = list_all(&cluster, JOBS);
+        assert_eq!(jobs.len(), 1, "one Job, not one per missed minute");
+        assert_eq!(
+            jobs[0]["metadata"]["name"],
+            format!("often-{}", now.timestamp() / 60)
+        );
+        let warning = list_all(&cluster, "events")
+            .into_iter()
+            .find(|e| e["reason"] == "TooManyMissedTimes")
+            .expect("the controller says so");
+        assert!(
+            warning["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("too many missed start times: 10001."),
+            "{warning}"
+        );
+    }
+
+    #[test]
     fn an_index_that_fails_past_its_backoff_limit_is_not_run_again_and_fails_the_job() {
         let cluster = Cluster::open(None, 10_000).unwrap();
         let spec = json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
