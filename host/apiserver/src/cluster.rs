@@ -57,6 +57,35 @@ pub fn parse_timestamp(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
+/// `apimeta.SetStatusCondition` (and `podutil.UpdatePodCondition`): `condition` replaces the one
+/// of its type in `status.conditions` (added when there is none), keeping the old
+/// `lastTransitionTime` while the condition's status stays the same.
+pub(crate) fn set_condition(status: &mut Value, condition: Value) {
+    let Some(status) = status.as_object_mut() else {
+        return;
+    };
+    let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let Some(conditions) = conditions.as_array_mut() else {
+        return;
+    };
+    match conditions
+        .iter_mut()
+        .find(|c| c["type"] == condition["type"])
+    {
+        Some(old) => {
+            let mut condition = condition;
+            if old["status"] == condition["status"] {
+                condition["lastTransitionTime"] = old["lastTransitionTime"].clone();
+            }
+            *old = condition;
+        }
+        None => conditions.push(condition),
+    }
+}
+
 /// A new object uid.
 #[must_use]
 pub fn new_uid() -> String {

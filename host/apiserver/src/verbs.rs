@@ -1703,25 +1703,7 @@ fn disruption_target(pod: &mut Value, now: &str) {
     else {
         return;
     };
-    if !status["conditions"].is_array() {
-        status["conditions"] = json!([]);
-    }
-    let Some(conditions) = status["conditions"].as_array_mut() else {
-        return;
-    };
-    match conditions
-        .iter_mut()
-        .find(|c| c["type"] == "DisruptionTarget")
-    {
-        Some(old) => {
-            let mut condition = condition;
-            if old["status"] == "True" {
-                condition["lastTransitionTime"] = old["lastTransitionTime"].clone();
-            }
-            *old = condition;
-        }
-        None => conditions.push(condition),
-    }
+    crate::cluster::set_condition(status, condition);
 }
 
 #[cfg(test)]

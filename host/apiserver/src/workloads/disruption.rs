@@ -72,27 +72,12 @@ pub(crate) fn set_disruption_allowed(budget: &mut Value, now: &str) {
         ("False", "InsufficientPods")
     };
     let generation = status["observedGeneration"].clone();
-    if !status["conditions"].is_array() {
-        status["conditions"] = json!([]);
+    if !status.is_object() {
+        *status = json!({});
     }
-    let Some(conditions) = status["conditions"].as_array_mut() else {
-        return;
-    };
     let condition = json!({"type": "DisruptionAllowed", "status": value, "reason": reason,
         "message": "", "observedGeneration": generation, "lastTransitionTime": now});
-    match conditions
-        .iter_mut()
-        .find(|c| c["type"] == "DisruptionAllowed")
-    {
-        Some(old) => {
-            let mut condition = condition;
-            if old["status"] == value {
-                condition["lastTransitionTime"] = old["lastTransitionTime"].clone();
-            }
-            *old = condition;
-        }
-        None => conditions.push(condition),
-    }
+    crate::cluster::set_condition(status, condition);
 }
 
 /// The component the disruption controller's Events come from (its recorder's `EventSource`).
@@ -324,24 +309,7 @@ fn fail_safe(budget: &Value, error: &str, now: DateTime<Utc>) -> Value {
     if let Some(generation) = status["observedGeneration"].as_i64() {
         condition["observedGeneration"] = json!(generation);
     }
-    if !status["conditions"].is_array() {
-        status["conditions"] = json!([]);
-    }
-    if let Some(conditions) = status["conditions"].as_array_mut() {
-        match conditions
-            .iter_mut()
-            .find(|c| c["type"] == "DisruptionAllowed")
-        {
-            // `SetStatusCondition`: the transition time moves only when the status does.
-            Some(old) => {
-                let mut condition = condition;
-                if old["status"] == "False" {
-                    condition["lastTransitionTime"] = old["lastTransitionTime"].clone();
-                }
-                *old = condition;
-            }
-            None => conditions.push(condition),
-        }
-    }
+    // `SetStatusCondition`: the transition time moves only when the status does.
+    crate::cluster::set_condition(&mut status, condition);
     status
 }

@@ -61,12 +61,10 @@ fn target_port(service_port: &Value, pod: &Value) -> Option<i64> {
 }
 
 /// The Pods behind `service`, ordered by address then uid (`LessEndpointAddress`):
-/// `ShouldPodBeInEndpoints` (not finished, an address, not going unless `include_terminating`).
-fn backends<'a>(
-    service: &Value,
-    pods: &[&'a Value],
-    include_terminating: bool,
-) -> Vec<Backend<'a>> {
+/// `ShouldPodBeInEndpoints` with terminating Pods included (not finished, an address), as the
+/// endpoint slice controller reads them; the endpoints controller leaves out the terminating
+/// ones unless the Service publishes unready addresses.
+fn backends<'a>(service: &Value, pods: &[&'a Value]) -> Vec<Backend<'a>> {
     let Some(selector) = service["spec"]["selector"].as_object() else {
         return Vec::new();
     };
@@ -85,7 +83,6 @@ fn backends<'a>(
                 .all(|(k, v)| p["metadata"]["labels"][k] == *v)
         })
         .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
-        .filter(|p| include_terminating || !gc::is_deleting(p))
         .filter_map(|pod| {
             let ip = pod["status"]["podIP"]
                 .as_str()
@@ -164,7 +161,7 @@ type Subset<'a> = (Vec<Value>, Vec<Value>, &'a Vec<Value>);
 
 /// `syncService`'s subsets, repacked (`RepackSubsets`): the Pods that serve the same ports in one
 /// subset, ready ones in `addresses`, the others in `notReadyAddresses`.
-fn subsets(service: &Value, backends: &[Backend<'_>]) -> Vec<Value> {
+fn subsets(service: &Value, backends: &[&Backend<'_>]) -> Vec<Value> {
     let mut by_ports: BTreeMap<String, Subset<'_>> = BTreeMap::new();
     let headless_without_ports = service["spec"]["ports"]
         .as_array()
@@ -273,18 +270,13 @@ pub(super) fn endpoints_pass(writes: &mut Writes<'_>, read: &Read<'_>) {
             continue;
         }
         let publish = service["spec"]["publishNotReadyAddresses"] == true;
-        sync_endpoints(
-            writes,
-            service,
-            &backends(service, read.pods, publish),
-            read.endpoints,
-        );
-        sync_slices(
-            writes,
-            service,
-            &backends(service, read.pods, true),
-            read.slices,
-        );
+        let behind = backends(service, read.pods);
+        let listed: Vec<&Backend<'_>> = behind
+            .iter()
+            .filter(|b| publish || !b.terminating)
+            .collect();
+        sync_endpoints(writes, service, &listed, read.endpoints);
+        sync_slices(writes, service, &behind, read.slices);
     }
     for endpoints in read.endpoints {
         let key = (namespace(endpoints), name(endpoints));
@@ -300,7 +292,7 @@ pub(super) fn endpoints_pass(writes: &mut Writes<'_>, read: &Read<'_>) {
 fn sync_endpoints(
     writes: &mut Writes<'_>,
     service: &Value,
-    backends: &[Backend<'_>],
+    backends: &[&Backend<'_>],
     existing: &[&Value],
 ) {
     let (Some(ns), Some(svc)) = (namespace(service), name(service)) else {
