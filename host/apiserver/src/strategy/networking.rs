@@ -256,6 +256,15 @@ fn ingress_spec(spec: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
             rule_value(rule, &path, errs);
         }
     }
+    // `allowInvalidSecretName`: a stored TLS entry whose secret name was already invalid.
+    let lenient_secrets = old.is_some_and(|old| {
+        old["spec"]["tls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["secretName"].as_str())
+            .any(|s| !s.is_empty() && !subdomain_errors(s).is_empty())
+    });
     for (i, tls) in spec["tls"].as_array().into_iter().flatten().enumerate() {
         for (j, host) in tls["hosts"].as_array().into_iter().flatten().enumerate() {
             let host = host.as_str().unwrap_or_default();
@@ -269,14 +278,6 @@ fn ingress_spec(spec: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
         }
         // `validateTLSSecretName`, unless a stored TLS entry already broke it.
         let secret = tls["secretName"].as_str().unwrap_or_default();
-        let lenient_secrets = old.is_some_and(|old| {
-            old["spec"]["tls"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t["secretName"].as_str())
-                .any(|s| !s.is_empty() && !subdomain_errors(s).is_empty())
-        });
         if !secret.is_empty() && !lenient_secrets {
             for message in subdomain_errors(secret) {
                 errs.push(FieldCause::invalid(
