@@ -110,6 +110,25 @@ impl FieldCause {
         }
     }
 
+    /// An invalid `intstr.IntOrString` (a rolling update's or a budget's amount), its value
+    /// printed as `field.Error` prints that struct: Go's `%#v`, since its `String` method is on
+    /// the pointer.
+    #[must_use]
+    pub fn invalid_int_or_string(field: &str, value: &Value, detail: impl fmt::Display) -> Self {
+        let rendered = match value {
+            Value::String(s) => format!("intstr.IntOrString{{Type:1, IntVal:0, StrVal:{s:?}}}"),
+            other => format!(
+                "intstr.IntOrString{{Type:0, IntVal:{}, StrVal:\"\"}}",
+                other.as_i64().unwrap_or(0)
+            ),
+        };
+        Self {
+            cause: CauseType::ValueInvalid,
+            field: field.to_owned(),
+            message: format!("Invalid value: {rendered}: {detail}"),
+        }
+    }
+
     /// `field.Invalid(field, value, detail)` for any JSON value, rendered as apimachinery renders
     /// it: a string quoted, a number or boolean as is, anything else as compact JSON.
     #[must_use]

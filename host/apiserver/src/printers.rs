@@ -290,6 +290,23 @@ fn slice_endpoints(v: &Value) -> Value {
     )
 }
 
+/// `labels.FormatLabels`: `key=value` pairs sorted by key, comma-separated, or `<none>`.
+fn labels_text(map: &Value) -> Value {
+    let pairs: std::collections::BTreeMap<&str, &str> = map
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default()))
+        .collect();
+    or_none(
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
 fn label_selector(v: &Value) -> Value {
     or_none(crate::selector::label_selector_text(&v["spec"]["selector"]))
 }
@@ -602,6 +619,29 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
                 ))
             }),
             col("Age", "date", created),
+        ],
+        // `printDaemonSet`: the counts of its status, and the template's node selector.
+        ("apps", "DaemonSet") => vec![
+            col("Desired", "integer", |v| {
+                json!(int(v, "/status/desiredNumberScheduled"))
+            }),
+            col("Current", "integer", |v| {
+                json!(int(v, "/status/currentNumberScheduled"))
+            }),
+            col("Ready", "integer", |v| json!(int(v, "/status/numberReady"))),
+            col("Up-to-date", "integer", |v| {
+                json!(int(v, "/status/updatedNumberScheduled"))
+            }),
+            col("Available", "integer", |v| {
+                json!(int(v, "/status/numberAvailable"))
+            }),
+            col("Node Selector", "string", |v| {
+                labels_text(&v["spec"]["template"]["spec"]["nodeSelector"])
+            }),
+            col("Age", "date", created),
+            wide("Containers", |v| containers(v, "/name")),
+            wide("Images", |v| containers(v, "/image")),
+            wide("Selector", label_selector),
         ],
         // `printControllerRevision`: the controller as `kind.group/name`.
         ("apps", "ControllerRevision") => vec![

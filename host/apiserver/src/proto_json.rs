@@ -464,6 +464,7 @@ mod tests {
             ("v1", "Event"),
             ("apps/v1", "Deployment"),
             ("apps/v1", "StatefulSet"),
+            ("apps/v1", "DaemonSet"),
             ("apps/v1", "ReplicaSet"),
             ("batch/v1", "Job"),
             ("rbac.authorization.k8s.io/v1", "Role"),

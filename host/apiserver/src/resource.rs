@@ -282,6 +282,16 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
         builtin(
             "apps",
             "v1",
+            "DaemonSet",
+            "daemonsets",
+            true,
+            &["ds"],
+            true,
+            true,
+        ),
+        builtin(
+            "apps",
+            "v1",
             "ReplicaSet",
             "replicasets",
             true,

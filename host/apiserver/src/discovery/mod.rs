@@ -399,6 +399,7 @@ fn builtin_schema(
         ("", "ServiceAccount") => add::<core::ServiceAccount>(generator),
         ("apps", "Deployment") => add::<apps::Deployment>(generator),
         ("apps", "StatefulSet") => add::<apps::StatefulSet>(generator),
+        ("apps", "DaemonSet") => add::<apps::DaemonSet>(generator),
         ("apps", "ReplicaSet") => add::<apps::ReplicaSet>(generator),
         ("apps", "ControllerRevision") => add::<apps::ControllerRevision>(generator),
         ("batch", "Job") => add::<batch::Job>(generator),

@@ -50,6 +50,7 @@ pub(super) fn apply(group: &str, kind: &str, value: &mut Value, creating: bool) 
         ("apps", "Deployment") => deployment(map),
         ("apps", "ReplicaSet") => replica_set(map),
         ("apps", "StatefulSet") => stateful_set(map),
+        ("apps", "DaemonSet") => daemon_set(map),
         ("batch", "Job") => job(map),
         ("batch", "CronJob") => cron_job(map),
         ("", "Pod") => pod(map, creating),
@@ -142,6 +143,27 @@ fn stateful_set(map: &mut Map<String, Value>) {
             default(status, "phase", json!("Pending"));
         }
     }
+    pod_template(spec);
+}
+
+/// `SetDefaults_DaemonSet` (apps/v1): the `RollingUpdate` strategy, one Pod unavailable at a
+/// time and none surging, ten revisions kept; and the pod template's defaults.
+fn daemon_set(map: &mut Map<String, Value>) {
+    let Some(spec) = object(map, "spec") else {
+        return;
+    };
+    if let Some(strategy) = object(spec, "updateStrategy") {
+        if strategy.get("type").is_none_or(|t| t.is_null() || t == "") {
+            strategy.insert("type".into(), json!("RollingUpdate"));
+        }
+        if strategy["type"] == "RollingUpdate"
+            && let Some(rolling) = object(strategy, "rollingUpdate")
+        {
+            default(rolling, "maxUnavailable", json!(1));
+            default(rolling, "maxSurge", json!(0));
+        }
+    }
+    default(spec, "revisionHistoryLimit", json!(10));
     pod_template(spec);
 }
 

@@ -3,6 +3,7 @@
 //! the server owns (a Service's cluster IP and node ports, [`service`]), and validate it
 //! ([`validate`]); and which kinds count `metadata.generation` at all.
 
+pub(crate) mod daemon_set;
 mod defaults;
 mod networking;
 mod service;
@@ -231,6 +232,7 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("apps", "Deployment") => decodes_as::<apps::Deployment>(info, object),
         ("apps", "ReplicaSet") => decodes_as::<apps::ReplicaSet>(info, object),
         ("apps", "StatefulSet") => decodes_as::<apps::StatefulSet>(info, object),
+        ("apps", "DaemonSet") => decodes_as::<apps::DaemonSet>(info, object),
         ("apps", "ControllerRevision") => decodes_as::<apps::ControllerRevision>(info, object),
         ("batch", "Job") => decodes_as::<batch::Job>(info, object),
         ("batch", "CronJob") => decodes_as::<batch::CronJob>(info, object),
@@ -278,6 +280,9 @@ pub(crate) fn prepare(
         return custom_resource(inner, info, old, object);
     }
     let unknown = decode(info, object)?;
+    if info.group == "apps" && info.kind == "DaemonSet" {
+        daemon_set::prepare(old, object, change)?;
+    }
     if change == Change::Object {
         defaults::apply(&info.group, &info.kind, object, old.is_none());
         if old.is_none() && info.group == "batch" && info.kind == "Job" {

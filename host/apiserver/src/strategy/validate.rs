@@ -45,6 +45,8 @@ pub(super) fn check(
         }
         ("apps", "ReplicaSet", Change::Object) => workload(object, old, true, &mut errs),
         ("apps", "StatefulSet", Change::Object) => workload(object, old, true, &mut errs),
+        ("apps", "DaemonSet", Change::Object) => daemon_set(object, old, &mut errs),
+        ("apps", "DaemonSet", Change::Status) => daemon_set_status(object, old, &mut errs),
         ("batch", "Job", Change::Object) => job(object, old, &mut errs),
         ("batch", "CronJob", Change::Object) => cron_job(object, old, &mut errs),
         // `ValidateControllerRevisionCreate` / `ValidateControllerRevisionUpdate`.
@@ -512,6 +514,156 @@ fn workload(object: &Value, old: Option<&Value>, restart_always: bool, errs: &mu
     }
 }
 
+/// `ValidateDaemonSetSpec` and, on update, the immutable selector: the selector (a missing one
+/// selects nothing, so the template's labels do not match it; an empty one is refused), the pod
+/// template (restart policy `Always`, no active deadline), the update strategy and the counts.
+fn daemon_set(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
+    let spec = &object["spec"];
+    let selector = &spec["selector"];
+    let template = &spec["template"];
+    let labels = &template["metadata"]["labels"];
+    match parse_label_selector(selector) {
+        _ if selector.is_null() => errs.push(FieldCause::invalid_value(
+            "spec.template.metadata.labels",
+            labels,
+            "`selector` does not match template `labels`",
+        )),
+        Ok(sel) => {
+            if !sel.matches_labels(template) {
+                errs.push(FieldCause::invalid_value(
+                    "spec.template.metadata.labels",
+                    labels,
+                    "`selector` does not match template `labels`",
+                ));
+            }
+            if sel.is_empty() {
+                errs.push(FieldCause::invalid_value(
+                    "spec.selector",
+                    selector,
+                    "empty selector is invalid for daemonset",
+                ));
+            }
+        }
+        Err(e) => errs.push(FieldCause::invalid_value(
+            "spec.selector",
+            selector,
+            format!("invalid label selector: {e}"),
+        )),
+    }
+    pod_spec(&template["spec"], "spec.template.spec", errs);
+    let restart = &template["spec"]["restartPolicy"];
+    if *restart != "Always" {
+        errs.push(FieldCause::not_supported(
+            "spec.template.spec.restartPolicy",
+            restart,
+            &["Always"],
+        ));
+    }
+    if !template["spec"]["activeDeadlineSeconds"].is_null() {
+        errs.push(FieldCause::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in DaemonSet is not Supported",
+        ));
+    }
+    nonnegative(&spec["minReadySeconds"], "spec.minReadySeconds", errs);
+    nonnegative(
+        &spec["revisionHistoryLimit"],
+        "spec.revisionHistoryLimit",
+        errs,
+    );
+    daemon_set_update_strategy(&spec["updateStrategy"], errs);
+    if let Some(old) = old
+        && old["spec"]["selector"] != *selector
+    {
+        errs.push(FieldCause::invalid_value(
+            "spec.selector",
+            selector,
+            "field is immutable",
+        ));
+    }
+}
+
+/// `ValidateDaemonSetUpdateStrategy` and `ValidateRollingUpdateDaemonSet`: `OnDelete`, or
+/// `RollingUpdate` with exactly one of `maxUnavailable` and `maxSurge` above zero.
+fn daemon_set_update_strategy(strategy: &Value, errs: &mut Vec<FieldCause>) {
+    const PATH: &str = "spec.updateStrategy.rollingUpdate";
+    match strategy["type"].as_str() {
+        Some("OnDelete") => {}
+        Some("RollingUpdate") => {
+            let rolling = &strategy["rollingUpdate"];
+            if rolling.is_null() {
+                errs.push(FieldCause::required(PATH, ""));
+                return;
+            }
+            let mut amount = |key: &str| {
+                let field = format!("{PATH}.{key}");
+                let value = &rolling[key];
+                let parsed = int_or_percent(value, &field, errs);
+                if let Some((v, true)) = parsed
+                    && v > 100
+                {
+                    errs.push(FieldCause::invalid_int_or_string(
+                        &field,
+                        value,
+                        "must not be greater than 100%",
+                    ));
+                }
+                // `getIntOrPercentValue`: a malformed percentage counts as zero.
+                parsed.is_some_and(|(v, _)| v != 0)
+            };
+            let unavailable = amount("maxUnavailable");
+            let surge = amount("maxSurge");
+            if unavailable && surge {
+                errs.push(FieldCause::invalid_int_or_string(
+                    &format!("{PATH}.maxSurge"),
+                    &rolling["maxSurge"],
+                    "may not be set when maxUnavailable is non-zero",
+                ));
+            } else if !unavailable && !surge {
+                errs.push(FieldCause::required(
+                    &format!("{PATH}.maxUnavailable"),
+                    "cannot be 0 when maxSurge is 0",
+                ));
+            }
+        }
+        _ => errs.push(FieldCause::not_supported(
+            "spec.updateStrategy",
+            strategy,
+            &["RollingUpdate", "OnDelete"],
+        )),
+    }
+}
+
+/// `ValidateDaemonSetStatusUpdate`: every count at least zero, the collision count never lower.
+fn daemon_set_status(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
+    let status = &object["status"];
+    for key in [
+        "currentNumberScheduled",
+        "numberMisscheduled",
+        "desiredNumberScheduled",
+        "numberReady",
+        "observedGeneration",
+        "updatedNumberScheduled",
+        "numberAvailable",
+        "numberUnavailable",
+        "collisionCount",
+    ] {
+        nonnegative(&status[key], &format!("status.{key}"), errs);
+    }
+    if let Some(old) = old
+        && let Some(before) = old["status"]["collisionCount"].as_i64()
+        && status["collisionCount"]
+            .as_i64()
+            .is_none_or(|now| now < before)
+    {
+        errs.push(FieldCause::invalid_value(
+            "status.collisionCount",
+            &json!(status["collisionCount"].as_i64().unwrap_or(0)),
+            "cannot be decremented",
+        ));
+    }
+}
+
 /// `maxParallelismForIndexedJob`.
 const MAX_INDEXED_PARALLELISM: i64 = 100_000;
 
@@ -693,13 +845,17 @@ fn disruption_budget(spec: &Value, errs: &mut Vec<FieldCause>) {
                 }
             }
             Value::String(text) => match percent(text) {
-                None => errs.push(FieldCause::invalid(
+                None => errs.push(FieldCause::invalid_int_or_string(
                     &path,
-                    text,
+                    bound,
                     "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
                 )),
                 Some(p) if p > 100 => {
-                    errs.push(FieldCause::invalid(&path, text, "must not be greater than 100%"));
+                    errs.push(FieldCause::invalid_int_or_string(
+                        &path,
+                        bound,
+                        "must not be greater than 100%",
+                    ));
                 }
                 Some(_) => {}
             },
@@ -1203,7 +1359,7 @@ fn deployment_strategy(spec: &Value, errs: &mut Vec<FieldCause>) {
                 errs,
             );
             if surge.is_some_and(|(v, _)| v == 0) && unavailable.is_some_and(|(v, _)| v == 0) {
-                errs.push(FieldCause::invalid_value(
+                errs.push(FieldCause::invalid_int_or_string(
                     "spec.strategy.rollingUpdate.maxUnavailable",
                     &rolling["maxUnavailable"],
                     "may not be 0 when `maxSurge` is 0",
@@ -1212,7 +1368,7 @@ fn deployment_strategy(spec: &Value, errs: &mut Vec<FieldCause>) {
             if let Some((v, true)) = unavailable
                 && v > 100
             {
-                errs.push(FieldCause::invalid_value(
+                errs.push(FieldCause::invalid_int_or_string(
                     "spec.strategy.rollingUpdate.maxUnavailable",
                     &rolling["maxUnavailable"],
                     "must not be greater than 100%",
@@ -1238,7 +1394,7 @@ fn int_or_percent(value: &Value, field: &str, errs: &mut Vec<FieldCause>) -> Opt
         Value::String(s) => match s.strip_suffix('%').and_then(|d| d.parse::<i64>().ok()) {
             Some(v) if v >= 0 => Some((v, true)),
             _ => {
-                errs.push(FieldCause::invalid_value(
+                errs.push(FieldCause::invalid_int_or_string(
                     field,
                     value,
                     "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
@@ -1728,7 +1884,7 @@ mod tests {
         assert_eq!(
             texts(&check("apps", "Deployment", None, &d, Change::Object)),
             [
-                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"0%\": may not be 0 when `maxSurge` is 0"
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:\"0%\"}: may not be 0 when `maxSurge` is 0"
             ]
         );
         let old = deployment();

@@ -1,8 +1,9 @@
 //! Simulated workloads (opt-in, `ApiServerBuilder::simulate_workloads`): what
 //! kube-controller-manager's workload controllers, kube-scheduler and a kubelet (or kwok, with its
-//! fake node) do with Deployments, ReplicaSets, Jobs, StatefulSets and their Pods, so that
-//! `kubectl rollout status` finishes and a controller waiting for available replicas sees them.
-//! One module per controller (`deployment`, `replica_set`, `job`, `stateful_set`) and
+//! fake node) do with Deployments, ReplicaSets, Jobs, StatefulSets, DaemonSets and their Pods, so
+//! that `kubectl rollout status` finishes and a controller waiting for available replicas sees
+//! them. One module per controller (`deployment`, `replica_set`, `job`, `stateful_set`,
+//! `daemon_set`, `cron_job`, `disruption`, `endpoints`) and
 //! one for the node (`node`); this one runs the passes and holds what they share.
 //!
 //! It is a controller like theirs: each pass reads the objects, and writes through the same verbs
@@ -24,6 +25,7 @@ use crate::gc;
 use crate::verbs::{DeleteOptions, Target, WriteOptions};
 
 mod cron_job;
+mod daemon_set;
 mod deployment;
 mod disruption;
 mod endpoints;
@@ -33,6 +35,7 @@ mod replica_set;
 mod stateful_set;
 
 use cron_job::{CRON_JOBS, cron_job_pass, jobs_of};
+use daemon_set::{DAEMON_SETS, daemon_set_pass, pinned_node, tolerates};
 use deployment::deployment_pass;
 pub(crate) use disruption::set_disruption_allowed;
 use disruption::{DISRUPTION_BUDGETS, Scales, budget_pass};
@@ -320,6 +323,20 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             wake_in(wait);
         }
     }
+    // The daemon set controller, over every Node (those being deleted left out).
+    let daemon_sets = list_all(cluster, DAEMON_SETS);
+    let nodes: Vec<Arc<Value>> = list_all(cluster, NODES)
+        .into_iter()
+        .filter(|n| !gc::is_deleting(n))
+        .collect();
+    let node_refs: Vec<&Value> = nodes.iter().map(|n| &**n).collect();
+    for set in daemon_sets.iter().filter(|s| !gc::is_deleting(s)) {
+        let owned = (controlled(&pods_of, set), controlled(&revisions_of, set));
+        if let Some(wait) = daemon_set_pass(&mut writes, set, (&owned.0, &owned.1), &node_refs, now)
+        {
+            wake_in(wait);
+        }
+    }
     for pod in &pods {
         match pod["status"]["phase"].as_str() {
             Some("Succeeded" | "Failed") => continue,
@@ -339,10 +356,10 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             _ => {}
         }
         if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
-            if schedulable
-                && pod["spec"]["schedulerName"].as_str().unwrap_or(SCHEDULER) == SCHEDULER
+            if pod["spec"]["schedulerName"].as_str().unwrap_or(SCHEDULER) == SCHEDULER
+                && let Some(node) = placement(pod, &node_refs, schedulable)
             {
-                bind(&mut writes, pod);
+                bind(&mut writes, pod, node);
             }
             continue;
         }
@@ -361,6 +378,24 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         }
     }
     next.map(|n| n.max(Duration::from_millis(20)))
+}
+
+/// The Node the scheduler binds `pod` to: the one its required node affinity names alone (a
+/// daemon Pod's), if it exists and takes Pods (cordoned, only a Pod tolerating
+/// `node.kubernetes.io/unschedulable`); otherwise the simulated Node, unless cordoned.
+fn placement<'a>(pod: &'a Value, nodes: &[&Value], schedulable: bool) -> Option<&'a str> {
+    let Some(pinned) = pinned_node(pod) else {
+        return schedulable.then_some(NODE);
+    };
+    let node = nodes.iter().find(|n| name(n) == Some(pinned))?;
+    let unschedulable = json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"});
+    let takes = node["spec"]["unschedulable"] != true
+        || pod["spec"]["tolerations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| tolerates(t, &unschedulable));
+    takes.then_some(pinned)
 }
 
 /// `spec.minReadySeconds` of a ReplicaSet, Deployment or StatefulSet.
@@ -781,8 +816,8 @@ impl<'a> Writes<'a> {
         self.report("update the status of", gr, namespace, name, result)
     }
 
-    /// Binds `pod` to the simulated node through `pods/binding`; whether it was bound.
-    fn bind(&mut self, pod: &Value) -> bool {
+    /// Binds `pod` to `node` through `pods/binding`; whether it was bound.
+    fn bind(&mut self, pod: &Value, node: &str) -> bool {
         let (Some(namespace), Some(name)) = (namespace(pod), name(pod)) else {
             return false;
         };
@@ -793,7 +828,7 @@ impl<'a> Writes<'a> {
             "apiVersion": "v1",
             "kind": "Binding",
             "metadata": {"name": name, "namespace": namespace, "uid": pod["metadata"]["uid"]},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         });
         let result = self.cluster.bind(&target, &binding, &self.options);
         self.report("bind", PODS, namespace, name, result)
@@ -2612,6 +2647,193 @@ mod tests {
             list_all(&cluster, PODS).is_empty(),
             "Foreground: its Pods went first"
         );
+    }
+
+    /// A Node `name` with `labels` and `spec`, ready.
+    fn worker(name: &str, labels: Value, spec: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels}, "spec": spec,
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    }
+
+    #[test]
+    fn a_daemon_set_runs_a_pod_on_each_node_it_fits_and_rolls_within_max_unavailable() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let node_target = |name: Option<&str>| Target {
+            info: cluster.lock().info(NODES).unwrap(),
+            namespace: None,
+            name: name.map(str::to_owned),
+            subresource: None,
+        };
+        let nodes = [
+            worker("worker-1", json!({"role": "worker"}), json!({})),
+            // A taint the daemon Pods do not tolerate.
+            worker(
+                "worker-2",
+                json!({"role": "worker"}),
+                json!({"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}),
+            ),
+            // Cordoned: daemon Pods tolerate `node.kubernetes.io/unschedulable`.
+            worker(
+                "worker-3",
+                json!({"role": "worker"}),
+                json!({"unschedulable": true}),
+            ),
+        ];
+        for node in nodes {
+            cluster
+                .create(&node_target(None), node, &WriteOptions::default())
+                .unwrap();
+        }
+        let agent = json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                    "spec": {"containers": [{"name": "a", "image": "agent:1"}]}}},
+        });
+        create(&cluster, DAEMON_SETS, agent);
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        settle(&cluster, at);
+        let placed = |cluster: &Cluster| -> BTreeMap<String, String> {
+            list_all(cluster, PODS)
+                .iter()
+                .map(|p| {
+                    assert_eq!(
+                        p["spec"]["nodeName"].as_str(),
+                        pinned_node(p),
+                        "bound where it is pinned"
+                    );
+                    (
+                        p["spec"]["nodeName"].as_str().unwrap().to_owned(),
+                        p["spec"]["containers"][0]["image"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let all_on = |image: &str, nodes: &[&str]| -> BTreeMap<String, String> {
+            nodes
+                .iter()
+                .map(|n| ((*n).to_owned(), image.to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            placed(&cluster),
+            all_on("agent:1", &[NODE, "worker-1", "worker-3"])
+        );
+        let set = list_all(&cluster, DAEMON_SETS)[0].clone();
+        assert_eq!(
+            set["metadata"]["annotations"]["deprecated.daemonset.template.generation"],
+            "1"
+        );
+        assert_eq!(
+            set["status"],
+            json!({"currentNumberScheduled": 3, "numberMisscheduled": 0,
+                "desiredNumberScheduled": 3, "numberReady": 3, "observedGeneration": 1,
+                "updatedNumberScheduled": 3, "numberAvailable": 3})
+        );
+        let pod = &list_all(&cluster, PODS)[0];
+        assert_eq!(pod["metadata"]["labels"]["pod-template-generation"], "1");
+        assert!(
+            pod["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("agent-")
+        );
+        let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(tolerations.len(), 6, "{tolerations:?}");
+        assert!(
+            tolerations.contains(&json!({"key": "node.kubernetes.io/unschedulable",
+            "operator": "Exists", "effect": "NoSchedule"}))
+        );
+
+        // A new template: one Node at a time is without an available Pod (maxUnavailable 1).
+        edit_spec(&cluster, DAEMON_SETS, "agent", |spec| {
+            spec["template"]["spec"]["containers"][0]["image"] = json!("agent:2");
+        });
+        for _ in 0..60 {
+            let before = cluster.lock().store.resource_version();
+            pass(&cluster, Duration::ZERO, at);
+            let running = list_all(&cluster, PODS)
+                .iter()
+                .filter(|p| is_ready(p) && !gc::is_deleting(p))
+                .count();
+            assert!(running >= 2, "{running} of 3 Pods ready mid-rollout");
+            if cluster.lock().store.resource_version() == before {
+                break;
+            }
+        }
+        assert_eq!(
+            placed(&cluster),
+            all_on("agent:2", &[NODE, "worker-1", "worker-3"])
+        );
+        let set = list_all(&cluster, DAEMON_SETS)[0].clone();
+        assert_eq!(
+            set["metadata"]["annotations"]["deprecated.daemonset.template.generation"],
+            "2"
+        );
+        assert_eq!(set["status"]["updatedNumberScheduled"], 3);
+        assert_eq!(list_all(&cluster, CONTROLLER_REVISIONS).len(), 2);
+
+        // A node selector the simulated Node does not match: its Pod goes.
+        edit_spec(&cluster, DAEMON_SETS, "agent", |spec| {
+            spec["template"]["spec"]["nodeSelector"] = json!({"role": "worker"});
+        });
+        settle(&cluster, at);
+        assert_eq!(
+            placed(&cluster),
+            all_on("agent:2", &["worker-1", "worker-3"])
+        );
+        // A Node that goes takes its Pod with it.
+        cluster
+            .delete(&node_target(Some("worker-1")), &DeleteOptions::default())
+            .unwrap();
+        settle(&cluster, at);
+        assert_eq!(placed(&cluster), all_on("agent:2", &["worker-3"]));
+        let set = list_all(&cluster, DAEMON_SETS)[0].clone();
+        assert_eq!(set["status"]["desiredNumberScheduled"], 1);
+        assert_eq!(set["status"]["numberAvailable"], 1);
+    }
+
+    #[test]
+    fn a_daemon_set_with_a_surge_starts_the_new_pod_before_the_old_one_goes() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let agent = json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                "updateStrategy": {"type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                    "spec": {"containers": [{"name": "a", "image": "agent:1"}]}}},
+        });
+        create(&cluster, DAEMON_SETS, agent);
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        settle(&cluster, at);
+        assert_eq!(list_all(&cluster, PODS).len(), 1);
+        edit_spec(&cluster, DAEMON_SETS, "agent", |spec| {
+            spec["template"]["spec"]["containers"][0]["image"] = json!("agent:2");
+        });
+        // The new Pod is created while the old one still runs and is ready.
+        pass(&cluster, Duration::from_secs(60), Utc::now());
+        let images: BTreeSet<String> = list_all(&cluster, PODS)
+            .iter()
+            .filter(|p| !gc::is_deleting(p))
+            .map(|p| {
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(images, BTreeSet::from(["agent:1".into(), "agent:2".into()]));
+        settle(&cluster, at);
+        let pods = list_all(&cluster, PODS);
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0]["spec"]["containers"][0]["image"], "agent:2");
     }
 
     #[test]

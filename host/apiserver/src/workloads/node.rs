@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 use super::{LEASES, NODE, NODE_IP, NODE_LEASES, SCHEDULER, Writes, name, namespace};
 use crate::cluster::{Cluster, now, parse_timestamp, timestamp};
 
-/// The scheduler's part: `pod` is bound to the simulated Node through `pods/binding`, as
+/// The scheduler's part: `pod` is bound to `node` through `pods/binding`, as
 /// kube-scheduler's default binder does, and a `Scheduled` Event says so.
-pub(super) fn bind(writes: &mut Writes<'_>, pod: &Value) {
-    if writes.bind(pod) {
+pub(super) fn bind(writes: &mut Writes<'_>, pod: &Value, node: &str) {
+    if writes.bind(pod, node) {
         let message = format!(
-            "Successfully assigned {}/{} to {NODE}",
+            "Successfully assigned {}/{} to {node}",
             namespace(pod).unwrap_or_default(),
             name(pod).unwrap_or_default()
         );

@@ -37,7 +37,7 @@ pub(super) fn stateful_set_pass(
             .cmp(&b["revision"].as_i64())
             .then_with(|| by_creation(a, b))
     });
-    let update_revision = update_revision(writes, set, &revisions)?;
+    let update_revision = update_revision(writes, set, &revisions, "StatefulSet")?;
     let ordinal = |pod: &Value| {
         name(pod)?
             .strip_prefix(set_name)?
@@ -214,8 +214,9 @@ pub(super) fn stateful_set_pass(
     wake
 }
 
-/// `getStatefulSetRevisions`: the name of the ControllerRevision of `set`'s current template
-/// (`revisions` sorted by revision number). The revision records the template as the patch that
+/// `getStatefulSetRevisions` (and the daemon set controller's `constructHistory`): the name of
+/// the ControllerRevision of `set`'s current template (`revisions` sorted by revision number;
+/// `kind`: the set's, `StatefulSet` or `DaemonSet`). The revision records the template as the patch that
 /// restores it (`getPatch`: `{"spec":{"template":{…,"$patch":"replace"}}}`, which `kubectl
 /// rollout undo` applies); the newest revision if it records this template, else an older one that
 /// does, given the next revision number (a rollback), else a new one, `NAME-HASH`, with the
@@ -224,6 +225,7 @@ pub(super) fn update_revision(
     writes: &mut Writes<'_>,
     set: &Value,
     revisions: &[&Value],
+    kind: &str,
 ) -> Option<String> {
     let (namespace, set_name) = (namespace(set)?, name(set)?);
     let mut template = set["spec"]["template"].clone();
@@ -256,7 +258,7 @@ pub(super) fn update_revision(
     labels[REVISION_HASH] = json!(hash);
     let mut metadata = json!({
         "name": revision_name, "namespace": namespace, "labels": labels,
-        "ownerReferences": [controller_reference(set, "apps/v1", "StatefulSet")],
+        "ownerReferences": [controller_reference(set, "apps/v1", kind)],
     });
     if let Some(annotations) = set["metadata"].get("annotations") {
         metadata["annotations"] = annotations.clone();
