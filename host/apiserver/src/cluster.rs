@@ -218,6 +218,9 @@ impl Inner {
     ) -> Result<Arc<Value>, ApiError> {
         let object = if crate::event_versions::is_events_api(info) {
             crate::event_versions::to_core(object)
+        } else if crate::autoscaler_versions::is_v1(info) {
+            let stored = self.store.get(&info.storage_resource(), &key);
+            crate::autoscaler_versions::to_v2_over(object, stored.map(|s| &**s))
         } else {
             object
         };

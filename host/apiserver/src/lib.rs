@@ -15,6 +15,7 @@ pub mod admission;
 pub mod apply;
 pub mod auth;
 pub mod authz;
+pub mod autoscaler_versions;
 pub mod cel_library;
 pub mod cluster;
 pub mod connection;

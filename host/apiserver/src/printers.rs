@@ -290,6 +290,82 @@ fn slice_endpoints(v: &Value) -> Value {
     )
 }
 
+/// `formatHPAMetrics` (v1.32): each metric as `current/target` (`<unknown>` before a status has
+/// it), resource metrics prefixed with their resource's name, at most two, then `+ N more...`.
+fn hpa_metrics(v: &Value) -> Value {
+    let specs = v["spec"]["metrics"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if specs.is_empty() {
+        return json!("<none>");
+    }
+    let statuses = v["status"]["currentMetrics"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let quantity = |q: &Value| q.as_str().map_or_else(|| q.to_string(), str::to_owned);
+    let current = |i: usize, key: &str, field: &str| -> Option<String> {
+        let value = &statuses.get(i)?[key]["current"][field];
+        (!value.is_null()).then(|| quantity(value))
+    };
+    let unknown = || "<unknown>".to_owned();
+    let mut list: Vec<String> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        if list.len() == 2 {
+            break;
+        }
+        let kind = spec["type"].as_str().unwrap_or_default();
+        let key = match kind {
+            "Resource" => "resource",
+            "ContainerResource" => "containerResource",
+            "Pods" => "pods",
+            "Object" => "object",
+            "External" => "external",
+            _ => {
+                list.push("<unknown type>".to_owned());
+                continue;
+            }
+        };
+        let target = &spec[key]["target"];
+        let cell = match key {
+            "resource" | "containerResource" => {
+                let name = quantity(&spec[key]["name"]);
+                if target["averageValue"].is_null() {
+                    let now = current(i, key, "averageUtilization")
+                        .map_or_else(unknown, |u| format!("{u}%"));
+                    let want = target["averageUtilization"]
+                        .as_i64()
+                        .map_or_else(|| "<auto>".to_owned(), |u| format!("{u}%"));
+                    format!("{name}: {now}/{want}")
+                } else {
+                    let now = current(i, key, "averageValue").unwrap_or_else(unknown);
+                    format!("{name}: {now}/{}", quantity(&target["averageValue"]))
+                }
+            }
+            "pods" => {
+                let now = current(i, key, "averageValue").unwrap_or_else(unknown);
+                format!("{now}/{}", quantity(&target["averageValue"]))
+            }
+            _ if target["type"] == "AverageValue" => {
+                let now = current(i, key, "averageValue").unwrap_or_else(unknown);
+                format!("{now}/{} (avg)", quantity(&target["averageValue"]))
+            }
+            _ => {
+                let now = current(i, key, "value").unwrap_or_else(unknown);
+                format!("{now}/{}", quantity(&target["value"]))
+            }
+        };
+        list.push(cell);
+    }
+    let text = list.join(", ");
+    if specs.len() > list.len() {
+        json!(format!("{text} + {} more...", specs.len() - list.len()))
+    } else {
+        json!(text)
+    }
+}
+
 /// `labels.FormatLabels`: `key=value` pairs sorted by key, comma-separated, or `<none>`.
 fn labels_text(map: &Value) -> Value {
     let pairs: std::collections::BTreeMap<&str, &str> = map
@@ -481,12 +557,15 @@ fn role_ref(v: &Value) -> Value {
     ))
 }
 
-/// The form of `object` the kind's cells read: an Event in its stored `v1` form, whichever API
-/// presents it (converted once per row, not per cell); any other object as it is.
+/// The form of `object` the kind's cells read: an Event in its stored `v1` form and an HPA in its
+/// stored `autoscaling/v2` form, whichever API presents them (converted once per row, not per
+/// cell); any other object as it is.
 #[must_use]
 pub fn row_form<'a>(info: &ResourceInfo, object: &'a Value) -> std::borrow::Cow<'a, Value> {
     if info.kind == "Event" && object["apiVersion"] != "v1" {
         std::borrow::Cow::Owned(crate::event_versions::to_core(object.clone()))
+    } else if info.kind == "HorizontalPodAutoscaler" && object["apiVersion"] == "autoscaling/v1" {
+        std::borrow::Cow::Owned(crate::autoscaler_versions::to_v2(object.clone()))
     } else {
         std::borrow::Cow::Borrowed(object)
     }
@@ -617,6 +696,28 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
                     int(v, "/status/readyReplicas"),
                     int(v, "/spec/replicas")
                 ))
+            }),
+            col("Age", "date", created),
+        ],
+        // `printHorizontalPodAutoscaler`, from the stored v2 form ([`row_form`]).
+        ("autoscaling", "HorizontalPodAutoscaler") => vec![
+            col("Reference", "string", |v| {
+                json!(format!(
+                    "{}/{}",
+                    text(v, "/spec/scaleTargetRef/kind"),
+                    text(v, "/spec/scaleTargetRef/name")
+                ))
+            }),
+            col("Targets", "string", hpa_metrics),
+            col("MinPods", "string", |v| {
+                match v["spec"]["minReplicas"].as_i64() {
+                    Some(n) => json!(n.to_string()),
+                    None => json!("<unset>"),
+                }
+            }),
+            col("MaxPods", "string", |v| json!(int(v, "/spec/maxReplicas"))),
+            col("Replicas", "string", |v| {
+                json!(int(v, "/status/currentReplicas"))
             }),
             col("Age", "date", created),
         ],

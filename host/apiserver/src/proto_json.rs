@@ -480,6 +480,7 @@ mod tests {
             ("discovery.k8s.io/v1", "EndpointSlice"),
             ("v1", "Endpoints"),
             ("autoscaling/v1", "Scale"),
+            ("autoscaling/v1", "HorizontalPodAutoscaler"),
         ] {
             assert!(supports(api_version, kind), "{api_version} {kind}");
         }

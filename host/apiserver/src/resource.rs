@@ -309,6 +309,27 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
             false,
             false,
         ),
+        // Stored as v2; `crate::autoscaler_versions` serves v1 from it.
+        builtin(
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+            &["hpa"],
+            true,
+            true,
+        ),
+        builtin(
+            "autoscaling",
+            "v1",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+            &["hpa"],
+            true,
+            true,
+        ),
         builtin("batch", "v1", "Job", "jobs", true, &[], true, true),
         builtin(
             "batch",

@@ -310,6 +310,9 @@ pub fn present<'a>(info: &ResourceInfo, object: &'a Value) -> Cow<'a, Value> {
     if event_versions::is_events_api(info) && object["apiVersion"] == "v1" {
         return Cow::Owned(event_versions::to_events_api(object));
     }
+    if crate::autoscaler_versions::is_v1(info) && object["apiVersion"] != "autoscaling/v1" {
+        return Cow::Owned(crate::autoscaler_versions::to_v1(object));
+    }
     let api_version = info.api_version();
     if object["apiVersion"].as_str() == Some(api_version.as_str())
         && object["kind"].as_str() == Some(info.kind.as_str())

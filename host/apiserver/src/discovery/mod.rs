@@ -299,7 +299,7 @@ pub fn openapi_v3_group(inner: &Inner, group: &str, version: &str) -> Option<Val
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let mut kinds = Vec::new();
     for r in resources {
-        if let Some(name) = builtin_schema(&mut generator, &r.group, &r.kind) {
+        if let Some(name) = builtin_schema(&mut generator, (&r.group, &r.version), &r.kind) {
             kinds.push((
                 name,
                 json!({"group": r.group, "version": r.version, "kind": r.kind}),
@@ -371,11 +371,12 @@ pub(crate) fn crd_definition_name(group: &str, version: &str, kind: &str) -> Str
 /// its name; `None` for a kind without a generated type here.
 fn builtin_schema(
     generator: &mut schemars::SchemaGenerator,
-    group: &str,
+    (group, version): (&str, &str),
     kind: &str,
 ) -> Option<String> {
     use k8s_openapi::api::{
-        apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+        apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
+        batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
         discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
         policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
     };
@@ -400,6 +401,12 @@ fn builtin_schema(
         ("apps", "Deployment") => add::<apps::Deployment>(generator),
         ("apps", "StatefulSet") => add::<apps::StatefulSet>(generator),
         ("apps", "DaemonSet") => add::<apps::DaemonSet>(generator),
+        ("autoscaling", "HorizontalPodAutoscaler") if version == "v1" => {
+            add::<autoscaling_v1::HorizontalPodAutoscaler>(generator)
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            add::<autoscaling_v2::HorizontalPodAutoscaler>(generator)
+        }
         ("apps", "ReplicaSet") => add::<apps::ReplicaSet>(generator),
         ("apps", "ControllerRevision") => add::<apps::ControllerRevision>(generator),
         ("batch", "Job") => add::<batch::Job>(generator),

@@ -55,7 +55,8 @@ pub fn document(inner: &Inner) -> Value {
     for (group, versions) in std::iter::once(core).chain(inner.registry.groups()) {
         for version in versions {
             for r in inner.registry.resources(&group, &version) {
-                if let Some(name) = builtin_schema(&mut generator, &r.group, &r.kind) {
+                if let Some(name) = builtin_schema(&mut generator, (&r.group, &r.version), &r.kind)
+                {
                     kinds.push((
                         name,
                         json!({"group": r.group, "version": r.version, "kind": r.kind}),

@@ -3,6 +3,7 @@
 //! the server owns (a Service's cluster IP and node ports, [`service`]), and validate it
 //! ([`validate`]); and which kinds count `metadata.generation` at all.
 
+mod autoscaling;
 pub(crate) mod daemon_set;
 mod defaults;
 mod networking;
@@ -10,8 +11,9 @@ mod service;
 mod validate;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, batch::v1 as batch, core::v1 as core, discovery::v1 as discovery,
-    networking::v1 as net, policy::v1 as policy, scheduling::v1 as scheduling,
+    apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
+    batch::v1 as batch, core::v1 as core, discovery::v1 as discovery, networking::v1 as net,
+    policy::v1 as policy, scheduling::v1 as scheduling,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -24,9 +26,10 @@ pub(crate) use defaults::items as object_items;
 pub(crate) use validate::Change;
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
-const BUILTIN_GROUPS: [&str; 11] = [
+const BUILTIN_GROUPS: [&str; 12] = [
     "",
     "apps",
+    "autoscaling",
     "batch",
     "policy",
     "networking.k8s.io",
@@ -233,6 +236,12 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("apps", "ReplicaSet") => decodes_as::<apps::ReplicaSet>(info, object),
         ("apps", "StatefulSet") => decodes_as::<apps::StatefulSet>(info, object),
         ("apps", "DaemonSet") => decodes_as::<apps::DaemonSet>(info, object),
+        ("autoscaling", "HorizontalPodAutoscaler") if info.version == "v1" => {
+            decodes_as::<autoscaling_v1::HorizontalPodAutoscaler>(info, object)
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            decodes_as::<autoscaling_v2::HorizontalPodAutoscaler>(info, object)
+        }
         ("apps", "ControllerRevision") => decodes_as::<apps::ControllerRevision>(info, object),
         ("batch", "Job") => decodes_as::<batch::Job>(info, object),
         ("batch", "CronJob") => decodes_as::<batch::CronJob>(info, object),
@@ -306,6 +315,17 @@ pub(crate) fn prepare(
             return Ok(unknown);
         }
     }
+    if is_autoscaler(info) {
+        if change == Change::Object {
+            autoscaling::defaults(object, &info.version, old.is_none());
+        }
+        let errs = autoscaling::check(&info.version, old, object, change);
+        return if errs.is_empty() {
+            Ok(unknown)
+        } else {
+            Err(Refusal::Invalid(errs))
+        };
+    }
     let mut errs = validate::check(&info.group, &info.kind, old, object, change);
     if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
         errs.extend(crate::cel_library::cost::crd_rule_errors(object));
@@ -321,6 +341,10 @@ pub(crate) fn prepare(
         crate::priority_classes::admit(inner, object, old)?;
     }
     Ok(unknown)
+}
+
+fn is_autoscaler(info: &ResourceInfo) -> bool {
+    info.group == "autoscaling" && info.kind == "HorizontalPodAutoscaler"
 }
 
 fn is_priority_class(info: &ResourceInfo) -> bool {

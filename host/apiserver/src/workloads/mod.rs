@@ -3,7 +3,7 @@
 //! fake node) do with Deployments, ReplicaSets, Jobs, StatefulSets, DaemonSets and their Pods, so
 //! that `kubectl rollout status` finishes and a controller waiting for available replicas sees
 //! them. One module per controller (`deployment`, `replica_set`, `job`, `stateful_set`,
-//! `daemon_set`, `cron_job`, `disruption`, `endpoints`) and
+//! `daemon_set`, `cron_job`, `disruption`, `endpoints`, `autoscaler`) and
 //! one for the node (`node`); this one runs the passes and holds what they share.
 //!
 //! It is a controller like theirs: each pass reads the objects, and writes through the same verbs
@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::gc;
 use crate::verbs::{DeleteOptions, Target, WriteOptions};
 
+mod autoscaler;
 mod cron_job;
 mod daemon_set;
 mod deployment;
@@ -34,6 +35,7 @@ mod node;
 mod replica_set;
 mod stateful_set;
 
+use autoscaler::{AUTOSCALERS, autoscaler_pass};
 use cron_job::{CRON_JOBS, cron_job_pass, jobs_of};
 use daemon_set::{DAEMON_SETS, daemon_set_pass, pinned_node, tolerates};
 use deployment::deployment_pass;
@@ -336,6 +338,13 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         {
             wake_in(wait);
         }
+    }
+    // The horizontal pod autoscaler controller, after the workloads it scales.
+    for hpa in list_all(cluster, AUTOSCALERS)
+        .iter()
+        .filter(|h| !gc::is_deleting(h))
+    {
+        autoscaler_pass(&mut writes, hpa, now);
     }
     for pod in &pods {
         match pod["status"]["phase"].as_str() {
@@ -2796,6 +2805,62 @@ mod tests {
         let set = list_all(&cluster, DAEMON_SETS)[0].clone();
         assert_eq!(set["status"]["desiredNumberScheduled"], 1);
         assert_eq!(set["status"]["numberAvailable"], 1);
+    }
+
+    #[test]
+    fn an_autoscaler_keeps_its_target_within_its_bounds_without_metrics() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        create(&cluster, DEPLOYMENTS, web(json!({"replicas": 1})));
+        let hpa = |name: &str, target: &str| {
+            json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                    "name": target}, "minReplicas": 2, "maxReplicas": 3}})
+        };
+        create(&cluster, AUTOSCALERS, hpa("web", "web"));
+        create(&cluster, AUTOSCALERS, hpa("lost", "nowhere"));
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        settle(&cluster, at);
+        let replicas =
+            |cluster: &Cluster| list_all(cluster, DEPLOYMENTS)[0]["spec"]["replicas"].clone();
+        assert_eq!(replicas(&cluster), 2);
+        let status = |cluster: &Cluster, name: &str| {
+            list_all(cluster, AUTOSCALERS)
+                .iter()
+                .find(|h| h["metadata"]["name"] == name)
+                .unwrap()["status"]
+                .clone()
+        };
+        let web = status(&cluster, "web");
+        assert_eq!(web["currentReplicas"], 2);
+        assert_eq!(web["desiredReplicas"], 2);
+        assert_eq!(web["conditions"][1]["reason"], "FailedGetResourceMetric");
+        assert_eq!(web["currentMetrics"], json!([{"type": ""}]));
+        assert!(web["lastScaleTime"].is_string());
+        let lost = status(&cluster, "lost");
+        assert_eq!(lost["conditions"][0]["reason"], "FailedGetScale");
+        assert_eq!(
+            lost["conditions"][0]["message"],
+            "the HPA controller was unable to get the target's current scale: deployments.apps \"nowhere\" not found"
+        );
+        // Scaled past the maximum by hand: back to it.
+        edit_spec(&cluster, DEPLOYMENTS, "web", |spec| {
+            spec["replicas"] = json!(7)
+        });
+        settle(&cluster, at);
+        assert_eq!(replicas(&cluster), 3);
+        let rescales: Vec<String> = list_all(&cluster, EVENTS)
+            .iter()
+            .filter(|e| e["reason"] == "SuccessfulRescale")
+            .map(|e| e["message"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            rescales,
+            [
+                "New size: 2; reason: Current number of replicas below Spec.MinReplicas",
+                "New size: 3; reason: Current number of replicas above Spec.MaxReplicas"
+            ]
+        );
     }
 
     #[test]
