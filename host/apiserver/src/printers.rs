@@ -366,6 +366,50 @@ fn hpa_metrics(v: &Value) -> Value {
     }
 }
 
+/// `GetAccessModesAsString`: `RWO`, `ROX`, `RWX`, `RWOP`, in that order, each once.
+fn access_modes(modes: &Value) -> String {
+    let modes: Vec<&str> = modes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    [
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ]
+    .iter()
+    .filter(|(mode, _)| modes.contains(mode))
+    .map(|(_, short)| *short)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// A volume's or claim's phase, `Terminating` once it is being deleted.
+fn volume_phase(v: &Value) -> String {
+    if v["metadata"]["deletionTimestamp"].is_null() {
+        text(v, "/status/phase")
+    } else {
+        "Terminating".to_owned()
+    }
+}
+
+/// `spec.volumeAttributesClassName`, or `<unset>`.
+fn volume_attributes_class(v: &Value) -> Value {
+    json!(
+        v["spec"]["volumeAttributesClassName"]
+            .as_str()
+            .unwrap_or("<unset>")
+    )
+}
+
+/// `spec.volumeMode`, or `<unset>`.
+fn volume_mode(v: &Value) -> Value {
+    json!(v["spec"]["volumeMode"].as_str().unwrap_or("<unset>"))
+}
+
 /// `labels.FormatLabels`: `key=value` pairs sorted by key, comma-separated, or `<none>`.
 fn labels_text(map: &Value) -> Value {
     let pairs: std::collections::BTreeMap<&str, &str> = map
@@ -649,6 +693,20 @@ pub fn name_first(info: &ResourceInfo) -> bool {
     !(matches!(info.group.as_str(), "" | "events.k8s.io") && info.kind == "Event")
 }
 
+/// The Name cell of a built-in kind's row: the name, with ` (default)` after a StorageClass
+/// marked as a default one (`printStorageClass`).
+#[must_use]
+pub fn name_cell(info: &ResourceInfo, object: &Value) -> Value {
+    let name = object["metadata"]["name"].clone();
+    if info.group == "storage.k8s.io"
+        && info.kind == "StorageClass"
+        && crate::strategy::storage::is_default_class(object)
+    {
+        return json!(format!("{} (default)", name.as_str().unwrap_or_default()));
+    }
+    name
+}
+
 /// The columns after Name for a built-in kind (`None`: Name and Age, or the CRD's own).
 #[must_use]
 #[allow(clippy::too_many_lines)]
@@ -850,31 +908,89 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             col("Secrets", "integer", |v| count(v, &["/secrets"])),
             col("Age", "date", created),
         ],
+        // `printPersistentVolumeClaim`: the volume's size and modes once bound.
         ("", "PersistentVolumeClaim") => vec![
-            col("Status", "string", |v| json!(text(v, "/status/phase"))),
+            col("Status", "string", |v| json!(volume_phase(v))),
             col("Volume", "string", |v| json!(text(v, "/spec/volumeName"))),
             col("Capacity", "string", |v| {
-                json!(text(v, "/status/capacity/storage"))
+                json!(if text(v, "/spec/volumeName").is_empty() {
+                    String::new()
+                } else {
+                    text(v, "/status/capacity/storage")
+                })
             }),
             col("Access Modes", "string", |v| {
-                let modes: Vec<&str> = v
-                    .pointer("/status/accessModes")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(|m| match m {
-                        "ReadWriteOnce" => "RWO",
-                        "ReadOnlyMany" => "ROX",
-                        "ReadWriteMany" => "RWX",
-                        "ReadWriteOncePod" => "RWOP",
-                        other => other,
-                    })
-                    .collect();
-                json!(modes.join(","))
+                json!(if text(v, "/spec/volumeName").is_empty() {
+                    String::new()
+                } else {
+                    access_modes(&v["status"]["accessModes"])
+                })
             }),
             col("StorageClass", "string", |v| {
-                or_none(text(v, "/spec/storageClassName"))
+                let beta = text(
+                    v,
+                    "/metadata/annotations/volume.beta.kubernetes.io~1storage-class",
+                );
+                json!(if beta.is_empty() {
+                    text(v, "/spec/storageClassName")
+                } else {
+                    beta
+                })
+            }),
+            col("VolumeAttributesClass", "string", volume_attributes_class),
+            col("Age", "date", created),
+            wide("VolumeMode", volume_mode),
+        ],
+        // `printPersistentVolume`.
+        ("", "PersistentVolume") => vec![
+            col("Capacity", "string", |v| {
+                json!(text(v, "/spec/capacity/storage"))
+            }),
+            col("Access Modes", "string", |v| {
+                json!(access_modes(&v["spec"]["accessModes"]))
+            }),
+            col("Reclaim Policy", "string", |v| {
+                json!(text(v, "/spec/persistentVolumeReclaimPolicy"))
+            }),
+            col("Status", "string", |v| json!(volume_phase(v))),
+            col("Claim", "string", |v| {
+                json!(if v["spec"]["claimRef"].is_object() {
+                    format!(
+                        "{}/{}",
+                        text(v, "/spec/claimRef/namespace"),
+                        text(v, "/spec/claimRef/name")
+                    )
+                } else {
+                    String::new()
+                })
+            }),
+            col("StorageClass", "string", |v| {
+                let beta = text(
+                    v,
+                    "/metadata/annotations/volume.beta.kubernetes.io~1storage-class",
+                );
+                json!(if beta.is_empty() {
+                    text(v, "/spec/storageClassName")
+                } else {
+                    beta
+                })
+            }),
+            col("VolumeAttributesClass", "string", volume_attributes_class),
+            col("Reason", "string", |v| json!(text(v, "/status/reason"))),
+            col("Age", "date", created),
+            wide("VolumeMode", volume_mode),
+        ],
+        // `printStorageClass`: the name marked `(default)`.
+        ("storage.k8s.io", "StorageClass") => vec![
+            col("Provisioner", "string", |v| json!(text(v, "/provisioner"))),
+            col("ReclaimPolicy", "string", |v| {
+                json!(v["reclaimPolicy"].as_str().unwrap_or("Delete"))
+            }),
+            col("VolumeBindingMode", "string", |v| {
+                json!(v["volumeBindingMode"].as_str().unwrap_or("Immediate"))
+            }),
+            col("AllowVolumeExpansion", "string", |v| {
+                json!(v["allowVolumeExpansion"].as_bool().unwrap_or(false))
             }),
             col("Age", "date", created),
         ],

@@ -184,7 +184,7 @@ fn builtin_table(
         .map(|o| {
             let mut cells = Vec::new();
             if name_first {
-                cells.push(o["metadata"]["name"].clone());
+                cells.push(crate::printers::name_cell(info, o));
             }
             let form = crate::printers::row_form(info, o);
             cells.extend(builtin.iter().map(|c| match (c.cell)(&form) {

@@ -379,6 +379,7 @@ fn builtin_schema(
         batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
         discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
         policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+        storage::v1 as storage,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     use schemars::JsonSchema;
@@ -396,6 +397,8 @@ fn builtin_schema(
         ("", "Pod") => add::<core::Pod>(generator),
         ("", "Node") => add::<core::Node>(generator),
         ("", "PersistentVolumeClaim") => add::<core::PersistentVolumeClaim>(generator),
+        ("", "PersistentVolume") => add::<core::PersistentVolume>(generator),
+        ("storage.k8s.io", "StorageClass") => add::<storage::StorageClass>(generator),
         ("", "Event") => add::<core::Event>(generator),
         ("", "ServiceAccount") => add::<core::ServiceAccount>(generator),
         ("apps", "Deployment") => add::<apps::Deployment>(generator),

@@ -8,12 +8,13 @@ pub(crate) mod daemon_set;
 mod defaults;
 mod networking;
 mod service;
+pub(crate) mod storage;
 mod validate;
 
 use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
     batch::v1 as batch, core::v1 as core, discovery::v1 as discovery, networking::v1 as net,
-    policy::v1 as policy, scheduling::v1 as scheduling,
+    policy::v1 as policy, scheduling::v1 as scheduling, storage::v1 as storage_api,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -26,7 +27,7 @@ pub(crate) use defaults::items as object_items;
 pub(crate) use validate::Change;
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
-const BUILTIN_GROUPS: [&str; 12] = [
+const BUILTIN_GROUPS: [&str; 13] = [
     "",
     "apps",
     "autoscaling",
@@ -38,6 +39,7 @@ const BUILTIN_GROUPS: [&str; 12] = [
     "events.k8s.io",
     "coordination.k8s.io",
     "scheduling.k8s.io",
+    "storage.k8s.io",
     "apiextensions.k8s.io",
 ];
 
@@ -256,6 +258,8 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("", "Namespace") => decodes_as::<core::Namespace>(info, object),
         ("", "Node") => decodes_as::<core::Node>(info, object),
         ("", "PersistentVolumeClaim") => decodes_as::<core::PersistentVolumeClaim>(info, object),
+        ("", "PersistentVolume") => decodes_as::<core::PersistentVolume>(info, object),
+        ("storage.k8s.io", "StorageClass") => decodes_as::<storage_api::StorageClass>(info, object),
         ("scheduling.k8s.io", "PriorityClass") => {
             decodes_as::<scheduling::PriorityClass>(info, object)
         }
@@ -306,6 +310,18 @@ pub(crate) fn prepare(
         if old.is_none() && info.group == "networking.k8s.io" && info.kind == "Ingress" {
             networking::default_class(inner, object);
         }
+        match (
+            info.group.as_str(),
+            info.kind.as_str(),
+            object.as_object_mut(),
+        ) {
+            ("storage.k8s.io", "StorageClass", Some(map)) => storage::class_defaults(map),
+            ("", "PersistentVolume", Some(map)) => storage::volume_defaults(map, old.is_none()),
+            ("", "PersistentVolumeClaim", _) if old.is_none() => {
+                storage::admit_claim(inner, object);
+            }
+            _ => {}
+        }
         if info.group.is_empty() && info.kind == "Service" {
             let errs = validate::check(&info.group, &info.kind, old, object, change);
             if !errs.is_empty() {
@@ -326,7 +342,16 @@ pub(crate) fn prepare(
             Err(Refusal::Invalid(errs))
         };
     }
+    if change == Change::Status && info.group.is_empty() && info.kind == "PersistentVolume" {
+        storage::volume_status(old, object);
+    }
     let mut errs = validate::check(&info.group, &info.kind, old, object, change);
+    if matches!(
+        (info.group.as_str(), info.kind.as_str()),
+        ("storage.k8s.io", "StorageClass") | ("", "PersistentVolume")
+    ) {
+        errs.extend(storage::check(&info.kind, old, object, change));
+    }
     if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
         errs.extend(crate::cel_library::cost::crd_rule_errors(object));
     }

@@ -3,7 +3,7 @@
 //! fake node) do with Deployments, ReplicaSets, Jobs, StatefulSets, DaemonSets and their Pods, so
 //! that `kubectl rollout status` finishes and a controller waiting for available replicas sees
 //! them. One module per controller (`deployment`, `replica_set`, `job`, `stateful_set`,
-//! `daemon_set`, `cron_job`, `disruption`, `endpoints`, `autoscaler`) and
+//! `daemon_set`, `cron_job`, `disruption`, `endpoints`, `autoscaler`, `volumes`) and
 //! one for the node (`node`); this one runs the passes and holds what they share.
 //!
 //! It is a controller like theirs: each pass reads the objects, and writes through the same verbs
@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use crate::cluster::{Cluster, now, parse_timestamp};
 use crate::error::ApiError;
 use crate::gc;
+use crate::strategy::storage::STORAGE_CLASSES;
 use crate::verbs::{DeleteOptions, Target, WriteOptions};
 
 mod autoscaler;
@@ -34,6 +35,7 @@ mod job;
 mod node;
 mod replica_set;
 mod stateful_set;
+mod volumes;
 
 use autoscaler::{AUTOSCALERS, autoscaler_pass};
 use cron_job::{CRON_JOBS, cron_job_pass, jobs_of};
@@ -49,6 +51,7 @@ use job::{
 use node::{bind, creating_status, heartbeat, node_lease, running_status, simulated_node, started};
 use replica_set::replica_set_pass;
 use stateful_set::stateful_set_pass;
+use volumes::{VOLUMES, claims_ready, default_storage_class, volume_pass};
 
 /// The storage key of Deployments.
 const DEPLOYMENTS: &str = "deployments.apps";
@@ -215,7 +218,14 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             }
             node["spec"]["unschedulable"] != true && !gc::is_deleting(&node)
         }
-        None => writes.create(NODES, "", simulated_node()),
+        None => {
+            // A new cluster, as kind makes one: its node, and its default StorageClass.
+            let registered = writes.create(NODES, "", simulated_node());
+            if registered && !writes.exists(STORAGE_CLASSES, "", "standard") {
+                writes.create(STORAGE_CLASSES, "", default_storage_class());
+            }
+            registered
+        }
     };
     // Each ReplicaSet and Pod under its controller, once: a pass stays linear in the objects.
     let sets_of = by_controller(&replica_sets);
@@ -339,6 +349,25 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
             wake_in(wait);
         }
     }
+    // The persistent volume controller and the provisioner.
+    let (classes, volumes, claims) = (
+        list_all(cluster, STORAGE_CLASSES),
+        list_all(cluster, VOLUMES),
+        list_all(cluster, CLAIMS),
+    );
+    let classes: Vec<&Value> = classes.iter().map(|c| &**c).collect();
+    let volumes: Vec<&Value> = volumes.iter().map(|v| &**v).collect();
+    let claims: Vec<&Value> = claims
+        .iter()
+        .map(|c| &**c)
+        .filter(|c| !gc::is_deleting(c))
+        .collect();
+    let storage = volumes::Read {
+        classes: &classes,
+        volumes: &volumes,
+        claims: &claims,
+    };
+    volume_pass(&mut writes, &storage);
     // The horizontal pod autoscaler controller, after the workloads it scales.
     for hpa in list_all(cluster, AUTOSCALERS)
         .iter()
@@ -367,6 +396,7 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
             if pod["spec"]["schedulerName"].as_str().unwrap_or(SCHEDULER) == SCHEDULER
                 && let Some(node) = placement(pod, &node_refs, schedulable)
+                && claims_ready(&mut writes, pod, node, &storage)
             {
                 bind(&mut writes, pod, node);
             }
@@ -586,6 +616,11 @@ fn namespace(object: &Value) -> Option<&str> {
     object["metadata"]["namespace"].as_str()
 }
 
+/// An object's namespace, empty for a cluster-scoped one (a Node, a PersistentVolume).
+fn namespace_or_cluster(object: &Value) -> &str {
+    namespace(object).unwrap_or_default()
+}
+
 /// The writes of one pass, through the verbs every client uses; a failure is logged with the
 /// object it concerns and left to the next pass.
 pub(crate) struct Writes<'a> {
@@ -725,6 +760,19 @@ impl<'a> Writes<'a> {
         );
     }
 
+    /// Whether an Event of `reason` about `regarding` (by uid) is recorded.
+    fn has_event(&self, regarding: &Value, reason: &str) -> bool {
+        let Some(namespace) = namespace(regarding) else {
+            return false;
+        };
+        let uid = &regarding["metadata"]["uid"];
+        self.cluster
+            .lock()
+            .store
+            .list(EVENTS, Some(namespace), None)
+            .any(|(_, e)| e["reason"] == reason && e["involvedObject"]["uid"] == *uid)
+    }
+
     /// Records an Event of type `kind` (`Normal`, `Warning`) about `regarding` (a part of it at
     /// `field_path`) from `source` (component and host).
     fn record(
@@ -813,7 +861,7 @@ impl<'a> Writes<'a> {
         if object["status"] == status {
             return false;
         }
-        let (Some(namespace), Some(name)) = (namespace(object), name(object)) else {
+        let (namespace, Some(name)) = (namespace_or_cluster(object), name(object)) else {
             return false;
         };
         let Some(target) = self.target(gr, namespace, Some(name), true) else {
@@ -846,7 +894,7 @@ impl<'a> Writes<'a> {
     /// Replaces an object with `body`, from the `resourceVersion` it carries (`what` names the
     /// write in a warning); whether it was written.
     pub(crate) fn update(&mut self, what: &str, gr: &str, body: Value) -> bool {
-        let (Some(namespace), Some(name)) = (namespace(&body), name(&body)) else {
+        let (namespace, Some(name)) = (namespace_or_cluster(&body), name(&body)) else {
             return false;
         };
         let (namespace, name) = (namespace.to_owned(), name.to_owned());
@@ -870,7 +918,7 @@ impl<'a> Writes<'a> {
         object: &Value,
         propagation: Option<gc::Propagation>,
     ) -> bool {
-        let (Some(namespace), Some(name)) = (namespace(object), name(object)) else {
+        let (namespace, Some(name)) = (namespace_or_cluster(object), name(object)) else {
             return false;
         };
         let Some(target) = self.target(gr, namespace, Some(name), false) else {

@@ -379,6 +379,7 @@ const FILES: &[&str] = &[
     "networking.yaml",
     "requests.yaml",
     "scheduling.yaml",
+    "storage.yaml",
     "workloads.yaml",
 ];
 
@@ -438,6 +439,11 @@ async fn lifecycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests() {
     run("requests.yaml").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage() {
+    run("storage.yaml").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
