@@ -18,8 +18,11 @@ use tokio_rustls::TlsAcceptor;
 
 /// Default deadline for a TLS handshake and for a request head (request line and headers): a client
 /// that has not finished either this long after connecting, or after its previous response, is
-/// disconnected.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// disconnected. kube-apiserver's `ReadHeaderTimeout` (32 s, `secure_serving.go`); since hyper
+/// also closes idle keep-alive connections at this deadline (kube-apiserver waits 90 s for
+/// those), a short one makes clients race the close: a request sent on a pooled connection as the
+/// server drops it fails (5 s did, under load, in the host's sharding test).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
 
 /// Serves `router` on `listener` until `stop` turns true (or its sender is dropped), then stops
 /// accepting, lets every connection finish its request and returns when all are closed.
