@@ -11,7 +11,7 @@ use crate::resource::ResourceInfo;
 pub struct Column {
     /// Title, as kube-apiserver spells it (kubectl uppercases it).
     pub name: &'static str,
-    /// `string`, `integer` or `date` (an age).
+    /// `string`, `integer`, `date` (shown as an age) or `timestamp` (a `date` shown as the time).
     pub column_type: &'static str,
     /// 0: always shown; 1: with `-o wide`.
     pub priority: i64,
@@ -364,6 +364,21 @@ fn hpa_metrics(v: &Value) -> Value {
     } else {
         json!(text)
     }
+}
+
+/// One column of `printResourceQuota`: `resource: used/hard` for the limits (or the rest).
+fn quota_usage(v: &Value, limits: bool) -> Value {
+    let hard = v["status"]["hard"].as_object();
+    let cells: Vec<String> = hard
+        .into_iter()
+        .flatten()
+        .filter(|(resource, _)| resource.starts_with("limits.") == limits)
+        .map(|(resource, hard)| {
+            let used = v["status"]["used"][resource].as_str().unwrap_or("0");
+            format!("{resource}: {used}/{}", hard.as_str().unwrap_or_default())
+        })
+        .collect();
+    json!(cells.join(", "))
 }
 
 /// `GetAccessModesAsString`: `RWO`, `ROX`, `RWX`, `RWOP`, in that order, each once.
@@ -940,6 +955,15 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             col("VolumeAttributesClass", "string", volume_attributes_class),
             col("Age", "date", created),
             wide("VolumeMode", volume_mode),
+        ],
+        // LimitRanges have the default table convertor's columns: Name and Created At.
+        ("", "LimitRange") => vec![col("Created At", "timestamp", created)],
+        // `printResourceQuota` (v1.32's order: Age before the usage): `status.hard` sorted by
+        // name, `limits.*` in Limit, the rest in Request, each `used/hard`.
+        ("", "ResourceQuota") => vec![
+            col("Age", "date", created),
+            col("Request", "string", |v| quota_usage(v, false)),
+            col("Limit", "string", |v| quota_usage(v, true)),
         ],
         // `printPersistentVolume`.
         ("", "PersistentVolume") => vec![

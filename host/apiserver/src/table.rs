@@ -173,7 +173,12 @@ fn builtin_table(
     definitions.extend(builtin.iter().map(|c| {
         json!({
             "name": c.name,
-            "type": if c.column_type == "date" { "string" } else { c.column_type },
+            // `date` cells are shown as ages (strings); `timestamp` cells as the time itself.
+            "type": match c.column_type {
+                "date" => "string",
+                "timestamp" => "date",
+                other => other,
+            },
             "format": if c.name == "Name" { "name" } else { "" },
             "description": "",
             "priority": c.priority,

@@ -11,6 +11,7 @@ use cel::common::value::{CowVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
 use super::{take, text};
+use crate::quantity::Quantity;
 
 /// The CEL type of a quantity (`kubernetes.Quantity`), a value for each declaration.
 const QUANTITY: Type = Type::new_unspecified_type("kubernetes.Quantity");
@@ -19,10 +20,6 @@ static QUANTITY_TYPE: Type = QUANTITY;
 
 const NANOS: i128 = 1_000_000_000;
 
-/// A `resource.Quantity`'s value, in nano units.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Quantity(i128);
-
 opaque!(Quantity, QUANTITY_TYPE, as_comparer);
 
 impl Comparer for Quantity {
@@ -30,96 +27,6 @@ impl Comparer for Quantity {
         rhs.downcast_ref::<Self>()
             .map(|r| self.cmp(r))
             .ok_or_else(|| ExecutionError::function_error("compareTo", "expects a quantity"))
-    }
-}
-
-/// Why a string is not a quantity (`resource.ParseQuantity`'s errors).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum QuantityError {
-    /// It does not have a quantity's shape.
-    #[error(
-        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-    )]
-    Format,
-    /// Its value is out of the range held here.
-    #[error("unable to parse quantity's numeric part")]
-    Numeric,
-}
-
-/// The multiplier of a suffix as (power of ten, power of 1024).
-fn suffix(text: &str) -> Option<(i32, u32)> {
-    Some(match text {
-        "" => (0, 0),
-        "n" => (-9, 0),
-        "u" => (-6, 0),
-        "m" => (-3, 0),
-        "k" => (3, 0),
-        "M" => (6, 0),
-        "G" => (9, 0),
-        "T" => (12, 0),
-        "P" => (15, 0),
-        "E" => (18, 0),
-        "Ki" => (0, 1),
-        "Mi" => (0, 2),
-        "Gi" => (0, 3),
-        "Ti" => (0, 4),
-        "Pi" => (0, 5),
-        "Ei" => (0, 6),
-        _ => {
-            let exponent = text.strip_prefix(['e', 'E'])?;
-            let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            (exponent.parse().ok()?, 0)
-        }
-    })
-}
-
-impl Quantity {
-    /// Parses a quantity as `resource.ParseQuantity` does (a value below `1n` rounds up to it).
-    ///
-    /// # Errors
-    /// [`QuantityError`] when `text` is not a quantity.
-    pub fn parse(text: &str) -> Result<Self, QuantityError> {
-        let (negative, rest) = match text.as_bytes().first() {
-            Some(b'-') => (true, &text[1..]),
-            Some(b'+') => (false, &text[1..]),
-            _ => (false, text),
-        };
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (number, unit) = rest.split_at(number_end);
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
-            return Err(QuantityError::Format);
-        }
-        let (ten, binary) = suffix(unit).ok_or(QuantityError::Format)?;
-        let mut mantissa: i128 = 0;
-        for digit in whole.bytes().chain(fraction.bytes()) {
-            mantissa = mantissa
-                .checked_mul(10)
-                .and_then(|m| m.checked_add(i128::from(digit - b'0')))
-                .ok_or(QuantityError::Numeric)?;
-        }
-        mantissa = mantissa
-            .checked_mul(1_i128 << (10 * binary))
-            .ok_or(QuantityError::Numeric)?;
-        // value = mantissa × 10^(ten - fraction digits); in nanos, × 10^9 more.
-        let scale = ten + 9 - i32::try_from(fraction.len()).map_err(|_| QuantityError::Numeric)?;
-        let nanos = if scale >= 0 {
-            let factor = 10_i128
-                .checked_pow(scale.unsigned_abs())
-                .ok_or(QuantityError::Numeric)?;
-            mantissa.checked_mul(factor).ok_or(QuantityError::Numeric)?
-        } else {
-            match 10_i128.checked_pow(scale.unsigned_abs()) {
-                Some(divisor) => (mantissa + divisor - 1) / divisor,
-                None => i128::from(mantissa > 0),
-            }
-        };
-        Ok(Self(if negative { -nanos } else { nanos }))
     }
 }
 
@@ -272,6 +179,7 @@ fn less<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quantity::QuantityError;
 
     #[test]
     fn quantities_parse_as_resource_parse_quantity_reads_them() {

@@ -398,6 +398,8 @@ fn builtin_schema(
         ("", "Node") => add::<core::Node>(generator),
         ("", "PersistentVolumeClaim") => add::<core::PersistentVolumeClaim>(generator),
         ("", "PersistentVolume") => add::<core::PersistentVolume>(generator),
+        ("", "LimitRange") => add::<core::LimitRange>(generator),
+        ("", "ResourceQuota") => add::<core::ResourceQuota>(generator),
         ("storage.k8s.io", "StorageClass") => add::<storage::StorageClass>(generator),
         ("", "Event") => add::<core::Event>(generator),
         ("", "ServiceAccount") => add::<core::ServiceAccount>(generator),

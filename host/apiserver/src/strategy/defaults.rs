@@ -330,6 +330,20 @@ fn pod(map: &mut Map<String, Value>, creating: bool) {
     }
 }
 
+/// Sets a pod's `status.qosClass` again from its containers' resources (after an admission
+/// plugin changed them; the class is the strategy's, computed after mutating admission).
+pub(super) fn pod_qos(value: &mut Value) {
+    let Some(map) = value.as_object_mut() else {
+        return;
+    };
+    let Some(qos) = map.get("spec").and_then(Value::as_object).map(qos_class) else {
+        return;
+    };
+    if let Some(status) = object(map, "status") {
+        status.insert("qosClass".into(), json!(qos));
+    }
+}
+
 /// A container's requests default to its limits.
 fn requests_from_limits(container: &mut Map<String, Value>) {
     let Some(resources) = object_at(container, "resources") else {

@@ -58,6 +58,12 @@ pub(crate) enum Refusal {
     /// The `Priority` admission plugin refuses the PriorityClass (answered 403).
     #[error(transparent)]
     ForbiddenClass(#[from] crate::priority_classes::ClassError),
+    /// The `LimitRanger` admission plugin refuses the pod (answered 403).
+    #[error(transparent)]
+    Limits(#[from] crate::limit_ranges::LimitError),
+    /// The `ResourceQuota` admission plugin refuses the object (answered 403).
+    #[error(transparent)]
+    Quota(#[from] crate::quota::QuotaError),
 }
 
 /// Whether the kind is one Kubernetes itself defines (not a custom resource).
@@ -259,6 +265,8 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("", "Node") => decodes_as::<core::Node>(info, object),
         ("", "PersistentVolumeClaim") => decodes_as::<core::PersistentVolumeClaim>(info, object),
         ("", "PersistentVolume") => decodes_as::<core::PersistentVolume>(info, object),
+        ("", "LimitRange") => decodes_as::<core::LimitRange>(info, object),
+        ("", "ResourceQuota") => decodes_as::<core::ResourceQuota>(info, object),
         ("storage.k8s.io", "StorageClass") => decodes_as::<storage_api::StorageClass>(info, object),
         ("scheduling.k8s.io", "PriorityClass") => {
             decodes_as::<scheduling::PriorityClass>(info, object)
@@ -302,7 +310,15 @@ pub(crate) fn prepare(
             defaults::job_selector(object);
         }
         if info.group.is_empty() && info.kind == "Pod" {
+            // Mutating admission: `LimitRanger` (on create) before the plugins of
+            // `pod_admission`; the QoS class follows what it set.
+            if old.is_none() && crate::limit_ranges::admit_pod(inner, key.0, object)? {
+                defaults::pod_qos(object);
+            }
             crate::pod_admission::admit(inner, key.0, old, object)?;
+        }
+        if info.group.is_empty() && info.kind == "LimitRange" {
+            crate::limit_ranges::defaults(object);
         }
         if is_priority_class(info) {
             crate::priority_classes::default(object);
@@ -352,6 +368,13 @@ pub(crate) fn prepare(
     ) {
         errs.extend(storage::check(&info.kind, old, object, change));
     }
+    match (info.group.as_str(), info.kind.as_str()) {
+        ("", "LimitRange") if change == Change::Object => {
+            errs.extend(crate::limit_ranges::validate(object));
+        }
+        ("", "ResourceQuota") => errs.extend(crate::quota::validate(object)),
+        _ => {}
+    }
     if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
         errs.extend(crate::cel_library::cost::crd_rule_errors(object));
     }
@@ -364,6 +387,9 @@ pub(crate) fn prepare(
     // Validating admission runs after the strategy's validation, as in the generic registry.
     if is_priority_class(info) && change == Change::Object {
         crate::priority_classes::admit(inner, object, old)?;
+    }
+    if old.is_none() && change == Change::Object && info.namespaced {
+        crate::quota::admit(inner, info, key.0, object)?;
     }
     Ok(unknown)
 }
@@ -399,12 +425,14 @@ impl Refusal {
     pub(crate) fn into_api_error(self, info: &ResourceInfo, name: &str) -> ApiError {
         match self {
             Self::Decode(message) => ApiError::BadRequest(message),
-            Self::Forbidden(_) | Self::ForbiddenClass(_) => ApiError::Forbidden {
-                group: info.group.clone(),
-                resource: info.plural.clone(),
-                name: name.to_owned(),
-                message: self.to_string(),
-            },
+            Self::Forbidden(_) | Self::ForbiddenClass(_) | Self::Limits(_) | Self::Quota(_) => {
+                ApiError::Forbidden {
+                    group: info.group.clone(),
+                    resource: info.plural.clone(),
+                    name: name.to_owned(),
+                    message: self.to_string(),
+                }
+            }
             Self::Invalid(causes) => ApiError::Invalid {
                 kind: info.kind.clone(),
                 group: info.group.clone(),

@@ -3,7 +3,7 @@
 //! fake node) do with Deployments, ReplicaSets, Jobs, StatefulSets, DaemonSets and their Pods, so
 //! that `kubectl rollout status` finishes and a controller waiting for available replicas sees
 //! them. One module per controller (`deployment`, `replica_set`, `job`, `stateful_set`,
-//! `daemon_set`, `cron_job`, `disruption`, `endpoints`, `autoscaler`, `volumes`) and
+//! `daemon_set`, `cron_job`, `disruption`, `endpoints`, `autoscaler`, `volumes`, `quota`) and
 //! one for the node (`node`); this one runs the passes and holds what they share.
 //!
 //! It is a controller like theirs: each pass reads the objects, and writes through the same verbs
@@ -33,6 +33,7 @@ mod disruption;
 mod endpoints;
 mod job;
 mod node;
+mod quota;
 mod replica_set;
 mod stateful_set;
 mod volumes;
@@ -49,6 +50,7 @@ use job::{
     succeeded_status, ttl_expiry,
 };
 use node::{bind, creating_status, heartbeat, node_lease, running_status, simulated_node, started};
+use quota::quota_pass;
 use replica_set::replica_set_pass;
 use stateful_set::stateful_set_pass;
 use volumes::{VOLUMES, claims_ready, default_storage_class, volume_pass};
@@ -368,6 +370,8 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
         claims: &claims,
     };
     volume_pass(&mut writes, &storage);
+    // The resource quota controller, over what the other controllers made.
+    quota_pass(&mut writes, cluster);
     // The horizontal pod autoscaler controller, after the workloads it scales.
     for hpa in list_all(cluster, AUTOSCALERS)
         .iter()
@@ -2908,6 +2912,103 @@ mod tests {
                 "New size: 2; reason: Current number of replicas below Spec.MinReplicas",
                 "New size: 3; reason: Current number of replicas above Spec.MaxReplicas"
             ]
+        );
+    }
+
+    #[test]
+    fn a_claim_gets_a_volume_on_its_pods_node_and_loses_it_with_the_claim() {
+        let cluster = Cluster::open(None, 10_000).unwrap();
+        let at = Utc::now() + chrono::Duration::seconds(5);
+        // The first pass registers the node and kind's default class.
+        pass(&cluster, Duration::ZERO, at);
+        let cluster_target = |gr: &str, name: Option<&str>| Target {
+            info: cluster.lock().info(gr).unwrap(),
+            namespace: None,
+            name: name.map(str::to_owned),
+            subresource: None,
+        };
+        let claim = |name: &str, spec: Value| {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+        };
+        create(
+            &cluster,
+            CLAIMS,
+            claim(
+                "data",
+                json!({"accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}}}),
+            ),
+        );
+        settle(&cluster, at);
+        let claim_of = |cluster: &Cluster, name: &str| {
+            list_all(cluster, CLAIMS)
+                .into_iter()
+                .find(|c| c["metadata"]["name"] == name)
+                .unwrap()
+        };
+        let data = claim_of(&cluster, "data");
+        assert_eq!(data["spec"]["storageClassName"], "standard");
+        assert_eq!(
+            data["status"]["phase"], "Pending",
+            "waits for its first consumer"
+        );
+        assert!(list_all(&cluster, VOLUMES).is_empty());
+        create(
+            &cluster,
+            PODS,
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "user", "namespace": "default"},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                    "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}),
+        );
+        settle(&cluster, at);
+        let data = claim_of(&cluster, "data");
+        assert_eq!(data["status"]["phase"], "Bound");
+        let volume_name = format!("pvc-{}", data["metadata"]["uid"].as_str().unwrap());
+        assert_eq!(data["spec"]["volumeName"], volume_name.as_str());
+        let user = pod(&cluster, "user").unwrap();
+        assert_eq!(user["spec"]["nodeName"], NODE);
+        assert!(is_ready(&user));
+        // A volume made by hand is bound to a claim of its class, and kept when it goes.
+        cluster
+            .create(
+                &cluster_target(VOLUMES, None),
+                json!({"apiVersion": "v1", "kind": "PersistentVolume",
+                    "metadata": {"name": "manual"},
+                    "spec": {"storageClassName": "manual", "capacity": {"storage": "5Gi"},
+                        "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/srv"}}}),
+                &WriteOptions::default(),
+            )
+            .unwrap();
+        create(
+            &cluster,
+            CLAIMS,
+            claim(
+                "fits",
+                json!({"storageClassName": "manual", "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "2Gi"}}}),
+            ),
+        );
+        settle(&cluster, at);
+        assert_eq!(claim_of(&cluster, "fits")["spec"]["volumeName"], "manual");
+        for name in ["fits", "data"] {
+            delete(&cluster, CLAIMS, name, None);
+        }
+        settle(&cluster, at);
+        let volumes: Vec<(String, String)> = list_all(&cluster, VOLUMES)
+            .iter()
+            .map(|v| {
+                (
+                    v["metadata"]["name"].as_str().unwrap().to_owned(),
+                    v["status"]["phase"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            volumes,
+            [("manual".to_owned(), "Released".to_owned())],
+            "the provisioned volume went with its claim (Delete), the other is kept (Retain)"
         );
     }
 

@@ -377,6 +377,7 @@ const FILES: &[&str] = &[
     "lists.yaml",
     "namespaces.yaml",
     "networking.yaml",
+    "quotas.yaml",
     "requests.yaml",
     "scheduling.yaml",
     "storage.yaml",
@@ -439,6 +440,11 @@ async fn lifecycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests() {
     run("requests.yaml").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas() {
+    run("quotas.yaml").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

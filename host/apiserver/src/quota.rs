@@ -1,0 +1,519 @@
+//! ResourceQuotas (core v1): their validation (`ValidateResourceQuota`), what each object
+//! charges against them (the quota evaluators: object counts, a Pod's compute requests and
+//! limits, a Service's node ports and load balancers, a claim's storage), and the
+//! `ResourceQuota` admission plugin, which refuses a create that would take a namespace past a
+//! quota's `status.hard` or a Pod that does not name what a quota tracks.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::cluster::Inner;
+use crate::error::FieldCause;
+use crate::quantity::{Format, Quantity};
+use crate::resource::ResourceInfo;
+
+/// The storage key of ResourceQuotas.
+pub const RESOURCE_QUOTAS: &str = "resourcequotas";
+
+/// The resources a quota may name without a domain (`standardQuotaResources` and the compute
+/// names).
+const STANDARD: [&str; 21] = [
+    "cpu",
+    "memory",
+    "ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.storage",
+    "requests.ephemeral-storage",
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "pods",
+    "resourcequotas",
+    "services",
+    "replicationcontrollers",
+    "secrets",
+    "persistentvolumeclaims",
+    "configmaps",
+    "services.nodeports",
+    "services.loadbalancers",
+    "storage",
+    "nvidia.com/gpu",
+];
+
+/// The resources counted as integers.
+const INTEGER: [&str; 9] = [
+    "pods",
+    "resourcequotas",
+    "services",
+    "replicationcontrollers",
+    "secrets",
+    "configmaps",
+    "persistentvolumeclaims",
+    "services.nodeports",
+    "services.loadbalancers",
+];
+
+/// The compute resources a Pod must name when a quota tracks them (`validationSet`).
+const REQUIRED: [&str; 6] = [
+    "cpu",
+    "limits.cpu",
+    "limits.memory",
+    "memory",
+    "requests.cpu",
+    "requests.memory",
+];
+
+/// Why the `ResourceQuota` plugin refuses a write (answered 403).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuotaError {
+    /// The write would take usage past a quota.
+    #[error("exceeded quota: {quota}, requested: {requested}, used: {used}, limited: {limited}")]
+    Exceeded {
+        /// The quota's name.
+        quota: String,
+        /// What the write asks for, of the exceeded resources.
+        requested: String,
+        /// What is used of them.
+        used: String,
+        /// Their limits.
+        limited: String,
+    },
+    /// A Pod does not name a request or limit the quota tracks.
+    #[error("failed quota: {quota}: must specify {missing}")]
+    Unspecified {
+        /// The quota's name.
+        quota: String,
+        /// Each resource with the containers that lack it.
+        missing: String,
+    },
+    /// The quota's usage is not known yet.
+    #[error("status unknown for quota: {quota}, resources: {resources}")]
+    StatusUnknown {
+        /// The quota's name.
+        quota: String,
+        /// The resources it tracks for this object.
+        resources: String,
+    },
+}
+
+/// `ValidateResourceQuota`'s rules on `spec.hard` (and the status's lists): each resource a
+/// standard quota resource or qualified, each value at least zero, counts whole.
+#[must_use]
+pub fn validate(object: &Value) -> Vec<FieldCause> {
+    let mut errs = Vec::new();
+    for (path, list) in [
+        ("spec.hard", &object["spec"]["hard"]),
+        ("status.hard", &object["status"]["hard"]),
+        ("status.used", &object["status"]["used"]),
+    ] {
+        for (resource, value) in list.as_object().into_iter().flatten() {
+            let field = format!("{path}[{resource}]");
+            if !resource.contains('/') {
+                if let Err(e) = crate::validation::qualified_name(resource) {
+                    errs.push(FieldCause::invalid(&field, resource, e));
+                }
+                if !STANDARD.contains(&resource.as_str())
+                    && !resource.starts_with("hugepages-")
+                    && !resource.starts_with("requests.hugepages-")
+                {
+                    errs.push(FieldCause::invalid(
+                        &field,
+                        resource,
+                        "must be a standard resource type or fully qualified",
+                    ));
+                    errs.push(FieldCause::invalid(
+                        &field,
+                        resource,
+                        "must be a standard resource for quota",
+                    ));
+                }
+            }
+            let text = value.as_str().unwrap_or_default();
+            match Quantity::parse(text) {
+                Ok(q) if q.nanos() < 0 => errs.push(FieldCause::invalid(
+                    &field,
+                    text,
+                    "must be greater than or equal to 0",
+                )),
+                Ok(q) if INTEGER.contains(&resource.as_str()) && q.nanos() % 1_000_000_000 != 0 => {
+                    errs.push(FieldCause::invalid(&field, text, "must be an integer"));
+                }
+                _ => {}
+            }
+        }
+    }
+    errs
+}
+
+/// Usage by resource name, each with the format its first non-zero amount was written in.
+pub type Usage = BTreeMap<String, (Quantity, Format)>;
+
+/// Adds `amount` (as written) of `resource` to `usage`.
+fn charge(usage: &mut Usage, resource: &str, amount: &str) {
+    let Ok(value) = Quantity::parse(amount) else {
+        return;
+    };
+    let entry = usage
+        .entry(resource.to_owned())
+        .or_insert((Quantity::from_nanos(0), Format::DecimalSi));
+    if entry.0.nanos() == 0 {
+        entry.1 = Format::of(amount);
+    }
+    entry.0 = Quantity::from_nanos(entry.0.nanos() + value.nanos());
+}
+
+/// What `object` of `info` charges against a quota (`UsageFunc` of its evaluator): its
+/// `count/RESOURCE[.GROUP]` and legacy count, and for Pods that still run their compute
+/// requests and limits, for Services their node ports and load balancers, for claims their
+/// storage.
+#[must_use]
+pub fn usage(info: &ResourceInfo, object: &Value) -> Usage {
+    let mut usage = Usage::new();
+    let count = if info.group.is_empty() {
+        format!("count/{}", info.plural)
+    } else {
+        format!("count/{}.{}", info.plural, info.group)
+    };
+    charge(&mut usage, &count, "1");
+    match (info.group.as_str(), info.plural.as_str()) {
+        ("", "pods") => {
+            if matches!(
+                object["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            ) {
+                return usage;
+            }
+            charge(&mut usage, "pods", "1");
+            let spec = &object["spec"];
+            for (list, prefixes) in [
+                ("requests", &["requests.", ""][..]),
+                ("limits", &["limits."][..]),
+            ] {
+                let mut totals: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for container in spec["containers"].as_array().into_iter().flatten() {
+                    for (resource, amount) in container["resources"][list]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                    {
+                        totals
+                            .entry(resource.clone())
+                            .or_default()
+                            .push(amount.as_str().unwrap_or("0").to_owned());
+                    }
+                }
+                for (resource, amounts) in totals {
+                    if !matches!(resource.as_str(), "cpu" | "memory" | "ephemeral-storage") {
+                        if list == "requests" {
+                            for amount in &amounts {
+                                charge(&mut usage, &format!("requests.{resource}"), amount);
+                            }
+                        }
+                        continue;
+                    }
+                    for prefix in prefixes {
+                        for amount in &amounts {
+                            charge(&mut usage, &format!("{prefix}{resource}"), amount);
+                        }
+                    }
+                }
+            }
+        }
+        ("", "services") => {
+            charge(&mut usage, "services", "1");
+            let ports = object["spec"]["ports"].as_array().map_or(0, Vec::len);
+            let (nodeports, balancers) = match object["spec"]["type"].as_str() {
+                Some("NodePort") => (ports, 0),
+                Some("LoadBalancer") => (ports, 1),
+                _ => (0, 0),
+            };
+            charge(&mut usage, "services.nodeports", &nodeports.to_string());
+            charge(&mut usage, "services.loadbalancers", &balancers.to_string());
+        }
+        ("", "persistentvolumeclaims") => {
+            charge(&mut usage, "persistentvolumeclaims", "1");
+            let storage = object["spec"]["resources"]["requests"]["storage"]
+                .as_str()
+                .unwrap_or("0");
+            charge(&mut usage, "requests.storage", storage);
+            if let Some(class) = object["spec"]["storageClassName"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+            {
+                let prefix = format!("{class}.storageclass.storage.k8s.io");
+                charge(&mut usage, &format!("{prefix}/requests.storage"), storage);
+                charge(&mut usage, &format!("{prefix}/persistentvolumeclaims"), "1");
+            }
+        }
+        ("", legacy @ ("configmaps" | "secrets" | "resourcequotas" | "replicationcontrollers")) => {
+            charge(&mut usage, legacy, "1");
+        }
+        _ => {}
+    }
+    usage
+}
+
+/// Whether a quota's scopes let it track `object` (Pods: `Terminating`, `NotTerminating`,
+/// `BestEffort`, `NotBestEffort`); a quota with a scope selector is not enforced here.
+#[must_use]
+pub fn tracks(quota: &Value, info: &ResourceInfo, object: &Value) -> bool {
+    if !quota["spec"]["scopeSelector"].is_null() {
+        return false;
+    }
+    let scopes: Vec<&str> = quota["spec"]["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if scopes.is_empty() {
+        return true;
+    }
+    if !(info.group.is_empty() && info.plural == "pods") {
+        return false;
+    }
+    let spec = &object["spec"];
+    let terminating = spec["activeDeadlineSeconds"]
+        .as_i64()
+        .is_some_and(|d| d >= 0);
+    let best_effort = ["containers", "initContainers"].iter().all(|key| {
+        spec[*key].as_array().into_iter().flatten().all(|c| {
+            ["requests", "limits"].iter().all(|l| {
+                c["resources"][*l]
+                    .as_object()
+                    .is_none_or(|m| !m.contains_key("cpu") && !m.contains_key("memory"))
+            })
+        })
+    });
+    scopes.iter().all(|scope| match *scope {
+        "Terminating" => terminating,
+        "NotTerminating" => !terminating,
+        "BestEffort" => best_effort,
+        "NotBestEffort" => !best_effort,
+        _ => false,
+    })
+}
+
+/// The `ResourceQuota` plugin on `object` of `info` being created in `namespace`.
+///
+/// # Errors
+/// [`QuotaError`] when a quota the object is tracked by would be exceeded, or a Pod names none
+/// of a tracked compute resource, or the quota's usage is not known yet.
+pub fn admit(
+    inner: &Inner,
+    info: &ResourceInfo,
+    namespace: &str,
+    object: &Value,
+) -> Result<(), QuotaError> {
+    let charged = usage(info, object);
+    for (_, quota) in inner.store.list(RESOURCE_QUOTAS, Some(namespace), None) {
+        let hard = quota["status"]["hard"].as_object();
+        let Some(hard) = hard.filter(|h| !h.is_empty()) else {
+            continue;
+        };
+        if !tracks(quota, info, object) {
+            continue;
+        }
+        let name = quota["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let pod = info.group.is_empty() && info.plural == "pods";
+        let tracked: Vec<&str> = hard
+            .keys()
+            .map(String::as_str)
+            .filter(|r| charged.contains_key(*r) || (pod && REQUIRED.contains(r)))
+            .collect();
+        if tracked.is_empty() {
+            continue;
+        }
+        if pod {
+            missing_compute(&name, object, &tracked)?;
+        }
+        let used = &quota["status"]["used"];
+        if tracked.iter().any(|r| used[*r].is_null()) {
+            return Err(QuotaError::StatusUnknown {
+                quota: name,
+                resources: tracked.join(","),
+            });
+        }
+        let mut exceeded: Vec<&str> = Vec::new();
+        for resource in &tracked {
+            let Some((amount, _)) = charged.get(*resource).filter(|(q, _)| q.nanos() != 0) else {
+                continue;
+            };
+            let parse = |v: &Value| v.as_str().and_then(|t| Quantity::parse(t).ok());
+            let (Some(limit), now) = (parse(&hard[*resource]), parse(&used[*resource])) else {
+                continue;
+            };
+            let after = now.map_or(0, Quantity::nanos) + amount.nanos();
+            if after > limit.nanos() {
+                exceeded.push(resource);
+            }
+        }
+        if !exceeded.is_empty() {
+            let list = |f: &dyn Fn(&str) -> String| {
+                exceeded
+                    .iter()
+                    .map(|r| format!("{r}={}", f(r)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let text = |v: &Value| {
+                let t = v.as_str().unwrap_or("0");
+                Quantity::parse(t).map_or_else(|_| t.to_owned(), |q| q.canonical(Format::of(t)))
+            };
+            return Err(QuotaError::Exceeded {
+                quota: name,
+                requested: list(&|r| charged[r].0.canonical(charged[r].1)),
+                used: list(&|r| text(&used[r])),
+                limited: list(&|r| text(&hard[r])),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `podEvaluator.Constraints`: each compute resource the quota tracks, named by every container.
+fn missing_compute(quota: &str, pod: &Value, tracked: &[&str]) -> Result<(), QuotaError> {
+    let mut missing: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for key in ["containers", "initContainers"] {
+        for container in pod["spec"][key].as_array().into_iter().flatten() {
+            let resources = &container["resources"];
+            let has = |list: &str, resource: &str| !resources[list][resource].is_null();
+            for required in tracked.iter().copied().filter(|r| REQUIRED.contains(r)) {
+                let named = match required.split_once('.') {
+                    Some(("limits", resource)) => has("limits", resource),
+                    Some((_, resource)) => has("requests", resource),
+                    None => has("requests", required),
+                };
+                if !named {
+                    missing
+                        .entry(required)
+                        .or_default()
+                        .push(container["name"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let parts: Vec<String> = missing
+        .into_iter()
+        .map(|(resource, mut names)| {
+            names.sort();
+            names.dedup();
+            format!("{resource} for: {}", names.join(","))
+        })
+        .collect();
+    Err(QuotaError::Unspecified {
+        quota: quota.to_owned(),
+        missing: parts.join("; "),
+    })
+}
+
+/// A quota's status as the resource quota controller writes it: `hard` its spec's, `used` each
+/// hard resource's sum over `objects` (those it tracks), zero when nothing is charged.
+#[must_use]
+pub fn status(quota: &Value, objects: &[(&ResourceInfo, &Value)]) -> Value {
+    let hard = quota["spec"]["hard"].clone();
+    let mut total = Usage::new();
+    for (info, object) in objects {
+        if !tracks(quota, info, object) {
+            continue;
+        }
+        for (resource, (amount, format)) in usage(info, object) {
+            if amount.nanos() == 0 {
+                total.entry(resource).or_insert((amount, format));
+                continue;
+            }
+            let entry = total
+                .entry(resource)
+                .or_insert((Quantity::from_nanos(0), format));
+            if entry.0.nanos() == 0 {
+                entry.1 = format;
+            }
+            entry.0 = Quantity::from_nanos(entry.0.nanos() + amount.nanos());
+        }
+    }
+    let mut used = serde_json::Map::new();
+    for resource in hard.as_object().into_iter().flatten().map(|(r, _)| r) {
+        let value = total
+            .get(resource)
+            .map_or_else(|| "0".to_owned(), |(q, f)| q.canonical(*f));
+        used.insert(resource.clone(), json!(value));
+    }
+    json!({"hard": hard, "used": used})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::Registry;
+
+    fn info(plural: &str) -> std::sync::Arc<ResourceInfo> {
+        Registry::default().lookup("", "v1", plural).unwrap()
+    }
+
+    fn pod(name: &str, cpu: Option<&str>) -> Value {
+        let resources = cpu.map_or(
+            json!({}),
+            |c| json!({"requests": {"cpu": c}, "limits": {"cpu": c}}),
+        );
+        json!({"metadata": {"name": name},
+            "spec": {"containers": [{"name": "app", "resources": resources}]}})
+    }
+
+    #[test]
+    fn usage_follows_the_evaluators_and_is_written_as_kubernetes_writes_it() {
+        let quota = json!({"spec": {"hard": {"pods": "3", "requests.cpu": "1", "limits.cpu": "2",
+            "count/pods": "5", "configmaps": "2"}}});
+        let pods = info("pods");
+        let (a, b) = (pod("a", Some("250m")), pod("b", Some("250m")));
+        let objects = [(&*pods, &a), (&*pods, &b)];
+        assert_eq!(
+            status(&quota, &objects)["used"],
+            json!({"pods": "2", "requests.cpu": "500m", "limits.cpu": "500m", "count/pods": "2",
+                "configmaps": "0"})
+        );
+    }
+
+    #[test]
+    fn a_pod_past_the_quota_or_without_what_it_tracks_is_refused() {
+        let cluster = crate::cluster::Cluster::open(None, 10_000).unwrap();
+        let quotas = info("resourcequotas");
+        let pods = info("pods");
+        let set_used = |used: &str| {
+            let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota",
+                "metadata": {"name": "q", "namespace": "default"},
+                "spec": {"hard": {"requests.cpu": "1"}},
+                "status": {"hard": {"requests.cpu": "1"}, "used": {"requests.cpu": used}}});
+            cluster
+                .lock()
+                .put(&quotas, ("default".into(), "q".into()), quota)
+                .unwrap();
+        };
+        let (a, b) = (pod("a", Some("750m")), pod("b", None));
+        set_used("0");
+        assert_eq!(admit(&cluster.lock(), &pods, "default", &a), Ok(()));
+        set_used("500m");
+        assert_eq!(
+            admit(&cluster.lock(), &pods, "default", &a)
+                .unwrap_err()
+                .to_string(),
+            "exceeded quota: q, requested: requests.cpu=750m, used: requests.cpu=500m, limited: requests.cpu=1"
+        );
+        set_used("0");
+        assert_eq!(
+            admit(&cluster.lock(), &pods, "default", &b)
+                .unwrap_err()
+                .to_string(),
+            "failed quota: q: must specify requests.cpu for: app"
+        );
+        // Another namespace's quota does not apply.
+        assert_eq!(admit(&cluster.lock(), &pods, "other", &b), Ok(()));
+    }
+}
