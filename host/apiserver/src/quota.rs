@@ -307,8 +307,15 @@ pub fn admit(
     namespace: &str,
     object: &Value,
 ) -> Result<(), QuotaError> {
+    let mut quotas = inner
+        .store
+        .list(RESOURCE_QUOTAS, Some(namespace), None)
+        .peekable();
+    if quotas.peek().is_none() {
+        return Ok(());
+    }
     let charged = usage(info, object);
-    for (_, quota) in inner.store.list(RESOURCE_QUOTAS, Some(namespace), None) {
+    for (_, quota) in quotas {
         let hard = quota["status"]["hard"].as_object();
         let Some(hard) = hard.filter(|h| !h.is_empty()) else {
             continue;
