@@ -585,8 +585,9 @@ fn domain_prefixed_path(text: &str, path: &str, errs: &mut Vec<FieldCause>) {
     }
 }
 
-/// `ValidateNetworkPolicySpec`: ports, peers and policy types.
+/// `ValidateNetworkPolicySpec`: the Pod selector, ports, peers and policy types.
 fn network_policy_spec(spec: &Value, errs: &mut Vec<FieldCause>) {
+    super::validate::label_selector(&spec["podSelector"], "spec.podSelector", errs);
     for (rules, peers) in [("ingress", "from"), ("egress", "to")] {
         for (i, rule) in spec[rules].as_array().into_iter().flatten().enumerate() {
             let path = format!("spec.{rules}[{i}]");
@@ -684,6 +685,11 @@ fn policy_port(port: &Value, path: &str, errs: &mut Vec<FieldCause>) {
 
 /// `ValidateNetworkPolicyPeer`: one peer, an `ipBlock` alone.
 fn policy_peer(peer: &Value, path: &str, errs: &mut Vec<FieldCause>) {
+    for key in ["podSelector", "namespaceSelector"] {
+        if peer[key].is_object() {
+            super::validate::label_selector(&peer[key], &format!("{path}.{key}"), errs);
+        }
+    }
     let set = |key: &str| !peer[key].is_null();
     let block = set("ipBlock");
     let count = usize::from(set("podSelector"))

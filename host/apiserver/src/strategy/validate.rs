@@ -457,6 +457,7 @@ fn workload(object: &Value, old: Option<&Value>, restart_always: bool, errs: &mu
             && selector["matchExpressions"]
                 .as_array()
                 .is_none_or(Vec::is_empty);
+        label_selector(selector, "spec.selector", errs);
         if empty {
             errs.push(FieldCause::invalid_value(
                 "spec.selector",
@@ -474,10 +475,10 @@ fn workload(object: &Value, old: Option<&Value>, restart_always: bool, errs: &mu
                         ));
                     }
                 }
-                Err(e) => errs.push(FieldCause::invalid_value(
+                Err(_) => errs.push(FieldCause::invalid_value(
                     "spec.selector",
                     selector,
-                    format!("invalid label selector: {e}"),
+                    "invalid label selector",
                 )),
             }
         }
@@ -522,6 +523,7 @@ fn daemon_set(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
     let selector = &spec["selector"];
     let template = &spec["template"];
     let labels = &template["metadata"]["labels"];
+    label_selector(selector, "spec.selector", errs);
     match parse_label_selector(selector) {
         _ if selector.is_null() => errs.push(FieldCause::invalid_value(
             "spec.template.metadata.labels",
@@ -544,11 +546,8 @@ fn daemon_set(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
                 ));
             }
         }
-        Err(e) => errs.push(FieldCause::invalid_value(
-            "spec.selector",
-            selector,
-            format!("invalid label selector: {e}"),
-        )),
+        // `LabelSelectorAsSelector` failed: what `label_selector` reported says why.
+        Err(_) => {}
     }
     pod_spec(&template["spec"], "spec.template.spec", errs);
     let restart = &template["spec"]["restartPolicy"];
@@ -808,7 +807,12 @@ fn job(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
     }
     if spec["selector"].is_null() {
         errs.push(FieldCause::required("spec.selector", ""));
-    } else if !selects_template(&spec["selector"], template) {
+    } else if {
+        let before = errs.len();
+        label_selector(&spec["selector"], "spec.selector", errs);
+        errs.len() == before
+    } && !selects_template(&spec["selector"], template)
+    {
         errs.push(FieldCause::invalid_value(
             "spec.template.metadata.labels",
             &template["metadata"]["labels"],
@@ -862,11 +866,8 @@ fn disruption_budget(spec: &Value, errs: &mut Vec<FieldCause>) {
             other => errs.push(FieldCause::invalid_value(&path, other, "must be an int or a percent")),
         }
     }
-    let selector = &spec["selector"];
-    if !selector.is_null()
-        && let Err(e) = parse_label_selector(selector)
-    {
-        errs.push(FieldCause::invalid_value("spec.selector", selector, e));
+    if spec["selector"].is_object() {
+        label_selector(&spec["selector"], "spec.selector", errs);
     }
 }
 
@@ -1320,6 +1321,62 @@ fn take_scheduling_directives(old_template: &mut Value, template: &Value) {
     }
 }
 
+/// `ValidateLabelSelector` (`metav1validation`): each `matchLabels` key a qualified name and
+/// value a label value; each expression's operator known, with values for `In`/`NotIn` and
+/// none for `Exists`/`DoesNotExist`, its key a qualified name and its values label values.
+pub(super) fn label_selector(selector: &Value, path: &str, errs: &mut Vec<FieldCause>) {
+    let labels_path = format!("{path}.matchLabels");
+    for (key, value) in selector["matchLabels"].as_object().into_iter().flatten() {
+        if let Err(e) = validation::qualified_name(key) {
+            errs.push(FieldCause::invalid(&labels_path, key, e));
+        }
+        let text = value.as_str().unwrap_or_default();
+        if let Err(e) = validation::label_value(text) {
+            errs.push(FieldCause::invalid(&labels_path, text, e));
+        }
+    }
+    for (i, expression) in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("{path}.matchExpressions[{i}]");
+        let values = expression["values"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        match expression["operator"].as_str() {
+            Some("In" | "NotIn") if values.is_empty() => errs.push(FieldCause::required(
+                &format!("{at}.values"),
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            )),
+            Some("Exists" | "DoesNotExist") if !values.is_empty() => {
+                errs.push(FieldCause::forbidden(
+                    &format!("{at}.values"),
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                ));
+            }
+            Some("In" | "NotIn" | "Exists" | "DoesNotExist") => {}
+            _ => errs.push(FieldCause::invalid(
+                &format!("{at}.operator"),
+                expression["operator"].as_str().unwrap_or_default(),
+                "not a valid selector operator",
+            )),
+        }
+        let key = expression["key"].as_str().unwrap_or_default();
+        if let Err(e) = validation::qualified_name(key) {
+            errs.push(FieldCause::invalid(&format!("{at}.key"), key, e));
+        }
+        for (n, value) in values.iter().enumerate() {
+            let text = value.as_str().unwrap_or_default();
+            if let Err(e) = validation::label_value(text) {
+                errs.push(FieldCause::invalid(&format!("{at}.values[{n}]"), text, e));
+            }
+        }
+    }
+}
+
 /// `selector` (a `LabelSelector` as JSON) as a selector, or why it is not one (the decode's or
 /// the selector's error, as a field error's detail).
 fn parse_label_selector(selector: &Value) -> Result<Selector, String> {
@@ -1666,6 +1723,41 @@ mod tests {
 
     fn texts(errs: &[FieldCause]) -> Vec<String> {
         errs.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn label_selectors_are_checked_as_metav1_validation_checks_them() {
+        let mut errs = Vec::new();
+        label_selector(
+            &json!({"matchLabels": {"bad key": "ok", "ok": "bad value!"},
+            "matchExpressions": [
+                {"key": "a", "operator": "Exists", "values": ["x"]},
+                {"key": "b", "operator": "NotIn"},
+                {"key": "c", "operator": "Near"},
+                {"key": "d", "operator": "In", "values": ["fine", "not fine"]},
+            ]}),
+            "spec.selector",
+            &mut errs,
+        );
+        let texts = texts(&errs);
+        assert_eq!(texts.len(), 6, "{texts:#?}");
+        assert!(texts[0].starts_with(
+            "spec.selector.matchLabels: Invalid value: \"bad key\": name part must consist of"
+        ));
+        assert!(texts[1].starts_with(
+            "spec.selector.matchLabels: Invalid value: \"bad value!\": a valid label must be"
+        ));
+        assert_eq!(
+            texts[2..5],
+            [
+                "spec.selector.matchExpressions[0].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                "spec.selector.matchExpressions[1].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+                "spec.selector.matchExpressions[2].operator: Invalid value: \"Near\": not a valid selector operator",
+            ]
+        );
+        assert!(texts[5].starts_with(
+            "spec.selector.matchExpressions[3].values[1]: Invalid value: \"not fine\""
+        ));
     }
 
     fn job(suspend: bool, spec: Value) -> Value {
