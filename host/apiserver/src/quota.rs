@@ -151,7 +151,7 @@ pub fn validate(object: &Value) -> Vec<FieldCause> {
 pub type Usage = BTreeMap<String, (Quantity, Format)>;
 
 /// Adds `amount` (as written) of `resource` to `usage`.
-fn charge(usage: &mut Usage, resource: &str, amount: &str) {
+fn add(usage: &mut Usage, resource: &str, amount: &str) {
     let Ok(value) = Quantity::parse(amount) else {
         return;
     };
@@ -176,7 +176,7 @@ pub fn usage(info: &ResourceInfo, object: &Value) -> Usage {
     } else {
         format!("count/{}.{}", info.plural, info.group)
     };
-    charge(&mut usage, &count, "1");
+    add(&mut usage, &count, "1");
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "pods") => {
             if matches!(
@@ -185,7 +185,7 @@ pub fn usage(info: &ResourceInfo, object: &Value) -> Usage {
             ) {
                 return usage;
             }
-            charge(&mut usage, "pods", "1");
+            add(&mut usage, "pods", "1");
             let spec = &object["spec"];
             for (list, prefixes) in [
                 ("requests", &["requests.", ""][..]),
@@ -208,47 +208,47 @@ pub fn usage(info: &ResourceInfo, object: &Value) -> Usage {
                     if !matches!(resource.as_str(), "cpu" | "memory" | "ephemeral-storage") {
                         if list == "requests" {
                             for amount in &amounts {
-                                charge(&mut usage, &format!("requests.{resource}"), amount);
+                                add(&mut usage, &format!("requests.{resource}"), amount);
                             }
                         }
                         continue;
                     }
                     for prefix in prefixes {
                         for amount in &amounts {
-                            charge(&mut usage, &format!("{prefix}{resource}"), amount);
+                            add(&mut usage, &format!("{prefix}{resource}"), amount);
                         }
                     }
                 }
             }
         }
         ("", "services") => {
-            charge(&mut usage, "services", "1");
+            add(&mut usage, "services", "1");
             let ports = object["spec"]["ports"].as_array().map_or(0, Vec::len);
             let (nodeports, balancers) = match object["spec"]["type"].as_str() {
                 Some("NodePort") => (ports, 0),
                 Some("LoadBalancer") => (ports, 1),
                 _ => (0, 0),
             };
-            charge(&mut usage, "services.nodeports", &nodeports.to_string());
-            charge(&mut usage, "services.loadbalancers", &balancers.to_string());
+            add(&mut usage, "services.nodeports", &nodeports.to_string());
+            add(&mut usage, "services.loadbalancers", &balancers.to_string());
         }
         ("", "persistentvolumeclaims") => {
-            charge(&mut usage, "persistentvolumeclaims", "1");
+            add(&mut usage, "persistentvolumeclaims", "1");
             let storage = object["spec"]["resources"]["requests"]["storage"]
                 .as_str()
                 .unwrap_or("0");
-            charge(&mut usage, "requests.storage", storage);
+            add(&mut usage, "requests.storage", storage);
             if let Some(class) = object["spec"]["storageClassName"]
                 .as_str()
                 .filter(|c| !c.is_empty())
             {
                 let prefix = format!("{class}.storageclass.storage.k8s.io");
-                charge(&mut usage, &format!("{prefix}/requests.storage"), storage);
-                charge(&mut usage, &format!("{prefix}/persistentvolumeclaims"), "1");
+                add(&mut usage, &format!("{prefix}/requests.storage"), storage);
+                add(&mut usage, &format!("{prefix}/persistentvolumeclaims"), "1");
             }
         }
         ("", legacy @ ("configmaps" | "secrets" | "resourcequotas" | "replicationcontrollers")) => {
-            charge(&mut usage, legacy, "1");
+            add(&mut usage, legacy, "1");
         }
         _ => {}
     }
@@ -307,12 +307,51 @@ pub fn admit(
     namespace: &str,
     object: &Value,
 ) -> Result<(), QuotaError> {
+    plan(inner, info, namespace, object).map(drop)
+}
+
+/// Charges the quotas of `namespace` with what the stored `object` of `info` uses, as the
+/// admission plugin does once it lets a create through (`Status.Used` raised at once, so that
+/// creates between two passes of the resource quota controller cannot pass a limit together).
+///
+/// # Errors
+/// [`QuotaError`] as [`admit`] (the object was admitted under the same lock, so none is
+/// expected); [`crate::error::ApiError`] when a quota cannot be written.
+pub fn charge_admitted(
+    inner: &mut Inner,
+    info: &ResourceInfo,
+    namespace: &str,
+    object: &Value,
+) -> Result<(), crate::error::ApiError> {
+    let charges = plan(inner, info, namespace, object).map_err(|e| {
+        crate::error::ApiError::Internal(format!("charging the quota after admission: {e}"))
+    })?;
+    if charges.is_empty() {
+        return Ok(());
+    }
+    let Some(quota_info) = inner.info(RESOURCE_QUOTAS) else {
+        return Ok(());
+    };
+    for (name, quota) in charges {
+        inner.put(&quota_info, (namespace.to_owned(), name), quota)?;
+    }
+    Ok(())
+}
+
+/// The quotas `object` would change, each with its new `status.used`, or why it is refused.
+fn plan(
+    inner: &Inner,
+    info: &ResourceInfo,
+    namespace: &str,
+    object: &Value,
+) -> Result<Vec<(String, Value)>, QuotaError> {
+    let mut charges = Vec::new();
     let mut quotas = inner
         .store
         .list(RESOURCE_QUOTAS, Some(namespace), None)
         .peekable();
     if quotas.peek().is_none() {
-        return Ok(());
+        return Ok(charges);
     }
     let charged = usage(info, object);
     for (_, quota) in quotas {
@@ -379,8 +418,33 @@ pub fn admit(
                 limited: list(&|r| text(&hard[r])),
             });
         }
+        // The new usage, each resource in the format its first non-zero amount had.
+        let mut raised = (**quota).clone();
+        let mut changed = false;
+        for resource in &tracked {
+            let Some((amount, format)) = charged.get(*resource).filter(|(q, _)| q.nanos() != 0)
+            else {
+                continue;
+            };
+            let before = used[*resource].as_str().unwrap_or("0");
+            let Ok(now) = Quantity::parse(before) else {
+                continue;
+            };
+            let format = if now.nanos() == 0 {
+                *format
+            } else {
+                Format::of(before)
+            };
+            raised["status"]["used"][*resource] = serde_json::json!(
+                Quantity::from_nanos(now.nanos() + amount.nanos()).canonical(format)
+            );
+            changed = true;
+        }
+        if changed {
+            charges.push((name, raised));
+        }
     }
-    Ok(())
+    Ok(charges)
 }
 
 /// `podEvaluator.Constraints`: each compute resource the quota tracks, named by every container.
@@ -522,5 +586,51 @@ mod tests {
         );
         // Another namespace's quota does not apply.
         assert_eq!(admit(&cluster.lock(), &pods, "other", &b), Ok(()));
+    }
+
+    #[test]
+    fn a_create_charges_the_quota_at_once() {
+        use crate::verbs::{Target, WriteOptions};
+        let cluster = crate::cluster::Cluster::open(None, 10_000).unwrap();
+        let quotas = info("resourcequotas");
+        let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": "q", "namespace": "default"},
+            "spec": {"hard": {"pods": "1", "requests.cpu": "1"}},
+            "status": {"hard": {"pods": "1", "requests.cpu": "1"},
+                "used": {"pods": "0", "requests.cpu": "0"}}});
+        cluster
+            .lock()
+            .put(&quotas, ("default".into(), "q".into()), quota)
+            .unwrap();
+        let target = Target {
+            info: info("pods"),
+            namespace: Some("default".into()),
+            name: None,
+            subresource: None,
+        };
+        let create = |name: &str| {
+            let mut p = pod(name, Some("250m"));
+            p["apiVersion"] = json!("v1");
+            p["kind"] = json!("Pod");
+            p["spec"]["containers"][0]["image"] = json!("nginx");
+            cluster.create(&target, p, &WriteOptions::default())
+        };
+        create("a").unwrap();
+        // No controller ran: the admission plugin charged the quota itself.
+        let stored = cluster
+            .lock()
+            .store
+            .get(RESOURCE_QUOTAS, &("default".into(), "q".into()))
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            stored["status"]["used"],
+            json!({"pods": "1", "requests.cpu": "250m"})
+        );
+        let refused = create("b").unwrap_err().to_string();
+        assert!(
+            refused.contains("exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1"),
+            "{refused}"
+        );
     }
 }

@@ -578,6 +578,20 @@ fn writer<'a>(
     }
 }
 
+/// The `ResourceQuota` plugin's charge for a created object (namespaced objects only).
+fn charge_quotas(inner: &mut Inner, target: &Target, stored: &Value) -> Result<(), ApiError> {
+    match (
+        target.info.namespaced,
+        stored["metadata"]["namespace"].as_str(),
+    ) {
+        (true, Some(namespace)) => {
+            let namespace = namespace.to_owned();
+            crate::quota::charge_admitted(inner, &target.info, &namespace, stored)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Builds the object to store for a create (server fields set). `managed` skips field tracking
 /// when the caller (apply) already did it.
 fn prepare_create(
@@ -1070,6 +1084,7 @@ impl Cluster {
             return Ok(Arc::new(object));
         }
         let stored = store_written(&mut inner, target, key, object)?;
+        charge_quotas(&mut inner, target, &stored)?;
         self.notify(inner.store.resource_version());
         Ok(stored)
     }
@@ -1327,7 +1342,11 @@ impl Cluster {
         }
         let stored = match old {
             Some(old) if !created => commit_update(inner, target, key, old, object)?,
-            _ => store_written(inner, target, key, object)?,
+            _ => {
+                let stored = store_written(inner, target, key, object)?;
+                charge_quotas(inner, target, &stored)?;
+                stored
+            }
         };
         self.notify(inner.store.resource_version());
         Ok((stored, created))
