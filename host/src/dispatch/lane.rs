@@ -9,7 +9,9 @@
 //! waits until the first is done, so per object the plugin sees changes in order, whichever
 //! worker (or plugin version, across a hot swap) takes them.
 //!
-//! The lane also remembers, per object, the newest state it accepted (`known`). A resync compares
+//! The lane also remembers, per object, the newest state it accepted (`known`), and does not
+//! accept that same state again (a resync may queue it before the bus brings its event). A resync
+//! compares
 //! that record with the informer cache (the part of it the plugin's event filter selects): an
 //! object whose cached state differs is queued as `updated` if the filter passes that update (or
 //! `added` if the lane never had it), an object the lane had that the cache no longer holds (or
@@ -58,6 +60,10 @@ struct State {
     processing: HashSet<Key>,
     /// The newest state accepted per live object.
     known: HashMap<Key, Arc<str>>,
+    /// Objects whose deletion the lane accepted lately (at most [`GONE_KEPT`], oldest forgotten
+    /// first; `gone_order` is their order): an update of one of them can only be a stale event.
+    gone: HashSet<Key>,
+    gone_order: VecDeque<Key>,
     /// No new changes; workers drain and stop.
     closed: bool,
 }
@@ -247,14 +253,62 @@ impl Lane {
     }
 }
 
+/// How many recent deletions a lane remembers ([`State::gone`]).
+const GONE_KEPT: usize = 4096;
+
+/// `metadata.resourceVersion` of an object's JSON, when it is a number (it is, from one API
+/// server: etcd's revision, or the embedded server's counter).
+fn resource_version(json: &str) -> Option<u64> {
+    const FIELD: &str = "\"resourceVersion\":\"";
+    let start = json.find(FIELD)? + FIELD.len();
+    let end = json[start..].find('"')? + start;
+    json[start..end].parse().ok()
+}
+
+/// Whether `new` is an older state than `known` (both carry a numeric resource version).
+fn older(new: &str, known: &str) -> bool {
+    matches!((resource_version(new), resource_version(known)), (Some(n), Some(k)) if n < k)
+}
+
 impl State {
     fn push(&mut self, key: Key, item: Item, replaced: &mut Vec<ChangeEvent>) -> Offered {
+        // A change that brings the plugin nothing it has not been given, or would take it back:
+        // events the bus delivers after a resync that read the cache (which an informer updates
+        // before it publishes) may be the state the resync queued, an older one, or an update of
+        // an object the resync found gone. Acknowledged, as a change merged into a newer one is.
+        let stale = match &item.change.change {
+            Change::Added(new) | Change::Updated { new, .. } => match self.known.get(&key) {
+                Some(known) => **known == **new || older(new, known),
+                None => {
+                    matches!(item.change.change, Change::Updated { .. }) && self.gone.contains(&key)
+                }
+            },
+            Change::Deleted(_) => false,
+        };
+        if stale {
+            replaced.extend(item.event);
+            return Offered {
+                queued: 0,
+                coalesced: 1,
+            };
+        }
         match &item.change.change {
             Change::Added(new) | Change::Updated { new, .. } => {
+                if matches!(item.change.change, Change::Added(_)) {
+                    self.gone.remove(&key);
+                }
                 self.known.insert(key.clone(), new.clone());
             }
             Change::Deleted(_) => {
-                if self.known.remove(&key).is_none() {
+                if self.known.remove(&key).is_some() {
+                    if self.gone_order.len() >= GONE_KEPT
+                        && let Some(oldest) = self.gone_order.pop_front()
+                    {
+                        self.gone.remove(&oldest);
+                    }
+                    self.gone.insert(key.clone());
+                    self.gone_order.push_back(key.clone());
+                } else {
                     // The newest state the lane accepted is already "gone": its deletion was
                     // queued or handled (say, found by a resync before the bus brought it), or an
                     // addition was cancelled with it. A second deletion would tell the plugin
@@ -444,6 +498,100 @@ mod tests {
                 ("new".into(), "added 2".into()),
             ]
         );
+    }
+
+    /// The race the dispatch test caught (`echo-handler/app-64: U 19464 then U 19464`): a resync
+    /// reads the cache after it took a change but before the bus brought that change's event; the
+    /// event then offers the state the resync already queued. The plugin sees it once.
+    #[test]
+    fn a_state_the_lane_already_accepted_is_not_offered_again() {
+        let lane = Lane::default();
+        let mut replaced = Vec::new();
+        lane.offer(change("app", Change::Added(s("1"))), &mut replaced);
+        drain(&lane);
+        let gvk = Gvk::new("", "v1", "ConfigMap");
+        let cached = vec![(change("app", Change::Added(s(""))).change.object, s("2"))];
+        let offered = lane.resync(&gvk, cached, &|_, _, _| true, &mut replaced);
+        assert_eq!(offered.queued, 1);
+        // A worker has the resync's change in hand when the bus brings the same state.
+        let Take::Item(key, item) = lane.take() else {
+            panic!("the resync queued a change")
+        };
+        assert!(matches!(item.change.change, Change::Updated { .. }));
+        let late = change(
+            "app",
+            Change::Updated {
+                new: s("2"),
+                old: s("1"),
+            },
+        );
+        let offered = lane.offer(late, &mut replaced);
+        assert_eq!((offered.queued, offered.coalesced), (0, 1));
+        lane.done(key);
+        assert!(drain(&lane).is_empty(), "the state was handed over once");
+        // A new state is still handed over.
+        lane.offer(
+            change(
+                "app",
+                Change::Updated {
+                    new: s("3"),
+                    old: s("2"),
+                },
+            ),
+            &mut replaced,
+        );
+        assert_eq!(drain(&lane), [("app".into(), "updated 2->3".into())]);
+    }
+
+    /// An object with a resource version, for the tests of stale events.
+    fn versioned(rv: u64) -> Arc<str> {
+        Arc::from(format!(
+            r#"{{"metadata":{{"name":"app","resourceVersion":"{rv}"}}}}"#
+        ))
+    }
+
+    /// The other two races of that test (`app-64: ... U 5810, U 5010` and `app-10: D then D`):
+    /// after a resync read the cache, the bus brings an event older than what the resync queued,
+    /// or an update of an object the resync found deleted.
+    #[test]
+    fn an_older_state_or_an_update_of_a_deleted_object_is_stale() {
+        let lane = Lane::default();
+        let mut replaced = Vec::new();
+        let update = |old: u64, new: u64| {
+            change(
+                "app",
+                Change::Updated {
+                    new: versioned(new),
+                    old: versioned(old),
+                },
+            )
+        };
+        lane.offer(change("app", Change::Added(versioned(1))), &mut replaced);
+        lane.offer(update(1, 5), &mut replaced);
+        assert_eq!(drain(&lane).len(), 1);
+        let offered = lane.offer(update(1, 3), &mut replaced);
+        assert_eq!(
+            (offered.queued, offered.coalesced),
+            (0, 1),
+            "older than known"
+        );
+        lane.offer(change("app", Change::Deleted(versioned(5))), &mut replaced);
+        assert_eq!(drain(&lane).len(), 1);
+        let offered = lane.offer(update(5, 6), &mut replaced);
+        assert_eq!(
+            (offered.queued, offered.coalesced),
+            (0, 1),
+            "an update of the deleted"
+        );
+        // A recreation is new, and its updates count again.
+        lane.offer(change("app", Change::Added(versioned(7))), &mut replaced);
+        lane.offer(update(7, 8), &mut replaced);
+        assert_eq!(
+            drain(&lane),
+            [("app".into(), format!("added {}", versioned(8)))]
+        );
+        assert_eq!(resource_version(&versioned(42)), Some(42));
+        assert_eq!(resource_version("{}"), None);
     }
 
     /// The race the dispatch test caught once (`echo-handler/app-10: D then D`): a resync finds an

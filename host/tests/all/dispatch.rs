@@ -164,9 +164,17 @@ fn state(name: &str, seq: usize) -> (ObjectRef, Arc<str>) {
     let (object, template) = templates.entry(name.to_owned()).or_insert_with(|| {
         let mut v: serde_json::Value = serde_json::from_str(&deployment_json(name)).unwrap();
         v["metadata"]["labels"]["seq"] = "SEQ".into();
+        // As from an API server: every change has a newer resource version.
+        v["metadata"]["resourceVersion"] = "RV".into();
         (ObjectRef::from_json(&v).unwrap(), v.to_string())
     });
-    let json = template.replacen("\"seq\":\"SEQ\"", &format!("\"seq\":\"{seq}\""), 1);
+    let json = template
+        .replacen("\"seq\":\"SEQ\"", &format!("\"seq\":\"{seq}\""), 1)
+        .replacen(
+            "\"resourceVersion\":\"RV\"",
+            &format!("\"resourceVersion\":\"{}\"", seq + 1),
+            1,
+        );
     (object.clone(), Arc::from(json))
 }
 
