@@ -942,15 +942,7 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
                 })
             }),
             col("StorageClass", "string", |v| {
-                let beta = text(
-                    v,
-                    "/metadata/annotations/volume.beta.kubernetes.io~1storage-class",
-                );
-                json!(if beta.is_empty() {
-                    text(v, "/spec/storageClassName")
-                } else {
-                    beta
-                })
+                json!(crate::strategy::storage::class_name(v).unwrap_or_default())
             }),
             col("VolumeAttributesClass", "string", volume_attributes_class),
             col("Age", "date", created),
@@ -989,15 +981,7 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
                 })
             }),
             col("StorageClass", "string", |v| {
-                let beta = text(
-                    v,
-                    "/metadata/annotations/volume.beta.kubernetes.io~1storage-class",
-                );
-                json!(if beta.is_empty() {
-                    text(v, "/spec/storageClassName")
-                } else {
-                    beta
-                })
+                json!(crate::strategy::storage::class_name(v).unwrap_or_default())
             }),
             col("VolumeAttributesClass", "string", volume_attributes_class),
             col("Reason", "string", |v| json!(text(v, "/status/reason"))),

@@ -71,6 +71,14 @@ pub(crate) fn default_class<'a>(classes: impl Iterator<Item = &'a Value>) -> Opt
     })
 }
 
+/// The class a claim or volume names (`GetPersistentVolumeClaimClass`,
+/// `GetPersistentVolumeClass`): the beta annotation when present, else `storageClassName`.
+pub(crate) fn class_name(object: &Value) -> Option<&str> {
+    object["metadata"]["annotations"][BETA_CLASS]
+        .as_str()
+        .or_else(|| object["spec"]["storageClassName"].as_str())
+}
+
 /// `PersistentVolumeClaimHasClass`: a `storageClassName` (even `""`) or the beta annotation.
 pub(crate) fn claim_has_class(claim: &Value) -> bool {
     !claim["spec"]["storageClassName"].is_null()

@@ -9,7 +9,8 @@
 use serde_json::{Value, json};
 
 use super::{CLAIMS, NODE, Writes, name, namespace};
-use crate::strategy::storage::{claim_has_class, default_class};
+use crate::quantity::Quantity;
+use crate::strategy::storage::{claim_has_class, class_name, default_class};
 
 /// The storage key of PersistentVolumes.
 pub(super) const VOLUMES: &str = "persistentvolumes";
@@ -59,27 +60,12 @@ pub(super) struct Read<'a> {
 impl Read<'_> {
     /// The class a claim names (`storageClassName`, or the beta annotation first).
     fn class_of(&self, claim: &Value) -> Option<&Value> {
-        let name = claim_class(claim)?;
+        let name = class_name(claim)?;
         self.classes
             .iter()
             .copied()
             .find(|c| c["metadata"]["name"] == name)
     }
-}
-
-/// `GetPersistentVolumeClaimClass`: the beta annotation, else `storageClassName`.
-fn claim_class(claim: &Value) -> Option<&str> {
-    claim["metadata"]["annotations"][crate::strategy::storage::BETA_CLASS]
-        .as_str()
-        .or_else(|| claim["spec"]["storageClassName"].as_str())
-}
-
-/// `GetPersistentVolumeClass`.
-fn volume_class(volume: &Value) -> &str {
-    volume["metadata"]["annotations"][crate::strategy::storage::BETA_CLASS]
-        .as_str()
-        .or_else(|| volume["spec"]["storageClassName"].as_str())
-        .unwrap_or_default()
 }
 
 /// Whether a class delays binding until a Pod is scheduled.
@@ -248,7 +234,7 @@ fn sync_claim(writes: &mut Writes<'_>, claim: &Value, read: &Read<'_>) {
         }
         return;
     }
-    if claim_class(claim).is_some_and(str::is_empty) {
+    if class_name(claim).is_some_and(str::is_empty) {
         once(
             writes,
             claim,
@@ -264,7 +250,7 @@ fn sync_claim(writes: &mut Writes<'_>, claim: &Value, read: &Read<'_>) {
             ("Warning", "ProvisioningFailed"),
             &format!(
                 "storageclass.storage.k8s.io {:?} not found",
-                claim_class(claim).unwrap_or_default()
+                class_name(claim).unwrap_or_default()
             ),
         );
         return;
@@ -376,11 +362,11 @@ fn claim_reference(claim: &Value) -> Value {
 /// the claim's class and volume mode, at least its size, matching its selector, within the
 /// tightest set of access modes that holds the claim's, the smallest.
 fn best_match<'a>(claim: &Value, volumes: &[&'a Value]) -> Option<&'a Value> {
-    let wanted_class = claim_class(claim).unwrap_or_default();
+    let wanted_class = class_name(claim).unwrap_or_default();
     let request = claim["spec"]["resources"]["requests"]["storage"]
         .as_str()
-        .and_then(parse_quantity)
-        .unwrap_or(0.0);
+        .and_then(|q| Quantity::parse(q).ok())
+        .unwrap_or(Quantity::from_nanos(0));
     let mode = |v: &Value| v.as_str().unwrap_or("Filesystem").to_owned();
     let wanted_modes: Vec<&Value> = claim["spec"]["accessModes"]
         .as_array()
@@ -398,7 +384,7 @@ fn best_match<'a>(claim: &Value, volumes: &[&'a Value]) -> Option<&'a Value> {
                 || (v["spec"]["claimRef"]["uid"].is_null()
                     && namespace_name_of(&v["spec"]["claimRef"]) == namespace_name(claim))
         })
-        .filter(|v| volume_class(v) == wanted_class)
+        .filter(|v| class_name(v).unwrap_or_default() == wanted_class)
         .filter(|v| mode(&v["spec"]["volumeMode"]) == mode(&claim["spec"]["volumeMode"]))
         .filter(|v| {
             let modes = v["spec"]["accessModes"].as_array();
@@ -412,42 +398,15 @@ fn best_match<'a>(claim: &Value, volumes: &[&'a Value]) -> Option<&'a Value> {
         .filter_map(|v| {
             let size = v["spec"]["capacity"]["storage"]
                 .as_str()
-                .and_then(parse_quantity)?;
+                .and_then(|q| Quantity::parse(q).ok())?;
             (size >= request).then_some((
                 v["spec"]["accessModes"].as_array().map_or(0, Vec::len),
                 size,
                 v,
             ))
         })
-        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)))
         .map(|(_, _, v)| v)
-}
-
-/// A storage quantity in bytes (`Ki`, `Mi`, `Gi`, `Ti`, `Pi`, `Ei`, decimal suffixes, or none).
-fn parse_quantity(text: &str) -> Option<f64> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale = match suffix {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0_f64.powi(4),
-        "Pi" => 1024.0_f64.powi(5),
-        "Ei" => 1024.0_f64.powi(6),
-        "m" => 1e-3,
-        _ => return None,
-    };
-    Some(number * scale)
 }
 
 /// An object's namespace and name.
@@ -476,18 +435,5 @@ fn once(writes: &mut Writes<'_>, claim: &Value, (kind, reason): (&str, &str), me
         writes.warning(claim, VOLUME_CONTROLLER, reason, message.to_owned());
     } else {
         writes.event(claim, VOLUME_CONTROLLER, reason, message.to_owned());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantities_compare_in_bytes() {
-        assert_eq!(parse_quantity("1Gi"), Some(1024.0 * 1024.0 * 1024.0));
-        assert!(parse_quantity("2G").unwrap() < parse_quantity("2Gi").unwrap());
-        assert_eq!(parse_quantity("500"), Some(500.0));
-        assert_eq!(parse_quantity("1Zi"), None);
     }
 }
