@@ -182,20 +182,24 @@ impl Format {
     }
 }
 
-/// Sums quantities as `quota.Add` does: the result keeps the format of the first non-zero
-/// value (a zero takes the format of what is added to it). `None` when one is not a quantity.
+/// Adds `value` (written in `format`) to `total` as `quota.Add` does: a zero total takes the
+/// format of what is added to it, any other keeps its own.
+pub fn add(total: &mut (Quantity, Format), value: Quantity, format: Format) {
+    if total.0.0 == 0 {
+        total.1 = format;
+    }
+    total.0 = Quantity(total.0.0 + value.0);
+}
+
+/// Sums quantities as `quota.Add` does ([`add`]): the result keeps the format of the first
+/// non-zero value. `None` when one is not a quantity.
 #[must_use]
 pub fn sum<'a>(texts: impl IntoIterator<Item = &'a str>) -> Option<(Quantity, Format)> {
-    let mut total = Quantity(0);
-    let mut format = Format::DecimalSi;
+    let mut total = (Quantity(0), Format::DecimalSi);
     for text in texts {
-        let value = Quantity::parse(text).ok()?;
-        if total.0 == 0 {
-            format = Format::of(text);
-        }
-        total = Quantity(total.0 + value.0);
+        add(&mut total, Quantity::parse(text).ok()?, Format::of(text));
     }
-    Some((total, format))
+    Some(total)
 }
 
 #[cfg(test)]

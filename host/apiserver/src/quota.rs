@@ -158,10 +158,7 @@ fn add(usage: &mut Usage, resource: &str, amount: &str) {
     let entry = usage
         .entry(resource.to_owned())
         .or_insert((Quantity::from_nanos(0), Format::DecimalSi));
-    if entry.0.nanos() == 0 {
-        entry.1 = Format::of(amount);
-    }
-    entry.0 = Quantity::from_nanos(entry.0.nanos() + value.nanos());
+    crate::quantity::add(entry, value, Format::of(amount));
 }
 
 /// What `object` of `info` charges against a quota (`UsageFunc` of its evaluator): its
@@ -430,14 +427,9 @@ fn plan(
             let Ok(now) = Quantity::parse(before) else {
                 continue;
             };
-            let format = if now.nanos() == 0 {
-                *format
-            } else {
-                Format::of(before)
-            };
-            raised["status"]["used"][*resource] = serde_json::json!(
-                Quantity::from_nanos(now.nanos() + amount.nanos()).canonical(format)
-            );
+            let mut total = (now, Format::of(before));
+            crate::quantity::add(&mut total, *amount, *format);
+            raised["status"]["used"][*resource] = serde_json::json!(total.0.canonical(total.1));
             changed = true;
         }
         if changed {
@@ -497,17 +489,10 @@ pub fn status(quota: &Value, objects: &[(&ResourceInfo, &Value)]) -> Value {
             continue;
         }
         for (resource, (amount, format)) in usage(info, object) {
-            if amount.nanos() == 0 {
-                total.entry(resource).or_insert((amount, format));
-                continue;
-            }
             let entry = total
                 .entry(resource)
                 .or_insert((Quantity::from_nanos(0), format));
-            if entry.0.nanos() == 0 {
-                entry.1 = format;
-            }
-            entry.0 = Quantity::from_nanos(entry.0.nanos() + amount.nanos());
+            crate::quantity::add(entry, amount, format);
         }
     }
     let mut used = serde_json::Map::new();
