@@ -168,17 +168,83 @@ fn webapp(i: usize) -> DynamicObject {
     .unwrap()
 }
 
+/// The embedded API server of a round: in this process (the default), or with
+/// `CAPSTAN_BENCH_SERVER=process` a `capstan apiserver` process of its own, as a cluster's API
+/// server is, so that this process's CPU time is the controller's alone.
+enum Server {
+    InProcess(RunningServer),
+    Process(std::process::Child, tempfile::TempDir),
+}
+
+impl Server {
+    async fn start() -> (Self, kube::Client) {
+        if std::env::var("CAPSTAN_BENCH_SERVER").as_deref() != Ok("process") {
+            let server = support::apiserver().await;
+            let client = server.client().unwrap();
+            return (Self::InProcess(server), client);
+        }
+        let dir = support::tempdir();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args(["apiserver", "--listen", "127.0.0.1:0", "--kubeconfig-out"])
+            .arg(&kubeconfig)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        let config = loop {
+            if let Ok(k) = kube::config::Kubeconfig::read_from(&kubeconfig)
+                && let Ok(c) = kube::Config::from_custom_kubeconfig(
+                    k,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await
+            {
+                break c;
+            }
+            assert!(Instant::now() < end, "capstan apiserver did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let client = kube::Client::try_from(config).unwrap();
+        (Self::Process(child, dir), client)
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Self::InProcess(server) => server.shutdown().await.unwrap(),
+            Self::Process(mut child, _dir) => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+        }
+    }
+}
+
+/// CPU time this process has used (user and system, every thread).
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes the struct it is given; a zeroed rusage is a valid one.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 /// A fresh embedded API server with the WebApp CRD and `n` WebApps.
 struct Env {
-    server: RunningServer,
+    server: Server,
     client: kube::Client,
     resource: ApiResource,
 }
 
 impl Env {
     async fn start(n: usize) -> Self {
-        let server = support::apiserver().await;
-        let client = server.client().unwrap();
+        let (server, client) = Server::start().await;
         let dir = support::tempdir();
         std::fs::write(dir.path().join("webapp-crd.yaml"), crd_yaml()).unwrap();
         capstan::manifests::apply_dir(&client, dir.path())
@@ -220,7 +286,7 @@ impl Env {
     }
 
     async fn shutdown(self) {
-        self.server.shutdown().await.unwrap();
+        self.server.shutdown().await;
     }
 }
 
@@ -238,8 +304,9 @@ struct CacheMemory {
 }
 
 /// One Capstan round: returns the time from the controller's start until every WebApp's status is
-/// written, and the memory of a filled informer cache (measured before, untimed).
-async fn capstan_round(n: usize, plugin: &Plugin) -> (Duration, CacheMemory) {
+/// written, the CPU time the process used meanwhile, and the memory of a filled informer cache
+/// (measured before, untimed).
+async fn capstan_round(n: usize, plugin: &Plugin) -> (Duration, Duration, CacheMemory) {
     let env = Env::start(n).await;
     let gvk = Gvk::new(GROUP, VERSION, "WebApp");
 
@@ -272,7 +339,7 @@ async fn capstan_round(n: usize, plugin: &Plugin) -> (Duration, CacheMemory) {
         metrics: Some(metrics.clone()),
         ..ControllerConfig::default()
     };
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time());
     let controller = Controller::start(plugin.clone(), &informers, env.client.clone(), config)
         .await
         .unwrap();
@@ -297,7 +364,7 @@ async fn capstan_round(n: usize, plugin: &Plugin) -> (Duration, CacheMemory) {
             written.insert(name.clone());
         }
     }
-    let elapsed = started.elapsed();
+    let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu);
     let reconciles: f64 = metrics
         .encode()
         .lines()
@@ -308,7 +375,7 @@ async fn capstan_round(n: usize, plugin: &Plugin) -> (Duration, CacheMemory) {
     controller.shutdown(Duration::from_secs(5)).await;
     drop((changes, handle, informers));
     env.shutdown().await;
-    (elapsed, memory)
+    (elapsed, cpu, memory)
 }
 
 /// The WebApp as a native controller types it.
@@ -398,9 +465,9 @@ fn native_error(_: Arc<DynamicObject>, _: &kube::Error, ctx: Arc<NativeContext>)
 }
 
 /// One native round: returns the time from the controller's start until every WebApp's status is
-/// patched, and the live heap bytes per object of a kube-runtime reflector store (measured
-/// before, untimed).
-async fn native_round(n: usize) -> (Duration, i64) {
+/// patched, the CPU time the process used meanwhile, and the live heap bytes per object of a
+/// kube-runtime reflector store (measured before, untimed).
+async fn native_round(n: usize) -> (Duration, Duration, i64) {
     let env = Env::start(n).await;
     let api = env.api();
 
@@ -425,7 +492,7 @@ async fn native_round(n: usize) -> (Duration, i64) {
         errors: AtomicUsize::new(0),
         finished: tokio::sync::Notify::new(),
     });
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time());
     let controller =
         KubeController::new_with(api, watcher::Config::default(), env.resource.clone())
             .with_config(
@@ -444,7 +511,7 @@ async fn native_round(n: usize) -> (Duration, i64) {
             ctx.errors.load(Ordering::Relaxed)
         );
     }
-    let elapsed = started.elapsed();
+    let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu);
     task.abort();
     let _ = task.await;
     let errors = ctx.errors.load(Ordering::Relaxed);
@@ -452,7 +519,7 @@ async fn native_round(n: usize) -> (Duration, i64) {
         eprintln!("native: {errors} reconcile errors (retried)");
     }
     env.shutdown().await;
-    (elapsed, reflector_heap)
+    (elapsed, cpu, reflector_heap)
 }
 
 fn median<T: Copy + PartialOrd>(values: &[T]) -> T {
@@ -481,6 +548,7 @@ fn benches(c: &mut Criterion) {
     });
 
     let (mut capstan, mut native) = (Vec::new(), Vec::new());
+    let (mut capstan_cpu, mut native_cpu) = (Vec::new(), Vec::new());
     let (mut memory, mut reflector_heap) = (Vec::new(), Vec::new());
     let mut group = c.benchmark_group(format!("reconcile_{n}_webapps"));
     // One round per sample, the fewest samples criterion takes, one warm-up round.
@@ -493,12 +561,13 @@ fn benches(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let (elapsed, m) = rt.block_on(capstan_round(n, &plugin));
+                let (elapsed, cpu, m) = rt.block_on(capstan_round(n, &plugin));
                 eprintln!(
-                    "capstan: {n} WebApps reconciled in {elapsed:.2?} = {:.0}/s",
+                    "capstan: {n} WebApps reconciled in {elapsed:.2?} = {:.0}/s, {cpu:.2?} CPU",
                     rate(n, elapsed)
                 );
                 capstan.push(elapsed);
+                capstan_cpu.push(cpu);
                 memory.push(m);
                 total += elapsed;
             }
@@ -509,12 +578,13 @@ fn benches(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let (elapsed, heap) = rt.block_on(native_round(n));
+                let (elapsed, cpu, heap) = rt.block_on(native_round(n));
                 eprintln!(
-                    "native: {n} WebApps reconciled in {elapsed:.2?} = {:.0}/s",
+                    "native: {n} WebApps reconciled in {elapsed:.2?} = {:.0}/s, {cpu:.2?} CPU",
                     rate(n, elapsed)
                 );
                 native.push(elapsed);
+                native_cpu.push(cpu);
                 reflector_heap.push(heap);
                 total += elapsed;
             }
@@ -527,6 +597,18 @@ fn benches(c: &mut Criterion) {
         return; // --list, or a filter that skipped one side
     }
     let (capstan, native) = (median(&capstan), median(&native));
+    let (capstan_cpu, native_cpu) = (median(&capstan_cpu), median(&native_cpu));
+    let server = if std::env::var("CAPSTAN_BENCH_SERVER").as_deref() == Ok("process") {
+        "the controller's alone: the API server is a process of its own"
+    } else {
+        "the controller's and the API server's, in one process"
+    };
+    eprintln!(
+        "reconcile_{n}: CPU per reconcile ({server}): capstan {:.1} µs, native {:.1} µs, ratio {:.2}",
+        capstan_cpu.as_secs_f64() * 1e6 / n as f64,
+        native_cpu.as_secs_f64() * 1e6 / n as f64,
+        native_cpu.as_secs_f64() / capstan_cpu.as_secs_f64(),
+    );
     let heap = median(&memory.iter().map(|m| m.heap).collect::<Vec<_>>());
     let first = memory[0];
     eprintln!(
