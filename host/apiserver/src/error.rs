@@ -308,6 +308,23 @@ pub enum ApiError {
         /// The terminating namespace.
         namespace: String,
     },
+    /// A `ValidatingAdmissionPolicy` denied the request: `admission.NewForbidden` given the
+    /// failed validation's reason and that reason's code (`Invalid`, 422, by default).
+    #[error("{}", forbidden_message(group, resource, name, message))]
+    Denied {
+        /// The API group of the resource ("" for core).
+        group: String,
+        /// The resource (plural).
+        resource: String,
+        /// The object's name.
+        name: String,
+        /// `Invalid`, `Forbidden`, `Unauthorized` or `RequestEntityTooLarge`.
+        reason: &'static str,
+        /// The reason's HTTP status code.
+        code: u16,
+        /// `ValidatingAdmissionPolicy 'P' with binding 'B' denied request: ...`.
+        message: String,
+    },
     /// The server failed in a way the client cannot fix (500).
     #[error("Internal error occurred: {0}")]
     Internal(String),
@@ -503,7 +520,7 @@ impl ApiError {
             Self::Forbidden { .. } | Self::NamespaceTerminating { .. } => 403,
             Self::Internal(_) => 500,
             Self::TooManyRequests { .. } => 429,
-            Self::Failure { code, .. } => *code,
+            Self::Failure { code, .. } | Self::Denied { code, .. } => *code,
             Self::NotFound { .. } | Self::UnknownResource => 404,
             Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::ApplyConflict(_) => 409,
             Self::Invalid { .. } | Self::Unprocessable(_) => 422,
@@ -527,6 +544,7 @@ impl ApiError {
             Self::Internal(_) => "InternalError",
             Self::TooManyRequests { .. } => "TooManyRequests",
             Self::Failure { .. } => "",
+            Self::Denied { reason, .. } => reason,
             Self::NotFound { .. } | Self::UnknownResource => "NotFound",
             Self::AlreadyExists { .. } => "AlreadyExists",
             Self::Conflict { .. } | Self::ApplyConflict(_) => "Conflict",
@@ -564,6 +582,18 @@ impl ApiError {
                 name,
                 ..
             } => Some(json!({ "name": name, "group": group, "kind": resource })),
+            Self::Denied {
+                group,
+                resource,
+                name,
+                message,
+                ..
+            } => Some(json!({
+                "name": name,
+                "group": group,
+                "kind": resource,
+                "causes": [{"message": message}],
+            })),
             Self::NamespaceTerminating {
                 group,
                 resource,

@@ -307,13 +307,20 @@ impl Query {
             admission,
             field_validation,
             warnings: Warnings::default(),
+            user: requester.map(|(_, user)| user.clone()),
+            subresource_view: None,
         })
     }
 }
 
 /// Adds a write's warnings as `Warning: 299 - "text"` headers, as kube-apiserver sends them.
-fn with_warnings(mut response: Response, opts: &WriteOptions) -> Response {
-    for text in opts.warnings.take() {
+fn with_warnings(response: Response, opts: &WriteOptions) -> Response {
+    warning_headers(response, &opts.warnings)
+}
+
+/// Adds `warnings` as `Warning: 299 - "text"` headers.
+fn warning_headers(mut response: Response, warnings: &Warnings) -> Response {
+    for text in warnings.take() {
         let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
         if let Ok(value) = header::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
             response.headers_mut().append(header::WARNING, value);
@@ -869,10 +876,14 @@ async fn resource(
         }
         (&Method::DELETE, named) if target.subresource.is_none() => {
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
-            let opts = delete_options(&query, &bytes)?;
+            let mut opts = delete_options(&query, &bytes)?;
+            opts.user = Some(user.clone());
             if named {
                 let object = cluster.delete(&target, &opts)?;
-                return Ok(json_response(StatusCode::OK, &present(&info, &object)));
+                return Ok(warning_headers(
+                    json_response(StatusCode::OK, &present(&info, &object)),
+                    &opts.warnings,
+                ));
             }
             let deleted = cluster.delete_collection(&target, &query.list_options(&info)?, &opts)?;
             let items = deleted.iter().map(|o| present(&info, o)).collect();
@@ -936,7 +947,13 @@ fn scale_subresource(
         };
         let replicas = scale::wanted_replicas(&wanted, &name)?;
         let scaled = scale::with_replicas(&paths, &object, replicas);
-        match cluster.update(&object_target, scaled, &options()?) {
+        let mut opts = options()?;
+        opts.subresource_view = Some(crate::verbs::SubresourceView {
+            subresource: "scale",
+            object: scale::of(&paths, &scaled),
+            old: current,
+        });
+        match cluster.update(&object_target, scaled, &opts) {
             Ok(updated) => return Ok(json_response(StatusCode::OK, &scale::of(&paths, &updated))),
             Err(ApiError::Conflict { .. }) if *method == Method::PATCH => {}
             Err(e) => return Err(e),
@@ -1011,6 +1028,7 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
             .as_str()
             .map(str::to_string),
         dry_run,
+        ..DeleteOptions::default()
     })
 }
 

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod admission;
+pub mod admission_policy;
 pub mod apply;
 pub mod auth;
 pub mod authz;

@@ -1020,6 +1020,45 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             },
             wide("Name", |v| v["metadata"]["name"].clone()),
         ],
+        // `printValidatingAdmissionPolicy`.
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => vec![
+            col("Validations", "integer", |v| {
+                json!(v["spec"]["validations"].as_array().map_or(0, Vec::len))
+            }),
+            col("ParamKind", "string", |v| {
+                let kind = &v["spec"]["paramKind"];
+                json!(if kind.is_null() {
+                    "<unset>".to_owned()
+                } else {
+                    format!("{}/{}", text(kind, "/apiVersion"), text(kind, "/kind"))
+                })
+            }),
+            col("Age", "date", created),
+        ],
+        // `printValidatingAdmissionPolicyBinding`: a selector is shown by its `matchLabels`
+        // (kubectl prints Go's dump of the struct).
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => vec![
+            col("PolicyName", "string", |v| {
+                json!(text(v, "/spec/policyName"))
+            }),
+            col("ParamRef", "string", |v| {
+                let reference = &v["spec"]["paramRef"];
+                let name = text(reference, "/name");
+                let namespace = text(reference, "/namespace");
+                json!(
+                    match (reference.is_null(), name.is_empty(), namespace.is_empty()) {
+                        (true, ..) => "<unset>".to_owned(),
+                        (false, false, false) => format!("{namespace}/{name}"),
+                        (false, false, true) => format!("*/{name}"),
+                        (false, true, _) if !reference["selector"].is_null() => {
+                            reference["selector"].to_string()
+                        }
+                        _ => "<unset>".to_owned(),
+                    }
+                )
+            }),
+            col("Age", "date", created),
+        ],
         // `printPriorityClass`: no policy is an empty cell.
         ("scheduling.k8s.io", "PriorityClass") => vec![
             col("Value", "integer", |v| v["value"].clone()),

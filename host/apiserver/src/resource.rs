@@ -153,7 +153,7 @@ fn builtin(
 }
 
 fn builtins() -> Vec<Arc<ResourceInfo>> {
-    vec![
+    let mut all = vec![
         builtin(
             "",
             "v1",
@@ -452,6 +452,26 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
             false,
         ),
         builtin(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicy",
+            "validatingadmissionpolicies",
+            false,
+            &[],
+            true,
+            false,
+        ),
+        builtin(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicyBinding",
+            "validatingadmissionpolicybindings",
+            false,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
             "apiextensions.k8s.io",
             "v1",
             "CustomResourceDefinition",
@@ -461,7 +481,18 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
             true,
             false,
         ),
-    ]
+    ];
+    // The kinds that extend the API are in the `api-extensions` category (`kubectl get
+    // api-extensions`), as their strategies' `Categories` say.
+    for info in &mut all {
+        if matches!(
+            info.group.as_str(),
+            "apiextensions.k8s.io" | "admissionregistration.k8s.io"
+        ) {
+            Arc::make_mut(info).categories = vec!["api-extensions".into()];
+        }
+    }
+    all
 }
 
 /// Why a CustomResourceDefinition cannot be served.

@@ -53,6 +53,23 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
     /// Warnings for the client (`Warning` headers), such as the unknown fields dropped.
     pub warnings: Warnings,
+    /// Who asks, for an API request: its writes pass the `ValidatingAdmissionPolicy` plugin (the
+    /// server's own controllers' writes, with none, do not).
+    pub user: Option<k8s_openapi::api::authentication::v1::UserInfo>,
+    /// What admission sees of a write through a subresource that stands for the object in
+    /// another kind: `scale` (an `autoscaling/v1` Scale, new and old).
+    pub subresource_view: Option<SubresourceView>,
+}
+
+/// A subresource request as admission sees it, when its body is not the object.
+#[derive(Debug, Clone)]
+pub struct SubresourceView {
+    /// The subresource (`scale`).
+    pub subresource: &'static str,
+    /// The requested state, in the subresource's kind.
+    pub object: Value,
+    /// The current state, in the subresource's kind.
+    pub old: Value,
 }
 
 /// The `fieldValidation` directive of a write: unknown fields are dropped from the stored object
@@ -144,10 +161,36 @@ impl WriteOptions {
         old: Option<&Value>,
         new: &Value,
     ) -> Result<(), ApiError> {
-        match &self.admission {
-            Some(admission) => admission.admit(inner, target, old, new),
-            None => Ok(()),
+        if let Some(admission) = &self.admission {
+            admission.admit(inner, target, old, new)?;
         }
+        let Some(user) = &self.user else {
+            return Ok(());
+        };
+        let view = self.subresource_view.as_ref();
+        let request = crate::admission_policy::Request {
+            operation: if old.is_some() {
+                crate::admission_policy::Operation::Update
+            } else {
+                crate::admission_policy::Operation::Create
+            },
+            info: &target.info,
+            subresource: view
+                .map(|v| v.subresource)
+                .or(target.subresource.as_deref()),
+            namespace: target.namespace.as_deref().unwrap_or_default(),
+            name: meta_str(new, "name").unwrap_or_default(),
+            object: Some(view.map_or(new, |v| &v.object)),
+            old: view.map(|v| &v.old).or(old),
+            user,
+            dry_run: self.dry_run,
+        };
+        let mut warnings = Vec::new();
+        let result = crate::admission_policy::admit(inner, &request, &mut warnings);
+        for warning in warnings {
+            self.warnings.push(warning);
+        }
+        result
     }
 }
 
@@ -195,6 +238,10 @@ pub struct DeleteOptions {
     pub resource_version: Option<String>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// Who asks, for an API request: its deletes pass the `ValidatingAdmissionPolicy` plugin.
+    pub user: Option<k8s_openapi::api::authentication::v1::UserInfo>,
+    /// Warnings for the client (`Warning` headers).
+    pub warnings: Warnings,
 }
 
 /// A page of objects.
@@ -1400,6 +1447,25 @@ impl Cluster {
             "ResourceVersion",
             "modified",
         )?;
+        if let Some(user) = &opts.user {
+            let request = crate::admission_policy::Request {
+                operation: crate::admission_policy::Operation::Delete,
+                info: &target.info,
+                subresource: None,
+                namespace: &key.0,
+                name: &key.1,
+                object: None,
+                old: Some(&old),
+                user,
+                dry_run: opts.dry_run,
+            };
+            let mut warnings = Vec::new();
+            let result = crate::admission_policy::admit(&inner, &request, &mut warnings);
+            for warning in warnings {
+                opts.warnings.push(warning);
+            }
+            result?;
+        }
         if opts.dry_run {
             return Ok(old);
         }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 /// CEL's reserved words, which a property name is escaped from as `__word__`.
-const RESERVED: [&str; 21] = [
+pub(crate) const RESERVED: [&str; 21] = [
     "true",
     "false",
     "null",

@@ -375,11 +375,11 @@ fn builtin_schema(
     kind: &str,
 ) -> Option<String> {
     use k8s_openapi::api::{
-        apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
-        batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-        discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-        policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
-        storage::v1 as storage,
+        admissionregistration::v1 as admissionregistration, apps::v1 as apps,
+        autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2, batch::v1 as batch,
+        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+        events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
+        scheduling::v1 as scheduling, storage::v1 as storage,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     use schemars::JsonSchema;
@@ -431,6 +431,12 @@ fn builtin_schema(
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             add::<apiextensions::CustomResourceDefinition>(generator)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            add::<admissionregistration::ValidatingAdmissionPolicy>(generator)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            add::<admissionregistration::ValidatingAdmissionPolicyBinding>(generator)
         }
         _ => None,
     }

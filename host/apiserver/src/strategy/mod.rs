@@ -12,9 +12,10 @@ pub(crate) mod storage;
 mod validate;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
-    batch::v1 as batch, core::v1 as core, discovery::v1 as discovery, networking::v1 as net,
-    policy::v1 as policy, scheduling::v1 as scheduling, storage::v1 as storage_api,
+    admissionregistration::v1 as admissionregistration, apps::v1 as apps,
+    autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2, batch::v1 as batch,
+    core::v1 as core, discovery::v1 as discovery, networking::v1 as net, policy::v1 as policy,
+    scheduling::v1 as scheduling, storage::v1 as storage_api,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -27,7 +28,7 @@ pub(crate) use defaults::items as object_items;
 pub(crate) use validate::Change;
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
-const BUILTIN_GROUPS: [&str; 13] = [
+const BUILTIN_GROUPS: [&str; 14] = [
     "",
     "apps",
     "autoscaling",
@@ -41,6 +42,7 @@ const BUILTIN_GROUPS: [&str; 13] = [
     "scheduling.k8s.io",
     "storage.k8s.io",
     "apiextensions.k8s.io",
+    "admissionregistration.k8s.io",
 ];
 
 /// Why a write is refused before it is stored.
@@ -73,7 +75,7 @@ pub(crate) fn is_builtin(info: &ResourceInfo) -> bool {
 }
 
 /// Whether objects of this kind carry `metadata.generation`: custom resources and the kinds whose
-/// registry strategy sets it (workloads, CRDs); ConfigMaps, Secrets, Services, Pods, Namespaces,
+/// registry strategy sets it (workloads, CRDs, admission policies and their bindings); ConfigMaps, Secrets, Services, Pods, Namespaces,
 /// RBAC objects, Leases and Events have none.
 #[must_use]
 pub(crate) fn tracks_generation(info: &ResourceInfo) -> bool {
@@ -85,6 +87,7 @@ pub(crate) fn tracks_generation(info: &ResourceInfo) -> bool {
             | "networking.k8s.io"
             | "discovery.k8s.io"
             | "apiextensions.k8s.io"
+            | "admissionregistration.k8s.io"
     ) || !BUILTIN_GROUPS.contains(&info.group.as_str())
 }
 
@@ -277,6 +280,12 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("networking.k8s.io", "Ingress") => decodes_as::<net::Ingress>(info, object),
         ("networking.k8s.io", "IngressClass") => decodes_as::<net::IngressClass>(info, object),
         ("networking.k8s.io", "NetworkPolicy") => decodes_as::<net::NetworkPolicy>(info, object),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            decodes_as::<admissionregistration::ValidatingAdmissionPolicy>(info, object)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            decodes_as::<admissionregistration::ValidatingAdmissionPolicyBinding>(info, object)
+        }
         _ => Ok(Vec::new()),
     }
 }
@@ -319,6 +328,15 @@ pub(crate) fn prepare(
         }
         if info.group.is_empty() && info.kind == "LimitRange" {
             crate::limit_ranges::defaults(object);
+        }
+        match (info.group.as_str(), info.kind.as_str()) {
+            ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+                crate::admission_policy::default_policy(object);
+            }
+            ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+                crate::admission_policy::default_binding(object);
+            }
+            _ => {}
         }
         if is_priority_class(info) {
             crate::priority_classes::default(object);
@@ -373,6 +391,14 @@ pub(crate) fn prepare(
             errs.extend(crate::limit_ranges::validate(object));
         }
         ("", "ResourceQuota") => errs.extend(crate::quota::validate(object)),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
+            if change == Change::Object =>
+        {
+            errs.extend(crate::admission_policy::validate_policy(object));
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            errs.extend(crate::admission_policy::validate_binding(object));
+        }
         _ => {}
     }
     if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
