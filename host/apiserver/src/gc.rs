@@ -264,7 +264,7 @@ fn drop_references(
 
 /// Removes the collector's `finalizer` from the object at `at`, and the object with it when no
 /// finalizer is left and it is being deleted.
-fn release(inner: &mut Inner, at: &Located, finalizer: &str) -> Result<(), ApiError> {
+pub(crate) fn release(inner: &mut Inner, at: &Located, finalizer: &str) -> Result<(), ApiError> {
     let Some(current) = inner.store.get(&at.0, &at.1).cloned() else {
         return Ok(());
     };
@@ -361,16 +361,19 @@ pub(crate) fn delete_one(inner: &mut Inner, at: &Located, object: &Value) -> Res
     Ok(())
 }
 
-/// Runs garbage collection and the namespace controller's pass to a fixed point: removes
-/// dependents whose owners are all gone, deletes dependents of foreground-deleting owners,
-/// releases owners whose dependents are gone, and empties and removes terminating namespaces.
+/// Runs garbage collection, the pvc- and pv-protection controllers and the namespace
+/// controller's pass to a fixed point: removes dependents whose owners are all gone, deletes
+/// dependents of foreground-deleting owners, releases owners whose dependents are gone and claims
+/// and volumes nothing holds ([`crate::storage_protection`]), and empties and removes terminating
+/// namespaces.
 ///
 /// # Errors
 /// [`ApiError::Storage`] when a write is not durable.
 pub fn collect(inner: &mut Inner) -> Result<(), ApiError> {
     for _ in 0..1000 {
         collect_dependents(inner)?;
-        if !namespace::terminate(inner)? {
+        let released = crate::storage_protection::release(inner)?;
+        if !namespace::terminate(inner)? && !released {
             break;
         }
     }

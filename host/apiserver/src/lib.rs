@@ -51,6 +51,7 @@ pub mod selector;
 pub mod server;
 pub mod service_accounts;
 pub mod shard;
+mod storage_protection;
 pub mod store;
 pub mod strategic;
 mod strategy;

@@ -1008,6 +1008,13 @@ fn store_written(
     {
         gc::check_owners(inner, &(target.info.storage_resource(), key))?;
     }
+    // A Pod that finished or a volume no longer bound may free a claim or volume being deleted.
+    if target.info.group.is_empty()
+        && crate::storage_protection::may_release(&target.info.plural)
+        && crate::storage_protection::release(inner)?
+    {
+        gc::collect(inner)?;
+    }
     Ok(stored)
 }
 

@@ -350,9 +350,21 @@ pub(crate) fn prepare(
             object.as_object_mut(),
         ) {
             ("storage.k8s.io", "StorageClass", Some(map)) => storage::class_defaults(map),
-            ("", "PersistentVolume", Some(map)) => storage::volume_defaults(map, old.is_none()),
+            ("", "PersistentVolume", Some(map)) => {
+                storage::volume_defaults(map, old.is_none());
+                if old.is_none() {
+                    crate::storage_protection::admit(
+                        object,
+                        crate::storage_protection::VOLUME_FINALIZER,
+                    );
+                }
+            }
             ("", "PersistentVolumeClaim", _) if old.is_none() => {
                 storage::admit_claim(inner, object);
+                crate::storage_protection::admit(
+                    object,
+                    crate::storage_protection::CLAIM_FINALIZER,
+                );
             }
             _ => {}
         }
