@@ -92,7 +92,7 @@ impl BearerToken {
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme in any case), if there is one.
-fn presented(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())?;

@@ -63,6 +63,8 @@ pub struct AppState {
     pub bookmark_interval: Duration,
     /// The bearer tokens requests may carry, and their users.
     pub authenticator: Arc<Authenticator>,
+    /// The service account token key: tokens it signed authenticate as their account.
+    pub signer: Arc<crate::service_account_tokens::Signer>,
     /// What each user may do.
     pub authorizer: Authorizer,
     /// Flips to true on shutdown, ending watches.
@@ -470,6 +472,17 @@ fn identify(app: &AppState, request: &Request) -> Result<UserInfo, ApiError> {
     let user = app
         .authenticator
         .authenticate(request.headers())
+        .or_else(|| {
+            let token = auth::presented(request.headers())?;
+            let inner = app.cluster.lock();
+            crate::service_account_tokens::authenticate(
+                &inner,
+                &app.signer,
+                token,
+                chrono::Utc::now().timestamp(),
+            )
+            .map(user::with_authenticated_group)
+        })
         .ok_or(ApiError::Unauthorized)?;
     let user = impersonation::impersonate(&app.authorizer, &app.cluster, user, request.headers())?;
     if app.authorizer.mode() == Mode::AlwaysAllow {
@@ -657,6 +670,7 @@ fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<
         "scale" => info.scale.is_some(),
         "finalize" => info.group_resource() == crate::resource::NAMESPACE_RESOURCE,
         "binding" | "eviction" => info.group.is_empty() && info.kind == "Pod",
+        "token" => info.group.is_empty() && info.kind == "ServiceAccount",
         _ => false,
     };
     if subresource.as_deref().is_some_and(|s| !served(s)) {
@@ -761,6 +775,24 @@ async fn resource(
             ))
         }
         (_, true) if target.subresource.as_deref() == Some("eviction") => {
+            Err(ApiError::MethodNotAllowed)
+        }
+        // `serviceaccounts/token` serves create only: `kubectl create token`.
+        (&Method::POST, true) if target.subresource.as_deref() == Some("token") => {
+            let media = object_media_type(headers, "authentication.k8s.io/v1", "TokenRequest")?;
+            let bytes = read_body(body, headers, app.max_body_bytes).await?;
+            let asked = decode_object(&media, &bytes)?;
+            let answer = crate::service_account_tokens::request(
+                &cluster.lock(),
+                &app.signer,
+                target.namespace.as_deref().unwrap_or_default(),
+                target.name.as_deref().unwrap_or_default(),
+                &asked,
+                chrono::Utc::now().timestamp(),
+            )?;
+            Ok(json_response(StatusCode::CREATED, &answer))
+        }
+        (_, true) if target.subresource.as_deref() == Some("token") => {
             Err(ApiError::MethodNotAllowed)
         }
         (&Method::GET, false) if is_watch(query.0.get("watch").map(String::as_str)) => {

@@ -49,6 +49,7 @@ pub mod scale;
 pub mod schema;
 pub mod selector;
 pub mod server;
+pub mod service_account_tokens;
 pub mod service_accounts;
 pub mod shard;
 mod storage_protection;

@@ -20,6 +20,7 @@ use crate::authz::{Authorizer, Mode};
 use crate::cluster::Cluster;
 use crate::connection::{self, DEFAULT_HEADER_READ_TIMEOUT};
 use crate::handler::{AppState, DEFAULT_MAX_BODY_BYTES, handle};
+use crate::service_account_tokens::Signer;
 use crate::store::StoreError;
 use crate::tls::{Authority, TlsError};
 use crate::tokenfile::{self, TokenFileError};
@@ -51,6 +52,9 @@ pub enum ServerError {
     /// The bearer token could not be generated, or the one given is not usable.
     #[error("the bearer token")]
     Token(#[source] TokenError),
+    /// The service account signing key could not be made.
+    #[error("the service account signing key")]
+    SigningKey(#[source] crate::service_account_tokens::TokenError),
     /// A static token user's token is not usable.
     #[error("the token of static user {user:?}")]
     TokenUser {
@@ -318,10 +322,12 @@ impl ApiServerBuilder {
         if self.authorization == Mode::Rbac {
             bootstrap::ensure(&cluster).map_err(ServerError::Bootstrap)?;
         }
+        let signer = Signer::generate().map_err(ServerError::SigningKey)?;
         Ok(ApiServer {
             cluster: Arc::new(cluster),
             token,
             authenticator: Arc::new(authenticator),
+            signer: Arc::new(signer),
             authorizer: Authorizer::new(self.authorization),
             authority,
             config: self,
@@ -335,6 +341,8 @@ pub struct ApiServer {
     cluster: Arc<Cluster>,
     token: BearerToken,
     authenticator: Arc<Authenticator>,
+    /// Signs and checks service account tokens.
+    signer: Arc<Signer>,
     authorizer: Authorizer,
     authority: Authority,
     config: ApiServerBuilder,
@@ -391,6 +399,7 @@ impl ApiServer {
             max_body_bytes: self.config.max_body_bytes,
             bookmark_interval: self.config.bookmark_interval,
             authenticator: self.authenticator.clone(),
+            signer: self.signer.clone(),
             authorizer: self.authorizer,
             shutdown,
         };

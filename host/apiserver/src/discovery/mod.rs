@@ -184,6 +184,17 @@ pub fn entries(registry: &Registry, group: &str, version: &str) -> Vec<Entry> {
                 verbs: &["create"],
             });
         }
+        if r.group.is_empty() && r.plural == "serviceaccounts" {
+            subresources.push(Subresource {
+                name: "token",
+                kind: (
+                    "authentication.k8s.io".into(),
+                    "v1".into(),
+                    "TokenRequest".into(),
+                ),
+                verbs: &["create"],
+            });
+        }
         if r.group.is_empty() && r.plural == "namespaces" {
             subresources.push(Subresource {
                 name: "finalize",

@@ -793,3 +793,173 @@ async fn always_allow_stays_as_before_with_static_users() {
     );
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn service_account_tokens_authenticate_as_their_account_while_it_lives() {
+    let (server, _admin) = rbac_server().await;
+    let accounts = "/api/v1/namespaces/team/serviceaccounts";
+    create(&server, accounts, json!({"metadata": {"name": "bot"}})).await;
+    let request = |spec: Value| {
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
+            .to_string()
+    };
+    let issue = |spec: Value| {
+        let server = &server;
+        let body = request(spec);
+        async move {
+            as_token(
+                server,
+                server.token(),
+                "POST",
+                &format!("{accounts}/bot/token"),
+                &[],
+                &body,
+            )
+            .await
+        }
+    };
+    let (code, answer) = issue(json!({})).await;
+    assert_eq!(code, 201, "{answer}");
+    assert_eq!(answer["kind"], "TokenRequest");
+    assert_eq!(answer["spec"]["expirationSeconds"], 3600);
+    assert_eq!(
+        answer["spec"]["audiences"],
+        json!(["https://kubernetes.default.svc.cluster.local"])
+    );
+    let token = answer["status"]["token"].as_str().unwrap().to_owned();
+    assert!(answer["status"]["expirationTimestamp"].is_string());
+
+    // Who the token is.
+    let whoami = |token: String| {
+        let server = &server;
+        async move {
+            as_token(
+                server,
+                &token,
+                "POST",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                &[],
+                r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#,
+            )
+            .await
+        }
+    };
+    let (code, review) = whoami(token.clone()).await;
+    assert_eq!(code, 201, "{review}");
+    let info = &review["status"]["userInfo"];
+    assert_eq!(info["username"], "system:serviceaccount:team:bot");
+    assert_eq!(
+        info["groups"],
+        json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:team",
+            "system:authenticated"
+        ])
+    );
+    assert!(
+        info["extra"]["authentication.kubernetes.io/credential-id"][0]
+            .as_str()
+            .is_some_and(|id| id.starts_with("JTI=")),
+        "{info}"
+    );
+
+    // RBAC applies to the account: nothing until a binding grants it.
+    let (code, refusal) = as_token(&server, &token, "GET", &config_maps("team"), &[], "").await;
+    assert_eq!(code, 403, "{refusal}");
+    assert_eq!(
+        refusal["message"],
+        "configmaps is forbidden: User \"system:serviceaccount:team:bot\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"team\""
+    );
+    create(
+        &server,
+        &roles("team"),
+        json!({"metadata": {"name": "read"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]}),
+    )
+    .await;
+    create(
+        &server,
+        &role_bindings("team"),
+        json!({"metadata": {"name": "bot-reads"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read"},
+            "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": "team"}]}),
+    )
+    .await;
+    let (code, list) = as_token(&server, &token, "GET", &config_maps("team"), &[], "").await;
+    assert_eq!(code, 200, "{list}");
+
+    // A changed signature, another audience, a short life, a missing account.
+    let mut tampered = token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(whoami(tampered).await.0, 401);
+    let (code, other) = issue(json!({"audiences": ["https://vault.example.com"]})).await;
+    assert_eq!(code, 201, "{other}");
+    let elsewhere = other["status"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        whoami(elsewhere).await.0,
+        401,
+        "a token for another audience"
+    );
+    let (code, short) = issue(json!({"expirationSeconds": 60})).await;
+    assert_eq!(code, 422, "{short}");
+    assert_eq!(
+        short["details"]["causes"][0]["message"],
+        "Invalid value: 60: may not specify a duration less than 10 minutes"
+    );
+    let (code, missing) = as_token(
+        &server,
+        server.token(),
+        "POST",
+        &format!("{accounts}/nobody/token"),
+        &[],
+        &request(json!({})),
+    )
+    .await;
+    assert_eq!(code, 404, "{missing}");
+    assert_eq!(missing["message"], "serviceaccounts \"nobody\" not found");
+
+    // A token bound to a Pod lives as long as the Pod.
+    create(
+        &server,
+        "/api/v1/namespaces/team/pods",
+        json!({"metadata": {"name": "worker"}, "spec": {"serviceAccountName": "bot", "containers": [{"name": "c", "image": "busybox"}]}}),
+    )
+    .await;
+    let (code, bound) =
+        issue(json!({"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "worker"}}))
+            .await;
+    assert_eq!(code, 201, "{bound}");
+    let pod_token = bound["status"]["token"].as_str().unwrap().to_owned();
+    let (code, review) = whoami(pod_token.clone()).await;
+    assert_eq!(code, 201, "{review}");
+    assert_eq!(
+        review["status"]["userInfo"]["extra"]["authentication.kubernetes.io/pod-name"],
+        json!(["worker"])
+    );
+    let (code, _) = as_token(
+        &server,
+        server.token(),
+        "DELETE",
+        "/api/v1/namespaces/team/pods/worker",
+        &[],
+        r#"{"gracePeriodSeconds":0}"#,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(whoami(pod_token).await.0, 401, "the bound Pod is gone");
+
+    // Deleting the account ends its tokens, even when one of the same name comes back.
+    let (code, _) = as_token(
+        &server,
+        server.token(),
+        "DELETE",
+        &format!("{accounts}/bot"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(whoami(token.clone()).await.0, 401);
+    create(&server, accounts, json!({"metadata": {"name": "bot"}})).await;
+    assert_eq!(whoami(token).await.0, 401, "a new account of the same name");
+}
