@@ -29,6 +29,7 @@ pub mod fieldtype;
 pub mod format;
 pub mod gc;
 pub mod handler;
+mod kubernetes_service;
 pub mod limit_ranges;
 pub mod logs;
 pub mod namespace;

@@ -429,6 +429,7 @@ impl ApiServer {
     ) -> Result<(), ServerError> {
         let (listener, bound) = bind(addr).await?;
         let tls = self.acceptor(bound)?;
+        self.advertise(bound);
         let (tx, rx) = watch::channel(false);
         let router = self.router(bound, rx.clone());
         self.spawn_workloads(&rx);
@@ -456,6 +457,7 @@ impl ApiServer {
     pub async fn start(self, addr: SocketAddr) -> Result<RunningServer, ServerError> {
         let (listener, bound) = bind(addr).await?;
         let tls = self.acceptor(bound)?;
+        self.advertise(bound);
         let (tx, rx) = watch::channel(false);
         let router = self.router(bound, rx.clone());
         self.spawn_workloads(&rx);
@@ -473,6 +475,14 @@ impl ApiServer {
             shutdown: tx,
             task,
         })
+    }
+
+    /// The `kubernetes` Service and its endpoints, at the bound address
+    /// ([`crate::kubernetes_service`]); a failure is logged, and the server serves anyway.
+    fn advertise(&self, bound: SocketAddr) {
+        if let Err(error) = crate::kubernetes_service::ensure(&self.cluster, bound) {
+            tracing::warn!(%error, "cannot write the kubernetes Service and its endpoints");
+        }
     }
 
     /// Binds `127.0.0.1:0` and serves in a background task.
