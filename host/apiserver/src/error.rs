@@ -576,6 +576,12 @@ impl ApiError {
             Self::NotFound { resource, name }
             | Self::AlreadyExists { resource, name }
             | Self::Conflict { resource, name, .. } => Some(details(resource, name)),
+            // go-restful's answer for a path under a served group version that no route takes
+            // (kube-apiserver's `serviceErrorHandler`: `NewGenericServerResponse`), which clients
+            // such as `kubectl debug` read the details of.
+            Self::UnknownResource => Some(json!({
+                "causes": [{"reason": "UnexpectedServerResponse", "message": "404: Page Not Found"}],
+            })),
             Self::Forbidden {
                 group,
                 resource,
