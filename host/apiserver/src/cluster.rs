@@ -153,6 +153,7 @@ impl Cluster {
             service_accounts::ensure_default(&mut inner, &ns)?;
         }
         crate::priority_classes::bootstrap(&mut inner)?;
+        crate::api_services::sync(&mut inner)?;
         let rv = inner.store.resource_version();
         Ok(Self {
             inner: Mutex::new(inner),
@@ -228,10 +229,11 @@ impl Inner {
             .store
             .put(&info.storage_resource(), key, object)
             .map_err(ApiError::from)?;
-        if info.group_resource() == CRD_RESOURCE
-            && let Err(error) = self.registry.set_crd(&stored)
-        {
-            tracing::warn!(%error, "CustomResourceDefinition is not served");
+        if info.group_resource() == CRD_RESOURCE {
+            if let Err(error) = self.registry.set_crd(&stored) {
+                tracing::warn!(%error, "CustomResourceDefinition is not served");
+            }
+            crate::api_services::sync(self).map_err(ApiError::from)?;
         }
         if info.group_resource() == NAMESPACE_RESOURCE {
             service_accounts::ensure_default(self, &key_of(&stored).1).map_err(ApiError::from)?;
@@ -284,6 +286,7 @@ impl Inner {
                 }
             }
             self.registry.remove_crd(&key.1);
+            crate::api_services::sync(self).map_err(ApiError::from)?;
         } else if group_resource == NAMESPACE_RESOURCE {
             let namespaced: Vec<String> = self
                 .store

@@ -13,6 +13,7 @@
 
 pub mod admission;
 pub mod admission_policy;
+mod api_services;
 pub mod apply;
 pub mod auth;
 pub mod authz;

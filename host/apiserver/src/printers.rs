@@ -1020,6 +1020,17 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             },
             wide("Name", |v| v["metadata"]["name"].clone()),
         ],
+        // The aggregator's `ConvertToTable`: SERVICE `Local` or `namespace/name`, AVAILABLE
+        // `True`, `False (Reason)` or `Unknown`.
+        ("apiregistration.k8s.io", "APIService") => vec![
+            col("Service", "string", |v| {
+                json!(crate::api_services::service_cell(v))
+            }),
+            col("Available", "string", |v| {
+                json!(crate::api_services::available_cell(v))
+            }),
+            col("Age", "date", created),
+        ],
         // `printValidatingAdmissionPolicy`.
         ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => vec![
             col("Validations", "integer", |v| {

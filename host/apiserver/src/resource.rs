@@ -452,6 +452,16 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
             false,
         ),
         builtin(
+            "apiregistration.k8s.io",
+            "v1",
+            "APIService",
+            "apiservices",
+            false,
+            &[],
+            true,
+            false,
+        ),
+        builtin(
             "admissionregistration.k8s.io",
             "v1",
             "ValidatingAdmissionPolicy",
@@ -487,7 +497,7 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
     for info in &mut all {
         if matches!(
             info.group.as_str(),
-            "apiextensions.k8s.io" | "admissionregistration.k8s.io"
+            "apiextensions.k8s.io" | "admissionregistration.k8s.io" | "apiregistration.k8s.io"
         ) {
             Arc::make_mut(info).categories = vec!["api-extensions".into()];
         }

@@ -449,6 +449,9 @@ fn builtin_schema(
         ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
             add::<admissionregistration::ValidatingAdmissionPolicyBinding>(generator)
         }
+        ("apiregistration.k8s.io", "APIService") => add::<
+            k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService,
+        >(generator),
         _ => None,
     }
 }

@@ -28,7 +28,7 @@ pub(crate) use defaults::items as object_items;
 pub(crate) use validate::Change;
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
-const BUILTIN_GROUPS: [&str; 14] = [
+const BUILTIN_GROUPS: [&str; 15] = [
     "",
     "apps",
     "autoscaling",
@@ -43,6 +43,7 @@ const BUILTIN_GROUPS: [&str; 14] = [
     "storage.k8s.io",
     "apiextensions.k8s.io",
     "admissionregistration.k8s.io",
+    "apiregistration.k8s.io",
 ];
 
 /// Why a write is refused before it is stored.
@@ -71,7 +72,13 @@ pub(crate) enum Refusal {
 /// Whether the kind is one Kubernetes itself defines (not a custom resource).
 #[must_use]
 pub(crate) fn is_builtin(info: &ResourceInfo) -> bool {
-    BUILTIN_GROUPS.contains(&info.group.as_str())
+    is_builtin_group(&info.group)
+}
+
+/// Whether Kubernetes itself serves `group` (any other is a custom resource's).
+#[must_use]
+pub(crate) fn is_builtin_group(group: &str) -> bool {
+    BUILTIN_GROUPS.contains(&group)
 }
 
 /// Whether objects of this kind carry `metadata.generation`: custom resources and the kinds whose
@@ -286,6 +293,9 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
             decodes_as::<admissionregistration::ValidatingAdmissionPolicyBinding>(info, object)
         }
+        ("apiregistration.k8s.io", "APIService") => decodes_as::<
+            k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService,
+        >(info, object),
         _ => Ok(Vec::new()),
     }
 }
@@ -336,6 +346,7 @@ pub(crate) fn prepare(
             ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
                 crate::admission_policy::default_binding(object);
             }
+            ("apiregistration.k8s.io", "APIService") => crate::api_services::defaults(object),
             _ => {}
         }
         if is_priority_class(info) {
@@ -410,6 +421,12 @@ pub(crate) fn prepare(
         }
         ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
             errs.extend(crate::admission_policy::validate_binding(object));
+        }
+        ("apiregistration.k8s.io", "APIService") if change == Change::Object => {
+            errs.extend(crate::api_services::validate(object));
+            if errs.is_empty() {
+                crate::api_services::prepare(inner, object);
+            }
         }
         _ => {}
     }
