@@ -293,7 +293,16 @@ pub fn tracks(quota: &Value, info: &ResourceInfo, object: &Value) -> bool {
     })
 }
 
-/// The `ResourceQuota` plugin on `object` of `info` being created in `namespace`.
+/// Whether the kind's quota evaluator charges updates as well as creates (`Handles`): Services
+/// (a type that takes node ports or a load balancer) and claims (a larger request); a Pod's
+/// resources cannot change in place here, and object counts only change on create.
+#[must_use]
+pub fn charges_updates(info: &ResourceInfo) -> bool {
+    info.group.is_empty() && matches!(info.plural.as_str(), "services" | "persistentvolumeclaims")
+}
+
+/// The `ResourceQuota` plugin on `object` of `info` being created in `namespace`, or, when it
+/// replaces `old`, on what it uses beyond `old` (`SubtractWithNonNegativeResult`).
 ///
 /// # Errors
 /// [`QuotaError`] when a quota the object is tracked by would be exceeded, or a Pod names none
@@ -303,8 +312,9 @@ pub fn admit(
     info: &ResourceInfo,
     namespace: &str,
     object: &Value,
+    old: Option<&Value>,
 ) -> Result<(), QuotaError> {
-    plan(inner, info, namespace, object).map(drop)
+    plan(inner, info, namespace, object, old).map(drop)
 }
 
 /// Charges the quotas of `namespace` with what the stored `object` of `info` uses, as the
@@ -319,8 +329,9 @@ pub fn charge_admitted(
     info: &ResourceInfo,
     namespace: &str,
     object: &Value,
+    old: Option<&Value>,
 ) -> Result<(), crate::error::ApiError> {
-    let charges = plan(inner, info, namespace, object).map_err(|e| {
+    let charges = plan(inner, info, namespace, object, old).map_err(|e| {
         crate::error::ApiError::Internal(format!("charging the quota after admission: {e}"))
     })?;
     if charges.is_empty() {
@@ -335,14 +346,19 @@ pub fn charge_admitted(
     Ok(())
 }
 
-/// The quotas `object` would change, each with its new `status.used`, or why it is refused.
+/// The quotas `object` would change, each with its new `status.used`, or why it is refused; an
+/// update of `old` is charged what it adds.
 fn plan(
     inner: &Inner,
     info: &ResourceInfo,
     namespace: &str,
     object: &Value,
+    old: Option<&Value>,
 ) -> Result<Vec<(String, Value)>, QuotaError> {
     let mut charges = Vec::new();
+    if old.is_some() && !charges_updates(info) {
+        return Ok(charges);
+    }
     let mut quotas = inner
         .store
         .list(RESOURCE_QUOTAS, Some(namespace), None)
@@ -350,7 +366,15 @@ fn plan(
     if quotas.peek().is_none() {
         return Ok(charges);
     }
-    let charged = usage(info, object);
+    let mut charged = usage(info, object);
+    if let Some(old) = old {
+        let before = usage(info, old);
+        charged.retain(|resource, (amount, _)| {
+            let was = before.get(resource).map_or(0, |(q, _)| q.nanos());
+            *amount = Quantity::from_nanos((amount.nanos() - was).max(0));
+            amount.nanos() > 0
+        });
+    }
     for (_, quota) in quotas {
         let hard = quota["status"]["hard"].as_object();
         let Some(hard) = hard.filter(|h| !h.is_empty()) else {
@@ -554,23 +578,23 @@ mod tests {
         };
         let (a, b) = (pod("a", Some("750m")), pod("b", None));
         set_used("0");
-        assert_eq!(admit(&cluster.lock(), &pods, "default", &a), Ok(()));
+        assert_eq!(admit(&cluster.lock(), &pods, "default", &a, None), Ok(()));
         set_used("500m");
         assert_eq!(
-            admit(&cluster.lock(), &pods, "default", &a)
+            admit(&cluster.lock(), &pods, "default", &a, None)
                 .unwrap_err()
                 .to_string(),
             "exceeded quota: q, requested: requests.cpu=750m, used: requests.cpu=500m, limited: requests.cpu=1"
         );
         set_used("0");
         assert_eq!(
-            admit(&cluster.lock(), &pods, "default", &b)
+            admit(&cluster.lock(), &pods, "default", &b, None)
                 .unwrap_err()
                 .to_string(),
             "failed quota: q: must specify requests.cpu for: app"
         );
         // Another namespace's quota does not apply.
-        assert_eq!(admit(&cluster.lock(), &pods, "other", &b), Ok(()));
+        assert_eq!(admit(&cluster.lock(), &pods, "other", &b, None), Ok(()));
     }
 
     #[test]

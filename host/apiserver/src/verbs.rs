@@ -626,14 +626,19 @@ fn writer<'a>(
 }
 
 /// The `ResourceQuota` plugin's charge for a created object (namespaced objects only).
-fn charge_quotas(inner: &mut Inner, target: &Target, stored: &Value) -> Result<(), ApiError> {
+fn charge_quotas(
+    inner: &mut Inner,
+    target: &Target,
+    stored: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
     match (
         target.info.namespaced,
         stored["metadata"]["namespace"].as_str(),
     ) {
         (true, Some(namespace)) => {
             let namespace = namespace.to_owned();
-            crate::quota::charge_admitted(inner, &target.info, &namespace, stored)
+            crate::quota::charge_admitted(inner, &target.info, &namespace, stored, old)
         }
         _ => Ok(()),
     }
@@ -1138,7 +1143,7 @@ impl Cluster {
             return Ok(Arc::new(object));
         }
         let stored = store_written(&mut inner, target, key, object)?;
-        charge_quotas(&mut inner, target, &stored)?;
+        charge_quotas(&mut inner, target, &stored, None)?;
         self.notify(inner.store.resource_version());
         Ok(stored)
     }
@@ -1284,6 +1289,7 @@ impl Cluster {
             return Ok(Arc::new(object));
         }
         let stored = commit_update(inner, target, key, old, object)?;
+        charge_quotas(inner, target, &stored, Some(old))?;
         self.notify(inner.store.resource_version());
         Ok(stored)
     }
@@ -1395,10 +1401,14 @@ impl Cluster {
             return Ok((Arc::new(object), created));
         }
         let stored = match old {
-            Some(old) if !created => commit_update(inner, target, key, old, object)?,
+            Some(old) if !created => {
+                let stored = commit_update(inner, target, key, old, object)?;
+                charge_quotas(inner, target, &stored, Some(old))?;
+                stored
+            }
             _ => {
                 let stored = store_written(inner, target, key, object)?;
-                charge_quotas(inner, target, &stored)?;
+                charge_quotas(inner, target, &stored, None)?;
                 stored
             }
         };

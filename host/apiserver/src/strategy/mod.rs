@@ -385,6 +385,7 @@ pub(crate) fn prepare(
                 return Err(Refusal::Invalid(errs));
             }
             service::allocate(inner, key, old, object).map_err(Refusal::Invalid)?;
+            admit_quota(inner, info, key, old, object, change)?;
             return Ok(unknown);
         }
     }
@@ -393,11 +394,11 @@ pub(crate) fn prepare(
             autoscaling::defaults(object, &info.version, old.is_none());
         }
         let errs = autoscaling::check(&info.version, old, object, change);
-        return if errs.is_empty() {
-            Ok(unknown)
-        } else {
-            Err(Refusal::Invalid(errs))
-        };
+        if !errs.is_empty() {
+            return Err(Refusal::Invalid(errs));
+        }
+        admit_quota(inner, info, key, old, object, change)?;
+        return Ok(unknown);
     }
     if change == Change::Status && info.group.is_empty() && info.kind == "PersistentVolume" {
         storage::volume_status(old, object);
@@ -443,10 +444,27 @@ pub(crate) fn prepare(
     if is_priority_class(info) && change == Change::Object {
         crate::priority_classes::admit(inner, object, old)?;
     }
-    if old.is_none() && change == Change::Object && info.namespaced {
-        crate::quota::admit(inner, info, key.0, object)?;
-    }
+    admit_quota(inner, info, key, old, object, change)?;
     Ok(unknown)
+}
+
+/// The `ResourceQuota` admission plugin, last: on a create, and on an update of a kind whose
+/// evaluator charges updates.
+fn admit_quota(
+    inner: &Inner,
+    info: &ResourceInfo,
+    key: (&str, &str),
+    old: Option<&Value>,
+    object: &Value,
+    change: Change,
+) -> Result<(), Refusal> {
+    if change == Change::Object
+        && info.namespaced
+        && (old.is_none() || crate::quota::charges_updates(info))
+    {
+        crate::quota::admit(inner, info, key.0, object, old)?;
+    }
+    Ok(())
 }
 
 fn is_autoscaler(info: &ResourceInfo) -> bool {
