@@ -217,6 +217,45 @@ pub(crate) fn status(inner: &Inner, object: &Value) -> Value {
     )
 }
 
+/// The availability controller's look after a write of `resource` (`services` or `endpoints`)
+/// in `namespace`: each APIService whose Service that is gets its status again, when it
+/// changes (the transition time kept unless the condition's status changes).
+///
+/// # Errors
+/// [`StoreError`] when a write is not durable.
+pub(crate) fn refresh(
+    inner: &mut Inner,
+    resource: &str,
+    namespace: &str,
+) -> Result<(), StoreError> {
+    if !matches!(resource, "services" | "endpoints") {
+        return Ok(());
+    }
+    let stale: Vec<(crate::store::ObjectKey, Value)> = inner
+        .store
+        .list(RESOURCE, None, None)
+        .filter(|(_, o)| o["spec"]["service"]["namespace"] == namespace)
+        .filter_map(|(k, o)| {
+            let mut fresh = status(inner, o);
+            let old = &o["status"]["conditions"][0];
+            let new = &mut fresh["conditions"][0];
+            if old["status"] == new["status"] {
+                if old["reason"] == new["reason"] && old["message"] == new["message"] {
+                    return None;
+                }
+                new["lastTransitionTime"] = old["lastTransitionTime"].clone();
+            }
+            let mut updated = (**o).clone();
+            updated["status"] = fresh;
+            Some((k.clone(), updated))
+        })
+        .collect();
+    for (key, object) in stale {
+        inner.store.put(RESOURCE, key, object)?;
+    }
+    Ok(())
+}
+
 /// `ValidateAPIService`.
 pub(crate) fn validate(object: &Value) -> Vec<FieldCause> {
     let mut errs = Vec::new();

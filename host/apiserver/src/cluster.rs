@@ -265,6 +265,7 @@ impl Inner {
             return Ok(None);
         };
         self.removed_any = true;
+        crate::api_services::refresh(self, group_resource, &key.0).map_err(ApiError::from)?;
         if group_resource == service_accounts::RESOURCE && key.1 == service_accounts::DEFAULT {
             service_accounts::ensure_default(self, &key.0).map_err(ApiError::from)?;
         }

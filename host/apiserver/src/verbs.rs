@@ -1013,6 +1013,12 @@ fn store_written(
     {
         gc::check_owners(inner, &(target.info.storage_resource(), key))?;
     }
+    if target.info.group.is_empty()
+        && let Some(namespace) = stored["metadata"]["namespace"].as_str()
+    {
+        crate::api_services::refresh(inner, &target.info.plural, namespace)
+            .map_err(ApiError::from)?;
+    }
     // A Pod that finished or a volume no longer bound may free a claim or volume being deleted.
     if target.info.group.is_empty()
         && crate::storage_protection::may_release(&target.info.plural)
