@@ -293,13 +293,6 @@ impl Context {
 /// words are escaped (`object.metadata.__namespace__`); map keys (labels, annotations) are not.
 fn cel_value(value: &Value) -> cel::Value {
     match value {
-        Value::Null => cel::Value::Null,
-        Value::Bool(b) => cel::Value::Bool(*b),
-        Value::Number(n) => n.as_i64().map_or_else(
-            || cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-            cel::Value::Int,
-        ),
-        Value::String(s) => cel::Value::from(s.as_str()),
         Value::Array(items) => cel::Value::from(items.iter().map(cel_value).collect::<Vec<_>>()),
         Value::Object(map) => cel::Value::from(
             map.iter()
@@ -313,6 +306,7 @@ fn cel_value(value: &Value) -> cel::Value {
                 })
                 .collect::<HashMap<String, cel::Value>>(),
         ),
+        scalar => crate::cel_library::scalar(scalar),
     }
 }
 
@@ -669,17 +663,12 @@ fn default_match_resources(resources: &mut Value) {
 pub(crate) fn validate_policy(object: &Value) -> Vec<FieldCause> {
     let mut errs = Vec::new();
     let spec = &object["spec"];
-    let failure = &spec["failurePolicy"];
-    if failure
-        .as_str()
-        .is_some_and(|f| !matches!(f, "Fail" | "Ignore"))
-    {
-        errs.push(FieldCause::not_supported(
-            "spec.failurePolicy",
-            failure,
-            &["Fail", "Ignore"],
-        ));
-    }
+    one_of(
+        &mut errs,
+        "spec.failurePolicy",
+        &spec["failurePolicy"],
+        &["Fail", "Ignore"],
+    );
     let kind = &spec["paramKind"];
     if !kind.is_null() {
         for key in ["apiVersion", "kind"] {
@@ -808,17 +797,12 @@ pub(crate) fn validate_policy(object: &Value) -> Vec<FieldCause> {
                 "must be non-empty if specified",
             ));
         }
-        let reason = &validation["reason"];
-        if reason
-            .as_str()
-            .is_some_and(|r| !matches!(r, "Forbidden" | "Invalid" | "RequestEntityTooLarge"))
-        {
-            errs.push(FieldCause::not_supported(
-                &format!("{field}.reason"),
-                reason,
-                &["Forbidden", "Invalid", "RequestEntityTooLarge"],
-            ));
-        }
+        one_of(
+            &mut errs,
+            &format!("{field}.reason"),
+            &validation["reason"],
+            &["Forbidden", "Invalid", "RequestEntityTooLarge"],
+        );
     }
     errs
 }
@@ -962,16 +946,12 @@ fn validate_rule(rule: &Value, field: &str, errs: &mut Vec<FieldCause>) {
         .flatten()
         .enumerate()
     {
-        if !matches!(
-            op.as_str(),
-            Some("*" | "CREATE" | "UPDATE" | "DELETE" | "CONNECT")
-        ) {
-            errs.push(FieldCause::not_supported(
-                &format!("{field}.operations[{j}]"),
-                op,
-                &["*", "CONNECT", "CREATE", "DELETE", "UPDATE"],
-            ));
-        }
+        one_of(
+            errs,
+            &format!("{field}.operations[{j}]"),
+            op,
+            &["*", "CONNECT", "CREATE", "DELETE", "UPDATE"],
+        );
     }
     let resources = list("resources");
     if resources.is_empty() {
@@ -983,16 +963,19 @@ fn validate_rule(rule: &Value, field: &str, errs: &mut Vec<FieldCause>) {
             "if '*/*' is present, must not specify other resources",
         ));
     }
-    let scope = &rule["scope"];
-    if scope
-        .as_str()
-        .is_some_and(|s| !matches!(s, "*" | "Cluster" | "Namespaced"))
-    {
-        errs.push(FieldCause::not_supported(
-            &format!("{field}.scope"),
-            scope,
-            &["*", "Cluster", "Namespaced"],
-        ));
+    one_of(
+        errs,
+        &format!("{field}.scope"),
+        &rule["scope"],
+        &["*", "Cluster", "Namespaced"],
+    );
+}
+
+/// `NotSupported` when `value` is set and not one of `supported` (listed as kube-apiserver
+/// lists them).
+fn one_of(errs: &mut Vec<FieldCause>, field: &str, value: &Value, supported: &[&str]) {
+    if !value.is_null() && !value.as_str().is_some_and(|v| supported.contains(&v)) {
+        errs.push(FieldCause::not_supported(field, value, supported));
     }
 }
 

@@ -389,39 +389,27 @@ fn merge(pod: &mut Value, (requests, limits): &Defaults) -> bool {
 fn pod_totals(pod: &Value) -> (Value, Value) {
     let mut totals = (Map::new(), Map::new());
     for (index, list) in ["requests", "limits"].iter().enumerate() {
+        // Each quantity a container of `key` names in `list`.
+        let amounts = |key: &str| {
+            pod["spec"][key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["resources"][*list].as_object().into_iter().flatten())
+                .filter_map(|(resource, value)| {
+                    let q = value.as_str().and_then(|t| Quantity::parse(t).ok())?;
+                    Some((resource.clone(), q))
+                })
+        };
         let mut sums: BTreeMap<String, Quantity> = BTreeMap::new();
-        for container in pod["spec"]["containers"].as_array().into_iter().flatten() {
-            for (resource, value) in container["resources"][*list]
-                .as_object()
-                .into_iter()
-                .flatten()
-            {
-                if let Some(q) = value.as_str().and_then(|t| Quantity::parse(t).ok()) {
-                    let sum = sums
-                        .entry(resource.clone())
-                        .or_insert(Quantity::from_nanos(0));
-                    *sum = Quantity::from_nanos(sum.nanos() + q.nanos());
-                }
-            }
+        for (resource, q) in amounts("containers") {
+            let sum = sums.entry(resource).or_insert(Quantity::from_nanos(0));
+            *sum = Quantity::from_nanos(sum.nanos() + q.nanos());
         }
-        for container in pod["spec"]["initContainers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            for (resource, value) in container["resources"][*list]
-                .as_object()
-                .into_iter()
-                .flatten()
-            {
-                if let Some(q) = value.as_str().and_then(|t| Quantity::parse(t).ok()) {
-                    let sum = sums
-                        .entry(resource.clone())
-                        .or_insert(Quantity::from_nanos(0));
-                    if q > *sum {
-                        *sum = q;
-                    }
-                }
+        for (resource, q) in amounts("initContainers") {
+            let sum = sums.entry(resource).or_insert(Quantity::from_nanos(0));
+            if q > *sum {
+                *sum = q;
             }
         }
         let map = if index == 0 {

@@ -60,13 +60,6 @@ pub fn apply(schema: &Value, object: &mut Value, old: Option<&Value>) -> Outcome
 /// [`crate::cel_library::escaping`]); a map's keys (`additionalProperties`) stay as they are.
 fn cel_value(value: &Value, schema: Option<&Value>) -> cel::Value {
     match value {
-        Value::Null => cel::Value::Null,
-        Value::Bool(b) => cel::Value::Bool(*b),
-        Value::Number(n) => n.as_i64().map_or_else(
-            || cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-            cel::Value::Int,
-        ),
-        Value::String(s) => cel::Value::from(s.as_str()),
         Value::Array(items) => {
             let items_schema = schema.and_then(|s| s.get("items"));
             cel::Value::from(
@@ -96,6 +89,7 @@ fn cel_value(value: &Value, schema: Option<&Value>) -> cel::Value {
                     .collect::<std::collections::HashMap<String, cel::Value>>(),
             )
         }
+        scalar => crate::cel_library::scalar(scalar),
     }
 }
 

@@ -62,6 +62,22 @@ use cel::{Env, ExecutionError};
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(build()));
 
+/// A JSON scalar as CEL holds it, for CRD rules and admission policies alike: an integer is an
+/// `int`, any other number a `double`. Lists and objects are their callers' to convert (each
+/// names an object's keys its way); given one, this is `null`.
+pub(crate) fn scalar(value: &serde_json::Value) -> cel::Value {
+    use serde_json::Value;
+    match value {
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Number(n) => n.as_i64().map_or_else(
+            || cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            cel::Value::Int,
+        ),
+        Value::String(s) => cel::Value::from(s.as_str()),
+        Value::Null | Value::Array(_) | Value::Object(_) => cel::Value::Null,
+    }
+}
+
 /// The environment, built once.
 #[must_use]
 pub fn env() -> Arc<Env> {
