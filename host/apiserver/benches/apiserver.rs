@@ -3,7 +3,8 @@
 //! write path of kinds with a registry strategy or a schema: server-side apply of a Deployment (a
 //! changed replica count each time: decode, defaults, validation) and of a custom resource with a
 //! structural schema; and, in process, the server-side apply merge and field tracking of that
-//! Deployment alone (`apply::server_side_apply`), without HTTP or storage.
+//! Deployment alone (`apply::server_side_apply`), without HTTP or storage, and the whole write
+//! path of that apply (`Cluster::patch` and the answer's encoding), without HTTP.
 
 /// The `capstan` binary's allocator (see `host/src/main.rs`), which serves the embedded API
 /// server too (`capstan apiserver`, `capstan run`): the benchmark stands for it.
@@ -306,9 +307,59 @@ fn in_process(c: &mut Criterion) {
     });
 }
 
+/// A server-side apply of a Deployment through the whole write path, in process: decode, merge,
+/// strategy (typed decode, defaults, validation), admission, storage and the answer's encoding,
+/// without HTTP, so a profile of it shows the server's own work.
+fn write_path(c: &mut Criterion) {
+    use capstan_apiserver::cluster::Cluster;
+    use capstan_apiserver::patch::PatchKind;
+    use capstan_apiserver::verbs::{Target, WriteOptions, present};
+
+    let cluster = Cluster::open(None, 100_000).expect("cluster");
+    let info = cluster
+        .lock()
+        .info("deployments.apps")
+        .expect("deployments");
+    let target = Target {
+        info: info.clone(),
+        namespace: Some("default".into()),
+        name: Some("web".into()),
+        subresource: None,
+    };
+    let opts = WriteOptions {
+        manager: "bench".into(),
+        force: true,
+        user: Some(k8s_openapi::api::authentication::v1::UserInfo {
+            username: Some("admin".into()),
+            groups: Some(vec!["system:masters".into()]),
+            ..Default::default()
+        }),
+        ..WriteOptions::default()
+    };
+    let env = json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]);
+    let bodies: Vec<Vec<u8>> = (0..50)
+        .map(|r| serde_json::to_vec(&defaulted_deployment("web", r, env.clone())).expect("body"))
+        .collect();
+    let mut replicas = 0;
+    c.bench_function("in_process/write_path_apply_deployment", |b| {
+        b.iter(|| {
+            replicas = (replicas + 1) % bodies.len();
+            let (object, _) = cluster
+                .patch(&target, PatchKind::Apply, &bodies[replicas], &opts)
+                .expect("apply");
+            serde_json::to_vec(&present(&info, &object)).expect("encode")
+        });
+    });
+}
+
 /// Criterion entry points.
 mod entry {
     #![allow(missing_docs)] // criterion_group! generates an undocumented public fn.
-    criterion::criterion_group!(apiserver, super::in_process, super::benches);
+    criterion::criterion_group!(
+        apiserver,
+        super::in_process,
+        super::write_path,
+        super::benches
+    );
 }
 criterion_main!(entry::apiserver);
