@@ -33,6 +33,7 @@ use crate::resource::ResourceInfo;
 use crate::reviews::{REVIEW_TYPES, Review, Reviewer};
 use crate::scale;
 use crate::selector::Selector;
+use crate::service_account_tokens;
 use crate::shard::ShardSelector;
 use crate::table::{self, IncludeObject};
 use crate::user;
@@ -80,6 +81,22 @@ pub fn json_response(code: StatusCode, body: &impl Serialize) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// An OpenID discovery document, cacheable for an hour as kube-apiserver serves them
+/// (`pkg/routes/openidmetadata.go`).
+fn openid_response(content_type: &'static str, doc: &Value) -> Response {
+    let mut response = json_response(StatusCode::OK, doc);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public, max-age=3600"),
+    );
+    response
 }
 
 /// Parses a query string (`application/x-www-form-urlencoded`: `+` is a space, a `%` not followed
@@ -527,6 +544,16 @@ async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Resp
     match segments.as_slice() {
         ["version"] if get => ok(discovery::version()),
         ["healthz" | "livez" | "readyz"] if get => Ok((StatusCode::OK, "ok").into_response()),
+        [".well-known", "openid-configuration"] | [".well-known", "openid-configuration", ""]
+            if get =>
+        {
+            let doc = service_account_tokens::openid_configuration(app.addr);
+            Ok(openid_response("application/json", &doc))
+        }
+        ["openid", "v1", "jwks"] | ["openid", "v1", "jwks", ""] if get => {
+            let doc = service_account_tokens::jwks(&app.signer);
+            Ok(openid_response("application/jwk-set+json", &doc))
+        }
         ["api" | "apis"] if get => {
             let core = segments == ["api"];
             match aggregated::negotiate(accept(request.headers())) {

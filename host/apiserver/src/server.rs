@@ -322,7 +322,7 @@ impl ApiServerBuilder {
         if self.authorization == Mode::Rbac {
             bootstrap::ensure(&cluster).map_err(ServerError::Bootstrap)?;
         }
-        let signer = Signer::generate().map_err(ServerError::SigningKey)?;
+        let signer = Signer::open(self.state_dir.as_deref()).map_err(ServerError::SigningKey)?;
         Ok(ApiServer {
             cluster: Arc::new(cluster),
             token,

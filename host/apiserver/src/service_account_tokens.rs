@@ -3,9 +3,15 @@
 //! the account and optionally bound to one of its namespace's Pods or Secrets; a request that
 //! bears one authenticates as the account while the token is current, names this server's
 //! audience, and the account (and the bound object) still exist with the uids it was issued for,
-//! as kube-apiserver's service account token authenticator checks.
+//! as kube-apiserver's service account token authenticator checks. The issuer's public key is
+//! published as OpenID discovery (`/.well-known/openid-configuration`, `/openid/v1/jwks`), so a
+//! relying party can check the tokens offline; with a state directory the key is kept there, so
+//! tokens stay valid across restarts.
 
 use std::fmt;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -30,21 +36,47 @@ const MIN_EXPIRATION: i64 = 600;
 /// The longest (`1 << 32` seconds).
 const MAX_EXPIRATION: i64 = 1 << 32;
 
+/// Where the signing key is kept in a state directory: a PEM `PRIVATE KEY` (PKCS#8, P-256), as
+/// kube-apiserver's `--service-account-signing-key-file` takes it.
+pub const KEY_FILE: &str = "service-account-key.pem";
+
+/// The OpenID provider configuration's path.
+pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
+
+/// The path of the key set the configuration points to.
+pub const JWKS_PATH: &str = "/openid/v1/jwks";
+
 /// Why the signing key could not be made or used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     /// The key pair could not be generated or loaded.
     #[error("cannot make the service account signing key")]
     Key,
+    /// The kept key could not be read or written.
+    #[error("the service account signing key file {path}")]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kept key is not a PEM P-256 PKCS#8 private key.
+    #[error("{path} does not hold a PEM PKCS#8 P-256 private key")]
+    KeyFormat {
+        /// The file.
+        path: PathBuf,
+    },
     /// The signature could not be made.
     #[error("cannot sign a service account token")]
     Sign,
 }
 
-/// The server's service account signing key: made when the server is built, so tokens do not
-/// outlive the process.
+/// The server's service account signing key: kept in the state directory when there is one, else
+/// made when the server is built (tokens then do not outlive the process).
 pub struct Signer {
     key: EcdsaKeyPair,
+    kid: String,
     header: String,
     rng: SystemRandom,
 }
@@ -65,12 +97,68 @@ impl Signer {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(|_| TokenError::Key)?;
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .map_err(|_| TokenError::Key)?;
+        Self::from_pkcs8(pkcs8.as_ref(), rng).ok_or(TokenError::Key)
+    }
+
+    fn from_pkcs8(pkcs8: &[u8], rng: SystemRandom) -> Option<Self> {
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng).ok()?;
         use sha2::Digest as _;
         let kid = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(key.public_key().as_ref()));
         let header = URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "kid": kid}).to_string());
-        Ok(Self { key, header, rng })
+        Some(Self {
+            key,
+            kid,
+            header,
+            rng,
+        })
+    }
+
+    /// The key kept in `state_dir` ([`KEY_FILE`]), made and written there (mode 0600) at the
+    /// first start; a new key for each process without a state directory.
+    ///
+    /// # Errors
+    /// [`TokenError::KeyFile`] when the file cannot be read or written, [`TokenError::KeyFormat`]
+    /// when it holds something else than a P-256 PKCS#8 key (it is never overwritten).
+    pub fn open(state_dir: Option<&Path>) -> Result<Self, TokenError> {
+        let Some(dir) = state_dir else {
+            return Self::generate();
+        };
+        let path = dir.join(KEY_FILE);
+        let file_error = |source| TokenError::KeyFile {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let format = || TokenError::KeyFormat { path: path.clone() };
+                let pem = pem::parse(&bytes).map_err(|_| format())?;
+                if pem.tag() != "PRIVATE KEY" {
+                    return Err(format());
+                }
+                Self::from_pkcs8(pem.contents(), SystemRandom::new()).ok_or_else(format)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let rng = SystemRandom::new();
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| TokenError::Key)?;
+                let text = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref()));
+                write_private(&path, text.as_bytes()).map_err(file_error)?;
+                Self::from_pkcs8(pkcs8.as_ref(), rng).ok_or(TokenError::Key)
+            }
+            Err(error) => Err(file_error(error)),
+        }
+    }
+
+    /// The public key as a JSON Web Key (RFC 7517; `x` and `y` the point's coordinates), as
+    /// kube-apiserver lists it in its key set.
+    #[must_use]
+    pub fn jwk(&self) -> Value {
+        let point = self.key.public_key().as_ref();
+        // An uncompressed P-256 point: 0x04, then x and y, 32 bytes each.
+        let x = point.get(1..33).unwrap_or_default();
+        let y = point.get(33..65).unwrap_or_default();
+        json!({"use": "sig", "kty": "EC", "kid": self.kid, "crv": "P-256", "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)})
     }
 
     fn sign(&self, claims: &Value) -> Result<String, TokenError> {
@@ -106,6 +194,40 @@ impl Signer {
             .ok()?;
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
     }
+}
+
+/// Writes `bytes` to a new file at `path` readable by its owner only, through a temporary file
+/// renamed into place, so a crash never leaves half a key.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("pem.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
+
+/// The OpenID provider configuration of the service account issuer, served at
+/// [`OPENID_CONFIGURATION_PATH`]: its key set is at [`JWKS_PATH`] on this server's address, as
+/// kube-apiserver builds `jwks_uri` from its external address (`openIDConfigJSON`).
+#[must_use]
+pub fn openid_configuration(addr: SocketAddr) -> Value {
+    json!({
+        "issuer": ISSUER,
+        "jwks_uri": format!("https://{addr}{JWKS_PATH}"),
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+    })
+}
+
+/// The issuer's key set, served at [`JWKS_PATH`] as `application/jwk-set+json`.
+#[must_use]
+pub fn jwks(signer: &Signer) -> Value {
+    json!({"keys": [signer.jwk()]})
 }
 
 fn invalid(causes: Vec<FieldCause>) -> ApiError {
@@ -333,5 +455,45 @@ mod tests {
         );
         assert_eq!(signer.verify(&format!("{token}.x")), None, "four parts");
         assert_eq!(signer.verify("not a token"), None);
+    }
+
+    #[test]
+    fn a_kept_key_is_read_back_and_what_is_not_a_key_is_refused_untouched() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let first = Signer::open(Some(dir.path())).expect("a new key");
+        let again = Signer::open(Some(dir.path())).expect("the kept key");
+        assert_eq!(first.jwk(), again.jwk());
+        let claims = json!({"sub": "system:serviceaccount:default:bot"});
+        let token = first.sign(&claims).expect("signed");
+        assert_eq!(again.verify(&token), Some(claims));
+        let jwk = first.jwk();
+        for coordinate in ["x", "y"] {
+            let bytes = URL_SAFE_NO_PAD
+                .decode(jwk[coordinate].as_str().expect("a coordinate"))
+                .expect("base64url");
+            assert_eq!(bytes.len(), 32, "{jwk}");
+        }
+
+        let path = dir.path().join(KEY_FILE);
+        let refused = |text: &str| {
+            std::fs::write(&path, text).expect("written");
+            let error = Signer::open(Some(dir.path()))
+                .map(|_| ())
+                .expect_err("refused");
+            assert!(matches!(error, TokenError::KeyFormat { .. }), "{error:?}");
+            assert_eq!(std::fs::read_to_string(&path).expect("kept"), text);
+        };
+        refused("not a key");
+        refused(&pem::encode(&pem::Pem::new("CERTIFICATE", vec![1, 2, 3])));
+        refused(&pem::encode(&pem::Pem::new("PRIVATE KEY", vec![0; 40])));
+
+        // A directory where the key should be is not a file to read, nor replaced.
+        let other = tempfile::tempdir().expect("a directory");
+        std::fs::create_dir(other.path().join(KEY_FILE)).expect("a directory");
+        let error = Signer::open(Some(other.path()))
+            .map(|_| ())
+            .expect_err("refused");
+        assert!(matches!(error, TokenError::KeyFile { .. }), "{error:?}");
+        assert!(other.path().join(KEY_FILE).is_dir());
     }
 }

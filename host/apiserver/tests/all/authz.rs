@@ -963,3 +963,161 @@ async fn service_account_tokens_authenticate_as_their_account_while_it_lives() {
     create(&server, accounts, json!({"metadata": {"name": "bot"}})).await;
     assert_eq!(whoami(token).await.0, 401, "a new account of the same name");
 }
+
+/// The token of a fresh `TokenRequest` for ServiceAccount `default/bot`, as the admin.
+async fn bot_token(server: &RunningServer) -> String {
+    let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}"#;
+    let path = "/api/v1/namespaces/default/serviceaccounts/bot/token";
+    let (code, answer) = as_token(server, server.token(), "POST", path, &[], body).await;
+    assert_eq!(code, 201, "{answer}");
+    answer["status"]["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
+/// The username a bearer of `token` authenticates as, or the refusal's code.
+async fn who(server: &RunningServer, token: &str) -> Result<String, u16> {
+    let review = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
+    let path = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+    match as_token(server, token, "POST", path, &[], review).await {
+        (201, answer) => Ok(answer["status"]["userInfo"]["username"]
+            .as_str()
+            .expect("a username")
+            .to_owned()),
+        (code, _) => Err(code),
+    }
+}
+
+#[tokio::test]
+async fn issuer_discovery_lets_a_relying_party_check_tokens_offline_and_a_kept_key_outlives_a_restart()
+ {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let dir = tempfile::tempdir().unwrap();
+    let builder = || {
+        ApiServer::builder()
+            .authorization(Mode::Rbac)
+            .state_dir(Some(dir.path().to_path_buf()))
+            .token_user(BOB, user::named("bob", &[]))
+    };
+    let (server, _admin) = common::start_with(builder()).await;
+    create(
+        &server,
+        "/api/v1/namespaces/default/serviceaccounts",
+        json!({"metadata": {"name": "bot"}}),
+    )
+    .await;
+    let token = bot_token(&server).await;
+
+    // Service accounts read the discovery documents (system:service-account-issuer-discovery);
+    // other users are not granted them.
+    let auth = format!("Bearer {token}");
+    let get = |path: &'static str, auth: String| {
+        let server = &server;
+        async move {
+            let (code, head, body) =
+                common::exchange(server, "GET", path, &[("Authorization", &auth)], b"").await;
+            (code, head.to_ascii_lowercase(), body)
+        }
+    };
+    let (code, head, body) = get("/.well-known/openid-configuration", auth.clone()).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        head.contains("content-type: application/json\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("cache-control: public, max-age=3600"),
+        "{head}"
+    );
+    let config: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        config,
+        json!({"issuer": "https://kubernetes.default.svc.cluster.local",
+            "jwks_uri": format!("https://{}/openid/v1/jwks", server.addr()),
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"]})
+    );
+    let (code, head, body) = get("/openid/v1/jwks", auth.clone()).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        head.contains("content-type: application/jwk-set+json"),
+        "{head}"
+    );
+    let keys: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(get("/openid/v1/jwks/", auth.clone()).await.2, body);
+    let bob = format!("Bearer {BOB}");
+    assert_eq!(get("/openid/v1/jwks", bob.clone()).await.0, 403);
+    assert_eq!(get("/.well-known/openid-configuration", bob).await.0, 403);
+
+    // The token checks out against the published key alone: its kid names it, and the signature
+    // verifies with the point (x, y).
+    let key = &keys["keys"][0];
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!(
+        (&key["kty"], &key["crv"], &key["alg"], &key["use"]),
+        (
+            &json!("EC"),
+            &json!("P-256"),
+            &json!("ES256"),
+            &json!("sig")
+        )
+    );
+    let parts: Vec<&str> = token.split('.').collect();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["kid"], key["kid"]);
+    let coordinate = |name: &str| URL_SAFE_NO_PAD.decode(key[name].as_str().unwrap()).unwrap();
+    let point = [vec![4], coordinate("x"), coordinate("y")].concat();
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &point)
+        .verify(
+            signed.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
+        )
+        .expect("the token verifies with the published key");
+
+    // The key is kept, readable by its owner only, and tokens outlive a restart.
+    let kept = dir.path().join("service-account-key.pem");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(
+        who(&server, &token).await,
+        Ok("system:serviceaccount:default:bot".into())
+    );
+    server.shutdown().await.unwrap();
+    let (server, _admin) = common::start_with(builder()).await;
+    assert_eq!(
+        who(&server, &token).await,
+        Ok("system:serviceaccount:default:bot".into()),
+        "a token issued before the restart"
+    );
+    let auth = format!("Bearer {token}");
+    let (code, _, body) = common::exchange(
+        &server,
+        "GET",
+        "/openid/v1/jwks",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), keys);
+    server.shutdown().await.unwrap();
+
+    // A key file that is not a key stops the server with the file named, and stays as it was.
+    std::fs::write(&kept, "not a key").unwrap();
+    let error = builder().build().unwrap_err();
+    let chain = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(chain.contains("service-account-key.pem"), "{chain}");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "not a key");
+}
