@@ -47,6 +47,7 @@ pub mod quota;
 pub mod resource;
 pub mod reviews;
 pub mod root_ca;
+mod runtime_classes;
 pub mod scale;
 pub mod schema;
 pub mod selector;

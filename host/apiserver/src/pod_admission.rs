@@ -1,8 +1,9 @@
 //! The admission plugins of kube-apiserver's default set that change a pod on its way to storage
 //! (`plugin/pkg/admission/...`), run after defaulting and before validation: `ServiceAccount`
 //! (the pod's account, which must exist, its API access volume and image pull secrets),
-//! `DefaultTolerationSeconds` (five minutes on not-ready and unreachable nodes) and `Priority`
-//! (the priority and preemption policy of the pod's PriorityClass).
+//! `DefaultTolerationSeconds` (five minutes on not-ready and unreachable nodes), `Priority`
+//! (the priority and preemption policy of the pod's PriorityClass) and `RuntimeClass` (the
+//! class's overhead and scheduling constraints, [`crate::runtime_classes`]).
 
 use serde_json::{Map, Value, json};
 
@@ -72,6 +73,27 @@ pub enum AdmissionError {
         /// What its class says.
         computed: String,
     },
+    /// The pod names a RuntimeClass that does not exist.
+    #[error("pod rejected: RuntimeClass {0:?} not found")]
+    NoRuntimeClass(String),
+    /// The pod's overhead differs from its RuntimeClass's.
+    #[error("pod rejected: Pod's Overhead doesn't match RuntimeClass's defined Overhead")]
+    OverheadMismatch,
+    /// The pod sets an overhead that no RuntimeClass defines.
+    #[error("pod rejected: Pod Overhead set without corresponding RuntimeClass defined Overhead")]
+    OverheadWithoutClass,
+    /// The pod's node selector and its RuntimeClass's disagree on a label.
+    #[error(
+        "conflict: runtimeClass.scheduling.nodeSelector[{key}] = {class}; pod.spec.nodeSelector[{key}] = {pod}"
+    )]
+    NodeSelectorConflict {
+        /// The label.
+        key: String,
+        /// What the class requires.
+        class: String,
+        /// What the pod says.
+        pod: String,
+    },
 }
 
 /// Runs the plugins on a pod written to `namespace`: a create (`old` None) or an update of `old`.
@@ -98,7 +120,8 @@ pub fn admit(
                 service_account(inner, namespace, spec)?;
             }
             default_tolerations(spec);
-            priority(inner, spec)
+            priority(inner, spec)?;
+            crate::runtime_classes::admit_pod(inner, spec)
         }
         Some(old) => {
             default_tolerations(spec);

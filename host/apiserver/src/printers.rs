@@ -1070,6 +1070,11 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             }),
             col("Age", "date", created),
         ],
+        // `printRuntimeClass`.
+        ("node.k8s.io", "RuntimeClass") => vec![
+            col("Handler", "string", |v| json!(text(v, "/handler"))),
+            col("Age", "date", created),
+        ],
         // `printPriorityClass`: no policy is an empty cell.
         ("scheduling.k8s.io", "PriorityClass") => vec![
             col("Value", "integer", |v| v["value"].clone()),

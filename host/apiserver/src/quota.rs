@@ -42,6 +42,14 @@ const STANDARD: [&str; 21] = [
     "nvidia.com/gpu",
 ];
 
+/// Whether `name` is a standard resource name (`IsStandardResourceName`): one of [`STANDARD`]
+/// or a huge page size.
+pub(crate) fn is_standard_resource(name: &str) -> bool {
+    STANDARD.contains(&name)
+        || name.starts_with("hugepages-")
+        || name.starts_with("requests.hugepages-")
+}
+
 /// The resources counted as integers.
 const INTEGER: [&str; 9] = [
     "pods",
@@ -114,10 +122,7 @@ pub fn validate(object: &Value) -> Vec<FieldCause> {
                 if let Err(e) = crate::validation::qualified_name(resource) {
                     errs.push(FieldCause::invalid(&field, resource, e));
                 }
-                if !STANDARD.contains(&resource.as_str())
-                    && !resource.starts_with("hugepages-")
-                    && !resource.starts_with("requests.hugepages-")
-                {
+                if !is_standard_resource(resource) {
                     errs.push(FieldCause::invalid(
                         &field,
                         resource,

@@ -452,6 +452,16 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
             false,
         ),
         builtin(
+            "node.k8s.io",
+            "v1",
+            "RuntimeClass",
+            "runtimeclasses",
+            false,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
             "apiregistration.k8s.io",
             "v1",
             "APIService",

@@ -389,8 +389,8 @@ fn builtin_schema(
         admissionregistration::v1 as admissionregistration, apps::v1 as apps,
         autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2, batch::v1 as batch,
         coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-        events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-        scheduling::v1 as scheduling, storage::v1 as storage,
+        events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
+        rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     use schemars::JsonSchema;
@@ -429,6 +429,7 @@ fn builtin_schema(
         ("batch", "CronJob") => add::<batch::CronJob>(generator),
         ("coordination.k8s.io", "Lease") => add::<coordination::Lease>(generator),
         ("scheduling.k8s.io", "PriorityClass") => add::<scheduling::PriorityClass>(generator),
+        ("node.k8s.io", "RuntimeClass") => add::<node::RuntimeClass>(generator),
         ("policy", "PodDisruptionBudget") => add::<policy::PodDisruptionBudget>(generator),
         ("networking.k8s.io", "Ingress") => add::<networking::Ingress>(generator),
         ("networking.k8s.io", "IngressClass") => add::<networking::IngressClass>(generator),

@@ -14,8 +14,8 @@ mod validate;
 use k8s_openapi::api::{
     admissionregistration::v1 as admissionregistration, apps::v1 as apps,
     autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2, batch::v1 as batch,
-    core::v1 as core, discovery::v1 as discovery, networking::v1 as net, policy::v1 as policy,
-    scheduling::v1 as scheduling, storage::v1 as storage_api,
+    core::v1 as core, discovery::v1 as discovery, networking::v1 as net, node::v1 as node,
+    policy::v1 as policy, scheduling::v1 as scheduling, storage::v1 as storage_api,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -25,10 +25,10 @@ use crate::error::{ApiError, FieldCause};
 use crate::resource::ResourceInfo;
 
 pub(crate) use defaults::items as object_items;
-pub(crate) use validate::Change;
+pub(crate) use validate::{Change, tolerations};
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
-const BUILTIN_GROUPS: [&str; 15] = [
+const BUILTIN_GROUPS: [&str; 16] = [
     "",
     "apps",
     "autoscaling",
@@ -40,6 +40,7 @@ const BUILTIN_GROUPS: [&str; 15] = [
     "events.k8s.io",
     "coordination.k8s.io",
     "scheduling.k8s.io",
+    "node.k8s.io",
     "storage.k8s.io",
     "apiextensions.k8s.io",
     "admissionregistration.k8s.io",
@@ -284,6 +285,7 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("policy", "PodDisruptionBudget") => {
             decodes_as::<policy::PodDisruptionBudget>(info, object)
         }
+        ("node.k8s.io", "RuntimeClass") => decodes_as::<node::RuntimeClass>(info, object),
         ("networking.k8s.io", "Ingress") => decodes_as::<net::Ingress>(info, object),
         ("networking.k8s.io", "IngressClass") => decodes_as::<net::IngressClass>(info, object),
         ("networking.k8s.io", "NetworkPolicy") => decodes_as::<net::NetworkPolicy>(info, object),
@@ -436,6 +438,9 @@ pub(crate) fn prepare(
     }
     if is_priority_class(info) && change == Change::Object {
         crate::priority_classes::validate(object, old, &mut errs);
+    }
+    if info.group == "node.k8s.io" && info.kind == "RuntimeClass" {
+        crate::runtime_classes::validate(object, old, &mut errs);
     }
     if !errs.is_empty() {
         return Err(Refusal::Invalid(errs));

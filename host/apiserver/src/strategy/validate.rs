@@ -1522,8 +1522,94 @@ fn replica_status(status: &Value, replica_set: bool, errs: &mut Vec<FieldCause>)
     }
 }
 
-/// A pod spec's containers: at least one; each named (a DNS-1123 label, unique) with an image.
+/// The taint effects a toleration may name (`validateTaintEffect`).
+const TAINT_EFFECTS: [&str; 3] = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+
+/// `ValidateTolerations`: a key (when given) a qualified name, an empty key only with `Exists`,
+/// `tolerationSeconds` only with `NoExecute`, an `Equal` value a label value and an `Exists` one
+/// empty, and a known operator and effect.
+pub(crate) fn tolerations(tolerations: &[Value], path: &str, errs: &mut Vec<FieldCause>) {
+    for (i, toleration) in tolerations.iter().enumerate() {
+        let at = |field: &str| format!("{path}[{i}].{field}");
+        let text = |field: &str| toleration[field].as_str().unwrap_or_default();
+        let (key, operator, value, effect) =
+            (text("key"), text("operator"), text("value"), text("effect"));
+        if !key.is_empty()
+            && let Err(e) = validation::qualified_name(key)
+        {
+            errs.push(FieldCause::invalid(&at("key"), key, e));
+        }
+        if key.is_empty() && operator != "Exists" {
+            errs.push(FieldCause::invalid(
+                &at("operator"),
+                operator,
+                "operator must be Exists when `key` is empty, which means \"match all values and \
+                 all keys\"",
+            ));
+        }
+        if !toleration["tolerationSeconds"].is_null() && effect != "NoExecute" {
+            errs.push(FieldCause::invalid(
+                &at("effect"),
+                effect,
+                "effect must be 'NoExecute' when `tolerationSeconds` is set",
+            ));
+        }
+        match operator {
+            "Equal" | "" => {
+                if let Err(e) = validation::label_value(value) {
+                    errs.push(FieldCause::invalid(&at("operator"), value, e));
+                }
+            }
+            "Exists" => {
+                if !value.is_empty() {
+                    errs.push(FieldCause::other_typed(
+                        crate::error::CauseType::ValueInvalid,
+                        &at("operator"),
+                        format!(
+                            "Invalid value: {}: value must be empty when `operator` is 'Exists'",
+                            go_toleration(toleration)
+                        ),
+                    ));
+                }
+            }
+            other => errs.push(FieldCause::not_supported(
+                &at("operator"),
+                &Value::String(other.to_owned()),
+                &["Equal", "Exists"],
+            )),
+        }
+        if !effect.is_empty() && !TAINT_EFFECTS.contains(&effect) {
+            errs.push(FieldCause::not_supported(
+                &at("effect"),
+                &Value::String(effect.to_owned()),
+                &TAINT_EFFECTS,
+            ));
+        }
+    }
+}
+
+/// A toleration as Go's `%#v` prints the internal `core.Toleration` in a field error (the
+/// seconds' pointer as nil or its value, where Go would print an address).
+fn go_toleration(toleration: &Value) -> String {
+    let text = |field: &str| toleration[field].as_str().unwrap_or_default().to_owned();
+    let seconds = toleration["tolerationSeconds"]
+        .as_i64()
+        .map_or_else(|| "(*int64)(nil)".to_owned(), |s| format!("(*int64)({s})"));
+    format!(
+        "core.Toleration{{Key:{:?}, Operator:{:?}, Value:{:?}, Effect:{:?}, TolerationSeconds:{seconds}}}",
+        text("key"),
+        text("operator"),
+        text("value"),
+        text("effect")
+    )
+}
+
+/// A pod spec's containers: at least one; each named (a DNS-1123 label, unique) with an image;
+/// its tolerations ([`tolerations`]).
 fn pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldCause>) {
+    if let Some(list) = spec["tolerations"].as_array() {
+        tolerations(list, &format!("{path}.tolerations"), errs);
+    }
     let containers = spec["containers"].as_array().filter(|c| !c.is_empty());
     let Some(containers) = containers else {
         errs.push(FieldCause::required(&format!("{path}.containers"), ""));
