@@ -153,6 +153,18 @@ fn containers(v: &Value, field: &str) -> Value {
     json!(names.join(","))
 }
 
+/// The `field` of each container of a PodTemplate's template, joined by commas.
+fn template_containers(v: &Value, field: &str) -> Value {
+    let names: Vec<String> = v
+        .pointer("/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| text(c, field))
+        .collect();
+    json!(names.join(","))
+}
+
 /// `formatHosts`: an Ingress's rule hosts, three at most (`+ N more...` when rules follow the
 /// third host, N counting every rule past the third), `*` when none.
 fn ingress_hosts(v: &Value) -> Value {
@@ -753,6 +765,32 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             wide("Containers", |v| containers(v, "/name")),
             wide("Images", |v| containers(v, "/image")),
             wide("Selector", label_selector),
+        ],
+        // `printReplicationController`.
+        ("", "ReplicationController") => vec![
+            col("Desired", "integer", |v| json!(int(v, "/spec/replicas"))),
+            col("Current", "integer", |v| json!(int(v, "/status/replicas"))),
+            col("Ready", "integer", |v| {
+                json!(int(v, "/status/readyReplicas"))
+            }),
+            col("Age", "date", created),
+            wide("Containers", |v| containers(v, "/name")),
+            wide("Images", |v| containers(v, "/image")),
+            wide("Selector", |v| {
+                or_none(crate::selector::label_selector_text(
+                    &json!({"matchLabels": v["spec"]["selector"]}),
+                ))
+            }),
+        ],
+        // `printPodTemplate`: the template's containers and labels.
+        ("", "PodTemplate") => vec![
+            col("Containers", "string", |v| template_containers(v, "/name")),
+            col("Images", "string", |v| template_containers(v, "/image")),
+            col("Pod Labels", "string", |v| {
+                or_none(crate::selector::label_selector_text(
+                    &json!({"matchLabels": v["template"]["metadata"]["labels"]}),
+                ))
+            }),
         ],
         ("apps", "ReplicaSet") => vec![
             col("Desired", "integer", |v| json!(int(v, "/spec/replicas"))),

@@ -61,6 +61,9 @@ pub struct ScalePaths {
     /// `labelSelectorPath` (a string field, for a CRD); `None` for the built-in workloads, whose
     /// selector is `.spec.selector`, a `LabelSelector`.
     pub label_selector: Option<String>,
+    /// The built-in selector is a map of labels (a ReplicationController's), not a
+    /// `LabelSelector`.
+    pub selector_is_map: bool,
 }
 
 impl ScalePaths {
@@ -77,6 +80,7 @@ impl ScalePaths {
             spec_replicas: ".spec.replicas".into(),
             status_replicas: ".status.replicas".into(),
             label_selector: None,
+            selector_is_map: false,
         }
     }
 }
@@ -144,16 +148,39 @@ fn builtin(
         categories: if all { vec!["all".into()] } else { Vec::new() },
         status_subresource: status,
         printer_columns: Vec::new(),
-        scale: matches!(
-            (group, kind),
-            ("apps", "Deployment" | "ReplicaSet" | "StatefulSet")
-        )
-        .then(ScalePaths::workload),
+        scale: match (group, kind) {
+            ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") => Some(ScalePaths::workload()),
+            ("", "ReplicationController") => Some(ScalePaths {
+                selector_is_map: true,
+                ..ScalePaths::workload()
+            }),
+            _ => None,
+        },
     })
 }
 
 fn builtins() -> Vec<Arc<ResourceInfo>> {
     let mut all = vec![
+        builtin(
+            "",
+            "v1",
+            "PodTemplate",
+            "podtemplates",
+            true,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            "",
+            "v1",
+            "ReplicationController",
+            "replicationcontrollers",
+            true,
+            &["rc"],
+            true,
+            true,
+        ),
         builtin(
             "",
             "v1",
@@ -625,6 +652,7 @@ pub fn crd_resources(crd: &Value) -> Result<Vec<Arc<ResourceInfo>>, CrdError> {
                     spec_replicas: text(&scale["specReplicasPath"]),
                     status_replicas: text(&scale["statusReplicasPath"]),
                     label_selector: scale["labelSelectorPath"].as_str().map(str::to_owned),
+                    selector_is_map: false,
                 })
                 .filter(|s| !s.spec_replicas.is_empty()),
         }));

@@ -17,6 +17,9 @@ pub fn of(paths: &ScalePaths, object: &Value) -> Value {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned(),
+        None if paths.selector_is_map => crate::selector::label_selector_text(
+            &json!({"matchLabels": object["spec"]["selector"]}),
+        ),
         None => crate::selector::label_selector_text(&object["spec"]["selector"]),
     };
     let meta = &object["metadata"];

@@ -406,6 +406,8 @@ fn builtin_schema(
         ("", "Endpoints") => add::<core::Endpoints>(generator),
         ("discovery.k8s.io", "EndpointSlice") => add::<discovery::EndpointSlice>(generator),
         ("", "Pod") => add::<core::Pod>(generator),
+        ("", "PodTemplate") => add::<core::PodTemplate>(generator),
+        ("", "ReplicationController") => add::<core::ReplicationController>(generator),
         ("", "Node") => add::<core::Node>(generator),
         ("", "PersistentVolumeClaim") => add::<core::PersistentVolumeClaim>(generator),
         ("", "PersistentVolume") => add::<core::PersistentVolume>(generator),

@@ -54,6 +54,9 @@ pub(super) fn apply(group: &str, kind: &str, value: &mut Value, creating: bool) 
         ("batch", "Job") => job(map),
         ("batch", "CronJob") => cron_job(map),
         ("", "Pod") => pod(map, creating),
+        // The pod template's defaults, at `template`.
+        ("", "PodTemplate") => pod_template(map),
+        ("", "ReplicationController") => replication_controller(map),
         ("", "Service") => service(map),
         ("", "Secret") => default(map, "type", json!("Opaque")),
         ("networking.k8s.io", kind) => super::networking::defaults(kind, map),
@@ -264,6 +267,34 @@ pub(super) fn job_selector(value: &mut Value) {
             .or_insert(uid);
     }
     apply("batch", "Job", value, true);
+}
+
+/// `SetDefaults_ReplicationController`: the selector and the labels default to the template's
+/// labels, the replicas to 1; and the pod template's defaults.
+fn replication_controller(map: &mut Map<String, Value>) {
+    let labels = map
+        .get("spec")
+        .and_then(|spec| spec.pointer("/template/metadata/labels"))
+        .filter(|l| l.is_object())
+        .cloned();
+    if let Some(labels) = labels {
+        let empty = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(Map::is_empty);
+        if empty(map.get("metadata").and_then(|m| m.get("labels")))
+            && let Some(metadata) = object(map, "metadata")
+        {
+            metadata.insert("labels".into(), labels.clone());
+        }
+        if let Some(spec) = object_at(map, "spec")
+            && empty(spec.get("selector"))
+        {
+            spec.insert("selector".into(), labels);
+        }
+    }
+    let Some(spec) = object(map, "spec") else {
+        return;
+    };
+    default(spec, "replicas", json!(1));
+    pod_template(spec);
 }
 
 /// The defaults of the pod template at `spec.template`.

@@ -83,20 +83,23 @@ pub(crate) fn is_builtin_group(group: &str) -> bool {
 }
 
 /// Whether objects of this kind carry `metadata.generation`: custom resources and the kinds whose
-/// registry strategy sets it (workloads, CRDs, admission policies and their bindings); ConfigMaps, Secrets, Services, Pods, Namespaces,
-/// RBAC objects, Leases and Events have none.
+/// registry strategy sets it (workloads, ReplicationControllers and PodTemplates, CRDs, admission
+/// policies and their bindings); ConfigMaps, Secrets, Services, Pods, Namespaces, RBAC objects,
+/// Leases and Events have none.
 #[must_use]
 pub(crate) fn tracks_generation(info: &ResourceInfo) -> bool {
-    matches!(
-        info.group.as_str(),
-        "apps"
-            | "batch"
-            | "policy"
-            | "networking.k8s.io"
-            | "discovery.k8s.io"
-            | "apiextensions.k8s.io"
-            | "admissionregistration.k8s.io"
-    ) || !BUILTIN_GROUPS.contains(&info.group.as_str())
+    (info.group.is_empty() && matches!(info.kind.as_str(), "ReplicationController" | "PodTemplate"))
+        || matches!(
+            info.group.as_str(),
+            "apps"
+                | "batch"
+                | "policy"
+                | "networking.k8s.io"
+                | "discovery.k8s.io"
+                | "apiextensions.k8s.io"
+                | "admissionregistration.k8s.io"
+        )
+        || !BUILTIN_GROUPS.contains(&info.group.as_str())
 }
 
 /// One step of a path into a JSON document.
@@ -265,6 +268,8 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
         ("batch", "Job") => decodes_as::<batch::Job>(info, object),
         ("batch", "CronJob") => decodes_as::<batch::CronJob>(info, object),
         ("", "Pod") => decodes_as::<core::Pod>(info, object),
+        ("", "PodTemplate") => decodes_as::<core::PodTemplate>(info, object),
+        ("", "ReplicationController") => decodes_as::<core::ReplicationController>(info, object),
         ("", "Service") => decodes_as::<core::Service>(info, object),
         ("", "Endpoints") => decodes_as::<core::Endpoints>(info, object),
         ("discovery.k8s.io", "EndpointSlice") => {

@@ -88,6 +88,14 @@ pub(super) fn check(
             }
         }
         ("", "Service", Change::Object) => service(object, old, &mut errs),
+        ("", "ReplicationController", Change::Object) => replication_controller(object, &mut errs),
+        ("", "ReplicationController", Change::Status) => {
+            replica_status(&object["status"], true, &mut errs);
+        }
+        // `ValidatePodTemplate`: the template's pod spec.
+        ("", "PodTemplate", Change::Object) => {
+            pod_spec(&object["template"]["spec"], "template.spec", &mut errs);
+        }
         ("policy", "PodDisruptionBudget", Change::Object) => {
             disruption_budget(&object["spec"], &mut errs);
         }
@@ -511,6 +519,49 @@ fn workload(object: &Value, old: Option<&Value>, restart_always: bool, errs: &mu
         errs.push(FieldCause::forbidden(
             "spec.template.spec.activeDeadlineSeconds",
             "activeDeadlineSeconds in ReplicaSet is not Supported",
+        ));
+    }
+}
+
+/// `ValidateReplicationControllerSpec`: the counts at least zero, a selector (a map of labels) the
+/// template's labels match, the template's pod spec with restart policy `Always` and no active
+/// deadline (`ValidatePodTemplateSpecForRC`).
+fn replication_controller(object: &Value, errs: &mut Vec<FieldCause>) {
+    let spec = &object["spec"];
+    nonnegative(&spec["minReadySeconds"], "spec.minReadySeconds", errs);
+    let selector = spec["selector"].as_object().filter(|s| !s.is_empty());
+    if selector.is_none() {
+        errs.push(FieldCause::required("spec.selector", ""));
+    }
+    nonnegative(&spec["replicas"], "spec.replicas", errs);
+    let template = &spec["template"];
+    if template.is_null() {
+        errs.push(FieldCause::required("spec.template", ""));
+        return;
+    }
+    let labels = &template["metadata"]["labels"];
+    if let Some(selector) = selector
+        && !selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    {
+        errs.push(FieldCause::invalid_value(
+            "spec.template.metadata.labels",
+            labels,
+            "`selector` does not match template `labels`",
+        ));
+    }
+    pod_spec(&template["spec"], "spec.template.spec", errs);
+    let restart = &template["spec"]["restartPolicy"];
+    if *restart != "Always" {
+        errs.push(FieldCause::not_supported(
+            "spec.template.spec.restartPolicy",
+            restart,
+            &["Always"],
+        ));
+    }
+    if !template["spec"]["activeDeadlineSeconds"].is_null() {
+        errs.push(FieldCause::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in ReplicationController is not Supported",
         ));
     }
 }

@@ -51,7 +51,7 @@ use job::{
 };
 use node::{bind, creating_status, heartbeat, node_lease, running_status, simulated_node, started};
 use quota::quota_pass;
-use replica_set::replica_set_pass;
+use replica_set::{REPLICA_SET, REPLICATION_CONTROLLER, replica_set_pass};
 use stateful_set::stateful_set_pass;
 use volumes::{VOLUMES, claims_ready, default_storage_class, volume_pass};
 
@@ -60,6 +60,8 @@ const DEPLOYMENTS: &str = "deployments.apps";
 
 /// The storage key of ReplicaSets.
 const REPLICA_SETS: &str = "replicasets.apps";
+/// Where ReplicationControllers are stored.
+const REPLICATION_CONTROLLERS: &str = "replicationcontrollers";
 
 /// Jobs.
 const JOBS: &str = "jobs.batch";
@@ -171,7 +173,8 @@ pub async fn run(
 /// One pass over Deployments, ReplicaSets and Pods at `now`. Returns how long until the next
 /// Pending Pod is due to become Ready, if any.
 fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<Duration> {
-    let (deployments, replica_sets, jobs, stateful_sets, revisions, pods, deleting_pods, budgets) = {
+    // One read of everything, so that no pass sees an owner without its newest Pods.
+    let ((deployments, replica_sets, replication_controllers, jobs), rest) = {
         let inner = cluster.lock();
         let read = |gr: &str, deleting: bool| -> Vec<Arc<Value>> {
             inner
@@ -182,16 +185,22 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
                 .collect()
         };
         (
-            read(DEPLOYMENTS, false),
-            read(REPLICA_SETS, false),
-            read(JOBS, false),
-            read(STATEFUL_SETS, false),
-            read(CONTROLLER_REVISIONS, false),
-            read(PODS, false),
-            read(PODS, true),
-            read(DISRUPTION_BUDGETS, false),
+            (
+                read(DEPLOYMENTS, false),
+                read(REPLICA_SETS, false),
+                read(REPLICATION_CONTROLLERS, false),
+                read(JOBS, false),
+            ),
+            (
+                read(STATEFUL_SETS, false),
+                read(CONTROLLER_REVISIONS, false),
+                read(PODS, false),
+                read(PODS, true),
+                read(DISRUPTION_BUDGETS, false),
+            ),
         )
     };
+    let (stateful_sets, revisions, pods, deleting_pods, budgets) = rest;
     // The Pods being deleted that the job controller still tracks.
     let tracked_deleting: Vec<Arc<Value>> = deleting_pods
         .iter()
@@ -243,7 +252,14 @@ fn pass(cluster: &Cluster, ready_delay: Duration, now: DateTime<Utc>) -> Option<
     }
     for replica_set in &replica_sets {
         let owned = controlled(&pods_of, replica_set);
-        if let Some(wait) = replica_set_pass(&mut writes, replica_set, owned, now) {
+        if let Some(wait) = replica_set_pass(&mut writes, REPLICA_SET, replica_set, owned, now) {
+            wake_in(wait);
+        }
+    }
+    for controller in &replication_controllers {
+        let owned = controlled(&pods_of, controller);
+        let kind = REPLICATION_CONTROLLER;
+        if let Some(wait) = replica_set_pass(&mut writes, kind, controller, owned, now) {
             wake_in(wait);
         }
     }
