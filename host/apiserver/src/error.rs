@@ -95,6 +95,17 @@ impl FieldCause {
         }
     }
 
+    /// `field.Invalid(field, value, detail)` for a value already printed as Go prints it (`%#v`
+    /// of a struct or a slice, such as `[]string{"a"}`).
+    #[must_use]
+    pub fn invalid_printed(field: &str, printed: &str, detail: impl fmt::Display) -> Self {
+        Self {
+            cause: CauseType::ValueInvalid,
+            field: field.to_owned(),
+            message: format!("Invalid value: {printed}: {detail}"),
+        }
+    }
+
     /// `field.Required(field, detail)`.
     #[must_use]
     pub fn required(field: &str, detail: &str) -> Self {

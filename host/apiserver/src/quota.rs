@@ -257,26 +257,76 @@ pub fn usage(info: &ResourceInfo, object: &Value) -> Usage {
     usage
 }
 
-/// Whether a quota's scopes let it track `object` (Pods: `Terminating`, `NotTerminating`,
-/// `BestEffort`, `NotBestEffort`); a quota with a scope selector is not enforced here.
-#[must_use]
-pub fn tracks(quota: &Value, info: &ResourceInfo, object: &Value) -> bool {
-    if !quota["spec"]["scopeSelector"].is_null() {
-        return false;
-    }
-    let scopes: Vec<&str> = quota["spec"]["scopes"]
-        .as_array()
+/// The scopes a quota may name (`standardResourceQuotaScopes`).
+const SCOPES: [&str; 6] = [
+    "Terminating",
+    "NotTerminating",
+    "BestEffort",
+    "NotBestEffort",
+    "PriorityClass",
+    "CrossNamespacePodAffinity",
+];
+
+/// One scope a quota selects by: `spec.scopes` entries (as `Exists`) and the requirements of
+/// `spec.scopeSelector` (`getScopeSelectorsFromQuota`).
+struct ScopeRequirement<'a> {
+    scope: &'a str,
+    operator: &'a str,
+    values: Vec<&'a str>,
+}
+
+/// The strings of a JSON list (none when it is not one).
+fn texts(v: &Value) -> Vec<&str> {
+    v.as_array()
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
+        .collect()
+}
+
+fn scope_requirements(spec: &Value) -> Vec<ScopeRequirement<'_>> {
+    let mut all: Vec<ScopeRequirement<'_>> = texts(&spec["scopes"])
+        .into_iter()
+        .map(|scope| ScopeRequirement {
+            scope,
+            operator: "Exists",
+            values: Vec::new(),
+        })
         .collect();
-    if scopes.is_empty() {
+    for req in spec["scopeSelector"]["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        all.push(ScopeRequirement {
+            scope: req["scopeName"].as_str().unwrap_or_default(),
+            operator: req["operator"].as_str().unwrap_or_default(),
+            values: texts(&req["values"]),
+        });
+    }
+    all
+}
+
+/// Whether a quota's scopes and scope selector let it track `object` (`Matches` with the pod
+/// evaluator's `podMatchesScopeFunc`): every requirement must hold. Only Pods have scopes:
+/// a scoped quota tracks nothing else.
+#[must_use]
+pub fn tracks(quota: &Value, info: &ResourceInfo, object: &Value) -> bool {
+    let requirements = scope_requirements(&quota["spec"]);
+    if requirements.is_empty() {
         return true;
     }
     if !(info.group.is_empty() && info.plural == "pods") {
         return false;
     }
-    let spec = &object["spec"];
+    requirements.iter().all(|req| pod_in_scope(object, req))
+}
+
+/// `podMatchesScopeFunc`: the pod scopes ignore the operator (validation allows only `Exists`);
+/// `PriorityClass` matches the pod's class name as the label `PriorityClass` of a set that holds
+/// it only when the pod names one, so `NotIn` and `DoesNotExist` select pods without a class.
+fn pod_in_scope(pod: &Value, req: &ScopeRequirement<'_>) -> bool {
+    let spec = &pod["spec"];
     let terminating = spec["activeDeadlineSeconds"]
         .as_i64()
         .is_some_and(|d| d >= 0);
@@ -289,13 +339,241 @@ pub fn tracks(quota: &Value, info: &ResourceInfo, object: &Value) -> bool {
             })
         })
     });
-    scopes.iter().all(|scope| match *scope {
+    let class = spec["priorityClassName"].as_str().filter(|c| !c.is_empty());
+    match req.scope {
         "Terminating" => terminating,
         "NotTerminating" => !terminating,
         "BestEffort" => best_effort,
         "NotBestEffort" => !best_effort,
+        "CrossNamespacePodAffinity" => cross_namespace_affinity(spec),
+        "PriorityClass" => match req.operator {
+            "Exists" => class.is_some(),
+            "DoesNotExist" => class.is_none(),
+            "In" => class.is_some_and(|c| req.values.contains(&c)),
+            "NotIn" => class.is_none_or(|c| !req.values.contains(&c)),
+            _ => false,
+        },
         _ => false,
+    }
+}
+
+/// `usesCrossNamespacePodAffinity`: a pod (anti-)affinity term, required or preferred, that
+/// names namespaces or has a namespace selector.
+fn cross_namespace_affinity(spec: &Value) -> bool {
+    let crosses = |term: &Value| {
+        term["namespaces"].as_array().is_some_and(|n| !n.is_empty())
+            || !term["namespaceSelector"].is_null()
+    };
+    ["podAffinity", "podAntiAffinity"].iter().any(|kind| {
+        let affinity = &spec["affinity"][*kind];
+        let list = |key: &str| affinity[key].as_array().into_iter().flatten();
+        list("requiredDuringSchedulingIgnoredDuringExecution").any(crosses)
+            || list("preferredDuringSchedulingIgnoredDuringExecution")
+                .any(|weighted| crosses(&weighted["podAffinityTerm"]))
     })
+}
+
+/// `validateResourceQuotaScopes` and `validateScopeSelector`, and on update of `old` the
+/// immutable scopes (`ValidateResourceQuotaUpdate`).
+#[must_use]
+pub fn validate_scopes(object: &Value, old: Option<&Value>) -> Vec<FieldCause> {
+    let spec = &object["spec"];
+    let mut errs = Vec::new();
+    let hard: Vec<&str> = spec["hard"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let scopes: Vec<&str> = spec["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    // Go prints a nil slice (no `scopes` in the body) as `(nil)`.
+    let go_scopes = if spec["scopes"].is_array() {
+        format!(
+            "[]core.ResourceQuotaScope{{{}}}",
+            scopes
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        "[]core.ResourceQuotaScope(nil)".to_owned()
+    };
+    let conflicting = |set: &[&str]| {
+        [
+            ["BestEffort", "NotBestEffort"],
+            ["Terminating", "NotTerminating"],
+        ]
+        .iter()
+        .filter(|pair| pair.iter().all(|s| set.contains(s)))
+        .count()
+    };
+    for scope in &scopes {
+        if !SCOPES.contains(scope) {
+            errs.push(FieldCause::invalid_printed(
+                "spec.scopes",
+                &go_scopes,
+                "unsupported scope",
+            ));
+        }
+        for resource in &hard {
+            if !scope_valid_for(scope, resource) {
+                errs.push(FieldCause::invalid_printed(
+                    "spec.scopes",
+                    &go_scopes,
+                    "unsupported scope applied to resource",
+                ));
+            }
+        }
+    }
+    for _ in 0..conflicting(&scopes) {
+        errs.push(FieldCause::invalid_printed(
+            "spec.scopes",
+            &go_scopes,
+            "conflicting scopes",
+        ));
+    }
+    if !spec["scopeSelector"].is_null() {
+        let path = "spec.scopeSelector.matchExpressions";
+        let requirements: Vec<ScopeRequirement<'_>> = scope_requirements(spec)
+            .into_iter()
+            .skip(scopes.len())
+            .collect();
+        let go_selector = go_scope_selector(&requirements);
+        for req in &requirements {
+            if !SCOPES.contains(&req.scope) {
+                errs.push(FieldCause::invalid(
+                    &format!("{path}.scopeName"),
+                    req.scope,
+                    "unsupported scope",
+                ));
+            }
+            for resource in &hard {
+                if !scope_valid_for(req.scope, resource) {
+                    errs.push(FieldCause::invalid_printed(
+                        path,
+                        &go_selector,
+                        "unsupported scope applied to resource",
+                    ));
+                }
+            }
+            if req.scope != "PriorityClass"
+                && SCOPES.contains(&req.scope)
+                && req.operator != "Exists"
+            {
+                errs.push(FieldCause::invalid(
+                    &format!("{path}.operator"),
+                    req.operator,
+                    "must be 'Exist' when scope is any of ResourceQuotaScopeTerminating, \
+                     ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, \
+                     ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity",
+                ));
+            }
+            match req.operator {
+                "In" | "NotIn" if req.values.is_empty() => errs.push(FieldCause::required(
+                    &format!("{path}.values"),
+                    "must be at least one value when `operator` is 'In' or 'NotIn' for scope \
+                     selector",
+                )),
+                "Exists" | "DoesNotExist" if !req.values.is_empty() => {
+                    errs.push(FieldCause::invalid_printed(
+                        &format!("{path}.values"),
+                        &go_strings(&req.values),
+                        "must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope \
+                         selector",
+                    ));
+                }
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                other => errs.push(FieldCause::invalid(
+                    &format!("{path}.operator"),
+                    other,
+                    "not a valid selector operator",
+                )),
+            }
+        }
+        let names: Vec<&str> = requirements.iter().map(|r| r.scope).collect();
+        for _ in 0..conflicting(&names) {
+            errs.push(FieldCause::invalid_printed(
+                path,
+                &go_scopes,
+                "conflicting scopes",
+            ));
+        }
+    }
+    if let Some(old) = old {
+        let set = |v: &Value| -> std::collections::BTreeSet<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        };
+        if set(&old["spec"]["scopes"]) != set(&spec["scopes"]) {
+            errs.push(FieldCause::invalid_printed(
+                "spec.scopes",
+                &go_scopes,
+                "field is immutable",
+            ));
+        }
+    }
+    errs
+}
+
+/// `IsResourceQuotaScopeValidForResource`, for the standard quota resources: the pod scopes
+/// apply to the pod count and compute resources, `BestEffort` to the pod count alone.
+fn scope_valid_for(scope: &str, resource: &str) -> bool {
+    const POD_COMPUTE: [&str; 6] = [
+        "cpu",
+        "memory",
+        "limits.cpu",
+        "limits.memory",
+        "requests.cpu",
+        "requests.memory",
+    ];
+    let standard = STANDARD.contains(&resource) && !resource.contains('/') && resource != "storage";
+    if !standard {
+        return true;
+    }
+    match scope {
+        "Terminating"
+        | "NotTerminating"
+        | "NotBestEffort"
+        | "PriorityClass"
+        | "CrossNamespacePodAffinity" => resource == "pods" || POD_COMPUTE.contains(&resource),
+        "BestEffort" => resource == "pods",
+        _ => true,
+    }
+}
+
+/// A string slice as Go's `%#v` prints it in a field error.
+fn go_strings(values: &[&str]) -> String {
+    let items: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+    format!("[]string{{{}}}", items.join(", "))
+}
+
+/// A scope selector as Go's `%#v` prints the internal `core.ScopeSelector`.
+fn go_scope_selector(requirements: &[ScopeRequirement<'_>]) -> String {
+    let items: Vec<String> = requirements
+        .iter()
+        .map(|r| {
+            format!(
+                "core.ScopedResourceSelectorRequirement{{ScopeName:{:?}, Operator:{:?}, Values:{}}}",
+                r.scope,
+                r.operator,
+                go_strings(&r.values)
+            )
+        })
+        .collect();
+    format!(
+        "core.ScopeSelector{{MatchExpressions:[]core.ScopedResourceSelectorRequirement{{{}}}}}",
+        items.join(", ")
+    )
 }
 
 /// Whether the kind's quota evaluator charges updates as well as creates (`Handles`): Services
@@ -645,6 +923,93 @@ mod tests {
         assert!(
             refused.contains("exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1"),
             "{refused}"
+        );
+    }
+
+    #[test]
+    fn scope_selectors_select_pods_as_the_pod_evaluator_does() {
+        let pods = info("pods");
+        let quota = |req: Value| json!({"spec": {"hard": {"pods": "1"}, "scopeSelector": {"matchExpressions": [req]}}});
+        let classed = json!({"spec": {"priorityClassName": "high", "containers": []}});
+        let classless = json!({"spec": {"containers": []}});
+        let selects = |req: Value, pod: &Value| tracks(&quota(req), &pods, pod);
+        let class = |operator: &str, values: Value| json!({"scopeName": "PriorityClass", "operator": operator, "values": values});
+        assert!(selects(class("In", json!(["high"])), &classed));
+        assert!(!selects(class("In", json!(["high"])), &classless));
+        assert!(!selects(class("NotIn", json!(["high"])), &classed));
+        assert!(selects(class("NotIn", json!(["high"])), &classless));
+        assert!(selects(class("Exists", json!([])), &classed));
+        assert!(!selects(class("Exists", json!([])), &classless));
+        assert!(selects(class("DoesNotExist", json!([])), &classless));
+        // Every requirement must hold, scopes included; other kinds are never scoped.
+        let both = json!({"spec": {"hard": {"pods": "1"}, "scopes": ["Terminating"],
+            "scopeSelector": {"matchExpressions": [class("In", json!(["high"]))]}}});
+        assert!(!tracks(&both, &pods, &classed));
+        let deadline = json!({"spec": {"priorityClassName": "high", "activeDeadlineSeconds": 5, "containers": []}});
+        assert!(tracks(&both, &pods, &deadline));
+        assert!(!tracks(
+            &quota(class("In", json!(["high"]))),
+            &info("configmaps"),
+            &classed
+        ));
+        // CrossNamespacePodAffinity: a term naming namespaces or with a namespace selector.
+        let cross = json!({"scopeName": "CrossNamespacePodAffinity", "operator": "Exists"});
+        let affine = |term: Value| {
+            json!({"spec": {"affinity": {"podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "podAffinityTerm": term}]}}}})
+        };
+        assert!(selects(
+            cross.clone(),
+            &affine(json!({"topologyKey": "k", "namespaceSelector": {}}))
+        ));
+        assert!(selects(
+            cross.clone(),
+            &affine(json!({"topologyKey": "k", "namespaces": ["other"]}))
+        ));
+        assert!(!selects(cross, &affine(json!({"topologyKey": "k"}))));
+    }
+
+    #[test]
+    fn scopes_are_validated_and_never_change() {
+        let messages = |spec: Value, old: Option<Value>| -> Vec<String> {
+            validate_scopes(
+                &json!({"spec": spec}),
+                old.map(|s| json!({"spec": s})).as_ref(),
+            )
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect()
+        };
+        assert_eq!(
+            messages(
+                json!({"hard": {"pods": "1"}, "scopes": ["BestEffort", "NotBestEffort"]}),
+                None
+            ),
+            [
+                "spec.scopes: Invalid value: []core.ResourceQuotaScope{\"BestEffort\", \"NotBestEffort\"}: conflicting scopes"
+            ]
+        );
+        assert_eq!(
+            messages(
+                json!({"hard": {"pods": "1"}, "scopeSelector": {"matchExpressions": [
+                {"scopeName": "PriorityClass", "operator": "In"},
+                {"scopeName": "PriorityClass", "operator": "Exists", "values": ["a"]},
+                {"scopeName": "Nightly", "operator": "Like"}]}}),
+                None
+            ),
+            [
+                "spec.scopeSelector.matchExpressions.values: Required value: must be at least one value when `operator` is 'In' or 'NotIn' for scope selector",
+                "spec.scopeSelector.matchExpressions.values: Invalid value: []string{\"a\"}: must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector",
+                "spec.scopeSelector.matchExpressions.scopeName: Invalid value: \"Nightly\": unsupported scope",
+                "spec.scopeSelector.matchExpressions.operator: Invalid value: \"Like\": not a valid selector operator",
+            ]
+        );
+        assert_eq!(
+            messages(
+                json!({"hard": {"pods": "1"}}),
+                Some(json!({"hard": {"pods": "1"}, "scopes": ["Terminating"]}))
+            ),
+            ["spec.scopes: Invalid value: []core.ResourceQuotaScope(nil): field is immutable"]
         );
     }
 }

@@ -421,7 +421,12 @@ pub(crate) fn prepare(
         ("", "LimitRange") if change == Change::Object => {
             errs.extend(crate::limit_ranges::validate(object));
         }
-        ("", "ResourceQuota") => errs.extend(crate::quota::validate(object)),
+        ("", "ResourceQuota") => {
+            errs.extend(crate::quota::validate(object));
+            if change == Change::Object {
+                errs.extend(crate::quota::validate_scopes(object, old));
+            }
+        }
         ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
             if change == Change::Object =>
         {

@@ -1613,13 +1613,10 @@ pub(crate) fn tolerations(tolerations: &[Value], path: &str, errs: &mut Vec<Fiel
             }
             "Exists" => {
                 if !value.is_empty() {
-                    errs.push(FieldCause::other_typed(
-                        crate::error::CauseType::ValueInvalid,
+                    errs.push(FieldCause::invalid_printed(
                         &at("operator"),
-                        format!(
-                            "Invalid value: {}: value must be empty when `operator` is 'Exists'",
-                            go_toleration(toleration)
-                        ),
+                        &go_toleration(toleration),
+                        "value must be empty when `operator` is 'Exists'",
                     ));
                 }
             }
