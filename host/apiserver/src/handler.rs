@@ -21,6 +21,7 @@ use crate::authz::attributes::{Attributes, NAMESPACE_SUBRESOURCES, is_watch};
 use crate::authz::escalation::EscalationCheck;
 use crate::authz::{Authorizer, Mode, impersonation};
 use crate::cluster::Cluster;
+use crate::component_statuses;
 use crate::discovery::{self, aggregated};
 use crate::error::{ApiError, FieldCause};
 use crate::gc::Propagation;
@@ -68,6 +69,9 @@ pub struct AppState {
     pub signer: Arc<crate::service_account_tokens::Signer>,
     /// What each user may do.
     pub authorizer: Authorizer,
+    /// Whether the server runs the simulated scheduler and controllers (what ComponentStatuses
+    /// report).
+    pub simulated_controllers: bool,
     /// Flips to true on shutdown, ending watches.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -337,6 +341,47 @@ fn with_warnings(response: Response, opts: &WriteOptions) -> Response {
     warning_headers(response, &opts.warnings)
 }
 
+/// `componentstatuses` (`src/component_statuses.rs`): get and list only, computed when read, each
+/// answer with the type's deprecation warning.
+fn component_statuses(
+    app: &AppState,
+    name: Option<&str>,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let query = Query(parse_query(request.uri().query().unwrap_or_default()));
+    if request.method() != Method::GET || query.flag("watch") {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let simulated = app.simulated_controllers;
+    let (doc, items) = match name {
+        Some(name) => {
+            Segment::Name.check(name)?;
+            let status =
+                component_statuses::get(name, simulated).ok_or_else(|| ApiError::NotFound {
+                    resource: "componentstatus".into(),
+                    name: name.to_owned(),
+                })?;
+            (status.clone(), vec![status])
+        }
+        None => {
+            let list = component_statuses::list(simulated);
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            (list, items)
+        }
+    };
+    let body = if table::wants_table(accept(request.headers())) {
+        component_statuses::table(&items)
+    } else {
+        doc
+    };
+    let warnings = Warnings::default();
+    warnings.push(component_statuses::DEPRECATION_WARNING.into());
+    Ok(warning_headers(
+        json_response(StatusCode::OK, &body),
+        &warnings,
+    ))
+}
+
 /// Adds `warnings` as `Warning: 299 - "text"` headers.
 fn warning_headers(mut response: Response, warnings: &Warnings) -> Response {
     for text in warnings.take() {
@@ -602,6 +647,8 @@ async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Resp
             let query = Query(parse_query(request.uri().query().unwrap_or_default()));
             pod_log(app, namespace, name, &query)
         }
+        ["api", "v1", "componentstatuses"] => component_statuses(app, None, &request),
+        ["api", "v1", "componentstatuses", name] => component_statuses(app, Some(name), &request),
         ["api", "v1", rest @ ..] if !rest.is_empty() => {
             let target = resolve(app, "", "v1", rest)?;
             resource(app, target, request, user).await

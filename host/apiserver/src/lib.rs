@@ -20,6 +20,7 @@ pub mod authz;
 pub mod autoscaler_versions;
 pub mod cel_library;
 pub mod cluster;
+mod component_statuses;
 pub mod connection;
 pub mod cron;
 pub mod discovery;

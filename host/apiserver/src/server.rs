@@ -401,6 +401,7 @@ impl ApiServer {
             authenticator: self.authenticator.clone(),
             signer: self.signer.clone(),
             authorizer: self.authorizer,
+            simulated_controllers: self.config.simulate_workloads.is_some(),
             shutdown,
         };
         axum::Router::new().fallback(handle).with_state(state)

@@ -150,6 +150,19 @@ pub fn entries(registry: &Registry, group: &str, version: &str) -> Vec<Entry> {
     } else {
         Vec::new()
     };
+    if group.is_empty() && version == "v1" {
+        // Computed when read (`src/component_statuses.rs`), never stored.
+        out.push(Entry {
+            plural: "componentstatuses".into(),
+            singular: "componentstatus".into(),
+            namespaced: false,
+            kind: "ComponentStatus".into(),
+            verbs: &["get", "list"],
+            short_names: vec!["cs".into()],
+            categories: Vec::new(),
+            subresources: Vec::new(),
+        });
+    }
     for r in registry.resources(group, version) {
         let mut subresources = Vec::new();
         let own = (r.group.clone(), r.version.clone(), r.kind.clone());
