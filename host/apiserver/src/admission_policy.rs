@@ -186,6 +186,9 @@ fn reason_code(reason: &'static str) -> u16 {
 
 /// The request's CEL variables, built once for all the bindings that match it.
 struct Context {
+    /// The request's namespace: where a namespaced parameter is looked up when the binding's
+    /// `paramRef` names no namespace.
+    namespace: String,
     object: cel::Value,
     old_object: cel::Value,
     request: cel::Value,
@@ -257,6 +260,7 @@ impl Context {
             cel::Value::Null
         };
         Self {
+            namespace: request.namespace.to_owned(),
             object: request.object.map_or(cel::Value::Null, cel_value),
             old_object: request.old.map_or(cel::Value::Null, cel_value),
             request: cel_value(&request_value),
@@ -425,8 +429,24 @@ enum Decision {
     Misconfigured(String),
 }
 
-/// `validator.Validate` for one binding: its match conditions, then every validation in order.
+/// One binding: its parameters (`CollectParams`), then the policy once per parameter, the first
+/// denial answering (a binding that finds no parameter under `Allow` admits).
 fn evaluate(inner: &Inner, context: &Context, policy: &Value, binding: &Value) -> Decision {
+    let fail = policy["failurePolicy"].as_str() != Some("Ignore");
+    let all = match params(inner, policy, binding, &context.namespace) {
+        Ok(all) => all,
+        Err(message) if fail => return Decision::Misconfigured(message),
+        Err(_) => return Decision::Admit,
+    };
+    all.iter()
+        .map(|params| validate(context, policy, params))
+        .find(|decision| !matches!(decision, Decision::Admit))
+        .unwrap_or(Decision::Admit)
+}
+
+/// `validator.Validate` for one binding and parameter: its match conditions, then every
+/// validation in order.
+fn validate(context: &Context, policy: &Value, params: &cel::Value) -> Decision {
     let fail = policy["failurePolicy"].as_str() != Some("Ignore");
     let error = |message: String| {
         if fail {
@@ -437,12 +457,6 @@ fn evaluate(inner: &Inner, context: &Context, policy: &Value, binding: &Value) -
         } else {
             Decision::Admit
         }
-    };
-    let params = match params(inner, policy, binding) {
-        Ok(Some(p)) => p,
-        Ok(None) => return Decision::Admit,
-        Err(message) if fail => return Decision::Misconfigured(message),
-        Err(_) => return Decision::Admit,
     };
     let env = crate::cel_library::env();
     let run = |expression: &str, cel: &cel::Context| {
@@ -456,13 +470,13 @@ fn evaluate(inner: &Inner, context: &Context, policy: &Value, binding: &Value) -
     for variable in policy["variables"].as_array().into_iter().flatten() {
         if let (Some(name), Some(expression)) =
             (variable["name"].as_str(), variable["expression"].as_str())
-            && let Ok(value) = run(expression, &context.cel(&params, &variables, true))
+            && let Ok(value) = run(expression, &context.cel(params, &variables, true))
         {
             variables.insert(name.to_owned(), value);
         }
     }
     // Match conditions see no `namespaceObject`; one false skips the binding whatever errors.
-    let conditions = context.cel(&params, &variables, false);
+    let conditions = context.cel(params, &variables, false);
     let mut errors = Vec::new();
     for condition in policy["matchConditions"].as_array().into_iter().flatten() {
         let expression = condition["expression"].as_str().unwrap_or_default();
@@ -482,7 +496,7 @@ fn evaluate(inner: &Inner, context: &Context, policy: &Value, binding: &Value) -
         1 => return error(errors.remove(0)),
         _ => return error(format!("[{}]", errors.join(", "))),
     }
-    let cel = context.cel(&params, &variables, true);
+    let cel = context.cel(params, &variables, true);
     for validation in policy["validations"].as_array().into_iter().flatten() {
         let expression = validation["expression"].as_str().unwrap_or_default();
         match run(expression, &cel) {
@@ -554,16 +568,21 @@ fn type_name(value: &cel::Value) -> &'static str {
     }
 }
 
-/// The binding's parameter, as its `paramRef` finds it: `null` when the policy takes none,
-/// `Ok(None)` when none is found and `parameterNotFoundAction: Allow` admits.
-///
-/// A selector that finds several parameters runs the policy once per parameter on a cluster;
-/// here the first (by namespace and name) is used.
-fn params(inner: &Inner, policy: &Value, binding: &Value) -> Result<Option<cel::Value>, String> {
+/// The binding's parameters, as its `paramRef` finds them (`CollectParams`): `[null]` when the
+/// policy takes none; a namespaced kind looked up in `paramRef.namespace`, else in the request's
+/// `namespace` (an error for a cluster-scoped request); by name one at most, by selector every
+/// match (the policy then runs once per parameter); none found is an error under
+/// `parameterNotFoundAction: Deny` and admits under `Allow`.
+fn params(
+    inner: &Inner,
+    policy: &Value,
+    binding: &Value,
+    namespace: &str,
+) -> Result<Vec<cel::Value>, String> {
     let kind = &policy["paramKind"];
     let reference = &binding["paramRef"];
     if kind.is_null() || reference.is_null() {
-        return Ok(Some(cel::Value::Null));
+        return Ok(vec![cel::Value::Null]);
     }
     let api_version = kind["apiVersion"].as_str().unwrap_or_default();
     let kind_name = kind["kind"].as_str().unwrap_or_default();
@@ -577,18 +596,34 @@ fn params(inner: &Inner, policy: &Value, binding: &Value) -> Result<Option<cel::
             "failed to find resource referenced by paramKind: '{api_version}, Kind={kind_name}'"
         ));
     };
-    let namespace = reference["namespace"].as_str().unwrap_or_default();
-    if !info.namespaced && !namespace.is_empty() {
+    let named_namespace = reference["namespace"].as_str().unwrap_or_default();
+    let namespace = if info.namespaced {
+        match (named_namespace, namespace) {
+            ("", "") => {
+                return Err(
+                    "cannot use namespaced paramRef in policy binding that matches \
+                            cluster-scoped resources"
+                        .into(),
+                );
+            }
+            ("", request) => request,
+            (named, _) => named,
+        }
+    } else if named_namespace.is_empty() {
+        ""
+    } else {
         return Err(
             "paramRef.namespace must not be provided for a cluster-scoped `paramKind`".into(),
         );
-    }
+    };
     let resource = info.storage_resource();
-    let found: Option<Arc<Value>> = match reference["name"].as_str().filter(|n| !n.is_empty()) {
+    let found: Vec<Arc<Value>> = match reference["name"].as_str().filter(|n| !n.is_empty()) {
         Some(name) => inner
             .store
             .get(&resource, &(namespace.to_owned(), name.to_owned()))
-            .cloned(),
+            .cloned()
+            .into_iter()
+            .collect(),
         None => inner
             .store
             .list(
@@ -597,21 +632,24 @@ fn params(inner: &Inner, policy: &Value, binding: &Value) -> Result<Option<cel::
                 None,
             )
             .map(|(_, o)| o)
-            .find(|o| selector_matches(&reference["selector"], Some(o)))
-            .cloned(),
+            .filter(|o| selector_matches(&reference["selector"], Some(o)))
+            .cloned()
+            .collect(),
     };
-    match found {
-        Some(p) => {
+    if found.is_empty() && reference["parameterNotFoundAction"].as_str() != Some("Allow") {
+        return Err(
+            "no params found for policy binding with `Deny` parameterNotFoundAction".into(),
+        );
+    }
+    Ok(found
+        .into_iter()
+        .map(|p| {
             let mut p = (*p).clone();
             p["apiVersion"] = json!(api_version);
             p["kind"] = json!(kind_name);
-            Ok(Some(cel_value(&p)))
-        }
-        None if reference["parameterNotFoundAction"].as_str() == Some("Allow") => Ok(None),
-        None => {
-            Err("no params found for policy binding with `Deny` parameterNotFoundAction".into())
-        }
-    }
+            cel_value(&p)
+        })
+        .collect())
 }
 
 /// `SetDefaults_ValidatingAdmissionPolicySpec` and of its `matchConstraints`.
