@@ -109,13 +109,26 @@ pub fn admit(inner: &Inner, request: &Request, warnings: &mut Vec<String>) -> Re
             continue;
         };
         let policy_spec = &policy["spec"];
-        if !matches(inner, &policy_spec["matchConstraints"], request)
-            || (!spec["matchResources"].is_null()
-                && !matches(inner, &spec["matchResources"], request))
-        {
+        let Some(matched) = matched_resource(inner, &policy_spec["matchConstraints"], request)
+        else {
+            continue;
+        };
+        if !spec["matchResources"].is_null() && !matches(inner, &spec["matchResources"], request) {
             continue;
         }
-        let context = context.get_or_insert_with(|| Context::new(inner, request));
+        // One context per version the object is shown in (the request's, or an equivalent one).
+        if context
+            .as_ref()
+            .is_none_or(|(version, _): &(String, Context)| *version != matched.version)
+        {
+            context = Some((
+                matched.version.clone(),
+                Context::new(inner, request, matched),
+            ));
+        }
+        let Some((_, context)) = context.as_ref() else {
+            continue;
+        };
         let binding_name = name(binding);
         let (message, reason, actions) = match evaluate(inner, context, policy_spec, spec) {
             Decision::Admit => continue,
@@ -196,11 +209,18 @@ struct Context {
 }
 
 impl Context {
-    fn new(inner: &Inner, request: &Request) -> Self {
+    /// The activation's values for `request`, its object shown as `matched` (the request's own
+    /// resource, or an equivalent version of it) serves it: `request.kind` and `resource` are
+    /// the matched ones, `requestKind` and `requestResource` the request's.
+    fn new(inner: &Inner, request: &Request, matched: &ResourceInfo) -> Self {
         let info = request.info;
-        let kind = json!({"group": info.group, "version": info.version, "kind": info.kind});
-        let resource =
+        let request_kind = json!({"group": info.group, "version": info.version, "kind": info.kind});
+        let request_resource =
             json!({"group": info.group, "version": info.version, "resource": info.plural});
+        let kind =
+            json!({"group": matched.group, "version": matched.version, "kind": matched.kind});
+        let resource =
+            json!({"group": matched.group, "version": matched.version, "resource": matched.plural});
         let user = request.user;
         let mut user_info = json!({
             "username": user.username.clone().unwrap_or_default(),
@@ -214,8 +234,8 @@ impl Context {
             "kind": kind,
             "resource": resource,
             "subResource": request.subresource.unwrap_or_default(),
-            "requestKind": kind,
-            "requestResource": resource,
+            "requestKind": request_kind,
+            "requestResource": request_resource,
             "requestSubResource": request.subresource.unwrap_or_default(),
             "name": request.name,
             "namespace": request.namespace,
@@ -259,10 +279,18 @@ impl Context {
         } else {
             cel::Value::Null
         };
+        // Shown in the matched version when it is another version of the request's resource.
+        let show = |o: &Value| {
+            if matched.version == info.version {
+                cel_value(o)
+            } else {
+                cel_value(&shown(matched, o))
+            }
+        };
         Self {
             namespace: request.namespace.to_owned(),
-            object: request.object.map_or(cel::Value::Null, cel_value),
-            old_object: request.old.map_or(cel::Value::Null, cel_value),
+            object: request.object.map_or(cel::Value::Null, show),
+            old_object: request.old.map_or(cel::Value::Null, show),
             request: cel_value(&request_value),
             namespace_object,
         }
@@ -319,22 +347,56 @@ fn cel_value(value: &Value) -> cel::Value {
 /// rule, then a resource rule (none at all matches every resource: a binding's `matchResources`
 /// may leave them to its policy).
 fn matches(inner: &Inner, rules: &Value, request: &Request) -> bool {
+    matched_resource(inner, rules, request).is_some()
+}
+
+/// The resource `rules` match `request` as: the request's own, or under `matchPolicy:
+/// Equivalent` (the default) another served version of the same custom resource (its versions
+/// share storage), which the object is then shown in; None when they do not match.
+fn matched_resource<'a>(
+    inner: &'a Inner,
+    rules: &Value,
+    request: &Request<'a>,
+) -> Option<&'a ResourceInfo> {
     if !namespace_matches(inner, &rules["namespaceSelector"], request)
         || !object_matches(&rules["objectSelector"], request)
     {
-        return false;
+        return None;
     }
-    let listed = |list: &str| {
+    let mut candidates: Vec<&'a ResourceInfo> = vec![request.info];
+    if rules["matchPolicy"].as_str() != Some("Exact") && !crate::strategy::is_builtin(request.info)
+    {
+        candidates.extend(
+            inner
+                .registry
+                .all()
+                .filter(|r| {
+                    r.group == request.info.group
+                        && r.plural == request.info.plural
+                        && r.version != request.info.version
+                })
+                .map(|r| &**r),
+        );
+    }
+    let listed = |list: &str, info: &ResourceInfo| {
         rules[list]
             .as_array()
             .into_iter()
             .flatten()
-            .any(|r| rule_matches(r, request))
+            .any(|r| rule_matches(r, request, info))
     };
-    if listed("excludeResourceRules") {
-        return false;
+    if candidates
+        .iter()
+        .any(|info| listed("excludeResourceRules", info))
+    {
+        return None;
     }
-    rules["resourceRules"].as_array().is_none_or(Vec::is_empty) || listed("resourceRules")
+    if rules["resourceRules"].as_array().is_none_or(Vec::is_empty) {
+        return Some(request.info);
+    }
+    candidates
+        .into_iter()
+        .find(|info| listed("resourceRules", info))
 }
 
 fn empty_selector(selector: &Value) -> bool {
@@ -376,6 +438,21 @@ fn namespace_matches(inner: &Inner, selector: &Value, request: &Request) -> bool
     selector_matches(selector, namespace.map(|ns| &**ns))
 }
 
+/// `object` in the version `info` serves (a custom resource's versions differ in `apiVersion`
+/// only: they share storage without conversion).
+fn shown<'a>(info: &ResourceInfo, object: &'a Value) -> std::borrow::Cow<'a, Value> {
+    let api_version = info.api_version();
+    if object["apiVersion"]
+        .as_str()
+        .is_none_or(|v| v == api_version)
+    {
+        return std::borrow::Cow::Borrowed(object);
+    }
+    let mut copy = object.clone();
+    copy["apiVersion"] = json!(api_version);
+    std::borrow::Cow::Owned(copy)
+}
+
 fn is_namespace(info: &ResourceInfo) -> bool {
     info.group.is_empty() && info.plural == "namespaces"
 }
@@ -383,7 +460,7 @@ fn is_namespace(info: &ResourceInfo) -> bool {
 /// One `RuleWithOperations`: its scope, operations, groups, versions and resources (`*` every
 /// resource without a subresource, `*/*` every one with, `pods/*` a pod's subresources) and
 /// resource names.
-fn rule_matches(rule: &Value, request: &Request) -> bool {
+fn rule_matches(rule: &Value, request: &Request, info: &ResourceInfo) -> bool {
     let listed = |field: &str| {
         rule[field]
             .as_array()
@@ -392,7 +469,6 @@ fn rule_matches(rule: &Value, request: &Request) -> bool {
             .filter_map(Value::as_str)
     };
     let has = |field: &str, value: &str| listed(field).any(|v| v == "*" || v == value);
-    let info = request.info;
     let cluster = is_namespace(info) || request.namespace.is_empty();
     let scope_ok = match rule["scope"].as_str().unwrap_or("*") {
         "Cluster" => cluster,
@@ -1039,24 +1115,39 @@ mod tests {
             dry_run: false,
         };
         let rule = |resources: Value| json!({"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": resources});
-        assert!(rule_matches(&rule(json!(["deployments"])), &request(None)));
-        assert!(rule_matches(&rule(json!(["*"])), &request(None)));
-        assert!(!rule_matches(&rule(json!(["*"])), &request(Some("status"))));
+        assert!(rule_matches(
+            &rule(json!(["deployments"])),
+            &request(None),
+            &info
+        ));
+        assert!(rule_matches(&rule(json!(["*"])), &request(None), &info));
+        assert!(!rule_matches(
+            &rule(json!(["*"])),
+            &request(Some("status")),
+            &info
+        ));
         assert!(rule_matches(
             &rule(json!(["*/*"])),
-            &request(Some("status"))
+            &request(Some("status")),
+            &info
         ));
         assert!(rule_matches(
             &rule(json!(["deployments/status"])),
-            &request(Some("status"))
+            &request(Some("status")),
+            &info
         ));
         assert!(!rule_matches(
             &rule(json!(["deployments/status"])),
-            &request(None)
+            &request(None),
+            &info
         ));
-        assert!(!rule_matches(&rule(json!(["replicasets"])), &request(None)));
+        assert!(!rule_matches(
+            &rule(json!(["replicasets"])),
+            &request(None),
+            &info
+        ));
         let mut cluster = rule(json!(["*"]));
         cluster["scope"] = json!("Cluster");
-        assert!(!rule_matches(&cluster, &request(None)));
+        assert!(!rule_matches(&cluster, &request(None), &info));
     }
 }
