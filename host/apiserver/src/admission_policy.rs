@@ -138,6 +138,8 @@ pub fn admit(inner: &Inner, request: &Request, warnings: &mut Vec<String>) -> Re
                 "Invalid",
                 vec!["Deny"],
             ),
+            // An audit annotation that fails under `Fail` denies whatever the actions.
+            Decision::AnnotationError(message) => (message, "Invalid", vec!["Deny"]),
             Decision::Deny { message, reason } => (
                 message,
                 reason,
@@ -503,6 +505,9 @@ enum Decision {
     },
     /// The binding cannot be configured (its parameter is missing) under `failurePolicy: Fail`.
     Misconfigured(String),
+    /// An audit annotation's expression failed, or gave neither a string nor null, under
+    /// `failurePolicy: Fail`.
+    AnnotationError(String),
 }
 
 /// One binding: its parameters (`CollectParams`), then the policy once per parameter, the first
@@ -597,6 +602,23 @@ fn validate(context: &Context, policy: &Value, params: &cel::Value) -> Decision 
             Err(e) => return error(format!("expression '{expression}' resulted in error: {e}")),
         }
     }
+    // Audit annotations: a string or null is published to the audit log (this server keeps
+    // none); an error or another type denies under `Fail` (`AuditAnnotationActionError`).
+    for annotation in policy["auditAnnotations"].as_array().into_iter().flatten() {
+        let expression = annotation["valueExpression"].as_str().unwrap_or_default();
+        let failure = match run(expression, &cel) {
+            Ok(cel::Value::String(_) | cel::Value::Null) => continue,
+            Ok(other) => format!(
+                "valueExpression '{expression}' resulted in unsupported return type: {}. Return \
+                 type must be either string or null.",
+                type_name(&other)
+            ),
+            Err(e) => format!("expression '{expression}' resulted in error: {e}"),
+        };
+        if fail {
+            return Decision::AnnotationError(failure);
+        }
+    }
     Decision::Admit
 }
 
@@ -633,6 +655,7 @@ fn message(
 
 fn type_name(value: &cel::Value) -> &'static str {
     match value {
+        cel::Value::Bool(_) => "bool",
         cel::Value::Int(_) => "int",
         cel::Value::UInt(_) => "uint",
         cel::Value::Float(_) => "double",
