@@ -368,6 +368,20 @@ pub fn openapi_v3_group(inner: &Inner, group: &str, version: &str) -> Option<Val
             schemas.insert(crd_definition_name(&r.group, &r.version, &r.kind), schema);
         }
     }
+    // ComponentStatuses are computed, not registered (`src/component_statuses.rs`), and read only.
+    if group.is_empty()
+        && version == "v1"
+        && let Some(name) = builtin_schema(&mut generator, ("", "v1"), "ComponentStatus")
+    {
+        let gvk = json!({"group": "", "version": "v1", "kind": "ComponentStatus"});
+        kinds.push((name, gvk.clone()));
+        paths.insert(
+            format!("{prefix}/componentstatuses/{{name}}"),
+            json!({"get": {"operationId": "readComponentStatus",
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk}}),
+        );
+    }
     for (name, schema) in generator.take_definitions(true) {
         schemas.insert(name, schema);
     }
@@ -418,6 +432,7 @@ fn builtin_schema(
         ("", "Service") => add::<core::Service>(generator),
         ("", "Endpoints") => add::<core::Endpoints>(generator),
         ("discovery.k8s.io", "EndpointSlice") => add::<discovery::EndpointSlice>(generator),
+        ("", "ComponentStatus") => add::<core::ComponentStatus>(generator),
         ("", "Pod") => add::<core::Pod>(generator),
         ("", "PodTemplate") => add::<core::PodTemplate>(generator),
         ("", "ReplicationController") => add::<core::ReplicationController>(generator),
