@@ -543,7 +543,10 @@ fn validate(context: &Context, policy: &Value, params: &cel::Value) -> Decision 
     let run = |expression: &str, cel: &cel::Context| {
         env.compile(expression)
             .map_err(|e| format!("compilation error: {e}"))
-            .and_then(|p| p.execute(cel).map_err(|e| e.to_string()))
+            .and_then(|p| {
+                p.execute(cel)
+                    .map_err(|e| crate::cel_library::error_text(&e))
+            })
     };
     // Variables are evaluated in order, each seeing those before it; one that fails is left out,
     // so that only the expressions using it fail.

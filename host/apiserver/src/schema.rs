@@ -212,7 +212,11 @@ fn evaluate(
         Ok(cel::Value::Bool(true)) => None,
         Ok(cel::Value::Bool(false)) => failed(message()),
         Ok(other) => failed(format!("rule did not evaluate to a bool: {other:?}")),
-        Err(e) => failed(format!("{}: {e}", message())),
+        Err(e) => failed(format!(
+            "{}: {}",
+            message(),
+            crate::cel_library::error_text(&e)
+        )),
     }
 }
 

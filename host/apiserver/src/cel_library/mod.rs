@@ -62,6 +62,24 @@ use cel::{Env, ExecutionError};
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(build()));
 
+/// An evaluation error in cel-go's words where they differ from the `cel` crate's (`no such
+/// key: k`, `division by zero`, `modulus by zero`, `integer overflow`), and a library function's
+/// error as its own message, which the libraries here write in Kubernetes' words (cel-go reports
+/// a function's error without the crate's `Error executing function` prefix).
+pub(crate) fn error_text(error: &ExecutionError) -> String {
+    match error {
+        ExecutionError::NoSuchKey(key) => format!("no such key: {key}"),
+        ExecutionError::DivisionByZero(_) => "division by zero".to_owned(),
+        ExecutionError::RemainderByZero(_) => "modulus by zero".to_owned(),
+        ExecutionError::Overflow(_, cel::Value::UInt(_), _) => {
+            "unsigned integer overflow".to_owned()
+        }
+        ExecutionError::Overflow(..) => "integer overflow".to_owned(),
+        ExecutionError::FunctionError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// A JSON scalar as CEL holds it, for CRD rules and admission policies alike: an integer is an
 /// `int`, any other number a `double`. Lists and objects are their callers' to convert (each
 /// names an object's keys its way); given one, this is `null`.
@@ -541,5 +559,27 @@ mod tests {
         truth("quantity('250m').asApproximateFloat() == 0.25");
         assert!(eval("quantity('1.5').asInteger()").is_err());
         assert!(eval("quantity('x') == quantity('1')").is_err());
+    }
+
+    #[test]
+    fn evaluation_errors_read_as_cel_go_words_them() {
+        let error = |expression: &str| {
+            let env = env();
+            let program = env.compile(expression).expect("compiles");
+            let context = cel::Context::with_env(env);
+            program
+                .execute(&context)
+                .map(|v| format!("{v:?}"))
+                .map_err(|e| error_text(&e))
+        };
+        assert_eq!(error("{'a': 1}['b']"), Err("no such key: b".to_owned()));
+        assert_eq!(error("1 / 0"), Err("division by zero".to_owned()));
+        assert_eq!(error("5 % 0"), Err("modulus by zero".to_owned()));
+        assert_eq!(
+            error("9223372036854775807 + 1"),
+            Err("integer overflow".to_owned())
+        );
+        let quantity = error("quantity('1.2.3')").expect_err("not a quantity");
+        assert!(!quantity.contains("Error executing function"), "{quantity}");
     }
 }
