@@ -281,12 +281,12 @@ impl Context {
         } else {
             cel::Value::Null
         };
-        // Shown in the matched version when it is another version of the request's resource.
+        // Shown in the matched version when it is an equivalent of the request's resource.
         let show = |o: &Value| {
-            if matched.version == info.version {
+            if matched.group == info.group && matched.version == info.version {
                 cel_value(o)
             } else {
-                cel_value(&shown(matched, o))
+                cel_value(&shown(matched, info, o))
             }
         };
         Self {
@@ -353,8 +353,9 @@ fn matches(inner: &Inner, rules: &Value, request: &Request) -> bool {
 }
 
 /// The resource `rules` match `request` as: the request's own, or under `matchPolicy:
-/// Equivalent` (the default) another served version of the same custom resource (its versions
-/// share storage), which the object is then shown in; None when they do not match.
+/// Equivalent` (the default) an equivalent one (same storage: another served version of a custom
+/// resource, `autoscaling/v1` and `v2` HPAs, core and `events.k8s.io` Events), which the object is
+/// then shown in; None when they do not match.
 fn matched_resource<'a>(
     inner: &'a Inner,
     rules: &Value,
@@ -366,16 +367,15 @@ fn matched_resource<'a>(
         return None;
     }
     let mut candidates: Vec<&'a ResourceInfo> = vec![request.info];
-    if rules["matchPolicy"].as_str() != Some("Exact") && !crate::strategy::is_builtin(request.info)
-    {
+    if rules["matchPolicy"].as_str() != Some("Exact") {
+        let storage = request.info.storage_resource();
         candidates.extend(
             inner
                 .registry
                 .all()
                 .filter(|r| {
-                    r.group == request.info.group
-                        && r.plural == request.info.plural
-                        && r.version != request.info.version
+                    (r.group != request.info.group || r.version != request.info.version)
+                        && r.storage_resource() == storage
                 })
                 .map(|r| &**r),
         );
@@ -440,19 +440,27 @@ fn namespace_matches(inner: &Inner, selector: &Value, request: &Request) -> bool
     selector_matches(selector, namespace.map(|ns| &**ns))
 }
 
-/// `object` in the version `info` serves (a custom resource's versions differ in `apiVersion`
-/// only: they share storage without conversion).
-fn shown<'a>(info: &ResourceInfo, object: &'a Value) -> std::borrow::Cow<'a, Value> {
-    let api_version = info.api_version();
-    if object["apiVersion"]
-        .as_str()
-        .is_none_or(|v| v == api_version)
-    {
-        return std::borrow::Cow::Borrowed(object);
+/// `object`, written through `from`, in the form its equivalent `to` serves: an HPA or an Event
+/// converted between its two APIs, a custom resource with the other version's `apiVersion` (its
+/// versions share storage without conversion).
+fn shown(to: &ResourceInfo, from: &ResourceInfo, object: &Value) -> Value {
+    use crate::autoscaler_versions as hpa;
+    use crate::event_versions as events;
+    if hpa::is_v1(to) && !hpa::is_v1(from) {
+        return hpa::to_v1(object);
+    }
+    if hpa::is_v1(from) && !hpa::is_v1(to) {
+        return hpa::to_v2_over(object.clone(), None);
+    }
+    if events::is_events_api(to) && !events::is_events_api(from) {
+        return events::to_events_api(object);
+    }
+    if events::is_events_api(from) && !events::is_events_api(to) {
+        return events::to_core(object.clone());
     }
     let mut copy = object.clone();
-    copy["apiVersion"] = json!(api_version);
-    std::borrow::Cow::Owned(copy)
+    copy["apiVersion"] = json!(to.api_version());
+    copy
 }
 
 fn is_namespace(info: &ResourceInfo) -> bool {
