@@ -567,6 +567,11 @@ async fn worker(route: Arc<Route>, inner: Arc<Inner>) {
             continue;
         }
         let delivery = deliver(plugin, &change, &inner).await;
+        // The hook sees a delivery before its event is acknowledged: whoever waits on the
+        // acknowledgement (of the root event it is part of) then finds the delivery recorded.
+        if let Some(hook) = &inner.config.hook {
+            hook(&delivery);
+        }
         match &delivery.result {
             Ok(_) => {
                 inner.stats.completed.fetch_add(1, Ordering::Relaxed);
@@ -581,9 +586,6 @@ async fn worker(route: Arc<Route>, inner: Arc<Inner>) {
                     event.fail(e.clone());
                 }
             }
-        }
-        if let Some(hook) = &inner.config.hook {
-            hook(&delivery);
         }
         // Only now may the object's next change start: per object, deliveries (and what the
         // hook sees of them) keep their order.
