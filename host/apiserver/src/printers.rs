@@ -143,20 +143,13 @@ fn count(v: &Value, pointers: &[&str]) -> Value {
 }
 
 fn containers(v: &Value, field: &str) -> Value {
-    let names: Vec<String> = v
-        .pointer("/spec/template/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|c| text(c, field))
-        .collect();
-    json!(names.join(","))
+    containers_at(v, "/spec/template/spec/containers", field)
 }
 
-/// The `field` of each container of a PodTemplate's template, joined by commas.
-fn template_containers(v: &Value, field: &str) -> Value {
+/// The `field` of each container in the list at `pointer`, joined by commas.
+fn containers_at(v: &Value, pointer: &str, field: &str) -> Value {
     let names: Vec<String> = v
-        .pointer("/template/spec/containers")
+        .pointer(pointer)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -776,20 +769,18 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             col("Age", "date", created),
             wide("Containers", |v| containers(v, "/name")),
             wide("Images", |v| containers(v, "/image")),
-            wide("Selector", |v| {
-                or_none(crate::selector::label_selector_text(
-                    &json!({"matchLabels": v["spec"]["selector"]}),
-                ))
-            }),
+            wide("Selector", |v| labels_text(&v["spec"]["selector"])),
         ],
         // `printPodTemplate`: the template's containers and labels.
         ("", "PodTemplate") => vec![
-            col("Containers", "string", |v| template_containers(v, "/name")),
-            col("Images", "string", |v| template_containers(v, "/image")),
+            col("Containers", "string", |v| {
+                containers_at(v, "/template/spec/containers", "/name")
+            }),
+            col("Images", "string", |v| {
+                containers_at(v, "/template/spec/containers", "/image")
+            }),
             col("Pod Labels", "string", |v| {
-                or_none(crate::selector::label_selector_text(
-                    &json!({"matchLabels": v["template"]["metadata"]["labels"]}),
-                ))
+                labels_text(&v["template"]["metadata"]["labels"])
             }),
         ],
         ("apps", "ReplicaSet") => vec![

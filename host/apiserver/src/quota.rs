@@ -385,12 +385,7 @@ pub fn validate_scopes(object: &Value, old: Option<&Value>) -> Vec<FieldCause> {
         .flatten()
         .map(|(k, _)| k.as_str())
         .collect();
-    let scopes: Vec<&str> = spec["scopes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let scopes = texts(&spec["scopes"]);
     // Go prints a nil slice (no `scopes` in the body) as `(nil)`.
     let go_scopes = if spec["scopes"].is_array() {
         format!(
@@ -507,12 +502,7 @@ pub fn validate_scopes(object: &Value, old: Option<&Value>) -> Vec<FieldCause> {
     }
     if let Some(old) = old {
         let set = |v: &Value| -> std::collections::BTreeSet<String> {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
+            texts(v).into_iter().map(str::to_owned).collect()
         };
         if set(&old["spec"]["scopes"]) != set(&spec["scopes"]) {
             errs.push(FieldCause::invalid_printed(

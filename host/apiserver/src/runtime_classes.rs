@@ -36,7 +36,7 @@ pub(crate) fn validate(class: &Value, old: Option<&Value>, errs: &mut Vec<FieldC
         .pointer("/scheduling/nodeSelector")
         .and_then(Value::as_object)
     {
-        labels(selector, "scheduling.nodeSelector", errs);
+        crate::strategy::labels(selector, "scheduling.nodeSelector", errs);
     }
     if let Some(tolerations) = class
         .pointer("/scheduling/tolerations")
@@ -52,19 +52,6 @@ pub(crate) fn validate(class: &Value, old: Option<&Value>, errs: &mut Vec<FieldC
             &class["handler"],
             "field is immutable",
         ));
-    }
-}
-
-/// `ValidateLabels`: each key a qualified name, each value a label value.
-fn labels(map: &Map<String, Value>, path: &str, errs: &mut Vec<FieldCause>) {
-    for (key, value) in map {
-        if let Err(e) = validation::qualified_name(key) {
-            errs.push(FieldCause::invalid(path, key, e));
-        }
-        let value = value.as_str().unwrap_or_default();
-        if let Err(e) = validation::label_value(value) {
-            errs.push(FieldCause::invalid(path, value, e));
-        }
     }
 }
 

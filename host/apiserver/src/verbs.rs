@@ -461,15 +461,8 @@ fn metadata_causes(
 fn label_causes(object: &Value) -> Vec<FieldCause> {
     const TOTAL_ANNOTATION_SIZE_LIMIT_BYTES: usize = 256 * 1024;
     let mut causes = Vec::new();
-    let labels = object["metadata"]["labels"].as_object();
-    for (key, value) in labels.into_iter().flatten() {
-        if let Err(e) = validation::qualified_name(key) {
-            causes.push(FieldCause::invalid("metadata.labels", key, e));
-        }
-        let value = value.as_str().unwrap_or_default();
-        if let Err(e) = validation::label_value(value) {
-            causes.push(FieldCause::invalid("metadata.labels", value, e));
-        }
+    if let Some(labels) = object["metadata"]["labels"].as_object() {
+        strategy::labels(labels, "metadata.labels", &mut causes);
     }
     let annotations = object["metadata"]["annotations"].as_object();
     let mut size = 0;

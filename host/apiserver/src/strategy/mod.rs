@@ -25,7 +25,7 @@ use crate::error::{ApiError, FieldCause};
 use crate::resource::ResourceInfo;
 
 pub(crate) use defaults::items as object_items;
-pub(crate) use validate::{Change, tolerations};
+pub(crate) use validate::{Change, labels, tolerations};
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
 const BUILTIN_GROUPS: [&str; 16] = [

@@ -36,15 +36,15 @@ pub(super) fn check(
     let mut errs = Vec::new();
     match (group, kind, change) {
         ("apps", "Deployment", Change::Object) => {
-            workload(object, old, true, &mut errs);
+            workload(object, old, &mut errs);
             deployment_strategy(&object["spec"], &mut errs);
             deployment_timing(&object["spec"], &mut errs);
         }
         ("apps", "Deployment" | "ReplicaSet", Change::Status) => {
             replica_status(&object["status"], kind == "ReplicaSet", &mut errs);
         }
-        ("apps", "ReplicaSet", Change::Object) => workload(object, old, true, &mut errs),
-        ("apps", "StatefulSet", Change::Object) => workload(object, old, true, &mut errs),
+        ("apps", "ReplicaSet", Change::Object) => workload(object, old, &mut errs),
+        ("apps", "StatefulSet", Change::Object) => workload(object, old, &mut errs),
         ("apps", "DaemonSet", Change::Object) => daemon_set(object, old, &mut errs),
         ("apps", "DaemonSet", Change::Status) => daemon_set_status(object, old, &mut errs),
         ("batch", "Job", Change::Object) => job(object, old, &mut errs),
@@ -450,7 +450,7 @@ fn nonnegative(value: &Value, field: &str, errs: &mut Vec<FieldCause>) {
 }
 
 /// A Deployment's, ReplicaSet's or StatefulSet's spec: replicas, selector, pod template.
-fn workload(object: &Value, old: Option<&Value>, restart_always: bool, errs: &mut Vec<FieldCause>) {
+fn workload(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
     let spec = &object["spec"];
     nonnegative(&spec["replicas"], "spec.replicas", errs);
     nonnegative(&spec["minReadySeconds"], "spec.minReadySeconds", errs);
@@ -506,9 +506,15 @@ fn workload(object: &Value, old: Option<&Value>, restart_always: bool, errs: &mu
         errs.push(FieldCause::required("spec.template", ""));
         return;
     }
+    controller_template(template, "ReplicaSet", errs);
+}
+
+/// The pod template of a controller that keeps its Pods running (`ValidatePodTemplateSpecFor*`):
+/// the pod spec, restart policy `Always`, no active deadline (`kind` in that refusal's message).
+fn controller_template(template: &Value, kind: &str, errs: &mut Vec<FieldCause>) {
     pod_spec(&template["spec"], "spec.template.spec", errs);
     let restart = &template["spec"]["restartPolicy"];
-    if restart_always && *restart != "Always" {
+    if *restart != "Always" {
         errs.push(FieldCause::not_supported(
             "spec.template.spec.restartPolicy",
             restart,
@@ -518,7 +524,7 @@ fn workload(object: &Value, old: Option<&Value>, restart_always: bool, errs: &mu
     if !template["spec"]["activeDeadlineSeconds"].is_null() {
         errs.push(FieldCause::forbidden(
             "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in ReplicaSet is not Supported",
+            &format!("activeDeadlineSeconds in {kind} is not Supported"),
         ));
     }
 }
@@ -549,21 +555,7 @@ fn replication_controller(object: &Value, errs: &mut Vec<FieldCause>) {
             "`selector` does not match template `labels`",
         ));
     }
-    pod_spec(&template["spec"], "spec.template.spec", errs);
-    let restart = &template["spec"]["restartPolicy"];
-    if *restart != "Always" {
-        errs.push(FieldCause::not_supported(
-            "spec.template.spec.restartPolicy",
-            restart,
-            &["Always"],
-        ));
-    }
-    if !template["spec"]["activeDeadlineSeconds"].is_null() {
-        errs.push(FieldCause::forbidden(
-            "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in ReplicationController is not Supported",
-        ));
-    }
+    controller_template(template, "ReplicationController", errs);
 }
 
 /// `ValidateDaemonSetSpec` and, on update, the immutable selector: the selector (a missing one
@@ -600,21 +592,7 @@ fn daemon_set(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
         // `LabelSelectorAsSelector` failed: what `label_selector` reported says why.
         Err(_) => {}
     }
-    pod_spec(&template["spec"], "spec.template.spec", errs);
-    let restart = &template["spec"]["restartPolicy"];
-    if *restart != "Always" {
-        errs.push(FieldCause::not_supported(
-            "spec.template.spec.restartPolicy",
-            restart,
-            &["Always"],
-        ));
-    }
-    if !template["spec"]["activeDeadlineSeconds"].is_null() {
-        errs.push(FieldCause::forbidden(
-            "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in DaemonSet is not Supported",
-        ));
-    }
+    controller_template(template, "DaemonSet", errs);
     nonnegative(&spec["minReadySeconds"], "spec.minReadySeconds", errs);
     nonnegative(
         &spec["revisionHistoryLimit"],
@@ -1570,6 +1548,20 @@ fn replica_status(status: &Value, replica_set: bool, errs: &mut Vec<FieldCause>)
             &json!(count("availableReplicas")),
             "cannot be greater than readyReplicas",
         ));
+    }
+}
+
+/// `ValidateLabels`: each key of `map` a qualified name, each value a label value, the errors
+/// at `path`.
+pub(crate) fn labels(map: &Map<String, Value>, path: &str, errs: &mut Vec<FieldCause>) {
+    for (key, value) in map {
+        if let Err(e) = validation::qualified_name(key) {
+            errs.push(FieldCause::invalid(path, key, e));
+        }
+        let value = value.as_str().unwrap_or_default();
+        if let Err(e) = validation::label_value(value) {
+            errs.push(FieldCause::invalid(path, value, e));
+        }
     }
 }
 
