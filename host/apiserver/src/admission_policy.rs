@@ -11,6 +11,9 @@ use std::sync::Arc;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use serde_json::{Value, json};
 
+use crate::authz::Authorizer;
+use crate::authz::attributes::ResourceRequest;
+use crate::cel_library::authz::AuthorizerVal;
 use crate::cluster::Inner;
 use crate::error::{ApiError, FieldCause};
 use crate::resource::ResourceInfo;
@@ -71,6 +74,8 @@ pub struct Request<'a> {
     pub old: Option<&'a Value>,
     /// Who asks.
     pub user: &'a UserInfo,
+    /// What the policies' `authorizer` asks.
+    pub authorizer: Authorizer,
     /// `dryRun=All`.
     pub dry_run: bool,
 }
@@ -208,6 +213,8 @@ struct Context {
     old_object: cel::Value,
     request: cel::Value,
     namespace_object: cel::Value,
+    /// `authorizer`, with the request's resource as its `requestResource`.
+    authorizer: AuthorizerVal,
 }
 
 impl Context {
@@ -293,8 +300,20 @@ impl Context {
             namespace: request.namespace.to_owned(),
             object: request.object.map_or(cel::Value::Null, show),
             old_object: request.old.map_or(cel::Value::Null, show),
-            request: cel_value(&request_value),
+            request: converted(&request_value, false),
             namespace_object,
+            authorizer: AuthorizerVal::for_request(
+                user,
+                request.authorizer,
+                ResourceRequest {
+                    group: info.group.clone(),
+                    version: info.version.clone(),
+                    resource: info.plural.clone(),
+                    subresource: request.subresource.unwrap_or_default().to_owned(),
+                    namespace: request.namespace.to_owned(),
+                    name: request.name.to_owned(),
+                },
+            ),
         }
     }
 
@@ -319,6 +338,7 @@ impl Context {
             },
         );
         context.add_variable_from_value("variables", cel::Value::from(variables.clone()));
+        context.add_variable_as_val("authorizer", Box::new(self.authorizer.clone()));
         context
     }
 }
@@ -326,17 +346,30 @@ impl Context {
 /// A JSON value as a policy's CEL sees it. Built-in kinds' property names that are CEL reserved
 /// words are escaped (`object.metadata.__namespace__`); map keys (labels, annotations) are not.
 fn cel_value(value: &Value) -> cel::Value {
+    converted(value, true)
+}
+
+/// `value` with its keys as they are: the `request` variable, whose declared type names its
+/// fields `namespace`, `name`, ... (`request.namespace`, as cel-go reads a reserved word after a
+/// dot).
+fn converted(value: &Value, escape: bool) -> cel::Value {
     match value {
-        Value::Array(items) => cel::Value::from(items.iter().map(cel_value).collect::<Vec<_>>()),
+        Value::Array(items) => cel::Value::from(
+            items
+                .iter()
+                .map(|v| converted(v, escape))
+                .collect::<Vec<_>>(),
+        ),
         Value::Object(map) => cel::Value::from(
             map.iter()
                 .map(|(k, v)| {
-                    let key = if crate::cel_library::escaping::RESERVED.contains(&k.as_str()) {
-                        format!("__{k}__")
-                    } else {
-                        k.clone()
-                    };
-                    (key, cel_value(v))
+                    let key =
+                        if escape && crate::cel_library::escaping::RESERVED.contains(&k.as_str()) {
+                            format!("__{k}__")
+                        } else {
+                            k.clone()
+                        };
+                    (key, converted(v, escape))
                 })
                 .collect::<HashMap<String, cel::Value>>(),
         ),
@@ -527,10 +560,12 @@ fn evaluate(inner: &Inner, context: &Context, policy: &Value, binding: &Value) -
         Err(message) if fail => return Decision::Misconfigured(message),
         Err(_) => return Decision::Admit,
     };
-    all.iter()
-        .map(|params| validate(context, policy, params))
-        .find(|decision| !matches!(decision, Decision::Admit))
-        .unwrap_or(Decision::Admit)
+    crate::cel_library::authz::with_state(inner, || {
+        all.iter()
+            .map(|params| validate(context, policy, params))
+            .find(|decision| !matches!(decision, Decision::Admit))
+            .unwrap_or(Decision::Admit)
+    })
 }
 
 /// `validator.Validate` for one binding and parameter: its match conditions, then every
@@ -1146,6 +1181,7 @@ mod tests {
             object: None,
             old: None,
             user: &user,
+            authorizer: Authorizer::default(),
             dry_run: false,
         };
         let rule = |resources: Value| json!({"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": resources});

@@ -331,6 +331,7 @@ impl Query {
             field_validation,
             warnings: Warnings::default(),
             user: requester.map(|(_, user)| user.clone()),
+            authorizer: requester.map_or_else(Authorizer::default, |(authorizer, _)| *authorizer),
             subresource_view: None,
         })
     }
@@ -984,6 +985,7 @@ async fn resource(
             let bytes = read_body(body, headers, app.max_body_bytes).await?;
             let mut opts = delete_options(&query, &bytes)?;
             opts.user = Some(user.clone());
+            opts.authorizer = app.authorizer;
             if named {
                 let object = cluster.delete(&target, &opts)?;
                 return Ok(warning_headers(

@@ -56,6 +56,8 @@ pub struct WriteOptions {
     /// Who asks, for an API request: its writes pass the `ValidatingAdmissionPolicy` plugin (the
     /// server's own controllers' writes, with none, do not).
     pub user: Option<k8s_openapi::api::authentication::v1::UserInfo>,
+    /// The server's authorizer, which admission policies' `authorizer` asks.
+    pub authorizer: crate::authz::Authorizer,
     /// What admission sees of a write through a subresource that stands for the object in
     /// another kind: `scale` (an `autoscaling/v1` Scale, new and old).
     pub subresource_view: Option<SubresourceView>,
@@ -183,6 +185,7 @@ impl WriteOptions {
             object: Some(view.map_or(new, |v| &v.object)),
             old: view.map(|v| &v.old).or(old),
             user,
+            authorizer: self.authorizer,
             dry_run: self.dry_run,
         };
         let mut warnings = Vec::new();
@@ -240,6 +243,8 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     /// Who asks, for an API request: its deletes pass the `ValidatingAdmissionPolicy` plugin.
     pub user: Option<k8s_openapi::api::authentication::v1::UserInfo>,
+    /// The server's authorizer, which admission policies' `authorizer` asks.
+    pub authorizer: crate::authz::Authorizer,
     /// Warnings for the client (`Warning` headers).
     pub warnings: Warnings,
 }
@@ -1473,6 +1478,7 @@ impl Cluster {
                 object: None,
                 old: Some(&old),
                 user,
+                authorizer: opts.authorizer,
                 dry_run: opts.dry_run,
             };
             let mut warnings = Vec::new();

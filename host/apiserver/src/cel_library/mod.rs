@@ -43,6 +43,7 @@ macro_rules! opaque {
     };
 }
 
+pub mod authz;
 mod check;
 pub mod cost;
 pub mod escaping;
@@ -112,7 +113,8 @@ fn build() -> Env {
         .and_then(|()| quantity::declare(&mut env))
         .and_then(|()| net::declare(&mut env))
         .and_then(|()| url::declare(&mut env))
-        .and_then(|()| format::declare(&mut env));
+        .and_then(|()| format::declare(&mut env))
+        .and_then(|()| authz::declare(&mut env));
     if let Err(error) = declared {
         tracing::error!(%error, "the Kubernetes CEL libraries could not be declared");
     }

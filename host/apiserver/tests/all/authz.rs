@@ -343,6 +343,111 @@ async fn roles_and_bindings_grant_only_where_they_are() {
     server.shutdown().await.unwrap();
 }
 
+/// An admission policy's `authorizer` asks RBAC as the requester (or a service account): a
+/// user who may create but not delete ConfigMaps is denied by a policy that requires both, one
+/// who may do both passes, and the reasons name the binding that allowed.
+#[tokio::test]
+async fn admission_policies_ask_rbac_as_the_requester() {
+    let (server, _admin) = rbac_server().await;
+    for (name, verbs) in [
+        ("cm-writer", json!(["create"])),
+        ("cm-deleter", json!(["delete"])),
+    ] {
+        create(
+            &server,
+            &roles("team"),
+            json!({"metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": verbs}]}),
+        )
+        .await;
+    }
+    let subject = |kind: &str, name: &str| json!({"kind": kind, "name": name, "apiGroup": "rbac.authorization.k8s.io"});
+    create(
+        &server,
+        &role_bindings("team"),
+        json!({"metadata": {"name": "writers"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-writer"},
+        "subjects": [subject("User", "bob"), subject("Group", "dev")]}),
+    )
+    .await;
+    create(
+        &server,
+        &role_bindings("team"),
+        json!({"metadata": {"name": "deleters"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-deleter"},
+        "subjects": [subject("Group", "dev")]}),
+    )
+    .await;
+    let policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies";
+    let bindings = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings";
+    let rules = json!({"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+        "operations": ["CREATE"], "resources": ["configmaps"]}]});
+    create(&server, policies, json!({"metadata": {"name": "deleters-only"}, "spec": {
+        "matchConstraints": rules,
+        "validations": [{"expression": "authorizer.group('').resource('configmaps').namespace(request.namespace).check('delete').allowed()",
+            "message": "only those who may delete ConfigMaps may create them"}]}})).await;
+    create(&server, policies, json!({"metadata": {"name": "explain"}, "spec": {
+        "matchConstraints": rules,
+        "validations": [{"expression": "false",
+            "messageExpression": "authorizer.requestResource.check('create').reason() + '; builder creates: ' + string(authorizer.serviceAccount('team', 'builder').group('').resource('configmaps').namespace('team').check('create').allowed()) + '; healthz: ' + string(authorizer.path('/healthz').check('get').allowed()) + '; as builder: ' + string(authorizer.serviceAccount('team', 'builder').path('/healthz').check('get').allowed())"}]}})).await;
+    for (name, action) in [("deleters-only", "Deny"), ("explain", "Warn")] {
+        create(
+            &server,
+            bindings,
+            json!({"metadata": {"name": name},
+            "spec": {"policyName": name, "validationActions": [action]}}),
+        )
+        .await;
+    }
+    // The service account `team/builder` may create ConfigMaps in team.
+    create(
+        &server,
+        &role_bindings("team"),
+        json!({"metadata": {"name": "builder-writes"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-writer"},
+        "subjects": [{"kind": "ServiceAccount", "name": "builder", "namespace": "team"}]}),
+    )
+    .await;
+
+    async fn post(server: &RunningServer, token: &str, name: &str) -> (u16, String, String) {
+        let auth = format!("Bearer {token}");
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        let body = json!({"metadata": {"name": name}}).to_string();
+        common::exchange(
+            server,
+            "POST",
+            &config_maps("team"),
+            &headers,
+            body.as_bytes(),
+        )
+        .await
+    }
+    let (code, _, body) = post(&server, BOB, "from-bob").await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("ValidatingAdmissionPolicy 'deleters-only' with binding 'deleters-only' denied request: only those who may delete ConfigMaps may create them"),
+        "{body}"
+    );
+    let (code, head, body) = post(&server, ALICE, "from-alice").await;
+    assert_eq!(code, 201, "{body}");
+    let warning = common::header(&head, "Warning").unwrap_or_default();
+    assert!(
+        warning.contains(r#"Validation failed for ValidatingAdmissionPolicy 'explain' with binding 'explain': RBAC: allowed by RoleBinding \"writers/team\" of Role \"cm-writer\" to Group \"dev\"; builder creates: true; healthz: true; as builder: false"#),
+        "{head}"
+    );
+    // The admin (system:masters) passes both checks, with no reason.
+    let (code, head, body) = post(&server, server.token(), "from-admin").await;
+    assert_eq!(code, 201, "{body}");
+    let warning = common::header(&head, "Warning").unwrap_or_default();
+    assert!(
+        warning.contains("'explain': ; builder creates: true"),
+        "{head}"
+    );
+}
+
 #[tokio::test]
 async fn impersonation_is_only_what_is_granted() {
     let (server, _admin) = rbac_server().await;
