@@ -18,6 +18,7 @@ const FILES: &[&str] = &[
     "k8s.io/api/autoscaling/v1/generated.proto",
     "k8s.io/api/authentication/v1/generated.proto",
     "k8s.io/api/authorization/v1/generated.proto",
+    "k8s.io/api/certificates/v1/generated.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

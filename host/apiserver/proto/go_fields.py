@@ -35,6 +35,7 @@ PACKAGES = [
     (API, "autoscaling/v1", "k8s.io.api.autoscaling.v1"),
     (API, "authentication/v1", "k8s.io.api.authentication.v1"),
     (API, "authorization/v1", "k8s.io.api.authorization.v1"),
+    (API, "certificates/v1", "k8s.io.api.certificates.v1"),
     (MACHINERY, "pkg/apis/meta/v1", "k8s.io.apimachinery.pkg.apis.meta.v1"),
 ]
 STRUCT = re.compile(r"^type (\w+) struct \{")

@@ -46,7 +46,7 @@ pub(crate) async fn serve(
             },
             () = stopped(&mut stop) => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let mut stop = stop.clone();
         let open = open_rx.clone();
         let tls = tls.clone();
@@ -62,6 +62,15 @@ pub(crate) async fn serve(
                     return;
                 }
             };
+            // The user a verified client certificate names goes with each of the connection's
+            // requests.
+            let user = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|certificate| crate::client_certificates::user(certificate));
+            let service = TowerToHyperService::new(router.layer(axum::Extension(user)));
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())

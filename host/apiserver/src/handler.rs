@@ -519,8 +519,9 @@ pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
     response
 }
 
-/// Who a request acts as, once allowed to do what it asks: authenticated by its bearer token
-/// (401 without an accepted one; the health probes need none), then impersonating whom its
+/// Who a request acts as, once allowed to do what it asks: authenticated by its connection's
+/// client certificate or its bearer token (401 without an accepted one; the health probes need
+/// none), then impersonating whom its
 /// headers ask (403 unless allowed), then authorized for its verb on its resource or path (403
 /// with kube-apiserver's message), as kube-apiserver's filters do in that order.
 ///
@@ -532,9 +533,14 @@ fn identify(app: &AppState, request: &Request) -> Result<UserInfo, ApiError> {
     if auth::is_public(method, path) {
         return Ok(user::anonymous());
     }
-    let user = app
-        .authenticator
-        .authenticate(request.headers())
+    // The union of authenticators, in kube-apiserver's order: the client certificate, then
+    // bearer tokens.
+    let certified = request
+        .extensions()
+        .get::<Option<crate::client_certificates::CertificateUser>>()
+        .and_then(|c| c.as_ref().map(|c| c.0.clone()));
+    let user = certified
+        .or_else(|| app.authenticator.authenticate(request.headers()))
         .or_else(|| {
             let token = auth::presented(request.headers())?;
             let inner = app.cluster.lock();
@@ -746,6 +752,7 @@ fn resolve(app: &AppState, group: &str, version: &str, rest: &[&str]) -> Result<
         "finalize" => info.group_resource() == crate::resource::NAMESPACE_RESOURCE,
         "binding" | "eviction" => info.group.is_empty() && info.kind == "Pod",
         "token" => info.group.is_empty() && info.kind == "ServiceAccount",
+        "approval" => crate::certificates::is_csr(&info),
         _ => false,
     };
     if subresource.as_deref().is_some_and(|s| !served(s)) {

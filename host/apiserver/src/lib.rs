@@ -19,6 +19,8 @@ pub mod auth;
 pub mod authz;
 pub mod autoscaler_versions;
 pub mod cel_library;
+pub mod certificates;
+pub mod client_certificates;
 pub mod cluster;
 mod component_statuses;
 pub mod connection;

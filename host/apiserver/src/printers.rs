@@ -1099,6 +1099,49 @@ pub fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
             }),
             col("Age", "date", created),
         ],
+        // `printCertificateSigningRequest`: the condition as `extractCSRStatus` reads the types.
+        ("certificates.k8s.io", "CertificateSigningRequest") => vec![
+            col("Age", "date", created),
+            col("SignerName", "string", |v| {
+                json!(
+                    Some(text(v, "/spec/signerName"))
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "<none>".into())
+                )
+            }),
+            col("Requestor", "string", |v| json!(text(v, "/spec/username"))),
+            col("RequestedDuration", "string", |v| {
+                json!(
+                    v["spec"]["expirationSeconds"]
+                        .as_i64()
+                        .map_or_else(|| "<none>".to_owned(), crate::table::human_duration)
+                )
+            }),
+            col("Condition", "string", |v| {
+                let has = |kind: &str| {
+                    v["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|l| l.iter().any(|c| c["type"] == kind))
+                };
+                let mut out = if has("Denied") {
+                    "Denied".to_owned()
+                } else if has("Approved") {
+                    "Approved".to_owned()
+                } else {
+                    "Pending".to_owned()
+                };
+                if has("Failed") {
+                    out.push_str(",Failed");
+                }
+                if v["status"]["certificate"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty())
+                {
+                    out.push_str(",Issued");
+                }
+                json!(out)
+            }),
+        ],
         // `printRuntimeClass`.
         ("node.k8s.io", "RuntimeClass") => vec![
             col("Handler", "string", |v| json!(text(v, "/handler"))),

@@ -156,6 +156,7 @@ fn package(api_version: &str) -> Option<String> {
         "discovery.k8s.io" => "discovery",
         "authentication.k8s.io" => "authentication",
         "authorization.k8s.io" => "authorization",
+        "certificates.k8s.io" => "certificates",
         _ => return None,
     };
     Some(format!("k8s.io.api.{directory}.{version}"))

@@ -479,6 +479,16 @@ fn builtins() -> Vec<Arc<ResourceInfo>> {
             false,
         ),
         builtin(
+            "certificates.k8s.io",
+            "v1",
+            "CertificateSigningRequest",
+            "certificatesigningrequests",
+            false,
+            &["csr"],
+            true,
+            false,
+        ),
+        builtin(
             "node.k8s.io",
             "v1",
             "RuntimeClass",

@@ -343,6 +343,9 @@ pub fn supported_fields(group: &str, kind: &str) -> &'static [&'static str] {
         ("", "Secret") => &["metadata.name", "metadata.namespace", "type"],
         ("", "Namespace") => &["metadata.name", "status.phase"],
         ("", "Node") => &["metadata.name", "spec.unschedulable"],
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            &["metadata.name", "spec.signerName"]
+        }
         ("", "Event") => &[
             "metadata.name",
             "metadata.namespace",

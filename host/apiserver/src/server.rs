@@ -413,7 +413,7 @@ impl ApiServer {
             tokio::spawn(crate::workloads::run(
                 self.cluster.clone(),
                 ready_after,
-                Arc::from(self.authority.certificate_pem()),
+                self.authority.clone(),
                 shutdown.clone(),
             ));
         }

@@ -70,11 +70,12 @@ pub fn eval_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
-/// Renders a duration the way kubectl does (`5s`, `3m2s`, `4h`, `2d3h`).
+/// Renders a duration the way kubectl does (`5s`, `3m2s`, `4h`, `2d3h`, `400d`, `3y20d`).
 #[must_use]
 pub fn human_duration(seconds: i64) -> String {
     let s = seconds.max(0);
     let (m, h, d) = (s / 60, s / 3600, s / 86400);
+    let y = d / 365;
     if s < 120 {
         format!("{s}s")
     } else if m < 10 {
@@ -87,8 +88,12 @@ pub fn human_duration(seconds: i64) -> String {
         format!("{h}h")
     } else if d < 8 {
         format!("{d}d{}h", h % 24)
-    } else {
+    } else if y < 2 {
         format!("{d}d")
+    } else if y < 8 {
+        format!("{y}y{}d", d % 365)
+    } else {
+        format!("{y}y")
     }
 }
 

@@ -28,6 +28,9 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("configuring TLS")]
     Config(#[source] rustls::Error),
+    /// The verifier of client certificates could not be made.
+    #[error("configuring the verification of client certificates")]
+    ClientVerifier(#[source] rustls::server::VerifierBuilderError),
 }
 
 struct Inner {
@@ -117,14 +120,43 @@ impl Authority {
             .map_err(TlsError::Generate)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // A client may present a certificate this authority signed for client authentication
+        // (`--client-ca-file`: the cluster CA, as kubeadm sets it up); one it did not sign fails
+        // the handshake. Without one, the request authenticates otherwise.
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.0.der.clone()).map_err(TlsError::Config)?;
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(TlsError::ClientVerifier)?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Config)?
-            .with_no_client_auth()
+            .with_client_cert_verifier(clients)
             .with_single_cert(vec![cert.der().clone(), self.0.der.clone()], key)
             .map_err(TlsError::Config)?;
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
+    }
+
+    /// A certificate for `public_key` as `params` describe it, signed by this authority,
+    /// PEM-encoded: what the signer of an approved CertificateSigningRequest issues.
+    ///
+    /// # Errors
+    /// [`TlsError::Generate`] when rcgen cannot make it.
+    pub fn sign(
+        &self,
+        params: &CertificateParams,
+        public_key: &impl rcgen::PublicKeyData,
+    ) -> Result<String, TlsError> {
+        let issuer = Issuer::from_params(&self.0.params, &self.0.key);
+        params
+            .signed_by(public_key, &issuer)
+            .map(|c| c.pem())
+            .map_err(TlsError::Generate)
     }
 
     /// A rustls client configuration that trusts only this authority (for raw HTTPS clients;

@@ -169,6 +169,18 @@ impl WriteOptions {
         let Some(user) = &self.user else {
             return Ok(());
         };
+        if let Some(old) = old
+            && crate::certificates::is_csr(&target.info)
+        {
+            crate::certificates::admit_signer_verbs(
+                inner,
+                self.authorizer,
+                user,
+                target.subresource.as_deref(),
+                old,
+                new,
+            )?;
+        }
         let view = self.subresource_view.as_ref();
         let request = crate::admission_policy::Request {
             operation: if old.is_some() {
@@ -309,7 +321,8 @@ impl Target {
     }
 
     fn scope(&self) -> FieldScope {
-        if self.subresource.as_deref() == Some("status") {
+        // A CertificateSigningRequest's approval is a write of its status.
+        if matches!(self.subresource.as_deref(), Some("status" | "approval")) {
             FieldScope::StatusOnly
         } else if self.subresource.as_deref() == Some("binding") {
             // A binding sets the node and the `PodScheduled` condition in one write.
@@ -613,10 +626,10 @@ fn writer<'a>(
         types,
         manager: &opts.manager,
         api_version,
-        subresource: if target.scope() == FieldScope::StatusOnly {
-            "status"
-        } else {
-            ""
+        subresource: match target.subresource.as_deref() {
+            Some("approval") => "approval",
+            _ if target.scope() == FieldScope::StatusOnly => "status",
+            _ => "",
         },
         now: time,
         scope: target.scope(),
@@ -715,6 +728,9 @@ fn prepare_create(
         && let Some(map) = object.as_object_mut()
     {
         map.remove("status");
+    }
+    if crate::certificates::is_csr(info) {
+        crate::certificates::requested_by(&mut object, opts.user.as_ref());
     }
     normalize_kind_specific(info, &mut object).map_err(|m| target.invalid_text(&name, m))?;
     // Identity before the strategy, which may use it (a Job's generated selector).
@@ -908,13 +924,18 @@ fn prepare_update(
             )],
         ));
     }
-    let change = if target.scope() == FieldScope::StatusOnly {
+    let change = if target.subresource.as_deref() == Some("approval") {
+        Change::Approval
+    } else if target.scope() == FieldScope::StatusOnly {
         Change::Status
     } else if target.subresource.as_deref() == Some("binding") {
         Change::Binding
     } else {
         Change::Object
     };
+    if crate::certificates::is_csr(&target.info) {
+        crate::certificates::prepare_update(old, &mut out, change, &now());
+    }
     let namespace = target.namespace.clone().unwrap_or_default();
     strategy::prepare(
         inner,

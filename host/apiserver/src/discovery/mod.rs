@@ -208,6 +208,13 @@ pub fn entries(registry: &Registry, group: &str, version: &str) -> Vec<Entry> {
                 verbs: &["create"],
             });
         }
+        if r.group == crate::certificates::GROUP && r.plural == "certificatesigningrequests" {
+            subresources.push(Subresource {
+                name: "approval",
+                kind: own.clone(),
+                verbs: SUBRESOURCE_VERBS,
+            });
+        }
         if r.group.is_empty() && r.plural == "namespaces" {
             subresources.push(Subresource {
                 name: "finalize",
@@ -460,6 +467,9 @@ fn builtin_schema(
         ("coordination.k8s.io", "Lease") => add::<coordination::Lease>(generator),
         ("scheduling.k8s.io", "PriorityClass") => add::<scheduling::PriorityClass>(generator),
         ("node.k8s.io", "RuntimeClass") => add::<node::RuntimeClass>(generator),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            add::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>(generator)
+        }
         ("policy", "PodDisruptionBudget") => add::<policy::PodDisruptionBudget>(generator),
         ("networking.k8s.io", "Ingress") => add::<networking::Ingress>(generator),
         ("networking.k8s.io", "IngressClass") => add::<networking::IngressClass>(generator),

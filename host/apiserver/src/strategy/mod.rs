@@ -28,8 +28,9 @@ pub(crate) use defaults::items as object_items;
 pub(crate) use validate::{Change, labels, tolerations};
 
 /// The groups Kubernetes itself serves here; any other group is a custom resource's.
-const BUILTIN_GROUPS: [&str; 16] = [
+const BUILTIN_GROUPS: [&str; 17] = [
     "",
+    "certificates.k8s.io",
     "apps",
     "autoscaling",
     "batch",
@@ -68,6 +69,9 @@ pub(crate) enum Refusal {
     /// The `ResourceQuota` admission plugin refuses the object (answered 403).
     #[error(transparent)]
     Quota(#[from] crate::quota::QuotaError),
+    /// The `CertificateSubjectRestriction` admission plugin refuses the request (answered 403).
+    #[error(transparent)]
+    Subject(#[from] crate::certificates::RestrictionError),
 }
 
 /// Whether the kind is one Kubernetes itself defines (not a custom resource).
@@ -291,6 +295,9 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
             decodes_as::<policy::PodDisruptionBudget>(info, object)
         }
         ("node.k8s.io", "RuntimeClass") => decodes_as::<node::RuntimeClass>(info, object),
+        ("certificates.k8s.io", "CertificateSigningRequest") => decodes_as::<
+            k8s_openapi::api::certificates::v1::CertificateSigningRequest,
+        >(info, object),
         ("networking.k8s.io", "Ingress") => decodes_as::<net::Ingress>(info, object),
         ("networking.k8s.io", "IngressClass") => decodes_as::<net::IngressClass>(info, object),
         ("networking.k8s.io", "NetworkPolicy") => decodes_as::<net::NetworkPolicy>(info, object),
@@ -452,6 +459,12 @@ pub(crate) fn prepare(
     if info.group == "node.k8s.io" && info.kind == "RuntimeClass" {
         crate::runtime_classes::validate(object, old, &mut errs);
     }
+    if crate::certificates::is_csr(info) {
+        crate::certificates::validate(object, old, change, &mut errs);
+        if errs.is_empty() && old.is_none() {
+            crate::certificates::restrict_subject(object)?;
+        }
+    }
     if !errs.is_empty() {
         return Err(Refusal::Invalid(errs));
     }
@@ -513,14 +526,16 @@ impl Refusal {
     pub(crate) fn into_api_error(self, info: &ResourceInfo, name: &str) -> ApiError {
         match self {
             Self::Decode(message) => ApiError::BadRequest(message),
-            Self::Forbidden(_) | Self::ForbiddenClass(_) | Self::Limits(_) | Self::Quota(_) => {
-                ApiError::Forbidden {
-                    group: info.group.clone(),
-                    resource: info.plural.clone(),
-                    name: name.to_owned(),
-                    message: self.to_string(),
-                }
-            }
+            Self::Forbidden(_)
+            | Self::ForbiddenClass(_)
+            | Self::Limits(_)
+            | Self::Quota(_)
+            | Self::Subject(_) => ApiError::Forbidden {
+                group: info.group.clone(),
+                resource: info.plural.clone(),
+                name: name.to_owned(),
+                message: self.to_string(),
+            },
             Self::Invalid(causes) => ApiError::Invalid {
                 kind: info.kind.clone(),
                 group: info.group.clone(),

@@ -23,6 +23,8 @@ pub(crate) enum Change {
     Status,
     /// A pod's node, written by `pods/binding` (which checks what it writes itself).
     Binding,
+    /// A CertificateSigningRequest's approval conditions, written by its `/approval`.
+    Approval,
 }
 
 /// The field errors of `object` of `group`/`kind` (`old` for an update).

@@ -136,16 +136,20 @@ pub const DEFAULT_POD_READY_DELAY: Duration = Duration::from_secs(1);
 /// Runs passes until `shutdown` turns true: after every change of the store, and when a Pending
 /// Pod is due to become Ready.
 ///
-/// The root CA publisher ([`crate::root_ca`]) runs with them, publishing `ca` (PEM).
+/// The root CA publisher ([`crate::root_ca`]) runs with them, publishing `authority`'s
+/// certificate, and the signers of CertificateSigningRequests ([`crate::certificates`]), which
+/// issue from it.
 pub async fn run(
     cluster: Arc<Cluster>,
     ready_delay: Duration,
-    ca: Arc<str>,
+    authority: crate::tls::Authority,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut changes = cluster.subscribe();
+    let ca = authority.certificate_pem().to_owned();
     loop {
         crate::root_ca::pass(&cluster, &ca, &mut Writes::new(&cluster));
+        crate::certificates::pass(&cluster, &authority, &mut Writes::new(&cluster));
         let now = Utc::now();
         let due = pass(&cluster, ready_delay, now);
         // The kubelet's heartbeat comes due on its own clock.
@@ -877,7 +881,7 @@ impl<'a> Writes<'a> {
     }
 
     /// Writes `status` over `object`'s when it differs; whether it was written.
-    fn status(&mut self, gr: &str, object: &Value, status: Value) -> bool {
+    pub(crate) fn status(&mut self, gr: &str, object: &Value, status: Value) -> bool {
         if object["status"] == status {
             return false;
         }

@@ -371,6 +371,7 @@ async fn run(file: &str) {
 /// The files of cases, each run by the test of its name below.
 const FILES: &[&str] = &[
     "admission_policies.yaml",
+    "certificates.yaml",
     "core.yaml",
     "crds.yaml",
     "discovery.yaml",
@@ -401,6 +402,11 @@ fn every_file_runs_and_the_suite_holds_at_least_120_operations() {
     assert_eq!(files, FILES, "a file of cases without its test");
     let count: usize = FILES.iter().map(|f| load(&cases_dir().join(f)).len()).sum();
     assert!(count >= 120, "{count} cases");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates() {
+    run("certificates.yaml").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

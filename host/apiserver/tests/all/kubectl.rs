@@ -1370,3 +1370,102 @@ async fn kubectl_rolls_out_simulated_workloads() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// The "issue a certificate for a Kubernetes API client" task end to end with RBAC on: a
+/// CertificateSigningRequest created and approved with kubectl, issued by the simulated
+/// controllers' signer from the server's authority, then a kubeconfig with that certificate and
+/// its key authenticates as the subject's common name and organizations, which RBAC then judges;
+/// a certificate another authority signed is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_issued_client_certificates_authenticate_as_their_subject() {
+    use base64::Engine as _;
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let (server, _client) = common::start_with(
+        capstan_apiserver::ApiServer::builder()
+            .authorization(capstan_apiserver::authz::Mode::Rbac)
+            .simulate_workloads(Some(std::time::Duration::from_millis(100))),
+    )
+    .await;
+    let admin = Kubectl::for_server(&server);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "jane");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "dev");
+    let request = params.serialize_request(&key).unwrap().pem().unwrap();
+    let manifest = admin.file(
+        "csr.yaml",
+        &format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: jane\nspec:\n  request: {}\n  signerName: kubernetes.io/kube-apiserver-client\n  expirationSeconds: 86400\n  usages: [client auth]\n",
+            b64(&request)
+        ),
+    );
+    admin.run(&["create", "-f", &manifest]);
+    assert_eq!(
+        admin.run(&["certificate", "approve", "jane"]).trim(),
+        "certificatesigningrequest.certificates.k8s.io/jane approved"
+    );
+    let mut certificate = String::new();
+    for _ in 0..50 {
+        certificate = admin.run(&["get", "csr", "jane", "-o", "jsonpath={.status.certificate}"]);
+        if !certificate.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!certificate.is_empty(), "the request was never issued");
+
+    // A kubeconfig with the issued certificate and its key, no token.
+    let config = |cert_b64: &str, key_pem: &str| {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    client-certificate-data: {cert_b64}\n    client-key-data: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u, namespace: default}}\ncurrent-context: c\n",
+            server.url(),
+            b64(server.authority().certificate_pem()),
+            b64(key_pem)
+        )
+    };
+    let jane = admin.file("jane.yaml", &config(&certificate, &key.serialize_pem()));
+    let as_jane = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", jane.as_str()];
+        all.extend_from_slice(args);
+        admin.command(&all).output().expect("run kubectl")
+    };
+    let out = as_jane(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        r#"jane ["dev","system:authenticated"]"#
+    );
+    let out = as_jane(&["get", "pods"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            r#"pods is forbidden: User "jane" cannot list resource "pods" in API group "" in the namespace "default""#
+        ),
+        "{out:?}"
+    );
+
+    // The same subject, signed by an authority of its own: the handshake fails, nothing is served.
+    let other_key = KeyPair::generate().unwrap();
+    let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other.distinguished_name.push(DnType::CommonName, "jane");
+    other.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let forged = other.self_signed(&other_key).unwrap().pem();
+    let forger = admin.file(
+        "forger.yaml",
+        &config(&b64(&forged), &other_key.serialize_pem()),
+    );
+    let mut all = vec!["--kubeconfig", forger.as_str()];
+    all.extend_from_slice(&["auth", "whoami"]);
+    let out = admin.command(&all).output().expect("run kubectl");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "{out:?}");
+    server.shutdown().await.unwrap();
+}
