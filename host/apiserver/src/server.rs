@@ -309,7 +309,7 @@ impl ApiServerBuilder {
         }
         let authority = match &self.authority {
             Some(given) => given.clone(),
-            None => Authority::generate().map_err(ServerError::Tls)?,
+            None => Authority::open(self.state_dir.as_deref()).map_err(ServerError::Tls)?,
         };
         let cluster = Cluster::open(self.state_dir.as_deref(), self.watch_history)
             .map_err(ServerError::Store)?;

@@ -9,7 +9,6 @@
 //! tokens stay valid across restarts.
 
 use std::fmt;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -142,7 +141,7 @@ impl Signer {
                 let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
                     .map_err(|_| TokenError::Key)?;
                 let text = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref()));
-                write_private(&path, text.as_bytes()).map_err(file_error)?;
+                crate::persist::write_private(&path, text.as_bytes()).map_err(file_error)?;
                 Self::from_pkcs8(pkcs8.as_ref(), rng).ok_or(TokenError::Key)
             }
             Err(error) => Err(file_error(error)),
@@ -194,20 +193,6 @@ impl Signer {
             .ok()?;
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
     }
-}
-
-/// Writes `bytes` to a new file at `path` readable by its owner only, through a temporary file
-/// renamed into place, so a crash never leaves half a key.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("pem.tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
 
 /// The OpenID provider configuration of the service account issuer, served at

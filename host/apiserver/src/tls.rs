@@ -1,5 +1,6 @@
-//! The server's TLS identity: a certificate authority made when the server is built, and a serving
-//! certificate it signs for the listening address. Clients trust the authority (the kubeconfig's
+//! The server's TLS identity: a certificate authority (made when the server is built, or kept in
+//! its state directory), and a serving certificate it signs for the listening address; the same
+//! authority verifies client certificates. Clients trust the authority (the kubeconfig's
 //! `certificate-authority-data`, `kube::Config::root_cert`).
 //!
 //! TLS is what lets kubectl authenticate at all: client-go reads a kubeconfig's credentials only
@@ -8,6 +9,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
@@ -31,18 +33,49 @@ pub enum TlsError {
     /// The verifier of client certificates could not be made.
     #[error("configuring the verification of client certificates")]
     ClientVerifier(#[source] rustls::server::VerifierBuilderError),
+    /// A file of the kept authority cannot be read or written.
+    #[error("reading or writing {path}")]
+    StateFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kept authority is not a CA certificate and its private key (never overwritten).
+    #[error("{cert} and {key} are not a certificate authority's certificate and its key")]
+    Stored {
+        /// The certificate's file.
+        cert: PathBuf,
+        /// The key's file.
+        key: PathBuf,
+    },
+    /// One file of the kept authority is there without the other (never overwritten).
+    #[error("{present} is there without {missing}")]
+    Incomplete {
+        /// The file found.
+        present: PathBuf,
+        /// The file missing.
+        missing: PathBuf,
+    },
 }
 
+/// The authority's certificate in a state directory (PEM).
+pub const CERT_FILE: &str = "ca.crt";
+/// Its private key there (PEM PKCS#8, mode 0600).
+pub const KEY_FILE: &str = "ca.key";
+
 struct Inner {
-    params: CertificateParams,
-    key: KeyPair,
+    /// The CA's name, key identifier and key: what signs.
+    issuer: Issuer<'static, KeyPair>,
     der: CertificateDer<'static>,
     pem: String,
 }
 
-/// A certificate authority that signs the server's serving certificates. Cloning shares it; pass
-/// it to [`crate::ApiServerBuilder::authority`] to keep clients' trust across restarts. `Debug`
-/// does not show the key.
+/// A certificate authority that signs the server's serving certificates and the client
+/// certificates of approved CertificateSigningRequests. Cloning shares it; a state directory
+/// keeps it ([`Authority::open`]), or pass one to [`crate::ApiServerBuilder::authority`], to keep
+/// clients' trust across restarts. `Debug` does not show the key.
 #[derive(Clone)]
 pub struct Authority(Arc<Inner>);
 
@@ -74,8 +107,81 @@ impl Authority {
         Ok(Self(Arc::new(Inner {
             der: cert.der().clone(),
             pem: cert.pem(),
-            params,
-            key,
+            issuer: Issuer::new(params, key),
+        })))
+    }
+
+    /// The authority kept in `state_dir` ([`CERT_FILE`] and [`KEY_FILE`]), made and written there
+    /// at the first start, so that clients' trust and the client certificates it issued outlive
+    /// a restart, as a cluster's CA does; a new one for each process without a state directory.
+    ///
+    /// # Errors
+    /// [`TlsError::StateFile`] when a file cannot be read or written, [`TlsError::Stored`] when
+    /// the files are not a CA certificate and its key, [`TlsError::Incomplete`] when only one is
+    /// there; the files are never overwritten.
+    pub fn open(state_dir: Option<&Path>) -> Result<Self, TlsError> {
+        let Some(dir) = state_dir else {
+            return Self::generate();
+        };
+        let (cert, key) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
+        let read = |path: &Path| match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(TlsError::StateFile {
+                path: path.to_owned(),
+                source,
+            }),
+        };
+        match (read(&cert)?, read(&key)?) {
+            (Some(cert_pem), Some(key_pem)) => {
+                Self::from_pem(&cert_pem, &key_pem).ok_or(TlsError::Stored { cert, key })
+            }
+            (None, None) => {
+                let authority = Self::generate()?;
+                let write = |path: &Path, text: &str| {
+                    crate::persist::write_private(path, text.as_bytes()).map_err(|source| {
+                        TlsError::StateFile {
+                            path: path.to_owned(),
+                            source,
+                        }
+                    })
+                };
+                write(&key, &authority.0.issuer.key().serialize_pem())?;
+                write(&cert, &authority.0.pem)?;
+                Ok(authority)
+            }
+            (Some(_), None) => Err(TlsError::Incomplete {
+                present: cert,
+                missing: key,
+            }),
+            (None, Some(_)) => Err(TlsError::Incomplete {
+                present: key,
+                missing: cert,
+            }),
+        }
+    }
+
+    /// An authority from its certificate and key (PEM), when the certificate is a CA's and the
+    /// key its own.
+    fn from_pem(cert_pem: &str, key_pem: &str) -> Option<Self> {
+        use x509_parser::prelude::FromDer;
+        let key = KeyPair::from_pem(key_pem).ok()?;
+        let block = pem::parse(cert_pem)
+            .ok()
+            .filter(|b| b.tag() == "CERTIFICATE")?;
+        let der = CertificateDer::from(block.contents().to_vec());
+        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(&der).ok()?;
+        if !parsed.is_ca()
+            || parsed.public_key().raw
+                != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice()
+        {
+            return None;
+        }
+        let issuer = Issuer::from_ca_cert_der(&der, key).ok()?;
+        Some(Self(Arc::new(Inner {
+            issuer,
+            der,
+            pem: cert_pem.to_owned(),
         })))
     }
 
@@ -114,10 +220,8 @@ impl Authority {
             .push(DnType::CommonName, "capstan-apiserver");
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let issuer = Issuer::from_params(&self.0.params, &self.0.key);
-        let cert = params
-            .signed_by(&key, &issuer)
-            .map_err(TlsError::Generate)?;
+        let issuer = &self.0.issuer;
+        let cert = params.signed_by(&key, issuer).map_err(TlsError::Generate)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         // A client may present a certificate this authority signed for client authentication
@@ -152,9 +256,9 @@ impl Authority {
         params: &CertificateParams,
         public_key: &impl rcgen::PublicKeyData,
     ) -> Result<String, TlsError> {
-        let issuer = Issuer::from_params(&self.0.params, &self.0.key);
+        let issuer = &self.0.issuer;
         params
-            .signed_by(public_key, &issuer)
+            .signed_by(public_key, issuer)
             .map(|c| c.pem())
             .map_err(TlsError::Generate)
     }
@@ -180,6 +284,41 @@ impl Authority {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_authority_is_the_same_after_a_restart_and_bad_files_stay_as_they_are() {
+        let dir = tempfile::tempdir().expect("dir");
+        let first = Authority::open(Some(dir.path())).expect("made");
+        let again = Authority::open(Some(dir.path())).expect("read");
+        assert_eq!(first.certificate_pem(), again.certificate_pem());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .expect("key file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Another authority's key with this certificate is refused, and nothing is rewritten.
+        let other = tempfile::tempdir().expect("dir");
+        Authority::open(Some(other.path())).expect("made");
+        let foreign = std::fs::read(other.path().join(KEY_FILE)).expect("key");
+        std::fs::write(dir.path().join(KEY_FILE), &foreign).expect("write");
+        assert!(matches!(
+            Authority::open(Some(dir.path())),
+            Err(TlsError::Stored { .. })
+        ));
+        assert_eq!(
+            std::fs::read(dir.path().join(KEY_FILE)).expect("key"),
+            foreign
+        );
+        std::fs::remove_file(dir.path().join(KEY_FILE)).expect("remove");
+        assert!(matches!(
+            Authority::open(Some(dir.path())),
+            Err(TlsError::Incomplete { .. })
+        ));
+    }
 
     #[test]
     fn a_serving_certificate_is_signed_for_the_address() {

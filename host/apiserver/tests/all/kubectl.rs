@@ -1375,18 +1375,21 @@ async fn kubectl_rolls_out_simulated_workloads() {
 /// CertificateSigningRequest created and approved with kubectl, issued by the simulated
 /// controllers' signer from the server's authority, then a kubeconfig with that certificate and
 /// its key authenticates as the subject's common name and organizations, which RBAC then judges;
-/// a certificate another authority signed is refused.
+/// a certificate another authority signed is refused; the authority, kept in the state directory,
+/// outlives a restart with what it issued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_issued_client_certificates_authenticate_as_their_subject() {
     use base64::Engine as _;
     use rcgen::{CertificateParams, DnType, KeyPair};
     let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
-    let (server, _client) = common::start_with(
+    let state = tempfile::tempdir().unwrap();
+    let builder = || {
         capstan_apiserver::ApiServer::builder()
             .authorization(capstan_apiserver::authz::Mode::Rbac)
-            .simulate_workloads(Some(std::time::Duration::from_millis(100))),
-    )
-    .await;
+            .state_dir(Some(state.path().to_path_buf()))
+            .simulate_workloads(Some(std::time::Duration::from_millis(100)))
+    };
+    let (server, _client) = common::start_with(builder()).await;
     let admin = Kubectl::for_server(&server);
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -1418,14 +1421,15 @@ async fn kubectl_issued_client_certificates_authenticate_as_their_subject() {
     assert!(!certificate.is_empty(), "the request was never issued");
 
     // A kubeconfig with the issued certificate and its key, no token.
-    let config = |cert_b64: &str, key_pem: &str| {
+    let kubeconfig = |url: &str, ca_pem: &str, cert_b64: &str, key_pem: &str| {
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    client-certificate-data: {cert_b64}\n    client-key-data: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u, namespace: default}}\ncurrent-context: c\n",
-            server.url(),
-            b64(server.authority().certificate_pem()),
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    client-certificate-data: {cert_b64}\n    client-key-data: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u, namespace: default}}\ncurrent-context: c\n",
+            b64(ca_pem),
             b64(key_pem)
         )
     };
+    let ca = server.authority().certificate_pem().to_owned();
+    let config = |cert_b64: &str, key_pem: &str| kubeconfig(&server.url(), &ca, cert_b64, key_pem);
     let jane = admin.file("jane.yaml", &config(&certificate, &key.serialize_pem()));
     let as_jane = |args: &[&str]| {
         let mut all = vec!["--kubeconfig", jane.as_str()];
@@ -1467,5 +1471,27 @@ async fn kubectl_issued_client_certificates_authenticate_as_their_subject() {
     let out = admin.command(&all).output().expect("run kubectl");
     assert!(!out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "{out:?}");
+    server.shutdown().await.unwrap();
+
+    // Restarted on the same state, the server is the same authority: the client's trust and
+    // the certificate it issued still hold (at the new address).
+    let (server, _client) = common::start_with(builder()).await;
+    assert_eq!(server.authority().certificate_pem(), ca);
+    let again = admin.file(
+        "again.yaml",
+        &kubeconfig(&server.url(), &ca, &certificate, &key.serialize_pem()),
+    );
+    let out = admin
+        .command(&[
+            "--kubeconfig",
+            again.as_str(),
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .output()
+        .expect("run kubectl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "jane", "{out:?}");
     server.shutdown().await.unwrap();
 }
