@@ -144,7 +144,7 @@ pub(crate) fn prepare_update(old: &Value, object: &mut Value, change: Change, no
                     .map(|(i, _)| i)
                     .collect();
                 if before.len() == positions.len()
-                    && let Some(list) = object["status"]["conditions"].as_array_mut()
+                    && let Some(list) = conditions_mut(object)
                 {
                     for (i, kept) in positions.into_iter().zip(before) {
                         list[i] = kept.clone();
@@ -155,7 +155,10 @@ pub(crate) fn prepare_update(old: &Value, object: &mut Value, change: Change, no
         }
         Change::Approval => {
             timestamps(old, object, now);
-            let conditions = object["status"]["conditions"].take();
+            let conditions = object
+                .get_mut("status")
+                .and_then(|s| s.get_mut("conditions"))
+                .map_or(Value::Null, Value::take);
             let mut status = old.get("status").cloned().unwrap_or_else(|| json!({}));
             if let Some(s) = status.as_object_mut() {
                 if conditions.is_null() {
@@ -164,15 +167,25 @@ pub(crate) fn prepare_update(old: &Value, object: &mut Value, change: Change, no
                     s.insert("conditions".into(), conditions);
                 }
             }
-            object["status"] = status;
+            if let Some(map) = object.as_object_mut() {
+                map.insert("status".into(), status);
+            }
         }
     }
+}
+
+/// The conditions of `object`'s status, when it has a list of them (a body may say anything).
+fn conditions_mut(object: &mut Value) -> Option<&mut Vec<Value>> {
+    object
+        .get_mut("status")?
+        .get_mut("conditions")?
+        .as_array_mut()
 }
 
 /// `populateConditionTimestamps`: a condition without `lastUpdateTime` gets `now`; one without
 /// `lastTransitionTime` gets the old one's of the same type and status, else `now`.
 fn timestamps(old: &Value, object: &mut Value, now: &str) {
-    let Some(list) = object["status"]["conditions"].as_array_mut() else {
+    let Some(list) = conditions_mut(object) else {
         return;
     };
     for condition in list.iter_mut().filter(|c| c.is_object()) {
@@ -249,7 +262,8 @@ fn signer_name_causes(name: &str, errs: &mut Vec<FieldCause>) {
     };
     if domain.len() > 253 {
         errs.push(FieldCause::too_long(PATH, 253));
-    } else {
+    }
+    {
         let labels: Vec<&str> = domain.split('.').collect();
         for label in &labels {
             if let Err(e) = crate::validation::dns1123_label(label) {
@@ -276,6 +290,7 @@ fn signer_name_causes(name: &str, errs: &mut Vec<FieldCause>) {
                 path,
                 format!("validating label {label:?}: {e}"),
             ));
+            break;
         }
     }
     if name.len() > 253 + 253 + 63 + 1 + 1 {
@@ -289,7 +304,8 @@ fn certificate_error(bytes: &[u8]) -> Option<String> {
     if bytes.is_empty() {
         return None;
     }
-    let blocks = pem::parse_many(bytes).ok()?;
+    // Go's `pem.Decode` stops at a block it cannot read, as if there were none after it.
+    let blocks = pem::parse_many(bytes).unwrap_or_default();
     if blocks.is_empty() {
         return Some("must contain at least one CERTIFICATE PEM block".to_owned());
     }
@@ -333,13 +349,20 @@ pub(crate) fn validate(
     if usages.is_empty() {
         errs.push(FieldCause::required("spec.usages", ""));
     }
+    // Unknown usages first, then repeated ones, as two passes (an unknown repeat is both).
+    for (i, usage) in usages.iter().enumerate() {
+        if !usage.as_str().is_some_and(|u| USAGES.contains(&u)) {
+            errs.push(FieldCause::not_supported(
+                &format!("spec.usages[{i}]"),
+                usage,
+                &USAGES,
+            ));
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     for (i, usage) in usages.iter().enumerate() {
-        let path = format!("spec.usages[{i}]");
-        if !usage.as_str().is_some_and(|u| USAGES.contains(&u)) {
-            errs.push(FieldCause::not_supported(&path, usage, &USAGES));
-        } else if !seen.insert(usage.as_str()) {
-            errs.push(FieldCause::duplicate(&path, usage));
+        if !seen.insert(usage.to_string()) {
+            errs.push(FieldCause::duplicate(&format!("spec.usages[{i}]"), usage));
         }
     }
     let signer = spec["signerName"].as_str().unwrap_or_default();
@@ -373,7 +396,11 @@ pub(crate) fn validate(
 fn condition_causes(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCause>) {
     let old_has = |kind: &str| old.is_some_and(|o| !of_type(o, kind).is_empty());
     let old_empty_type = old.is_some_and(|o| conditions(o).iter().any(|c| c["type"] == ""));
-    let old_repeats = |kind: &str| old.is_some_and(|o| of_type(o, kind).len() > 1);
+    // Repeated types are allowed when the old object already had one repeat (of any type).
+    let old_repeats = old.is_some_and(|o| {
+        let types: Vec<&Value> = conditions(o).iter().map(|c| &c["type"]).collect();
+        (1..types.len()).any(|i| types[..i].contains(&types[i]))
+    });
     let (mut approved, mut denied) = (false, false);
     let mut seen = std::collections::HashSet::new();
     for (i, condition) in conditions(object).iter().enumerate() {
@@ -424,7 +451,7 @@ fn condition_causes(object: &Value, old: Option<&Value>, errs: &mut Vec<FieldCau
             }
             _ => {}
         }
-        if !seen.insert(kind) && !old_repeats(kind) {
+        if !seen.insert(kind) && !old_repeats {
             errs.push(FieldCause::duplicate(&format!("{path}.type"), &json!(kind)));
         }
     }
@@ -482,35 +509,51 @@ fn update_causes(object: &Value, old: &Value, change: Change, errs: &mut Vec<Fie
     }
 }
 
-/// Why the `CertificateSubjectRestriction` admission plugin refuses a request (a 403).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum RestrictionError {
+/// Why a request is refused at admission (a 403) or not issued by a signer.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
     /// The apiserver-client signer is asked for the `system:masters` group.
     #[error(
         "use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"
     )]
     Masters,
-    /// The request does not parse.
+    /// The request does not parse (`CertificateSubjectRestriction`).
     #[error("failed to parse CSR: {0}")]
     Unparsable(String),
+    /// The signer does not issue what the request asks for: the message of its `Failed`
+    /// condition (`SignerValidationFailure`).
+    #[error("{0}")]
+    Refused(String),
+    /// The certificate could not be made (retried at the next pass).
+    #[error("error auto signing csr")]
+    Sign(#[source] crate::tls::TlsError),
+    /// No random serial number could be drawn (retried at the next pass).
+    #[error("error auto signing csr: no random serial number")]
+    Random(#[source] getrandom::Error),
+    /// The validity window is out of the representable range (retried at the next pass).
+    #[error("error auto signing csr: validity out of range")]
+    Time(#[source] time::error::ComponentRange),
 }
 
 /// `CertificateSubjectRestriction`: a request to the apiserver-client signer may not ask for the
 /// `system:masters` group.
 ///
 /// # Errors
-/// [`RestrictionError`].
-pub(crate) fn restrict_subject(object: &Value) -> Result<(), RestrictionError> {
+/// [`CertificateError`].
+pub(crate) fn restrict_subject(object: &Value) -> Result<(), CertificateError> {
     if object["spec"]["signerName"] != KUBE_APISERVER_CLIENT {
         return Ok(());
     }
-    let (bytes, _) = request_pem(object).map_err(RestrictionError::Unparsable)?;
-    let subject = subject_of(&bytes).map_err(RestrictionError::Unparsable)?;
+    let (bytes, _) = request_pem(object).map_err(CertificateError::Unparsable)?;
+    let subject = subject_of(&bytes).map_err(CertificateError::Unparsable)?;
     if subject.organizations.iter().any(|o| o == "system:masters") {
-        return Err(RestrictionError::Masters);
+        return Err(CertificateError::Masters);
     }
     Ok(())
 }
+
+/// The OID of a subject's organization (`O`).
+const ORGANIZATION_OID: &str = "2.5.4.10";
 
 /// What a request's subject says, read from its DER (every value, repeated ones included).
 struct Subject {
@@ -529,9 +572,12 @@ fn subject_of(pem_bytes: &[u8]) -> Result<Subject, String> {
         x509_parser::certification_request::X509CertificationRequest::from_der(block.contents())
             .map_err(|e| e.to_string())?;
     let name = &request.certification_request_info.subject;
+    // By the decoded OID, not its bytes: an organization whose OID is encoded in a longer form
+    // is still one (and rcgen signs it as one).
     let organizations = name
-        .iter_organization()
-        .map(|o| o.as_str().map(str::to_owned).map_err(|e| e.to_string()))
+        .iter_attributes()
+        .filter(|a| a.attr_type().to_id_string() == ORGANIZATION_OID)
+        .map(|a| a.as_str().map(str::to_owned).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     let mut seen = std::collections::HashSet::new();
     let repeated = name
@@ -604,7 +650,6 @@ pub(crate) fn admit_signer_verbs(
     if allowed(signer.to_owned()) || domain_wide.is_some_and(allowed) {
         return Ok(());
     }
-    let action = if verb == "approve" { "approve" } else { "sign" };
     Err(ApiError::Forbidden {
         group: GROUP.to_owned(),
         resource: "certificatesigningrequests".to_owned(),
@@ -612,7 +657,7 @@ pub(crate) fn admit_signer_verbs(
             .as_str()
             .unwrap_or_default()
             .to_owned(),
-        message: format!("user not permitted to {action} requests with signerName {signer:?}"),
+        message: format!("user not permitted to {verb} requests with signerName {signer:?}"),
     })
 }
 
@@ -637,7 +682,7 @@ pub(crate) fn pass(cluster: &Cluster, authority: &Authority, writes: &mut Writes
                 status["certificate"] =
                     json!(base64::engine::general_purpose::STANDARD.encode(pem));
             }
-            Err(message) => {
+            Err(CertificateError::Refused(message)) => {
                 let failed = json!({"type": "Failed", "status": "True",
                     "reason": "SignerValidationFailure", "message": message,
                     "lastUpdateTime": crate::cluster::timestamp(now)});
@@ -645,6 +690,14 @@ pub(crate) fn pass(cluster: &Cluster, authority: &Authority, writes: &mut Writes
                     Some(list) => list.push(failed),
                     None => status["conditions"] = json!([failed]),
                 }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    request = request["metadata"]["name"].as_str().unwrap_or_default(),
+                    error = %crate::protobuf::error_text(&error),
+                    "cannot sign a certificate signing request; retrying at the next pass"
+                );
+                continue;
             }
         }
         writes.status(RESOURCE, &request, status);
@@ -678,9 +731,12 @@ fn signer_check(request: &Value, csr: &CertificateSigningRequestParams) -> Resul
     let signer = request["spec"]["signerName"].as_str().unwrap_or_default();
     let usages = usage_set(request);
     let names = &csr.params.distinguished_name;
+    // The organizations as rcgen will sign them, whatever form their OID took in the request.
     let organizations: Vec<String> = names
         .iter()
-        .filter(|(k, _)| **k == DnType::OrganizationName)
+        .filter(|(k, _)| {
+            **k == DnType::OrganizationName || **k == DnType::CustomDnType(vec![2, 5, 4, 10])
+        })
         .map(|(_, v)| dn_text(v))
         .collect();
     let common_name = names
@@ -703,8 +759,18 @@ fn signer_check(request: &Value, csr: &CertificateSigningRequestParams) -> Resul
     };
     match signer {
         KUBE_APISERVER_CLIENT => {
-            for usage in &usages {
-                if !["digital signature", "key encipherment", "client auth"].contains(usage) {
+            // What `CertificateSubjectRestriction` refused at creation, checked again on what
+            // is signed.
+            if organizations.iter().any(|o| o == "system:masters") {
+                return Err(CertificateError::Masters.to_string());
+            }
+            let in_order = request["spec"]["usages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str);
+            for usage in in_order {
+                if !["digital signature", "key encipherment", "client auth"].contains(&usage) {
                     return Err(format!("invalid usage for client certificate: {usage}"));
                 }
             }
@@ -773,19 +839,24 @@ fn issue(
     authority: &Authority,
     request: &Value,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<String, String> {
+) -> Result<String, CertificateError> {
     const YEAR: i64 = 365 * 24 * 3600;
-    let (bytes, text) = request_pem(request)?;
+    let (bytes, text) = request_pem(request).map_err(CertificateError::Refused)?;
     // rcgen keeps one value per subject attribute: a subject that repeats one (two
     // organizations) is refused rather than issued with fewer groups than it asked for.
-    if let Some(oid) = subject_of(&bytes)?.repeated {
-        return Err(format!(
+    if let Some(oid) = subject_of(&bytes)
+        .map_err(CertificateError::Refused)?
+        .repeated
+    {
+        return Err(CertificateError::Refused(format!(
             "this signer issues subjects with one value per attribute; the request repeats {oid}"
-        ));
+        )));
     }
+    // A request rcgen cannot read (an extension other than names, key usages and basic
+    // constraints, a signature algorithm it lacks) is refused, not retried forever.
     let csr = CertificateSigningRequestParams::from_pem(&text)
-        .map_err(|e| format!("unable to parse csr: {e}"))?;
-    signer_check(request, &csr)?;
+        .map_err(|e| CertificateError::Refused(format!("unable to parse csr: {e}")))?;
+    signer_check(request, &csr).map_err(CertificateError::Refused)?;
     let ttl = request["spec"]["expirationSeconds"]
         .as_i64()
         .map_or(YEAR, |s| s.clamp(600, YEAR));
@@ -796,10 +867,8 @@ fn issue(
     } else {
         now.timestamp() + ttl - backdate
     };
-    let time = |t: i64| {
-        time::OffsetDateTime::from_unix_timestamp(t)
-            .map_err(|e| format!("error auto signing csr: {e}"))
-    };
+    let time =
+        |t: i64| time::OffsetDateTime::from_unix_timestamp(t).map_err(CertificateError::Time);
     let mut params = CertificateParams::default();
     params.distinguished_name = csr.params.distinguished_name.clone();
     params.subject_alt_names = csr.params.subject_alt_names.clone();
@@ -807,7 +876,7 @@ fn issue(
     params.not_before = time(start)?;
     params.not_after = time(end)?;
     let mut serial = [0u8; 16];
-    getrandom::fill(&mut serial).map_err(|e| format!("error auto signing csr: {e}"))?;
+    getrandom::fill(&mut serial).map_err(CertificateError::Random)?;
     serial[0] &= 0x7f;
     params.serial_number = Some(SerialNumber::from_slice(&serial));
     for usage in usage_set(request) {
@@ -861,12 +930,16 @@ fn issue(
                     2, 16, 840, 1, 113_730, 4, 1,
                 ]))
             }
-            other => return Err(format!("unrecognized usage values: {other:?}")),
+            other => {
+                return Err(CertificateError::Refused(format!(
+                    "unrecognized usage values: {other:?}"
+                )));
+            }
         }
     }
     authority
         .sign(&params, &csr.public_key)
-        .map_err(|e| format!("error auto signing csr: {e}"))
+        .map_err(CertificateError::Sign)
 }
 
 #[cfg(test)]
@@ -914,7 +987,6 @@ mod tests {
             causes(&bad, None, Change::Object),
             [
                 "spec.request: Invalid value: []byte{0x2d, 0xa}: PEM block type must be CERTIFICATE REQUEST",
-                "spec.usages[1]: Duplicate value: \"client auth\"",
                 &format!(
                     "spec.usages[2]: Unsupported value: \"flying\": supported values: {}",
                     USAGES
@@ -923,6 +995,7 @@ mod tests {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
+                "spec.usages[1]: Duplicate value: \"client auth\"",
                 "spec.signerName: Invalid value: \"example\": should be a domain with at least two segments separated by dots",
                 "spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 600 seconds (10 minutes)",
             ]
@@ -971,6 +1044,10 @@ mod tests {
         );
     }
 
+    /// A request for `CN=mallory, O=system:masters` with the organization's OID in a
+    /// non-canonical encoding, signed with its own P-256 key.
+    const NON_CANONICAL_MASTERS: &str = "-----BEGIN CERTIFICATE REQUEST-----\nMIHmMIGOAgEAMCwxEDAOBgNVBAMMB21hbGxvcnkxGDAWBgRVBIAKDA5zeXN0ZW06bWFzdGVyczBZ\nMBMGByqGSM49AgEGCCqGSM49AwEHA0IABL7sojRAa657635/CKEOyJkoDeUuJ14/i55nZMdvhPZc\nl6TJBHpRWJT8izddBD/Fm4nE5Z5B50jBOjLt92VXopmgADAKBggqhkjOPQQDAgNHADBEAiBZnYy9\nFN9MQ1hOnjOoaGZ1sixSmAkpJNv4sqppQijXtAIgUnK4J0izQPuFhfI18qex+JeEV8ZhEb9691BK\nPGvzR2k=\n-----END CERTIFICATE REQUEST-----\n";
+
     #[test]
     fn the_signers_check_what_they_sign() {
         let authority = Authority::generate().expect("authority");
@@ -983,12 +1060,12 @@ mod tests {
         );
         let pem = issue(&authority, &client, now).expect("issued");
         let der = pem::parse(&pem).expect("pem").into_contents();
-        let crate::client_certificates::CertificateUser(user) =
+        let crate::client_certificates::CertificateUser { user, .. } =
             crate::client_certificates::user(&der).expect("a user");
         assert_eq!(user.username.as_deref(), Some("jane"));
         let server = request("jane", &[], KUBE_APISERVER_CLIENT, &["server auth"]);
         assert_eq!(
-            issue(&authority, &server, now).unwrap_err(),
+            issue(&authority, &server, now).unwrap_err().to_string(),
             "invalid usage for client certificate: server auth"
         );
         let kubelet = request(
@@ -998,7 +1075,7 @@ mod tests {
             &["client auth"],
         );
         assert_eq!(
-            issue(&authority, &kubelet, now).unwrap_err(),
+            issue(&authority, &kubelet, now).unwrap_err().to_string(),
             "usages did not match [client auth digital signature key encipherment]"
         );
         let masters = request(
@@ -1007,6 +1084,25 @@ mod tests {
             KUBE_APISERVER_CLIENT,
             &["client auth"],
         );
-        assert_eq!(restrict_subject(&masters), Err(RestrictionError::Masters));
+        assert!(matches!(
+            restrict_subject(&masters),
+            Err(CertificateError::Masters)
+        ));
+        // The issue happens on what is signed too (defence in depth under admission).
+        assert_eq!(
+            issue(&authority, &masters, now).unwrap_err().to_string(),
+            "use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"
+        );
+        // An organization whose OID is written in a longer, non-canonical form (2.5.4.10 as
+        // 55 04 80 0A, which OpenSSL and Go refuse and rcgen decodes to an organization) is
+        // still seen as system:masters.
+        let mut sneaky = masters.clone();
+        sneaky["spec"]["request"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(NON_CANONICAL_MASTERS));
+        assert!(matches!(
+            restrict_subject(&sneaky),
+            Err(CertificateError::Masters)
+        ));
+        assert!(issue(&authority, &sneaky, now).is_err());
     }
 }

@@ -12,9 +12,24 @@ use crate::user;
 /// The extra key naming the credential (`authentication.kubernetes.io/credential-id`).
 pub const CREDENTIAL_ID: &str = "authentication.kubernetes.io/credential-id";
 
-/// The user a connection's verified client certificate names; a request extension.
+/// The user a connection's verified client certificate names, and until when (Unix seconds) it
+/// does; a request extension. Expiry is checked at each request, as kube-apiserver verifies the
+/// chain per request, so a long-lived connection does not outlive its certificate.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CertificateUser(pub UserInfo);
+pub struct CertificateUser {
+    /// Who.
+    pub user: UserInfo,
+    /// The certificate's `notAfter`.
+    pub not_after: i64,
+}
+
+impl CertificateUser {
+    /// The user, while the certificate is valid at `now` (Unix seconds).
+    #[must_use]
+    pub fn at(&self, now: i64) -> Option<&UserInfo> {
+        (now <= self.not_after).then_some(&self.user)
+    }
+}
 
 /// The user of a verified client certificate (DER): `CommonNameUserConversion`, the subject's
 /// common name as the name and its organizations as groups, with `system:authenticated`, and
@@ -24,17 +39,21 @@ pub struct CertificateUser(pub UserInfo);
 pub fn user(der: &[u8]) -> Option<CertificateUser> {
     let (_, certificate) = X509Certificate::from_der(der).ok()?;
     let subject = certificate.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?;
+    // Attributes by their decoded OID (`CN` 2.5.4.3, `O` 2.5.4.10), as Go reads them.
+    let values = |oid: &'static str| {
+        subject
+            .iter_attributes()
+            .filter(move |a| a.attr_type().to_id_string() == oid)
+            .filter_map(|a| a.as_str().ok().map(str::to_owned))
+    };
+    let name = values("2.5.4.3").next()?;
     if name.is_empty() {
         return None;
     }
-    let groups: Vec<String> = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_owned))
-        .collect();
+    let groups: Vec<String> = values("2.5.4.10").collect();
     let fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(der));
     let info = UserInfo {
-        username: Some(name.to_owned()),
+        username: Some(name),
         groups: (!groups.is_empty()).then_some(groups),
         extra: Some(std::collections::BTreeMap::from([(
             CREDENTIAL_ID.to_owned(),
@@ -42,7 +61,10 @@ pub fn user(der: &[u8]) -> Option<CertificateUser> {
         )])),
         ..UserInfo::default()
     };
-    Some(CertificateUser(user::with_authenticated_group(info)))
+    Some(CertificateUser {
+        user: user::with_authenticated_group(info),
+        not_after: certificate.validity().not_after.timestamp(),
+    })
 }
 
 #[cfg(test)]
@@ -75,7 +97,11 @@ mod tests {
 
     #[test]
     fn the_common_name_is_the_user_and_organizations_are_groups() {
-        let CertificateUser(info) = user(&certificate("jane", &["dev", "ops"])).expect("a user");
+        let certified = user(&certificate("jane", &["dev", "ops"])).expect("a user");
+        // Past its notAfter the certificate names no one.
+        assert!(certified.at(certified.not_after).is_some());
+        assert!(certified.at(certified.not_after + 1).is_none());
+        let CertificateUser { user: info, .. } = certified;
         assert_eq!(info.username.as_deref(), Some("jane"));
         assert_eq!(
             info.groups.as_deref(),

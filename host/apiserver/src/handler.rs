@@ -538,7 +538,7 @@ fn identify(app: &AppState, request: &Request) -> Result<UserInfo, ApiError> {
     let certified = request
         .extensions()
         .get::<Option<crate::client_certificates::CertificateUser>>()
-        .and_then(|c| c.as_ref().map(|c| c.0.clone()));
+        .and_then(|c| c.as_ref()?.at(chrono::Utc::now().timestamp()).cloned());
     let user = certified
         .or_else(|| app.authenticator.authenticate(request.headers()))
         .or_else(|| {

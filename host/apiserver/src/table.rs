@@ -73,25 +73,33 @@ pub fn eval_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
 /// Renders a duration the way kubectl does (`5s`, `3m2s`, `4h`, `2d3h`, `400d`, `3y20d`).
 #[must_use]
 pub fn human_duration(seconds: i64) -> String {
+    // `duration.HumanDuration`: a second part that is zero is left out (`3m`, `7d`, `2y`).
     let s = seconds.max(0);
     let (m, h, d) = (s / 60, s / 3600, s / 86400);
     let y = d / 365;
+    let two = |big: i64, unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{unit}")
+        } else {
+            format!("{big}{unit}{small}{small_unit}")
+        }
+    };
     if s < 120 {
         format!("{s}s")
     } else if m < 10 {
-        format!("{m}m{}s", s % 60)
+        two(m, "m", s % 60, "s")
     } else if h < 3 {
         format!("{m}m")
     } else if h < 8 {
-        format!("{h}h{}m", m % 60)
+        two(h, "h", m % 60, "m")
     } else if h < 48 {
         format!("{h}h")
     } else if d < 8 {
-        format!("{d}d{}h", h % 24)
+        two(d, "d", h % 24, "h")
     } else if y < 2 {
         format!("{d}d")
     } else if y < 8 {
-        format!("{y}y{}d", d % 365)
+        two(y, "y", d % 365, "d")
     } else {
         format!("{y}y")
     }

@@ -123,6 +123,10 @@ impl Authority {
         let Some(dir) = state_dir else {
             return Self::generate();
         };
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::StateFile {
+            path: dir.to_owned(),
+            source,
+        })?;
         let (cert, key) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
         let read = |path: &Path| match std::fs::read_to_string(path) {
             Ok(text) => Ok(Some(text)),
@@ -287,14 +291,17 @@ mod tests {
 
     #[test]
     fn a_kept_authority_is_the_same_after_a_restart_and_bad_files_stay_as_they_are() {
-        let dir = tempfile::tempdir().expect("dir");
-        let first = Authority::open(Some(dir.path())).expect("made");
-        let again = Authority::open(Some(dir.path())).expect("read");
+        let parent = tempfile::tempdir().expect("dir");
+        // A state directory not yet there is made.
+        let dir = parent.path().join("state");
+        let dir = &dir;
+        let first = Authority::open(Some(dir)).expect("made");
+        let again = Authority::open(Some(dir)).expect("read");
         assert_eq!(first.certificate_pem(), again.certificate_pem());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            let mode = std::fs::metadata(dir.join(KEY_FILE))
                 .expect("key file")
                 .permissions()
                 .mode();
@@ -304,18 +311,15 @@ mod tests {
         let other = tempfile::tempdir().expect("dir");
         Authority::open(Some(other.path())).expect("made");
         let foreign = std::fs::read(other.path().join(KEY_FILE)).expect("key");
-        std::fs::write(dir.path().join(KEY_FILE), &foreign).expect("write");
+        std::fs::write(dir.join(KEY_FILE), &foreign).expect("write");
         assert!(matches!(
-            Authority::open(Some(dir.path())),
+            Authority::open(Some(dir)),
             Err(TlsError::Stored { .. })
         ));
-        assert_eq!(
-            std::fs::read(dir.path().join(KEY_FILE)).expect("key"),
-            foreign
-        );
-        std::fs::remove_file(dir.path().join(KEY_FILE)).expect("remove");
+        assert_eq!(std::fs::read(dir.join(KEY_FILE)).expect("key"), foreign);
+        std::fs::remove_file(dir.join(KEY_FILE)).expect("remove");
         assert!(matches!(
-            Authority::open(Some(dir.path())),
+            Authority::open(Some(dir)),
             Err(TlsError::Incomplete { .. })
         ));
     }

@@ -226,7 +226,8 @@ pub enum NameRule {
     Label,
     /// DNS-1035 label: Services.
     Dns1035,
-    /// Only a valid path segment: RBAC roles and bindings (`system:controller:...`).
+    /// Only a valid path segment: RBAC roles and bindings (`system:controller:...`),
+    /// CertificateSigningRequests.
     PathSegment,
 }
 
@@ -238,6 +239,8 @@ impl NameRule {
             ("", "Namespace") => Self::Label,
             ("", "Service") => Self::Dns1035,
             ("rbac.authorization.k8s.io", _) => Self::PathSegment,
+            // `ValidateCertificateRequestName` accepts any name (`node-csr-<base64url>`).
+            ("certificates.k8s.io", "CertificateSigningRequest") => Self::PathSegment,
             _ => Self::Subdomain,
         }
     }

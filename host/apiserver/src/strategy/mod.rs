@@ -71,7 +71,7 @@ pub(crate) enum Refusal {
     Quota(#[from] crate::quota::QuotaError),
     /// The `CertificateSubjectRestriction` admission plugin refuses the request (answered 403).
     #[error(transparent)]
-    Subject(#[from] crate::certificates::RestrictionError),
+    Subject(#[from] crate::certificates::CertificateError),
 }
 
 /// Whether the kind is one Kubernetes itself defines (not a custom resource).
