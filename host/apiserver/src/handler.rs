@@ -789,6 +789,12 @@ async fn resource(
     request: Request,
     user: &UserInfo,
 ) -> Result<Response, ApiError> {
+    if let Some(storage) = &target.info.conversion_webhook {
+        return Err(crate::custom_resource_definitions::webhook_refusal(
+            &target.info,
+            storage,
+        ));
+    }
     let requester = Some((&app.authorizer, user));
     let (parts, body) = request.into_parts();
     let query = Query(parse_query(parts.uri.query().unwrap_or_default()));

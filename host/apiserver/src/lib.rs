@@ -25,6 +25,7 @@ pub mod cluster;
 mod component_statuses;
 pub mod connection;
 pub mod cron;
+pub mod custom_resource_definitions;
 pub mod discovery;
 pub mod error;
 pub mod event_versions;

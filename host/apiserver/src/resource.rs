@@ -49,6 +49,10 @@ pub struct ResourceInfo {
     pub printer_columns: Vec<PrinterColumn>,
     /// The `/scale` subresource, when the kind has one.
     pub scale: Option<ScalePaths>,
+    /// For a version of a CustomResourceDefinition that converts through a webhook, other than its
+    /// storage version: the storage version (requests to this one are refused, since no webhook
+    /// is called).
+    pub conversion_webhook: Option<String>,
 }
 
 /// Where a kind keeps what its `/scale` subresource shows (a CRD's `subresources.scale`).
@@ -148,6 +152,7 @@ fn builtin(
         categories: if all { vec!["all".into()] } else { Vec::new() },
         status_subresource: status,
         printer_columns: Vec::new(),
+        conversion_webhook: None,
         scale: match (group, kind) {
             ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") => Some(ScalePaths::workload()),
             ("", "ReplicationController") => Some(ScalePaths {
@@ -619,9 +624,11 @@ pub fn crd_resources(crd: &Value) -> Result<Vec<Arc<ResourceInfo>>, CrdError> {
         .as_array()
         .filter(|v| !v.is_empty())
         .ok_or(CrdError::Missing("spec.versions"))?;
+    let webhook_storage = crate::custom_resource_definitions::webhook_storage_version(crd);
     let mut out = Vec::new();
     for version in versions {
         let name = text(&version["name"]);
+        let conversion_webhook = webhook_storage.clone().filter(|storage| *storage != name);
         if name.is_empty() {
             return Err(CrdError::Missing("spec.versions[].name"));
         }
@@ -655,6 +662,7 @@ pub fn crd_resources(crd: &Value) -> Result<Vec<Arc<ResourceInfo>>, CrdError> {
             categories: strings(&names["categories"]),
             status_subresource: version["subresources"]["status"].is_object(),
             printer_columns,
+            conversion_webhook,
             // Indexing the `Value`, never its map: an absent path is `null`, not a panic.
             scale: Some(&version["subresources"]["scale"])
                 .filter(|scale| scale.is_object())

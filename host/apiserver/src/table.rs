@@ -287,6 +287,9 @@ mod tests {
         assert_eq!(human_duration(5), "5s");
         assert_eq!(human_duration(185), "3m5s");
         assert_eq!(human_duration(3 * 86400 + 7200), "3d2h");
+        assert_eq!(human_duration(180), "3m");
+        assert_eq!(human_duration(7 * 86400), "7d");
+        assert_eq!(human_duration(3 * 365 * 86400), "3y");
     }
 
     #[test]
@@ -302,6 +305,7 @@ mod tests {
             short_names: vec![],
             categories: vec![],
             status_subresource: false,
+            conversion_webhook: None,
             printer_columns: vec![PrinterColumn {
                 name: "Size".into(),
                 column_type: "integer".into(),

@@ -342,11 +342,6 @@ impl Target {
             causes,
         }
     }
-
-    /// An invalid answer whose one error text names its own field (or none).
-    fn invalid_text(&self, name: &str, message: impl Into<String>) -> ApiError {
-        self.invalid(name, vec![FieldCause::other("", message)])
-    }
 }
 
 /// etcd3's `OptimisticLockErrorMsg`: a write from a stale `resourceVersion` (409).
@@ -545,7 +540,7 @@ fn check_type(info: &ResourceInfo, body: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn normalize_kind_specific(info: &ResourceInfo, object: &mut Value) -> Result<(), String> {
+fn normalize_kind_specific(info: &ResourceInfo, object: &mut Value) -> Result<(), Vec<FieldCause>> {
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Secret") => {
             if let Some(Value::Object(string_data)) =
@@ -571,7 +566,13 @@ fn normalize_kind_specific(info: &ResourceInfo, object: &mut Value) -> Result<()
             Ok(())
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            let resources = crate::resource::crd_resources(object).map_err(|e| e.to_string())?;
+            crate::custom_resource_definitions::defaults(object);
+            let causes = crate::custom_resource_definitions::validate(object);
+            if !causes.is_empty() {
+                return Err(causes);
+            }
+            let resources = crate::resource::crd_resources(object)
+                .map_err(|e| vec![FieldCause::other("", e.to_string())])?;
             let storage = object["spec"]["versions"]
                 .as_array()
                 .and_then(|vs| {
@@ -732,7 +733,7 @@ fn prepare_create(
     if crate::certificates::is_csr(info) {
         crate::certificates::requested_by(&mut object, opts.user.as_ref());
     }
-    normalize_kind_specific(info, &mut object).map_err(|m| target.invalid_text(&name, m))?;
+    normalize_kind_specific(info, &mut object).map_err(|causes| target.invalid(&name, causes))?;
     // Identity before the strategy, which may use it (a Job's generated selector).
     let uid = json!(new_uid());
     let m = meta(&mut object);
@@ -893,7 +894,7 @@ fn prepare_update(
     {
         let status = old.get("status").cloned();
         normalize_kind_specific(&target.info, &mut out)
-            .map_err(|m| target.invalid_text(&name, m))?;
+            .map_err(|causes| target.invalid(&name, causes))?;
         if target.scope() == FieldScope::StatusOnly
             && let (Some(s), Some(map)) = (status, out.as_object_mut())
         {
@@ -901,7 +902,7 @@ fn prepare_update(
         }
     } else {
         normalize_kind_specific(&target.info, &mut out)
-            .map_err(|m| target.invalid_text(&name, m))?;
+            .map_err(|causes| target.invalid(&name, causes))?;
     }
     if let Some(map) = out.as_object_mut() {
         map.insert(

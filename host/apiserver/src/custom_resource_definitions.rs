@@ -1,0 +1,388 @@
+//! The definitions themselves: `SetDefaults_CustomResourceDefinition` (the conversion strategy
+//! `None`, `names.singular` and `names.listKind` from the kind, a webhook service's port 443) and
+//! the parts of `ValidateCustomResourceDefinitionSpec` (`apiextensions-apiserver`'s
+//! `pkg/apis/apiextensions/validation`) CRD authors meet: the group, the scope, the versions (names,
+//! unique, exactly one storage version, a schema each), the names, and the conversion, with
+//! kube-apiserver's messages and its internal field paths (`spec.conversion.webhookClientConfig`).
+//! A definition that converts through a webhook is served, but this server calls no webhook:
+//! requests to a version other than the storage version are refused as a cluster refuses them
+//! when its webhook cannot be reached ([`webhook_refusal`]).
+
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, FieldCause};
+use crate::resource::ResourceInfo;
+use crate::validation::{dns1035_label, dns1123_subdomain};
+
+/// `SetDefaults_CustomResourceDefinition` and `SetDefaults_ServiceReference`.
+pub fn defaults(object: &mut Value) {
+    let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let conversion = spec
+        .entry("conversion")
+        .or_insert_with(|| json!({"strategy": "None"}));
+    if let Some(service) = conversion
+        .pointer_mut("/webhook/clientConfig/service")
+        .and_then(Value::as_object_mut)
+    {
+        service.entry("port").or_insert(json!(443));
+    }
+    if let Some(names) = spec.get_mut("names").and_then(Value::as_object_mut) {
+        let kind = names
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !kind.is_empty() {
+            let empty = |v: Option<&Value>| v.and_then(Value::as_str).is_none_or(str::is_empty);
+            if empty(names.get("singular")) {
+                names.insert("singular".into(), json!(kind.to_lowercase()));
+            }
+            if empty(names.get("listKind")) {
+                names.insert("listKind".into(), json!(format!("{kind}List")));
+            }
+        }
+    }
+}
+
+/// Go's `%#v` of the definition's versions stands in `spec.versions` errors; this is its type.
+const VERSIONS_PRINTED: &str = "[]apiextensions.CustomResourceDefinitionVersion{...}";
+
+/// The field errors of a definition's spec (after [`defaults`]).
+#[must_use]
+pub fn validate(object: &Value) -> Vec<FieldCause> {
+    let spec = &object["spec"];
+    let mut errs = Vec::new();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let group = text(&spec["group"]);
+    if group.is_empty() {
+        errs.push(FieldCause::required("spec.group", ""));
+    } else if let Err(e) = dns1123_subdomain(&group) {
+        errs.push(FieldCause::invalid("spec.group", &group, e));
+    } else if !group.contains('.') {
+        errs.push(FieldCause::invalid(
+            "spec.group",
+            &group,
+            "should be a domain with at least one dot",
+        ));
+    }
+    match spec["scope"].as_str().unwrap_or_default() {
+        "" => errs.push(FieldCause::required("spec.scope", "")),
+        "Cluster" | "Namespaced" => {}
+        other => errs.push(FieldCause::not_supported(
+            "spec.scope",
+            &json!(other),
+            &["Cluster", "Namespaced"],
+        )),
+    }
+    let versions = spec["versions"].as_array().map_or(&[][..], Vec::as_slice);
+    let mut names = std::collections::HashSet::new();
+    let mut unique = true;
+    for (i, version) in versions.iter().enumerate() {
+        let name = text(&version["name"]);
+        unique &= names.insert(name.clone());
+        if let Err(e) = dns1035_label(&name) {
+            errs.push(FieldCause::invalid(
+                &format!("spec.versions[{i}].name"),
+                &name,
+                e,
+            ));
+        }
+        if !version["schema"]["openAPIV3Schema"].is_object() {
+            errs.push(FieldCause::required(
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                "schemas are required",
+            ));
+        }
+    }
+    if !unique {
+        errs.push(FieldCause::invalid_printed(
+            "spec.versions",
+            VERSIONS_PRINTED,
+            "must contain unique version names",
+        ));
+    }
+    let storage = versions
+        .iter()
+        .filter(|v| v["storage"].as_bool() == Some(true))
+        .count();
+    if storage != 1 {
+        errs.push(FieldCause::invalid_printed(
+            "spec.versions",
+            VERSIONS_PRINTED,
+            "must have exactly one version marked as storage version",
+        ));
+    }
+    names_causes(&spec["names"], &mut errs);
+    conversion_causes(&spec["conversion"], &mut errs);
+    errs
+}
+
+/// The required names and `ValidateCustomResourceDefinitionNames`.
+fn names_causes(names: &Value, errs: &mut Vec<FieldCause>) {
+    let text = |key: &str| names[key].as_str().unwrap_or_default().to_owned();
+    let (plural, singular, kind, list_kind) = (
+        text("plural"),
+        text("singular"),
+        text("kind"),
+        text("listKind"),
+    );
+    for (key, value) in [
+        ("plural", &plural),
+        ("singular", &singular),
+        ("kind", &kind),
+        ("listKind", &list_kind),
+    ] {
+        if value.is_empty() {
+            errs.push(FieldCause::required(&format!("spec.names.{key}"), ""));
+        }
+    }
+    for (key, value) in [("plural", &plural), ("singular", &singular)] {
+        if !value.is_empty()
+            && let Err(e) = dns1035_label(value)
+        {
+            errs.push(FieldCause::invalid(&format!("spec.names.{key}"), value, e));
+        }
+    }
+    for (key, value) in [("kind", &kind), ("listKind", &list_kind)] {
+        if !value.is_empty()
+            && let Err(e) = dns1035_label(&value.to_lowercase())
+        {
+            errs.push(FieldCause::invalid(
+                &format!("spec.names.{key}"),
+                value,
+                format!("may have mixed case, but should otherwise match: {e}"),
+            ));
+        }
+    }
+    for key in ["shortNames", "categories"] {
+        for (i, item) in names[key].as_array().into_iter().flatten().enumerate() {
+            let item = item.as_str().unwrap_or_default();
+            if let Err(e) = dns1035_label(item) {
+                errs.push(FieldCause::invalid(
+                    &format!("spec.names.{key}[{i}]"),
+                    item,
+                    e,
+                ));
+            }
+        }
+    }
+    if !kind.is_empty() && kind == list_kind {
+        errs.push(FieldCause::invalid(
+            "spec.names.listKind",
+            &list_kind,
+            "kind and listKind may not be the same",
+        ));
+    }
+}
+
+/// `ValidateCustomResourceConversion`, its paths the internal type's (`webhookClientConfig`,
+/// `conversionReviewVersions` directly under `spec.conversion`).
+fn conversion_causes(conversion: &Value, errs: &mut Vec<FieldCause>) {
+    const PATH: &str = "spec.conversion";
+    let client = &conversion["webhook"]["clientConfig"];
+    match conversion["strategy"].as_str().unwrap_or_default() {
+        "" => errs.push(FieldCause::required(&format!("{PATH}.strategy"), "")),
+        "None" => {
+            if client.is_object() {
+                errs.push(FieldCause::forbidden(
+                    &format!("{PATH}.webhookClientConfig"),
+                    "should not be set when strategy is not set to Webhook",
+                ));
+            }
+        }
+        "Webhook" => {
+            let config = format!("{PATH}.webhookClientConfig");
+            if !client.is_object() {
+                errs.push(FieldCause::required(
+                    &config,
+                    "required when strategy is set to Webhook",
+                ));
+            } else if client["url"].is_string() == client["service"].is_object() {
+                errs.push(FieldCause::required(
+                    &config,
+                    "exactly one of url or service is required",
+                ));
+            } else if let Some(url) = client["url"].as_str() {
+                url_causes(&format!("{config}.url"), url, errs);
+            } else {
+                service_causes(&format!("{config}.service"), &client["service"], errs);
+            }
+            let versions: Vec<&str> = conversion["webhook"]["conversionReviewVersions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let path = format!("{PATH}.conversionReviewVersions");
+            if versions.is_empty() {
+                errs.push(FieldCause::required(
+                    &path,
+                    "must contain at least one version",
+                ));
+            } else if !versions.iter().any(|v| ["v1", "v1beta1"].contains(v)) {
+                errs.push(FieldCause::invalid_printed(
+                    &path,
+                    &crate::error::go_strings(
+                        &versions.iter().map(|v| json!(v)).collect::<Vec<_>>(),
+                    ),
+                    "must include at least one of v1, v1beta1",
+                ));
+            }
+        }
+        other => errs.push(FieldCause::not_supported(
+            &format!("{PATH}.strategy"),
+            &json!(other),
+            &["None", "Webhook"],
+        )),
+    }
+}
+
+/// `ValidateWebhookURL` (for a server that must be reached by https).
+fn url_causes(path: &str, url: &str, errs: &mut Vec<FieldCause>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        errs.push(FieldCause::invalid(path, url, "host must be specified"));
+        return;
+    };
+    if scheme != "https" {
+        errs.push(FieldCause::invalid(
+            path,
+            url,
+            "'https' is the only allowed URL scheme",
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        errs.push(FieldCause::invalid(path, url, "host must be specified"));
+    }
+    if authority.contains('@') {
+        errs.push(FieldCause::invalid(
+            path,
+            url,
+            "user information is not permitted in the URL",
+        ));
+    }
+    if url.contains('#') {
+        errs.push(FieldCause::invalid(
+            path,
+            url,
+            "fragments are not permitted in the URL",
+        ));
+    }
+    if url.contains('?') {
+        errs.push(FieldCause::invalid(
+            path,
+            url,
+            "query parameters are not permitted in the URL",
+        ));
+    }
+}
+
+/// `ValidateWebhookService`: a name and a namespace, a path that starts with `/`, a port in range.
+fn service_causes(path: &str, service: &Value, errs: &mut Vec<FieldCause>) {
+    for (key, detail) in [
+        ("name", "service name is required"),
+        ("namespace", "service namespace is required"),
+    ] {
+        if service[key].as_str().is_none_or(str::is_empty) {
+            errs.push(FieldCause::required(&format!("{path}.{key}"), detail));
+        }
+    }
+    if let Some(p) = service["path"].as_str()
+        && !p.is_empty()
+        && !p.starts_with('/')
+    {
+        errs.push(FieldCause::invalid(
+            &format!("{path}.path"),
+            p,
+            "must start with a '/'",
+        ));
+    }
+    if let Some(port) = service["port"].as_i64()
+        && !(1..=65535).contains(&port)
+    {
+        errs.push(FieldCause::invalid_value(
+            &format!("{path}.port"),
+            &json!(port),
+            "port is not valid: must be between 1 and 65535, inclusive",
+        ));
+    }
+}
+
+/// Whether `crd` converts through a webhook, and then its storage version.
+#[must_use]
+pub fn webhook_storage_version(crd: &Value) -> Option<String> {
+    if crd["spec"]["conversion"]["strategy"] != "Webhook" {
+        return None;
+    }
+    crd["spec"]["versions"]
+        .as_array()?
+        .iter()
+        .find(|v| v["storage"].as_bool() == Some(true))
+        .and_then(|v| v["name"].as_str())
+        .map(str::to_owned)
+}
+
+/// The refusal of a request to `info`, a version of a definition that converts through a
+/// webhook to its storage version `storage`: the answer of a cluster whose conversion webhook
+/// cannot be reached (500, `conversion webhook for GROUP/VERSION, Kind=KIND failed: ...`).
+#[must_use]
+pub fn webhook_refusal(info: &ResourceInfo, storage: &str) -> ApiError {
+    ApiError::Internal(format!(
+        "conversion webhook for {}, Kind={} failed: this API server calls no conversion webhooks; \
+         request version {storage:?}, the storage version, which needs no conversion",
+        info.api_version(),
+        info.kind
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crd(spec: Value) -> Value {
+        let mut object = json!({"metadata": {"name": "widgets.example.com"}, "spec": spec});
+        defaults(&mut object);
+        object
+    }
+
+    fn causes(object: &Value) -> Vec<String> {
+        validate(object)
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_definition_is_defaulted_and_validated_as_kubernetes_does() {
+        let schema = json!({"openAPIV3Schema": {"type": "object"}});
+        let good = crd(json!({"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": schema}]}));
+        assert_eq!(good["spec"]["names"]["singular"], "widget");
+        assert_eq!(good["spec"]["names"]["listKind"], "WidgetList");
+        assert_eq!(good["spec"]["conversion"], json!({"strategy": "None"}));
+        assert!(causes(&good).is_empty(), "{:?}", causes(&good));
+        let bad = crd(json!({"group": "example", "scope": "Everywhere",
+            "names": {"plural": "Widgets", "kind": "Widget", "listKind": "Widget"},
+            "versions": [{"name": "v1", "storage": true, "schema": schema},
+                {"name": "v1", "storage": true}],
+            "conversion": {"strategy": "Webhook", "webhook": {"clientConfig": {"url": "http://x?a=b"}}}}));
+        assert_eq!(
+            causes(&bad),
+            [
+                "spec.group: Invalid value: \"example\": should be a domain with at least one dot",
+                "spec.scope: Unsupported value: \"Everywhere\": supported values: \"Cluster\", \"Namespaced\"",
+                "spec.versions[1].schema.openAPIV3Schema: Required value: schemas are required",
+                "spec.versions: Invalid value: []apiextensions.CustomResourceDefinitionVersion{...}: must contain unique version names",
+                "spec.versions: Invalid value: []apiextensions.CustomResourceDefinitionVersion{...}: must have exactly one version marked as storage version",
+                "spec.names.plural: Invalid value: \"Widgets\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+                "spec.names.listKind: Invalid value: \"Widget\": kind and listKind may not be the same",
+                "spec.conversion.webhookClientConfig.url: Invalid value: \"http://x?a=b\": 'https' is the only allowed URL scheme",
+                "spec.conversion.webhookClientConfig.url: Invalid value: \"http://x?a=b\": query parameters are not permitted in the URL",
+                "spec.conversion.conversionReviewVersions: Required value: must contain at least one version",
+            ]
+        );
+    }
+}
