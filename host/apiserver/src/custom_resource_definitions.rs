@@ -310,6 +310,58 @@ fn service_causes(path: &str, service: &Value, errs: &mut Vec<FieldCause>) {
     }
 }
 
+/// The update of a definition (after [`validate`]): `PrepareForUpdate` keeps the versions ever
+/// stored (`status.storedVersions`, the new storage version added), and
+/// `ValidateCustomResourceDefinitionUpdate` keeps the group and plural (and, once established,
+/// as here always, the scope and kind) and requires every stored version in `spec.versions`.
+pub fn update(old: &Value, object: &mut Value) -> Vec<FieldCause> {
+    let mut stored: Vec<Value> = old["status"]["storedVersions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let versions = object["spec"]["versions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for version in versions
+        .iter()
+        .filter(|v| v["storage"].as_bool() == Some(true))
+    {
+        if !stored.contains(&version["name"]) {
+            stored.push(version["name"].clone());
+        }
+    }
+    let mut errs = Vec::new();
+    for (path, pointer) in [
+        ("spec.group", "/spec/group"),
+        ("spec.names.plural", "/spec/names/plural"),
+        ("spec.scope", "/spec/scope"),
+        ("spec.names.kind", "/spec/names/kind"),
+    ] {
+        let (new, before) = (object.pointer(pointer), old.pointer(pointer));
+        if new != before {
+            errs.push(FieldCause::invalid_value(
+                path,
+                new.unwrap_or(&Value::Null),
+                "field is immutable",
+            ));
+        }
+    }
+    for (i, name) in stored.iter().enumerate() {
+        if !versions.iter().any(|v| v["name"] == *name) {
+            errs.push(FieldCause::invalid_value(
+                &format!("status.storedVersions[{i}]"),
+                name,
+                "must appear in spec.versions",
+            ));
+        }
+    }
+    if let Some(status) = object.get_mut("status").and_then(Value::as_object_mut) {
+        status.insert("storedVersions".into(), Value::Array(stored));
+    }
+    errs
+}
+
 /// Whether `crd` converts through a webhook, and then its storage version.
 #[must_use]
 pub fn webhook_storage_version(crd: &Value) -> Option<String> {

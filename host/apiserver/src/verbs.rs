@@ -899,6 +899,11 @@ fn prepare_update(
             && let (Some(s), Some(map)) = (status, out.as_object_mut())
         {
             map.insert("status".into(), s);
+        } else if target.info.group_resource() == CRD_RESOURCE {
+            let causes = crate::custom_resource_definitions::update(old, &mut out);
+            if !causes.is_empty() {
+                return Err(target.invalid(&name, causes));
+            }
         }
     } else {
         normalize_kind_specific(&target.info, &mut out)
