@@ -95,6 +95,7 @@ pub fn validate(object: &Value) -> Vec<FieldCause> {
                 "schemas are required",
             ));
         }
+        selectable_causes(i, version, &mut errs);
     }
     if !unique {
         errs.push(FieldCause::invalid_printed(
@@ -117,6 +118,81 @@ pub fn validate(object: &Value) -> Vec<FieldCause> {
     names_causes(&spec["names"], &mut errs);
     conversion_causes(&spec["conversion"], &mut errs);
     errs
+}
+
+/// A version's `selectableFields`: at most 8, each a simple path (no array notation) to a field of
+/// type string, integer or boolean that its schema declares, outside `metadata`, none twice.
+fn selectable_causes(i: usize, version: &Value, errs: &mut Vec<FieldCause>) {
+    let path = format!("spec.versions[{i}].selectableFields");
+    let Some(fields) = version["selectableFields"]
+        .as_array()
+        .filter(|f| !f.is_empty())
+    else {
+        return;
+    };
+    let schema = &version["schema"]["openAPIV3Schema"];
+    if !schema.is_object() {
+        errs.push(FieldCause::invalid(
+            &path,
+            "",
+            "may only be set when `version.schema.openAPIV3Schema` is not included",
+        ));
+        return;
+    }
+    if fields.len() > 8 {
+        errs.push(FieldCause::other_typed(
+            crate::error::CauseType::ValueTooMany,
+            &path,
+            format!("Too many: {}: must have at most 8 items", fields.len()),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (j, field) in fields.iter().enumerate() {
+        let at = format!("{path}[{j}].jsonPath");
+        let Some(json_path) = field["jsonPath"].as_str().filter(|p| !p.is_empty()) else {
+            errs.push(FieldCause::required(&at, ""));
+            continue;
+        };
+        if !seen.insert(json_path) {
+            errs.push(FieldCause::duplicate(&at, &json!(json_path)));
+            continue;
+        }
+        let segments: Option<Vec<&str>> = json_path
+            .strip_prefix('.')
+            .map(|rest| rest.split('.').collect())
+            .filter(|s: &Vec<&str>| {
+                s.iter()
+                    .all(|seg| !seg.is_empty() && !seg.contains(['[', ']', '*', '@', '$', '\\']))
+            });
+        let Some(segments) = segments else {
+            errs.push(FieldCause::invalid(
+                &at,
+                json_path,
+                "must be a simple JSON path without array notation, such as .spec.color",
+            ));
+            continue;
+        };
+        if segments.first() == Some(&"metadata") {
+            errs.push(FieldCause::invalid(
+                &at,
+                json_path,
+                "must not point to metadata fields",
+            ));
+            continue;
+        }
+        let node = segments
+            .iter()
+            .try_fold(schema, |node, seg| node["properties"].get(*seg));
+        let scalar = node
+            .is_some_and(|n| matches!(n["type"].as_str(), Some("string" | "integer" | "boolean")));
+        if !scalar {
+            errs.push(FieldCause::invalid(
+                &at,
+                json_path,
+                "must point to a field of type string, boolean or integer in the schema",
+            ));
+        }
+    }
 }
 
 /// The required names and `ValidateCustomResourceDefinitionNames`.

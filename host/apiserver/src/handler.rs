@@ -160,8 +160,7 @@ impl Query {
     /// The field selector, refused when it names a field `info`'s kind cannot be selected by.
     fn fields(&self, info: &ResourceInfo) -> Result<Selector, ApiError> {
         let fields = self.selector("fieldSelector")?;
-        crate::selector::check_fields(&fields, &info.group, &info.kind)
-            .map_err(ApiError::BadRequest)?;
+        crate::selector::check_fields(&fields, info).map_err(ApiError::BadRequest)?;
         if crate::event_versions::is_events_api(info) {
             return Ok(fields.convert_keys(crate::event_versions::field_label));
         }

@@ -53,6 +53,8 @@ pub struct ResourceInfo {
     /// storage version: the storage version (requests to this one are refused, since no webhook
     /// is called).
     pub conversion_webhook: Option<String>,
+    /// A custom resource version's `selectableFields`, as field selector keys (`spec.color`).
+    pub selectable_fields: Vec<String>,
 }
 
 /// Where a kind keeps what its `/scale` subresource shows (a CRD's `subresources.scale`).
@@ -153,6 +155,7 @@ fn builtin(
         status_subresource: status,
         printer_columns: Vec::new(),
         conversion_webhook: None,
+        selectable_fields: Vec::new(),
         scale: match (group, kind) {
             ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") => Some(ScalePaths::workload()),
             ("", "ReplicationController") => Some(ScalePaths {
@@ -663,6 +666,13 @@ pub fn crd_resources(crd: &Value) -> Result<Vec<Arc<ResourceInfo>>, CrdError> {
             status_subresource: version["subresources"]["status"].is_object(),
             printer_columns,
             conversion_webhook,
+            selectable_fields: version["selectableFields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["jsonPath"].as_str())
+                .map(|p| p.trim_start_matches('.').to_owned())
+                .collect(),
             // Indexing the `Value`, never its map: an absent path is `null`, not a panic.
             scale: Some(&version["subresources"]["scale"])
                 .filter(|scale| scale.is_object())

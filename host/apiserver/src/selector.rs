@@ -382,14 +382,20 @@ pub fn supported_fields(group: &str, kind: &str) -> &'static [&'static str] {
     }
 }
 
-/// Refuses a field selector that names a field the kind cannot be selected by, as kube-apiserver
-/// does (400 `field label not supported: spec.foo`).
+/// Refuses a field selector that names a field the kind cannot be selected by (a custom resource
+/// also by its version's `selectableFields`), as kube-apiserver does (400 `field label not
+/// supported: spec.foo`).
 ///
 /// # Errors
 /// The message, for the first unsupported field.
-pub fn check_fields(selector: &Selector, group: &str, kind: &str) -> Result<(), String> {
-    let supported = supported_fields(group, kind);
-    match selector.keys().find(|k| !supported.contains(k)) {
+pub fn check_fields(
+    selector: &Selector,
+    info: &crate::resource::ResourceInfo,
+) -> Result<(), String> {
+    let supported = supported_fields(&info.group, &info.kind);
+    let selectable =
+        |k: &str| supported.contains(&k) || info.selectable_fields.iter().any(|f| f == k);
+    match selector.keys().find(|k| !selectable(k)) {
         Some(key) => Err(format!("field label not supported: {key}")),
         None => Ok(()),
     }
@@ -402,14 +408,16 @@ mod tests {
     #[test]
     fn field_selectors_name_only_the_kinds_selectable_fields() {
         let ok = Selector::parse("metadata.name=a,metadata.namespace!=b").unwrap();
-        assert!(check_fields(&ok, "", "ConfigMap").is_ok());
+        let registry = crate::resource::Registry::default();
+        let info = |plural: &str| registry.lookup("", "v1", plural).expect("served");
+        assert!(check_fields(&ok, &info("configmaps")).is_ok());
         let phase = Selector::parse("status.phase=Running").unwrap();
-        assert!(check_fields(&phase, "", "Pod").is_ok());
+        assert!(check_fields(&phase, &info("pods")).is_ok());
         assert_eq!(
-            check_fields(&phase, "", "ConfigMap"),
+            check_fields(&phase, &info("configmaps")),
             Err("field label not supported: status.phase".into())
         );
-        assert!(check_fields(&Selector::parse("type=Opaque").unwrap(), "", "Secret").is_ok());
+        assert!(check_fields(&Selector::parse("type=Opaque").unwrap(), &info("secrets")).is_ok());
     }
     use serde_json::json;
 

@@ -306,6 +306,7 @@ mod tests {
             categories: vec![],
             status_subresource: false,
             conversion_webhook: None,
+            selectable_fields: Vec::new(),
             printer_columns: vec![PrinterColumn {
                 name: "Size".into(),
                 column_type: "integer".into(),
