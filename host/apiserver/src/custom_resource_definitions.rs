@@ -96,6 +96,19 @@ pub fn validate(object: &Value) -> Vec<FieldCause> {
             ));
         }
         selectable_causes(i, version, &mut errs);
+        scale_causes(i, &version["subresources"]["scale"], &mut errs);
+        for (j, column) in version["additionalPrinterColumns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            column_causes(
+                &format!("spec.versions[{i}].additionalPrinterColumns[{j}]"),
+                column,
+                &mut errs,
+            );
+        }
     }
     if !unique {
         errs.push(FieldCause::invalid_printed(
@@ -192,6 +205,86 @@ fn selectable_causes(i: usize, version: &Value, errs: &mut Vec<FieldCause>) {
                 "must point to a field of type string, boolean or integer in the schema",
             ));
         }
+    }
+}
+
+/// `validateSimpleJSONPath`: a path in dot notation from the root.
+fn simple_path_cause(path: &str, value: &str) -> Option<FieldCause> {
+    if value.is_empty() {
+        Some(FieldCause::invalid(path, value, "must not be empty"))
+    } else if !value.starts_with('.') {
+        Some(FieldCause::invalid(
+            path,
+            value,
+            "must be a simple json path starting with .",
+        ))
+    } else {
+        None
+    }
+}
+
+/// `ValidateCustomResourceDefinitionSubresources` for a version's scale subresource: the replica
+/// paths required, under `.spec.` and `.status.`.
+fn scale_causes(i: usize, scale: &Value, errs: &mut Vec<FieldCause>) {
+    if !scale.is_object() {
+        return;
+    }
+    for (key, under) in [
+        ("specReplicasPath", ".spec."),
+        ("statusReplicasPath", ".status."),
+    ] {
+        let path = format!("spec.versions[{i}].subresources.scale.{key}");
+        let value = scale[key].as_str().unwrap_or_default();
+        if value.is_empty() {
+            errs.push(FieldCause::required(&path, ""));
+        } else if let Some(cause) = simple_path_cause(&path, value) {
+            errs.push(cause);
+        } else if !value.starts_with(under) {
+            errs.push(FieldCause::invalid(
+                &path,
+                value,
+                format!(
+                    "should be a json path under {}",
+                    under.trim_end_matches('.')
+                ),
+            ));
+        }
+    }
+}
+
+/// `ValidateCustomResourceColumnDefinition`: a name, a known type and format, a path.
+fn column_causes(path: &str, column: &Value, errs: &mut Vec<FieldCause>) {
+    const TYPES: &str = "boolean,date,integer,number,string";
+    const FORMATS: &str = "byte,date,date-time,double,float,int32,int64,password";
+    if column["name"].as_str().is_none_or(str::is_empty) {
+        errs.push(FieldCause::required(&format!("{path}.name"), ""));
+    }
+    match column["type"].as_str().unwrap_or_default() {
+        "" => errs.push(FieldCause::required(
+            &format!("{path}.type"),
+            &format!("must be one of {TYPES}"),
+        )),
+        kind if !TYPES.split(',').any(|t| t == kind) => errs.push(FieldCause::invalid(
+            &format!("{path}.type"),
+            kind,
+            format!("must be one of {TYPES}"),
+        )),
+        _ => {}
+    }
+    if let Some(format) = column["format"].as_str().filter(|f| !f.is_empty())
+        && !FORMATS.split(',').any(|f| f == format)
+    {
+        errs.push(FieldCause::invalid(
+            &format!("{path}.format"),
+            format,
+            format!("must be one of {FORMATS}"),
+        ));
+    }
+    let json_path = column["jsonPath"].as_str().unwrap_or_default();
+    if json_path.is_empty() {
+        errs.push(FieldCause::required(&format!("{path}.jsonPath"), ""));
+    } else if let Some(cause) = simple_path_cause(&format!("{path}.jsonPath"), json_path) {
+        errs.push(cause);
     }
 }
 
