@@ -39,38 +39,6 @@ static RESOURCE_CHECK_TYPE: Type = RESOURCE_CHECK;
 const DECISION: Type = Type::new_unspecified_type("kubernetes.authorization.Decision");
 static DECISION_TYPE: Type = DECISION;
 
-/// `Val` for one of the library's (cloneable) types.
-macro_rules! receiver {
-    ($t:ty, $type:ident) => {
-        impl Val for $t {
-            fn get_type(&self) -> &Type {
-                &$type
-            }
-
-            fn cel_type() -> &'static Type {
-                &$type
-            }
-
-            fn equals(&self, other: &dyn Val) -> bool {
-                other.downcast_ref::<Self>().is_some_and(|o| o == self)
-            }
-
-            fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-            where
-                Self: 'v,
-            {
-                Box::new(self.clone())
-            }
-
-            fn as_any(&self) -> Option<&dyn std::any::Any> {
-                Some(self)
-            }
-        }
-
-        impl cel::common::value::StaticVal for $t {}
-    };
-}
-
 /// Asks the authorizer as one user; the policy's `authorizer` also knows the request's resource.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuthorizerVal {
@@ -80,39 +48,7 @@ pub struct AuthorizerVal {
     request_resource: Option<Box<ResourceCheck>>,
 }
 
-impl Val for AuthorizerVal {
-    fn get_type(&self) -> &Type {
-        &AUTHORIZER_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &AUTHORIZER_TYPE
-    }
-
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn cel::common::traits::Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Self>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
-    }
-}
-
-impl cel::common::value::StaticVal for AuthorizerVal {}
+cloned!(AuthorizerVal, AUTHORIZER_TYPE, as_indexer);
 
 impl cel::common::traits::Indexer for AuthorizerVal {
     fn get<'b, 'v>(&'b self, idx: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
@@ -191,7 +127,7 @@ pub struct PathCheck {
     path: String,
 }
 
-receiver!(PathCheck, PATH_CHECK_TYPE);
+cloned!(PathCheck, PATH_CHECK_TYPE);
 
 /// Checks in one API group.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,7 +136,7 @@ pub struct GroupCheck {
     group: String,
 }
 
-receiver!(GroupCheck, GROUP_CHECK_TYPE);
+cloned!(GroupCheck, GROUP_CHECK_TYPE);
 
 /// A check of a resource, narrowed to a subresource, namespace or name when they are set.
 #[derive(Debug, Clone, PartialEq)]
@@ -212,7 +148,7 @@ pub struct ResourceCheck {
     name: String,
 }
 
-receiver!(ResourceCheck, RESOURCE_CHECK_TYPE);
+cloned!(ResourceCheck, RESOURCE_CHECK_TYPE);
 
 /// An authorizer's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,7 +159,7 @@ pub struct DecisionVal {
     error: String,
 }
 
-receiver!(DecisionVal, DECISION_TYPE);
+cloned!(DecisionVal, DECISION_TYPE);
 
 /// Registers the library on `env`.
 pub(super) fn declare(env: &mut Env) -> Result<(), DeclarationError> {

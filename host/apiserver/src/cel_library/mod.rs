@@ -43,6 +43,50 @@ macro_rules! opaque {
     };
 }
 
+/// `Val` for a library's own `Clone` value type of CEL type `$type`, equal to values of its own
+/// type only; with `as_indexer`, its fields are selected through its `Indexer`.
+macro_rules! cloned {
+    ($t:ty, $type:ident $(, $indexer:ident)?) => {
+        impl cel::common::value::Val for $t {
+            fn get_type(&self) -> &cel::common::types::Type {
+                &$type
+            }
+
+            fn cel_type() -> &'static cel::common::types::Type {
+                &$type
+            }
+
+            $(
+            fn $indexer<'b, 'v>(
+                &'b self,
+            ) -> Option<&'b (dyn cel::common::traits::Indexer + 'v)>
+            where
+                Self: 'v,
+            {
+                Some(self)
+            }
+            )?
+
+            fn equals(&self, other: &dyn cel::common::value::Val) -> bool {
+                other.downcast_ref::<Self>().is_some_and(|o| o == self)
+            }
+
+            fn clone_as_boxed<'v>(&self) -> Box<dyn cel::common::value::Val + 'v>
+            where
+                Self: 'v,
+            {
+                Box::new(self.clone())
+            }
+
+            fn as_any(&self) -> Option<&dyn std::any::Any> {
+                Some(self)
+            }
+        }
+
+        impl cel::common::value::StaticVal for $t {}
+    };
+}
+
 pub mod authz;
 mod check;
 pub mod cost;

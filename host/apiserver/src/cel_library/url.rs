@@ -25,32 +25,7 @@ pub struct Url {
     query: String,
 }
 
-impl Val for Url {
-    fn get_type(&self) -> &Type {
-        &URL_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &URL_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Self>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
-    }
-}
-
-impl cel::common::value::StaticVal for Url {}
+cloned!(Url, URL_TYPE);
 
 /// Why a string is not a URL (Go's `net/url` errors, in short).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
