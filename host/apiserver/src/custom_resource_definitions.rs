@@ -89,7 +89,19 @@ pub fn validate(object: &Value) -> Vec<FieldCause> {
                 e,
             ));
         }
-        if !version["schema"]["openAPIV3Schema"].is_object() {
+        let schema = &version["schema"]["openAPIV3Schema"];
+        if schema.is_object() {
+            // `ValidateStructural` sorts its errors by their text.
+            let mut structural = Vec::new();
+            structural_causes(
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                schema,
+                Level::Root,
+                &mut structural,
+            );
+            structural.sort_by_key(|c| format!("{}: {}", c.field, c.message));
+            errs.extend(structural);
+        } else {
             errs.push(FieldCause::required(
                 &format!("spec.versions[{i}].schema.openAPIV3Schema"),
                 "schemas are required",
@@ -205,6 +217,156 @@ fn selectable_causes(i: usize, version: &Value, errs: &mut Vec<FieldCause>) {
                 "must point to a field of type string, boolean or integer in the schema",
             ));
         }
+    }
+}
+
+/// Where a schema stands in its tree (`validateStructuralInvariants`' levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Root,
+    Item,
+    Field,
+}
+
+/// The types a schema may name.
+const TYPES: [&str; 6] = ["array", "boolean", "integer", "number", "object", "string"];
+
+/// `validateStructuralInvariants` (`apiextensions-apiserver/pkg/apiserver/schema/validation.go`)
+/// and the type check of `ValidateCustomResourceDefinitionOpenAPISchema`: every object field and
+/// array item has a type (unless it is `x-kubernetes-int-or-string` or preserves unknown fields),
+/// an array has items, the root is an object without `additionalProperties` and a `metadata` that
+/// says only `name` and `generateName`, `kind` and `apiVersion` of a resource are strings, and
+/// the extensions agree.
+fn structural_causes(path: &str, schema: &Value, level: Level, errs: &mut Vec<FieldCause>) {
+    let Some(map) = schema.as_object() else {
+        return;
+    };
+    let flag = |key: &str| schema[key].as_bool() == Some(true);
+    let kind = schema["type"].as_str().unwrap_or_default();
+    let embedded = flag("x-kubernetes-embedded-resource");
+    let int_or_string = flag("x-kubernetes-int-or-string");
+    let preserve = flag("x-kubernetes-preserve-unknown-fields");
+    if !kind.is_empty() && !TYPES.contains(&kind) {
+        errs.push(FieldCause::not_supported(
+            &format!("{path}.type"),
+            &json!(kind),
+            &TYPES,
+        ));
+    }
+    if kind == "array" && !map.contains_key("items") {
+        errs.push(FieldCause::required(
+            &format!("{path}.items"),
+            "must be specified",
+        ));
+    }
+    if let Some(items) = schema.get("items") {
+        structural_causes(&format!("{path}.items"), items, Level::Item, errs);
+    }
+    for (key, property) in schema["properties"].as_object().into_iter().flatten() {
+        structural_causes(
+            &format!("{path}.properties[{key}]"),
+            property,
+            Level::Field,
+            errs,
+        );
+    }
+    if let Some(additional) = schema.get("additionalProperties") {
+        if level == Level::Root {
+            errs.push(FieldCause::forbidden(
+                &format!("{path}.additionalProperties"),
+                "must not be used at the root",
+            ));
+        }
+        if additional.is_object() {
+            structural_causes(
+                &format!("{path}.additionalProperties"),
+                additional,
+                Level::Field,
+                errs,
+            );
+        }
+    }
+    if int_or_string && preserve {
+        errs.push(FieldCause::invalid_value(
+            &format!("{path}.x-kubernetes-preserve-unknown-fields"),
+            &json!(true),
+            "must be false if x-kubernetes-int-or-string is true",
+        ));
+    }
+    if int_or_string && embedded {
+        errs.push(FieldCause::invalid_value(
+            &format!("{path}.x-kubernetes-embedded-resource"),
+            &json!(true),
+            "must be false if x-kubernetes-int-or-string is true",
+        ));
+    }
+    if embedded && kind != "object" {
+        let detail = "must be object if x-kubernetes-embedded-resource is true";
+        if kind.is_empty() {
+            errs.push(FieldCause::required(&format!("{path}.type"), detail));
+        } else {
+            errs.push(FieldCause::invalid(&format!("{path}.type"), kind, detail));
+        }
+    } else if kind.is_empty() && !int_or_string && !preserve {
+        let detail = match level {
+            Level::Root => "must not be empty at the root",
+            Level::Item => "must not be empty for specified array items",
+            Level::Field => "must not be empty for specified object fields",
+        };
+        errs.push(FieldCause::required(&format!("{path}.type"), detail));
+    }
+    if embedded && map.contains_key("additionalProperties") {
+        errs.push(FieldCause::forbidden(
+            &format!("{path}.additionalProperties"),
+            "must not be used if x-kubernetes-embedded-resource is set",
+        ));
+    }
+    if level == Level::Root && !kind.is_empty() && kind != "object" {
+        errs.push(FieldCause::invalid(
+            &format!("{path}.type"),
+            kind,
+            "must be object at the root",
+        ));
+    }
+    let properties = &schema["properties"];
+    if level == Level::Root || embedded {
+        for (key, want) in [
+            ("kind", "string"),
+            ("apiVersion", "string"),
+            ("metadata", "object"),
+        ] {
+            if let Some(property) = properties.get(key)
+                && property["type"].as_str().unwrap_or_default() != want
+            {
+                errs.push(FieldCause::invalid(
+                    &format!("{path}.properties[{key}].type"),
+                    property["type"].as_str().unwrap_or_default(),
+                    format!("must be {want}"),
+                ));
+            }
+        }
+    }
+    if level == Level::Root
+        && let Some(metadata) = properties.get("metadata").and_then(Value::as_object)
+    {
+        let names_only = metadata["properties"]
+            .as_object()
+            .is_none_or(|p| p.keys().all(|k| k == "name" || k == "generateName"));
+        let other_keys = metadata
+            .keys()
+            .any(|k| !["type", "properties", "default"].contains(&k.as_str()));
+        if !names_only || other_keys {
+            errs.push(FieldCause::forbidden(
+                &format!("{path}.properties[metadata]"),
+                "must not specify anything other than name and generateName, but metadata is implicitly specified",
+            ));
+        }
+    }
+    if embedded && !preserve && properties.as_object().is_none_or(serde_json::Map::is_empty) {
+        errs.push(FieldCause::required(
+            &format!("{path}.properties"),
+            "must not be empty if x-kubernetes-embedded-resource is true without x-kubernetes-preserve-unknown-fields",
+        ));
     }
 }
 
