@@ -48,7 +48,7 @@ pub struct AuthorizerVal {
     request_resource: Option<Box<ResourceCheck>>,
 }
 
-cloned!(AuthorizerVal, AUTHORIZER_TYPE, as_indexer);
+opaque!(AuthorizerVal, AUTHORIZER_TYPE, as_indexer);
 
 impl cel::common::traits::Indexer for AuthorizerVal {
     fn get<'b, 'v>(&'b self, idx: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
@@ -127,7 +127,7 @@ pub struct PathCheck {
     path: String,
 }
 
-cloned!(PathCheck, PATH_CHECK_TYPE);
+opaque!(PathCheck, PATH_CHECK_TYPE);
 
 /// Checks in one API group.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,7 +136,7 @@ pub struct GroupCheck {
     group: String,
 }
 
-cloned!(GroupCheck, GROUP_CHECK_TYPE);
+opaque!(GroupCheck, GROUP_CHECK_TYPE);
 
 /// A check of a resource, narrowed to a subresource, namespace or name when they are set.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,7 +148,7 @@ pub struct ResourceCheck {
     name: String,
 }
 
-cloned!(ResourceCheck, RESOURCE_CHECK_TYPE);
+opaque!(ResourceCheck, RESOURCE_CHECK_TYPE);
 
 /// An authorizer's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +159,7 @@ pub struct DecisionVal {
     error: String,
 }
 
-cloned!(DecisionVal, DECISION_TYPE);
+opaque!(DecisionVal, DECISION_TYPE);
 
 /// Registers the library on `env`.
 pub(super) fn declare(env: &mut Env) -> Result<(), DeclarationError> {

@@ -4,60 +4,23 @@
 //! Kubernetes' own lists, regex, quantity, IP, CIDR, URL and format libraries
 //! (`k8s.io/apiserver/pkg/cel/library`).
 
-/// `Val` for a library's own `Copy` value type of CEL type `$type`: equal to values of its own
-/// type only, and ordered by `Ord` when `comparable`.
+/// `Val` for a library's own value type `$t` of CEL type `$type`, equal to values of its own type
+/// only; with `as_comparer` ordered by its `Comparer`, with `as_indexer` its fields selected
+/// through its `Indexer`.
 macro_rules! opaque {
-    ($t:ty, $type:ident $(, $comparable:ident)?) => {
-        impl cel::common::value::Val for $t {
-            fn get_type(&self) -> &cel::common::types::Type {
-                &$type
-            }
-
-            fn cel_type() -> &'static cel::common::types::Type {
-                &$type
-            }
-
-            $(
-            fn $comparable(&self) -> Option<&dyn cel::common::traits::Comparer> {
-                Some(self)
-            }
-            )?
-
-            fn equals(&self, other: &dyn cel::common::value::Val) -> bool {
-                other.downcast_ref::<Self>().is_some_and(|o| o == self)
-            }
-
-            fn clone_as_boxed<'v>(&self) -> Box<dyn cel::common::value::Val + 'v>
-            where
-                Self: 'v,
-            {
-                Box::new(*self)
-            }
-
-            fn as_any(&self) -> Option<&dyn std::any::Any> {
-                Some(self)
-            }
-        }
-
-        impl cel::common::value::StaticVal for $t {}
+    ($t:ty, $type:ident) => {
+        opaque!(@impl $t, $type, {});
     };
-}
-
-/// `Val` for a library's own `Clone` value type of CEL type `$type`, equal to values of its own
-/// type only; with `as_indexer`, its fields are selected through its `Indexer`.
-macro_rules! cloned {
-    ($t:ty, $type:ident $(, $indexer:ident)?) => {
-        impl cel::common::value::Val for $t {
-            fn get_type(&self) -> &cel::common::types::Type {
-                &$type
+    ($t:ty, $type:ident, as_comparer) => {
+        opaque!(@impl $t, $type, {
+            fn as_comparer(&self) -> Option<&dyn cel::common::traits::Comparer> {
+                Some(self)
             }
-
-            fn cel_type() -> &'static cel::common::types::Type {
-                &$type
-            }
-
-            $(
-            fn $indexer<'b, 'v>(
+        });
+    };
+    ($t:ty, $type:ident, as_indexer) => {
+        opaque!(@impl $t, $type, {
+            fn as_indexer<'b, 'v>(
                 &'b self,
             ) -> Option<&'b (dyn cel::common::traits::Indexer + 'v)>
             where
@@ -65,7 +28,19 @@ macro_rules! cloned {
             {
                 Some(self)
             }
-            )?
+        });
+    };
+    (@impl $t:ty, $type:ident, { $($accessor:tt)* }) => {
+        impl cel::common::value::Val for $t {
+            fn get_type(&self) -> &cel::common::types::Type {
+                &$type
+            }
+
+            fn cel_type() -> &'static cel::common::types::Type {
+                &$type
+            }
+
+            $($accessor)*
 
             fn equals(&self, other: &dyn cel::common::value::Val) -> bool {
                 other.downcast_ref::<Self>().is_some_and(|o| o == self)
@@ -75,7 +50,7 @@ macro_rules! cloned {
             where
                 Self: 'v,
             {
-                Box::new(self.clone())
+                Box::new(Clone::clone(self))
             }
 
             fn as_any(&self) -> Option<&dyn std::any::Any> {

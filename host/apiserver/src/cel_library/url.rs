@@ -25,7 +25,7 @@ pub struct Url {
     query: String,
 }
 
-cloned!(Url, URL_TYPE);
+opaque!(Url, URL_TYPE);
 
 /// Why a string is not a URL (Go's `net/url` errors, in short).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
