@@ -14,6 +14,7 @@ use rcgen::{
     IsCa, KeyUsagePurpose, SanType, SerialNumber,
 };
 use serde_json::{Value, json};
+use x509_parser::certification_request::X509CertificationRequest;
 
 use crate::authz::attributes::{Attributes, ResourceRequest};
 use crate::authz::{Authorizer, Mode};
@@ -216,27 +217,35 @@ fn timestamps(old: &Value, object: &mut Value, now: &str) {
 
 /// The PEM text of `spec.request` (base64 in JSON), or why it is not a request.
 fn request_pem(object: &Value) -> Result<(Vec<u8>, String), String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(object["spec"]["request"].as_str().unwrap_or_default())
-        .map_err(|_| "PEM block type must be CERTIFICATE REQUEST".to_owned())?;
+    let bytes = decode(object["spec"]["request"].as_str().unwrap_or_default())
+        .ok_or_else(|| "PEM block type must be CERTIFICATE REQUEST".to_owned())?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
     Ok((bytes, text))
 }
 
-/// `certificates.ParseCSR` and `CheckSignature`: the first PEM block, a `CERTIFICATE REQUEST`
-/// whose signature holds.
-fn parse_request(bytes: &[u8]) -> Result<(), String> {
+/// `certificates.ParseCSR`: `read` of the request in the first PEM block, a `CERTIFICATE
+/// REQUEST`.
+fn with_request<R>(
+    bytes: &[u8],
+    read: impl FnOnce(&X509CertificationRequest<'_>) -> Result<R, String>,
+) -> Result<R, String> {
     use x509_parser::prelude::FromDer;
     let block = pem::parse(bytes)
         .ok()
         .filter(|b| b.tag() == "CERTIFICATE REQUEST")
         .ok_or_else(|| "PEM block type must be CERTIFICATE REQUEST".to_owned())?;
-    let (_, request) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(block.contents())
-            .map_err(|e| format!("x509: malformed certificate request: {e}"))?;
-    request
-        .verify_signature()
-        .map_err(|_| "x509: ECDSA verification failure".to_owned())
+    let (_, request) = X509CertificationRequest::from_der(block.contents())
+        .map_err(|e| format!("x509: malformed certificate request: {e}"))?;
+    read(&request)
+}
+
+/// `ParseCSR` and `CheckSignature`: a request whose signature holds.
+fn parse_request(bytes: &[u8]) -> Result<(), String> {
+    with_request(bytes, |request| {
+        request
+            .verify_signature()
+            .map_err(|_| "x509: ECDSA verification failure".to_owned())
+    })
 }
 
 /// Go's `%#v` of a byte slice: `[]byte{0x2d, 0xa}`.
@@ -334,16 +343,18 @@ pub(crate) fn validate(
     errs: &mut Vec<FieldCause>,
 ) {
     let spec = &object["spec"];
-    match request_pem(object).and_then(|(bytes, _)| parse_request(&bytes).map(|()| bytes)) {
-        Ok(_) => {}
-        Err(message) => {
-            let (bytes, _) = request_pem(object).unwrap_or_default();
-            errs.push(FieldCause::invalid_printed(
-                "spec.request",
-                &go_bytes(&bytes),
-                message,
-            ));
-        }
+    let request = request_pem(object);
+    let parsed = request
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|(bytes, _)| parse_request(bytes));
+    if let Err(message) = parsed {
+        let bytes = request.map(|(bytes, _)| bytes).unwrap_or_default();
+        errs.push(FieldCause::invalid_printed(
+            "spec.request",
+            &go_bytes(&bytes),
+            message,
+        ));
     }
     let usages = spec["usages"].as_array().map_or(&[][..], Vec::as_slice);
     if usages.is_empty() {
@@ -563,30 +574,24 @@ struct Subject {
 }
 
 fn subject_of(pem_bytes: &[u8]) -> Result<Subject, String> {
-    use x509_parser::prelude::FromDer;
-    let block = pem::parse(pem_bytes)
-        .ok()
-        .filter(|b| b.tag() == "CERTIFICATE REQUEST")
-        .ok_or_else(|| "PEM block type must be CERTIFICATE REQUEST".to_owned())?;
-    let (_, request) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(block.contents())
-            .map_err(|e| e.to_string())?;
-    let name = &request.certification_request_info.subject;
-    // By the decoded OID, not its bytes: an organization whose OID is encoded in a longer form
-    // is still one (and rcgen signs it as one).
-    let organizations = name
-        .iter_attributes()
-        .filter(|a| a.attr_type().to_id_string() == ORGANIZATION_OID)
-        .map(|a| a.as_str().map(str::to_owned).map_err(|e| e.to_string()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut seen = std::collections::HashSet::new();
-    let repeated = name
-        .iter_attributes()
-        .map(|a| a.attr_type().to_id_string())
-        .find(|oid| !seen.insert(oid.clone()));
-    Ok(Subject {
-        organizations,
-        repeated,
+    with_request(pem_bytes, |request| {
+        let name = &request.certification_request_info.subject;
+        // By the decoded OID, not its bytes: an organization whose OID is encoded in a longer form
+        // is still one (and rcgen signs it as one).
+        let organizations = name
+            .iter_attributes()
+            .filter(|a| a.attr_type().to_id_string() == ORGANIZATION_OID)
+            .map(|a| a.as_str().map(str::to_owned).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = std::collections::HashSet::new();
+        let repeated = name
+            .iter_attributes()
+            .map(|a| a.attr_type().to_id_string())
+            .find(|oid| !seen.insert(oid.clone()));
+        Ok(Subject {
+            organizations,
+            repeated,
+        })
     })
 }
 
