@@ -650,18 +650,17 @@ pub fn update(old: &Value, object: &mut Value) -> Vec<FieldCause> {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let versions = object["spec"]["versions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for version in versions
-        .iter()
-        .filter(|v| v["storage"].as_bool() == Some(true))
+    if let Some(storage) = storage_version(object).map(|v| json!(v))
+        && !stored.contains(&storage)
     {
-        if !stored.contains(&version["name"]) {
-            stored.push(version["name"].clone());
-        }
+        stored.push(storage);
     }
+    let names: Vec<&Value> = object["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| &v["name"])
+        .collect();
     let mut errs = Vec::new();
     for (path, pointer) in [
         ("spec.group", "/spec/group"),
@@ -679,7 +678,7 @@ pub fn update(old: &Value, object: &mut Value) -> Vec<FieldCause> {
         }
     }
     for (i, name) in stored.iter().enumerate() {
-        if !versions.iter().any(|v| v["name"] == *name) {
+        if !names.contains(&name) {
             errs.push(FieldCause::invalid_value(
                 &format!("status.storedVersions[{i}]"),
                 name,
@@ -699,12 +698,18 @@ pub fn webhook_storage_version(crd: &Value) -> Option<String> {
     if crd["spec"]["conversion"]["strategy"] != "Webhook" {
         return None;
     }
+    storage_version(crd).map(str::to_owned)
+}
+
+/// The definition's storage version: the version marked `storage` ([`validate`] requires
+/// exactly one).
+#[must_use]
+pub fn storage_version(crd: &Value) -> Option<&str> {
     crd["spec"]["versions"]
         .as_array()?
         .iter()
         .find(|v| v["storage"].as_bool() == Some(true))
         .and_then(|v| v["name"].as_str())
-        .map(str::to_owned)
 }
 
 /// The refusal of a request to `info`, a version of a definition that converts through a

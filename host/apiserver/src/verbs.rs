@@ -573,16 +573,10 @@ fn normalize_kind_specific(info: &ResourceInfo, object: &mut Value) -> Result<()
             }
             let resources = crate::resource::crd_resources(object)
                 .map_err(|e| vec![FieldCause::other("", e.to_string())])?;
-            let storage = object["spec"]["versions"]
-                .as_array()
-                .and_then(|vs| {
-                    vs.iter()
-                        .find(|v| v["storage"].as_bool() == Some(true))
-                        .or(vs.first())
-                })
-                .and_then(|v| v["name"].as_str())
+            // Validated above: exactly one version is the storage version.
+            let storage = crate::custom_resource_definitions::storage_version(object)
                 .unwrap_or_default()
-                .to_string();
+                .to_owned();
             let time = now();
             let condition = |t: &str, reason: &str| json!({"type": t, "status": "True", "lastTransitionTime": time, "reason": reason, "message": ""});
             if let (Some(map), false) = (object.as_object_mut(), resources.is_empty()) {
