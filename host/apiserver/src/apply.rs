@@ -634,25 +634,25 @@ fn managed_entries(managed: &mut Value) -> Vec<ManagedEntry> {
 
 /// Writes `metadata.managedFields` (entries with no fields are dropped).
 pub fn write_managed(object: &mut Value, entries: Vec<ManagedEntry>) {
-    let list: Vec<Value> = entries
-        .into_iter()
-        .filter(|e| !e.fields.is_empty())
-        .map(|e| {
-            let fields_v1 = e.encoded.unwrap_or_else(|| e.fields.to_fields_v1());
-            // Built by moving the parts in (`json!` would copy the field tree).
-            let mut map = serde_json::Map::new();
-            map.insert("manager".into(), Value::String(e.manager));
-            map.insert("operation".into(), Value::String(e.operation));
-            map.insert("apiVersion".into(), Value::String(e.api_version));
-            map.insert("time".into(), Value::String(e.time));
-            map.insert("fieldsType".into(), Value::String("FieldsV1".into()));
-            map.insert("fieldsV1".into(), fields_v1);
-            if !e.subresource.is_empty() {
-                map.insert("subresource".into(), Value::String(e.subresource));
-            }
-            Value::Object(map)
-        })
-        .collect();
+    // A list of its own, exactly as long as it needs: collected from `entries.into_iter()`, the
+    // list would reuse the entries' larger allocation in place and keep it for the life of the
+    // stored object (≈ 800 bytes for one entry).
+    let mut list = Vec::with_capacity(entries.iter().filter(|e| !e.fields.is_empty()).count());
+    for e in entries.into_iter().filter(|e| !e.fields.is_empty()) {
+        let fields_v1 = e.encoded.unwrap_or_else(|| e.fields.to_fields_v1());
+        // Built by moving the parts in (`json!` would copy the field tree).
+        let mut map = serde_json::Map::new();
+        map.insert("manager".into(), Value::String(e.manager));
+        map.insert("operation".into(), Value::String(e.operation));
+        map.insert("apiVersion".into(), Value::String(e.api_version));
+        map.insert("time".into(), Value::String(e.time));
+        map.insert("fieldsType".into(), Value::String("FieldsV1".into()));
+        map.insert("fieldsV1".into(), fields_v1);
+        if !e.subresource.is_empty() {
+            map.insert("subresource".into(), Value::String(e.subresource));
+        }
+        list.push(Value::Object(map));
+    }
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         if list.is_empty() {
             meta.remove("managedFields");

@@ -105,6 +105,13 @@ pub fn encoded_len(value: &Value) -> u64 {
     }
 }
 
+/// The key an object is stored under: its namespace (empty for a cluster-scoped one) and name.
+fn key_of(object: &Value) -> ObjectKey {
+    let meta = &object["metadata"];
+    let text = |field: &str| meta[field].as_str().unwrap_or_default().to_string();
+    (text("namespace"), text("name"))
+}
+
 /// One change, kept in the watch history.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -114,8 +121,6 @@ pub struct Event {
     pub at: Instant,
     /// Storage key of the resource.
     pub resource: String,
-    /// The object's key.
-    pub key: ObjectKey,
     /// What happened.
     pub event_type: EventType,
     /// The object after the change (for deletions: the last state, with the deletion's version).
@@ -311,12 +316,15 @@ impl Store {
         let mut objects = self.objects.get(resource).cloned().unwrap_or_default();
         let changes: Vec<&Event> = events.filter(|e| e.resource == resource).collect();
         for event in changes.into_iter().rev() {
+            // The key is the object's own (every version of it has the same namespace and
+            // name), read here rather than kept with each event of the history.
+            let key = key_of(&event.object);
             match (&event.event_type, &event.previous) {
                 (EventType::Added, _) => {
-                    objects.remove(&event.key);
+                    objects.remove(&key);
                 }
                 (EventType::Modified | EventType::Deleted, Some(previous)) => {
-                    objects.insert(event.key.clone(), previous.clone());
+                    objects.insert(key, previous.clone());
                 }
                 (EventType::Modified | EventType::Deleted, None) => {}
             }
@@ -335,6 +343,11 @@ impl Store {
         key: ObjectKey,
         mut object: Value,
     ) -> Result<Arc<Value>, StoreError> {
+        debug_assert_eq!(
+            key_of(&object),
+            key,
+            "an object is stored under its own key"
+        );
         let rv = self.rv + 1;
         set_rv(&mut object, rv);
         let size = encoded_len(&object);
@@ -367,7 +380,7 @@ impl Store {
             .objects
             .entry(resource.to_string())
             .or_default()
-            .insert(key.clone(), object.clone());
+            .insert(key, object.clone());
         let event_type = if previous.is_some() {
             EventType::Modified
         } else {
@@ -377,7 +390,6 @@ impl Store {
             rv,
             at: Instant::now(),
             resource: resource.to_string(),
-            key,
             event_type,
             object: object.clone(),
             previous,
@@ -422,7 +434,6 @@ impl Store {
             rv,
             at: Instant::now(),
             resource: resource.to_string(),
-            key: key.clone(),
             event_type: EventType::Deleted,
             object: last.clone(),
             previous: Some(previous),
@@ -451,8 +462,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The key of a cluster-scoped object: these objects name no namespace.
     fn key(name: &str) -> ObjectKey {
-        ("default".into(), name.into())
+        (String::new(), name.into())
     }
 
     #[test]
