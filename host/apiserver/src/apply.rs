@@ -826,6 +826,23 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_managed_fields_list_takes_no_more_room_than_its_entries() {
+        // Every stored object keeps this list for its life: one entry must not hold room for more.
+        let mut object = cm(json!({"x": "1"}));
+        record_update(None, &mut object, &writer("a"));
+        let list = object["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!((list.len(), list.capacity()), (1, 1));
+        let mut changed = cm(json!({"x": "2"}));
+        record_update(Some(&object), &mut changed, &writer("b"));
+        let list = changed["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(
+            (list.len(), list.capacity()),
+            (2, 2),
+            "a keeps `data`, b takes x"
+        );
+    }
+
+    #[test]
     fn two_managers_conflict_then_force() {
         let a = server_side_apply(None, &cm(json!({"x": "1"})), &writer("a"), false).unwrap();
         let err =
