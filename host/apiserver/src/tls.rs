@@ -42,9 +42,35 @@ pub enum TlsError {
         #[source]
         source: std::io::Error,
     },
-    /// The kept authority is not a CA certificate and its private key (never overwritten).
-    #[error("{cert} and {key} are not a certificate authority's certificate and its key")]
-    Stored {
+    /// The kept authority's key file holds no private key rcgen reads (never overwritten).
+    #[error("{key} is not a private key in PEM")]
+    StoredKey {
+        /// The key's file.
+        key: PathBuf,
+        /// Why it cannot be read.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The kept authority's certificate file holds no X.509 certificate in PEM (never
+    /// overwritten).
+    #[error("{cert} is not an X.509 certificate in PEM")]
+    StoredCertificate {
+        /// The certificate's file.
+        cert: PathBuf,
+        /// Why it cannot be read: the PEM, its block's label or the certificate inside.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The kept certificate is not a certificate authority's: its basic constraints do not say
+    /// `CA:TRUE` (never overwritten).
+    #[error("{cert} is not a certificate authority's certificate")]
+    NotAuthority {
+        /// The certificate's file.
+        cert: PathBuf,
+    },
+    /// The kept key is not the kept certificate's (never overwritten).
+    #[error("{key} is not the private key of {cert}")]
+    KeyMismatch {
         /// The certificate's file.
         cert: PathBuf,
         /// The key's file.
@@ -116,9 +142,10 @@ impl Authority {
     /// a restart, as a cluster's CA does; a new one for each process without a state directory.
     ///
     /// # Errors
-    /// [`TlsError::StateFile`] when a file cannot be read or written, [`TlsError::Stored`] when
-    /// the files are not a CA certificate and its key, [`TlsError::Incomplete`] when only one is
-    /// there; the files are never overwritten.
+    /// [`TlsError::StateFile`] when a file cannot be read or written; [`TlsError::StoredKey`],
+    /// [`TlsError::StoredCertificate`], [`TlsError::NotAuthority`] or [`TlsError::KeyMismatch`]
+    /// when the files are not a CA certificate and its key, [`TlsError::Incomplete`] when only
+    /// one is there; the files are never overwritten.
     pub fn open(state_dir: Option<&Path>) -> Result<Self, TlsError> {
         let Some(dir) = state_dir else {
             return Self::generate();
@@ -137,9 +164,7 @@ impl Authority {
             }),
         };
         match (read(&cert)?, read(&key)?) {
-            (Some(cert_pem), Some(key_pem)) => {
-                Self::from_pem(&cert_pem, &key_pem).ok_or(TlsError::Stored { cert, key })
-            }
+            (Some(cert_pem), Some(key_pem)) => Self::from_pem(&cert_pem, &key_pem, &cert, &key),
             (None, None) => {
                 let authority = Self::generate()?;
                 let write = |path: &Path, text: &str| {
@@ -165,24 +190,47 @@ impl Authority {
         }
     }
 
-    /// An authority from its certificate and key (PEM), when the certificate is a CA's and the
-    /// key its own.
-    fn from_pem(cert_pem: &str, key_pem: &str) -> Option<Self> {
+    /// An authority from its certificate and key (PEM), read from the files `cert` and `key`,
+    /// when the certificate is a CA's and the key its own.
+    fn from_pem(cert_pem: &str, key_pem: &str, cert: &Path, key: &Path) -> Result<Self, TlsError> {
         use x509_parser::prelude::FromDer;
-        let key = KeyPair::from_pem(key_pem).ok()?;
-        let block = pem::parse(cert_pem)
-            .ok()
-            .filter(|b| b.tag() == "CERTIFICATE")?;
-        let der = CertificateDer::from(block.contents().to_vec());
-        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(&der).ok()?;
-        if !parsed.is_ca()
-            || parsed.public_key().raw
-                != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice()
-        {
-            return None;
+        let unreadable =
+            |source: Box<dyn std::error::Error + Send + Sync>| TlsError::StoredCertificate {
+                cert: cert.to_owned(),
+                source,
+            };
+        let pair = KeyPair::from_pem(key_pem).map_err(|source| TlsError::StoredKey {
+            key: key.to_owned(),
+            source,
+        })?;
+        let block = pem::parse(cert_pem).map_err(|e| unreadable(e.into()))?;
+        if block.tag() != "CERTIFICATE" {
+            return Err(unreadable(
+                format!(
+                    "its PEM block is a {:?}, not a \"CERTIFICATE\"",
+                    block.tag()
+                )
+                .into(),
+            ));
         }
-        let issuer = Issuer::from_ca_cert_der(&der, key).ok()?;
-        Some(Self(Arc::new(Inner {
+        let der = CertificateDer::from(block.contents().to_vec());
+        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(&der)
+            .map_err(|e| unreadable(e.into()))?;
+        if !parsed.is_ca() {
+            return Err(TlsError::NotAuthority {
+                cert: cert.to_owned(),
+            });
+        }
+        if parsed.public_key().raw
+            != rcgen::PublicKeyData::subject_public_key_info(&pair).as_slice()
+        {
+            return Err(TlsError::KeyMismatch {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+        let issuer = Issuer::from_ca_cert_der(&der, pair).map_err(|e| unreadable(Box::new(e)))?;
+        Ok(Self(Arc::new(Inner {
             issuer,
             der,
             pem: cert_pem.to_owned(),
@@ -314,7 +362,7 @@ mod tests {
         std::fs::write(dir.join(KEY_FILE), &foreign).expect("write");
         assert!(matches!(
             Authority::open(Some(dir)),
-            Err(TlsError::Stored { .. })
+            Err(TlsError::KeyMismatch { .. })
         ));
         assert_eq!(std::fs::read(dir.join(KEY_FILE)).expect("key"), foreign);
         std::fs::remove_file(dir.join(KEY_FILE)).expect("remove");
@@ -322,6 +370,84 @@ mod tests {
             Authority::open(Some(dir)),
             Err(TlsError::Incomplete { .. })
         ));
+    }
+
+    #[test]
+    fn kept_files_that_are_not_an_authority_say_what_is_wrong_and_stay_as_they_are() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (cert, key) = (dir.path().join(CERT_FILE), dir.path().join(KEY_FILE));
+        let refused = |cert_pem: &str, key_pem: &str| {
+            std::fs::write(&cert, cert_pem).expect("write");
+            std::fs::write(&key, key_pem).expect("write");
+            let error = Authority::open(Some(dir.path())).expect_err("refused");
+            assert_eq!(std::fs::read_to_string(&cert).expect("cert"), cert_pem);
+            assert_eq!(std::fs::read_to_string(&key).expect("key"), key_pem);
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            (error, text)
+        };
+        let pair = KeyPair::generate().expect("key");
+        let leaf = CertificateParams::new(vec!["example.com".to_string()])
+            .expect("params")
+            .self_signed(&pair)
+            .expect("certificate");
+        let authority = Authority::generate().expect("authority");
+        let authority_key = authority.0.issuer.key().serialize_pem();
+
+        let (error, text) = refused(authority.certificate_pem(), "not a key");
+        assert!(matches!(error, TlsError::StoredKey { .. }), "{text}");
+        assert!(
+            text.contains("ca.key is not a private key in PEM"),
+            "{text}"
+        );
+
+        let (error, text) = refused("not a certificate", &authority_key);
+        assert!(
+            matches!(error, TlsError::StoredCertificate { .. }),
+            "{text}"
+        );
+        assert!(
+            text.contains("ca.crt is not an X.509 certificate in PEM: "),
+            "{text}"
+        );
+
+        let (error, text) = refused(&authority_key, &authority_key);
+        assert!(
+            matches!(error, TlsError::StoredCertificate { .. }),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"its PEM block is a "PRIVATE KEY""#),
+            "{text}"
+        );
+
+        let garbled = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let (error, text) = refused(garbled, &authority_key);
+        assert!(
+            matches!(error, TlsError::StoredCertificate { .. }),
+            "{text}"
+        );
+
+        let (error, text) = refused(&leaf.pem(), &pair.serialize_pem());
+        assert!(matches!(error, TlsError::NotAuthority { .. }), "{text}");
+        assert!(
+            text.contains("ca.crt is not a certificate authority's certificate"),
+            "{text}"
+        );
+
+        let (error, text) = refused(authority.certificate_pem(), &pair.serialize_pem());
+        assert!(matches!(error, TlsError::KeyMismatch { .. }), "{text}");
+        assert!(text.contains("ca.key is not the private key of "), "{text}");
+
+        // The authority's own files are taken.
+        std::fs::write(&cert, authority.certificate_pem()).expect("write");
+        std::fs::write(&key, &authority_key).expect("write");
+        let kept = Authority::open(Some(dir.path())).expect("kept");
+        assert_eq!(kept.certificate_der(), authority.certificate_der());
     }
 
     #[test]
