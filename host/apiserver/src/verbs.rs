@@ -540,7 +540,11 @@ fn check_type(info: &ResourceInfo, body: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn normalize_kind_specific(info: &ResourceInfo, object: &mut Value) -> Result<(), Vec<FieldCause>> {
+fn normalize_kind_specific(
+    info: &ResourceInfo,
+    object: &mut Value,
+    create: bool,
+) -> Result<(), Vec<FieldCause>> {
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Secret") => {
             if let Some(Value::Object(string_data)) =
@@ -561,7 +565,9 @@ fn normalize_kind_specific(info: &ResourceInfo, object: &mut Value) -> Result<()
             }
             Ok(())
         }
-        ("", "Namespace") => {
+        // On a create, the strategy's `PrepareForCreate` sets them, after the decoded body's
+        // fields are recorded for its writer (`strategy::prepare`).
+        ("", "Namespace") if !create => {
             crate::namespace::prepare(object);
             Ok(())
         }
@@ -727,12 +733,38 @@ fn prepare_create(
     if crate::certificates::is_csr(info) {
         crate::certificates::requested_by(&mut object, opts.user.as_ref());
     }
-    normalize_kind_specific(info, &mut object).map_err(|causes| target.invalid(&name, causes))?;
+    normalize_kind_specific(info, &mut object, true)
+        .map_err(|causes| target.invalid(&name, causes))?;
     // Identity before the strategy, which may use it (a Job's generated selector).
     let uid = json!(new_uid());
     let m = meta(&mut object);
     m.insert("name".into(), json!(name));
     m.insert("uid".into(), uid.clone());
+    let time = now();
+    let api_version = info.api_version();
+    let create_target = Target {
+        subresource: None,
+        ..target.clone()
+    };
+    // The writer owns the fields of the decoded, defaulted body, recorded before admission and
+    // allocation change it, as kube-apiserver's create handler runs its field manager (an
+    // apply's own fields are recorded by the apply).
+    let mut record = |object: &mut Value| {
+        if managed {
+            return;
+        }
+        meta(object).remove("managedFields");
+        if !opts.manager.is_empty() {
+            let writer = writer(
+                &create_target,
+                opts,
+                &api_version,
+                &time,
+                types(inner, &target.info),
+            );
+            apply::record_update(None, object, &writer);
+        }
+    };
     strategy::prepare(
         inner,
         info,
@@ -740,6 +772,7 @@ fn prepare_create(
         None,
         &mut object,
         Change::Object,
+        &mut record,
     )
     .and_then(|unknown| opts.unknown_fields(info, unknown))
     .map_err(|r| r.into_api_error(info, &name))?;
@@ -747,7 +780,6 @@ fn prepare_create(
         map.insert("apiVersion".into(), Value::String(info.api_version()));
         map.insert("kind".into(), Value::String(info.kind.clone()));
     }
-    let time = now();
     let m = meta(&mut object);
     m.insert("name".into(), json!(name));
     if info.namespaced {
@@ -769,27 +801,6 @@ fn prepare_create(
         "selfLink",
     ] {
         m.remove(key);
-    }
-    if !managed {
-        m.remove("managedFields");
-        if !opts.manager.is_empty() {
-            let api_version = info.api_version();
-            let create_target = Target {
-                subresource: None,
-                ..target.clone()
-            };
-            apply::record_update(
-                None,
-                &mut object,
-                &writer(
-                    &create_target,
-                    opts,
-                    &api_version,
-                    &time,
-                    types(inner, &target.info),
-                ),
-            );
-        }
     }
     Ok((key, object))
 }
@@ -887,7 +898,7 @@ fn prepare_update(
         || target.info.group_resource() == NAMESPACE_RESOURCE
     {
         let status = old.get("status").cloned();
-        normalize_kind_specific(&target.info, &mut out)
+        normalize_kind_specific(&target.info, &mut out, false)
             .map_err(|causes| target.invalid(&name, causes))?;
         if target.scope() == FieldScope::StatusOnly
             && let (Some(s), Some(map)) = (status, out.as_object_mut())
@@ -900,7 +911,7 @@ fn prepare_update(
             }
         }
     } else {
-        normalize_kind_specific(&target.info, &mut out)
+        normalize_kind_specific(&target.info, &mut out, false)
             .map_err(|causes| target.invalid(&name, causes))?;
     }
     if let Some(map) = out.as_object_mut() {
@@ -944,6 +955,8 @@ fn prepare_update(
         Some(old),
         &mut out,
         change,
+        // The caller records the update's fields on the result.
+        &mut |_| {},
     )
     .and_then(|unknown| opts.unknown_fields(&target.info, unknown))
     .map_err(|r| r.into_api_error(&target.info, &name))?;

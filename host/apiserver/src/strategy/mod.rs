@@ -317,6 +317,10 @@ fn decode(info: &ResourceInfo, object: &mut Value) -> Result<Vec<String>, Refusa
 /// Runs the strategy on `object`, a create (`old` None) or an update of `old`, of the object named
 /// `key` (namespace, name).
 ///
+/// `decoded` is called once, with the object as kube-apiserver's field manager sees it: decoded
+/// and defaulted (defaults are set as the body is decoded there), before admission, allocation
+/// and the strategy's own changes (`PrepareForCreate`), whose fields the writer does not own.
+///
 /// Returns the unknown fields dropped from the body.
 ///
 /// # Errors
@@ -328,10 +332,13 @@ pub(crate) fn prepare(
     old: Option<&Value>,
     object: &mut Value,
     change: Change,
+    decoded: &mut dyn FnMut(&mut Value),
 ) -> Result<Vec<String>, Refusal> {
     canonical_bytes(info, object);
     if !is_builtin(info) {
-        return custom_resource(inner, info, old, object);
+        let unknown = custom_resource(inner, info, old, object)?;
+        decoded(object);
+        return Ok(unknown);
     }
     let unknown = decode(info, object)?;
     if info.group == "apps" && info.kind == "DaemonSet" {
@@ -339,17 +346,7 @@ pub(crate) fn prepare(
     }
     if change == Change::Object {
         defaults::apply(&info.group, &info.kind, object, old.is_none());
-        if old.is_none() && info.group == "batch" && info.kind == "Job" {
-            defaults::job_selector(object);
-        }
-        if info.group.is_empty() && info.kind == "Pod" {
-            // Mutating admission: `LimitRanger` (on create) before the plugins of
-            // `pod_admission`; the QoS class follows what it set.
-            if old.is_none() && crate::limit_ranges::admit_pod(inner, key.0, object)? {
-                defaults::pod_qos(object);
-            }
-            crate::pod_admission::admit(inner, key.0, old, object)?;
-        }
+        // The other kinds' `SetDefaults_*`, which decoding runs.
         if info.group.is_empty() && info.kind == "LimitRange" {
             crate::limit_ranges::defaults(object);
         }
@@ -366,25 +363,46 @@ pub(crate) fn prepare(
         if is_priority_class(info) {
             crate::priority_classes::default(object);
         }
-        if old.is_none() && info.group == "networking.k8s.io" && info.kind == "Ingress" {
-            networking::default_class(inner, object);
-        }
         match (
             info.group.as_str(),
             info.kind.as_str(),
             object.as_object_mut(),
         ) {
             ("storage.k8s.io", "StorageClass", Some(map)) => storage::class_defaults(map),
-            ("", "PersistentVolume", Some(map)) => {
-                storage::volume_defaults(map, old.is_none());
-                if old.is_none() {
-                    crate::storage_protection::admit(
-                        object,
-                        crate::storage_protection::VOLUME_FINALIZER,
-                    );
-                }
+            ("", "PersistentVolume", Some(map)) => storage::volume_defaults(map, old.is_none()),
+            _ => {}
+        }
+        if is_autoscaler(info) {
+            autoscaling::defaults(object, &info.version, old.is_none());
+        }
+    }
+    decoded(object);
+    if change == Change::Object {
+        if old.is_none() && info.group.is_empty() && info.kind == "Namespace" {
+            crate::namespace::prepare(object);
+        }
+        if old.is_none() && info.group == "batch" && info.kind == "Job" {
+            defaults::job_selector(object);
+        }
+        if info.group.is_empty() && info.kind == "Pod" {
+            // Mutating admission: `LimitRanger` (on create) before the plugins of
+            // `pod_admission`; the QoS class follows what it set.
+            if old.is_none() && crate::limit_ranges::admit_pod(inner, key.0, object)? {
+                defaults::pod_qos(object);
             }
-            ("", "PersistentVolumeClaim", _) if old.is_none() => {
+            crate::pod_admission::admit(inner, key.0, old, object)?;
+        }
+        if old.is_none() && info.group == "networking.k8s.io" && info.kind == "Ingress" {
+            networking::default_class(inner, object);
+        }
+        match (info.group.as_str(), info.kind.as_str()) {
+            ("", "PersistentVolume") if old.is_none() => {
+                crate::storage_protection::admit(
+                    object,
+                    crate::storage_protection::VOLUME_FINALIZER,
+                );
+            }
+            ("", "PersistentVolumeClaim") if old.is_none() => {
                 storage::admit_claim(inner, object);
                 crate::storage_protection::admit(
                     object,
@@ -404,9 +422,6 @@ pub(crate) fn prepare(
         }
     }
     if is_autoscaler(info) {
-        if change == Change::Object {
-            autoscaling::defaults(object, &info.version, old.is_none());
-        }
         let errs = autoscaling::check(&info.version, old, object, change);
         if !errs.is_empty() {
             return Err(Refusal::Invalid(errs));
