@@ -824,12 +824,17 @@ fn finalizers_added_while_deleting(old: &Value, new: &Value) -> Option<Vec<Strin
 
 /// Builds the object to store for an update of `old` (server fields kept, status rules applied,
 /// generation bumped on spec changes).
+/// Prepares `new` to replace `old`: `record` is called once on it as kube-apiserver's field
+/// manager sees it, decoded and defaulted, before the strategy and admission change it (an
+/// update's writer owns what it changed there; an apply records its own fields and passes a
+/// no-op). The result carries the managed fields `record` wrote, or none.
 fn prepare_update(
     inner: &Inner,
     target: &Target,
     old: &Value,
     new: Value,
     opts: &WriteOptions,
+    record: &mut dyn FnMut(&mut Value),
 ) -> Result<Value, ApiError> {
     check_type(&target.info, &new)?;
     let name = target.name.clone().unwrap_or_default();
@@ -948,6 +953,7 @@ fn prepare_update(
         crate::certificates::prepare_update(old, &mut out, change, &now());
     }
     let namespace = target.namespace.clone().unwrap_or_default();
+    meta(&mut out).remove("managedFields");
     strategy::prepare(
         inner,
         &target.info,
@@ -955,8 +961,7 @@ fn prepare_update(
         Some(old),
         &mut out,
         change,
-        // The caller records the update's fields on the result.
-        &mut |_| {},
+        record,
     )
     .and_then(|unknown| opts.unknown_fields(&target.info, unknown))
     .map_err(|r| r.into_api_error(&target.info, &name))?;
@@ -981,9 +986,6 @@ fn prepare_update(
             None => m.remove(key),
         };
     }
-    // Each caller writes the managed fields of the result (an update's from `old`'s, an apply's
-    // its own), so none are carried over here.
-    m.remove("managedFields");
     if strategy::tracks_generation(&target.info) {
         m.insert("generation".into(), json!(bumped));
     } else {
@@ -1308,20 +1310,17 @@ impl Cluster {
         new: Value,
         opts: &WriteOptions,
     ) -> Result<Arc<Value>, ApiError> {
-        let mut object = prepare_update(inner, target, old, new, opts)?;
         let api_version = target.info.api_version();
         let time = now();
-        apply::record_update(
-            Some(old),
-            &mut object,
-            &writer(
-                target,
-                opts,
-                &api_version,
-                &time,
-                types(inner, &target.info),
-            ),
+        let writer = writer(
+            target,
+            opts,
+            &api_version,
+            &time,
+            types(inner, &target.info),
         );
+        let mut record = |object: &mut Value| apply::record_update(Some(old), object, &writer);
+        let object = prepare_update(inner, target, old, new, opts, &mut record)?;
         opts.admit(inner, target, Some(old), &object)?;
         if opts.dry_run {
             return Ok(Arc::new(object));
@@ -1427,7 +1426,7 @@ impl Cluster {
             Some(old) => {
                 let mut merged = merged;
                 let managed = meta(&mut merged).remove("managedFields");
-                let mut object = prepare_update(inner, target, old, merged, opts)?;
+                let mut object = prepare_update(inner, target, old, merged, opts, &mut |_| {})?;
                 if let Some(managed) = managed.filter(|m| !m.is_null()) {
                     meta(&mut object).insert("managedFields".into(), managed);
                 }

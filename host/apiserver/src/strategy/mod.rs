@@ -412,6 +412,7 @@ pub(crate) fn prepare(
             _ => {}
         }
         if info.group.is_empty() && info.kind == "Service" {
+            service::keep_allocated(old, object);
             let errs = validate::check(&info.group, &info.kind, old, object, change);
             if !errs.is_empty() {
                 return Err(Refusal::Invalid(errs));

@@ -102,6 +102,21 @@ pub(super) fn allocate(
     }
 }
 
+/// `patchAllocatedValues`: an update that leaves out the cluster IPs the server allocated keeps
+/// them, before validation judges the change, so that a client resubmitting the YAML it created
+/// the Service from succeeds (`kubectl replace -f`).
+pub(super) fn keep_allocated(old: Option<&Value>, object: &mut Value) {
+    let Some(old_spec) = old.and_then(|o| o.get("spec")).and_then(Value::as_object) else {
+        return;
+    };
+    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut)
+        && wants_cluster_ip(old_spec)
+        && wants_cluster_ip(spec)
+    {
+        keep_from_old(spec, Some(old_spec), &["clusterIP", "clusterIPs"]);
+    }
+}
+
 /// Copies `keys` the update left unset from the stored spec.
 fn keep_from_old(spec: &mut Map<String, Value>, old: Option<&Map<String, Value>>, keys: &[&str]) {
     let Some(old) = old else { return };
