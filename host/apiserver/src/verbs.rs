@@ -742,10 +742,6 @@ fn prepare_create(
     m.insert("uid".into(), uid.clone());
     let time = now();
     let api_version = info.api_version();
-    let create_target = Target {
-        subresource: None,
-        ..target.clone()
-    };
     // The writer owns the fields of the decoded, defaulted body, recorded before admission and
     // allocation change it, as kube-apiserver's create handler runs its field manager (an
     // apply's own fields are recorded by the apply).
@@ -755,6 +751,10 @@ fn prepare_create(
         }
         meta(object).remove("managedFields");
         if !opts.manager.is_empty() {
+            let create_target = Target {
+                subresource: None,
+                ..target.clone()
+            };
             let writer = writer(
                 &create_target,
                 opts,
@@ -777,7 +777,7 @@ fn prepare_create(
     .and_then(|unknown| opts.unknown_fields(info, unknown))
     .map_err(|r| r.into_api_error(info, &name))?;
     if let Some(map) = object.as_object_mut() {
-        map.insert("apiVersion".into(), Value::String(info.api_version()));
+        map.insert("apiVersion".into(), Value::String(api_version));
         map.insert("kind".into(), Value::String(info.kind.clone()));
     }
     let m = meta(&mut object);
@@ -824,10 +824,11 @@ fn finalizers_added_while_deleting(old: &Value, new: &Value) -> Option<Vec<Strin
 
 /// Builds the object to store for an update of `old` (server fields kept, status rules applied,
 /// generation bumped on spec changes).
-/// Prepares `new` to replace `old`: `record` is called once on it as kube-apiserver's field
-/// manager sees it, decoded and defaulted, before the strategy and admission change it (an
-/// update's writer owns what it changed there; an apply records its own fields and passes a
-/// no-op). The result carries the managed fields `record` wrote, or none.
+///
+/// `record` is called once on it as kube-apiserver's field manager sees it, decoded and
+/// defaulted, before the strategy and admission change it (an update's writer owns what it
+/// changed there; an apply records its own fields and passes a no-op). The result carries the
+/// managed fields `record` wrote, or none.
 fn prepare_update(
     inner: &Inner,
     target: &Target,
