@@ -29,10 +29,8 @@ use kube::api::{
 use kube::runtime::controller::{Action, Config as KubeControllerConfig};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::{Controller as KubeController, reflector, watcher};
-use mimalloc::MiMalloc;
 use serde::Deserialize;
 use serde_json::json;
-use std::alloc::{GlobalAlloc, Layout};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,54 +47,14 @@ const CONCURRENCY: usize = 8;
 /// Creates in flight while setting up a round.
 const CREATES_IN_FLIGHT: usize = 32;
 
-/// The `capstan` binary's allocator (mimalloc, see `host/src/main.rs`), counting live heap bytes: the memory of a cache is the growth of live
-/// bytes while it fills, free of the allocator's retention that blurs an RSS delta.
-struct Counting;
+#[path = "../apiserver/benches/support/memory.rs"]
+#[allow(dead_code)]
+mod memory;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to mimalloc unchanged; only a counter is updated.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which `MiMalloc` shares.
-        let p = unsafe { MiMalloc.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as for `alloc`.
-        let p = unsafe { MiMalloc.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by this allocator, that is by `MiMalloc`, with `layout`.
-        unsafe { MiMalloc.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as for `dealloc`; `new_size` is valid by the caller's contract.
-        let p = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed);
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
-
+/// The `capstan` binary's allocator, counting live heap bytes: the memory of a cache is the
+/// growth of live bytes while it fills ([`memory`]).
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: memory::Counting = memory::Counting;
 
 /// Live heap bytes and resident set size at one moment.
 #[derive(Debug, Clone, Copy)]
@@ -107,17 +65,9 @@ struct Memory {
 
 impl Memory {
     fn now() -> Self {
-        let rss = std::fs::read_to_string("/proc/self/statm")
-            .ok()
-            .and_then(|s| {
-                s.split_whitespace()
-                    .nth(1)
-                    .and_then(|p| p.parse::<u64>().ok())
-            })
-            .map_or(0, |pages| pages * 4096);
         Self {
-            heap: LIVE.load(Ordering::Relaxed),
-            rss,
+            heap: memory::live_bytes(),
+            rss: memory::rss_bytes(),
         }
     }
 

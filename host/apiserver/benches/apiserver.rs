@@ -7,8 +7,6 @@
 //! (`apply::server_side_apply`), without HTTP or storage, and the whole write path of that apply
 //! (`Cluster::patch` and the answer's encoding), without HTTP.
 
-use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use capstan_apiserver::ApiServer;
@@ -16,76 +14,18 @@ use criterion::{Criterion, criterion_main};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use mimalloc::MiMalloc;
 use serde_json::json;
 
-/// The `capstan` binary's allocator (mimalloc, see `host/src/main.rs`), which serves the embedded
-/// API server too (`capstan apiserver`, `capstan run`): the benchmark stands for it. While the
-/// setup creates its objects it also counts live heap bytes, so that the memory per stored object
-/// is read free of the allocator's retention that blurs an RSS delta.
+#[path = "support/memory.rs"]
+#[allow(dead_code)]
+mod memory;
+
+/// The `capstan` binary's allocator, counting live heap bytes until the setup has stored its
+/// objects ([`memory`]).
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-struct Counting;
-
-/// Whether allocations are being counted (only while the setup creates its objects).
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-fn count(delta: isize) {
-    if COUNTING.load(Ordering::Relaxed) {
-        LIVE.fetch_add(delta, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call is forwarded to mimalloc unchanged; only a counter is updated.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which `MiMalloc` shares.
-        let p = unsafe { MiMalloc.alloc(layout) };
-        if !p.is_null() {
-            count(layout.size().cast_signed());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as for `alloc`.
-        let p = unsafe { MiMalloc.alloc_zeroed(layout) };
-        if !p.is_null() {
-            count(layout.size().cast_signed());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by this allocator, that is by `MiMalloc`, with `layout`.
-        unsafe { MiMalloc.dealloc(ptr, layout) };
-        count(-layout.size().cast_signed());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as for `dealloc`; `new_size` is valid by the caller's contract.
-        let p = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            count(new_size.cast_signed() - layout.size().cast_signed());
-        }
-        p
-    }
-}
+static ALLOCATOR: memory::Counting = memory::Counting;
 
 const OBJECTS: usize = 10_000;
-
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .map_or(0, |pages| pages * 4096)
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -108,8 +48,8 @@ fn benches(c: &mut Criterion) {
     let client = rt.block_on(async { server.client().expect("client") });
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
-    let before = rss_bytes();
-    COUNTING.store(true, Ordering::Relaxed);
+    let before = memory::rss_bytes();
+    let live_before = memory::live_bytes();
     let started = Instant::now();
     rt.block_on(async {
         futures::stream::iter(0..OBJECTS)
@@ -129,9 +69,10 @@ fn benches(c: &mut Criterion) {
             .await;
     });
     let created_in = started.elapsed();
-    COUNTING.store(false, Ordering::Relaxed);
-    let live = LIVE.load(Ordering::Relaxed);
-    let after = rss_bytes();
+    // Off for the timed benchmarks, whose threads would otherwise share the counter.
+    let live = memory::live_bytes().wrapping_sub(live_before).cast_signed();
+    memory::stop_counting();
+    let after = memory::rss_bytes();
     eprintln!(
         "created {OBJECTS} configmaps in {created_in:?} ({:.1} µs each, 16 in flight); RSS delta {} KiB = {} bytes/object",
         created_in.as_secs_f64() * 1e6 / OBJECTS as f64,
