@@ -4,6 +4,9 @@
 //! from the precompiled cache; each component's size and one cold compile are printed).
 #![allow(missing_docs, clippy::unwrap_used)]
 
+#[path = "../apiserver/benches/support/cpu.rs"]
+#[allow(dead_code)]
+mod cpu;
 #[path = "../tests/all/support.rs"]
 #[allow(dead_code)]
 mod support;
@@ -13,11 +16,57 @@ mod support;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use capstan::contract::ObjectRef;
-use capstan::plugin::{HandlerEvent, Runtime, RuntimeConfig};
+use capstan::plugin::{HandlerEvent, Plugin, Runtime, RuntimeConfig};
 use capstan_sdk::k8s_openapi::api::apps::v1::Deployment;
 use capstan_sdk::{Handler, StatusChannel};
 use criterion::{Criterion, criterion_group, criterion_main};
 use deployment_handler::DeploymentHandler;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The process CPU time a benchmark's calls took, every thread: what a call leaves to the worker
+/// that makes instances ahead counts too. Printed per call once the benchmark is done.
+#[derive(Default)]
+struct CpuMeter {
+    nanos: AtomicU64,
+    calls: AtomicU64,
+}
+
+impl CpuMeter {
+    /// Time `iters` runs of `call` for criterion, adding up their CPU time.
+    async fn run<F, Fut>(&self, iters: u64, mut call: F) -> Duration
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (started, cpu) = (Instant::now(), cpu::cpu_time());
+        for _ in 0..iters {
+            call().await;
+        }
+        let elapsed = started.elapsed();
+        let used = cpu::cpu_time().saturating_sub(cpu);
+        self.nanos
+            .fetch_add(used.as_nanos() as u64, Ordering::Relaxed);
+        self.calls.fetch_add(iters, Ordering::Relaxed);
+        elapsed
+    }
+
+    fn report(&self, name: &str) {
+        let calls = self.calls.load(Ordering::Relaxed).max(1);
+        let per_call = self.nanos.load(Ordering::Relaxed) as f64 / calls as f64 / 1000.0;
+        println!("{name}: CPU per call {per_call:.1} µs (every thread, {calls} calls)");
+    }
+}
+
+fn load_handler(rt: &tokio::runtime::Runtime) -> Plugin {
+    rt.block_on(async {
+        Runtime::new(RuntimeConfig::default())
+            .unwrap()
+            .load(&support::guest("deployment-handler"))
+            .await
+            .unwrap()
+    })
+}
 
 fn handler_call(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -26,52 +75,53 @@ fn handler_call(c: &mut Criterion) {
         .unwrap();
     let json = support::deployment_json("web");
     let oref = ObjectRef::from_json(&serde_json::from_str(&json).unwrap()).unwrap();
-    let plugin = rt.block_on(async {
-        Runtime::new(RuntimeConfig::default())
-            .unwrap()
-            .load(&support::guest("deployment-handler"))
-            .await
-            .unwrap()
-    });
-    let mut group = c.benchmark_group("handler_call_4k_deployment");
-    group.bench_function("wasm", |b| {
-        b.to_async(&rt).iter(|| async {
-            let out = plugin
-                .handle(&oref, HandlerEvent::Added(json.clone()))
-                .await
-                .unwrap();
-            assert_eq!(out.on_status_calls, 2);
-        });
-    });
     // The same call with a tiny object: what is left is call and channel overhead, not decoding.
     let tiny = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default"}}"#;
-    group.bench_function("wasm_tiny_object", |b| {
-        b.to_async(&rt).iter(|| async {
-            let out = plugin
-                .handle(&oref, HandlerEvent::Added(tiny.to_owned()))
-                .await
-                .unwrap();
-            assert_eq!(out.on_status_calls, 2);
+    let plugin = load_handler(&rt);
+    let mut group = c.benchmark_group("handler_call_4k_deployment");
+    for (name, object) in [("wasm", json.as_str()), ("wasm_tiny_object", tiny)] {
+        let meter = CpuMeter::default();
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                meter.run(iters, || async {
+                    let out = plugin
+                        .handle(&oref, HandlerEvent::Added(object.to_owned()))
+                        .await
+                        .unwrap();
+                    assert_eq!(out.on_status_calls, 2);
+                })
+            });
         });
-    });
+        meter.report(name);
+    }
     let status = capstan::status::EventProcessStatus::default();
+    let meter = CpuMeter::default();
     group.bench_function("wasm_on_status_only", |b| {
-        b.to_async(&rt)
-            .iter(|| async { plugin.on_status(&oref, &status).await.unwrap() });
-    });
-    group.bench_function("native", |b| {
-        b.iter(|| {
-            // The same work: decode into a typed Deployment, run `added`, then `on_status` per status.
-            let dep: Deployment = serde_json::from_str(&json).unwrap();
-            let ch = StatusChannel::recorder();
-            DeploymentHandler::added(dep, &ch);
-            let sdk_ref = capstan_sdk::ObjectRef::of::<Deployment>(Some("default"), "web");
-            for (status, _) in ch.recorded() {
-                DeploymentHandler::on_status(&sdk_ref, status);
-            }
-            capstan_sdk::log::captured()
+        b.to_async(&rt).iter_custom(|iters| {
+            meter.run(iters, || async {
+                plugin.on_status(&oref, &status).await.unwrap();
+            })
         });
     });
+    meter.report("wasm_on_status_only");
+    let meter = CpuMeter::default();
+    group.bench_function("native", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            meter.run(iters, || async {
+                // The same work: decode into a typed Deployment, run `added`, then `on_status`
+                // per status.
+                let dep: Deployment = serde_json::from_str(&json).unwrap();
+                let ch = StatusChannel::recorder();
+                DeploymentHandler::added(dep, &ch);
+                let sdk_ref = capstan_sdk::ObjectRef::of::<Deployment>(Some("default"), "web");
+                for (status, _) in ch.recorded() {
+                    DeploymentHandler::on_status(&sdk_ref, status);
+                }
+                std::hint::black_box(capstan_sdk::log::captured());
+            })
+        });
+    });
+    meter.report("native");
     group.finish();
 }
 
@@ -82,17 +132,16 @@ fn instantiate(c: &mut Criterion) {
         .unwrap();
     // Every call runs on a fresh instance (one per reconcile, one per event): this is its cost.
     let mut group = c.benchmark_group("describe_call");
-    let plugin = rt.block_on(async {
-        Runtime::new(RuntimeConfig::default())
-            .unwrap()
-            .load(&support::guest("deployment-handler"))
-            .await
-            .unwrap()
-    });
+    let plugin = load_handler(&rt);
+    let meter = CpuMeter::default();
     group.bench_function("fresh_instance_per_call", |b| {
-        b.to_async(&rt)
-            .iter(|| async { plugin.describe().await.unwrap() })
+        b.to_async(&rt).iter_custom(|iters| {
+            meter.run(iters, || async {
+                plugin.describe().await.unwrap();
+            })
+        })
     });
+    meter.report("fresh_instance_per_call");
     group.finish();
 }
 

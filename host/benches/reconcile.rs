@@ -47,6 +47,8 @@ const CONCURRENCY: usize = 8;
 /// Creates in flight while setting up a round.
 const CREATES_IN_FLIGHT: usize = 32;
 
+#[path = "../apiserver/benches/support/cpu.rs"]
+mod cpu;
 #[path = "../apiserver/benches/support/memory.rs"]
 #[allow(dead_code)]
 mod memory;
@@ -120,7 +122,9 @@ fn webapp(i: usize) -> DynamicObject {
 
 /// The embedded API server of a round: in this process (the default), or with
 /// `CAPSTAN_BENCH_SERVER=process` a `capstan apiserver` process of its own, as a cluster's API
-/// server is, so that this process's CPU time is the controller's alone.
+/// server is, so that this process's CPU time is the controller's alone and the server's is read
+/// apart. `CAPSTAN_BENCH_SERVER_BIN` names the `capstan` binary that serves (default: this
+/// build's), so that servers of two builds can be compared under the same controllers.
 enum Server {
     InProcess(RunningServer),
     Process(std::process::Child, tempfile::TempDir),
@@ -135,7 +139,9 @@ impl Server {
         }
         let dir = support::tempdir();
         let kubeconfig = dir.path().join("kubeconfig");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+        let binary = std::env::var_os("CAPSTAN_BENCH_SERVER_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_capstan").into());
+        let child = std::process::Command::new(binary)
             .args(["apiserver", "--listen", "127.0.0.1:0", "--kubeconfig-out"])
             .arg(&kubeconfig)
             .stdout(std::process::Stdio::null())
@@ -160,6 +166,14 @@ impl Server {
         (Self::Process(child, dir), client)
     }
 
+    /// CPU time the server's process has used, when it is a process of its own.
+    fn cpu_time(&self) -> Option<Duration> {
+        match self {
+            Self::InProcess(_) => None,
+            Self::Process(child, _) => cpu::process_cpu_time(child.id()),
+        }
+    }
+
     async fn shutdown(self) {
         match self {
             Self::InProcess(server) => server.shutdown().await.unwrap(),
@@ -169,20 +183,6 @@ impl Server {
             }
         }
     }
-}
-
-/// CPU time this process has used (user and system, every thread).
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes the struct it is given; a zeroed rusage is a valid one.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// A fresh embedded API server with the WebApp CRD and `n` WebApps.
@@ -253,10 +253,38 @@ struct CacheMemory {
     json_served: usize,
 }
 
+/// What a round took: its time, this process's CPU time, and the server's when it is a process of
+/// its own.
+#[derive(Debug, Clone, Copy)]
+struct Took {
+    elapsed: Duration,
+    cpu: Duration,
+    server_cpu: Option<Duration>,
+}
+
+impl Took {
+    /// From a start read by [`Took::start`].
+    fn since(start: (Instant, Duration, Option<Duration>), server: &Server) -> Self {
+        let (started, cpu, server_cpu) = start;
+        Self {
+            elapsed: started.elapsed(),
+            cpu: cpu::cpu_time() - cpu,
+            server_cpu: server
+                .cpu_time()
+                .zip(server_cpu)
+                .map(|(end, start)| end - start),
+        }
+    }
+
+    fn start(server: &Server) -> (Instant, Duration, Option<Duration>) {
+        (Instant::now(), cpu::cpu_time(), server.cpu_time())
+    }
+}
+
 /// One Capstan round: returns the time from the controller's start until every WebApp's status is
-/// written, the CPU time the process used meanwhile, and the memory of a filled informer cache
-/// (measured before, untimed).
-async fn capstan_round(n: usize, plugin: &Plugin) -> (Duration, Duration, CacheMemory) {
+/// written with the CPU time used meanwhile, and the memory of a filled informer cache (measured
+/// before, untimed).
+async fn capstan_round(n: usize, plugin: &Plugin) -> (Took, CacheMemory) {
     let env = Env::start(n).await;
     let gvk = Gvk::new(GROUP, VERSION, "WebApp");
 
@@ -289,7 +317,8 @@ async fn capstan_round(n: usize, plugin: &Plugin) -> (Duration, Duration, CacheM
         metrics: Some(metrics.clone()),
         ..ControllerConfig::default()
     };
-    let (started, cpu) = (Instant::now(), cpu_time());
+    let start = Took::start(&env.server);
+    let started = start.0;
     let controller = Controller::start(plugin.clone(), &informers, env.client.clone(), config)
         .await
         .unwrap();
@@ -314,7 +343,7 @@ async fn capstan_round(n: usize, plugin: &Plugin) -> (Duration, Duration, CacheM
             written.insert(name.clone());
         }
     }
-    let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu);
+    let took = Took::since(start, &env.server);
     let reconciles: f64 = metrics
         .encode()
         .lines()
@@ -325,7 +354,7 @@ async fn capstan_round(n: usize, plugin: &Plugin) -> (Duration, Duration, CacheM
     controller.shutdown(Duration::from_secs(5)).await;
     drop((changes, handle, informers));
     env.shutdown().await;
-    (elapsed, cpu, memory)
+    (took, memory)
 }
 
 /// The WebApp as a native controller types it.
@@ -415,9 +444,9 @@ fn native_error(_: Arc<DynamicObject>, _: &kube::Error, ctx: Arc<NativeContext>)
 }
 
 /// One native round: returns the time from the controller's start until every WebApp's status is
-/// patched, the CPU time the process used meanwhile, and the live heap bytes per object of a
-/// kube-runtime reflector store (measured before, untimed).
-async fn native_round(n: usize) -> (Duration, Duration, i64) {
+/// patched with the CPU time used meanwhile, and the live heap bytes per object of a kube-runtime
+/// reflector store (measured before, untimed).
+async fn native_round(n: usize) -> (Took, i64) {
     let env = Env::start(n).await;
     let api = env.api();
 
@@ -442,7 +471,7 @@ async fn native_round(n: usize) -> (Duration, Duration, i64) {
         errors: AtomicUsize::new(0),
         finished: tokio::sync::Notify::new(),
     });
-    let (started, cpu) = (Instant::now(), cpu_time());
+    let start = Took::start(&env.server);
     let controller =
         KubeController::new_with(api, watcher::Config::default(), env.resource.clone())
             .with_config(
@@ -461,7 +490,7 @@ async fn native_round(n: usize) -> (Duration, Duration, i64) {
             ctx.errors.load(Ordering::Relaxed)
         );
     }
-    let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu);
+    let took = Took::since(start, &env.server);
     task.abort();
     let _ = task.await;
     let errors = ctx.errors.load(Ordering::Relaxed);
@@ -469,7 +498,13 @@ async fn native_round(n: usize) -> (Duration, Duration, i64) {
         eprintln!("native: {errors} reconcile errors (retried)");
     }
     env.shutdown().await;
-    (elapsed, cpu, reflector_heap)
+    (took, reflector_heap)
+}
+
+/// The server's CPU time of a round, when it was read.
+fn server_note(cpu: Option<Duration>) -> String {
+    cpu.map(|cpu| format!(", the server {cpu:.2?} CPU"))
+        .unwrap_or_default()
 }
 
 fn median<T: Copy + PartialOrd>(values: &[T]) -> T {
@@ -499,6 +534,7 @@ fn benches(c: &mut Criterion) {
 
     let (mut capstan, mut native) = (Vec::new(), Vec::new());
     let (mut capstan_cpu, mut native_cpu) = (Vec::new(), Vec::new());
+    let (mut capstan_server_cpu, mut native_server_cpu) = (Vec::new(), Vec::new());
     let (mut memory, mut reflector_heap) = (Vec::new(), Vec::new());
     let mut group = c.benchmark_group(format!("reconcile_{n}_webapps"));
     // One round per sample, the fewest samples criterion takes, one warm-up round.
@@ -511,13 +547,16 @@ fn benches(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let (elapsed, cpu, m) = rt.block_on(capstan_round(n, &plugin));
+                let (took, m) = rt.block_on(capstan_round(n, &plugin));
+                let (elapsed, cpu) = (took.elapsed, took.cpu);
                 eprintln!(
-                    "capstan: {n} WebApps reconciled in {elapsed:.2?} = {:.0}/s, {cpu:.2?} CPU",
-                    rate(n, elapsed)
+                    "capstan: {n} WebApps reconciled in {elapsed:.2?} = {:.0}/s, {cpu:.2?} CPU{}",
+                    rate(n, elapsed),
+                    server_note(took.server_cpu),
                 );
                 capstan.push(elapsed);
                 capstan_cpu.push(cpu);
+                capstan_server_cpu.extend(took.server_cpu);
                 memory.push(m);
                 total += elapsed;
             }
@@ -528,13 +567,16 @@ fn benches(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let (elapsed, cpu, heap) = rt.block_on(native_round(n));
+                let (took, heap) = rt.block_on(native_round(n));
+                let (elapsed, cpu) = (took.elapsed, took.cpu);
                 eprintln!(
-                    "native: {n} WebApps reconciled in {elapsed:.2?} = {:.0}/s, {cpu:.2?} CPU",
-                    rate(n, elapsed)
+                    "native: {n} WebApps reconciled in {elapsed:.2?} = {:.0}/s, {cpu:.2?} CPU{}",
+                    rate(n, elapsed),
+                    server_note(took.server_cpu),
                 );
                 native.push(elapsed);
                 native_cpu.push(cpu);
+                native_server_cpu.extend(took.server_cpu);
                 reflector_heap.push(heap);
                 total += elapsed;
             }
@@ -559,6 +601,14 @@ fn benches(c: &mut Criterion) {
         native_cpu.as_secs_f64() * 1e6 / n as f64,
         native_cpu.as_secs_f64() / capstan_cpu.as_secs_f64(),
     );
+    if !capstan_server_cpu.is_empty() && !native_server_cpu.is_empty() {
+        let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / n as f64;
+        eprintln!(
+            "reconcile_{n}: the API server's CPU per reconcile: serving capstan {:.1} µs, serving native {:.1} µs",
+            per(median(&capstan_server_cpu)),
+            per(median(&native_server_cpu)),
+        );
+    }
     let heap = median(&memory.iter().map(|m| m.heap).collect::<Vec<_>>());
     let first = memory[0];
     eprintln!(
