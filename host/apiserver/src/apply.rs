@@ -468,17 +468,30 @@ impl Comparison {
 }
 
 /// Records in `cmp` how the value at `at` changed from `l` to `r`; a value that did not
-/// change costs no allocation.
+/// change costs no allocation. `zl` and `zr` say whether the typed object on each side has the
+/// value even where the JSON lacks it (it is in the zero value of the struct holding it, see
+/// [`Node::in_zero_value`]): such a value is never added or removed, only changed.
 fn compare_at<'a>(
     at: At<'_>,
-    l: Option<&'a Value>,
-    r: Option<&'a Value>,
+    (l, zl): (Option<&'a Value>, bool),
+    (r, zr): (Option<&'a Value>, bool),
     node: Node<'a>,
     cmp: &mut Comparison,
 ) {
     let mut below = Comparison::default();
-    if !compare_below(l, r, node, &mut below) {
+    if !compare_below((l, zl), (r, zr), node, &mut below) {
+        let zero = |v: &Value| match v {
+            Value::Null => true,
+            Value::Object(m) => m.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            _ => false,
+        };
         match (l, r) {
+            // The typed side holds the zero value the JSON lacks.
+            (None, Some(b)) if zl && !zero(b) => cmp.modified.insert_member(at.owned()),
+            (Some(a), None) if zr && !zero(a) => cmp.modified.insert_member(at.owned()),
+            (None, Some(_)) if zl => {}
+            (Some(_), None) if zr => {}
             (None, Some(_)) => cmp.added.insert_member(at.owned()),
             (Some(_), None) => cmp.removed.insert_member(at.owned()),
             (Some(a), Some(b)) if a != b => cmp.modified.insert_member(at.owned()),
@@ -488,17 +501,18 @@ fn compare_at<'a>(
     }
     cmp.nest(at, below);
     match (l, r) {
-        (None, _) => cmp.added.insert_member(at.owned()),
-        (_, None) => cmp.removed.insert_member(at.owned()),
+        (None, _) if !zl => cmp.added.insert_member(at.owned()),
+        (_, None) if !zr => cmp.removed.insert_member(at.owned()),
         _ => {}
     }
 }
 
 /// Records in `cmp` what changed below a value from `l` to `r`, when both are maps or lists
-/// merged by element; `false` when the value is a leaf, compared whole.
+/// merged by element; `false` when the value is a leaf, compared whole. `zl` and `zr` as in
+/// [`compare_at`].
 fn compare_below<'a>(
-    l: Option<&'a Value>,
-    r: Option<&'a Value>,
+    (l, zl): (Option<&'a Value>, bool),
+    (r, zr): (Option<&'a Value>, bool),
     node: Node<'a>,
     cmp: &mut Comparison,
 ) -> bool {
@@ -512,13 +526,23 @@ fn compare_below<'a>(
         Some(Value::Array(items)) => Some(items.as_slice()),
         Some(_) => None,
     };
+    // Whether each side's typed object has this value, so a field in its zero value too.
+    let (has_l, has_r) = (l.is_some() || zl, r.is_some() || zr);
     if let (Some(lm), Some(rm)) = (map(l), map(r)) {
         let empty = lm.is_none_or(Map::is_empty) && rm.is_none_or(Map::is_empty);
         if empty || node.map_atomic() {
             return false;
         }
         for (k, l, r) in join(lm, rm) {
-            compare_at(At::Field(k), l, r, node.field(k), cmp);
+            let child = node.field(k);
+            let zero = child.in_zero_value();
+            compare_at(
+                At::Field(k),
+                (l, has_l && zero),
+                (r, has_r && zero),
+                child,
+                cmp,
+            );
         }
         true
     } else if let (Some(ll), Some(rl)) = (list(l), list(r)) {
@@ -547,10 +571,11 @@ fn compare_below<'a>(
             }
         }
         for pe in all {
+            // No element is in a zero value.
             compare_at(
                 At::Element(pe),
-                l_items.get(pe).copied(),
-                r_items.get(pe).copied(),
+                (l_items.get(pe).copied(), false),
+                (r_items.get(pe).copied(), false),
                 node.element(),
                 cmp,
             );
@@ -691,7 +716,8 @@ fn entry<'e>(
 /// What changed from `old` (absent on create) to `new`, within `scope`.
 fn changes(old: Option<&Value>, new: &Value, writer: &Writer<'_>) -> Comparison {
     let mut cmp = Comparison::default();
-    compare_below(old, Some(new), writer.types, &mut cmp);
+    // Both sides are typed objects: a create is compared with the kind's zero value.
+    compare_below((old, true), (Some(new), true), writer.types, &mut cmp);
     keep_tracked(&mut cmp.added, writer.scope);
     keep_tracked(&mut cmp.modified, writer.scope);
     keep_tracked(&mut cmp.removed, writer.scope);
@@ -892,6 +918,72 @@ mod tests {
             let written = e.encoded.as_ref().expect("read back");
             assert_eq!(*written, e.fields().to_fields_v1());
         }
+    }
+
+    /// A create is compared with the kind's zero value, as kube-apiserver's field manager compares
+    /// it with `New()`: the structs held by value and the lists Go always serializes are never
+    /// members (`.`), what is optional is; as the managedFields of a DaemonSet created on a
+    /// cluster show (`f:spec`, `f:template`, `f:containers`, `f:updateStrategy` bare,
+    /// `f:labels`, the container element and `f:rollingUpdate` with `.`).
+    #[test]
+    fn a_create_is_compared_with_the_zero_value_of_its_kind() {
+        let mut set = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "labels": {"app": "agent"}},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                    "spec": {"containers": [{"name": "a", "image": "busybox", "resources": {}}]}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}}});
+        record_update(None, &mut set, &writer_for("kubectl-create", "DaemonSet"));
+        assert_eq!(
+            managers(&set)[0].1,
+            json!({
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {
+                    "f:selector": {},
+                    "f:template": {
+                        "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                        "f:spec": {"f:containers": {"k:{\"name\":\"a\"}": {
+                            ".": {}, "f:image": {}, "f:name": {}, "f:resources": {}
+                        }}}
+                    },
+                    "f:updateStrategy": {
+                        "f:rollingUpdate": {".": {}, "f:maxUnavailable": {}},
+                        "f:type": {}
+                    }
+                }
+            })
+        );
+        // The status a controller writes next: `status` is a struct held by value, in the stored
+        // object's typed form whether or not its JSON has one; its optional list is a member.
+        let mut written = set.clone();
+        written["status"] = json!({"numberReady": 1, "conditions": [{"type": "A"}]});
+        let status_writer = Writer {
+            manager: "kube-controller-manager",
+            subresource: "status",
+            scope: FieldScope::StatusOnly,
+            ..writer_for("kube-controller-manager", "DaemonSet")
+        };
+        record_update(Some(&set), &mut written, &status_writer);
+        assert_eq!(
+            managers(&written)[1].1,
+            json!({"f:status": {
+                "f:conditions": {".": {}, "k:{\"type\":\"A\"}": {".": {}, "f:type": {}}},
+                "f:numberReady": {}
+            }})
+        );
+        // A custom resource is unstructured: its zero value is empty, every map a member.
+        let mut custom = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w"}, "spec": {"size": 1}});
+        let schema = json!({"type": "object"});
+        let custom_writer = Writer {
+            types: Node::custom("Widget", &schema),
+            ..writer_for("kubectl-create", "Widget")
+        };
+        record_update(None, &mut custom, &custom_writer);
+        assert_eq!(
+            managers(&custom)[0].1,
+            json!({"f:spec": {".": {}, "f:size": {}}})
+        );
     }
 
     #[test]

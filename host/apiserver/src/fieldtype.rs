@@ -195,6 +195,25 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// Whether the field at this node is in the zero value of the Go struct that holds it: a
+    /// struct held by value, or a list or map serialized without `omitempty` (as `null`).
+    /// kube-apiserver's field manager compares typed objects, and a create against the kind's zero
+    /// value (`New()`), so such a field is never added or removed, only what is below it: its
+    /// managedFields never mark it as a member (`.`). Custom resources are unstructured: nothing
+    /// is in their zero value.
+    #[must_use]
+    pub fn in_zero_value(self) -> bool {
+        match self {
+            Self::Builtin {
+                kind,
+                name,
+                parent,
+                element: false,
+            } => builtin_in_zero_value(kind, name, parent),
+            _ => false,
+        }
+    }
+
     /// The default of key field `key` of this map list's elements, used in an element's key when
     /// the element omits it (structured-merge-diff's `getAssociativeKeyDefault`).
     #[must_use]
@@ -243,6 +262,35 @@ fn builtin_list_type(kind: &str, name: &str, parent: &str) -> ListType<'static> 
         "finalizers" if parent == "metadata" => ListType::Set,
         "ownerReferences" if parent == "metadata" => map(&["uid"]),
         _ => ListType::Atomic,
+    }
+}
+
+/// The fields of the built-in kinds' structs that Go serializes even when empty (k8s.io/api
+/// v1.32): structs held by value (`Spec DeploymentSpec`, `Template PodTemplateSpec`,
+/// `Resources ResourceRequirements`, ...) and lists without `omitempty` (`Containers []Container
+/// json:"containers"`, `Rules []PolicyRule json:"rules"`), on the paths a write reaches from the
+/// object's root or from a list element it already has.
+fn builtin_in_zero_value(kind: &str, name: &str, parent: &str) -> bool {
+    match (parent, name) {
+        ("", "metadata" | "spec" | "status" | "roleRef") => true,
+        ("", "template") => kind == "PodTemplate",
+        ("", "rules") => matches!(kind, "Role" | "ClusterRole"),
+        // core/v1's Event (`involvedObject`, `source`) and events.k8s.io/v1's.
+        ("", "involvedObject" | "source" | "regarding" | "deprecatedSource") => kind == "Event",
+        // A ReplicationController's template is a pointer; the workloads' and a Job's are not.
+        ("spec", "template") => kind != "ReplicationController",
+        ("spec", "jobTemplate") => kind == "CronJob",
+        ("template" | "jobTemplate", "metadata" | "spec") => true,
+        ("spec", "containers") => true,
+        ("spec", "strategy") => kind == "Deployment",
+        ("spec", "updateStrategy") => matches!(kind, "DaemonSet" | "StatefulSet"),
+        ("spec", "scaleTargetRef") => kind == "HorizontalPodAutoscaler",
+        ("spec", "podSelector") => kind == "NetworkPolicy",
+        ("spec", "resources") => kind == "PersistentVolumeClaim",
+        ("spec", "limits") => kind == "LimitRange",
+        ("status", "loadBalancer") => matches!(kind, "Service" | "Ingress"),
+        ("containers" | "initContainers" | "ephemeralContainers", "resources") => true,
+        _ => false,
     }
 }
 
