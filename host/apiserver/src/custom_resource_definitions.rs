@@ -93,12 +93,9 @@ pub fn validate(object: &Value) -> Vec<FieldCause> {
         if schema.is_object() {
             // `ValidateStructural` sorts its errors by their text.
             let mut structural = Vec::new();
-            structural_causes(
-                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
-                schema,
-                Level::Root,
-                &mut structural,
-            );
+            let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
+            structural_causes(&path, schema, Level::Root, &mut structural);
+            completeness_causes(&path, schema, &mut structural);
             structural.sort_by_key(|c| format!("{}: {}", c.field, c.message));
             errs.extend(structural);
         } else {
@@ -300,6 +297,15 @@ fn structural_causes(path: &str, schema: &Value, level: Level, errs: &mut Vec<Fi
             "must be false if x-kubernetes-int-or-string is true",
         ));
     }
+    // The value validations (`anyOf`, `allOf`, `oneOf`, `not`), except the two shapes that
+    // spell out `x-kubernetes-int-or-string`.
+    junctor_causes(
+        path,
+        schema,
+        int_or_string_any_of(schema),
+        schema["allOf"][0].is_object() && int_or_string_any_of(&schema["allOf"][0]),
+        errs,
+    );
     if embedded && kind != "object" {
         let detail = "must be object if x-kubernetes-embedded-resource is true";
         if kind.is_empty() {
@@ -371,6 +377,209 @@ fn structural_causes(path: &str, schema: &Value, level: Level, errs: &mut Vec<Fi
 }
 
 /// `validateSimpleJSONPath`: a path in dot notation from the root.
+/// Whether `schema`'s `anyOf` is exactly `[{type: integer}, {type: string}]`
+/// (`isIntOrStringAnyOfPattern`).
+fn int_or_string_any_of(schema: &Value) -> bool {
+    schema["anyOf"] == json!([{"type": "integer"}, {"type": "string"}])
+}
+
+/// `validateValueValidation`: the schemas under `schema`'s logical junctors, each checked by
+/// [`nested_causes`]; `skip_any_of` and `skip_first_all_of_any_of` leave out the int-or-string
+/// shapes.
+fn junctor_causes(
+    path: &str,
+    schema: &Value,
+    skip_any_of: bool,
+    skip_first_all_of_any_of: bool,
+    errs: &mut Vec<FieldCause>,
+) {
+    if !skip_any_of {
+        for (i, nested) in schema["anyOf"].as_array().into_iter().flatten().enumerate() {
+            nested_causes(&format!("{path}.anyOf[{i}]"), nested, false, errs);
+        }
+    }
+    for (i, nested) in schema["allOf"].as_array().into_iter().flatten().enumerate() {
+        let skip = skip_first_all_of_any_of && i == 0;
+        nested_causes(&format!("{path}.allOf[{i}]"), nested, skip, errs);
+    }
+    for (i, nested) in schema["oneOf"].as_array().into_iter().flatten().enumerate() {
+        nested_causes(&format!("{path}.oneOf[{i}]"), nested, false, errs);
+    }
+    if let Some(not) = schema.get("not") {
+        nested_causes(&format!("{path}.not"), not, false, errs);
+    }
+}
+
+/// `validateNestedValueValidation` with a CRD's options: a schema under a logical junctor only
+/// validates values; what gives a structure (a type, additional properties, a default, the
+/// extensions) or describes it (a title, a description, external docs) belongs to the structural
+/// part of the schema, and `metadata` is never named there.
+fn nested_causes(path: &str, schema: &Value, skip_any_of: bool, errs: &mut Vec<FieldCause>) {
+    let Some(map) = schema.as_object() else {
+        return;
+    };
+    junctor_causes(path, schema, skip_any_of, false, errs);
+    if let Some(items) = map.get("items") {
+        nested_causes(&format!("{path}.items"), items, false, errs);
+    }
+    for (key, property) in schema["properties"].as_object().into_iter().flatten() {
+        nested_causes(&format!("{path}.properties[{key}]"), property, false, errs);
+    }
+    let text = |key: &str| {
+        map.get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty())
+    };
+    let set = |key: &str| map.get(key).is_some_and(|v| !v.is_null());
+    let on = |key: &str| map.get(key).and_then(Value::as_bool) == Some(true);
+    let listed = |key: &str| {
+        map.get(key)
+            .and_then(Value::as_array)
+            .is_some_and(|l| !l.is_empty())
+    };
+    let forbidden = [
+        ("type", text("type"), "must be empty to be structural"),
+        (
+            "additionalProperties",
+            set("additionalProperties"),
+            "must be undefined to be structural",
+        ),
+        (
+            "default",
+            set("default"),
+            "must be undefined to be structural",
+        ),
+        ("title", text("title"), "must be empty to be structural"),
+        (
+            "description",
+            text("description"),
+            "must be empty to be structural",
+        ),
+        ("nullable", on("nullable"), "must be false to be structural"),
+        (
+            "externalDocs",
+            set("externalDocs"),
+            "must be undefined to be structural",
+        ),
+        (
+            "x-kubernetes-preserve-unknown-fields",
+            on("x-kubernetes-preserve-unknown-fields"),
+            "must be false to be structural",
+        ),
+        (
+            "x-kubernetes-embedded-resource",
+            on("x-kubernetes-embedded-resource"),
+            "must be false to be structural",
+        ),
+        (
+            "x-kubernetes-int-or-string",
+            on("x-kubernetes-int-or-string"),
+            "must be false to be structural",
+        ),
+        (
+            "x-kubernetes-list-map-keys",
+            listed("x-kubernetes-list-map-keys"),
+            "must be empty to be structural",
+        ),
+        (
+            "x-kubernetes-list-type",
+            set("x-kubernetes-list-type"),
+            "must be undefined to be structural",
+        ),
+        (
+            "x-kubernetes-map-type",
+            set("x-kubernetes-map-type"),
+            "must be undefined to be structural",
+        ),
+        (
+            "x-kubernetes-validations",
+            listed("x-kubernetes-validations"),
+            "must be empty to be structural",
+        ),
+    ];
+    for (key, _, detail) in forbidden.into_iter().filter(|(_, present, _)| *present) {
+        errs.push(FieldCause::forbidden(&format!("{path}.{key}"), detail));
+    }
+    if schema["properties"].get("metadata").is_some() {
+        errs.push(FieldCause::forbidden(
+            &format!("{path}.properties[metadata]"),
+            "must not be specified in a nested context",
+        ));
+    }
+}
+
+/// `validateStructuralCompleteness`: every field or item a value validation under the root's
+/// logical junctors names must be specified in the structural part of the schema too.
+fn completeness_causes(path: &str, root: &Value, errs: &mut Vec<FieldCause>) {
+    for (junctor, nested) in junctors(root) {
+        nested_completeness(&format!("{path}{junctor}"), nested, Some(root), path, errs);
+    }
+}
+
+/// The schemas under `schema`'s logical junctors, with their path suffixes, in the order
+/// `validateValueValidationCompleteness` visits them.
+fn junctors(schema: &Value) -> Vec<(String, &Value)> {
+    let mut out: Vec<(String, &Value)> = schema
+        .get("not")
+        .map(|not| (".not".to_owned(), not))
+        .into_iter()
+        .collect();
+    for key in ["allOf", "anyOf", "oneOf"] {
+        for (i, nested) in schema[key].as_array().into_iter().flatten().enumerate() {
+            out.push((format!(".{key}[{i}]"), nested));
+        }
+    }
+    out
+}
+
+/// `validateNestedValueValidationCompleteness`: `nested` (at `v_path`) against the structural
+/// schema `structural` (at `s_path`).
+fn nested_completeness(
+    v_path: &str,
+    nested: &Value,
+    structural: Option<&Value>,
+    s_path: &str,
+    errs: &mut Vec<FieldCause>,
+) {
+    if !nested.is_object() {
+        return;
+    }
+    let Some(structural) = structural else {
+        errs.push(FieldCause::required(
+            s_path,
+            &format!("because it is defined in {v_path}"),
+        ));
+        return;
+    };
+    for (junctor, deeper) in junctors(nested) {
+        nested_completeness(
+            &format!("{v_path}{junctor}"),
+            deeper,
+            Some(structural),
+            s_path,
+            errs,
+        );
+    }
+    if let Some(items) = nested.get("items") {
+        nested_completeness(
+            &format!("{v_path}.items"),
+            items,
+            structural.get("items"),
+            &format!("{s_path}.items"),
+            errs,
+        );
+    }
+    for (key, property) in nested["properties"].as_object().into_iter().flatten() {
+        nested_completeness(
+            &format!("{v_path}.properties[{key}]"),
+            property,
+            structural["properties"].get(key),
+            &format!("{s_path}.properties[{key}]"),
+            errs,
+        );
+    }
+}
+
 fn simple_path_cause(path: &str, value: &str) -> Option<FieldCause> {
     if value.is_empty() {
         Some(FieldCause::invalid(path, value, "must not be empty"))
