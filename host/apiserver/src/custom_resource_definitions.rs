@@ -384,8 +384,8 @@ fn int_or_string_any_of(schema: &Value) -> bool {
 }
 
 /// `validateValueValidation`: the schemas under `schema`'s logical junctors, each checked by
-/// [`nested_causes`]; `skip_any_of` and `skip_first_all_of_any_of` leave out the int-or-string
-/// shapes.
+/// [`nested_causes`] (`skip_any_of` and `skip_first_all_of_any_of` leave out the int-or-string
+/// shapes), and its `pattern`, which must compile.
 fn junctor_causes(
     path: &str,
     schema: &Value,
@@ -407,6 +407,15 @@ fn junctor_causes(
     }
     if let Some(not) = schema.get("not") {
         nested_causes(&format!("{path}.not"), not, false, errs);
+    }
+    if let Some(pattern) = schema["pattern"].as_str()
+        && let Some(error) = crate::pattern::error(pattern)
+    {
+        errs.push(FieldCause::invalid(
+            &format!("{path}.pattern"),
+            pattern,
+            format!("must be a valid regular expression, but isn't: {error}"),
+        ));
     }
 }
 

@@ -40,6 +40,7 @@ pub mod logs;
 pub mod namespace;
 pub mod patch;
 pub mod path;
+pub mod pattern;
 pub mod persist;
 pub mod pod_admission;
 pub mod printers;

@@ -459,12 +459,12 @@ fn validate(schema: &Value, value: &Value, path: &str, root: bool, errs: &mut Ve
             );
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-            match regex::Regex::new(pattern) {
-                Ok(re) if !re.is_match(s) => {
+            match crate::pattern::compiled(pattern) {
+                Some(re) if !re.is_match(s) => {
                     invalid(errs, format!("{path} in body should match '{pattern}'"));
                 }
-                Ok(_) => {}
-                Err(_) => invalid(errs, format!("{path} has an invalid pattern '{pattern}'")),
+                Some(_) => {}
+                None => invalid(errs, format!("{path} has an invalid pattern '{pattern}'")),
             }
         }
     }
