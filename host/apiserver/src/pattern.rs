@@ -3,7 +3,7 @@
 //! the messages of Go's `regexp` package, which kube-apiserver compiles them with.
 
 use regex::Regex;
-use regex_syntax::ast::ErrorKind;
+use regex_syntax::ast::{Ast, ErrorKind, Span};
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
@@ -31,7 +31,17 @@ pub fn compiled(pattern: &str) -> Option<Regex> {
 /// missing argument to repetition operator: `+``); `None` when it compiles.
 pub fn error(pattern: &str) -> Option<String> {
     let rust = match Regex::new(pattern) {
-        Ok(_) => return None,
+        Ok(_) => {
+            // Perl syntax, which Go follows here, does not stack repetition operators.
+            let ast = regex_syntax::ast::parse::Parser::new()
+                .parse(pattern)
+                .ok()?;
+            let stacked = stacked_repetition(&ast)?;
+            let expr = pattern.get(stacked.start.offset..stacked.end.offset)?;
+            return Some(format!(
+                "error parsing regexp: invalid nested repetition operator: `{expr}`"
+            ));
+        }
         Err(e) => e,
     };
     let Err(e) = regex_syntax::ast::parse::Parser::new().parse(pattern) else {
@@ -68,6 +78,21 @@ pub fn error(pattern: &str) -> Option<String> {
     Some(format!("error parsing regexp: {code}: `{expr}`"))
 }
 
+/// The span of the first repetition operator applied to another (`a**`, `a+?*`): both
+/// operators, as Go's `ErrInvalidRepeatOp` quotes them.
+fn stacked_repetition(ast: &Ast) -> Option<Span> {
+    match ast {
+        Ast::Repetition(rep) => match &*rep.ast {
+            Ast::Repetition(inner) => Some(Span::new(inner.op.span.start, rep.op.span.end)),
+            other => stacked_repetition(other),
+        },
+        Ast::Group(group) => stacked_repetition(&group.ast),
+        Ast::Alternation(alternation) => alternation.asts.iter().find_map(stacked_repetition),
+        Ast::Concat(concat) => concat.asts.iter().find_map(stacked_repetition),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +109,8 @@ mod tests {
             (r"\q", r"invalid escape sequence: `\q`"),
             ("a{2,1}", "invalid repeat count: `{2,1}`"),
             ("x|*", "missing argument to repetition operator: `*`"),
+            ("a**", "invalid nested repetition operator: `**`"),
+            ("(a+?*)", "invalid nested repetition operator: `+?*`"),
         ] {
             assert_eq!(
                 error(pattern).as_deref(),
