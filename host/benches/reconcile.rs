@@ -124,7 +124,8 @@ fn webapp(i: usize) -> DynamicObject {
 /// `CAPSTAN_BENCH_SERVER=process` a `capstan apiserver` process of its own, as a cluster's API
 /// server is, so that this process's CPU time is the controller's alone and the server's is read
 /// apart. `CAPSTAN_BENCH_SERVER_BIN` names the `capstan` binary that serves (default: this
-/// build's), so that servers of two builds can be compared under the same controllers.
+/// build's), so that servers of two builds can be compared under the same controllers, and
+/// `CAPSTAN_BENCH_SERVER_LOG` a file for its log.
 enum Server {
     InProcess(RunningServer),
     Process(std::process::Child, tempfile::TempDir),
@@ -145,7 +146,11 @@ impl Server {
             .args(["apiserver", "--listen", "127.0.0.1:0", "--kubeconfig-out"])
             .arg(&kubeconfig)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(match std::env::var_os("CAPSTAN_BENCH_SERVER_LOG") {
+                // The server's log (with RUST_LOG=capstan_apiserver=debug, every request).
+                Some(path) => std::fs::File::create(path).unwrap().into(),
+                None => std::process::Stdio::null(),
+            })
             .spawn()
             .unwrap();
         let end = Instant::now() + Duration::from_secs(20);
