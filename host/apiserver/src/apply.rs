@@ -480,11 +480,14 @@ fn compare_at<'a>(
 ) {
     let mut below = Comparison::default();
     if !compare_below((l, zl), (r, zr), node, &mut below) {
+        // Go's zero value of the field's type.
         let zero = |v: &Value| match v {
             Value::Null => true,
             Value::Object(m) => m.is_empty(),
             Value::Array(items) => items.is_empty(),
-            _ => false,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(text) => text.is_empty(),
+            Value::Bool(b) => !b,
         };
         match (l, r) {
             // The typed side holds the zero value the JSON lacks.
@@ -954,9 +957,11 @@ mod tests {
             })
         );
         // The status a controller writes next: `status` is a struct held by value, in the stored
-        // object's typed form whether or not its JSON has one; its optional list is a member.
+        // object's typed form whether or not its JSON has one; its optional list is a member; a
+        // count Go serializes when zero and left at zero is not the writer's.
         let mut written = set.clone();
-        written["status"] = json!({"numberReady": 1, "conditions": [{"type": "A"}]});
+        written["status"] =
+            json!({"numberReady": 1, "numberMisscheduled": 0, "conditions": [{"type": "A"}]});
         let status_writer = Writer {
             manager: "kube-controller-manager",
             subresource: "status",

@@ -267,9 +267,11 @@ fn builtin_list_type(kind: &str, name: &str, parent: &str) -> ListType<'static> 
 
 /// The fields of the built-in kinds' structs that Go serializes even when empty (k8s.io/api
 /// v1.32): structs held by value (`Spec DeploymentSpec`, `Template PodTemplateSpec`,
-/// `Resources ResourceRequirements`, ...) and lists without `omitempty` (`Containers []Container
-/// json:"containers"`, `Rules []PolicyRule json:"rules"`), on the paths a write reaches from the
-/// object's root or from a list element it already has.
+/// `Resources ResourceRequirements`, ...), lists without `omitempty` (`Containers []Container
+/// json:"containers"`, `Rules []PolicyRule json:"rules"`) and the status counts without it
+/// (`NumberMisscheduled int32 json:"numberMisscheduled"`: a writer that leaves one at 0 has not
+/// changed it), on the paths a write reaches from the object's root or from a list element it
+/// already has.
 fn builtin_in_zero_value(kind: &str, name: &str, parent: &str) -> bool {
     match (parent, name) {
         ("", "metadata" | "spec" | "status" | "roleRef") => true,
@@ -289,6 +291,18 @@ fn builtin_in_zero_value(kind: &str, name: &str, parent: &str) -> bool {
         ("spec", "resources") => kind == "PersistentVolumeClaim",
         ("spec", "limits") => kind == "LimitRange",
         ("status", "loadBalancer") => matches!(kind, "Service" | "Ingress"),
+        ("status", "replicas") => kind == "ReplicaSet",
+        (
+            "status",
+            "currentNumberScheduled"
+            | "numberMisscheduled"
+            | "desiredNumberScheduled"
+            | "numberReady",
+        ) => kind == "DaemonSet",
+        ("status", "disruptionsAllowed" | "currentHealthy" | "desiredHealthy" | "expectedPods") => {
+            kind == "PodDisruptionBudget"
+        }
+        ("status", "desiredReplicas") => kind == "HorizontalPodAutoscaler",
         ("containers" | "initContainers" | "ephemeralContainers", "resources") => true,
         _ => false,
     }

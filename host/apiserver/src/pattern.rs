@@ -15,11 +15,13 @@ static COMPILED: LazyLock<Mutex<HashMap<String, Regex>>> = LazyLock::new(Mutex::
 
 /// `pattern` compiled, from the cache when it was compiled before; `None` when it does not compile.
 pub fn compiled(pattern: &str) -> Option<Regex> {
-    let mut kept = COMPILED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(re) = kept.get(pattern) {
+    let kept = || COMPILED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(re) = kept().get(pattern) {
         return Some(re.clone());
     }
+    // Compiled without the lock: other writes do not wait for it.
     let re = Regex::new(pattern).ok()?;
+    let mut kept = kept();
     if kept.len() >= KEPT {
         kept.clear();
     }
