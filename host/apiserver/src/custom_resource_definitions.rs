@@ -393,20 +393,14 @@ fn junctor_causes(
     skip_first_all_of_any_of: bool,
     errs: &mut Vec<FieldCause>,
 ) {
-    if !skip_any_of {
-        for (i, nested) in schema["anyOf"].as_array().into_iter().flatten().enumerate() {
-            nested_causes(&format!("{path}.anyOf[{i}]"), nested, false, errs);
-        }
-    }
-    for (i, nested) in schema["allOf"].as_array().into_iter().flatten().enumerate() {
-        let skip = skip_first_all_of_any_of && i == 0;
-        nested_causes(&format!("{path}.allOf[{i}]"), nested, skip, errs);
-    }
-    for (i, nested) in schema["oneOf"].as_array().into_iter().flatten().enumerate() {
-        nested_causes(&format!("{path}.oneOf[{i}]"), nested, false, errs);
-    }
-    if let Some(not) = schema.get("not") {
-        nested_causes(&format!("{path}.not"), not, false, errs);
+    for junctor in junctors(schema) {
+        let skip = match (junctor.key, junctor.index) {
+            ("anyOf", _) if skip_any_of => continue,
+            ("allOf", Some(0)) => skip_first_all_of_any_of,
+            _ => false,
+        };
+        let at = format!("{path}{}", junctor.suffix());
+        nested_causes(&at, junctor.schema, skip, errs);
     }
     if let Some(pattern) = schema["pattern"].as_str()
         && let Some(error) = crate::pattern::error(pattern)
@@ -520,22 +514,49 @@ fn nested_causes(path: &str, schema: &Value, skip_any_of: bool, errs: &mut Vec<F
 /// `validateStructuralCompleteness`: every field or item a value validation under the root's
 /// logical junctors names must be specified in the structural part of the schema too.
 fn completeness_causes(path: &str, root: &Value, errs: &mut Vec<FieldCause>) {
-    for (junctor, nested) in junctors(root) {
-        nested_completeness(&format!("{path}{junctor}"), nested, Some(root), path, errs);
+    for junctor in junctors(root) {
+        let at = format!("{path}{}", junctor.suffix());
+        nested_completeness(&at, junctor.schema, Some(root), path, errs);
     }
 }
 
-/// The schemas under `schema`'s logical junctors, with their path suffixes, in the order
+/// One schema under a logical junctor: `not`, or an entry of `allOf`, `anyOf` or `oneOf`.
+struct Junctor<'a> {
+    key: &'static str,
+    /// The entry's index; `None` for `not`.
+    index: Option<usize>,
+    schema: &'a Value,
+}
+
+impl Junctor<'_> {
+    /// Its path below the schema holding it (`.not`, `.anyOf[0]`).
+    fn suffix(&self) -> String {
+        match self.index {
+            Some(i) => format!(".{}[{i}]", self.key),
+            None => format!(".{}", self.key),
+        }
+    }
+}
+
+/// The schemas under `schema`'s logical junctors, in the order
 /// `validateValueValidationCompleteness` visits them.
-fn junctors(schema: &Value) -> Vec<(String, &Value)> {
-    let mut out: Vec<(String, &Value)> = schema
+fn junctors(schema: &Value) -> Vec<Junctor<'_>> {
+    let mut out: Vec<Junctor<'_>> = schema
         .get("not")
-        .map(|not| (".not".to_owned(), not))
+        .map(|not| Junctor {
+            key: "not",
+            index: None,
+            schema: not,
+        })
         .into_iter()
         .collect();
     for key in ["allOf", "anyOf", "oneOf"] {
         for (i, nested) in schema[key].as_array().into_iter().flatten().enumerate() {
-            out.push((format!(".{key}[{i}]"), nested));
+            out.push(Junctor {
+                key,
+                index: Some(i),
+                schema: nested,
+            });
         }
     }
     out
@@ -560,14 +581,9 @@ fn nested_completeness(
         ));
         return;
     };
-    for (junctor, deeper) in junctors(nested) {
-        nested_completeness(
-            &format!("{v_path}{junctor}"),
-            deeper,
-            Some(structural),
-            s_path,
-            errs,
-        );
+    for junctor in junctors(nested) {
+        let at = format!("{v_path}{}", junctor.suffix());
+        nested_completeness(&at, junctor.schema, Some(structural), s_path, errs);
     }
     if let Some(items) = nested.get("items") {
         nested_completeness(
