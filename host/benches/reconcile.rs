@@ -18,7 +18,6 @@ use capstan::contract::Gvk;
 use capstan::informer::Informers;
 use capstan::plugin::{Plugin, Runtime, RuntimeConfig};
 use capstan::reconcile::{Controller, ControllerConfig};
-use capstan_apiserver::RunningServer;
 use criterion::{Criterion, SamplingMode, criterion_main};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -52,6 +51,10 @@ mod cpu;
 #[path = "../apiserver/benches/support/memory.rs"]
 #[allow(dead_code)]
 mod memory;
+#[path = "../apiserver/benches/support/server.rs"]
+#[allow(dead_code)]
+mod server;
+use server::Server;
 
 /// The `capstan` binary's allocator, counting live heap bytes: the memory of a cache is the
 /// growth of live bytes while it fills ([`memory`]).
@@ -120,76 +123,6 @@ fn webapp(i: usize) -> DynamicObject {
     .unwrap()
 }
 
-/// The embedded API server of a round: in this process (the default), or with
-/// `CAPSTAN_BENCH_SERVER=process` a `capstan apiserver` process of its own, as a cluster's API
-/// server is, so that this process's CPU time is the controller's alone and the server's is read
-/// apart. `CAPSTAN_BENCH_SERVER_BIN` names the `capstan` binary that serves (default: this
-/// build's), so that servers of two builds can be compared under the same controllers, and
-/// `CAPSTAN_BENCH_SERVER_LOG` a file for its log.
-enum Server {
-    InProcess(RunningServer),
-    Process(std::process::Child, tempfile::TempDir),
-}
-
-impl Server {
-    async fn start() -> (Self, kube::Client) {
-        if std::env::var("CAPSTAN_BENCH_SERVER").as_deref() != Ok("process") {
-            let server = support::apiserver().await;
-            let client = server.client().unwrap();
-            return (Self::InProcess(server), client);
-        }
-        let dir = support::tempdir();
-        let kubeconfig = dir.path().join("kubeconfig");
-        let binary = std::env::var_os("CAPSTAN_BENCH_SERVER_BIN")
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_capstan").into());
-        let child = std::process::Command::new(binary)
-            .args(["apiserver", "--listen", "127.0.0.1:0", "--kubeconfig-out"])
-            .arg(&kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .stderr(match std::env::var_os("CAPSTAN_BENCH_SERVER_LOG") {
-                // The server's log (with RUST_LOG=capstan_apiserver=debug, every request).
-                Some(path) => std::fs::File::create(path).unwrap().into(),
-                None => std::process::Stdio::null(),
-            })
-            .spawn()
-            .unwrap();
-        let end = Instant::now() + Duration::from_secs(20);
-        let config = loop {
-            if let Ok(k) = kube::config::Kubeconfig::read_from(&kubeconfig)
-                && let Ok(c) = kube::Config::from_custom_kubeconfig(
-                    k,
-                    &kube::config::KubeConfigOptions::default(),
-                )
-                .await
-            {
-                break c;
-            }
-            assert!(Instant::now() < end, "capstan apiserver did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let client = kube::Client::try_from(config).unwrap();
-        (Self::Process(child, dir), client)
-    }
-
-    /// CPU time the server's process has used, when it is a process of its own.
-    fn cpu_time(&self) -> Option<Duration> {
-        match self {
-            Self::InProcess(_) => None,
-            Self::Process(child, _) => cpu::process_cpu_time(child.id()),
-        }
-    }
-
-    async fn shutdown(self) {
-        match self {
-            Self::InProcess(server) => server.shutdown().await.unwrap(),
-            Self::Process(mut child, _dir) => {
-                child.kill().unwrap();
-                child.wait().unwrap();
-            }
-        }
-    }
-}
-
 /// A fresh embedded API server with the WebApp CRD and `n` WebApps.
 struct Env {
     server: Server,
@@ -199,7 +132,8 @@ struct Env {
 
 impl Env {
     async fn start(n: usize) -> Self {
-        let (server, client) = Server::start().await;
+        let (server, client) =
+            Server::start(support::apiserver(), Some(env!("CARGO_BIN_EXE_capstan"))).await;
         let dir = support::tempdir();
         std::fs::write(dir.path().join("webapp-crd.yaml"), crd_yaml()).unwrap();
         capstan::manifests::apply_dir(&client, dir.path())
@@ -595,7 +529,7 @@ fn benches(c: &mut Criterion) {
     }
     let (capstan, native) = (median(&capstan), median(&native));
     let (capstan_cpu, native_cpu) = (median(&capstan_cpu), median(&native_cpu));
-    let server = if std::env::var("CAPSTAN_BENCH_SERVER").as_deref() == Ok("process") {
+    let server = if Server::wanted_as_process() {
         "the controller's alone: the API server is a process of its own"
     } else {
         "the controller's and the API server's, in one process"

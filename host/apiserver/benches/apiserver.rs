@@ -6,19 +6,31 @@
 //! server-side apply merge and field tracking of that Deployment alone
 //! (`apply::server_side_apply`), without HTTP or storage, and the whole write path of that apply
 //! (`Cluster::patch` and the answer's encoding), without HTTP.
+//!
+//! With `CAPSTAN_BENCH_SERVER=process CAPSTAN_BENCH_SERVER_BIN=<a capstan binary>` the end-to-end
+//! benchmarks talk to a `capstan apiserver` process of their own ([`server`]) and print its CPU
+//! time per request, so that the servers of two builds are compared under one client; the memory
+//! per object is then that process's RSS delta.
 
 use std::time::{Duration, Instant};
 
 use capstan_apiserver::ApiServer;
-use criterion::{Criterion, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_main};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 
+#[path = "support/cpu.rs"]
+#[allow(dead_code)]
+mod cpu;
 #[path = "support/memory.rs"]
 #[allow(dead_code)]
 mod memory;
+#[path = "support/server.rs"]
+mod server;
+use server::Server;
 
 /// The `capstan` binary's allocator, counting live heap bytes until the setup has stored its
 /// objects ([`memory`]).
@@ -32,23 +44,57 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(index).copied().unwrap_or_default()
 }
 
+/// Benchmarks `request` as `name` in `group`; when the server is a process of its own, also
+/// prints the server's CPU time per request over all of criterion's iterations (warm-up included).
+fn timed(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    server: &Server,
+    name: &str,
+    mut request: impl FnMut(),
+) {
+    let (mut requests, mut spent) = (0u64, Duration::ZERO);
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let cpu = server.cpu_time();
+            let started = Instant::now();
+            for _ in 0..iters {
+                request();
+            }
+            let elapsed = started.elapsed();
+            if let Some(used) = server.cpu_time().zip(cpu).map(|(end, start)| end - start) {
+                requests += iters;
+                spent += used;
+            }
+            elapsed
+        });
+    });
+    if requests > 0 {
+        eprintln!(
+            "{name}: the API server's CPU per request {:.1} µs ({requests} requests)",
+            spent.as_secs_f64() * 1e6 / requests as f64
+        );
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let server = rt.block_on(async {
-        ApiServer::builder()
-            .build()
-            .expect("build")
-            .start_loopback()
-            .await
-            .expect("start")
-    });
-    let client = rt.block_on(async { server.client().expect("client") });
+    let (server, client) = rt.block_on(Server::start(
+        async {
+            ApiServer::builder()
+                .build()
+                .expect("build")
+                .start_loopback()
+                .await
+                .expect("start")
+        },
+        None,
+    ));
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
-    let before = memory::rss_bytes();
+    let before = server.rss_bytes().unwrap_or_else(memory::rss_bytes);
     let live_before = memory::live_bytes();
     let started = Instant::now();
     rt.block_on(async {
@@ -72,55 +118,53 @@ fn benches(c: &mut Criterion) {
     // Off for the timed benchmarks, whose threads would otherwise share the counter.
     let live = memory::live_bytes().wrapping_sub(live_before).cast_signed();
     memory::stop_counting();
-    let after = memory::rss_bytes();
+    let after = server.rss_bytes().unwrap_or_else(memory::rss_bytes);
     eprintln!(
         "created {OBJECTS} configmaps in {created_in:?} ({:.1} µs each, 16 in flight); RSS delta {} KiB = {} bytes/object",
         created_in.as_secs_f64() * 1e6 / OBJECTS as f64,
         after.saturating_sub(before) / 1024,
         after.saturating_sub(before) / OBJECTS as u64,
     );
-    eprintln!(
-        "live heap delta {} KiB = {} bytes/object",
-        live / 1024,
-        live / OBJECTS as isize
-    );
+    if let Server::InProcess(_) = server {
+        eprintln!(
+            "live heap delta {} KiB = {} bytes/object",
+            live / 1024,
+            live / OBJECTS as isize
+        );
+    }
 
     let mut group = c.benchmark_group("apiserver");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    group.bench_function("list_10k_configmaps", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                assert_eq!(
-                    api.list(&ListParams::default())
-                        .await
-                        .expect("list")
-                        .items
-                        .len(),
-                    OBJECTS
-                )
-            })
-        });
-    });
-    group.bench_function("watch_sees_10k_configmaps", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let stream = api
-                    .watch(&WatchParams::default().timeout(60), "0")
+    timed(&mut group, &server, "list_10k_configmaps", || {
+        rt.block_on(async {
+            assert_eq!(
+                api.list(&ListParams::default())
                     .await
-                    .expect("watch");
-                let mut stream = stream.boxed();
-                let mut seen = 0;
-                while seen < OBJECTS {
-                    match stream.try_next().await.expect("event") {
-                        Some(WatchEvent::Added(_)) => seen += 1,
-                        Some(_) => {}
-                        None => panic!("watch ended after {seen}"),
-                    }
+                    .expect("list")
+                    .items
+                    .len(),
+                OBJECTS
+            )
+        })
+    });
+    timed(&mut group, &server, "watch_sees_10k_configmaps", || {
+        rt.block_on(async {
+            let stream = api
+                .watch(&WatchParams::default().timeout(60), "0")
+                .await
+                .expect("watch");
+            let mut stream = stream.boxed();
+            let mut seen = 0;
+            while seen < OBJECTS {
+                match stream.try_next().await.expect("event") {
+                    Some(WatchEvent::Added(_)) => seen += 1,
+                    Some(_) => {}
+                    None => panic!("watch ended after {seen}"),
                 }
-            });
+            }
         });
     });
     // Creates, one at a time, in a namespace of their own (the 10 000 above stay as listed).
@@ -135,17 +179,15 @@ fn benches(c: &mut Criterion) {
             .expect("create namespace");
     });
     let mut i = 0u64;
-    group.bench_function("create_configmap", |b| {
-        b.iter(|| {
-            i += 1;
-            let cm: ConfigMap = serde_json::from_value(json!({
-                "metadata": {"name": format!("cm-{i}"), "labels": {"app": "bench", "shard": (i % 10).to_string()}},
-                "data": {"key": format!("value-{i}"), "other": "some configuration text"},
-            }))
-            .expect("configmap");
-            rt.block_on(created.create(&PostParams::default(), &cm))
-                .expect("create");
-        });
+    timed(&mut group, &server, "create_configmap", || {
+        i += 1;
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": format!("cm-{i}"), "labels": {"app": "bench", "shard": (i % 10).to_string()}},
+            "data": {"key": format!("value-{i}"), "other": "some configuration text"},
+        }))
+        .expect("configmap");
+        rt.block_on(created.create(&PostParams::default(), &cm))
+            .expect("create");
     });
     let mut n = 0u64;
     let mut apply = || {
@@ -158,36 +200,37 @@ fn benches(c: &mut Criterion) {
         ))
         .expect("apply");
     };
-    group.bench_function("server_side_apply", |b| b.iter(&mut apply));
+    timed(&mut group, &server, "server_side_apply", &mut apply);
 
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), "default");
     let mut replicas = 0u64;
-    group.bench_function("server_side_apply_deployment", |b| {
-        b.iter(|| {
-            replicas = (replicas + 1) % 50;
-            let config = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "web", "labels": {"app": "web"}},
-                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
-                        {"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}],
-                         "env": [{"name": "A", "value": "1"}],
-                         "readinessProbe": {"httpGet": {"path": "/", "port": 80}}}]}}}});
-            rt.block_on(deployments.patch(
-                "web",
-                &PatchParams::apply("bench").force(),
-                &Patch::Apply(config),
-            ))
-            .expect("apply deployment");
-        });
+    timed(&mut group, &server, "server_side_apply_deployment", || {
+        replicas = (replicas + 1) % 50;
+        let config = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                    {"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}],
+                     "env": [{"name": "A", "value": "1"}],
+                     "readinessProbe": {"httpGet": {"path": "/", "port": 80}}}]}}}});
+        rt.block_on(deployments.patch(
+            "web",
+            &PatchParams::apply("bench").force(),
+            &Patch::Apply(config),
+        ))
+        .expect("apply deployment");
     });
 
     // The same Deployment with Kubernetes' defaults written out: the stored object is the same
     // whether or not the server defaults, which separates the cost of a larger object from the
     // cost of defaulting and validating it.
     let mut replicas = 0u64;
-    group.bench_function("server_side_apply_deployment_defaulted", |b| {
-        b.iter(|| {
+    timed(
+        &mut group,
+        &server,
+        "server_side_apply_deployment_defaulted",
+        || {
             replicas = (replicas + 1) % 50;
             let env = json!([{"name": "A", "value": "1"}]);
             let config = defaulted_deployment("web-defaulted", replicas, env);
@@ -197,8 +240,8 @@ fn benches(c: &mut Criterion) {
                 &Patch::Apply(config),
             ))
             .expect("apply deployment");
-        });
-    });
+        },
+    );
 
     let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": "webapps.bench.capstan.dev"},
@@ -238,19 +281,22 @@ fn benches(c: &mut Criterion) {
         ),
     );
     let mut port = 1u64;
-    group.bench_function("server_side_apply_custom_resource", |b| {
-        b.iter(|| {
+    timed(
+        &mut group,
+        &server,
+        "server_side_apply_custom_resource",
+        || {
             port = port % 60000 + 1;
             let config = json!({"apiVersion": "bench.capstan.dev/v1", "kind": "WebApp",
-                "metadata": {"name": "shop"}, "spec": {"image": "nginx:1.27", "port": port}});
+            "metadata": {"name": "shop"}, "spec": {"image": "nginx:1.27", "port": port}});
             rt.block_on(webapps.patch(
                 "shop",
                 &PatchParams::apply("bench").force(),
                 &Patch::Apply(config),
             ))
             .expect("apply webapp");
-        });
-    });
+        },
+    );
     group.finish();
 
     let mut samples: Vec<Duration> = (0..1000)
@@ -266,7 +312,7 @@ fn benches(c: &mut Criterion) {
         percentile(&samples, 0.5),
         percentile(&samples, 0.99)
     );
-    rt.block_on(async { server.shutdown().await.expect("shutdown") });
+    rt.block_on(server.shutdown());
 }
 
 /// The apply configuration of Deployment `name` (label `app: name`) with Kubernetes' defaults
