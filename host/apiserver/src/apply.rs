@@ -11,7 +11,6 @@
 //! marked as a member itself); duplicate list elements are merged as their first occurrence; a
 //! `map` list with an element that has none of its keys is handled as atomic.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use itertools::{EitherOrBoth, Itertools};
@@ -45,21 +44,19 @@ impl FieldScope {
 
     /// The part of an apply configuration this scope lets through (kube-apiserver resets the
     /// rest, as the resource's strategy does).
-    fn restrict(self, config: &Value) -> Cow<'_, Value> {
-        match (self, config) {
-            (Self::NoStatus, Value::Object(map)) if map.contains_key("status") => {
-                let mut map = map.clone();
-                map.remove("status");
-                Cow::Owned(Value::Object(map))
+    fn restrict(self, mut config: Value) -> Value {
+        if let Value::Object(map) = &mut config {
+            match self {
+                Self::All => {}
+                Self::NoStatus => {
+                    map.remove("status");
+                }
+                Self::StatusOnly => {
+                    map.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "status"));
+                }
             }
-            (Self::StatusOnly, Value::Object(map)) => Cow::Owned(Value::Object(
-                map.iter()
-                    .filter(|(k, _)| matches!(k.as_str(), "apiVersion" | "kind" | "status"))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            )),
-            _ => Cow::Borrowed(config),
         }
+        config
     }
 }
 
@@ -266,7 +263,7 @@ fn add_fields(set: &mut FieldSet, element: PathElement, value: &Value, node: Nod
 /// `config` merged into `live` (structured-merge-diff's `Merge`): maps by key, `set` and `map`
 /// lists by element, everything else replaced; a `null` in `config` removes the field. What
 /// `config` replaces in `live` is never copied.
-fn merge(live: Option<&Value>, config: &Value, node: Node<'_>) -> Value {
+fn merge(live: Option<&Value>, config: Value, node: Node<'_>) -> Value {
     match config {
         Value::Object(c) if !node.map_atomic() => {
             let live = match live {
@@ -280,34 +277,45 @@ fn merge(live: Option<&Value>, config: &Value, node: Node<'_>) -> Value {
                 Some(Value::Array(l)) => l.as_slice(),
                 _ => &[],
             };
-            match (element_paths(node, l), element_paths(node, c)) {
+            match (element_paths(node, l), element_paths(node, &c)) {
                 (Some(lp), Some(cp)) => Value::Array(merge_list(l, &lp, c, &cp, node.element())),
-                _ => config.clone(),
+                _ => Value::Array(c),
             }
         }
-        other => other.clone(),
+        other => other,
     }
 }
 
 /// The map `config` merged into `live`, with `stand_in`'s value read for its key of `live`.
+/// `config`'s keys and values move into the result; only what `live` keeps is copied.
 fn merge_map(
     live: Option<&Map<String, Value>>,
-    config: &Map<String, Value>,
+    config: Map<String, Value>,
     node: Node<'_>,
     stand_in: Option<(&str, &Value)>,
 ) -> Map<String, Value> {
-    join(live, Some(config))
-        .filter_map(|(k, lv, cv)| {
-            let lv = match stand_in {
-                Some((key, value)) if key == k => Some(value),
-                _ => lv,
-            };
-            let merged = match (lv, cv) {
-                (_, Some(Value::Null)) | (None, None) => return None,
-                (Some(lv), None) => lv.clone(),
-                (lv, Some(cv)) => merge(lv, cv, node.field(k)),
-            };
-            Some((k.clone(), merged))
+    let live_value = |k: &str, lv: &Value| match stand_in {
+        Some((key, value)) if key == k => value.clone(),
+        _ => lv.clone(),
+    };
+    live.into_iter()
+        .flatten()
+        .merge_join_by(config, |(a, _), (b, _)| a.as_str().cmp(b.as_str()))
+        .filter_map(|pair| match pair {
+            EitherOrBoth::Left((k, lv)) => Some((k.clone(), live_value(k, lv))),
+            EitherOrBoth::Right((_, Value::Null)) | EitherOrBoth::Both(_, (_, Value::Null)) => None,
+            EitherOrBoth::Right((k, cv)) => {
+                let merged = merge(None, cv, node.field(&k));
+                Some((k, merged))
+            }
+            EitherOrBoth::Both((_, lv), (k, cv)) => {
+                let lv = match stand_in {
+                    Some((key, value)) if key == k => value,
+                    _ => lv,
+                };
+                let merged = merge(Some(lv), cv, node.field(&k));
+                Some((k, merged))
+            }
         })
         .collect()
 }
@@ -329,9 +337,13 @@ fn join<'a>(
 
 /// `config` merged into `live` (or into an empty object on create-on-apply), the live
 /// `metadata.managedFields`, read apart, left out.
-fn merge_root(live: Option<&Value>, config: &Value, node: Node<'_>) -> Value {
-    let (Some(Value::Object(l)), Value::Object(c)) = (live, config) else {
+fn merge_root(live: Option<&Value>, config: Value, node: Node<'_>) -> Value {
+    let Some(Value::Object(l)) = live else {
         return merge(Some(&json!({"metadata": {}})), config, node);
+    };
+    let c = match config {
+        Value::Object(c) => c,
+        other => return merge(Some(&json!({"metadata": {}})), other, node),
     };
     let meta = l.get("metadata").and_then(Value::as_object).map(|m| {
         Value::Object(
@@ -351,7 +363,7 @@ fn merge_root(live: Option<&Value>, config: &Value, node: Node<'_>) -> Value {
 fn merge_list<'a>(
     live: &'a [Value],
     live_paths: &[PathElement],
-    config: &'a [Value],
+    config: Vec<Value>,
     config_paths: &[PathElement],
     element: Node<'a>,
 ) -> Vec<Value> {
@@ -369,6 +381,8 @@ fn merge_list<'a>(
     let (l_order, l_seen) = index(live_paths);
     let (r_order, r_seen) = index(config_paths);
     let mut live: Vec<Option<&Value>> = live.iter().map(Some).collect();
+    // Each configured element moves into the result once, at its first key.
+    let mut config: Vec<Option<Value>> = config.into_iter().map(Some).collect();
     let mut shared = r_order
         .iter()
         .map(|&i| &config_paths[i])
@@ -388,7 +402,9 @@ fn merge_list<'a>(
             if lpe == rpe {
                 merged_config.insert(rpe);
                 let old = take_live(&mut live, lpe);
-                out.push(merge(old, &config[r_order[ri]], element));
+                if let Some(c) = config[r_order[ri]].take() {
+                    out.push(merge(old, c, element));
+                }
                 li += 1;
                 ri += 1;
                 next_shared = shared.next();
@@ -415,7 +431,9 @@ fn merge_list<'a>(
             let rpe = &config_paths[r_order[ri]];
             merged_config.insert(rpe);
             let old = take_live(&mut live, rpe);
-            out.push(merge(old, &config[r_order[ri]], element));
+            if let Some(c) = config[r_order[ri]].take() {
+                out.push(merge(old, c, element));
+            }
             ri += 1;
             if next_shared == Some(rpe) {
                 next_shared = shared.next();
@@ -735,14 +753,14 @@ fn changes(old: Option<&Value>, new: &Value, writer: &Writer<'_>) -> Comparison 
 /// [`ApplyError::Conflict`] when the apply changes fields other managers own and `force` is off.
 pub fn server_side_apply(
     live: Option<&Value>,
-    applied: &Value,
+    applied: Value,
     writer: &Writer<'_>,
     force: bool,
 ) -> Result<Value, ApplyError> {
     let config = writer.scope.restrict(applied);
     let mut entries = live.map(read_managed).unwrap_or_default();
-    let mut merged = merge_root(live, &config, writer.types);
     let mut set = to_field_set(&config, writer.types);
+    let mut merged = merge_root(live, config, writer.types);
     keep_tracked(&mut set, writer.scope);
     // What this manager applied last time and no longer applies goes, unless another owns it.
     if let Some(last) = entries.iter().find(|e| writer.owns(e, "Apply")) {
@@ -873,22 +891,22 @@ mod tests {
 
     #[test]
     fn two_managers_conflict_then_force() {
-        let a = server_side_apply(None, &cm(json!({"x": "1"})), &writer("a"), false).unwrap();
+        let a = server_side_apply(None, cm(json!({"x": "1"})), &writer("a"), false).unwrap();
         let err =
-            server_side_apply(Some(&a), &cm(json!({"x": "2"})), &writer("b"), false).unwrap_err();
+            server_side_apply(Some(&a), cm(json!({"x": "2"})), &writer("b"), false).unwrap_err();
         let ApplyError::Conflict(conflicts) = err;
         assert_eq!(conflicts[0].field, ".data.x");
         // Same value: shared ownership, no conflict.
         let shared = server_side_apply(
             Some(&a),
-            &cm(json!({"x": "1", "y": "b"})),
+            cm(json!({"x": "1", "y": "b"})),
             &writer("b"),
             false,
         )
         .unwrap();
         assert_eq!(shared["data"], json!({"x": "1", "y": "b"}));
         let forced =
-            server_side_apply(Some(&a), &cm(json!({"x": "2"})), &writer("b"), true).unwrap();
+            server_side_apply(Some(&a), cm(json!({"x": "2"})), &writer("b"), true).unwrap();
         assert_eq!(forced["data"]["x"], "2");
         let names: Vec<_> = managers(&forced).into_iter().map(|(m, _)| m).collect();
         assert_eq!(names, vec!["b"]);
@@ -897,23 +915,23 @@ mod tests {
     #[test]
     fn dropped_fields_are_removed_unless_shared() {
         let a =
-            server_side_apply(None, &cm(json!({"x": "1", "y": "2"})), &writer("a"), false).unwrap();
-        let a2 = server_side_apply(Some(&a), &cm(json!({"x": "1"})), &writer("a"), false).unwrap();
+            server_side_apply(None, cm(json!({"x": "1", "y": "2"})), &writer("a"), false).unwrap();
+        let a2 = server_side_apply(Some(&a), cm(json!({"x": "1"})), &writer("a"), false).unwrap();
         assert_eq!(a2["data"], json!({"x": "1"}));
-        let b = server_side_apply(Some(&a2), &cm(json!({"x": "1"})), &writer("b"), false).unwrap();
-        let a3 = server_side_apply(Some(&b), &cm(json!({"z": "3"})), &writer("a"), false).unwrap();
+        let b = server_side_apply(Some(&a2), cm(json!({"x": "1"})), &writer("b"), false).unwrap();
+        let a3 = server_side_apply(Some(&b), cm(json!({"z": "3"})), &writer("a"), false).unwrap();
         assert_eq!(a3["data"], json!({"x": "1", "z": "3"}));
     }
 
     #[test]
     fn managed_fields_are_reencoded_exactly_when_they_change() {
         let a =
-            server_side_apply(None, &cm(json!({"x": "1", "y": "2"})), &writer("a"), false).unwrap();
-        let b = server_side_apply(Some(&a), &cm(json!({"z": "3"})), &writer("b"), false).unwrap();
+            server_side_apply(None, cm(json!({"x": "1", "y": "2"})), &writer("a"), false).unwrap();
+        let b = server_side_apply(Some(&a), cm(json!({"z": "3"})), &writer("b"), false).unwrap();
         // b's apply left a's fields alone: its tree is carried over as read.
         assert_eq!(managers(&b)[0], managers(&a)[0]);
         // A forced apply takes y from a: a's tree is encoded again, without y.
-        let c = server_side_apply(Some(&b), &cm(json!({"y": "9"})), &writer("c"), true).unwrap();
+        let c = server_side_apply(Some(&b), cm(json!({"y": "9"})), &writer("c"), true).unwrap();
         let entries = read_managed(&c);
         assert_eq!(entries[0].manager, "a");
         assert_eq!(managers(&c)[0].1, json!({"f:data": {"f:x": {}}}));
@@ -993,7 +1011,7 @@ mod tests {
 
     #[test]
     fn update_takes_ownership() {
-        let a = server_side_apply(None, &cm(json!({"x": "1"})), &writer("a"), false).unwrap();
+        let a = server_side_apply(None, cm(json!({"x": "1"})), &writer("a"), false).unwrap();
         let mut updated = a.clone();
         updated["data"]["x"] = json!("9");
         record_update(Some(&a), &mut updated, &writer("kubectl-edit"));
@@ -1002,7 +1020,7 @@ mod tests {
         assert_eq!(entries[0].operation, "Update");
         // Now "a" no longer owns x, so dropping it from its config keeps the field.
         let a2 =
-            server_side_apply(Some(&updated), &cm(json!({"w": "1"})), &writer("a"), false).unwrap();
+            server_side_apply(Some(&updated), cm(json!({"w": "1"})), &writer("a"), false).unwrap();
         assert_eq!(a2["data"]["x"], "9");
     }
 
@@ -1011,7 +1029,7 @@ mod tests {
         let d = "Deployment";
         let a = server_side_apply(
             None,
-            &deployment(
+            deployment(
                 json!([{"name": "web", "image": "nginx:1", "ports": [{"containerPort": 80}]}]),
             ),
             &writer_for("a", d),
@@ -1030,7 +1048,7 @@ mod tests {
         );
         let b = server_side_apply(
             Some(&a),
-            &deployment(json!([{"name": "sidecar", "image": "envoy:1"}])),
+            deployment(json!([{"name": "sidecar", "image": "envoy:1"}])),
             &writer_for("b", d),
             false,
         )
@@ -1045,7 +1063,7 @@ mod tests {
         // The same field of the same container, another value: a conflict on that field only.
         let err = server_side_apply(
             Some(&b),
-            &deployment(json!([{"name": "web", "image": "nginx:2"}])),
+            deployment(json!([{"name": "web", "image": "nginx:2"}])),
             &writer_for("b", d),
             false,
         )
@@ -1058,9 +1076,7 @@ mod tests {
         );
         assert_eq!(conflicts[0].manager, "a");
         // Forced: b takes the image, a keeps the rest of its container.
-        let forced = server_side_apply(
-            Some(&b),
-            &deployment(json!([{"name": "web", "image": "nginx:2"}, {"name": "sidecar", "image": "envoy:1"}])),
+        let forced = server_side_apply(Some(&b), deployment(json!([{"name": "web", "image": "nginx:2"}, {"name": "sidecar", "image": "envoy:1"}])),
             &writer_for("b", d),
             true,
         )
@@ -1071,7 +1087,7 @@ mod tests {
         // a drops its container: it stays, as b owns it too (its name and image).
         let a_drops = server_side_apply(
             Some(&forced),
-            &deployment(json!([])),
+            deployment(json!([])),
             &writer_for("a", d),
             false,
         )
@@ -1087,7 +1103,7 @@ mod tests {
         // b drops the sidecar, which only b owns: it goes.
         let b_drops = server_side_apply(
             Some(&a_drops),
-            &deployment(json!([{"name": "web", "image": "nginx:2"}])),
+            deployment(json!([{"name": "web", "image": "nginx:2"}])),
             &writer_for("b", d),
             false,
         )
@@ -1107,14 +1123,14 @@ mod tests {
         };
         let a = server_side_apply(
             None,
-            &with(json!(["x/a"]), json!({"a": "1"})),
+            with(json!(["x/a"]), json!({"a": "1"})),
             &writer("a"),
             false,
         )
         .unwrap();
         let b = server_side_apply(
             Some(&a),
-            &with(json!(["x/b"]), json!({"b": "2"})),
+            with(json!(["x/b"]), json!({"b": "2"})),
             &writer("b"),
             false,
         )
@@ -1126,7 +1142,7 @@ mod tests {
             json!({"f:metadata": {"f:finalizers": {"v:\"x/b\"": {}}, "f:labels": {"f:b": {}}}})
         );
         let a2 =
-            server_side_apply(Some(&b), &with(json!([]), json!({})), &writer("a"), false).unwrap();
+            server_side_apply(Some(&b), with(json!([]), json!({})), &writer("a"), false).unwrap();
         assert_eq!(a2["metadata"]["finalizers"], json!(["x/b"]));
         assert_eq!(a2["metadata"]["labels"], json!({"b": "2"}));
     }
@@ -1139,14 +1155,14 @@ mod tests {
                 "spec": {"selector": {"matchLabels": {"app": "web"}},
                 "template": {"spec": {"containers": [{"name": "web", "args": args}]}}}})
         };
-        let a = server_side_apply(None, &with(json!(["-a"])), &writer_for("a", d), false).unwrap();
+        let a = server_side_apply(None, with(json!(["-a"])), &writer_for("a", d), false).unwrap();
         let spec = &managers(&a)[0].1["f:spec"];
         assert_eq!(spec["f:selector"], json!({}));
         assert_eq!(
             spec["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:args"],
             json!({})
         );
-        let err = server_side_apply(Some(&a), &with(json!(["-b"])), &writer_for("b", d), false)
+        let err = server_side_apply(Some(&a), with(json!(["-b"])), &writer_for("b", d), false)
             .unwrap_err();
         let ApplyError::Conflict(conflicts) = err;
         let fields: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
@@ -1161,7 +1177,7 @@ mod tests {
         let d = "Deployment";
         let a = server_side_apply(
             None,
-            &deployment(json!([{"name": "web", "image": "nginx:1"}])),
+            deployment(json!([{"name": "web", "image": "nginx:1"}])),
             &writer_for("a", d),
             false,
         )
@@ -1194,7 +1210,7 @@ mod tests {
             .field("containers");
         let live = json!([{"name": "a"}, {"name": "b"}, {"name": "c"}]);
         let config = json!([{"name": "c"}, {"name": "new"}, {"name": "a"}]);
-        let merged = merge(Some(&live), &config, node);
+        let merged = merge(Some(&live), config, node);
         let names: Vec<&str> = merged
             .as_array()
             .unwrap()

@@ -1410,7 +1410,7 @@ impl Cluster {
             types(inner, &target.info),
         );
         let merged =
-            apply::server_side_apply(old, &applied, &w, opts.force).map_err(|e| match e {
+            apply::server_side_apply(old, applied, &w, opts.force).map_err(|e| match e {
                 ApplyError::Conflict(c) => ApiError::ApplyConflict(c),
             })?;
         let (object, created) = match old {
