@@ -1,9 +1,14 @@
 //! The `pattern`s of custom resource schemas: compiled once and kept, since every write of a
 //! custom resource checks its strings against them, and refused when a definition is written with
 //! the messages of Go's `regexp` package, which kube-apiserver compiles them with.
+//!
+//! A pattern is Go's syntax, read with Go's meaning: `\Q...\E` quotes literal text, and the Perl
+//! classes `\d`, `\w`, `\s` and the boundary `\b` are ASCII (Rust's `regex` makes them Unicode,
+//! so `^\d+$` would accept Arabic-Indic digits that a cluster refuses).
 
 use regex::Regex;
 use regex_syntax::ast::{Ast, ErrorKind, Span};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
@@ -20,7 +25,7 @@ pub fn compiled(pattern: &str) -> Option<Regex> {
         return Some(re.clone());
     }
     // Compiled without the lock: other writes do not wait for it.
-    let re = Regex::new(pattern).ok()?;
+    let re = Regex::new(&rust_syntax(pattern, true)).ok()?;
     let mut kept = kept();
     if kept.len() >= KEPT {
         kept.clear();
@@ -32,6 +37,9 @@ pub fn compiled(pattern: &str) -> Option<Regex> {
 /// Why `pattern` does not compile, in the words of Go's `regexp.Compile` (`error parsing regexp:
 /// missing argument to repetition operator: `+``); `None` when it compiles.
 pub fn error(pattern: &str) -> Option<String> {
+    // Read with Rust's Unicode classes, which are written as Go's, so that what an error quotes
+    // is the definition's own text (but for `\Q...\E`, which Rust's parser lacks).
+    let pattern = &*rust_syntax(pattern, false);
     let rust = match Regex::new(pattern) {
         Ok(_) => {
             // Perl syntax, which Go follows here, does not stack repetition operators.
@@ -78,6 +86,92 @@ pub fn error(pattern: &str) -> Option<String> {
         _ => return Some(format!("error parsing regexp: {rust}")),
     };
     Some(format!("error parsing regexp: {code}: `{expr}`"))
+}
+
+/// `pattern`, a Go regular expression, in the syntax of Rust's `regex` with the same meaning:
+/// the text between `\Q` and `\E` (or the end) escaped, and, when `ascii` is set, `\d`, `\w`,
+/// `\s`, their negations and `\b`, `\B` made ASCII as Go's are (RE2's `perl_groups`; `\s` is
+/// `[\t\n\f\r ]`, without the vertical tab Rust's ASCII `\s` has).
+fn rust_syntax(pattern: &str, ascii: bool) -> Cow<'_, str> {
+    if !pattern.contains('\\') {
+        return Cow::Borrowed(pattern);
+    }
+    const SPACE: &str = r"\t\n\x0C\r ";
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    // Inside a bracketed class, and whether a `]` would be its first member (a literal).
+    let (mut class, mut first) = (false, false);
+    while let Some(c) = chars.next() {
+        let was_first = std::mem::take(&mut first);
+        match c {
+            '\\' => {
+                let Some(e) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                match (e, class, ascii) {
+                    ('Q', false, _) => {
+                        let mut literal = String::new();
+                        while let Some(q) = chars.next() {
+                            if q == '\\' && chars.peek() == Some(&'E') {
+                                chars.next();
+                                break;
+                            }
+                            literal.push(q);
+                        }
+                        out.push_str(&regex::escape(&literal));
+                    }
+                    ('d', false, true) => out.push_str("[0-9]"),
+                    ('D', false, true) => out.push_str("[^0-9]"),
+                    ('w', false, true) => out.push_str("[0-9A-Za-z_]"),
+                    ('W', false, true) => out.push_str("[^0-9A-Za-z_]"),
+                    ('b' | 'B', false, true) => {
+                        out.push_str("(?-u:\\");
+                        out.push(e);
+                        out.push(')');
+                    }
+                    ('s', false, true) => out.push_str(&format!("[{SPACE}]")),
+                    ('S', false, true) => out.push_str(&format!("[^{SPACE}]")),
+                    ('d', true, true) => out.push_str("[:digit:]"),
+                    ('D', true, true) => out.push_str("[:^digit:]"),
+                    ('w', true, true) => out.push_str("[:word:]"),
+                    ('W', true, true) => out.push_str("[:^word:]"),
+                    ('s', true, true) => out.push_str(SPACE),
+                    ('S', true, true) => out.push_str(&format!("[^{SPACE}]")),
+                    _ => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                }
+            }
+            '[' if !class => {
+                out.push('[');
+                if chars.peek() == Some(&'^') {
+                    chars.next();
+                    out.push('^');
+                }
+                (class, first) = (true, true);
+            }
+            // A POSIX class (`[:alpha:]`) inside a bracket, copied whole.
+            '[' if chars.peek() == Some(&':') => {
+                out.push('[');
+                while let Some(p) = chars.next() {
+                    out.push(p);
+                    if p == ':' && chars.peek() == Some(&']') {
+                        chars.next();
+                        out.push(']');
+                        break;
+                    }
+                }
+            }
+            ']' if class && !was_first => {
+                out.push(']');
+                class = false;
+            }
+            _ => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The span of the first repetition operator applied to another (`a**`, `a+?*`): both
@@ -131,5 +225,55 @@ mod tests {
         assert!(a.is_match("xx") && b.is_match("xxx"));
         assert!(COMPILED.lock().unwrap().contains_key("^x+$"));
         assert!(compiled("(").is_none());
+    }
+
+    #[test]
+    fn perl_classes_are_ascii_as_in_go() {
+        // Go's regexp: \d is [0-9], \w is [0-9A-Za-z_], \s is [\t\n\f\r ], \b an ASCII
+        // boundary; Rust's are Unicode.
+        let cases: &[(&str, &str, bool)] = &[
+            (r"^\d+$", "123", true),
+            (r"^\d+$", "١٢٣", false),
+            (r"^[\d]+$", "١٢٣", false),
+            (r"^[^\d]+$", "١٢٣", true),
+            (r"^\D+$", "١٢٣", true),
+            (r"^[\D]+$", "123", false),
+            (r"^\w+$", "a_9", true),
+            (r"^\w+$", "é", false),
+            (r"^[\w-]+$", "ab-c", true),
+            (r"^[\w-]+$", "äb", false),
+            (r"^\W$", "é", true),
+            (r"^\s$", "\u{a0}", false),
+            (r"^\s$", "\u{b}", false),
+            (r"^\s$", "\u{c}", true),
+            (r"^\S$", "\u{a0}", true),
+            (r"^a[\s]b$", "a b", true),
+            (r"^a[\S]b$", "a b", false),
+            (r"\bé", "xé", true),
+            (r"x\Bé", "xé", false),
+            (r"^[[:alpha:]\d]+$", "ab1", true),
+            (r"^[]\d]+$", "]1", true),
+            (r"^\\d$", "\\d", true),
+        ];
+        for &(pattern, text, matches) in cases {
+            let re = compiled(pattern).unwrap_or_else(|| panic!("{pattern} compiles"));
+            assert_eq!(re.is_match(text), matches, "{pattern} on {text:?}");
+        }
+    }
+
+    #[test]
+    fn quoted_text_is_literal() {
+        let cases: &[(&str, &str, bool)] = &[
+            (r"^\Q.*+\E$", ".*+", true),
+            (r"^\Q.*+\E$", "abc", false),
+            (r"^a\Q(b)\Ec+$", "a(b)cc", true),
+            (r"^\Q[x]", "[x] and more", true),
+            (r"^\Q\d\E$", r"\d", true),
+        ];
+        for &(pattern, text, matches) in cases {
+            let re = compiled(pattern).unwrap_or_else(|| panic!("{pattern} compiles"));
+            assert_eq!(re.is_match(text), matches, "{pattern} on {text:?}");
+        }
+        assert_eq!(error(r"^\Q(\E$"), None);
     }
 }

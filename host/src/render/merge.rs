@@ -89,7 +89,7 @@ pub fn apply(
         scope,
         types: types_of(desired),
     };
-    let mut merged = server_side_apply(live, desired, &writer, force)?;
+    let mut merged = server_side_apply(live, desired.clone(), &writer, force)?;
     // What the API server keeps from the request path, not from the merge.
     for field in ["name", "namespace"] {
         if let Some(v) = desired["metadata"].get(field) {

@@ -341,8 +341,14 @@ fn last_index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Ex
     position(args, "lastIndexOf", true)
 }
 
+/// `source` compiled as Go reads it ([`crate::pattern`]), and kept compiled: a rule evaluated on
+/// every write would otherwise compile it each time.
 fn pattern(source: &str, function: &str) -> Result<::regex::Regex, ExecutionError> {
-    ::regex::Regex::new(source).map_err(|e| ExecutionError::function_error(function, e))
+    crate::pattern::compiled(source).ok_or_else(|| {
+        let why = crate::pattern::error(source)
+            .unwrap_or_else(|| "error parsing regexp: invalid regular expression".to_owned());
+        ExecutionError::function_error(function, why)
+    })
 }
 
 /// The first match of the pattern, or "" when there is none.
@@ -466,7 +472,11 @@ mod tests {
             "'1 2 3'.findAll('[0-9]') == ['1', '2', '3'] && '1 2 3'.findAll('[0-9]', 2) == ['1', '2']",
         );
         truth("'1 2'.findAll('[0-9]', -1) == ['1', '2'] && '1 2'.findAll('[0-9]', 0) == []");
-        assert!(eval("'a'.find('(')").is_err());
+        let bad = eval("'a'.find('(')").unwrap_err();
+        assert!(bad.contains("missing closing )"), "{bad}");
+        // Go's regexp, as cel-go's library uses it: \d is ASCII, \Q...\E quotes.
+        truth(r"'x١٢٣ 42'.find('\\d+') == '42'");
+        truth(r"'a.b'.findAll('\\Q.\\E') == ['.']");
     }
 
     #[test]
