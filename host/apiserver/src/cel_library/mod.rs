@@ -163,8 +163,23 @@ fn lists(env: &mut Env) -> Result<(), cel::DeclarationError> {
     Ok(())
 }
 
-/// Kubernetes' regex library: `find` and `findAll` (with an optional limit).
+/// CEL's `matches` (global and on a string) and Kubernetes' regex library: `find` and `findAll`
+/// (with an optional limit), all reading patterns as Go's `regexp` does ([`crate::pattern`]);
+/// the `cel` crate's own `matches`, with Rust's Unicode classes, is left out.
 fn regex(env: &mut Env) -> Result<(), cel::DeclarationError> {
+    env.add_overload(
+        "matches",
+        "matches",
+        vec![STRING_TYPE, STRING_TYPE],
+        matches,
+    )?;
+    env.add_member_overload(
+        "matches",
+        "string_matches_string",
+        STRING_TYPE,
+        vec![STRING_TYPE],
+        matches,
+    )?;
     env.add_member_overload(
         "find",
         "string_find_string",
@@ -351,6 +366,14 @@ fn pattern(source: &str, function: &str) -> Result<::regex::Regex, ExecutionErro
     })
 }
 
+/// Whether the pattern matches anywhere in the string.
+fn matches<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [subject, regex] = take(args)?;
+    let re = pattern(text(regex.as_ref(), "matches")?, "matches")?;
+    let found = re.is_match(text(subject.as_ref(), "matches")?);
+    Ok(CowVal::owned(CelBool::from(found)))
+}
+
 /// The first match of the pattern, or "" when there is none.
 fn find<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
     let [subject, regex] = take(args)?;
@@ -477,6 +500,9 @@ mod tests {
         // Go's regexp, as cel-go's library uses it: \d is ASCII, \Q...\E quotes.
         truth(r"'x١٢٣ 42'.find('\\d+') == '42'");
         truth(r"'a.b'.findAll('\\Q.\\E') == ['.']");
+        truth(r"!'١٢٣'.matches('^\\d+$') && '123'.matches('^\\d+$') && matches('a.b', '\\Q.\\E')");
+        let bad = eval("'a'.matches('(')").unwrap_err();
+        assert!(bad.contains("missing closing )"), "{bad}");
     }
 
     #[test]
