@@ -648,18 +648,12 @@ fn remove_items(value: Value, set: &FieldSet, node: Node<'_>) -> Option<Value> {
 /// Reads `metadata.managedFields` (an entry whose `fieldsV1` does not parse owns nothing).
 #[must_use]
 pub fn read_managed(object: &Value) -> Vec<ManagedEntry> {
-    let mut managed = object["metadata"]["managedFields"].clone();
-    managed_entries(&mut managed)
-}
-
-/// The entries of a `managedFields` list, their `fieldsV1` trees moved out of it.
-fn managed_entries(managed: &mut Value) -> Vec<ManagedEntry> {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let Some(entries) = managed.as_array_mut() else {
+    let Some(entries) = object["metadata"]["managedFields"].as_array() else {
         return Vec::new();
     };
     entries
-        .iter_mut()
+        .iter()
         .map(|e| {
             let fields = FieldSet::from_fields_v1(&e["fieldsV1"]);
             ManagedEntry {
@@ -668,10 +662,8 @@ fn managed_entries(managed: &mut Value) -> Vec<ManagedEntry> {
                 api_version: text(&e["apiVersion"]),
                 time: text(&e["time"]),
                 subresource: text(&e["subresource"]),
-                encoded: fields
-                    .is_ok()
-                    .then(|| e.get_mut("fieldsV1").map(Value::take))
-                    .flatten(),
+                // Only the tree is copied, and only when it parsed.
+                encoded: fields.is_ok().then(|| e.get("fieldsV1").cloned()).flatten(),
                 fields: fields.unwrap_or_default(),
             }
         })
