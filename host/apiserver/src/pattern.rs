@@ -34,6 +34,22 @@ pub fn compiled(pattern: &str) -> Option<Regex> {
     Some(re)
 }
 
+/// Whether `pattern` is in the cache.
+#[cfg(test)]
+pub(crate) fn kept(pattern: &str) -> bool {
+    COMPILED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains_key(pattern)
+}
+
+/// `pattern` compiled as Go reads it, and not kept: for a pattern a rule may read from the object
+/// it checks (CEL's `self.code.matches(self.format)`), which whoever writes objects chooses, so
+/// that keeping it would let any writer fill the cache with large automata.
+pub fn compiled_unkept(pattern: &str) -> Option<Regex> {
+    Regex::new(&rust_syntax(pattern, true)).ok()
+}
+
 /// Why `pattern` does not compile, in the words of Go's `regexp.Compile` (`error parsing regexp:
 /// missing argument to repetition operator: `+``); `None` when it compiles.
 pub fn error(pattern: &str) -> Option<String> {

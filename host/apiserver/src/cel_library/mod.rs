@@ -356,10 +356,10 @@ fn last_index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Ex
     position(args, "lastIndexOf", true)
 }
 
-/// `source` compiled as Go reads it ([`crate::pattern`]), and kept compiled: a rule evaluated on
-/// every write would otherwise compile it each time.
+/// `source` compiled as Go reads it ([`crate::pattern`]). Not kept: the pattern may come from the
+/// object a rule checks, and so from any writer.
 fn pattern(source: &str, function: &str) -> Result<::regex::Regex, ExecutionError> {
-    crate::pattern::compiled(source).ok_or_else(|| {
+    crate::pattern::compiled_unkept(source).ok_or_else(|| {
         let why = crate::pattern::error(source)
             .unwrap_or_else(|| "error parsing regexp: invalid regular expression".to_owned());
         ExecutionError::function_error(function, why)
@@ -501,6 +501,9 @@ mod tests {
         truth(r"'x١٢٣ 42'.find('\\d+') == '42'");
         truth(r"'a.b'.findAll('\\Q.\\E') == ['.']");
         truth(r"!'١٢٣'.matches('^\\d+$') && '123'.matches('^\\d+$') && matches('a.b', '\\Q.\\E')");
+        // A rule's pattern may come from the object it checks: it is compiled, not kept.
+        truth("!'x'.matches('^x-from-an-object$')");
+        assert!(!crate::pattern::kept("^x-from-an-object$"));
         let bad = eval("'a'.matches('(')").unwrap_err();
         assert!(bad.contains("missing closing )"), "{bad}");
     }
