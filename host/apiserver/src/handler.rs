@@ -25,6 +25,7 @@ use crate::component_statuses;
 use crate::discovery::{self, aggregated};
 use crate::error::{ApiError, FieldCause};
 use crate::gc::Propagation;
+use crate::health;
 use crate::logs::LogOptions;
 use crate::patch::{PATCH_TYPES, PatchKind};
 use crate::path::{self, Segment};
@@ -586,6 +587,27 @@ async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Resp
             },
         );
     }
+    if get && let Some(endpoint) = segments.first().and_then(|s| health::Endpoint::of(s)) {
+        let shutting_down = *app.shutdown.borrow();
+        if let [_] = segments.as_slice() {
+            let pairs: Vec<(String, String)> =
+                form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+                    .into_owned()
+                    .collect();
+            let verbose = pairs.iter().any(|(k, _)| k == "verbose");
+            let exclude: Vec<&str> = pairs
+                .iter()
+                .filter(|(k, _)| k == "exclude")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            return Ok(health::answer(endpoint, verbose, &exclude, shutting_down));
+        }
+        // A check's own path (`/readyz/etcd`, `/livez/poststarthook/rbac/bootstrap-roles`).
+        if let Some(answer) = health::answer_one(endpoint, &segments[1..].join("/"), shutting_down)
+        {
+            return Ok(answer);
+        }
+    }
     if protobuf::accepts_only_protobuf(accept(request.headers())) {
         // Bodies are read as protobuf but answered only as JSON (client-go's typed clients, which
         // send protobuf, also accept JSON).
@@ -594,7 +616,6 @@ async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Resp
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match segments.as_slice() {
         ["version"] if get => ok(discovery::version()),
-        ["healthz" | "livez" | "readyz"] if get => Ok((StatusCode::OK, "ok").into_response()),
         [".well-known", "openid-configuration"] | [".well-known", "openid-configuration", ""]
             if get =>
         {

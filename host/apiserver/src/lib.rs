@@ -34,6 +34,7 @@ pub mod fieldtype;
 pub mod format;
 pub mod gc;
 pub mod handler;
+mod health;
 mod kubernetes_service;
 pub mod limit_ranges;
 pub mod logs;
