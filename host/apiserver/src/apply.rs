@@ -294,26 +294,22 @@ fn merge_map(
     node: Node<'_>,
     stand_in: Option<(&str, &Value)>,
 ) -> Map<String, Value> {
-    let live_value = |k: &str, lv: &Value| match stand_in {
-        Some((key, value)) if key == k => value.clone(),
-        _ => lv.clone(),
+    let live_of = |k: &str, lv| match stand_in {
+        Some((key, value)) if key == k => value,
+        _ => lv,
     };
     live.into_iter()
         .flatten()
         .merge_join_by(config, |(a, _), (b, _)| a.as_str().cmp(b.as_str()))
         .filter_map(|pair| match pair {
-            EitherOrBoth::Left((k, lv)) => Some((k.clone(), live_value(k, lv))),
+            EitherOrBoth::Left((k, lv)) => Some((k.clone(), live_of(k, lv).clone())),
             EitherOrBoth::Right((_, Value::Null)) | EitherOrBoth::Both(_, (_, Value::Null)) => None,
             EitherOrBoth::Right((k, cv)) => {
                 let merged = merge(None, cv, node.field(&k));
                 Some((k, merged))
             }
             EitherOrBoth::Both((_, lv), (k, cv)) => {
-                let lv = match stand_in {
-                    Some((key, value)) if key == k => value,
-                    _ => lv,
-                };
-                let merged = merge(Some(lv), cv, node.field(&k));
+                let merged = merge(Some(live_of(&k, lv)), cv, node.field(&k));
                 Some((k, merged))
             }
         })
@@ -338,12 +334,9 @@ fn join<'a>(
 /// `config` merged into `live` (or into an empty object on create-on-apply), the live
 /// `metadata.managedFields`, read apart, left out.
 fn merge_root(live: Option<&Value>, config: Value, node: Node<'_>) -> Value {
-    let Some(Value::Object(l)) = live else {
-        return merge(Some(&json!({"metadata": {}})), config, node);
-    };
-    let c = match config {
-        Value::Object(c) => c,
-        other => return merge(Some(&json!({"metadata": {}})), other, node),
+    let (l, c) = match (live, config) {
+        (Some(Value::Object(l)), Value::Object(c)) => (l, c),
+        (_, config) => return merge(Some(&json!({"metadata": {}})), config, node),
     };
     let meta = l.get("metadata").and_then(Value::as_object).map(|m| {
         Value::Object(
@@ -1068,7 +1061,9 @@ mod tests {
         );
         assert_eq!(conflicts[0].manager, "a");
         // Forced: b takes the image, a keeps the rest of its container.
-        let forced = server_side_apply(Some(&b), deployment(json!([{"name": "web", "image": "nginx:2"}, {"name": "sidecar", "image": "envoy:1"}])),
+        let forced = server_side_apply(
+            Some(&b),
+            deployment(json!([{"name": "web", "image": "nginx:2"}, {"name": "sidecar", "image": "envoy:1"}])),
             &writer_for("b", d),
             true,
         )
