@@ -25,7 +25,7 @@ pub fn compiled(pattern: &str) -> Option<Regex> {
         return Some(re.clone());
     }
     // Compiled without the lock: other writes do not wait for it.
-    let re = Regex::new(&rust_syntax(pattern, true)).ok()?;
+    let re = compiled_unkept(pattern).ok()?;
     let mut kept = kept();
     if kept.len() >= KEPT {
         kept.clear();
@@ -46,8 +46,14 @@ pub(crate) fn kept(pattern: &str) -> bool {
 /// `pattern` compiled as Go reads it, and not kept: for a pattern a rule may read from the object
 /// it checks (CEL's `self.code.matches(self.format)`), which whoever writes objects chooses, so
 /// that keeping it would let any writer fill the cache with large automata.
-pub fn compiled_unkept(pattern: &str) -> Option<Regex> {
-    Regex::new(&rust_syntax(pattern, true)).ok()
+///
+/// # Errors
+/// Why it does not compile, in Go's words where [`error`] knows them.
+pub fn compiled_unkept(pattern: &str) -> Result<Regex, String> {
+    Regex::new(&rust_syntax(pattern, true)).map_err(|_| {
+        error(pattern)
+            .unwrap_or_else(|| "error parsing regexp: invalid regular expression".to_owned())
+    })
 }
 
 /// Why `pattern` does not compile, in the words of Go's `regexp.Compile` (`error parsing regexp:
@@ -243,6 +249,14 @@ mod tests {
         assert!(compiled("(").is_none());
     }
 
+    /// Each pattern compiles and matches its text, or not, as the case says.
+    fn assert_matches(cases: &[(&str, &str, bool)]) {
+        for &(pattern, text, matches) in cases {
+            let re = compiled(pattern).unwrap_or_else(|| panic!("{pattern} compiles"));
+            assert_eq!(re.is_match(text), matches, "{pattern} on {text:?}");
+        }
+    }
+
     #[test]
     fn perl_classes_are_ascii_as_in_go() {
         // Go's regexp: \d is [0-9], \w is [0-9A-Za-z_], \s is [\t\n\f\r ], \b an ASCII
@@ -271,10 +285,7 @@ mod tests {
             (r"^[]\d]+$", "]1", true),
             (r"^\\d$", "\\d", true),
         ];
-        for &(pattern, text, matches) in cases {
-            let re = compiled(pattern).unwrap_or_else(|| panic!("{pattern} compiles"));
-            assert_eq!(re.is_match(text), matches, "{pattern} on {text:?}");
-        }
+        assert_matches(cases);
     }
 
     #[test]
@@ -286,10 +297,7 @@ mod tests {
             (r"^\Q[x]", "[x] and more", true),
             (r"^\Q\d\E$", r"\d", true),
         ];
-        for &(pattern, text, matches) in cases {
-            let re = compiled(pattern).unwrap_or_else(|| panic!("{pattern} compiles"));
-            assert_eq!(re.is_match(text), matches, "{pattern} on {text:?}");
-        }
+        assert_matches(cases);
         assert_eq!(error(r"^\Q(\E$"), None);
     }
 }

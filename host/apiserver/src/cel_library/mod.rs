@@ -359,11 +359,8 @@ fn last_index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Ex
 /// `source` compiled as Go reads it ([`crate::pattern`]). Not kept: the pattern may come from the
 /// object a rule checks, and so from any writer.
 fn pattern(source: &str, function: &str) -> Result<::regex::Regex, ExecutionError> {
-    crate::pattern::compiled_unkept(source).ok_or_else(|| {
-        let why = crate::pattern::error(source)
-            .unwrap_or_else(|| "error parsing regexp: invalid regular expression".to_owned());
-        ExecutionError::function_error(function, why)
-    })
+    crate::pattern::compiled_unkept(source)
+        .map_err(|why| ExecutionError::function_error(function, why))
 }
 
 /// Whether the pattern matches anywhere in the string.
