@@ -590,17 +590,8 @@ async fn route(app: &AppState, request: Request, user: &UserInfo) -> Result<Resp
     if get && let Some(endpoint) = segments.first().and_then(|s| health::Endpoint::of(s)) {
         let shutting_down = *app.shutdown.borrow();
         if let [_] = segments.as_slice() {
-            let pairs: Vec<(String, String)> =
-                form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
-                    .into_owned()
-                    .collect();
-            let verbose = pairs.iter().any(|(k, _)| k == "verbose");
-            let exclude: Vec<&str> = pairs
-                .iter()
-                .filter(|(k, _)| k == "exclude")
-                .map(|(_, v)| v.as_str())
-                .collect();
-            return Ok(health::answer(endpoint, verbose, &exclude, shutting_down));
+            let query = request.uri().query().unwrap_or_default();
+            return Ok(health::answer(endpoint, query, shutting_down));
         }
         // A check's own path (`/readyz/etcd`, `/livez/poststarthook/rbac/bootstrap-roles`).
         if let Some(answer) = health::answer_one(endpoint, &segments[1..].join("/"), shutting_down)

@@ -92,16 +92,18 @@ fn text(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// The answer to `GET /<endpoint>` with the query's `verbose` and `exclude` parameters
-/// (`exclude` may repeat).
+/// The answer to `GET /<endpoint>?<query>`, read for `verbose` and `exclude` (which may repeat).
 #[must_use]
-pub fn answer(
-    endpoint: Endpoint,
-    verbose: bool,
-    exclude: &[&str],
-    shutting_down: bool,
-) -> Response {
-    let mut excluded: BTreeSet<&str> = exclude.iter().copied().collect();
+pub fn answer(endpoint: Endpoint, query: &str, shutting_down: bool) -> Response {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let verbose = pairs.iter().any(|(k, _)| k == "verbose");
+    let mut excluded: BTreeSet<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "exclude")
+        .map(|(_, v)| v.as_str())
+        .collect();
     let mut out = String::new();
     let mut failed = false;
     for check in endpoint.checks() {
@@ -170,9 +172,14 @@ mod tests {
 
     #[tokio::test]
     async fn answers_as_the_healthz_package() {
-        let (status, text) = body(answer(Endpoint::Ready, false, &[], false)).await;
+        let (status, text) = body(answer(Endpoint::Ready, "", false)).await;
         assert_eq!((status, text.as_str()), (StatusCode::OK, "ok"));
-        let (_, text) = body(answer(Endpoint::Ready, true, &["etcd", "nope"], false)).await;
+        let (_, text) = body(answer(
+            Endpoint::Ready,
+            "verbose&exclude=etcd&exclude=nope",
+            false,
+        ))
+        .await;
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[..5],
@@ -192,7 +199,7 @@ mod tests {
                 "readyz check passed"
             ]
         );
-        let (_, text) = body(answer(Endpoint::Live, true, &[], false)).await;
+        let (_, text) = body(answer(Endpoint::Live, "verbose", false)).await;
         assert!(
             !text.contains("shutdown")
                 && text.ends_with("[+]poststarthook/bootstrap-controller ok\nlivez check passed\n")
@@ -201,15 +208,15 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_fails_on_shutdown_and_liveness_does_not() {
-        let (status, text) = body(answer(Endpoint::Ready, false, &[], true)).await;
+        let (status, text) = body(answer(Endpoint::Ready, "", true)).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(
             text.ends_with("[-]shutdown failed: reason withheld\nreadyz check failed\n"),
             "{text}"
         );
-        let (status, _) = body(answer(Endpoint::Live, false, &[], true)).await;
+        let (status, _) = body(answer(Endpoint::Live, "", true)).await;
         assert_eq!(status, StatusCode::OK);
-        let (status, _) = body(answer(Endpoint::Ready, false, &["shutdown"], true)).await;
+        let (status, _) = body(answer(Endpoint::Ready, "exclude=shutdown", true)).await;
         assert_eq!(status, StatusCode::OK);
         let one = answer_one(Endpoint::Ready, "shutdown", true).expect("a check");
         assert_eq!(body(one).await.0, StatusCode::INTERNAL_SERVER_ERROR);
