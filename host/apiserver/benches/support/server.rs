@@ -81,15 +81,7 @@ impl Server {
     pub fn rss_bytes(&self) -> Option<u64> {
         match self {
             Self::InProcess(_) => None,
-            Self::Process(child, _) => {
-                std::fs::read_to_string(format!("/proc/{}/statm", child.id()))
-                    .ok()?
-                    .split_whitespace()
-                    .nth(1)?
-                    .parse::<u64>()
-                    .ok()
-                    .map(|pages| pages * 4096)
-            }
+            Self::Process(child, _) => super::memory::rss_bytes_of(&child.id().to_string()),
         }
     }
 
