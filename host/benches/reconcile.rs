@@ -132,8 +132,7 @@ struct Env {
 
 impl Env {
     async fn start(n: usize) -> Self {
-        let (server, client) =
-            Server::start(support::apiserver(), Some(env!("CARGO_BIN_EXE_capstan"))).await;
+        let (server, client) = Server::start(Some(env!("CARGO_BIN_EXE_capstan"))).await;
         let dir = support::tempdir();
         std::fs::write(dir.path().join("webapp-crd.yaml"), crd_yaml()).unwrap();
         capstan::manifests::apply_dir(&client, dir.path())

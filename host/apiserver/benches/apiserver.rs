@@ -14,7 +14,6 @@
 
 use std::time::{Duration, Instant};
 
-use capstan_apiserver::ApiServer;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_main};
 use futures::{StreamExt, TryStreamExt};
@@ -81,17 +80,7 @@ fn benches(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let (server, client) = rt.block_on(Server::start(
-        async {
-            ApiServer::builder()
-                .build()
-                .expect("build")
-                .start_loopback()
-                .await
-                .expect("start")
-        },
-        None,
-    ));
+    let (server, client) = rt.block_on(Server::start(None));
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
     let before = server.rss_bytes().unwrap_or_else(memory::rss_bytes);

@@ -6,7 +6,6 @@
 //! server process's log (with `RUST_LOG=capstan_apiserver::handler=debug`, every request).
 
 use std::ffi::OsString;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use capstan_apiserver::RunningServer;
@@ -23,14 +22,16 @@ impl Server {
         std::env::var("CAPSTAN_BENCH_SERVER").as_deref() == Ok("process")
     }
 
-    /// Starts the server: `in_process` unless a process is wanted, which runs
+    /// Starts the server: on loopback in this process unless a process is wanted, which runs
     /// `CAPSTAN_BENCH_SERVER_BIN`, or `default_binary` when that is unset.
-    pub async fn start(
-        in_process: impl Future<Output = RunningServer>,
-        default_binary: Option<&str>,
-    ) -> (Self, kube::Client) {
+    pub async fn start(default_binary: Option<&str>) -> (Self, kube::Client) {
         if !Self::wanted_as_process() {
-            let server = in_process.await;
+            let server = capstan_apiserver::ApiServer::builder()
+                .build()
+                .expect("the embedded server builds")
+                .start_loopback()
+                .await
+                .expect("the embedded server starts");
             let client = server.client().expect("client of the embedded server");
             return (Self::InProcess(server), client);
         }
